@@ -31,20 +31,20 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SHM_PAGE_SIZE	   4096ULL
-#define SHM_PAGE_SHIFT	   12
-#define SHM_MAX_REGIONS	   8
-#define SHM_CTL_MAGIC	   0x4c54434556414c43ULL /* "CLAVECTL" */
-#define SHM_CTL_VERSION	   1
-#define SHM_SESSION_SIZE   (256 * 1024) /* bytes reserved for the migrator */
+#define SHM_PAGE_SIZE	 4096ULL
+#define SHM_PAGE_SHIFT	 12
+#define SHM_MAX_REGIONS	 8
+#define SHM_CTL_MAGIC	 0x4c54434556414c43ULL /* "CLAVECTL" */
+#define SHM_CTL_VERSION	 1
+#define SHM_SESSION_SIZE (256 * 1024) /* bytes reserved for the migrator */
 
 /* ---- guest RAM regions ------------------------------------------------ */
 
 /* A mapped memfd.  Owned by whoever called create/open; close unmaps. */
 struct shm_region {
-	int fd;		 /* memfd, -1 when closed */
-	void *base;	 /* MAP_SHARED mapping of the whole memfd, NULL when closed */
-	uint64_t size;	 /* bytes, multiple of SHM_PAGE_SIZE */
+	int fd;	       /* memfd, -1 when closed */
+	void *base;    /* MAP_SHARED mapping of the whole memfd, NULL when closed */
+	uint64_t size; /* bytes, multiple of SHM_PAGE_SIZE */
 };
 
 /*
@@ -71,8 +71,8 @@ int shm_memfd_next_data(int fd, uint64_t from, uint64_t end, uint64_t *start, ui
 
 /* ---- bitmaps (arrays of uint64_t words, bit n = page n) ---------------- */
 
-#define SHM_BITS_PER_WORD	64
-#define SHM_BITMAP_WORDS(bits)	(((bits) + 63) / 64)
+#define SHM_BITS_PER_WORD      64
+#define SHM_BITMAP_WORDS(bits) (((bits) + 63) / 64)
 
 /* Atomic (relaxed for set/clear/test; fetch_clear is acq_rel). */
 void shm_bitmap_set(uint64_t *map, uint64_t bit);
@@ -87,6 +87,8 @@ uint64_t shm_bitmap_fetch_clear_word(uint64_t *map, uint64_t word);
 uint64_t shm_bitmap_count(const uint64_t *map, uint64_t nbits);
 /* First set bit >= @start and < @nbits, or @nbits if none. */
 uint64_t shm_bitmap_find_next(const uint64_t *map, uint64_t nbits, uint64_t start);
+/* First clear bit >= @start and < @nbits, or @nbits if none (received-map gaps). */
+uint64_t shm_bitmap_find_next_zero(const uint64_t *map, uint64_t nbits, uint64_t start);
 /* Non-atomic bulk helpers for maps nobody else is using yet. */
 void shm_bitmap_zero(uint64_t *map, uint64_t nbits);
 void shm_bitmap_fill(uint64_t *map, uint64_t nbits);
@@ -123,11 +125,11 @@ struct shm_ctl_region {
 };
 
 struct shm_ctl_header {
-	uint64_t magic;	       /* SHM_CTL_MAGIC */
-	uint32_t version;      /* SHM_CTL_VERSION: layout of this struct */
-	uint32_t page_size;    /* SHM_PAGE_SIZE */
-	uint64_t total_size;   /* bytes of the whole segment */
-	uint64_t ram_size;     /* sum of region sizes */
+	uint64_t magic;	     /* SHM_CTL_MAGIC */
+	uint32_t version;    /* SHM_CTL_VERSION: layout of this struct */
+	uint32_t page_size;  /* SHM_PAGE_SIZE */
+	uint64_t total_size; /* bytes of the whole segment */
+	uint64_t ram_size;   /* sum of region sizes */
 	uint32_t nr_regions;
 	uint32_t reserved;
 	uint64_t session_off;  /* offset of the migrator's session area */

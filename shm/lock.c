@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Process-shared robust mutex.  A holder that dies (migrator SIGKILLed
+ * mid-update) must not wedge the survivors: the next acquirer gets
+ * -EOWNERDEAD and the duty to repair what the lock guards.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "log/log.h"
+#include "shm/shm.h"
+
+int shm_lock_init(struct shm_lock *l)
+{
+	pthread_mutexattr_t attr;
+	int ret;
+
+	ret = pthread_mutexattr_init(&attr);
+	if (ret)
+		return -ret;
+	ret = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	if (!ret)
+		ret = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	/* errorcheck: relocking or unlocking a lock we do not hold is reported, not a hang */
+	if (!ret)
+		ret = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+	if (!ret)
+		ret = pthread_mutex_init(&l->mutex, &attr);
+	pthread_mutexattr_destroy(&attr);
+	if (ret)
+		log_err("pthread_mutex_init (shared, robust): %s", strerror(ret));
+	return -ret;
+}
+
+int shm_lock_acquire(struct shm_lock *l)
+{
+	int ret = pthread_mutex_lock(&l->mutex);
+
+	switch (ret) {
+	case 0:
+		return 0;
+	case EOWNERDEAD:
+		log_warn("shared lock %p: previous holder died, state must be repaired", (void *)l);
+		return -EOWNERDEAD;
+	case ENOTRECOVERABLE:
+		log_err("shared lock %p: not recoverable (holder died, not repaired)", (void *)l);
+		return -ENOTRECOVERABLE;
+	default:
+		log_err("pthread_mutex_lock %p: %s", (void *)l, strerror(ret));
+		return -ret;
+	}
+}
+
+void shm_lock_mark_consistent(struct shm_lock *l)
+{
+	int ret = pthread_mutex_consistent(&l->mutex);
+
+	/* EINVAL here means the caller did not get -EOWNERDEAD: a bug, not a runtime error */
+	assert(ret == 0);
+	(void)ret;
+}
+
+void shm_lock_release(struct shm_lock *l)
+{
+	int ret = pthread_mutex_unlock(&l->mutex);
+
+	/* EPERM: released by a thread that does not hold it */
+	assert(ret == 0);
+	(void)ret;
+}
+
+void shm_lock_destroy(struct shm_lock *l)
+{
+	int ret = pthread_mutex_destroy(&l->mutex);
+
+	if (ret)
+		log_warn("pthread_mutex_destroy %p: %s", (void *)l, strerror(ret));
+}
