@@ -13,6 +13,7 @@
  * a bad offset would turn into an access outside the mapping.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -155,17 +156,28 @@ static bool ctl_range_ok(uint64_t off, uint64_t len, uint64_t total)
 
 struct ctl_span {
 	const char *what;
-	unsigned int region;
+	int region; /* -1: not a region's */
 	uint64_t off, len;
 };
 
+/* "dirty bitmap of region 2", "session area" */
+static const char *ctl_span_name(const struct ctl_span *s, char *buf, size_t size)
+{
+	if (s->region < 0)
+		return s->what;
+	snprintf(buf, size, "%s %d", s->what, s->region);
+	return buf;
+}
+
 static int ctl_span_check(const struct ctl_span *s, uint64_t total, uint64_t align)
 {
+	char name[48];
+
 	if (s->off % align || !ctl_range_ok(s->off, s->len, total)) {
-		log_err("control segment: %s %u at %llu+%llu outside %llu bytes or not "
-			"%llu-aligned",
-			s->what, s->region, (unsigned long long)s->off, (unsigned long long)s->len,
-			(unsigned long long)total, (unsigned long long)align);
+		log_err("control segment: %s at %llu+%llu outside %llu bytes or not %llu-aligned",
+			ctl_span_name(s, name, sizeof(name)), (unsigned long long)s->off,
+			(unsigned long long)s->len, (unsigned long long)total,
+			(unsigned long long)align);
 		return -EINVAL;
 	}
 	return 0;
@@ -208,8 +220,8 @@ static int ctl_header_validate(const struct shm_ctl_header *h, uint64_t total)
 			(unsigned long long)h->session_size, SHM_SESSION_SIZE);
 		return -EINVAL;
 	}
-	spans[n++] = (struct ctl_span){"header", 0, 0, SHM_PAGE_SIZE};
-	spans[n++] = (struct ctl_span){"session area", 0, h->session_off, h->session_size};
+	spans[n++] = (struct ctl_span){"header", -1, 0, SHM_PAGE_SIZE};
+	spans[n++] = (struct ctl_span){"session area", -1, h->session_off, h->session_size};
 	ret = ctl_span_check(&spans[1], total, SHM_PAGE_SIZE);
 	if (ret)
 		return ret;
@@ -225,9 +237,10 @@ static int ctl_header_validate(const struct shm_ctl_header *h, uint64_t total)
 		gpa[i] = cr->gpa;
 		size[i] = cr->size;
 		ram += cr->size;
-		spans[n++] = (struct ctl_span){"dirty bitmap of region", i, cr->dirty_off, len};
 		spans[n++] =
-			(struct ctl_span){"received bitmap of region", i, cr->received_off, len};
+			(struct ctl_span){"dirty bitmap of region", (int)i, cr->dirty_off, len};
+		spans[n++] = (struct ctl_span){"received bitmap of region", (int)i,
+					       cr->received_off, len};
 		ret = ctl_span_check(&spans[n - 2], total, CTL_ALIGN);
 		if (!ret)
 			ret = ctl_span_check(&spans[n - 1], total, CTL_ALIGN);
@@ -249,8 +262,11 @@ static int ctl_header_validate(const struct shm_ctl_header *h, uint64_t total)
 
 			if (a->len && b->len && a->off < b->off + b->len &&
 			    b->off < a->off + a->len) {
-				log_err("control segment: %s %u overlaps %s %u", a->what, a->region,
-					b->what, b->region);
+				char na[48], nb[48];
+
+				log_err("control segment: %s overlaps %s",
+					ctl_span_name(a, na, sizeof(na)),
+					ctl_span_name(b, nb, sizeof(nb)));
 				return -EINVAL;
 			}
 		}
