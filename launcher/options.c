@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * `cleave run` option parsing.  A small table-driven parser instead of
+ * getopt_long: no global state (the unit tests parse many command lines in
+ * one process) and every error message is ours.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/kvm.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "launcher/options.h"
+#include "shm/shm.h"
+
+enum opt_id {
+	OPT_NAME,
+	OPT_MEMORY,
+	OPT_VCPUS,
+	OPT_GUEST,
+	OPT_APPEND,
+	OPT_SERIAL,
+	OPT_QMP,
+	OPT_STATE_DIR,
+	OPT_INCOMING,
+	OPT_NO_SANDBOX,
+	OPT_VERBOSE,
+	OPT_HELP,
+};
+
+struct opt_def {
+	const char *name; /* long form, without "--" */
+	char short_name;  /* 0: none */
+	bool has_arg;
+	enum opt_id id;
+};
+
+static const struct opt_def opt_table[] = {
+	{"name", 0, true, OPT_NAME},
+	{"memory", 'm', true, OPT_MEMORY},
+	{"vcpus", 0, true, OPT_VCPUS},
+	{"guest", 0, true, OPT_GUEST},
+	{"append", 0, true, OPT_APPEND},
+	{"serial", 0, true, OPT_SERIAL},
+	{"qmp", 0, true, OPT_QMP},
+	{"state-dir", 0, true, OPT_STATE_DIR},
+	{"incoming", 0, true, OPT_INCOMING},
+	{"no-sandbox", 0, false, OPT_NO_SANDBOX},
+	{"verbose", 'v', false, OPT_VERBOSE},
+	{"help", 'h', false, OPT_HELP},
+};
+
+void run_options_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: cleave run [OPTIONS]\n"
+		"Boot a VM as supervised processes (cleave-vcpu, cleave-migrator, "
+		"cleave-monitor).\n"
+		"\n"
+		"  --name NAME            VM name, [A-Za-z0-9._-], up to %d chars (default "
+		"vm-<pid>)\n"
+		"  -m, --memory SIZE      guest RAM; K/M/G/T suffix, bare number = MiB (default "
+		"512M);\n"
+		"                         page aligned, %lluM..%lluG\n"
+		"  --vcpus N              vCPUs, 1..KVM_CAP_MAX_VCPUS of this host (default 1)\n"
+		"  --guest FILE           guest ELF to boot (default: the embedded guest)\n"
+		"  --append STR           guest command line; \"cpus=N\" is appended\n"
+		"  --serial stdio|file:PATH\n"
+		"                         where the guest's COM1 output goes (default stdio)\n"
+		"  --qmp unix:PATH|tcp:127.0.0.1:PORT\n"
+		"                         QMP listening socket; repeatable (up to %d); tcp is\n"
+		"                         loopback only\n"
+		"  --state-dir DIR        runtime sockets (default /run/cleave/NAME as root, else\n"
+		"                         $XDG_RUNTIME_DIR/cleave/NAME or /tmp/cleave-UID/NAME)\n"
+		"  --incoming tcp:HOST:PORT|defer\n"
+		"                         wait for an incoming migration instead of booting\n"
+		"  --no-sandbox           run the children without seccomp/namespaces\n"
+		"  -v, --verbose          debug logs, in cleave and its children\n"
+		"  -h, --help             this text\n"
+		"\n"
+		"Exit status: the guest's exit code when it powers off (0..125), 0 after QMP\n"
+		"quit or SIGTERM/SIGINT, 1 when the VM failed (cleave-vcpu died or failed),\n"
+		"2 for bad options.  See docs/OPERATOR.md.\n",
+		RUN_NAME_MAX, (unsigned long long)(RUN_MEMORY_MIN >> 20),
+		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX);
+}
+
+static int opt_error(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int opt_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+int run_size_parse(const char *s, uint64_t *bytes)
+{
+	uint64_t v = 0, shift = 20;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	switch (*p) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*p && p[1])
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*bytes = v << shift;
+	return 0;
+}
+
+unsigned int run_host_max_vcpus(void)
+{
+	int fd, n;
+
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return RUN_VCPUS_FALLBACK;
+	/* KVM API: without MAX_VCPUS assume NR_VCPUS, without that assume 4. */
+	n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (n <= 0)
+		n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (n <= 0)
+		n = 4;
+	close(fd);
+	return (unsigned int)n;
+}
+
+static int opt_parse_name(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	size_t len = strlen(v);
+
+	if (len == 0 || len > RUN_NAME_MAX)
+		return opt_error(err, errlen, "--name '%s': must be 1..%d characters", v,
+				 RUN_NAME_MAX);
+	if (v[0] == '.' || v[0] == '-')
+		return opt_error(err, errlen, "--name '%s': must not start with '.' or '-'", v);
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len)
+		return opt_error(err, errlen, "--name '%s': only letters, digits, '.', '_', '-'",
+				 v);
+	memcpy(o->name, v, len + 1);
+	return 0;
+}
+
+static int opt_parse_memory(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	uint64_t bytes;
+	int ret;
+
+	ret = run_size_parse(v, &bytes);
+	if (ret == -ERANGE)
+		return opt_error(err, errlen, "--memory '%s': too large (at most %lluG)", v,
+				 (unsigned long long)(RUN_MEMORY_MAX >> 30));
+	if (ret)
+		return opt_error(err, errlen,
+				 "--memory '%s': not a size (digits with an optional K, M, G or T "
+				 "suffix)",
+				 v);
+	if (bytes % SHM_PAGE_SIZE)
+		return opt_error(err, errlen, "--memory '%s': not a multiple of the %llu-byte page",
+				 v, (unsigned long long)SHM_PAGE_SIZE);
+	if (bytes < RUN_MEMORY_MIN)
+		return opt_error(err, errlen, "--memory '%s': too small (at least %lluM)", v,
+				 (unsigned long long)(RUN_MEMORY_MIN >> 20));
+	if (bytes > RUN_MEMORY_MAX)
+		return opt_error(err, errlen, "--memory '%s': too large (at most %lluG)", v,
+				 (unsigned long long)(RUN_MEMORY_MAX >> 30));
+	o->memory = bytes;
+	return 0;
+}
+
+static int opt_parse_vcpus(struct run_options *o, const char *v, unsigned int max_vcpus, char *err,
+			   size_t errlen)
+{
+	unsigned long n;
+	char *end;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || errno)
+		return opt_error(err, errlen, "--vcpus '%s': not a number", v);
+	if (n < 1 || n > max_vcpus)
+		return opt_error(err, errlen, "--vcpus '%s': must be 1..%u on this host", v,
+				 max_vcpus);
+	o->vcpus = (unsigned int)n;
+	return 0;
+}
+
+static int opt_parse_port(const char *s, uint16_t *port)
+{
+	unsigned long n;
+	char *end;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || n < 1 || n > 65535)
+		return -EINVAL;
+	*port = (uint16_t)n;
+	return 0;
+}
+
+static int opt_parse_qmp(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	struct run_endpoint *ep;
+	struct in_addr in;
+	char host[64];
+	const char *colon;
+
+	if (o->nr_qmp == RUN_QMP_MAX)
+		return opt_error(err, errlen, "--qmp '%s': at most %d QMP sockets", v, RUN_QMP_MAX);
+	ep = &o->qmp[o->nr_qmp];
+	memset(ep, 0, sizeof(*ep));
+	ep->text = v;
+	if (!strncmp(v, "unix:", 5)) {
+		const char *path = v + 5;
+
+		if (!*path)
+			return opt_error(err, errlen, "--qmp '%s': empty socket path", v);
+		if (strlen(path) >= sizeof(ep->path))
+			return opt_error(err, errlen,
+					 "--qmp '%s': socket path longer than %zu bytes", v,
+					 sizeof(ep->path) - 1);
+		ep->kind = RUN_EP_UNIX;
+		strcpy(ep->path, path);
+	} else if (!strncmp(v, "tcp:", 4)) {
+		colon = strrchr(v + 4, ':');
+		if (!colon || (size_t)(colon - (v + 4)) >= sizeof(host))
+			return opt_error(err, errlen, "--qmp '%s': expected tcp:127.0.0.1:PORT", v);
+		memcpy(host, v + 4, (size_t)(colon - (v + 4)));
+		host[colon - (v + 4)] = '\0';
+		if (!strcmp(host, "localhost"))
+			strcpy(host, "127.0.0.1");
+		if (inet_pton(AF_INET, host, &in) != 1)
+			return opt_error(err, errlen,
+					 "--qmp '%s': '%s' is not an IPv4 address (expected "
+					 "tcp:127.0.0.1:PORT)",
+					 v, host);
+		/* QMP has no authentication: never listen beyond this host. */
+		if ((ntohl(in.s_addr) >> 24) != 127)
+			return opt_error(
+				err, errlen,
+				"--qmp '%s': QMP over TCP listens on loopback (127.0.0.0/8) "
+				"only",
+				v);
+		if (opt_parse_port(colon + 1, &ep->port))
+			return opt_error(err, errlen, "--qmp '%s': port must be 1..65535", v);
+		ep->kind = RUN_EP_TCP;
+		ep->addr = ntohl(in.s_addr);
+	} else {
+		return opt_error(err, errlen,
+				 "--qmp '%s': expected unix:PATH or tcp:127.0.0.1:PORT", v);
+	}
+	o->nr_qmp++;
+	return 0;
+}
+
+static int opt_parse_serial(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	if (!strcmp(v, "stdio")) {
+		o->serial = RUN_SERIAL_STDIO;
+		o->serial_path = NULL;
+	} else if (!strncmp(v, "file:", 5) && v[5]) {
+		o->serial = RUN_SERIAL_FILE;
+		o->serial_path = v + 5;
+	} else {
+		return opt_error(err, errlen, "--serial '%s': expected stdio or file:PATH", v);
+	}
+	return 0;
+}
+
+static int opt_parse_incoming(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	const char *colon;
+	uint16_t port;
+
+	if (!strcmp(v, "defer")) {
+		o->incoming = RUN_INCOMING_DEFER;
+		o->incoming_uri = NULL;
+		return 0;
+	}
+	colon = strncmp(v, "tcp:", 4) ? NULL : strrchr(v + 4, ':');
+	if (!colon || colon == v + 4)
+		return opt_error(err, errlen, "--incoming '%s': expected tcp:HOST:PORT or defer",
+				 v);
+	if (opt_parse_port(colon + 1, &port))
+		return opt_error(err, errlen, "--incoming '%s': port must be 1..65535", v);
+	o->incoming = RUN_INCOMING_TCP;
+	o->incoming_uri = v;
+	return 0;
+}
+
+static int opt_parse_state_dir(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	/* The children listen on ipc://<dir>/<sock>; the longest must fit sun_path. */
+	if (!*v)
+		return opt_error(err, errlen, "--state-dir: empty path");
+	if (strlen(v) + 1 + strlen(RUN_STATE_SOCK_NAME) >= sizeof(o->state_dir))
+		return opt_error(err, errlen,
+				 "--state-dir '%s': too long for the sockets inside (at most %zu "
+				 "bytes)",
+				 v, sizeof(o->state_dir) - 2 - strlen(RUN_STATE_SOCK_NAME));
+	strcpy(o->state_dir, v);
+	return 0;
+}
+
+static int opt_default_state_dir(struct run_options *o, char *err, size_t errlen)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[sizeof(o->state_dir) + RUN_NAME_MAX + 32];
+
+	if (geteuid() == 0)
+		snprintf(dir, sizeof(dir), "/run/cleave/%s", o->name);
+	else if (xdg && xdg[0] == '/')
+		snprintf(dir, sizeof(dir), "%s/cleave/%s", xdg, o->name);
+	else
+		snprintf(dir, sizeof(dir), "/tmp/cleave-%u/%s", (unsigned int)geteuid(), o->name);
+	return opt_parse_state_dir(o, dir, err, errlen);
+}
+
+static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
+			unsigned int max_vcpus, const char **append, char *err, size_t errlen)
+{
+	struct stat st;
+
+	switch (id) {
+	case OPT_NAME:
+		return opt_parse_name(o, v, err, errlen);
+	case OPT_MEMORY:
+		return opt_parse_memory(o, v, err, errlen);
+	case OPT_VCPUS:
+		return opt_parse_vcpus(o, v, max_vcpus, err, errlen);
+	case OPT_GUEST:
+		if (stat(v, &st))
+			return opt_error(err, errlen, "--guest '%s': %s", v, strerror(errno));
+		if (!S_ISREG(st.st_mode))
+			return opt_error(err, errlen, "--guest '%s': not a regular file", v);
+		o->guest = v;
+		return 0;
+	case OPT_APPEND:
+		*append = v;
+		return 0;
+	case OPT_SERIAL:
+		return opt_parse_serial(o, v, err, errlen);
+	case OPT_QMP:
+		return opt_parse_qmp(o, v, err, errlen);
+	case OPT_STATE_DIR:
+		return opt_parse_state_dir(o, v, err, errlen);
+	case OPT_INCOMING:
+		return opt_parse_incoming(o, v, err, errlen);
+	case OPT_NO_SANDBOX:
+		o->no_sandbox = true;
+		return 0;
+	case OPT_VERBOSE:
+		o->verbose = true;
+		return 0;
+	case OPT_HELP:
+		o->help = true;
+		return 0;
+	}
+	return opt_error(err, errlen, "internal: option %d", (int)id);
+}
+
+/* Finds @arg's definition; sets *@inline_val for "--opt=value". */
+static const struct opt_def *opt_lookup(const char *arg, const char **inline_val)
+{
+	size_t i, len;
+
+	*inline_val = NULL;
+	if (arg[0] == '-' && arg[1] && arg[1] != '-' && !arg[2]) {
+		for (i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++)
+			if (opt_table[i].short_name == arg[1])
+				return &opt_table[i];
+		return NULL;
+	}
+	if (strncmp(arg, "--", 2))
+		return NULL;
+	arg += 2;
+	len = strcspn(arg, "=");
+	for (i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++) {
+		if (strlen(opt_table[i].name) != len || strncmp(opt_table[i].name, arg, len))
+			continue;
+		if (arg[len] == '=')
+			*inline_val = arg + len + 1;
+		return &opt_table[i];
+	}
+	return NULL;
+}
+
+int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int max_vcpus,
+		      char *err, size_t errlen)
+{
+	const char *append = NULL, *v;
+	const struct opt_def *def;
+	int i, ret, n;
+
+	memset(o, 0, sizeof(*o));
+	o->memory = RUN_MEMORY_DEFAULT;
+	o->vcpus = 1;
+	o->serial = RUN_SERIAL_STDIO;
+	err[0] = '\0';
+
+	for (i = 1; i < argc; i++) {
+		def = opt_lookup(argv[i], &v);
+		if (!def)
+			return opt_error(err, errlen,
+					 argv[i][0] == '-' ? "unknown option '%s'"
+							   : "unexpected argument '%s'",
+					 argv[i]);
+		if (def->has_arg && !v) {
+			if (i + 1 >= argc)
+				return opt_error(err, errlen, "option '%s' needs a value", argv[i]);
+			v = argv[++i];
+		} else if (!def->has_arg && v) {
+			return opt_error(err, errlen, "option '--%s' takes no value", def->name);
+		}
+		ret = opt_dispatch(o, def->id, v, max_vcpus, &append, err, errlen);
+		if (ret)
+			return ret;
+	}
+	if (o->help)
+		return 0;
+
+	if (!o->name[0])
+		snprintf(o->name, sizeof(o->name), "vm-%d", (int)getpid());
+	if (!o->state_dir[0]) {
+		ret = opt_default_state_dir(o, err, errlen);
+		if (ret)
+			return ret;
+	}
+	n = snprintf(o->cmdline, sizeof(o->cmdline), "%s%scpus=%u", append ? append : "",
+		     append && append[0] ? " " : "", o->vcpus);
+	if (n < 0 || (size_t)n >= sizeof(o->cmdline))
+		return opt_error(err, errlen, "--append: guest command line longer than %zu bytes",
+				 sizeof(o->cmdline) - 1);
+	return 0;
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * `cleave run` options: parsed and validated completely before anything is
+ * created, so a bad value costs nothing but an error message and exit 2.
+ */
+#ifndef CLEAVE_LAUNCHER_OPTIONS_H
+#define CLEAVE_LAUNCHER_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/un.h>
+
+#define RUN_NAME_MAX	   64
+#define RUN_QMP_MAX	   8
+#define RUN_MEMORY_MIN	   (2ULL << 20) /* room for the embedded guest's image and tables */
+#define RUN_MEMORY_MAX	   (1ULL << 40) /* 1 TiB: far below any host's guest-physical limit */
+#define RUN_MEMORY_DEFAULT (512ULL << 20)
+#define RUN_VCPUS_FALLBACK 256	/* cap when /dev/kvm cannot be asked */
+#define RUN_APPEND_MAX	   2048 /* whole guest command line, "cpus=N" included */
+#define RUN_SUN_PATH_MAX   (sizeof(((struct sockaddr_un *)0)->sun_path))
+/* Longest socket name the launcher puts in the state dir ("migrator.events"). */
+#define RUN_STATE_SOCK_NAME "migrator.events"
+
+enum run_serial {
+	RUN_SERIAL_STDIO, /* the guest's COM1 goes to cleave's stdout */
+	RUN_SERIAL_FILE,  /* ... to serial_path, truncated at start */
+};
+
+enum run_endpoint_kind {
+	RUN_EP_UNIX,
+	RUN_EP_TCP,
+};
+
+/* A QMP listening address as given on the command line. */
+struct run_endpoint {
+	enum run_endpoint_kind kind;
+	char path[RUN_SUN_PATH_MAX]; /* RUN_EP_UNIX: socket path */
+	uint32_t addr;		     /* RUN_EP_TCP: IPv4 loopback address, host order */
+	uint16_t port;		     /* RUN_EP_TCP: 1..65535 */
+	const char *text;	     /* the argument, for messages */
+};
+
+enum run_incoming {
+	RUN_INCOMING_NONE,  /* boot the guest */
+	RUN_INCOMING_TCP,   /* wait for a migration on incoming_uri */
+	RUN_INCOMING_DEFER, /* wait; the URI comes later over QMP */
+};
+
+struct run_options {
+	char name[RUN_NAME_MAX + 1];
+	uint64_t memory; /* bytes, page aligned */
+	unsigned int vcpus;
+	const char *guest;	      /* ELF path, NULL: the embedded guest */
+	char cmdline[RUN_APPEND_MAX]; /* --append plus " cpus=N" */
+	enum run_serial serial;
+	const char *serial_path; /* RUN_SERIAL_FILE */
+	struct run_endpoint qmp[RUN_QMP_MAX];
+	unsigned int nr_qmp;
+	char state_dir[RUN_SUN_PATH_MAX]; /* every socket path inside must fit sun_path */
+	enum run_incoming incoming;
+	const char *incoming_uri; /* RUN_INCOMING_TCP: "tcp:HOST:PORT" */
+	bool no_sandbox;
+	bool verbose;
+	bool help; /* --help given: print run_options_usage() and exit 0 */
+};
+
+/*
+ * Parses `cleave run` arguments (argv[0] is "run") into @o.  @max_vcpus is
+ * the host limit (run_host_max_vcpus()).  Returns 0, or -EINVAL with a
+ * one-line reason in @err.  Pointers in @o point into @argv.
+ */
+int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int max_vcpus,
+		      char *err, size_t errlen);
+void run_options_usage(FILE *out);
+
+/*
+ * Parses a size: digits with an optional K, M, G or T suffix (powers of
+ * 1024, either case); a bare number means MiB, as with QEMU's -m.
+ * Returns 0, -EINVAL (syntax) or -ERANGE (overflows 64 bits).
+ */
+int run_size_parse(const char *s, uint64_t *bytes);
+
+/* KVM_CAP_MAX_VCPUS of /dev/kvm, or RUN_VCPUS_FALLBACK if it cannot be asked. */
+unsigned int run_host_max_vcpus(void);
+
+#endif

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The resources `cleave run` creates before any child starts.  Each comes
+ * with its release function; every fd returned is CLOEXEC (spawn hands it
+ * over explicitly).  Return values: 0 or a negative errno, with the reason
+ * logged.
+ */
+#ifndef CLEAVE_LAUNCHER_RUN_INTERNAL_H
+#define CLEAVE_LAUNCHER_RUN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "launcher/options.h"
+
+/* statedir.c ------------------------------------------------------------ */
+
+/* The state dir, exclusively locked for the launcher's lifetime. */
+struct run_state_dir {
+	char path[RUN_SUN_PATH_MAX];
+	bool created; /* we made the leaf directory: remove it at the end */
+	int lock_fd;  /* flock()ed "<dir>/lock", -1 when not held */
+};
+
+/*
+ * Creates @path (and missing parents) mode 0700, or checks that an existing
+ * one is a directory owned by us and makes it 0700, then locks it so a
+ * second VM with the same state dir fails with -EBUSY.
+ */
+int run_state_dir_create(struct run_state_dir *d, const char *path);
+/* Unlinks the sockets cleave's processes create in it, the lock, the dir. */
+void run_state_dir_remove(struct run_state_dir *d);
+/* "<dir>/<name>" into @buf; the options parser guaranteed it fits. */
+void run_state_dir_path(const struct run_state_dir *d, const char *name, char *buf, size_t len);
+
+/* qmp-listen.c ---------------------------------------------------------- */
+
+/*
+ * Creates the listening socket for @ep: unix (a stale socket file nobody
+ * listens on is replaced; anything else at the path is an error; mode 0600)
+ * or TCP on loopback.  The backlog is large so clients queue while the
+ * monitor restarts.
+ */
+int run_qmp_listen(const struct run_endpoint *ep, int *fd);
+/* Closes @fd and unlinks a unix socket's path. */
+void run_qmp_close(const struct run_endpoint *ep, int fd);
+
+/* guest-blob.c ---------------------------------------------------------- */
+
+/*
+ * The guest ELF as an fd: @path opened read-only, or (NULL) the embedded
+ * guest copied into a sealed memfd "cleave-guest".
+ */
+int run_guest_open(const char *path, int *fd);
+/* Bytes of the embedded guest; 0 when this cleave was built without one. */
+size_t run_guest_embedded_size(void);
+
+/* libexec.c ------------------------------------------------------------- */
+
+/*
+ * Finds child binary @name: only in $CLEAVE_LIBEXEC_DIR when set, else next
+ * to cleave (/proc/self/exe), else in the build tree's @build_subdir
+ * ("../vcpu-proc" relative to cleave's directory).  -ENOENT when absent.
+ */
+int run_libexec_find(const char *name, const char *build_subdir, char *buf, size_t len);
+
+#endif

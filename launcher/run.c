@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * `cleave run`: create the VM's memory, guest image, sockets and state dir,
+ * start cleave-vcpu, cleave-migrator and cleave-monitor with exactly their
+ * fds (docs/PROCESSES.md), supervise them until the VM ends, clean up.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "launcher/commands.h"
+#include "launcher/options.h"
+#include "launcher/run-internal.h"
+#include "launcher/spawn.h"
+#include "launcher/supervise.h"
+#include "log/log.h"
+#include "shm/shm.h"
+
+#define RUN_LOW_RAM_MAX	 (3ULL << 30) /* region 0 ends below the 32-bit MMIO hole */
+#define RUN_HIGH_RAM_GPA (4ULL << 30)
+
+enum run_child {
+	RUN_CHILD_VCPU,
+	RUN_CHILD_MIGRATOR,
+	RUN_CHILD_MONITOR,
+	RUN_NR_CHILDREN,
+};
+
+static const struct {
+	const char *name;	  /* binary and log name */
+	const char *build_subdir; /* where meson builds it, relative to cleave's dir */
+} run_child_bins[RUN_NR_CHILDREN] = {
+	[RUN_CHILD_VCPU] = {"cleave-vcpu", "../vcpu-proc"},
+	[RUN_CHILD_MIGRATOR] = {"cleave-migrator", "../migrator"},
+	[RUN_CHILD_MONITOR] = {"cleave-monitor", "../monitor"},
+};
+
+/* Everything one `cleave run` owns; released by run_vm_fini in reverse. */
+struct run_vm {
+	struct run_options opt;
+	struct run_state_dir state;
+	struct shm_ctl ctl;
+	int ram_fds[SHM_MAX_REGIONS]; /* RAM memfds, never mapped here */
+	unsigned int nr_ram;
+	int guest_fd;
+	int serial_fd; /* a file we opened, -1 for stdio */
+	int qmp_fds[RUN_QMP_MAX];
+	char vcpu_rpc[RUN_SUN_PATH_MAX + 32]; /* ipc:// URLs in the state dir */
+	char vcpu_events[RUN_SUN_PATH_MAX + 32];
+	char mig_rpc[RUN_SUN_PATH_MAX + 32];
+	char mig_events[RUN_SUN_PATH_MAX + 32];
+	char bins[RUN_NR_CHILDREN][PATH_MAX];
+	struct spawn_cmd cmds[RUN_NR_CHILDREN];
+	bool cmds_ready[RUN_NR_CHILDREN];
+	struct sup sup;
+	bool sup_ready;
+};
+
+static void run_vm_fini(struct run_vm *vm)
+{
+	unsigned int i;
+
+	/* Children first: nothing may use a socket or memfd we release below. */
+	if (vm->sup_ready)
+		sup_fini(&vm->sup);
+	vm->sup_ready = false;
+	for (i = 0; i < RUN_NR_CHILDREN; i++)
+		if (vm->cmds_ready[i])
+			spawn_cmd_fini(&vm->cmds[i]);
+	memset(vm->cmds_ready, 0, sizeof(vm->cmds_ready));
+	for (i = 0; i < vm->opt.nr_qmp; i++) {
+		run_qmp_close(&vm->opt.qmp[i], vm->qmp_fds[i]);
+		vm->qmp_fds[i] = -1;
+	}
+	if (vm->serial_fd >= 0)
+		close(vm->serial_fd);
+	vm->serial_fd = -1;
+	if (vm->guest_fd >= 0)
+		close(vm->guest_fd);
+	vm->guest_fd = -1;
+	for (i = 0; i < vm->nr_ram; i++)
+		close(vm->ram_fds[i]);
+	vm->nr_ram = 0;
+	shm_ctl_close(&vm->ctl);
+	run_state_dir_remove(&vm->state);
+}
+
+/*
+ * Guest RAM per docs/PROCESSES.md: region 0 at GPA 0 up to 3 GiB, the rest
+ * at 4 GiB.  The launcher keeps only the memfds: it never maps guest RAM.
+ */
+static int run_vm_memory_create(struct run_vm *vm)
+{
+	struct shm_ctl_layout layout = {0};
+	uint64_t low = vm->opt.memory < RUN_LOW_RAM_MAX ? vm->opt.memory : RUN_LOW_RAM_MAX;
+	struct shm_region r;
+	unsigned int i;
+	int ret;
+
+	layout.gpa[0] = 0;
+	layout.size[0] = low;
+	layout.nr_regions = 1;
+	if (vm->opt.memory > low) {
+		layout.gpa[1] = RUN_HIGH_RAM_GPA;
+		layout.size[1] = vm->opt.memory - low;
+		layout.nr_regions = 2;
+	}
+	for (i = 0; i < layout.nr_regions; i++) {
+		ret = shm_region_create(&r, i, layout.size[i]);
+		if (ret)
+			return ret;
+		munmap(r.base, r.size);
+		vm->ram_fds[vm->nr_ram++] = r.fd;
+	}
+	ret = shm_ctl_create(&vm->ctl, &layout);
+	if (ret)
+		return ret;
+	log_debug("RAM %llu MiB in %u region(s), control segment %llu KiB",
+		  (unsigned long long)(vm->opt.memory >> 20), vm->nr_ram,
+		  (unsigned long long)(vm->ctl.size >> 10));
+	return 0;
+}
+
+static int run_vm_serial_open(struct run_vm *vm)
+{
+	if (vm->opt.serial != RUN_SERIAL_FILE)
+		return 0;
+	vm->serial_fd = open(vm->opt.serial_path,
+			     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
+	if (vm->serial_fd < 0) {
+		int ret = -errno;
+
+		log_err("--serial file:%s: %s", vm->opt.serial_path, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int run_vm_resources_create(struct run_vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	ret = run_state_dir_create(&vm->state, vm->opt.state_dir);
+	if (ret)
+		return ret;
+	snprintf(vm->vcpu_rpc, sizeof(vm->vcpu_rpc), "ipc://%s/vcpu.rpc", vm->state.path);
+	snprintf(vm->vcpu_events, sizeof(vm->vcpu_events), "ipc://%s/vcpu.events", vm->state.path);
+	snprintf(vm->mig_rpc, sizeof(vm->mig_rpc), "ipc://%s/migrator.rpc", vm->state.path);
+	snprintf(vm->mig_events, sizeof(vm->mig_events), "ipc://%s/migrator.events",
+		 vm->state.path);
+	ret = run_vm_memory_create(vm);
+	if (ret)
+		return ret;
+	ret = run_guest_open(vm->opt.guest, &vm->guest_fd);
+	if (ret)
+		return ret;
+	ret = run_vm_serial_open(vm);
+	if (ret)
+		return ret;
+	for (i = 0; i < vm->opt.nr_qmp; i++) {
+		ret = run_qmp_listen(&vm->opt.qmp[i], &vm->qmp_fds[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* "--ram-fds A,B": the child's numbers of the RAM memfds, in region order. */
+static void run_cmd_ram_fds(struct run_vm *vm, struct spawn_cmd *c)
+{
+	char list[SHM_MAX_REGIONS * 12] = "";
+	size_t off = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_ram; i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d", i ? "," : "",
+					spawn_cmd_fd(c, vm->ram_fds[i]));
+	spawn_cmd_arg(c, "--ram-fds");
+	spawn_cmd_arg(c, "%s", list);
+}
+
+static void run_cmd_vcpu(struct run_vm *vm, struct spawn_cmd *c)
+{
+	spawn_cmd_arg(c, "--ctl-fd");
+	spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->ctl.fd));
+	run_cmd_ram_fds(vm, c);
+	spawn_cmd_arg(c, "--guest-fd");
+	spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->guest_fd));
+	spawn_cmd_arg(c, "--vcpus");
+	spawn_cmd_arg(c, "%u", vm->opt.vcpus);
+	spawn_cmd_arg(c, "--append");
+	spawn_cmd_arg(c, "%s", vm->opt.cmdline);
+	spawn_cmd_arg(c, "--serial-fd");
+	spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->serial_fd >= 0 ? vm->serial_fd : STDOUT_FILENO));
+	spawn_cmd_arg(c, "--name");
+	spawn_cmd_arg(c, "%s", vm->opt.name);
+	spawn_cmd_arg(c, "--rpc");
+	spawn_cmd_arg(c, "%s", vm->vcpu_rpc);
+	spawn_cmd_arg(c, "--events");
+	spawn_cmd_arg(c, "%s", vm->vcpu_events);
+	if (vm->opt.incoming != RUN_INCOMING_NONE)
+		spawn_cmd_arg(c, "--incoming");
+}
+
+static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
+{
+	spawn_cmd_arg(c, "--ctl-fd");
+	spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->ctl.fd));
+	run_cmd_ram_fds(vm, c);
+	spawn_cmd_arg(c, "--vcpu-rpc");
+	spawn_cmd_arg(c, "%s", vm->vcpu_rpc);
+	spawn_cmd_arg(c, "--rpc");
+	spawn_cmd_arg(c, "%s", vm->mig_rpc);
+	spawn_cmd_arg(c, "--events");
+	spawn_cmd_arg(c, "%s", vm->mig_events);
+	if (vm->opt.incoming == RUN_INCOMING_TCP) {
+		spawn_cmd_arg(c, "--incoming");
+		spawn_cmd_arg(c, "%s", vm->opt.incoming_uri);
+	}
+}
+
+static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->opt.nr_qmp; i++) {
+		spawn_cmd_arg(c, "--qmp-fd");
+		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->qmp_fds[i]));
+	}
+	spawn_cmd_arg(c, "--vcpu-rpc");
+	spawn_cmd_arg(c, "%s", vm->vcpu_rpc);
+	spawn_cmd_arg(c, "--vcpu-events");
+	spawn_cmd_arg(c, "%s", vm->vcpu_events);
+	spawn_cmd_arg(c, "--migrator-rpc");
+	spawn_cmd_arg(c, "%s", vm->mig_rpc);
+	spawn_cmd_arg(c, "--migrator-events");
+	spawn_cmd_arg(c, "%s", vm->mig_events);
+	spawn_cmd_arg(c, "--name");
+	spawn_cmd_arg(c, "%s", vm->opt.name);
+}
+
+/* Builds each child's command line and registers it, vcpu first: it listens. */
+static int run_vm_children_add(struct run_vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < RUN_NR_CHILDREN; i++) {
+		struct spawn_cmd *c = &vm->cmds[i];
+
+		/* Without a QMP socket nobody can talk to a monitor. */
+		if (i == RUN_CHILD_MONITOR && !vm->opt.nr_qmp)
+			continue;
+		ret = spawn_cmd_init(c, vm->bins[i], run_child_bins[i].name);
+		if (ret)
+			return ret;
+		vm->cmds_ready[i] = true;
+		if (i == RUN_CHILD_VCPU)
+			run_cmd_vcpu(vm, c);
+		else if (i == RUN_CHILD_MIGRATOR)
+			run_cmd_migrator(vm, c);
+		else
+			run_cmd_monitor(vm, c);
+		if (vm->opt.verbose)
+			spawn_cmd_arg(c, "-v");
+		if (c->err) {
+			log_err("%s command line: %s", run_child_bins[i].name, strerror(-c->err));
+			return c->err;
+		}
+		ret = sup_child_add(&vm->sup, run_child_bins[i].name, c, i == RUN_CHILD_VCPU);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int run_bins_find(struct run_vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < RUN_NR_CHILDREN; i++) {
+		if (i == RUN_CHILD_MONITOR && !vm->opt.nr_qmp)
+			continue;
+		ret = run_libexec_find(run_child_bins[i].name, run_child_bins[i].build_subdir,
+				       vm->bins[i], sizeof(vm->bins[i]));
+		if (ret)
+			return ret;
+		log_debug("%s: %s", run_child_bins[i].name, vm->bins[i]);
+	}
+	return 0;
+}
+
+int cmd_run_main(int argc, char **argv)
+{
+	static struct run_vm vm; /* large (paths); one per process */
+	char err[256];
+	int ret, status = 1;
+	unsigned int i;
+
+	log_init("cleave");
+	vm.guest_fd = -1;
+	vm.serial_fd = -1;
+	for (i = 0; i < RUN_QMP_MAX; i++)
+		vm.qmp_fds[i] = -1;
+	vm.state.lock_fd = -1;
+	vm.ctl.fd = -1;
+
+	if (run_options_parse(&vm.opt, argc, argv, run_host_max_vcpus(), err, sizeof(err))) {
+		log_err("run: %s", err);
+		fprintf(stderr, "Try 'cleave run --help'.\n");
+		return 2;
+	}
+	if (vm.opt.help) {
+		run_options_usage(stdout);
+		return 0;
+	}
+	log_set_verbose(vm.opt.verbose);
+	if (!vm.opt.guest && !run_guest_embedded_size()) {
+		log_err("run: this cleave was built without an embedded guest; pass --guest FILE");
+		return 2;
+	}
+	if (vm.opt.no_sandbox)
+		log_debug("--no-sandbox: children run without seccomp and namespaces");
+	if (run_bins_find(&vm))
+		return 1;
+
+	/* Signals blocked before anything exists, so Ctrl-C always cleans up. */
+	ret = sup_init(&vm.sup, &sup_policy_default);
+	if (ret)
+		return 1;
+	vm.sup_ready = true;
+	ret = run_vm_resources_create(&vm);
+	if (ret)
+		goto out;
+	ret = run_vm_children_add(&vm);
+	if (ret)
+		goto out;
+	log_info("VM %s: %llu MiB, %u vCPU(s), state dir %s", vm.opt.name,
+		 (unsigned long long)(vm.opt.memory >> 20), vm.opt.vcpus, vm.state.path);
+	ret = sup_start(&vm.sup);
+	if (ret)
+		goto out;
+	status = sup_run(&vm.sup);
+out:
+	run_vm_fini(&vm);
+	return status;
+}

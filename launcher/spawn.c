@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "launcher/spawn.h"
+
+int spawn_cmd_init(struct spawn_cmd *c, const char *path, const char *arg0)
+{
+	memset(c, 0, sizeof(*c));
+	c->path = strdup(path);
+	if (!c->path)
+		return -ENOMEM;
+	spawn_cmd_arg(c, "%s", arg0);
+	return c->err;
+}
+
+void spawn_cmd_fini(struct spawn_cmd *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->argc; i++)
+		free(c->argv[i]);
+	free(c->path);
+	memset(c, 0, sizeof(*c));
+}
+
+void spawn_cmd_arg(struct spawn_cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	if (c->err)
+		return;
+	if (c->argc == SPAWN_MAX_ARGS) {
+		c->err = -E2BIG;
+		return;
+	}
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		c->err = -ENOMEM;
+		return;
+	}
+	c->argv[c->argc++] = s;
+	c->argv[c->argc] = NULL;
+}
+
+int spawn_cmd_fd(struct spawn_cmd *c, int fd)
+{
+	if (c->err)
+		return c->err;
+	if (fd < 0) {
+		c->err = -EBADF;
+		return c->err;
+	}
+	if (c->nr_fds == SPAWN_MAX_FDS) {
+		c->err = -EMFILE;
+		return c->err;
+	}
+	c->fds[c->nr_fds] = fd;
+	return SPAWN_FD_BASE + (int)c->nr_fds++;
+}
+
+/*
+ * Runs in the forked child: async-signal-safe calls only.  Reports a failure
+ * as an errno on @errpipe (CLOEXEC: a successful exec closes it unwritten).
+ */
+static void __attribute__((noreturn))
+spawn_child(const struct spawn_cmd *c, pid_t parent, int errpipe)
+{
+	int tmp[SPAWN_MAX_FDS], e;
+	struct sigaction dfl;
+	sigset_t none;
+	unsigned int i;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+		goto fail;
+	/* The launcher may have died before prctl: then no signal would ever come. */
+	if (getppid() != parent)
+		_exit(127);
+
+	/*
+	 * Two passes so a target number never overwrites a source not yet
+	 * moved: first above every target, then down onto SPAWN_FD_BASE + i
+	 * (dup2 leaves the new fd without CLOEXEC, exactly what we hand over).
+	 */
+	for (i = 0; i < c->nr_fds; i++) {
+		tmp[i] = fcntl(c->fds[i], F_DUPFD_CLOEXEC, SPAWN_FD_BASE + (int)c->nr_fds);
+		if (tmp[i] < 0)
+			goto fail;
+	}
+	for (i = 0; i < c->nr_fds; i++)
+		if (dup2(tmp[i], SPAWN_FD_BASE + (int)i) < 0)
+			goto fail;
+	/* Everything else goes at exec; errpipe stays usable until then. */
+	if (close_range(SPAWN_FD_BASE + c->nr_fds, ~0U, CLOSE_RANGE_CLOEXEC))
+		goto fail;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &dfl, NULL);
+	/* The launcher blocks its signals for signalfd; the mask survives exec. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	execv(c->path, c->argv);
+fail:
+	e = errno;
+	if (write(errpipe, &e, sizeof(e)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+int spawn_cmd_start(const struct spawn_cmd *c, pid_t *pid, int *pidfd)
+{
+	int pipefd[2], child_errno = 0, ret, fd;
+	pid_t parent = getpid(), p;
+	ssize_t n;
+
+	if (c->err)
+		return c->err;
+	if (pipe2(pipefd, O_CLOEXEC))
+		return -errno;
+	p = fork();
+	if (p < 0) {
+		ret = -errno;
+		goto err_pipe;
+	}
+	if (p == 0)
+		spawn_child(c, parent, pipefd[1]);
+
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	do
+		n = read(pipefd[0], &child_errno, sizeof(child_errno));
+	while (n < 0 && errno == EINTR);
+	close(pipefd[0]);
+	if (n > 0) {
+		/* The child never reached exec; reap it now. */
+		waitpid(p, NULL, 0);
+		return child_errno > 0 ? -child_errno : -EIO;
+	}
+
+	/* Not reaped yet, so the pid cannot have been reused. */
+	fd = pidfd_open(p, 0);
+	if (fd < 0) {
+		ret = -errno;
+		kill(p, SIGKILL);
+		waitpid(p, NULL, 0);
+		return ret;
+	}
+	*pid = p;
+	*pidfd = fd;
+	return 0;
+
+err_pipe:
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return ret;
+}
