@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* Event subscriber thread and the proto -> QMP event mapping: see events.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "monitor/events.h"
+#include "monitor/qmp-dispatch.h"
+#include "proto/rpc.h"
+
+/* How often the subscriber thread looks at the stop flag. */
+#define MON_EVENTS_POLL_MS 100
+
+void mon_event_free(struct mon_event *ev)
+{
+	if (!ev)
+		return;
+	free(ev->line);
+	free(ev);
+}
+
+static struct mon_event *mon_event_build(const char *name, json_t *data, uint64_t ts_us)
+{
+	struct mon_event *ev = calloc(1, sizeof(*ev));
+	json_t *obj;
+
+	if (!ev)
+		goto err_data;
+	obj = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds", (json_int_t)(ts_us / 1000000),
+			"microseconds", (json_int_t)(ts_us % 1000000), "event", name);
+	if (!obj)
+		goto err_ev;
+	if (data && json_object_set_new(obj, "data", data)) {
+		data = NULL;
+		goto err_obj;
+	}
+	data = NULL;
+	ev->line = mon_json_format(obj, &ev->len);
+	if (!ev->line)
+		goto err_obj;
+	json_decref(obj);
+	ev->name = name;
+	ev->migration = !strcmp(name, "MIGRATION") || !strcmp(name, "MIGRATION_PASS");
+	return ev;
+
+err_obj:
+	json_decref(obj);
+err_ev:
+	free(ev);
+err_data:
+	json_decref(data);
+	return NULL;
+}
+
+struct mon_event *mon_event_make(const char *name, json_t *data)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return mon_event_build(name, data, (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec);
+}
+
+struct mon_event *mon_event_from_proto(const Cleave__Events__Event *ev)
+{
+	const char *reason;
+	struct mon_event *out;
+
+	switch (ev->body_case) {
+	case CLEAVE__EVENTS__EVENT__BODY_STOP:
+		return mon_event_build("STOP", NULL, ev->timestamp_us);
+	case CLEAVE__EVENTS__EVENT__BODY_RESUME:
+		return mon_event_build("RESUME", NULL, ev->timestamp_us);
+	case CLEAVE__EVENTS__EVENT__BODY_RESET:
+		reason = ev->reset->reason && ev->reset->reason[0] ? ev->reset->reason
+								   : "guest-reset";
+		return mon_event_build(
+			"RESET",
+			json_pack("{s:b,s:s}", "guest", ev->reset->guest, "reason", reason),
+			ev->timestamp_us);
+	case CLEAVE__EVENTS__EVENT__BODY_SHUTDOWN:
+		reason = ev->shutdown->reason && ev->shutdown->reason[0] ? ev->shutdown->reason
+									 : "guest-shutdown";
+		out = mon_event_build(
+			"SHUTDOWN",
+			json_pack("{s:b,s:s}", "guest", ev->shutdown->guest, "reason", reason),
+			ev->timestamp_us);
+		if (out)
+			out->quit_shutdown = !strcmp(reason, "host-qmp-quit");
+		return out;
+	case CLEAVE__EVENTS__EVENT__BODY_MIGRATION:
+		return mon_event_build(
+			"MIGRATION",
+			json_pack("{s:s}", "status",
+				  ev->migration->status ? ev->migration->status : "none"),
+			ev->timestamp_us);
+	case CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS:
+		return mon_event_build(
+			"MIGRATION_PASS",
+			json_pack("{s:I}", "pass", (json_int_t)ev->migration_pass->pass),
+			ev->timestamp_us);
+	default:
+		return NULL;
+	}
+}
+
+static void mon_events_push(struct mon_events *e, struct mon_event *ev)
+{
+	uint64_t one = 1;
+
+	ev->next = NULL;
+	pthread_mutex_lock(&e->lock);
+	*e->tail = ev;
+	e->tail = &ev->next;
+	pthread_mutex_unlock(&e->lock);
+	if (write(e->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("event eventfd write: %s", strerror(errno));
+}
+
+struct mon_event *mon_events_take(struct mon_events *e)
+{
+	struct mon_event *head;
+	uint64_t n;
+
+	if (read(e->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_warn("event eventfd read: %s", strerror(errno));
+	pthread_mutex_lock(&e->lock);
+	head = e->head;
+	e->head = NULL;
+	e->tail = &e->head;
+	pthread_mutex_unlock(&e->lock);
+	return head;
+}
+
+static void *mon_events_main(void *arg)
+{
+	struct mon_events *e = arg;
+	Cleave__Events__Event *pev;
+	struct mon_event *ev;
+	uint64_t missed;
+	int ret;
+
+	log_set_thread("events");
+	while (!atomic_load(&e->stopping)) {
+		ret = rpc_sub_recv(e->sub, &pev, &missed, MON_EVENTS_POLL_MS);
+		if (ret == -ETIMEDOUT)
+			continue;
+		if (ret < 0) {
+			log_warn("rpc_sub_recv: %s", strerror(-ret));
+			usleep(MON_EVENTS_POLL_MS * 1000);
+			continue;
+		}
+		if (missed)
+			log_warn("missed %llu events of %s before seq %llu",
+				 (unsigned long long)missed, pev->publisher,
+				 (unsigned long long)pev->seq);
+		ev = mon_event_from_proto(pev);
+		if (ev)
+			mon_events_push(e, ev);
+		else
+			log_warn("event of %s with unknown body %d dropped", pev->publisher,
+				 (int)pev->body_case);
+		rpc_msg_free(&pev->base);
+	}
+	return NULL;
+}
+
+int mon_events_start(struct mon_events *e, const char *const *urls, size_t nr_urls)
+{
+	size_t i;
+	int ret;
+
+	memset(e, 0, sizeof(*e));
+	e->tail = &e->head;
+	e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (e->efd < 0)
+		return -errno;
+	pthread_mutex_init(&e->lock, NULL);
+	ret = rpc_sub_open(&e->sub);
+	if (ret) {
+		log_err("rpc_sub_open: %s", strerror(-ret));
+		goto err_efd;
+	}
+	for (i = 0; i < nr_urls; i++) {
+		if (!urls[i])
+			continue;
+		ret = rpc_sub_dial(e->sub, urls[i]);
+		if (ret) {
+			log_err("rpc_sub_dial %s: %s", urls[i], strerror(-ret));
+			goto err_sub;
+		}
+	}
+	ret = -pthread_create(&e->thread, NULL, mon_events_main, e);
+	if (ret)
+		goto err_sub;
+	e->state = MON_EVENTS_RUNNING;
+	return 0;
+
+err_sub:
+	rpc_sub_close(e->sub);
+err_efd:
+	pthread_mutex_destroy(&e->lock);
+	close(e->efd);
+	e->efd = -1;
+	return ret;
+}
+
+void mon_events_stop(struct mon_events *e)
+{
+	struct mon_event *ev, *next;
+
+	if (e->state != MON_EVENTS_RUNNING)
+		return;
+	atomic_store(&e->stopping, true);
+	pthread_join(e->thread, NULL);
+	rpc_sub_close(e->sub);
+	for (ev = e->head; ev; ev = next) {
+		next = ev->next;
+		mon_event_free(ev);
+	}
+	pthread_mutex_destroy(&e->lock);
+	close(e->efd);
+	e->efd = -1;
+	e->state = MON_EVENTS_IDLE;
+}

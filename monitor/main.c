@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cleave-monitor: the QMP server (docs/PROCESSES.md, docs/QMP.md).
+ * init (options, signals, rlimit, sockets) -> serve -> exit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "monitor/server.h"
+
+#define MON_MAX_LISTEN 16
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: cleave-monitor --qmp-fd N (repeatable) | --qmp "
+			"unix:PATH|tcp:127.0.0.1:PORT\n"
+			"                      --vcpu-rpc URL --vcpu-events URL\n"
+			"                      --migrator-rpc URL --migrator-events URL\n"
+			"                      [--name NAME] [--rpc-timeout MS] [--out-limit "
+			"BYTES] [-v]\n");
+}
+
+/* An inherited listening socket: checked, made non-blocking and close-on-exec. */
+static int mon_inherited_fd(const char *arg)
+{
+	int fd, acc = 0;
+	socklen_t len = sizeof(acc);
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*end || v < 0 || v > 65535)
+		return -EINVAL;
+	fd = (int)v;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) || !acc) {
+		log_err("--qmp-fd %d: not a listening socket", fd);
+		return -EBADF;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) || fcntl(fd, F_SETFD, FD_CLOEXEC))
+		return -errno;
+	return fd;
+}
+
+/* One fd per client: take everything the hard limit allows. */
+static void mon_rlimit_raise(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			log_warn("setrlimit RLIMIT_NOFILE: %s", strerror(errno));
+	}
+}
+
+/* SIGPIPE ignored (writes use MSG_NOSIGNAL too); stop signals read from an fd. */
+static int mon_signals_init(void)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* Blocked before any thread starts, so every thread inherits the mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -EINVAL;
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"qmp-fd", required_argument, NULL, 'f'},
+		{"qmp", required_argument, NULL, 'q'},
+		{"vcpu-rpc", required_argument, NULL, 'r'},
+		{"vcpu-events", required_argument, NULL, 'e'},
+		{"migrator-rpc", required_argument, NULL, 'R'},
+		{"migrator-events", required_argument, NULL, 'E'},
+		{"name", required_argument, NULL, 'n'},
+		{"rpc-timeout", required_argument, NULL, 't'},
+		{"out-limit", required_argument, NULL, 'o'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct mon_config cfg = {.stop_fd = -1};
+	int fds[MON_MAX_LISTEN];
+	struct mon_server *s;
+	size_t nr_fds = 0, i;
+	int c, fd, ret;
+
+	log_init("cleave-monitor");
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		fd = -1;
+		switch (c) {
+		case 'f':
+		case 'q':
+			if (nr_fds == MON_MAX_LISTEN) {
+				log_err("at most %d QMP sockets", MON_MAX_LISTEN);
+				goto err_usage;
+			}
+			fd = c == 'f' ? mon_inherited_fd(optarg) : mon_listen_open(optarg);
+			if (fd < 0) {
+				log_err("QMP socket %s: %s", optarg, strerror(-fd));
+				goto err_fds;
+			}
+			fds[nr_fds++] = fd;
+			break;
+		case 'r':
+			cfg.vcpu_rpc = optarg;
+			break;
+		case 'e':
+			cfg.vcpu_events = optarg;
+			break;
+		case 'R':
+			cfg.migrator_rpc = optarg;
+			break;
+		case 'E':
+			cfg.migrator_events = optarg;
+			break;
+		case 'n':
+			cfg.name = optarg;
+			break;
+		case 't':
+			cfg.rpc_timeout_ms = atoi(optarg);
+			break;
+		case 'o':
+			cfg.out_limit = strtoull(optarg, NULL, 0);
+			break;
+		case 'v':
+			log_set_verbose(true);
+			break;
+		case 'h':
+			usage();
+			ret = 0;
+			goto out_fds;
+		default:
+			goto err_usage;
+		}
+	}
+	if (optind != argc || nr_fds == 0) {
+		log_err("need at least one --qmp-fd or --qmp");
+		goto err_usage;
+	}
+	mon_rlimit_raise();
+	cfg.stop_fd = mon_signals_init();
+	if (cfg.stop_fd < 0) {
+		log_err("signalfd: %s", strerror(errno));
+		goto err_fds;
+	}
+	cfg.listen_fds = fds;
+	cfg.nr_listen_fds = nr_fds;
+	ret = mon_server_alloc(&s, &cfg);
+	nr_fds = 0; /* the server owns the listeners now, even on failure */
+	if (ret) {
+		log_err("starting the QMP server: %s", strerror(-ret));
+		close(cfg.stop_fd);
+		return 1;
+	}
+	log_debug("serving QMP");
+	ret = mon_server_run(s);
+	mon_server_free(s);
+	close(cfg.stop_fd);
+	return ret ? 1 : 0;
+
+err_usage:
+	usage();
+err_fds:
+	ret = 2;
+out_fds:
+	for (i = 0; i < nr_fds; i++)
+		close(fds[i]);
+	return ret;
+}

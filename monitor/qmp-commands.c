@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The QMP command table and the commands about the VM itself (run state,
+ * vCPUs, memory).  Migration commands live in qmp-migration.c.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "monitor/qmp-cmds-internal.h"
+#include "proto/rpc.h"
+#include "proto/vcpu.pb-c.h"
+
+json_t *mon_json_u64(uint64_t v)
+{
+	return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+static const char *const mon_backend_names[MON_BACKEND_NR] = {
+	[MON_BACKEND_NONE] = "monitor",
+	[MON_BACKEND_VCPU] = "vcpu-proc",
+	[MON_BACKEND_MIGRATOR] = "migrator",
+};
+
+int mon_backend_call(struct mon_ctx *ctx, enum mon_backend backend, unsigned method,
+		     const void *req, const void *reply_desc, void **reply, struct mon_result *res)
+{
+	const char *name = mon_backend_names[backend];
+	char errbuf[RPC_ERRMSG_LEN] = "";
+	int ret;
+
+	if (!ctx->rpc[backend]) {
+		res->backend_down = true;
+		return mon_result_error(res, NULL, "%s is not running", name);
+	}
+	ret = rpc_call(ctx->rpc[backend], method, req, reply_desc, (ProtobufCMessage **)reply,
+		       ctx->timeout_ms, errbuf, sizeof(errbuf));
+	if (ret == 0)
+		return 0;
+	if (ret == -ETIMEDOUT || ret == -ECONNREFUSED || ret == -ECONNRESET) {
+		/* A dead peer: the names the brief and QEMU users grep for. */
+		res->backend_down = true;
+		if (backend == MON_BACKEND_MIGRATOR)
+			mon_result_error(res, NULL, "migrator is not running");
+		else
+			mon_result_error(res, NULL, "%s is not responding", name);
+		return ret;
+	}
+	if (errbuf[0])
+		mon_result_error(res, NULL, "%s", errbuf);
+	else
+		mon_result_error(res, NULL, "%s: %s", name, strerror(-ret));
+	return ret;
+}
+
+/* ---- vcpu-proc ---------------------------------------------------------- */
+
+static const char *mon_run_state_name(Cleave__Vcpu__RunState st)
+{
+	switch (st) {
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING:
+		return "running";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED:
+		return "paused";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_SHUTDOWN:
+		return "shutdown";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_INTERNAL_ERROR:
+		return "internal-error";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE:
+		return "inmigrate";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_FINISH_MIGRATE:
+		return "finish-migrate";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE:
+		return "postmigrate";
+	case CLEAVE__VCPU__RUN_STATE__RUN_STATE_PRELAUNCH:
+	default:
+		return "prelaunch";
+	}
+}
+
+static Cleave__Vcpu__StatusReply *mon_vcpu_status(struct mon_ctx *ctx, struct mon_result *res)
+{
+	Cleave__Vcpu__StatusRequest req = CLEAVE__VCPU__STATUS_REQUEST__INIT;
+	void *reply = NULL;
+
+	if (mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_STATUS, &req,
+			     &cleave__vcpu__status_reply__descriptor, &reply, res))
+		return NULL;
+	return reply;
+}
+
+static void mon_cmd_query_status(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
+
+	if (!st)
+		return;
+	res->ret = json_pack("{s:b,s:b,s:s}", "running",
+			     st->state == CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING, "singlestep",
+			     0, "status", mon_run_state_name(st->state));
+	rpc_msg_free(&st->base);
+}
+
+static void mon_cmd_query_cpus_fast(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
+	char path[64];
+	json_t *cpus;
+	size_t i;
+
+	if (!st)
+		return;
+	cpus = json_array();
+	for (i = 0; cpus && i < st->n_vcpus; i++) {
+		snprintf(path, sizeof(path), "/machine/unattached/device[%u]", st->vcpus[i]->index);
+		json_array_append_new(cpus,
+				      json_pack("{s:i,s:s,s:i,s:{s:i,s:i,s:i},s:s}", "cpu-index",
+						(int)st->vcpus[i]->index, "qom-path", path,
+						"thread-id", (int)st->vcpus[i]->thread_id, "props",
+						"core-id", 0, "thread-id", 0, "socket-id",
+						(int)st->vcpus[i]->index, "target", "x86_64"));
+	}
+	res->ret = cpus;
+	rpc_msg_free(&st->base);
+}
+
+static void mon_cmd_query_memory_size(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
+
+	if (!st)
+		return;
+	res->ret = json_pack("{s:o,s:i}", "base-memory", mon_json_u64(st->memory_bytes),
+			     "plugged-memory", 0);
+	rpc_msg_free(&st->base);
+}
+
+static void mon_cmd_stop(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__PauseRequest req = CLEAVE__VCPU__PAUSE_REQUEST__INIT;
+
+	req.state = CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED;
+	mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_PAUSE, &req, NULL,
+			 NULL, res);
+}
+
+static void mon_cmd_cont(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__ResumeRequest req = CLEAVE__VCPU__RESUME_REQUEST__INIT;
+
+	mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_RESUME, &req, NULL,
+			 NULL, res);
+}
+
+static void mon_cmd_system_reset(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__ResetRequest req = CLEAVE__VCPU__RESET_REQUEST__INIT;
+
+	mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_RESET, &req, NULL,
+			 NULL, res);
+}
+
+void mon_cmd_vcpu_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__QuitRequest req = CLEAVE__VCPU__QUIT_REQUEST__INIT;
+
+	mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_QUIT, &req, NULL, NULL,
+			 res);
+}
+
+/* ---- answered by the monitor alone ---------------------------------------- */
+
+static void mon_cmd_query_version(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	res->ret = json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 2, "major", 7,
+			     "package", "cleave 0.1.0");
+}
+
+static void mon_cmd_query_commands(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	json_t *list = json_array();
+	size_t i;
+
+	for (i = 0; list && i < mon_cmd_count(); i++)
+		json_array_append_new(list, json_pack("{s:s}", "name", mon_cmd_at(i)->name));
+	res->ret = list;
+}
+
+static void mon_cmd_query_name(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	res->ret = ctx->name ? json_pack("{s:s}", "name", ctx->name) : json_object();
+}
+
+static void mon_cmd_query_kvm(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	/* vcpu-proc has no other accelerator: a running cleave VM is a KVM VM. */
+	res->ret = json_pack("{s:b,s:b}", "enabled", 1, "present", 1);
+}
+
+static void mon_cmd_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	/* The server sends SHUTDOWN and asks vcpu-proc to QUIT after this reply. */
+	res->ret = json_object();
+}
+
+static void mon_cmd_capabilities(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	mon_capabilities_check(args, res);
+}
+
+static const char *const mon_qmp_capability_values[] = {"oob", NULL};
+
+static const struct mon_arg_spec mon_args_capabilities[] = {
+	{.name = "enable",
+	 .type = MON_ARG_ENUM_ARRAY,
+	 .optional = true,
+	 .values = mon_qmp_capability_values},
+	{.type = MON_ARG_END},
+};
+
+/* Sorted as `query-commands` lists them; looked up linearly (two dozen entries). */
+static const struct mon_cmd mon_cmds[] = {
+	{"qmp_capabilities", mon_args_capabilities, MON_BACKEND_NONE, MON_CMD_CAPABILITIES,
+	 mon_cmd_capabilities},
+	{"query-version", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_version},
+	{"query-commands", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_commands},
+	{"query-name", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_name},
+	{"query-kvm", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_kvm},
+	{"quit", NULL, MON_BACKEND_NONE, MON_CMD_QUIT, mon_cmd_quit},
+	{"query-status", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_status},
+	{"stop", NULL, MON_BACKEND_VCPU, 0, mon_cmd_stop},
+	{"cont", NULL, MON_BACKEND_VCPU, 0, mon_cmd_cont},
+	{"system_reset", NULL, MON_BACKEND_VCPU, 0, mon_cmd_system_reset},
+	{"query-cpus-fast", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_cpus_fast},
+	{"query-memory-size-summary", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_memory_size},
+	{"migrate", mon_args_migrate, MON_BACKEND_MIGRATOR, 0, mon_cmd_migrate},
+	{"migrate-incoming", mon_args_migrate_incoming, MON_BACKEND_MIGRATOR, 0,
+	 mon_cmd_migrate_incoming},
+	{"migrate_cancel", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_migrate_cancel},
+	{"query-migrate", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate},
+	{"migrate-set-capabilities", mon_args_migrate_set_caps, MON_BACKEND_MIGRATOR, 0,
+	 mon_cmd_migrate_set_caps},
+	{"query-migrate-capabilities", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate_caps},
+	{"migrate-set-parameters", mon_args_migrate_set_params, MON_BACKEND_MIGRATOR, 0,
+	 mon_cmd_migrate_set_params},
+	{"query-migrate-parameters", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate_params},
+};
+
+size_t mon_cmd_count(void)
+{
+	return sizeof(mon_cmds) / sizeof(mon_cmds[0]);
+}
+
+const struct mon_cmd *mon_cmd_at(size_t i)
+{
+	return i < mon_cmd_count() ? &mon_cmds[i] : NULL;
+}
+
+const struct mon_cmd *mon_cmd_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < mon_cmd_count(); i++)
+		if (!strcmp(mon_cmds[i].name, name))
+			return &mon_cmds[i];
+	return NULL;
+}

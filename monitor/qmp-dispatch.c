@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * QMP request checking: envelope, command lookup, argument schema, and the
+ * reply encoding.  Error descs are QEMU 7.2's (qapi/qmp-dispatch.c,
+ * qapi/qobject-input-visitor.c, monitor/qmp.c) so clients that match on
+ * them keep working.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor/qmp-dispatch.h"
+
+void mon_result_fini(struct mon_result *res)
+{
+	json_decref(res->ret);
+	res->ret = NULL;
+	res->err_class = NULL;
+	res->err_desc[0] = '\0';
+}
+
+int mon_result_error(struct mon_result *res, const char *cls, const char *fmt, ...)
+{
+	va_list ap;
+
+	json_decref(res->ret);
+	res->ret = NULL;
+	res->err_class = cls ? cls : MON_ERR_GENERIC;
+	va_start(ap, fmt);
+	vsnprintf(res->err_desc, sizeof(res->err_desc), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+void mon_request_fini(struct mon_request *req)
+{
+	json_decref(req->id);
+	json_decref(req->args);
+	memset(req, 0, sizeof(*req));
+}
+
+static const char *mon_arg_type_name(enum mon_arg_type t)
+{
+	switch (t) {
+	case MON_ARG_STR:
+	case MON_ARG_ENUM:
+		return "string";
+	case MON_ARG_INT:
+		return "integer";
+	case MON_ARG_UINT:
+		return "integer";
+	case MON_ARG_BOOL:
+		return "boolean";
+	case MON_ARG_OBJ_ARRAY:
+	case MON_ARG_ENUM_ARRAY:
+		return "array";
+	case MON_ARG_END:
+		break;
+	}
+	return "value";
+}
+
+static bool mon_enum_has(const char *const *values, const char *s)
+{
+	for (; *values; values++)
+		if (!strcmp(*values, s))
+			return true;
+	return false;
+}
+
+static int mon_arg_check_enum(const struct mon_arg_spec *a, json_t *v, const char *name,
+			      struct mon_result *res)
+{
+	if (!json_is_string(v))
+		return mon_result_error(res, NULL, "Invalid parameter type for '%s', expected: %s",
+					name, "string");
+	if (!mon_enum_has(a->values, json_string_value(v)))
+		return mon_result_error(res, NULL, "Parameter '%s' does not accept value '%s'",
+					name, json_string_value(v));
+	return 0;
+}
+
+static int mon_arg_check_one(const struct mon_arg_spec *a, json_t *v, const char *name,
+			     struct mon_result *res)
+{
+	char elem[200];
+	size_t i;
+	json_t *e;
+	int ret;
+
+	switch (a->type) {
+	case MON_ARG_STR:
+		if (!json_is_string(v))
+			break;
+		return 0;
+	case MON_ARG_INT:
+		if (!json_is_integer(v))
+			break;
+		return 0;
+	case MON_ARG_UINT:
+		if (!json_is_integer(v))
+			break;
+		if (json_integer_value(v) < 0)
+			return mon_result_error(
+				res, NULL, "Parameter '%s' expects a non-negative integer", name);
+		return 0;
+	case MON_ARG_BOOL:
+		if (!json_is_boolean(v))
+			break;
+		return 0;
+	case MON_ARG_ENUM:
+		return mon_arg_check_enum(a, v, name, res);
+	case MON_ARG_ENUM_ARRAY:
+	case MON_ARG_OBJ_ARRAY:
+		if (!json_is_array(v))
+			break;
+		json_array_foreach(v, i, e)
+		{
+			snprintf(elem, sizeof(elem), "%s[%zu]", name, i);
+			if (a->type == MON_ARG_ENUM_ARRAY) {
+				ret = mon_arg_check_enum(a, e, elem, res);
+			} else if (!json_is_object(e)) {
+				ret = mon_result_error(
+					res, NULL, "Invalid parameter type for '%s', expected: %s",
+					elem, "object");
+			} else {
+				ret = mon_args_check(a->fields, e, elem, res);
+			}
+			if (ret)
+				return ret;
+		}
+		return 0;
+	case MON_ARG_END:
+		break;
+	}
+	return mon_result_error(res, NULL, "Invalid parameter type for '%s', expected: %s", name,
+				mon_arg_type_name(a->type));
+}
+
+int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *prefix,
+		   struct mon_result *res)
+{
+	const struct mon_arg_spec *a;
+	const char *key;
+	char name[160];
+	json_t *v;
+	int ret;
+
+	/* Members in schema order first, as QEMU's visitor does, then leftovers. */
+	for (a = spec; a && a->type != MON_ARG_END; a++) {
+		if (prefix)
+			snprintf(name, sizeof(name), "%s.%s", prefix, a->name);
+		else
+			snprintf(name, sizeof(name), "%s", a->name);
+		v = json_object_get(args, a->name);
+		if (!v) {
+			if (!a->optional)
+				return mon_result_error(res, NULL, "Parameter '%s' is missing",
+							name);
+			continue;
+		}
+		ret = mon_arg_check_one(a, v, name, res);
+		if (ret)
+			return ret;
+	}
+	json_object_foreach(args, key, v)
+	{
+		bool known = false;
+
+		for (a = spec; a && a->type != MON_ARG_END; a++)
+			if (!strcmp(a->name, key))
+				known = true;
+		if (!known) {
+			if (prefix)
+				return mon_result_error(
+					res, NULL, "Parameter '%s.%s' is unexpected", prefix, key);
+			return mon_result_error(res, NULL, "Parameter '%s' is unexpected", key);
+		}
+	}
+	return 0;
+}
+
+/* The QMP envelope: execute, arguments and id only (qmp_dispatch_check_obj). */
+static int mon_request_check_envelope(json_t *root, struct mon_result *res)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(root, key, v)
+	{
+		if (!strcmp(key, "execute")) {
+			if (!json_is_string(v))
+				return mon_result_error(
+					res, NULL, "QMP input member 'execute' must be a string");
+		} else if (!strcmp(key, "arguments")) {
+			if (!json_is_object(v))
+				return mon_result_error(
+					res, NULL,
+					"QMP input member 'arguments' must be an object");
+		} else if (strcmp(key, "id") != 0) {
+			return mon_result_error(res, NULL, "QMP input member '%s' is unexpected",
+						key);
+		}
+	}
+	if (!json_object_get(root, "execute"))
+		return mon_result_error(res, NULL, "QMP input lacks member 'execute'");
+	return 0;
+}
+
+int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_request *req,
+		      struct mon_result *res)
+{
+	const struct mon_cmd *cmd;
+	json_error_t jerr;
+	const char *name;
+	json_t *root, *args;
+	int ret;
+
+	memset(req, 0, sizeof(*req));
+	root = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return mon_result_error(res, NULL, "JSON parse error, %s", jerr.text);
+	if (!json_is_object(root)) {
+		ret = mon_result_error(res, NULL, "QMP input must be a JSON object");
+		goto out;
+	}
+	/* From here on every error reply can carry the id. */
+	req->id = json_incref(json_object_get(root, "id"));
+	ret = mon_request_check_envelope(root, res);
+	if (ret)
+		goto out;
+	name = json_string_value(json_object_get(root, "execute"));
+	cmd = mon_cmd_find(name);
+	if (!negotiated && (!cmd || !(cmd->flags & MON_CMD_CAPABILITIES))) {
+		ret = mon_result_error(
+			res, MON_ERR_NOT_FOUND,
+			"Expecting capabilities negotiation with 'qmp_capabilities'");
+		goto out;
+	}
+	if (!cmd) {
+		ret = mon_result_error(res, MON_ERR_NOT_FOUND, "The command %s has not been found",
+				       name);
+		goto out;
+	}
+	if (negotiated && (cmd->flags & MON_CMD_CAPABILITIES)) {
+		ret = mon_result_error(res, MON_ERR_NOT_FOUND,
+				       "Capabilities negotiation is already complete, command "
+				       "ignored");
+		goto out;
+	}
+	args = json_object_get(root, "arguments");
+	args = args ? json_incref(args) : json_object();
+	if (!args) {
+		ret = mon_result_error(res, NULL, "out of memory");
+		goto out;
+	}
+	ret = mon_args_check(cmd->args, args, NULL, res);
+	if (ret) {
+		json_decref(args);
+		goto out;
+	}
+	req->cmd = cmd;
+	req->args = args;
+out:
+	json_decref(root);
+	return ret;
+}
+
+void mon_capabilities_check(json_t *args, struct mon_result *res)
+{
+	json_t *enable = json_object_get(args, "enable");
+	size_t i;
+	json_t *v;
+
+	/* The schema already limited the values to QEMU's QMPCapability names. */
+	json_array_foreach(enable, i, v)
+	{
+		mon_result_error(res, NULL, "Capability %s not available", json_string_value(v));
+		return;
+	}
+	res->ret = json_object();
+}
+
+char *mon_json_format(json_t *obj, size_t *len)
+{
+	char *s, *line;
+	size_t n;
+
+	/* jansson's default separators (", " and ": ") are QEMU's. */
+	s = json_dumps(obj, 0);
+	if (!s)
+		return NULL;
+	n = strlen(s);
+	line = realloc(s, n + 3);
+	if (!line) {
+		free(s);
+		return NULL;
+	}
+	memcpy(line + n, "\r\n", 3);
+	*len = n + 2;
+	return line;
+}
+
+char *mon_reply_format(json_t *id, const struct mon_result *res, size_t *len)
+{
+	json_t *reply;
+	char *line;
+
+	if (res->err_class)
+		reply = json_pack("{s:{s:s,s:s}}", "error", "class", res->err_class, "desc",
+				  res->err_desc);
+	else if (res->ret)
+		reply = json_pack("{s:O}", "return", res->ret);
+	else
+		reply = json_pack("{s:{}}", "return");
+	if (!reply)
+		return NULL;
+	if (id && json_object_set(reply, "id", id)) {
+		json_decref(reply);
+		return NULL;
+	}
+	line = mon_json_format(reply, len);
+	json_decref(reply);
+	return line;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * QMP request checking and the command table.
+ *
+ * A request goes through mon_request_parse() (JSON, envelope, command
+ * lookup, argument schema) before anything runs, so a bad request never has
+ * a side effect.  Each command is one table entry: its argument schema, the
+ * backend it needs (none, vcpu-proc or the migrator) and the function that
+ * computes its return value.  Functions of backend commands run on that
+ * backend's worker thread, never on the event loop.
+ */
+#ifndef CLEAVE_MONITOR_QMP_DISPATCH_H
+#define CLEAVE_MONITOR_QMP_DISPATCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#define MON_ERR_DESC_LEN 256
+
+/* QMP error classes (qapi/error.json). */
+#define MON_ERR_GENERIC	  "GenericError"
+#define MON_ERR_NOT_FOUND "CommandNotFound"
+
+enum mon_backend {
+	MON_BACKEND_NONE,     /* runs on the event loop: must not block */
+	MON_BACKEND_VCPU,     /* vcpu-proc over vcpu.proto */
+	MON_BACKEND_MIGRATOR, /* the migrator over migrator.proto */
+	MON_BACKEND_NR,
+};
+
+/* Outcome of a command: a return value or an error. */
+struct mon_result {
+	json_t *ret;	       /* owned; NULL with an error */
+	const char *err_class; /* NULL on success */
+	char err_desc[MON_ERR_DESC_LEN];
+	bool backend_down; /* the backend did not answer within its deadline */
+};
+
+void mon_result_fini(struct mon_result *res);
+/* Sets a GenericError (or @cls) with a printf desc; returns -EINVAL for chaining. */
+int mon_result_error(struct mon_result *res, const char *cls, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+struct rpc_client;
+
+/*
+ * What command functions may use.  Everything is set up before the first
+ * request and read-only afterwards, except the atomics.
+ */
+struct mon_ctx {
+	const char *name;			/* --name, or NULL */
+	struct rpc_client *rpc[MON_BACKEND_NR]; /* NULL: that backend is not configured */
+	int timeout_ms;				/* deadline of every RPC */
+	atomic_bool migration_events;		/* last known 'events' capability */
+};
+
+enum mon_arg_type {
+	MON_ARG_END, /* terminates a spec array */
+	MON_ARG_STR,
+	MON_ARG_INT,  /* any JSON integer */
+	MON_ARG_UINT, /* JSON integer >= 0 */
+	MON_ARG_BOOL,
+	MON_ARG_ENUM,	    /* string, one of .values */
+	MON_ARG_OBJ_ARRAY,  /* array of objects described by .fields */
+	MON_ARG_ENUM_ARRAY, /* array of strings, each one of .values */
+};
+
+struct mon_arg_spec {
+	const char *name;
+	enum mon_arg_type type;
+	bool optional;
+	const char *const *values;	   /* MON_ARG_ENUM*: NULL-terminated */
+	const struct mon_arg_spec *fields; /* MON_ARG_OBJ_ARRAY: MON_ARG_END-terminated */
+};
+
+enum mon_cmd_flags {
+	MON_CMD_CAPABILITIES = 1 << 0, /* qmp_capabilities: handled by the session */
+	MON_CMD_QUIT = 1 << 1,	       /* after the reply: SHUTDOWN event, vcpu-proc QUIT */
+};
+
+struct mon_cmd {
+	const char *name;
+	const struct mon_arg_spec *args; /* NULL: takes no arguments */
+	enum mon_backend backend;
+	unsigned flags; /* enum mon_cmd_flags */
+	/* Fills res; @args has been checked against .args. */
+	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+};
+
+/* A checked request, ready to run. */
+struct mon_request {
+	json_t *id;		   /* owned reference, NULL when the request had none */
+	const struct mon_cmd *cmd; /* NULL when the request was rejected */
+	json_t *args;		   /* owned reference; {} when absent */
+};
+
+void mon_request_fini(struct mon_request *req);
+
+/*
+ * Parses and checks one framed message.  Returns 0 with req->cmd set, or a
+ * negative errno with the error in @res (req->id is set whenever the
+ * request's id could be read, so the error reply can echo it).
+ * @negotiated: false while in capabilities negotiation mode.
+ */
+int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_request *req,
+		      struct mon_result *res);
+
+/* Checks @args against @spec; the error names the parameter as QEMU does. */
+int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *prefix,
+		   struct mon_result *res);
+
+/*
+ * Calls @method of @backend with ctx->timeout_ms.  Returns 0, or a negative
+ * errno with the error in @res ("vcpu-proc is not responding" for a dead
+ * peer, the peer's own message otherwise).  Worker threads only.
+ */
+int mon_backend_call(struct mon_ctx *ctx, enum mon_backend backend, unsigned method,
+		     const void *req, const void *reply_desc, void **reply, struct mon_result *res);
+/* vcpu-proc QUIT, sent on the vcpu worker after `quit` was answered. */
+void mon_cmd_vcpu_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+/* Refreshes ctx->migration_events from the migrator (migrator worker). */
+void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+
+/* The command table. */
+const struct mon_cmd *mon_cmd_find(const char *name);
+size_t mon_cmd_count(void);
+const struct mon_cmd *mon_cmd_at(size_t i);
+
+/*
+ * Builds {"return": ...} or {"error": {...}} with "id" appended when @id is
+ * not NULL, serialised with the CRLF QMP requires.  Returns a malloc'd
+ * string (length in *len) or NULL on ENOMEM.
+ */
+char *mon_reply_format(json_t *id, const struct mon_result *res, size_t *len);
+/* Serialises any JSON object as one QMP line (CRLF-terminated). */
+char *mon_json_format(json_t *obj, size_t *len);
+
+/* Result of qmp_capabilities: checks the "enable" list. */
+void mon_capabilities_check(json_t *args, struct mon_result *res);
+
+#endif

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The migration commands of QEMU's qapi/migration.json, forwarded to the
+ * migrator (migrator.proto), with QEMU's names and shapes on the QMP side.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "monitor/qmp-cmds-internal.h"
+#include "proto/migrator.pb-c.h"
+#include "proto/rpc.h"
+
+#define MON_MAX_DOWNTIME_MS 2000000ull /* QEMU's MAX_MIGRATE_DOWNTIME */
+
+const struct mon_arg_spec mon_args_migrate[] = {
+	{.name = "uri", .type = MON_ARG_STR},
+	/* QEMU's legacy flags: accepted and ignored as QEMU 7.2 does for detach. */
+	{.name = "blk", .type = MON_ARG_BOOL, .optional = true},
+	{.name = "inc", .type = MON_ARG_BOOL, .optional = true},
+	{.name = "detach", .type = MON_ARG_BOOL, .optional = true},
+	{.name = "resume", .type = MON_ARG_BOOL, .optional = true},
+	{.type = MON_ARG_END},
+};
+
+const struct mon_arg_spec mon_args_migrate_incoming[] = {
+	{.name = "uri", .type = MON_ARG_STR},
+	{.type = MON_ARG_END},
+};
+
+/* QEMU 7.2's MigrationCapability names; cleave implements the first three. */
+static const char *const mon_mig_capability_values[] = {
+	"multifd",
+	"events",
+	"auto-converge",
+	"xbzrle",
+	"rdma-pin-all",
+	"zero-blocks",
+	"compress",
+	"postcopy-ram",
+	"x-colo",
+	"release-ram",
+	"block",
+	"return-path",
+	"pause-before-switchover",
+	"dirty-bitmaps",
+	"postcopy-blocktime",
+	"late-block-activate",
+	"x-ignore-shared",
+	"validate-uuid",
+	"background-snapshot",
+	"zero-copy-send",
+	"postcopy-preempt",
+	NULL,
+};
+
+static const struct mon_arg_spec mon_args_capability_status[] = {
+	{.name = "capability", .type = MON_ARG_ENUM, .values = mon_mig_capability_values},
+	{.name = "state", .type = MON_ARG_BOOL},
+	{.type = MON_ARG_END},
+};
+
+const struct mon_arg_spec mon_args_migrate_set_caps[] = {
+	{.name = "capabilities", .type = MON_ARG_OBJ_ARRAY, .fields = mon_args_capability_status},
+	{.type = MON_ARG_END},
+};
+
+const struct mon_arg_spec mon_args_migrate_set_params[] = {
+	{.name = "multifd-channels", .type = MON_ARG_UINT, .optional = true},
+	{.name = "max-bandwidth", .type = MON_ARG_UINT, .optional = true},
+	{.name = "downtime-limit", .type = MON_ARG_UINT, .optional = true},
+	{.type = MON_ARG_END},
+};
+
+static int mon_uri_check(const char *uri, struct mon_result *res)
+{
+	/* The migration wire is TCP only (DESIGN.md: main + multifd connections). */
+	if (strncmp(uri, "tcp:", 4) != 0)
+		return mon_result_error(res, NULL,
+					"Parameter 'uri' expects a valid migration protocol");
+	return 0;
+}
+
+void mon_cmd_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	const char *uri = json_string_value(json_object_get(args, "uri"));
+
+	if (json_is_true(json_object_get(args, "blk")) ||
+	    json_is_true(json_object_get(args, "inc"))) {
+		mon_result_error(res, NULL, "Block migration is not supported by cleave");
+		return;
+	}
+	if (mon_uri_check(uri, res))
+		return;
+	req.uri = (char *)uri;
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req,
+			 NULL, NULL, res);
+}
+
+void mon_cmd_migrate_incoming(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__IncomingRequest req = CLEAVE__MIGRATOR__INCOMING_REQUEST__INIT;
+	const char *uri = json_string_value(json_object_get(args, "uri"));
+
+	if (mon_uri_check(uri, res))
+		return;
+	req.uri = (char *)uri;
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_INCOMING, &req,
+			 NULL, NULL, res);
+}
+
+void mon_cmd_migrate_cancel(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, &req,
+			 NULL, NULL, res);
+}
+
+static json_t *mon_ram_stats_json(const Cleave__Migrator__RamStats *r)
+{
+	return json_pack("{s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:f,s:o,s:o,s:o}", "transferred",
+			 mon_json_u64(r->transferred), "remaining", mon_json_u64(r->remaining),
+			 "total", mon_json_u64(r->total), "duplicate", mon_json_u64(r->duplicate),
+			 "skipped", 0, "normal", mon_json_u64(r->normal), "normal-bytes",
+			 mon_json_u64(r->normal_bytes), "dirty-pages-rate",
+			 mon_json_u64(r->dirty_pages_rate), "mbps", r->mbps, "dirty-sync-count",
+			 mon_json_u64(r->dirty_sync_count), "page-size", mon_json_u64(r->page_size),
+			 "multifd-bytes", mon_json_u64(r->multifd_bytes));
+}
+
+/* MigrationInfo as QEMU 7.2 shapes it; {} when nothing ever started. */
+static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi)
+{
+	json_t *o;
+
+	if (!mi->status || !mi->status[0])
+		return json_object();
+	o = json_pack("{s:s}", "status", mi->status);
+	if (!o)
+		return NULL;
+	if (strcmp(mi->status, "setup") != 0) {
+		if (mi->ram)
+			json_object_set_new(o, "ram", mon_ram_stats_json(mi->ram));
+		json_object_set_new(o, "total-time", mon_json_u64(mi->total_time));
+	}
+	if (mi->has_downtime)
+		json_object_set_new(o, "downtime", mon_json_u64(mi->downtime));
+	if (mi->has_expected_downtime)
+		json_object_set_new(o, "expected-downtime", mon_json_u64(mi->expected_downtime));
+	json_object_set_new(o, "setup-time", mon_json_u64(mi->setup_time));
+	if (mi->error_desc && mi->error_desc[0])
+		json_object_set_new(o, "error-desc", json_string(mi->error_desc));
+	/* cleave's own counters, x- prefixed as QEMU does for unstable members. */
+	json_object_set_new(o, "x-cleave-restarts", json_integer(mi->restarts));
+	json_object_set_new(o, "x-cleave-resumes", json_integer(mi->resumes));
+	json_object_set_new(o, "x-cleave-resent-bytes", mon_json_u64(mi->resent_bytes));
+	return o;
+}
+
+void mon_cmd_query_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	Cleave__Migrator__MigrationInfo *mi = NULL;
+
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY,
+			     &req, &cleave__migrator__migration_info__descriptor, (void **)&mi,
+			     res))
+		return;
+	res->ret = mon_migration_info_json(mi);
+	rpc_msg_free(&mi->base);
+}
+
+void mon_cmd_migrate_set_caps(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Capabilities req = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
+	json_t *caps = json_object_get(args, "capabilities"), *c;
+	size_t i;
+
+	json_array_foreach(caps, i, c)
+	{
+		const char *name = json_string_value(json_object_get(c, "capability"));
+		bool on = json_is_true(json_object_get(c, "state"));
+
+		if (!strcmp(name, "multifd")) {
+			req.has_multifd = true;
+			req.multifd = on;
+		} else if (!strcmp(name, "events")) {
+			req.has_events = true;
+			req.events = on;
+		} else if (!strcmp(name, "auto-converge")) {
+			req.has_auto_converge = true;
+			req.auto_converge = on;
+		} else if (on) {
+			/* Turning an unimplemented capability off is a no-op, on is refused. */
+			mon_result_error(res, NULL, "Migration capability '%s' is not supported",
+					 name);
+			return;
+		}
+	}
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			     CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES, &req, NULL, NULL,
+			     res))
+		return;
+	if (req.has_events)
+		atomic_store(&ctx->migration_events, req.events);
+}
+
+static Cleave__Migrator__Capabilities *mon_caps_query(struct mon_ctx *ctx, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	void *caps = NULL;
+
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			     CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_CAPABILITIES, &req,
+			     &cleave__migrator__capabilities__descriptor, &caps, res))
+		return NULL;
+	return caps;
+}
+
+void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Capabilities *caps = mon_caps_query(ctx, res);
+
+	if (!caps)
+		return;
+	atomic_store(&ctx->migration_events, caps->events);
+	res->ret = json_pack("[{s:s,s:b},{s:s,s:b},{s:s,s:b}]", "capability", "multifd", "state",
+			     caps->multifd, "capability", "events", "state", caps->events,
+			     "capability", "auto-converge", "state", caps->auto_converge);
+	rpc_msg_free(&caps->base);
+}
+
+void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Capabilities *caps = mon_caps_query(ctx, res);
+
+	if (!caps)
+		return;
+	atomic_store(&ctx->migration_events, caps->events);
+	rpc_msg_free(&caps->base);
+}
+
+void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Parameters req = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	json_t *v;
+
+	/* Range checks with QEMU's migrate_params_check() wording. */
+	v = json_object_get(args, "multifd-channels");
+	if (v) {
+		if (json_integer_value(v) < 1 || json_integer_value(v) > 255) {
+			mon_result_error(res, NULL,
+					 "Parameter 'multifd_channels' expects a value between 1 "
+					 "and 255");
+			return;
+		}
+		req.has_multifd_channels = true;
+		req.multifd_channels = (uint32_t)json_integer_value(v);
+	}
+	v = json_object_get(args, "downtime-limit");
+	if (v) {
+		if ((uint64_t)json_integer_value(v) > MON_MAX_DOWNTIME_MS) {
+			mon_result_error(res, NULL,
+					 "Parameter 'downtime_limit' expects an integer in the "
+					 "range of 0 to 2000 seconds");
+			return;
+		}
+		req.has_downtime_limit = true;
+		req.downtime_limit = (uint64_t)json_integer_value(v);
+	}
+	v = json_object_get(args, "max-bandwidth");
+	if (v) {
+		req.has_max_bandwidth = true;
+		req.max_bandwidth = (uint64_t)json_integer_value(v);
+	}
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS,
+			 &req, NULL, NULL, res);
+}
+
+void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	Cleave__Migrator__Parameters *p = NULL;
+
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			     CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, &req,
+			     &cleave__migrator__parameters__descriptor, (void **)&p, res))
+		return;
+	res->ret = json_pack("{s:i,s:o,s:o}", "multifd-channels", (int)p->multifd_channels,
+			     "max-bandwidth", mon_json_u64(p->max_bandwidth), "downtime-limit",
+			     mon_json_u64(p->downtime_limit));
+	rpc_msg_free(&p->base);
+}

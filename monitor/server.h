@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The QMP server: one epoll loop serving any number of clients on any
+ * number of listening sockets, backend workers for RPCs, and the event
+ * subscriber.  Each client has its own greeting, input framer and output
+ * buffer; a client whose socket fails or whose output exceeds out_limit is
+ * closed alone (DESIGN.md invariant 4).
+ */
+#ifndef CLEAVE_MONITOR_SERVER_H
+#define CLEAVE_MONITOR_SERVER_H
+
+#include <stddef.h>
+
+#define MON_OUT_LIMIT_DEFAULT (4u << 20) /* bytes queued to one client */
+
+struct mon_config {
+	const char *name;      /* --name, or NULL */
+	const int *listen_fds; /* listening sockets; the server takes ownership */
+	size_t nr_listen_fds;
+	const char *vcpu_rpc; /* NULL: vcpu-proc commands fail "not running" */
+	const char *vcpu_events;
+	const char *migrator_rpc;
+	const char *migrator_events;
+	int rpc_timeout_ms; /* deadline of each backend call */
+	size_t out_limit;   /* per-client output limit in bytes */
+	int stop_fd;	    /* readable (signalfd) when the server should stop; -1: none */
+};
+
+struct mon_server;
+
+/*
+ * Opens a listening socket for "unix:PATH" or "tcp:HOST:PORT" (numeric
+ * loopback address).  Returns the fd or a negative errno.
+ */
+int mon_listen_open(const char *spec);
+
+/* alloc/free pair.  alloc starts the workers and the event subscriber. */
+int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg);
+/* Serves until stop_fd becomes readable.  Returns 0 or a negative errno. */
+int mon_server_run(struct mon_server *s);
+/* Stops the threads, closes every client and listener, frees.  NULL-safe. */
+void mon_server_free(struct mon_server *s);
+
+#endif

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * One worker thread per backend: the event loop never waits for an RPC.
+ *
+ * The loop submits jobs; the worker runs them in order (rpc_call with a
+ * deadline) and moves each finished job to the shared completion queue,
+ * then writes the queue's eventfd so the loop picks it up.  A job names its
+ * client by id, never by pointer: the client may be gone by then.
+ *
+ * When a call finds the backend dead, the jobs already queued behind it
+ * fail at once with the same error instead of each waiting out its own
+ * deadline, so a dead backend costs a client at most two deadlines.
+ */
+#ifndef CLEAVE_MONITOR_WORKER_H
+#define CLEAVE_MONITOR_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "monitor/qmp-dispatch.h"
+
+struct mon_job {
+	struct mon_job *next; /* queue link; protected by the owning queue's lock */
+	uint64_t client_id;   /* 0: nobody waits for the result */
+	int client_fd;	      /* where to look the client up; -1 with client_id 0 */
+	json_t *id;	      /* the request's id, owned; NULL if none */
+	json_t *args;	      /* checked arguments, owned */
+	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+	const char *name;      /* command name, for logs */
+	struct mon_result res; /* filled by the worker */
+};
+
+/* alloc/free pair; free is NULL-safe and drops id, args and result. */
+struct mon_job *mon_job_alloc(void);
+void mon_job_free(struct mon_job *job);
+
+/* Completion queue: filled by workers, drained by the event loop. */
+struct mon_done {
+	pthread_mutex_t lock;  /* protects head and tail */
+	struct mon_job *head;  /* protected by lock */
+	struct mon_job **tail; /* protected by lock */
+	int efd;	       /* eventfd, written after each push; owned */
+};
+
+/* init/fini pair; fini frees jobs still queued. */
+int mon_done_init(struct mon_done *d);
+void mon_done_fini(struct mon_done *d);
+/* Takes every finished job (a list linked by ->next), clearing the eventfd. */
+struct mon_job *mon_done_take(struct mon_done *d);
+
+enum mon_worker_state {
+	MON_WORKER_IDLE,    /* never started, or stopped */
+	MON_WORKER_RUNNING, /* thread exists */
+};
+
+struct mon_worker {
+	enum mon_worker_state state; /* owner (event loop) only */
+	pthread_t thread;
+	const char *name;    /* thread tag: "vcpu", "migrator" */
+	struct mon_ctx *ctx; /* shared with the loop; see struct mon_ctx */
+	struct mon_done *done;
+	pthread_mutex_t lock;  /* protects head, tail, stopping */
+	pthread_cond_t cond;   /* signalled on push and on stop */
+	struct mon_job *head;  /* protected by lock */
+	struct mon_job **tail; /* protected by lock */
+	bool stopping;	       /* protected by lock */
+};
+
+/* start/stop pair: stop returns after the thread exited; queued jobs are freed. */
+int mon_worker_start(struct mon_worker *w, const char *name, struct mon_ctx *ctx,
+		     struct mon_done *done);
+void mon_worker_stop(struct mon_worker *w);
+/* Queues @job; the worker owns it until it appears in the completion queue. */
+void mon_worker_submit(struct mon_worker *w, struct mon_job *job);
+
+#endif
