@@ -64,7 +64,7 @@ static const struct state_blob state_blobs[BLOB_COUNT] = {
 	/* get_req and size are replaced by state_xsave_size() at run time. */
 	BLOB(BLOB_XSAVE, xsave, KVM_GET_XSAVE, KVM_SET_XSAVE, struct kvm_xsave, KVM_CAP_XSAVE),
 	BLOB(BLOB_XCRS, xcrs, KVM_GET_XCRS, KVM_SET_XCRS, struct kvm_xcrs, KVM_CAP_XCRS),
-	/* Present only with an in-kernel irqchip; see state_blob_expected(). */
+	/* Present only with an in-kernel irqchip; see state_blob_resolve(). */
 	BLOB(BLOB_LAPIC, lapic, KVM_GET_LAPIC, KVM_SET_LAPIC, struct kvm_lapic_state,
 	     KVM_CAP_IRQCHIP),
 	BLOB(BLOB_EVENTS, events, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, struct kvm_vcpu_events,
@@ -85,12 +85,12 @@ static const struct state_blob state_blobs[BLOB_COUNT] = {
  *  - regs before events: KVM_SET_REGS drops a pending exception, which
  *    KVM_SET_VCPU_EVENTS then restores;
  *  - MP state after the LAPIC, since INIT/SIPI states live in the LAPIC.
- * STATE_STEP_MSRS and STATE_STEP_TSC_DEADLINE mark where MSRs go.
+ * STATE_STEP_MSRS and STATE_STEP_MSRS_LATE mark the two MSR batches.
  */
-enum { STATE_STEP_MSRS = BLOB_COUNT, STATE_STEP_TSC_DEADLINE };
+enum { STATE_STEP_MSRS = BLOB_COUNT, STATE_STEP_MSRS_LATE };
 static const int state_load_order[] = {
-	BLOB_SREGS, STATE_STEP_MSRS,	     BLOB_XCRS,	    BLOB_XSAVE,	 BLOB_REGS,
-	BLOB_LAPIC, STATE_STEP_TSC_DEADLINE, BLOB_MP_STATE, BLOB_EVENTS, BLOB_DEBUGREGS,
+	BLOB_SREGS, STATE_STEP_MSRS,	  BLOB_XCRS,	 BLOB_XSAVE,  BLOB_REGS,
+	BLOB_LAPIC, STATE_STEP_MSRS_LATE, BLOB_MP_STATE, BLOB_EVENTS, BLOB_DEBUGREGS,
 };
 
 static ProtobufCBinaryData *state_field(Cleave__Vcpu__VcpuState *s, const struct state_blob *b)
@@ -322,28 +322,54 @@ static int state_msrs_validate(int kvm_fd, const Cleave__Vcpu__VcpuState *in)
 }
 
 /*
- * KVM_SET_MSRS of the saved MSRs: all but the TSC deadline when !deadline,
- * only the TSC deadline when deadline.  KVM returns how many it set and
- * stops at the first one it rejects; that one is named in the error.
+ * Where an MSR goes in the load.  KVM applies KVM_SET_MSRS entries in order,
+ * so within the early batch the async-PF enable follows its interrupt vector
+ * (as in QEMU: enabling can queue "page ready" notifications at once).  The
+ * TSC deadline is loaded after the LAPIC, whose KVM_SET_LAPIC resets it.
  */
-static int state_msrs_load(int vcpu_fd, const Cleave__Vcpu__VcpuState *in, bool deadline)
+enum state_msr_batch {
+	MSR_BATCH_EARLY,      /* before the LAPIC */
+	MSR_BATCH_EARLY_LAST, /* before the LAPIC, after the rest of the batch */
+	MSR_BATCH_AFTER_LAPIC,
+	MSR_BATCH_NONE, /* not loaded */
+};
+
+static enum state_msr_batch state_msr_batch(uint32_t index)
 {
+	if (state_msr_skip_on_load(index))
+		return MSR_BATCH_NONE;
+	if (index == MSR_IA32_TSC_DEADLINE)
+		return MSR_BATCH_AFTER_LAPIC;
+	if (index == MSR_KVM_ASYNC_PF_EN)
+		return MSR_BATCH_EARLY_LAST;
+	return MSR_BATCH_EARLY;
+}
+
+/*
+ * KVM_SET_MSRS of the saved MSRs that go in the early batch (late false) or
+ * after the LAPIC (late true).  KVM returns how many it set and stops at the
+ * first one it rejects; that one is named in the error.
+ */
+static int state_msrs_load(int vcpu_fd, const Cleave__Vcpu__VcpuState *in, bool late)
+{
+	static const enum state_msr_batch early[] = {MSR_BATCH_EARLY, MSR_BATCH_EARLY_LAST};
+	static const enum state_msr_batch after[] = {MSR_BATCH_AFTER_LAPIC};
+	const enum state_msr_batch *batches = late ? after : early;
+	size_t nbatches = late ? 1 : 2;
 	struct kvm_msrs *msrs;
 	int ret = 0, r;
 
 	msrs = state_msrs_alloc(in->n_msrs);
 	if (!msrs)
 		return -ENOMEM;
-	for (size_t i = 0; i < in->n_msrs; i++) {
-		uint32_t idx = in->msrs[i]->index;
-
-		if (state_msr_skip_on_load(idx))
-			continue;
-		if ((idx == MSR_IA32_TSC_DEADLINE) != deadline)
-			continue;
-		msrs->entries[msrs->nmsrs].index = idx;
-		msrs->entries[msrs->nmsrs].data = in->msrs[i]->data;
-		msrs->nmsrs++;
+	for (size_t b = 0; b < nbatches; b++) {
+		for (size_t i = 0; i < in->n_msrs; i++) {
+			if (state_msr_batch(in->msrs[i]->index) != batches[b])
+				continue;
+			msrs->entries[msrs->nmsrs].index = in->msrs[i]->index;
+			msrs->entries[msrs->nmsrs].data = in->msrs[i]->data;
+			msrs->nmsrs++;
+		}
 	}
 	if (!msrs->nmsrs)
 		goto out;
@@ -440,26 +466,6 @@ static int state_validate(int kvm_fd, int vcpu_fd, const Cleave__Vcpu__VcpuState
 	return state_msrs_validate(kvm_fd, in);
 }
 
-/*
- * KVM_GET_VCPU_EVENTS never sets the NMI_PENDING and SIPI_VECTOR flags, and
- * KVM_SET_VCPU_EVENTS ignores those fields without them; a full load must
- * restore them, as QEMU does for a reset-level put.
- */
-static int state_events_load(int vcpu_fd, unsigned int index, const ProtobufCBinaryData *f)
-{
-	struct kvm_vcpu_events ev;
-
-	memcpy(&ev, f->data, sizeof(ev));
-	ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
-	if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0) {
-		int err = -errno;
-
-		log_err("KVM_SET_VCPU_EVENTS vcpu %u: %s", index, strerror(-err));
-		return err;
-	}
-	return 0;
-}
-
 int vcpu_state_load(int kvm_fd, int vcpu_fd, const Cleave__Vcpu__VcpuState *in)
 {
 	struct state_blob resolved[BLOB_COUNT];
@@ -473,8 +479,8 @@ int vcpu_state_load(int kvm_fd, int vcpu_fd, const Cleave__Vcpu__VcpuState *in)
 		int step = state_load_order[i];
 		const ProtobufCBinaryData *f;
 
-		if (step == STATE_STEP_MSRS || step == STATE_STEP_TSC_DEADLINE) {
-			ret = state_msrs_load(vcpu_fd, in, step == STATE_STEP_TSC_DEADLINE);
+		if (step == STATE_STEP_MSRS || step == STATE_STEP_MSRS_LATE) {
+			ret = state_msrs_load(vcpu_fd, in, step == STATE_STEP_MSRS_LATE);
 			if (ret)
 				return ret;
 			continue;
@@ -482,15 +488,16 @@ int vcpu_state_load(int kvm_fd, int vcpu_fd, const Cleave__Vcpu__VcpuState *in)
 		f = state_field_const(in, &state_blobs[step]);
 		if (!f->len)
 			continue; /* absent here too, checked by state_validate() */
-		if (step == BLOB_EVENTS) {
-			ret = state_events_load(vcpu_fd, in->index, f);
-		} else if (ioctl(vcpu_fd, resolved[step].set_req, f->data) < 0) {
+		/*
+		 * The blobs go back as KVM gave them: KVM_GET_VCPU_EVENTS already
+		 * flags the NMI state valid, and reports no SIPI vector to restore.
+		 */
+		if (ioctl(vcpu_fd, resolved[step].set_req, f->data) < 0) {
 			ret = -errno;
 			log_err("%s vcpu %u: %s", resolved[step].set_name, in->index,
-				strerror(errno));
-		}
-		if (ret)
+				strerror(-ret));
 			return ret;
+		}
 	}
 	return 0;
 }
