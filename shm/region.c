@@ -169,7 +169,7 @@ int shm_memfd_next_data(int fd, uint64_t from, uint64_t end, uint64_t *start, ui
 {
 	off_t data, hole;
 
-	if (from >= end)
+	if (from >= end || from >= (uint64_t)INT64_MAX)
 		return -ENXIO;
 	if (end > (uint64_t)INT64_MAX)
 		end = (uint64_t)INT64_MAX;

@@ -56,7 +56,8 @@ int shm_region_create(struct shm_region *r, unsigned int index, uint64_t size);
 /*
  * Maps an inherited memfd.  Fails with -EINVAL if its size is not @size or
  * it lacks the grow/shrink seals, so a mapping can never be truncated away.
- * @prot is PROT_READ or PROT_READ|PROT_WRITE.
+ * @prot is PROT_READ or PROT_READ|PROT_WRITE.  On success @r owns @fd
+ * (shm_region_close closes it); on failure the caller still owns it.
  */
 int shm_region_open(struct shm_region *r, int fd, uint64_t size, int prot);
 /* Unmaps and closes; safe on a closed or zeroed region. */
@@ -153,9 +154,15 @@ struct shm_ctl_layout {
 
 /* Creates memfd "cleave-ctl", sized for @layout, sealed, header written. */
 int shm_ctl_create(struct shm_ctl *c, const struct shm_ctl_layout *layout);
-/* Maps an inherited control memfd and validates magic, version and sizes. */
+/*
+ * Maps an inherited control memfd and validates magic, version and sizes
+ * (-EPROTO: magic/version/page size; -EINVAL: sizes, offsets, seals).  On
+ * success @c owns @fd; on failure the caller still owns it.  In every
+ * mapping (create and open) the header page is read-only: writing it faults.
+ */
 int shm_ctl_open(struct shm_ctl *c, int fd);
 void shm_ctl_close(struct shm_ctl *c);
+/* Bitmap of @region's pages (nr_pages bits), or NULL if there is no such region. */
 uint64_t *shm_ctl_dirty_bitmap(const struct shm_ctl *c, unsigned int region);
 uint64_t *shm_ctl_received_bitmap(const struct shm_ctl *c, unsigned int region);
 void *shm_ctl_session(const struct shm_ctl *c);

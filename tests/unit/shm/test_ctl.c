@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -93,6 +95,37 @@ static void test_round_trip(void **state)
 	shm_ctl_close(&c);
 	assert_null(shm_ctl_session(&c));
 	assert_null(shm_ctl_dirty_bitmap(&c, 0));
+}
+
+/* The region table is written once: a stray write through any mapping faults. */
+static void test_header_read_only(void **state)
+{
+	struct shm_ctl c, o;
+	int status, fd2;
+	pid_t pid;
+
+	assert_int_equal(shm_ctl_create(&c, &two_regions), 0);
+	fd2 = dup(c.fd);
+	assert_int_equal(shm_ctl_open(&o, fd2), 0);
+	for (int i = 0; i < 2; i++) {
+		struct shm_ctl_header *h = i ? o.hdr : c.hdr;
+
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			signal(SIGSEGV, SIG_DFL); /* not cmocka's handler */
+			h->regions[0].dirty_off = 0;
+			_exit(0); /* the write went through: the test fails */
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		/* SIGSEGV normally; ASan may turn the fault into its own report and exit */
+		assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	/* the bitmaps right after the header page stay writable */
+	shm_bitmap_set(shm_ctl_dirty_bitmap(&o, 0), 0);
+	assert_true(shm_bitmap_test(shm_ctl_dirty_bitmap(&c, 0), 0));
+	shm_ctl_close(&o);
+	shm_ctl_close(&c);
 }
 
 static void test_create_rejects(void **state)
@@ -301,9 +334,8 @@ static void test_open_rejects_fd(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_create_rejects),
-		cmocka_unit_test(test_open_rejects_corrupt),
+		cmocka_unit_test(test_round_trip),	cmocka_unit_test(test_header_read_only),
+		cmocka_unit_test(test_create_rejects),	cmocka_unit_test(test_open_rejects_corrupt),
 		cmocka_unit_test(test_open_rejects_fd),
 	};
 
