@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The incoming job, shared by dest.c (the worker) and recv.c (channels). */
+#ifndef CLEAVE_MIG_DEST_INTERNAL_H
+#define CLEAVE_MIG_DEST_INTERNAL_H
+
+#include "migrator/mig-internal.h"
+
+/*
+ * Lifetime of the receive side, asserted by every step of the teardown:
+ * IDLE -> RECEIVING (receivedmap live, threads started) -> JOINED (every
+ * receive thread joined) -> CLOSED (receivedmap invalidated).
+ */
+enum mig_dst_state {
+	MIG_DST_IDLE,
+	MIG_DST_RECEIVING,
+	MIG_DST_JOINED,
+	MIG_DST_CLOSED,
+};
+
+struct mig_recv_chan {
+	struct mig_dst *dst;
+	unsigned int index;
+	int fd; /* owned by the job; closed by mig_dst_free */
+	pthread_t thread;
+	bool started;	      /* worker only */
+	uint64_t final_round; /* written by the thread, read after its join */
+	bool done;	      /* reached the FINAL sync; read after join */
+};
+
+struct mig_dst {
+	struct mig_session *s;
+	int listen_fd;
+	unsigned int port;
+	unsigned int nr_chans; /* from the source's Hello */
+	struct mig_recv_chan *chans;
+	enum mig_dst_state state; /* worker (or free, after the worker's join) only */
+	/*
+	 * Received bitmaps of the ctl segment: set in the RECEIVING state
+	 * before the first receive thread starts, cleared only in CLOSED,
+	 * after the last one was joined (invariant 1).
+	 */
+	uint64_t *received[SHM_MAX_REGIONS];
+
+	/* Protects err, reason, aborted and the publication of fds. */
+	pthread_mutex_t lock;
+	int err;
+	char reason[256];
+	bool aborted;
+	int main_fd;
+
+	/* Round barrier of the receive threads; bar_lock protects the bar_* fields. */
+	pthread_mutex_t bar_lock;
+	pthread_cond_t bar_cond;
+	unsigned int bar_waiting;
+	uint64_t bar_generation;
+	bool bar_broken; /* abort: every waiter returns -ECANCELED */
+};
+
+/* recv.c */
+int mig_recv_start(struct mig_dst *dst);
+/* Joins every receive thread (RECEIVING -> JOINED); the caller aborted them or they ended. */
+void mig_recv_join(struct mig_dst *dst);
+bool mig_dst_aborted(struct mig_dst *dst);
+
+#endif

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Private parts of the migration engine shared by its files:
+ *   wire.c     framing, page packet header, sockets with deadlines
+ *   record.c   the session record in the ctl segment's session area
+ *   session.c  the session object, state machine, stats, events
+ *   source.c   outgoing migration: rounds, convergence, completion
+ *   send.c     multifd send threads, their queues, the rate limiter
+ *   dest.c     incoming migration: handshake, completion, teardown
+ *   recv.c     multifd receive threads, the round barrier
+ */
+#ifndef CLEAVE_MIG_INTERNAL_H
+#define CLEAVE_MIG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/uio.h>
+
+#include "migrator/migration.h"
+#include "proto/wire.pb-c.h"
+
+/* ---- wire (wire.c) ---------------------------------------------------- */
+
+#define WIRE_MAGIC   0x3156454c4541ULL /* "CLEAVE1" tag of the Hello */
+#define WIRE_VERSION 1
+#define WIRE_MAX_MSG (64u << 20) /* main-channel message limit */
+
+#define MIG_CHAN_MAGIC	0x4e414843u /* "CHAN": channel preamble */
+#define MIG_PKT_MAGIC	0x50474d43u /* "CMGP": page packet */
+#define MIG_PKT_SYNC	0x1u	    /* end of round <round> on this channel */
+#define MIG_PKT_FINAL	0x2u	    /* with SYNC: last round, channel done */
+#define MIG_PAGE_ZERO	0x1u	    /* low bits of a page offset: all-zero page, no data */
+#define MIG_PAGE_FLAGS	0xfffu
+#define MIG_BATCH_PAGES 256 /* pages per packet: 1 MiB of data at most */
+
+/* First bytes on every multifd connection. Little-endian, like the host. */
+struct mig_chan_hello {
+	uint32_t magic;	  /* MIG_CHAN_MAGIC */
+	uint32_t version; /* WIRE_VERSION */
+	uint32_t index;	  /* 0..channels-1 */
+	uint32_t reserved;
+	uint8_t session_id[16];
+};
+
+/*
+ * Page packet header.  Followed by nr_pages uint64 offsets (bytes into the
+ * region, page aligned, MIG_PAGE_* flags in the low bits), then the data of
+ * every page without MIG_PAGE_ZERO, in offset-array order.
+ */
+struct mig_pkt_hdr {
+	uint32_t magic;	   /* MIG_PKT_MAGIC */
+	uint32_t flags;	   /* MIG_PKT_* */
+	uint32_t region;   /* index into the Hello's region list */
+	uint32_t nr_pages; /* 0 for SYNC, else 1..MIG_BATCH_PAGES */
+	uint64_t round;	   /* dirty round the pages belong to */
+	uint64_t reserved;
+};
+
+_Static_assert(sizeof(struct mig_chan_hello) == 32, "wire layout");
+_Static_assert(sizeof(struct mig_pkt_hdr) == 32, "wire layout");
+
+/* "tcp:HOST:PORT" -> connected / listening socket. */
+int mig_uri_connect(const char *uri, unsigned int timeout_ms, int *fdp, char *err, size_t errlen);
+int mig_uri_listen(const char *uri, int *fdp, char *err, size_t errlen);
+/* Send/receive deadlines (SO_SNDTIMEO/SO_RCVTIMEO) and TCP_NODELAY. */
+int mig_sock_setup(int fd, unsigned int timeout_ms);
+
+/* Whole-buffer I/O; -ECONNRESET when the peer closed, -ETIMEDOUT when silent. */
+int mig_io_write(int fd, const void *buf, size_t len);
+int mig_io_read(int fd, void *buf, size_t len);
+/* Sends all of @iov (modified). */
+int mig_io_writev(int fd, struct iovec *iov, int iovcnt);
+/* Receives into all of @iov (modified). */
+int mig_io_readv(int fd, struct iovec *iov, int iovcnt);
+
+int mig_msg_send(int fd, const Cleave__Wire__WireMsg *msg);
+/* *msg is freed with cleave__wire__wire_msg__free_unpacked(msg, NULL). */
+int mig_msg_recv(int fd, Cleave__Wire__WireMsg **msg);
+int mig_msg_send_error(int fd, const char *reason);
+
+/* ---- session record in shm (record.c) --------------------------------- */
+
+#define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
+#define MIG_RECORD_VERSION 1
+
+/*
+ * Lives at the start of the ctl segment's session area, so a restarted
+ * migrator (issue 6) can read what the last one did.
+ */
+struct mig_record {
+	struct shm_lock lock; /* protects every field below */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t role;		   /* enum mig_role */
+	uint32_t status;	   /* enum mig_status */
+	uint32_t receivedmap_live; /* 1 while receive threads may write the received bitmaps;
+				      also read without the lock (atomic) by the write path */
+	uint8_t session_id[16];
+	uint64_t epoch; /* bumped by every migration attempt */
+	uint64_t rounds;
+	uint64_t transferred;
+	uint64_t normal;
+	uint64_t duplicate;
+	uint64_t total_time_ms;
+	uint64_t downtime_ms;
+	char error_desc[256];
+};
+
+int mig_record_open(struct mig_record **out, struct shm_ctl *ctl);
+int mig_record_lock(struct mig_record *rec);
+void mig_record_unlock(struct mig_record *rec);
+void mig_record_set_receivedmap_live(struct mig_record *rec, bool live);
+bool mig_record_receivedmap_live(struct mig_record *rec);
+
+/* ---- session (session.c) ---------------------------------------------- */
+
+/* Counters of the running job; atomics read by query without locks. */
+struct mig_counters {
+	_Atomic uint64_t transferred;
+	_Atomic uint64_t multifd_bytes;
+	_Atomic uint64_t normal;
+	_Atomic uint64_t duplicate;
+	_Atomic uint64_t skipped;
+	_Atomic uint64_t remaining;
+	_Atomic uint64_t rounds;
+	_Atomic uint64_t dirty_rate;
+	_Atomic uint64_t expected_downtime_ms;
+	_Atomic uint64_t bandwidth; /* bytes/s measured */
+	_Atomic unsigned int throttle;
+};
+
+struct mig_src;
+struct mig_dst;
+
+struct mig_session {
+	struct mig_env env;	/* immutable after alloc */
+	struct mig_record *rec; /* in env.ctl; locked with mig_record_lock */
+	unsigned int io_timeout_ms;
+
+	/*
+	 * Protects every field below it, and calls of job abort functions
+	 * (so a job is not freed while cancel touches it).  Lock order:
+	 * session lock, then rec->lock; never held across network I/O.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* broadcast on every status change */
+	enum mig_status status;
+	enum mig_role role;
+	struct mig_caps caps;
+	struct mig_params params;
+	bool cancel_requested;
+	char error_desc[256];
+	uint64_t start_ns, setup_ns, end_ns, downtime_ms;
+	bool has_downtime;
+	uint8_t session_id[16];
+	uint64_t epoch;
+	/* The job and its worker thread: owned here, freed after join. */
+	struct mig_src *src;
+	struct mig_dst *dst;
+	pthread_t worker;
+	bool worker_live; /* worker started and not joined yet */
+	unsigned int incoming_port;
+
+	struct mig_counters ctr; /* reset when a job starts */
+};
+
+/* Status change: updates the record, wakes waiters, publishes the event. */
+void mig_session_set_status(struct mig_session *s, enum mig_status status);
+/* Final state of a job: completed, or failed/cancelled with @reason. */
+void mig_session_finish(struct mig_session *s, int err, const char *reason);
+bool mig_session_cancelled(struct mig_session *s);
+void mig_session_pass_event(struct mig_session *s, uint64_t pass);
+uint64_t mig_now_ns(void);
+
+/* ---- source (source.c, send.c) ------------------------------------------ */
+
+int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri);
+void *mig_src_run(void *src);
+/* Fails the job from any thread: stops the threads' I/O; first reason wins. */
+void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void mig_src_free(struct mig_src *src);
+
+/* ---- destination (dest.c, recv.c) --------------------------------------- */
+
+int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri);
+unsigned int mig_dst_port(struct mig_dst *dst);
+void *mig_dst_run(void *dst);
+void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void mig_dst_free(struct mig_dst *dst);
+
+#endif

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The migration engine: one session object per migrator process that runs
+ * an outgoing (source) or incoming (destination) live migration over TCP,
+ * one main connection plus N multifd page channels.  docs/MIGRATION.md has
+ * the stream format, the state machine and the ordering rules.
+ *
+ * The VM is reached only through struct mig_vm_ops, so the engine runs the
+ * same between two sets of memfds in one process (tests) as between two
+ * cleave-vcpu processes (cleave-migrator implements the ops with RPCs).
+ *
+ * Lifetime: mig_session_alloc / mig_session_free.  Free stops whatever runs
+ * (cancel, then joins every thread the session started) before it frees.
+ * All other calls are thread-safe and never block on the network.
+ */
+#ifndef CLEAVE_MIGRATION_H
+#define CLEAVE_MIGRATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm.h"
+
+#define MIG_DEFAULT_CHANNELS	  2 /* QEMU's multifd-channels default */
+#define MIG_MAX_CHANNELS	  64
+#define MIG_DEFAULT_DOWNTIME_MS	  300	/* QEMU's downtime-limit default */
+#define MIG_DEFAULT_MAX_BANDWIDTH 0	/* bytes/s; 0 = unlimited */
+#define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the session */
+
+/* vcpu-proc run states the engine asks for (values of vcpu.proto RunState). */
+enum mig_pause_state {
+	MIG_PAUSE_PAUSED = 3,
+	MIG_PAUSE_FINISH_MIGRATE = 7,
+	MIG_PAUSE_POSTMIGRATE = 8,
+};
+
+/*
+ * The VM side.  Each returns 0 or a negative errno and may block (an RPC to
+ * vcpu-proc).  Called from the session's worker thread only, never two at
+ * once.  Source uses pause, resume, dirty_log, harvest, save_state,
+ * throttle; the destination uses load_state and resume.
+ */
+struct mig_vm_ops {
+	int (*pause)(void *arg, enum mig_pause_state state);
+	int (*resume)(void *arg);
+	int (*dirty_log)(void *arg, bool enable);
+	/* ORs the pages written since the last harvest into the shm dirty bitmaps. */
+	int (*harvest)(void *arg, uint64_t *dirty_pages);
+	/* *blob is malloc()ed; the engine frees it. */
+	int (*save_state)(void *arg, void **blob, size_t *len);
+	int (*load_state)(void *arg, const void *blob, size_t len);
+	int (*throttle)(void *arg, unsigned int percent);
+};
+
+struct mig_event {
+	const char *status; /* MIGRATION event, or NULL */
+	uint64_t pass;	    /* MIGRATION_PASS event when status is NULL */
+};
+
+/* Test hooks: all zero in production. */
+struct mig_hooks {
+	/* Receive thread <hook_channel> sleeps this long before each packet. */
+	unsigned int recv_delay_us;
+	/* Receive thread <hook_channel> sleeps this long before its last receivedmap write. */
+	unsigned int recv_last_write_delay_us;
+	unsigned int hook_channel;
+};
+
+/* What the session needs from its process; everything outlives the session. */
+struct mig_env {
+	struct shm_ctl *ctl;	/* dirty/received bitmaps and the session record */
+	struct shm_region *ram; /* one per region of ctl's region table, mapped RW */
+	const struct mig_vm_ops *ops;
+	void *ops_arg;
+	/* Called from any session thread; must not call back into the session. */
+	void (*event)(void *arg, const struct mig_event *ev);
+	void *event_arg;
+	unsigned int io_timeout_ms; /* 0 = MIG_DEFAULT_IO_TIMEOUT_MS */
+	struct mig_hooks hooks;
+};
+
+struct mig_caps {
+	bool multifd; /* off: one page channel */
+	bool events;
+	bool auto_converge;
+};
+
+struct mig_params {
+	uint32_t multifd_channels;
+	uint64_t max_bandwidth;	 /* bytes/s, 0 = unlimited */
+	uint64_t downtime_limit; /* ms */
+};
+
+/* QEMU MigrationStatus; MIG_STATUS_NONE is query-migrate's {}. */
+enum mig_status {
+	MIG_STATUS_NONE,
+	MIG_STATUS_SETUP,
+	MIG_STATUS_ACTIVE,
+	MIG_STATUS_DEVICE,
+	MIG_STATUS_CANCELLING,
+	MIG_STATUS_CANCELLED,
+	MIG_STATUS_COMPLETED,
+	MIG_STATUS_FAILED,
+};
+
+enum mig_role {
+	MIG_ROLE_NONE,
+	MIG_ROLE_SOURCE,
+	MIG_ROLE_DEST,
+};
+
+/* A snapshot for query-migrate. */
+struct mig_info {
+	enum mig_status status;
+	enum mig_role role;
+	uint64_t total_time_ms; /* so far while running */
+	uint64_t setup_time_ms;
+	uint64_t downtime_ms;
+	bool has_downtime;
+	uint64_t expected_downtime_ms;
+	bool has_expected_downtime;
+	uint64_t transferred; /* bytes on all connections */
+	uint64_t remaining;   /* dirty bytes not sent yet */
+	uint64_t total;	      /* guest RAM bytes */
+	uint64_t duplicate;   /* zero pages sent as flags only */
+	uint64_t skipped;     /* never-touched pages not read at all (holes) */
+	uint64_t normal;      /* pages sent with data */
+	uint64_t normal_bytes;
+	double mbps;
+	uint64_t dirty_sync_count;
+	uint64_t dirty_pages_rate; /* pages/s in the last round */
+	uint64_t page_size;
+	uint64_t multifd_bytes;
+	uint64_t epoch;
+	uint8_t session_id[16];
+	unsigned int throttle_percent;
+	char error_desc[256];
+};
+
+struct mig_session;
+
+/* Reads (or creates) the session record in env->ctl's session area. */
+int mig_session_alloc(struct mig_session **out, const struct mig_env *env);
+/* Cancels what runs, joins every thread, frees.  NULL-safe. */
+void mig_session_free(struct mig_session *s);
+
+/* Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs. */
+int mig_session_migrate(struct mig_session *s, const char *uri);
+/*
+ * Listens on "tcp:HOST:PORT" (port 0: ephemeral, see _incoming_port) at once
+ * and receives one incoming migration in the background.
+ */
+int mig_session_incoming(struct mig_session *s, const char *uri);
+/* The bound TCP port of the incoming listener, or 0. */
+unsigned int mig_session_incoming_port(struct mig_session *s);
+/* migrate_cancel: returns at once; succeeds when nothing runs. */
+int mig_session_cancel(struct mig_session *s);
+/* Waits until the session is in a final state; -ETIMEDOUT otherwise. */
+int mig_session_wait(struct mig_session *s, int timeout_ms);
+
+void mig_session_query(struct mig_session *s, struct mig_info *info);
+void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps);
+int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps);
+void mig_session_get_params(struct mig_session *s, struct mig_params *params);
+/* -EINVAL for out-of-range values (channels 1..64), -EBUSY while running. */
+int mig_session_set_params(struct mig_session *s, const struct mig_params *params);
+
+const char *mig_status_name(enum mig_status status);
+
+#endif

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Multifd send threads.  Each owns one TCP channel and sends the packets
+ * the worker queues on it straight from the guest RAM mapping (sendmsg
+ * with one iovec per run of contiguous data pages: no staging copy).
+ * All-zero pages travel as a flag in their offset, without data.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log/log.h"
+#include "migrator/source-internal.h"
+
+static bool page_is_zero(const void *p)
+{
+	const uint64_t *w = p;
+
+	/* Word 0 is zero and every word equals the next: all zero (memcmp is SIMD). */
+	return w[0] == 0 && memcmp(w, w + 1, SHM_PAGE_SIZE - sizeof(*w)) == 0;
+}
+
+bool mig_src_aborted(struct mig_src *src)
+{
+	bool a;
+
+	pthread_mutex_lock(&src->lock);
+	a = src->aborted;
+	pthread_mutex_unlock(&src->lock);
+	return a;
+}
+
+/* Waits until @bytes may be sent under max-bandwidth (read live). */
+static int rate_acquire(struct mig_src *src, size_t bytes)
+{
+	uint64_t bw = __atomic_load_n(&src->s->params.max_bandwidth, __ATOMIC_RELAXED);
+	uint64_t now, wait_ns;
+	double burst;
+
+	if (!bw)
+		return 0;
+	pthread_mutex_lock(&src->rate_lock);
+	now = mig_now_ns();
+	if (!src->rate_last_ns)
+		src->rate_last_ns = now;
+	src->tokens += (double)(now - src->rate_last_ns) * (double)bw / 1e9;
+	burst = (double)bw / 10; /* at most 100 ms worth of credit */
+	if (src->tokens > burst)
+		src->tokens = burst;
+	src->rate_last_ns = now;
+	src->tokens -= (double)bytes;
+	wait_ns = src->tokens < 0 ? (uint64_t)(-src->tokens * 1e9 / (double)bw) : 0;
+	pthread_mutex_unlock(&src->rate_lock);
+	/* Sleep in slices so a cancel is seen quickly. */
+	while (wait_ns) {
+		uint64_t slice = wait_ns < 20000000 ? wait_ns : 20000000;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)slice};
+
+		if (mig_src_aborted(src))
+			return -ECANCELED;
+		nanosleep(&ts, NULL);
+		wait_ns -= slice;
+	}
+	return 0;
+}
+
+static int send_batch(struct mig_send_chan *c, const struct mig_batch *b, struct iovec *iov,
+		      uint64_t *offs)
+{
+	struct mig_src *src = c->src;
+	struct mig_session *s = src->s;
+	struct mig_pkt_hdr hdr = {
+		.magic = MIG_PKT_MAGIC,
+		.flags = b->flags,
+		.region = b->region,
+		.nr_pages = b->nr_pages,
+		.round = b->round,
+	};
+	uint8_t *base = b->nr_pages ? s->env.ram[b->region].base : NULL;
+	size_t bytes = sizeof(hdr), nr_zero = 0;
+	int niov = 2, ret;
+
+	iov[0] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof(hdr)};
+	iov[1] = (struct iovec){.iov_base = offs, .iov_len = b->nr_pages * sizeof(*offs)};
+	bytes += iov[1].iov_len;
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		uint64_t off = b->pages[i] << SHM_PAGE_SHIFT;
+		uint8_t *p = base + off;
+
+		if (page_is_zero(p)) {
+			offs[i] = off | MIG_PAGE_ZERO;
+			nr_zero++;
+			continue;
+		}
+		offs[i] = off;
+		bytes += SHM_PAGE_SIZE;
+		if (niov > 2 && (uint8_t *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == p)
+			iov[niov - 1].iov_len += SHM_PAGE_SIZE;
+		else
+			iov[niov++] = (struct iovec){.iov_base = p, .iov_len = SHM_PAGE_SIZE};
+	}
+	ret = rate_acquire(src, bytes);
+	if (ret)
+		return ret;
+	ret = mig_io_writev(c->fd, iov, niov);
+	if (ret)
+		return ret;
+	atomic_fetch_add(&s->ctr.transferred, bytes);
+	atomic_fetch_add(&s->ctr.multifd_bytes, bytes);
+	atomic_fetch_add(&s->ctr.duplicate, nr_zero);
+	atomic_fetch_add(&s->ctr.normal, b->nr_pages - nr_zero);
+	return 0;
+}
+
+static void *send_thread(void *arg)
+{
+	struct mig_send_chan *c = arg;
+	struct mig_src *src = c->src;
+	struct iovec *iov = malloc((MIG_BATCH_PAGES + 2) * sizeof(*iov));
+	uint64_t *offs = malloc(MIG_BATCH_PAGES * sizeof(*offs));
+	char tag[16];
+	int ret = 0;
+
+	snprintf(tag, sizeof(tag), "send/%u", c->index);
+	log_set_thread(tag);
+	if (!iov || !offs) {
+		mig_src_abort(src, -ENOMEM, "channel %u: out of memory", c->index);
+		goto out;
+	}
+	for (;;) {
+		const struct mig_batch *b;
+		bool final;
+
+		pthread_mutex_lock(&src->sq_lock);
+		while (!c->count && !src->sq_stop)
+			pthread_cond_wait(&c->work, &src->sq_lock);
+		if (src->sq_stop) {
+			pthread_mutex_unlock(&src->sq_lock);
+			break;
+		}
+		/* The worker writes only free slots: this one is ours until popped. */
+		b = &c->slots[c->head];
+		pthread_mutex_unlock(&src->sq_lock);
+
+		ret = send_batch(c, b, iov, offs);
+		final = b->flags & MIG_PKT_FINAL;
+
+		pthread_mutex_lock(&src->sq_lock);
+		c->head = (c->head + 1) % MIG_QUEUE_DEPTH;
+		c->count--;
+		pthread_cond_broadcast(&src->sq_space);
+		pthread_mutex_unlock(&src->sq_lock);
+		if (ret) {
+			mig_src_abort(src, ret, "channel %u: send: %s", c->index, strerror(-ret));
+			break;
+		}
+		if (final)
+			break;
+	}
+out:
+	free(iov);
+	free(offs);
+	return NULL;
+}
+
+int mig_send_start(struct mig_src *src)
+{
+	for (unsigned int i = 0; i < src->nr_chans; i++) {
+		struct mig_send_chan *c = &src->chans[i];
+		int ret = -pthread_create(&c->thread, NULL, send_thread, c);
+
+		if (ret)
+			return ret; /* mig_send_stop joins those started */
+		c->started = true;
+	}
+	return 0;
+}
+
+void mig_send_stop(struct mig_src *src)
+{
+	pthread_mutex_lock(&src->sq_lock);
+	src->sq_stop = true;
+	for (unsigned int i = 0; i < src->nr_chans; i++)
+		pthread_cond_broadcast(&src->chans[i].work);
+	pthread_cond_broadcast(&src->sq_space);
+	pthread_mutex_unlock(&src->sq_lock);
+	for (unsigned int i = 0; i < src->nr_chans; i++) {
+		if (src->chans[i].started)
+			pthread_join(src->chans[i].thread, NULL);
+		src->chans[i].started = false;
+	}
+}
+
+int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan)
+{
+	struct mig_send_chan *c = NULL;
+	int ret = 0;
+
+	pthread_mutex_lock(&src->sq_lock);
+	for (;;) {
+		if (src->sq_stop) {
+			ret = -ECANCELED;
+			break;
+		}
+		if (chan >= 0) {
+			c = &src->chans[chan];
+		} else {
+			/* Least loaded channel, ties broken round-robin. */
+			for (unsigned int k = 0; k < src->nr_chans; k++) {
+				struct mig_send_chan *t =
+					&src->chans[(src->next_chan + k) % src->nr_chans];
+
+				if (!c || t->count < c->count)
+					c = t;
+			}
+			src->next_chan = (c->index + 1) % src->nr_chans;
+		}
+		if (c->count < MIG_QUEUE_DEPTH)
+			break;
+		c = NULL;
+		pthread_cond_wait(&src->sq_space, &src->sq_lock);
+	}
+	if (c) {
+		c->slots[(c->head + c->count) % MIG_QUEUE_DEPTH] = *b;
+		c->count++;
+		pthread_cond_signal(&c->work);
+	}
+	pthread_mutex_unlock(&src->sq_lock);
+	return ret;
+}

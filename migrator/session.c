@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The session object: state machine, parameters, stats and events.  It owns
+ * at most one job (source or destination) and the worker thread running
+ * it; a finished job is joined and freed when the next one starts or when
+ * the session is freed.  There is no global pointer to a session.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "log/log.h"
+#include "migrator/mig-internal.h"
+
+static const char *const status_names[] = {
+	[MIG_STATUS_NONE] = "",
+	[MIG_STATUS_SETUP] = "setup",
+	[MIG_STATUS_ACTIVE] = "active",
+	[MIG_STATUS_DEVICE] = "device",
+	[MIG_STATUS_CANCELLING] = "cancelling",
+	[MIG_STATUS_CANCELLED] = "cancelled",
+	[MIG_STATUS_COMPLETED] = "completed",
+	[MIG_STATUS_FAILED] = "failed",
+};
+
+const char *mig_status_name(enum mig_status status)
+{
+	return (unsigned int)status < MIG_STATUS_FAILED + 1 ? status_names[status] : "?";
+}
+
+uint64_t mig_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool status_running(enum mig_status st)
+{
+	return st == MIG_STATUS_SETUP || st == MIG_STATUS_ACTIVE || st == MIG_STATUS_DEVICE ||
+	       st == MIG_STATUS_CANCELLING;
+}
+
+static void record_update(struct mig_session *s)
+{
+	struct mig_record *rec = s->rec;
+
+	if (mig_record_lock(rec))
+		return;
+	rec->role = s->role;
+	rec->status = s->status;
+	memcpy(rec->session_id, s->session_id, sizeof(rec->session_id));
+	rec->epoch = s->epoch;
+	rec->rounds = atomic_load(&s->ctr.rounds);
+	rec->transferred = atomic_load(&s->ctr.transferred);
+	rec->normal = atomic_load(&s->ctr.normal);
+	rec->duplicate = atomic_load(&s->ctr.duplicate);
+	rec->downtime_ms = s->downtime_ms;
+	rec->total_time_ms = s->end_ns ? (s->end_ns - s->start_ns) / 1000000 : 0;
+	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", s->error_desc);
+	mig_record_unlock(rec);
+}
+
+/* Caller holds s->lock: events leave in the order of the changes. */
+static void set_status_locked(struct mig_session *s, enum mig_status status)
+{
+	struct mig_event ev = {.status = mig_status_name(status)};
+
+	if (s->status == status)
+		return;
+	log_debug("migration status: %s -> %s", mig_status_name(s->status), ev.status);
+	s->status = status;
+	record_update(s);
+	pthread_cond_broadcast(&s->cond);
+	if (s->caps.events && s->env.event)
+		s->env.event(s->env.event_arg, &ev);
+}
+
+void mig_session_set_status(struct mig_session *s, enum mig_status status)
+{
+	pthread_mutex_lock(&s->lock);
+	/* A cancel in flight keeps "cancelling" until the job finishes. */
+	if (s->status != MIG_STATUS_CANCELLING)
+		set_status_locked(s, status);
+	if (status == MIG_STATUS_ACTIVE && !s->setup_ns)
+		s->setup_ns = mig_now_ns();
+	pthread_mutex_unlock(&s->lock);
+}
+
+void mig_session_pass_event(struct mig_session *s, uint64_t pass)
+{
+	struct mig_event ev = {.pass = pass};
+
+	pthread_mutex_lock(&s->lock);
+	if (s->caps.events && s->env.event)
+		s->env.event(s->env.event_arg, &ev);
+	record_update(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool mig_session_cancelled(struct mig_session *s)
+{
+	bool c;
+
+	pthread_mutex_lock(&s->lock);
+	c = s->cancel_requested;
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+void mig_session_finish(struct mig_session *s, int err, const char *reason)
+{
+	pthread_mutex_lock(&s->lock);
+	s->end_ns = mig_now_ns();
+	if (err) {
+		snprintf(s->error_desc, sizeof(s->error_desc), "%s",
+			 reason ? reason : strerror(-err));
+		log_err("migration %s: %s", s->cancel_requested ? "cancelled" : "failed",
+			s->error_desc);
+	}
+	if (!err)
+		set_status_locked(s, MIG_STATUS_COMPLETED);
+	else
+		set_status_locked(s,
+				  s->cancel_requested ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED);
+	record_update(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
+{
+	struct mig_session *s;
+	int ret;
+
+	if (!env->ctl || !env->ctl->hdr || !env->ram || !env->ops)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->env = *env;
+	s->io_timeout_ms = env->io_timeout_ms ? env->io_timeout_ms : MIG_DEFAULT_IO_TIMEOUT_MS;
+	ret = mig_record_open(&s->rec, env->ctl);
+	if (ret)
+		goto err_free;
+	s->epoch = s->rec->epoch;
+	s->params.multifd_channels = MIG_DEFAULT_CHANNELS;
+	s->params.max_bandwidth = MIG_DEFAULT_MAX_BANDWIDTH;
+	s->params.downtime_limit = MIG_DEFAULT_DOWNTIME_MS;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	*out = s;
+	return 0;
+err_free:
+	free(s);
+	return ret;
+}
+
+/* Joins a finished worker and frees its job; the caller holds no lock. */
+static void session_reap(struct mig_session *s)
+{
+	struct mig_src *src;
+	struct mig_dst *dst;
+	bool live;
+
+	pthread_mutex_lock(&s->lock);
+	live = s->worker_live;
+	src = s->src;
+	dst = s->dst;
+	s->worker_live = false;
+	s->src = NULL;
+	s->dst = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (live)
+		pthread_join(s->worker, NULL);
+	mig_src_free(src);
+	mig_dst_free(dst);
+}
+
+void mig_session_free(struct mig_session *s)
+{
+	if (!s)
+		return;
+	mig_session_cancel(s);
+	session_reap(s);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* Caller holds s->lock; nothing runs. */
+static void job_reset_locked(struct mig_session *s, enum mig_role role)
+{
+	memset(&s->ctr, 0, sizeof(s->ctr));
+	s->role = role;
+	s->cancel_requested = false;
+	s->error_desc[0] = '\0';
+	s->start_ns = mig_now_ns();
+	s->setup_ns = s->end_ns = s->downtime_ms = 0;
+	s->has_downtime = false;
+	s->incoming_port = 0;
+	s->epoch++;
+	if (getrandom(s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+		memset(s->session_id, 0, sizeof(s->session_id));
+}
+
+static bool session_busy(struct mig_session *s)
+{
+	bool busy;
+
+	pthread_mutex_lock(&s->lock);
+	busy = status_running(s->status) || (s->dst && s->status == MIG_STATUS_NONE);
+	pthread_mutex_unlock(&s->lock);
+	return busy;
+}
+
+int mig_session_migrate(struct mig_session *s, const char *uri)
+{
+	struct mig_src *src;
+	int ret;
+
+	if (session_busy(s))
+		return -EBUSY;
+	session_reap(s);
+	pthread_mutex_lock(&s->lock);
+	job_reset_locked(s, MIG_ROLE_SOURCE);
+	ret = mig_src_alloc(&src, s, uri);
+	if (ret)
+		goto err_unlock;
+	s->src = src;
+	s->status = MIG_STATUS_NONE;
+	set_status_locked(s, MIG_STATUS_SETUP);
+	ret = -pthread_create(&s->worker, NULL, mig_src_run, src);
+	if (ret) {
+		s->src = NULL;
+		mig_src_free(src);
+		set_status_locked(s, MIG_STATUS_FAILED);
+		goto err_unlock;
+	}
+	s->worker_live = true;
+err_unlock:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int mig_session_incoming(struct mig_session *s, const char *uri)
+{
+	struct mig_dst *dst;
+	int ret;
+
+	if (session_busy(s))
+		return -EBUSY;
+	session_reap(s);
+	pthread_mutex_lock(&s->lock);
+	job_reset_locked(s, MIG_ROLE_DEST);
+	ret = mig_dst_alloc(&dst, s, uri);
+	if (ret)
+		goto err_unlock;
+	s->dst = dst;
+	s->incoming_port = mig_dst_port(dst);
+	s->status = MIG_STATUS_NONE;
+	ret = -pthread_create(&s->worker, NULL, mig_dst_run, dst);
+	if (ret) {
+		s->dst = NULL;
+		mig_dst_free(dst);
+		goto err_unlock;
+	}
+	s->worker_live = true;
+err_unlock:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+unsigned int mig_session_incoming_port(struct mig_session *s)
+{
+	unsigned int port;
+
+	pthread_mutex_lock(&s->lock);
+	port = s->incoming_port;
+	pthread_mutex_unlock(&s->lock);
+	return port;
+}
+
+int mig_session_cancel(struct mig_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->src && status_running(s->status)) {
+		s->cancel_requested = true;
+		set_status_locked(s, MIG_STATUS_CANCELLING);
+		mig_src_abort(s->src, -ECANCELED, "migration cancelled");
+	} else if (s->dst && (status_running(s->status) || s->status == MIG_STATUS_NONE)) {
+		s->cancel_requested = true;
+		if (s->status != MIG_STATUS_NONE)
+			set_status_locked(s, MIG_STATUS_CANCELLING);
+		mig_dst_abort(s->dst, -ECANCELED, "incoming migration cancelled");
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int mig_session_wait(struct mig_session *s, int timeout_ms)
+{
+	struct timespec ts;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!ret && (status_running(s->status) || (s->dst && s->status == MIG_STATUS_NONE)))
+		ret = -pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void mig_session_query(struct mig_session *s, struct mig_info *info)
+{
+	uint64_t end, secs_ns;
+
+	memset(info, 0, sizeof(*info));
+	pthread_mutex_lock(&s->lock);
+	info->status = s->status;
+	info->role = s->role;
+	if (s->status != MIG_STATUS_NONE) {
+		end = s->end_ns ? s->end_ns : mig_now_ns();
+		info->total_time_ms = (end - s->start_ns) / 1000000;
+		info->setup_time_ms = s->setup_ns ? (s->setup_ns - s->start_ns) / 1000000 : 0;
+		secs_ns = end - s->start_ns;
+		info->transferred = atomic_load(&s->ctr.transferred);
+		info->mbps = secs_ns ? (double)info->transferred * 8e3 / (double)secs_ns : 0;
+	}
+	info->downtime_ms = s->downtime_ms;
+	info->has_downtime = s->has_downtime;
+	info->expected_downtime_ms = atomic_load(&s->ctr.expected_downtime_ms);
+	info->has_expected_downtime = s->role == MIG_ROLE_SOURCE && status_running(s->status);
+	info->remaining = atomic_load(&s->ctr.remaining);
+	info->total = s->env.ctl->hdr->ram_size;
+	info->duplicate = atomic_load(&s->ctr.duplicate);
+	info->skipped = atomic_load(&s->ctr.skipped);
+	info->normal = atomic_load(&s->ctr.normal);
+	info->normal_bytes = info->normal * SHM_PAGE_SIZE;
+	info->dirty_sync_count = atomic_load(&s->ctr.rounds);
+	info->dirty_pages_rate = atomic_load(&s->ctr.dirty_rate);
+	info->page_size = SHM_PAGE_SIZE;
+	info->multifd_bytes = atomic_load(&s->ctr.multifd_bytes);
+	info->throttle_percent = atomic_load(&s->ctr.throttle);
+	info->epoch = s->epoch;
+	memcpy(info->session_id, s->session_id, sizeof(info->session_id));
+	snprintf(info->error_desc, sizeof(info->error_desc), "%s", s->error_desc);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps)
+{
+	pthread_mutex_lock(&s->lock);
+	*caps = s->caps;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	/* As in QEMU: capabilities are fixed while a migration runs. */
+	if (status_running(s->status))
+		ret = -EBUSY;
+	else
+		s->caps = *caps;
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void mig_session_get_params(struct mig_session *s, struct mig_params *params)
+{
+	pthread_mutex_lock(&s->lock);
+	*params = s->params;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mig_session_set_params(struct mig_session *s, const struct mig_params *params)
+{
+	if (params->multifd_channels < 1 || params->multifd_channels > MIG_MAX_CHANNELS ||
+	    params->downtime_limit > 2000000)
+		return -EINVAL;
+	/* Bandwidth and downtime apply at once; channels from the next migration. */
+	pthread_mutex_lock(&s->lock);
+	/* Atomic stores: send threads read max_bandwidth without the lock. */
+	__atomic_store_n(&s->params.multifd_channels, params->multifd_channels, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->params.max_bandwidth, params->max_bandwidth, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->params.downtime_limit, params->downtime_limit, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The outgoing job, shared by source.c (the worker) and send.c (channels). */
+#ifndef CLEAVE_MIG_SOURCE_INTERNAL_H
+#define CLEAVE_MIG_SOURCE_INTERNAL_H
+
+#include "migrator/mig-internal.h"
+
+#define MIG_QUEUE_DEPTH 4 /* packets queued per channel: bounds memory, gives backpressure */
+
+/* One page packet to build, or a SYNC marker (nr_pages 0). */
+struct mig_batch {
+	uint32_t region;
+	uint32_t nr_pages;
+	uint32_t flags; /* MIG_PKT_* */
+	uint64_t round;
+	uint64_t pages[MIG_BATCH_PAGES]; /* page numbers within the region */
+};
+
+struct mig_send_chan {
+	struct mig_src *src;
+	unsigned int index;
+	int fd; /* owned by the job; closed by mig_src_free after the join */
+	pthread_t thread;
+	bool started; /* worker only: thread created, not joined */
+	/* Ring of queued packets, protected by src->sq_lock. */
+	struct mig_batch slots[MIG_QUEUE_DEPTH];
+	unsigned int head, count;
+	pthread_cond_t work; /* count became non-zero, or sq_stop */
+};
+
+struct mig_src {
+	struct mig_session *s;
+	char uri[256];
+	unsigned int nr_chans;
+	struct mig_send_chan *chans;
+
+	/* Protects err, reason, aborted, committed and main_fd/chan fd publication. */
+	pthread_mutex_t lock;
+	int err;
+	char reason[256];
+	bool aborted;	/* sockets shut down, threads told to stop */
+	bool committed; /* Commit sent: the source guest never resumes; abort is a no-op */
+	int main_fd;
+
+	/* Protects the channel rings and sq_stop. */
+	pthread_mutex_t sq_lock;
+	pthread_cond_t sq_space; /* a ring has room */
+	bool sq_stop;
+	unsigned int next_chan; /* round-robin start, worker only */
+
+	/* Token bucket shared by the send threads; protects tokens, rate_last_ns. */
+	pthread_mutex_t rate_lock;
+	double tokens;
+	uint64_t rate_last_ns;
+
+	/* Worker thread only. */
+	bool paused; /* we paused the guest: resume it on failure */
+	bool dirty_logging;
+	unsigned int throttle;
+	uint64_t last_ping_ns;
+};
+
+/* send.c */
+int mig_send_start(struct mig_src *src);
+/* Tells the threads to stop and joins them; safe to call twice. */
+void mig_send_stop(struct mig_src *src);
+/* Queues @b (copied) on the least loaded channel, or on @chan if >= 0. */
+int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan);
+bool mig_src_aborted(struct mig_src *src);
+
+#endif
