@@ -10,9 +10,11 @@
  *    KVM_RUN with kvm_run->immediate_exit = 1 (returns -EINTR); otherwise RIP
  *    still points at the `out` and the saved state replays it.
  *  - load: the vCPU has never run, and all of guest RAM is final (DESIGN.md
- *    invariant 3): loading enables the guest's kvmclock MSR, after which KVM
- *    writes the clock page on the next KVM_RUN.  vm_clock_load() (clock.h)
- *    comes first.  See docs/CLOCK.md for the whole ordering.
+ *    invariant 3): loading enables the guest's kvmclock MSR, which gives KVM
+ *    a GPA to write the clock page to (on the next KVM_RUN, and on some
+ *    kernels already during the load).  vm_clock_load() (clock.h) comes
+ *    first, and every vCPU is loaded before any runs.  docs/CLOCK.md has the
+ *    whole ordering.
  *
  * Both calls must be made by the process (in practice the thread) that owns
  * the vCPU fd; they only issue vCPU ioctls and KVM_GET_MSR_INDEX_LIST /
