@@ -6,7 +6,9 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <linux/futex.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log/log.h"
 #include "shm/shm.h"
@@ -68,6 +70,19 @@ void shm_lock_release(struct shm_lock *l)
 	/* EPERM: released by a thread that does not hold it */
 	assert(ret == 0);
 	(void)ret;
+}
+
+/*
+ * A robust mutex keeps its owner's TID in the futex word (the kernel's
+ * robust-list protocol requires it), so reading it answers "do I hold it"
+ * without touching the lock.  A trylock would not do: on a dead holder's
+ * lock it would consume the EOWNERDEAD meant for the next real acquirer.
+ */
+bool shm_lock_held(struct shm_lock *l)
+{
+	int word = __atomic_load_n(&l->mutex.__data.__lock, __ATOMIC_RELAXED);
+
+	return (word & FUTEX_TID_MASK) == gettid();
 }
 
 void shm_lock_destroy(struct shm_lock *l)

@@ -111,6 +111,11 @@ int shm_lock_init(struct shm_lock *l);
 int shm_lock_acquire(struct shm_lock *l);
 void shm_lock_mark_consistent(struct shm_lock *l);
 void shm_lock_release(struct shm_lock *l);
+/*
+ * True when the calling thread holds @l: for assert(shm_lock_held(l)) in
+ * code that requires the lock (the userspace lockdep_assert_held).
+ */
+bool shm_lock_held(struct shm_lock *l);
 /* Releases the pthread object; only the owner, when nobody can use it. */
 void shm_lock_destroy(struct shm_lock *l);
 

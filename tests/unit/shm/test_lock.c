@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -76,14 +77,28 @@ static void child_dies_holding(struct shared *s)
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+static void *held_in_other_thread(void *p)
+{
+	return (void *)(uintptr_t)shm_lock_held(p);
+}
+
 static void test_plain(void **state)
 {
 	struct shared *s = *state;
+	pthread_t t;
+	void *other;
 
+	assert_false(shm_lock_held(&s->lock));
 	assert_int_equal(shm_lock_acquire(&s->lock), 0);
+	assert_true(shm_lock_held(&s->lock));
+	/* held by this thread, not by every thread of the process */
+	assert_int_equal(pthread_create(&t, NULL, held_in_other_thread, &s->lock), 0);
+	assert_int_equal(pthread_join(t, &other), 0);
+	assert_null(other);
 	/* errorcheck: relocking from the holder is reported, not a deadlock */
 	assert_int_equal(shm_lock_acquire(&s->lock), -EDEADLK);
 	shm_lock_release(&s->lock);
+	assert_false(shm_lock_held(&s->lock));
 	assert_int_equal(shm_lock_acquire(&s->lock), 0);
 	shm_lock_release(&s->lock);
 }
@@ -94,7 +109,10 @@ static void test_owner_dead_repaired(void **state)
 
 	s->value = 1;
 	child_dies_holding(s);
+	/* asking does not consume the EOWNERDEAD meant for the next acquirer */
+	assert_false(shm_lock_held(&s->lock));
 	assert_int_equal(shm_lock_acquire(&s->lock), -EOWNERDEAD);
+	assert_true(shm_lock_held(&s->lock));
 	assert_int_equal(s->value, 0xdead);
 	s->value = 1; /* repair */
 	shm_lock_mark_consistent(&s->lock);
