@@ -239,43 +239,50 @@ static void sup_kill_all(struct sup *s)
 	s->kill_at_ms = INT64_MAX;
 }
 
-static void sup_child_died(struct sup *s, struct sup_child *c, const siginfo_t *si)
+/* Restart bookkeeping for a restartable child that is gone; @who names it. */
+static void sup_child_lost(struct sup *s, struct sup_child *c, const char *who, const char *what)
 {
-	char what[64], reason[128];
 	int64_t now = sup_now_ms();
 	long delay;
-	int status;
 
-	sup_status_describe(si->si_code, si->si_status, what, sizeof(what));
-	c->state = SUP_DONE;
-	if (s->stopping) {
-		log_debug("%s (pid %d) %s", c->name, (int)c->pid, what);
-		return;
-	}
-	if (c->ends_vm) {
-		status = sup_vm_exit_status(si->si_code, si->si_status, reason, sizeof(reason));
-		/* A guest's own exit code is a result, not a failure. */
-		if (si->si_code != CLD_EXITED || si->si_status > 125)
-			log_err("%s (pid %d) %s: %s", c->name, (int)c->pid, what, reason);
-		else
-			log_info("%s (pid %d) %s: %s", c->name, (int)c->pid, what, reason);
-		sup_stop(s, status);
-		return;
-	}
 	delay = sup_restart_delay(c, &s->policy, now);
 	if (delay < 0) {
 		c->state = SUP_GAVE_UP;
-		log_err("%s (pid %d) %s: restart limit reached (%u restarts within %u s); "
-			"not restarting it, the VM keeps running without %s",
-			c->name, (int)c->pid, what, s->policy.restart_limit,
-			s->policy.restart_window_ms / 1000, c->name);
+		log_err("%s %s: restart limit reached (%u restarts within %u s); not restarting "
+			"it, the VM keeps running without %s",
+			who, what, s->policy.restart_limit, s->policy.restart_window_ms / 1000,
+			c->name);
 		return;
 	}
 	c->state = SUP_BACKOFF;
 	c->restart_at_ms = now + delay;
-	log_warn("%s (pid %d) %s; restarting in %ld ms (restart %u of %u within %u s)", c->name,
-		 (int)c->pid, what, delay, c->nr_restarts, s->policy.restart_limit,
-		 s->policy.restart_window_ms / 1000);
+	log_warn("%s %s; restarting in %ld ms (restart %u of %u within %u s)", who, what, delay,
+		 c->nr_restarts, s->policy.restart_limit, s->policy.restart_window_ms / 1000);
+}
+
+static void sup_child_died(struct sup *s, struct sup_child *c, const siginfo_t *si)
+{
+	char who[64], what[64], reason[128];
+	int status;
+
+	snprintf(who, sizeof(who), "%s (pid %d)", c->name, (int)c->pid);
+	sup_status_describe(si->si_code, si->si_status, what, sizeof(what));
+	c->state = SUP_DONE;
+	if (s->stopping) {
+		log_debug("%s %s", who, what);
+		return;
+	}
+	if (!c->ends_vm) {
+		sup_child_lost(s, c, who, what);
+		return;
+	}
+	status = sup_vm_exit_status(si->si_code, si->si_status, reason, sizeof(reason));
+	/* A guest's own exit code is a result, not a failure. */
+	if (si->si_code != CLD_EXITED || si->si_status > 125)
+		log_err("%s %s: %s", who, what, reason);
+	else
+		log_info("%s %s: %s", who, what, reason);
+	sup_stop(s, status);
 }
 
 static void sup_signals_read(struct sup *s)
@@ -324,12 +331,10 @@ static void sup_timers_run(struct sup *s, int64_t now)
 		c = &s->children[i];
 		if (c->state != SUP_BACKOFF || now < c->restart_at_ms)
 			continue;
+		/* A failed start counts as a death: backoff and the limit apply. */
 		if (sup_child_start(c)) {
-			/* Counts as a death: backoff and the limit apply. */
-			siginfo_t si = {.si_code = CLD_EXITED, .si_status = 127};
-
 			c->started_ms = now;
-			sup_child_died(s, c, &si);
+			sup_child_lost(s, c, c->name, "could not be started");
 		}
 	}
 }

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* `cleave run` option parsing: every accepted form and every rejection text. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "launcher/options.h"
+
+#define MAX_VCPUS 8 /* the host limit the tests pretend to have */
+
+struct bad_case {
+	const char *args[6]; /* after "run", NULL-terminated */
+	const char *err;     /* expected substring of the message */
+};
+
+static const struct bad_case bad_cases[] = {
+	{{"--memory", "0"}, "--memory '0': too small (at least 2M)"},
+	{{"--memory", "1M"}, "too small"},
+	{{"--memory", "1001K"}, "--memory '1001K': not a multiple of the 4096-byte page"},
+	{{"--memory", "2T"}, "--memory '2T': too large (at most 1024G)"},
+	{{"--memory", "99999999999999999999"}, "too large"},
+	{{"--memory", "18446744073709551615G"}, "too large"},
+	{{"--memory", "17179869184G"}, "too large"},
+	{{"--memory", "12X"}, "--memory '12X': not a size"},
+	{{"--memory", "12MB"}, "not a size"},
+	{{"--memory", "-1G"}, "not a size"},
+	{{"--memory", ""}, "not a size"},
+	{{"--memory"}, "option '--memory' needs a value"},
+	{{"--vcpus", "0"}, "--vcpus '0': must be 1..8 on this host"},
+	{{"--vcpus", "9"}, "must be 1..8"},
+	{{"--vcpus", "-1"}, "--vcpus '-1': not a number"},
+	{{"--vcpus", "2x"}, "not a number"},
+	{{"--vcpus", "99999999999999999999999"}, "not a number"},
+	{{"--qmp", "stdio"}, "--qmp 'stdio': expected unix:PATH or tcp:127.0.0.1:PORT"},
+	{{"--qmp", "unix:"}, "empty socket path"},
+	{{"--qmp",
+	  "unix:/tmp/"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+	 "socket path longer than 107 bytes"},
+	{{"--qmp", "tcp:0.0.0.0:4444"}, "loopback (127.0.0.0/8) only"},
+	{{"--qmp", "tcp:10.1.2.3:4444"}, "loopback"},
+	{{"--qmp", "tcp:example.com:4444"}, "'example.com' is not an IPv4 address"},
+	{{"--qmp", "tcp:127.0.0.1:0"}, "port must be 1..65535"},
+	{{"--qmp", "tcp:127.0.0.1:65536"}, "port must be 1..65535"},
+	{{"--qmp", "tcp:127.0.0.1"}, "expected tcp:127.0.0.1:PORT"},
+	{{"--qmp", "tcp:4444"}, "expected tcp:127.0.0.1:PORT"},
+	{{"--serial", "pty"}, "--serial 'pty': expected stdio or file:PATH"},
+	{{"--serial", "file:"}, "expected stdio or file:PATH"},
+	{{"--incoming", "tcp:host"}, "--incoming 'tcp:host': expected tcp:HOST:PORT or defer"},
+	{{"--incoming", "tcp::4444"}, "expected tcp:HOST:PORT or defer"},
+	{{"--incoming", "tcp:1.2.3.4:x"}, "--incoming 'tcp:1.2.3.4:x': port must be 1..65535"},
+	{{"--incoming", "unix:/x"}, "expected tcp:HOST:PORT or defer"},
+	{{"--name", ""}, "must be 1..64 characters"},
+	{{"--name", "a/b"}, "only letters, digits"},
+	{{"--name", "..x"}, "must not start with '.' or '-'"},
+	{{"--guest", "/nonexistent/guest.elf"}, "--guest '/nonexistent/guest.elf': No such file"},
+	{{"--guest", "/"}, "not a regular file"},
+	{{"--state-dir", ""}, "--state-dir: empty path"},
+	{{"--state-dir",
+	  "/tmp/"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaa"},
+	 "too long for the sockets inside"},
+	{{"--bogus"}, "unknown option '--bogus'"},
+	{{"-x"}, "unknown option '-x'"},
+	{{"stray"}, "unexpected argument 'stray'"},
+	{{"--no-sandbox=1"}, "option '--no-sandbox' takes no value"},
+};
+
+static int parse(struct run_options *o, const char *const *args, char *err, size_t len)
+{
+	char *argv[16];
+	int argc = 0;
+
+	argv[argc++] = (char *)"run";
+	while (args && *args)
+		argv[argc++] = (char *)*args++;
+	argv[argc] = NULL;
+	return run_options_parse(o, argc, argv, MAX_VCPUS, err, len);
+}
+
+static void test_bad_values(void **state)
+{
+	struct run_options o;
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		if (parse(&o, bad_cases[i].args, err, sizeof(err)) != -EINVAL)
+			fail_msg("case %zu (%s %s) accepted", i, bad_cases[i].args[0],
+				 bad_cases[i].args[1] ? bad_cases[i].args[1] : "");
+		if (!strstr(err, bad_cases[i].err))
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, err, bad_cases[i].err);
+	}
+}
+
+static void test_defaults(void **state)
+{
+	const char *args[] = {NULL};
+	struct run_options o;
+	char err[256], want[64];
+
+	assert_int_equal(parse(&o, args, err, sizeof(err)), 0);
+	assert_int_equal(o.memory, 512ULL << 20);
+	assert_int_equal(o.vcpus, 1);
+	assert_null(o.guest);
+	assert_int_equal(o.serial, RUN_SERIAL_STDIO);
+	assert_int_equal(o.nr_qmp, 0);
+	assert_int_equal(o.incoming, RUN_INCOMING_NONE);
+	assert_false(o.no_sandbox);
+	assert_false(o.verbose);
+	assert_string_equal(o.cmdline, "cpus=1");
+	snprintf(want, sizeof(want), "vm-%d", (int)getpid());
+	assert_string_equal(o.name, want);
+	assert_non_null(strstr(o.state_dir, want));
+}
+
+static void test_sizes(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t bytes;
+	} ok[] = {
+		{"0", 0},	    {"512", 512ULL << 20},  {"4k", 4096},
+		{"4K", 4096},	    {"2m", 2ULL << 20},	    {"3G", 3ULL << 30},
+		{"1t", 1ULL << 40}, {"16384T", 1ULL << 54},
+	};
+	static const struct {
+		const char *s;
+		int ret;
+	} bad[] = {
+		{"", -EINVAL},
+		{"G", -EINVAL},
+		{"1GB", -EINVAL},
+		{" 1", -EINVAL},
+		{"1.5G", -EINVAL},
+		{"16777216T", -ERANGE},
+		{"18446744073709551616", -ERANGE},
+	};
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(run_size_parse(ok[i].s, &v), 0);
+		assert_int_equal(v, ok[i].bytes);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(run_size_parse(bad[i].s, &v), bad[i].ret);
+}
+
+static void test_full_command_line(void **state)
+{
+	char *argv[] = {"run",
+			"--name=vm1",
+			"-m",
+			"4G",
+			"--vcpus",
+			"8",
+			"--append",
+			"mode=idle hb=10",
+			"--serial",
+			"file:/tmp/s.log",
+			"--qmp",
+			"unix:/tmp/a.sock",
+			"--qmp=tcp:localhost:4444",
+			"--qmp",
+			"tcp:127.0.0.2:5555",
+			"--state-dir",
+			"/tmp/st",
+			"--incoming",
+			"tcp:0.0.0.0:7777",
+			"--no-sandbox",
+			"-v",
+			NULL};
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(run_options_parse(&o, 21, argv, MAX_VCPUS, err, sizeof(err)), 0);
+	assert_string_equal(o.name, "vm1");
+	assert_int_equal(o.memory, 4ULL << 30);
+	assert_int_equal(o.vcpus, 8);
+	assert_string_equal(o.cmdline, "mode=idle hb=10 cpus=8");
+	assert_int_equal(o.serial, RUN_SERIAL_FILE);
+	assert_string_equal(o.serial_path, "/tmp/s.log");
+	assert_int_equal(o.nr_qmp, 3);
+	assert_int_equal(o.qmp[0].kind, RUN_EP_UNIX);
+	assert_string_equal(o.qmp[0].path, "/tmp/a.sock");
+	assert_int_equal(o.qmp[1].kind, RUN_EP_TCP);
+	assert_int_equal(o.qmp[1].addr, 0x7f000001);
+	assert_int_equal(o.qmp[1].port, 4444);
+	assert_int_equal(o.qmp[2].addr, 0x7f000002);
+	assert_string_equal(o.state_dir, "/tmp/st");
+	assert_int_equal(o.incoming, RUN_INCOMING_TCP);
+	assert_string_equal(o.incoming_uri, "tcp:0.0.0.0:7777");
+	assert_true(o.no_sandbox);
+	assert_true(o.verbose);
+}
+
+static void test_incoming_defer_and_help(void **state)
+{
+	const char *defer[] = {"--incoming", "defer", NULL};
+	const char *help[] = {"--vcpus", "1", "--help", NULL};
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, defer, err, sizeof(err)), 0);
+	assert_int_equal(o.incoming, RUN_INCOMING_DEFER);
+	assert_null(o.incoming_uri);
+	assert_int_equal(parse(&o, help, err, sizeof(err)), 0);
+	assert_true(o.help);
+}
+
+static void test_qmp_limit(void **state)
+{
+	char *argv[2 + 2 * (RUN_QMP_MAX + 1)];
+	char paths[RUN_QMP_MAX + 1][32];
+	struct run_options o;
+	char err[256];
+	int argc = 0, i;
+
+	argv[argc++] = "run";
+	for (i = 0; i <= RUN_QMP_MAX; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "unix:/tmp/q%d", i);
+		argv[argc++] = "--qmp";
+		argv[argc++] = paths[i];
+	}
+	argv[argc] = NULL;
+	assert_int_equal(run_options_parse(&o, argc, argv, MAX_VCPUS, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "at most 8 QMP sockets"));
+	assert_int_equal(run_options_parse(&o, argc - 2, argv, MAX_VCPUS, err, sizeof(err)), 0);
+	assert_int_equal(o.nr_qmp, RUN_QMP_MAX);
+}
+
+static void test_append_too_long(void **state)
+{
+	char *big = malloc(RUN_APPEND_MAX);
+	const char *args[] = {"--append", big, NULL};
+	struct run_options o;
+	char err[256];
+
+	assert_non_null(big);
+	memset(big, 'x', RUN_APPEND_MAX - 4);
+	big[RUN_APPEND_MAX - 4] = '\0';
+	assert_int_equal(parse(&o, args, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "guest command line longer than"));
+	big[RUN_APPEND_MAX - 20] = '\0';
+	assert_int_equal(parse(&o, args, err, sizeof(err)), 0);
+	free(big);
+}
+
+static void test_host_max_vcpus(void **state)
+{
+	unsigned int n = run_host_max_vcpus();
+
+	assert_true(n >= 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_full_command_line),
+		cmocka_unit_test(test_incoming_defer_and_help),
+		cmocka_unit_test(test_qmp_limit),
+		cmocka_unit_test(test_append_too_long),
+		cmocka_unit_test(test_host_max_vcpus),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
