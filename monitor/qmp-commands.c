@@ -38,7 +38,7 @@ int mon_backend_call(struct mon_ctx *ctx, enum mon_backend backend, unsigned met
 		       ctx->timeout_ms, errbuf, sizeof(errbuf));
 	if (ret == 0)
 		return 0;
-	if (ret == -ETIMEDOUT || ret == -ECONNREFUSED || ret == -ECONNRESET) {
+	if (ret == -ETIMEDOUT) {
 		/* A dead peer: the names the brief and QEMU users grep for. */
 		res->backend_down = true;
 		if (backend == MON_BACKEND_MIGRATOR)

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* In-test vcpu-proc and migrator: see fake-backend.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/migrator.pb-c.h"
+#include "proto/rpc.h"
+#include "proto/vcpu.pb-c.h"
+#include "tests/unit/monitor/fake-backend.h"
+
+static void fake_publish(struct rpc_pub *pub, Cleave__Events__Event *ev)
+{
+	if (pub)
+		rpc_pub_send(pub, ev);
+}
+
+static void fake_enter(struct fake_backend *fb)
+{
+	int ms = atomic_load(&fb->delay_ms);
+
+	atomic_fetch_add(&fb->calls, 1);
+	if (ms)
+		usleep((useconds_t)ms * 1000);
+}
+
+static int fake_vcpu_status(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Vcpu__StatusReply rep = CLEAVE__VCPU__STATUS_REPLY__INIT;
+	Cleave__Vcpu__VcpuInfo v0 = CLEAVE__VCPU__VCPU_INFO__INIT, v1 = v0;
+	Cleave__Vcpu__VcpuInfo *vcpus[] = {&v0, &v1};
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	v0.index = 0;
+	v0.thread_id = 1000;
+	v1.index = 1;
+	v1.thread_id = 1001;
+	pthread_mutex_lock(&fb->lock);
+	rep.state = fb->running ? CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING
+				: CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED;
+	pthread_mutex_unlock(&fb->lock);
+	rep.n_vcpus = 2;
+	rep.vcpus = vcpus;
+	rep.memory_bytes = 256ull << 20;
+	return rpc_reply_set(r, &rep.base);
+}
+
+static int fake_vcpu_pause(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Stop stop = CLEAVE__EVENTS__STOP__INIT;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	fb->running = false;
+	pthread_mutex_unlock(&fb->lock);
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_STOP;
+	ev.stop = &stop;
+	fake_publish(fb->vcpu_pub, &ev);
+	return 0;
+}
+
+static int fake_vcpu_resume(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Resume resume = CLEAVE__EVENTS__RESUME__INIT;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	fb->running = true;
+	pthread_mutex_unlock(&fb->lock);
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESUME;
+	ev.resume = &resume;
+	fake_publish(fb->vcpu_pub, &ev);
+	return 0;
+}
+
+static int fake_vcpu_reset(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Reset reset = CLEAVE__EVENTS__RESET__INIT;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	reset.guest = false;
+	reset.reason = "host-qmp-system-reset";
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESET;
+	ev.reset = &reset;
+	fake_publish(fb->vcpu_pub, &ev);
+	return 0;
+}
+
+static int fake_vcpu_quit(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	atomic_fetch_add(&fb->quits, 1);
+	return 0;
+}
+
+static const struct rpc_method fake_vcpu_methods[] = {
+	{CLEAVE__VCPU__METHOD__METHOD_STATUS, "status", NULL, fake_vcpu_status},
+	{CLEAVE__VCPU__METHOD__METHOD_PAUSE, "pause", &cleave__vcpu__pause_request__descriptor,
+	 fake_vcpu_pause},
+	{CLEAVE__VCPU__METHOD__METHOD_RESUME, "resume", NULL, fake_vcpu_resume},
+	{CLEAVE__VCPU__METHOD__METHOD_RESET, "reset", NULL, fake_vcpu_reset},
+	{CLEAVE__VCPU__METHOD__METHOD_QUIT, "quit", NULL, fake_vcpu_quit},
+};
+
+/* ---- migrator ------------------------------------------------------------ */
+
+static void fake_mig_event(struct fake_backend *fb, const char *status)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Migration m = CLEAVE__EVENTS__MIGRATION__INIT;
+
+	m.status = (char *)status;
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
+	ev.migration = &m;
+	fake_publish(fb->mig_pub, &ev);
+}
+
+static int fake_mig_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__MigrateRequest *m = (const void *)req;
+	struct fake_backend *fb = arg;
+	size_t n = strlen(m->uri);
+
+	fake_enter(fb);
+	if (n >= 2 && !strcmp(m->uri + n - 2, ":1")) /* port 1: refused, like a closed port */
+		return rpc_reply_error(r, -ECONNREFUSED, "Failed to connect to '%s'", m->uri);
+	pthread_mutex_lock(&fb->lock);
+	/* The fake migrates instantly. */
+	snprintf(fb->mig_status, sizeof(fb->mig_status), "completed");
+	pthread_mutex_unlock(&fb->lock);
+	fake_mig_event(fb, "setup");
+	fake_mig_event(fb, "active");
+	fake_mig_event(fb, "completed");
+	return 0;
+}
+
+static int fake_mig_cancel(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	fake_enter(arg);
+	return 0;
+}
+
+static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Migrator__MigrationInfo mi = CLEAVE__MIGRATOR__MIGRATION_INFO__INIT;
+	Cleave__Migrator__RamStats ram = CLEAVE__MIGRATOR__RAM_STATS__INIT;
+	struct fake_backend *fb = arg;
+	char status[32];
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	memcpy(status, fb->mig_status, sizeof(status));
+	pthread_mutex_unlock(&fb->lock);
+	mi.status = status;
+	if (status[0]) {
+		ram.transferred = 268435456;
+		ram.total = 268435456;
+		ram.normal = 65536;
+		ram.normal_bytes = 268435456;
+		ram.mbps = 8000.5;
+		ram.page_size = 4096;
+		ram.dirty_sync_count = 3;
+		mi.ram = &ram;
+		mi.total_time = 320;
+		mi.downtime = 12;
+		mi.has_downtime = true;
+		mi.setup_time = 2;
+		mi.restarts = 1;
+		mi.resent_bytes = 4096;
+	}
+	return rpc_reply_set(r, &mi.base);
+}
+
+static int fake_mig_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__Capabilities *c = (const void *)req;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	if (c->has_events)
+		fb->events_cap = c->events;
+	if (c->has_multifd)
+		fb->multifd_cap = c->multifd;
+	pthread_mutex_unlock(&fb->lock);
+	return 0;
+}
+
+static int fake_mig_query_caps(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Migrator__Capabilities c = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	c.events = fb->events_cap;
+	c.multifd = fb->multifd_cap;
+	pthread_mutex_unlock(&fb->lock);
+	return rpc_reply_set(r, &c.base);
+}
+
+static int fake_mig_set_params(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__Parameters *p = (const void *)req;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	if (p->has_multifd_channels)
+		fb->channels = p->multifd_channels;
+	pthread_mutex_unlock(&fb->lock);
+	return 0;
+}
+
+static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Migrator__Parameters p = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	p.multifd_channels = fb->channels;
+	pthread_mutex_unlock(&fb->lock);
+	p.max_bandwidth = 134217728;
+	p.downtime_limit = 300;
+	return rpc_reply_set(r, &p.base);
+}
+
+static const struct rpc_method fake_mig_methods[] = {
+	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, "migrate",
+	 &cleave__migrator__migrate_request__descriptor, fake_mig_migrate},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, "cancel", NULL, fake_mig_cancel},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, "query", NULL, fake_mig_query},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES, "set-caps",
+	 &cleave__migrator__capabilities__descriptor, fake_mig_set_caps},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_CAPABILITIES, "query-caps", NULL,
+	 fake_mig_query_caps},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, "set-params",
+	 &cleave__migrator__parameters__descriptor, fake_mig_set_params},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, "query-params", NULL,
+	 fake_mig_query_params},
+};
+
+int fake_backend_start(struct fake_backend **out)
+{
+	struct fake_backend *fb = calloc(1, sizeof(*fb));
+	int ret;
+
+	if (!fb)
+		return -ENOMEM;
+	pthread_mutex_init(&fb->lock, NULL);
+	fb->running = true;
+	fb->channels = 2;
+	snprintf(fb->dir, sizeof(fb->dir), "/tmp/cleave-mon-test-XXXXXX");
+	if (!mkdtemp(fb->dir)) {
+		ret = -errno;
+		goto err;
+	}
+	snprintf(fb->vcpu_rpc, sizeof(fb->vcpu_rpc), "ipc://%s/vcpu.rpc", fb->dir);
+	snprintf(fb->vcpu_events, sizeof(fb->vcpu_events), "ipc://%s/vcpu.events", fb->dir);
+	snprintf(fb->mig_rpc, sizeof(fb->mig_rpc), "ipc://%s/migrator.rpc", fb->dir);
+	snprintf(fb->mig_events, sizeof(fb->mig_events), "ipc://%s/migrator.events", fb->dir);
+	ret = rpc_pub_open(&fb->vcpu_pub, fb->vcpu_events, "vcpu");
+	if (!ret)
+		ret = rpc_pub_open(&fb->mig_pub, fb->mig_events, "migrator");
+	if (!ret)
+		ret = rpc_server_start(&fb->vcpu, fb->vcpu_rpc, fake_vcpu_methods,
+				       sizeof(fake_vcpu_methods) / sizeof(fake_vcpu_methods[0]),
+				       fb);
+	if (!ret)
+		ret = rpc_server_start(&fb->mig, fb->mig_rpc, fake_mig_methods,
+				       sizeof(fake_mig_methods) / sizeof(fake_mig_methods[0]), fb);
+	if (ret)
+		goto err;
+	*out = fb;
+	return 0;
+err:
+	fake_backend_stop(fb);
+	return ret;
+}
+
+void fake_backend_kill_vcpu(struct fake_backend *fb)
+{
+	rpc_server_stop(fb->vcpu);
+	fb->vcpu = NULL;
+}
+
+void fake_backend_kill_migrator(struct fake_backend *fb)
+{
+	rpc_server_stop(fb->mig);
+	fb->mig = NULL;
+}
+
+void fake_backend_stop(struct fake_backend *fb)
+{
+	char cmd[128];
+
+	if (!fb)
+		return;
+	rpc_server_stop(fb->vcpu);
+	rpc_server_stop(fb->mig);
+	rpc_pub_close(fb->vcpu_pub);
+	rpc_pub_close(fb->mig_pub);
+	if (fb->dir[0] && strncmp(fb->dir, "/tmp/cleave-mon-test-", 21) == 0) {
+		snprintf(cmd, sizeof(cmd), "%s/vcpu.rpc", fb->dir);
+		unlink(cmd);
+		snprintf(cmd, sizeof(cmd), "%s/vcpu.events", fb->dir);
+		unlink(cmd);
+		snprintf(cmd, sizeof(cmd), "%s/migrator.rpc", fb->dir);
+		unlink(cmd);
+		snprintf(cmd, sizeof(cmd), "%s/migrator.events", fb->dir);
+		unlink(cmd);
+		rmdir(fb->dir);
+	}
+	pthread_mutex_destroy(&fb->lock);
+	free(fb);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * In-test vcpu-proc and migrator: rpc servers answering vcpu.proto and
+ * migrator.proto, plus their event publishers, with a little state so the
+ * QMP answers can be checked.  Used by the monitor unit and integration
+ * tests and the monitor benchmark.
+ */
+#ifndef CLEAVE_TESTS_MONITOR_FAKE_BACKEND_H
+#define CLEAVE_TESTS_MONITOR_FAKE_BACKEND_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rpc_server;
+struct rpc_pub;
+
+struct fake_backend {
+	char dir[64];	    /* private temp dir of the sockets; removed at stop */
+	char vcpu_rpc[128]; /* urls to give cleave-monitor */
+	char vcpu_events[128];
+	char mig_rpc[128];
+	char mig_events[128];
+	struct rpc_server *vcpu; /* NULL once fake_backend_kill_vcpu() ran */
+	struct rpc_server *mig;
+	struct rpc_pub *vcpu_pub;
+	struct rpc_pub *mig_pub;
+	pthread_mutex_t lock; /* protects the fields below (handlers run on server threads) */
+	bool running;	      /* protected by lock */
+	bool events_cap;      /* protected by lock */
+	bool multifd_cap;     /* protected by lock */
+	uint32_t channels;    /* protected by lock */
+	char mig_status[32];  /* protected by lock; "" before any migration */
+	atomic_int quits;     /* QUIT requests seen */
+	atomic_int calls;     /* all requests seen */
+	atomic_int delay_ms;  /* every vcpu request sleeps this long first */
+};
+
+/* start/stop pair.  stop is NULL-safe and removes the sockets. */
+int fake_backend_start(struct fake_backend **out);
+void fake_backend_stop(struct fake_backend *fb);
+/* Simulates a dead vcpu-proc / migrator: its rpc server goes away. */
+void fake_backend_kill_vcpu(struct fake_backend *fb);
+void fake_backend_kill_migrator(struct fake_backend *fb);
+
+#endif

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The monitor's backend side without sockets to QMP clients: command
+ * functions on worker threads against in-test vcpu-proc and migrator RPC
+ * servers, dead backends, and the event subscriber.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log/log.h"
+#include "monitor/events.h"
+#include "monitor/worker.h"
+#include "proto/rpc.h"
+#include "tests/unit/monitor/fake-backend.h"
+
+struct bk {
+	struct fake_backend *fb;
+	struct mon_ctx ctx;
+	struct mon_done done;
+	struct mon_worker workers[MON_BACKEND_NR];
+};
+
+static int bk_setup(void **state)
+{
+	struct bk *b = calloc(1, sizeof(*b));
+
+	assert_non_null(b);
+	assert_int_equal(fake_backend_start(&b->fb), 0);
+	assert_int_equal(rpc_client_open(&b->ctx.rpc[MON_BACKEND_VCPU], b->fb->vcpu_rpc), 0);
+	assert_int_equal(rpc_client_open(&b->ctx.rpc[MON_BACKEND_MIGRATOR], b->fb->mig_rpc), 0);
+	b->ctx.timeout_ms = 300;
+	assert_int_equal(mon_done_init(&b->done), 0);
+	assert_int_equal(mon_worker_start(&b->workers[MON_BACKEND_VCPU], "vcpu", &b->ctx, &b->done),
+			 0);
+	assert_int_equal(
+		mon_worker_start(&b->workers[MON_BACKEND_MIGRATOR], "migrator", &b->ctx, &b->done),
+		0);
+	*state = b;
+	return 0;
+}
+
+static int bk_teardown(void **state)
+{
+	struct bk *b = *state;
+
+	/* stop -> join -> free: workers first, then what they used. */
+	mon_worker_stop(&b->workers[MON_BACKEND_VCPU]);
+	mon_worker_stop(&b->workers[MON_BACKEND_MIGRATOR]);
+	mon_worker_stop(&b->workers[MON_BACKEND_VCPU]); /* twice is harmless */
+	mon_done_fini(&b->done);
+	rpc_client_close(b->ctx.rpc[MON_BACKEND_VCPU]);
+	rpc_client_close(b->ctx.rpc[MON_BACKEND_MIGRATOR]);
+	fake_backend_stop(b->fb);
+	free(b);
+	return 0;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Submits @n jobs of command @name and waits for all; returns them in order of completion. */
+static void bk_run(struct bk *b, const char *name, const char *args, struct mon_job **jobs, int n)
+{
+	const struct mon_cmd *cmd = mon_cmd_find(name);
+	int i, got = 0;
+
+	assert_non_null(cmd);
+	for (i = 0; i < n; i++) {
+		struct mon_job *job = mon_job_alloc();
+
+		assert_non_null(job);
+		job->client_id = (uint64_t)i + 1;
+		job->run = cmd->run;
+		job->name = cmd->name;
+		job->args = json_loads(args ? args : "{}", 0, NULL);
+		mon_worker_submit(&b->workers[cmd->backend], job);
+	}
+	while (got < n) {
+		struct pollfd pfd = {.fd = b->done.efd, .events = POLLIN};
+		struct mon_job *job;
+
+		assert_true(poll(&pfd, 1, 5000) == 1);
+		for (job = mon_done_take(&b->done); job; job = job->next)
+			jobs[got++] = job;
+	}
+}
+
+/* Runs one command; returns its reply as compact JSON text (caller frees). */
+static char *bk_cmd(struct bk *b, const char *name, const char *args)
+{
+	struct mon_job *job;
+	char *text;
+
+	bk_run(b, name, args, &job, 1);
+	if (job->res.err_class)
+		text = strdup(job->res.err_desc);
+	else
+		text = json_dumps(job->res.ret, JSON_COMPACT);
+	mon_job_free(job);
+	return text;
+}
+
+#define assert_cmd(b, name, args, want)                                                            \
+	do {                                                                                       \
+		char *got_ = bk_cmd(b, name, args);                                                \
+		if (strcmp(got_, want))                                                            \
+			fail_msg("%s: got %s want %s", name, got_, want);                          \
+		free(got_);                                                                        \
+	} while (0)
+
+static void test_vcpu_commands(void **state)
+{
+	struct bk *b = *state;
+
+	assert_cmd(b, "query-status", NULL,
+		   "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}");
+	assert_cmd(b, "stop", NULL, "{}");
+	assert_cmd(b, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"paused\"}");
+	assert_cmd(b, "cont", NULL, "{}");
+	assert_cmd(b, "system_reset", NULL, "{}");
+	assert_cmd(b, "query-memory-size-summary", NULL,
+		   "{\"base-memory\":268435456,\"plugged-memory\":0}");
+	assert_cmd(
+		b, "query-cpus-fast", NULL,
+		"[{\"cpu-index\":0,\"qom-path\":\"/machine/unattached/"
+		"device[0]\",\"thread-id\":1000,"
+		"\"props\":{\"core-id\":0,\"thread-id\":0,\"socket-id\":0},\"target\":\"x86_64\"},"
+		"{\"cpu-index\":1,\"qom-path\":\"/machine/unattached/"
+		"device[1]\",\"thread-id\":1001,"
+		"\"props\":{\"core-id\":0,\"thread-id\":0,\"socket-id\":1},\"target\":\"x86_64\"}"
+		"]");
+}
+
+static void test_migration_commands(void **state)
+{
+	struct bk *b = *state;
+	char *got;
+
+	assert_cmd(b, "query-migrate", NULL, "{}");
+	assert_cmd(b, "migrate_cancel", NULL, "{}");
+	assert_false(atomic_load(&b->ctx.migration_events));
+	assert_cmd(b, "migrate-set-capabilities",
+		   "{\"capabilities\":[{\"capability\":\"events\",\"state\":true},"
+		   "{\"capability\":\"multifd\",\"state\":true},{\"capability\":\"xbzrle\","
+		   "\"state\":false}]}",
+		   "{}");
+	assert_true(atomic_load(&b->ctx.migration_events));
+	assert_cmd(b, "query-migrate-capabilities", NULL,
+		   "[{\"capability\":\"multifd\",\"state\":true},{\"capability\":\"events\","
+		   "\"state\":true},"
+		   "{\"capability\":\"auto-converge\",\"state\":false}]");
+	assert_cmd(b, "migrate-set-parameters", "{\"multifd-channels\":8}", "{}");
+	assert_cmd(b, "query-migrate-parameters", NULL,
+		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300}");
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:1\"}",
+		   "Failed to connect to 'tcp:127.0.0.1:1'");
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:4444\"}", "{}");
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got, "\"status\":\"completed\""));
+	assert_non_null(strstr(got, "\"transferred\":268435456"));
+	assert_non_null(strstr(got, "\"normal-bytes\":268435456"));
+	assert_non_null(strstr(got, "\"mbps\":8000.5"));
+	assert_non_null(strstr(got, "\"dirty-sync-count\":3"));
+	assert_non_null(strstr(got, "\"page-size\":4096"));
+	assert_non_null(strstr(got, "\"total-time\":320"));
+	assert_non_null(strstr(got, "\"downtime\":12"));
+	assert_non_null(strstr(got, "\"setup-time\":2"));
+	assert_non_null(strstr(got, "\"x-cleave-restarts\":1"));
+	assert_non_null(strstr(got, "\"x-cleave-resent-bytes\":4096"));
+	assert_null(strstr(got, "expected-downtime"));
+	assert_null(strstr(got, "error-desc"));
+	free(got);
+	/* The background refresh the server does at start. */
+	atomic_store(&b->ctx.migration_events, false);
+	{
+		struct mon_job *job = mon_job_alloc();
+		struct pollfd pfd = {.fd = b->done.efd, .events = POLLIN};
+
+		job->run = mon_cmd_migration_caps_refresh;
+		job->name = "refresh";
+		mon_worker_submit(&b->workers[MON_BACKEND_MIGRATOR], job);
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+		mon_job_free(mon_done_take(&b->done));
+	}
+	assert_true(atomic_load(&b->ctx.migration_events));
+}
+
+/* A dead backend: every queued job answers within about two deadlines. */
+static void test_dead_backend_fails_fast(void **state)
+{
+	struct bk *b = *state;
+	struct mon_job *jobs[8];
+	long long t0;
+	int i;
+
+	fake_backend_kill_vcpu(b->fb);
+	t0 = now_ms();
+	bk_run(b, "query-status", NULL, jobs, 8);
+	assert_true(now_ms() - t0 < 2 * b->ctx.timeout_ms + 500);
+	for (i = 0; i < 8; i++) {
+		assert_non_null(jobs[i]->res.err_class);
+		assert_string_equal(jobs[i]->res.err_desc, "vcpu-proc is not responding");
+		assert_true(jobs[i]->res.backend_down);
+		mon_job_free(jobs[i]);
+	}
+	/* The migrator is unaffected. */
+	assert_cmd(b, "query-migrate", NULL, "{}");
+	fake_backend_kill_migrator(b->fb);
+	assert_cmd(b, "query-migrate", NULL, "migrator is not running");
+	assert_cmd(b, "migrate_cancel", NULL, "migrator is not running");
+}
+
+/* A slow backend keeps per-worker order. */
+static void test_worker_order(void **state)
+{
+	struct bk *b = *state;
+	struct mon_job *jobs[16];
+	int i;
+
+	atomic_store(&b->fb->delay_ms, 2);
+	bk_run(b, "query-status", NULL, jobs, 16);
+	for (i = 0; i < 16; i++) {
+		assert_int_equal(jobs[i]->client_id, (uint64_t)i + 1);
+		assert_null(jobs[i]->res.err_class);
+		mon_job_free(jobs[i]);
+	}
+}
+
+/* Stopping a worker with jobs still queued frees them (ASan checks). */
+static void test_worker_stop_with_queue(void **state)
+{
+	struct bk *b = *state;
+	const struct mon_cmd *cmd = mon_cmd_find("query-status");
+	int i;
+
+	atomic_store(&b->fb->delay_ms, 50);
+	for (i = 0; i < 10; i++) {
+		struct mon_job *job = mon_job_alloc();
+
+		job->run = cmd->run;
+		job->name = cmd->name;
+		job->args = json_object();
+		mon_worker_submit(&b->workers[MON_BACKEND_VCPU], job);
+	}
+	mon_worker_stop(&b->workers[MON_BACKEND_VCPU]);
+	atomic_store(&b->fb->delay_ms, 0);
+}
+
+static struct mon_event *events_wait(struct mon_events *e, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = e->efd, .events = POLLIN};
+
+	if (poll(&pfd, 1, timeout_ms) != 1)
+		return NULL;
+	return mon_events_take(e);
+}
+
+static void test_events_subscriber(void **state)
+{
+	struct bk *b = *state;
+	const char *urls[2] = {b->fb->vcpu_events, b->fb->mig_events};
+	struct mon_events e;
+	struct mon_event *ev = NULL, *next;
+	int tries;
+	bool seen_stop = false;
+
+	assert_int_equal(mon_events_start(&e, urls, 2), 0);
+	/* pub/sub joins asynchronously: repeat until one STOP arrives. */
+	for (tries = 0; tries < 50 && !seen_stop; tries++) {
+		char *r = bk_cmd(b, "stop", NULL);
+
+		free(r);
+		ev = events_wait(&e, 100);
+		for (; ev; ev = next) {
+			next = ev->next;
+			if (!strcmp(ev->name, "STOP")) {
+				seen_stop = true;
+				assert_non_null(strstr(ev->line, "\"event\": \"STOP\""));
+				assert_non_null(strstr(ev->line, "\"timestamp\": {\"seconds\": "));
+				assert_memory_equal(ev->line + ev->len - 2, "\r\n", 2);
+				assert_false(ev->migration);
+			}
+			mon_event_free(ev);
+		}
+	}
+	assert_true(seen_stop);
+	mon_events_stop(&e);
+	mon_events_stop(&e); /* twice is harmless */
+}
+
+static void test_event_mapping(void **state)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Shutdown sd = CLEAVE__EVENTS__SHUTDOWN__INIT;
+	Cleave__Events__Reset rs = CLEAVE__EVENTS__RESET__INIT;
+	Cleave__Events__Migration mg = CLEAVE__EVENTS__MIGRATION__INIT;
+	Cleave__Events__MigrationPass mp = CLEAVE__EVENTS__MIGRATION_PASS__INIT;
+	struct mon_event *m;
+
+	ev.timestamp_us = 1700000000123456ull;
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_SHUTDOWN;
+	ev.shutdown = &sd;
+	sd.guest = true;
+	sd.reason = "guest-shutdown";
+	m = mon_event_from_proto(&ev);
+	assert_non_null(m);
+	assert_string_equal(m->line,
+			    "{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": "
+			    "123456}, \"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, "
+			    "\"reason\": \"guest-shutdown\"}}\r\n");
+	assert_false(m->quit_shutdown);
+	mon_event_free(m);
+	sd.guest = false;
+	sd.reason = "host-qmp-quit";
+	m = mon_event_from_proto(&ev);
+	assert_true(m->quit_shutdown);
+	mon_event_free(m);
+
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESET;
+	ev.reset = &rs;
+	rs.reason = "";
+	m = mon_event_from_proto(&ev);
+	assert_non_null(
+		strstr(m->line, "\"data\": {\"guest\": false, \"reason\": \"guest-reset\"}"));
+	mon_event_free(m);
+
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
+	ev.migration = &mg;
+	mg.status = "active";
+	m = mon_event_from_proto(&ev);
+	assert_true(m->migration);
+	assert_non_null(
+		strstr(m->line, "\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}"));
+	mon_event_free(m);
+
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS;
+	ev.migration_pass = &mp;
+	mp.pass = 3;
+	m = mon_event_from_proto(&ev);
+	assert_true(m->migration);
+	assert_non_null(strstr(m->line, "\"data\": {\"pass\": 3}"));
+	mon_event_free(m);
+
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY__NOT_SET;
+	assert_null(mon_event_from_proto(&ev));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_vcpu_commands, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_migration_commands, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_dead_backend_fails_fast, bk_setup,
+						bk_teardown),
+		cmocka_unit_test_setup_teardown(test_worker_order, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_worker_stop_with_queue, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_events_subscriber, bk_setup, bk_teardown),
+		cmocka_unit_test(test_event_mapping),
+	};
+
+	log_init("test-monitor-backend");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Unit tests of QMP request checking: envelope, negotiation, id echoing,
+ * argument schemas and the malformed-input table.  Commands run with no
+ * backend configured, so backend commands must fail cleanly.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor/qmp-dispatch.h"
+
+/* Runs one request line the way the server does; returns the reply text without CRLF. */
+static char *dispatch_line(bool negotiated, const char *in)
+{
+	struct mon_ctx ctx = {.name = "vm1", .timeout_ms = 100};
+	struct mon_result res = {0};
+	struct mon_request req;
+	size_t len;
+	char *line;
+
+	if (mon_request_parse(in, strlen(in), negotiated, &req, &res) == 0) {
+		assert_non_null(req.cmd);
+		req.cmd->run(&ctx, req.args, &res);
+	} else {
+		assert_null(req.cmd);
+		assert_non_null(res.err_class);
+	}
+	line = mon_reply_format(req.id, &res, &len);
+	assert_non_null(line);
+	assert_true(len >= 2);
+	assert_memory_equal(line + len - 2, "\r\n", 2);
+	line[len - 2] = '\0';
+	mon_request_fini(&req);
+	mon_result_fini(&res);
+	return line;
+}
+
+struct dispatch_case {
+	bool negotiated;
+	const char *in;
+	const char *want;
+};
+
+#define GE(desc) "{\"error\": {\"class\": \"GenericError\", \"desc\": \"" desc "\"}"
+#define NF(desc) "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"" desc "\"}"
+
+static const struct dispatch_case dispatch_cases[] = {
+	/* Negotiation. */
+	{false, "{\"execute\":\"query-version\",\"id\":1}",
+	 NF("Expecting capabilities negotiation with 'qmp_capabilities'") ", \"id\": 1}"},
+	{false, "{\"execute\":\"no-such\"}",
+	 NF("Expecting capabilities negotiation with 'qmp_capabilities'") "}"},
+	{false, "{\"execute\":\"qmp_capabilities\",\"id\":\"x\"}",
+	 "{\"return\": {}, \"id\": \"x\"}"},
+	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[]}}",
+	 "{\"return\": {}}"},
+	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}",
+	 GE("Capability oob not available") "}"},
+	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"bogus\"]}}",
+	 GE("Parameter 'enable[0]' does not accept value 'bogus'") "}"},
+	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":\"oob\"}}",
+	 GE("Invalid parameter type for 'enable', expected: array") "}"},
+	{true, "{\"execute\":\"qmp_capabilities\"}",
+	 NF("Capabilities negotiation is already complete, command ignored") "}"},
+	/* Ids of every JSON type come back verbatim. */
+	{true, "{\"execute\":\"query-name\",\"id\":{\"a\":[1,null]}}",
+	 "{\"return\": {\"name\": \"vm1\"}, \"id\": {\"a\": [1, null]}}"},
+	{true, "{\"execute\":\"query-name\",\"id\":null}",
+	 "{\"return\": {\"name\": \"vm1\"}, \"id\": null}"},
+	{true, "{\"execute\":\"query-name\",\"id\":1.5}",
+	 "{\"return\": {\"name\": \"vm1\"}, \"id\": 1.5}"},
+	{true, "{\"id\":false,\"execute\":\"query-kvm\"}",
+	 "{\"return\": {\"enabled\": true, \"present\": true}, \"id\": false}"},
+	/* Envelope errors carry the id once it could be read. */
+	{true, "{\"execute\":\"nope\",\"id\":7}",
+	 NF("The command nope has not been found") ", \"id\": 7}"},
+	{true, "{\"execute\":42,\"id\":7}",
+	 GE("QMP input member 'execute' must be a string") ", \"id\": 7}"},
+	{true, "{\"id\":7}", GE("QMP input lacks member 'execute'") ", \"id\": 7}"},
+	{true, "{\"execute\":\"query-name\",\"argument\":{},\"id\":7}",
+	 GE("QMP input member 'argument' is unexpected") ", \"id\": 7}"},
+	{true, "{\"execute\":\"query-name\",\"arguments\":[],\"id\":7}",
+	 GE("QMP input member 'arguments' must be an object") ", \"id\": 7}"},
+	{true, "[1,2]", GE("QMP input must be a JSON object") "}"},
+	{true, "{\"execute\": }", GE("JSON parse error, unexpected token near '}'") "}"},
+	{true, "{\"execute\":\"query-name\",\"execute\":\"quit\"}",
+	 GE("JSON parse error, duplicate object key near '\\\"execute\\\"'") "}"},
+	/* Arguments: unknown, missing, wrong type, ranges; checked before any effect. */
+	{true, "{\"execute\":\"query-name\",\"arguments\":{\"x\":1}}",
+	 GE("Parameter 'x' is unexpected") "}"},
+	{true, "{\"execute\":\"migrate\",\"arguments\":{}}", GE("Parameter 'uri' is missing") "}"},
+	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":5}}",
+	 GE("Invalid parameter type for 'uri', expected: string") "}"},
+	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat\"}}",
+	 GE("Parameter 'uri' expects a valid migration protocol") "}"},
+	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:1:2\",\"speed\":1}}",
+	 GE("Parameter 'speed' is unexpected") "}"},
+	{true,
+	 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:1\",\"x\":1}}",
+	 GE("Parameter 'x' is unexpected") "}"},
+	{true, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{}}",
+	 GE("Parameter 'capabilities' is missing") "}"},
+	{true, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[1]}}",
+	 GE("Invalid parameter type for 'capabilities[0]', expected: object") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{"
+	 "\"capability\":\"multifd\"}]}}",
+	 GE("Parameter 'capabilities[0].state' is missing") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{"
+	 "\"capability\":\"warp\",\"state\":true}]}}",
+	 GE("Parameter 'capabilities[0].capability' does not accept value 'warp'") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{"
+	 "\"capability\":\"multifd\",\"state\":true,\"z\":0}]}}",
+	 GE("Parameter 'capabilities[0].z' is unexpected") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{"
+	 "\"capability\":\"xbzrle\",\"state\":true}]}}",
+	 GE("Migration capability 'xbzrle' is not supported") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"multifd-channels\":\"4\"}}",
+	 GE("Invalid parameter type for 'multifd-channels', expected: integer") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":-1}}",
+	 GE("Parameter 'max-bandwidth' expects a non-negative integer") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"multifd-channels\":0}}",
+	 GE("Parameter 'multifd_channels' expects a value between 1 and 255") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":2000001}}",
+	 GE("Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"compress-level\":1}}",
+	 GE("Parameter 'compress-level' is unexpected") "}"},
+	/* No backend configured: a clean error naming it. */
+	{true, "{\"execute\":\"query-status\",\"id\":1}",
+	 GE("vcpu-proc is not running") ", \"id\": 1}"},
+	{true, "{\"execute\":\"query-migrate\"}", GE("migrator is not running") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"multifd-channels\":4}}",
+	 GE("migrator is not running") "}"},
+	/* Commands that need no backend always answer. */
+	{true, "{\"execute\":\"query-version\"}",
+	 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": "
+	 "\"cleave 0.1.0\"}}"},
+	{true, "{\"execute\":\"quit\",\"id\":\"q\"}", "{\"return\": {}, \"id\": \"q\"}"},
+};
+
+static void test_dispatch_table(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(dispatch_cases) / sizeof(dispatch_cases[0]); i++) {
+		char *got = dispatch_line(dispatch_cases[i].negotiated, dispatch_cases[i].in);
+
+		if (strcmp(got, dispatch_cases[i].want))
+			fail_msg("case %zu %s:\n got  %s\n want %s", i, dispatch_cases[i].in, got,
+				 dispatch_cases[i].want);
+		free(got);
+	}
+}
+
+static void test_query_commands_lists_table(void **state)
+{
+	char *got = dispatch_line(true, "{\"execute\":\"query-commands\"}");
+	json_t *reply = json_loads(got, 0, NULL), *list, *e;
+	size_t i;
+	bool seen_migrate = false;
+
+	assert_non_null(reply);
+	list = json_object_get(reply, "return");
+	assert_true(json_is_array(list));
+	assert_int_equal(json_array_size(list), mon_cmd_count());
+	json_array_foreach(list, i, e)
+	{
+		assert_non_null(mon_cmd_find(json_string_value(json_object_get(e, "name"))));
+		if (!strcmp(json_string_value(json_object_get(e, "name")), "query-migrate"))
+			seen_migrate = true;
+	}
+	assert_true(seen_migrate);
+	json_decref(reply);
+	free(got);
+}
+
+/* Every command of the brief is in the table. */
+static void test_command_table_complete(void **state)
+{
+	static const char *const names[] = {
+		"qmp_capabilities",
+		"query-version",
+		"query-commands",
+		"query-name",
+		"query-status",
+		"stop",
+		"cont",
+		"system_reset",
+		"quit",
+		"query-cpus-fast",
+		"query-kvm",
+		"query-memory-size-summary",
+		"migrate",
+		"migrate-incoming",
+		"migrate_cancel",
+		"query-migrate",
+		"migrate-set-capabilities",
+		"query-migrate-capabilities",
+		"migrate-set-parameters",
+		"query-migrate-parameters",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!mon_cmd_find(names[i]))
+			fail_msg("command %s missing", names[i]);
+	assert_null(mon_cmd_find("query-nothing"));
+	assert_null(mon_cmd_at(mon_cmd_count()));
+}
+
+/* The schema checker on its own, with a nested spec. */
+static void test_args_check_spec(void **state)
+{
+	static const char *const colours[] = {"red", "blue", NULL};
+	static const struct mon_arg_spec inner[] = {
+		{.name = "c", .type = MON_ARG_ENUM, .values = colours},
+		{.name = "n", .type = MON_ARG_INT, .optional = true},
+		{.type = MON_ARG_END},
+	};
+	static const struct mon_arg_spec spec[] = {
+		{.name = "s", .type = MON_ARG_STR},
+		{.name = "b", .type = MON_ARG_BOOL, .optional = true},
+		{.name = "u", .type = MON_ARG_UINT, .optional = true},
+		{.name = "l", .type = MON_ARG_OBJ_ARRAY, .optional = true, .fields = inner},
+		{.type = MON_ARG_END},
+	};
+	static const struct {
+		const char *args;
+		const char *err; /* NULL: accepted */
+	} cases[] = {
+		{"{\"s\":\"x\"}", NULL},
+		{"{\"s\":\"x\",\"b\":true,\"u\":0,\"l\":[{\"c\":\"red\",\"n\":-3}]}", NULL},
+		{"{}", "Parameter 's' is missing"},
+		{"{\"s\":null}", "Invalid parameter type for 's', expected: string"},
+		{"{\"s\":\"x\",\"b\":1}", "Invalid parameter type for 'b', expected: boolean"},
+		{"{\"s\":\"x\",\"u\":1.0}", "Invalid parameter type for 'u', expected: integer"},
+		{"{\"s\":\"x\",\"l\":{}}", "Invalid parameter type for 'l', expected: array"},
+		{"{\"s\":\"x\",\"l\":[{\"c\":\"red\"},{\"c\":\"green\"}]}",
+		 "Parameter 'l[1].c' does not accept value 'green'"},
+		{"{\"s\":\"x\",\"l\":[{\"c\":3}]}",
+		 "Invalid parameter type for 'l[0].c', expected: string"},
+		{"{\"s\":\"x\",\"l\":[{\"c\":\"red\",\"n\":\"1\"}]}",
+		 "Invalid parameter type for 'l[0].n', expected: integer"},
+		{"{\"s\":\"x\",\"zz\":1}", "Parameter 'zz' is unexpected"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mon_result res = {0};
+		json_t *args = json_loads(cases[i].args, 0, NULL);
+		int ret;
+
+		assert_non_null(args);
+		ret = mon_args_check(spec, args, NULL, &res);
+		if (!cases[i].err) {
+			if (ret)
+				fail_msg("case %zu rejected: %s", i, res.err_desc);
+		} else {
+			assert_int_not_equal(ret, 0);
+			assert_string_equal(res.err_class, MON_ERR_GENERIC);
+			if (strcmp(res.err_desc, cases[i].err))
+				fail_msg("case %zu: got '%s' want '%s'", i, res.err_desc,
+					 cases[i].err);
+		}
+		mon_result_fini(&res);
+		json_decref(args);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dispatch_table),
+		cmocka_unit_test(test_query_commands_lists_table),
+		cmocka_unit_test(test_command_table_complete),
+		cmocka_unit_test(test_args_check_spec),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* Unit tests of the QMP input framer: splitting, limits, resynchronisation. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor/qmp-framer.h"
+
+static int framer_setup(void **state)
+{
+	struct mon_framer *f = malloc(sizeof(*f));
+
+	mon_framer_init(f);
+	*state = f;
+	return 0;
+}
+
+static int framer_teardown(void **state)
+{
+	mon_framer_fini(*state);
+	free(*state);
+	return 0;
+}
+
+/* Feeds @in in chunks of @chunk bytes, collecting "V:<text>" / "E:<error>" lines. */
+static void framer_run(struct mon_framer *f, const char *in, size_t chunk, char *out, size_t outlen)
+{
+	size_t off = 0, n, len = strlen(in);
+	struct mon_frame fr;
+
+	out[0] = '\0';
+	while (off < len) {
+		n = len - off < chunk ? len - off : chunk;
+		assert_int_equal(mon_framer_push(f, in + off, n), 0);
+		off += n;
+		for (;;) {
+			mon_framer_next(f, &fr);
+			if (fr.kind == MON_FRAME_NONE)
+				break;
+			if (fr.kind == MON_FRAME_VALUE)
+				snprintf(out + strlen(out), outlen - strlen(out), "V:%.*s|",
+					 (int)fr.len, fr.data);
+			else
+				snprintf(out + strlen(out), outlen - strlen(out), "E:%s|",
+					 fr.error);
+		}
+	}
+}
+
+struct framer_case {
+	const char *in;
+	const char *want;
+};
+
+static const struct framer_case framer_cases[] = {
+	{"{\"a\":1}", "V:{\"a\":1}|"},
+	{"{\"a\":1}{\"b\":2}", "V:{\"a\":1}|V:{\"b\":2}|"},
+	{"  \r\n{\"a\":1}\n\n", "V:{\"a\":1}|"},
+	/* Braces inside strings, escaped quotes, escaped backslashes. */
+	{"{\"a\":\"}{]\"}", "V:{\"a\":\"}{]\"}|"},
+	{"{\"a\":\"x\\\"}\"}", "V:{\"a\":\"x\\\"}\"}|"},
+	{"{\"a\":\"x\\\\\"}", "V:{\"a\":\"x\\\\\"}|"},
+	{"[1,[2]]", "V:[1,[2]]|"},
+	/* Top-level scalars end at a delimiter. */
+	{"123 ", "V:123|"},
+	{"\"s\"{}", "V:\"s\"|V:{}|"},
+	{"true{}", "V:true|V:{}|"},
+	/* Stray closers are reported and skipped. */
+	{"}{\"a\":1}", "E:JSON parse error, expecting value|V:{\"a\":1}|"},
+	/* 0xFF drops an open value silently. */
+	{"{\"a\":\xff{\"b\":1}", "V:{\"b\":1}|"},
+	/* Incomplete value: nothing yet. */
+	{"{\"a\":", ""},
+};
+
+static void test_framer_table(void **state)
+{
+	char out[4096];
+	size_t i, chunk;
+
+	for (i = 0; i < sizeof(framer_cases) / sizeof(framer_cases[0]); i++) {
+		/* Whole, and one byte per write: same result. */
+		for (chunk = 1; chunk <= 4096; chunk *= 4096) {
+			struct mon_framer f;
+
+			mon_framer_init(&f);
+			framer_run(&f, framer_cases[i].in, chunk, out, sizeof(out));
+			if (strcmp(out, framer_cases[i].want))
+				fail_msg("case %zu chunk %zu: got '%s' want '%s'", i, chunk, out,
+					 framer_cases[i].want);
+			mon_framer_fini(&f);
+		}
+	}
+}
+
+static void test_framer_depth(void **state)
+{
+	struct mon_framer *f = *state;
+	char in[512], out[1024];
+	size_t i, d = MON_FRAME_MAX_DEPTH;
+
+	/* Exactly the limit is fine. */
+	for (i = 0; i < d; i++)
+		in[i] = '[';
+	for (i = 0; i < d; i++)
+		in[d + i] = ']';
+	in[2 * d] = '\0';
+	framer_run(f, in, 7, out, sizeof(out));
+	assert_int_equal(strncmp(out, "V:[[[", 5), 0);
+
+	/* One more: one error, the rest of the value discarded, next value fine. */
+	for (i = 0; i <= d; i++)
+		in[i] = '[';
+	for (i = 0; i <= d; i++)
+		in[d + 1 + i] = ']';
+	strcpy(in + 2 * d + 2, "{\"ok\":1}");
+	framer_run(f, in, 5, out, sizeof(out));
+	assert_string_equal(out, "E:JSON nesting depth limit exceeded|V:{\"ok\":1}|");
+}
+
+static void test_framer_size(void **state)
+{
+	struct mon_framer *f = *state;
+	size_t n = MON_FRAME_MAX_SIZE + 100, i;
+	char *big = malloc(n + 64);
+	char out[256];
+
+	assert_non_null(big);
+	strcpy(big, "{\"a\":\"");
+	for (i = 6; i < n; i++)
+		big[i] = 'x';
+	strcpy(big + n, "\"}{\"b\":2}");
+	framer_run(f, big, 65536, out, sizeof(out));
+	assert_string_equal(out, "E:JSON token size limit exceeded|V:{\"b\":2}|");
+	/* Discarded bytes are not kept. */
+	assert_true(mon_framer_pending(f) < 1024);
+	free(big);
+}
+
+static void test_framer_size_just_fits(void **state)
+{
+	struct mon_framer *f = *state;
+	size_t n = MON_FRAME_MAX_SIZE - 2, i;
+	char *big = malloc(n + 8);
+	struct mon_frame fr;
+
+	assert_non_null(big);
+	big[0] = '[';
+	for (i = 1; i < n - 1; i++)
+		big[i] = '1';
+	big[n - 1] = ']';
+	assert_int_equal(mon_framer_push(f, big, n), 0);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_VALUE);
+	assert_int_equal(fr.len, n);
+	free(big);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_framer_table),
+		cmocka_unit_test_setup_teardown(test_framer_depth, framer_setup, framer_teardown),
+		cmocka_unit_test_setup_teardown(test_framer_size, framer_setup, framer_teardown),
+		cmocka_unit_test_setup_teardown(test_framer_size_just_fits, framer_setup,
+						framer_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
