@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cleave-vcpu: owns the KVM VM (docs/PROCESSES.md).  init -> run until the
+ * guest powers off, QUIT arrives or something fails -> exit with the status
+ * PROCESSES.md defines.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "vcpu-proc/vm.h"
+
+#define EXIT_USAGE	    2
+#define QUIT_REPLY_GRACE_US 100000 /* lets the QUIT reply leave before the socket closes */
+
+struct options {
+	struct vm_config vm;
+	const char *rpc_url;
+	const char *events_url;
+	const char *name;
+	bool incoming;
+};
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: cleave-vcpu --ctl-fd N --ram-fds A[,B...] --guest-fd G --vcpus N\n"
+			"                   [--append STR] [--serial-fd F] [--name NAME]\n"
+			"                   --rpc URL --events URL [--incoming] [-v]\n");
+}
+
+static int parse_uint(const char *s, unsigned int max, unsigned int *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int parse_fds(const char *s, struct vm_config *cfg)
+{
+	char *copy = strdup(s), *save = NULL, *tok;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		unsigned int fd;
+
+		if (cfg->nr_ram_fds == SHM_MAX_REGIONS || parse_uint(tok, 1 << 20, &fd))
+			ret = -EINVAL;
+		else
+			cfg->ram_fds[cfg->nr_ram_fds++] = (int)fd;
+	}
+	free(copy);
+	return ret || cfg->nr_ram_fds == 0 ? -EINVAL : 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"ctl-fd", required_argument, NULL, 'c'},
+		{"ram-fds", required_argument, NULL, 'r'},
+		{"guest-fd", required_argument, NULL, 'g'},
+		{"vcpus", required_argument, NULL, 'n'},
+		{"append", required_argument, NULL, 'a'},
+		{"serial-fd", required_argument, NULL, 's'},
+		{"name", required_argument, NULL, 'N'},
+		{"rpc", required_argument, NULL, 'R'},
+		{"events", required_argument, NULL, 'E'},
+		{"incoming", no_argument, NULL, 'i'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	unsigned int v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->vm.ctl_fd = o->vm.guest_fd = -1;
+	o->vm.serial_fd = STDOUT_FILENO;
+	o->vm.nr_vcpus = 1;
+	o->vm.cmdline = "";
+	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+		case 'g':
+		case 's':
+			if (parse_uint(optarg, 1 << 20, &v)) {
+				log_err("bad fd number '%s'", optarg);
+				return -EINVAL;
+			}
+			*(c == 'c'   ? &o->vm.ctl_fd
+			  : c == 'g' ? &o->vm.guest_fd
+				     : &o->vm.serial_fd) = (int)v;
+			break;
+		case 'r':
+			if (parse_fds(optarg, &o->vm)) {
+				log_err("bad --ram-fds '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'n':
+			if (parse_uint(optarg, 4096, &o->vm.nr_vcpus) || o->vm.nr_vcpus == 0) {
+				log_err("bad --vcpus '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'a':
+			o->vm.cmdline = optarg;
+			break;
+		case 'N':
+			o->name = optarg;
+			break;
+		case 'R':
+			o->rpc_url = optarg;
+			break;
+		case 'E':
+			o->events_url = optarg;
+			break;
+		case 'i':
+			o->incoming = true;
+			break;
+		case 'v':
+			log_set_verbose(true);
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+	if (optind != argc || o->vm.ctl_fd < 0 || o->vm.guest_fd < 0 || !o->vm.nr_ram_fds ||
+	    !o->rpc_url || !o->events_url) {
+		log_err("missing or extra arguments");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	vm_note_signal();
+}
+
+static void publish_shutdown(struct vm *vm, enum vm_exit_reason why)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Shutdown sd = CLEAVE__EVENTS__SHUTDOWN__INIT;
+
+	if (why != VM_EXIT_QUIT && why != VM_EXIT_SIGNAL)
+		return; /* guest shutdowns were published by the vCPU */
+	sd.guest = false;
+	sd.reason = why == VM_EXIT_QUIT ? "host-qmp-quit" : "host-signal";
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_SHUTDOWN;
+	ev.shutdown = &sd;
+	vm_publish(vm, &ev);
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct rpc_server *server = NULL;
+	enum vm_exit_reason why;
+	struct options opt;
+	struct vm vm;
+	int status = VM_EXIT_FAILURE, ret;
+
+	log_init("cleave-vcpu");
+	if (parse_args(argc, argv, &opt)) {
+		usage();
+		return EXIT_USAGE;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a closed serial reader is an EPIPE, not death */
+
+	ret = vm_init(&vm, &opt.vm);
+	if (ret)
+		goto out_fini;
+	ret = rpc_pub_open(&vm.pub, opt.events_url, "vcpu");
+	if (ret) {
+		log_err("events %s: %s", opt.events_url, strerror(-ret));
+		goto out_fini;
+	}
+	ret = vm_vcpus_start(&vm);
+	if (ret)
+		goto out_vcpus;
+	ret = vm_service_start(&vm, opt.rpc_url, &server);
+	if (ret) {
+		log_err("rpc %s: %s", opt.rpc_url, strerror(-ret));
+		goto out_vcpus;
+	}
+	if (opt.incoming) {
+		vm_set_state(&vm, VM_INMIGRATE);
+		log_info("%s: %u vCPUs, waiting for incoming state", opt.name ? opt.name : "vm",
+			 vm.nr_vcpus);
+	} else {
+		ret = vm_load_guest(&vm);
+		if (ret)
+			goto out_server;
+		vm_set_state(&vm, VM_RUNNING);
+		log_info("%s: %u vCPUs running", opt.name ? opt.name : "vm", vm.nr_vcpus);
+	}
+
+	why = vm_wait(&vm, &status);
+	publish_shutdown(&vm, why);
+	if (why == VM_EXIT_QUIT)
+		usleep(QUIT_REPLY_GRACE_US);
+
+out_server:
+	rpc_server_stop(server);
+out_vcpus:
+	vm_vcpus_stop(&vm);
+	rpc_pub_close(vm.pub);
+	vm.pub = NULL;
+out_fini:
+	vm_fini(&vm);
+	if (ret)
+		status = VM_EXIT_FAILURE;
+	return status;
+}
