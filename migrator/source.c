@@ -373,7 +373,7 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 	int ret;
 
 	for (round = 1;; round++) {
-		uint64_t now, dt, sent, dirty, limit, expected, n;
+		uint64_t now, dt, sent, dirty, limit, expected, expected_us, n;
 
 		ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
 		if (ret)
@@ -386,7 +386,8 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 			bw = sent ? sent * 1000000000ull / dt : 100u << 20;
 		t_last = now;
 		sent_last += sent;
-		expected = dirty * SHM_PAGE_SIZE * 1000 / bw;
+		expected_us = dirty * SHM_PAGE_SIZE * 1000000 / bw;
+		expected = (expected_us + 999) / 1000;
 		atomic_store(&s->ctr.bandwidth, bw);
 		atomic_store(&s->ctr.remaining, dirty * SHM_PAGE_SIZE);
 		atomic_store(&s->ctr.dirty_rate, dirty * 1000000000ull / dt);
@@ -397,7 +398,8 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 		log_debug("round %lu: %lu dirty pages, %lu MB/s, expected downtime %lu ms",
 			  (unsigned long)round, (unsigned long)dirty, (unsigned long)(bw >> 20),
 			  (unsigned long)expected);
-		if (expected <= limit)
+		/* In microseconds: a limit of 0 waits for a round with nothing dirty. */
+		if (expected_us <= limit * 1000)
 			break;
 		/* Auto-converge: the guest dirtied more than we could send in the same time. */
 		if (s->caps.auto_converge && dirty * SHM_PAGE_SIZE > sent) {

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * A test VM for the migration engine: a control segment and RAM memfds,
+ * a migration session on them, mig_vm_ops implemented in-process, and an
+ * optional "dirtier" thread standing in for the vCPUs (it pwrite()s pages
+ * into the memfd and sets their bits in the shm dirty bitmap, so harvest
+ * has nothing left to do).  Shared by the unit tests and the in-process bench.
+ */
+#ifndef CLEAVE_TEST_TVM_H
+#define CLEAVE_TEST_TVM_H
+
+#include <pthread.h>
+
+#include "migrator/migration.h"
+
+struct tvm {
+	struct shm_ctl ctl;
+	struct shm_region ram[SHM_MAX_REGIONS];
+	unsigned int nr_regions;
+	struct mig_session *s;
+
+	/* Protects every field below. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool paused; /* pause requested */
+	bool parked; /* dirtier acknowledged the pause */
+	int pause_calls, resume_calls, loads;
+	int last_pause_state;
+	bool dirty_log;
+	unsigned int harvests;
+	unsigned int throttle;
+	unsigned int save_delay_ms; /* save_state sleeps (cancel-in-device tests) */
+	int fail_load;		    /* load_state returns this */
+	uint8_t blob[64];
+	size_t blob_len;
+	/* Dirtier. */
+	pthread_t dirtier;
+	bool dirtier_live, stop;
+	uint64_t hot_pages;	 /* writes land in the first hot_pages of region 0 */
+	unsigned int stop_after; /* stops writing after this many harvests (0: never) */
+	uint64_t writes;
+	/* Events seen. */
+	char events[32][16];
+	unsigned int nr_events, passes;
+};
+
+/* @io_timeout_ms 0: the engine's default. */
+int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
+	     unsigned int io_timeout_ms);
+void tvm_fini(struct tvm *t);
+void tvm_dirtier_start(struct tvm *t, uint64_t hot_pages, unsigned int stop_after);
+void tvm_dirtier_stop(struct tvm *t);
+/* Writes @nr pages of a pattern (or zeros) at page @first of @region. */
+void tvm_fill(struct tvm *t, unsigned int region, uint64_t first, uint64_t nr, bool zero);
+/* 0 when both VMs' RAM is equal byte for byte. */
+int tvm_ram_cmp(struct tvm *a, struct tvm *b);
+bool tvm_saw_event(struct tvm *t, const char *status);
+
+#endif
