@@ -276,6 +276,28 @@ static void vcpu_mmio(struct vcpu *v)
 			 (unsigned long long)run->mmio.phys_addr);
 }
 
+/* Registers and KVM's extra words, for internal errors. */
+static void vcpu_dump(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	char words[160] = "";
+	size_t off = 0;
+
+	for (uint32_t i = 0; i < run->internal.ndata && i < 8 && off < sizeof(words); i++)
+		off += (size_t)snprintf(words + off, sizeof(words) - off, " 0x%llx",
+					(unsigned long long)run->internal.data[i]);
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return;
+	log_err("vcpu %u: rip 0x%llx rsp 0x%llx rflags 0x%llx cs 0x%x/%d cr0 0x%llx cr3 0x%llx "
+		"cr4 0x%llx efer 0x%llx data:%s",
+		v->index, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+		(unsigned long long)regs.rflags, sregs.cs.selector, sregs.cs.l,
+		(unsigned long long)sregs.cr0, (unsigned long long)sregs.cr3,
+		(unsigned long long)sregs.cr4, (unsigned long long)sregs.efer, words);
+}
+
 static void vcpu_handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -309,6 +331,7 @@ static void vcpu_handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTERNAL_ERROR:
 		snprintf(what, sizeof(what), "KVM_EXIT_INTERNAL_ERROR suberror %u",
 			 run->internal.suberror);
+		vcpu_dump(v);
 		vcpu_fail(v, what);
 		break;
 	case KVM_EXIT_FAIL_ENTRY:

@@ -22,11 +22,14 @@ struct elf_craft_seg {
 };
 
 struct elf_craft {
-	bool is64;	    /* ELFCLASS64/EM_X86_64, else ELFCLASS32/EM_386 */
-	uint16_t machine;   /* 0: the right one for the class */
-	bool no_note;	    /* leave out the PVH entry note */
-	uint32_t note_type; /* 0: XEN_ELFNOTE_PHYS32_ENTRY */
-	uint32_t entry;	    /* PHYS32_ENTRY value */
+	bool is64;	       /* ELFCLASS64/EM_X86_64, else ELFCLASS32/EM_386 */
+	uint16_t machine;      /* 0: the right one for the class */
+	bool no_note;	       /* leave out the PVH entry note */
+	uint32_t note_type;    /* 0: XEN_ELFNOTE_PHYS32_ENTRY */
+	uint32_t entry;	       /* PHYS32_ENTRY value */
+	uint32_t entry_hi;     /* upper half when note_descsz is 8 */
+	uint32_t note_descsz;  /* 0: 4 */
+	const char *note_name; /* 0: "Xen" (3 chars + NUL) */
 	unsigned int nr_segs;
 	struct elf_craft_seg segs[ELF_CRAFT_MAX_SEGS];
 };
@@ -34,7 +37,7 @@ struct elf_craft {
 /* Writes the image into @buf (at least elf_craft_size() bytes); returns its size. */
 static inline size_t elf_craft_size(const struct elf_craft *c)
 {
-	size_t sz = sizeof(Elf64_Ehdr) + (c->nr_segs + 1) * sizeof(Elf64_Phdr) + 32;
+	size_t sz = sizeof(Elf64_Ehdr) + (c->nr_segs + 1) * sizeof(Elf64_Phdr) + 64;
 
 	for (unsigned int i = 0; i < c->nr_segs; i++)
 		sz += c->segs[i].filesz;
@@ -46,7 +49,8 @@ static inline size_t elf_craft_build(const struct elf_craft *c, uint8_t *buf)
 	size_t ehsz = c->is64 ? sizeof(Elf64_Ehdr) : sizeof(Elf32_Ehdr);
 	size_t phsz = c->is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr);
 	unsigned int phnum = c->nr_segs + (c->no_note ? 0 : 1);
-	size_t note_off = ehsz + phnum * phsz, note_sz = 12 + 4 + 4;
+	uint32_t descsz = c->note_descsz ? c->note_descsz : 4;
+	size_t note_off = ehsz + phnum * phsz, note_sz = 12 + 4 + ((descsz + 3) & ~3u);
 	size_t off = note_off + (c->no_note ? 0 : note_sz);
 	uint16_t machine = c->machine ? c->machine : (c->is64 ? EM_X86_64 : EM_386);
 	unsigned int ph = 0;
@@ -119,12 +123,14 @@ static inline size_t elf_craft_build(const struct elf_craft *c, uint8_t *buf)
 		}
 	}
 	if (!c->no_note) {
-		Elf32_Nhdr n = {
-			.n_namesz = 4, .n_descsz = 4, .n_type = c->note_type ? c->note_type : 18};
+		Elf32_Nhdr n = {.n_namesz = 4,
+				.n_descsz = descsz,
+				.n_type = c->note_type ? c->note_type : 18};
+		uint64_t v = ((uint64_t)c->entry_hi << 32) | c->entry;
 
 		memcpy(buf + note_off, &n, sizeof(n));
-		memcpy(buf + note_off + 12, "Xen", 4);
-		memcpy(buf + note_off + 16, &c->entry, 4);
+		memcpy(buf + note_off + 12, c->note_name ? c->note_name : "Xen", 4);
+		memcpy(buf + note_off + 16, &v, descsz < 8 ? descsz : 8);
 	}
 	return off;
 }
