@@ -1,0 +1,578 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Integration tests of a real cleave-monitor process with in-test backends:
+ * many clients at once, seed 003 (one client's failure stays with it),
+ * pipelining, a client that never reads, dead backends, events, quit and
+ * restart on an inherited listening socket.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "monitor/qmp-client.h"
+#include "tests/integration/monitor/mon-proc.h"
+#include "tests/unit/monitor/fake-backend.h"
+
+#define T_MS 5000 /* generous per-reply timeout; tests assert tighter bounds where it matters */
+
+static const char *monitor_exe;
+
+struct env {
+	struct fake_backend *fb;
+	struct mon_proc mp;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int env_setup_args(void **state, const char *const *extra, int inherit)
+{
+	struct env *e = calloc(1, sizeof(*e));
+
+	assert_non_null(e);
+	assert_int_equal(fake_backend_start(&e->fb), 0);
+	assert_int_equal(mon_proc_start(&e->mp, monitor_exe, e->fb->dir, e->fb, inherit, extra), 0);
+	*state = e;
+	return 0;
+}
+
+static int env_setup(void **state)
+{
+	static const char *const extra[] = {"--rpc-timeout", "300", NULL};
+
+	return env_setup_args(state, extra, 0);
+}
+
+static int env_setup_small_limit(void **state)
+{
+	static const char *const extra[] = {"--rpc-timeout", "300", "--out-limit", "262144", NULL};
+
+	return env_setup_args(state, extra, 0);
+}
+
+static int env_setup_inherit(void **state)
+{
+	static const char *const extra[] = {"--rpc-timeout", "300", NULL};
+
+	return env_setup_args(state, extra, 1);
+}
+
+static int env_teardown(void **state)
+{
+	struct env *e = *state;
+
+	/* The monitor must have survived everything the test did, and exit 0 on SIGTERM. */
+	assert_true(mon_proc_alive(&e->mp));
+	assert_int_equal(mon_proc_stop(&e->mp, 0), 0);
+	mon_proc_fini(&e->mp);
+	fake_backend_stop(e->fb);
+	free(e);
+	return 0;
+}
+
+static struct qmp_client *client_open(struct env *e, int negotiate)
+{
+	struct qmp_client *c;
+
+	assert_int_equal(qmp_client_connect(&c, e->mp.sock, T_MS), 0);
+	if (negotiate)
+		assert_int_equal(qmp_client_negotiate(c, T_MS), 0);
+	return c;
+}
+
+/* Runs @cmd and returns the reply's "return" or error desc as compact text. */
+static char *client_cmd(struct qmp_client *c, const char *cmd, const char *args)
+{
+	json_t *a = args ? json_loads(args, 0, NULL) : NULL, *reply;
+	char *text;
+
+	assert_int_equal(qmp_client_execute(c, cmd, a, &reply, T_MS), 0);
+	json_decref(a);
+	if (json_object_get(reply, "error"))
+		text = strdup(json_string_value(
+			json_object_get(json_object_get(reply, "error"), "desc")));
+	else
+		text = json_dumps(json_object_get(reply, "return"), JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(reply);
+	return text;
+}
+
+#define assert_client_cmd(c, cmd, args, want)                                                      \
+	do {                                                                                       \
+		char *got_ = client_cmd(c, cmd, args);                                             \
+		if (strcmp(got_, want))                                                            \
+			fail_msg("%s: got %s want %s", cmd, got_, want);                           \
+		free(got_);                                                                        \
+	} while (0)
+
+/* A raw unix socket connected to the monitor. */
+static int raw_connect(struct env *e)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", e->mp.path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+/* Reads everything that arrives within @quiet_ms of silence; returns bytes read. */
+static size_t raw_drain(int fd, char *buf, size_t cap, int quiet_ms)
+{
+	size_t len = 0;
+	ssize_t n;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+		if (poll(&pfd, 1, quiet_ms) != 1)
+			break;
+		n = recv(fd, buf + len, cap - 1 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+static int count_substr(const char *s, const char *sub)
+{
+	int n = 0;
+
+	while ((s = strstr(s, sub))) {
+		n++;
+		s += strlen(sub);
+	}
+	return n;
+}
+
+static void close_rst(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	/* SO_LINGER 0: close sends RST on TCP; on unix sockets the peer sees ECONNRESET/EPIPE. */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* ---- many clients ----------------------------------------------------------- */
+
+static void test_1000_clients(void **state)
+{
+	enum { N = 1000 };
+	struct env *e = *state;
+	struct qmp_client **c = calloc(N, sizeof(*c));
+	struct rlimit rl;
+	char req[256];
+	int i;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < N + 64)
+		skip();
+	/* All connected before anyone negotiates: 1000 sessions open at once. */
+	for (i = 0; i < N; i++)
+		c[i] = client_open(e, 0);
+	for (i = 0; i < N; i++) {
+		snprintf(req, sizeof(req),
+			 "{\"execute\":\"qmp_capabilities\",\"id\":%d}"
+			 "{\"execute\":\"query-status\",\"id\":\"s%d\"}"
+			 "{\"execute\":\"query-name\",\"id\":[%d]}",
+			 i, i, i);
+		assert_int_equal(qmp_client_send_raw(c[i], req, strlen(req)), 0);
+	}
+	for (i = 0; i < N; i++) {
+		json_t *r1, *r2, *r3;
+		char sid[16];
+
+		assert_int_equal(qmp_client_recv(c[i], &r1, T_MS), 0);
+		assert_int_equal(qmp_client_recv(c[i], &r2, T_MS), 0);
+		assert_int_equal(qmp_client_recv(c[i], &r3, T_MS), 0);
+		assert_int_equal(json_integer_value(json_object_get(r1, "id")), i);
+		assert_true(json_is_object(json_object_get(r1, "return")));
+		snprintf(sid, sizeof(sid), "s%d", i);
+		assert_string_equal(json_string_value(json_object_get(r2, "id")), sid);
+		assert_true(
+			json_is_true(json_object_get(json_object_get(r2, "return"), "running")));
+		assert_int_equal(json_integer_value(json_array_get(json_object_get(r3, "id"), 0)),
+				 i);
+		assert_string_equal(
+			json_string_value(json_object_get(json_object_get(r3, "return"), "name")),
+			"testvm");
+		json_decref(r1);
+		json_decref(r2);
+		json_decref(r3);
+	}
+	for (i = 0; i < N; i++)
+		qmp_client_close(c[i]);
+	free(c);
+}
+
+/* ---- seed 003 ------------------------------------------------------------------ */
+
+static void seed_003(struct env *e, int rst)
+{
+	struct qmp_client *a = client_open(e, 0);
+	char buf[8192];
+	int b, cfd;
+
+	/*
+	 * B connects while the monitor cannot serve it (stopped: B sits in the
+	 * backlog), then leaves; A leaves too.  The monitor then accepts B and
+	 * its greeting write fails with EPIPE/ECONNRESET.
+	 */
+	kill(e->mp.pid, SIGSTOP);
+	b = raw_connect(e);
+	if (rst)
+		close_rst(b);
+	else
+		close(b);
+	qmp_client_close(a);
+	cfd = raw_connect(e);
+	kill(e->mp.pid, SIGCONT);
+	raw_drain(cfd, buf, sizeof(buf), 300);
+	assert_int_equal(count_substr(buf, "{\"QMP\""), 1);
+	assert_int_equal(count_substr(buf, "\r\n"), 1);
+	/* C's session is healthy. */
+	assert_int_equal(send(cfd, "{\"execute\":\"qmp_capabilities\"}", 30, MSG_NOSIGNAL), 30);
+	raw_drain(cfd, buf, sizeof(buf), 200);
+	assert_string_equal(buf, "{\"return\": {}}\r\n");
+	close(cfd);
+}
+
+static void test_seed_003_close(void **state)
+{
+	seed_003(*state, 0);
+}
+
+static void test_seed_003_reset(void **state)
+{
+	seed_003(*state, 1);
+}
+
+/* A client that leaves with a reset while replies are being written to it. */
+static void test_reset_mid_reply(void **state)
+{
+	struct env *e = *state;
+	static const char cmd[] = "{\"execute\":\"query-commands\"}";
+	char buf[8192];
+	int i, j, fd;
+
+	for (j = 0; j < 20; j++) {
+		fd = raw_connect(e);
+		send(fd, "{\"execute\":\"qmp_capabilities\"}", 30, MSG_NOSIGNAL);
+		for (i = 0; i < 200; i++)
+			if (send(fd, cmd, sizeof(cmd) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+				break;
+		if (j % 2)
+			close_rst(fd);
+		else
+			close(fd);
+	}
+	/* SIGPIPE did not kill it; the next client sees exactly one greeting. */
+	assert_true(mon_proc_alive(&e->mp));
+	fd = raw_connect(e);
+	raw_drain(fd, buf, sizeof(buf), 300);
+	assert_int_equal(count_substr(buf, "{\"QMP\""), 1);
+	assert_int_equal(count_substr(buf, "\r\n"), 1);
+	close(fd);
+}
+
+/* ---- ordering, malformed input ---------------------------------------------- */
+
+static void test_pipelined_in_order(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+	static const char *const cmds[] = {"query-status", "query-version",   "query-migrate",
+					   "query-name",   "query-cpus-fast", "query-kvm"};
+	enum { N = 60 };
+	char req[256], want[64];
+	json_t *r;
+	int i;
+
+	/* All in one write: backend and local commands interleaved. */
+	for (i = 0; i < N; i++) {
+		snprintf(req, sizeof(req), "{\"execute\":\"%s\",\"id\":{\"n\":%d}}", cmds[i % 6],
+			 i);
+		assert_int_equal(qmp_client_send_raw(c, req, strlen(req)), 0);
+	}
+	for (i = 0; i < N; i++) {
+		char *idtext;
+
+		assert_int_equal(qmp_client_recv(c, &r, T_MS), 0);
+		assert_non_null(json_object_get(r, "return"));
+		idtext = json_dumps(json_object_get(r, "id"), JSON_COMPACT);
+		snprintf(want, sizeof(want), "{\"n\":%d}", i);
+		assert_string_equal(idtext, want);
+		free(idtext);
+		json_decref(r);
+	}
+	qmp_client_close(c);
+}
+
+static void test_malformed_resync(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+	static const char bad[] = "{\"execute\": nope}\n{\"execute\":\"query-name\",\"id\":1}";
+	json_t *r;
+
+	assert_int_equal(qmp_client_send_raw(c, bad, sizeof(bad) - 1), 0);
+	assert_int_equal(qmp_client_recv(c, &r, T_MS), 0);
+	assert_null(json_object_get(r, "id"));
+	assert_non_null(
+		strstr(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
+		       "JSON parse error"));
+	json_decref(r);
+	assert_int_equal(qmp_client_recv(c, &r, T_MS), 0);
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+	json_decref(r);
+	/* One object over many writes. */
+	assert_int_equal(qmp_client_send_raw(c, "{\"exec", 6), 0);
+	usleep(20000);
+	assert_int_equal(qmp_client_send_raw(c, "ute\":\"query-kvm\",", 17), 0);
+	usleep(20000);
+	assert_int_equal(qmp_client_send_raw(c, "\"id\":2}", 7), 0);
+	assert_int_equal(qmp_client_recv(c, &r, T_MS), 0);
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 2);
+	json_decref(r);
+	qmp_client_close(c);
+}
+
+/* ---- a client that never reads --------------------------------------------------- */
+
+static void test_slow_reader_closed_alone(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *other = client_open(e, 1);
+	static const char cmd[] = "{\"execute\":\"query-commands\"}";
+	long long t0, worst = 0, t;
+	char buf[65536];
+	int fd, i, closed = 0;
+	ssize_t n;
+
+	fd = raw_connect(e);
+	send(fd, "{\"execute\":\"qmp_capabilities\"}", 30, MSG_NOSIGNAL);
+	/* Flood without reading, checking the other client's latency as we go. */
+	for (i = 0; i < 4000 && !closed; i++) {
+		if (send(fd, cmd, sizeof(cmd) - 1, MSG_NOSIGNAL) < 0)
+			closed = 1;
+		if (i % 200 == 0) {
+			t0 = now_ms();
+			assert_client_cmd(other, "query-name", NULL, "{\"name\":\"testvm\"}");
+			t = now_ms() - t0;
+			worst = t > worst ? t : worst;
+		}
+	}
+	assert_true(worst < 200);
+	/* The monitor closed it once its queue passed the limit: we read to EOF. */
+	t0 = now_ms();
+	while (!closed && now_ms() - t0 < 5000) {
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			closed = 1;
+	}
+	assert_true(closed);
+	close(fd);
+	assert_client_cmd(other, "query-status", NULL,
+			  "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}");
+	qmp_client_close(other);
+}
+
+/* ---- backends -------------------------------------------------------------------- */
+
+static void test_dead_backend(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+	long long t0;
+
+	assert_client_cmd(c, "query-migrate", NULL, "{}");
+	fake_backend_kill_vcpu(e->fb);
+	t0 = now_ms();
+	assert_client_cmd(c, "query-status", NULL, "vcpu-proc is not responding");
+	assert_true(now_ms() - t0 < 300 + 700);
+	/* Queries needing no backend always answer; the other backend still works. */
+	assert_client_cmd(
+		c, "query-version", NULL,
+		"{\"qemu\":{\"micro\":0,\"minor\":2,\"major\":7},\"package\":\"cleave 0.1.0\"}");
+	assert_client_cmd(c, "query-migrate", NULL, "{}");
+	fake_backend_kill_migrator(e->fb);
+	assert_client_cmd(c, "query-migrate", NULL, "migrator is not running");
+	assert_client_cmd(c, "query-name", NULL, "{\"name\":\"testvm\"}");
+	qmp_client_close(c);
+}
+
+/* A client that leaves while its command is with a slow backend. */
+static void test_disconnect_in_flight(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c;
+	int i;
+
+	atomic_store(&e->fb->delay_ms, 30);
+	for (i = 0; i < 10; i++) {
+		c = client_open(e, 1);
+		assert_int_equal(qmp_client_send_raw(c, "{\"execute\":\"query-status\"}", 26), 0);
+		qmp_client_close(c);
+	}
+	atomic_store(&e->fb->delay_ms, 0);
+	c = client_open(e, 1);
+	assert_client_cmd(c, "query-status", NULL,
+			  "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}");
+	qmp_client_close(c);
+}
+
+/* ---- events and quit --------------------------------------------------------------- */
+
+/* Waits for event @name on @c, skipping others; returns it or NULL. */
+static json_t *wait_event(struct qmp_client *c, const char *name, int timeout_ms)
+{
+	long long end = now_ms() + timeout_ms;
+	json_t *m;
+
+	while (now_ms() < end) {
+		if (qmp_client_recv(c, &m, (int)(end - now_ms())))
+			return NULL;
+		if (json_object_get(m, "event") &&
+		    !strcmp(json_string_value(json_object_get(m, "event")), name))
+			return m;
+		json_decref(m);
+	}
+	return NULL;
+}
+
+static void test_events(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *ctl = client_open(e, 1), *watcher = client_open(e, 1);
+	struct qmp_client *unneg = client_open(e, 0);
+	json_t *ev = NULL;
+	char buf[4096];
+	int i;
+
+	/* The subscription joins asynchronously: stop/cont until a STOP shows. */
+	for (i = 0; i < 50 && !ev; i++) {
+		assert_client_cmd(ctl, "stop", NULL, "{}");
+		ev = wait_event(watcher, "STOP", 100);
+	}
+	assert_non_null(ev);
+	assert_non_null(json_object_get(json_object_get(ev, "timestamp"), "microseconds"));
+	json_decref(ev);
+	assert_client_cmd(ctl, "cont", NULL, "{}");
+	ev = wait_event(watcher, "RESUME", 2000);
+	assert_non_null(ev);
+	json_decref(ev);
+	/* MIGRATION events only with the 'events' capability. */
+	assert_client_cmd(ctl, "migrate", "{\"uri\":\"tcp:127.0.0.1:4444\"}", "{}");
+	assert_null(wait_event(watcher, "MIGRATION", 300));
+	assert_client_cmd(ctl, "migrate-set-capabilities",
+			  "{\"capabilities\":[{\"capability\":\"events\",\"state\":true}]}", "{}");
+	assert_client_cmd(ctl, "migrate", "{\"uri\":\"tcp:127.0.0.1:4444\"}", "{}");
+	ev = wait_event(watcher, "MIGRATION", 2000);
+	assert_non_null(ev);
+	json_decref(ev);
+	/* Not negotiated: no events at all. */
+	assert_int_equal(raw_drain(qmp_client_fd(unneg), buf, sizeof(buf), 100), 0);
+	qmp_client_close(unneg);
+	qmp_client_close(watcher);
+	qmp_client_close(ctl);
+}
+
+static void test_quit(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *ctl = client_open(e, 1), *watcher = client_open(e, 1);
+	json_t *ev;
+	int i;
+
+	assert_client_cmd(ctl, "quit", NULL, "{}");
+	ev = wait_event(ctl, "SHUTDOWN", 2000);
+	assert_non_null(ev);
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(ev, "data"), "reason")),
+		"host-qmp-quit");
+	json_decref(ev);
+	ev = wait_event(watcher, "SHUTDOWN", 2000);
+	assert_non_null(ev);
+	json_decref(ev);
+	for (i = 0; i < 200 && atomic_load(&e->fb->quits) == 0; i++)
+		usleep(10000);
+	assert_int_equal(atomic_load(&e->fb->quits), 1);
+	qmp_client_close(watcher);
+	qmp_client_close(ctl);
+}
+
+/* ---- restart on the inherited socket ---------------------------------------------- */
+
+static void test_restart_inherited(void **state)
+{
+	struct env *e = *state;
+	static const char *const extra[] = {"--rpc-timeout", "300", NULL};
+	struct qmp_client *c;
+	char buf[4096];
+	int fd;
+
+	assert_true(mon_proc_stop(&e->mp, 1) == 128 + SIGKILL);
+	/* Connects while no monitor runs land in the inherited socket's backlog. */
+	fd = raw_connect(e);
+	assert_int_equal(mon_proc_restart(&e->mp, monitor_exe, e->fb, extra), 0);
+	raw_drain(fd, buf, sizeof(buf), 300);
+	assert_int_equal(count_substr(buf, "{\"QMP\""), 1);
+	close(fd);
+	c = client_open(e, 1);
+	assert_client_cmd(c, "query-status", NULL,
+			  "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}");
+	qmp_client_close(c);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_1000_clients, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_seed_003_close, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_seed_003_reset, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_mid_reply, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_in_order, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_resync, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_slow_reader_closed_alone,
+						env_setup_small_limit, env_teardown),
+		cmocka_unit_test_setup_teardown(test_dead_backend, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_disconnect_in_flight, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_events, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_quit, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_restart_inherited, env_setup_inherit,
+						env_teardown),
+	};
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PATH-TO-cleave-monitor\n", argv[0]);
+		return 2;
+	}
+	monitor_exe = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
