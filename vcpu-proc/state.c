@@ -152,11 +152,12 @@ static int state_blob_resolve(int kvm_fd, int vcpu_fd, enum state_blob_id id, st
 	if (id == BLOB_LAPIC && ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) < 0) {
 		int err = -errno;
 
-		if (err != -ENXIO) {
+		/* KVM's answer for a VM without KVM_CREATE_IRQCHIP (ENXIO in older ones). */
+		if (err != -EINVAL && err != -ENXIO) {
 			log_err("KVM_GET_LAPIC: %s", strerror(-err));
 			return err;
 		}
-		b->size = 0; /* VM without KVM_CREATE_IRQCHIP */
+		b->size = 0;
 	}
 	return 0;
 }
@@ -346,6 +347,37 @@ static enum state_msr_batch state_msr_batch(uint32_t index)
 }
 
 /*
+ * Removes from *msrs (order kept) the entries the vCPU already holds.  KVM
+ * lets some MSRs be read but refuses any write in some VM configurations
+ * (MSR_KVM_ASYNC_PF_INT, even 0, without an in-kernel LAPIC), and writing a
+ * value the vCPU holds changes nothing, so only differences are written.  An
+ * index KVM_GET_MSRS stops at, and everything after it, is kept.
+ */
+static int state_msrs_drop_unchanged(int vcpu_fd, struct kvm_msrs *msrs)
+{
+	size_t bytes = msrs->nmsrs * sizeof(msrs->entries[0]);
+	struct kvm_msrs *cur;
+	unsigned int nread, kept = 0;
+	int r;
+
+	cur = state_msrs_alloc(msrs->nmsrs);
+	if (!cur)
+		return -ENOMEM;
+	cur->nmsrs = msrs->nmsrs;
+	memcpy(cur->entries, msrs->entries, bytes);
+	r = ioctl(vcpu_fd, KVM_GET_MSRS, cur);
+	nread = r < 0 ? 0 : (unsigned int)r;
+	for (unsigned int i = 0; i < msrs->nmsrs; i++) {
+		if (i < nread && cur->entries[i].data == msrs->entries[i].data)
+			continue;
+		msrs->entries[kept++] = msrs->entries[i];
+	}
+	msrs->nmsrs = kept;
+	free(cur);
+	return 0;
+}
+
+/*
  * KVM_SET_MSRS of the saved MSRs that go in the early batch (late false) or
  * after the LAPIC (late true).  KVM returns how many it set and stops at the
  * first one it rejects; that one is named in the error.
@@ -371,7 +403,8 @@ static int state_msrs_load(int vcpu_fd, const Cleave__Vcpu__VcpuState *in, bool 
 			msrs->nmsrs++;
 		}
 	}
-	if (!msrs->nmsrs)
+	ret = state_msrs_drop_unchanged(vcpu_fd, msrs);
+	if (ret || !msrs->nmsrs)
 		goto out;
 	r = ioctl(vcpu_fd, KVM_SET_MSRS, msrs);
 	if (r < 0) {

@@ -40,8 +40,9 @@ int vcpu_state_save(int kvm_fd, int vcpu_fd, unsigned int index, Cleave__Vcpu__V
  * index is validated against the running KVM before the first set ioctl: a
  * mismatch is -EINVAL with a message and nothing is loaded.  A set ioctl
  * failing afterwards (a value KVM rejects) returns its error with the vCPU
- * partly loaded; the caller then discards the vCPU.  The kvmclock wall-clock
- * MSRs are saved but not loaded (docs/CLOCK.md says why).
+ * partly loaded; the caller then discards the vCPU.  Only MSRs whose value
+ * differs from the vCPU's are written; the kvmclock wall-clock MSRs are saved
+ * but never loaded (docs/CLOCK.md says why).
  */
 int vcpu_state_load(int kvm_fd, int vcpu_fd, const Cleave__Vcpu__VcpuState *in);
 

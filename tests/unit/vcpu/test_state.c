@@ -490,6 +490,34 @@ static void test_state_rejects_bad_blob(void **unused)
 	tvm_destroy(&src);
 }
 
+/* Without an in-kernel irqchip there is no LAPIC to save; both sides must agree. */
+static void test_state_without_irqchip(void **unused)
+{
+	Cleave__Vcpu__VcpuState vs;
+	struct tvm with;
+	int vm[2], vcpu[2];
+
+	for (int i = 0; i < 2; i++) {
+		vm[i] = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+		assert_true(vm[i] >= 0);
+		vcpu[i] = ioctl(vm[i], KVM_CREATE_VCPU, 0);
+		assert_true(vcpu[i] >= 0);
+	}
+	assert_int_equal(vcpu_state_save(kvm_fd, vcpu[0], 0, &vs), 0);
+	assert_int_equal(vs.lapic.len, 0);
+	assert_non_null(vs.regs.data);
+	assert_int_equal(vcpu_state_load(kvm_fd, vcpu[1], &vs), 0);
+	tvm_create(&with, false);
+	assert_int_equal(vcpu_state_load(kvm_fd, with.vcpu_fd, &vs), -EINVAL);
+
+	tvm_destroy(&with);
+	vcpu_state_release(&vs);
+	for (int i = 0; i < 2; i++) {
+		close(vcpu[i]);
+		close(vm[i]);
+	}
+}
+
 /* Guest time after load >= time at save + the realtime that passed. */
 static void test_clock_advances_by_downtime(void **unused)
 {
@@ -568,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_state_continues_in_second_vm),
 		cmocka_unit_test(test_state_round_trip),
 		cmocka_unit_test(test_state_rejects_bad_blob),
+		cmocka_unit_test(test_state_without_irqchip),
 		cmocka_unit_test(test_clock_advances_by_downtime),
 		cmocka_unit_test(test_clock_never_backwards),
 		cmocka_unit_test(test_notify_stopped),
