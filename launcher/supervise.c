@@ -12,6 +12,9 @@
 #include "launcher/supervise.h"
 #include "log/log.h"
 
+/* Signals this close to the first one are the same request. */
+#define SUP_SIGNAL_REPEAT_MS 1000
+
 const struct sup_policy sup_policy_default = {
 	.backoff_min_ms = 50,
 	.backoff_max_ms = 1000,
@@ -214,6 +217,7 @@ static void sup_stop(struct sup *s, int exit_status)
 	if (s->stopping)
 		return;
 	s->stopping = true;
+	s->stop_ms = sup_now_ms();
 	s->exit_status = exit_status;
 	s->kill_at_ms = sup_now_ms() + s->policy.grace_ms;
 	for (i = 0; i < s->nr_children; i++) {
@@ -292,6 +296,13 @@ static void sup_signals_read(struct sup *s)
 	while (read(s->sigfd, &ssi, sizeof(ssi)) == sizeof(ssi)) {
 		/* SIGCHLD only wakes us; the pidfds say which child. */
 		if (ssi.ssi_signo == SIGCHLD)
+			continue;
+		/*
+		 * A second signal means "now", unless it is the same request
+		 * delivered twice (a wrapper like timeout(1) signals us and our
+		 * process group).
+		 */
+		if (s->stopping && sup_now_ms() - s->stop_ms < SUP_SIGNAL_REPEAT_MS)
 			continue;
 		if (s->stopping) {
 			log_warn("SIG%s again: killing the children now",

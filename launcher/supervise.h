@@ -12,7 +12,8 @@
  *   restart_limit restarts within restart_window_ms the launcher gives up on
  *   it and the VM runs on without it.
  * - SIGTERM or SIGINT: every child gets SIGTERM, then SIGKILL after the
- *   grace period; a second signal kills at once.  Exit status 0.
+ *   grace period; a second signal (1 s or more after the first) kills at
+ *   once.  Exit status 0.
  */
 #ifndef CLEAVE_LAUNCHER_SUPERVISE_H
 #define CLEAVE_LAUNCHER_SUPERVISE_H
@@ -69,6 +70,7 @@ struct sup {
 	int sigfd;	   /* signalfd: SIGTERM, SIGINT, SIGCHLD */
 	sigset_t old_mask; /* restored by sup_fini */
 	bool stopping;
+	int64_t stop_ms;    /* when stopping began */
 	int64_t kill_at_ms; /* stopping: SIGKILL the rest at this time */
 	int exit_status;    /* decided when stopping began */
 };
