@@ -50,8 +50,13 @@ int vcpu_ucall_format(const struct ucall *uc, unsigned int cpu, char *buf, size_
 				" gen=%" PRIu64,
 				cpu, a[0], a[1], a[2]);
 	case UCALL_IMAGE:
-		return snprintf(buf, len, "ucall cpu=%u IMAGE gpa=0x%" PRIx64 " bytes=%" PRIu64,
-				cpu, a[0], a[1]);
+		/* docs/GUEST.md: args[2..3] a second range (trampoline), args[4..5] the test area
+		 */
+		return snprintf(buf, len,
+				"ucall cpu=%u IMAGE gpa=0x%" PRIx64 " bytes=%" PRIu64
+				" gpa2=0x%" PRIx64 " bytes2=%" PRIu64 " area=0x%" PRIx64
+				" area_bytes=%" PRIu64,
+				cpu, a[0], a[1], a[2], a[3], a[4], a[5]);
 	case UCALL_ASSERT:
 		return snprintf(buf, len, "ucall cpu=%u ASSERT line=%" PRIu64 " text=\"%s\"", cpu,
 				a[0], uc->text);

@@ -104,10 +104,374 @@ static void test_boot_heartbeats(void **state)
 	}
 }
 
+static uint64_t hb_last_ns(const struct vt *t, size_t from, unsigned int cpu, uint64_t *gen)
+{
+	static struct hb hbs[4096];
+	unsigned int n = hb_parse(t, from, hbs, 4096);
+	uint64_t ns = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (hbs[i].cpu == cpu) {
+			ns = hbs[i].ns;
+			if (gen)
+				*gen = hbs[i].gen;
+		}
+	}
+	return ns;
+}
+
+static Cleave__Vcpu__RunState status_state(struct vt *t)
+{
+	Cleave__Vcpu__StatusReply *st = NULL;
+	Cleave__Vcpu__RunState s;
+
+	assert_int_equal(vt_status(t, &st), 0);
+	s = st->state;
+	rpc_msg_free(&st->base);
+	return s;
+}
+
+static void expect_hb(struct vt *t, size_t from, unsigned int cpus, int timeout_ms)
+{
+	for (unsigned int c = 0; c < cpus; c++) {
+		char needle[16];
+
+		snprintf(needle, sizeof(needle), "HB %u ", c);
+		if (vt_expect(t, &t->serial, from, needle, timeout_ms) < 0)
+			fail_msg("no heartbeat of cpu %u after offset %zu:\n%s\n%s", c, from,
+				 t->serial.buf + (from < t->serial.len ? from : 0), t->log.buf);
+	}
+}
+
+static void quit(struct vt *t)
+{
+	int status = -1;
+
+	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_QUIT), 0);
+	assert_int_equal(vt_wait(t, 5000, &status), 0);
+	assert_int_equal(status, 0);
+}
+
+/* The next event of the given kind, skipping others. */
+static void expect_event(struct rpc_sub *sub, Cleave__Events__Event__BodyCase body)
+{
+	uint64_t end = vt_now_ms() + 5000;
+
+	while (vt_now_ms() < end) {
+		Cleave__Events__Event *ev = NULL;
+		uint64_t missed = 0;
+
+		if (rpc_sub_recv(sub, &ev, &missed, 500))
+			continue;
+		if (ev->body_case == body) {
+			assert_string_equal(ev->publisher, "vcpu");
+			rpc_msg_free(&ev->base);
+			return;
+		}
+		rpc_msg_free(&ev->base);
+	}
+	fail_msg("no event %d", (int)body);
+}
+
+static void test_pause_resume(void **state)
+{
+	struct vt *t = *state;
+	struct rpc_sub *sub;
+	uint64_t before, after;
+	size_t mark;
+
+	assert_int_equal(rpc_sub_open(&sub), 0);
+	assert_int_equal(vt_spawn(t, 2, "mode=idle mib=4 hb=50 cpus=2", false, NULL), 0);
+	assert_int_equal(rpc_sub_dial(sub, t->events_url), 0);
+	expect_hb(t, 0, 2, 15000);
+	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_PAUSE), 0);
+		assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED);
+		expect_event(sub, CLEAVE__EVENTS__EVENT__BODY_STOP);
+		vt_drain(t, 100); /* output flushed by the pause */
+		mark = t->serial.len;
+		before = hb_last_ns(t, 0, 0, NULL);
+		vt_drain(t, 400); /* 8 heartbeat periods */
+		assert_int_equal(t->serial.len, mark);
+		/* A second PAUSE is a no-op. */
+		assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_PAUSE), 0);
+
+		assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_RESUME), 0);
+		assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+		expect_event(sub, CLEAVE__EVENTS__EVENT__BODY_RESUME);
+		expect_hb(t, mark, 2, 5000);
+		after = hb_last_ns(t, mark, 0, NULL);
+		assert_true(after > before);
+	}
+	hb_assert_monotonic(t, 0);
+	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
+	quit(t);
+	rpc_sub_close(sub);
+}
+
+/* Save, SIGKILL, and continue in a new process on the same memfds. */
+static void test_save_kill_restore(void **state)
+{
+	struct vt *t = *state;
+	Cleave__Vcpu__SaveStateReply *saved = NULL;
+	Cleave__Vcpu__LoadStateRequest load = CLEAVE__VCPU__LOAD_STATE_REQUEST__INIT;
+	Cleave__Vcpu__PauseRequest pause = CLEAVE__VCPU__PAUSE_REQUEST__INIT;
+	Cleave__Vcpu__StatusReply *st = NULL;
+	uint64_t gen0 = 0, gen1 = 0, ns0, ns1, clock_saved;
+	assert_int_equal(vt_spawn(t, 2, "mode=dirty mib=4 rate=16 hb=50 cpus=2", false, NULL), 0);
+	expect_hb(t, 0, 2, 15000);
+	vt_drain(t, 300);
+	/* SAVE_STATE is refused while running. */
+	assert_int_not_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, NULL,
+				     &cleave__vcpu__save_state_reply__descriptor,
+				     (ProtobufCMessage **)&saved),
+			     0);
+	pause.state = CLEAVE__VCPU__RUN_STATE__RUN_STATE_FINISH_MIGRATE;
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_PAUSE, &pause.base, NULL, NULL),
+			 0);
+	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_FINISH_MIGRATE);
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, NULL,
+				 &cleave__vcpu__save_state_reply__descriptor,
+				 (ProtobufCMessage **)&saved),
+			 0);
+	assert_true(saved->state.len > 1000);
+	assert_int_equal(vt_status(t, &st), 0);
+	clock_saved = st->guest_ns;
+	rpc_msg_free(&st->base);
+	vt_drain(t, 100);
+	ns0 = hb_last_ns(t, 0, 0, &gen0);
+	assert_true(gen0 >= 1);
+	vt_kill(t);
+
+	/* New process, same RAM: incoming, load, resume. */
+	assert_int_equal(vt_spawn(t, 2, "mode=dirty mib=4 rate=16 hb=50 cpus=2", true, NULL), 0);
+	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	load.state = saved->state;
+	assert_int_equal(
+		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, NULL, NULL), 0);
+	/* Loading twice is refused. */
+	assert_int_not_equal(
+		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, NULL, NULL), 0);
+	assert_int_equal(vt_status(t, &st), 0);
+	assert_true(st->guest_ns >= clock_saved); /* KVM clock restored, not restarted */
+	rpc_msg_free(&st->base);
+	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_RESUME), 0);
+	expect_hb(t, 0, 2, 10000);
+	vt_expect(t, &t->serial, t->serial.len, "HB 0 ", 2000);
+	ns1 = hb_last_ns(t, 0, 0, &gen1);
+	assert_true(ns1 > ns0);
+	assert_true(gen1 >= gen0); /* continues, not restarted from 1 */
+	/* The new process's output: no second boot. */
+	assert_int_equal(vt_count(&t->serial, 0, "READY"), 0);
+	assert_int_equal(vt_count(&t->serial, 0, "cleave-guest:"), 0);
+	assert_int_equal(vt_count(&t->serial, 0, "ASSERT"), 0);
+	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
+	hb_assert_monotonic(t, 0);
+	quit(t);
+	rpc_msg_free(&saved->base);
+}
+
+static void test_load_state_refused(void **state)
+{
+	struct vt *t = *state;
+	Cleave__Vcpu__LoadStateRequest load = CLEAVE__VCPU__LOAD_STATE_REQUEST__INIT;
+	uint8_t junk[64];
+
+	memset(junk, 0xee, sizeof(junk));
+	load.state.data = junk;
+	load.state.len = sizeof(junk);
+	/* Not an incoming VM. */
+	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 hb=50", false, NULL), 0);
+	assert_int_not_equal(
+		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, NULL, NULL), 0);
+	quit(t);
+	/* Incoming, but garbage: refused, the process lives on. */
+	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 hb=50", true, NULL), 0);
+	assert_int_not_equal(
+		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, NULL, NULL), 0);
+	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	quit(t);
+}
+
+/* UCALL_WRITES / UCALL_IMAGE ranges parsed from the log. */
+struct range {
+	uint64_t gpa, bytes, gen;
+	unsigned int cpu;
+	size_t off; /* log offset */
+};
+
+static unsigned int parse_ranges(const struct vt *t, struct range *out, unsigned int max)
+{
+	unsigned int n = 0;
+	const char *p = t->log.buf;
+
+	while (p && n < max && (p = strstr(p, "ucall cpu="))) {
+		struct range *r = &out[n];
+		uint64_t g2, b2, a, ab;
+
+		r->off = (size_t)(p - t->log.buf);
+		if (sscanf(p,
+			   "ucall cpu=%u WRITES gpa=0x%" SCNx64 " bytes=%" SCNu64 " gen=%" SCNu64,
+			   &r->cpu, &r->gpa, &r->bytes, &r->gen) == 4) {
+			n++;
+		} else if (sscanf(p,
+				  "ucall cpu=%u IMAGE gpa=0x%" SCNx64 " bytes=%" SCNu64
+				  " gpa2=0x%" SCNx64 " bytes2=%" SCNu64 " area=0x%" SCNx64
+				  " area_bytes=%" SCNu64,
+				  &r->cpu, &r->gpa, &r->bytes, &g2, &b2, &a, &ab) == 7 &&
+			   n + 1 < max) {
+			r->gen = 0; /* image */
+			out[++n] = (struct range){g2, b2, 0, r->cpu, r->off};
+			n++;
+		}
+		p += 10;
+	}
+	return n;
+}
+
+static bool in_ranges(const struct range *r, unsigned int n, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		if (gpa >= r[i].gpa && gpa < r[i].gpa + r[i].bytes)
+			return true;
+	}
+	return false;
+}
+
+static void test_dirty_harvest_exact(void **state)
+{
+	static struct range ranges[8192];
+	struct vt *t = *state;
+	Cleave__Vcpu__DirtyLogRequest on = CLEAVE__VCPU__DIRTY_LOG_REQUEST__INIT;
+	Cleave__Vcpu__HarvestReply *h = NULL;
+	uint64_t *dirty = shm_ctl_dirty_bitmap(&t->ctl, 0);
+	uint64_t npages = RAM / 4096, words = SHM_BITMAP_WORDS(npages), set = 0, checked = 0;
+	uint64_t first_gen[2] = {0, 0};
+	unsigned int n;
+	size_t enable_off;
+
+	assert_int_equal(
+		vt_spawn(t, 2, "mode=dirty mib=4 rate=32 hb=100 cpus=2 report=1", false, NULL), 0);
+	expect_hb(t, 0, 2, 15000);
+	for (uint64_t w = 0; w < words; w++)
+		shm_bitmap_fetch_clear_word(dirty, w);
+	vt_drain(t, 50);
+	enable_off = t->log.len;
+	on.enable = true;
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_DIRTY_LOG, &on.base, NULL, NULL),
+			 0);
+	vt_drain(t, 700);
+	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_PAUSE), 0);
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_HARVEST, NULL,
+				 &cleave__vcpu__harvest_reply__descriptor, (ProtobufCMessage **)&h),
+			 0);
+	for (uint64_t w = 0; w < words; w++)
+		set += (uint64_t)__builtin_popcountll(dirty[w]);
+	assert_true(h->dirty_pages > 0);
+	assert_int_equal(h->dirty_pages, set);
+	rpc_msg_free(&h->base);
+	/* Nothing ran since: a second harvest finds nothing new. */
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_HARVEST, NULL,
+				 &cleave__vcpu__harvest_reply__descriptor, (ProtobufCMessage **)&h),
+			 0);
+	assert_int_equal(h->dirty_pages, 0);
+	rpc_msg_free(&h->base);
+	vt_drain(t, 100);
+
+	n = parse_ranges(t, ranges, 8192);
+	assert_true(n > 4);
+	/* Every dirty page lies in something the guest said it writes. */
+	for (uint64_t p = 0; p < npages; p++) {
+		if (shm_bitmap_test(dirty, p) && !in_ranges(ranges, n, p * 4096))
+			fail_msg("page 0x%" PRIx64 " dirty but never reported", p * 4096);
+	}
+	/*
+	 * Every page of a pass that ran wholly with logging on is dirty: skip
+	 * each vCPU's first report after enabling (that pass may have started
+	 * before).
+	 */
+	for (unsigned int i = 0; i < n; i++) {
+		struct range *r = &ranges[i];
+
+		if (r->off < enable_off || r->gen == 0 || r->cpu > 1)
+			continue;
+		if (!first_gen[r->cpu]) {
+			first_gen[r->cpu] = r->gen;
+			continue;
+		}
+		if (r->gen == first_gen[r->cpu])
+			continue;
+		for (uint64_t a = r->gpa; a < r->gpa + r->bytes; a += 4096, checked++) {
+			if (!shm_bitmap_test(dirty, a / 4096))
+				fail_msg("cpu %u gen %" PRIu64 " wrote 0x%" PRIx64 " but not dirty",
+					 r->cpu, r->gen, a);
+		}
+	}
+	assert_true(checked > 0);
+	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
+	quit(t);
+}
+
+static void test_poweroff_and_reset(void **state)
+{
+	struct vt *t = *state;
+	int status = -1;
+
+	assert_int_equal(vt_spawn(t, 1, "mode=poweroff", false, NULL), 0);
+	assert_int_equal(vt_wait(t, 15000, &status), 0);
+	assert_int_equal(status, 0);
+	assert_true(vt_expect(t, &t->serial, 0, "mode=poweroff", 0) >= 0);
+
+	/* RESET reboots the guest: a second READY, heartbeats again. */
+	assert_int_equal(vt_spawn(t, 2, "mode=idle mib=4 hb=50 cpus=2", false, NULL), 0);
+	expect_hb(t, 0, 2, 15000);
+	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_RESET), 0);
+	if (vt_expect(t, &t->serial, 0, "READY 1\n", 0) < 0 ||
+	    vt_expect(t, &t->serial, (size_t)vt_expect(t, &t->serial, 0, "READY 1\n", 0) + 1,
+		      "READY 1\n", 15000) < 0)
+		fail_msg("no second boot:\n%s\n%s", t->serial.buf, t->log.buf);
+	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
+	quit(t);
+}
+
+static void test_throttle(void **state)
+{
+	struct vt *t = *state;
+	Cleave__Vcpu__ThrottleRequest thr = CLEAVE__VCPU__THROTTLE_REQUEST__INIT;
+	Cleave__Vcpu__StatusReply *st = NULL;
+	size_t mark;
+
+	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 hb=50", false, NULL), 0);
+	expect_hb(t, 0, 1, 15000);
+	thr.percent = 100;
+	assert_int_not_equal(
+		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, NULL, NULL), 0);
+	thr.percent = 50;
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, NULL, NULL),
+			 0);
+	assert_int_equal(vt_status(t, &st), 0);
+	assert_int_equal(st->throttle_percent, 50);
+	rpc_msg_free(&st->base);
+	mark = t->serial.len;
+	expect_hb(t, mark, 1, 5000); /* still runs */
+	thr.percent = 0;
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, NULL, NULL),
+			 0);
+	quit(t);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_boot_heartbeats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_kill_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_state_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dirty_harvest_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poweroff_and_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_throttle, setup, teardown),
 	};
 
 	vt_require_kvm();

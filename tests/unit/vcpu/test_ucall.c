@@ -70,11 +70,14 @@ static void test_read_and_format(void **state)
 	vcpu_ucall_format(&got, 1, line, sizeof(line));
 	assert_string_equal(line, "ucall cpu=1 WRITES gpa=0x200000 bytes=8192 gen=3");
 
-	uc = (struct ucall){.cmd = UCALL_IMAGE, .args = {0x100000, 65536}};
+	uc = (struct ucall){.cmd = UCALL_IMAGE,
+			    .args = {0x100000, 65536, 0x8000, 4096, 0x200000, 1 << 20}};
 	put(f, 1, RAM_SIZE - sizeof(uc), &uc); /* last bytes of the high region */
 	assert_int_equal(vcpu_ucall_read(&f->t, HIGH + RAM_SIZE - sizeof(uc), &got), 0);
 	vcpu_ucall_format(&got, 0, line, sizeof(line));
-	assert_string_equal(line, "ucall cpu=0 IMAGE gpa=0x100000 bytes=65536");
+	assert_string_equal(line,
+			    "ucall cpu=0 IMAGE gpa=0x100000 bytes=65536 gpa2=0x8000 bytes2=4096 "
+			    "area=0x200000 area_bytes=1048576");
 
 	uc = (struct ucall){.cmd = UCALL_ASSERT, .args = {42}};
 	strcpy(uc.text, "main.c:42: x == y");
