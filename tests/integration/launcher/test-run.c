@@ -350,8 +350,8 @@ static bool path_exists(const char *path)
 	return lstat(path, &st) == 0;
 }
 
-/* QMP greeting from the socket cleave owns (served by whichever monitor runs). */
-static void qmp_expect_greeting(const char *path)
+/* Connects to the QMP socket cleave owns and returns the fd after the greeting. */
+static int qmp_connect(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timeval tv = {5, 0};
@@ -366,11 +366,37 @@ static void qmp_expect_greeting(const char *path)
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (n <= 0)
 		fail_msg("no QMP greeting on %s: %s", path, n < 0 ? strerror(errno) : "EOF");
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "\"QMP\""));
+	return fd;
+}
+
+/* Sends one command and waits for a reply line containing @want. */
+static void qmp_command(int fd, const char *cmd, const char *want)
+{
+	char buf[4096];
+	size_t off = 0;
+	ssize_t n;
+
+	assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+	while (off + 1 < sizeof(buf)) {
+		n = read(fd, buf + off, sizeof(buf) - 1 - off);
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+		buf[off] = '\0';
+		if (strstr(buf, want))
+			return;
+	}
+	buf[off] = '\0';
+	fail_msg("QMP %s: no \"%s\" in \"%s\"", cmd, want, buf);
+}
+
+static void qmp_expect_greeting(const char *path)
+{
+	close(qmp_connect(path));
 }
 
 static void test_poweroff_exits_zero(void **state)
@@ -452,6 +478,26 @@ static void test_monitor_and_migrator_restart(void **state)
 	assert_int_equal(kill(vm->pid, SIGTERM), 0);
 	assert_int_equal(vm_wait_exit(vm, 10000), 0);
 	vm_assert_no_children(vm);
+}
+
+/* QMP quit: vcpu-proc exits 0, the VM ends cleanly. */
+static void test_qmp_quit(void **state)
+{
+	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
+	struct vm *vm = *state;
+	int fd;
+
+	require_children();
+	vm_start(vm, NULL, args);
+	vm_child_pid(vm, "cleave-monitor", 1);
+	serial_wait_heartbeats(vm, 0, 1, 15000);
+	fd = qmp_connect(vm->qmp);
+	qmp_command(fd, "{\"execute\":\"qmp_capabilities\"}\r\n", "\"return\"");
+	qmp_command(fd, "{\"execute\":\"quit\"}\r\n", "\"return\"");
+	assert_int_equal(vm_wait_exit(vm, 10000), 0);
+	close(fd);
+	vm_assert_no_children(vm);
+	assert_false(path_exists(vm->state));
 }
 
 static void test_vcpu_death_ends_vm(void **state)
@@ -561,6 +607,7 @@ int main(int argc, char **argv)
 						vm_teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_and_migrator_restart, vm_setup,
 						vm_teardown),
+		cmocka_unit_test_setup_teardown(test_qmp_quit, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_vcpu_death_ends_vm, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_restart_limit, vm_setup, vm_teardown),
 	};
