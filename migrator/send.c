@@ -193,6 +193,34 @@ void mig_send_stop(struct mig_src *src)
 	}
 }
 
+int mig_send_drain(struct mig_src *src, int timeout_ms)
+{
+	struct timespec ts;
+	bool busy = true;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&src->sq_lock);
+	while (!src->sq_stop && !ret) {
+		busy = false;
+		for (unsigned int i = 0; i < src->nr_chans; i++)
+			busy |= src->chans[i].count > 0;
+		if (!busy)
+			break;
+		ret = -pthread_cond_timedwait(&src->sq_space, &src->sq_lock, &ts);
+	}
+	if (src->sq_stop)
+		ret = -ECANCELED;
+	pthread_mutex_unlock(&src->sq_lock);
+	return ret;
+}
+
 int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan)
 {
 	struct mig_send_chan *c = NULL;

@@ -54,7 +54,8 @@ struct mig_src {
 	uint64_t rate_last_ns;
 
 	/* Worker thread only. */
-	bool paused; /* we paused the guest: resume it on failure */
+	unsigned int batch_pages; /* pages per packet: smaller under a low max-bandwidth */
+	bool paused;		  /* we paused the guest: resume it on failure */
 	bool dirty_logging;
 	unsigned int throttle;
 	uint64_t last_ping_ns;
@@ -67,5 +68,7 @@ void mig_send_stop(struct mig_src *src);
 /* Queues @b (copied) on the least loaded channel, or on @chan if >= 0. */
 int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan);
 bool mig_src_aborted(struct mig_src *src);
+/* Waits at most @timeout_ms for every ring to empty: 0, -ETIMEDOUT or -ECANCELED. */
+int mig_send_drain(struct mig_src *src, int timeout_ms);
 
 #endif

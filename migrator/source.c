@@ -196,7 +196,7 @@ static int src_add_page(struct mig_src *src, struct mig_batch *b, uint32_t regio
 	}
 	b->region = region;
 	b->pages[b->nr_pages++] = page;
-	return b->nr_pages == MIG_BATCH_PAGES ? src_queue(src, b) : 0;
+	return b->nr_pages == src->batch_pages ? src_queue(src, b) : 0;
 }
 
 /* SYNC <round> on every channel, then the round marker on the main channel. */
@@ -375,6 +375,18 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 	for (round = 1;; round++) {
 		uint64_t now, dt, sent, dirty, limit, expected, expected_us, n;
 
+		/*
+		 * A round ends when its pages left: only then does the next
+		 * harvest see what the guest dirtied meanwhile, and does the
+		 * bandwidth figure mean anything.
+		 */
+		while ((ret = mig_send_drain(src, 500)) == -ETIMEDOUT) {
+			ret = src_ping(src);
+			if (ret)
+				return ret;
+		}
+		if (ret)
+			return ret;
 		ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
 		if (ret)
 			return ret;
@@ -504,9 +516,15 @@ static int src_run(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
 	const struct mig_vm_ops *ops = s->env.ops;
-	uint64_t round = 0;
+	uint64_t round = 0, bw;
 	int ret;
 
+	bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
+	/* Under a low max-bandwidth, packets of ~50 ms keep every channel talking. */
+	src->batch_pages = MIG_BATCH_PAGES;
+	if (bw && bw / 20 / SHM_PAGE_SIZE < MIG_BATCH_PAGES)
+		src->batch_pages =
+			bw / 20 / SHM_PAGE_SIZE ? (unsigned int)(bw / 20 / SHM_PAGE_SIZE) : 1;
 	ret = src_handshake(src);
 	if (ret)
 		return ret;

@@ -1,4 +1,668 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Every way a migration can go wrong, with the test thread playing a raw
+ * (misbehaving) peer over loopback TCP: bad streams, vanishing and hung
+ * peers, cancel in each phase, a failed state load, the receivedmap
+ * lifetime, and API misuse.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "migrator/mig-internal.h"
+#include "tvm.h"
+
+#define R0_PAGES 1024
+static const struct shm_ctl_layout layout = {
+	.nr_regions = 1,
+	.gpa = {0},
+	.size = {R0_PAGES * SHM_PAGE_SIZE},
+};
+static const uint8_t sid[16] = "0123456789abcdef";
+
+/* ---- raw peers ----------------------------------------------------------- */
+
+static int raw_connect(unsigned int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(mig_sock_setup(fd, 3000), 0);
+	return fd;
+}
+
+static int raw_listen(unsigned int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static int raw_accept(int lfd)
+{
+	int fd = accept(lfd, NULL, NULL);
+
+	assert_true(fd >= 0);
+	assert_int_equal(mig_sock_setup(fd, 3000), 0);
+	return fd;
+}
+
+static void raw_hello(int fd, uint64_t magic, uint32_t version, uint64_t size, uint32_t channels)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Hello h = CLEAVE__WIRE__HELLO__INIT;
+	Cleave__Wire__Region r = CLEAVE__WIRE__REGION__INIT, *rp = &r;
+
+	r.gpa = 0;
+	r.size = size;
+	h.magic = magic;
+	h.version = version;
+	h.session_id.data = (uint8_t *)sid;
+	h.session_id.len = 16;
+	h.epoch = 1;
+	h.n_regions = 1;
+	h.regions = &rp;
+	h.channels = channels;
+	h.page_size = SHM_PAGE_SIZE;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO;
+	m.hello = &h;
+	assert_int_equal(mig_msg_send(fd, &m), 0);
+}
+
+/* Reads one message and checks its type; returns the Error reason if any. */
+static void raw_expect(int fd, int body, char *reason, size_t len)
+{
+	Cleave__Wire__WireMsg *m;
+
+	assert_int_equal(mig_msg_recv(fd, &m), 0);
+	assert_int_equal(m->body_case, body);
+	if (reason && body == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR)
+		snprintf(reason, len, "%s", m->error->reason);
+	cleave__wire__wire_msg__free_unpacked(m, NULL);
+}
+
+static int raw_channel(unsigned int port, unsigned int index, const uint8_t *id)
+{
+	struct mig_chan_hello ch = {
+		.magic = MIG_CHAN_MAGIC, .version = WIRE_VERSION, .index = index};
+	int fd = raw_connect(port);
+
+	memcpy(ch.session_id, id, 16);
+	assert_int_equal(mig_io_write(fd, &ch, sizeof(ch)), 0);
+	return fd;
+}
+
+/* A packet of @n pages at @offs (flags included); @data_pages of data follow. */
+static void raw_packet(int fd, uint64_t round, const uint64_t *offs, uint32_t n,
+		       unsigned int data_pages)
+{
+	struct mig_pkt_hdr h = {.magic = MIG_PKT_MAGIC, .nr_pages = n, .round = round};
+	static uint8_t page[SHM_PAGE_SIZE];
+
+	memset(page, 0xab, sizeof(page));
+	assert_int_equal(mig_io_write(fd, &h, sizeof(h)), 0);
+	assert_int_equal(mig_io_write(fd, offs, n * sizeof(*offs)), 0);
+	for (unsigned int i = 0; i < data_pages; i++)
+		assert_int_equal(mig_io_write(fd, page, sizeof(page)), 0);
+}
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+struct fix {
+	struct tvm src, dst;
+	char uri[64];
+	unsigned int port;
+};
+
+static int fix_setup_hooks(void **state, const struct mig_hooks *hooks)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+
+	if (!f || tvm_init(&f->src, &layout, NULL, 500) || tvm_init(&f->dst, &layout, hooks, 500))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int fix_setup(void **state)
+{
+	return fix_setup_hooks(state, NULL);
+}
+
+static int fix_teardown(void **state)
+{
+	struct fix *f = *state;
+
+	tvm_fini(&f->src);
+	tvm_fini(&f->dst);
+	free(f);
+	return 0;
+}
+
+static void dst_listen(struct fix *f)
+{
+	assert_int_equal(mig_session_incoming(f->dst.s, "tcp:127.0.0.1:0"), 0);
+	f->port = mig_session_incoming_port(f->dst.s);
+	assert_true(f->port > 0);
+	snprintf(f->uri, sizeof(f->uri), "tcp:127.0.0.1:%u", f->port);
+}
+
+static void assert_final(struct tvm *t, enum mig_status st, const char *needle)
+{
+	struct mig_info info;
+
+	assert_int_equal(mig_session_wait(t->s, 10000), 0);
+	mig_session_query(t->s, &info);
+	if (info.status != st || !strstr(info.error_desc, needle))
+		fprintf(stderr, "status %s error '%s', want %s '%s'\n",
+			mig_status_name(info.status), info.error_desc, mig_status_name(st), needle);
+	assert_int_equal(info.status, st);
+	assert_non_null(strstr(info.error_desc, needle));
+	assert_int_equal(t->s->rec->status, st);
+	/* Whatever happened, the receivedmap is dead once the job is. */
+	assert_false(mig_record_receivedmap_live(t->s->rec));
+}
+
+/* The destination guest never ran and no state was loaded. */
+static void assert_dst_untouched(struct fix *f)
+{
+	uint64_t a, e;
+
+	assert_int_equal(f->dst.resume_calls, 0);
+	assert_int_equal(f->dst.loads, 0);
+	assert_int_equal(shm_memfd_next_data(f->dst.ram[0].fd, 0, layout.size[0], &a, &e), -ENXIO);
+}
+
+/* ---- destination: bad main streams (table driven) ------------------------ */
+
+enum main_case { MC_TRUNCATED, MC_GARBAGE, MC_MAGIC, MC_VERSION, MC_LAYOUT, MC_ORDER, MC_HUNG };
+
+static const struct {
+	enum main_case c;
+	const char *error;
+	bool error_reply; /* the raw source gets an Error message back */
+} main_cases[] = {
+	{MC_TRUNCATED, "waiting for Hello: Connection reset", false},
+	{MC_GARBAGE, "not a cleave migration stream", false},
+	{MC_MAGIC, "bad stream magic 0x1234", true},
+	{MC_VERSION, "unsupported stream version 99", true},
+	{MC_LAYOUT, "RAM layout mismatch", true},
+	{MC_ORDER, "expected Hello", true},
+	{MC_HUNG, "Connection timed out", false},
+};
+
+static void test_dst_bad_main_stream(void **state)
+{
+	struct fix *f = *state;
+
+	for (size_t i = 0; i < sizeof(main_cases) / sizeof(main_cases[0]); i++) {
+		Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+		Cleave__Wire__Commit c = CLEAVE__WIRE__COMMIT__INIT;
+		char reason[256] = "";
+		uint8_t trunc[14] = {100, 0, 0, 0};
+		uint8_t garbage[8] = {4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+		int fd;
+
+		dst_listen(f);
+		fd = raw_connect(f->port);
+		switch (main_cases[i].c) {
+		case MC_TRUNCATED:
+			assert_int_equal(mig_io_write(fd, trunc, sizeof(trunc)), 0);
+			shutdown(fd, SHUT_WR);
+			break;
+		case MC_GARBAGE:
+			assert_int_equal(mig_io_write(fd, garbage, sizeof(garbage)), 0);
+			break;
+		case MC_MAGIC:
+			raw_hello(fd, 0x1234, WIRE_VERSION, layout.size[0], 1);
+			break;
+		case MC_VERSION:
+			raw_hello(fd, WIRE_MAGIC, 99, layout.size[0], 1);
+			break;
+		case MC_LAYOUT:
+			raw_hello(fd, WIRE_MAGIC, WIRE_VERSION, layout.size[0] * 2, 1);
+			break;
+		case MC_ORDER:
+			m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT;
+			m.commit = &c;
+			assert_int_equal(mig_msg_send(fd, &m), 0);
+			break;
+		case MC_HUNG:
+			break; /* say nothing: the 500 ms deadline fires */
+		}
+		if (main_cases[i].error_reply) {
+			raw_expect(fd, CLEAVE__WIRE__WIRE_MSG__BODY_ERROR, reason, sizeof(reason));
+			assert_non_null(strstr(reason, main_cases[i].error));
+		}
+		assert_final(&f->dst, MIG_STATUS_FAILED, main_cases[i].error);
+		assert_dst_untouched(f);
+		close(fd);
+	}
+}
+
+/* A valid handshake with one channel; returns the main fd and the channel fd. */
+static void raw_source_start(struct fix *f, int *mainfd, int *chanfd)
+{
+	dst_listen(f);
+	*mainfd = raw_connect(f->port);
+	raw_hello(*mainfd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 1);
+	raw_expect(*mainfd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, NULL, 0);
+	*chanfd = raw_channel(f->port, 0, sid);
+}
+
+static void test_dst_offset_outside_ram(void **state)
+{
+	struct fix *f = *state;
+	const uint64_t bad[][2] = {
+		{0, layout.size[0]},			  /* one page past the end */
+		{0, 1ull << 62},			  /* far outside */
+		{SHM_PAGE_SIZE, 2 * SHM_PAGE_SIZE | 0x4}, /* unknown page flag */
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int mfd, cfd;
+
+		raw_source_start(f, &mfd, &cfd);
+		/* The first offset is valid: nothing may be written before all are checked. */
+		raw_packet(cfd, 0, bad[i], 2, 0);
+		assert_final(&f->dst, MIG_STATUS_FAILED, "outside region 0");
+		assert_dst_untouched(f);
+		close(cfd);
+		close(mfd);
+	}
+}
+
+static void test_dst_bad_packets(void **state)
+{
+	struct fix *f = *state;
+	struct mig_pkt_hdr h = {.magic = 0xdead, .nr_pages = 1};
+	uint64_t off = 0;
+	int mfd, cfd;
+
+	/* Bad packet magic. */
+	raw_source_start(f, &mfd, &cfd);
+	assert_int_equal(mig_io_write(cfd, &h, sizeof(h)), 0);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "bad packet: magic 0xdead");
+	close(cfd);
+	close(mfd);
+	/* A round that has not started yet (no SYNC for round 0). */
+	raw_source_start(f, &mfd, &cfd);
+	raw_packet(cfd, 5, &off, 1, 1);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "round 5 while in round 0");
+	close(cfd);
+	close(mfd);
+	/* A channel with someone else's session id. */
+	dst_listen(f);
+	mfd = raw_connect(f->port);
+	raw_hello(mfd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 1);
+	raw_expect(mfd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, NULL, 0);
+	cfd = raw_channel(f->port, 0, (const uint8_t *)"another-session!");
+	assert_final(&f->dst, MIG_STATUS_FAILED, "channel handshake");
+	close(cfd);
+	close(mfd);
+	/* Channels that never connect. */
+	dst_listen(f);
+	mfd = raw_connect(f->port);
+	raw_hello(mfd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 2);
+	raw_expect(mfd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, NULL, 0);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "accepting channel 0 of 2");
+	close(mfd);
+	assert_dst_untouched(f);
+}
+
+static void test_dst_source_vanishes(void **state)
+{
+	struct fix *f = *state;
+	const uint64_t offs[4] = {0, SHM_PAGE_SIZE, 2 * SHM_PAGE_SIZE, 3 * SHM_PAGE_SIZE};
+	int mfd, cfd;
+
+	/* Mid-packet: 4 pages announced, 1 sent, then the source is gone. */
+	raw_source_start(f, &mfd, &cfd);
+	raw_packet(cfd, 0, offs, 4, 1);
+	close(cfd);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "channel 0: truncated page data");
+	close(mfd);
+	assert_int_equal(f->dst.resume_calls, 0);
+	/* Main connection only. */
+	raw_source_start(f, &mfd, &cfd);
+	close(mfd);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the connection");
+	close(cfd);
+	/* Between packets on a channel. */
+	raw_source_start(f, &mfd, &cfd);
+	raw_packet(cfd, 0, offs, 1, 1);
+	close(cfd);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "channel 0: source closed the channel");
+	close(mfd);
+	assert_int_equal(f->dst.resume_calls, 0);
+	assert_int_equal(f->dst.loads, 0);
+}
+
+/*
+ * Invariant 1: receive thread 0 sleeps 300 ms before its receivedmap write
+ * while the main connection dies.  The teardown must join it before
+ * invalidating the map: the write path asserts the map is live, so a
+ * teardown that invalidated first would abort this test (and TSan/ASan
+ * builds would report the race).
+ */
+static int lifetime_setup(void **state)
+{
+	struct mig_hooks hooks = {.recv_last_write_delay_us = 300000, .hook_channel = 0};
+
+	return fix_setup_hooks(state, &hooks);
+}
+
+static void test_receivedmap_lifetime(void **state)
+{
+	struct fix *f = *state;
+	uint64_t off = 7 * SHM_PAGE_SIZE, t0;
+	int mfd, cfd;
+
+	raw_source_start(f, &mfd, &cfd);
+	/* Live before the first receive thread can run. */
+	for (int i = 0; i < 200 && !mig_record_receivedmap_live(f->dst.s->rec); i++)
+		usleep(5000);
+	assert_true(mig_record_receivedmap_live(f->dst.s->rec));
+	raw_packet(cfd, 0, &off, 1, 1);
+	usleep(50000); /* the thread is inside its delayed write now */
+	t0 = mig_now_ns();
+	close(mfd);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the connection");
+	/* The teardown waited for the thread, whose write landed while the map was live. */
+	assert_true(mig_now_ns() - t0 >= 200000000ull);
+	assert_true(shm_bitmap_test(shm_ctl_received_bitmap(&f->dst.ctl, 0), 7));
+	close(cfd);
+}
+
+/* ---- source against a misbehaving destination ---------------------------- */
+
+static void src_start(struct fix *f, int *lfd)
+{
+	struct mig_caps caps = {.events = true};
+
+	*lfd = raw_listen(&f->port);
+	snprintf(f->uri, sizeof(f->uri), "tcp:127.0.0.1:%u", f->port);
+	assert_int_equal(mig_session_set_caps(f->src.s, &caps), 0);
+	tvm_fill(&f->src, 0, 0, 64, false);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+}
+
+/* The source guest runs again whatever happened. */
+static void assert_src_running(struct fix *f)
+{
+	assert_int_equal(f->src.pause_calls, f->src.resume_calls);
+	assert_false(f->src.paused);
+	assert_false(f->src.dirty_log);
+}
+
+static void test_src_dest_refuses(void **state)
+{
+	struct fix *f = *state;
+	int lfd, fd;
+
+	src_start(f, &lfd);
+	fd = raw_accept(lfd);
+	raw_expect(fd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO, NULL, 0);
+	assert_int_equal(mig_msg_send_error(fd, "no room"), 0);
+	assert_final(&f->src, MIG_STATUS_FAILED, "destination: no room");
+	assert_int_equal(f->src.pause_calls, 0);
+	assert_true(tvm_saw_event(&f->src, "failed"));
+	close(fd);
+	close(lfd);
+}
+
+/* Accepts main + one channel after a good handshake. */
+static void raw_dest_accept(int lfd, int *fd, int *cfd)
+{
+	struct mig_chan_hello ch;
+
+	*fd = raw_accept(lfd);
+	raw_expect(*fd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO, NULL, 0);
+	{
+		Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+		Cleave__Wire__HelloAck a = CLEAVE__WIRE__HELLO_ACK__INIT;
+
+		m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK;
+		m.hello_ack = &a;
+		assert_int_equal(mig_msg_send(*fd, &m), 0);
+	}
+	*cfd = raw_accept(lfd);
+	assert_int_equal(mig_io_read(*cfd, &ch, sizeof(ch)), 0);
+	assert_int_equal(ch.magic, MIG_CHAN_MAGIC);
+}
+
+static void test_src_dest_hung_or_gone(void **state)
+{
+	struct fix *f = *state;
+	uint8_t buf[4096];
+	int lfd, fd, cfd;
+
+	/* Accepts and then says nothing. */
+	src_start(f, &lfd);
+	fd = raw_accept(lfd);
+	assert_final(&f->src, MIG_STATUS_FAILED, "waiting for HelloAck: Connection timed out");
+	close(fd);
+	close(lfd);
+	/* Nobody listens. */
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	assert_final(&f->src, MIG_STATUS_FAILED, "connect");
+	assert_int_equal(f->src.pause_calls, 0);
+	/* Vanishes in the middle of the RAM stream. */
+	src_start(f, &lfd);
+	raw_dest_accept(lfd, &fd, &cfd);
+	assert_int_equal(mig_io_read(cfd, buf, sizeof(buf)), 0);
+	close(cfd);
+	close(fd);
+	assert_final(&f->src, MIG_STATUS_FAILED, "");
+	assert_src_running(f);
+	close(lfd);
+}
+
+/* Vanishes after the device state: the paused source guest must resume. */
+static void test_src_dest_gone_in_device(void **state)
+{
+	struct fix *f = *state;
+	Cleave__Wire__WireMsg *m;
+	int lfd, fd, cfd;
+	bool device = false;
+
+	src_start(f, &lfd);
+	raw_dest_accept(lfd, &fd, &cfd);
+	while (!device) {
+		assert_int_equal(mig_msg_recv(fd, &m), 0);
+		device = m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_DEVICE_STATE;
+		cleave__wire__wire_msg__free_unpacked(m, NULL);
+	}
+	close(cfd);
+	close(fd);
+	assert_final(&f->src, MIG_STATUS_FAILED, "waiting for Loaded");
+	assert_int_equal(f->src.pause_calls, 1);
+	assert_int_equal(f->src.last_pause_state, MIG_PAUSE_FINISH_MIGRATE);
+	assert_src_running(f);
+	close(lfd);
+}
+
+static void test_load_state_fails(void **state)
+{
+	struct fix *f = *state;
+
+	f->dst.fail_load = -EIO;
+	dst_listen(f);
+	tvm_fill(&f->src, 0, 0, 64, false);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
+	assert_final(&f->src, MIG_STATUS_FAILED, "destination: vcpu-proc LOAD_STATE");
+	assert_src_running(f);
+	assert_int_equal(f->dst.resume_calls, 0);
+}
+
+/* ---- cancel ---------------------------------------------------------------- */
+
+static void wait_status(struct tvm *t, enum mig_status st)
+{
+	struct mig_info info;
+
+	for (int i = 0; i < 1000; i++) {
+		mig_session_query(t->s, &info);
+		if (info.status == st)
+			return;
+		usleep(5000);
+	}
+	fail_msg("status %s never reached", mig_status_name(st));
+}
+
+static void assert_cancelled(struct fix *f)
+{
+	assert_final(&f->src, MIG_STATUS_CANCELLED, "cancelled");
+	assert_true(tvm_saw_event(&f->src, "cancelling"));
+	assert_true(tvm_saw_event(&f->src, "cancelled"));
+	assert_src_running(f);
+}
+
+static void test_cancel_setup(void **state)
+{
+	struct fix *f = *state;
+	int lfd, fd;
+
+	src_start(f, &lfd);
+	fd = raw_accept(lfd);
+	wait_status(&f->src, MIG_STATUS_SETUP);
+	assert_int_equal(mig_session_cancel(f->src.s), 0);
+	assert_cancelled(f);
+	assert_int_equal(f->src.pause_calls, 0);
+	close(fd);
+	close(lfd);
+}
+
+static void test_cancel_active(void **state)
+{
+	struct fix *f = *state;
+	struct mig_params params = {
+		.multifd_channels = 2, .max_bandwidth = 1 << 20, .downtime_limit = 300};
+	struct mig_caps caps = {.multifd = true, .events = true};
+
+	assert_int_equal(mig_session_set_params(f->src.s, &params), 0);
+	assert_int_equal(mig_session_set_caps(f->src.s, &caps), 0);
+	tvm_fill(&f->src, 0, 0, R0_PAGES, false); /* 4 MiB at 1 MiB/s */
+	dst_listen(f);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	wait_status(&f->src, MIG_STATUS_ACTIVE);
+	usleep(100000);
+	assert_int_equal(mig_session_cancel(f->src.s), 0);
+	assert_cancelled(f);
+	assert_int_equal(f->src.pause_calls, 0);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed");
+	assert_int_equal(f->dst.resume_calls, 0);
+}
+
+static void test_cancel_device(void **state)
+{
+	struct fix *f = *state;
+	struct mig_caps caps = {.events = true};
+
+	assert_int_equal(mig_session_set_caps(f->src.s, &caps), 0);
+	f->src.save_delay_ms = 300;
+	tvm_fill(&f->src, 0, 0, 64, false);
+	dst_listen(f);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	wait_status(&f->src, MIG_STATUS_DEVICE);
+	assert_int_equal(mig_session_cancel(f->src.s), 0);
+	assert_cancelled(f);
+	assert_int_equal(f->src.pause_calls, 1);
+	assert_int_equal(f->src.resume_calls, 1);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "");
+	assert_int_equal(f->dst.resume_calls, 0);
+	assert_int_equal(f->dst.loads, 0);
+}
+
+static void test_cancel_incoming(void **state)
+{
+	struct fix *f = *state;
+
+	dst_listen(f);
+	assert_int_equal(mig_session_cancel(f->dst.s), 0);
+	assert_final(&f->dst, MIG_STATUS_CANCELLED, "cancelled");
+	assert_dst_untouched(f);
+}
+
+/* ---- API misuse ------------------------------------------------------------ */
+
+static void test_api_errors(void **state)
+{
+	struct fix *f = *state;
+	struct mig_params p = {.multifd_channels = 0, .downtime_limit = 300};
+	struct mig_caps caps = {0};
+	int lfd, fd;
+
+	assert_int_equal(mig_session_set_params(f->src.s, &p), -EINVAL);
+	p.multifd_channels = MIG_MAX_CHANNELS + 1;
+	assert_int_equal(mig_session_set_params(f->src.s, &p), -EINVAL);
+	mig_session_get_params(f->src.s, &p);
+	assert_int_equal(p.multifd_channels, MIG_DEFAULT_CHANNELS);
+	assert_int_equal(p.downtime_limit, MIG_DEFAULT_DOWNTIME_MS);
+	assert_int_equal(mig_session_migrate(f->src.s, "unix:/nope"), -EINVAL);
+	assert_int_equal(mig_session_incoming(f->dst.s, "tcp:127.0.0.1"), -EINVAL);
+	/* Busy port. */
+	lfd = raw_listen(&f->port);
+	snprintf(f->uri, sizeof(f->uri), "tcp:127.0.0.1:%u", f->port);
+	assert_int_equal(mig_session_incoming(f->dst.s, f->uri), -EADDRINUSE);
+	/* One migration at a time; capabilities fixed while it runs. */
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	fd = raw_accept(lfd);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), -EBUSY);
+	assert_int_equal(mig_session_incoming(f->src.s, "tcp:127.0.0.1:0"), -EBUSY);
+	assert_int_equal(mig_session_set_caps(f->src.s, &caps), -EBUSY);
+	assert_final(&f->src, MIG_STATUS_FAILED, "timed out");
+	close(fd);
+	close(lfd);
+}
+
 int main(void)
 {
-	return 0;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_dst_bad_main_stream, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_offset_outside_ram, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_bad_packets, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_source_vanishes, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_receivedmap_lifetime, lifetime_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_src_dest_refuses, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_src_dest_hung_or_gone, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_src_dest_gone_in_device, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_load_state_fails, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_setup, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_active, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_device, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_incoming, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_api_errors, fix_setup, fix_teardown),
+	};
+
+	log_init("test-migrator");
+	log_set_verbose(getenv("MIG_TEST_VERBOSE") != NULL);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
