@@ -82,8 +82,8 @@ static const struct state_blob state_blobs[BLOB_COUNT] = {
  *    interpreted (XCR0 needs the CPU mode, the LAPIC needs x2APIC or not);
  *  - MSRs (without the TSC deadline) before the LAPIC, whose reset of the
  *    timer would lose the deadline, which goes after it;
- *  - regs before events: KVM_SET_REGS drops a pending exception, which
- *    KVM_SET_VCPU_EVENTS then restores;
+ *  - regs before events: KVM_SET_REGS drops a pending (not yet injected)
+ *    exception, which KVM_SET_VCPU_EVENTS then restores;
  *  - MP state after the LAPIC, since INIT/SIPI states live in the LAPIC.
  * STATE_STEP_MSRS and STATE_STEP_MSRS_LATE mark the two MSR batches.
  */
