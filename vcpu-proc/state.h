@@ -9,7 +9,8 @@
  *    on re-entry (KVM_EXIT_IO, KVM_EXIT_MMIO, ...) has been completed by one
  *    KVM_RUN with kvm_run->immediate_exit = 1 (returns -EINTR); otherwise RIP
  *    still points at the `out` and the saved state replays it.
- *  - load: the vCPU has never run, and all of guest RAM is final (DESIGN.md
+ *  - load: the vCPU has never run (or, for RESET, is parked and gets its
+ *    power-on state back), and all of guest RAM is final (DESIGN.md
  *    invariant 3): loading enables the guest's kvmclock MSR, which gives KVM
  *    a GPA to write the clock page to (on the next KVM_RUN, and on some
  *    kernels already during the load).  vm_clock_load() (clock.h) comes
