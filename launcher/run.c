@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -304,6 +305,11 @@ int cmd_run_main(int argc, char **argv)
 	unsigned int i;
 
 	log_init("cleave");
+	/*
+	 * A closed stderr (cleave run | head) must not kill the launcher: its
+	 * children would die with it.  spawn resets SIGPIPE for them.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	vm.guest_fd = -1;
 	vm.serial_fd = -1;
 	for (i = 0; i < RUN_QMP_MAX; i++)
