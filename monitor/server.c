@@ -610,7 +610,7 @@ int mon_server_run(struct mon_server *s)
 				mon_events_event(s);
 				break;
 			case MON_EP_STOP:
-				log_info("stopping on signal");
+				log_debug("stopping on signal");
 				return 0;
 			}
 		}

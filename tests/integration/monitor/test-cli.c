@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * `cleave qmp` and `cleave migrate` against a real cleave-monitor with
+ * in-test backends: output, exit status, and what reached the backends.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "monitor/qmp-client.h"
+#include "tests/integration/monitor/mon-proc.h"
+#include "tests/unit/monitor/fake-backend.h"
+
+static const char *cleave_exe, *monitor_exe;
+
+struct env {
+	struct fake_backend *fb;
+	struct mon_proc mp;
+};
+
+static int env_setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+
+	assert_non_null(e);
+	assert_int_equal(fake_backend_start(&e->fb), 0);
+	assert_int_equal(mon_proc_start(&e->mp, monitor_exe, e->fb->dir, e->fb, 0, NULL), 0);
+	*state = e;
+	return 0;
+}
+
+static int env_teardown(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(mon_proc_stop(&e->mp, 0), 0);
+	mon_proc_fini(&e->mp);
+	fake_backend_stop(e->fb);
+	free(e);
+	return 0;
+}
+
+/* Starts `cleave ARGS...` with stdout on a pipe; returns its pid, *out_fd the pipe. */
+static pid_t cli_spawn(const char *const *args, int *out_fd)
+{
+	const char *argv[16];
+	int p[2], n = 0;
+	pid_t pid;
+
+	argv[n++] = cleave_exe;
+	while (*args && n < 15)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execv(cleave_exe, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	*out_fd = p[0];
+	return pid;
+}
+
+/* Runs `cleave ARGS...`; returns its exit status, its stdout in @out. */
+static int cli_run(const char *const *args, char *out, size_t cap)
+{
+	size_t len = 0;
+	ssize_t n;
+	int fd, status;
+	pid_t pid = cli_spawn(args, &fd);
+
+	while (len < cap - 1 && (n = read(fd, out + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fd);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_cli_qmp(void **state)
+{
+	struct env *e = *state;
+	const char *ok[] = {"qmp", e->mp.path, "query-name", NULL};
+	const char *err[] = {"qmp", e->mp.sock, "query-name", "{\"x\":1}", NULL};
+	const char *badjson[] = {"qmp", e->mp.path, "query-name", "{x", NULL};
+	const char *nosock[] = {"qmp", "/nonexistent/qmp.sock", "query-name", NULL};
+	const char *usage[] = {"qmp", e->mp.path, NULL};
+	char out[8192];
+
+	assert_int_equal(cli_run(ok, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "\"name\": \"testvm\""));
+	assert_int_equal(cli_run(err, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "Parameter 'x' is unexpected"));
+	assert_int_equal(cli_run(badjson, out, sizeof(out)), 2);
+	assert_int_equal(cli_run(nosock, out, sizeof(out)), 2);
+	assert_int_equal(cli_run(usage, out, sizeof(out)), 2);
+}
+
+static void test_cli_events(void **state)
+{
+	struct env *e = *state;
+	const char *args[] = {"qmp", e->mp.path, "--events", NULL};
+	struct qmp_client *c;
+	char out[8192] = "";
+	size_t len = 0;
+	json_t *reply;
+	int fd, i, status;
+	pid_t pid = cli_spawn(args, &fd);
+
+	assert_int_equal(qmp_client_connect(&c, e->mp.sock, 5000), 0);
+	assert_int_equal(qmp_client_negotiate(c, 5000), 0);
+	for (i = 0; i < 50 && !strstr(out, "\"STOP\""); i++) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		assert_int_equal(qmp_client_execute(c, "stop", NULL, &reply, 5000), 0);
+		json_decref(reply);
+		if (poll(&pfd, 1, 100) == 1) {
+			n = read(fd, out + len, sizeof(out) - 1 - len);
+			if (n > 0)
+				len += (size_t)n;
+			out[len] = '\0';
+		}
+	}
+	assert_non_null(strstr(out, "{\"timestamp\":"));
+	assert_non_null(strstr(out, "\"event\":\"STOP\""));
+	qmp_client_close(c);
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	close(fd);
+}
+
+static void test_cli_migrate(void **state)
+{
+	struct env *e = *state;
+	const char *args[] = {
+		"migrate", "--qmp",	      e->mp.path, "tcp:127.0.0.1:4444", "--channels",
+		"4",	   "--max-bandwidth", "1000000",  "--downtime-limit",	"300",
+		NULL};
+	const char *refused[] = {"migrate", "--qmp", e->mp.path, "tcp:127.0.0.1:1", NULL};
+	const char *bad[] = {"migrate", "--qmp",	 e->mp.path, "--channels",
+			     "0",	"tcp:1.2.3.4:5", NULL};
+	char out[8192];
+
+	assert_int_equal(cli_run(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "status: completed"));
+	assert_non_null(strstr(out, "downtime: 12 ms"));
+	assert_non_null(strstr(out, "transferred: 268435456 bytes"));
+	assert_non_null(strstr(out, "throughput: "));
+	pthread_mutex_lock(&e->fb->lock);
+	assert_int_equal(e->fb->channels, 4);
+	assert_true(e->fb->multifd_cap);
+	assert_true(e->fb->events_cap);
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(cli_run(refused, out, sizeof(out)), 1);
+	assert_int_equal(cli_run(bad, out, sizeof(out)), 2);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cli_qmp, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_events, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate, env_setup, env_teardown),
+	};
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s PATH-TO-cleave PATH-TO-cleave-monitor\n", argv[0]);
+		return 2;
+	}
+	cleave_exe = argv[1];
+	monitor_exe = argv[2];
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
