@@ -143,11 +143,14 @@ spurious_entry:
 
 /*
  * #UD: either the ring-3 gate (ud2 with r11d = GATE_MAGIC, see guest.h) or
- * a real invalid opcode, which is fatal.  Gate calls clobber rax/rcx/rdx.
+ * a real invalid opcode, which is fatal.  Gate calls clobber rax, rcx, rdx
+ * and r11.
  */
 ud_entry:
 	cmpl $GATE_MAGIC, %r11d
 	jne exc_6
+	/* Consume the magic so a later stray ud2 cannot pass for a gate call. */
+	xorl %r11d, %r11d
 	addq $2, (%rsp) /* return past the ud2 */
 	cmpl $GATE_OUTB, %ecx
 	je 1f

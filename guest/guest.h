@@ -101,7 +101,8 @@ struct pvclock_vcpu_time_info {
 	uint8_t flags; /* bit 0: TSC stable across vCPUs */
 	uint8_t pad[2];
 };
-#define PVCLOCK_TSC_STABLE 0x01
+#define PVCLOCK_TSC_STABLE    0x01
+#define PVCLOCK_GUEST_STOPPED 0x02 /* set by the host's KVM_KVMCLOCK_CTRL after a pause */
 
 /* 64-bit TSS; the I/O bitmap is absent, so IOPL alone gates ring-3 `in`/`out`. */
 struct tss {
@@ -126,7 +127,7 @@ struct guest_config {
 	bool report;	  /* UCALL_WRITES after each pass */
 	uint64_t seconds; /* power off after this much guest time, 0 = never */
 	uint64_t hb_ms;	  /* heartbeat period */
-	bool crash;	  /* test hook: ud2 in ring 3 after READY */
+	uint32_t crash;	  /* test hook after READY on cpu 0: 1 ud2, 2 corrupt a page */
 };
 
 /* A contiguous piece of the test area. */
@@ -223,6 +224,7 @@ void area_layout(void);
 void pages_write_pass(struct gcpu *c, uint64_t gen, bool verify_prev);
 void pages_verify_slice(struct gcpu *c, uint64_t max_pages);
 void pages_report(struct gcpu *c, uint64_t gen);
+void pages_corrupt(struct gcpu *c);
 
 static inline bool cpu_in_ring0(void)
 {
@@ -232,7 +234,7 @@ static inline bool cpu_in_ring0(void)
 	return (cs & 3) == 0;
 }
 
-/* One ring-0 service from ring 3 (see GATE_MAGIC); clobbers rax, rcx, rdx. */
+/* One ring-0 service from ring 3 (see GATE_MAGIC); clobbers rax, rcx, rdx, r11. */
 static inline uint32_t gate_call(uint32_t op, uint16_t port, uint32_t v, uint64_t rdi)
 {
 	register uint64_t magic __asm__("r11") = GATE_MAGIC;

@@ -65,7 +65,7 @@ static void cmdline_parse(struct guest_config *cfg, const char *s)
 		} else if (str_eq_n(key, "hb", klen) && v) {
 			cfg->hb_ms = v;
 		} else if (str_eq_n(key, "crash", klen)) {
-			cfg->crash = v != 0;
+			cfg->crash = (uint32_t)v;
 		}
 	}
 }
@@ -133,8 +133,11 @@ static void __attribute__((noreturn)) worker(struct gcpu *c)
 	c->next_hb_ns = c->pace_t0_ns = clock_ns(c);
 	if (g.cfg.rate)
 		c->ns_per_page = PAGE_SIZE * NSEC * g.ncpus / (g.cfg.rate * MIB);
-	if (g.cfg.crash && c->idx == 0)
-		__asm__ volatile("ud2"); /* test hook: must end in ASSERT and exit code 3 */
+	/* Test hooks: each must end in ASSERT and exit code 3. */
+	if (g.cfg.crash == 1 && c->idx == 0)
+		__asm__ volatile("ud2");
+	if (g.cfg.crash == 2 && c->idx == 0)
+		pages_corrupt(c);
 	if (g.cfg.mode == MODE_DIRTY) {
 		for (uint64_t gen = 2;; gen++) {
 			pages_write_pass(c, gen, true);

@@ -180,3 +180,11 @@ void pages_report(struct gcpu *c, uint64_t gen)
 		ucall(c, UCALL_WRITES, args, 3, NULL);
 	}
 }
+
+/* Test hook: flip one payload bit of the share's last page, as a bad copy would. */
+void pages_corrupt(struct gcpu *c)
+{
+	uint64_t *w = area_page(c->first_page + c->pages - 1);
+
+	w[PAGE_WORDS - 1] ^= 1ULL << 17;
+}

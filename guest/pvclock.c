@@ -48,6 +48,12 @@ uint64_t clock_ns(struct gcpu *c)
 	c->last_ns = ns;
 	if (flags & PVCLOCK_TSC_STABLE)
 		GUEST_ASSERT(c, ns >= last, ns, last);
+	if (flags & PVCLOCK_GUEST_STOPPED) {
+		/* The VM was paused (KVM_KVMCLOCK_CTRL); acknowledge as Linux does, say so. */
+		__atomic_fetch_and(&c->pvti.flags, (uint8_t)~PVCLOCK_GUEST_STOPPED,
+				   __ATOMIC_RELAXED);
+		serial_printf("STOPPED %u %lu\n", c->idx, ns);
+	}
 	while (ns > last && !__atomic_compare_exchange_n(&g.clock_last, &last, ns, true,
 							 __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
 		;
