@@ -84,10 +84,10 @@ static void test_only_listed_fds(void **state)
 	spawn_cmd_arg(&c, "5");
 	assert_int_equal(spawn_cmd_fd(&c, keep), SPAWN_FD_BASE);
 	assert_int_equal(spawn_cmd_start(&c, &pid, &pidfd), 0);
-	/* Exec'd by the time start returns; sleep opens nothing. */
-	for (i = 0; i < 20; i++) {
+	/* The dynamic loader opens libraries for a moment; a leaked fd stays. */
+	for (i = 0; i < 40; i++) {
 		highest = child_fds(pid, out, sizeof(out));
-		if (strstr(out, "3=/dev/zero\n"))
+		if (highest == SPAWN_FD_BASE)
 			break;
 		nanosleep(&ts, NULL);
 	}
@@ -133,7 +133,8 @@ static void test_signal_mask_cleared(void **state)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_BLOCK, &set, &old);
-	run_sh("grep SigBlk /proc/$$/status >&3", NULL, 0, out, sizeof(out));
+	/* exec: no fork inside the shell, whose vfork would block signals meanwhile. */
+	run_sh("exec grep SigBlk /proc/self/status >&3", NULL, 0, out, sizeof(out));
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	assert_string_equal(out, "SigBlk:\t0000000000000000\n");
 }
