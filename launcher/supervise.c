@@ -385,11 +385,11 @@ int sup_run(struct sup *s)
 			return 1;
 		}
 		/*
-		 * Signals first: a Ctrl-C reaches the children too, and their
-		 * deaths must read as part of the shutdown, not as crashes.
+		 * Signals first, whatever poll reported: a Ctrl-C reaches the
+		 * children too (same process group, queued to all at once), and
+		 * their deaths must read as part of the shutdown, not as crashes.
 		 */
-		if (ret > 0 && pfd[0].revents)
-			sup_signals_read(s);
+		sup_signals_read(s);
 		for (i = 1; ret > 0 && i < n; i++) {
 			if (!pfd[i].revents)
 				continue;
