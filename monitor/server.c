@@ -70,6 +70,7 @@ struct mon_server {
 	int *listen_fds;
 	size_t nr_listen;
 	bool accept_paused;
+	bool accept_warned; /* out of fds was logged; cleared by the next accept */
 	int64_t accept_resume_ms;
 	struct mon_client **by_fd; /* client by socket fd, for completions */
 	size_t by_fd_cap;
@@ -447,14 +448,20 @@ static void mon_listen_event(struct mon_server *s, int lfd)
 	for (i = 0; i < 64; i++) {
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
+			if (s->accept_warned)
+				log_info("accepting again (%zu clients)", s->nr_clients);
+			s->accept_warned = false;
 			mon_client_accepted(s, fd);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-			log_warn("accept4: %s (%zu clients); pausing accepts", strerror(errno),
-				 s->nr_clients);
+			/* Once per episode: retries come every MON_ACCEPT_PAUSE_MS. */
+			if (!s->accept_warned)
+				log_warn("accept4: %s (%zu clients); pausing accepts",
+					 strerror(errno), s->nr_clients);
+			s->accept_warned = true;
 			mon_listen_pause(s, true);
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
 			log_warn("accept4: %s", strerror(errno));

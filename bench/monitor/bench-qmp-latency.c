@@ -84,7 +84,7 @@ static int bench_cleave(const char *exe, int calls)
 	struct qmp_client **others = calloc(OTHERS, sizeof(*others));
 	struct fake_backend *fb = NULL;
 	struct qmp_client *c = NULL;
-	struct mon_proc mp;
+	struct mon_proc mp = {0};
 	int i, ret;
 
 	ret = fake_backend_start(&fb);

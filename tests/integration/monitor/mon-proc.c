@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -98,6 +99,11 @@ static int mon_proc_spawn(struct mon_proc *mp, const char *exe, const struct fak
 	if (mp->pid == 0) {
 		/* Exec keeps an ignored SIGPIPE: give the monitor the default, so it must cope. */
 		signal(SIGPIPE, SIG_DFL);
+		if (mp->nofile) {
+			struct rlimit rl = {.rlim_cur = mp->nofile, .rlim_max = mp->nofile};
+
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 		if (mp->listen_fd >= 0)
 			fcntl(mp->listen_fd, F_SETFD, 0);
 		execv(exe, (char *const *)argv);
@@ -109,7 +115,10 @@ static int mon_proc_spawn(struct mon_proc *mp, const char *exe, const struct fak
 int mon_proc_start(struct mon_proc *mp, const char *exe, const char *dir,
 		   const struct fake_backend *fb, int inherit, const char *const *extra)
 {
+	unsigned nofile = mp->nofile;
+
 	memset(mp, 0, sizeof(*mp));
+	mp->nofile = nofile;
 	mp->listen_fd = -1;
 	snprintf(mp->path, sizeof(mp->path), "%s/qmp.sock", dir);
 	snprintf(mp->sock, sizeof(mp->sock), "unix:%s", mp->path);

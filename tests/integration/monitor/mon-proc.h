@@ -8,10 +8,11 @@
 struct fake_backend;
 
 struct mon_proc {
-	pid_t pid;	/* 0 when not running */
-	char sock[160]; /* "unix:PATH" of its QMP socket */
-	char path[100]; /* PATH alone */
-	int listen_fd;	/* our listening socket handed over with --qmp-fd, or -1 */
+	pid_t pid;	 /* 0 when not running */
+	char sock[160];	 /* "unix:PATH" of its QMP socket */
+	char path[100];	 /* PATH alone */
+	int listen_fd;	 /* our listening socket handed over with --qmp-fd, or -1 */
+	unsigned nofile; /* if set before start: RLIMIT_NOFILE (soft and hard) of the monitor */
 };
 
 /*

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -34,6 +36,8 @@ static const char *monitor_exe;
 struct env {
 	struct fake_backend *fb;
 	struct mon_proc mp;
+	int tcp_port;	   /* also listening on tcp:127.0.0.1:tcp_port, or 0 */
+	char tcp_spec[64]; /* "tcp:127.0.0.1:PORT" */
 };
 
 static long long now_ms(void)
@@ -46,7 +50,7 @@ static long long now_ms(void)
 
 static int env_setup_args(void **state, const char *const *extra, int inherit)
 {
-	struct env *e = calloc(1, sizeof(*e));
+	struct env *e = *state ? *state : calloc(1, sizeof(*e));
 
 	assert_non_null(e);
 	assert_int_equal(fake_backend_start(&e->fb), 0);
@@ -74,6 +78,43 @@ static int env_setup_inherit(void **state)
 	static const char *const extra[] = {"--rpc-timeout", "300", NULL};
 
 	return env_setup_args(state, extra, 1);
+}
+
+/* A loopback port nobody listens on right now. */
+static int free_tcp_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+static int env_setup_tcp(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	const char *extra[] = {"--rpc-timeout", "300", "--qmp", e->tcp_spec, NULL};
+
+	e->tcp_port = free_tcp_port();
+	snprintf(e->tcp_spec, sizeof(e->tcp_spec), "tcp:127.0.0.1:%d", e->tcp_port);
+	*state = e;
+	return env_setup_args(state, extra, 0);
+}
+
+/* The monitor may only have 64 fds: fewer than the clients that will come. */
+static int env_setup_few_fds(void **state)
+{
+	static const char *const extra[] = {"--rpc-timeout", "300", NULL};
+	struct env *e = calloc(1, sizeof(*e));
+
+	e->mp.nofile = 64;
+	*state = e;
+	return env_setup_args(state, extra, 0);
 }
 
 static int env_teardown(void **state)
@@ -136,8 +177,22 @@ static int raw_connect(struct env *e)
 	return fd;
 }
 
-/* Reads everything that arrives within @quiet_ms of silence; returns bytes read. */
-static size_t raw_drain(int fd, char *buf, size_t cap, int quiet_ms)
+static int raw_connect_tcp(struct env *e)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	sin.sin_port = htons((uint16_t)e->tcp_port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
+/*
+ * Waits up to @first_ms for data, then reads until @quiet_ms pass in
+ * silence; returns bytes read.
+ */
+static size_t raw_read_wait(int fd, char *buf, size_t cap, int first_ms, int quiet_ms)
 {
 	size_t len = 0;
 	ssize_t n;
@@ -145,7 +200,7 @@ static size_t raw_drain(int fd, char *buf, size_t cap, int quiet_ms)
 	for (;;) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
-		if (poll(&pfd, 1, quiet_ms) != 1)
+		if (poll(&pfd, 1, len ? quiet_ms : first_ms) != 1)
 			break;
 		n = recv(fd, buf + len, cap - 1 - len, 0);
 		if (n <= 0)
@@ -154,6 +209,12 @@ static size_t raw_drain(int fd, char *buf, size_t cap, int quiet_ms)
 	}
 	buf[len] = '\0';
 	return len;
+}
+
+/* Reads everything that arrives within @quiet_ms of silence; returns bytes read. */
+static size_t raw_drain(int fd, char *buf, size_t cap, int quiet_ms)
+{
+	return raw_read_wait(fd, buf, cap, quiet_ms, quiet_ms);
 }
 
 static int count_substr(const char *s, const char *sub)
@@ -232,7 +293,7 @@ static void test_1000_clients(void **state)
 
 /* ---- seed 003 ------------------------------------------------------------------ */
 
-static void seed_003(struct env *e, int rst)
+static void seed_003(struct env *e, int rst, int tcp)
 {
 	struct qmp_client *a = client_open(e, 0);
 	char buf[8192];
@@ -244,13 +305,13 @@ static void seed_003(struct env *e, int rst)
 	 * its greeting write fails with EPIPE/ECONNRESET.
 	 */
 	kill(e->mp.pid, SIGSTOP);
-	b = raw_connect(e);
+	b = tcp ? raw_connect_tcp(e) : raw_connect(e);
 	if (rst)
 		close_rst(b);
 	else
 		close(b);
 	qmp_client_close(a);
-	cfd = raw_connect(e);
+	cfd = tcp ? raw_connect_tcp(e) : raw_connect(e);
 	kill(e->mp.pid, SIGCONT);
 	raw_drain(cfd, buf, sizeof(buf), 300);
 	assert_int_equal(count_substr(buf, "{\"QMP\""), 1);
@@ -264,12 +325,63 @@ static void seed_003(struct env *e, int rst)
 
 static void test_seed_003_close(void **state)
 {
-	seed_003(*state, 0);
+	seed_003(*state, 0, 0);
 }
 
 static void test_seed_003_reset(void **state)
 {
-	seed_003(*state, 1);
+	seed_003(*state, 1, 0);
+}
+
+/* Over TCP, SO_LINGER 0 makes B's leaving a real RST. */
+static void test_seed_003_tcp_reset(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c;
+	char addr[80];
+
+	seed_003(e, 1, 1);
+	seed_003(e, 0, 1);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", e->tcp_port);
+	assert_int_equal(qmp_client_connect(&c, addr, T_MS), 0);
+	assert_int_equal(qmp_client_negotiate(c, T_MS), 0);
+	assert_client_cmd(c, "query-name", NULL, "{\"name\":\"testvm\"}");
+	qmp_client_close(c);
+}
+
+/* Out of fds: accepts pause instead of spinning, and resume once fds are free. */
+static void test_out_of_fds(void **state)
+{
+	enum { N = 100 };
+	struct env *e = *state;
+	int fds[N], greeted[N], i, n_greeted = 0, n_late = 0;
+	char buf[4096];
+
+	for (i = 0; i < N; i++)
+		fds[i] = raw_connect(e);
+	for (i = 0; i < N; i++) {
+		greeted[i] = raw_drain(fds[i], buf, sizeof(buf), i < 5 ? 300 : 5) > 0;
+		n_greeted += greeted[i];
+	}
+	assert_true(n_greeted > 0);
+	assert_true(n_greeted < N);
+	assert_true(mon_proc_alive(&e->mp));
+	for (i = 0; i < N; i++)
+		if (greeted[i])
+			close(fds[i]);
+	/* The ones that waited in the backlog are served now, one greeting each. */
+	for (i = 0; i < N; i++) {
+		if (greeted[i])
+			continue;
+		raw_read_wait(fds[i], buf, sizeof(buf), n_late < n_greeted - 8 ? 1000 : 50, 20);
+		if (count_substr(buf, "{\"QMP\"") == 1)
+			n_late++;
+		else
+			assert_int_equal(count_substr(buf, "{\"QMP\""), 0);
+		close(fds[i]);
+	}
+	assert_true(n_late > 0);
+	assert_true(mon_proc_alive(&e->mp));
 }
 
 /* A client that leaves with a reset while replies are being written to it. */
@@ -555,6 +667,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_1000_clients, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_seed_003_close, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_seed_003_reset, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_seed_003_tcp_reset, env_setup_tcp,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_fds, env_setup_few_fds, env_teardown),
 		cmocka_unit_test_setup_teardown(test_reset_mid_reply, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_in_order, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_resync, env_setup, env_teardown),
