@@ -69,11 +69,11 @@ start64:
 	/* This cpu's ring-0 stack: kstacks[idx + 1]. */
 	movl %eax, %ebx
 	leaq 1(%rbx), %rsp
-	shlq $13, %rsp /* KSTACK_SIZE */
+	imulq $KSTACK_SIZE, %rsp, %rsp
 	addq $kstacks, %rsp
 	movl %ebx, %edi
 	call cpu_init_ring0 /* returns the ring-3 stack top */
-	/* iretq to ring3_main(idx) in ring 3 with IOPL 3 and IF 0. */
+	/* iretq to ring3_main(idx) in ring 3, RFLAGS_USER (IOPL 0, IF 0). */
 	pushq $USER_DS
 	pushq %rax
 	pushq $RFLAGS_USER
@@ -129,7 +129,7 @@ exc_common:
 	movq %rsp, %rdi
 	call exc_fatal
 
-/* LAPIC timer: it only has to end the hlt in sleep_entry; EOI and return. */
+/* LAPIC timer: it only has to end the hlt of the sleep gate; EOI and return. */
 	.globl timer_entry, spurious_entry, ud_entry
 timer_entry:
 	pushq %rax
