@@ -30,6 +30,10 @@
 /* BSP: 32-bit protected mode, paging off, flat segments, EBX = start_info. */
 pvh_entry32:
 	movl %ebx, boot_start_info
+	/* TSC at entry, so cpu 0 can report how long ring-0 set-up took. */
+	rdtsc
+	movl %eax, boot_tsc
+	movl %edx, boot_tsc + 4
 
 /* BSP and APs (from ap_entry32): PAE + our page tables + EFER.LME + paging. */
 common32:
@@ -192,9 +196,12 @@ exc_stubs:
 /* cpu index allocator for start64. */
 cpu_next:
 	.long 0
-	.globl boot_start_info
+	.globl boot_start_info, boot_tsc
 boot_start_info:
 	.long 0
+	.p2align 3
+boot_tsc:
+	.quad 0
 
 	.p2align 4
 	.globl gdt, gdt_ptr

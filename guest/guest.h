@@ -185,6 +185,7 @@ struct guest {
 
 extern struct guest g;
 extern uint32_t boot_start_info; /* EBX at the PVH entry (boot.S) */
+extern uint64_t boot_tsc;	 /* TSC at the PVH entry (boot.S) */
 extern char _end[], smp_tramp_start[], smp_tramp_end[];
 extern uint8_t kstacks[MAX_CPUS][KSTACK_SIZE];
 
@@ -199,6 +200,7 @@ void worker_tick(struct gcpu *c, uint64_t pages_written);
 
 /* pvclock.c: ring 3 */
 uint64_t clock_ns(struct gcpu *c);
+uint64_t clock_tsc_to_ns(struct gcpu *c, uint64_t tsc_delta);
 void clock_sleep_until(struct gcpu *c, uint64_t until_ns);
 
 /* serial.c */

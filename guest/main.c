@@ -173,6 +173,7 @@ static uint32_t bsp_wait_aps(struct gcpu *c)
 static void __attribute__((noreturn)) bsp_main(struct gcpu *c)
 {
 	const struct hvm_start_info *si = (const void *)(uintptr_t)boot_start_info;
+	uint64_t ring3_tsc = rdtsc_ordered();
 
 	GUEST_ASSERT(c, si->magic == HVM_START_MAGIC, si->magic, HVM_START_MAGIC);
 	GUEST_ASSERT(c, si->version >= 1 && si->memmap_paddr, si->version, si->memmap_paddr);
@@ -191,10 +192,12 @@ static void __attribute__((noreturn)) bsp_main(struct gcpu *c)
 			     g.ext[0].gpa, g.area_pages * PAGE_SIZE};
 	ucall(c, UCALL_IMAGE, image, 6, "image");
 	serial_printf("cleave-guest: cpus=%u mode=%s mib=%lu rate=%lu hb=%lu clock=%s halt=%s "
-		      "area=0x%lx\n",
+		      "area=0x%lx boot-us=%lu ring0-us=%lu\n",
 		      g.ncpus, mode_names[g.cfg.mode], g.cfg.mib, g.cfg.rate, g.cfg.hb_ms,
 		      (c->pvti.flags & PVCLOCK_TSC_STABLE) ? "stable" : "per-cpu",
-		      g.can_halt ? "tsc-deadline" : "spin", g.ext[0].gpa);
+		      g.can_halt ? "tsc-deadline" : "spin", g.ext[0].gpa,
+		      clock_tsc_to_ns(c, rdtsc_ordered() - boot_tsc) / 1000,
+		      clock_tsc_to_ns(c, ring3_tsc - boot_tsc) / 1000);
 	/* Pairs with the acquire load in ap_main: config and layout are visible. */
 	__atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
 	worker(c);

@@ -60,6 +60,12 @@ uint64_t clock_ns(struct gcpu *c)
 	return ns;
 }
 
+/* ns for a TSC interval, with this vCPU's current pvclock scale. */
+uint64_t clock_tsc_to_ns(struct gcpu *c, uint64_t tsc_delta)
+{
+	return pvclock_scale(tsc_delta, c->pvti.tsc_to_system_mul, c->pvti.tsc_shift);
+}
+
 /* TSC ticks for delta_ns (< 2^31) with this vCPU's current pvclock scale. */
 static uint64_t pvclock_ns_to_tsc(const struct pvclock_vcpu_time_info *p, uint64_t delta_ns)
 {
