@@ -17,7 +17,8 @@ int vm_dirty_log_set(struct vm *vm, bool enable)
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->ctrl_lock);
-	/* Regions in id order, one at a time (docs/LOCKING.md). */
+	/* Table, then regions in id order, one at a time (docs/LOCKING.md). */
+	region_table_lock_read(&vm->regions);
 	for (unsigned int i = 0; i < REGION_MAX && !ret; i++) {
 		struct region *r = region_table_get(&vm->regions, i);
 		uint32_t old;
@@ -37,6 +38,7 @@ int vm_dirty_log_set(struct vm *vm, bool enable)
 		}
 		region_unlock_write(r);
 	}
+	region_table_unlock_read(&vm->regions);
 	if (!ret) {
 		pthread_mutex_lock(&vm->lock);
 		vm->dirty_log = enable;
@@ -102,6 +104,7 @@ int vm_dirty_harvest(struct vm *vm, uint64_t *newly_dirty)
 
 	*newly_dirty = 0;
 	pthread_mutex_lock(&vm->ctrl_lock);
+	region_table_lock_read(&vm->regions);
 	for (unsigned int i = 0; i < REGION_MAX && !ret; i++) {
 		struct region *r = region_table_get(&vm->regions, i);
 
@@ -111,6 +114,7 @@ int vm_dirty_harvest(struct vm *vm, uint64_t *newly_dirty)
 		ret = vm_dirty_harvest_region(vm, r, newly_dirty);
 		region_unlock_read(r);
 	}
+	region_table_unlock_read(&vm->regions);
 	pthread_mutex_unlock(&vm->ctrl_lock);
 	return ret;
 }
@@ -124,6 +128,7 @@ void vm_dirty_mark(struct vm *vm, uint64_t gpa, uint64_t len)
 	pthread_mutex_unlock(&vm->lock);
 	if (!on || len == 0)
 		return;
+	region_table_lock_read(&vm->regions);
 	for (unsigned int i = 0; i < REGION_MAX; i++) {
 		struct region *r = region_table_get(&vm->regions, i);
 		uint64_t lo, hi;
@@ -137,4 +142,5 @@ void vm_dirty_mark(struct vm *vm, uint64_t gpa, uint64_t len)
 			shm_bitmap_set(r->dirty, (a - r->gpa) >> SHM_PAGE_SHIFT);
 		region_unlock_read(r);
 	}
+	region_table_unlock_read(&vm->regions);
 }

@@ -13,6 +13,8 @@
  * assert tell "this thread reads" from "some other thread reads".
  */
 static __thread unsigned int region_read_depth[REGION_MAX];
+/* Exclusive holds of this thread per region id (for the lock-order check). */
+static __thread bool region_write_held[REGION_MAX];
 
 #ifdef NDEBUG
 #define region_check(cond, r, what) ((void)0)
@@ -30,9 +32,12 @@ static void region_misuse(const struct region *r, const char *what)
 	} while (0)
 #endif
 
+/* Shared holds of the table by this thread (debug check of the lock order). */
+static __thread unsigned int region_table_depth;
+
 int region_table_init(struct region_table *t)
 {
-	int ret = pthread_mutex_init(&t->lock, NULL);
+	int ret = pthread_rwlock_init(&t->lock, NULL);
 
 	if (ret)
 		return -ret;
@@ -45,12 +50,25 @@ int region_table_init(struct region_table *t)
 void region_table_fini(struct region_table *t)
 {
 	assert(t->nr == 0);
-	pthread_mutex_destroy(&t->lock);
+	pthread_rwlock_destroy(&t->lock);
 }
 
 static bool region_overlaps(const struct region *r, uint64_t gpa, uint64_t size)
 {
 	return gpa < r->gpa + r->size && r->gpa < gpa + size;
+}
+
+/* Table lock is taken before region locks: holding one here is a bug. */
+static void region_check_none_held(void)
+{
+#ifndef NDEBUG
+	for (unsigned int i = 0; i < REGION_MAX; i++) {
+		if (region_read_depth[i] || region_write_held[i]) {
+			log_err("region %u held while taking the region table lock", i);
+			abort();
+		}
+	}
+#endif
 }
 
 int region_table_add(struct region_table *t, unsigned int id, uint64_t gpa, uint64_t size,
@@ -74,50 +92,56 @@ int region_table_add(struct region_table *t, unsigned int id, uint64_t gpa, uint
 		free(r);
 		return -ret;
 	}
-	/* Locked before it becomes reachable: nobody sees it half built. */
-	region_lock_write(r);
-
-	pthread_mutex_lock(&t->lock);
+	region_check_none_held();
+	pthread_rwlock_wrlock(&t->lock);
 	if (t->slot[id]) {
 		ret = -EEXIST;
 		goto err_unlock;
 	}
 	for (unsigned int i = 0; i < REGION_MAX; i++) {
-		/* Other regions' gpa/size never change while published (no resize yet). */
 		if (t->slot[i] && region_overlaps(t->slot[i], gpa, size)) {
 			ret = -EINVAL;
 			goto err_unlock;
 		}
 	}
+	/* Locked before it becomes reachable: nobody sees it half built. */
+	region_lock_write(r);
 	t->slot[id] = r;
 	t->nr++;
-	pthread_mutex_unlock(&t->lock);
+	pthread_rwlock_unlock(&t->lock);
 	*out = r;
 	return 0;
 
 err_unlock:
-	pthread_mutex_unlock(&t->lock);
-	region_unlock_write(r);
+	pthread_rwlock_unlock(&t->lock);
 	pthread_rwlock_destroy(&r->lock);
 	free(r);
 	return ret;
 }
 
-void region_table_remove(struct region_table *t, struct region *r)
+int region_table_remove(struct region_table *t, unsigned int id)
 {
+	struct region *r;
+
+	if (id >= REGION_MAX)
+		return -ENOENT;
+	region_check_none_held();
+	pthread_rwlock_wrlock(&t->lock);
+	r = t->slot[id];
+	if (!r) {
+		pthread_rwlock_unlock(&t->lock);
+		return -ENOENT;
+	}
+	/* Waits for every user; new users cannot find it (table held exclusive). */
+	region_lock_write(r);
 	region_assert_locked_write(r);
-	pthread_mutex_lock(&t->lock);
-	assert(t->slot[r->id] == r);
-	t->slot[r->id] = NULL;
+	t->slot[id] = NULL;
 	t->nr--;
-	pthread_mutex_unlock(&t->lock);
-	/*
-	 * Unpublished while held exclusive: a thread that found it before
-	 * removal holds it shared, which the write lock excluded.
-	 */
+	pthread_rwlock_unlock(&t->lock);
 	region_unlock_write(r);
 	pthread_rwlock_destroy(&r->lock);
 	free(r);
+	return 0;
 }
 
 struct region *region_table_find_read(struct region_table *t, uint64_t gpa, uint64_t len)
@@ -126,31 +150,38 @@ struct region *region_table_find_read(struct region_table *t, uint64_t gpa, uint
 
 	if (len == 0 || gpa + len < gpa)
 		return NULL;
-	pthread_mutex_lock(&t->lock);
+	region_table_lock_read(t);
 	for (unsigned int i = 0; i < REGION_MAX && !found; i++) {
 		struct region *r = t->slot[i];
 
-		if (!r)
-			continue;
-		region_lock_read(r);
-		if (gpa >= r->gpa && gpa + len <= r->gpa + r->size)
+		/* gpa/size only change under the table's exclusive lock (no resize yet). */
+		if (r && gpa >= r->gpa && gpa + len <= r->gpa + r->size)
 			found = r;
-		else
-			region_unlock_read(r);
 	}
-	pthread_mutex_unlock(&t->lock);
+	if (found)
+		region_lock_read(found);
+	region_table_unlock_read(t);
 	return found;
+}
+
+void region_table_lock_read(struct region_table *t)
+{
+	region_check_none_held();
+	pthread_rwlock_rdlock(&t->lock);
+	region_table_depth++;
+}
+
+void region_table_unlock_read(struct region_table *t)
+{
+	assert(region_table_depth > 0);
+	region_table_depth--;
+	pthread_rwlock_unlock(&t->lock);
 }
 
 struct region *region_table_get(struct region_table *t, unsigned int id)
 {
-	struct region *r = NULL;
-
-	pthread_mutex_lock(&t->lock);
-	if (id < REGION_MAX)
-		r = t->slot[id];
-	pthread_mutex_unlock(&t->lock);
-	return r;
+	assert(region_table_depth > 0); /* only between lock_read and unlock_read */
+	return id < REGION_MAX ? t->slot[id] : NULL;
 }
 
 void region_lock_read(struct region *r)
@@ -179,6 +210,7 @@ void region_lock_write(struct region *r)
 		     "recursive write lock");
 	pthread_rwlock_wrlock(&r->lock);
 	__atomic_store_n(&r->writer, gettid(), __ATOMIC_RELAXED);
+	region_write_held[r->id] = true;
 }
 
 void region_unlock_write(struct region *r)
@@ -186,6 +218,7 @@ void region_unlock_write(struct region *r)
 	region_check(__atomic_load_n(&r->writer, __ATOMIC_RELAXED) == gettid(), r,
 		     "write unlock by a thread not holding it");
 	__atomic_store_n(&r->writer, 0, __ATOMIC_RELAXED);
+	region_write_held[r->id] = false;
 	pthread_rwlock_unlock(&r->lock);
 }
 

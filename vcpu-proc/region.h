@@ -15,6 +15,9 @@
  * Lifetime: region_table_init/fini; region_table_add/remove.  A region is
  * write-locked before it is published in the table, so nobody can use a
  * half-built region.
+ *
+ * Order: the table lock before any region lock, regions in ascending id.
+ * Nobody takes the table lock while holding a region lock.
  */
 #ifndef CLEAVE_VCPU_REGION_H
 #define CLEAVE_VCPU_REGION_H
@@ -34,7 +37,7 @@ struct region {
 	uint64_t *dirty; /* shm dirty bitmap of this region (atomic ops) */
 	/*
 	 * Protects gpa, size, hva, flags and the memslot itself.  Order: after
-	 * region_table.lock, see docs/LOCKING.md.
+	 * region_table.lock, lower ids first; see docs/LOCKING.md.
 	 */
 	pthread_rwlock_t lock;
 	int writer;  /* debug owner: TID holding lock exclusive, 0 if none (atomic) */
@@ -42,8 +45,11 @@ struct region {
 };
 
 struct region_table {
-	/* Protects slot[] and nr: publication and removal of regions. */
-	pthread_mutex_t lock;
+	/*
+	 * Protects slot[] and nr, and keeps every published region alive:
+	 * shared to look regions up or iterate, exclusive to add or remove.
+	 */
+	pthread_rwlock_t lock;
 	struct region *slot[REGION_MAX]; /* protected by lock; NULL = free */
 	unsigned int nr;		 /* protected by lock */
 };
@@ -56,19 +62,30 @@ void region_table_fini(struct region_table *t);
  * Allocates a region in slot @id and publishes it write-locked: on success
  * *out is held exclusive by the caller, who finishes setting it up (memslot)
  * and calls region_unlock_write().  -EEXIST if the slot is taken, -EINVAL
- * for a bad id or a range overlapping another region.
+ * for a bad id or a range overlapping another region.  The caller holds no
+ * region lock.
  */
 int region_table_add(struct region_table *t, unsigned int id, uint64_t gpa, uint64_t size,
 		     void *hva, uint64_t *dirty, struct region **out);
-/* Unpublishes and frees @r; the caller holds it exclusive (asserted). */
-void region_table_remove(struct region_table *t, struct region *r);
+/*
+ * Takes region @id exclusive (waiting for its users), unpublishes and frees
+ * it.  -ENOENT if there is none.  The caller holds no region lock.
+ */
+int region_table_remove(struct region_table *t, unsigned int id);
 
 /*
  * Finds the region containing [gpa, gpa + len) (len >= 1, within one region)
- * and returns it read-locked, or NULL.
+ * and returns it read-locked, or NULL.  The caller holds no region lock.
  */
 struct region *region_table_find_read(struct region_table *t, uint64_t gpa, uint64_t len);
-/* Returns region @id (no lock taken, may be NULL); for iteration. */
+
+/*
+ * Iteration: between region_table_lock_read() and region_table_unlock_read()
+ * no region is added or removed, region_table_get() returns slot @id (NULL
+ * if empty) and the caller may lock regions in ascending id.
+ */
+void region_table_lock_read(struct region_table *t);
+void region_table_unlock_read(struct region_table *t);
 struct region *region_table_get(struct region_table *t, unsigned int id);
 
 void region_lock_read(struct region *r);

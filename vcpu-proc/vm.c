@@ -301,14 +301,8 @@ void vm_fini(struct vm *vm)
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->nr_vcpus = 0;
-	for (unsigned int i = 0; i < REGION_MAX; i++) {
-		struct region *r = region_table_get(&vm->regions, i);
-
-		if (!r)
-			continue;
-		region_lock_write(r);
-		region_table_remove(&vm->regions, r);
-	}
+	for (unsigned int i = 0; i < REGION_MAX; i++)
+		region_table_remove(&vm->regions, i); /* -ENOENT for unused slots */
 	region_table_fini(&vm->regions);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
@@ -390,7 +384,8 @@ int vm_load_guest(struct vm *vm)
 	unsigned int nr = 0;
 	int ret;
 
-	/* Regions in id order (docs/LOCKING.md); the loader writes guest RAM. */
+	/* Table, then regions in id order (docs/LOCKING.md); the loader writes guest RAM. */
+	region_table_lock_read(&vm->regions);
 	for (unsigned int i = 0; i < REGION_MAX; i++) {
 		struct region *r = region_table_get(&vm->regions, i);
 
@@ -404,6 +399,7 @@ int vm_load_guest(struct vm *vm)
 	ret = loader_load(vm->image, vm->image_size, ram, nr, vm->cmdline, &boot, err, sizeof(err));
 	for (unsigned int i = 0; i < nr; i++)
 		region_unlock_read(held[nr - 1 - i]);
+	region_table_unlock_read(&vm->regions);
 	if (ret) {
 		log_err("guest image: %s", err);
 		return ret;

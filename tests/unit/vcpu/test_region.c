@@ -46,10 +46,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	region_lock_write(f->r0);
-	region_table_remove(&f->t, f->r0);
-	region_lock_write(f->r1);
-	region_table_remove(&f->t, f->r1);
+	assert_int_equal(region_table_remove(&f->t, 0), 0);
+	assert_int_equal(region_table_remove(&f->t, 1), 0);
 	region_table_fini(&f->t);
 	free(f);
 	return 0;
@@ -153,9 +151,22 @@ static void death_unlock_read_unheld(struct fixture *f)
 	region_unlock_read(f->r0);
 }
 
-static void death_remove_unlocked(struct fixture *f)
+/* Lock order: the table lock is never taken while holding a region. */
+static void death_table_after_region(struct fixture *f)
 {
-	region_table_remove(&f->t, f->r0);
+	region_lock_read(f->r0);
+	region_table_find_read(&f->t, 4096 * MIB, 1);
+}
+
+static void death_table_after_region_write(struct fixture *f)
+{
+	region_lock_write(f->r0);
+	region_table_lock_read(&f->t);
+}
+
+static void death_get_without_table(struct fixture *f)
+{
+	region_table_get(&f->t, 0);
 }
 
 static void death_assert_after_unlock(struct fixture *f)
@@ -181,7 +192,9 @@ static void test_misuse_aborts(void **state)
 		{death_upgrade, "read then write lock"},
 		{death_recursive_write, "recursive write lock"},
 		{death_unlock_read_unheld, "read unlock without lock"},
-		{death_remove_unlocked, "remove without write lock"},
+		{death_table_after_region, "table lock while holding a region"},
+		{death_table_after_region_write, "table lock while holding a region exclusive"},
+		{death_get_without_table, "get without the table lock"},
 		{death_assert_after_unlock, "assert read after unlock"},
 	};
 
@@ -237,18 +250,58 @@ static void test_add_errors_and_publication(void **state)
 	/* A new region is published write-locked: readers wait until it is ready. */
 	assert_int_equal(region_table_add(&f->t, 2, 64 * MIB, MIB, ram, NULL, &r), 0);
 	region_assert_locked_write(r);
-	assert_ptr_equal(region_table_get(&f->t, 2), r);
 	pthread_create(&th, NULL, try_read, r);
 	pthread_join(th, &ret);
 	assert_int_equal((intptr_t)ret, EBUSY);
 	region_unlock_write(r);
+	region_table_lock_read(&f->t);
+	assert_ptr_equal(region_table_get(&f->t, 2), r);
+	region_table_unlock_read(&f->t);
 	pthread_create(&th, NULL, try_read, r);
 	pthread_join(th, &ret);
 	assert_int_equal((intptr_t)ret, 0);
 
-	region_lock_write(r);
-	region_table_remove(&f->t, r);
+	assert_int_equal(region_table_remove(&f->t, 2), 0);
+	region_table_lock_read(&f->t);
 	assert_null(region_table_get(&f->t, 2));
+	region_table_unlock_read(&f->t);
+	assert_int_equal(region_table_remove(&f->t, 2), -ENOENT);
+	assert_int_equal(region_table_remove(&f->t, REGION_MAX), -ENOENT);
+}
+
+struct remover {
+	struct region_table *t;
+	int done; /* atomic */
+};
+
+static void *remove_thread(void *arg)
+{
+	struct remover *rm = arg;
+
+	assert_int_equal(region_table_remove(rm->t, 3), 0);
+	__atomic_store_n(&rm->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Removal takes the region exclusive: it waits for a reader to finish. */
+static void test_remove_waits_for_readers(void **state)
+{
+	struct fixture *f = *state;
+	struct remover rm = {&f->t, 0};
+	struct region *r;
+	pthread_t th;
+
+	assert_int_equal(region_table_add(&f->t, 3, 64 * MIB, MIB, ram, NULL, &r), 0);
+	region_unlock_write(r);
+	r = region_table_find_read(&f->t, 64 * MIB, 4096);
+	assert_non_null(r);
+	pthread_create(&th, NULL, remove_thread, &rm);
+	usleep(50000);
+	assert_int_equal(__atomic_load_n(&rm.done, __ATOMIC_ACQUIRE), 0);
+	region_unlock_read(r);
+	pthread_join(th, NULL);
+	assert_int_equal(rm.done, 1);
+	assert_null(region_table_find_read(&f->t, 64 * MIB, 4096));
 }
 
 int main(void)
@@ -258,6 +311,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_correct_use_passes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_find_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_errors_and_publication, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_waits_for_readers, setup, teardown),
 	};
 
 	log_init("test-region");
