@@ -232,6 +232,8 @@ static void vm_start(struct vm *vm, const char *libexec, const char *const *args
 	vm->pid = fork();
 	assert_true(vm->pid >= 0);
 	if (vm->pid == 0) {
+		/* Its own process group, so a test can Ctrl-C it like a terminal. */
+		setpgid(0, 0);
 		fd = open(vm->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0)
 			_exit(126);
@@ -480,6 +482,48 @@ static void test_monitor_and_migrator_restart(void **state)
 	vm_assert_no_children(vm);
 }
 
+/* The guest's own exit code (an ASSERT exits 3) is cleave run's status. */
+static void test_guest_exit_code(void **state)
+{
+	static const char *const args[] = {"--append", "mode=idle crash=1", NULL};
+	struct vm *vm = *state;
+	char *log;
+
+	require_children();
+	vm_start(vm, NULL, args);
+	assert_int_equal(vm_wait_exit(vm, 20000), 3);
+	log = file_read(vm->log);
+	assert_non_null(strstr(log, "guest powered off with exit code 3"));
+	free(log);
+	vm_assert_no_children(vm);
+}
+
+/*
+ * Ctrl-C: SIGINT reaches cleave and every child at once (one process
+ * group).  The children's deaths are part of the shutdown: exit 0, no
+ * restart, no error.
+ */
+static void test_ctrl_c_process_group(void **state)
+{
+	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
+	struct vm *vm = *state;
+	char *log;
+
+	require_children();
+	vm_start(vm, NULL, args);
+	vm_child_pid(vm, "cleave-monitor", 1);
+	serial_wait_heartbeats(vm, 0, 1, 15000);
+	assert_int_equal(kill(-vm->pid, SIGINT), 0);
+	assert_int_equal(vm_wait_exit(vm, 10000), 0);
+	log = file_read(vm->log);
+	assert_non_null(strstr(log, "SIGINT: shutting down"));
+	assert_null(strstr(log, "restarting"));
+	assert_null(strstr(log, "cleave[main] error"));
+	free(log);
+	vm_assert_no_children(vm);
+	assert_false(path_exists(vm->state));
+}
+
 /* QMP quit: vcpu-proc exits 0, the VM ends cleanly. */
 static void test_qmp_quit(void **state)
 {
@@ -607,6 +651,8 @@ int main(int argc, char **argv)
 						vm_teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_and_migrator_restart, vm_setup,
 						vm_teardown),
+		cmocka_unit_test_setup_teardown(test_guest_exit_code, vm_setup, vm_teardown),
+		cmocka_unit_test_setup_teardown(test_ctrl_c_process_group, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_qmp_quit, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_vcpu_death_ends_vm, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_restart_limit, vm_setup, vm_teardown),
