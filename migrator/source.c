@@ -534,9 +534,14 @@ static int src_run(struct mig_src *src)
 		return ret;
 	}
 	/* Stale bits predate this session; logging starts clean before the first pass. */
-	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++)
-		shm_bitmap_zero(shm_ctl_dirty_bitmap(s->env.ctl, r),
-				s->env.ctl->hdr->regions[r].nr_pages);
+	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++) {
+		uint64_t *map = shm_ctl_dirty_bitmap(s->env.ctl, r);
+
+		/* Atomically: vcpu-proc may be setting bits (a harvest in flight). */
+		for (uint64_t w = 0; w < SHM_BITMAP_WORDS(s->env.ctl->hdr->regions[r].nr_pages);
+		     w++)
+			shm_bitmap_fetch_clear_word(map, w);
+	}
 	ret = src_call(src, ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
 	if (ret)
 		return ret;

@@ -175,7 +175,7 @@ static void run_dirty(struct pair *p, unsigned int channels)
 	tvm_fill(&p->src, 1, 0, R1_PAGES / 2, false);
 	tvm_dirtier_start(&p->src, 2048, 0);
 	usleep(20000);
-	pair_config(p, channels, 1, true);
+	pair_config(p, channels, 20, true);
 	pair_migrate(p);
 	assert_completed(p);
 	mig_session_query(p->src.s, &si);

@@ -60,9 +60,22 @@ static int op_harvest(void *arg, uint64_t *dirty)
 	 * The dirtier already set the bits; this counts rounds, and lets a
 	 * busy dirtier run a little so every round has something to send.
 	 */
+	uint64_t w0;
+
 	pthread_mutex_lock(&t->lock);
-	busy = t->dirtier_live && !t->paused && (!t->stop_after || t->harvests < t->stop_after);
+	busy = t->dirtier_live && !t->paused && t->stop_after && t->harvests < t->stop_after;
+	w0 = t->writes;
+	pthread_mutex_unlock(&t->lock);
+	/* Wait (up to 200 ms, slow sanitizer builds) until the guest wrote a few pages. */
+	for (int i = 0; busy && i < 200; i++) {
+		usleep(1000);
+		pthread_mutex_lock(&t->lock);
+		busy = t->writes < w0 + 256;
+		pthread_mutex_unlock(&t->lock);
+	}
+	pthread_mutex_lock(&t->lock);
 	t->harvests++;
+	busy = t->dirtier_live && !t->stop_after;
 	pthread_mutex_unlock(&t->lock);
 	if (busy)
 		usleep(2000);
