@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * cleave-migrator: init (arguments, control segment and RAM mappings, RPC
+ * client to vcpu-proc, RPC server, event publisher, session) -> work (serve
+ * until SIGTERM/SIGINT; --incoming listens at once) -> exit.
+ *
+ * cleave-migrator --ctl-fd N --ram-fds A[,B...] --vcpu-rpc URL
+ *                 --rpc URL --events URL [--incoming URI] [-v]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "log/log.h"
+#include "migrator/migrator-internal.h"
+
+struct options {
+	int ctl_fd;
+	int ram_fds[SHM_MAX_REGIONS];
+	unsigned int nr_ram_fds;
+	const char *vcpu_rpc, *rpc, *events, *incoming;
+	bool verbose;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cleave-migrator --ctl-fd N --ram-fds A[,B...] --vcpu-rpc URL\n"
+		   "                       --rpc URL --events URL [--incoming URI] [-v]\n");
+}
+
+static int parse_fd(const char *s, int *fd)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 0 || v > (1 << 20))
+		return -EINVAL;
+	*fd = (int)v;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"ctl-fd", required_argument, NULL, 'c'},
+		{"ram-fds", required_argument, NULL, 'r'},
+		{"vcpu-rpc", required_argument, NULL, 'V'},
+		{"rpc", required_argument, NULL, 'R'},
+		{"events", required_argument, NULL, 'e'},
+		{"incoming", required_argument, NULL, 'i'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	char *tok, *save, *list;
+	int c;
+
+	o->ctl_fd = -1;
+	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (parse_fd(optarg, &o->ctl_fd))
+				goto err_value;
+			break;
+		case 'r':
+			list = strdupa(optarg);
+			for (tok = strtok_r(list, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				if (o->nr_ram_fds == SHM_MAX_REGIONS ||
+				    parse_fd(tok, &o->ram_fds[o->nr_ram_fds]))
+					goto err_value;
+				o->nr_ram_fds++;
+			}
+			break;
+		case 'V':
+			o->vcpu_rpc = optarg;
+			break;
+		case 'R':
+			o->rpc = optarg;
+			break;
+		case 'e':
+			o->events = optarg;
+			break;
+		case 'i':
+			o->incoming = optarg;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc || o->ctl_fd < 0 || !o->nr_ram_fds || !o->vcpu_rpc || !o->rpc ||
+	    !o->events) {
+		log_err("missing or extra arguments");
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+err_value:
+	log_err("bad value for --%s: '%s'", c == 'c' ? "ctl-fd" : "ram-fds", optarg);
+	return -EINVAL;
+}
+
+/* Session events -> events.proto, sent from whichever session thread changed state. */
+static void publish_event(void *arg, const struct mig_event *ev)
+{
+	Cleave__Events__Event e = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Migration m = CLEAVE__EVENTS__MIGRATION__INIT;
+	Cleave__Events__MigrationPass p = CLEAVE__EVENTS__MIGRATION_PASS__INIT;
+	int ret;
+
+	if (ev->status) {
+		m.status = (char *)ev->status;
+		e.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
+		e.migration = &m;
+	} else {
+		p.pass = ev->pass;
+		e.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS;
+		e.migration_pass = &p;
+	}
+	ret = rpc_pub_send(arg, &e);
+	if (ret)
+		log_warn("publish event: %s", strerror(-ret));
+}
+
+int main(int argc, char **argv)
+{
+	struct shm_region ram[SHM_MAX_REGIONS] = {0};
+	struct options o = {0};
+	struct shm_ctl ctl = {.fd = -1};
+	struct rpc_client *vcpu = NULL;
+	struct rpc_server *server = NULL;
+	struct rpc_pub *pub = NULL;
+	struct mig_session *s = NULL;
+	struct mig_env env = {0};
+	sigset_t sigs;
+	int ret, sig, status = 1;
+
+	log_init("cleave-migrator");
+	log_set_thread("main");
+	if (parse_args(argc, argv, &o))
+		return 2;
+	log_set_verbose(o.verbose);
+	/* Signals are taken by sigwait in main only; every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	ret = shm_ctl_open(&ctl, o.ctl_fd);
+	if (ret) {
+		log_err("control segment fd %d: %s", o.ctl_fd, strerror(-ret));
+		goto out;
+	}
+	if (o.nr_ram_fds != ctl.hdr->nr_regions) {
+		log_err("--ram-fds has %u fds, the control segment %u regions", o.nr_ram_fds,
+			ctl.hdr->nr_regions);
+		goto out;
+	}
+	for (unsigned int i = 0; i < o.nr_ram_fds; i++) {
+		ret = shm_region_open(&ram[i], o.ram_fds[i], ctl.hdr->regions[i].size,
+				      PROT_READ | PROT_WRITE);
+		if (ret) {
+			log_err("RAM region %u fd %d: %s", i, o.ram_fds[i], strerror(-ret));
+			goto out;
+		}
+	}
+	ret = rpc_client_open(&vcpu, o.vcpu_rpc);
+	if (ret) {
+		log_err("vcpu-proc RPC %s: %s", o.vcpu_rpc, strerror(-ret));
+		goto out;
+	}
+	ret = rpc_pub_open(&pub, o.events, "migrator");
+	if (ret) {
+		log_err("events %s: %s", o.events, strerror(-ret));
+		goto out;
+	}
+	env.ctl = &ctl;
+	env.ram = ram;
+	env.ops = &migrator_vm_ops;
+	env.ops_arg = vcpu;
+	env.event = publish_event;
+	env.event_arg = pub;
+	ret = mig_session_alloc(&s, &env);
+	if (ret) {
+		log_err("session: %s", strerror(-ret));
+		goto out;
+	}
+	ret = migrator_server_start(&server, o.rpc, s);
+	if (ret) {
+		log_err("RPC server %s: %s", o.rpc, strerror(-ret));
+		goto out;
+	}
+	if (o.incoming) {
+		ret = mig_session_incoming(s, o.incoming);
+		if (ret) {
+			log_err("--incoming %s: %s", o.incoming, strerror(-ret));
+			goto out;
+		}
+		log_info("waiting for an incoming migration on %s", o.incoming);
+	}
+
+	sig = 0;
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		;
+	log_debug("signal %d: exiting", sig);
+	status = 0;
+out:
+	/* Server first: no handler may run on a session being freed. */
+	rpc_server_stop(server);
+	mig_session_free(s);
+	rpc_pub_close(pub);
+	rpc_client_close(vcpu);
+	for (unsigned int i = 0; i < SHM_MAX_REGIONS; i++)
+		shm_region_close(&ram[i]);
+	shm_ctl_close(&ctl);
+	return status;
+}

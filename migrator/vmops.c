@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* struct mig_vm_ops for cleave-migrator: each op is one RPC to vcpu-proc. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/log.h"
+#include "migrator/migrator-internal.h"
+#include "proto/rpc.h"
+#include "proto/vcpu.pb-c.h"
+
+/* PAUSE waits for every vCPU to park, SAVE/LOAD move MiBs: more than the default. */
+#define VMOPS_TIMEOUT_MS 10000
+
+static int vm_call(void *arg, uint32_t method, const char *name, const ProtobufCMessage *req,
+		   const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply)
+{
+	struct rpc_client *c = arg;
+	char err[RPC_ERRMSG_LEN] = "";
+	int ret;
+
+	ret = rpc_call(c, method, req, reply_desc, reply, VMOPS_TIMEOUT_MS, err, sizeof(err));
+	if (ret)
+		log_err("vcpu-proc %s: %s%s%s", name, strerror(-ret), err[0] ? ": " : "", err);
+	return ret;
+}
+
+static int ops_pause(void *arg, enum mig_pause_state state)
+{
+	Cleave__Vcpu__PauseRequest req = CLEAVE__VCPU__PAUSE_REQUEST__INIT;
+
+	req.state = (Cleave__Vcpu__RunState)state;
+	return vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_PAUSE, "PAUSE", &req.base, NULL, NULL);
+}
+
+static int ops_resume(void *arg)
+{
+	Cleave__Vcpu__ResumeRequest req = CLEAVE__VCPU__RESUME_REQUEST__INIT;
+
+	return vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_RESUME, "RESUME", &req.base, NULL, NULL);
+}
+
+static int ops_dirty_log(void *arg, bool enable)
+{
+	Cleave__Vcpu__DirtyLogRequest req = CLEAVE__VCPU__DIRTY_LOG_REQUEST__INIT;
+
+	req.enable = enable;
+	return vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_DIRTY_LOG, "DIRTY_LOG", &req.base, NULL,
+		       NULL);
+}
+
+static int ops_harvest(void *arg, uint64_t *dirty)
+{
+	Cleave__Vcpu__HarvestRequest req = CLEAVE__VCPU__HARVEST_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ret;
+
+	ret = vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_HARVEST, "HARVEST", &req.base,
+		      &cleave__vcpu__harvest_reply__descriptor, &reply);
+	if (ret)
+		return ret;
+	*dirty = ((Cleave__Vcpu__HarvestReply *)reply)->dirty_pages;
+	rpc_msg_free(reply);
+	return 0;
+}
+
+static int ops_save_state(void *arg, void **blob, size_t *len)
+{
+	Cleave__Vcpu__SaveStateRequest req = CLEAVE__VCPU__SAVE_STATE_REQUEST__INIT;
+	Cleave__Vcpu__SaveStateReply *r;
+	ProtobufCMessage *reply = NULL;
+	int ret;
+
+	ret = vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, "SAVE_STATE", &req.base,
+		      &cleave__vcpu__save_state_reply__descriptor, &reply);
+	if (ret)
+		return ret;
+	r = (Cleave__Vcpu__SaveStateReply *)reply;
+	*len = r->state.len;
+	*blob = malloc(r->state.len ? r->state.len : 1);
+	if (*blob)
+		memcpy(*blob, r->state.data, r->state.len);
+	rpc_msg_free(reply);
+	return *blob ? 0 : -ENOMEM;
+}
+
+static int ops_load_state(void *arg, const void *blob, size_t len)
+{
+	Cleave__Vcpu__LoadStateRequest req = CLEAVE__VCPU__LOAD_STATE_REQUEST__INIT;
+
+	req.state.data = (uint8_t *)blob;
+	req.state.len = len;
+	return vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, "LOAD_STATE", &req.base, NULL,
+		       NULL);
+}
+
+static int ops_throttle(void *arg, unsigned int percent)
+{
+	Cleave__Vcpu__ThrottleRequest req = CLEAVE__VCPU__THROTTLE_REQUEST__INIT;
+
+	req.percent = percent;
+	return vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, "THROTTLE", &req.base, NULL,
+		       NULL);
+}
+
+const struct mig_vm_ops migrator_vm_ops = {
+	.pause = ops_pause,
+	.resume = ops_resume,
+	.dirty_log = ops_dirty_log,
+	.harvest = ops_harvest,
+	.save_state = ops_save_state,
+	.load_state = ops_load_state,
+	.throttle = ops_throttle,
+};
