@@ -200,11 +200,7 @@ int main(int argc, char **argv)
 		log_err("session: %s", strerror(-ret));
 		goto out;
 	}
-	ret = migrator_server_start(&server, o.rpc, s);
-	if (ret) {
-		log_err("RPC server %s: %s", o.rpc, strerror(-ret));
-		goto out;
-	}
+	/* Listening before the RPC server answers: a peer may connect as soon as we are up. */
 	if (o.incoming) {
 		ret = mig_session_incoming(s, o.incoming);
 		if (ret) {
@@ -212,6 +208,11 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		log_info("waiting for an incoming migration on %s", o.incoming);
+	}
+	ret = migrator_server_start(&server, o.rpc, s);
+	if (ret) {
+		log_err("RPC server %s: %s", o.rpc, strerror(-ret));
+		goto out;
 	}
 
 	sig = 0;
