@@ -229,6 +229,31 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 	return 0;
 }
 
+/* Waits until every channel passed SYNC <round>, then tells the source. */
+static int dst_round_ack(struct mig_dst *dst, uint64_t round)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__RoundAck ack = CLEAVE__WIRE__ROUND_ACK__INIT;
+	bool broken;
+	int ret;
+
+	pthread_mutex_lock(&dst->bar_lock);
+	/* Generation g means rounds 0..g-1 are complete on every channel. */
+	while (dst->bar_generation <= round && !dst->bar_broken)
+		pthread_cond_wait(&dst->bar_cond, &dst->bar_lock);
+	broken = dst->bar_broken;
+	pthread_mutex_unlock(&dst->bar_lock);
+	if (broken)
+		return -ECANCELED;
+	ack.round = round;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
+	m.round_ack = &ack;
+	ret = mig_msg_send(dst->main_fd, &m);
+	if (ret)
+		mig_dst_abort(dst, ret, "main channel: send: %s", strerror(-ret));
+	return ret;
+}
+
 /* Until all RAM landed; returns the device state message in *dsm. */
 static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 {
@@ -245,6 +270,11 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 		switch (m->body_case) {
 		case CLEAVE__WIRE__WIRE_MSG__BODY_ROUND:
 			atomic_store(&s->ctr.rounds, m->round->round + 1);
+			ret = dst_round_ack(dst, m->round->round);
+			if (ret) {
+				cleave__wire__wire_msg__free_unpacked(m, NULL);
+				return ret;
+			}
 			break;
 		case CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS:
 			break;
@@ -287,8 +317,11 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 	Cleave__Wire__WireMsg *in;
 	int ret;
 
+	uint64_t t0 = mig_now_ns(), t1, t2;
+
 	/* All RAM is final only once every channel passed FINAL and was joined. */
 	mig_recv_join(dst);
+	t1 = mig_now_ns();
 	if (mig_dst_aborted(dst))
 		return -ECANCELED;
 	for (unsigned int i = 0; i < dst->nr_chans; i++)
@@ -302,6 +335,9 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 	ret = ops->load_state(s->env.ops_arg, ds->state.data, ds->state.len);
 	if (ret)
 		return dst_fail(dst, ret, "vcpu-proc LOAD_STATE: %s", strerror(-ret));
+	t2 = mig_now_ns();
+	log_debug("device state: channels done after %lu us, LOAD_STATE %lu us",
+		  (unsigned long)(t1 - t0) / 1000, (unsigned long)(t2 - t1) / 1000);
 	ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
 	if (ret)
 		return ret;

@@ -59,6 +59,8 @@ struct mig_src {
 	bool dirty_logging;
 	unsigned int throttle;
 	uint64_t last_ping_ns;
+	uint64_t acked_round; /* last RoundAck from the destination, if has_acked */
+	bool has_acked;
 };
 
 /* send.c */

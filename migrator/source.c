@@ -18,6 +18,9 @@
 #include "log/log.h"
 #include "migrator/source-internal.h"
 
+#define MIG_DOWNTIME_GOAL_US 5000 /* stop iterating below this expected downtime */
+#define MIG_EXTRA_ROUNDS     8	  /* at most this many rounds once the limit is met */
+
 int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 {
 	struct mig_src *src;
@@ -126,15 +129,48 @@ static int src_bad_msg(struct mig_src *src, Cleave__Wire__WireMsg *m, const char
 static int src_expect(struct mig_src *src, int want, const char *what)
 {
 	Cleave__Wire__WireMsg *m;
-	int ret = mig_msg_recv(src->main_fd, &m);
+	int ret;
 
-	if (ret) {
-		mig_src_abort(src, ret, "main channel: waiting for %s: %s", what, strerror(-ret));
-		return ret;
+	do {
+		ret = mig_msg_recv(src->main_fd, &m);
+		if (ret) {
+			mig_src_abort(src, ret, "main channel: waiting for %s: %s", what,
+				      strerror(-ret));
+			return ret;
+		}
+		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
+			src->acked_round = m->round_ack->round;
+			src->has_acked = true;
+			ret = -EAGAIN;
+		} else if ((int)m->body_case != want) {
+			ret = src_bad_msg(src, m, what);
+		}
+		cleave__wire__wire_msg__free_unpacked(m, NULL);
+	} while (ret == -EAGAIN);
+	return ret;
+}
+
+/* Waits until the destination has written every page of rounds <= @round. */
+static int src_wait_acked(struct mig_src *src, uint64_t round)
+{
+	Cleave__Wire__WireMsg *m;
+	int ret = 0;
+
+	while (!ret && (!src->has_acked || src->acked_round < round)) {
+		ret = mig_msg_recv(src->main_fd, &m);
+		if (ret) {
+			mig_src_abort(src, ret, "main channel: waiting for RoundAck: %s",
+				      strerror(-ret));
+			return ret;
+		}
+		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
+			src->acked_round = m->round_ack->round;
+			src->has_acked = true;
+		} else {
+			ret = src_bad_msg(src, m, "RoundAck");
+		}
+		cleave__wire__wire_msg__free_unpacked(m, NULL);
 	}
-	if ((int)m->body_case != want)
-		ret = src_bad_msg(src, m, what);
-	cleave__wire__wire_msg__free_unpacked(m, NULL);
 	return ret;
 }
 
@@ -158,9 +194,15 @@ static int src_ping(struct mig_src *src)
 			mig_src_abort(src, ret, "main channel: %s", strerror(-ret));
 			return ret;
 		}
-		ret = src_bad_msg(src, in, "nothing");
+		if (in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
+			src->acked_round = in->round_ack->round;
+			src->has_acked = true;
+		} else {
+			ret = src_bad_msg(src, in, "nothing");
+		}
 		cleave__wire__wire_msg__free_unpacked(in, NULL);
-		return ret;
+		if (ret)
+			return ret;
 	}
 	p.bytes = atomic_load(&src->s->ctr.transferred);
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS;
@@ -369,7 +411,8 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 	struct mig_session *s = src->s;
 	const struct mig_vm_ops *ops = s->env.ops;
 	uint64_t t_last = s->setup_ns ? s->setup_ns : mig_now_ns(), sent_last = 0;
-	uint64_t bw = 0, round;
+	uint64_t bw = 0, round, prev_dirty = 0;
+	unsigned int extra = 0;
 	int ret;
 
 	for (round = 1;; round++) {
@@ -385,6 +428,8 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 			if (ret)
 				return ret;
 		}
+		if (!ret)
+			ret = src_wait_acked(src, round - 1);
 		if (ret)
 			return ret;
 		ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
@@ -410,9 +455,17 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 		log_debug("round %lu: %lu dirty pages, %lu MB/s, expected downtime %lu ms",
 			  (unsigned long)round, (unsigned long)dirty, (unsigned long)(bw >> 20),
 			  (unsigned long)expected);
-		/* In microseconds: a limit of 0 waits for a round with nothing dirty. */
-		if (expected_us <= limit * 1000)
+		/*
+		 * In microseconds: a limit of 0 waits for a round with nothing
+		 * dirty.  Once it fits, more rounds are still worth it while
+		 * they shrink the rest by a quarter or more: the downtime goal
+		 * is MIG_DOWNTIME_GOAL_US, the limit is only the bound.
+		 */
+		if (expected_us <= limit * 1000 &&
+		    (expected_us <= MIG_DOWNTIME_GOAL_US ||
+		     (prev_dirty && dirty * 4 >= prev_dirty * 3) || ++extra >= MIG_EXTRA_ROUNDS))
 			break;
+		prev_dirty = dirty;
 		/* Auto-converge: the guest dirtied more than we could send in the same time. */
 		if (s->caps.auto_converge && dirty * SHM_PAGE_SIZE > sent) {
 			src->throttle = src->throttle ? src->throttle + 10 : 20;
@@ -441,7 +494,7 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__DeviceState ds = CLEAVE__WIRE__DEVICE_STATE__INIT;
 	Cleave__Wire__Commit commit = CLEAVE__WIRE__COMMIT__INIT;
-	uint64_t t_pause, n;
+	uint64_t t_pause, n, t[6];
 	void *blob = NULL;
 	size_t len = 0;
 	int ret;
@@ -452,17 +505,21 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	if (ret)
 		return ret;
 	src->paused = true;
+	t[0] = mig_now_ns();
 	ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
 	if (ret)
 		return ret;
+	t[1] = mig_now_ns();
 	atomic_store(&s->ctr.remaining, src_dirty_count(src) * SHM_PAGE_SIZE);
 	atomic_fetch_add(&s->ctr.rounds, 1);
 	ret = src_dirty_round(src, round, true);
 	if (ret)
 		return ret;
+	t[2] = mig_now_ns();
 	ret = src_call(src, ops->save_state(s->env.ops_arg, &blob, &len), "SAVE_STATE");
 	if (ret)
 		return ret;
+	t[3] = mig_now_ns();
 	ds.final_round = round;
 	ds.state.data = blob;
 	ds.state.len = len;
@@ -478,6 +535,7 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, "Loaded");
 	if (ret)
 		return ret;
+	t[4] = mig_now_ns();
 	/* The commit point: from here on the guest may run only on the destination. */
 	pthread_mutex_lock(&src->lock);
 	ret = src->aborted ? -ECANCELED : 0;
@@ -500,6 +558,12 @@ static int src_complete(struct mig_src *src, uint64_t round)
 		pthread_mutex_unlock(&src->lock);
 		return ret;
 	}
+	t[5] = mig_now_ns();
+	log_debug("downtime: pause %lu us, harvest %lu, final round queued %lu, save %lu, "
+		  "until loaded %lu, commit..complete %lu",
+		  (unsigned long)(t[0] - t_pause) / 1000, (unsigned long)(t[1] - t[0]) / 1000,
+		  (unsigned long)(t[2] - t[1]) / 1000, (unsigned long)(t[3] - t[2]) / 1000,
+		  (unsigned long)(t[4] - t[3]) / 1000, (unsigned long)(t[5] - t[4]) / 1000);
 	pthread_mutex_lock(&s->lock);
 	s->downtime_ms = (mig_now_ns() - t_pause) / 1000000;
 	s->has_downtime = true;
@@ -547,7 +611,10 @@ static int src_run(struct mig_src *src)
 		return ret;
 	src->dirty_logging = true;
 	mig_session_set_status(s, MIG_STATUS_ACTIVE);
+	log_debug("setup done after %lu us", (unsigned long)(mig_now_ns() - s->start_ns) / 1000);
 	ret = src_first_pass(src);
+	log_debug("first pass queued after %lu us",
+		  (unsigned long)(mig_now_ns() - s->start_ns) / 1000);
 	if (!ret)
 		ret = src_converge(src, &round);
 	if (!ret)

@@ -493,6 +493,16 @@ static void test_src_dest_gone_in_device(void **state)
 	while (!device) {
 		assert_int_equal(mig_msg_recv(fd, &m), 0);
 		device = m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_DEVICE_STATE;
+		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND) {
+			/* Pretend the round landed: the source waits for that before pausing. */
+			Cleave__Wire__WireMsg a = CLEAVE__WIRE__WIRE_MSG__INIT;
+			Cleave__Wire__RoundAck ra = CLEAVE__WIRE__ROUND_ACK__INIT;
+
+			ra.round = m->round->round;
+			a.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
+			a.round_ack = &ra;
+			assert_int_equal(mig_msg_send(fd, &a), 0);
+		}
 		cleave__wire__wire_msg__free_unpacked(m, NULL);
 	}
 	close(cfd);
