@@ -85,7 +85,8 @@ void run_options_usage(FILE *out)
 		"  -h, --help             this text\n"
 		"\n"
 		"Exit status: the guest's exit code when it powers off (0..125), 0 after QMP\n"
-		"quit or SIGTERM/SIGINT, 1 when the VM failed (cleave-vcpu died or failed),\n"
+		"quit or SIGTERM/SIGINT/SIGHUP, 1 when the VM failed (cleave-vcpu died or "
+		"failed),\n"
 		"2 for bad options.  See docs/OPERATOR.md.\n",
 		RUN_NAME_MAX, (unsigned long long)(RUN_MEMORY_MIN >> 20),
 		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX);

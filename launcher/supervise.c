@@ -120,6 +120,7 @@ int sup_init(struct sup *s, const struct sup_policy *policy)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP); /* terminal gone; nohup's SIG_IGN still wins */
 	sigaddset(&mask, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &mask, &s->old_mask))
 		return -errno;

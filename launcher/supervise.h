@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Supervision of cleave's children: one pidfd per child and a signalfd for
- * SIGTERM/SIGINT/SIGCHLD in one poll loop, so no signal handler ever runs.
+ * SIGTERM/SIGINT/SIGHUP/SIGCHLD in one poll loop, so no signal handler ever
+ * runs.
  *
  * - A child that ends the VM (cleave-vcpu) dies: every other child gets
  *   SIGTERM, then SIGKILL after the grace period, and the VM's exit status
@@ -11,7 +12,7 @@
  *   backoff_max_ms (reset once a child stayed up stable_ms).  After
  *   restart_limit restarts within restart_window_ms the launcher gives up on
  *   it and the VM runs on without it.
- * - SIGTERM or SIGINT: every child gets SIGTERM, then SIGKILL after the
+ * - SIGTERM, SIGINT or SIGHUP: every child gets SIGTERM, then SIGKILL after the
  *   grace period; a second signal (1 s or more after the first) kills at
  *   once.  Exit status 0.
  */
@@ -76,7 +77,7 @@ struct sup {
 };
 
 /*
- * init/fini pair.  init blocks SIGTERM/SIGINT/SIGCHLD and opens the
+ * init/fini pair.  init blocks SIGTERM/SIGINT/SIGHUP/SIGCHLD and opens the
  * signalfd: call it before creating anything a signal should clean up.
  * fini SIGKILLs and reaps whatever still runs (so no child outlives the
  * launcher on any path), closes the fds and restores the signal mask; safe

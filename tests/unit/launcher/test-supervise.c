@@ -180,8 +180,8 @@ static void test_run_restart_exec_failure(void **state)
 	spawn_cmd_fini(&gone);
 }
 
-/* SIGTERM to the launcher: children get SIGTERM, exit status 0. */
-static void test_run_sigterm(void **state)
+/* SIGTERM, SIGINT or SIGHUP to the launcher: children get SIGTERM, exit status 0. */
+static void run_signal(int sig)
 {
 	struct spawn_cmd vm, other;
 	struct sup s;
@@ -192,11 +192,28 @@ static void test_run_sigterm(void **state)
 	assert_int_equal(sup_child_add(&s, "vm", &vm, true), 0);
 	assert_int_equal(sup_child_add(&s, "other", &other, false), 0);
 	assert_int_equal(sup_start(&s), 0);
-	kill(getpid(), SIGTERM); /* blocked: waits in the signalfd */
+	kill(getpid(), sig); /* blocked: waits in the signalfd */
 	assert_int_equal(sup_run(&s), 0);
+	assert_int_equal(s.children[0].state, SUP_DONE);
+	assert_int_equal(s.children[1].state, SUP_DONE);
 	sup_fini(&s);
 	spawn_cmd_fini(&vm);
 	spawn_cmd_fini(&other);
+}
+
+static void test_run_sigterm(void **state)
+{
+	run_signal(SIGTERM);
+}
+
+static void test_run_sigint(void **state)
+{
+	run_signal(SIGINT);
+}
+
+static void test_run_sighup(void **state)
+{
+	run_signal(SIGHUP);
 }
 
 /* A child ignoring SIGTERM is killed after the grace period. */
@@ -266,6 +283,8 @@ int main(void)
 		cmocka_unit_test(test_run_restart_limit),
 		cmocka_unit_test(test_run_restart_exec_failure),
 		cmocka_unit_test(test_run_sigterm),
+		cmocka_unit_test(test_run_sigint),
+		cmocka_unit_test(test_run_sighup),
 		cmocka_unit_test(test_run_grace_then_sigkill),
 		cmocka_unit_test(test_fini_kills_running),
 		cmocka_unit_test(test_start_failure_and_add_limit),
