@@ -446,6 +446,7 @@ static void test_monitor_and_migrator_restart(void **state)
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
 	struct vm *vm = *state;
 	pid_t mon, mig, mon2, mig2, vcpu;
+	int64_t t0;
 	char want[96], *log;
 	unsigned int n;
 
@@ -456,9 +457,12 @@ static void test_monitor_and_migrator_restart(void **state)
 	mon = vm_child_pid(vm, "cleave-monitor", 1);
 	n = serial_wait_heartbeats(vm, 0, 2, 15000);
 
+	t0 = now_ms();
 	assert_int_equal(kill(mon, SIGKILL), 0);
 	mon2 = vm_child_pid(vm, "cleave-monitor", 2);
 	assert_int_not_equal(mon2, mon);
+	fprintf(stderr, "monitor back after %lld ms (50 ms of it backoff)\n",
+		(long long)(now_ms() - t0));
 	assert_int_equal(kill(mig, SIGKILL), 0);
 	mig2 = vm_child_pid(vm, "cleave-migrator", 2);
 	assert_int_not_equal(mig2, mig);
