@@ -427,6 +427,7 @@ static void test_idle_heartbeats_and_sigterm(void **state)
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
 	struct vm *vm = *state;
 	unsigned int n;
+	int64_t t0;
 
 	require_children();
 	vm_start(vm, NULL, args);
@@ -434,8 +435,10 @@ static void test_idle_heartbeats_and_sigterm(void **state)
 	n = serial_wait_heartbeats(vm, 0, 3, 15000);
 	serial_wait_heartbeats(vm, n, 3, 5000);
 	assert_true(path_exists(vm->qmp));
+	t0 = now_ms();
 	assert_int_equal(kill(vm->pid, SIGTERM), 0);
 	assert_int_equal(vm_wait_exit(vm, 10000), 0);
+	fprintf(stderr, "SIGTERM to exit took %lld ms\n", (long long)(now_ms() - t0));
 	vm_assert_no_children(vm);
 	assert_false(path_exists(vm->state));
 	assert_false(path_exists(vm->qmp));
