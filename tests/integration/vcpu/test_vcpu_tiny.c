@@ -9,10 +9,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "guest/ucall.h"
 #include "harness.h"
 #include "tests/unit/vcpu/elf-craft.h"
 
@@ -145,6 +147,136 @@ static void test_incoming_status_quit(void **state)
 	assert_int_equal(t->serial.len, 0);
 }
 
+/* A few x86 instructions for 32-bit protected mode, paging off. */
+struct asm32 {
+	uint8_t b[4096];
+	size_t n;
+};
+
+static void emit(struct asm32 *a, const void *bytes, size_t len)
+{
+	memcpy(a->b + a->n, bytes, len);
+	a->n += len;
+}
+
+static void emit_imm(struct asm32 *a, uint8_t op, uint32_t imm)
+{
+	emit(a, &op, 1);
+	emit(a, &imm, 4);
+}
+
+static void emit_print(struct asm32 *a, const char *msg)
+{
+	emit_imm(a, 0xba, 0x3f8); /* mov edx, 0x3f8 */
+	for (; *msg; msg++) {
+		uint8_t ins[3] = {0xb0, (uint8_t)*msg, 0xee}; /* mov al, c; out dx, al */
+
+		emit(a, ins, 3);
+	}
+}
+
+static void emit_out32(struct asm32 *a, uint16_t port, uint32_t val)
+{
+	emit_imm(a, 0xba, port); /* mov edx, port */
+	emit_imm(a, 0xb8, val);	 /* mov eax, val */
+	emit(a, "\xef", 1);	 /* out dx, eax */
+}
+
+/* Code at 0x100000, a data page at 0x101000 (from @data). */
+static size_t asm_elf(uint8_t *elf, const struct asm32 *code, const void *data, size_t dlen)
+{
+	struct elf_craft c = {.entry = 0x100000, .nr_segs = 2};
+
+	c.segs[0] = (struct elf_craft_seg){0x100000, code->b, code->n, code->n};
+	c.segs[1] = (struct elf_craft_seg){0x101000, data, dlen, 4096};
+	return elf_craft_build(&c, elf);
+}
+
+/* ucall ASSERT and a ucall outside RAM: logged, the guest goes on. */
+static void test_ucalls(void **state)
+{
+	struct vt *t = *state;
+	struct ucall uc = {.cmd = UCALL_ASSERT, .cpu = 0, .args = {42}};
+	struct asm32 a = {0};
+	uint8_t elf[8192];
+	int status = -1;
+
+	strcpy(uc.text, "tiny.c:42: boom");
+	emit_out32(&a, UCALL_PORT, 0x101000);
+	emit_out32(&a, UCALL_PORT, 0xfffff000); /* no RAM there */
+	emit_print(&a, "after\n");
+	emit_out32(&a, DEBUG_EXIT_PORT, 5);
+	assert_int_equal(vt_guest_set(t, elf, asm_elf(elf, &a, &uc, sizeof(uc))), 0);
+	assert_int_equal(vt_spawn(t, 1, NULL, false, NULL), 0);
+	assert_int_equal(vt_wait(t, 10000, &status), 0);
+	assert_int_equal(status, 5);
+	assert_true(vt_expect(t, &t->log, 0,
+			      "error: ucall cpu=0 ASSERT line=42 text=\"tiny.c:42: boom\"",
+			      0) >= 0);
+	assert_true(vt_expect(t, &t->log, 0, "ucall at gpa 0xfffff000: not in guest RAM", 0) >= 0);
+	assert_string_equal(t->serial.buf, "after\n");
+}
+
+/* Unassigned MMIO: reads all-ones, writes dropped, logged once. */
+static void test_unassigned_mmio(void **state)
+{
+	struct vt *t = *state;
+	struct asm32 a = {0};
+	uint8_t elf[8192], zero[16] = {0};
+	int status = -1;
+
+	for (int i = 0; i < 3; i++)
+		emit_imm(&a, 0xa3, 0xd0000000); /* mov [0xd0000000], eax */
+	emit_imm(&a, 0xa1, 0xd0000000);		/* mov eax, [0xd0000000] */
+	emit_imm(&a, 0xa3, 0x101000);		/* mov [0x101000], eax */
+	/* report what the read returned through isa-debug-exit: 0xff -> 125 */
+	emit(&a, "\xba\xf4\x00\x00\x00", 5); /* mov edx, 0xf4 */
+	emit(&a, "\xa1\x00\x10\x10\x00", 5); /* mov eax, [0x101000] */
+	emit(&a, "\xef", 1);		     /* out dx, eax */
+	assert_int_equal(vt_guest_set(t, elf, asm_elf(elf, &a, zero, sizeof(zero))), 0);
+	assert_int_equal(vt_spawn(t, 1, NULL, false, NULL), 0);
+	assert_int_equal(vt_wait(t, 10000, &status), 0);
+	assert_int_equal(status, 125); /* 0xffffffff clamped */
+	assert_int_equal(vt_count(&t->log, 0, "unassigned gpa 0xd0000000"), 1);
+}
+
+/* A triple fault resets the guest: it boots again, and again. */
+static void test_triple_fault_resets(void **state)
+{
+	static const uint8_t zero_idtr[6] = {0};
+	struct vt *t = *state;
+	struct asm32 a = {0};
+	uint8_t elf[8192];
+
+	emit_print(&a, "boot\n");
+	emit(&a, "\x0f\x01\x1d\x00\x10\x10\x00", 7); /* lidt [0x101000]: empty IDT */
+	emit(&a, "\x0f\x0b", 2);		     /* ud2: #UD -> #DF -> triple fault */
+	assert_int_equal(vt_guest_set(t, elf, asm_elf(elf, &a, zero_idtr, sizeof(zero_idtr))), 0);
+	assert_int_equal(vt_spawn(t, 1, NULL, false, NULL), 0);
+	if (vt_expect(t, &t->serial, 0, "boot\nboot\nboot\n", 10000) < 0)
+		fail_msg("no reboot loop:\nserial: %s\nlog: %s", t->serial.buf, t->log.buf);
+	assert_true(vt_expect(t, &t->log, 0, "triple fault: resetting the guest", 0) >= 0);
+	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_QUIT), 0);
+}
+
+/* SIGTERM: the guest is stopped and the process exits 0. */
+static void test_sigterm(void **state)
+{
+	struct vt *t = *state;
+	struct asm32 a = {0};
+	uint8_t elf[8192], zero[16] = {0};
+	int status = -1;
+
+	emit_print(&a, "up\n");
+	emit(&a, "\xeb\xfe", 2); /* jmp $ */
+	assert_int_equal(vt_guest_set(t, elf, asm_elf(elf, &a, zero, sizeof(zero))), 0);
+	assert_int_equal(vt_spawn(t, 2, NULL, false, NULL), 0);
+	assert_true(vt_expect(t, &t->serial, 0, "up\n", 10000) >= 0);
+	kill(t->pid, SIGTERM);
+	assert_int_equal(vt_wait(t, 5000, &status), 0);
+	assert_int_equal(status, 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -152,6 +284,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_exit_code_clamped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_images, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incoming_status_quit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ucalls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unassigned_mmio, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_triple_fault_resets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
 	};
 
 	vt_require_kvm();
