@@ -215,15 +215,14 @@ static void test_pause_resume(void **state)
 }
 
 /* Save, SIGKILL, and continue in a new process on the same memfds. */
-static void test_save_kill_restore(void **state)
+static void save_kill_restore(struct vt *t, const char *append)
 {
-	struct vt *t = *state;
 	Cleave__Vcpu__SaveStateReply *saved = NULL;
 	Cleave__Vcpu__LoadStateRequest load = CLEAVE__VCPU__LOAD_STATE_REQUEST__INIT;
 	Cleave__Vcpu__PauseRequest pause = CLEAVE__VCPU__PAUSE_REQUEST__INIT;
 	Cleave__Vcpu__StatusReply *st = NULL;
 	uint64_t gen0 = 0, gen1 = 0, ns0, ns1, clock_saved;
-	assert_int_equal(vt_spawn(t, 2, "mode=dirty mib=4 rate=16 hb=50 cpus=2", false, NULL), 0);
+	assert_int_equal(vt_spawn(t, 2, append, false, NULL), 0);
 	expect_hb(t, 0, 2, 15000);
 	vt_drain(t, 300);
 	/* SAVE_STATE is refused while running. */
@@ -249,7 +248,7 @@ static void test_save_kill_restore(void **state)
 	vt_kill(t);
 
 	/* New process, same RAM: incoming, load, resume. */
-	assert_int_equal(vt_spawn(t, 2, "mode=dirty mib=4 rate=16 hb=50 cpus=2", true, NULL), 0);
+	assert_int_equal(vt_spawn(t, 2, append, true, NULL), 0);
 	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
 	load.state = saved->state;
 	assert_int_equal(
@@ -274,6 +273,13 @@ static void test_save_kill_restore(void **state)
 	hb_assert_monotonic(t, 0);
 	quit(t);
 	rpc_msg_free(&saved->base);
+}
+
+static void test_save_kill_restore(void **state)
+{
+	/* dirty: generations advance; idle: the guest re-verifies every page. */
+	save_kill_restore(*state, "mode=dirty mib=4 rate=16 hb=50 cpus=2");
+	save_kill_restore(*state, "mode=idle mib=4 hb=50 cpus=2");
 }
 
 static void test_load_state_refused(void **state)

@@ -277,6 +277,49 @@ static void test_sigterm(void **state)
 	assert_int_equal(status, 0);
 }
 
+/* Each bad command line or fd fails with the documented status and a message. */
+static void test_bad_command_lines(void **state)
+{
+	struct vt *t = *state;
+	char ctlfd[16];
+	const char *none[] = {NULL};
+	const char *bad_ctl[] = {"--ctl-fd", "99", NULL};
+	const char *extra_ram[] = {"--ram-fds", ctlfd, NULL};
+	const char *zero_vcpus[] = {"--vcpus", "0", NULL};
+	const char *too_many[] = {"--vcpus", "2000", NULL};
+	const char *bad_fds[] = {"--ram-fds", "3,x", NULL};
+	const char *bad_url[] = {"--events", "nosuch://x", NULL};
+	const char *stray[] = {"stray", NULL};
+	struct {
+		const char *const *extra;
+		int status;
+		const char *msg;
+	} cases[] = {
+		{none, 0, NULL}, /* sanity: the base command line works */
+		{bad_ctl, 126, "control segment fd 99"},
+		{extra_ram, 126, "control segment has 1 regions, --ram-fds gave 2"},
+		{zero_vcpus, 2, "bad --vcpus '0'"},
+		{too_many, 126, "--vcpus 2000: KVM allows 1.."},
+		{bad_fds, 2, "bad --ram-fds '3,x'"},
+		{bad_url, 126, "events nosuch://x"},
+		{stray, 2, "missing or extra arguments"},
+	};
+	uint8_t elf[4096];
+
+	assert_int_equal(vt_guest_set(t, elf, hello_elf(elf, "", 0, false)), 0);
+	snprintf(ctlfd, sizeof(ctlfd), "%d", t->guest_fd); /* a second "RAM" fd */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int status = -1;
+
+		assert_int_equal(vt_spawn(t, 1, NULL, false, cases[i].extra), 0);
+		assert_int_equal(vt_wait(t, 10000, &status), 0);
+		if (status != cases[i].status ||
+		    (cases[i].msg && vt_expect(t, &t->log, 0, cases[i].msg, 0) < 0))
+			fail_msg("case %zu: status %d (want %d), log:\n%s", i, status,
+				 cases[i].status, t->log.buf ? t->log.buf : "");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +331,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_unassigned_mmio, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_triple_fault_resets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_command_lines, setup, teardown),
 	};
 
 	vt_require_kvm();
