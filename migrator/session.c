@@ -84,6 +84,9 @@ static void set_status_locked(struct mig_session *s, enum mig_status status)
 void mig_session_set_status(struct mig_session *s, enum mig_status status)
 {
 	pthread_mutex_lock(&s->lock);
+	/* The destination's clock starts when the source connects, not at listen. */
+	if (status == MIG_STATUS_SETUP && s->role == MIG_ROLE_DEST)
+		s->start_ns = mig_now_ns();
 	/* A cancel in flight keeps "cancelling" until the job finishes. */
 	if (s->status != MIG_STATUS_CANCELLING)
 		set_status_locked(s, status);

@@ -160,9 +160,12 @@ def one_run(kind, sc, channels, args):
             time.sleep(0.005)
         if r['status'] != 'completed':
             raise RuntimeError('%s: %s' % (r['status'], r.get('error-desc')))
-        st = dst.qmp.cmd('query-status')
-        if st['status'] != 'running':
-            raise RuntimeError('destination %s' % st['status'])
+        # QEMU's source completes before its destination finished loading.
+        end = time.time() + 10
+        while dst.qmp.cmd('query-status')['status'] != 'running':
+            if time.time() > end:
+                raise RuntimeError('destination not running 10 s after completion')
+            time.sleep(0.005)
         return r
     finally:
         for vm in (src, dst):
