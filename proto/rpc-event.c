@@ -35,12 +35,53 @@
 /* ---- publisher ------------------------------------------------------------ */
 
 struct rpc_pub {
-	nng_socket sock;      /* pub0, listening */
-	char *publisher;      /* name put in every event */
-	uint64_t id;	      /* random per open: tells subscribers of a restart */
-	pthread_mutex_t lock; /* protects seq; held across send so wire order is seq order */
-	uint64_t seq;	      /* last seq used; protected by lock */
+	nng_socket sock;	 /* pub0, listening */
+	char *publisher;	 /* name put in every event */
+	uint64_t id;		 /* random per open: tells subscribers of a restart */
+	pthread_mutex_t lock;	 /* protects seq; held across send: wire order is seq order */
+	uint64_t seq;		 /* last seq used; protected by lock */
+	struct rpc_endpoint ep;	 /* the listener; watchdog thread only after open */
+	pthread_t watchdog;	 /* keeps ep alive (see rpc-endpoint.c) */
+	pthread_mutex_t wd_lock; /* protects stopping */
+	pthread_cond_t wd_cond;	 /* signalled when stopping is set */
+	bool stopping;		 /* rpc_pub_close has begun; protected by wd_lock */
 };
+
+/* A condition variable on CLOCK_MONOTONIC, as every wait here uses. */
+static void rpc_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
+static void *rpc_pub_watch(void *opaque)
+{
+	struct rpc_pub *p = opaque;
+	struct timespec ts;
+
+	log_set_thread("rpc-pub");
+	pthread_mutex_lock(&p->wd_lock);
+	while (!p->stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += RPC_ENDPOINT_CHECK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->wd_cond, &p->wd_lock, &ts);
+		if (p->stopping)
+			break;
+		pthread_mutex_unlock(&p->wd_lock);
+		rpc_endpoint_check(&p->ep);
+		pthread_mutex_lock(&p->wd_lock);
+	}
+	pthread_mutex_unlock(&p->wd_lock);
+	return NULL;
+}
 
 static int rpc_random_u64(uint64_t *out)
 {
@@ -74,6 +115,8 @@ int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher)
 		goto err_free;
 	}
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->wd_lock, NULL);
+	rpc_cond_init(&p->wd_cond);
 	rv = nng_pub0_open(&p->sock);
 	if (rv) {
 		log_err("rpc pub %s: nng_pub0_open: %s", url, nng_strerror(rv));
@@ -86,18 +129,26 @@ int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher)
 		ret = rpc_errno_from_nng(rv);
 		goto err_close;
 	}
-	rv = nng_listen(p->sock, url, NULL, 0);
-	if (rv) {
-		log_err("rpc pub %s: nng_listen: %s", url, nng_strerror(rv));
-		ret = rpc_errno_from_nng(rv);
+	ret = rpc_endpoint_listen(&p->ep, p->sock, url);
+	if (ret) {
+		log_err("rpc pub %s: nng_listen: %s", url, strerror(-ret));
 		goto err_close;
+	}
+	ret = -pthread_create(&p->watchdog, NULL, rpc_pub_watch, p);
+	if (ret) {
+		log_err("rpc pub %s: pthread_create: %s", url, strerror(-ret));
+		goto err_endpoint;
 	}
 	*out = p;
 	return 0;
 
+err_endpoint:
+	rpc_endpoint_fini(&p->ep);
 err_close:
 	nng_close(p->sock);
 err_mutex:
+	pthread_cond_destroy(&p->wd_cond);
+	pthread_mutex_destroy(&p->wd_lock);
 	pthread_mutex_destroy(&p->lock);
 err_free:
 	free(p->publisher);
@@ -156,7 +207,15 @@ void rpc_pub_close(struct rpc_pub *p)
 {
 	if (!p)
 		return;
+	pthread_mutex_lock(&p->wd_lock);
+	p->stopping = true;
+	pthread_cond_signal(&p->wd_cond);
+	pthread_mutex_unlock(&p->wd_lock);
+	pthread_join(p->watchdog, NULL);
 	nng_close(p->sock);
+	rpc_endpoint_fini(&p->ep);
+	pthread_cond_destroy(&p->wd_cond);
+	pthread_mutex_destroy(&p->wd_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p->publisher);
 	free(p);
@@ -199,8 +258,21 @@ struct rpc_sub {
 	bool done; /* the receive thread has exited */
 	struct rpc_sub_track tracks[RPC_SUB_TRACK_MAX];
 	size_t nr_tracks;
-	uint64_t ticks; /* counts rpc_sub_recv calls, the LRU clock */
+	uint64_t ticks;		  /* counts rpc_sub_recv calls, the LRU clock */
+	pthread_mutex_t ep_lock;  /* protects eps, nr_eps; taken before lock, never inside */
+	struct rpc_endpoint *eps; /* one dialer per rpc_sub_dial */
+	size_t nr_eps;
+	bool stopping; /* rpc_sub_close has begun: no more checks (ep_lock) */
 };
+
+/* Restarts dialers NNG stopped (see rpc-endpoint.c); receive thread. */
+static void rpc_sub_check(struct rpc_sub *s)
+{
+	pthread_mutex_lock(&s->ep_lock);
+	for (size_t i = 0; i < s->nr_eps && !s->stopping; i++)
+		rpc_endpoint_check(&s->eps[i]);
+	pthread_mutex_unlock(&s->ep_lock);
+}
 
 static void rpc_sub_push(struct rpc_sub *s, struct rpc_sub_item *it)
 {
@@ -237,11 +309,13 @@ static void *rpc_sub_run(void *opaque)
 
 	log_set_thread("rpc-sub");
 	for (;;) {
+		rpc_sub_check(s);
 		rv = nng_recvmsg(s->sock, &msg, 0);
 		if (rv == NNG_ECLOSED)
 			break;
 		if (rv) {
-			log_debug("rpc sub: nng_recvmsg: %s", nng_strerror(rv));
+			if (rv != NNG_ETIMEDOUT)
+				log_debug("rpc sub: nng_recvmsg: %s", nng_strerror(rv));
 			continue;
 		}
 		it = calloc(1, sizeof(*it));
@@ -269,7 +343,6 @@ static void *rpc_sub_run(void *opaque)
 
 int rpc_sub_open(struct rpc_sub **out)
 {
-	pthread_condattr_t attr;
 	struct rpc_sub *s;
 	int rv, ret;
 
@@ -278,10 +351,8 @@ int rpc_sub_open(struct rpc_sub **out)
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cond, &attr);
-	pthread_condattr_destroy(&attr);
+	pthread_mutex_init(&s->ep_lock, NULL);
+	rpc_cond_init(&s->cond);
 	rv = nng_sub0_open(&s->sock);
 	if (rv) {
 		log_err("rpc sub: nng_sub0_open: %s", nng_strerror(rv));
@@ -291,6 +362,8 @@ int rpc_sub_open(struct rpc_sub **out)
 	rv = nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE, "", 0);
 	if (!rv)
 		rv = nng_socket_set_int(s->sock, NNG_OPT_RECVBUF, RPC_NNG_MAX_QUEUE);
+	if (!rv)
+		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, RPC_ENDPOINT_CHECK_MS);
 	if (rv) {
 		log_err("rpc sub: socket options: %s", nng_strerror(rv));
 		ret = rpc_errno_from_nng(rv);
@@ -313,6 +386,7 @@ err_close:
 	nng_close(s->sock);
 err_free:
 	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->ep_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	return ret;
@@ -320,15 +394,26 @@ err_free:
 
 int rpc_sub_dial(struct rpc_sub *s, const char *url)
 {
-	int rv;
+	struct rpc_endpoint *eps;
+	int ret;
 
-	/* Non-blocking: the publisher may start later; NNG keeps redialing. */
-	rv = nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK);
-	if (rv) {
-		log_err("rpc sub %s: nng_dial: %s", url, nng_strerror(rv));
-		return rpc_errno_from_nng(rv);
+	pthread_mutex_lock(&s->ep_lock);
+	eps = realloc(s->eps, (s->nr_eps + 1) * sizeof(*eps));
+	if (!eps) {
+		ret = -ENOMEM;
+		goto out;
 	}
-	return 0;
+	s->eps = eps;
+	/* Non-blocking: the publisher may start later; NNG keeps redialing. */
+	ret = rpc_endpoint_dial(&s->eps[s->nr_eps], s->sock, url);
+	if (ret) {
+		log_err("rpc sub %s: nng_dial: %s", url, strerror(-ret));
+		goto out;
+	}
+	s->nr_eps++;
+out:
+	pthread_mutex_unlock(&s->ep_lock);
+	return ret;
 }
 
 /* Returns how many events of @ev's publisher were lost before it. */
@@ -408,6 +493,10 @@ void rpc_sub_close(struct rpc_sub *s)
 
 	if (!s)
 		return;
+	/* NNG 1.5 does not survive closing an endpoint while its socket closes. */
+	pthread_mutex_lock(&s->ep_lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->ep_lock);
 	/* Pairs with the ECLOSED exit of rpc_sub_run. */
 	nng_close(s->sock);
 	pthread_join(s->thread, NULL);
@@ -416,6 +505,10 @@ void rpc_sub_close(struct rpc_sub *s)
 		cleave__events__event__free_unpacked(it->ev, NULL);
 		free(it);
 	}
+	for (size_t i = 0; i < s->nr_eps; i++)
+		rpc_endpoint_fini(&s->eps[i]);
+	free(s->eps);
+	pthread_mutex_destroy(&s->ep_lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

@@ -6,6 +6,7 @@
 #ifndef CLEAVE_RPC_INTERNAL_H
 #define CLEAVE_RPC_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <nng/nng.h>
@@ -17,7 +18,43 @@
 
 /* How quickly a dialer retries a peer that is down or restarting. */
 #define RPC_RECONNECT_MIN_MS 10
-#define RPC_RECONNECT_MAX_MS 250
+#define RPC_RECONNECT_MAX_MS 100
+
+/* How often an endpoint's health is read from NNG's statistics. */
+#define RPC_ENDPOINT_CHECK_MS 100
+
+/*
+ * A listener or dialer that rpc_endpoint_check() restarts when NNG 1.5.2
+ * has silently stopped it (see rpc-endpoint.c).  Not locked: each one is
+ * used by one thread at a time, which its owner guarantees.
+ */
+struct rpc_endpoint {
+	nng_socket sock; /* owns the NNG endpoint; closing it closes ours */
+	char *url;	 /* malloc'd; NULL once fini'd */
+	bool listener;	 /* else a dialer */
+	bool open;	 /* l or d is valid */
+	nng_listener l;
+	nng_dialer d;
+	uint64_t other;		/* "other" errors counted so far */
+	uint64_t counter;	/* dialer: connection attempts counted so far */
+	int64_t last_change;	/* dialer: when counter moved or a pipe was up (ms) */
+	int64_t next_check;	/* rpc_clock_ms() of the next statistics read */
+	unsigned restarts;	/* how often it was made anew */
+	int probe_fd;		/* listener: our test connection to it, or -1 */
+	size_t probe_got;	/* bytes of the listener's SP header read on probe_fd */
+	uint64_t probe_accepts; /* "accept" count when the probe started */
+	int64_t probe_deadline; /* no accept by then: the listener has stopped */
+};
+
+int rpc_endpoint_listen(struct rpc_endpoint *ep, nng_socket sock, const char *url);
+/* Non-blocking: the peer need not be up. */
+int rpc_endpoint_dial(struct rpc_endpoint *ep, nng_socket sock, const char *url);
+/*
+ * At most every RPC_ENDPOINT_CHECK_MS: restarts a stopped endpoint.
+ * Returns 1 when it did, 0 when nothing was needed, or a negative errno.
+ */
+int rpc_endpoint_check(struct rpc_endpoint *ep);
+void rpc_endpoint_fini(struct rpc_endpoint *ep);
 
 /* Maps an NNG error (NNG_E*, possibly NNG_ESYSERR|errno) to a negative errno. */
 int rpc_errno_from_nng(int rv);

@@ -125,7 +125,10 @@ struct rpc_server {
 	pthread_t thread;		  /* the one serving thread */
 	const struct rpc_method *methods; /* owned by the caller */
 	size_t nr_methods;
-	void *arg; /* handed to every handler */
+	void *arg;		 /* handed to every handler */
+	pthread_mutex_t ep_lock; /* protects ep and stopping: no check once closing */
+	struct rpc_endpoint ep;	 /* the listener */
+	bool stopping;		 /* rpc_server_stop has begun */
 	char *url;
 	enum rpc_server_state state; /* touched only by start/stop */
 };
@@ -237,11 +240,17 @@ static void *rpc_server_run(void *opaque)
 
 	log_set_thread("rpc");
 	for (;;) {
+		/* Wakes up every RPC_ENDPOINT_CHECK_MS to keep the listener alive. */
+		pthread_mutex_lock(&s->ep_lock);
+		if (!s->stopping)
+			rpc_endpoint_check(&s->ep);
+		pthread_mutex_unlock(&s->ep_lock);
 		rv = nng_recvmsg(s->sock, &in, 0);
 		if (rv == NNG_ECLOSED)
 			break;
 		if (rv) {
-			log_debug("rpc %s: nng_recvmsg: %s", s->url, nng_strerror(rv));
+			if (rv != NNG_ETIMEDOUT)
+				log_debug("rpc %s: nng_recvmsg: %s", s->url, nng_strerror(rv));
 			continue;
 		}
 		out = rpc_server_answer(s, in);
@@ -287,26 +296,31 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 	rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_MSG_SIZE);
 	if (!rv)
 		rv = nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, RPC_SERVER_SEND_TIMEOUT_MS);
+	if (!rv)
+		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, RPC_ENDPOINT_CHECK_MS);
 	if (rv) {
 		log_err("rpc %s: nng_socket_set: %s", url, nng_strerror(rv));
 		ret = rpc_errno_from_nng(rv);
 		goto err_close;
 	}
-	rv = nng_listen(s->sock, url, NULL, 0);
-	if (rv) {
-		log_err("rpc %s: nng_listen: %s", url, nng_strerror(rv));
-		ret = rpc_errno_from_nng(rv);
+	ret = rpc_endpoint_listen(&s->ep, s->sock, url);
+	if (ret) {
+		log_err("rpc %s: nng_listen: %s", url, rpc_strerror(ret));
 		goto err_close;
 	}
+	pthread_mutex_init(&s->ep_lock, NULL);
 	ret = -pthread_create(&s->thread, NULL, rpc_server_run, s);
 	if (ret) {
 		log_err("rpc %s: pthread_create: %s", url, rpc_strerror(ret));
-		goto err_close;
+		pthread_mutex_destroy(&s->ep_lock);
+		goto err_endpoint;
 	}
 	s->state = RPC_SERVER_SERVING;
 	*out = s;
 	return 0;
 
+err_endpoint:
+	rpc_endpoint_fini(&s->ep);
 err_close:
 	nng_close(s->sock);
 err_free:
@@ -320,10 +334,16 @@ void rpc_server_stop(struct rpc_server *s)
 	if (!s)
 		return;
 	assert(s->state == RPC_SERVER_SERVING);
+	/* NNG 1.5 does not survive closing an endpoint while its socket closes. */
+	pthread_mutex_lock(&s->ep_lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->ep_lock);
 	/* Pairs with the ECLOSED exit of rpc_server_run. */
 	nng_close(s->sock);
 	pthread_join(s->thread, NULL);
 	s->state = RPC_SERVER_STOPPED;
+	rpc_endpoint_fini(&s->ep);
+	pthread_mutex_destroy(&s->ep_lock);
 	free(s->url);
 	free(s);
 }
@@ -331,9 +351,20 @@ void rpc_server_stop(struct rpc_server *s)
 /* ---- client ------------------------------------------------------------- */
 
 struct rpc_client {
-	nng_socket sock; /* req0; each call opens its own context on it */
-	char *url;	 /* for messages */
+	nng_socket sock;	/* req0; each call opens its own context on it */
+	char *url;		/* for messages */
+	pthread_mutex_t lock;	/* protects ep */
+	struct rpc_endpoint ep; /* the dialer */
 };
+
+/* Restarts a stopped dialer; a call that finds another thread at it skips. */
+static void rpc_client_check(struct rpc_client *c)
+{
+	if (pthread_mutex_trylock(&c->lock))
+		return;
+	rpc_endpoint_check(&c->ep);
+	pthread_mutex_unlock(&c->lock);
+}
 
 int rpc_socket_dial_opts(nng_socket sock)
 {
@@ -382,12 +413,12 @@ int rpc_client_open(struct rpc_client **out, const char *url)
 		log_err("rpc %s: socket options: %s", url, rpc_strerror(ret));
 		goto err_close;
 	}
-	rv = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK);
-	if (rv) {
-		log_err("rpc %s: nng_dial: %s", url, nng_strerror(rv));
-		ret = rpc_errno_from_nng(rv);
+	ret = rpc_endpoint_dial(&c->ep, c->sock, url);
+	if (ret) {
+		log_err("rpc %s: nng_dial: %s", url, rpc_strerror(ret));
 		goto err_close;
 	}
+	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
 	return 0;
 
@@ -404,6 +435,8 @@ void rpc_client_close(struct rpc_client *c)
 	if (!c)
 		return;
 	nng_close(c->sock);
+	rpc_endpoint_fini(&c->ep);
+	pthread_mutex_destroy(&c->lock);
 	free(c->url);
 	free(c);
 }
@@ -515,6 +548,7 @@ int rpc_call(struct rpc_client *c, uint32_t method, const ProtobufCMessage *req,
 		*reply = NULL;
 	if (reply_desc && !reply)
 		return -EINVAL;
+	rpc_client_check(c);
 	ret = rpc_request_pack(method, req, &msg);
 	if (ret) {
 		snprintf(errbuf, errlen, "request %u to %s: %s", method, c->url, rpc_strerror(ret));
@@ -532,8 +566,20 @@ int rpc_call(struct rpc_client *c, uint32_t method, const ProtobufCMessage *req,
 		snprintf(errbuf, errlen, "nng_aio_alloc: %s", nng_strerror(rv));
 		goto err_ctx;
 	}
-	nng_aio_set_msg(aio, msg);
-	rv = rpc_ctx_io(ctx, aio, true, deadline);
+	/*
+	 * Waiting for a connection happens here, in slices: between them the
+	 * dialer is checked.  A send that timed out never reached a pipe, so
+	 * it is safe to try again.
+	 */
+	for (;;) {
+		int64_t slice = rpc_clock_ms() + RPC_ENDPOINT_CHECK_MS;
+
+		nng_aio_set_msg(aio, msg);
+		rv = rpc_ctx_io(ctx, aio, true, slice < deadline ? slice : deadline);
+		if (rv != NNG_ETIMEDOUT || rpc_clock_ms() >= deadline)
+			break;
+		rpc_client_check(c);
+	}
 	if (rv)
 		goto err_io; /* msg is still ours */
 	msg = NULL;	     /* NNG owns it now */
@@ -562,6 +608,8 @@ err_io:
 		snprintf(errbuf, errlen, "method %u to %s: %s", method, c->url, nng_strerror(rv));
 	}
 	nng_aio_free(aio);
+	/* A dialer stopped by NNG bug #1518 looks just like a dead peer. */
+	rpc_client_check(c);
 err_ctx:
 	nng_ctx_close(ctx);
 err_msg:
