@@ -16,7 +16,7 @@
 #include "vcpu-proc/vm.h"
 
 #define EXIT_USAGE	    2
-#define QUIT_REPLY_GRACE_US 100000 /* lets the QUIT reply leave before the socket closes */
+#define QUIT_REPLY_GRACE_US 300000 /* lets the QUIT reply leave before the process exits */
 
 /* The RPC server at exit, kept reachable for leak checkers; see the end of main. */
 static struct rpc_server *exit_server;
@@ -217,9 +217,10 @@ int main(int argc, char **argv)
 
 	why = vm_wait(&vm, &status);
 	publish_shutdown(&vm, why);
+	vm_vcpus_stop(&vm);
+	/* NNG has no flush: give the QUIT reply (and the event) time to leave. */
 	if (why == VM_EXIT_QUIT)
 		usleep(QUIT_REPLY_GRACE_US);
-	vm_vcpus_stop(&vm);
 	/*
 	 * The guest is stopped and its output flushed.  The RPC server and the
 	 * publisher are left for process exit to reclaim: closing a listening
