@@ -215,15 +215,14 @@ static int src_ping(struct mig_src *src)
 
 static int src_queue(struct mig_src *src, struct mig_batch *b)
 {
+	uint64_t left = atomic_load(&src->s->ctr.remaining), bytes = b->nr_pages * SHM_PAGE_SIZE;
 	int ret;
 
 	if (!b->nr_pages)
 		return 0;
 	ret = mig_send_queue(src, b, -1);
-	atomic_fetch_sub(&src->s->ctr.remaining,
-			 b->nr_pages * SHM_PAGE_SIZE > atomic_load(&src->s->ctr.remaining)
-				 ? atomic_load(&src->s->ctr.remaining)
-				 : b->nr_pages * SHM_PAGE_SIZE);
+	/* Only the worker writes remaining: load and store need no loop. */
+	atomic_store(&src->s->ctr.remaining, left > bytes ? left - bytes : 0);
 	b->nr_pages = 0;
 	return ret ? ret : src_ping(src);
 }

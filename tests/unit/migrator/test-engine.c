@@ -224,6 +224,25 @@ static void test_ordering_delayed_channel(void **state)
 	tvm_dirtier_stop(&p->src);
 }
 
+/* max-bandwidth is a ceiling shared by all channels: 4 MiB at 8 MiB/s takes >= ~0.4 s. */
+static void test_max_bandwidth(void **state)
+{
+	struct pair *p = *state;
+	struct mig_params params = {
+		.multifd_channels = 4, .max_bandwidth = 8 << 20, .downtime_limit = 300};
+	struct mig_info si;
+
+	tvm_fill(&p->src, 0, 0, 1024, false);
+	pair_config(p, 4, 300, false);
+	assert_int_equal(mig_session_set_params(p->src.s, &params), 0);
+	pair_migrate(p);
+	assert_completed(p);
+	mig_session_query(p->src.s, &si);
+	/* 100 ms of burst credit, then the bucket refills at 8 MiB/s. */
+	assert_true(si.total_time_ms >= 350);
+	assert_true(si.total_time_ms < 5000);
+}
+
 int main(void)
 {
 	log_init("test-migrator");
@@ -236,6 +255,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dirty_4ch, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_ordering_delayed_channel, ordering_setup,
 						pair_teardown),
+		cmocka_unit_test_setup_teardown(test_max_bandwidth, pair_setup, pair_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
