@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * One QMP client's session: its socket, framer, output buffer, negotiation
+ * state and the order of its commands (see server-internal.h).
+ *
+ * Per-client order: while a client's command is with a worker (busy), its
+ * further input stays in its framer; the next command starts only after the
+ * reply is queued, so pipelined commands are answered in order.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "monitor/server-internal.h"
+
+struct mon_client *mon_client_lookup(struct mon_server *s, int fd, uint64_t id)
+{
+	struct mon_client *c;
+
+	if (fd < 0 || (size_t)fd >= s->by_fd_cap)
+		return NULL;
+	c = s->by_fd[fd];
+	return c && c->id == id ? c : NULL;
+}
+
+static void mon_client_watch(struct mon_server *s, struct mon_client *c)
+{
+	struct epoll_event ev = {.data.u64 = MON_EP(MON_EP_CLIENT, c->fd)};
+	uint32_t want = 0;
+
+	/* Stop reading at EOF, and while a busy client has plenty queued. */
+	if (!c->eof && !(c->busy && mon_framer_pending(&c->in) > MON_IN_HIGH))
+		want |= EPOLLIN;
+	if (c->out_len > c->out_off)
+		want |= EPOLLOUT;
+	if (want == c->ep_events)
+		return;
+	ev.events = want;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev))
+		log_warn("epoll_ctl MOD client %llu: %s", (unsigned long long)c->id,
+			 strerror(errno));
+	else
+		c->ep_events = want;
+}
+
+/* Frees everything of @c: nothing of it can reach another client. */
+void mon_client_close(struct mon_server *s, struct mon_client *c, const char *why)
+{
+	log_debug("client %llu closed: %s", (unsigned long long)c->id, why);
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	s->by_fd[c->fd] = NULL;
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nr_clients--;
+	mon_framer_fini(&c->in);
+	free(c->out);
+	free(c);
+}
+
+/* Writes what the socket takes now.  Returns 0 or the write error. */
+static int mon_client_flush(struct mon_client *c)
+{
+	ssize_t n;
+
+	while (c->out_off < c->out_len) {
+		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -errno;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out_off = c->out_len = 0;
+	if (c->out_cap > MON_READ_SIZE) {
+		/* Give back what a burst made us allocate. */
+		free(c->out);
+		c->out = NULL;
+		c->out_cap = 0;
+	}
+	return 0;
+}
+
+/* Queues @len bytes to @c.  -ENOBUFS past the limit, or the write error. */
+int mon_client_send(struct mon_server *s, struct mon_client *c, const char *data, size_t len)
+{
+	size_t queued = c->out_len - c->out_off;
+	int ret;
+
+	if (queued + len > s->out_limit)
+		return -ENOBUFS;
+	if (c->out_off && c->out_len + len > c->out_cap) {
+		memmove(c->out, c->out + c->out_off, queued);
+		c->out_off = 0;
+		c->out_len = queued;
+	}
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		char *out;
+
+		while (cap < c->out_len + len)
+			cap *= 2;
+		out = realloc(c->out, cap);
+		if (!out)
+			return -ENOMEM;
+		c->out = out;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+	ret = mon_client_flush(c);
+	if (ret)
+		return ret;
+	mon_client_watch(s, c);
+	return 0;
+}
+
+int mon_client_reply(struct mon_server *s, struct mon_client *c, json_t *id,
+		     const struct mon_result *res)
+{
+	size_t len;
+	char *line = mon_reply_format(id, res, &len);
+	int ret;
+
+	if (!line)
+		return -ENOMEM;
+	ret = mon_client_send(s, c, line, len);
+	free(line);
+	return ret;
+}
+
+/* Runs one checked request: inline, or handed to its backend's worker. */
+static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mon_request *req)
+{
+	struct mon_result res = {0};
+	struct mon_job *job;
+	int ret;
+
+	if (req->cmd->backend != MON_BACKEND_NONE) {
+		job = mon_job_alloc();
+		if (!job)
+			return -ENOMEM;
+		job->client_id = c->id;
+		job->client_fd = c->fd;
+		job->id = req->id;
+		job->args = req->args;
+		job->run = req->cmd->run;
+		job->name = req->cmd->name;
+		req->id = req->args = NULL;
+		c->busy = true;
+		mon_worker_submit(&s->workers[req->cmd->backend], job);
+		return 0;
+	}
+	req->cmd->run(&s->ctx, req->args, &res);
+	if (!res.err_class && (req->cmd->flags & MON_CMD_CAPABILITIES))
+		c->negotiated = true;
+	ret = mon_client_reply(s, c, req->id, &res);
+	mon_result_fini(&res);
+	if (!ret && (req->cmd->flags & MON_CMD_QUIT))
+		s->quit_pending = true;
+	return ret;
+}
+
+/* Handles one frame of input.  Returns 0 or an error that closes @c. */
+static int mon_client_handle(struct mon_server *s, struct mon_client *c, const struct mon_frame *f)
+{
+	struct mon_result res = {0};
+	struct mon_request req;
+	int ret;
+
+	if (f->kind == MON_FRAME_ERROR) {
+		mon_result_error(&res, NULL, "%s", f->error);
+		return mon_client_reply(s, c, NULL, &res);
+	}
+	if (mon_request_parse(f->data, f->len, c->negotiated, &req, &res)) {
+		ret = mon_client_reply(s, c, req.id, &res);
+		mon_request_fini(&req);
+		mon_result_fini(&res);
+		return ret;
+	}
+	ret = mon_client_exec(s, c, &req);
+	mon_request_fini(&req);
+	return ret;
+}
+
+static void mon_ready_add(struct mon_server *s, struct mon_client *c)
+{
+	if (s->nr_ready == s->ready_cap) {
+		size_t cap = s->ready_cap ? s->ready_cap * 2 : 64;
+		struct mon_ready *r = realloc(s->ready, cap * sizeof(*r));
+
+		if (!r)
+			return; /* it runs again on its next input instead */
+		s->ready = r;
+		s->ready_cap = cap;
+	}
+	s->ready[s->nr_ready++] = (struct mon_ready){.fd = c->fd, .id = c->id};
+}
+
+/*
+ * Runs @c's buffered input until it is busy, out of complete messages, or
+ * its batch is used up.  Closes @c on error; @c must not be used after.
+ */
+void mon_client_run(struct mon_server *s, struct mon_client *c)
+{
+	struct mon_frame f;
+	int n, ret;
+
+	for (n = 0; !c->busy; n++) {
+		if (n == MON_BATCH) {
+			/* Fairness: the others get a turn first. */
+			mon_ready_add(s, c);
+			break;
+		}
+		mon_framer_next(&c->in, &f);
+		if (f.kind == MON_FRAME_NONE) {
+			if (c->eof && c->out_len == c->out_off) {
+				mon_client_close(s, c, "end of input");
+				return;
+			}
+			break;
+		}
+		ret = mon_client_handle(s, c, &f);
+		if (ret) {
+			mon_client_close(s, c, strerror(-ret));
+			return;
+		}
+	}
+	mon_client_watch(s, c);
+}
+
+static void mon_client_readable(struct mon_server *s, struct mon_client *c)
+{
+	char buf[MON_READ_SIZE];
+	ssize_t n;
+
+	n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		mon_client_close(s, c, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		c->eof = true;
+	} else if (mon_framer_push(&c->in, buf, (size_t)n)) {
+		mon_client_close(s, c, "out of memory");
+		return;
+	}
+	mon_client_run(s, c);
+}
+
+void mon_client_event(struct mon_server *s, int fd, uint32_t events)
+{
+	struct mon_client *c = (size_t)fd < s->by_fd_cap ? s->by_fd[fd] : NULL;
+	int ret;
+
+	if (!c)
+		return;
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		/* Gone both ways (close or reset): nothing can reach it any more. */
+		mon_client_close(s, c, "hang-up");
+		return;
+	}
+	if (events & EPOLLOUT) {
+		ret = mon_client_flush(c);
+		if (ret) {
+			mon_client_close(s, c, strerror(-ret));
+			return;
+		}
+		if (c->eof && !c->busy && c->out_len == c->out_off) {
+			mon_client_run(s, c);
+			return;
+		}
+		mon_client_watch(s, c);
+	}
+	if (events & EPOLLIN)
+		mon_client_readable(s, c);
+}
+
+static int mon_by_fd_reserve(struct mon_server *s, int fd)
+{
+	size_t cap = s->by_fd_cap ? s->by_fd_cap : 1024;
+	struct mon_client **t;
+
+	if ((size_t)fd < s->by_fd_cap)
+		return 0;
+	while (cap <= (size_t)fd)
+		cap *= 2;
+	t = realloc(s->by_fd, cap * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	memset(t + s->by_fd_cap, 0, (cap - s->by_fd_cap) * sizeof(*t));
+	s->by_fd = t;
+	s->by_fd_cap = cap;
+	return 0;
+}
+
+void mon_client_accepted(struct mon_server *s, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = MON_EP(MON_EP_CLIENT, fd)};
+	struct mon_client *c;
+	int one = 1, ret;
+
+	/* Fails with EOPNOTSUPP on unix sockets, which is fine. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = calloc(1, sizeof(*c));
+	if (!c || mon_by_fd_reserve(s, fd))
+		goto err_close;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		log_warn("epoll_ctl ADD client: %s", strerror(errno));
+		goto err_close;
+	}
+	c->id = ++s->next_id;
+	c->fd = fd;
+	c->ep_events = EPOLLIN;
+	mon_framer_init(&c->in);
+	s->by_fd[fd] = c;
+	c->next = s->clients;
+	if (s->clients)
+		s->clients->prev = c;
+	s->clients = c;
+	s->nr_clients++;
+	/* Each client's greeting goes into its own, empty buffer. */
+	ret = mon_client_send(s, c, s->greeting, s->greeting_len);
+	if (ret)
+		mon_client_close(s, c, strerror(-ret));
+	return;
+
+err_close:
+	free(c);
+	close(fd);
+}

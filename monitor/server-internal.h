@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Private parts of the QMP server shared by server.c (the loop, listeners,
+ * completions, events) and client.c (one client's session).
+ *
+ * Only the loop thread touches these structures.  Workers and the event
+ * subscriber hand results over through queues with eventfds; a completion
+ * finds its client by (fd, id) and is dropped when the client is gone, so no
+ * pointer to a client ever leaves the loop thread.
+ */
+#ifndef CLEAVE_MONITOR_SERVER_INTERNAL_H
+#define CLEAVE_MONITOR_SERVER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "monitor/events.h"
+#include "monitor/qmp-framer.h"
+#include "monitor/server.h"
+#include "monitor/worker.h"
+
+#define MON_BATCH	    32	       /* messages one client may run per loop turn */
+#define MON_READ_SIZE	    65536      /* bytes read per readiness event */
+#define MON_IN_HIGH	    (2u << 20) /* input buffered while busy before we stop reading */
+#define MON_ACCEPT_PAUSE_MS 100	       /* after EMFILE: retry accepting this much later */
+#define MON_EPOLL_BATCH	    256
+
+enum mon_ep_kind {
+	MON_EP_LISTEN,
+	MON_EP_CLIENT,
+	MON_EP_DONE,
+	MON_EP_EVENTS,
+	MON_EP_STOP,
+};
+
+#define MON_EP(kind, fd) (((uint64_t)(kind) << 32) | (uint32_t)(fd))
+
+struct mon_client {
+	uint64_t id;			/* unique for the server's life */
+	int fd;				/* owned */
+	struct mon_client *prev, *next; /* all clients, for event fan-out */
+	struct mon_framer in;		/* input not yet run */
+	char *out;			/* bytes queued to the socket; owned */
+	size_t out_off;			/* first unsent byte */
+	size_t out_len;			/* end of queued bytes */
+	size_t out_cap;
+	uint32_t ep_events; /* what epoll watches now */
+	bool negotiated;    /* qmp_capabilities done: commands and events */
+	bool busy;	    /* a command is with a worker */
+	bool eof;	    /* the peer will send nothing more */
+};
+
+/* A client that has more complete input than its batch allowed. */
+struct mon_ready {
+	int fd;
+	uint64_t id;
+};
+
+struct mon_server {
+	int epfd;
+	int *listen_fds;
+	size_t nr_listen;
+	bool accept_paused;
+	bool accept_warned; /* out of fds was logged; cleared by the next accept */
+	int64_t accept_resume_ms;
+	struct mon_client **by_fd; /* client by socket fd, for completions */
+	size_t by_fd_cap;
+	struct mon_client *clients; /* list head */
+	size_t nr_clients;
+	uint64_t next_id;
+	struct mon_ready *ready; /* clients to run again next turn */
+	size_t nr_ready, ready_cap;
+	struct mon_ctx ctx;
+	struct mon_done done;
+	struct mon_worker workers[MON_BACKEND_NR];
+	struct mon_events events;
+	size_t out_limit;
+	int stop_fd;
+	bool quit_pending; /* a quit was answered: SHUTDOWN + vcpu QUIT next */
+	bool quit_sent;	   /* SHUTDOWN for quit went out: drop vcpu-proc's copy */
+	char *greeting;
+	size_t greeting_len;
+};
+
+/* ---- client.c: one client's session ---- */
+
+/* The client on @fd if it is still the one with @id, else NULL. */
+struct mon_client *mon_client_lookup(struct mon_server *s, int fd, uint64_t id);
+/* Takes over an accepted socket and sends the greeting (closes it on failure). */
+void mon_client_accepted(struct mon_server *s, int fd);
+/* Frees everything of @c: nothing of it can reach another client. */
+void mon_client_close(struct mon_server *s, struct mon_client *c, const char *why);
+/* Queues bytes to @c: 0, -ENOBUFS past the limit, or the write error (caller closes). */
+int mon_client_send(struct mon_server *s, struct mon_client *c, const char *data, size_t len);
+int mon_client_reply(struct mon_server *s, struct mon_client *c, json_t *id,
+		     const struct mon_result *res);
+/* Runs buffered input; may close @c, which must not be used after. */
+void mon_client_run(struct mon_server *s, struct mon_client *c);
+/* epoll readiness of a client socket; may close it. */
+void mon_client_event(struct mon_server *s, int fd, uint32_t events);
+
+#endif
