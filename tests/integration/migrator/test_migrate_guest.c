@@ -314,6 +314,116 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 	free(dst);
 }
 
+/*
+ * The destination migrator dies (SIGKILL) or the operator cancels in the
+ * middle of a slow migration: the source reports failed/cancelled and its
+ * guest keeps running; the destination guest never ran.
+ */
+static void run_interrupted(bool kill_dst)
+{
+	struct vt *src = calloc(1, sizeof(*src)), *dst = calloc(1, sizeof(*dst));
+	struct mproc msrc = {0}, mdst = {0};
+	Cleave__Migrator__Capabilities caps = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
+	Cleave__Migrator__Parameters params = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	Cleave__Migrator__MigrateRequest mreq = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	Cleave__Migrator__MigrationInfo *mi = NULL;
+	char uri[64];
+	uint64_t gen, t0;
+	unsigned int n0, n1, port = free_port();
+	int status;
+
+	fprintf(stderr, "# %s during a migration\n", kill_dst ? "destination killed" : "cancel");
+	assert_int_equal(vt_init(src, vcpu_bin, RAM, 0), 0);
+	assert_int_equal(vt_init(dst, vcpu_bin, RAM, 0), 0);
+	assert_int_equal(vt_guest_open(src, guest_path), 0);
+	assert_int_equal(vt_guest_open(dst, guest_path), 0);
+	assert_int_equal(vt_spawn(src, 1, "mode=dirty mib=32 hb=100 rate=50 cpus=1", false, NULL),
+			 0);
+	assert_int_equal(vt_spawn(dst, 1, "mode=dirty mib=32 hb=100 rate=50 cpus=1", true, NULL),
+			 0);
+	if (vt_expect(src, &src->serial, 0, "HB 0 ", 15000) < 0)
+		fail_msg("no heartbeat:\n%s\n%s", src->serial.buf, src->log.buf);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+	assert_int_equal(mig_spawn(dst, &mdst, uri), 0);
+	assert_int_equal(mig_spawn(src, &msrc, NULL), 0);
+	caps.multifd = true;
+	caps.has_multifd = true;
+	params.multifd_channels = 2;
+	params.max_bandwidth = 4 << 20; /* 32 MiB take ~8 s */
+	params.has_multifd_channels = params.has_max_bandwidth = true;
+	assert_int_equal(mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES,
+				  &caps.base, NULL, NULL),
+			 0);
+	assert_int_equal(mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS,
+				  &params.base, NULL, NULL),
+			 0);
+	mreq.uri = uri;
+	assert_int_equal(
+		mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &mreq.base, NULL, NULL),
+		0);
+	usleep(700000);
+	mi = query(&msrc);
+	assert_string_equal(mi->status, "active");
+	assert_true(mi->ram->transferred > 0);
+	rpc_msg_free(&mi->base);
+	if (kill_dst) {
+		kill(mdst.pid, SIGKILL);
+		waitpid(mdst.pid, &status, 0);
+		mdst.pid = 0;
+	} else {
+		assert_int_equal(
+			mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, NULL, NULL, NULL),
+			0);
+	}
+	t0 = vt_now_ms();
+	for (;;) {
+		mi = query(&msrc);
+		if (!strcmp(mi->status, kill_dst ? "failed" : "cancelled"))
+			break;
+		if (vt_now_ms() - t0 > 15000)
+			fail_msg("source status %s", mi->status);
+		rpc_msg_free(&mi->base);
+		usleep(10000);
+	}
+	fprintf(stderr, "#   source %s after %" PRIu64 " ms: %s\n", mi->status, vt_now_ms() - t0,
+		mi->error_desc);
+	assert_true(mi->error_desc && mi->error_desc[0]);
+	rpc_msg_free(&mi->base);
+	/* The source guest runs on, the destination one never ran. */
+	assert_int_equal(vcpu_state(src), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	assert_int_equal(vcpu_state(dst), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	vt_drain(src, 50);
+	hb_last(src, 0, &gen, &n0);
+	vt_drain(src, 500);
+	hb_last(src, 0, &gen, &n1);
+	assert_true(n1 > n0);
+	assert_int_equal(vt_count(&src->serial, 0, "ASSERT"), 0);
+	assert_int_equal(vt_count(&dst->serial, 0, "HB "), 0);
+
+	mig_stop(&msrc);
+	mig_stop(&mdst);
+	vt_simple(dst, CLEAVE__VCPU__METHOD__METHOD_QUIT);
+	vt_simple(src, CLEAVE__VCPU__METHOD__METHOD_QUIT);
+	if (vt_wait(dst, 5000, &status))
+		vt_kill(dst);
+	if (vt_wait(src, 5000, &status))
+		vt_kill(src);
+	vt_fini(src);
+	vt_fini(dst);
+	free(src);
+	free(dst);
+}
+
+static void test_destination_killed(void **state)
+{
+	run_interrupted(true);
+}
+
+static void test_cancel(void **state)
+{
+	run_interrupted(false);
+}
+
 static void test_idle_1cpu_1ch(void **state)
 {
 	run(1, 1, false);
@@ -337,10 +447,9 @@ static void test_dirty_2cpu_1ch(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_idle_1cpu_1ch),
-		cmocka_unit_test(test_idle_2cpu_4ch),
-		cmocka_unit_test(test_dirty_1cpu_4ch),
-		cmocka_unit_test(test_dirty_2cpu_1ch),
+		cmocka_unit_test(test_idle_1cpu_1ch),	   cmocka_unit_test(test_idle_2cpu_4ch),
+		cmocka_unit_test(test_dirty_1cpu_4ch),	   cmocka_unit_test(test_dirty_2cpu_1ch),
+		cmocka_unit_test(test_destination_killed), cmocka_unit_test(test_cancel),
 	};
 
 	if (argc != 4) {
