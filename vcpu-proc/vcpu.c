@@ -375,11 +375,14 @@ static void *vcpu_thread_run(void *arg)
 
 int vm_vcpus_start(struct vm *vm)
 {
-	struct sigaction sa = {.sa_handler = vcpu_kick_handler};
+	/*
+	 * SA_RESTART keeps other syscalls (log and serial writes) from failing
+	 * with EINTR; KVM_RUN still returns EINTR, KVM does not restart it.
+	 */
+	struct sigaction sa = {.sa_handler = vcpu_kick_handler, .sa_flags = SA_RESTART};
 	int ret;
 
 	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: the signal must make KVM_RUN return EINTR. */
 	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
 		return -errno;
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {

@@ -180,6 +180,7 @@ int vt_spawn(struct vt *t, unsigned int vcpus, const char *append, bool incoming
 	vt_stream_reset(&t->serial, sp[0]);
 	vt_stream_reset(&t->log, lp[0]);
 	t->pid = pid;
+	t->rpc_ready = false;
 	return 0;
 }
 
@@ -288,11 +289,36 @@ unsigned int vt_count(const struct vt_stream *s, size_t from, const char *needle
 	return n;
 }
 
+/*
+ * The client dials in the background and NNG may need a redial after the
+ * previous process died: poll STATUS with short deadlines until one answers,
+ * so a test's first real request does not race the connection.
+ */
+static void vt_rpc_wait_ready(struct vt *t)
+{
+	uint64_t end = vt_now_ms() + 10000;
+	char err[RPC_ERRMSG_LEN];
+
+	while (!t->rpc_ready && vt_now_ms() < end) {
+		ProtobufCMessage *st = NULL;
+
+		if (rpc_call(t->rpc, CLEAVE__VCPU__METHOD__METHOD_STATUS, NULL,
+			     &cleave__vcpu__status_reply__descriptor, &st, 300, err,
+			     sizeof(err)) == 0) {
+			rpc_msg_free(st);
+			t->rpc_ready = true;
+		}
+	}
+}
+
 int vt_call(struct vt *t, uint32_t method, const ProtobufCMessage *req,
 	    const ProtobufCMessageDescriptor *rd, ProtobufCMessage **rep)
 {
 	char err[RPC_ERRMSG_LEN] = "";
-	int ret = rpc_call(t->rpc, method, req, rd, rep, 5000, err, sizeof(err));
+	int ret;
+
+	vt_rpc_wait_ready(t);
+	ret = rpc_call(t->rpc, method, req, rd, rep, 5000, err, sizeof(err));
 
 	if (ret && getenv("VT_VERBOSE"))
 		fprintf(stderr, "rpc %u: %d %s\n", method, ret, err);

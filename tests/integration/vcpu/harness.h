@@ -35,6 +35,7 @@ struct vt {
 	char dir[64];
 	char rpc_url[128], events_url[128];
 	struct rpc_client *rpc;
+	bool rpc_ready; /* a STATUS got through since the last spawn */
 };
 
 /* Exits 77 (skip) when /dev/kvm is absent. */
