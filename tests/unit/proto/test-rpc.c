@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "log/log.h"
@@ -699,5 +700,10 @@ int main(int argc, char **argv)
 	log_init("test-rpc");
 	if (getenv("CLEAVE_TEST_VERBOSE"))
 		log_set_verbose(true);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	/* Lets NNG's reaper free what it still holds, for the leak checker. */
+	nng_msleep(200);
+	nng_fini();
+	return failed;
 }
