@@ -8,6 +8,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -163,6 +164,32 @@ static int dst_check_hello(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 					" size 0x%" PRIx64,
 					r, h->regions[r]->gpa, h->regions[r]->size,
 					ch->regions[r].gpa, ch->regions[r].size);
+	return 0;
+}
+
+/*
+ * The destination RAM must read as zero wherever no page lands (ZERO pages
+ * and holes are not written): punch out whatever an earlier, failed
+ * attempt left.  Only for a VM that never ran (inmigrate).
+ */
+static int dst_ram_clear(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	int state = 0, ret;
+
+	ret = s->env.ops->run_state(s->env.ops_arg, &state);
+	if (ret)
+		return dst_fail(dst, ret, "vcpu-proc STATUS: %s", strerror(-ret));
+	if (state != MIG_RUN_STATE_INMIGRATE)
+		return dst_fail(dst, -EBUSY,
+				"destination VM is not waiting for an incoming migration "
+				"(run state %d)",
+				state);
+	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++)
+		if (fallocate(s->env.ram[r].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			      (off_t)s->env.ram[r].size))
+			return dst_fail(dst, -errno, "region %u: punch hole: %s", r,
+					strerror(errno));
 	return 0;
 }
 
@@ -386,6 +413,8 @@ static int dst_run(struct mig_dst *dst)
 		return dst_fail(dst, -EPROTO, "protocol error: expected Hello");
 	}
 	ret = dst_check_hello(dst, in->hello);
+	if (!ret)
+		ret = dst_ram_clear(dst);
 	if (ret) {
 		cleave__wire__wire_msg__free_unpacked(in, NULL);
 		return ret;

@@ -29,6 +29,8 @@
 #define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the session */
 
 /* vcpu-proc run states the engine asks for (values of vcpu.proto RunState). */
+#define MIG_RUN_STATE_INMIGRATE 6 /* vcpu.proto RUN_STATE_INMIGRATE */
+
 enum mig_pause_state {
 	MIG_PAUSE_PAUSED = 3,
 	MIG_PAUSE_FINISH_MIGRATE = 7,
@@ -39,7 +41,7 @@ enum mig_pause_state {
  * The VM side.  Each returns 0 or a negative errno and may block (an RPC to
  * vcpu-proc).  Called from the session's worker thread only, never two at
  * once.  Source uses pause, resume, dirty_log, harvest, save_state,
- * throttle; the destination uses load_state and resume.
+ * throttle; the destination uses run_state, load_state and resume.
  */
 struct mig_vm_ops {
 	int (*pause)(void *arg, enum mig_pause_state state);
@@ -51,6 +53,8 @@ struct mig_vm_ops {
 	int (*save_state)(void *arg, void **blob, size_t *len);
 	int (*load_state)(void *arg, const void *blob, size_t len);
 	int (*throttle)(void *arg, unsigned int percent);
+	/* *state: a vcpu.proto RunState; the destination requires MIG_RUN_STATE_INMIGRATE. */
+	int (*run_state)(void *arg, int *state);
 };
 
 struct mig_event {

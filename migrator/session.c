@@ -140,7 +140,7 @@ int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 	struct mig_session *s;
 	int ret;
 
-	if (!env->ctl || !env->ctl->hdr || !env->ram || !env->ops)
+	if (!env->ctl || !env->ctl->hdr || !env->ram || !env->ops || !env->ops->run_state)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)

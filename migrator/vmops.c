@@ -103,7 +103,22 @@ static int ops_throttle(void *arg, unsigned int percent)
 		       NULL);
 }
 
+static int ops_run_state(void *arg, int *state)
+{
+	ProtobufCMessage *reply = NULL;
+	int ret;
+
+	ret = vm_call(arg, CLEAVE__VCPU__METHOD__METHOD_STATUS, "STATUS", NULL,
+		      &cleave__vcpu__status_reply__descriptor, &reply);
+	if (ret)
+		return ret;
+	*state = ((Cleave__Vcpu__StatusReply *)reply)->state;
+	rpc_msg_free(reply);
+	return 0;
+}
+
 const struct mig_vm_ops migrator_vm_ops = {
+	.run_state = ops_run_state,
 	.pause = ops_pause,
 	.resume = ops_resume,
 	.dirty_log = ops_dirty_log,

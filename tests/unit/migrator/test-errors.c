@@ -195,6 +195,8 @@ static void assert_dst_untouched(struct fix *f)
 	assert_int_equal(shm_memfd_next_data(f->dst.ram[0].fd, 0, layout.size[0], &a, &e), -ENXIO);
 }
 
+static void assert_src_running(struct fix *f);
+
 /* ---- destination: bad main streams (table driven) ------------------------ */
 
 enum main_case { MC_TRUNCATED, MC_GARBAGE, MC_MAGIC, MC_VERSION, MC_LAYOUT, MC_ORDER, MC_HUNG };
@@ -396,6 +398,49 @@ static void test_receivedmap_lifetime(void **state)
 	close(cfd);
 }
 
+/*
+ * A failed attempt leaves pages in the destination RAM; the next attempt
+ * must not keep them where the source has zeros (ZERO pages and holes are
+ * not written): the destination punches its RAM out first.
+ */
+static void test_dst_retry_after_failure(void **state)
+{
+	struct fix *f = *state;
+	uint64_t off = 5 * SHM_PAGE_SIZE, a, e;
+	int mfd, cfd;
+
+	raw_source_start(f, &mfd, &cfd);
+	raw_packet(cfd, 0, &off, 1, 1); /* 0xab... lands on page 5 */
+	close(cfd);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the channel");
+	close(mfd);
+	assert_int_equal(shm_memfd_next_data(f->dst.ram[0].fd, 0, layout.size[0], &a, &e), 0);
+	assert_int_equal(a, off);
+
+	tvm_fill(&f->src, 0, 0, 5, false);
+	tvm_fill(&f->src, 0, 5, 1, true); /* page 5 is zero on the source */
+	dst_listen(f);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	assert_final(&f->src, MIG_STATUS_COMPLETED, "");
+	assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
+	assert_int_equal(tvm_ram_cmp(&f->src, &f->dst), 0);
+}
+
+/* An incoming migration never overwrites a guest that runs. */
+static void test_dst_refuses_running_vm(void **state)
+{
+	struct fix *f = *state;
+
+	f->dst.run_state_override = 2; /* running */
+	tvm_fill(&f->src, 0, 0, 8, false);
+	dst_listen(f);
+	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
+	assert_final(&f->dst, MIG_STATUS_FAILED, "not waiting for an incoming migration");
+	assert_final(&f->src, MIG_STATUS_FAILED, "destination: destination VM is not waiting");
+	assert_dst_untouched(f);
+	assert_src_running(f);
+}
+
 /* ---- source against a misbehaving destination ---------------------------- */
 
 static void src_start(struct fix *f, int *lfd)
@@ -507,7 +552,7 @@ static void test_src_dest_gone_in_device(void **state)
 	}
 	close(cfd);
 	close(fd);
-	assert_final(&f->src, MIG_STATUS_FAILED, "waiting for Loaded");
+	assert_final(&f->src, MIG_STATUS_FAILED, ""); /* channel or main: whichever notices first */
 	assert_int_equal(f->src.pause_calls, 1);
 	assert_int_equal(f->src.last_pause_state, MIG_PAUSE_FINISH_MIGRATE);
 	assert_src_running(f);
@@ -658,6 +703,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dst_bad_packets, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_dst_source_vanishes, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_receivedmap_lifetime, lifetime_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_retry_after_failure, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_refuses_running_vm, fix_setup,
 						fix_teardown),
 		cmocka_unit_test_setup_teardown(test_src_dest_refuses, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_src_dest_hung_or_gone, fix_setup,

@@ -124,7 +124,21 @@ static int op_throttle(void *arg, unsigned int percent)
 	return 0;
 }
 
+static int op_run_state(void *arg, int *state)
+{
+	struct tvm *t = arg_tvm(arg);
+
+	pthread_mutex_lock(&t->lock);
+	/* A destination that never ran waits in inmigrate, as cleave-vcpu --incoming. */
+	*state = t->run_state_override ? t->run_state_override
+		 : t->loads	       ? 2 /* running */
+				       : MIG_RUN_STATE_INMIGRATE;
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
 static const struct mig_vm_ops tvm_ops = {
+	.run_state = op_run_state,
 	.pause = op_pause,
 	.resume = op_resume,
 	.dirty_log = op_dirty_log,

@@ -31,6 +31,7 @@ struct tvm {
 	unsigned int throttle;
 	unsigned int save_delay_ms; /* save_state sleeps (cancel-in-device tests) */
 	int fail_load;		    /* load_state returns this */
+	int run_state_override;	    /* run_state reports this when non-zero */
 	uint8_t blob[64];
 	size_t blob_len;
 	/* Dirtier. */
