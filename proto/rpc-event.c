@@ -101,6 +101,8 @@ int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher)
 	int rv, ret;
 
 	*out = NULL;
+	if (!url || !publisher)
+		return -EINVAL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -166,11 +168,14 @@ static uint64_t rpc_realtime_us(void)
 
 int rpc_pub_send(struct rpc_pub *p, Cleave__Events__Event *ev)
 {
-	char *caller_publisher = ev->publisher;
+	char *caller_publisher;
 	nng_msg *msg;
 	size_t len;
 	int rv, ret = 0;
 
+	if (!ev)
+		return -EINVAL;
+	caller_publisher = ev->publisher;
 	pthread_mutex_lock(&p->lock);
 	ev->version = RPC_VERSION;
 	ev->publisher_id = p->id;

@@ -87,6 +87,8 @@ int rpc_reply_set(struct rpc_reply *r, const ProtobufCMessage *msg)
 {
 	size_t len;
 
+	if (!msg)
+		return -EINVAL;
 	if (r->has_body)
 		return -EALREADY;
 	len = protobuf_c_message_get_packed_size(msg);
@@ -275,6 +277,8 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 	int rv, ret;
 
 	*out = NULL;
+	if (!url || (nr_methods && !methods))
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -384,6 +388,8 @@ int rpc_client_open(struct rpc_client **out, const char *url)
 	int rv, ret;
 
 	*out = NULL;
+	if (!url)
+		return -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;

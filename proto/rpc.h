@@ -8,6 +8,12 @@
  * within it, never a hang.  Garbage, an unknown method or a version mismatch
  * is an error reply, never a crash.  NNG is not fork-safe: a process that
  * uses this layer starts children with fork+exec only.
+ *
+ * Libnng 1.5.2 (Debian 12) has a bug (#1518) that silently stops a listener
+ * or dialer when a peer hangs up during the connection handshake; this layer
+ * notices within a few hundred ms (listener: self-probe; dialer: stalled
+ * counters, checked while a call or subscriber waits) and restarts it.  A restarted listener drops its connections: a call in
+ * flight on one fails at once with -ETIMEDOUT and its client redials.
  */
 #ifndef CLEAVE_RPC_H
 #define CLEAVE_RPC_H
@@ -76,6 +82,11 @@ void rpc_client_close(struct rpc_client *c);
  * when @reply_desc is NULL.  Errors: -ETIMEDOUT (no answer in time), the
  * peer's negative errno with its message in @errbuf, -EPROTO (bad reply).
  * Thread-safe: concurrent calls on one client are allowed.
+ * Also: -ETIMEDOUT early when the connection drops after the request left
+ * (the peer may or may not have run it; requests are never resent),
+ * -EMSGSIZE when the packed request exceeds RPC_MAX_MSG_SIZE (nothing sent),
+ * -EINVAL for @reply_desc without @reply.  @timeout_ms <= 0 means
+ * RPC_DEFAULT_TIMEOUT.  @errbuf may be NULL.
  */
 int rpc_call(struct rpc_client *c, uint32_t method, const ProtobufCMessage *req,
 	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
@@ -90,7 +101,11 @@ struct rpc_pub;
 int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher);
 /*
  * Fills in version, publisher, publisher_id, seq and timestamp_us and sends.
- * Thread-safe.
+ * Thread-safe.  Never blocks: with no subscriber the event is dropped (it
+ * still takes a seq).  A burst of 10,000 reaches a reading subscriber whole;
+ * far larger ones overflow NNG's queues (capped at 8192) and show up as
+ * `missed`.  ev->publisher is left as the caller set it (the name is put on
+ * the wire only).  -EMSGSIZE beyond RPC_MAX_MSG_SIZE.
  */
 int rpc_pub_send(struct rpc_pub *p, Cleave__Events__Event *ev);
 void rpc_pub_close(struct rpc_pub *p);
@@ -104,6 +119,9 @@ int rpc_sub_dial(struct rpc_sub *s, const char *url);
  * Waits at most @timeout_ms for the next event.  *missed is the number of
  * events of that publisher lost before this one (0 normally; a restarted
  * publisher is not a loss).  Free the event with rpc_msg_free.
+ * A receive thread drains the socket into a local queue, so events are not
+ * lost while the caller is busy.  @timeout_ms <= 0 polls; @missed may be
+ * NULL.  Errors: -ETIMEDOUT, -EPIPE (subscriber closing).
  */
 int rpc_sub_recv(struct rpc_sub *s, Cleave__Events__Event **ev, uint64_t *missed, int timeout_ms);
 void rpc_sub_close(struct rpc_sub *s);
