@@ -243,15 +243,19 @@ int vm_init(struct vm *vm, const struct vm_config *cfg)
 	vm->cmdline = cfg->cmdline;
 	vm->state = VM_PRELAUNCH;
 	vm->resume_state = VM_RUNNING;
-	pthread_mutex_init(&vm->ctrl_lock, NULL);
-	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
 	ret = region_table_init(&vm->regions);
 	if (ret)
 		return ret;
 	ret = serial_init(&vm->serial, cfg->serial_fd);
-	if (ret)
+	if (ret) {
+		region_table_fini(&vm->regions);
 		return ret;
+	}
+	pthread_mutex_init(&vm->ctrl_lock, NULL);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	/* From here on vm_fini() undoes whatever part of the rest succeeded. */
+	vm->alive = true;
 
 	ret = vm_read_image(vm, cfg->guest_fd);
 	if (ret)
@@ -288,6 +292,9 @@ int vm_init(struct vm *vm, const struct vm_config *cfg)
 
 void vm_fini(struct vm *vm)
 {
+	if (!vm->alive)
+		return; /* never initialised, or already finished */
+	vm->alive = false;
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 

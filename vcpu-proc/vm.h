@@ -74,6 +74,7 @@ struct vcpu {
 };
 
 struct vm {
+	bool alive;   /* from vm_init's first steps until vm_fini; main thread only */
 	int kvm_fd;   /* /dev/kvm */
 	int vm_fd;    /* KVM_CREATE_VM */
 	int run_size; /* KVM_GET_VCPU_MMAP_SIZE */
@@ -128,7 +129,11 @@ struct vm_config {
 	int serial_fd;
 };
 
-/* vm.c: VM, memory and devices. */
+/*
+ * vm.c: VM, memory and devices.  vm_init() leaves a partly built VM for
+ * vm_fini() on failure; vm_fini() is safe to call twice and asserts that
+ * every vCPU thread was joined (vm_vcpus_stop).
+ */
 int vm_init(struct vm *vm, const struct vm_config *cfg);
 void vm_fini(struct vm *vm);
 /* Loads the guest image and points the BSP at its entry (vCPUs parked). */
