@@ -319,6 +319,7 @@ int vt_call(struct vt *t, uint32_t method, const ProtobufCMessage *req,
 
 	vt_rpc_wait_ready(t);
 	ret = rpc_call(t->rpc, method, req, rd, rep, 5000, err, sizeof(err));
+	snprintf(t->last_err, sizeof(t->last_err), "%s", ret ? err : "");
 
 	if (ret && getenv("VT_VERBOSE"))
 		fprintf(stderr, "rpc %u: %d %s\n", method, ret, err);

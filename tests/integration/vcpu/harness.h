@@ -35,7 +35,8 @@ struct vt {
 	char dir[64];
 	char rpc_url[128], events_url[128];
 	struct rpc_client *rpc;
-	bool rpc_ready; /* a STATUS got through since the last spawn */
+	bool rpc_ready;		       /* a STATUS got through since the last spawn */
+	char last_err[RPC_ERRMSG_LEN]; /* the peer's message of the last failed vt_call */
 };
 
 /* Exits 77 (skip) when /dev/kvm is absent. */

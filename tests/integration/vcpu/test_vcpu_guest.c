@@ -282,26 +282,57 @@ static void test_save_kill_restore(void **state)
 	save_kill_restore(*state, "mode=idle mib=4 hb=50 cpus=2");
 }
 
-static void test_load_state_refused(void **state)
+static void expect_refused(struct vt *t, uint32_t method, const ProtobufCMessage *req,
+			   const char *msg)
+{
+	assert_int_not_equal(vt_call(t, method, req, NULL, NULL), 0);
+	if (!strstr(t->last_err, msg))
+		fail_msg("method %u: error '%s', wanted '%s'", method, t->last_err, msg);
+}
+
+/* Requests that do not fit the state are refused with a reason; the VM lives on. */
+static void test_refusals(void **state)
 {
 	struct vt *t = *state;
 	Cleave__Vcpu__LoadStateRequest load = CLEAVE__VCPU__LOAD_STATE_REQUEST__INIT;
+	Cleave__Vcpu__PauseRequest pause = CLEAVE__VCPU__PAUSE_REQUEST__INIT;
+	Cleave__Vcpu__SaveStateReply *saved = NULL;
 	uint8_t junk[64];
 
 	memset(junk, 0xee, sizeof(junk));
 	load.state.data = junk;
 	load.state.len = sizeof(junk);
-	/* Not an incoming VM. */
-	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 hb=50", false, NULL), 0);
-	assert_int_not_equal(
-		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, NULL, NULL), 0);
+	/* Running VM: no LOAD_STATE, no SAVE_STATE, no pause to "running". */
+	assert_int_equal(vt_spawn(t, 2, "mode=idle mib=4 hb=50 cpus=2", false, NULL), 0);
+	expect_hb(t, 0, 2, 15000);
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base,
+		       "LOAD_STATE needs an incoming VM whose vCPUs never ran");
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, NULL,
+		       "SAVE_STATE needs a paused VM (state running)");
+	pause.state = CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING;
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_PAUSE, &pause.base,
+		       "cannot pause to running");
+	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	/* A 2-vCPU state for later. */
+	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_PAUSE), 0);
+	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, NULL,
+				 &cleave__vcpu__save_state_reply__descriptor,
+				 (ProtobufCMessage **)&saved),
+			 0);
 	quit(t);
-	/* Incoming, but garbage: refused, the process lives on. */
+
+	/* Incoming: garbage, a state of another shape, RESET, RESUME: all refused. */
 	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 hb=50", true, NULL), 0);
-	assert_int_not_equal(
-		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, NULL, NULL), 0);
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base, "malformed VmState");
+	load.state = saved->state;
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &load.base,
+		       "state has 2 vCPUs, this VM 1");
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_RESET, NULL,
+		       "cannot reset in state inmigrate");
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_RESUME, NULL, "before LOAD_STATE");
 	assert_int_equal(status_state(t), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
 	quit(t);
+	rpc_msg_free(&saved->base);
 }
 
 /* UCALL_WRITES / UCALL_IMAGE ranges parsed from the log. */
@@ -536,7 +567,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_boot_heartbeats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_kill_restore, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_load_state_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_harvest_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_harvest_two_regions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poweroff_and_reset, setup, teardown),
