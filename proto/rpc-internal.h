@@ -6,6 +6,7 @@
 #ifndef CLEAVE_RPC_INTERNAL_H
 #define CLEAVE_RPC_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -61,6 +62,9 @@ int rpc_errno_from_nng(int rv);
 
 /* Sets the options every dialing socket of this layer shares. */
 int rpc_socket_dial_opts(nng_socket sock);
+
+/* A condition variable on CLOCK_MONOTONIC, as every timed wait here uses. */
+void rpc_cond_init(pthread_cond_t *cond);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t rpc_clock_ms(void);

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
 #include <nng/supplemental/util/platform.h>
 
 #include "log/log.h"
@@ -288,6 +290,83 @@ static void test_open_errors(void **state)
 	rpc_sub_close(NULL);
 }
 
+/* A raw pub0 socket: junk and foreign versions are dropped by the subscriber. */
+static void test_garbage_dropped(void **state)
+{
+	struct ev_test *t = *state;
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT, *in;
+	Cleave__Events__MigrationPass mp = CLEAVE__EVENTS__MIGRATION_PASS__INIT;
+	static const uint8_t junk[] = {0x1a, 0x7f, 0x01};
+	char url[128];
+	uint8_t buf[128];
+	nng_socket raw;
+	uint64_t missed;
+	int ret = -ETIMEDOUT;
+
+	fixture_url(url, sizeof(url), t->dir, "raw.sock");
+	assert_int_equal(nng_pub0_open(&raw), 0);
+	assert_int_equal(nng_listen(raw, url, NULL, 0), 0);
+	assert_int_equal(rpc_sub_dial(t->sub, url), 0);
+	ev.version = RPC_VERSION;
+	ev.publisher = "raw";
+	ev.publisher_id = 77;
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS;
+	ev.migration_pass = &mp;
+	for (int i = 0; i < 500 && ret; i++) {
+		ev.seq = 1;
+		assert_int_equal(nng_send(raw, buf, cleave__events__event__pack(&ev, buf), 0), 0);
+		ret = rpc_sub_recv(t->sub, &in, &missed, 10);
+	}
+	assert_int_equal(ret, 0);
+	rpc_msg_free(&in->base);
+	while (!rpc_sub_recv(t->sub, &in, &missed, 50))
+		rpc_msg_free(&in->base);
+
+	assert_int_equal(nng_send(raw, (void *)junk, sizeof(junk), 0), 0);
+	ev.version = RPC_VERSION + 1;
+	ev.seq = 2;
+	assert_int_equal(nng_send(raw, buf, cleave__events__event__pack(&ev, buf), 0), 0);
+	ev.version = RPC_VERSION;
+	ev.seq = 3;
+	mp.pass = 33;
+	assert_int_equal(nng_send(raw, buf, cleave__events__event__pack(&ev, buf), 0), 0);
+
+	assert_int_equal(rpc_sub_recv(t->sub, &in, &missed, 2000), 0);
+	assert_int_equal(in->migration_pass->pass, 33);
+	/* The dropped seq 2 counts as missed: it did not reach the caller. */
+	assert_int_equal(missed, 1);
+	rpc_msg_free(&in->base);
+	assert_int_equal(rpc_sub_recv(t->sub, &in, &missed, 100), -ETIMEDOUT);
+	nng_close(raw);
+}
+
+/* The subscriber may dial before the publisher exists. */
+static void test_publisher_later(void **state)
+{
+	struct ev_test *t = *state;
+	char url[128];
+	struct rpc_pub *p;
+
+	fixture_url(url, sizeof(url), t->dir, "later.sock");
+	assert_int_equal(rpc_sub_dial(t->sub, url), 0);
+	usleep(300 * 1000);
+	assert_int_equal(rpc_pub_open(&p, url, "migrator"), 0);
+	wait_connected(p, t->sub);
+	rpc_pub_close(p);
+}
+
+static void test_null_args(void **state)
+{
+	struct ev_test *t = *state;
+	struct rpc_pub *p;
+	Cleave__Events__Event *ev;
+
+	assert_int_equal(rpc_pub_open(&p, NULL, "vcpu"), -EINVAL);
+	assert_int_equal(rpc_pub_open(&p, t->url, NULL), -EINVAL);
+	assert_int_equal(rpc_pub_send(t->pub, NULL), -EINVAL);
+	assert_int_equal(rpc_sub_recv(t->sub, &ev, NULL, 0), -ETIMEDOUT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +381,11 @@ int main(void)
 						ev_test_teardown),
 		cmocka_unit_test_setup_teardown(test_recv_timeout, ev_test_setup, ev_test_teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, ev_test_setup, ev_test_teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_dropped, ev_test_setup,
+						ev_test_teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_later, ev_test_setup,
+						ev_test_teardown),
+		cmocka_unit_test_setup_teardown(test_null_args, ev_test_setup, ev_test_teardown),
 	};
 
 	log_init("test-event");

@@ -24,6 +24,7 @@
 
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "log/log.h"
@@ -646,6 +647,115 @@ static void test_open_errors(void **state)
 	assert_true(status_call_retry(t->client));
 }
 
+/* ---- bad replies ------------------------------------------------------------ */
+
+/* One canned reply per case; the raw server answers case after case. */
+struct bad_reply_case {
+	const char *name;
+	int version;		/* of the Reply envelope; -1: junk bytes instead */
+	int error;		/* Reply.error */
+	const char *message;	/* Reply.error_message */
+	bool junk_body;		/* a body that is not a StatusReply */
+	int expect;		/* what rpc_call returns */
+	const char *expect_msg; /* substring of errbuf, or NULL */
+};
+
+static const struct bad_reply_case bad_replies[] = {
+	{"junk envelope", -1, 0, NULL, false, -EPROTO, "does not unpack"},
+	{"wrong version", RPC_VERSION + 1, 0, NULL, false, -EPROTO, "version"},
+	{"positive error", RPC_VERSION, 5, "x", false, -EPROTO, "error 5"},
+	{"error out of range", RPC_VERSION, -99999, "x", false, -EPROTO, "error -99999"},
+	{"peer errno", RPC_VERSION, -EAGAIN, "try later", false, -EAGAIN, "try later"},
+	{"junk body", RPC_VERSION, 0, NULL, true, -EPROTO, "not a cleave.vcpu.StatusReply"},
+	{"empty body", RPC_VERSION, 0, NULL, false, 0, NULL},
+};
+
+struct raw_rep {
+	nng_socket sock;
+	atomic_int next; /* case to answer with; set before each call */
+};
+
+static void *raw_rep_run(void *opaque)
+{
+	struct raw_rep *r = opaque;
+	static const uint8_t junk[] = {0x1a, 0x7f, 0x01};
+	static const uint8_t junk_body[] = {0x08, 0xff, 0xff, 0xff};
+	Cleave__Rpc__Reply rep;
+	uint8_t buf[256];
+	void *in;
+	size_t len;
+
+	for (;;) {
+		if (nng_recv(r->sock, &in, &len, NNG_FLAG_ALLOC))
+			return NULL;
+		nng_free(in, len);
+		const struct bad_reply_case *bc = &bad_replies[atomic_load(&r->next)];
+
+		if (bc->version < 0) {
+			nng_send(r->sock, (void *)junk, sizeof(junk), 0);
+			continue;
+		}
+		rep = (Cleave__Rpc__Reply)CLEAVE__RPC__REPLY__INIT;
+		rep.version = (uint32_t)bc->version;
+		rep.error = bc->error;
+		if (bc->message)
+			rep.error_message = (char *)bc->message;
+		if (bc->junk_body)
+			rep.body = (ProtobufCBinaryData){sizeof(junk_body), (uint8_t *)junk_body};
+		nng_send(r->sock, buf, cleave__rpc__reply__pack(&rep, buf), 0);
+	}
+}
+
+static void test_bad_replies(void **state)
+{
+	char dir[64], url[128], err[RPC_ERRMSG_LEN];
+	struct raw_rep r = {0};
+	struct rpc_client *c;
+	ProtobufCMessage *out;
+	pthread_t th;
+
+	assert_int_equal(fixture_dir_make(dir, sizeof(dir)), 0);
+	fixture_url(url, sizeof(url), dir, "raw.sock");
+	assert_int_equal(nng_rep0_open(&r.sock), 0);
+	assert_int_equal(nng_listen(r.sock, url, NULL, 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, raw_rep_run, &r), 0);
+	assert_int_equal(rpc_client_open(&c, url), 0);
+	for (size_t i = 0; i < sizeof(bad_replies) / sizeof(bad_replies[0]); i++) {
+		const struct bad_reply_case *bc = &bad_replies[i];
+
+		atomic_store(&r.next, (int)i);
+		out = NULL;
+		print_message("%s\n", bc->name);
+		assert_int_equal(rpc_call(c, CLEAVE__VCPU__METHOD__METHOD_STATUS, NULL,
+					  &cleave__vcpu__status_reply__descriptor, &out, 2000, err,
+					  sizeof(err)),
+				 bc->expect);
+		if (bc->expect_msg)
+			assert_non_null(strstr(err, bc->expect_msg));
+		if (bc->expect) {
+			assert_null(out);
+		} else {
+			assert_non_null(out);
+			assert_int_equal(((Cleave__Vcpu__StatusReply *)out)->n_vcpus, 0);
+			rpc_msg_free(out);
+		}
+	}
+	rpc_client_close(c);
+	nng_close(r.sock);
+	pthread_join(th, NULL);
+	fixture_dir_remove(dir);
+}
+
+static void test_null_args(void **state)
+{
+	struct rpc_server *s;
+	struct rpc_client *c;
+
+	assert_int_equal(rpc_server_start(&s, NULL, fixture_methods, 1, NULL), -EINVAL);
+	assert_int_equal(rpc_server_start(&s, "ipc:///tmp/x", NULL, 1, NULL), -EINVAL);
+	assert_int_equal(rpc_client_open(&c, NULL), -EINVAL);
+}
+
 static void test_errno_from_nng(void **state)
 {
 	assert_int_equal(rpc_errno_from_nng(0), 0);
@@ -688,6 +798,8 @@ int main(int argc, char **argv)
 						rpc_test_teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, rpc_test_setup,
 						rpc_test_teardown),
+		cmocka_unit_test(test_bad_replies),
+		cmocka_unit_test(test_null_args),
 		cmocka_unit_test(test_errno_from_nng),
 	};
 
