@@ -48,6 +48,12 @@ struct mig_dst {
 	bool aborted;
 	int main_fd;
 
+	/*
+	 * Serialises writes to main_fd: the worker's messages and the Error a
+	 * receive thread may send from mig_dst_abort().  Taken after lock.
+	 */
+	pthread_mutex_t tx_lock;
+
 	/* Round barrier of the receive threads; bar_lock protects the bar_* fields. */
 	pthread_mutex_t bar_lock;
 	pthread_cond_t bar_cond;

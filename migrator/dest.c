@@ -45,6 +45,7 @@ int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri)
 		dst->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 							   : ((struct sockaddr_in *)&ss)->sin_port);
 	pthread_mutex_init(&dst->lock, NULL);
+	pthread_mutex_init(&dst->tx_lock, NULL);
 	pthread_mutex_init(&dst->bar_lock, NULL);
 	pthread_cond_init(&dst->bar_cond, NULL);
 	*out = dst;
@@ -72,8 +73,11 @@ void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
 		 * socket; the worker never writes while receive threads run).
 		 * Then wake accept() and every blocked read; fds stay open until free.
 		 */
-		if (dst->main_fd >= 0 && err != -ECANCELED && err != -ECONNRESET)
+		if (dst->main_fd >= 0 && err != -ECANCELED && err != -ECONNRESET) {
+			pthread_mutex_lock(&dst->tx_lock);
 			mig_msg_send_error(dst->main_fd, dst->reason);
+			pthread_mutex_unlock(&dst->tx_lock);
+		}
 		shutdown(dst->listen_fd, SHUT_RDWR);
 		if (dst->main_fd >= 0)
 			shutdown(dst->main_fd, SHUT_RDWR);
@@ -275,7 +279,9 @@ static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 	ack.round = round;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
 	m.round_ack = &ack;
+	pthread_mutex_lock(&dst->tx_lock);
 	ret = mig_msg_send(dst->main_fd, &m);
+	pthread_mutex_unlock(&dst->tx_lock);
 	if (ret)
 		mig_dst_abort(dst, ret, "main channel: send: %s", strerror(-ret));
 	return ret;
@@ -328,7 +334,9 @@ static int dst_send(struct mig_dst *dst, Cleave__Wire__WireMsg *m, int body, voi
 
 	m->body_case = body;
 	m->hello_ack = msg; /* any member of the oneof: they share storage */
+	pthread_mutex_lock(&dst->tx_lock);
 	ret = mig_msg_send(dst->main_fd, m);
+	pthread_mutex_unlock(&dst->tx_lock);
 	if (ret)
 		mig_dst_abort(dst, ret, "main channel: send: %s", strerror(-ret));
 	return ret;
@@ -493,6 +501,7 @@ void mig_dst_free(struct mig_dst *dst)
 	close(dst->listen_fd);
 	pthread_cond_destroy(&dst->bar_cond);
 	pthread_mutex_destroy(&dst->bar_lock);
+	pthread_mutex_destroy(&dst->tx_lock);
 	pthread_mutex_destroy(&dst->lock);
 	free(dst->chans);
 	free(dst);
