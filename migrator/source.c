@@ -174,7 +174,7 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
 	return ret;
 }
 
-/* Every second while queuing: keepalive for the destination, and its Error if any. */
+/* While queuing: keepalive for the destination, and its Error or RoundAck if any. */
 static int src_ping(struct mig_src *src)
 {
 	struct pollfd pfd = {.fd = src->main_fd, .events = POLLIN};
@@ -183,7 +183,8 @@ static int src_ping(struct mig_src *src)
 	uint64_t now = mig_now_ns();
 	int ret;
 
-	if (now - src->last_ping_ns < 1000000000ull)
+	/* Often enough for the peer's deadline (io timeout) never to fire. */
+	if (now - src->last_ping_ns < (uint64_t)src->s->io_timeout_ms * 1000000ull / 4)
 		return 0;
 	src->last_ping_ns = now;
 	if (poll(&pfd, 1, 0) > 0) {
