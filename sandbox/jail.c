@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The jail of a child, built between fork and exec (launcher/spawn.c):
+ * its own mount, IPC and (when it needs no network) network namespace, and a
+ * root that is an empty read-only tmpfs with only the paths it needs bound
+ * in at their usual absolute paths.
+ *
+ * Everything here runs in a forked child of a process that may have other
+ * threads: syscalls and stack buffers only, no allocation, no stdio.
+ *
+ * The mount API with fds (open_tree, fsopen, move_mount) lets us take every
+ * source before the new root exists: where the staging tmpfs is attached
+ * cannot shadow a source, and no path needs joining.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox/sandbox.h"
+
+/* Attach point of the staging tmpfs; it is the new root after pivot_root. */
+static const char *const sb_stage_dirs[] = {"/tmp", "/mnt", "/media"};
+
+/* Top-level entries that are symlinks into /usr on merged-/usr systems. */
+static const char *const sb_top_links[] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+
+/* Always bound: the loader and shared libraries, a few device nodes. */
+static const struct sandbox_bind sb_common_binds[] = {
+	{.path = "/usr"},
+	{.path = "/etc/ld.so.cache", .optional = true},
+	{.path = "/dev/null", .writable = true},
+	{.path = "/dev/zero", .writable = true},
+	{.path = "/dev/urandom", .writable = true},
+};
+
+#define SB_MAX_TREES                                                                               \
+	(SANDBOX_JAIL_MAX_BINDS + sizeof(sb_common_binds) / sizeof(sb_common_binds[0]) +           \
+	 sizeof(sb_top_links) / sizeof(sb_top_links[0]) + 1)
+
+struct sb_tree {
+	const char *path; /* absolute target path, also the source */
+	int fd;		  /* open_tree clone, -1 when skipped */
+	bool dir;
+};
+
+static size_t sb_strlen(const char *s)
+{
+	size_t n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
+
+/* Reports a failed step on stderr: async-signal-safe, errno as a number. */
+static int sb_fail(const char *step, const char *path, int err)
+{
+	char msg[PATH_MAX + 96];
+	size_t off = 0, i;
+	const char *parts[] = {"jail: ", step, " ", path ? path : "", ": errno ", NULL};
+	char num[12];
+	int n = 0, e = err;
+
+	for (i = 0; parts[i]; i++) {
+		size_t len = sb_strlen(parts[i]);
+
+		if (off + len >= sizeof(msg) - 16)
+			break;
+		memcpy(msg + off, parts[i], len);
+		off += len;
+	}
+	do
+		num[n++] = (char)('0' + e % 10);
+	while ((e /= 10) && n < (int)sizeof(num));
+	while (n)
+		msg[off++] = num[--n];
+	msg[off++] = '\n';
+	if (write(STDERR_FILENO, msg, off) < 0)
+		(void)0;
+	return -err;
+}
+
+/* mkdir -p of @rel (relative, no leading '/') inside @dirfd; the last
+ * component is a directory when @dir, else an empty file (a mount point). */
+static int sb_mkpath(int dirfd, const char *rel, bool dir)
+{
+	char buf[PATH_MAX];
+	size_t len = sb_strlen(rel), i;
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, rel, len + 1);
+	for (i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (i == len && !dir) {
+			if (mknodat(dirfd, buf, S_IFREG | 0600, 0) && errno != EEXIST)
+				return -errno;
+		} else if (mkdirat(dirfd, buf, 0755) && errno != EEXIST) {
+			return -errno;
+		}
+		if (i < len)
+			buf[i] = '/';
+	}
+	return 0;
+}
+
+/* A detached clone of @path, read-only unless @writable. */
+static int sb_tree_take(struct sb_tree *t, const char *path, bool writable, bool optional)
+{
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID};
+	struct stat st;
+
+	t->path = path;
+	t->fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (t->fd < 0) {
+		if (errno == ENOENT && optional)
+			return 0;
+		return sb_fail("open_tree", path, errno);
+	}
+	if (fstat(t->fd, &st))
+		return sb_fail("fstat", path, errno);
+	t->dir = S_ISDIR(st.st_mode);
+	if (!writable)
+		attr.attr_set |= MOUNT_ATTR_RDONLY;
+	if (mount_setattr(t->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)))
+		return sb_fail("mount_setattr", path, errno);
+	return 0;
+}
+
+static int sb_tree_place(int root, const struct sb_tree *t)
+{
+	int ret;
+
+	if (t->fd < 0)
+		return 0;
+	ret = sb_mkpath(root, t->path + 1, t->dir);
+	if (ret)
+		return sb_fail("mkdir", t->path, -ret);
+	if (move_mount(t->fd, "", root, t->path + 1, MOVE_MOUNT_F_EMPTY_PATH))
+		return sb_fail("move_mount", t->path, errno);
+	return 0;
+}
+
+/* A fresh tmpfs (root) or proc, as a detached mount fd. */
+static int sb_fs_new(const char *type, unsigned int attrs)
+{
+	int fs, mnt;
+
+	fs = fsopen(type, FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return sb_fail("fsopen", type, errno);
+	if (!strcmp(type, "tmpfs") && (fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) ||
+				       fsconfig(fs, FSCONFIG_SET_STRING, "size", "1m", 0))) {
+		close(fs);
+		return sb_fail("fsconfig", type, errno);
+	}
+	if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0)) {
+		close(fs);
+		return sb_fail("fsconfig create", type, errno);
+	}
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, attrs);
+	close(fs);
+	if (mnt < 0)
+		return sb_fail("fsmount", type, errno);
+	return mnt;
+}
+
+static int sb_stage_attach(int root)
+{
+	unsigned int i;
+	int err = ENOENT;
+
+	for (i = 0; i < sizeof(sb_stage_dirs) / sizeof(sb_stage_dirs[0]); i++) {
+		if (move_mount(root, "", AT_FDCWD, sb_stage_dirs[i], MOVE_MOUNT_F_EMPTY_PATH) == 0)
+			return 0;
+		err = errno;
+	}
+	return sb_fail("move_mount", "staging root", err);
+}
+
+int sandbox_jail_bind(struct sandbox_jail *j, const char *path, bool writable, bool optional)
+{
+	if (j->nr_binds == SANDBOX_JAIL_MAX_BINDS)
+		return -E2BIG;
+	j->binds[j->nr_binds++] =
+		(struct sandbox_bind){.path = path, .writable = writable, .optional = optional};
+	return 0;
+}
+
+unsigned long sandbox_jail_unshare_flags(const struct sandbox_jail *j)
+{
+	if (!j || !j->enabled)
+		return 0;
+	return CLONE_NEWNS | CLONE_NEWIPC | (j->new_net ? CLONE_NEWNET : 0);
+}
+
+int sandbox_jail_apply(const struct sandbox_jail *j)
+{
+	struct sb_tree trees[SB_MAX_TREES];
+	char links[sizeof(sb_top_links) / sizeof(sb_top_links[0])][64];
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	unsigned int nr = 0, i;
+	int root = -1, proc = -1, ret = 0;
+
+	if (!j || !j->enabled)
+		return 0;
+	if (unshare((int)sandbox_jail_unshare_flags(j)))
+		return sb_fail("unshare", NULL, errno);
+	/* Nothing we mount may propagate back to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return sb_fail("mount private", "/", errno);
+
+	for (i = 0; i < sizeof(sb_common_binds) / sizeof(sb_common_binds[0]) && !ret; i++)
+		ret = sb_tree_take(&trees[nr++], sb_common_binds[i].path,
+				   sb_common_binds[i].writable, sb_common_binds[i].optional);
+	for (i = 0; i < j->nr_binds && !ret; i++)
+		ret = sb_tree_take(&trees[nr++], j->binds[i].path, j->binds[i].writable,
+				   j->binds[i].optional);
+	if (!ret && j->exe[0])
+		ret = sb_tree_take(&trees[nr++], j->exe, false, false);
+	/* /lib -> usr/lib and friends: a symlink here is a symlink there. */
+	for (i = 0; i < sizeof(sb_top_links) / sizeof(sb_top_links[0]) && !ret; i++) {
+		ssize_t n = readlink(sb_top_links[i], links[i], sizeof(links[i]) - 1);
+
+		links[i][n > 0 ? n : 0] = '\0';
+		if (n < 0 && errno == EINVAL) /* a real directory: bind it */
+			ret = sb_tree_take(&trees[nr++], sb_top_links[i], false, true);
+	}
+	if (ret)
+		goto out;
+
+	root = sb_fs_new("tmpfs", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	if (root < 0) {
+		ret = root;
+		goto out;
+	}
+	ret = sb_stage_attach(root);
+	for (i = 0; i < nr && !ret; i++)
+		ret = sb_tree_place(root, &trees[i]);
+	for (i = 0; i < sizeof(sb_top_links) / sizeof(sb_top_links[0]) && !ret; i++)
+		if (links[i][0] && symlinkat(links[i], root, sb_top_links[i] + 1))
+			ret = sb_fail("symlink", sb_top_links[i], errno);
+	if (ret)
+		goto out;
+	/* This PID namespace's own /proc: only cleave's processes are in it. */
+	proc = sb_fs_new("proc", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	if (proc < 0) {
+		ret = proc;
+		goto out;
+	}
+	if (mkdirat(root, "proc", 0555) ||
+	    move_mount(proc, "", root, "proc", MOVE_MOUNT_F_EMPTY_PATH)) {
+		ret = sb_fail("mount", "/proc", errno);
+		goto out;
+	}
+	if (mount_setattr(root, "", AT_EMPTY_PATH, &ro, sizeof(ro))) {
+		ret = sb_fail("mount_setattr ro", "/", errno);
+		goto out;
+	}
+	/* pivot_root(".", ".") stacks the old root on the new; detach it. */
+	if (fchdir(root) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) ||
+	    chdir("/")) {
+		ret = sb_fail("pivot_root", NULL, errno);
+		goto out;
+	}
+out:
+	for (i = 0; i < nr; i++)
+		if (trees[i].fd >= 0)
+			close(trees[i].fd);
+	if (proc >= 0)
+		close(proc);
+	if (root >= 0)
+		close(root);
+	return ret;
+}
+
+int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe,
+		      const char *state_dir)
+{
+	static const char *const etc_net[] = {"/etc/hosts", "/etc/nsswitch.conf",
+					      "/etc/resolv.conf", "/etc/host.conf",
+					      "/etc/gai.conf"};
+	unsigned int i;
+	int ret;
+
+	memset(j, 0, sizeof(*j));
+	if (!realpath(exe, j->exe))
+		return -errno;
+	j->enabled = true;
+	/* The monitor's TCP listeners are inherited: they work from any netns. */
+	j->new_net = proc != SANDBOX_MIGRATOR;
+	ret = sandbox_jail_bind(j, state_dir, true, false);
+	if (!ret && proc == SANDBOX_VCPU)
+		ret = sandbox_jail_bind(j, "/dev/kvm", true, false);
+	if (!ret && proc == SANDBOX_VCPU)
+		ret = sandbox_jail_bind(j, "/dev/userfaultfd", true, true);
+	for (i = 0; !ret && proc == SANDBOX_MIGRATOR && i < sizeof(etc_net) / sizeof(etc_net[0]);
+	     i++)
+		ret = sandbox_jail_bind(j, etc_net[i], false, true);
+	return ret;
+}
+
+int sandbox_jail_pid_ns_create(void)
+{
+	return unshare(CLONE_NEWPID) ? -errno : 0;
+}
+
+/* A throw-away child tries the namespaces and a tmpfs: the real answer. */
+bool sandbox_jail_supported(void)
+{
+	int status;
+	pid_t p;
+
+	if (geteuid() != 0)
+		return false;
+	p = fork();
+	if (p < 0)
+		return false;
+	if (p == 0) {
+		int fd;
+
+		if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET) ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+			_exit(1);
+		fd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+		_exit(fd < 0 || fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) ? 1 : 0);
+	}
+	if (waitpid(p, &status, 0) != p)
+		return false;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}

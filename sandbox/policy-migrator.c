@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cleave-migrator after init: RAM and the control segment are mapped, the
+ * RPC server and event publisher are bound.  It opens TCP connections (the
+ * main channel and multifd channels, either direction), reads and writes
+ * guest RAM through its mappings, and punches holes in RAM memfds.  It has
+ * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
+ * neither in its mount namespace nor openable read-write.
+ */
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/socket.h>
+
+#include "sandbox/policy-internal.h"
+
+static const struct sandbox_rule migrator_rules[] = {
+	ALLOW_IF("socket", ARG_EQ32(0, AF_INET), "migration channels over IPv4"),
+	ALLOW_IF("socket", ARG_EQ32(0, AF_INET6), "migration channels over IPv6"),
+	ALLOW("bind", "migrate-incoming listens after start"),
+	ALLOW("listen", "migrate-incoming listens after start"),
+	ALLOW_IF("fallocate", ARG_EQ32(1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE),
+		 "destination drops RAM pages that are zero at the source"),
+	ALLOW("uname", "getaddrinfo (resolver) of a migration URI"),
+};
+static const struct sandbox_table migrator_table = SANDBOX_TABLE("migrator", migrator_rules);
+
+const struct sandbox_policy sandbox_policy_migrator = {
+	.name = "cleave-migrator",
+	.tables = {&sandbox_table_base, &sandbox_table_mmap, &sandbox_table_nng, &migrator_table},
+};

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * sandbox_enter(): what each process does to itself once init is over.
+ * Order matters: rlimits and the bounding set need privileges we drop
+ * next; no_new_privs comes before seccomp (an unprivileged filter needs it).
+ */
+#include <errno.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "sandbox/policy-internal.h"
+
+#define SB_NOFILE 4096	/* > 1000 QMP clients; vCPU fds; NNG pipes */
+#define SB_NPROC  16384 /* threads count too; fork is refused by seccomp anyway */
+
+const struct sandbox_policy *sandbox_policy_get(enum sandbox_proc proc)
+{
+	switch (proc) {
+	case SANDBOX_LAUNCHER:
+		return &sandbox_policy_launcher;
+	case SANDBOX_VCPU:
+		return &sandbox_policy_vcpu;
+	case SANDBOX_MIGRATOR:
+		return &sandbox_policy_migrator;
+	case SANDBOX_MONITOR:
+		return &sandbox_policy_monitor;
+	default:
+		return NULL;
+	}
+}
+
+/* Lowers @res to at most @max (soft and hard); never raises anything. */
+static int sb_rlimit_cap(int res, const char *name, rlim_t max)
+{
+	struct rlimit rl;
+
+	if (getrlimit(res, &rl))
+		return -errno;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= max && rl.rlim_cur <= max)
+		return 0;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > max)
+		rl.rlim_max = max;
+	/* The monitor raised its soft NOFILE to the hard limit: keep what fits. */
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > rl.rlim_max)
+		rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(res, &rl)) {
+		int ret = -errno;
+
+		log_err("setrlimit %s %llu: %s", name, (unsigned long long)max, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int sb_rlimits(enum sandbox_proc proc)
+{
+	struct rlimit rl;
+	int ret;
+
+	/* Guest RAM must never land in a core file. */
+	ret = sb_rlimit_cap(RLIMIT_CORE, "RLIMIT_CORE", 0);
+	if (!ret && proc != SANDBOX_LAUNCHER)
+		ret = sb_rlimit_cap(RLIMIT_NOFILE, "RLIMIT_NOFILE", SB_NOFILE);
+	if (!ret && proc != SANDBOX_LAUNCHER)
+		ret = sb_rlimit_cap(RLIMIT_NPROC, "RLIMIT_NPROC", SB_NPROC);
+	/* Nothing in cleave locks memory. */
+	if (!ret && !sandbox_sanitizer_build())
+		ret = sb_rlimit_cap(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 0);
+	/*
+	 * No RLIMIT_AS: guest RAM mappings are as large as the guest, and
+	 * sanitizer runtimes reserve terabytes of shadow.  Raising limits back
+	 * is impossible without CAP_SYS_RESOURCE, which goes next.
+	 */
+	(void)rl;
+	return ret;
+}
+
+/* Bounding set, ambient set, then effective/permitted/inheritable: all empty. */
+static int sb_caps_drop(uint64_t keep, bool *bounding_dropped)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2];
+	unsigned long cap;
+
+	*bounding_dropped = true;
+	for (cap = 0; cap <= 63; cap++) {
+		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+			break; /* past the kernel's last capability */
+		if (keep & (1ULL << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) && errno == EPERM)
+			*bounding_dropped = false; /* not ours to drop without CAP_SETPCAP */
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL)
+		return -errno;
+	memset(data, 0, sizeof(data));
+	data[0].effective = data[0].permitted = (uint32_t)keep;
+	data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
+	if (syscall(SYS_capset, &hdr, data))
+		return -errno;
+	return 0;
+}
+
+/*
+ * As PID 1 of its namespace, a process ignores any signal it has no handler
+ * for, even SIGTERM from the launcher.  The migrator and monitor take their
+ * stop signals with sigwait/signalfd, blocked in every thread: a handler
+ * that never runs makes the kernel queue them again.  Should one run
+ * anyway (a thread without the mask), it ends the process as SIG_DFL would.
+ */
+static void sb_init_stop(int sig)
+{
+	_exit(128 + sig);
+}
+
+static void sb_init_signals(void)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+	struct sigaction old, sa = {.sa_handler = sb_init_stop};
+	unsigned int i;
+
+	if (getpid() != 1)
+		return;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+			sigaction(sigs[i], &sa, NULL);
+}
+
+int sandbox_enter(enum sandbox_proc proc)
+{
+	return sandbox_enter_keep_caps(proc, 0);
+}
+
+int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
+{
+	const struct sandbox_policy *p = sandbox_policy_get(proc);
+	const char *off = getenv(SANDBOX_ENV_DISABLE);
+	bool bounding;
+	int ret;
+
+	if (!p)
+		return -EINVAL;
+	if (off && *off && strcmp(off, "0")) {
+		log_warn("sandbox disabled (%s=%s): no seccomp, no_new_privs or capability drop",
+			 SANDBOX_ENV_DISABLE, off);
+		return 0;
+	}
+	sb_init_signals();
+	ret = sb_rlimits(proc);
+	if (ret)
+		return ret;
+	ret = sb_caps_drop(keep, &bounding);
+	if (ret) {
+		log_err("dropping capabilities: %s", strerror(-ret));
+		return ret;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		ret = -errno;
+		log_err("PR_SET_NO_NEW_PRIVS: %s", strerror(-ret));
+		return ret;
+	}
+	ret = sandbox_seccomp_install(p, 0);
+	if (ret) {
+		log_err("seccomp policy %s: %s", p->name, strerror(-ret));
+		return ret;
+	}
+	if (sandbox_sanitizer_build())
+		log_debug("sandbox: sanitizer build, refused syscalls are logged, not trapped");
+	log_debug("sandbox: seccomp policy %s, no_new_privs, capabilities %s%s, pid %d", p->name,
+		  keep ? "dropped but CAP_SYS_ADMIN (jails restarted children)" : "dropped",
+		  bounding ? "" : " (bounding set kept: not privileged)", (int)getpid());
+	return 0;
+}

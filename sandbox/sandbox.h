@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The sandbox every cleave process enters (docs/SECURITY.md).
+ *
+ * Two halves:
+ *  - sandbox_enter(): run by each process itself once init is over (every fd
+ *    and device it needs is open, every listener bound): rlimits, capability
+ *    drop, PR_SET_NO_NEW_PRIVS, and a seccomp allowlist for all its threads.
+ *  - sandbox_jail_*(): run by the launcher in a freshly forked child before
+ *    exec (async-signal-safe): mount/IPC/net namespaces, pivot_root into an
+ *    empty tmpfs holding only what that child needs.  The PID namespace is
+ *    one for all children, made by the launcher (sandbox_jail_pid_ns_create()).
+ *
+ * Policies are data: tables of syscalls, each with optional argument filters
+ * and a reason, in sandbox/policy-*.c.  A refused syscall is trapped: the
+ * process writes "<proc>: seccomp: refused syscall N (name)" to stderr and
+ * dies of SIGSYS.  Sanitizer builds (CLEAVE_SANITIZE) log refused syscalls
+ * to the kernel audit log instead of trapping, because the sanitizer
+ * runtimes make syscalls no policy can predict (error reports, symbolizer).
+ */
+#ifndef CLEAVE_SANDBOX_H
+#define CLEAVE_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sandbox_proc {
+	SANDBOX_LAUNCHER, /* cleave run after its children started */
+	SANDBOX_VCPU,	  /* cleave-vcpu */
+	SANDBOX_MIGRATOR, /* cleave-migrator */
+	SANDBOX_MONITOR,  /* cleave-monitor */
+	SANDBOX_NR_PROCS,
+};
+
+/* Set in the environment by `cleave run --no-sandbox`; children inherit it. */
+#define SANDBOX_ENV_DISABLE "CLEAVE_NO_SANDBOX"
+
+/* Comparison of one syscall argument, as libseccomp's scmp_compare. */
+enum sandbox_cmp {
+	SANDBOX_EQ = 1,	   /* arg == value */
+	SANDBOX_MASKED_EQ, /* (arg & mask) == value */
+	SANDBOX_NE,	   /* arg != value */
+};
+
+#define SANDBOX_MAX_ARGS 3
+
+struct sandbox_arg {
+	unsigned int index; /* 0..5 */
+	enum sandbox_cmp op;
+	uint64_t mask; /* SANDBOX_MASKED_EQ only */
+	uint64_t value;
+};
+
+/* What a matching syscall gets. */
+enum sandbox_action {
+	SANDBOX_ALLOW = 0,
+	SANDBOX_ENOSYS, /* fail with ENOSYS: lets glibc fall back (clone3 -> clone) */
+	SANDBOX_EPERM,	/* fail quietly, for probes whose failure is handled */
+};
+
+/*
+ * One allowlist entry.  Entries with the same syscall are OR'ed; the
+ * argument filters of one entry are AND'ed.  An entry without args allows
+ * every call of that syscall.
+ */
+struct sandbox_rule {
+	const char *syscall; /* name as libseccomp knows it */
+	enum sandbox_action action;
+	unsigned int nr_args;
+	struct sandbox_arg args[SANDBOX_MAX_ARGS];
+	const char *reason; /* why this process needs it; never NULL */
+};
+
+/* A named group of rules (e.g. "base", "nng", "kvm-ioctls"). */
+struct sandbox_table {
+	const char *name;
+	const struct sandbox_rule *rules;
+	size_t nr_rules;
+};
+
+#define SANDBOX_TABLE(n, r)                                                                        \
+	{                                                                                          \
+		.name = (n), .rules = (r), .nr_rules = sizeof(r) / sizeof((r)[0])                  \
+	}
+
+#define SANDBOX_MAX_TABLES 8
+
+/* The policy of one process: the union of its tables. */
+struct sandbox_policy {
+	const char *name; /* process name, for the SIGSYS message */
+	const struct sandbox_table *tables[SANDBOX_MAX_TABLES]; /* NULL-terminated */
+};
+
+/* The built-in policy of @proc. */
+const struct sandbox_policy *sandbox_policy_get(enum sandbox_proc proc);
+
+/* Flags for sandbox_seccomp_install(). */
+#define SANDBOX_F_TRAP 0x1u /* trap refused syscalls even in sanitizer builds (tests) */
+#define SANDBOX_F_LOG  0x2u /* only log refused syscalls (kernel audit log) */
+
+/*
+ * Installs @p with PR_SET_NO_NEW_PRIVS for every thread of the process
+ * (TSYNC), together with the SIGSYS handler that names a refused syscall.
+ * Returns 0 or a negative errno (an unknown syscall name is -EINVAL).
+ */
+int sandbox_seccomp_install(const struct sandbox_policy *p, unsigned int flags);
+
+/* True when this binary was built with a sanitizer (refusals are logged only). */
+bool sandbox_sanitizer_build(void);
+
+/*
+ * Everything a process does to itself once init is over: rlimits,
+ * capabilities dropped (bounding, ambient, effective, permitted,
+ * inheritable), no_new_privs, the seccomp policy of @proc.  Does nothing but
+ * warn when SANDBOX_ENV_DISABLE is set.  Returns 0 or a negative errno with
+ * the reason logged; the caller must not serve without it.
+ */
+int sandbox_enter(enum sandbox_proc proc);
+/*
+ * The same, keeping the capabilities in the @keep mask (1ULL << CAP_x):
+ * the launcher keeps CAP_SYS_ADMIN to jail the children it restarts.
+ */
+int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep);
+
+/* jail.c ----------------------------------------------------------------- */
+
+#define SANDBOX_JAIL_MAX_BINDS 12
+
+/* One path made visible inside the jail at the same absolute path. */
+struct sandbox_bind {
+	const char *path; /* must outlive the jail */
+	bool writable;
+	bool optional; /* skipped when absent on the host */
+};
+
+/*
+ * The jail of one child.  Built by the launcher before fork (nothing is
+ * allocated after it); applied in the forked child before exec.
+ */
+struct sandbox_jail {
+	bool enabled;
+	bool new_net;					   /* own, empty network namespace */
+	struct sandbox_bind binds[SANDBOX_JAIL_MAX_BINDS]; /* besides /usr, libs, devices */
+	unsigned int nr_binds;
+	char exe[4096]; /* canonical path of the binary, bound read-only */
+};
+
+/*
+ * The jail of @proc: @exe (canonicalized into j->exe: exec that path), the
+ * state dir (@state_dir, writable: NNG ipc:// sockets), /dev/kvm and
+ * /dev/userfaultfd for cleave-vcpu, the resolver's /etc files for the
+ * migrator; a network namespace of its own for all but the migrator.
+ */
+int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe,
+		      const char *state_dir);
+/* Adds a bind; -E2BIG when full. */
+int sandbox_jail_bind(struct sandbox_jail *j, const char *path, bool writable, bool optional);
+/* CLONE_NEWNS | CLONE_NEWIPC [| CLONE_NEWNET] for @j; 0 when off. */
+unsigned long sandbox_jail_unshare_flags(const struct sandbox_jail *j);
+
+/*
+ * Called once by the launcher before its first child: every child is then
+ * born in one new PID namespace (cleave-vcpu, started first, is its PID 1).
+ * One namespace for all, not one each: the robust mutexes in the control
+ * segment hold their owner's TID, and TIDs must mean the same thread to
+ * every process that shares them.  pidfds and pids seen by the launcher are
+ * unchanged.
+ */
+int sandbox_jail_pid_ns_create(void);
+
+/*
+ * In the forked child, before exec: unshares the namespaces, makes every
+ * mount private, builds the new root on a tmpfs with what @j names (plus
+ * /usr, the /lib links, /dev/null, /dev/zero, /dev/urandom and a /proc of
+ * the PID namespace), makes it read-only, pivots and detaches the old root.
+ * Async-signal-safe.  Returns 0 or a negative errno; the failed step is
+ * written to stderr.
+ */
+int sandbox_jail_apply(const struct sandbox_jail *j);
+
+/* Whether namespaces and mounts work here (root, not too confined): probed by a child. */
+bool sandbox_jail_supported(void);
+
+#endif
