@@ -5,6 +5,7 @@
  * next; no_new_privs comes before seccomp (an unprivileged filter needs it).
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -154,6 +155,16 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 		return 0;
 	}
 	sb_init_signals();
+	/*
+	 * glibc's backtrace() dlopens libgcc_s on first use; NNG's panic path
+	 * calls it.  Loaded now, a later abort() still dies of SIGABRT rather
+	 * than of a refused executable mmap.
+	 */
+	{
+		void *frame[2];
+
+		backtrace(frame, 2);
+	}
 	ret = sb_rlimits(proc);
 	if (ret)
 		return ret;
