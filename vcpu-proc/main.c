@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "sandbox/sandbox.h"
 #include "vcpu-proc/vm.h"
 
 #define EXIT_USAGE	    2
@@ -203,6 +204,10 @@ int main(int argc, char **argv)
 		log_err("rpc %s: %s", opt.rpc_url, strerror(-ret));
 		goto out_vcpus;
 	}
+	/* Every fd and device is open, every listener bound: from here on, the policy. */
+	ret = sandbox_enter(SANDBOX_VCPU);
+	if (ret)
+		goto out_server;
 	if (opt.incoming) {
 		vm_set_state(&vm, VM_INMIGRATE);
 		log_info("%s: %u vCPUs, waiting for incoming state", opt.name ? opt.name : "vm",
