@@ -17,6 +17,7 @@
 
 #include "log/log.h"
 #include "migrator/migrator-internal.h"
+#include "sandbox/sandbox.h"
 
 struct options {
 	int ctl_fd;
@@ -214,6 +215,9 @@ int main(int argc, char **argv)
 		log_err("RPC server %s: %s", o.rpc, strerror(-ret));
 		goto out;
 	}
+	/* RAM mapped, listeners bound: from here on, the policy. */
+	if (sandbox_enter(SANDBOX_MIGRATOR))
+		goto out;
 
 	sig = 0;
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
