@@ -18,6 +18,7 @@
 
 #include "log/log.h"
 #include "monitor/server.h"
+#include "sandbox/sandbox.h"
 
 #define MON_MAX_LISTEN 16
 
@@ -170,7 +171,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_debug("serving QMP");
-	ret = mon_server_run(s);
+	/* Listeners and signalfd exist, RPC dialers set up: from here on, the policy. */
+	ret = sandbox_enter(SANDBOX_MONITOR);
+	if (!ret)
+		ret = mon_server_run(s);
 	mon_server_free(s);
 	close(cfg.stop_fd);
 	return ret ? 1 : 0;
