@@ -44,7 +44,7 @@ static const char *const rpc_dialer_attempt_stats[] = {
 	"timeout", "proto",   "auth",	    "oom",	"reject",
 };
 
-static uint64_t rpc_stat_value(nng_stat *parent, const char *name)
+uint64_t rpc_stat_value(nng_stat *parent, const char *name)
 {
 	nng_stat *st = nng_stat_find(parent, name);
 

@@ -63,6 +63,9 @@ int rpc_errno_from_nng(int rv);
 /* Sets the options every dialing socket of this layer shares. */
 int rpc_socket_dial_opts(nng_socket sock);
 
+/* The value of statistic @name below @parent; 0 when there is none. */
+uint64_t rpc_stat_value(nng_stat *parent, const char *name);
+
 /* A condition variable on CLOCK_MONOTONIC, as every timed wait here uses. */
 void rpc_cond_init(pthread_cond_t *cond);
 

@@ -12,8 +12,8 @@
  * Libnng 1.5.2 (Debian 12) has a bug (#1518) that silently stops a listener
  * or dialer when a peer hangs up during the connection handshake; this layer
  * notices within a few hundred ms (listener: self-probe; dialer: stalled
- * counters, checked while a call or subscriber waits) and restarts it.  A restarted listener drops its connections: a call in
- * flight on one fails at once with -ETIMEDOUT and its client redials.
+ * counters, checked while a call or subscriber waits) and restarts it.  A restarted listener drops
+ * its connections: a call in flight on one fails at once with -ETIMEDOUT and its client redials.
  */
 #ifndef CLEAVE_RPC_H
 #define CLEAVE_RPC_H
@@ -26,10 +26,10 @@
 
 #include "proto/events.pb-c.h"
 
-#define RPC_VERSION	     1
-#define RPC_MAX_MSG_SIZE     (16u << 20) /* bytes; larger messages are refused */
-#define RPC_DEFAULT_TIMEOUT  2000	 /* ms */
-#define RPC_ERRMSG_LEN	     256
+#define RPC_VERSION	    1
+#define RPC_MAX_MSG_SIZE    (16u << 20) /* bytes; larger messages are refused */
+#define RPC_DEFAULT_TIMEOUT 2000	/* ms */
+#define RPC_ERRMSG_LEN	    256
 
 /* ---- server ------------------------------------------------------------- */
 
@@ -89,8 +89,8 @@ void rpc_client_close(struct rpc_client *c);
  * RPC_DEFAULT_TIMEOUT.  @errbuf may be NULL.
  */
 int rpc_call(struct rpc_client *c, uint32_t method, const ProtobufCMessage *req,
-	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-	     int timeout_ms, char *errbuf, size_t errlen);
+	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, int timeout_ms,
+	     char *errbuf, size_t errlen);
 void rpc_msg_free(ProtobufCMessage *msg);
 
 /* ---- events --------------------------------------------------------------- */
@@ -101,11 +101,12 @@ struct rpc_pub;
 int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher);
 /*
  * Fills in version, publisher, publisher_id, seq and timestamp_us and sends.
- * Thread-safe.  Never blocks: with no subscriber the event is dropped (it
- * still takes a seq).  A burst of 10,000 reaches a reading subscriber whole;
- * far larger ones overflow NNG's queues (capped at 8192) and show up as
- * `missed`.  ev->publisher is left as the caller set it (the name is put on
- * the wire only).  -EMSGSIZE beyond RPC_MAX_MSG_SIZE.
+ * Thread-safe.  With no subscriber the event is dropped (it still takes a
+ * seq).  Bursts reach reading subscribers whole: when a connection's writer
+ * falls thousands of events behind, the call waits for it (at most ~100 ms,
+ * once per stalled subscriber, which then loses events and sees `missed`).
+ * ev->publisher is left as the caller set it (the name is put on the wire
+ * only).  -EMSGSIZE beyond RPC_MAX_MSG_SIZE.
  */
 int rpc_pub_send(struct rpc_pub *p, Cleave__Events__Event *ev);
 void rpc_pub_close(struct rpc_pub *p);

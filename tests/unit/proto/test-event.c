@@ -5,6 +5,7 @@
  * is up, so each test first sends Stop probes until one arrives.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,7 +13,9 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -112,6 +115,9 @@ static void test_burst_complete_in_order(void **state)
 	for (uint64_t i = 0; i < BURST; i++) {
 		assert_int_equal(rpc_sub_recv(t->sub, &ev, &missed, 5000), 0);
 		assert_int_equal(ev->body_case, CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS);
+		if (ev->migration_pass->pass != i || missed)
+			print_error("event %" PRIu64 ": pass %" PRIu64 ", missed %" PRIu64 "\n", i,
+				    ev->migration_pass->pass, missed);
 		assert_int_equal(ev->migration_pass->pass, i);
 		assert_int_equal(missed, 0);
 		if (last_seq)
@@ -367,6 +373,71 @@ static void test_null_args(void **state)
 	assert_int_equal(rpc_sub_recv(t->sub, &ev, NULL, 0), -ETIMEDOUT);
 }
 
+/* NNG bug #1518 on the publisher's listener: peers hanging up mid-handshake. */
+static void test_publisher_survives_hangups(void **state)
+{
+	struct ev_test *t = *state;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct rpc_sub *late;
+
+	wait_connected(t->pub, t->sub);
+	assert_true(strlen(t->url) - 6 < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, t->url + 6, strlen(t->url) - 6 + 1);
+	for (int i = 0; i < 5; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		assert_true(fd >= 0);
+		assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(fd);
+	}
+	/* A subscriber that comes afterwards is still let in. */
+	assert_int_equal(rpc_sub_open(&late), 0);
+	assert_int_equal(rpc_sub_dial(late, t->url), 0);
+	wait_connected(t->pub, late);
+	rpc_sub_close(late);
+	/* And the first one still receives (it may have been reconnected). */
+	wait_connected(t->pub, t->sub);
+}
+
+/*
+ * A subscriber that stops reading (a raw connection that did the handshake)
+ * delays the publisher a bounded time, once; the others lose nothing.
+ */
+static void test_stuck_subscriber(void **state)
+{
+	struct ev_test *t = *state;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint8_t head[8] = {0, 'S', 'P', 0, 0, 0x21, 0, 0}; /* sub0 */
+	int small = 4096, fd;
+	Cleave__Events__Event *ev;
+	uint64_t missed;
+	int64_t start, elapsed;
+
+	wait_connected(t->pub, t->sub);
+	memcpy(sa.sun_path, t->url + 6, strlen(t->url) - 6 + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, head, sizeof(head)), sizeof(head));
+	assert_int_equal(read(fd, head, sizeof(head)), sizeof(head));
+	usleep(100 * 1000); /* until the publisher has added the connection */
+
+	start = rpc_clock_ms();
+	for (uint64_t i = 0; i < 2 * BURST; i++)
+		assert_int_equal(send_pass(t->pub, i), 0);
+	elapsed = rpc_clock_ms() - start;
+	/* One bounded wait for the stuck one, not one per batch. */
+	assert_true(elapsed < 2000);
+	for (uint64_t i = 0; i < 2 * BURST; i++) {
+		assert_int_equal(rpc_sub_recv(t->sub, &ev, &missed, 5000), 0);
+		assert_int_equal(ev->migration_pass->pass, i);
+		assert_int_equal(missed, 0);
+		rpc_msg_free(&ev->base);
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,8 +457,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_later, ev_test_setup,
 						ev_test_teardown),
 		cmocka_unit_test_setup_teardown(test_null_args, ev_test_setup, ev_test_teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_survives_hangups, ev_test_setup,
+						ev_test_teardown),
+		cmocka_unit_test_setup_teardown(test_stuck_subscriber, ev_test_setup,
+						ev_test_teardown),
 	};
 
+	if (getenv("CLEAVE_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("CLEAVE_TEST_FILTER"));
 	log_init("test-event");
 	if (getenv("CLEAVE_TEST_VERBOSE"))
 		log_set_verbose(true);
