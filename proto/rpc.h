@@ -12,8 +12,9 @@
  * Libnng 1.5.2 (Debian 12) has a bug (#1518) that silently stops a listener
  * or dialer when a peer hangs up during the connection handshake; this layer
  * notices within a few hundred ms (listener: self-probe; dialer: stalled
- * counters, checked while a call or subscriber waits) and restarts it.  A restarted listener drops
- * its connections: a call in flight on one fails at once with -ETIMEDOUT and its client redials.
+ * counters, checked while a call or subscriber waits) and restarts it.  A
+ * restarted listener drops its connections: a call in flight on one fails
+ * at once with -ETIMEDOUT and its client redials.
  */
 #ifndef CLEAVE_RPC_H
 #define CLEAVE_RPC_H
@@ -26,10 +27,10 @@
 
 #include "proto/events.pb-c.h"
 
-#define RPC_VERSION	    1
-#define RPC_MAX_MSG_SIZE    (16u << 20) /* bytes; larger messages are refused */
-#define RPC_DEFAULT_TIMEOUT 2000	/* ms */
-#define RPC_ERRMSG_LEN	    256
+#define RPC_VERSION	     1
+#define RPC_MAX_MSG_SIZE     (16u << 20) /* bytes; larger messages are refused */
+#define RPC_DEFAULT_TIMEOUT  2000	 /* ms */
+#define RPC_ERRMSG_LEN	     256
 
 /* ---- server ------------------------------------------------------------- */
 
@@ -89,8 +90,8 @@ void rpc_client_close(struct rpc_client *c);
  * RPC_DEFAULT_TIMEOUT.  @errbuf may be NULL.
  */
 int rpc_call(struct rpc_client *c, uint32_t method, const ProtobufCMessage *req,
-	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, int timeout_ms,
-	     char *errbuf, size_t errlen);
+	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+	     int timeout_ms, char *errbuf, size_t errlen);
 void rpc_msg_free(ProtobufCMessage *msg);
 
 /* ---- events --------------------------------------------------------------- */
