@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,6 +173,10 @@ int vt_spawn(struct vt *t, unsigned int vcpus, const char *append, bool incoming
 				fcntl(keep[i], F_SETFD, 0);
 		}
 		dup2(lp[1], STDERR_FILENO);
+		/* A test that dies (assert, SIGPIPE, timeout) takes its VMM with it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(127);
 		execv(t->binary, (char *const *)argv);
 		_exit(127);
 	}

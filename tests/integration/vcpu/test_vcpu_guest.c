@@ -535,29 +535,47 @@ static void test_poweroff_and_reset(void **state)
 	quit(t);
 }
 
+/* Generations the guest's cpu 0 completes in @ms of wall time. */
+static uint64_t gens_in(struct vt *t, int ms)
+{
+	uint64_t g0 = 0, g1 = 0;
+
+	vt_drain(t, 0);
+	hb_last_ns(t, 0, 0, &g0);
+	vt_drain(t, ms);
+	hb_last_ns(t, 0, 0, &g1);
+	return g1 - g0;
+}
+
 static void test_throttle(void **state)
 {
 	struct vt *t = *state;
 	Cleave__Vcpu__ThrottleRequest thr = CLEAVE__VCPU__THROTTLE_REQUEST__INIT;
 	Cleave__Vcpu__StatusReply *st = NULL;
-	size_t mark;
+	uint64_t free_run, throttled;
 
-	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 hb=50", false, NULL), 0);
+	/* Unpaced dirtying: its progress is CPU time, which THROTTLE takes away. */
+	assert_int_equal(vt_spawn(t, 1, "mode=dirty mib=2 hb=50", false, NULL), 0);
 	expect_hb(t, 0, 1, 15000);
 	thr.percent = 100;
-	assert_int_not_equal(
-		vt_call(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, NULL, NULL), 0);
-	thr.percent = 50;
+	expect_refused(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, "must be 0..99");
+	free_run = gens_in(t, 1000);
+	thr.percent = 90;
 	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, NULL, NULL),
 			 0);
 	assert_int_equal(vt_status(t, &st), 0);
-	assert_int_equal(st->throttle_percent, 50);
+	assert_int_equal(st->throttle_percent, 90);
 	rpc_msg_free(&st->base);
-	mark = t->serial.len;
-	expect_hb(t, mark, 1, 5000); /* still runs */
+	vt_drain(t, 100);
+	throttled = gens_in(t, 1000);
+	if (throttled * 2 > free_run)
+		fail_msg("90%% throttle: %" PRIu64 " generations/s, unthrottled %" PRIu64,
+			 throttled, free_run);
 	thr.percent = 0;
 	assert_int_equal(vt_call(t, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &thr.base, NULL, NULL),
 			 0);
+	expect_hb(t, t->serial.len, 1, 5000);
+	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
 	quit(t);
 }
 
