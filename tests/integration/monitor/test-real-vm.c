@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * QMP against real processes: `cleave run` (launcher, cleave-vcpu with the
+ * embedded guest, cleave-migrator, cleave-monitor).  Commands and events,
+ * the monitor killed and restarted by the launcher (inherited socket, one
+ * greeting), queries while the migrator is killed and restarted
+ * (invariant 2), a live migration with `cleave migrate`, and quit.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "monitor/qmp-client.h"
+
+#define T_MS 5000
+
+static const char *cleave_exe;
+
+struct vm {
+	pid_t pid;	/* the `cleave run` process we started */
+	char sock[160]; /* unix socket path of its QMP */
+};
+
+struct env {
+	char dir[64];
+	struct vm src, dst;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int vm_start(struct env *e, struct vm *vm, const char *name, const char *incoming)
+{
+	char statedir[128], serial[160], qmp[180];
+	const char *argv[20];
+	struct qmp_client *c;
+	int n = 0, i;
+
+	snprintf(vm->sock, sizeof(vm->sock), "%s/%s.qmp", e->dir, name);
+	snprintf(qmp, sizeof(qmp), "unix:%s", vm->sock);
+	snprintf(statedir, sizeof(statedir), "%s/%s.state", e->dir, name);
+	snprintf(serial, sizeof(serial), "file:%s/%s.serial", e->dir, name);
+	argv[n++] = cleave_exe;
+	argv[n++] = "run";
+	argv[n++] = "--name";
+	argv[n++] = name;
+	argv[n++] = "-m";
+	argv[n++] = "64M";
+	argv[n++] = "--qmp";
+	argv[n++] = qmp;
+	argv[n++] = "--state-dir";
+	argv[n++] = statedir;
+	argv[n++] = "--serial";
+	argv[n++] = serial;
+	if (incoming) {
+		argv[n++] = "--incoming";
+		argv[n++] = incoming;
+	}
+	argv[n] = NULL;
+	vm->pid = fork();
+	if (vm->pid < 0)
+		return -errno;
+	if (vm->pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		execv(cleave_exe, (char *const *)argv);
+		_exit(127);
+	}
+	for (i = 0; i < 500; i++) {
+		if (qmp_client_connect(&c, vm->sock, 1000) == 0) {
+			qmp_client_close(c);
+			return 0;
+		}
+		if (waitpid(vm->pid, NULL, WNOHANG) == vm->pid) {
+			vm->pid = 0;
+			return -ECHILD;
+		}
+		usleep(20000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Waits for `cleave run` to exit; returns its status, or -1 after @ms (then kills it). */
+static int vm_wait(struct vm *vm, int ms)
+{
+	long long end = now_ms() + ms;
+	int status;
+
+	if (!vm->pid)
+		return -1;
+	while (now_ms() < end) {
+		if (waitpid(vm->pid, &status, WNOHANG) == vm->pid) {
+			vm->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		usleep(20000);
+	}
+	kill(vm->pid, SIGTERM);
+	waitpid(vm->pid, &status, 0);
+	vm->pid = 0;
+	return -1;
+}
+
+/* The pid of the descendant of @root named @comm (two levels deep), or 0. */
+static pid_t find_descendant(pid_t root, const char *comm, int depth)
+{
+	char path[64], name[32];
+	pid_t found = 0;
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", root);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char kids[512], *tok, *save;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/children", root, de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(kids, sizeof(kids), f))
+			kids[0] = '\0';
+		fclose(f);
+		for (tok = strtok_r(kids, " \n", &save); tok && !found;
+		     tok = strtok_r(NULL, " \n", &save)) {
+			pid_t kid = atoi(tok);
+
+			snprintf(path, sizeof(path), "/proc/%d/comm", kid);
+			f = fopen(path, "r");
+			if (f && fgets(name, sizeof(name), f)) {
+				name[strcspn(name, "\n")] = '\0';
+				if (!strcmp(name, comm))
+					found = kid;
+			}
+			if (f)
+				fclose(f);
+			if (!found && depth > 1)
+				found = find_descendant(kid, comm, depth - 1);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static int env_setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+
+	assert_non_null(e);
+	snprintf(e->dir, sizeof(e->dir), "/tmp/cleave-mon-vm-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	assert_int_equal(vm_start(e, &e->src, "src", NULL), 0);
+	*state = e;
+	return 0;
+}
+
+static int env_teardown(void **state)
+{
+	struct env *e = *state;
+	char cmd[128];
+
+	vm_wait(&e->src, 0);
+	vm_wait(&e->dst, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+	if (strncmp(e->dir, "/tmp/cleave-mon-vm-", 19) == 0 && system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", e->dir);
+	free(e);
+	return 0;
+}
+
+static struct qmp_client *vm_client(struct vm *vm)
+{
+	struct qmp_client *c;
+
+	assert_int_equal(qmp_client_connect(&c, vm->sock, T_MS), 0);
+	assert_int_equal(qmp_client_negotiate(c, T_MS), 0);
+	return c;
+}
+
+/* The reply's "return" or error desc as compact text. */
+static char *cmd_text(struct qmp_client *c, const char *cmd, const char *args, int timeout_ms)
+{
+	json_t *a = args ? json_loads(args, 0, NULL) : NULL, *reply;
+	char *text;
+	int ret = qmp_client_execute(c, cmd, a, &reply, timeout_ms);
+
+	json_decref(a);
+	if (ret)
+		return strdup(strerror(-ret));
+	if (json_object_get(reply, "error"))
+		text = strdup(json_string_value(
+			json_object_get(json_object_get(reply, "error"), "desc")));
+	else
+		text = json_dumps(json_object_get(reply, "return"), JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(reply);
+	return text;
+}
+
+#define assert_cmd(c, cmd, args, want)                                                             \
+	do {                                                                                       \
+		char *got_ = cmd_text(c, cmd, args, T_MS);                                         \
+		if (strcmp(got_, want))                                                            \
+			fail_msg("%s: got %s want %s", cmd, got_, want);                           \
+		free(got_);                                                                        \
+	} while (0)
+
+static json_t *wait_event(struct qmp_client *c, const char *name, int timeout_ms)
+{
+	long long end = now_ms() + timeout_ms;
+	json_t *m;
+
+	while (now_ms() < end) {
+		if (qmp_client_recv(c, &m, (int)(end - now_ms())))
+			return NULL;
+		if (!strcmp(json_string_value(json_object_get(m, "event")) ?: "", name))
+			return m;
+		json_decref(m);
+	}
+	return NULL;
+}
+
+#define RUNNING "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}"
+#define PAUSED	"{\"running\":false,\"singlestep\":false,\"status\":\"paused\"}"
+
+static void test_commands_and_events(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = vm_client(&e->src), *w = vm_client(&e->src);
+	json_t *ev;
+
+	assert_cmd(c, "query-status", NULL, RUNNING);
+	assert_cmd(c, "query-name", NULL, "{\"name\":\"src\"}");
+	assert_cmd(c, "query-memory-size-summary", NULL,
+		   "{\"base-memory\":67108864,\"plugged-memory\":0}");
+	assert_cmd(c, "query-migrate", NULL, "{}");
+	assert_cmd(c, "migrate_cancel", NULL, "{}");
+	assert_cmd(c, "stop", NULL, "{}");
+	ev = wait_event(w, "STOP", 2000);
+	assert_non_null(ev);
+	json_decref(ev);
+	assert_cmd(c, "query-status", NULL, PAUSED);
+	assert_cmd(c, "cont", NULL, "{}");
+	ev = wait_event(w, "RESUME", 2000);
+	assert_non_null(ev);
+	json_decref(ev);
+	assert_cmd(c, "migrate-set-parameters", "{\"multifd-channels\":3}", "{}");
+	assert_cmd(c, "migrate-set-parameters", "{\"multifd-channels\":0}",
+		   "Parameter 'multifd_channels' expects a value between 1 and 255");
+	{
+		char *p = cmd_text(c, "query-migrate-parameters", NULL, T_MS);
+
+		assert_non_null(strstr(p, "\"multifd-channels\":3"));
+		free(p);
+	}
+	assert_cmd(c, "quit", NULL, "{}");
+	ev = wait_event(w, "SHUTDOWN", 2000);
+	assert_non_null(ev);
+	json_decref(ev);
+	qmp_client_close(w);
+	qmp_client_close(c);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+}
+
+/* The launcher restarts a killed monitor on the same socket: one greeting, full service. */
+static void test_monitor_restart(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c;
+	pid_t mon = find_descendant(e->src.pid, "cleave-monitor", 2), mon2 = 0;
+	int i;
+
+	assert_true(mon > 0);
+	assert_int_equal(kill(mon, SIGKILL), 0);
+	/* Connect at once: the connection waits in the inherited socket's backlog. */
+	assert_int_equal(qmp_client_connect(&c, e->src.sock, T_MS), 0);
+	assert_int_equal(qmp_client_negotiate(c, T_MS), 0);
+	assert_cmd(c, "query-status", NULL, RUNNING);
+	for (i = 0; i < 100 && (mon2 == 0 || mon2 == mon); i++) {
+		mon2 = find_descendant(e->src.pid, "cleave-monitor", 2);
+		usleep(10000);
+	}
+	assert_true(mon2 > 0 && mon2 != mon);
+	assert_cmd(c, "quit", NULL, "{}");
+	qmp_client_close(c);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+}
+
+/* Invariant 2: queries answer while the migrator is dead and after it is back. */
+static void test_migrator_restart(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = vm_client(&e->src);
+	pid_t mig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	long long t0;
+	char *got;
+	int i, ok = 0;
+
+	assert_true(mig > 0);
+	assert_cmd(c, "query-migrate", NULL, "{}");
+	assert_int_equal(kill(mig, SIGKILL), 0);
+	t0 = now_ms();
+	got = cmd_text(c, "query-migrate", NULL, T_MS);
+	/* Either the restarted migrator answered, or the dead one was reported. */
+	if (strcmp(got, "{}") != 0 && strcmp(got, "migrator is not running") != 0)
+		fail_msg("query-migrate while the migrator restarts: %s", got);
+	free(got);
+	assert_true(now_ms() - t0 < 2 * 2000 + 1000);
+	assert_cmd(c, "query-status", NULL, RUNNING);
+	for (i = 0; i < 50 && !ok; i++) {
+		got = cmd_text(c, "query-migrate", NULL, T_MS);
+		ok = !strcmp(got, "{}");
+		free(got);
+		if (!ok)
+			usleep(100000);
+	}
+	assert_true(ok);
+	assert_cmd(c, "quit", NULL, "{}");
+	qmp_client_close(c);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+}
+
+/* cleave migrate between two VMs on loopback. */
+static void test_live_migration(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *s, *d;
+	char uri[64], incoming[64], out[4096];
+	int p[2], port = 40000 + (int)(getpid() % 20000), status;
+	ssize_t n;
+	size_t len = 0;
+	pid_t pid;
+	char *got;
+
+	snprintf(incoming, sizeof(incoming), "tcp:127.0.0.1:%d", port);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
+	assert_int_equal(vm_start(e, &e->dst, "dst", incoming), 0);
+	d = vm_client(&e->dst);
+	assert_cmd(d, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.sock, uri, "--channels",
+		      "2", NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("cleave migrate failed: %s", out);
+	assert_non_null(strstr(out, "status: completed"));
+	assert_cmd(d, "query-status", NULL, RUNNING);
+	s = vm_client(&e->src);
+	assert_cmd(s, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"postmigrate\"}");
+	got = cmd_text(s, "query-migrate", NULL, T_MS);
+	assert_non_null(strstr(got, "\"status\":\"completed\""));
+	assert_non_null(strstr(got, "\"transferred\":"));
+	free(got);
+	assert_cmd(s, "quit", NULL, "{}");
+	assert_cmd(d, "quit", NULL, "{}");
+	qmp_client_close(s);
+	qmp_client_close(d);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+	assert_int_equal(vm_wait(&e->dst, 10000), 0);
+}
+
+int main(int argc, char **argv)
+{
+	/* Two groups, two meson tests: restarts depend on the launcher's supervision. */
+	const struct CMUnitTest basic[] = {
+		cmocka_unit_test_setup_teardown(test_commands_and_events, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_live_migration, env_setup, env_teardown),
+	};
+	const struct CMUnitTest restarts[] = {
+		cmocka_unit_test_setup_teardown(test_monitor_restart, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_migrator_restart, env_setup, env_teardown),
+	};
+
+	if (argc < 3 || (strcmp(argv[2], "basic") && strcmp(argv[2], "restarts"))) {
+		fprintf(stderr, "usage: %s PATH-TO-cleave basic|restarts\n", argv[0]);
+		return 2;
+	}
+	if (access("/dev/kvm", R_OK | W_OK) != 0) {
+		fprintf(stderr, "no /dev/kvm: skipped\n");
+		return 77;
+	}
+	cleave_exe = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	if (!strcmp(argv[2], "basic"))
+		return cmocka_run_group_tests_name("real-vm-basic", basic, NULL, NULL);
+	return cmocka_run_group_tests_name("real-vm-restarts", restarts, NULL, NULL);
+}
