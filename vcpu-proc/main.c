@@ -199,26 +199,22 @@ int main(int argc, char **argv)
 	ret = vm_vcpus_start(&vm);
 	if (ret)
 		goto out_vcpus;
+	/* The state is final before the first request can read it. */
+	if (opt.incoming) {
+		vm_set_state(&vm, VM_INMIGRATE);
+	} else {
+		ret = vm_load_guest(&vm);
+		if (ret)
+			goto out_vcpus;
+		vm_set_state(&vm, VM_RUNNING);
+	}
 	ret = vm_service_start(&vm, opt.rpc_url, &server);
 	if (ret) {
 		log_err("rpc %s: %s", opt.rpc_url, strerror(-ret));
 		goto out_vcpus;
 	}
-	/* Every fd and device is open, every listener bound: from here on, the policy. */
-	ret = sandbox_enter(SANDBOX_VCPU);
-	if (ret)
-		goto out_server;
-	if (opt.incoming) {
-		vm_set_state(&vm, VM_INMIGRATE);
-		log_info("%s: %u vCPUs, waiting for incoming state", opt.name ? opt.name : "vm",
-			 vm.nr_vcpus);
-	} else {
-		ret = vm_load_guest(&vm);
-		if (ret)
-			goto out_server;
-		vm_set_state(&vm, VM_RUNNING);
-		log_info("%s: %u vCPUs running", opt.name ? opt.name : "vm", vm.nr_vcpus);
-	}
+	log_info("%s: %u vCPUs %s", opt.name ? opt.name : "vm", vm.nr_vcpus,
+		 opt.incoming ? "waiting for incoming state" : "running");
 
 	why = vm_wait(&vm, &status);
 	publish_shutdown(&vm, why);
@@ -237,8 +233,6 @@ int main(int argc, char **argv)
 	exit_server = server;
 	return status;
 
-out_server:
-	rpc_server_stop(server);
 out_vcpus:
 	vm_vcpus_stop(&vm);
 	rpc_pub_close(vm.pub);
