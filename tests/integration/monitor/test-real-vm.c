@@ -51,7 +51,7 @@ static long long now_ms(void)
 static int vm_start(struct env *e, struct vm *vm, const char *name, const char *incoming)
 {
 	char statedir[128], serial[160], qmp[180];
-	const char *argv[20];
+	const char *argv[24];
 	struct qmp_client *c;
 	int n = 0, i;
 
@@ -71,6 +71,9 @@ static int vm_start(struct env *e, struct vm *vm, const char *name, const char *
 	argv[n++] = statedir;
 	argv[n++] = "--serial";
 	argv[n++] = serial;
+	/* For telling launcher sandbox problems from monitor problems. */
+	if (getenv("CLEAVE_MON_TEST_NO_SANDBOX"))
+		argv[n++] = "--no-sandbox";
 	if (incoming) {
 		argv[n++] = "--incoming";
 		argv[n++] = incoming;
