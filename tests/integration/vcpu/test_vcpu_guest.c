@@ -523,6 +523,12 @@ static void test_poweroff_and_reset(void **state)
 	assert_int_equal(status, 0);
 	assert_true(vt_expect(t, &t->serial, 0, "mode=poweroff", 0) >= 0);
 
+	/* The guest's own failure: UCALL_ASSERT logged as an error, exit status 3. */
+	assert_int_equal(vt_spawn(t, 1, "mode=idle mib=4 crash=1", false, NULL), 0);
+	assert_int_equal(vt_wait(t, 15000, &status), 0);
+	assert_int_equal(status, 3);
+	assert_true(vt_expect(t, &t->log, 0, "error: ucall cpu=0 ASSERT line=", 0) >= 0);
+
 	/* RESET reboots the guest: a second READY, heartbeats again. */
 	assert_int_equal(vt_spawn(t, 2, "mode=idle mib=4 hb=50 cpus=2", false, NULL), 0);
 	expect_hb(t, 0, 2, 15000);
