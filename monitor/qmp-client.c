@@ -28,12 +28,26 @@ static long long qmp_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Connects a new socket of @family to @sa; returns the fd or a negative errno. */
+static int qmp_socket_connect(int family, const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), ret;
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, sa, len)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
 static int qmp_socket_open(const char *addr)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	const char *path = addr;
-	int fd;
 
 	if (!strncmp(addr, "tcp:", 4)) {
 		char host[64];
@@ -46,27 +60,14 @@ static int qmp_socket_open(const char *addr)
 		if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
 			return -EINVAL;
 		sin.sin_port = htons((uint16_t)atoi(colon + 1));
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)))
-			goto err;
-		return fd;
+		return qmp_socket_connect(AF_INET, (struct sockaddr *)&sin, sizeof(sin));
 	}
 	if (!strncmp(addr, "unix:", 5))
 		path = addr + 5;
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)))
-		goto err;
-	return fd;
-err:
-	fd = -errno + 0 * close(fd);
-	return fd;
+	return qmp_socket_connect(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun));
 }
 
 int qmp_client_fd(struct qmp_client *c)
