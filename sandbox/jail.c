@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -310,9 +312,48 @@ int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char
 	return ret;
 }
 
-int sandbox_jail_pid_ns_create(void)
+int sandbox_jail_pid_ns_create(int *holder_pidfd)
 {
-	return unshare(CLONE_NEWPID) ? -errno : 0;
+	sigset_t all;
+	pid_t p;
+	int fd;
+
+	if (unshare(CLONE_NEWPID))
+		return -errno;
+	p = fork();
+	if (p < 0)
+		return -errno;
+	if (p == 0) {
+		/* PID 1: holds the namespace open, nothing else (no fds, no signals). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close_range(0, ~0U, 0);
+		sigfillset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		for (;;)
+			pause();
+	}
+	fd = (int)syscall(SYS_pidfd_open, p, 0);
+	if (fd < 0) {
+		int ret = -errno;
+
+		kill(p, SIGKILL);
+		waitpid(p, NULL, 0);
+		return ret;
+	}
+	*holder_pidfd = fd;
+	return 0;
+}
+
+void sandbox_jail_pid_ns_destroy(int holder_pidfd)
+{
+	siginfo_t si;
+
+	if (holder_pidfd < 0)
+		return;
+	syscall(SYS_pidfd_send_signal, holder_pidfd, SIGKILL, NULL, 0);
+	while (waitid(P_PIDFD, (id_t)holder_pidfd, &si, WEXITED) && errno == EINTR)
+		;
+	close(holder_pidfd);
 }
 
 /* A throw-away child tries the namespaces and a tmpfs: the real answer. */

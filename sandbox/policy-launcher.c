@@ -14,6 +14,7 @@
  * writable opens (no file is created after start), KVM ioctls (cleave-vcpu is
  * never restarted), reboot, swap, clock setting.  See docs/SECURITY.md.
  */
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include "sandbox/policy-internal.h"
@@ -63,6 +64,9 @@ static const struct sandbox_rule launcher_rules[] = {
 	ALLOW("symlink", "/lib -> usr/lib inside the jail"),
 	ALLOW("mknodat", "bind-mount targets for device nodes"),
 	/* The exec'd child before its own policy: loader and library init. */
+	ALLOW_IF("openat", ARG_MASK(2, O_ACCMODE | O_CREAT | O_TRUNC | O_TMPFILE, O_RDWR),
+		 "NNG names its threads through /proc/self/task/N/comm at a child's init; "
+		 "read-write but never creating or truncating"),
 	ALLOW("mmap", "the dynamic loader maps code"),
 	ALLOW("mprotect", "the dynamic loader, RELRO"),
 	ALLOW("arch_prctl", "the loader sets up TLS"),

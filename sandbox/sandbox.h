@@ -161,13 +161,17 @@ unsigned long sandbox_jail_unshare_flags(const struct sandbox_jail *j);
 
 /*
  * Called once by the launcher before its first child: every child is then
- * born in one new PID namespace (cleave-vcpu, started first, is its PID 1).
+ * born in one new PID namespace.  Its PID 1 is a forked holder that only
+ * pauses (no fds, SIGKILLed when the launcher dies), so no cleave process
+ * has init's signal semantics and one exiting does not end the namespace.
  * One namespace for all, not one each: the robust mutexes in the control
  * segment hold their owner's TID, and TIDs must mean the same thread to
- * every process that shares them.  pidfds and pids seen by the launcher are
- * unchanged.
+ * every process that shares them.  pids and pidfds seen by the launcher are
+ * unchanged.  *@holder_pidfd is the holder's pidfd.
  */
-int sandbox_jail_pid_ns_create(void);
+int sandbox_jail_pid_ns_create(int *holder_pidfd);
+/* Kills and reaps the holder (the namespace ends with it); -1 is a no-op. */
+void sandbox_jail_pid_ns_destroy(int holder_pidfd);
 
 /*
  * In the forked child, before exec: unshares the namespaces, makes every
