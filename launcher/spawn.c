@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "launcher/spawn.h"
+#include "sandbox/sandbox.h"
 
 int spawn_cmd_init(struct spawn_cmd *c, const char *path, const char *arg0)
 {
@@ -87,8 +89,18 @@ spawn_child(const struct spawn_cmd *c, pid_t parent, int errpipe)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
 		goto fail;
 	/* The launcher may have died before prctl: then no signal would ever come. */
-	if (getppid() != parent)
+	if (c->jail && c->jail->enabled) {
+		/*
+		 * In the children's PID namespace the launcher has no pid
+		 * (getppid() is 0); its end of errpipe closing says it died.
+		 */
+		struct pollfd pfd = {.fd = errpipe, .events = POLLOUT};
+
+		if (poll(&pfd, 1, 0) < 0 || (pfd.revents & POLLERR))
+			_exit(127);
+	} else if (getppid() != parent) {
 		_exit(127);
+	}
 
 	/*
 	 * Two passes so a target number never overwrites a source not yet
@@ -114,6 +126,13 @@ spawn_child(const struct spawn_cmd *c, pid_t parent, int errpipe)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
+	if (c->jail) {
+		e = sandbox_jail_apply(c->jail);
+		if (e) {
+			errno = -e;
+			goto fail;
+		}
+	}
 	execv(c->path, c->argv);
 fail:
 	e = errno;

@@ -25,6 +25,8 @@ struct spawn_cmd {
 	int fds[SPAWN_MAX_FDS]; /* parent's fds, borrowed: caller keeps them open */
 	unsigned int nr_fds;
 	int err; /* first error of a builder call, reported by start */
+	/* Namespaces and new root applied between fork and exec; NULL: none. Borrowed. */
+	const struct sandbox_jail *jail;
 };
 
 /* init/fini pair.  @path is the binary, @arg0 its argv[0]. */
