@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,6 +21,7 @@
 #include "launcher/spawn.h"
 #include "launcher/supervise.h"
 #include "log/log.h"
+#include "sandbox/sandbox.h"
 #include "shm/shm.h"
 
 #define RUN_LOW_RAM_MAX	 (3ULL << 30) /* region 0 ends below the 32-bit MMIO hole */
@@ -59,6 +62,9 @@ struct run_vm {
 	bool cmds_ready[RUN_NR_CHILDREN];
 	struct sup sup;
 	bool sup_ready;
+	bool jailed; /* children get namespaces and a new root (sandbox/jail.c) */
+	int pidns_fd; /* pidfd of the children's PID namespace holder, -1 if none */
+	struct sandbox_jail jails[RUN_NR_CHILDREN];
 };
 
 static void run_vm_fini(struct run_vm *vm)
@@ -69,6 +75,8 @@ static void run_vm_fini(struct run_vm *vm)
 	if (vm->sup_ready)
 		sup_fini(&vm->sup);
 	vm->sup_ready = false;
+	sandbox_jail_pid_ns_destroy(vm->pidns_fd);
+	vm->pidns_fd = -1;
 	for (i = 0; i < RUN_NR_CHILDREN; i++)
 		if (vm->cmds_ready[i])
 			spawn_cmd_fini(&vm->cmds[i]);
@@ -245,6 +253,47 @@ static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->opt.name);
 }
 
+static const enum sandbox_proc run_child_procs[RUN_NR_CHILDREN] = {
+	[RUN_CHILD_VCPU] = SANDBOX_VCPU,
+	[RUN_CHILD_MIGRATOR] = SANDBOX_MIGRATOR,
+	[RUN_CHILD_MONITOR] = SANDBOX_MONITOR,
+};
+
+/*
+ * Sandbox on by default (docs/SECURITY.md): each child enters its own
+ * policy; as root they also get namespaces and a new root, all in one new
+ * PID namespace.  SANDBOX_ENV_DISABLE is how --no-sandbox reaches the
+ * children; it is cleared otherwise so a stray environment cannot turn the
+ * sandbox off.
+ */
+static int run_sandbox_prepare(struct run_vm *vm)
+{
+	int ret;
+
+	if (vm->opt.no_sandbox) {
+		log_warn("--no-sandbox: no process runs with seccomp, namespaces or dropped "
+			 "capabilities");
+		return setenv(SANDBOX_ENV_DISABLE, "1", 1) ? -errno : 0;
+	}
+	unsetenv(SANDBOX_ENV_DISABLE);
+	if (!sandbox_jail_supported()) {
+		log_info("sandbox: seccomp, no_new_privs, rlimits, no capabilities; no namespaces "
+			 "(%s)",
+			 geteuid() ? "not root" : "the kernel refused them here");
+		return 0;
+	}
+	ret = sandbox_jail_pid_ns_create(&vm->pidns_fd);
+	if (ret) {
+		log_info("sandbox: no PID namespace (%s): children run without namespaces",
+			 strerror(-ret));
+		return 0;
+	}
+	vm->jailed = true;
+	log_debug("sandbox: seccomp, no_new_privs, rlimits, no capabilities, own namespaces "
+		  "(mount, PID, IPC, net but for the migrator) and root");
+	return 0;
+}
+
 /* Builds each child's command line and registers it, vcpu first: it listens. */
 static int run_vm_children_add(struct run_vm *vm)
 {
@@ -257,10 +306,21 @@ static int run_vm_children_add(struct run_vm *vm)
 		/* Without a QMP socket nobody can talk to a monitor. */
 		if (i == RUN_CHILD_MONITOR && !vm->opt.nr_qmp)
 			continue;
-		ret = spawn_cmd_init(c, vm->bins[i], run_child_bins[i].name);
+		if (vm->jailed) {
+			ret = sandbox_jail_init(&vm->jails[i], run_child_procs[i], vm->bins[i],
+						vm->state.path);
+			if (ret) {
+				log_err("%s jail: %s", run_child_bins[i].name, strerror(-ret));
+				return ret;
+			}
+		}
+		/* Jailed, the binary is exec'd by its canonical path: the one bound. */
+		ret = spawn_cmd_init(c, vm->jailed ? vm->jails[i].exe : vm->bins[i],
+				     run_child_bins[i].name);
 		if (ret)
 			return ret;
 		vm->cmds_ready[i] = true;
+		c->jail = vm->jailed ? &vm->jails[i] : NULL;
 		if (i == RUN_CHILD_VCPU)
 			run_cmd_vcpu(vm, c);
 		else if (i == RUN_CHILD_MIGRATOR)
@@ -312,6 +372,7 @@ int cmd_run_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	vm.guest_fd = -1;
 	vm.serial_fd = -1;
+	vm.pidns_fd = -1;
 	for (i = 0; i < RUN_QMP_MAX; i++)
 		vm.qmp_fds[i] = -1;
 	vm.state.lock_fd = -1;
@@ -331,8 +392,6 @@ int cmd_run_main(int argc, char **argv)
 		log_err("run: this cleave was built without an embedded guest; pass --guest FILE");
 		return 2;
 	}
-	if (vm.opt.no_sandbox)
-		log_debug("--no-sandbox: children run without seccomp and namespaces");
 	if (run_bins_find(&vm))
 		return 1;
 
@@ -344,6 +403,9 @@ int cmd_run_main(int argc, char **argv)
 	ret = run_vm_resources_create(&vm);
 	if (ret)
 		goto out;
+	ret = run_sandbox_prepare(&vm);
+	if (ret)
+		goto out;
 	ret = run_vm_children_add(&vm);
 	if (ret)
 		goto out;
@@ -352,6 +414,13 @@ int cmd_run_main(int argc, char **argv)
 	ret = sup_start(&vm.sup);
 	if (ret)
 		goto out;
+	/* Children started: from here on the launcher supervises under its own policy. */
+	if (!vm.opt.no_sandbox) {
+		ret = sandbox_enter_keep_caps(SANDBOX_LAUNCHER,
+					      vm.jailed ? 1ULL << CAP_SYS_ADMIN : 0);
+		if (ret)
+			goto out;
+	}
 	status = sup_run(&vm.sup);
 out:
 	run_vm_fini(&vm);
