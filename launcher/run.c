@@ -62,7 +62,7 @@ struct run_vm {
 	bool cmds_ready[RUN_NR_CHILDREN];
 	struct sup sup;
 	bool sup_ready;
-	bool jailed; /* children get namespaces and a new root (sandbox/jail.c) */
+	bool jailed;  /* children get namespaces and a new root (sandbox/jail.c) */
 	int pidns_fd; /* pidfd of the children's PID namespace holder, -1 if none */
 	struct sandbox_jail jails[RUN_NR_CHILDREN];
 };
