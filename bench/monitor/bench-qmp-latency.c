@@ -4,7 +4,10 @@
  * vcpu-proc/migrator RPC servers) with 1 client, then with 1000 other
  * clients connected, then QEMU 7.2 in the same run.
  *
- * usage: bench-qmp-latency CLEAVE-MONITOR [CALLS] [QEMU-BINARY] [GUEST-ELF]
+ * usage: bench-qmp-latency CLEAVE-MONITOR [CALLS] [QEMU-BINARY] [GUEST-ELF] [CLEAVE]
+ *
+ * With CLEAVE (the `cleave` command), also against a real VM: `cleave run`
+ * with cleave-vcpu running the embedded guest.
  */
 #include <errno.h>
 #include <signal.h>
@@ -125,6 +128,88 @@ out:
 	return ret;
 }
 
+/* Measures @calls round trips of @cmd with 1 client, then with OTHERS more connected. */
+static int bench_clients(const char *label, const char *sock, const char *cmd, int calls)
+{
+	struct qmp_client **others = calloc(OTHERS, sizeof(*others));
+	struct qmp_client *c = NULL;
+	char text[128];
+	int i, ret;
+
+	if (!others)
+		return -ENOMEM;
+	ret = qmp_client_connect(&c, sock, 5000);
+	if (!ret)
+		ret = qmp_client_negotiate(c, 5000);
+	snprintf(text, sizeof(text), "%s, 1 client", label);
+	if (!ret)
+		ret = measure(text, c, cmd, calls);
+	for (i = 0; !ret && i < OTHERS; i++) {
+		ret = qmp_client_connect(&others[i], sock, 5000);
+		if (!ret)
+			ret = qmp_client_negotiate(others[i], 5000);
+	}
+	snprintf(text, sizeof(text), "%s, 1 client + 1000 others connected", label);
+	if (!ret)
+		ret = measure(text, c, cmd, calls);
+	for (i = 0; i < OTHERS; i++)
+		qmp_client_close(others[i]);
+	if (c && !strcmp(label, "cleave run (real vcpu-proc)")) {
+		json_t *reply;
+
+		if (qmp_client_execute(c, "quit", NULL, &reply, 5000) == 0)
+			json_decref(reply);
+	}
+	qmp_client_close(c);
+	free(others);
+	return ret;
+}
+
+static int bench_real_vm(const char *cleave, int calls)
+{
+	char dir[] = "/tmp/cleave-bench-vm-XXXXXX", sock[128], qmp[140], st[128], ser[140];
+	struct qmp_client *c;
+	int i, ret = -ETIMEDOUT, status;
+	pid_t pid;
+
+	if (!mkdtemp(dir))
+		return -errno;
+	snprintf(sock, sizeof(sock), "%s/q.sock", dir);
+	snprintf(qmp, sizeof(qmp), "unix:%s", sock);
+	snprintf(st, sizeof(st), "%s/state", dir);
+	snprintf(ser, sizeof(ser), "file:%s/serial", dir);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execl(cleave, cleave, "run", "--name", "bench", "-m", "64M", "--qmp", qmp,
+		      "--state-dir", st, "--serial", ser, NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 250; i++) {
+		if (qmp_client_connect(&c, sock, 1000) == 0) {
+			qmp_client_close(c);
+			ret = 0;
+			break;
+		}
+		usleep(20000);
+	}
+	if (!ret) {
+		ret = bench_clients("cleave run (real vcpu-proc)", sock, "query-status", calls);
+	}
+	/* quit was sent by bench_clients; make sure it is gone either way. */
+	for (i = 0; i < 250 && waitpid(pid, &status, WNOHANG) != pid; i++)
+		usleep(20000);
+	if (i == 250) {
+		kill(pid, SIGTERM);
+		waitpid(pid, &status, 0);
+	}
+	snprintf(st, sizeof(st), "rm -rf '%s'", dir);
+	if (system(st) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+	return ret;
+}
+
 static int bench_qemu(const char *qemu, const char *elf, int calls)
 {
 	char dir[] = "/tmp/cleave-bench-qemu-XXXXXX", path[128], qmparg[160];
@@ -213,6 +298,8 @@ int main(int argc, char **argv)
 	printf("QMP round trips over a unix socket; cleave's query-status goes to an in-test\n"
 	       "vcpu-proc RPC server (NNG ipc), query-version is answered by the monitor alone\n");
 	ret = bench_cleave(argv[1], calls);
+	if (argc > 5)
+		ret |= bench_real_vm(argv[5], calls);
 	if (access(qemu, X_OK) == 0)
 		ret |= bench_qemu(qemu, argc > 4 ? argv[4] : NULL, calls);
 	else
