@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -62,7 +63,9 @@ int vt_init(struct vt *t, const char *binary, uint64_t ram_size, uint64_t high_s
 
 void vt_fini(struct vt *t)
 {
-	char path[160];
+	struct dirent *de;
+	char path[sizeof(t->dir) + 260];
+	DIR *dir;
 
 	vt_kill(t);
 	rpc_client_close(t->rpc);
@@ -78,10 +81,16 @@ void vt_fini(struct vt *t)
 		close(t->log.fd);
 	free(t->serial.buf);
 	free(t->log.buf);
-	snprintf(path, sizeof(path), "%s/vcpu.rpc", t->dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/vcpu.events", t->dir);
-	unlink(path);
+	/* The dir is ours (mkdtemp): whatever sockets were made in it go too. */
+	dir = opendir(t->dir);
+	while (dir && (de = readdir(dir))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", t->dir, de->d_name);
+			unlink(path);
+		}
+	}
+	if (dir)
+		closedir(dir);
 	rmdir(t->dir);
 }
 
