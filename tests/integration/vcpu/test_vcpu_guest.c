@@ -516,6 +516,7 @@ static void test_dirty_harvest_two_regions(void **state)
 static void test_poweroff_and_reset(void **state)
 {
 	struct vt *t = *state;
+	struct rpc_sub *sub;
 	int status = -1;
 
 	assert_int_equal(vt_spawn(t, 1, "mode=poweroff", false, NULL), 0);
@@ -529,16 +530,23 @@ static void test_poweroff_and_reset(void **state)
 	assert_int_equal(status, 3);
 	assert_true(vt_expect(t, &t->log, 0, "error: ucall cpu=0 ASSERT line=", 0) >= 0);
 
-	/* RESET reboots the guest: a second READY, heartbeats again. */
+	/* RESET reboots the guest: a second READY, heartbeats again, RESET event. */
+	assert_int_equal(rpc_sub_open(&sub), 0);
 	assert_int_equal(vt_spawn(t, 2, "mode=idle mib=4 hb=50 cpus=2", false, NULL), 0);
+	status_state(t); /* the publisher is up once RPC answers */
+	assert_int_equal(rpc_sub_dial(sub, t->events_url), 0);
 	expect_hb(t, 0, 2, 15000);
+	vt_drain(t, 200);
 	assert_int_equal(vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_RESET), 0);
+	expect_event(sub, CLEAVE__EVENTS__EVENT__BODY_RESET);
 	if (vt_expect(t, &t->serial, 0, "READY 1\n", 0) < 0 ||
 	    vt_expect(t, &t->serial, (size_t)vt_expect(t, &t->serial, 0, "READY 1\n", 0) + 1,
 		      "READY 1\n", 15000) < 0)
 		fail_msg("no second boot:\n%s\n%s", t->serial.buf, t->log.buf);
 	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
 	quit(t);
+	expect_event(sub, CLEAVE__EVENTS__EVENT__BODY_SHUTDOWN);
+	rpc_sub_close(sub);
 }
 
 /* Generations the guest's cpu 0 completes in @ms of wall time. */
