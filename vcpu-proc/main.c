@@ -213,6 +213,12 @@ int main(int argc, char **argv)
 		log_err("rpc %s: %s", opt.rpc_url, strerror(-ret));
 		goto out_vcpus;
 	}
+	/* Every fd and device is open, every listener bound: from here on, the policy. */
+	ret = sandbox_enter(SANDBOX_VCPU);
+	if (ret) {
+		rpc_server_stop(server);
+		goto out_vcpus;
+	}
 	log_info("%s: %u vCPUs %s", opt.name ? opt.name : "vm", vm.nr_vcpus,
 		 opt.incoming ? "waiting for incoming state" : "running");
 
