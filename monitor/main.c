@@ -173,7 +173,9 @@ int main(int argc, char **argv)
 	log_debug("serving QMP");
 	/* Listeners and signalfd exist, RPC dialers set up: from here on, the policy. */
 	ret = sandbox_enter(SANDBOX_MONITOR);
-	if (!ret)
+	if (ret)
+		log_err("sandbox_enter: %s", strerror(-ret));
+	else
 		ret = mon_server_run(s);
 	mon_server_free(s);
 	close(cfg.stop_fd);
