@@ -34,6 +34,17 @@ static int setup(void **state)
 	return 0;
 }
 
+static int setup_two_regions(void **state)
+{
+	struct vt *t = calloc(1, sizeof(*t));
+
+	assert_non_null(t);
+	assert_int_equal(vt_init(t, binary, 16ull << 20, 16ull << 20), 0);
+	assert_int_equal(vt_guest_open(t, guest_path), 0);
+	*state = t;
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	vt_fini(*state);
@@ -499,18 +510,12 @@ static void test_dirty_harvest_exact(void **state)
 /* RAM in two regions (below and above 4 GiB): two memslots, both harvested. */
 static void test_dirty_harvest_two_regions(void **state)
 {
-	struct vt t2;
-	uint64_t high = 0;
+	struct vt *t = *state;
 
-	(void)state;
-	assert_int_equal(vt_init(&t2, binary, 16ull << 20, 16ull << 20), 0);
-	assert_int_equal(vt_guest_open(&t2, guest_path), 0);
 	/* 24 MiB of test area from 2 MiB: 14 MiB below 4 GiB, the rest above. */
-	assert_true(dirty_harvest_check(&t2, "mode=dirty mib=24 rate=64 hb=100 cpus=2 report=1") >
-		    0);
-	high = shm_bitmap_count(shm_ctl_dirty_bitmap(&t2.ctl, 1), t2.ctl.hdr->regions[1].nr_pages);
-	assert_true(high > 0);
-	vt_fini(&t2);
+	assert_true(dirty_harvest_check(t, "mode=dirty mib=24 rate=64 hb=100 cpus=2 report=1") > 0);
+	assert_true(shm_bitmap_count(shm_ctl_dirty_bitmap(&t->ctl, 1),
+				     t->ctl.hdr->regions[1].nr_pages) > 0);
 }
 
 static void test_poweroff_and_reset(void **state)
@@ -601,7 +606,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_save_kill_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_harvest_exact, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dirty_harvest_two_regions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dirty_harvest_two_regions, setup_two_regions,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_poweroff_and_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_throttle, setup, teardown),
 	};
