@@ -218,6 +218,9 @@ static void test_pause_resume(void **state)
 		expect_hb(t, mark, 2, 5000);
 		after = hb_last_ns(t, mark, 0, NULL);
 		assert_true(after > before);
+		/* KVM_KVMCLOCK_CTRL reached each guest vCPU (PVCLOCK_GUEST_STOPPED). */
+		assert_true(vt_expect(t, &t->serial, mark, "STOPPED 0 ", 2000) >= 0);
+		assert_true(vt_expect(t, &t->serial, mark, "STOPPED 1 ", 2000) >= 0);
 	}
 	hb_assert_monotonic(t, 0);
 	assert_int_equal(vt_count(&t->log, 0, "ASSERT"), 0);
