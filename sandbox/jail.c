@@ -214,8 +214,10 @@ int sandbox_jail_apply(const struct sandbox_jail *j)
 	unsigned int nr = 0, i;
 	int root = -1, proc = -1, ret = 0;
 
-	if (!j || !j->enabled)
+	if (!j)
 		return 0;
+	if (!j->enabled)
+		return sandbox_caps_drop_for_exec();
 	if (unshare((int)sandbox_jail_unshare_flags(j)))
 		return sb_fail("unshare", NULL, errno);
 	/* Nothing we mount may propagate back to the host. */
@@ -275,6 +277,9 @@ int sandbox_jail_apply(const struct sandbox_jail *j)
 		ret = sb_fail("pivot_root", NULL, errno);
 		goto out;
 	}
+	ret = sandbox_caps_drop_for_exec();
+	if (ret)
+		sb_fail("dropping capabilities", NULL, -ret);
 out:
 	for (i = 0; i < nr; i++)
 		if (trees[i].fd >= 0)
@@ -312,14 +317,29 @@ int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char
 	return ret;
 }
 
+/*
+ * The launcher's own PID namespace, to make its later children (a
+ * sanitizer's helper threads at exit) be born there again once the
+ * children's namespace is gone.  The launcher's only: set once.
+ */
+static int sb_host_pidns = -1;
+
 int sandbox_jail_pid_ns_create(int *holder_pidfd)
 {
 	sigset_t all;
 	pid_t p;
 	int fd;
 
-	if (unshare(CLONE_NEWPID))
+	sb_host_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	if (sb_host_pidns < 0)
 		return -errno;
+	if (unshare(CLONE_NEWPID)) {
+		int ret = -errno;
+
+		close(sb_host_pidns);
+		sb_host_pidns = -1;
+		return ret;
+	}
 	p = fork();
 	if (p < 0)
 		return -errno;
@@ -354,6 +374,12 @@ void sandbox_jail_pid_ns_destroy(int holder_pidfd)
 	while (waitid(P_PIDFD, (id_t)holder_pidfd, &si, WEXITED) && errno == EINTR)
 		;
 	close(holder_pidfd);
+	/* A namespace without its init takes no new process: back to our own. */
+	if (sb_host_pidns >= 0) {
+		setns(sb_host_pidns, CLONE_NEWPID);
+		close(sb_host_pidns);
+		sb_host_pidns = -1;
+	}
 }
 
 /* A throw-away child tries the namespaces and a tmpfs: the real answer. */

@@ -15,6 +15,7 @@
  * never restarted), reboot, swap, clock setting.  See docs/SECURITY.md.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include "sandbox/policy-internal.h"
@@ -47,6 +48,8 @@ static const struct sandbox_rule launcher_rules[] = {
 	ALLOW("getrlimit", "the child's rlimits"),
 	/* The jail of a restarted child (sandbox/jail.c). */
 	ALLOW("unshare", "the child's mount, IPC and network namespaces"),
+	ALLOW_IF("setns", ARG_EQ32(1, CLONE_NEWPID),
+		 "at the end, later forks go back to the launcher's own PID namespace"),
 	ALLOW("mount", "making every mount private in the child's namespace"),
 	ALLOW("open_tree", "detached clones of the paths bound into the jail"),
 	ALLOW("mount_setattr", "read-only, nosuid binds"),

@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <linux/capability.h>
+#include <linux/securebits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <dirent.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -83,6 +85,60 @@ static int sb_rlimits(enum sandbox_proc proc)
 	return ret;
 }
 
+/* Async-signal-safe: for the launcher's child between fork and exec. */
+int sandbox_caps_drop_for_exec(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2];
+	unsigned long cap;
+
+	/*
+	 * uid 0 gains bounding-set capabilities at exec: an empty bounding set,
+	 * ambient set and inheritable set mean the binary starts with none,
+	 * in every thread it will ever have.
+	 */
+	for (cap = 0; cap <= 63; cap++) {
+		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+			break;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) && errno != EPERM)
+			return -errno;
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL)
+		return -errno;
+	if (syscall(SYS_capget, &hdr, data))
+		return -errno;
+	data[0].inheritable = data[1].inheritable = 0;
+	if (syscall(SYS_capset, &hdr, data))
+		return -errno;
+	return 0;
+}
+
+/* Threads of this process (entries of /proc/self/task); 0 when unknown. */
+static unsigned int sb_nr_threads(void)
+{
+	unsigned int n = 0;
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/task");
+
+	if (!dir)
+		return 0;
+	while ((d = readdir(dir)))
+		if (d->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n;
+}
+
+static bool sb_has_caps(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		return true;
+	return data[0].permitted || data[1].permitted || data[0].effective || data[1].effective;
+}
+
 /* Bounding set, ambient set, then effective/permitted/inheritable: all empty. */
 static int sb_caps_drop(uint64_t keep, bool *bounding_dropped)
 {
@@ -90,6 +146,14 @@ static int sb_caps_drop(uint64_t keep, bool *bounding_dropped)
 	struct __user_cap_data_struct data[2];
 	unsigned long cap;
 
+	/*
+	 * uid 0 no longer gains capabilities at exec: the launcher keeps
+	 * CAP_SYS_ADMIN, and the children it restarts must not inherit it.
+	 * Needs CAP_SETPCAP, so before the drop; unprivileged, nothing to do.
+	 */
+	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0, 0, 0) &&
+	    errno != EPERM)
+		return -errno;
 	*bounding_dropped = true;
 	for (cap = 0; cap <= 63; cap++) {
 		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
@@ -144,7 +208,7 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 {
 	const struct sandbox_policy *p = sandbox_policy_get(proc);
 	const char *off = getenv(SANDBOX_ENV_DISABLE);
-	bool bounding;
+	bool bounding, caps_kept;
 	int ret;
 
 	if (!p)
@@ -168,10 +232,25 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 	ret = sb_rlimits(proc);
 	if (ret)
 		return ret;
-	ret = sb_caps_drop(keep, &bounding);
-	if (ret) {
-		log_err("dropping capabilities: %s", strerror(-ret));
-		return ret;
+	/*
+	 * Capabilities belong to each thread: a drop here reaches this thread
+	 * only, and threads started before (NNG's) would keep theirs.  cleave
+	 * run starts its children without any (sandbox_caps_drop_for_exec);
+	 * a process started with capabilities and already threaded keeps them
+	 * and says so rather than pretend.
+	 */
+	bounding = true;
+	caps_kept = sb_has_caps() && sb_nr_threads() > 1;
+	if (caps_kept) {
+		log_warn("sandbox: started with capabilities and %u threads: capabilities kept "
+			 "(start it without them, as cleave run does)",
+			 sb_nr_threads());
+	} else {
+		ret = sb_caps_drop(keep, &bounding);
+		if (ret) {
+			log_err("dropping capabilities: %s", strerror(-ret));
+			return ret;
+		}
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
 		ret = -errno;
@@ -186,7 +265,9 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 	if (sandbox_sanitizer_build())
 		log_debug("sandbox: sanitizer build, refused syscalls are logged, not trapped");
 	log_debug("sandbox: seccomp policy %s, no_new_privs, capabilities %s%s, pid %d", p->name,
-		  keep ? "dropped but CAP_SYS_ADMIN (jails restarted children)" : "dropped",
+		  caps_kept ? "KEPT"
+		  : keep    ? "dropped but CAP_SYS_ADMIN (jails restarted children)"
+			    : "dropped",
 		  bounding ? "" : " (bounding set kept: not privileged)", (int)getpid());
 	return 0;
 }

@@ -122,6 +122,14 @@ int sandbox_enter(enum sandbox_proc proc);
  * the launcher keeps CAP_SYS_ADMIN to jail the children it restarts.
  */
 int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep);
+/*
+ * In a forked child before exec (async-signal-safe): empties the bounding,
+ * ambient and inheritable sets, so the exec'd binary runs without
+ * capabilities in all its threads even as uid 0.  Capabilities are
+ * per-thread: dropping them later in sandbox_enter() would miss threads
+ * already running.
+ */
+int sandbox_caps_drop_for_exec(void);
 
 /* jail.c ----------------------------------------------------------------- */
 
@@ -139,8 +147,8 @@ struct sandbox_bind {
  * allocated after it); applied in the forked child before exec.
  */
 struct sandbox_jail {
-	bool enabled;
-	bool new_net;					   /* own, empty network namespace */
+	bool enabled; /* namespaces and new root; when false only capabilities are dropped */
+	bool new_net; /* own, empty network namespace */
 	struct sandbox_bind binds[SANDBOX_JAIL_MAX_BINDS]; /* besides /usr, libs, devices */
 	unsigned int nr_binds;
 	char exe[4096]; /* canonical path of the binary, bound read-only */
@@ -177,7 +185,8 @@ void sandbox_jail_pid_ns_destroy(int holder_pidfd);
  * In the forked child, before exec: unshares the namespaces, makes every
  * mount private, builds the new root on a tmpfs with what @j names (plus
  * /usr, the /lib links, /dev/null, /dev/zero, /dev/urandom and a /proc of
- * the PID namespace), makes it read-only, pivots and detaches the old root.
+ * the PID namespace), makes it read-only, pivots and detaches the old root
+ * (all when j->enabled), then sandbox_caps_drop_for_exec().
  * Async-signal-safe.  Returns 0 or a negative errno; the failed step is
  * written to stderr.
  */

@@ -284,7 +284,7 @@ static void test_sandbox_on(void **state)
 	if (jailed)
 		assert_jailed(mig2, "cleave-migrator#2", false);
 	log = file_read(vm.log);
-	if (strstr(log, "refused syscall") || strstr(log, "SIGSYS"))
+	if (strstr(log, "seccomp: refused syscall") || strstr(log, "by SIGSYS"))
 		fail_msg("a process was refused a syscall:\n%s", log);
 	free(log);
 	assert_int_equal(qmp_query_status(&vm), 0);
