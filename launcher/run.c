@@ -314,13 +314,15 @@ static int run_vm_children_add(struct run_vm *vm)
 				return ret;
 			}
 		}
+		/* Not jailed (jails[i].enabled false), a child still starts without capabilities.
+		 */
 		/* Jailed, the binary is exec'd by its canonical path: the one bound. */
 		ret = spawn_cmd_init(c, vm->jailed ? vm->jails[i].exe : vm->bins[i],
 				     run_child_bins[i].name);
 		if (ret)
 			return ret;
 		vm->cmds_ready[i] = true;
-		c->jail = vm->jailed ? &vm->jails[i] : NULL;
+		c->jail = vm->opt.no_sandbox ? NULL : &vm->jails[i];
 		if (i == RUN_CHILD_VCPU)
 			run_cmd_vcpu(vm, c);
 		else if (i == RUN_CHILD_MIGRATOR)
