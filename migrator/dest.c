@@ -238,7 +238,7 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 {
 	for (unsigned int n = 0; n < dst->nr_chans; n++) {
 		struct mig_chan_hello ch;
-		int fd, ret;
+		int fd = -1, ret;
 
 		ret = dst_accept(dst, (int)dst->s->io_timeout_ms, &fd);
 		if (ret)
@@ -405,7 +405,7 @@ static int dst_run(struct mig_dst *dst)
 	Cleave__Wire__WireMsg *in = NULL;
 	struct mig_recv_chan *chans;
 	uint8_t sid[16];
-	int fd, ret;
+	int fd = -1, ret;
 
 	ret = dst_accept(dst, -1, &fd);
 	if (ret)

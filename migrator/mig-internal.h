@@ -171,6 +171,8 @@ void mig_session_finish(struct mig_session *s, int err, const char *reason);
 bool mig_session_cancelled(struct mig_session *s);
 void mig_session_pass_event(struct mig_session *s, uint64_t pass);
 uint64_t mig_now_ns(void);
+/* CPU time of the calling thread, for the debug figures of the I/O threads. */
+uint64_t mig_thread_cpu_ns(void);
 
 /* ---- source (source.c, send.c) ------------------------------------------ */
 

@@ -61,11 +61,74 @@ static void received_set(struct mig_dst *dst, uint32_t region, uint64_t page)
 	shm_bitmap_set(dst->received[region], page);
 }
 
+/*
+ * Pages the destination never received are holes of its memfd: receiving
+ * them straight into the mapping costs a page fault, an allocation and a
+ * clear_page() per page (~4-6 us here, 4x the copy).  They are received
+ * into @bounce instead and written with pwrite(), which allocates without
+ * the fault or the clear (about half the CPU).  Pages already received
+ * exist: they go straight into the mapping, one copy.
+ */
 struct recv_buf {
 	struct mig_pkt_hdr hdr;
 	uint64_t offs[MIG_BATCH_PAGES];
 	struct iovec iov[MIG_BATCH_PAGES];
+	uint8_t bounce[MIG_BATCH_PAGES * SHM_PAGE_SIZE]; /* never-received pages, in order */
 };
+
+/* Appends @len bytes at @p to @iov, merged with the last entry when contiguous. */
+static int iov_push(struct iovec *iov, int niov, void *p, size_t len)
+{
+	if (niov && (uint8_t *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == p) {
+		iov[niov - 1].iov_len += len;
+		return niov;
+	}
+	iov[niov] = (struct iovec){.iov_base = p, .iov_len = len};
+	return niov + 1;
+}
+
+/* pwrite()s the bounced pages, one call per run of consecutive offsets. */
+static int recv_flush_bounce(struct mig_recv_chan *c, struct recv_buf *rb, const bool *fresh)
+{
+	const struct mig_pkt_hdr *hdr = &rb->hdr;
+	int fd = c->dst->s->env.ram[hdr->region].fd;
+	size_t k = 0; /* pages of bounce consumed */
+
+	for (uint32_t i = 0; i < hdr->nr_pages;) {
+		uint64_t off = rb->offs[i] & ~(uint64_t)MIG_PAGE_FLAGS;
+		size_t len = SHM_PAGE_SIZE, done = 0;
+		uint32_t j = i + 1;
+
+		if (!fresh[i]) {
+			i++;
+			continue;
+		}
+		while (j < hdr->nr_pages && fresh[j] &&
+		       (rb->offs[j] & ~(uint64_t)MIG_PAGE_FLAGS) == off + len) {
+			len += SHM_PAGE_SIZE;
+			j++;
+		}
+		while (done < len) {
+			ssize_t n = pwrite(fd, rb->bounce + k * SHM_PAGE_SIZE + done, len - done,
+					   (off_t)(off + done));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				int ret = n < 0 ? -errno : -EIO;
+
+				mig_dst_abort(c->dst, ret,
+					      "channel %u: write region %u at 0x%" PRIx64 ": %s",
+					      c->index, hdr->region, off + done, strerror(-ret));
+				return ret;
+			}
+			done += (size_t)n;
+		}
+		k += len / SHM_PAGE_SIZE;
+		i = j;
+	}
+	return 0;
+}
 
 static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 {
@@ -73,7 +136,8 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 	struct mig_session *s = dst->s;
 	const struct shm_ctl_header *h = s->env.ctl->hdr;
 	const struct mig_pkt_hdr *hdr = &rb->hdr;
-	uint64_t size, nr_zero = 0, bytes;
+	uint64_t size, nr_zero = 0, bytes, nr_fresh = 0;
+	bool fresh[MIG_BATCH_PAGES];
 	uint8_t *base;
 	int niov = 0, ret;
 
@@ -102,22 +166,32 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 				      c->index, off, flags, hdr->region, size);
 			return -EPROTO;
 		}
+		fresh[i] = false;
 		if (flags & MIG_PAGE_ZERO) {
 			nr_zero++;
 			continue;
 		}
-		if (niov &&
-		    (uint8_t *)rb->iov[niov - 1].iov_base + rb->iov[niov - 1].iov_len == base + off)
-			rb->iov[niov - 1].iov_len += SHM_PAGE_SIZE;
+		/*
+		 * Only this thread writes the bits of this packet's pages in
+		 * this round; earlier rounds' bits are ordered by the barrier.
+		 */
+		fresh[i] = !shm_bitmap_test(dst->received[hdr->region], off >> SHM_PAGE_SHIFT);
+		if (fresh[i])
+			niov = iov_push(rb->iov, niov, rb->bounce + nr_fresh++ * SHM_PAGE_SIZE,
+					SHM_PAGE_SIZE);
 		else
-			rb->iov[niov++] =
-				(struct iovec){.iov_base = base + off, .iov_len = SHM_PAGE_SIZE};
+			niov = iov_push(rb->iov, niov, base + off, SHM_PAGE_SIZE);
 	}
 	ret = niov ? mig_io_readv(c->fd, rb->iov, niov) : 0;
 	if (ret) {
 		mig_dst_abort(dst, ret, "channel %u: truncated page data: %s", c->index,
 			      strerror(-ret));
 		return ret;
+	}
+	if (nr_fresh) {
+		ret = recv_flush_bounce(c, rb, fresh);
+		if (ret)
+			return ret;
 	}
 	if (s->env.hooks.recv_last_write_delay_us && c->index == s->env.hooks.hook_channel)
 		usleep(s->env.hooks.recv_last_write_delay_us);
@@ -149,7 +223,8 @@ static void *recv_thread(void *arg)
 	struct mig_dst *dst = c->dst;
 	const struct mig_hooks *hooks = &dst->s->env.hooks;
 	struct recv_buf *rb = malloc(sizeof(*rb));
-	uint64_t round = 0;
+	uint64_t round = 0, t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), hdr_ns = 0, bar_ns = 0;
+	uint64_t packets = 0;
 	char tag[16];
 	int ret;
 
@@ -162,7 +237,10 @@ static void *recv_thread(void *arg)
 	for (;;) {
 		if (hooks->recv_delay_us && c->index == hooks->hook_channel)
 			usleep(hooks->recv_delay_us);
+		uint64_t tw = mig_now_ns();
+
 		ret = mig_io_read(c->fd, &rb->hdr, sizeof(rb->hdr));
+		hdr_ns += mig_now_ns() - tw;
 		if (ret) {
 			mig_dst_abort(dst, ret, "channel %u: %s", c->index,
 				      ret == -ECONNRESET ? "source closed the channel"
@@ -182,7 +260,10 @@ static void *recv_thread(void *arg)
 					      c->index);
 				break;
 			}
-			if (barrier_wait(dst))
+			tw = mig_now_ns();
+			ret = barrier_wait(dst);
+			bar_ns += mig_now_ns() - tw;
+			if (ret)
 				break; /* aborted elsewhere */
 			if (rb->hdr.flags & MIG_PKT_FINAL) {
 				c->final_round = round;
@@ -199,7 +280,13 @@ static void *recv_thread(void *arg)
 		}
 		if (recv_packet(c, rb))
 			break;
+		packets++;
 	}
+	log_debug("%lu packets in %lu ms: %lu ms CPU, %lu ms waiting for a header, "
+		  "%lu ms at the barrier",
+		  (unsigned long)packets, (unsigned long)(mig_now_ns() - t0) / 1000000,
+		  (unsigned long)(mig_thread_cpu_ns() - cpu0) / 1000000,
+		  (unsigned long)hdr_ns / 1000000, (unsigned long)bar_ns / 1000000);
 	free(rb);
 	return NULL;
 }

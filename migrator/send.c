@@ -120,6 +120,7 @@ static void *send_thread(void *arg)
 	struct mig_src *src = c->src;
 	struct iovec *iov = malloc((MIG_BATCH_PAGES + 2) * sizeof(*iov));
 	uint64_t *offs = malloc(MIG_BATCH_PAGES * sizeof(*offs));
+	uint64_t t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), idle_ns = 0, packets = 0;
 	char tag[16];
 	int ret = 0;
 
@@ -133,9 +134,12 @@ static void *send_thread(void *arg)
 		const struct mig_batch *b;
 		bool final;
 
+		uint64_t tw = mig_now_ns();
+
 		pthread_mutex_lock(&src->sq_lock);
 		while (!c->count && !src->sq_stop)
 			pthread_cond_wait(&c->work, &src->sq_lock);
+		idle_ns += mig_now_ns() - tw;
 		if (src->sq_stop) {
 			pthread_mutex_unlock(&src->sq_lock);
 			break;
@@ -146,6 +150,7 @@ static void *send_thread(void *arg)
 
 		ret = send_batch(c, b, iov, offs);
 		final = b->flags & MIG_PKT_FINAL;
+		packets++;
 
 		pthread_mutex_lock(&src->sq_lock);
 		c->head = (c->head + 1) % MIG_QUEUE_DEPTH;
@@ -160,6 +165,10 @@ static void *send_thread(void *arg)
 			break;
 	}
 out:
+	log_debug("%lu packets in %lu ms: %lu ms CPU, %lu ms waiting for packets",
+		  (unsigned long)packets, (unsigned long)(mig_now_ns() - t0) / 1000000,
+		  (unsigned long)(mig_thread_cpu_ns() - cpu0) / 1000000,
+		  (unsigned long)idle_ns / 1000000);
 	free(iov);
 	free(offs);
 	return NULL;

@@ -40,6 +40,14 @@ uint64_t mig_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t mig_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static bool status_running(enum mig_status st)
 {
 	return st == MIG_STATUS_SETUP || st == MIG_STATUS_ACTIVE || st == MIG_STATUS_DEVICE ||

@@ -12,6 +12,9 @@ total-time, downtime, bytes transferred and throughput (bytes / total
 time), and the cleave/QEMU ratios.
 
 usage: bench-migrate.py CLEAVE GUEST_ELF [--runs N] [--rate MIB/S] [--only cleave|qemu]
+                        [--scenario idle|dirty] [--channels 1|4] [--keep DIR [--verbose]]
+--keep DIR keeps each run's logs (and with --verbose, cleave's debug logs:
+the migrator's per-phase timings) in DIR/<n>-<name>.log.
 """
 import argparse
 import json
@@ -82,12 +85,16 @@ def free_port():
 class VM:
     """One side (source or destination) of one VMM."""
 
-    def __init__(self, kind, tmp, name, mem, append, cpus, incoming, cleave, guest):
+    def __init__(self, kind, tmp, name, mem, append, cpus, incoming, cleave, guest, logdir=None,
+                 verbose=False):
         self.qmp_path = os.path.join(tmp, name + '.qmp')
         self.serial = os.path.join(tmp, name + '.serial')
-        log = open(os.path.join(tmp, name + '.log'), 'w')
+        log = open(os.path.join(logdir or tmp, name + '.log'), 'w')
         if kind == 'cleave':
-            argv = [cleave, 'run', '--name', name, '-m', mem, '--vcpus', str(cpus),
+            argv = [cleave, 'run', '--name', name, '-m', mem, '--vcpus', str(cpus)]
+            if verbose:
+                argv.append('-v')
+            argv += [
                     '--guest', guest, '--append', append, '--serial', 'file:' + self.serial,
                     '--qmp', 'unix:' + self.qmp_path, '--state-dir', os.path.join(tmp, 'st-' + name)]
             if incoming:
@@ -132,14 +139,24 @@ class VM:
             self.proc.wait()
 
 
+RUN_NO = [0]
+
+
 def one_run(kind, sc, channels, args):
     tmp = tempfile.mkdtemp(prefix='bench-mig-')
     port = free_port()
     src = dst = None
+    logs = {}
+    if args.keep:
+        RUN_NO[0] += 1
+        os.makedirs(args.keep, exist_ok=True)
+        logs = {'logdir': args.keep, 'verbose': args.verbose}
+        tag = '%d-%s-%s-%dch-' % (RUN_NO[0], kind, sc['key'], channels)
     try:
-        src = VM(kind, tmp, 'src', sc['mem'], sc['append'], 1, None, args.cleave, args.guest)
-        dst = VM(kind, tmp, 'dst', sc['mem'], sc['append'], 1, 'tcp:127.0.0.1:%d' % port,
-                 args.cleave, args.guest)
+        src = VM(kind, tmp, (tag if logs else '') + 'src', sc['mem'], sc['append'], 1, None,
+                 args.cleave, args.guest, **logs)
+        dst = VM(kind, tmp, (tag if logs else '') + 'dst', sc['mem'], sc['append'], 1,
+                 'tcp:127.0.0.1:%d' % port, args.cleave, args.guest, **logs)
         src.wait_serial('HB 0 ')  # stamping pass done
         time.sleep(0.3)
         for q in (src.qmp, dst.qmp):
@@ -186,13 +203,17 @@ def main():
     ap.add_argument('--rate', type=int, default=512, help='dirty rate of the guest, MiB/s')
     ap.add_argument('--timeout', type=int, default=60)
     ap.add_argument('--only', choices=['cleave', 'qemu'])
+    ap.add_argument('--scenario', choices=['idle', 'dirty'])
+    ap.add_argument('--channels', type=int, choices=[1, 4])
+    ap.add_argument('--keep', metavar='DIR', help='keep every run\'s logs in DIR')
+    ap.add_argument('--verbose', action='store_true', help='with --keep: cleave -v')
     args = ap.parse_args()
     if not os.access('/dev/kvm', os.R_OK | os.W_OK):
         print('SKIP: /dev/kvm not available')
         return 77
     scenarios = [
-        {'name': '4 GiB, 64 MiB touched, idle', 'mem': '4G', 'append': 'mode=idle mib=64 hb=1000'},
-        {'name': '1 GiB, 256 MiB dirtied at %d MiB/s' % args.rate, 'mem': '1G',
+        {'key': 'idle', 'name': '4 GiB, 64 MiB touched, idle', 'mem': '4G', 'append': 'mode=idle mib=64 hb=1000'},
+        {'key': 'dirty', 'name': '1 GiB, 256 MiB dirtied at %d MiB/s' % args.rate, 'mem': '1G',
          'append': 'mode=dirty mib=256 rate=%d hb=1000' % args.rate},
     ]
     kinds = [args.only] if args.only else ['cleave', 'qemu']
@@ -202,7 +223,11 @@ def main():
         'scenario', 'ch', 'vmm', 'total ms', 'down ms', 'MiB sent', 'MiB/s', 'rounds', 'ok'))
     summary = []
     for sc in scenarios:
+        if args.scenario and sc['key'] != args.scenario:
+            continue
         for ch in (1, 4):
+            if args.channels and ch != args.channels:
+                continue
             res = {}
             for kind in kinds:
                 tot, down, sent, rounds, errs = [], [], [], [], []
