@@ -92,6 +92,7 @@ static const struct sandbox_rule launcher_rules[] = {
 	ALLOW("socket", "a restarted migrator listens on TCP for --incoming; NNG"),
 	ALLOW("bind", "a restarted child's listeners"),
 	ALLOW("listen", "a restarted child's listeners"),
+	ALLOW("sendmmsg", "a restarted migrator's DNS resolver (under both policies)"),
 	ALLOW("fallocate", "never by the launcher; allowed so a restarted migrator's init works"),
 };
 static const struct sandbox_table launcher_table = SANDBOX_TABLE("launcher", launcher_rules);

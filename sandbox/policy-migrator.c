@@ -21,6 +21,7 @@ static const struct sandbox_rule migrator_rules[] = {
 	ALLOW_IF("fallocate", ARG_EQ32(1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE),
 		 "destination drops RAM pages that are zero at the source"),
 	ALLOW("uname", "getaddrinfo (resolver) of a migration URI"),
+	ALLOW("sendmmsg", "the DNS resolver sends its A and AAAA queries at once"),
 };
 static const struct sandbox_table migrator_table = SANDBOX_TABLE("migrator", migrator_rules);
 

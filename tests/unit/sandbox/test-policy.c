@@ -15,6 +15,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +423,44 @@ static void test_tables_well_formed(void **state)
 	assert_null(sandbox_policy_get(SANDBOX_NR_PROCS));
 }
 
+static bool policy_names(const struct sandbox_policy *p, const char *syscall)
+{
+	unsigned int t;
+	size_t i;
+
+	for (t = 0; t < SANDBOX_MAX_TABLES && p->tables[t]; t++)
+		for (i = 0; i < p->tables[t]->nr_rules; i++)
+			if (!strcmp(p->tables[t]->rules[i].syscall, syscall))
+				return true;
+	return false;
+}
+
+/*
+ * A restarted migrator or monitor runs under the launcher's filter and its
+ * own: the launcher's must name every syscall theirs allow.
+ */
+static void test_launcher_covers_restarted(void **state)
+{
+	const struct sandbox_policy *l = sandbox_policy_get(SANDBOX_LAUNCHER);
+	enum sandbox_proc procs[] = {SANDBOX_MIGRATOR, SANDBOX_MONITOR};
+	unsigned int k, t, missing = 0;
+	size_t i;
+
+	(void)state;
+	for (k = 0; k < 2; k++) {
+		const struct sandbox_policy *p = sandbox_policy_get(procs[k]);
+
+		for (t = 0; t < SANDBOX_MAX_TABLES && p->tables[t]; t++)
+			for (i = 0; i < p->tables[t]->nr_rules; i++)
+				if (!policy_names(l, p->tables[t]->rules[i].syscall)) {
+					print_error("%s allows %s, the launcher does not\n",
+						    p->name, p->tables[t]->rules[i].syscall);
+					missing++;
+				}
+	}
+	assert_int_equal(missing, 0);
+}
+
 static int status_field(const char *status, const char *key, char *val, size_t len)
 {
 	const char *s = strstr(status, key);
@@ -513,8 +552,11 @@ static void test_enter_disabled(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tables_well_formed), cmocka_unit_test(test_policy_cases),
-		cmocka_unit_test(test_log_mode),	   cmocka_unit_test(test_enter_status),
+		cmocka_unit_test(test_tables_well_formed),
+		cmocka_unit_test(test_launcher_covers_restarted),
+		cmocka_unit_test(test_policy_cases),
+		cmocka_unit_test(test_log_mode),
+		cmocka_unit_test(test_enter_status),
 		cmocka_unit_test(test_enter_disabled),
 	};
 
