@@ -35,13 +35,14 @@
 
 /* One subscriber connection as the flow control sees it. */
 struct rpc_pub_pipe {
-	uint64_t id;	/* NNG pipe id */
-	uint64_t sent0; /* our seq when first seen */
-	uint64_t tx0;	/* its tx_msgs when first seen */
-	uint64_t tx;	/* its tx_msgs at the last look */
-	uint64_t lag;	/* events queued for it, not yet written */
-	bool seen;	/* present in the last statistics */
-	bool stuck;	/* made no progress while we waited: not waited for */
+	uint64_t id;	  /* NNG pipe id */
+	uint64_t sent0;	  /* our seq when first seen */
+	uint64_t tx0;	  /* its tx_msgs when first seen */
+	uint64_t tx;	  /* its tx_msgs at the last look */
+	uint64_t lag;	  /* events queued for it, not yet written */
+	uint64_t tx_wait; /* its tx_msgs when the publisher began to wait */
+	bool seen;	  /* present in the last statistics */
+	bool stuck;	  /* made no progress while we waited: not waited for */
 };
 
 struct rpc_pub {
@@ -234,10 +235,14 @@ static void rpc_pub_flow(struct rpc_pub *p)
 
 	if (lag < RPC_PUB_FLOW_HIGH)
 		return;
+	for (size_t i = 0; i < p->nr_pipes; i++)
+		p->pipes[i].tx_wait = p->pipes[i].tx;
 	while (lag > RPC_PUB_FLOW_LOW) {
 		if (rpc_clock_ms() >= until) {
+			/* Slow ones were waited for; only the ones that did not move are left. */
 			for (size_t i = 0; i < p->nr_pipes; i++)
-				if (p->pipes[i].lag > RPC_PUB_FLOW_LOW)
+				if (p->pipes[i].lag > RPC_PUB_FLOW_LOW &&
+				    p->pipes[i].tx == p->pipes[i].tx_wait)
 					p->pipes[i].stuck = true;
 			log_debug("rpc pub %s: a subscriber is %" PRIu64
 				  " events behind; not waiting",
