@@ -81,6 +81,17 @@ int main(int argc, char **argv)
 	bool jail = sandbox_jail_supported();
 	unsigned int proc;
 
+	double probe[64];
+	int i, n = runs < 64 ? runs : 64;
+
+	for (i = 0; i < n; i++) {
+		double t0 = now_us();
+
+		sandbox_jail_supported();
+		probe[i] = now_us() - t0;
+	}
+	qsort(probe, (size_t)n, sizeof(probe[0]), cmp_double);
+	printf("launcher's namespace probe (a forked child): %.0f us\n", probe[n / 2]);
 	printf("medians of %d forked children, microseconds\n", runs);
 	printf("%-10s %14s %12s\n", "process", "seccomp load", "jail");
 	for (proc = 0; proc < SANDBOX_NR_PROCS; proc++) {
