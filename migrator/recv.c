@@ -73,6 +73,7 @@ static void received_set(struct mig_dst *dst, uint32_t region, uint64_t page)
  */
 struct recv_buf {
 	struct mig_pkt_hdr hdr;
+	uint64_t nr_zero; /* ZERO pages among offs[] */
 	uint64_t offs[MIG_BATCH_PAGES];
 	uint8_t bounce[MIG_BATCH_PAGES * SHM_PAGE_SIZE]; /* the packet's data pages, in order */
 };
@@ -118,14 +119,14 @@ static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 	return 0;
 }
 
+/* Reads the rest of a page packet into @rb, checking every offset first. */
 static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 {
 	struct mig_dst *dst = c->dst;
 	struct mig_session *s = dst->s;
 	const struct shm_ctl_header *h = s->env.ctl->hdr;
 	const struct mig_pkt_hdr *hdr = &rb->hdr;
-	uint64_t size, nr_zero = 0, bytes, data;
-	uint8_t *base;
+	uint64_t size, nr_zero = 0, data;
 	int ret;
 
 	if (hdr->region >= h->nr_regions || !hdr->nr_pages || hdr->nr_pages > MIG_BATCH_PAGES) {
@@ -141,7 +142,6 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 	}
 	/* Every offset is checked before a single byte is written. */
 	size = h->regions[hdr->region].size;
-	base = s->env.ram[hdr->region].base;
 	for (uint32_t i = 0; i < hdr->nr_pages; i++) {
 		uint64_t off = rb->offs[i] & ~(uint64_t)MIG_PAGE_FLAGS;
 		uint64_t flags = rb->offs[i] & MIG_PAGE_FLAGS;
@@ -156,13 +156,25 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 		if (flags & MIG_PAGE_ZERO)
 			nr_zero++;
 	}
+	rb->nr_zero = nr_zero;
 	data = (hdr->nr_pages - nr_zero) * SHM_PAGE_SIZE;
 	ret = data ? mig_io_read(c->fd, rb->bounce, data) : 0;
-	if (ret) {
+	if (ret)
 		mig_dst_abort(dst, ret, "channel %u: truncated page data: %s", c->index,
 			      strerror(-ret));
-		return ret;
-	}
+	return ret;
+}
+
+/* Writes a packet read by recv_packet() into guest RAM, then marks it received. */
+static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
+{
+	struct mig_dst *dst = c->dst;
+	struct mig_session *s = dst->s;
+	const struct mig_pkt_hdr *hdr = &rb->hdr;
+	uint8_t *base = s->env.ram[hdr->region].base;
+	uint64_t nr_zero = rb->nr_zero, data = (hdr->nr_pages - nr_zero) * SHM_PAGE_SIZE, bytes;
+	int ret;
+
 	ret = data ? recv_write(c, rb) : 0;
 	if (ret)
 		return ret;
@@ -189,27 +201,155 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 	return 0;
 }
 
+/*
+ * Each receive thread hands the packets it read to its own writer thread,
+ * so that one packet's pwrite() (page allocation: most of the destination's
+ * CPU) runs while the next is read from the socket; with one channel that
+ * is the only parallelism the destination has.  Two buffers: the receive
+ * thread fills one while the writer lands the other.
+ *
+ * The receive thread starts the writer, drains it before a SYNC reaches
+ * the barrier (every page of the round is written first) and at the end,
+ * then stops and joins it: every received_set() of the writer happens
+ * before the receive thread's own join (invariant 1).  A buffer handed
+ * over is always landed, also after an abort (a received bit is never
+ * set for a page that was not written, and the teardown waits for it).
+ */
+struct recv_pipe {
+	struct mig_recv_chan *c;
+	struct recv_buf *bufs[2];
+	pthread_t writer;
+	/* Protects every field below. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;  /* a buffer was handed over or landed, or stop */
+	unsigned int pending; /* buffers handed over, not landed yet: 0..2 */
+	unsigned int next;    /* index of the next buffer the writer lands */
+	bool stop;
+	int err; /* first landing error; the writer already aborted the job */
+};
+
+static void *recv_writer(void *arg)
+{
+	struct recv_pipe *rp = arg;
+	char tag[16];
+	int ret;
+
+	snprintf(tag, sizeof(tag), "write/%u", rp->c->index);
+	log_set_thread(tag);
+	pthread_mutex_lock(&rp->lock);
+	for (;;) {
+		struct recv_buf *rb;
+		bool skip;
+
+		while (!rp->pending && !rp->stop)
+			pthread_cond_wait(&rp->cond, &rp->lock);
+		if (!rp->pending)
+			break;
+		rb = rp->bufs[rp->next];
+		skip = rp->err != 0;
+		pthread_mutex_unlock(&rp->lock);
+		ret = skip ? 0 : recv_packet_land(rp->c, rb);
+		pthread_mutex_lock(&rp->lock);
+		if (ret && !rp->err)
+			rp->err = ret;
+		rp->next ^= 1;
+		rp->pending--;
+		pthread_cond_broadcast(&rp->cond);
+	}
+	pthread_mutex_unlock(&rp->lock);
+	return NULL;
+}
+
+/* Waits until at most @max buffers are pending; returns the writer's error. */
+static int recv_pipe_wait(struct recv_pipe *rp, unsigned int max)
+{
+	int err;
+
+	pthread_mutex_lock(&rp->lock);
+	while (rp->pending > max)
+		pthread_cond_wait(&rp->cond, &rp->lock);
+	err = rp->err;
+	pthread_mutex_unlock(&rp->lock);
+	return err;
+}
+
+static void recv_pipe_submit(struct recv_pipe *rp)
+{
+	pthread_mutex_lock(&rp->lock);
+	rp->pending++;
+	pthread_cond_broadcast(&rp->cond);
+	pthread_mutex_unlock(&rp->lock);
+}
+
+static int recv_pipe_start(struct recv_pipe *rp, struct mig_recv_chan *c)
+{
+	int ret;
+
+	memset(rp, 0, sizeof(*rp));
+	rp->c = c;
+	rp->bufs[0] = malloc(sizeof(*rp->bufs[0]));
+	rp->bufs[1] = malloc(sizeof(*rp->bufs[1]));
+	if (!rp->bufs[0] || !rp->bufs[1]) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	pthread_mutex_init(&rp->lock, NULL);
+	pthread_cond_init(&rp->cond, NULL);
+	ret = -pthread_create(&rp->writer, NULL, recv_writer, rp);
+	if (ret)
+		goto err_destroy;
+	return 0;
+err_destroy:
+	pthread_cond_destroy(&rp->cond);
+	pthread_mutex_destroy(&rp->lock);
+err_free:
+	free(rp->bufs[1]);
+	free(rp->bufs[0]);
+	return ret;
+}
+
+/* Lands what was handed over, stops and joins the writer, frees. */
+static void recv_pipe_stop(struct recv_pipe *rp)
+{
+	pthread_mutex_lock(&rp->lock);
+	rp->stop = true;
+	pthread_cond_broadcast(&rp->cond);
+	pthread_mutex_unlock(&rp->lock);
+	pthread_join(rp->writer, NULL);
+	pthread_cond_destroy(&rp->cond);
+	pthread_mutex_destroy(&rp->lock);
+	free(rp->bufs[1]);
+	free(rp->bufs[0]);
+}
+
 static void *recv_thread(void *arg)
 {
 	struct mig_recv_chan *c = arg;
 	struct mig_dst *dst = c->dst;
 	const struct mig_hooks *hooks = &dst->s->env.hooks;
-	struct recv_buf *rb = malloc(sizeof(*rb));
+	struct recv_pipe rp;
+	struct recv_buf *rb;
+	unsigned int k = 0; /* the buffer being filled */
 	uint64_t round = 0, t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), hdr_ns = 0, bar_ns = 0;
-	uint64_t packets = 0;
+	uint64_t packets = 0, tw;
 	char tag[16];
 	int ret;
 
 	snprintf(tag, sizeof(tag), "recv/%u", c->index);
 	log_set_thread(tag);
-	if (!rb) {
-		mig_dst_abort(dst, -ENOMEM, "channel %u: out of memory", c->index);
+	ret = recv_pipe_start(&rp, c);
+	if (ret) {
+		mig_dst_abort(dst, ret, "channel %u: writer: %s", c->index, strerror(-ret));
 		return NULL;
 	}
 	for (;;) {
 		if (hooks->recv_delay_us && c->index == hooks->hook_channel)
 			usleep(hooks->recv_delay_us);
-		uint64_t tw = mig_now_ns();
+		/* The writer landed buffer k (at most the other one is pending). */
+		if (recv_pipe_wait(&rp, 1))
+			break; /* the writer aborted the job */
+		rb = rp.bufs[k];
+		tw = mig_now_ns();
 
 		ret = mig_io_read(c->fd, &rb->hdr, sizeof(rb->hdr));
 		hdr_ns += mig_now_ns() - tw;
@@ -232,6 +372,9 @@ static void *recv_thread(void *arg)
 					      c->index);
 				break;
 			}
+			/* Every page of the round is written before the barrier. */
+			if (recv_pipe_wait(&rp, 0))
+				break;
 			tw = mig_now_ns();
 			ret = barrier_wait(dst);
 			bar_ns += mig_now_ns() - tw;
@@ -252,14 +395,16 @@ static void *recv_thread(void *arg)
 		}
 		if (recv_packet(c, rb))
 			break;
+		recv_pipe_submit(&rp);
+		k ^= 1;
 		packets++;
 	}
+	recv_pipe_stop(&rp);
 	log_debug("%lu packets in %lu ms: %lu ms CPU, %lu ms waiting for a header, "
 		  "%lu ms at the barrier",
 		  (unsigned long)packets, (unsigned long)(mig_now_ns() - t0) / 1000000,
 		  (unsigned long)(mig_thread_cpu_ns() - cpu0) / 1000000,
 		  (unsigned long)hdr_ns / 1000000, (unsigned long)bar_ns / 1000000);
-	free(rb);
 	return NULL;
 }
 

@@ -155,7 +155,9 @@ static void *send_thread(void *arg)
 		pthread_mutex_lock(&src->sq_lock);
 		c->head = (c->head + 1) % MIG_QUEUE_DEPTH;
 		c->count--;
-		pthread_cond_broadcast(&src->sq_space);
+		/* Only then may the worker be waiting (a no-op without waiters). */
+		if (c->count <= MIG_QUEUE_LOW)
+			pthread_cond_broadcast(&src->sq_space);
 		pthread_mutex_unlock(&src->sq_lock);
 		if (ret) {
 			mig_src_abort(src, ret, "channel %u: send: %s", c->index, strerror(-ret));
@@ -256,8 +258,10 @@ int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan)
 		}
 		if (c->count < MIG_QUEUE_DEPTH)
 			break;
+		/* Full: sleep until it drained to half (see MIG_QUEUE_LOW). */
+		while (!src->sq_stop && c->count > MIG_QUEUE_LOW)
+			pthread_cond_wait(&src->sq_space, &src->sq_lock);
 		c = NULL;
-		pthread_cond_wait(&src->sq_space, &src->sq_lock);
 	}
 	if (c) {
 		c->slots[(c->head + c->count) % MIG_QUEUE_DEPTH] = *b;

@@ -5,7 +5,15 @@
 
 #include "migrator/mig-internal.h"
 
-#define MIG_QUEUE_DEPTH 4 /* packets queued per channel: bounds memory, gives backpressure */
+/*
+ * Packets queued per channel.  A slot holds page numbers, not data (2 KiB),
+ * so the ring can be deep: the worker refills it only once it drained to
+ * half (MIG_QUEUE_LOW), one wake-up per 16 packets rather than per packet,
+ * and a worker that waits for a CPU (~ms on a loaded host) does not starve
+ * the send thread.
+ */
+#define MIG_QUEUE_DEPTH 32
+#define MIG_QUEUE_LOW	(MIG_QUEUE_DEPTH / 2)
 
 /* One page packet to build, or a SYNC marker (nr_pages 0). */
 struct mig_batch {
@@ -44,7 +52,7 @@ struct mig_src {
 
 	/* Protects the channel rings and sq_stop. */
 	pthread_mutex_t sq_lock;
-	pthread_cond_t sq_space; /* a ring has room */
+	pthread_cond_t sq_space; /* a ring drained to MIG_QUEUE_LOW or below */
 	bool sq_stop;
 	unsigned int next_chan; /* round-robin start, worker only */
 
