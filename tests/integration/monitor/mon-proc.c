@@ -62,21 +62,6 @@ static int mon_proc_wait_ready(struct mon_proc *mp)
 	return -ETIMEDOUT;
 }
 
-/*
- * Under TSan (TSAN_OPTIONS set by the test runner), the monitor also gets the
- * NNG suppressions named by CLEAVE_TSAN_SUPP (see tsan-nng.supp).
- */
-static void tsan_opts_add(void)
-{
-	const char *opts = getenv("TSAN_OPTIONS"), *supp = getenv("CLEAVE_TSAN_SUPP");
-	char buf[1024];
-
-	if (!opts || !supp)
-		return;
-	snprintf(buf, sizeof(buf), "%s:suppressions=%s", opts, supp);
-	setenv("TSAN_OPTIONS", buf, 1);
-}
-
 static int mon_proc_spawn(struct mon_proc *mp, const char *exe, const struct fake_backend *fb,
 			  const char *const *extra)
 {
@@ -114,7 +99,6 @@ static int mon_proc_spawn(struct mon_proc *mp, const char *exe, const struct fak
 	if (mp->pid == 0) {
 		/* Exec keeps an ignored SIGPIPE: give the monitor the default, so it must cope. */
 		signal(SIGPIPE, SIG_DFL);
-		tsan_opts_add();
 		if (mp->nofile) {
 			struct rlimit rl = {.rlim_cur = mp->nofile, .rlim_max = mp->nofile};
 
