@@ -231,6 +231,7 @@ struct recv_pipe {
 static void *recv_writer(void *arg)
 {
 	struct recv_pipe *rp = arg;
+	uint64_t t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), idle_ns = 0, tw, packets = 0;
 	char tag[16];
 	int ret;
 
@@ -241,8 +242,10 @@ static void *recv_writer(void *arg)
 		struct recv_buf *rb;
 		bool skip;
 
+		tw = mig_now_ns();
 		while (!rp->pending && !rp->stop)
 			pthread_cond_wait(&rp->cond, &rp->lock);
+		idle_ns += mig_now_ns() - tw;
 		if (!rp->pending)
 			break;
 		rb = rp->bufs[rp->next];
@@ -254,9 +257,14 @@ static void *recv_writer(void *arg)
 			rp->err = ret;
 		rp->next ^= 1;
 		rp->pending--;
+		packets++;
 		pthread_cond_broadcast(&rp->cond);
 	}
 	pthread_mutex_unlock(&rp->lock);
+	log_debug("%lu packets in %lu ms: %lu ms CPU, %lu ms waiting for packets",
+		  (unsigned long)packets, (unsigned long)(mig_now_ns() - t0) / 1000000,
+		  (unsigned long)(mig_thread_cpu_ns() - cpu0) / 1000000,
+		  (unsigned long)idle_ns / 1000000);
 	return NULL;
 }
 
