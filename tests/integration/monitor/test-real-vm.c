@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,8 @@ static void test_live_migration(void **state)
 	size_t len = 0;
 	pid_t pid;
 	char *got;
+	long long t0;
+	bool ready = false;
 
 	snprintf(incoming, sizeof(incoming), "tcp:127.0.0.1:%d", port);
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
@@ -373,6 +376,19 @@ static void test_live_migration(void **state)
 	d = vm_client(&e->dst);
 	assert_cmd(d, "query-status", NULL,
 		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
+	/*
+	 * The destination migrator listens before its RPC server answers: once
+	 * query-migrate is answered, the incoming socket is up.
+	 */
+	for (t0 = now_ms(); now_ms() - t0 < 8000;) {
+		got = cmd_text(d, "query-migrate", NULL, T_MS);
+		ready = strcmp(got, "migrator is not running") != 0;
+		free(got);
+		if (ready)
+			break;
+		usleep(50000);
+	}
+	assert_true(ready);
 	assert_int_equal(pipe(p), 0);
 	pid = fork();
 	assert_true(pid >= 0);
