@@ -143,5 +143,12 @@ static const struct sandbox_rule sanitizer_rules[] = {
 	ALLOW("getuid", "sanitizer reports"),
 	ALLOW("uname", "sanitizer version checks"),
 	ALLOW("membarrier", "TSan"),
+	/* LeakSanitizer at exit: a tracer task ptraces every thread (StopTheWorld). */
+	ALLOW("clone", "LeakSanitizer's tracer task (no CLONE_THREAD)"),
+	ALLOW("ptrace", "LeakSanitizer suspends threads to scan their stacks"),
+	ALLOW("wait4", "LeakSanitizer waits for its tracer"),
+	ALLOW("open", "LeakSanitizer reads /proc/self/task"),
+	ALLOW("getdents", "LeakSanitizer lists /proc/self/task"),
+	ALLOW("getdents64", "LeakSanitizer lists /proc/self/task"),
 };
 const struct sandbox_table sandbox_table_sanitizer = SANDBOX_TABLE("sanitizer", sanitizer_rules);
