@@ -69,6 +69,8 @@ struct mig_hooks {
 	/* Receive thread <hook_channel> sleeps this long before its last receivedmap write. */
 	unsigned int recv_last_write_delay_us;
 	unsigned int hook_channel;
+	/* Round 0 harvests every this many bytes queued; 0 = MIG_FIRST_PASS_HARVEST. */
+	uint64_t first_pass_harvest_bytes;
 };
 
 /* What the session needs from its process; everything outlives the session. */

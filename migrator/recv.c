@@ -2,7 +2,8 @@
 /*
  * Multifd receive threads.  Each reads page packets from its channel,
  * validates every offset before touching guest memory, then receives the
- * data straight into the destination mapping.
+ * data into a buffer that its writer thread lands in the RAM memfd with
+ * pwrite() while the next packet is read (see struct recv_buf, recv_pipe).
  *
  * Ordering: a SYNC <R> packet makes its thread wait at a barrier until
  * every channel has reached SYNC <R>, so no page of round R+1 is written

@@ -18,8 +18,9 @@
 #include "log/log.h"
 #include "migrator/source-internal.h"
 
-#define MIG_DOWNTIME_GOAL_US 5000 /* stop iterating below this expected downtime */
-#define MIG_EXTRA_ROUNDS     8	  /* at most this many rounds once the limit is met */
+#define MIG_DOWNTIME_GOAL_US   5000	     /* stop iterating below this expected downtime */
+#define MIG_EXTRA_ROUNDS       8	     /* at most this many rounds once the limit is met */
+#define MIG_FIRST_PASS_HARVEST (64ull << 20) /* round 0 harvests every 64 MiB queued */
 
 int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 {
@@ -264,27 +265,54 @@ static int src_sync(struct mig_src *src, uint64_t round, uint64_t pages, bool fi
 	return ret;
 }
 
-/* Round 0: every allocated page of every region; holes are never read. */
+static int src_call(struct mig_src *src, int ret, const char *what)
+{
+	if (ret)
+		mig_src_abort(src, ret, "vcpu-proc %s: %s", what, strerror(-ret));
+	return ret;
+}
+
+/*
+ * Round 0: every allocated page of every region; holes are never read.
+ * A long round 0 harvests every MIG_FIRST_PASS_HARVEST bytes and skips the
+ * pages the guest dirtied since logging started: their bits stay set, so
+ * round 1 sends them anyway, and sending them now too would only double
+ * the bytes of a busy guest's first pass.
+ */
 static int src_first_pass(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
 	struct mig_batch b = {.round = 0};
-	uint64_t pages = 0;
+	uint64_t every = s->env.hooks.first_pass_harvest_bytes ?: MIG_FIRST_PASS_HARVEST;
+	uint64_t pages = 0, since = 0, n;
+	bool harvested = false;
 	int ret;
 
 	atomic_store(&s->ctr.remaining, s->env.ctl->hdr->ram_size);
 	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++) {
 		uint64_t size = s->env.ctl->hdr->regions[r].size, pos = 0, a, e;
+		const uint64_t *dirty = shm_ctl_dirty_bitmap(s->env.ctl, r);
 
 		while ((ret = shm_memfd_next_data(s->env.ram[r].fd, pos, size, &a, &e)) == 0) {
 			atomic_fetch_add(&s->ctr.skipped, (a - pos) >> SHM_PAGE_SHIFT);
 			atomic_fetch_sub(&s->ctr.remaining, a - pos);
 			for (uint64_t p = a >> SHM_PAGE_SHIFT; p < e >> SHM_PAGE_SHIFT; p++) {
+				if (since >= every) {
+					ret = src_call(src, s->env.ops->harvest(s->env.ops_arg, &n),
+						       "HARVEST");
+					if (ret)
+						return ret;
+					harvested = true;
+					since = 0;
+				}
+				if (harvested && shm_bitmap_test(dirty, p))
+					continue; /* round 1 sends it */
 				ret = src_add_page(src, &b, r, p);
 				if (ret)
 					return ret;
+				pages++;
+				since += SHM_PAGE_SIZE;
 			}
-			pages += (e - a) >> SHM_PAGE_SHIFT;
 			pos = e;
 		}
 		if (ret != -ENXIO) {
@@ -335,13 +363,6 @@ static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
 	}
 	ret = src_queue(src, &b);
 	return ret ? ret : src_sync(src, round, pages, final);
-}
-
-static int src_call(struct mig_src *src, int ret, const char *what)
-{
-	if (ret)
-		mig_src_abort(src, ret, "vcpu-proc %s: %s", what, strerror(-ret));
-	return ret;
 }
 
 static int src_handshake(struct mig_src *src)
