@@ -23,11 +23,13 @@
  *   fail needlessly, and can bounce the bug back and forth between peers.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -248,4 +250,58 @@ void rpc_endpoint_fini(struct rpc_endpoint *ep)
 	rpc_probe_close(ep);
 	free(ep->url);
 	ep->url = NULL;
+}
+
+static void *rpc_watchdog_run(void *opaque)
+{
+	struct rpc_watchdog *w = opaque;
+	struct timespec ts;
+
+	log_set_thread(w->name);
+	pthread_mutex_lock(&w->lock);
+	while (!w->stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += RPC_ENDPOINT_CHECK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+		if (w->stopping)
+			break;
+		pthread_mutex_unlock(&w->lock);
+		w->check(w->arg);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int rpc_watchdog_start(struct rpc_watchdog *w, const char *name, void (*check)(void *), void *arg)
+{
+	int ret;
+
+	w->name = name;
+	w->check = check;
+	w->arg = arg;
+	w->stopping = false;
+	pthread_mutex_init(&w->lock, NULL);
+	rpc_cond_init(&w->cond);
+	ret = -pthread_create(&w->thread, NULL, rpc_watchdog_run, w);
+	if (ret) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+	}
+	return ret;
+}
+
+void rpc_watchdog_stop(struct rpc_watchdog *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stopping = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
 }

@@ -53,11 +53,8 @@ struct rpc_pub {
 	uint64_t seq;	      /* last seq used; protected by lock */
 	struct rpc_pub_pipe pipes[RPC_PUB_FLOW_PIPES]; /* protected by lock */
 	size_t nr_pipes;			       /* protected by lock */
-	struct rpc_endpoint ep;	 /* the listener; watchdog thread only after open */
-	pthread_t watchdog;	 /* keeps ep alive (see rpc-endpoint.c) */
-	pthread_mutex_t wd_lock; /* protects stopping */
-	pthread_cond_t wd_cond;	 /* signalled when stopping is set */
-	bool stopping;		 /* rpc_pub_close has begun; protected by wd_lock */
+	struct rpc_endpoint ep;	      /* the listener; watchdog thread only after open */
+	struct rpc_watchdog watchdog; /* keeps ep alive */
 };
 
 void rpc_cond_init(pthread_cond_t *cond)
@@ -70,29 +67,11 @@ void rpc_cond_init(pthread_cond_t *cond)
 	pthread_condattr_destroy(&attr);
 }
 
-static void *rpc_pub_watch(void *opaque)
+static void rpc_pub_check(void *opaque)
 {
 	struct rpc_pub *p = opaque;
-	struct timespec ts;
 
-	log_set_thread("rpc-pub");
-	pthread_mutex_lock(&p->wd_lock);
-	while (!p->stopping) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += RPC_ENDPOINT_CHECK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&p->wd_cond, &p->wd_lock, &ts);
-		if (p->stopping)
-			break;
-		pthread_mutex_unlock(&p->wd_lock);
-		rpc_endpoint_check(&p->ep);
-		pthread_mutex_lock(&p->wd_lock);
-	}
-	pthread_mutex_unlock(&p->wd_lock);
-	return NULL;
+	rpc_endpoint_check(&p->ep);
 }
 
 static int rpc_random_u64(uint64_t *out)
@@ -129,8 +108,6 @@ int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher)
 		goto err_free;
 	}
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_mutex_init(&p->wd_lock, NULL);
-	rpc_cond_init(&p->wd_cond);
 	rv = nng_pub0_open(&p->sock);
 	if (rv) {
 		log_err("rpc pub %s: nng_pub0_open: %s", url, nng_strerror(rv));
@@ -148,7 +125,7 @@ int rpc_pub_open(struct rpc_pub **out, const char *url, const char *publisher)
 		log_err("rpc pub %s: nng_listen: %s", url, strerror(-ret));
 		goto err_close;
 	}
-	ret = -pthread_create(&p->watchdog, NULL, rpc_pub_watch, p);
+	ret = rpc_watchdog_start(&p->watchdog, "rpc-pub", rpc_pub_check, p);
 	if (ret) {
 		log_err("rpc pub %s: pthread_create: %s", url, strerror(-ret));
 		goto err_endpoint;
@@ -161,8 +138,6 @@ err_endpoint:
 err_close:
 	nng_close(p->sock);
 err_mutex:
-	pthread_cond_destroy(&p->wd_cond);
-	pthread_mutex_destroy(&p->wd_lock);
 	pthread_mutex_destroy(&p->lock);
 err_free:
 	free(p->publisher);
@@ -302,15 +277,9 @@ void rpc_pub_close(struct rpc_pub *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->wd_lock);
-	p->stopping = true;
-	pthread_cond_signal(&p->wd_cond);
-	pthread_mutex_unlock(&p->wd_lock);
-	pthread_join(p->watchdog, NULL);
+	rpc_watchdog_stop(&p->watchdog);
 	nng_close(p->sock);
 	rpc_endpoint_fini(&p->ep);
-	pthread_cond_destroy(&p->wd_cond);
-	pthread_mutex_destroy(&p->wd_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p->publisher);
 	free(p);

@@ -57,6 +57,24 @@ int rpc_endpoint_dial(struct rpc_endpoint *ep, nng_socket sock, const char *url)
 int rpc_endpoint_check(struct rpc_endpoint *ep);
 void rpc_endpoint_fini(struct rpc_endpoint *ep);
 
+/*
+ * A thread that calls @check every RPC_ENDPOINT_CHECK_MS: it keeps a
+ * server's, publisher's or subscriber's endpoints alive without NNG receive
+ * timeouts (NNG 1.5.2's exit-time teardown races with them).  stop joins it.
+ */
+struct rpc_watchdog {
+	pthread_t thread;
+	pthread_mutex_t lock; /* protects stopping */
+	pthread_cond_t cond;  /* signalled when stopping is set */
+	bool stopping;
+	void (*check)(void *arg);
+	void *arg;
+	const char *name; /* thread tag for logs */
+};
+
+int rpc_watchdog_start(struct rpc_watchdog *w, const char *name, void (*check)(void *), void *arg);
+void rpc_watchdog_stop(struct rpc_watchdog *w);
+
 /* Maps an NNG error (NNG_E*, possibly NNG_ESYSERR|errno) to a negative errno. */
 int rpc_errno_from_nng(int rv);
 

@@ -50,17 +50,19 @@ struct rpc_sub {
 	struct rpc_sub_track tracks[RPC_SUB_TRACK_MAX];
 	size_t nr_tracks;
 	uint64_t ticks;		  /* counts handed-out events, the LRU clock */
-	pthread_mutex_t ep_lock;  /* protects eps, nr_eps, stopping; never taken inside lock */
+	pthread_mutex_t ep_lock;  /* protects eps, nr_eps; never taken inside lock */
 	struct rpc_endpoint *eps; /* one dialer per rpc_sub_dial */
 	size_t nr_eps;
-	bool stopping; /* rpc_sub_close has begun: no more checks */
+	struct rpc_watchdog watchdog; /* keeps eps alive */
 };
 
-/* Restarts dialers NNG stopped (see rpc-endpoint.c); receive thread. */
-static void rpc_sub_check(struct rpc_sub *s)
+/* Restarts dialers NNG stopped (see rpc-endpoint.c); watchdog thread. */
+static void rpc_sub_check(void *opaque)
 {
+	struct rpc_sub *s = opaque;
+
 	pthread_mutex_lock(&s->ep_lock);
-	for (size_t i = 0; i < s->nr_eps && !s->stopping; i++)
+	for (size_t i = 0; i < s->nr_eps; i++)
 		rpc_endpoint_check(&s->eps[i]);
 	pthread_mutex_unlock(&s->ep_lock);
 }
@@ -110,13 +112,11 @@ static void *rpc_sub_run(void *opaque)
 
 	log_set_thread("rpc-sub");
 	for (;;) {
-		rpc_sub_check(s);
 		rv = nng_recvmsg(s->sock, &msg, 0);
 		if (rv == NNG_ECLOSED)
 			break;
 		if (rv) {
-			if (rv != NNG_ETIMEDOUT)
-				log_debug("rpc sub: nng_recvmsg: %s", nng_strerror(rv));
+			log_debug("rpc sub: nng_recvmsg: %s", nng_strerror(rv));
 			continue;
 		}
 		rpc_sub_push(s, msg);
@@ -153,8 +153,6 @@ int rpc_sub_open(struct rpc_sub **out)
 	rv = nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE, "", 0);
 	if (!rv)
 		rv = nng_socket_set_int(s->sock, NNG_OPT_RECVBUF, RPC_NNG_MAX_QUEUE);
-	if (!rv)
-		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, RPC_ENDPOINT_CHECK_MS);
 	if (rv) {
 		log_err("rpc sub: socket options: %s", nng_strerror(rv));
 		ret = rpc_errno_from_nng(rv);
@@ -165,14 +163,21 @@ int rpc_sub_open(struct rpc_sub **out)
 		log_err("rpc sub: socket options: %s", strerror(-ret));
 		goto err_close;
 	}
-	ret = -pthread_create(&s->thread, NULL, rpc_sub_run, s);
+	ret = rpc_watchdog_start(&s->watchdog, "rpc-sub-watch", rpc_sub_check, s);
 	if (ret) {
 		log_err("rpc sub: pthread_create: %s", strerror(-ret));
 		goto err_close;
 	}
+	ret = -pthread_create(&s->thread, NULL, rpc_sub_run, s);
+	if (ret) {
+		log_err("rpc sub: pthread_create: %s", strerror(-ret));
+		goto err_watchdog;
+	}
 	*out = s;
 	return 0;
 
+err_watchdog:
+	rpc_watchdog_stop(&s->watchdog);
 err_close:
 	nng_close(s->sock);
 err_free:
@@ -311,9 +316,7 @@ void rpc_sub_close(struct rpc_sub *s)
 	if (!s)
 		return;
 	/* NNG 1.5 does not survive closing an endpoint while its socket closes. */
-	pthread_mutex_lock(&s->ep_lock);
-	s->stopping = true;
-	pthread_mutex_unlock(&s->ep_lock);
+	rpc_watchdog_stop(&s->watchdog);
 	/* Pairs with the ECLOSED exit of rpc_sub_run. */
 	nng_close(s->sock);
 	pthread_join(s->thread, NULL);

@@ -127,10 +127,9 @@ struct rpc_server {
 	pthread_t thread;		  /* the one serving thread */
 	const struct rpc_method *methods; /* owned by the caller */
 	size_t nr_methods;
-	void *arg;		 /* handed to every handler */
-	pthread_mutex_t ep_lock; /* protects ep and stopping: no check once closing */
-	struct rpc_endpoint ep;	 /* the listener */
-	bool stopping;		 /* rpc_server_stop has begun */
+	void *arg;		      /* handed to every handler */
+	struct rpc_endpoint ep;	      /* the listener; watchdog thread only */
+	struct rpc_watchdog watchdog; /* keeps ep alive */
 	char *url;
 	enum rpc_server_state state; /* touched only by start/stop */
 };
@@ -234,6 +233,13 @@ static nng_msg *rpc_server_answer(struct rpc_server *s, nng_msg *in)
 	return out;
 }
 
+static void rpc_server_check(void *opaque)
+{
+	struct rpc_server *s = opaque;
+
+	rpc_endpoint_check(&s->ep);
+}
+
 static void *rpc_server_run(void *opaque)
 {
 	struct rpc_server *s = opaque;
@@ -242,17 +248,11 @@ static void *rpc_server_run(void *opaque)
 
 	log_set_thread("rpc");
 	for (;;) {
-		/* Wakes up every RPC_ENDPOINT_CHECK_MS to keep the listener alive. */
-		pthread_mutex_lock(&s->ep_lock);
-		if (!s->stopping)
-			rpc_endpoint_check(&s->ep);
-		pthread_mutex_unlock(&s->ep_lock);
 		rv = nng_recvmsg(s->sock, &in, 0);
 		if (rv == NNG_ECLOSED)
 			break;
 		if (rv) {
-			if (rv != NNG_ETIMEDOUT)
-				log_debug("rpc %s: nng_recvmsg: %s", s->url, nng_strerror(rv));
+			log_debug("rpc %s: nng_recvmsg: %s", s->url, nng_strerror(rv));
 			continue;
 		}
 		out = rpc_server_answer(s, in);
@@ -300,8 +300,6 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 	rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_MSG_SIZE);
 	if (!rv)
 		rv = nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, RPC_SERVER_SEND_TIMEOUT_MS);
-	if (!rv)
-		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, RPC_ENDPOINT_CHECK_MS);
 	if (rv) {
 		log_err("rpc %s: nng_socket_set: %s", url, nng_strerror(rv));
 		ret = rpc_errno_from_nng(rv);
@@ -312,17 +310,22 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 		log_err("rpc %s: nng_listen: %s", url, rpc_strerror(ret));
 		goto err_close;
 	}
-	pthread_mutex_init(&s->ep_lock, NULL);
+	ret = rpc_watchdog_start(&s->watchdog, "rpc-watch", rpc_server_check, s);
+	if (ret) {
+		log_err("rpc %s: pthread_create: %s", url, rpc_strerror(ret));
+		goto err_endpoint;
+	}
 	ret = -pthread_create(&s->thread, NULL, rpc_server_run, s);
 	if (ret) {
 		log_err("rpc %s: pthread_create: %s", url, rpc_strerror(ret));
-		pthread_mutex_destroy(&s->ep_lock);
-		goto err_endpoint;
+		goto err_watchdog;
 	}
 	s->state = RPC_SERVER_SERVING;
 	*out = s;
 	return 0;
 
+err_watchdog:
+	rpc_watchdog_stop(&s->watchdog);
 err_endpoint:
 	rpc_endpoint_fini(&s->ep);
 err_close:
@@ -339,15 +342,12 @@ void rpc_server_stop(struct rpc_server *s)
 		return;
 	assert(s->state == RPC_SERVER_SERVING);
 	/* NNG 1.5 does not survive closing an endpoint while its socket closes. */
-	pthread_mutex_lock(&s->ep_lock);
-	s->stopping = true;
-	pthread_mutex_unlock(&s->ep_lock);
+	rpc_watchdog_stop(&s->watchdog);
 	/* Pairs with the ECLOSED exit of rpc_server_run. */
 	nng_close(s->sock);
 	pthread_join(s->thread, NULL);
 	s->state = RPC_SERVER_STOPPED;
 	rpc_endpoint_fini(&s->ep);
-	pthread_mutex_destroy(&s->ep_lock);
 	free(s->url);
 	free(s);
 }
