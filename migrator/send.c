@@ -156,7 +156,7 @@ static void *send_thread(void *arg)
 		c->head = (c->head + 1) % MIG_QUEUE_DEPTH;
 		c->count--;
 		/* Only then may the worker be waiting (a no-op without waiters). */
-		if (c->count <= MIG_QUEUE_LOW)
+		if (c->count <= src->queue_depth / 2)
 			pthread_cond_broadcast(&src->sq_space);
 		pthread_mutex_unlock(&src->sq_lock);
 		if (ret) {
@@ -256,10 +256,10 @@ int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan)
 			}
 			src->next_chan = (c->index + 1) % src->nr_chans;
 		}
-		if (c->count < MIG_QUEUE_DEPTH)
+		if (c->count < src->queue_depth)
 			break;
-		/* Full: sleep until it drained to half (see MIG_QUEUE_LOW). */
-		while (!src->sq_stop && c->count > MIG_QUEUE_LOW)
+		/* Full: sleep until it drained to half (see MIG_QUEUE_DEPTH). */
+		while (!src->sq_stop && c->count > src->queue_depth / 2)
 			pthread_cond_wait(&src->sq_space, &src->sq_lock);
 		c = NULL;
 	}

@@ -8,12 +8,15 @@
 /*
  * Packets queued per channel.  A slot holds page numbers, not data (2 KiB),
  * so the ring can be deep: the worker refills it only once it drained to
- * half (MIG_QUEUE_LOW), one wake-up per 16 packets rather than per packet,
- * and a worker that waits for a CPU (~ms on a loaded host) does not starve
- * the send thread.
+ * half, one wake-up per many packets rather than per packet, and a worker
+ * that waits for a CPU (~ms on a loaded host) does not starve the send
+ * thread.  But a deep ring per channel leaves the fast channels idle at
+ * the end of a round while a slow one drains its backlog: the depth used
+ * is MIG_QUEUE_TOTAL / channels, within MIG_QUEUE_MIN..MIG_QUEUE_DEPTH.
  */
 #define MIG_QUEUE_DEPTH 32
-#define MIG_QUEUE_LOW	(MIG_QUEUE_DEPTH / 2)
+#define MIG_QUEUE_TOTAL 32
+#define MIG_QUEUE_MIN	4
 
 /* One page packet to build, or a SYNC marker (nr_pages 0). */
 struct mig_batch {
@@ -52,9 +55,10 @@ struct mig_src {
 
 	/* Protects the channel rings and sq_stop. */
 	pthread_mutex_t sq_lock;
-	pthread_cond_t sq_space; /* a ring drained to MIG_QUEUE_LOW or below */
+	pthread_cond_t sq_space; /* a ring drained to queue_depth / 2 or below */
 	bool sq_stop;
-	unsigned int next_chan; /* round-robin start, worker only */
+	unsigned int queue_depth; /* slots used per ring; immutable after alloc */
+	unsigned int next_chan;	  /* round-robin start, worker only */
 
 	/* Token bucket shared by the send threads; protects tokens, rate_last_ns. */
 	pthread_mutex_t rate_lock;

@@ -39,6 +39,11 @@ int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 	}
 	src->s = s;
 	src->nr_chans = n;
+	src->queue_depth = MIG_QUEUE_TOTAL / n;
+	if (src->queue_depth < MIG_QUEUE_MIN)
+		src->queue_depth = MIG_QUEUE_MIN;
+	if (src->queue_depth > MIG_QUEUE_DEPTH)
+		src->queue_depth = MIG_QUEUE_DEPTH;
 	strcpy(src->uri, uri);
 	src->main_fd = -1;
 	pthread_mutex_init(&src->lock, NULL);
