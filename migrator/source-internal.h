@@ -15,7 +15,7 @@
  * is MIG_QUEUE_TOTAL / channels, within MIG_QUEUE_MIN..MIG_QUEUE_DEPTH.
  */
 #define MIG_QUEUE_DEPTH 32
-#define MIG_QUEUE_TOTAL 32
+#define MIG_QUEUE_TOTAL 16
 #define MIG_QUEUE_MIN	4
 
 /* One page packet to build, or a SYNC marker (nr_pages 0). */
