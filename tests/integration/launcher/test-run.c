@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -234,6 +235,8 @@ static void vm_start(struct vm *vm, const char *libexec, const char *const *args
 	if (vm->pid == 0) {
 		/* Its own process group, so a test can Ctrl-C it like a terminal. */
 		setpgid(0, 0);
+		/* A test killed by its timeout must not leave a VM behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		fd = open(vm->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0)
 			_exit(126);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,8 @@ static int vm_start(struct env *e, struct vm *vm, const char *name, const char *
 		return -errno;
 	if (vm->pid == 0) {
 		signal(SIGPIPE, SIG_DFL);
+		/* A test killed by its timeout must not leave a VM behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		execv(cleave_exe, (char *const *)argv);
 		_exit(127);
 	}

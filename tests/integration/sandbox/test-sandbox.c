@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,6 +114,8 @@ static void vm_start(struct vm *vm, bool sandbox)
 	if (vm->pid == 0) {
 		char state[128], qmp[160];
 
+		/* A test killed by its timeout must not leave a VM behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		snprintf(state, sizeof(state), "%s/state", vm->dir);
 		snprintf(qmp, sizeof(qmp), "unix:%s", vm->qmp);
 		fd = open(vm->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
