@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#define UCALL_PORT	 0x1000
+#define UCALL_PORT 0x1000
 /* isa-debug-exit: a write of V powers off; QEMU exits with (V << 1) | 1. */
 #define DEBUG_EXIT_PORT	 0xf4
 #define SERIAL_COM1_PORT 0x3f8
@@ -22,18 +22,20 @@ enum ucall_cmd {
 	UCALL_SYNC = 1,	  /* progress: args[0..] are test-defined values */
 	UCALL_ASSERT = 2, /* failure: text = "file:line: expr", args[0] = line */
 	UCALL_DONE = 3,	  /* test finished: args[0] = 0 ok, else failure count */
-	UCALL_WRITES = 4, /* guest wrote [args[0], args[0] + args[1]) (gpa, bytes), generation args[2] */
-	UCALL_IMAGE = 5,  /* guest's own RAM [args[0], args[0] + args[1]): image, stacks, page tables */
+	UCALL_WRITES =
+		4, /* guest wrote [args[0], args[0] + args[1]) (gpa, bytes), generation args[2] */
+	UCALL_IMAGE =
+		5, /* guest's own RAM [args[0], args[0] + args[1]): image, stacks, page tables */
 };
 
 #define UCALL_NR_ARGS 6
 #define UCALL_TEXT    128
 
 struct ucall {
-	uint64_t cmd;			/* enum ucall_cmd */
-	uint64_t cpu;			/* vCPU index as the guest numbers it */
+	uint64_t cmd; /* enum ucall_cmd */
+	uint64_t cpu; /* vCPU index as the guest numbers it */
 	uint64_t args[UCALL_NR_ARGS];
-	char text[UCALL_TEXT];		/* NUL-terminated */
+	char text[UCALL_TEXT]; /* NUL-terminated */
 };
 
 #endif

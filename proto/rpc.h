@@ -27,10 +27,10 @@
 
 #include "proto/events.pb-c.h"
 
-#define RPC_VERSION	     1
-#define RPC_MAX_MSG_SIZE     (16u << 20) /* bytes; larger messages are refused */
-#define RPC_DEFAULT_TIMEOUT  2000	 /* ms */
-#define RPC_ERRMSG_LEN	     256
+#define RPC_VERSION	    1
+#define RPC_MAX_MSG_SIZE    (16u << 20) /* bytes; larger messages are refused */
+#define RPC_DEFAULT_TIMEOUT 2000	/* ms */
+#define RPC_ERRMSG_LEN	    256
 
 /* ---- server ------------------------------------------------------------- */
 
@@ -90,8 +90,8 @@ void rpc_client_close(struct rpc_client *c);
  * RPC_DEFAULT_TIMEOUT.  @errbuf may be NULL.
  */
 int rpc_call(struct rpc_client *c, uint32_t method, const ProtobufCMessage *req,
-	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-	     int timeout_ms, char *errbuf, size_t errlen);
+	     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, int timeout_ms,
+	     char *errbuf, size_t errlen);
 void rpc_msg_free(ProtobufCMessage *msg);
 
 /* ---- events --------------------------------------------------------------- */
