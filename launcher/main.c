@@ -13,15 +13,9 @@ struct cleave_cmd {
 
 static const struct cleave_cmd cleave_cmds[] = {
 	{"run", cmd_run_main, "boot a VM as supervised processes"},
-#ifdef CLEAVE_HAVE_CMD_QMP
 	{"qmp", cmd_qmp_main, "send one QMP command to a running VM, or follow its events"},
-#endif
-#ifdef CLEAVE_HAVE_CMD_MIGRATE
 	{"migrate", cmd_migrate_main, "live-migrate a running VM, with progress"},
-#endif
-#ifdef CLEAVE_HAVE_CMD_DEMO
 	{"demo", cmd_demo_main, "boot the embedded guest and live-migrate it on loopback"},
-#endif
 };
 
 #define CLEAVE_NR_CMDS (sizeof(cleave_cmds) / sizeof(cleave_cmds[0]))
