@@ -15,6 +15,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tests/util/test-util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,37 +47,6 @@ struct vm {
 	pid_t seen[64];	  /* every child PID logged, for the leak check */
 	unsigned int nr_seen;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
-static char *file_read(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return strdup("");
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
 
 static unsigned int count_substr(const char *s, const char *sub)
 {
@@ -147,7 +118,7 @@ static bool pid_running(pid_t pid)
 /* Collects the child PIDs cleave logged so far into vm->seen. */
 static void vm_scan_pids(struct vm *vm)
 {
-	char *log = file_read(vm->log), *p = log;
+	char *log = test_file_read(vm->log), *p = log;
 	unsigned int i;
 	int pid;
 
@@ -168,13 +139,13 @@ static void vm_scan_pids(struct vm *vm)
 /* Every child PID ever logged is gone (waits briefly for SIGKILLed ones). */
 static void vm_assert_no_children(struct vm *vm)
 {
-	int64_t deadline = now_ms() + 3000;
+	int64_t deadline = test_now_ms() + 3000;
 	unsigned int i;
 
 	vm_scan_pids(vm);
 	for (i = 0; i < vm->nr_seen; i++) {
-		while (pid_running(vm->seen[i]) && now_ms() < deadline)
-			sleep_ms(20);
+		while (pid_running(vm->seen[i]) && test_now_ms() < deadline)
+			test_sleep_ms(20);
 		if (pid_running(vm->seen[i]))
 			fail_msg("child pid %d outlived cleave", (int)vm->seen[i]);
 	}
@@ -252,7 +223,7 @@ static void vm_start(struct vm *vm, const char *libexec, const char *const *args
 /* Waits for cleave's exit; fails (and kills it) after @timeout_ms. */
 static int vm_wait_exit(struct vm *vm, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 	int status;
 	char *log;
 	pid_t r;
@@ -262,13 +233,13 @@ static int vm_wait_exit(struct vm *vm, int timeout_ms)
 		if (r == vm->pid)
 			break;
 		assert_int_equal(r, 0);
-		if (now_ms() > deadline) {
-			log = file_read(vm->log);
+		if (test_now_ms() > deadline) {
+			log = test_file_read(vm->log);
 			fprintf(stderr, "cleave log:\n%s\n", log);
 			free(log);
 			fail_msg("cleave did not exit within %d ms", timeout_ms);
 		}
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	vm->pid = 0;
 	if (WIFSIGNALED(status))
@@ -282,12 +253,12 @@ static int vm_wait_exit(struct vm *vm, int timeout_ms)
  */
 static char *vm_wait_log(struct vm *vm, const char *what, unsigned int count, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 	int status;
 	char *log;
 
 	for (;;) {
-		log = file_read(vm->log);
+		log = test_file_read(vm->log);
 		if (count_substr(log, what) >= count)
 			return log;
 		if (vm->pid > 0 && waitpid(vm->pid, &status, WNOHANG) == vm->pid) {
@@ -295,13 +266,13 @@ static char *vm_wait_log(struct vm *vm, const char *what, unsigned int count, in
 			fprintf(stderr, "cleave log:\n%s\n", log);
 			fail_msg("cleave exited (status 0x%x) before logging \"%s\"", status, what);
 		}
-		if (now_ms() > deadline) {
+		if (test_now_ms() > deadline) {
 			fprintf(stderr, "cleave log:\n%s\n", log);
 			fail_msg("no \"%s\" (x%u) in cleave's log within %d ms", what, count,
 				 timeout_ms);
 		}
 		free(log);
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 }
 
@@ -326,25 +297,25 @@ static pid_t vm_child_pid(struct vm *vm, const char *name, unsigned int nth)
 static unsigned int serial_wait_heartbeats(struct vm *vm, unsigned int base, unsigned int count,
 					   int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 	unsigned int n;
 	char *ser;
 
 	for (;;) {
-		ser = file_read(vm->serial);
+		ser = test_file_read(vm->serial);
 		n = count_substr(ser, "HB ");
 		if (n >= base + count) {
 			free(ser);
 			return n;
 		}
-		if (now_ms() > deadline) {
+		if (test_now_ms() > deadline) {
 			fprintf(stderr, "serial:\n%s\n", ser);
 			free(ser);
 			fail_msg("guest printed %u heartbeats, want %u within %d ms", n,
 				 base + count, timeout_ms);
 		}
 		free(ser);
-		sleep_ms(50);
+		test_sleep_ms(50);
 	}
 }
 
@@ -408,17 +379,17 @@ static void test_poweroff_exits_zero(void **state)
 {
 	static const char *const args[] = {"--append", "mode=poweroff", NULL};
 	struct vm *vm = *state;
-	int64_t t0 = now_ms();
+	int64_t t0 = test_now_ms();
 	char *log;
 
 	require_children();
 	vm_start(vm, NULL, args);
 	assert_int_equal(vm_wait_exit(vm, 20000), 0);
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	assert_non_null(strstr(log, "started cleave-vcpu pid"));
 	assert_non_null(strstr(log, "exited with status 0"));
 	free(log);
-	fprintf(stderr, "poweroff run took %lld ms\n", (long long)(now_ms() - t0));
+	fprintf(stderr, "poweroff run took %lld ms\n", (long long)(test_now_ms() - t0));
 	vm_assert_no_children(vm);
 	/* The state dir and the QMP socket go with the VM. */
 	assert_false(path_exists(vm->state));
@@ -438,10 +409,10 @@ static void test_idle_heartbeats_and_sigterm(void **state)
 	n = serial_wait_heartbeats(vm, 0, 3, 15000);
 	serial_wait_heartbeats(vm, n, 3, 5000);
 	assert_true(path_exists(vm->qmp));
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_int_equal(kill(vm->pid, SIGTERM), 0);
 	assert_int_equal(vm_wait_exit(vm, 10000), 0);
-	fprintf(stderr, "SIGTERM to exit took %lld ms\n", (long long)(now_ms() - t0));
+	fprintf(stderr, "SIGTERM to exit took %lld ms\n", (long long)(test_now_ms() - t0));
 	vm_assert_no_children(vm);
 	assert_false(path_exists(vm->state));
 	assert_false(path_exists(vm->qmp));
@@ -463,17 +434,17 @@ static void test_monitor_and_migrator_restart(void **state)
 	mon = vm_child_pid(vm, "cleave-monitor", 1);
 	n = serial_wait_heartbeats(vm, 0, 2, 15000);
 
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_int_equal(kill(mon, SIGKILL), 0);
 	mon2 = vm_child_pid(vm, "cleave-monitor", 2);
 	assert_int_not_equal(mon2, mon);
 	fprintf(stderr, "monitor back after %lld ms (50 ms of it backoff)\n",
-		(long long)(now_ms() - t0));
+		(long long)(test_now_ms() - t0));
 	assert_int_equal(kill(mig, SIGKILL), 0);
 	mig2 = vm_child_pid(vm, "cleave-migrator", 2);
 	assert_int_not_equal(mig2, mig);
 
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	snprintf(want, sizeof(want), "cleave-monitor (pid %d) killed by SIGKILL; restarting",
 		 (int)mon);
 	assert_non_null(strstr(log, want));
@@ -502,7 +473,7 @@ static void test_guest_exit_code(void **state)
 	require_children();
 	vm_start(vm, NULL, args);
 	assert_int_equal(vm_wait_exit(vm, 20000), 3);
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	assert_non_null(strstr(log, "guest powered off with exit code 3"));
 	free(log);
 	vm_assert_no_children(vm);
@@ -525,7 +496,7 @@ static void test_ctrl_c_process_group(void **state)
 	serial_wait_heartbeats(vm, 0, 1, 15000);
 	assert_int_equal(kill(-vm->pid, SIGINT), 0);
 	assert_int_equal(vm_wait_exit(vm, 10000), 0);
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	assert_non_null(strstr(log, "SIGINT: shutting down"));
 	assert_null(strstr(log, "; restarting in"));
 	assert_null(strstr(log, "cleave[main] error"));
@@ -568,7 +539,7 @@ static void test_vcpu_death_ends_vm(void **state)
 	serial_wait_heartbeats(vm, 0, 1, 15000);
 	assert_int_equal(kill(vcpu, SIGKILL), 0);
 	assert_int_equal(vm_wait_exit(vm, 10000), 1);
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	snprintf(want, sizeof(want), "cleave-vcpu (pid %d) killed by SIGKILL", (int)vcpu);
 	assert_non_null(strstr(log, want));
 	free(log);
@@ -630,7 +601,7 @@ static void test_missing_child_binary(void **state)
 	/* An empty libexec dir: nothing to start, a clear error, nothing created. */
 	vm_start(vm, vm->dir, NULL);
 	assert_int_equal(vm_wait_exit(vm, 5000), 1);
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	assert_non_null(strstr(log, "cleave-vcpu not found in CLEAVE_LIBEXEC_DIR"));
 	free(log);
 	assert_false(path_exists(vm->state));
@@ -644,7 +615,7 @@ static void test_bad_option_exits_2(void **state)
 
 	vm_start(vm, NULL, args);
 	assert_int_equal(vm_wait_exit(vm, 5000), 2);
-	log = file_read(vm->log);
+	log = test_file_read(vm->log);
 	assert_non_null(strstr(log, "--vcpus '0': must be 1.."));
 	free(log);
 	assert_false(path_exists(vm->state));

@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tests/util/test-util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -43,29 +45,6 @@ struct vm {
 	pid_t child[3]; /* latest PID of each child_names[i] */
 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
-static char *file_read(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return strdup("");
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
-
 /* The @nth (1-based) "started NAME pid N" of the log, 0 if not there yet. */
 static pid_t log_child_pid(const char *log, const char *name, unsigned int nth)
 {
@@ -86,7 +65,7 @@ static pid_t wait_child_pid(struct vm *vm, unsigned int idx, unsigned int nth)
 	int i;
 
 	for (i = 0; i < 500; i++) {
-		char *log = file_read(vm->log);
+		char *log = test_file_read(vm->log);
 		pid_t p = log_child_pid(log, child_names[idx], nth);
 
 		free(log);
@@ -94,7 +73,7 @@ static pid_t wait_child_pid(struct vm *vm, unsigned int idx, unsigned int nth)
 			vm->child[idx] = p;
 			return p;
 		}
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	fail_msg("%s #%u never started; log %s", child_names[idx], nth, vm->log);
 	return 0;
@@ -136,7 +115,7 @@ static void vm_stop(struct vm *vm)
 	if (vm->pid > 0) {
 		kill(vm->pid, SIGTERM);
 		for (t = 0; t < 500 && waitpid(vm->pid, &status, WNOHANG) == 0; t++)
-			sleep_ms(20);
+			test_sleep_ms(20);
 		if (t == 500) {
 			kill(vm->pid, SIGKILL);
 			waitpid(vm->pid, &status, 0);
@@ -146,7 +125,7 @@ static void vm_stop(struct vm *vm)
 	/* PR_SET_PDEATHSIG: no child may outlive cleave. */
 	for (i = 0; i < 3; i++) {
 		for (t = 0; t < 100 && vm->child[i] && kill(vm->child[i], 0) == 0; t++)
-			sleep_ms(20);
+			test_sleep_ms(20);
 		if (vm->child[i] && kill(vm->child[i], 0) == 0)
 			fail_msg("%s pid %d outlived cleave", child_names[i], (int)vm->child[i]);
 	}
@@ -166,7 +145,7 @@ static int proc_status(pid_t pid, const char *key, char *val, size_t len)
 	size_t n = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	buf = file_read(path);
+	buf = test_file_read(path);
 	s = strstr(buf, key);
 	if (!s) {
 		free(buf);
@@ -264,8 +243,8 @@ static void test_sandbox_on(void **state)
 	vm_start(&vm, true);
 	for (i = 0; i < 3; i++)
 		wait_child_pid(&vm, i, 1);
-	sleep_ms(500); /* every child's sandbox_enter done, the launcher's too */
-	log = file_read(vm.log);
+	test_sleep_ms(500); /* every child's sandbox_enter done, the launcher's too */
+	log = test_file_read(vm.log);
 	jailed = strstr(log, "own namespaces") != NULL;
 	if (root && !jailed)
 		print_message("root but no namespaces here: %s\n", log);
@@ -282,11 +261,11 @@ static void test_sandbox_on(void **state)
 	/* A restarted migrator runs under the launcher's policy and then its own. */
 	assert_int_equal(kill(vm.child[1], SIGKILL), 0);
 	mig2 = wait_child_pid(&vm, 1, 2);
-	sleep_ms(500);
+	test_sleep_ms(500);
 	assert_sandboxed(mig2, "cleave-migrator#2", false);
 	if (jailed)
 		assert_jailed(mig2, "cleave-migrator#2", false);
-	log = file_read(vm.log);
+	log = test_file_read(vm.log);
 	if (strstr(log, "seccomp: refused syscall") || strstr(log, "by SIGSYS"))
 		fail_msg("a process was refused a syscall:\n%s", log);
 	free(log);
@@ -304,8 +283,8 @@ static void test_no_sandbox(void **state)
 	vm_start(&vm, false);
 	for (i = 0; i < 3; i++)
 		wait_child_pid(&vm, i, 1);
-	sleep_ms(500);
-	log = file_read(vm.log);
+	test_sleep_ms(500);
+	log = test_file_read(vm.log);
 	assert_non_null(strstr(log, "warning: --no-sandbox"));
 	free(log);
 	for (i = 0; i < 3; i++) {

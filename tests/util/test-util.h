@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Small helpers shared by the integration tests that run `cleave run`. */
+#ifndef CLEAVE_TEST_UTIL_H
+#define CLEAVE_TEST_UTIL_H
+
+#include <stdint.h>
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t test_now_ms(void);
+void test_sleep_ms(int ms);
+/* The whole file as a NUL-terminated string ("" if absent); free() it. */
+char *test_file_read(const char *path);
+
+#endif
