@@ -198,3 +198,32 @@ int shm_memfd_next_data(int fd, uint64_t from, uint64_t end, uint64_t *start, ui
 		*stop = end;
 	return 0;
 }
+
+/* One page: FNV-1a over 64-bit words; 0 for an all-zero page. */
+static uint64_t page_hash(const uint64_t *w)
+{
+	uint64_t h = 0xcbf29ce484222325ULL, any = 0;
+
+	for (size_t i = 0; i < SHM_PAGE_SIZE / sizeof(*w); i++) {
+		any |= w[i];
+		h = (h ^ w[i]) * 0x100000001b3ULL;
+	}
+	return any ? h : 0;
+}
+
+uint64_t shm_region_hash(const struct shm_region *r)
+{
+	uint64_t pos = 0, start, stop, sum = 0;
+
+	while (shm_memfd_next_data(r->fd, pos, r->size, &start, &stop) == 0) {
+		for (uint64_t off = start; off < stop; off += SHM_PAGE_SIZE) {
+			uint64_t h = page_hash((const uint64_t *)((const uint8_t *)r->base + off));
+
+			/* Position-dependent, order-independent: mix the page number in. */
+			if (h)
+				sum += (h ^ (off >> SHM_PAGE_SHIFT)) * 0x9e3779b97f4a7c15ULL;
+		}
+		pos = stop;
+	}
+	return sum;
+}

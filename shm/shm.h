@@ -70,6 +70,14 @@ void shm_region_close(struct shm_region *r);
  */
 int shm_memfd_next_data(int fd, uint64_t from, uint64_t end, uint64_t *start, uint64_t *stop);
 
+/*
+ * A 64-bit digest of the region's contents in which a hole and an all-zero
+ * page are the same (neither contributes), so two memfds holding the same
+ * bytes hash equal however they were allocated.  For tests and test hooks
+ * (destination RAM == source RAM at switchover); not cryptographic.
+ */
+uint64_t shm_region_hash(const struct shm_region *r);
+
 /* ---- bitmaps (arrays of uint64_t words, bit n = page n) ---------------- */
 
 #define SHM_BITS_PER_WORD      64

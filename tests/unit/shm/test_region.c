@@ -221,13 +221,36 @@ static void test_next_data(void **state)
 	shm_region_close(&r);
 }
 
+/* Holes and zero pages hash alike; any byte or page position changes the hash. */
+static void test_hash(void **state)
+{
+	struct shm_region a, b;
+	uint64_t h;
+
+	assert_int_equal(shm_region_create(&a, 0, 16 * PG), 0);
+	assert_int_equal(shm_region_create(&b, 1, 16 * PG), 0);
+	assert_int_equal(shm_region_hash(&a), shm_region_hash(&b));
+	memset((uint8_t *)b.base + 3 * PG, 0, PG); /* allocated, still zero */
+	assert_int_equal(shm_region_hash(&a), shm_region_hash(&b));
+	((uint8_t *)a.base)[5 * PG + 17] = 1;
+	h = shm_region_hash(&a);
+	assert_true(h != shm_region_hash(&b));
+	((uint8_t *)b.base)[6 * PG + 17] = 1; /* same byte, other page */
+	assert_true(h != shm_region_hash(&b));
+	((uint8_t *)b.base)[6 * PG + 17] = 0;
+	((uint8_t *)b.base)[5 * PG + 17] = 1;
+	assert_int_equal(h, shm_region_hash(&b));
+	shm_region_close(&a);
+	shm_region_close(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_sealed), cmocka_unit_test(test_create_bad_size),
 		cmocka_unit_test(test_name_visible),  cmocka_unit_test(test_open_shares),
 		cmocka_unit_test(test_open_rejects),  cmocka_unit_test(test_close_zeroed),
-		cmocka_unit_test(test_next_data),
+		cmocka_unit_test(test_next_data),     cmocka_unit_test(test_hash),
 	};
 
 	log_init("test-shm-region");
