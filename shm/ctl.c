@@ -4,7 +4,7 @@
  *
  *   0                 struct shm_ctl_header (magic, version, region table),
  *                     alone in its page, which every mapping makes read-only
- *   page 1, then       region 0 dirty bitmap, region 0 received bitmap, ...
+ *   page 1, then       region 0 dirty, received and round bitmaps, region 1 ...
  *   64-byte aligned
  *   page aligned      session area (SHM_SESSION_SIZE), owned by the migrator
  *   page aligned      end (total_size)
@@ -78,6 +78,8 @@ static void ctl_layout_fill(struct shm_ctl_header *h, const struct shm_ctl_layou
 		cr->dirty_off = off;
 		off += ctl_bitmap_bytes(cr->nr_pages);
 		cr->received_off = off;
+		off += ctl_bitmap_bytes(cr->nr_pages);
+		cr->round_off = off;
 		off += ctl_bitmap_bytes(cr->nr_pages);
 		h->ram_size += cr->size;
 	}
@@ -186,7 +188,7 @@ static int ctl_span_check(const struct ctl_span *s, uint64_t total, uint64_t ali
 /* Checks the header against the real segment size; see the layout at the top. */
 static int ctl_header_validate(const struct shm_ctl_header *h, uint64_t total)
 {
-	struct ctl_span spans[2 + 2 * SHM_MAX_REGIONS];
+	struct ctl_span spans[2 + 3 * SHM_MAX_REGIONS];
 	uint64_t gpa[SHM_MAX_REGIONS], size[SHM_MAX_REGIONS], ram = 0;
 	unsigned int n = 0;
 	int ret;
@@ -241,11 +243,13 @@ static int ctl_header_validate(const struct shm_ctl_header *h, uint64_t total)
 			(struct ctl_span){"dirty bitmap of region", (int)i, cr->dirty_off, len};
 		spans[n++] = (struct ctl_span){"received bitmap of region", (int)i,
 					       cr->received_off, len};
-		ret = ctl_span_check(&spans[n - 2], total, CTL_ALIGN);
-		if (!ret)
-			ret = ctl_span_check(&spans[n - 1], total, CTL_ALIGN);
-		if (ret)
-			return ret;
+		spans[n++] =
+			(struct ctl_span){"round bitmap of region", (int)i, cr->round_off, len};
+		for (unsigned int k = n - 3; k < n; k++) {
+			ret = ctl_span_check(&spans[k], total, CTL_ALIGN);
+			if (ret)
+				return ret;
+		}
 	}
 	ret = ctl_regions_check(h->nr_regions, gpa, size);
 	if (ret)
@@ -343,6 +347,13 @@ uint64_t *shm_ctl_received_bitmap(const struct shm_ctl *c, unsigned int region)
 	if (!c->hdr || region >= c->hdr->nr_regions)
 		return NULL;
 	return (uint64_t *)((char *)c->hdr + c->hdr->regions[region].received_off);
+}
+
+uint64_t *shm_ctl_round_bitmap(const struct shm_ctl *c, unsigned int region)
+{
+	if (!c->hdr || region >= c->hdr->nr_regions)
+		return NULL;
+	return (uint64_t *)((char *)c->hdr + c->hdr->regions[region].round_off);
 }
 
 void *shm_ctl_session(const struct shm_ctl *c)

@@ -18,6 +18,10 @@
  *   received bitmaps       the destination migrator: it validates them
  *                          before its first receive thread starts and
  *                          invalidates them after the last one is joined.
+ *   round bitmaps          the migrator, one side at a time: the pages of
+ *                          the migration round not yet acknowledged (the
+ *                          source: queued; the destination: landed), so a
+ *                          restarted migrator knows what was in flight.
  *   session area           the migrator: layout defined in migrator/, guarded
  *                          by the robust lock at its start.
  * Return values: 0 or a negative errno, as everywhere in cleave.
@@ -35,7 +39,7 @@
 #define SHM_PAGE_SHIFT	 12
 #define SHM_MAX_REGIONS	 8
 #define SHM_CTL_MAGIC	 0x4c54434556414c43ULL /* "CLAVECTL" */
-#define SHM_CTL_VERSION	 1
+#define SHM_CTL_VERSION	 2
 #define SHM_SESSION_SIZE (256 * 1024) /* bytes reserved for the migrator */
 
 /* ---- guest RAM regions ------------------------------------------------ */
@@ -136,6 +140,7 @@ struct shm_ctl_region {
 	uint64_t nr_pages;     /* size / SHM_PAGE_SIZE */
 	uint64_t dirty_off;    /* offset of its dirty bitmap in the segment */
 	uint64_t received_off; /* offset of its received bitmap in the segment */
+	uint64_t round_off;    /* offset of its round bitmap in the segment */
 };
 
 struct shm_ctl_header {
@@ -178,6 +183,7 @@ void shm_ctl_close(struct shm_ctl *c);
 /* Bitmap of @region's pages (nr_pages bits), or NULL if there is no such region. */
 uint64_t *shm_ctl_dirty_bitmap(const struct shm_ctl *c, unsigned int region);
 uint64_t *shm_ctl_received_bitmap(const struct shm_ctl *c, unsigned int region);
+uint64_t *shm_ctl_round_bitmap(const struct shm_ctl *c, unsigned int region);
 void *shm_ctl_session(const struct shm_ctl *c);
 
 /* ---- fd passing over a connected AF_UNIX socket ----------------------- */

@@ -59,8 +59,9 @@ static void test_round_trip(void **state)
 		assert_int_equal(cr->received_off % 64, 0);
 		assert_true(cr->dirty_off >= PG);
 		assert_true(cr->received_off >= cr->dirty_off + SHM_BITMAP_WORDS(cr->nr_pages) * 8);
-		assert_true(cr->received_off + SHM_BITMAP_WORDS(cr->nr_pages) * 8 <=
-			    h->session_off);
+		assert_int_equal(cr->round_off % 64, 0);
+		assert_true(cr->round_off >= cr->received_off + SHM_BITMAP_WORDS(cr->nr_pages) * 8);
+		assert_true(cr->round_off + SHM_BITMAP_WORDS(cr->nr_pages) * 8 <= h->session_off);
 	}
 	seals = fcntl(c.fd, F_GET_SEALS);
 	assert_int_equal(seals & (F_SEAL_SHRINK | F_SEAL_GROW), F_SEAL_SHRINK | F_SEAL_GROW);
@@ -80,6 +81,8 @@ static void test_round_trip(void **state)
 	memcpy(shm_ctl_session(&c), "session", 8);
 	assert_null(shm_ctl_dirty_bitmap(&c, 2));
 	assert_null(shm_ctl_received_bitmap(&c, SHM_MAX_REGIONS));
+	assert_null(shm_ctl_round_bitmap(&c, 2));
+	shm_bitmap_set(shm_ctl_round_bitmap(&c, 1), 7);
 
 	/* a second mapping, as a child process would get it */
 	fd2 = dup(c.fd);
@@ -88,6 +91,7 @@ static void test_round_trip(void **state)
 	assert_true(shm_bitmap_test(shm_ctl_dirty_bitmap(&o, 0), 12345));
 	assert_int_equal(shm_bitmap_count(shm_ctl_received_bitmap(&o, 1), h->regions[1].nr_pages),
 			 1);
+	assert_true(shm_bitmap_test(shm_ctl_round_bitmap(&o, 1), 7));
 	assert_memory_equal(shm_ctl_session(&o), "session", 8);
 	shm_ctl_close(&o);
 	assert_int_equal(fcntl(fd2, F_GETFD), -1);
@@ -221,6 +225,14 @@ static void received_unaligned(struct shm_ctl_header *h)
 {
 	h->regions[0].received_off += 8;
 }
+static void round_unaligned(struct shm_ctl_header *h)
+{
+	h->regions[1].round_off += 8;
+}
+static void round_over_session(struct shm_ctl_header *h)
+{
+	h->regions[0].round_off = h->session_off;
+}
 static void received_on_header(struct shm_ctl_header *h)
 {
 	h->regions[0].received_off = 64;
@@ -276,6 +288,8 @@ static void test_open_rejects_corrupt(void **state)
 		{"dirty_off wraps", -EINVAL, dirty_wraps},
 		{"received_off unaligned", -EINVAL, received_unaligned},
 		{"received bitmap over header", -EINVAL, received_on_header},
+		{"round_off unaligned", -EINVAL, round_unaligned},
+		{"round bitmap over the session area", -EINVAL, round_over_session},
 		{"bitmaps overlap", -EINVAL, bitmaps_overlap},
 		{"bitmap over session", -EINVAL, bitmap_on_session},
 		{"nr_pages", -EINVAL, bad_nr_pages},
