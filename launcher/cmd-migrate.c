@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * `cleave migrate --qmp PATH tcp:HOST:PORT [--channels N]
- *                 [--max-bandwidth BYTES] [--downtime-limit MS]`
+ *                 [--max-bandwidth BYTES] [--downtime-limit MS]
+ *                 [--reconnect-timeout MS]`
  *
  * Sets the migration capabilities (multifd when N > 1, events) and
  * parameters over QMP, issues `migrate`, follows `query-migrate` with a
  * one-line progress bar on a terminal (plain lines otherwise), prints a
- * summary and exits 0 only when the migration completed.
+ * summary and exits 0 only when the migration completed (1: failed or
+ * cancelled, 2: usage or no QMP, 3: switchover outcome unknown).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +25,29 @@
 #define MIG_TIMEOUT_MS	  30000
 #define MIG_POLL_MS	  100
 #define MIG_LINE_EVERY_MS 1000 /* plain-line output rate when not on a terminal */
+/*
+ * While the launcher restarts a killed migrator, query-migrate fails for a
+ * while; the migration itself waits up to the reconnect timeout (the
+ * migrator's default is 10 s) for its peer, so we wait that long plus this.
+ */
+#define MIG_RECONNECT_DEFAULT_MS 10000
+#define MIG_RESTART_GRACE_MS	 5000
+#define MIG_EXIT_UNKNOWN	 3 /* x-switchover-unknown: the operator decides */
 
 struct mig_opts {
 	const char *qmp;
 	const char *uri;
-	long long channels;	  /* 0: leave as is */
-	long long max_bandwidth;  /* -1: leave as is */
-	long long downtime_limit; /* -1: leave as is */
+	long long channels;	     /* 0: leave as is */
+	long long max_bandwidth;     /* -1: leave as is */
+	long long downtime_limit;    /* -1: leave as is */
+	long long reconnect_timeout; /* -1: leave as is */
 };
 
 static void mig_usage(void)
 {
 	fprintf(stderr, "usage: cleave migrate --qmp PATH tcp:HOST:PORT [--channels N]\n"
-			"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n");
+			"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n"
+			"                      [--reconnect-timeout MS]\n");
 }
 
 static long long mig_now_ms(void)
@@ -74,6 +87,17 @@ static long long mig_int(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
+/* " restarts 1 resumes 2" when the migration survived migrator restarts, else "". */
+static void mig_resume_counts(json_t *info, char *buf, size_t len)
+{
+	long long restarts = mig_int(info, "x-cleave-restarts");
+	long long resumes = mig_int(info, "x-cleave-resumes");
+
+	buf[0] = '\0';
+	if (restarts || resumes)
+		snprintf(buf, len, " restarts %lld resumes %lld", restarts, resumes);
+}
+
 static void mig_progress(json_t *info, int tty, long long *last_line)
 {
 	json_t *ram = json_object_get(info, "ram");
@@ -82,25 +106,30 @@ static void mig_progress(json_t *info, int tty, long long *last_line)
 	long long xfer = mig_int(ram, "transferred");
 	double mbps = json_number_value(json_object_get(ram, "mbps"));
 	int pct = total ? (int)(100 * (total - remaining) / total) : 0;
-	char bar[41];
+	char bar[41], counts[64];
 	int i;
 
 	if (pct < 0)
 		pct = 0;
 	if (pct > 100)
 		pct = 100;
+	mig_resume_counts(info, counts, sizeof(counts));
 	if (tty) {
 		for (i = 0; i < 40; i++)
 			bar[i] = i < pct * 40 / 100 ? '#' : '.';
 		bar[40] = '\0';
-		fprintf(stderr, "\r[%s] %3d%% %-10s %8.1f MiB sent %8.1f Mbit/s pass %lld", bar,
+		fprintf(stderr, "\r[%s] %3d%% %-10s %8.1f MiB sent %8.1f Mbit/s pass %lld%s", bar,
 			pct, status ? status : "?", (double)xfer / (1 << 20), mbps,
-			mig_int(ram, "dirty-sync-count"));
+			mig_int(ram, "dirty-sync-count"), counts);
 		fflush(stderr);
 	} else if (mig_now_ms() - *last_line >= MIG_LINE_EVERY_MS) {
 		*last_line = mig_now_ms();
-		printf("status=%s progress=%d%% transferred=%lld remaining=%lld mbps=%.1f\n",
+		printf("status=%s progress=%d%% transferred=%lld remaining=%lld mbps=%.1f",
 		       status ? status : "?", pct, xfer, remaining, mbps);
+		if (counts[0])
+			printf(" restarts=%lld resumes=%lld", mig_int(info, "x-cleave-restarts"),
+			       mig_int(info, "x-cleave-resumes"));
+		printf("\n");
 		fflush(stdout);
 	}
 }
@@ -120,8 +149,26 @@ static void mig_summary(json_t *info)
 	if (total_ms > 0)
 		printf("throughput: %.1f MiB/s\n",
 		       (double)xfer / (1 << 20) * 1000.0 / (double)total_ms);
+	/* Only when something was survived: a quiet migration keeps its short summary. */
+	if (mig_int(info, "x-cleave-restarts") || mig_int(info, "x-cleave-resumes"))
+		printf("restarts: %lld, resumes: %lld, resent: %lld bytes\n",
+		       mig_int(info, "x-cleave-restarts"), mig_int(info, "x-cleave-resumes"),
+		       mig_int(info, "x-cleave-resent-bytes"));
 	if (err)
 		printf("error: %s\n", json_string_value(err));
+}
+
+/* A non-negative decimal option value, or -1. */
+static long long mig_parse_count(const char *arg)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(arg, &end, 10);
+	if (!*arg || *end || errno || v < 0)
+		return -1;
+	return v;
 }
 
 static int mig_parse(int argc, char **argv, struct mig_opts *o)
@@ -131,14 +178,14 @@ static int mig_parse(int argc, char **argv, struct mig_opts *o)
 		{"channels", required_argument, NULL, 'c'},
 		{"max-bandwidth", required_argument, NULL, 'b'},
 		{"downtime-limit", required_argument, NULL, 'd'},
+		{"reconnect-timeout", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	char *end;
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	o->max_bandwidth = o->downtime_limit = -1;
+	o->max_bandwidth = o->downtime_limit = o->reconnect_timeout = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -146,18 +193,23 @@ static int mig_parse(int argc, char **argv, struct mig_opts *o)
 			o->qmp = optarg;
 			break;
 		case 'c':
-			o->channels = strtoll(optarg, &end, 10);
-			if (*end || o->channels < 1 || o->channels > 255)
+			o->channels = mig_parse_count(optarg);
+			if (o->channels < 1 || o->channels > 255)
 				return -1;
 			break;
 		case 'b':
-			o->max_bandwidth = strtoll(optarg, &end, 10);
-			if (*end || o->max_bandwidth < 0)
+			o->max_bandwidth = mig_parse_count(optarg);
+			if (o->max_bandwidth < 0)
 				return -1;
 			break;
 		case 'd':
-			o->downtime_limit = strtoll(optarg, &end, 10);
-			if (*end || o->downtime_limit < 0)
+			o->downtime_limit = mig_parse_count(optarg);
+			if (o->downtime_limit < 0)
+				return -1;
+			break;
+		case 'r':
+			o->reconnect_timeout = mig_parse_count(optarg);
+			if (o->reconnect_timeout < 0)
 				return -1;
 			break;
 		default:
@@ -170,11 +222,110 @@ static int mig_parse(int argc, char **argv, struct mig_opts *o)
 	return 0;
 }
 
+/* The parameters the options name, or NULL when none is given. */
+static json_t *mig_params(const struct mig_opts *o)
+{
+	json_t *params = json_object();
+
+	if (o->channels > 1)
+		json_object_set_new(params, "multifd-channels", json_integer(o->channels));
+	if (o->max_bandwidth >= 0)
+		json_object_set_new(params, "max-bandwidth", json_integer(o->max_bandwidth));
+	if (o->downtime_limit >= 0)
+		json_object_set_new(params, "downtime-limit", json_integer(o->downtime_limit));
+	if (o->reconnect_timeout >= 0)
+		json_object_set_new(params, "x-reconnect-timeout",
+				    json_integer(o->reconnect_timeout));
+	if (json_object_size(params) == 0) {
+		json_decref(params);
+		return NULL;
+	}
+	return params;
+}
+
+static int mig_setup(struct qmp_client *c, const struct mig_opts *o)
+{
+	json_t *params;
+
+	if (mig_cmd(c, "migrate-set-capabilities",
+		    json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability", "multifd",
+			      "state", o->channels > 1, "capability", "events", "state", 1),
+		    NULL))
+		return -1;
+	params = mig_params(o);
+	if (params && mig_cmd(c, "migrate-set-parameters", params, NULL))
+		return -1;
+	return mig_cmd(c, "migrate", json_pack("{s:s}", "uri", o->uri), NULL);
+}
+
+/*
+ * query-migrate, waiting out a migrator restart: an error reply is retried
+ * until @grace_ms have passed since the last answer.  Returns the info
+ * (owned) or NULL after printing why.
+ */
+static json_t *mig_query(struct qmp_client *c, long long grace_ms)
+{
+	long long since = mig_now_ms();
+	json_t *reply = NULL, *err, *info;
+	bool told = false;
+	int r;
+
+	for (;;) {
+		r = qmp_client_execute(c, "query-migrate", NULL, &reply, MIG_TIMEOUT_MS);
+		if (r) {
+			fprintf(stderr, "cleave migrate: query-migrate: %s\n", strerror(-r));
+			return NULL;
+		}
+		err = json_object_get(reply, "error");
+		if (!err)
+			break;
+		if (mig_now_ms() - since >= grace_ms) {
+			fprintf(stderr, "cleave migrate: query-migrate: %s\n",
+				json_string_value(json_object_get(err, "desc")));
+			json_decref(reply);
+			return NULL;
+		}
+		if (!told)
+			fprintf(stderr,
+				"\ncleave migrate: query-migrate: %s (waiting for a restart)\n",
+				json_string_value(json_object_get(err, "desc")));
+		told = true;
+		json_decref(reply);
+		usleep(MIG_POLL_MS * 1000);
+	}
+	info = json_incref(json_object_get(reply, "return"));
+	json_decref(reply);
+	return info;
+}
+
+static bool mig_status_final(const char *status)
+{
+	return status && (!strcmp(status, "completed") || !strcmp(status, "failed") ||
+			  !strcmp(status, "cancelled") || !strcmp(status, "x-switchover-unknown"));
+}
+
+/* The exit status for the last query-migrate, with advice when the operator must act. */
+static int mig_outcome(const char *status)
+{
+	if (!strcmp(status, "completed"))
+		return 0;
+	if (strcmp(status, "x-switchover-unknown"))
+		return 1;
+	fprintf(stderr,
+		"cleave migrate: the switchover's outcome is unknown: the source committed, then "
+		"lost the destination.\n"
+		"The guest is paused on the source.  Find out whether it runs on the destination,\n"
+		"then run: cleave qmp PATH x-cleave-migrate-resolve "
+		"'{\"run-on\": \"destination\"}'\n"
+		"(or \"source\" to resume it on the source).  Never both.\n");
+	return MIG_EXIT_UNKNOWN;
+}
+
 int cmd_migrate_main(int argc, char **argv)
 {
-	long long last_line = 0;
+	long long last_line = 0, grace_ms;
 	struct qmp_client *c = NULL;
-	json_t *params, *info = NULL;
+	json_t *info = NULL;
 	struct mig_opts o;
 	const char *status = NULL;
 	int tty = isatty(STDERR_FILENO), ret, exit_status = 1;
@@ -183,6 +334,8 @@ int cmd_migrate_main(int argc, char **argv)
 		mig_usage();
 		return 2;
 	}
+	grace_ms = (o.reconnect_timeout >= 0 ? o.reconnect_timeout : MIG_RECONNECT_DEFAULT_MS) +
+		   MIG_RESTART_GRACE_MS;
 	ret = qmp_client_connect(&c, o.qmp, MIG_TIMEOUT_MS);
 	if (!ret)
 		ret = qmp_client_negotiate(c, MIG_TIMEOUT_MS);
@@ -191,33 +344,15 @@ int cmd_migrate_main(int argc, char **argv)
 		qmp_client_close(c);
 		return 2;
 	}
-	if (mig_cmd(c, "migrate-set-capabilities",
-		    json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability", "multifd",
-			      "state", o.channels > 1, "capability", "events", "state", 1),
-		    NULL))
-		goto out;
-	params = json_object();
-	if (o.channels > 1)
-		json_object_set_new(params, "multifd-channels", json_integer(o.channels));
-	if (o.max_bandwidth >= 0)
-		json_object_set_new(params, "max-bandwidth", json_integer(o.max_bandwidth));
-	if (o.downtime_limit >= 0)
-		json_object_set_new(params, "downtime-limit", json_integer(o.downtime_limit));
-	if (json_object_size(params) == 0) {
-		json_decref(params);
-	} else if (mig_cmd(c, "migrate-set-parameters", params, NULL)) {
-		goto out;
-	}
-	if (mig_cmd(c, "migrate", json_pack("{s:s}", "uri", o.uri), NULL))
+	if (mig_setup(c, &o))
 		goto out;
 	for (;;) {
 		json_decref(info);
-		info = NULL;
-		if (mig_cmd(c, "query-migrate", NULL, &info))
+		info = mig_query(c, grace_ms);
+		if (!info)
 			goto out;
 		status = json_string_value(json_object_get(info, "status"));
-		if (status && (!strcmp(status, "completed") || !strcmp(status, "failed") ||
-			       !strcmp(status, "cancelled")))
+		if (mig_status_final(status))
 			break;
 		mig_progress(info, tty, &last_line);
 		usleep(MIG_POLL_MS * 1000);
@@ -225,7 +360,7 @@ int cmd_migrate_main(int argc, char **argv)
 	if (tty)
 		fprintf(stderr, "\n");
 	mig_summary(info);
-	exit_status = !strcmp(status, "completed") ? 0 : 1;
+	exit_status = mig_outcome(status);
 out:
 	json_decref(info);
 	qmp_client_close(c);

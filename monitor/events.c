@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* Event subscriber thread and the proto -> QMP event mapping: see events.h. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -64,6 +65,22 @@ struct mon_event *mon_event_make(const char *name, json_t *data)
 	return mon_event_build(name, data, (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec);
 }
 
+/*
+ * {"status"} as QEMU sends it for a status change; a restart, disconnect
+ * or resume (status unchanged) adds what happened and the session's totals.
+ */
+static json_t *mon_migration_data(const Cleave__Events__Migration *m)
+{
+	const char *status = m->status && m->status[0] ? m->status : "none";
+
+	if (!m->detail || !m->detail[0])
+		return json_pack("{s:s}", "status", status);
+	return json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", status, "x-cleave-detail", m->detail,
+			 "x-cleave-restarts", (json_int_t)m->restarts, "x-cleave-resumes",
+			 (json_int_t)m->resumes, "x-cleave-resent-bytes",
+			 (json_int_t)(m->resent_bytes > INT64_MAX ? INT64_MAX : m->resent_bytes));
+}
+
 struct mon_event *mon_event_from_proto(const Cleave__Events__Event *ev)
 {
 	const char *reason;
@@ -92,11 +109,8 @@ struct mon_event *mon_event_from_proto(const Cleave__Events__Event *ev)
 			out->quit_shutdown = !strcmp(reason, "host-qmp-quit");
 		return out;
 	case CLEAVE__EVENTS__EVENT__BODY_MIGRATION:
-		return mon_event_build(
-			"MIGRATION",
-			json_pack("{s:s}", "status",
-				  ev->migration->status ? ev->migration->status : "none"),
-			ev->timestamp_us);
+		return mon_event_build("MIGRATION", mon_migration_data(ev->migration),
+				       ev->timestamp_us);
 	case CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS:
 		return mon_event_build(
 			"MIGRATION_PASS",

@@ -15,6 +15,7 @@ extern const struct mon_arg_spec mon_args_migrate[];
 extern const struct mon_arg_spec mon_args_migrate_incoming[];
 extern const struct mon_arg_spec mon_args_migrate_set_caps[];
 extern const struct mon_arg_spec mon_args_migrate_set_params[];
+extern const struct mon_arg_spec mon_args_migrate_resolve[];
 
 void mon_cmd_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_incoming(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
@@ -24,6 +25,7 @@ void mon_cmd_migrate_set_caps(struct mon_ctx *ctx, json_t *args, struct mon_resu
 void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 
 /* A JSON integer from an unsigned counter (clamped: jansson's are signed). */
 json_t *mon_json_u64(uint64_t v);

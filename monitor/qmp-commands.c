@@ -26,6 +26,14 @@ static const char *const mon_backend_names[MON_BACKEND_NR] = {
 int mon_backend_call(struct mon_ctx *ctx, enum mon_backend backend, unsigned method,
 		     const void *req, const void *reply_desc, void **reply, struct mon_result *res)
 {
+	return mon_backend_call_timeout(ctx, backend, method, req, reply_desc, reply,
+					ctx->timeout_ms, res);
+}
+
+int mon_backend_call_timeout(struct mon_ctx *ctx, enum mon_backend backend, unsigned method,
+			     const void *req, const void *reply_desc, void **reply, int timeout_ms,
+			     struct mon_result *res)
+{
 	const char *name = mon_backend_names[backend];
 	char errbuf[RPC_ERRMSG_LEN] = "";
 	int ret;
@@ -35,7 +43,7 @@ int mon_backend_call(struct mon_ctx *ctx, enum mon_backend backend, unsigned met
 		return mon_result_error(res, NULL, "%s is not running", name);
 	}
 	ret = rpc_call(ctx->rpc[backend], method, req, reply_desc, (ProtobufCMessage **)reply,
-		       ctx->timeout_ms, errbuf, sizeof(errbuf));
+		       timeout_ms, errbuf, sizeof(errbuf));
 	if (ret == 0)
 		return 0;
 	if (ret == -ETIMEDOUT) {
@@ -245,6 +253,8 @@ static const struct mon_cmd mon_cmds[] = {
 	{"migrate-set-parameters", mon_args_migrate_set_params, MON_BACKEND_MIGRATOR, 0,
 	 mon_cmd_migrate_set_params},
 	{"query-migrate-parameters", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate_params},
+	{"x-cleave-migrate-resolve", mon_args_migrate_resolve, MON_BACKEND_MIGRATOR, 0,
+	 mon_cmd_migrate_resolve},
 };
 
 size_t mon_cmd_count(void)

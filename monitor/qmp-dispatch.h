@@ -54,8 +54,16 @@ struct mon_ctx {
 	const char *name;			/* --name, or NULL */
 	struct rpc_client *rpc[MON_BACKEND_NR]; /* NULL: that backend is not configured */
 	int timeout_ms;				/* deadline of every RPC */
-	atomic_bool migration_events;		/* last known 'events' capability */
+	/* migrate_cancel retries an unreachable migrator this long in all; 0: once */
+	int cancel_retry_ms;
+	atomic_bool migration_events; /* last known 'events' capability */
 };
+
+/*
+ * The launcher restarts a dead migrator after 50 ms..1 s of backoff, so a
+ * migrate_cancel sent during a restart is worth a few seconds of retries.
+ */
+#define MON_CANCEL_RETRY_MS 5000
 
 enum mon_arg_type {
 	MON_ARG_END, /* terminates a spec array */
@@ -119,6 +127,10 @@ int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *pr
  */
 int mon_backend_call(struct mon_ctx *ctx, enum mon_backend backend, unsigned method,
 		     const void *req, const void *reply_desc, void **reply, struct mon_result *res);
+/* The same with its own deadline (ms) instead of ctx->timeout_ms. */
+int mon_backend_call_timeout(struct mon_ctx *ctx, enum mon_backend backend, unsigned method,
+			     const void *req, const void *reply_desc, void **reply, int timeout_ms,
+			     struct mon_result *res);
 /* vcpu-proc QUIT, sent on the vcpu worker after `quit` was answered. */
 void mon_cmd_vcpu_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 /* Refreshes ctx->migration_events from the migrator (migrator worker). */

@@ -5,12 +5,17 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "log/log.h"
 #include "monitor/qmp-cmds-internal.h"
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
 
 #define MON_MAX_DOWNTIME_MS 2000000ull /* QEMU's MAX_MIGRATE_DOWNTIME */
+/* Between two migrate_cancel attempts: a lost connection fails at once. */
+#define MON_CANCEL_PAUSE_MS 50
 
 const struct mon_arg_spec mon_args_migrate[] = {
 	{.name = "uri", .type = MON_ARG_STR},
@@ -68,6 +73,14 @@ const struct mon_arg_spec mon_args_migrate_set_params[] = {
 	{.name = "multifd-channels", .type = MON_ARG_UINT, .optional = true},
 	{.name = "max-bandwidth", .type = MON_ARG_UINT, .optional = true},
 	{.name = "downtime-limit", .type = MON_ARG_UINT, .optional = true},
+	{.name = "x-reconnect-timeout", .type = MON_ARG_UINT, .optional = true},
+	{.type = MON_ARG_END},
+};
+
+static const char *const mon_resolve_sides[] = {"source", "destination", NULL};
+
+const struct mon_arg_spec mon_args_migrate_resolve[] = {
+	{.name = "run-on", .type = MON_ARG_ENUM, .values = mon_resolve_sides},
 	{.type = MON_ARG_END},
 };
 
@@ -109,11 +122,53 @@ void mon_cmd_migrate_incoming(struct mon_ctx *ctx, json_t *args, struct mon_resu
 			 NULL, NULL, res);
 }
 
+static long long mon_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A migrator that the launcher is restarting does not answer for up to a
+ * second or so, and cancelling is what an operator wants most just then:
+ * the call is retried (here, on the worker: the loop never waits) until
+ * ctx->cancel_retry_ms have passed in all.  A request that reached a dying
+ * migrator may have run; a second cancel is harmless.
+ */
 void mon_cmd_migrate_cancel(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	long long end = mon_now_ms() + ctx->cancel_retry_ms, left;
+	int timeout;
 
-	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, &req,
+	for (;;) {
+		left = end - mon_now_ms();
+		timeout = left > 0 && left < ctx->timeout_ms ? (int)left : ctx->timeout_ms;
+		if (!mon_backend_call_timeout(ctx, MON_BACKEND_MIGRATOR,
+					      CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, &req, NULL,
+					      NULL, timeout, res))
+			return;
+		/* Only an unreachable migrator is worth waiting for (not "not configured"). */
+		left = end - mon_now_ms();
+		if (!res->backend_down || !ctx->rpc[MON_BACKEND_MIGRATOR] || left <= 0)
+			return;
+		log_debug("migrate_cancel: %s; retrying for %lld ms", res->err_desc, left);
+		mon_result_fini(res);
+		res->backend_down = false;
+		usleep((useconds_t)(left < MON_CANCEL_PAUSE_MS ? left : MON_CANCEL_PAUSE_MS) *
+		       1000);
+	}
+}
+
+void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__ResolveRequest req = CLEAVE__MIGRATOR__RESOLVE_REQUEST__INIT;
+
+	/* Checked against mon_resolve_sides already; the migrator checks it again. */
+	req.run_on = (char *)json_string_value(json_object_get(args, "run-on"));
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_RESOLVE, &req,
 			 NULL, NULL, res);
 }
 
@@ -129,7 +184,11 @@ static json_t *mon_ram_stats_json(const Cleave__Migrator__RamStats *r)
 			 "multifd-bytes", mon_json_u64(r->multifd_bytes));
 }
 
-/* MigrationInfo as QEMU 7.2 shapes it; {} when nothing ever started. */
+/*
+ * MigrationInfo as QEMU 7.2 shapes it; {} when nothing ever started.  The
+ * status is passed through as the migrator names it, cleave's own
+ * x-switchover-unknown included.
+ */
 static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi)
 {
 	json_t *o;
@@ -155,6 +214,8 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 	json_object_set_new(o, "x-cleave-restarts", json_integer(mi->restarts));
 	json_object_set_new(o, "x-cleave-resumes", json_integer(mi->resumes));
 	json_object_set_new(o, "x-cleave-resent-bytes", mon_json_u64(mi->resent_bytes));
+	json_object_set_new(o, "x-cleave-resume-time", mon_json_u64(mi->resume_time));
+	json_object_set_new(o, "x-cleave-inflight-bytes", mon_json_u64(mi->inflight_bytes));
 	return o;
 }
 
@@ -241,39 +302,50 @@ void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mo
 	rpc_msg_free(&caps->base);
 }
 
-void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+/* Fills @req from checked @args; range errors with QEMU's migrate_params_check() wording. */
+static int mon_params_from_args(json_t *args, Cleave__Migrator__Parameters *req,
+				struct mon_result *res)
 {
-	Cleave__Migrator__Parameters req = CLEAVE__MIGRATOR__PARAMETERS__INIT;
 	json_t *v;
 
-	/* Range checks with QEMU's migrate_params_check() wording. */
 	v = json_object_get(args, "multifd-channels");
 	if (v) {
-		if (json_integer_value(v) < 1 || json_integer_value(v) > 255) {
-			mon_result_error(res, NULL,
-					 "Parameter 'multifd_channels' expects a value between 1 "
-					 "and 255");
-			return;
-		}
-		req.has_multifd_channels = true;
-		req.multifd_channels = (uint32_t)json_integer_value(v);
+		if (json_integer_value(v) < 1 || json_integer_value(v) > 255)
+			return mon_result_error(res, NULL,
+						"Parameter 'multifd_channels' expects a value "
+						"between 1 and 255");
+		req->has_multifd_channels = true;
+		req->multifd_channels = (uint32_t)json_integer_value(v);
 	}
 	v = json_object_get(args, "downtime-limit");
 	if (v) {
-		if ((uint64_t)json_integer_value(v) > MON_MAX_DOWNTIME_MS) {
-			mon_result_error(res, NULL,
-					 "Parameter 'downtime_limit' expects an integer in the "
-					 "range of 0 to 2000 seconds");
-			return;
-		}
-		req.has_downtime_limit = true;
-		req.downtime_limit = (uint64_t)json_integer_value(v);
+		if ((uint64_t)json_integer_value(v) > MON_MAX_DOWNTIME_MS)
+			return mon_result_error(res, NULL,
+						"Parameter 'downtime_limit' expects an integer in "
+						"the range of 0 to 2000 seconds");
+		req->has_downtime_limit = true;
+		req->downtime_limit = (uint64_t)json_integer_value(v);
 	}
 	v = json_object_get(args, "max-bandwidth");
 	if (v) {
-		req.has_max_bandwidth = true;
-		req.max_bandwidth = (uint64_t)json_integer_value(v);
+		req->has_max_bandwidth = true;
+		req->max_bandwidth = (uint64_t)json_integer_value(v);
 	}
+	/* Any non-negative count of ms (the schema checked the sign); 0: fail at once. */
+	v = json_object_get(args, "x-reconnect-timeout");
+	if (v) {
+		req->has_reconnect_timeout = true;
+		req->reconnect_timeout = (uint64_t)json_integer_value(v);
+	}
+	return 0;
+}
+
+void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Parameters req = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+
+	if (mon_params_from_args(args, &req, res))
+		return;
 	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS,
 			 &req, NULL, NULL, res);
 }
@@ -287,8 +359,9 @@ void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_
 			     CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, &req,
 			     &cleave__migrator__parameters__descriptor, (void **)&p, res))
 		return;
-	res->ret = json_pack("{s:i,s:o,s:o}", "multifd-channels", (int)p->multifd_channels,
+	res->ret = json_pack("{s:i,s:o,s:o,s:o}", "multifd-channels", (int)p->multifd_channels,
 			     "max-bandwidth", mon_json_u64(p->max_bandwidth), "downtime-limit",
-			     mon_json_u64(p->downtime_limit));
+			     mon_json_u64(p->downtime_limit), "x-reconnect-timeout",
+			     mon_json_u64(p->reconnect_timeout));
 	rpc_msg_free(&p->base);
 }

@@ -267,6 +267,7 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 	s->out_limit = cfg->out_limit ? cfg->out_limit : MON_OUT_LIMIT_DEFAULT;
 	s->ctx.name = cfg->name;
 	s->ctx.timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : RPC_DEFAULT_TIMEOUT;
+	s->ctx.cancel_retry_ms = MON_CANCEL_RETRY_MS;
 	atomic_init(&s->ctx.migration_events, false);
 	s->listen_fds = calloc(cfg->nr_listen_fds ? cfg->nr_listen_fds : 1, sizeof(int));
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
@@ -23,6 +24,14 @@
 #include "tests/unit/monitor/fake-backend.h"
 
 static const char *cleave_exe, *monitor_exe;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct env {
 	struct fake_backend *fb;
@@ -51,8 +60,11 @@ static int env_teardown(void **state)
 	return 0;
 }
 
-/* Starts `cleave ARGS...` with stdout on a pipe; returns its pid, *out_fd the pipe. */
-static pid_t cli_spawn(const char *const *args, int *out_fd)
+/*
+ * Starts `cleave ARGS...` with stdout (and stderr too with @with_err) on a
+ * pipe; returns its pid, *out_fd the pipe.
+ */
+static pid_t cli_spawn_err(const char *const *args, int *out_fd, int with_err)
 {
 	const char *argv[16];
 	int p[2], n = 0;
@@ -67,6 +79,8 @@ static pid_t cli_spawn(const char *const *args, int *out_fd)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		dup2(p[1], 1);
+		if (with_err)
+			dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
 		execv(cleave_exe, (char *const *)argv);
@@ -77,13 +91,17 @@ static pid_t cli_spawn(const char *const *args, int *out_fd)
 	return pid;
 }
 
-/* Runs `cleave ARGS...`; returns its exit status, its stdout in @out. */
-static int cli_run(const char *const *args, char *out, size_t cap)
+static pid_t cli_spawn(const char *const *args, int *out_fd)
+{
+	return cli_spawn_err(args, out_fd, 0);
+}
+
+/* Reads @fd to EOF into @out, reaps @pid; returns its exit status. */
+static int cli_collect(pid_t pid, int fd, char *out, size_t cap)
 {
 	size_t len = 0;
 	ssize_t n;
-	int fd, status;
-	pid_t pid = cli_spawn(args, &fd);
+	int status;
 
 	while (len < cap - 1 && (n = read(fd, out + len, cap - 1 - len)) > 0)
 		len += (size_t)n;
@@ -92,6 +110,24 @@ static int cli_run(const char *const *args, char *out, size_t cap)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	return WEXITSTATUS(status);
+}
+
+/* Runs `cleave ARGS...`; returns its exit status, its stdout in @out. */
+static int cli_run(const char *const *args, char *out, size_t cap)
+{
+	int fd;
+	pid_t pid = cli_spawn(args, &fd);
+
+	return cli_collect(pid, fd, out, cap);
+}
+
+/* The same with stderr in @out too. */
+static int cli_run_err(const char *const *args, char *out, size_t cap)
+{
+	int fd;
+	pid_t pid = cli_spawn_err(args, &fd, 1);
+
+	return cli_collect(pid, fd, out, cap);
 }
 
 static void test_cli_qmp(void **state)
@@ -150,10 +186,19 @@ static void test_cli_events(void **state)
 static void test_cli_migrate(void **state)
 {
 	struct env *e = *state;
-	const char *args[] = {
-		"migrate", "--qmp",	      e->mp.path, "tcp:127.0.0.1:4444", "--channels",
-		"4",	   "--max-bandwidth", "1000000",  "--downtime-limit",	"300",
-		NULL};
+	const char *args[] = {"migrate",
+			      "--qmp",
+			      e->mp.path,
+			      "tcp:127.0.0.1:4444",
+			      "--channels",
+			      "4",
+			      "--max-bandwidth",
+			      "1000000",
+			      "--downtime-limit",
+			      "300",
+			      "--reconnect-timeout",
+			      "2500",
+			      NULL};
 	const char *refused[] = {"migrate", "--qmp", e->mp.path, "tcp:127.0.0.1:1", NULL};
 	const char *bad[] = {"migrate", "--qmp",	 e->mp.path, "--channels",
 			     "0",	"tcp:1.2.3.4:5", NULL};
@@ -164,7 +209,11 @@ static void test_cli_migrate(void **state)
 	assert_non_null(strstr(out, "downtime: 12 ms"));
 	assert_non_null(strstr(out, "transferred: 268435456 bytes"));
 	assert_non_null(strstr(out, "throughput: "));
+	/* The fake's session survived a restart: the summary says so. */
+	assert_non_null(strstr(out, "restarts: 1, resumes: 2, resent: 4096 bytes"));
 	pthread_mutex_lock(&e->fb->lock);
+	assert_true(e->fb->has_reconnect_timeout);
+	assert_int_equal(e->fb->reconnect_timeout, 2500);
 	assert_int_equal(e->fb->channels, 4);
 	assert_true(e->fb->multifd_cap);
 	assert_true(e->fb->events_cap);
@@ -173,12 +222,112 @@ static void test_cli_migrate(void **state)
 	assert_int_equal(cli_run(bad, out, sizeof(out)), 2);
 }
 
+/* --reconnect-timeout: only a plain non-negative number of ms; usage names it. */
+static void test_cli_migrate_bad_reconnect(void **state)
+{
+	struct env *e = *state;
+	static const char *const bad[] = {"-1", "abc", "", "5x", "99999999999999999999", NULL};
+	const char *none[] = {
+		"migrate", "--qmp", e->mp.path, "tcp:1.2.3.4:5", "--reconnect-timeout", NULL};
+	char out[8192];
+	int i;
+
+	for (i = 0; bad[i]; i++) {
+		const char *args[] = {
+			"migrate", "--qmp", e->mp.path, "tcp:1.2.3.4:5", "--reconnect-timeout",
+			bad[i],	   NULL};
+
+		if (cli_run_err(args, out, sizeof(out)) != 2)
+			fail_msg("--reconnect-timeout '%s' accepted: %s", bad[i], out);
+		assert_non_null(strstr(out, "[--reconnect-timeout MS]"));
+	}
+	assert_int_equal(cli_run_err(none, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "usage: cleave migrate"));
+	/* Nothing reached the migrator: parameters are untouched. */
+	pthread_mutex_lock(&e->fb->lock);
+	assert_false(e->fb->has_reconnect_timeout);
+	assert_false(e->fb->events_cap);
+	pthread_mutex_unlock(&e->fb->lock);
+}
+
+/* x-switchover-unknown: stop, explain the operator's command, exit 3. */
+static void test_cli_migrate_switchover_unknown(void **state)
+{
+	struct env *e = *state;
+	const char *args[] = {"migrate", "--qmp", e->mp.path, "tcp:127.0.0.1:2", NULL};
+	char out[8192];
+
+	assert_int_equal(cli_run_err(args, out, sizeof(out)), 3);
+	assert_non_null(strstr(out, "status: x-switchover-unknown"));
+	assert_non_null(strstr(out, "outcome is unknown"));
+	assert_non_null(strstr(out, "x-cleave-migrate-resolve"));
+	assert_non_null(strstr(out, "\"run-on\": \"destination\""));
+}
+
+/* The migrator killed mid-migration and restarted: cleave migrate waits and completes. */
+static void test_cli_migrate_waits_for_restart(void **state)
+{
+	struct env *e = *state;
+	const char *args[] = {"migrate", "--qmp", e->mp.path, "tcp:127.0.0.1:4", NULL};
+	char out[8192];
+	int fd, i;
+	pid_t pid;
+
+	pid = cli_spawn_err(args, &fd, 1);
+	for (i = 0; i < 100 && atomic_load(&e->fb->calls) < 5; i++)
+		usleep(20000); /* caps, migrate, queries: the migration is under way */
+	usleep(200000);
+	fake_backend_kill_migrator(e->fb);
+	/* Longer than the monitor's 2 s deadline: query-migrate does fail meanwhile. */
+	usleep(3000000);
+	pthread_mutex_lock(&e->fb->lock);
+	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "completed");
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(fake_backend_restart_migrator(e->fb), 0);
+	if (cli_collect(pid, fd, out, sizeof(out)) != 0)
+		fail_msg("cleave migrate did not wait for the restart: %s", out);
+	if (!strstr(out, "migrator is not running (waiting for a restart)"))
+		fail_msg("no failed query-migrate seen: %s", out);
+	assert_non_null(strstr(out, "status: completed"));
+}
+
+/* A migrator that stays dead: cleave migrate gives up after reconnect-timeout + grace. */
+static void test_cli_migrate_gives_up(void **state)
+{
+	struct env *e = *state;
+	const char *args[] = {
+		"migrate", "--qmp", e->mp.path, "tcp:127.0.0.1:4", "--reconnect-timeout",
+		"0",	   NULL};
+	char out[8192];
+	int fd, i;
+	pid_t pid;
+	long long t0;
+
+	pid = cli_spawn_err(args, &fd, 1);
+	for (i = 0; i < 100 && atomic_load(&e->fb->calls) < 5; i++)
+		usleep(20000);
+	fake_backend_kill_migrator(e->fb);
+	t0 = now_ms();
+	assert_int_equal(cli_collect(pid, fd, out, sizeof(out)), 1);
+	/* 5 s of grace (reconnect timeout 0) plus at most one 2 s query deadline. */
+	assert_true(now_ms() - t0 >= 4500);
+	assert_true(now_ms() - t0 < 9000);
+	assert_non_null(strstr(out, "cleave migrate: query-migrate: migrator is not running\n"));
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cli_qmp, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_events, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate_bad_reconnect, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate_switchover_unknown, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate_waits_for_restart, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate_gives_up, env_setup, env_teardown),
 	};
 
 	if (argc < 3) {

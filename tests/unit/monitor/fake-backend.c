@@ -115,39 +115,100 @@ static const struct rpc_method fake_vcpu_methods[] = {
 
 /* ---- migrator ------------------------------------------------------------ */
 
-static void fake_mig_event(struct fake_backend *fb, const char *status)
+static void fake_mig_event_detail(struct fake_backend *fb, const char *status, const char *detail)
 {
 	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
 	Cleave__Events__Migration m = CLEAVE__EVENTS__MIGRATION__INIT;
 
 	m.status = (char *)status;
+	if (detail) {
+		m.detail = (char *)detail;
+		m.restarts = 1;
+		m.resumes = !strcmp(detail, "resumed");
+		m.resent_bytes = m.resumes ? 8192 : 0;
+	}
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
 	ev.migration = &m;
 	fake_publish(fb->mig_pub, &ev);
+}
+
+static void fake_mig_event(struct fake_backend *fb, const char *status)
+{
+	fake_mig_event_detail(fb, status, NULL);
+}
+
+static bool fake_uri_port(const char *uri, const char *port)
+{
+	size_t n = strlen(uri), p = strlen(port);
+
+	return n > p && uri[n - p - 1] == ':' && !strcmp(uri + n - p, port);
 }
 
 static int fake_mig_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
 	const Cleave__Migrator__MigrateRequest *m = (const void *)req;
 	struct fake_backend *fb = arg;
-	size_t n = strlen(m->uri);
+	bool unknown = fake_uri_port(m->uri, "2"), resumes = fake_uri_port(m->uri, "3");
+	bool stays = fake_uri_port(m->uri, "4");
+	const char *final = unknown ? "x-switchover-unknown" : stays ? "active" : "completed";
 
 	fake_enter(fb);
-	if (n >= 2 && !strcmp(m->uri + n - 2, ":1")) /* port 1: refused, like a closed port */
+	if (fake_uri_port(m->uri, "1")) /* refused, like a closed port */
 		return rpc_reply_error(r, -ECONNREFUSED, "Failed to connect to '%s'", m->uri);
 	pthread_mutex_lock(&fb->lock);
 	/* The fake migrates instantly. */
-	snprintf(fb->mig_status, sizeof(fb->mig_status), "completed");
+	snprintf(fb->mig_status, sizeof(fb->mig_status), "%s", final);
 	pthread_mutex_unlock(&fb->lock);
 	fake_mig_event(fb, "setup");
 	fake_mig_event(fb, "active");
-	fake_mig_event(fb, "completed");
+	if (resumes) {
+		fake_mig_event_detail(fb, "active", "restarted");
+		fake_mig_event_detail(fb, "active", "resumed");
+	}
+	if (!stays)
+		fake_mig_event(fb, final);
 	return 0;
 }
 
 static int fake_mig_cancel(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
-	fake_enter(arg);
+	struct fake_backend *fb = arg;
+
+	bool unknown;
+
+	fake_enter(fb);
+	atomic_fetch_add(&fb->cancels, 1);
+	pthread_mutex_lock(&fb->lock);
+	unknown = !strcmp(fb->mig_status, "x-switchover-unknown");
+	pthread_mutex_unlock(&fb->lock);
+	/* An error reply from a live migrator: the monitor must not retry it. */
+	if (unknown)
+		return rpc_reply_error(r, -EBUSY,
+				       "the switchover's outcome is unknown: use "
+				       "x-cleave-migrate-resolve");
+	return 0;
+}
+
+static int fake_mig_resolve(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__ResolveRequest *rr = (const void *)req;
+	struct fake_backend *fb = arg;
+	char status[32];
+	bool dest = !strcmp(rr->run_on, "destination");
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	memcpy(status, fb->mig_status, sizeof(status));
+	if (!strcmp(status, "x-switchover-unknown")) {
+		snprintf(fb->mig_status, sizeof(fb->mig_status), "%s",
+			 dest ? "completed" : "cancelled");
+		snprintf(fb->resolved, sizeof(fb->resolved), "%s", rr->run_on);
+	}
+	pthread_mutex_unlock(&fb->lock);
+	if (strcmp(status, "x-switchover-unknown"))
+		return rpc_reply_error(
+			r, -EINVAL, "no switchover with an unknown outcome to resolve (status: %s)",
+			status[0] ? status : "none");
 	return 0;
 }
 
@@ -177,7 +238,10 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		mi.has_downtime = true;
 		mi.setup_time = 2;
 		mi.restarts = 1;
+		mi.resumes = 2;
 		mi.resent_bytes = 4096;
+		mi.resume_time = 35;
+		mi.inflight_bytes = 65536;
 	}
 	return rpc_reply_set(r, &mi.base);
 }
@@ -219,6 +283,10 @@ static int fake_mig_set_params(void *arg, const ProtobufCMessage *req, struct rp
 	pthread_mutex_lock(&fb->lock);
 	if (p->has_multifd_channels)
 		fb->channels = p->multifd_channels;
+	if (p->has_reconnect_timeout) {
+		fb->has_reconnect_timeout = true;
+		fb->reconnect_timeout = p->reconnect_timeout;
+	}
 	pthread_mutex_unlock(&fb->lock);
 	return 0;
 }
@@ -231,6 +299,8 @@ static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct 
 	fake_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	p.multifd_channels = fb->channels;
+	/* The migrator's default when never set. */
+	p.reconnect_timeout = fb->has_reconnect_timeout ? fb->reconnect_timeout : 10000;
 	pthread_mutex_unlock(&fb->lock);
 	p.max_bandwidth = 134217728;
 	p.downtime_limit = 300;
@@ -250,6 +320,8 @@ static const struct rpc_method fake_mig_methods[] = {
 	 &cleave__migrator__parameters__descriptor, fake_mig_set_params},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, "query-params", NULL,
 	 fake_mig_query_params},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_RESOLVE, "resolve",
+	 &cleave__migrator__resolve_request__descriptor, fake_mig_resolve},
 };
 
 int fake_backend_start(struct fake_backend **out)
@@ -300,6 +372,12 @@ void fake_backend_kill_migrator(struct fake_backend *fb)
 {
 	rpc_server_stop(fb->mig);
 	fb->mig = NULL;
+}
+
+int fake_backend_restart_migrator(struct fake_backend *fb)
+{
+	return rpc_server_start(&fb->mig, fb->mig_rpc, fake_mig_methods,
+				sizeof(fake_mig_methods) / sizeof(fake_mig_methods[0]), fb);
 }
 
 void fake_backend_stop(struct fake_backend *fb)

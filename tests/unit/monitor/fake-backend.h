@@ -26,16 +26,30 @@ struct fake_backend {
 	struct rpc_server *mig;
 	struct rpc_pub *vcpu_pub;
 	struct rpc_pub *mig_pub;
-	pthread_mutex_t lock; /* protects the fields below (handlers run on server threads) */
-	bool running;	      /* protected by lock */
-	bool events_cap;      /* protected by lock */
-	bool multifd_cap;     /* protected by lock */
-	uint32_t channels;    /* protected by lock */
-	char mig_status[32];  /* protected by lock; "" before any migration */
-	atomic_int quits;     /* QUIT requests seen */
-	atomic_int calls;     /* all requests seen */
-	atomic_int delay_ms;  /* every vcpu request sleeps this long first */
+	pthread_mutex_t lock;	    /* protects the fields below (handlers run on server threads) */
+	bool running;		    /* protected by lock */
+	bool events_cap;	    /* protected by lock */
+	bool multifd_cap;	    /* protected by lock */
+	uint32_t channels;	    /* protected by lock */
+	bool has_reconnect_timeout; /* protected by lock: ever set */
+	uint64_t reconnect_timeout; /* protected by lock */
+	char mig_status[32];	    /* protected by lock; "" before any migration */
+	char resolved[16];   /* protected by lock: run_on of the last RESOLVE that succeeded */
+	atomic_int quits;    /* QUIT requests seen */
+	atomic_int calls;    /* all requests seen */
+	atomic_int delay_ms; /* every vcpu request sleeps this long first */
+	atomic_int cancels;  /* CANCEL requests seen */
 };
+
+/*
+ * The fake migrator's MIGRATE by port: 1 is refused; 2 ends in
+ * x-switchover-unknown; 3 publishes a restart and a resume (MIGRATION
+ * events with detail) before completing; 4 stays "active" (tests set
+ * mig_status); any other completes at once.
+ * RESOLVE succeeds only in x-switchover-unknown (then "completed" for
+ * destination, "cancelled" for source), else fails as the migrator does;
+ * CANCEL fails in x-switchover-unknown.
+ */
 
 /* start/stop pair.  stop is NULL-safe and removes the sockets. */
 int fake_backend_start(struct fake_backend **out);
@@ -43,5 +57,7 @@ void fake_backend_stop(struct fake_backend *fb);
 /* Simulates a dead vcpu-proc / migrator: its rpc server goes away. */
 void fake_backend_kill_vcpu(struct fake_backend *fb);
 void fake_backend_kill_migrator(struct fake_backend *fb);
+/* A restarted migrator: its rpc server comes back on the same url (after a kill). */
+int fake_backend_restart_migrator(struct fake_backend *fb);
 
 #endif

@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,7 +169,22 @@ static void test_migration_commands(void **state)
 		   "{\"capability\":\"auto-converge\",\"state\":false}]");
 	assert_cmd(b, "migrate-set-parameters", "{\"multifd-channels\":8}", "{}");
 	assert_cmd(b, "query-migrate-parameters", NULL,
-		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300}");
+		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300,"
+		   "\"x-reconnect-timeout\":10000}");
+	assert_cmd(b, "migrate-set-parameters", "{\"x-reconnect-timeout\":2500}", "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_true(b->fb->has_reconnect_timeout);
+	assert_int_equal(b->fb->reconnect_timeout, 2500);
+	assert_int_equal(b->fb->channels, 8); /* left alone when not given */
+	pthread_mutex_unlock(&b->fb->lock);
+	assert_cmd(b, "query-migrate-parameters", NULL,
+		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300,"
+		   "\"x-reconnect-timeout\":2500}");
+	/* 0 is valid: fail at once on a lost peer. */
+	assert_cmd(b, "migrate-set-parameters", "{\"x-reconnect-timeout\":0}", "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_int_equal(b->fb->reconnect_timeout, 0);
+	pthread_mutex_unlock(&b->fb->lock);
 	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:1\"}",
 		   "Failed to connect to 'tcp:127.0.0.1:1'");
 	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:4444\"}", "{}");
@@ -183,6 +200,9 @@ static void test_migration_commands(void **state)
 	assert_non_null(strstr(got, "\"setup-time\":2"));
 	assert_non_null(strstr(got, "\"x-cleave-restarts\":1"));
 	assert_non_null(strstr(got, "\"x-cleave-resent-bytes\":4096"));
+	assert_non_null(strstr(got, "\"x-cleave-resumes\":2"));
+	assert_non_null(strstr(got, "\"x-cleave-resume-time\":35"));
+	assert_non_null(strstr(got, "\"x-cleave-inflight-bytes\":65536"));
 	assert_null(strstr(got, "expected-downtime"));
 	assert_null(strstr(got, "error-desc"));
 	free(got);
@@ -224,6 +244,140 @@ static void test_dead_backend_fails_fast(void **state)
 	fake_backend_kill_migrator(b->fb);
 	assert_cmd(b, "query-migrate", NULL, "migrator is not running");
 	assert_cmd(b, "migrate_cancel", NULL, "migrator is not running");
+}
+
+/* x-cleave-migrate-resolve: only after a switchover with an unknown outcome. */
+static void test_resolve(void **state)
+{
+	struct bk *b = *state;
+	char *got;
+
+	assert_cmd(b, "x-cleave-migrate-resolve", "{\"run-on\":\"source\"}",
+		   "no switchover with an unknown outcome to resolve (status: none)");
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:2\"}", "{}");
+	/* The status passes through as the migrator names it, with the figures. */
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got, "{\"status\":\"x-switchover-unknown\",\"ram\":{"));
+	assert_non_null(strstr(got, "\"total-time\":320"));
+	free(got);
+	/* An error reply from a live migrator comes back at once, not retried. */
+	b->ctx.cancel_retry_ms = 5000;
+	{
+		long long t0 = now_ms();
+
+		assert_cmd(b, "migrate_cancel", NULL,
+			   "the switchover's outcome is unknown: use x-cleave-migrate-resolve");
+		assert_true(now_ms() - t0 < 1000);
+		assert_int_equal(atomic_load(&b->fb->cancels), 1);
+	}
+	assert_cmd(b, "x-cleave-migrate-resolve", "{\"run-on\":\"destination\"}", "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->resolved, "destination");
+	pthread_mutex_unlock(&b->fb->lock);
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got, "{\"status\":\"completed\""));
+	free(got);
+	assert_cmd(b, "x-cleave-migrate-resolve", "{\"run-on\":\"destination\"}",
+		   "no switchover with an unknown outcome to resolve (status: completed)");
+	fake_backend_kill_migrator(b->fb);
+	assert_cmd(b, "x-cleave-migrate-resolve", "{\"run-on\":\"source\"}",
+		   "migrator is not running");
+}
+
+static void *restart_later(void *arg)
+{
+	struct bk *b = arg;
+
+	usleep(700 * 1000);
+	assert_int_equal(fake_backend_restart_migrator(b->fb), 0);
+	return NULL;
+}
+
+/* migrate_cancel while the migrator is being restarted: retried until it answers. */
+static void test_cancel_during_restart(void **state)
+{
+	struct bk *b = *state;
+	pthread_t t;
+	long long t0, took;
+
+	b->ctx.cancel_retry_ms = 5000;
+	fake_backend_kill_migrator(b->fb);
+	assert_int_equal(pthread_create(&t, NULL, restart_later, b), 0);
+	t0 = now_ms();
+	assert_cmd(b, "migrate_cancel", NULL, "{}");
+	took = now_ms() - t0;
+	pthread_join(t, NULL);
+	/* Answered by the restarted server: not before it, well within the window. */
+	assert_true(took >= 650);
+	assert_true(took < 3000);
+	assert_int_equal(atomic_load(&b->fb->cancels), 1);
+}
+
+/* Other commands keep failing within one deadline while the migrator is away. */
+static void test_cancel_retry_only_cancel(void **state)
+{
+	struct bk *b = *state;
+	long long t0;
+
+	b->ctx.cancel_retry_ms = 5000;
+	fake_backend_kill_migrator(b->fb);
+	t0 = now_ms();
+	assert_cmd(b, "query-migrate", NULL, "migrator is not running");
+	assert_true(now_ms() - t0 < b->ctx.timeout_ms + 500);
+}
+
+/* A migrator that stays away: the error after the retry window, and the queue fails with it. */
+static void test_cancel_gives_up(void **state)
+{
+	struct bk *b = *state;
+	const struct mon_cmd *cancel = mon_cmd_find("migrate_cancel");
+	const struct mon_cmd *query = mon_cmd_find("query-migrate");
+	struct mon_job *jobs[3];
+	long long t0, took;
+	int i, got = 0;
+
+	b->ctx.cancel_retry_ms = 1000;
+	fake_backend_kill_migrator(b->fb);
+	t0 = now_ms();
+	for (i = 0; i < 3; i++) {
+		struct mon_job *job = mon_job_alloc();
+
+		job->client_id = (uint64_t)i + 1;
+		job->run = i ? query->run : cancel->run;
+		job->name = i ? query->name : cancel->name;
+		job->args = json_object();
+		mon_worker_submit(&b->workers[MON_BACKEND_MIGRATOR], job);
+	}
+	while (got < 3) {
+		struct pollfd pfd = {.fd = b->done.efd, .events = POLLIN};
+		struct mon_job *job;
+
+		assert_true(poll(&pfd, 1, 5000) == 1);
+		for (job = mon_done_take(&b->done); job; job = job->next)
+			jobs[got++] = job;
+	}
+	took = now_ms() - t0;
+	assert_true(took >= 1000);
+	assert_true(took < 1000 + b->ctx.timeout_ms + 500);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(jobs[i]->client_id, (uint64_t)i + 1);
+		assert_string_equal(jobs[i]->res.err_desc, "migrator is not running");
+		assert_true(jobs[i]->res.backend_down);
+		mon_job_free(jobs[i]);
+	}
+}
+
+/* A migrator that is not configured at all is not waited for. */
+static void test_cancel_not_configured(void **state)
+{
+	struct mon_ctx ctx = {.timeout_ms = 300, .cancel_retry_ms = 5000};
+	struct mon_result res = {0};
+	long long t0 = now_ms();
+
+	mon_cmd_find("migrate_cancel")->run(&ctx, NULL, &res);
+	assert_true(now_ms() - t0 < 100);
+	assert_string_equal(res.err_desc, "migrator is not running");
+	mon_result_fini(&res);
 }
 
 /* A slow backend keeps per-worker order. */
@@ -348,6 +502,35 @@ static void test_event_mapping(void **state)
 	assert_non_null(
 		strstr(m->line, "\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}"));
 	mon_event_free(m);
+	/* An empty detail is a status change: QEMU's shape exactly. */
+	mg.detail = "";
+	mg.restarts = 4;
+	m = mon_event_from_proto(&ev);
+	assert_non_null(strstr(m->line, "\"data\": {\"status\": \"active\"}}\r\n"));
+	mon_event_free(m);
+	mg.detail = "restarted";
+	mg.resumes = 3;
+	mg.resent_bytes = 12288;
+	m = mon_event_from_proto(&ev);
+	assert_true(m->migration);
+	assert_non_null(strstr(m->line, "\"event\": \"MIGRATION\", \"data\": {\"status\": "
+					"\"active\", \"x-cleave-detail\": \"restarted\", "
+					"\"x-cleave-restarts\": 4, \"x-cleave-resumes\": 3, "
+					"\"x-cleave-resent-bytes\": 12288}}\r\n"));
+	mon_event_free(m);
+	mg.status = "x-switchover-unknown";
+	mg.detail = "disconnected";
+	mg.resent_bytes = UINT64_MAX; /* clamped to JSON's signed range */
+	m = mon_event_from_proto(&ev);
+	assert_non_null(strstr(m->line, "{\"status\": \"x-switchover-unknown\", "
+					"\"x-cleave-detail\": \"disconnected\""));
+	assert_non_null(strstr(m->line, "\"x-cleave-resent-bytes\": 9223372036854775807}"));
+	mon_event_free(m);
+	mg.status = "";
+	mg.detail = NULL;
+	m = mon_event_from_proto(&ev);
+	assert_non_null(strstr(m->line, "\"data\": {\"status\": \"none\"}}"));
+	mon_event_free(m);
 
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS;
 	ev.migration_pass = &mp;
@@ -368,6 +551,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_migration_commands, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_backend_fails_fast, bk_setup,
 						bk_teardown),
+		cmocka_unit_test_setup_teardown(test_resolve, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_during_restart, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_retry_only_cancel, bk_setup,
+						bk_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_gives_up, bk_setup, bk_teardown),
+		cmocka_unit_test(test_cancel_not_configured),
 		cmocka_unit_test_setup_teardown(test_worker_order, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_worker_stop_with_queue, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_events_subscriber, bk_setup, bk_teardown),

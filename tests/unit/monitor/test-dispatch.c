@@ -137,12 +137,53 @@ static const struct dispatch_case dispatch_cases[] = {
 	 GE("Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds") "}"},
 	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"compress-level\":1}}",
 	 GE("Parameter 'compress-level' is unexpected") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"x-reconnect-timeout\":\"5\"}}",
+	 GE("Invalid parameter type for 'x-reconnect-timeout', expected: integer") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"x-reconnect-timeout\":1.5}}",
+	 GE("Invalid parameter type for 'x-reconnect-timeout', expected: integer") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"x-reconnect-timeout\":null}}",
+	 GE("Invalid parameter type for 'x-reconnect-timeout', expected: integer") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"x-reconnect-timeout\":-1}}",
+	 GE("Parameter 'x-reconnect-timeout' expects a non-negative integer") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"reconnect-timeout\":1}}",
+	 GE("Parameter 'reconnect-timeout' is unexpected") "}"},
+	/* Schema order: a bad earlier member is reported first. */
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"x-reconnect-timeout\":-1,"
+	 "\"multifd-channels\":true}}",
+	 GE("Invalid parameter type for 'multifd-channels', expected: integer") "}"},
+	{true, "{\"execute\":\"x-cleave-migrate-resolve\",\"id\":3}",
+	 GE("Parameter 'run-on' is missing") ", \"id\": 3}"},
+	{true, "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{}}",
+	 GE("Parameter 'run-on' is missing") "}"},
+	{true, "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":1}}",
+	 GE("Invalid parameter type for 'run-on', expected: string") "}"},
+	{true, "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":\"both\"}}",
+	 GE("Parameter 'run-on' does not accept value 'both'") "}"},
+	{true, "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":\"Source\"}}",
+	 GE("Parameter 'run-on' does not accept value 'Source'") "}"},
+	{true, "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run_on\":\"source\"}}",
+	 GE("Parameter 'run-on' is missing") "}"},
+	{true,
+	 "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":\"source\","
+	 "\"force\":true}}",
+	 GE("Parameter 'force' is unexpected") "}"},
 	/* No backend configured: a clean error naming it. */
 	{true, "{\"execute\":\"query-status\",\"id\":1}",
 	 GE("vcpu-proc is not running") ", \"id\": 1}"},
 	{true, "{\"execute\":\"query-migrate\"}", GE("migrator is not running") "}"},
 	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"multifd-channels\":4}}",
 	 GE("migrator is not running") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"x-reconnect-timeout\":0}}",
+	 GE("migrator is not running") "}"},
+	{true,
+	 "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":\"destination\"}}",
+	 GE("migrator is not running") "}"},
+	{true, "{\"execute\":\"migrate_cancel\"}", GE("migrator is not running") "}"},
 	/* Commands that need no backend always answer. */
 	{true, "{\"execute\":\"query-version\"}",
 	 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": "
@@ -169,7 +210,7 @@ static void test_query_commands_lists_table(void **state)
 	char *got = dispatch_line(true, "{\"execute\":\"query-commands\"}");
 	json_t *reply = json_loads(got, 0, NULL), *list, *e;
 	size_t i;
-	bool seen_migrate = false;
+	bool seen_migrate = false, seen_resolve = false;
 
 	assert_non_null(reply);
 	list = json_object_get(reply, "return");
@@ -180,8 +221,12 @@ static void test_query_commands_lists_table(void **state)
 		assert_non_null(mon_cmd_find(json_string_value(json_object_get(e, "name"))));
 		if (!strcmp(json_string_value(json_object_get(e, "name")), "query-migrate"))
 			seen_migrate = true;
+		if (!strcmp(json_string_value(json_object_get(e, "name")),
+			    "x-cleave-migrate-resolve"))
+			seen_resolve = true;
 	}
 	assert_true(seen_migrate);
+	assert_true(seen_resolve);
 	json_decref(reply);
 	free(got);
 }
@@ -210,6 +255,7 @@ static void test_command_table_complete(void **state)
 		"query-migrate-capabilities",
 		"migrate-set-parameters",
 		"query-migrate-parameters",
+		"x-cleave-migrate-resolve",
 	};
 	size_t i;
 
