@@ -31,166 +31,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proto/migrator.pb-c.h"
-#include "tests/integration/vcpu/harness.h"
+#include "mig-harness.h"
 
 #define RAM (128ull << 20)
+/* reconnect-timeout of the destination-killed case, and what error-desc says then */
+#define MIG_LOST_PEER_MS  500u
+#define MIG_LOST_PEER_ERR "destination"
 
-static const char *vcpu_bin, *guest_path, *migrator_bin;
-
-struct mproc {
-	pid_t pid;
-	char rpc_url[160], events_url[160];
-	struct rpc_client *rpc;
-};
-
-static int mig_spawn(struct vt *t, struct mproc *m, const char *incoming)
-{
-	char ctl[16], ram[64];
-	const char *argv[20];
-	unsigned int n = 0;
-
-	snprintf(m->rpc_url, sizeof(m->rpc_url), "ipc://%s/migrator.rpc", t->dir);
-	snprintf(m->events_url, sizeof(m->events_url), "ipc://%s/migrator.events", t->dir);
-	snprintf(ctl, sizeof(ctl), "%d", t->ctl.fd);
-	if (t->nr_ram == 2)
-		snprintf(ram, sizeof(ram), "%d,%d", t->ram[0].fd, t->ram[1].fd);
-	else
-		snprintf(ram, sizeof(ram), "%d", t->ram[0].fd);
-	argv[n++] = migrator_bin;
-	argv[n++] = "--ctl-fd";
-	argv[n++] = ctl;
-	argv[n++] = "--ram-fds";
-	argv[n++] = ram;
-	argv[n++] = "--vcpu-rpc";
-	argv[n++] = t->rpc_url;
-	argv[n++] = "--rpc";
-	argv[n++] = m->rpc_url;
-	argv[n++] = "--events";
-	argv[n++] = m->events_url;
-	if (incoming) {
-		argv[n++] = "--incoming";
-		argv[n++] = incoming;
-	}
-	argv[n] = NULL;
-	m->pid = fork();
-	if (m->pid < 0)
-		return -errno;
-	if (m->pid == 0) {
-		fcntl(t->ctl.fd, F_SETFD, 0);
-		for (unsigned int i = 0; i < t->nr_ram; i++)
-			fcntl(t->ram[i].fd, F_SETFD, 0);
-		execv(migrator_bin, (char *const *)argv);
-		_exit(127);
-	}
-	return rpc_client_open(&m->rpc, m->rpc_url);
-}
-
-static void mig_stop(struct mproc *m)
-{
-	int st;
-
-	if (m->rpc)
-		rpc_client_close(m->rpc);
-	m->rpc = NULL;
-	if (m->pid <= 0)
-		return;
-	kill(m->pid, SIGTERM);
-	for (int i = 0; i < 100; i++) {
-		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
-			m->pid = 0;
-			return;
-		}
-		usleep(20000);
-	}
-	kill(m->pid, SIGKILL);
-	waitpid(m->pid, &st, 0);
-	m->pid = 0;
-}
-
-static int mig_call(struct mproc *m, uint32_t method, const ProtobufCMessage *req,
-		    const ProtobufCMessageDescriptor *rd, ProtobufCMessage **rep)
-{
-	char err[256] = "";
-	int ret = rpc_call(m->rpc, method, req, rd, rep, 3000, err, sizeof(err));
-
-	if (ret)
-		fprintf(stderr, "migrator rpc %u: %d %s\n", method, ret, err);
-	return ret;
-}
-
-static unsigned int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-struct hb {
-	unsigned int cpu;
-	uint64_t gen, ns;
-};
-
-/* Last heartbeat of @cpu in the serial output; 0 if none. */
-static uint64_t hb_last(const struct vt *t, unsigned int cpu, uint64_t *gen, unsigned int *count)
-{
-	const char *p = t->serial.buf;
-	uint64_t ns = 0;
-	struct hb h;
-
-	*count = 0;
-	while (p && (p = strstr(p, "HB "))) {
-		if (sscanf(p, "HB %u %" SCNu64 " %" SCNu64, &h.cpu, &h.gen, &h.ns) == 3 &&
-		    h.cpu == cpu) {
-			if (h.ns < ns)
-				fail_msg("cpu %u guest time went back: %" PRIu64 " after %" PRIu64,
-					 cpu, h.ns, ns);
-			ns = h.ns;
-			*gen = h.gen;
-			(*count)++;
-		}
-		p += 3;
-	}
-	return ns;
-}
-
-static Cleave__Migrator__MigrationInfo *query(struct mproc *m)
-{
-	ProtobufCMessage *rep = NULL;
-
-	assert_int_equal(mig_call(m, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, NULL,
-				  &cleave__migrator__migration_info__descriptor, &rep),
-			 0);
-	return (Cleave__Migrator__MigrationInfo *)rep;
-}
-
-static int vcpu_state(struct vt *t)
-{
-	Cleave__Vcpu__StatusReply *st;
-	int s;
-
-	assert_int_equal(vt_status(t, &st), 0);
-	s = st->state;
-	rpc_msg_free(&st->base);
-	return s;
-}
-
-/* Compares [from, to) of region 0 of both VMs. */
-static void ram_assert_equal(struct vt *a, struct vt *b, uint64_t from, uint64_t to)
-{
-	if (memcmp((uint8_t *)a->ram[0].base + from, (uint8_t *)b->ram[0].base + from, to - from)) {
-		for (uint64_t o = from; o < to; o += 4096)
-			if (memcmp((uint8_t *)a->ram[0].base + o, (uint8_t *)b->ram[0].base + o,
-				   4096))
-				fail_msg("RAM differs at gpa 0x%" PRIx64, o);
-	}
-}
+static const char *vcpu_bin, *guest_path;
 
 static void run(unsigned int cpus, unsigned int channels, bool dirty)
 {
@@ -202,7 +50,7 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 	Cleave__Migrator__MigrationInfo *mi = NULL;
 	char append[128], uri[64], needle[16];
 	uint64_t src_ns[2] = {0}, gen0 = 0, gen1 = 0, t0;
-	unsigned int n, port = free_port();
+	unsigned int n, port = mig_free_port();
 	int status;
 
 	fprintf(stderr, "# %u vCPU(s), %u channel(s), %s guest\n", cpus, channels,
@@ -222,8 +70,8 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 				 src->log.buf);
 	}
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
-	assert_int_equal(mig_spawn(dst, &mdst, uri), 0);
-	assert_int_equal(mig_spawn(src, &msrc, NULL), 0);
+	assert_int_equal(mig_spawn(dst, &mdst, uri, NULL), 0);
+	assert_int_equal(mig_spawn(src, &msrc, NULL, NULL), 0);
 
 	caps.multifd = channels > 1;
 	caps.auto_converge = true;
@@ -238,7 +86,7 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 				  &params.base, NULL, NULL),
 			 0);
 	/* Before any migration: status "" (QMP {}). */
-	mi = query(&mdst);
+	mi = mig_query(&mdst);
 	assert_string_equal(mi->status, "");
 	rpc_msg_free(&mi->base);
 
@@ -249,7 +97,7 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 		mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &mreq.base, NULL, NULL),
 		0);
 	for (;;) {
-		mi = query(&msrc);
+		mi = mig_query(&msrc);
 		if (strcmp(mi->status, "setup") && strcmp(mi->status, "active") &&
 		    strcmp(mi->status, "device") && strcmp(mi->status, "cancelling"))
 			break;
@@ -268,25 +116,25 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 		mi->total_time, mi->downtime, mi->ram->transferred, mi->ram->dirty_sync_count);
 	rpc_msg_free(&mi->base);
 	/* The guest runs on exactly one side. */
-	assert_int_equal(vcpu_state(src), CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE);
-	assert_int_equal(vcpu_state(dst), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
-	mi = query(&mdst);
+	assert_int_equal(mig_vm_state(src), CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE);
+	assert_int_equal(mig_vm_state(dst), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	mi = mig_query(&mdst);
 	assert_string_equal(mi->status, "completed");
 	rpc_msg_free(&mi->base);
 	if (!dirty)
 		/* Idle: the test area was stamped before and is only read since. */
-		ram_assert_equal(src, dst, 4ull << 20, 32ull << 20);
+		mig_ram_assert_equal(src, dst, 4ull << 20, 32ull << 20);
 
 	vt_drain(src, 50);
 	for (unsigned int c = 0; c < cpus; c++)
-		src_ns[c] = hb_last(src, c, &gen0, &n);
+		src_ns[c] = mig_hb_last(src, c, &gen0, &n);
 	/* The destination guest keeps beating, checking its pages, with time moving on. */
 	for (unsigned int c = 0; c < cpus; c++) {
 		uint64_t ns;
 
 		for (int i = 0; i < 100; i++) {
 			vt_drain(dst, 50);
-			ns = hb_last(dst, c, &gen1, &n);
+			ns = mig_hb_last(dst, c, &gen1, &n);
 			if (n >= 5)
 				break;
 		}
@@ -323,13 +171,11 @@ static void run_interrupted(bool kill_dst)
 {
 	struct vt *src = calloc(1, sizeof(*src)), *dst = calloc(1, sizeof(*dst));
 	struct mproc msrc = {0}, mdst = {0};
-	Cleave__Migrator__Capabilities caps = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
-	Cleave__Migrator__Parameters params = CLEAVE__MIGRATOR__PARAMETERS__INIT;
 	Cleave__Migrator__MigrateRequest mreq = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
 	Cleave__Migrator__MigrationInfo *mi = NULL;
 	char uri[64];
-	uint64_t gen, t0;
-	unsigned int n0, n1, port = free_port();
+	uint64_t gen, t0, dt;
+	unsigned int n0, n1, port = mig_free_port();
 	int status;
 
 	fprintf(stderr, "# %s during a migration\n", kill_dst ? "destination killed" : "cancel");
@@ -344,26 +190,21 @@ static void run_interrupted(bool kill_dst)
 	if (vt_expect(src, &src->serial, 0, "HB 0 ", 15000) < 0)
 		fail_msg("no heartbeat:\n%s\n%s", src->serial.buf, src->log.buf);
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
-	assert_int_equal(mig_spawn(dst, &mdst, uri), 0);
-	assert_int_equal(mig_spawn(src, &msrc, NULL), 0);
-	caps.multifd = true;
-	caps.has_multifd = true;
-	params.multifd_channels = 2;
-	params.max_bandwidth = 4 << 20; /* 32 MiB take ~8 s */
-	params.has_multifd_channels = params.has_max_bandwidth = true;
-	assert_int_equal(mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES,
-				  &caps.base, NULL, NULL),
-			 0);
-	assert_int_equal(mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS,
-				  &params.base, NULL, NULL),
-			 0);
+	assert_int_equal(mig_spawn(dst, &mdst, uri, NULL), 0);
+	assert_int_equal(mig_spawn(src, &msrc, NULL, NULL), 0);
+	/*
+	 * 32 MiB take ~8 s.  A lost destination is waited for (issue 6) for
+	 * reconnect-timeout: 500 ms keeps the failure prompt.
+	 */
+	mig_configure(&msrc, 2, 4 << 20, MIG_LOST_PEER_MS);
 	mreq.uri = uri;
 	assert_int_equal(
 		mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &mreq.base, NULL, NULL),
 		0);
 	usleep(700000);
-	mi = query(&msrc);
-	assert_string_equal(mi->status, "active");
+	mi = mig_query(&msrc);
+	if (strcmp(mi->status, "active"))
+		fail_msg("source %s before the interruption: %s", mi->status, mi->error_desc);
 	assert_true(mi->ram->transferred > 0);
 	rpc_msg_free(&mi->base);
 	if (kill_dst) {
@@ -377,7 +218,7 @@ static void run_interrupted(bool kill_dst)
 	}
 	t0 = vt_now_ms();
 	for (;;) {
-		mi = query(&msrc);
+		mi = mig_query(&msrc);
 		if (!strcmp(mi->status, kill_dst ? "failed" : "cancelled"))
 			break;
 		if (vt_now_ms() - t0 > 15000)
@@ -385,17 +226,26 @@ static void run_interrupted(bool kill_dst)
 		rpc_msg_free(&mi->base);
 		usleep(10000);
 	}
-	fprintf(stderr, "#   source %s after %" PRIu64 " ms: %s\n", mi->status, vt_now_ms() - t0,
-		mi->error_desc);
+	dt = vt_now_ms() - t0;
+	fprintf(stderr, "#   source %s after %" PRIu64 " ms: %s\n", mi->status, dt, mi->error_desc);
 	assert_true(mi->error_desc && mi->error_desc[0]);
+	if (kill_dst) {
+		/* Waited for the destination for reconnect-timeout, not much longer. */
+		if (dt < MIG_LOST_PEER_MS - 50 || dt > MIG_LOST_PEER_MS + 2000)
+			fail_msg("failed after %" PRIu64 " ms, reconnect-timeout %u ms", dt,
+				 MIG_LOST_PEER_MS);
+		if (!strstr(mi->error_desc, MIG_LOST_PEER_ERR))
+			fail_msg("error-desc \"%s\" does not say \"%s\"", mi->error_desc,
+				 MIG_LOST_PEER_ERR);
+	}
 	rpc_msg_free(&mi->base);
 	/* The source guest runs on, the destination one never ran. */
-	assert_int_equal(vcpu_state(src), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
-	assert_int_equal(vcpu_state(dst), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	assert_int_equal(mig_vm_state(src), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	assert_int_equal(mig_vm_state(dst), CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
 	vt_drain(src, 50);
-	hb_last(src, 0, &gen, &n0);
+	mig_hb_last(src, 0, &gen, &n0);
 	vt_drain(src, 500);
-	hb_last(src, 0, &gen, &n1);
+	mig_hb_last(src, 0, &gen, &n1);
 	assert_true(n1 > n0);
 	assert_int_equal(vt_count(&src->serial, 0, "ASSERT"), 0);
 	assert_int_equal(vt_count(&dst->serial, 0, "HB "), 0);
@@ -459,7 +309,7 @@ int main(int argc, char **argv)
 	vt_require_kvm();
 	vcpu_bin = argv[1];
 	guest_path = argv[2];
-	migrator_bin = argv[3];
+	mig_harness_init(argv[3]);
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
