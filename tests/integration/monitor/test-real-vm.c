@@ -4,7 +4,8 @@
  * embedded guest, cleave-migrator, cleave-monitor).  Commands and events,
  * the monitor killed and restarted by the launcher (inherited socket, one
  * greeting), queries while the migrator is killed and restarted
- * (invariant 2), a live migration with `cleave migrate`, and quit.
+ * (invariant 2), migrate_cancel while the migrator restarts (issue 6), a
+ * live migration with `cleave migrate`, and quit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -359,6 +361,128 @@ static void test_migrator_restart(void **state)
 	assert_int_equal(vm_wait(&e->src, 10000), 0);
 }
 
+/* Polls until the launcher has a cleave-migrator other than @old up; returns it or 0. */
+static pid_t wait_new_migrator(struct vm *vm, pid_t old, int ms)
+{
+	long long end = now_ms() + ms;
+	pid_t pid = 0;
+
+	while (now_ms() < end) {
+		pid = find_descendant(vm->pid, "cleave-migrator", 2);
+		if (pid > 0 && pid != old)
+			return pid;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* migrate_cancel right after a SIGKILL of the migrator: {} once the launcher restarted it. */
+static void test_cancel_while_migrator_restarts(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = vm_client(&e->src);
+	pid_t mig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	long long t0, took;
+
+	assert_true(mig > 0);
+	assert_cmd(c, "query-migrate", NULL, "{}");
+	assert_int_equal(kill(mig, SIGKILL), 0);
+	t0 = now_ms();
+	assert_cmd(c, "migrate_cancel", NULL, "{}");
+	took = now_ms() - t0;
+	if (took >= 5000)
+		fail_msg("migrate_cancel took %lld ms", took);
+	assert_true(wait_new_migrator(&e->src, mig, 2000) > 0);
+	assert_cmd(c, "query-migrate", NULL, "{}");
+	assert_cmd(c, "quit", NULL, "{}");
+	qmp_client_close(c);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+}
+
+struct killer {
+	pid_t root;	 /* the cleave run whose migrators die */
+	long long until; /* now_ms() when the killing stops */
+	int kills;	 /* SIGKILLs sent */
+};
+
+static void *killer_main(void *arg)
+{
+	struct killer *k = arg;
+	pid_t pid;
+
+	while (now_ms() < k->until) {
+		pid = find_descendant(k->root, "cleave-migrator", 2);
+		if (pid > 0 && kill(pid, SIGKILL) == 0)
+			k->kills++;
+		usleep(5000);
+	}
+	return NULL;
+}
+
+/*
+ * A migrator that keeps dying for longer than one RPC deadline (2 s): one
+ * CANCEL call alone would fail; the monitor keeps retrying and answers {}
+ * once a migrator stays up, within its 5 s.
+ */
+static void test_cancel_outlasts_one_deadline(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = vm_client(&e->src);
+	struct killer k = {.root = e->src.pid, .until = now_ms() + 2500};
+	pthread_t t;
+	long long t0, took;
+	char *got;
+
+	assert_cmd(c, "query-migrate", NULL, "{}");
+	assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
+	usleep(100000); /* the first kill has landed */
+	t0 = now_ms();
+	got = cmd_text(c, "migrate_cancel", NULL, 10000);
+	took = now_ms() - t0;
+	pthread_join(t, NULL);
+	if (strcmp(got, "{}"))
+		fail_msg("migrate_cancel after %lld ms (%d kills): %s", took, k.kills, got);
+	free(got);
+	assert_true(k.kills >= 2);
+	/* Killing stopped 2.4 s in; the next restart waits at most 1 s. */
+	assert_true(took >= 2000);
+	assert_true(took < 5500);
+	assert_cmd(c, "quit", NULL, "{}");
+	qmp_client_close(c);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+}
+
+/* The issue-6 surface against the real migrator: parameter, idle resolve, status. */
+static void test_resume_api(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = vm_client(&e->src);
+	char *got;
+
+	got = cmd_text(c, "query-migrate-parameters", NULL, T_MS);
+	if (!strstr(got, "\"x-reconnect-timeout\":10000"))
+		fail_msg("default reconnect timeout: %s", got);
+	free(got);
+	assert_cmd(c, "migrate-set-parameters", "{\"x-reconnect-timeout\":2500}", "{}");
+	got = cmd_text(c, "query-migrate-parameters", NULL, T_MS);
+	if (!strstr(got, "\"x-reconnect-timeout\":2500"))
+		fail_msg("reconnect timeout not kept: %s", got);
+	free(got);
+	assert_cmd(c, "migrate-set-parameters", "{\"x-reconnect-timeout\":-1}",
+		   "Parameter 'x-reconnect-timeout' expects a non-negative integer");
+	/* Nothing to resolve: the migrator's own message comes through. */
+	got = cmd_text(c, "x-cleave-migrate-resolve", "{\"run-on\":\"source\"}", T_MS);
+	if (strncmp(got, "no switchover with an unknown outcome to resolve", 48))
+		fail_msg("resolve on an idle migrator: %s", got);
+	free(got);
+	assert_cmd(c, "x-cleave-migrate-resolve", "{\"run-on\":\"elsewhere\"}",
+		   "Parameter 'run-on' does not accept value 'elsewhere'");
+	assert_cmd(c, "query-migrate", NULL, "{}");
+	assert_cmd(c, "quit", NULL, "{}");
+	qmp_client_close(c);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+}
+
 /* cleave migrate between two VMs on loopback. */
 static void test_live_migration(void **state)
 {
@@ -437,10 +561,19 @@ int main(int argc, char **argv)
 	const struct CMUnitTest restarts[] = {
 		cmocka_unit_test_setup_teardown(test_monitor_restart, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_migrator_restart, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_while_migrator_restarts, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_outlasts_one_deadline, env_setup,
+						env_teardown),
+	};
+	/* Needs the migrator side of issue 6 (METHOD_RESOLVE, reconnect_timeout). */
+	const struct CMUnitTest resume[] = {
+		cmocka_unit_test_setup_teardown(test_resume_api, env_setup, env_teardown),
 	};
 
-	if (argc < 3 || (strcmp(argv[2], "basic") && strcmp(argv[2], "restarts"))) {
-		fprintf(stderr, "usage: %s PATH-TO-cleave basic|restarts\n", argv[0]);
+	if (argc < 3 || (strcmp(argv[2], "basic") && strcmp(argv[2], "restarts") &&
+			 strcmp(argv[2], "resume"))) {
+		fprintf(stderr, "usage: %s PATH-TO-cleave basic|restarts|resume\n", argv[0]);
 		return 2;
 	}
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
@@ -451,5 +584,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[2], "basic"))
 		return cmocka_run_group_tests_name("real-vm-basic", basic, NULL, NULL);
+	if (!strcmp(argv[2], "resume"))
+		return cmocka_run_group_tests_name("real-vm-resume", resume, NULL, NULL);
 	return cmocka_run_group_tests_name("real-vm-restarts", restarts, NULL, NULL);
 }
