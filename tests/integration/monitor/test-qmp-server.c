@@ -577,6 +577,29 @@ static json_t *wait_event(struct qmp_client *c, const char *name, int timeout_ms
 	return NULL;
 }
 
+/* The next MIGRATION event that carries x-cleave-detail (status changes skipped). */
+static json_t *wait_migration_detail(struct qmp_client *c, int timeout_ms)
+{
+	long long end = now_ms() + timeout_ms;
+	json_t *ev;
+
+	while (now_ms() < end) {
+		ev = wait_event(c, "MIGRATION", (int)(end - now_ms()));
+		if (!ev || json_object_get(json_object_get(ev, "data"), "x-cleave-detail"))
+			return ev;
+		json_decref(ev);
+	}
+	return NULL;
+}
+
+#define assert_event_data(ev, want)                                                                \
+	do {                                                                                       \
+		char *got_ = json_dumps(json_object_get(ev, "data"), JSON_COMPACT);                \
+		if (strcmp(got_, want))                                                            \
+			fail_msg("event data: got %s want %s", got_, want);                        \
+		free(got_);                                                                        \
+	} while (0)
+
 static void test_events(void **state)
 {
 	struct env *e = *state;
@@ -606,6 +629,24 @@ static void test_events(void **state)
 	assert_client_cmd(ctl, "migrate", "{\"uri\":\"tcp:127.0.0.1:4444\"}", "{}");
 	ev = wait_event(watcher, "MIGRATION", 2000);
 	assert_non_null(ev);
+	json_decref(ev);
+	/* A status change is QEMU's {"status"} alone; a resume says what happened. */
+	assert_client_cmd(ctl, "migrate", "{\"uri\":\"tcp:127.0.0.1:3\"}", "{}");
+	ev = wait_migration_detail(watcher, 2000);
+	assert_non_null(ev);
+	assert_event_data(ev, "{\"status\":\"active\",\"x-cleave-detail\":\"restarted\","
+			      "\"x-cleave-restarts\":1,\"x-cleave-resumes\":0,"
+			      "\"x-cleave-resent-bytes\":0}");
+	json_decref(ev);
+	ev = wait_migration_detail(watcher, 2000);
+	assert_non_null(ev);
+	assert_event_data(ev, "{\"status\":\"active\",\"x-cleave-detail\":\"resumed\","
+			      "\"x-cleave-restarts\":1,\"x-cleave-resumes\":1,"
+			      "\"x-cleave-resent-bytes\":8192}");
+	json_decref(ev);
+	ev = wait_event(watcher, "MIGRATION", 2000);
+	assert_non_null(ev);
+	assert_event_data(ev, "{\"status\":\"completed\"}");
 	json_decref(ev);
 	/* Not negotiated: no events at all. */
 	assert_int_equal(raw_drain(qmp_client_fd(unneg), buf, sizeof(buf), 100), 0);
