@@ -29,9 +29,9 @@ struct tp_dir {
 
 struct tp_conn {
 	bool used;
-	int fd[2];		/* 0: accepted from the client, 1: to the target */
-	struct tp_dir d[2];	/* 0: client -> target, 1: target -> client */
-	uint64_t relay_from_ms; /* nothing is relayed before (tcp_proxy_set_delay) */
+	int fd[2];	    /* 0: accepted from the client, 1: to the target */
+	struct tp_dir d[2]; /* 0: client -> target, 1: target -> client */
+	uint64_t accept_ms; /* client data waits until accept_ms + delay_ms */
 };
 
 struct tcp_proxy {
@@ -111,7 +111,7 @@ static void tp_accept(struct tcp_proxy *p)
 		c->d[i].buf = malloc(TP_BUF);
 	}
 	pthread_mutex_lock(&p->lock);
-	c->relay_from_ms = tp_now_ms() + p->delay_ms;
+	c->accept_ms = tp_now_ms();
 	p->accepted++;
 	pthread_mutex_unlock(&p->lock);
 }
@@ -156,7 +156,7 @@ static void *tp_thread(void *arg)
 	struct pollfd pfd[2 + 2 * TP_MAX_CONNS];
 
 	for (;;) {
-		unsigned int n = 2, cuts = 0;
+		unsigned int n = 2, cuts = 0, delay_ms;
 		bool delayed = false;
 		uint64_t now = tp_now_ms();
 		char b[16];
@@ -177,6 +177,7 @@ static void *tp_thread(void *arg)
 			p->cut_done = p->cut_req;
 			pthread_cond_broadcast(&p->cond);
 		}
+		delay_ms = p->delay_ms;
 		pthread_mutex_unlock(&p->lock);
 
 		pfd[0] = (struct pollfd){.fd = p->wake[0], .events = POLLIN};
@@ -191,13 +192,13 @@ static void *tp_thread(void *arg)
 				short ev = 0;
 
 				if (!c->d[s].len && !c->d[s].eof &&
-				    (s == 1 || now >= c->relay_from_ms))
+				    (s == 1 || now >= c->accept_ms + delay_ms))
 					ev |= POLLIN;
 				if (c->d[1 - s].len)
 					ev |= POLLOUT;
 				pfd[n++] = (struct pollfd){.fd = c->fd[s], .events = ev};
 			}
-			if (now < c->relay_from_ms)
+			if (now < c->accept_ms + delay_ms)
 				delayed = true;
 		}
 		if (poll(pfd, n, delayed ? 5 : -1) < 0 && errno != EINTR)
@@ -223,7 +224,7 @@ static void *tp_thread(void *arg)
 				bool readable = rev[s] & (POLLIN | POLLHUP | POLLERR);
 				bool writable = rev[1 - s] & (POLLOUT | POLLERR);
 
-				if (s == 0 && tp_now_ms() < c->relay_from_ms)
+				if (s == 0 && tp_now_ms() < c->accept_ms + delay_ms)
 					readable = false;
 				ok = tp_dir_pump(&c->d[s], readable, writable);
 			}

@@ -28,7 +28,11 @@ void tcp_proxy_stop(struct tcp_proxy *p);
  * connections are accepted and relayed as before.
  */
 unsigned int tcp_proxy_cut(struct tcp_proxy *p);
-/* Connections accepted from now on relay nothing for their first @ms. */
+/*
+ * What a client sends is held back until @ms after its connection was
+ * accepted (a slow network); applies at once to every connection, so 0
+ * releases whatever is held.  The target's replies are never held.
+ */
 void tcp_proxy_set_delay(struct tcp_proxy *p, unsigned int ms);
 /* Connections accepted so far. */
 unsigned int tcp_proxy_accepted(struct tcp_proxy *p);
