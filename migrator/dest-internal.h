@@ -8,7 +8,10 @@
 /*
  * Lifetime of the receive side, asserted by every step of the teardown:
  * IDLE -> RECEIVING (receivedmap live, threads started) -> JOINED (every
- * receive thread joined) -> CLOSED (receivedmap invalidated).
+ * receive thread joined) -> CLOSED (receivedmap invalidated).  A lost
+ * source goes JOINED -> RECEIVING again when it reconnects: the map stays
+ * live across connections (and across migrator restarts, in the record)
+ * until the session ends.
  */
 enum mig_dst_state {
 	MIG_DST_IDLE,
@@ -31,6 +34,7 @@ struct mig_dst {
 	struct mig_session *s;
 	int listen_fd;
 	unsigned int port;
+	char uri[256]; /* tcp:HOST:<bound port> */
 	unsigned int nr_chans; /* from the source's Hello */
 	struct mig_recv_chan *chans;
 	enum mig_dst_state state; /* worker (or free, after the worker's join) only */
@@ -40,12 +44,20 @@ struct mig_dst {
 	 * after the last one was joined (invariant 1).
 	 */
 	uint64_t *received[SHM_MAX_REGIONS];
+	/* Pages landed since the last completed round (shm round bitmaps), for a resume. */
+	uint64_t *round[SHM_MAX_REGIONS];
+	uint64_t first_round; /* of this connection: the Hello's next_round */
+	enum mig_phase phase; /* worker only; as recorded */
+	uint64_t lost_ns;     /* the source was lost (or this process took over); 0: connected */
+	char lost_reason[256];
 
 	/* Protects err, reason, aborted and the publication of fds. */
 	pthread_mutex_t lock;
 	int err;
 	char reason[256];
-	bool aborted;
+	bool aborted;	/* this connection is over */
+	bool cancelled; /* the job is over: no reconnect */
+	bool stopping;	/* mig_dst_stop: end the linger */
 	int main_fd;
 
 	/*
@@ -67,5 +79,7 @@ int mig_recv_start(struct mig_dst *dst);
 /* Joins every receive thread (RECEIVING -> JOINED); the caller aborted them or they ended. */
 void mig_recv_join(struct mig_dst *dst);
 bool mig_dst_aborted(struct mig_dst *dst);
+/* dest.c: the barrier completed rounds < @generation (called under bar_lock). */
+void mig_dst_round_landed(struct mig_dst *dst, uint64_t generation);
 
 #endif

@@ -5,6 +5,12 @@
  * threads, and once the device state arrived and every channel passed its
  * FINAL sync: join, invalidate the receivedmap, load the state, and resume
  * the guest only after the source committed (docs/MIGRATION.md).
+ *
+ * A lost source (dropped connection, restarted migrator) is waited for
+ * until reconnect-timeout: the receive threads are joined, the receivedmap
+ * stays live, and a Hello of the same session gets the report of what
+ * landed (dst_report).  A restarted destination migrator does the same
+ * from the session record.
  */
 #include <assert.h>
 #include <errno.h>
@@ -44,6 +50,9 @@ int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri)
 	if (getsockname(dst->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
 		dst->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 							   : ((struct sockaddr_in *)&ss)->sin_port);
+	/* The bound port, not 0: a restarted migrator must listen where the source calls. */
+	snprintf(dst->uri, sizeof(dst->uri), "%.*s:%u",
+		 (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri, dst->port);
 	pthread_mutex_init(&dst->lock, NULL);
 	pthread_mutex_init(&dst->tx_lock, NULL);
 	pthread_mutex_init(&dst->bar_lock, NULL);
@@ -62,6 +71,11 @@ void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
 	va_list ap;
 
 	pthread_mutex_lock(&dst->lock);
+	if (err == -ECANCELED && !dst->cancelled) {
+		/* The job ends (cancel, or the session stops its linger): no reconnect. */
+		dst->cancelled = true;
+		shutdown(dst->listen_fd, SHUT_RDWR);
+	}
 	if (!dst->aborted) {
 		dst->aborted = true;
 		dst->err = err;
@@ -73,12 +87,14 @@ void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
 		 * socket; the worker never writes while receive threads run).
 		 * Then wake accept() and every blocked read; fds stay open until free.
 		 */
-		if (dst->main_fd >= 0 && err != -ECANCELED && err != -ECONNRESET) {
+		if (dst->main_fd >= 0 && !mig_err_retriable(err)) {
 			pthread_mutex_lock(&dst->tx_lock);
 			mig_msg_send_error(dst->main_fd, dst->reason);
 			pthread_mutex_unlock(&dst->tx_lock);
 		}
-		shutdown(dst->listen_fd, SHUT_RDWR);
+		/* The listener stays for the reconnect, unless the job ends. */
+		if (!mig_err_retriable(err))
+			shutdown(dst->listen_fd, SHUT_RDWR);
 		if (dst->main_fd >= 0)
 			shutdown(dst->main_fd, SHUT_RDWR);
 		for (unsigned int i = 0; dst->chans && i < dst->nr_chans; i++)
@@ -197,6 +213,23 @@ static int dst_ram_clear(struct mig_dst *dst)
 	return 0;
 }
 
+/* Records @phase; see enum mig_phase for what each allows. */
+static void dst_set_phase(struct mig_dst *dst, enum mig_phase phase)
+{
+	dst->phase = phase;
+	mig_record_set_phase(dst->s->rec, phase);
+}
+
+void mig_dst_round_landed(struct mig_dst *dst, uint64_t generation)
+{
+	const struct shm_ctl_header *h = dst->s->env.ctl->hdr;
+
+	/* Recorded first: killed in between, the stale round bits are never used. */
+	__atomic_store_n(&dst->s->rec->rounds_landed, generation, __ATOMIC_RELEASE);
+	for (uint32_t r = 0; r < h->nr_regions; r++)
+		shm_bitmap_zero(dst->round[r], h->regions[r].nr_pages);
+}
+
 /* Zeroes the received bitmaps and marks them live: before any receive thread. */
 static void dst_receivedmap_init(struct mig_dst *dst)
 {
@@ -205,10 +238,33 @@ static void dst_receivedmap_init(struct mig_dst *dst)
 	assert(dst->state == MIG_DST_IDLE);
 	for (uint32_t r = 0; r < h->nr_regions; r++) {
 		dst->received[r] = shm_ctl_received_bitmap(dst->s->env.ctl, r);
+		dst->round[r] = shm_ctl_round_bitmap(dst->s->env.ctl, r);
 		shm_bitmap_zero(dst->received[r], h->regions[r].nr_pages);
+		shm_bitmap_zero(dst->round[r], h->regions[r].nr_pages);
 	}
+	__atomic_store_n(&dst->s->rec->rounds_landed, 0, __ATOMIC_RELEASE);
 	mig_record_set_receivedmap_live(dst->s->rec, true);
-	dst->state = MIG_DST_RECEIVING;
+	dst->state = MIG_DST_JOINED; /* live, no thread yet */
+}
+
+/* A restarted migrator: the receivedmap its predecessor made live is still live. */
+static void dst_receivedmap_adopt(struct mig_dst *dst)
+{
+	const struct shm_ctl_header *h = dst->s->env.ctl->hdr;
+
+	assert(dst->state == MIG_DST_IDLE && mig_record_receivedmap_live(dst->s->rec));
+	for (uint32_t r = 0; r < h->nr_regions; r++) {
+		dst->received[r] = shm_ctl_received_bitmap(dst->s->env.ctl, r);
+		dst->round[r] = shm_ctl_round_bitmap(dst->s->env.ctl, r);
+	}
+	dst->state = MIG_DST_JOINED;
+}
+
+/* Stop -> join: this connection's receive threads are gone; the map stays live. */
+static void dst_threads_join(struct mig_dst *dst)
+{
+	if (dst->state == MIG_DST_RECEIVING)
+		mig_recv_join(dst);
 }
 
 /*
@@ -226,6 +282,7 @@ static void dst_teardown(struct mig_dst *dst)
 		assert(dst->state == MIG_DST_JOINED);
 		mig_record_set_receivedmap_live(dst->s->rec, false);
 		memset(dst->received, 0, sizeof(dst->received));
+		memset(dst->round, 0, sizeof(dst->round));
 		dst->state = MIG_DST_CLOSED;
 		break;
 	case MIG_DST_IDLE:
@@ -342,14 +399,63 @@ static int dst_send(struct mig_dst *dst, Cleave__Wire__WireMsg *m, int body, voi
 	return ret;
 }
 
+/* The guest is ours (Commit received, recorded): run it. */
+static int dst_run_guest(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	int ret = s->env.ops->resume(s->env.ops_arg); /* idempotent: a restart repeats it */
+
+	if (ret)
+		return dst_fail(dst, ret, "vcpu-proc RESUME: %s (guest runs nowhere)",
+				strerror(-ret));
+	dst_set_phase(dst, MIG_PHASE_DST_RUNNING);
+	return 0;
+}
+
+/* LOADED: waits for the source's Commit, then runs the guest and says Complete. */
+static int dst_commit(struct mig_dst *dst)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Complete complete = CLEAVE__WIRE__COMPLETE__INIT;
+	Cleave__Wire__WireMsg *in;
+	int ret;
+
+	ret = mig_msg_recv(dst->main_fd, &in);
+	if (ret)
+		return dst_fail(dst, ret, "main channel: waiting for Commit: %s", strerror(-ret));
+	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT) {
+		ret = in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR
+			      ? dst_fail(dst, -EPROTO, "source: %s", in->error->reason)
+			      : dst_fail(dst, -EPROTO, "protocol error: expected Commit");
+		cleave__wire__wire_msg__free_unpacked(in, NULL);
+		return ret;
+	}
+	cleave__wire__wire_msg__free_unpacked(in, NULL);
+	/* The source will never run the guest again: it is ours now. */
+	dst_set_phase(dst, MIG_PHASE_DST_COMMITTED);
+	ret = dst_run_guest(dst);
+	if (ret)
+		return ret;
+	if (dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, &complete))
+		log_warn("source did not get Complete; the guest runs here");
+	return 0;
+}
+
+static void dst_log_ram_hash(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+
+	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++)
+		log_info("switchover RAM hash region %u %016" PRIx64, r,
+			 shm_region_hash(&s->env.ram[r]));
+}
+
 static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 {
 	struct mig_session *s = dst->s;
 	const struct mig_vm_ops *ops = s->env.ops;
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__Loaded loaded = CLEAVE__WIRE__LOADED__INIT;
-	Cleave__Wire__Complete complete = CLEAVE__WIRE__COMPLETE__INIT;
-	Cleave__Wire__WireMsg *in;
 	int ret;
 
 	uint64_t t0 = mig_now_ns(), t1, t2;
@@ -366,95 +472,187 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 					", device state says %" PRIu64,
 					i, dst->chans[i].final_round, ds->final_round);
 	dst_teardown(dst);
+	if (s->env.hooks.ram_hash)
+		dst_log_ram_hash(dst);
 	/* Invariant 3: the state (and its clock) is loaded only after RAM is final. */
 	ret = ops->load_state(s->env.ops_arg, ds->state.data, ds->state.len);
 	if (ret)
-		return dst_fail(dst, ret, "vcpu-proc LOAD_STATE: %s", strerror(-ret));
+		return dst_fail(dst, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc LOAD_STATE: %s",
+				strerror(-ret));
 	t2 = mig_now_ns();
 	log_debug("device state: channels done after %lu us, LOAD_STATE %lu us",
 		  (unsigned long)(t1 - t0) / 1000, (unsigned long)(t2 - t1) / 1000);
-	ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
-	if (ret)
-		return ret;
-	ret = mig_msg_recv(dst->main_fd, &in);
-	if (ret)
-		return dst_fail(dst, ret, "main channel: waiting for Commit: %s", strerror(-ret));
-	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT) {
-		ret = in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR
-			      ? dst_fail(dst, -EPROTO, "source: %s", in->error->reason)
-			      : dst_fail(dst, -EPROTO, "protocol error: expected Commit");
-		cleave__wire__wire_msg__free_unpacked(in, NULL);
-		return ret;
+	if (!mig_record_lock(s->rec)) {
+		s->rec->final_round = ds->final_round;
+		mig_record_unlock(s->rec);
 	}
-	cleave__wire__wire_msg__free_unpacked(in, NULL);
-	/* The source will never run the guest again: it is ours now. */
-	ret = ops->resume(s->env.ops_arg);
-	if (ret)
-		return dst_fail(dst, ret, "vcpu-proc RESUME: %s (guest runs nowhere)",
-				strerror(-ret));
-	if (dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, &complete))
-		log_warn("source did not get Complete; the guest runs here");
+	dst_set_phase(dst, MIG_PHASE_DST_LOADED);
+	ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
+	return ret ? ret : dst_commit(dst);
+}
+
+/* Adds one region's @map to @maps (a HelloAck field) as runs or raw words. */
+static int dst_report_map(Cleave__Wire__PageMap ***maps, size_t *n, const uint64_t *map,
+			  uint64_t nbits, uint32_t region)
+{
+	Cleave__Wire__PageMap *pm = calloc(1, sizeof(*pm)), **grown;
+	int ret;
+
+	if (!pm)
+		return -ENOMEM;
+	ret = mig_pagemap_encode(map, nbits, region, pm);
+	grown = ret ? NULL : realloc(*maps, (*n + 1) * sizeof(**maps));
+	if (!grown) {
+		mig_pagemap_release(pm);
+		free(pm);
+		return ret ? ret : -ENOMEM;
+	}
+	*maps = grown;
+	(*maps)[(*n)++] = pm;
 	return 0;
 }
 
-static int dst_run(struct mig_dst *dst)
+static void dst_report_free(Cleave__Wire__HelloAck *ack)
 {
-	struct mig_session *s = dst->s;
+	for (size_t i = 0; i < ack->n_received; i++) {
+		mig_pagemap_release(ack->received[i]);
+		free(ack->received[i]);
+	}
+	for (size_t i = 0; i < ack->n_round; i++) {
+		mig_pagemap_release(ack->round[i]);
+		free(ack->round[i]);
+	}
+	free(ack->received);
+	free(ack->round);
+}
+
+/*
+ * HelloAck: what this side holds.  While receiving: every page of rounds
+ * < rounds_landed, the pages of the round map, and (until round 0 landed)
+ * the received map.  The round map is forgotten once sent: the source
+ * merges it into its next round, so an old entry could only mask a newer
+ * copy of the same page in flight later.
+ */
+static int dst_report(struct mig_dst *dst)
+{
+	const struct shm_ctl_header *h = dst->s->env.ctl->hdr;
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__HelloAck ack = CLEAVE__WIRE__HELLO_ACK__INIT;
-	Cleave__Wire__WireMsg *in = NULL;
-	struct mig_recv_chan *chans;
-	uint8_t sid[16];
-	int fd = -1, ret;
+	int ret = 0;
 
-	ret = dst_accept(dst, -1, &fd);
-	if (ret)
-		return dst_fail(dst, ret, "accept: %s", strerror(-ret));
-	dst_publish_fd(dst, &dst->main_fd, fd);
-	mig_session_set_status(s, MIG_STATUS_SETUP);
-	ret = mig_msg_recv(dst->main_fd, &in);
-	if (ret)
-		return dst_fail(dst, ret, "main channel: waiting for Hello: %s",
-				ret == -EBADMSG ? "not a cleave migration stream" : strerror(-ret));
-	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_HELLO) {
-		cleave__wire__wire_msg__free_unpacked(in, NULL);
-		return dst_fail(dst, -EPROTO, "protocol error: expected Hello");
+	ack.phase = dst->phase;
+	ack.rounds_landed = __atomic_load_n(&dst->s->rec->rounds_landed, __ATOMIC_ACQUIRE);
+	if (!mig_record_lock(dst->s->rec)) {
+		ack.final_round = dst->s->rec->final_round;
+		mig_record_unlock(dst->s->rec);
 	}
-	ret = dst_check_hello(dst, in->hello);
+	for (uint32_t r = 0; r < h->nr_regions && dst->phase == MIG_PHASE_DST_RECEIVING; r++) {
+		ret = dst_report_map(&ack.round, &ack.n_round, dst->round[r],
+				     h->regions[r].nr_pages, r);
+		if (!ret && !ack.rounds_landed)
+			ret = dst_report_map(&ack.received, &ack.n_received, dst->received[r],
+					     h->regions[r].nr_pages, r);
+		if (ret)
+			break;
+	}
+	if (!ret)
+		ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, &ack);
+	else
+		dst_fail(dst, ret, "resume report: %s", strerror(-ret));
+	dst_report_free(&ack);
+	for (uint32_t r = 0; !ret && r < h->nr_regions && dst->phase == MIG_PHASE_DST_RECEIVING;
+	     r++)
+		shm_bitmap_zero(dst->round[r], h->regions[r].nr_pages);
+	return ret;
+}
+
+/* The first Hello of a session: checks, fresh RAM, a live receivedmap. */
+static int dst_session_start(struct mig_dst *dst, const Cleave__Wire__Hello *h)
+{
+	struct mig_session *s = dst->s;
+	int ret;
+
+	ret = dst_check_hello(dst, h);
 	if (!ret)
 		ret = dst_ram_clear(dst);
-	if (ret) {
-		cleave__wire__wire_msg__free_unpacked(in, NULL);
+	if (ret)
 		return ret;
-	}
-	memcpy(sid, in->hello->session_id.data, 16);
 	pthread_mutex_lock(&s->lock);
-	memcpy(s->session_id, sid, 16);
-	s->epoch = in->hello->epoch;
+	memcpy(s->session_id, h->session_id.data, 16);
+	s->epoch = h->epoch;
 	pthread_mutex_unlock(&s->lock);
+	mig_session_record_sync(s);
+	dst_receivedmap_init(dst);
+	dst_set_phase(dst, MIG_PHASE_DST_RECEIVING);
+	return 0;
+}
 
-	chans = calloc(in->hello->channels, sizeof(*chans));
-	if (!chans) {
-		cleave__wire__wire_msg__free_unpacked(in, NULL);
-		return dst_fail(dst, -ENOMEM, "out of memory");
+/*
+ * A Hello of the running session (a reconnect): same session id, a newer
+ * epoch, the same layout.  Anything else is refused on that connection
+ * only: the session keeps waiting for its source.
+ */
+static int dst_session_check(struct mig_dst *dst, const Cleave__Wire__Hello *h)
+{
+	struct mig_session *s = dst->s;
+	bool same;
+
+	pthread_mutex_lock(&s->lock);
+	same = h->session_id.len == 16 && !memcmp(s->session_id, h->session_id.data, 16) &&
+	       h->epoch > s->epoch;
+	if (same)
+		s->epoch = h->epoch;
+	pthread_mutex_unlock(&s->lock);
+	if (!same) {
+		mig_msg_send_error(dst->main_fd, "this destination waits for another migration");
+		return -EAGAIN;
 	}
-	for (unsigned int i = 0; i < in->hello->channels; i++) {
+	mig_session_record_sync(s);
+	return dst_check_hello(dst, h);
+}
+
+/* Fresh channel slots for this connection (the Hello's channel count). */
+static int dst_channels_alloc(struct mig_dst *dst, unsigned int n)
+{
+	struct mig_recv_chan *chans = calloc(n, sizeof(*chans)), *old;
+
+	if (!chans)
+		return dst_fail(dst, -ENOMEM, "out of memory");
+	for (unsigned int i = 0; i < n; i++) {
 		chans[i].dst = dst;
 		chans[i].index = i;
 		chans[i].fd = -1;
 	}
 	pthread_mutex_lock(&dst->lock); /* abort walks the channels */
+	old = dst->chans;
+	for (unsigned int i = 0; old && i < dst->nr_chans; i++)
+		if (old[i].fd >= 0)
+			close(old[i].fd);
 	dst->chans = chans;
-	dst->nr_chans = in->hello->channels;
+	dst->nr_chans = n;
 	pthread_mutex_unlock(&dst->lock);
-	cleave__wire__wire_msg__free_unpacked(in, NULL);
-	ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, &ack);
-	if (ret)
-		return ret;
+	free(old);
+	return 0;
+}
+
+/* Receives RAM from @first_round on, then completes. */
+static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_round)
+{
+	struct mig_session *s = dst->s;
+	Cleave__Wire__WireMsg *in = NULL;
+	int ret;
+
 	ret = dst_accept_channels(dst, sid);
 	if (ret)
 		return ret;
-	dst_receivedmap_init(dst);
+	pthread_mutex_lock(&dst->bar_lock);
+	dst->bar_generation = first_round;
+	dst->bar_waiting = 0;
+	dst->bar_broken = false;
+	pthread_mutex_unlock(&dst->bar_lock);
+	dst->first_round = first_round;
+	assert(dst->state == MIG_DST_JOINED && mig_record_receivedmap_live(s->rec));
+	dst->state = MIG_DST_RECEIVING;
 	ret = mig_recv_start(dst);
 	if (ret)
 		return dst_fail(dst, ret, "receive threads: %s", strerror(-ret));
@@ -465,6 +663,218 @@ static int dst_run(struct mig_dst *dst)
 	ret = dst_finish(dst, in->device_state);
 	cleave__wire__wire_msg__free_unpacked(in, NULL);
 	return ret;
+}
+
+/* Milliseconds left to wait for the source: -1 before it ever came. */
+static int dst_wait_ms(struct mig_dst *dst)
+{
+	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	uint64_t deadline = dst->lost_ns + timeout * 1000000ull, now = mig_now_ns();
+
+	if (dst->phase == MIG_PHASE_DST_LISTENING)
+		return -1;
+	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+}
+
+/*
+ * A bad first message ends a fresh incoming migration; once a session runs,
+ * it only ends that connection (-EAGAIN): the session waits for its source.
+ */
+static int dst_stray_err(struct mig_dst *dst, int err)
+{
+	return dst->phase == MIG_PHASE_DST_LISTENING || mig_err_retriable(err) ? err : -EAGAIN;
+}
+
+/* One connection of the source, from its Hello to the end or to its loss. */
+static int dst_epoch(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	Cleave__Wire__WireMsg *in = NULL;
+	uint64_t next_round;
+	uint8_t sid[16];
+	bool resumed;
+	int fd = -1, ret, wait = dst_wait_ms(dst);
+
+	ret = wait ? dst_accept(dst, wait, &fd) : -ETIMEDOUT;
+	if (ret == -ETIMEDOUT)
+		return dst_fail(dst, -ETIME, "lost the source (%s) and no reconnect within %llu ms",
+				dst->lost_reason,
+				(unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
+								    __ATOMIC_RELAXED));
+	if (ret)
+		return dst_fail(dst, ret, "accept: %s", strerror(-ret));
+	dst_publish_fd(dst, &dst->main_fd, fd);
+	if (dst->phase == MIG_PHASE_DST_LISTENING)
+		mig_session_set_status(s, MIG_STATUS_SETUP);
+	ret = mig_msg_recv(dst->main_fd, &in);
+	if (ret)
+		return dst_fail(dst, dst_stray_err(dst, ret == -EBADMSG ? -EPROTO : ret),
+				"main channel: waiting for Hello: %s",
+				ret == -EBADMSG ? "not a cleave migration stream" : strerror(-ret));
+	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_HELLO) {
+		cleave__wire__wire_msg__free_unpacked(in, NULL);
+		return dst_fail(dst, dst_stray_err(dst, -EPROTO), "protocol error: expected Hello");
+	}
+	resumed = dst->phase != MIG_PHASE_DST_LISTENING;
+	ret = resumed ? dst_session_check(dst, in->hello) : dst_session_start(dst, in->hello);
+	memcpy(sid, s->session_id, sizeof(sid));
+	next_round = in->hello->next_round;
+	if (!ret && dst->phase == MIG_PHASE_DST_RECEIVING)
+		ret = dst_channels_alloc(dst, in->hello->channels);
+	cleave__wire__wire_msg__free_unpacked(in, NULL);
+	if (ret)
+		return ret;
+	ret = dst_report(dst);
+	if (ret)
+		return ret;
+	if (resumed) {
+		atomic_fetch_add(&s->ctr.resumes, 1);
+		atomic_store(&s->ctr.resume_time_ms, (mig_now_ns() - dst->lost_ns) / 1000000);
+		mig_session_detail_event(s, "resumed");
+	}
+	dst->lost_ns = 0;
+	switch (dst->phase) {
+	case MIG_PHASE_DST_RECEIVING:
+		return dst_transfer(dst, sid, next_round);
+	case MIG_PHASE_DST_LOADED:
+		return dst_commit(dst);
+	case MIG_PHASE_DST_RUNNING:
+		return 0; /* the source learnt it from the report */
+	default:
+		return dst_fail(dst, -EPROTO, "destination in phase %u", dst->phase);
+	}
+}
+
+/*
+ * After a failed connection: 0 when the job waits for the source again
+ * (threads joined, fds closed, the abort forgotten), else the job's error.
+ */
+static int dst_may_reconnect(struct mig_dst *dst, int ret)
+{
+	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	bool retry;
+
+	mig_dst_abort(dst, ret, "%s", strerror(-ret)); /* no-op when already aborted */
+	dst_threads_join(dst);
+	pthread_mutex_lock(&dst->lock);
+	ret = dst->err ? dst->err : ret;
+	retry = !dst->cancelled && timeout &&
+		(ret == -EAGAIN || (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
+	if (retry) {
+		if (!dst->lost_ns && ret != -EAGAIN) {
+			dst->lost_ns = mig_now_ns();
+			snprintf(dst->lost_reason, sizeof(dst->lost_reason), "%s", dst->reason);
+		}
+		if (!dst->lost_ns)
+			dst->lost_ns = mig_now_ns();
+		dst->aborted = false;
+		dst->err = 0;
+		dst->reason[0] = '\0';
+		if (dst->main_fd >= 0)
+			close(dst->main_fd);
+		dst->main_fd = -1;
+	}
+	pthread_mutex_unlock(&dst->lock);
+	if (retry && ret != -EAGAIN) {
+		log_warn("lost the source (%s); waiting for it to reconnect", dst->lost_reason);
+		mig_session_detail_event(dst->s, "disconnected");
+	}
+	return retry ? 0 : ret;
+}
+
+/*
+ * After completion: a source that lost our Complete reconnects to learn
+ * the outcome.  Answer it (the report says RUNNING) until reconnect-timeout
+ * or until the session stops us.
+ */
+static void dst_linger(struct mig_dst *dst)
+{
+	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	uint64_t end = mig_now_ns() + timeout * 1000000ull;
+
+	pthread_mutex_lock(&dst->lock);
+	dst->aborted = false;
+	pthread_mutex_unlock(&dst->lock);
+	while (!dst->cancelled && mig_now_ns() < end) {
+		Cleave__Wire__WireMsg *in = NULL;
+		int fd = -1;
+
+		if (dst_accept(dst, (int)((end - mig_now_ns()) / 1000000) + 1, &fd))
+			break;
+		if (mig_msg_recv(fd, &in) == 0 &&
+		    in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_HELLO &&
+		    in->hello->session_id.len == 16 &&
+		    !memcmp(in->hello->session_id.data, dst->s->session_id, 16)) {
+			Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+			Cleave__Wire__HelloAck ack = CLEAVE__WIRE__HELLO_ACK__INIT;
+
+			ack.phase = MIG_PHASE_DST_RUNNING;
+			m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK;
+			m.hello_ack = &ack;
+			if (!mig_msg_send(fd, &m))
+				log_info("told a reconnecting source that the guest runs here");
+		}
+		if (in)
+			cleave__wire__wire_msg__free_unpacked(in, NULL);
+		close(fd);
+	}
+}
+
+void mig_dst_stop(struct mig_dst *dst)
+{
+	mig_dst_abort(dst, -ECANCELED, "stopped");
+}
+
+/* A restarted migrator continues the recorded session. */
+static int dst_load(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+
+	dst->phase = mig_record_phase(s->rec);
+	dst->lost_ns = s->resume_start_ns;
+	snprintf(dst->lost_reason, sizeof(dst->lost_reason), "migrator restarted");
+	if (dst->phase == MIG_PHASE_DST_RECEIVING) {
+		if (!mig_record_receivedmap_live(s->rec))
+			return dst_fail(dst, -EPROTO, "session record: receiving without a live "
+						      "receivedmap");
+		dst_receivedmap_adopt(dst);
+	}
+	/* Killed between Commit and RESUME: the guest is ours, run it now. */
+	if (dst->phase == MIG_PHASE_DST_COMMITTED)
+		return dst_run_guest(dst);
+	return 0;
+}
+
+static int dst_run(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	int ret;
+
+	if (s->resuming) {
+		ret = dst_load(dst);
+		if (ret)
+			return ret;
+		mig_session_detail_event(s, "restarted");
+		if (dst->phase == MIG_PHASE_DST_RUNNING)
+			return 0;
+	} else {
+		if (!mig_record_lock(s->rec)) {
+			snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", dst->uri);
+			s->rec->rounds_landed = 0;
+			s->rec->final_round = 0;
+			mig_record_unlock(s->rec);
+		}
+		dst_set_phase(dst, MIG_PHASE_DST_LISTENING);
+		mig_session_record_sync(s);
+	}
+	for (;;) {
+		ret = dst_epoch(dst);
+		if (!ret)
+			return 0;
+		ret = dst_may_reconnect(dst, ret);
+		if (ret)
+			return ret;
+	}
 }
 
 void *mig_dst_run(void *arg)
@@ -483,7 +893,14 @@ void *mig_dst_run(void *arg)
 	if (ret)
 		ret = dst->err ? dst->err : ret;
 	pthread_mutex_unlock(&dst->lock);
+	if (ret && dst->phase == MIG_PHASE_DST_RUNNING) {
+		log_err("after the commit: %s (the guest is ours)", reason);
+		ret = 0;
+	}
+	mig_record_set_phase(dst->s->rec, ret ? MIG_PHASE_NONE : MIG_PHASE_DST_RUNNING);
 	mig_session_finish(dst->s, ret, reason);
+	if (!ret)
+		dst_linger(dst);
 	return NULL;
 }
 

@@ -114,6 +114,30 @@ err_value:
 	return -EINVAL;
 }
 
+/*
+ * CLEAVE_MIG_TEST_HOOKS="switchover_delay_ms=N,ram_hash=1": windows and
+ * checks for the fault-injection tests (struct mig_hooks); unset in production.
+ */
+static void parse_test_hooks(struct mig_hooks *hooks)
+{
+	const char *env = getenv("CLEAVE_MIG_TEST_HOOKS");
+	char *list, *tok, *save;
+	unsigned int v;
+
+	if (!env || !*env)
+		return;
+	list = strdupa(env);
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (sscanf(tok, "switchover_delay_ms=%u", &v) == 1)
+			hooks->switchover_delay_ms = v;
+		else if (sscanf(tok, "ram_hash=%u", &v) == 1)
+			hooks->ram_hash = v;
+		else
+			log_warn("CLEAVE_MIG_TEST_HOOKS: unknown hook '%s'", tok);
+	}
+	log_warn("test hooks active: %s", env);
+}
+
 /* Session events -> events.proto, sent from whichever session thread changed state. */
 static void publish_event(void *arg, const struct mig_event *ev)
 {
@@ -124,6 +148,10 @@ static void publish_event(void *arg, const struct mig_event *ev)
 
 	if (ev->status) {
 		m.status = (char *)ev->status;
+		m.detail = (char *)(ev->detail ? ev->detail : "");
+		m.restarts = ev->restarts;
+		m.resumes = ev->resumes;
+		m.resent_bytes = ev->resent_bytes;
 		e.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
 		e.migration = &m;
 	} else {
@@ -196,13 +224,23 @@ int main(int argc, char **argv)
 	env.ops_arg = vcpu;
 	env.event = publish_event;
 	env.event_arg = pub;
+	parse_test_hooks(&env.hooks);
 	ret = mig_session_alloc(&s, &env);
 	if (ret) {
 		log_err("session: %s", strerror(-ret));
 		goto out;
 	}
-	/* Listening before the RPC server answers: a peer may connect as soon as we are up. */
-	if (o.incoming) {
+	/*
+	 * A restart: the session in the control segment continues (its own
+	 * listener, if incoming).  Listening before the RPC server answers: a
+	 * peer may connect as soon as we are up.
+	 */
+	ret = mig_session_resume(s);
+	if (ret < 0) {
+		log_err("taking over the recorded migration: %s", strerror(-ret));
+		goto out;
+	}
+	if (!ret && o.incoming) {
 		ret = mig_session_incoming(s, o.incoming);
 		if (ret) {
 			log_err("--incoming %s: %s", o.incoming, strerror(-ret));

@@ -78,39 +78,99 @@ int mig_msg_send(int fd, const Cleave__Wire__WireMsg *msg);
 int mig_msg_recv(int fd, Cleave__Wire__WireMsg **msg);
 int mig_msg_send_error(int fd, const char *reason);
 
+/* ---- page maps of a resume (pagemap.c) -------------------------------- */
+
+/* Fills @pm (runs or raw words) from @map; mig_pagemap_release() frees what it allocated. */
+int mig_pagemap_encode(const uint64_t *map, uint64_t nbits, uint32_t region,
+		       Cleave__Wire__PageMap *pm);
+void mig_pagemap_release(Cleave__Wire__PageMap *pm);
+/* ORs @pm into @map (zeroed by the caller); -EPROTO for anything outside @nbits. */
+int mig_pagemap_decode(const Cleave__Wire__PageMap *pm, uint64_t *map, uint64_t nbits);
+
 /* ---- session record in shm (record.c) --------------------------------- */
 
 #define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
-#define MIG_RECORD_VERSION 1
+#define MIG_RECORD_VERSION 2
+#define MIG_MAX_RESTARTS   8 /* migrator starts per session before it gives up */
 
 /*
- * Lives at the start of the ctl segment's session area, so a restarted
- * migrator (issue 6) can read what the last one did.
+ * Where a session stands, as a restarted migrator must know it.  Each step
+ * is recorded before the action it announces (the source records PAUSED
+ * before it pauses the guest, COMMITTED before it sends Commit; the
+ * destination COMMITTED before it resumes), so a migrator killed between
+ * the two repeats the action, which is idempotent, and never skips it.
+ */
+enum mig_phase {
+	MIG_PHASE_NONE,
+	MIG_PHASE_SRC_PRECOPY,	 /* guest runs here; rounds in progress */
+	MIG_PHASE_SRC_PAUSED,	 /* the guest stays paused until the migration ends */
+	MIG_PHASE_SRC_COMMITTED, /* Commit decided: the guest never runs here again */
+	MIG_PHASE_DST_LISTENING, /* no source yet; nothing written */
+	MIG_PHASE_DST_RECEIVING, /* RAM being written; the receivedmap is live */
+	MIG_PHASE_DST_LOADED,	 /* all RAM landed, state loaded, guest not run */
+	MIG_PHASE_DST_COMMITTED, /* Commit received: the guest is ours, resume it */
+	MIG_PHASE_DST_RUNNING,	 /* resumed */
+};
+
+/*
+ * Lives at the start of the ctl segment's session area and outlives the
+ * migrator process: a restarted migrator (issue 6) continues from it.  A
+ * newer migrator binary must read this layout (MIG_RECORD_VERSION) to take
+ * over a running session; fixed-size fields only.
  */
 struct mig_record {
-	struct shm_lock lock; /* protects every field below */
+	struct shm_lock lock; /* protects every field below unless noted */
 	uint64_t magic;
 	uint32_t version;
 	uint32_t role;		   /* enum mig_role */
 	uint32_t status;	   /* enum mig_status */
 	uint32_t receivedmap_live; /* 1 while receive threads may write the received bitmaps;
 				      also read without the lock (atomic) by the write path */
+	uint32_t phase;		   /* enum mig_phase */
+	uint32_t restarts;	   /* migrator starts that took this session over */
+	uint32_t resumes;	   /* resumed transfers (after a restart or a lost peer) */
+	uint32_t throttle;	   /* source: percent set in vcpu-proc */
 	uint8_t session_id[16];
-	uint64_t epoch; /* bumped by every migration attempt */
+	uint64_t epoch;	 /* bumped by every connection attempt of the session */
+	char uri[256];	 /* source: the destination; destination: where it listens */
+	uint32_t caps;	 /* MIG_RECORD_CAP_* */
+	uint32_t channels;
+	uint64_t max_bandwidth, downtime_limit, reconnect_timeout;
+	/*
+	 * Source: the round whose pages the round bitmaps hold (queued, not
+	 * acknowledged).  Destination: rounds 0..rounds_landed-1 landed
+	 * entirely (written atomically by the barrier, without the lock); the
+	 * round bitmaps hold the pages landed since.
+	 */
+	uint64_t round;
+	uint64_t rounds_landed;
+	uint64_t final_round; /* source from PAUSED, destination from LOADED */
+	uint64_t start_ns, setup_ns, pause_ns, end_ns; /* CLOCK_MONOTONIC, shared by processes */
 	uint64_t rounds;
 	uint64_t transferred;
 	uint64_t normal;
 	uint64_t duplicate;
-	uint64_t total_time_ms;
+	uint64_t skipped;
+	uint64_t resent_bytes;
+	uint64_t inflight_bytes;
+	uint64_t resume_time_ms;
 	uint64_t downtime_ms;
+	uint64_t total_time_ms;
 	char error_desc[256];
 };
+
+#define MIG_RECORD_CAP_MULTIFD	     0x1u
+#define MIG_RECORD_CAP_EVENTS	     0x2u
+#define MIG_RECORD_CAP_AUTO_CONVERGE 0x4u
 
 int mig_record_open(struct mig_record **out, struct shm_ctl *ctl);
 int mig_record_lock(struct mig_record *rec);
 void mig_record_unlock(struct mig_record *rec);
 void mig_record_set_receivedmap_live(struct mig_record *rec, bool live);
 bool mig_record_receivedmap_live(struct mig_record *rec);
+/* Records @phase (under the lock): the step it names may happen from now on. */
+void mig_record_set_phase(struct mig_record *rec, enum mig_phase phase);
+enum mig_phase mig_record_phase(struct mig_record *rec);
 
 /* ---- session (session.c) ---------------------------------------------- */
 
@@ -127,6 +187,10 @@ struct mig_counters {
 	_Atomic uint64_t expected_downtime_ms;
 	_Atomic uint64_t bandwidth; /* bytes/s measured */
 	_Atomic unsigned int throttle;
+	_Atomic uint32_t resumes;
+	_Atomic uint64_t resent_bytes;
+	_Atomic uint64_t inflight_bytes;
+	_Atomic uint64_t resume_time_ms;
 };
 
 struct mig_src;
@@ -152,6 +216,10 @@ struct mig_session {
 	char error_desc[256];
 	uint64_t start_ns, setup_ns, end_ns, downtime_ms;
 	bool has_downtime;
+	uint32_t restarts; /* migrator processes that took this session over */
+	/* mig_session_resume(): the job continues the recorded session. */
+	bool resuming;
+	uint64_t resume_start_ns; /* when this process took over (resume_time) */
 	uint8_t session_id[16];
 	uint64_t epoch;
 	/* The job and its worker thread: owned here, freed after join. */
@@ -170,6 +238,14 @@ void mig_session_set_status(struct mig_session *s, enum mig_status status);
 void mig_session_finish(struct mig_session *s, int err, const char *reason);
 bool mig_session_cancelled(struct mig_session *s);
 void mig_session_pass_event(struct mig_session *s, uint64_t pass);
+/* A MIGRATION event with the status unchanged: "restarted", "disconnected", "resumed". */
+void mig_session_detail_event(struct mig_session *s, const char *detail);
+/* Copies the session's settings and counters into the record (takes s->lock). */
+void mig_session_record_sync(struct mig_session *s);
+/* True for errors a reconnect may cure: the connection, not the stream, failed. */
+bool mig_err_retriable(int err);
+/* The source committed and then lost the destination for good (see MIG_STATUS_UNKNOWN). */
+void mig_session_unknown(struct mig_session *s, const char *reason);
 uint64_t mig_now_ns(void);
 /* CPU time of the calling thread, for the debug figures of the I/O threads. */
 uint64_t mig_thread_cpu_ns(void);
@@ -178,6 +254,8 @@ uint64_t mig_thread_cpu_ns(void);
 
 int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri);
 void *mig_src_run(void *src);
+/* migrate_cancel: aborts unless the switchover was committed (then false). */
+bool mig_src_cancel(struct mig_src *src);
 /* Fails the job from any thread: stops the threads' I/O; first reason wins. */
 void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -188,6 +266,8 @@ void mig_src_free(struct mig_src *src);
 int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri);
 unsigned int mig_dst_port(struct mig_dst *dst);
 void *mig_dst_run(void *dst);
+/* Ends a finished job that still answers a reconnecting source (the linger). */
+void mig_dst_stop(struct mig_dst *dst);
 void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void mig_dst_free(struct mig_dst *dst);

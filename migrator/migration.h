@@ -26,7 +26,8 @@
 #define MIG_MAX_CHANNELS	  64
 #define MIG_DEFAULT_DOWNTIME_MS	  300	/* QEMU's downtime-limit default */
 #define MIG_DEFAULT_MAX_BANDWIDTH 0	/* bytes/s; 0 = unlimited */
-#define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the session */
+#define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the connection */
+#define MIG_DEFAULT_RECONNECT_MS  10000 /* a lost peer fails the session after this */
 
 /* vcpu-proc run states the engine asks for (values of vcpu.proto RunState). */
 #define MIG_RUN_STATE_INMIGRATE 6 /* vcpu.proto RUN_STATE_INMIGRATE */
@@ -60,6 +61,10 @@ struct mig_vm_ops {
 struct mig_event {
 	const char *status; /* MIGRATION event, or NULL */
 	uint64_t pass;	    /* MIGRATION_PASS event when status is NULL */
+	/* With status: NULL for a status change, else "restarted", "disconnected", "resumed". */
+	const char *detail;
+	uint32_t restarts, resumes;
+	uint64_t resent_bytes;
 };
 
 /* Test hooks: all zero in production. */
@@ -71,6 +76,10 @@ struct mig_hooks {
 	unsigned int hook_channel;
 	/* Round 0 harvests every this many bytes queued; 0 = MIG_FIRST_PASS_HARVEST. */
 	uint64_t first_pass_harvest_bytes;
+	/* Source: sleep this long after pausing the guest and before Commit (kill windows). */
+	unsigned int switchover_delay_ms;
+	/* Destination: log shm_region_hash() of every region before loading the state. */
+	bool ram_hash;
 };
 
 /* What the session needs from its process; everything outlives the session. */
@@ -96,6 +105,7 @@ struct mig_params {
 	uint32_t multifd_channels;
 	uint64_t max_bandwidth;	 /* bytes/s, 0 = unlimited */
 	uint64_t downtime_limit; /* ms */
+	uint64_t reconnect_timeout; /* ms a lost peer is waited for; 0: fail at once */
 };
 
 /* QEMU MigrationStatus; MIG_STATUS_NONE is query-migrate's {}. */
@@ -108,6 +118,12 @@ enum mig_status {
 	MIG_STATUS_CANCELLED,
 	MIG_STATUS_COMPLETED,
 	MIG_STATUS_FAILED,
+	/*
+	 * Not QEMU's: the source committed the switchover, then lost the
+	 * destination for good.  Its guest stays paused; mig_session_resolve()
+	 * (x-cleave-migrate-resolve) decides where it runs.
+	 */
+	MIG_STATUS_UNKNOWN,
 };
 
 enum mig_role {
@@ -141,6 +157,10 @@ struct mig_info {
 	uint64_t epoch;
 	uint8_t session_id[16];
 	unsigned int throttle_percent;
+	uint32_t restarts, resumes;
+	uint64_t resent_bytes;	 /* pages sent again because a resume found them not landed */
+	uint64_t resume_time_ms; /* last restart or disconnect -> transfer resumed */
+	uint64_t inflight_bytes; /* at the last resume: queued or sent, not acknowledged */
 	char error_desc[256];
 };
 
@@ -150,6 +170,14 @@ struct mig_session;
 int mig_session_alloc(struct mig_session **out, const struct mig_env *env);
 /* Cancels what runs, joins every thread, frees.  NULL-safe. */
 void mig_session_free(struct mig_session *s);
+
+/*
+ * A restarted migrator: takes over the session the record in the ctl
+ * segment describes, if one was running (or listening), and continues it in
+ * the background.  Returns 1 when it did, 0 when there was nothing to take
+ * over (then the caller may start --incoming), or a negative errno.
+ */
+int mig_session_resume(struct mig_session *s);
 
 /* Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs. */
 int mig_session_migrate(struct mig_session *s, const char *uri);
@@ -162,7 +190,13 @@ int mig_session_incoming(struct mig_session *s, const char *uri);
 unsigned int mig_session_incoming_port(struct mig_session *s);
 /* migrate_cancel: returns at once; succeeds when nothing runs. */
 int mig_session_cancel(struct mig_session *s);
-/* Waits until the session is in a final state; -ETIMEDOUT otherwise. */
+/*
+ * In MIG_STATUS_UNKNOWN: the operator says where the guest runs.  Source:
+ * resume it here (failed); otherwise: the destination has it (completed).
+ * -EINVAL in any other status.
+ */
+int mig_session_resolve(struct mig_session *s, bool run_on_source);
+/* Waits until the session is in a final state (or UNKNOWN); -ETIMEDOUT otherwise. */
 int mig_session_wait(struct mig_session *s, int timeout_ms);
 
 void mig_session_query(struct mig_session *s, struct mig_info *info);

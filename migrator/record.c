@@ -64,3 +64,23 @@ bool mig_record_receivedmap_live(struct mig_record *rec)
 {
 	return __atomic_load_n(&rec->receivedmap_live, __ATOMIC_ACQUIRE) != 0;
 }
+
+void mig_record_set_phase(struct mig_record *rec, enum mig_phase phase)
+{
+	bool locked = mig_record_lock(rec) == 0;
+
+	rec->phase = phase;
+	if (locked)
+		mig_record_unlock(rec);
+}
+
+enum mig_phase mig_record_phase(struct mig_record *rec)
+{
+	enum mig_phase p;
+	bool locked = mig_record_lock(rec) == 0;
+
+	p = rec->phase;
+	if (locked)
+		mig_record_unlock(rec);
+	return p;
+}

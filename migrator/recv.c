@@ -43,6 +43,7 @@ static int barrier_wait(struct mig_dst *dst)
 	} else if (++dst->bar_waiting == dst->nr_chans) {
 		dst->bar_waiting = 0;
 		dst->bar_generation++;
+		mig_dst_round_landed(dst, dst->bar_generation);
 		pthread_cond_broadcast(&dst->bar_cond);
 	} else {
 		while (gen == dst->bar_generation && !dst->bar_broken)
@@ -60,6 +61,7 @@ static void received_set(struct mig_dst *dst, uint32_t region, uint64_t page)
 	assert(dst->state == MIG_DST_RECEIVING);
 	assert(mig_record_receivedmap_live(dst->s->rec));
 	shm_bitmap_set(dst->received[region], page);
+	shm_bitmap_set(dst->round[region], page);
 }
 
 /*
@@ -385,7 +387,7 @@ static void *recv_thread(void *arg)
 	struct recv_pipe rp;
 	struct recv_buf *rb;
 	unsigned int k = 0; /* the buffer being filled */
-	uint64_t round = 0, t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), hdr_ns = 0, bar_ns = 0;
+	uint64_t round = dst->first_round, t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), hdr_ns = 0, bar_ns = 0;
 	uint64_t packets = 0, tw;
 	char tag[16];
 	int ret;

@@ -204,6 +204,20 @@ void mig_send_stop(struct mig_src *src)
 	}
 }
 
+void mig_send_reset(struct mig_src *src)
+{
+	pthread_mutex_lock(&src->sq_lock);
+	for (unsigned int i = 0; i < src->nr_chans; i++)
+		src->chans[i].head = src->chans[i].count = 0;
+	src->next_chan = 0;
+	src->sq_stop = false;
+	pthread_mutex_unlock(&src->sq_lock);
+	pthread_mutex_lock(&src->rate_lock);
+	src->tokens = 0;
+	src->rate_last_ns = 0;
+	pthread_mutex_unlock(&src->rate_lock);
+}
+
 int mig_send_drain(struct mig_src *src, int timeout_ms)
 {
 	struct timespec ts;

@@ -38,6 +38,30 @@ static int srv_cancel(void *arg, const ProtobufCMessage *req, struct rpc_reply *
 	return mig_session_cancel(arg);
 }
 
+static int srv_resolve(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	const Cleave__Migrator__ResolveRequest *r = (const void *)req;
+	const char *where = r->run_on ? r->run_on : "";
+	struct mig_info info;
+	int ret;
+
+	if (strcmp(where, "source") && strcmp(where, "destination"))
+		return rpc_reply_error(reply, -EINVAL,
+				       "Parameter 'run-on' expects 'source' or 'destination'");
+	ret = mig_session_resolve(arg, !strcmp(where, "source"));
+	if (ret == -EINVAL) {
+		mig_session_query(arg, &info);
+		return rpc_reply_error(reply, ret,
+				       "no switchover with an unknown outcome to resolve (status: "
+				       "%s)",
+				       info.status == MIG_STATUS_NONE ? "none"
+								      : mig_status_name(info.status));
+	}
+	if (ret)
+		return rpc_reply_error(reply, ret, "resolve: vcpu-proc: %s", strerror(-ret));
+	return 0;
+}
+
 void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__MigrationInfo *mi,
 			Cleave__Migrator__RamStats *ram)
 {
@@ -63,6 +87,11 @@ void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__Migration
 	ram->page_size = info->page_size;
 	ram->multifd_bytes = info->multifd_bytes;
 	mi->ram = ram;
+	mi->restarts = info->restarts;
+	mi->resumes = info->resumes;
+	mi->resent_bytes = info->resent_bytes;
+	mi->resume_time = info->resume_time_ms;
+	mi->inflight_bytes = info->inflight_bytes;
 }
 
 static int srv_query(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
@@ -121,6 +150,8 @@ static int srv_set_params(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		p.max_bandwidth = r->max_bandwidth;
 	if (r->has_downtime_limit)
 		p.downtime_limit = r->downtime_limit;
+	if (r->has_reconnect_timeout)
+		p.reconnect_timeout = r->reconnect_timeout;
 	ret = mig_session_set_params(arg, &p);
 	if (ret == -EINVAL)
 		return rpc_reply_error(reply, ret,
@@ -139,7 +170,9 @@ static int srv_query_params(void *arg, const ProtobufCMessage *req, struct rpc_r
 	m.multifd_channels = p.multifd_channels;
 	m.max_bandwidth = p.max_bandwidth;
 	m.downtime_limit = p.downtime_limit;
+	m.reconnect_timeout = p.reconnect_timeout;
 	m.has_multifd_channels = m.has_max_bandwidth = m.has_downtime_limit = true;
+	m.has_reconnect_timeout = true;
 	return rpc_reply_set(reply, &m.base);
 }
 
@@ -158,6 +191,8 @@ static const struct rpc_method migrator_methods[] = {
 	 srv_query_params},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_CAPABILITIES, "QUERY_CAPABILITIES", NULL,
 	 srv_query_caps},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_RESOLVE, "RESOLVE",
+	 &cleave__migrator__resolve_request__descriptor, srv_resolve},
 };
 
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s)

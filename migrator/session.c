@@ -25,11 +25,12 @@ static const char *const status_names[] = {
 	[MIG_STATUS_CANCELLED] = "cancelled",
 	[MIG_STATUS_COMPLETED] = "completed",
 	[MIG_STATUS_FAILED] = "failed",
+	[MIG_STATUS_UNKNOWN] = "x-switchover-unknown",
 };
 
 const char *mig_status_name(enum mig_status status)
 {
-	return (unsigned int)status < MIG_STATUS_FAILED + 1 ? status_names[status] : "?";
+	return (unsigned int)status < MIG_STATUS_UNKNOWN + 1 ? status_names[status] : "?";
 }
 
 uint64_t mig_now_ns(void)
@@ -54,6 +55,26 @@ static bool status_running(enum mig_status st)
 	       st == MIG_STATUS_CANCELLING;
 }
 
+bool mig_err_retriable(int err)
+{
+	switch (err) {
+	case -ECONNRESET:
+	case -ECONNREFUSED:
+	case -ECONNABORTED:
+	case -EPIPE:
+	case -ETIMEDOUT:
+	case -ENOTCONN:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -ENETDOWN:
+	case -EAGAIN:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Caller holds s->lock.  The job's own fields (phase, rounds) are written by the job. */
 static void record_update(struct mig_session *s)
 {
 	struct mig_record *rec = s->rec;
@@ -64,14 +85,37 @@ static void record_update(struct mig_session *s)
 	rec->status = s->status;
 	memcpy(rec->session_id, s->session_id, sizeof(rec->session_id));
 	rec->epoch = s->epoch;
+	rec->caps = (s->caps.multifd ? MIG_RECORD_CAP_MULTIFD : 0) |
+		    (s->caps.events ? MIG_RECORD_CAP_EVENTS : 0) |
+		    (s->caps.auto_converge ? MIG_RECORD_CAP_AUTO_CONVERGE : 0);
+	rec->channels = s->params.multifd_channels;
+	rec->max_bandwidth = s->params.max_bandwidth;
+	rec->downtime_limit = s->params.downtime_limit;
+	rec->reconnect_timeout = s->params.reconnect_timeout;
+	rec->restarts = s->restarts;
+	rec->start_ns = s->start_ns;
+	rec->setup_ns = s->setup_ns;
+	rec->end_ns = s->end_ns;
 	rec->rounds = atomic_load(&s->ctr.rounds);
 	rec->transferred = atomic_load(&s->ctr.transferred);
 	rec->normal = atomic_load(&s->ctr.normal);
 	rec->duplicate = atomic_load(&s->ctr.duplicate);
+	rec->skipped = atomic_load(&s->ctr.skipped);
+	rec->resumes = atomic_load(&s->ctr.resumes);
+	rec->resent_bytes = atomic_load(&s->ctr.resent_bytes);
+	rec->inflight_bytes = atomic_load(&s->ctr.inflight_bytes);
+	rec->resume_time_ms = atomic_load(&s->ctr.resume_time_ms);
 	rec->downtime_ms = s->downtime_ms;
 	rec->total_time_ms = s->end_ns ? (s->end_ns - s->start_ns) / 1000000 : 0;
 	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", s->error_desc);
 	mig_record_unlock(rec);
+}
+
+void mig_session_record_sync(struct mig_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	record_update(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* Caller holds s->lock: events leave in the order of the changes. */
@@ -100,6 +144,37 @@ void mig_session_set_status(struct mig_session *s, enum mig_status status)
 		set_status_locked(s, status);
 	if (status == MIG_STATUS_ACTIVE && !s->setup_ns)
 		s->setup_ns = mig_now_ns();
+	pthread_mutex_unlock(&s->lock);
+}
+
+void mig_session_detail_event(struct mig_session *s, const char *detail)
+{
+	struct mig_event ev = {.detail = detail};
+
+	pthread_mutex_lock(&s->lock);
+	ev.status = mig_status_name(s->status);
+	ev.restarts = s->restarts;
+	ev.resumes = atomic_load(&s->ctr.resumes);
+	ev.resent_bytes = atomic_load(&s->ctr.resent_bytes);
+	log_info("migration %s: %u restarts, %u resumes, %llu bytes resent", detail, ev.restarts,
+		 ev.resumes, (unsigned long long)ev.resent_bytes);
+	record_update(s);
+	if (s->caps.events && s->env.event)
+		s->env.event(s->env.event_arg, &ev);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void mig_session_unknown(struct mig_session *s, const char *reason)
+{
+	pthread_mutex_lock(&s->lock);
+	s->end_ns = mig_now_ns();
+	snprintf(s->error_desc, sizeof(s->error_desc),
+		 "switchover outcome unknown: %s; the guest stays paused here until "
+		 "x-cleave-migrate-resolve says where it runs",
+		 reason);
+	log_err("migration: %s", s->error_desc);
+	set_status_locked(s, MIG_STATUS_UNKNOWN);
+	record_update(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -162,6 +237,7 @@ int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 	s->params.multifd_channels = MIG_DEFAULT_CHANNELS;
 	s->params.max_bandwidth = MIG_DEFAULT_MAX_BANDWIDTH;
 	s->params.downtime_limit = MIG_DEFAULT_DOWNTIME_MS;
+	s->params.reconnect_timeout = MIG_DEFAULT_RECONNECT_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	*out = s;
@@ -186,6 +262,8 @@ static void session_reap(struct mig_session *s)
 	s->src = NULL;
 	s->dst = NULL;
 	pthread_mutex_unlock(&s->lock);
+	if (dst)
+		mig_dst_stop(dst); /* a finished job may still answer a reconnecting source */
 	if (live)
 		pthread_join(s->worker, NULL);
 	mig_src_free(src);
@@ -214,6 +292,8 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	s->setup_ns = s->end_ns = s->downtime_ms = 0;
 	s->has_downtime = false;
 	s->incoming_port = 0;
+	s->restarts = 0;
+	s->resuming = false;
 	s->epoch++;
 	if (getrandom(s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
 		memset(s->session_id, 0, sizeof(s->session_id));
@@ -224,7 +304,8 @@ static bool session_busy(struct mig_session *s)
 	bool busy;
 
 	pthread_mutex_lock(&s->lock);
-	busy = status_running(s->status) || (s->dst && s->status == MIG_STATUS_NONE);
+	busy = status_running(s->status) || s->status == MIG_STATUS_UNKNOWN ||
+	       (s->dst && s->status == MIG_STATUS_NONE);
 	pthread_mutex_unlock(&s->lock);
 	return busy;
 }
@@ -300,9 +381,11 @@ int mig_session_cancel(struct mig_session *s)
 {
 	pthread_mutex_lock(&s->lock);
 	if (s->src && status_running(s->status)) {
-		s->cancel_requested = true;
-		set_status_locked(s, MIG_STATUS_CANCELLING);
-		mig_src_abort(s->src, -ECANCELED, "migration cancelled");
+		/* After the commit the guest belongs to the destination: nothing to cancel. */
+		if (mig_src_cancel(s->src)) {
+			s->cancel_requested = true;
+			set_status_locked(s, MIG_STATUS_CANCELLING);
+		}
 	} else if (s->dst && (status_running(s->status) || s->status == MIG_STATUS_NONE)) {
 		s->cancel_requested = true;
 		if (s->status != MIG_STATUS_NONE)
@@ -364,6 +447,11 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	info->multifd_bytes = atomic_load(&s->ctr.multifd_bytes);
 	info->throttle_percent = atomic_load(&s->ctr.throttle);
 	info->epoch = s->epoch;
+	info->restarts = s->restarts;
+	info->resumes = atomic_load(&s->ctr.resumes);
+	info->resent_bytes = atomic_load(&s->ctr.resent_bytes);
+	info->resume_time_ms = atomic_load(&s->ctr.resume_time_ms);
+	info->inflight_bytes = atomic_load(&s->ctr.inflight_bytes);
 	memcpy(info->session_id, s->session_id, sizeof(info->session_id));
 	snprintf(info->error_desc, sizeof(info->error_desc), "%s", s->error_desc);
 	pthread_mutex_unlock(&s->lock);
@@ -408,6 +496,155 @@ int mig_session_set_params(struct mig_session *s, const struct mig_params *param
 	__atomic_store_n(&s->params.multifd_channels, params->multifd_channels, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->params.max_bandwidth, params->max_bandwidth, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->params.downtime_limit, params->downtime_limit, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->params.reconnect_timeout, params->reconnect_timeout,
+			 __ATOMIC_RELAXED);
+	/* A restarted migrator continues with the settings of the moment. */
+	record_update(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Caller holds s->lock and rec->lock: the session object takes the record's view. */
+static void session_load_record_locked(struct mig_session *s, const struct mig_record *rec)
+{
+	s->role = rec->role;
+	s->status = rec->status;
+	memcpy(s->session_id, rec->session_id, sizeof(s->session_id));
+	s->epoch = rec->epoch;
+	s->caps.multifd = rec->caps & MIG_RECORD_CAP_MULTIFD;
+	s->caps.events = rec->caps & MIG_RECORD_CAP_EVENTS;
+	s->caps.auto_converge = rec->caps & MIG_RECORD_CAP_AUTO_CONVERGE;
+	if (rec->channels >= 1 && rec->channels <= MIG_MAX_CHANNELS)
+		s->params.multifd_channels = rec->channels;
+	s->params.max_bandwidth = rec->max_bandwidth;
+	s->params.downtime_limit = rec->downtime_limit;
+	s->params.reconnect_timeout = rec->reconnect_timeout;
+	s->restarts = rec->restarts;
+	s->start_ns = rec->start_ns;
+	s->setup_ns = rec->setup_ns;
+	s->end_ns = rec->end_ns;
+	s->downtime_ms = rec->downtime_ms;
+	s->has_downtime = rec->status == MIG_STATUS_COMPLETED && rec->role == MIG_ROLE_SOURCE;
+	atomic_store(&s->ctr.rounds, rec->rounds);
+	atomic_store(&s->ctr.transferred, rec->transferred);
+	atomic_store(&s->ctr.normal, rec->normal);
+	atomic_store(&s->ctr.duplicate, rec->duplicate);
+	atomic_store(&s->ctr.skipped, rec->skipped);
+	atomic_store(&s->ctr.resumes, rec->resumes);
+	atomic_store(&s->ctr.resent_bytes, rec->resent_bytes);
+	atomic_store(&s->ctr.inflight_bytes, rec->inflight_bytes);
+	atomic_store(&s->ctr.resume_time_ms, rec->resume_time_ms);
+	atomic_store(&s->ctr.throttle, rec->throttle);
+	snprintf(s->error_desc, sizeof(s->error_desc), "%s", rec->error_desc);
+}
+
+/* The record describes a session this process must carry on. */
+static bool record_resumable(const struct mig_record *rec)
+{
+	if (rec->role == MIG_ROLE_DEST && rec->phase == MIG_PHASE_DST_LISTENING)
+		return true;
+	/* A destination that finished moments ago may still owe the source its Complete. */
+	if (rec->role == MIG_ROLE_DEST && rec->phase == MIG_PHASE_DST_RUNNING &&
+	    rec->status == MIG_STATUS_COMPLETED)
+		return mig_now_ns() - rec->end_ns < rec->reconnect_timeout * 1000000ull;
+	return rec->role != MIG_ROLE_NONE && status_running(rec->status);
+}
+
+int mig_session_resume(struct mig_session *s)
+{
+	struct mig_record *rec = s->rec;
+	char uri[sizeof(rec->uri)];
+	bool resumable;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = mig_record_lock(rec);
+	if (ret) {
+		pthread_mutex_unlock(&s->lock);
+		return ret;
+	}
+	resumable = record_resumable(rec);
+	if (rec->role != MIG_ROLE_NONE) /* query-migrate shows the last migration */
+		session_load_record_locked(s, rec);
+	if (resumable)
+		rec->restarts = ++s->restarts;
+	snprintf(uri, sizeof(uri), "%s", rec->uri);
+	mig_record_unlock(rec);
+	if (!resumable) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	s->resuming = true;
+	s->resume_start_ns = mig_now_ns();
+	s->cancel_requested = false;
+	log_info("taking over the %s migration of this VM (restart %u, status %s)",
+		 s->role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", s->restarts,
+		 mig_status_name(s->status));
+	if (s->role == MIG_ROLE_SOURCE) {
+		ret = mig_src_alloc(&s->src, s, uri);
+		if (!ret)
+			ret = -pthread_create(&s->worker, NULL, mig_src_run, s->src);
+		if (ret) {
+			mig_src_free(s->src);
+			s->src = NULL;
+		}
+	} else {
+		ret = mig_dst_alloc(&s->dst, s, uri);
+		if (!ret) {
+			s->incoming_port = mig_dst_port(s->dst);
+			ret = -pthread_create(&s->worker, NULL, mig_dst_run, s->dst);
+			if (ret) {
+				mig_dst_free(s->dst);
+				s->dst = NULL;
+			}
+		}
+	}
+	if (ret) {
+		log_err("cannot take over the migration: %s", strerror(-ret));
+		pthread_mutex_unlock(&s->lock);
+		return ret;
+	}
+	s->worker_live = true;
+	pthread_mutex_unlock(&s->lock);
+	return 1;
+}
+
+int mig_session_resolve(struct mig_session *s, bool run_on_source)
+{
+	const struct mig_vm_ops *ops = s->env.ops;
+	enum mig_status st;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	st = s->status;
+	pthread_mutex_unlock(&s->lock);
+	if (st != MIG_STATUS_UNKNOWN || s->role != MIG_ROLE_SOURCE)
+		return -EINVAL;
+	session_reap(s); /* the worker that gave up has ended; nothing else runs */
+	if (run_on_source) {
+		ret = ops->resume(s->env.ops_arg);
+		if (ret)
+			return ret;
+		if (ops->dirty_log(s->env.ops_arg, false))
+			log_warn("vcpu-proc DIRTY_LOG off failed");
+		if (ops->throttle(s->env.ops_arg, 0))
+			log_warn("vcpu-proc THROTTLE 0 failed");
+	} else {
+		ret = ops->pause(s->env.ops_arg, MIG_PAUSE_POSTMIGRATE);
+		if (ret)
+			return ret;
+	}
+	mig_record_set_phase(s->rec, MIG_PHASE_NONE);
+	pthread_mutex_lock(&s->lock);
+	if (run_on_source)
+		snprintf(s->error_desc, sizeof(s->error_desc),
+			 "resolved by the operator: the guest runs on the source");
+	else
+		s->error_desc[0] = '\0';
+	log_info("switchover resolved by the operator: the guest runs on the %s",
+		 run_on_source ? "source" : "destination");
+	set_status_locked(s, run_on_source ? MIG_STATUS_FAILED : MIG_STATUS_COMPLETED);
+	record_update(s);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

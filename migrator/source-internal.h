@@ -45,13 +45,23 @@ struct mig_src {
 	unsigned int nr_chans;
 	struct mig_send_chan *chans;
 
-	/* Protects err, reason, aborted, committed and main_fd/chan fd publication. */
+	/*
+	 * Protects err, reason, aborted, committed and main_fd/chan fd
+	 * publication.  An abort ends the current connection (the epoch);
+	 * whether the job reconnects or ends is the worker's decision
+	 * (src_may_reconnect): it reconnects after a lost peer unless a cancel
+	 * came or the stream itself was bad.
+	 */
 	pthread_mutex_t lock;
+	pthread_cond_t wake; /* broadcast by abort: ends a reconnect backoff */
 	int err;
 	char reason[256];
-	bool aborted;	/* sockets shut down, threads told to stop */
-	bool committed; /* Commit sent: the source guest never resumes; abort is a no-op */
+	bool aborted;	/* this epoch's sockets shut down, threads told to stop */
+	bool committed; /* Commit decided: the guest never resumes here; cancel is refused */
+	bool cancelled; /* migrate_cancel: no reconnect */
 	int main_fd;
+	/* Serialises writes to main_fd: the worker's messages and abort's Error. */
+	pthread_mutex_t tx_lock;
 
 	/* Protects the channel rings and sq_stop. */
 	pthread_mutex_t sq_lock;
@@ -67,18 +77,25 @@ struct mig_src {
 
 	/* Worker thread only. */
 	unsigned int batch_pages; /* pages per packet: smaller under a low max-bandwidth */
+	enum mig_phase phase;	  /* as recorded */
 	bool paused;		  /* we paused the guest: resume it on failure */
 	bool dirty_logging;
 	unsigned int throttle;
 	uint64_t last_ping_ns;
 	uint64_t acked_round; /* last RoundAck from the destination, if has_acked */
 	bool has_acked;
+	uint64_t round;		/* the round the round bitmaps hold (rec->round) */
+	unsigned int epochs;	/* connections that reached the destination's HelloAck */
+	uint64_t lost_ns;	/* when the peer was lost (or this process took over); 0: connected */
+	char lost_reason[256];	/* why, for the error after the reconnect deadline */
 };
 
 /* send.c */
 int mig_send_start(struct mig_src *src);
 /* Tells the threads to stop and joins them; safe to call twice. */
 void mig_send_stop(struct mig_src *src);
+/* After mig_send_stop: empties the rings for the next connection (their pages are in the round bitmaps). */
+void mig_send_reset(struct mig_src *src);
 /* Queues @b (copied) on the least loaded channel, or on @chan if >= 0. */
 int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan);
 bool mig_src_aborted(struct mig_src *src);

@@ -3,10 +3,17 @@
  * The outgoing job's worker thread: handshake, first pass over the
  * allocated parts of RAM, dirty rounds until the expected downtime fits
  * downtime-limit, then stop-and-copy and the two-phase completion
- * (docs/MIGRATION.md).  Until Commit is sent any failure resumes the
+ * (docs/MIGRATION.md).  Until Commit is decided any failure resumes the
  * guest; after it the guest never runs here again.
+ *
+ * A lost destination (dropped connection, restarted migrator) is not a
+ * failure until reconnect-timeout: the worker reconnects, the destination
+ * reports what it holds, and the transfer continues from the recorded
+ * phase (src_resume_plan).  A restarted source migrator does the same from
+ * the session record.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +54,8 @@ int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 	strcpy(src->uri, uri);
 	src->main_fd = -1;
 	pthread_mutex_init(&src->lock, NULL);
+	pthread_cond_init(&src->wake, NULL);
+	pthread_mutex_init(&src->tx_lock, NULL);
 	pthread_mutex_init(&src->sq_lock, NULL);
 	pthread_mutex_init(&src->rate_lock, NULL);
 	pthread_cond_init(&src->sq_space, NULL);
@@ -75,9 +84,32 @@ void mig_src_free(struct mig_src *src)
 	pthread_cond_destroy(&src->sq_space);
 	pthread_mutex_destroy(&src->rate_lock);
 	pthread_mutex_destroy(&src->sq_lock);
+	pthread_mutex_destroy(&src->tx_lock);
+	pthread_cond_destroy(&src->wake);
 	pthread_mutex_destroy(&src->lock);
 	free(src->chans);
 	free(src);
+}
+
+/* Best effort, never blocking: tell the destination why the job ends. */
+static void src_send_error_nowait(struct mig_src *src, const char *reason)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Error e = CLEAVE__WIRE__ERROR__INIT;
+	uint8_t buf[512];
+	uint32_t len;
+
+	e.reason = (char *)reason;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
+	m.error = &e;
+	len = (uint32_t)cleave__wire__wire_msg__get_packed_size(&m);
+	if (len + 4 > sizeof(buf) || src->main_fd < 0 || pthread_mutex_trylock(&src->tx_lock))
+		return; /* a message is half sent: the destination sees the cut instead */
+	memcpy(buf, &len, 4);
+	cleave__wire__wire_msg__pack(&m, buf + 4);
+	if (send(src->main_fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("could not tell the destination: %s", strerror(errno));
+	pthread_mutex_unlock(&src->tx_lock);
 }
 
 void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
@@ -85,7 +117,7 @@ void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
 	va_list ap;
 
 	pthread_mutex_lock(&src->lock);
-	if (src->committed || src->aborted) {
+	if (src->aborted) {
 		pthread_mutex_unlock(&src->lock);
 		return;
 	}
@@ -94,12 +126,16 @@ void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(src->reason, sizeof(src->reason), fmt, ap);
 	va_end(ap);
-	/* Wakes every thread blocked in I/O on them; fds stay open until free. */
+	/* The end of the job, not of a connection: the destination may stop waiting. */
+	if (!mig_err_retriable(err) && !src->committed)
+		src_send_error_nowait(src, src->reason);
+	/* Wakes every thread blocked in I/O on them; fds stay open until the epoch ends. */
 	if (src->main_fd >= 0)
 		shutdown(src->main_fd, SHUT_RDWR);
 	for (unsigned int i = 0; i < src->nr_chans; i++)
 		if (src->chans[i].fd >= 0)
 			shutdown(src->chans[i].fd, SHUT_RDWR);
+	pthread_cond_broadcast(&src->wake);
 	pthread_mutex_unlock(&src->lock);
 
 	pthread_mutex_lock(&src->sq_lock);
@@ -108,6 +144,34 @@ void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
 		pthread_cond_broadcast(&src->chans[i].work);
 	pthread_cond_broadcast(&src->sq_space);
 	pthread_mutex_unlock(&src->sq_lock);
+}
+
+bool mig_src_cancel(struct mig_src *src)
+{
+	pthread_mutex_lock(&src->lock);
+	if (src->committed) {
+		pthread_mutex_unlock(&src->lock);
+		return false;
+	}
+	/* Seen by the worker even if a lost connection aborted the epoch first. */
+	src->cancelled = true;
+	pthread_cond_broadcast(&src->wake);
+	pthread_mutex_unlock(&src->lock);
+	mig_src_abort(src, -ECANCELED, "migration cancelled");
+	return true;
+}
+
+/* Main-channel message from the worker. */
+static int src_send(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *what)
+{
+	int ret;
+
+	pthread_mutex_lock(&src->tx_lock);
+	ret = mig_msg_send(src->main_fd, m);
+	pthread_mutex_unlock(&src->tx_lock);
+	if (ret)
+		mig_src_abort(src, ret, "main channel: send %s: %s", what, strerror(-ret));
+	return ret;
 }
 
 /* Publishes a connected fd so abort can shut it down (closes the race with cancel). */
@@ -131,8 +195,15 @@ static int src_bad_msg(struct mig_src *src, Cleave__Wire__WireMsg *m, const char
 	return -EPROTO;
 }
 
-/* Waits for a message of type @want on the main channel. */
-static int src_expect(struct mig_src *src, int want, const char *what)
+/* A RoundAck: every page of rounds <= @round landed at the destination. */
+static void src_acked(struct mig_src *src, uint64_t round)
+{
+	src->acked_round = round;
+	src->has_acked = true;
+}
+
+/* Waits for a message of type @want on the main channel; *out keeps it if non-NULL. */
+static int src_expect(struct mig_src *src, int want, const char *what, Cleave__Wire__WireMsg **out)
 {
 	Cleave__Wire__WireMsg *m;
 	int ret;
@@ -145,11 +216,13 @@ static int src_expect(struct mig_src *src, int want, const char *what)
 			return ret;
 		}
 		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
-			src->acked_round = m->round_ack->round;
-			src->has_acked = true;
+			src_acked(src, m->round_ack->round);
 			ret = -EAGAIN;
 		} else if ((int)m->body_case != want) {
 			ret = src_bad_msg(src, m, what);
+		} else if (out) {
+			*out = m;
+			return 0;
 		}
 		cleave__wire__wire_msg__free_unpacked(m, NULL);
 	} while (ret == -EAGAIN);
@@ -169,12 +242,10 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
 				      strerror(-ret));
 			return ret;
 		}
-		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
-			src->acked_round = m->round_ack->round;
-			src->has_acked = true;
-		} else {
+		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK)
+			src_acked(src, m->round_ack->round);
+		else
 			ret = src_bad_msg(src, m, "RoundAck");
-		}
 		cleave__wire__wire_msg__free_unpacked(m, NULL);
 	}
 	return ret;
@@ -201,12 +272,10 @@ static int src_ping(struct mig_src *src)
 			mig_src_abort(src, ret, "main channel: %s", strerror(-ret));
 			return ret;
 		}
-		if (in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
-			src->acked_round = in->round_ack->round;
-			src->has_acked = true;
-		} else {
+		if (in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK)
+			src_acked(src, in->round_ack->round);
+		else
 			ret = src_bad_msg(src, in, "nothing");
-		}
 		cleave__wire__wire_msg__free_unpacked(in, NULL);
 		if (ret)
 			return ret;
@@ -214,10 +283,7 @@ static int src_ping(struct mig_src *src)
 	p.bytes = atomic_load(&src->s->ctr.transferred);
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS;
 	m.progress = &p;
-	ret = mig_msg_send(src->main_fd, &m);
-	if (ret)
-		mig_src_abort(src, ret, "main channel: send: %s", strerror(-ret));
-	return ret;
+	return src_send(src, &m, "Progress");
 }
 
 static int src_queue(struct mig_src *src, struct mig_batch *b)
@@ -247,6 +313,25 @@ static int src_add_page(struct mig_src *src, struct mig_batch *b, uint32_t regio
 	return b->nr_pages == src->batch_pages ? src_queue(src, b) : 0;
 }
 
+/*
+ * Round @round starts: the round bitmaps forget the previous round (it was
+ * acknowledged, or merged into the dirty bitmaps by a resume) and will hold
+ * every page queued from now on, so a restarted migrator knows what may
+ * not have landed.  Recorded before the first page is queued.
+ */
+static void src_round_begin(struct mig_src *src, uint64_t round)
+{
+	const struct shm_ctl_header *h = src->s->env.ctl->hdr;
+
+	for (uint32_t r = 0; r < h->nr_regions; r++)
+		shm_bitmap_zero(shm_ctl_round_bitmap(src->s->env.ctl, r), h->regions[r].nr_pages);
+	src->round = round;
+	if (!mig_record_lock(src->s->rec)) {
+		src->s->rec->round = round;
+		mig_record_unlock(src->s->rec);
+	}
+}
+
 /* SYNC <round> on every channel, then the round marker on the main channel. */
 static int src_sync(struct mig_src *src, uint64_t round, uint64_t pages, bool final)
 {
@@ -264,16 +349,14 @@ static int src_sync(struct mig_src *src, uint64_t round, uint64_t pages, bool fi
 	r.pages = pages;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND;
 	m.round = &r;
-	ret = mig_msg_send(src->main_fd, &m);
-	if (ret)
-		mig_src_abort(src, ret, "main channel: send: %s", strerror(-ret));
-	return ret;
+	return src_send(src, &m, "Round");
 }
 
 static int src_call(struct mig_src *src, int ret, const char *what)
 {
 	if (ret)
-		mig_src_abort(src, ret, "vcpu-proc %s: %s", what, strerror(-ret));
+		mig_src_abort(src, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc %s: %s", what,
+			      strerror(-ret));
 	return ret;
 }
 
@@ -293,10 +376,12 @@ static int src_first_pass(struct mig_src *src)
 	bool harvested = false;
 	int ret;
 
+	src_round_begin(src, 0);
 	atomic_store(&s->ctr.remaining, s->env.ctl->hdr->ram_size);
 	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++) {
 		uint64_t size = s->env.ctl->hdr->regions[r].size, pos = 0, a, e;
 		const uint64_t *dirty = shm_ctl_dirty_bitmap(s->env.ctl, r);
+		uint64_t *inround = shm_ctl_round_bitmap(s->env.ctl, r);
 
 		while ((ret = shm_memfd_next_data(s->env.ram[r].fd, pos, size, &a, &e)) == 0) {
 			atomic_fetch_add(&s->ctr.skipped, (a - pos) >> SHM_PAGE_SHIFT);
@@ -312,6 +397,7 @@ static int src_first_pass(struct mig_src *src)
 				}
 				if (harvested && shm_bitmap_test(dirty, p))
 					continue; /* round 1 sends it */
+				shm_bitmap_set(inround, p);
 				ret = src_add_page(src, &b, r, p);
 				if (ret)
 					return ret;
@@ -341,7 +427,11 @@ static uint64_t src_dirty_count(struct mig_src *src)
 	return n;
 }
 
-/* Sends and clears every page of the dirty bitmaps as round @round. */
+/*
+ * Sends every page of the dirty bitmaps as round @round.  A page moves to
+ * the round bitmap before its dirty bit is cleared: killed in between, the
+ * next migrator finds it in one of the two.
+ */
 static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
 {
 	const struct shm_ctl_header *h = src->s->env.ctl->hdr;
@@ -349,13 +439,19 @@ static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
 	uint64_t pages = 0;
 	int ret;
 
+	src_round_begin(src, round);
 	for (uint32_t r = 0; r < h->nr_regions; r++) {
 		uint64_t *map = shm_ctl_dirty_bitmap(src->s->env.ctl, r);
+		uint64_t *inround = shm_ctl_round_bitmap(src->s->env.ctl, r);
 		uint64_t words = SHM_BITMAP_WORDS(h->regions[r].nr_pages);
 
 		for (uint64_t w = 0; w < words; w++) {
-			uint64_t bits = shm_bitmap_fetch_clear_word(map, w);
+			uint64_t bits = shm_bitmap_load_word(map, w);
 
+			if (!bits)
+				continue;
+			shm_bitmap_or_word(inround, w, bits);
+			shm_bitmap_andnot_word(map, w, bits);
 			while (bits) {
 				ret = src_add_page(src, &b, r,
 						   w * 64 + (uint64_t)__builtin_ctzll(bits));
@@ -370,7 +466,11 @@ static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
 	return ret ? ret : src_sync(src, round, pages, final);
 }
 
-static int src_handshake(struct mig_src *src)
+/*
+ * Connects the main channel and says Hello; *ackp is the destination's
+ * HelloAck (its report when this is a resume).
+ */
+static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 {
 	struct mig_session *s = src->s;
 	const struct shm_ctl_header *h = s->env.ctl->hdr;
@@ -392,6 +492,10 @@ static int src_handshake(struct mig_src *src)
 		regs[r].size = h->regions[r].size;
 		rp[r] = &regs[r];
 	}
+	pthread_mutex_lock(&s->lock);
+	s->epoch++;
+	pthread_mutex_unlock(&s->lock);
+	mig_session_record_sync(s);
 	hello.magic = WIRE_MAGIC;
 	hello.version = WIRE_VERSION;
 	hello.session_id.data = s->session_id;
@@ -401,16 +505,22 @@ static int src_handshake(struct mig_src *src)
 	hello.regions = rp;
 	hello.channels = src->nr_chans;
 	hello.page_size = SHM_PAGE_SIZE;
+	hello.resume = src->epochs > 0 || s->resuming;
+	hello.next_round = src->epochs > 0 || s->resuming ? src->round + 1 : 0;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO;
 	m.hello = &hello;
-	ret = mig_msg_send(src->main_fd, &m);
-	if (ret) {
-		mig_src_abort(src, ret, "main channel: send Hello: %s", strerror(-ret));
-		return ret;
-	}
-	ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, "HelloAck");
+	ret = src_send(src, &m, "Hello");
 	if (ret)
 		return ret;
+	return src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, "HelloAck", ackp);
+}
+
+static int src_open_channels(struct mig_src *src)
+{
+	struct mig_session *s = src->s;
+	char err[256];
+	int fd, ret;
+
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		struct mig_chan_hello ch = {
 			.magic = MIG_CHAN_MAGIC, .version = WIRE_VERSION, .index = i};
@@ -428,20 +538,25 @@ static int src_handshake(struct mig_src *src)
 			return ret;
 		}
 	}
-	return 0;
+	ret = mig_send_start(src);
+	if (ret)
+		mig_src_abort(src, ret, "send threads: %s", strerror(-ret));
+	return ret;
 }
 
-/* Dirty rounds until the rest fits in downtime-limit; returns the next round number. */
-static int src_converge(struct mig_src *src, uint64_t *roundp)
+/* Dirty rounds from @round on until the rest fits in downtime-limit; returns the final round. */
+static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 {
 	struct mig_session *s = src->s;
 	const struct mig_vm_ops *ops = s->env.ops;
-	uint64_t t_last = s->setup_ns ? s->setup_ns : mig_now_ns(), sent_last = 0;
-	uint64_t bw = 0, round, prev_dirty = 0;
+	uint64_t t_last = mig_now_ns(), sent_last = atomic_load(&s->ctr.transferred);
+	uint64_t bw = 0, prev_dirty = 0;
 	unsigned int extra = 0;
 	int ret;
 
-	for (round = 1;; round++) {
+	if (round == 1 && s->setup_ns)
+		t_last = s->setup_ns;
+	for (;; round++) {
 		uint64_t now, dt, sent, dirty, limit, expected, expected_us, n;
 
 		/*
@@ -502,6 +617,10 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 			if (ret)
 				return ret;
 			atomic_store(&s->ctr.throttle, src->throttle);
+			if (!mig_record_lock(s->rec)) {
+				s->rec->throttle = src->throttle;
+				mig_record_unlock(s->rec);
+			}
 		}
 		ret = src_dirty_round(src, round, false);
 		if (ret)
@@ -513,24 +632,96 @@ static int src_converge(struct mig_src *src, uint64_t *roundp)
 	return 0;
 }
 
+static void src_hook_delay(struct mig_src *src)
+{
+	unsigned int ms = src->s->env.hooks.switchover_delay_ms;
+
+	if (ms)
+		usleep(ms * 1000u);
+}
+
+/* Records @phase; the guest's fate follows it (see enum mig_phase). */
+static void src_set_phase(struct mig_src *src, enum mig_phase phase)
+{
+	src->phase = phase;
+	mig_record_set_phase(src->s->rec, phase);
+}
+
+/* The destination runs the guest: ours stays paused for good. */
+static int src_completed(struct mig_src *src)
+{
+	struct mig_session *s = src->s;
+	uint64_t pause_ns = 0;
+	int ret;
+
+	if (!mig_record_lock(s->rec)) {
+		pause_ns = s->rec->pause_ns;
+		mig_record_unlock(s->rec);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->downtime_ms = pause_ns ? (mig_now_ns() - pause_ns) / 1000000 : 0;
+	s->has_downtime = true;
+	pthread_mutex_unlock(&s->lock);
+	atomic_store(&s->ctr.remaining, 0);
+	ret = s->env.ops->pause(s->env.ops_arg, MIG_PAUSE_POSTMIGRATE);
+	if (ret)
+		log_warn("vcpu-proc PAUSE postmigrate: %s", strerror(-ret));
+	src_set_phase(src, MIG_PHASE_NONE);
+	return 0;
+}
+
+/* The commit point: from here on the guest may run only on the destination. */
+static int src_commit(struct mig_src *src)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Commit commit = CLEAVE__WIRE__COMMIT__INIT;
+	int ret;
+
+	pthread_mutex_lock(&src->lock);
+	ret = src->cancelled ? -ECANCELED : 0;
+	src->committed = !ret;
+	pthread_mutex_unlock(&src->lock);
+	if (ret)
+		return ret;
+	if (src->phase != MIG_PHASE_SRC_COMMITTED) {
+		src_set_phase(src, MIG_PHASE_SRC_COMMITTED);
+		src_hook_delay(src);
+	}
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT;
+	m.commit = &commit;
+	ret = src_send(src, &m, "Commit");
+	if (!ret)
+		ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, "Complete", NULL);
+	return ret ? ret : src_completed(src);
+}
+
+/* Stop-and-copy: final round @round with the guest paused, the state, then the commit. */
 static int src_complete(struct mig_src *src, uint64_t round)
 {
 	struct mig_session *s = src->s;
 	const struct mig_vm_ops *ops = s->env.ops;
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__DeviceState ds = CLEAVE__WIRE__DEVICE_STATE__INIT;
-	Cleave__Wire__Commit commit = CLEAVE__WIRE__COMMIT__INIT;
-	uint64_t t_pause, n, t[6];
+	uint64_t t_pause, n, t[5];
 	void *blob = NULL;
 	size_t len = 0;
 	int ret;
 
 	mig_session_set_status(s, MIG_STATUS_DEVICE);
 	t_pause = mig_now_ns();
+	if (src->phase != MIG_PHASE_SRC_PAUSED) {
+		if (!mig_record_lock(s->rec)) {
+			s->rec->pause_ns = t_pause;
+			mig_record_unlock(s->rec);
+		}
+		src_set_phase(src, MIG_PHASE_SRC_PAUSED);
+	}
+	src->paused = true; /* from the record on: a failure resumes the guest */
+	/* Again after a restart: the PAUSE of the dead migrator may not have landed. */
 	ret = src_call(src, ops->pause(s->env.ops_arg, MIG_PAUSE_FINISH_MIGRATE), "PAUSE");
 	if (ret)
 		return ret;
-	src->paused = true;
+	src_hook_delay(src);
 	t[0] = mig_now_ns();
 	ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
 	if (ret)
@@ -538,6 +729,10 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	t[1] = mig_now_ns();
 	atomic_store(&s->ctr.remaining, src_dirty_count(src) * SHM_PAGE_SIZE);
 	atomic_fetch_add(&s->ctr.rounds, 1);
+	if (!mig_record_lock(s->rec)) {
+		s->rec->final_round = round;
+		mig_record_unlock(s->rec);
+	}
 	ret = src_dirty_round(src, round, true);
 	if (ret)
 		return ret;
@@ -551,101 +746,364 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	ds.state.len = len;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_DEVICE_STATE;
 	m.device_state = &ds;
-	ret = mig_msg_send(src->main_fd, &m);
+	ret = src_send(src, &m, "device state");
 	free(blob);
 	atomic_fetch_add(&s->ctr.transferred, len);
-	if (ret) {
-		mig_src_abort(src, ret, "main channel: send device state: %s", strerror(-ret));
+	if (ret)
 		return ret;
-	}
-	ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, "Loaded");
+	ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, "Loaded", NULL);
 	if (ret)
 		return ret;
 	t[4] = mig_now_ns();
-	/* The commit point: from here on the guest may run only on the destination. */
-	pthread_mutex_lock(&src->lock);
-	ret = src->aborted ? -ECANCELED : 0;
-	src->committed = !ret;
-	pthread_mutex_unlock(&src->lock);
-	if (ret)
-		return ret;
-	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT;
-	m.commit = &commit;
-	ret = mig_msg_send(src->main_fd, &m);
-	if (!ret)
-		ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, "Complete");
-	if (ret) {
-		/* abort is a no-op once committed: record the reason ourselves. */
-		pthread_mutex_lock(&src->lock);
-		src->err = ret;
-		snprintf(src->reason, sizeof(src->reason),
-			 "lost the destination after commit (%s): guest left paused on both sides",
-			 strerror(-ret));
-		pthread_mutex_unlock(&src->lock);
-		return ret;
-	}
-	t[5] = mig_now_ns();
 	log_debug("downtime: pause %lu us, harvest %lu, final round queued %lu, save %lu, "
-		  "until loaded %lu, commit..complete %lu",
+		  "until loaded %lu",
 		  (unsigned long)(t[0] - t_pause) / 1000, (unsigned long)(t[1] - t[0]) / 1000,
 		  (unsigned long)(t[2] - t[1]) / 1000, (unsigned long)(t[3] - t[2]) / 1000,
-		  (unsigned long)(t[4] - t[3]) / 1000, (unsigned long)(t[5] - t[4]) / 1000);
-	pthread_mutex_lock(&s->lock);
-	s->downtime_ms = (mig_now_ns() - t_pause) / 1000000;
-	s->has_downtime = true;
-	pthread_mutex_unlock(&s->lock);
-	atomic_store(&s->ctr.remaining, 0);
-	/* The destination runs the guest now; ours stays paused for good. */
-	ret = ops->pause(s->env.ops_arg, MIG_PAUSE_POSTMIGRATE);
-	if (ret)
-		log_warn("vcpu-proc PAUSE postmigrate: %s", strerror(-ret));
+		  (unsigned long)(t[4] - t[3]) / 1000);
+	return src_commit(src);
+}
+
+/* Decodes the destination's map of region @r into a fresh bitmap (NULL: none sent). */
+static int src_report_map(struct mig_src *src, Cleave__Wire__PageMap **maps, size_t n,
+			  uint32_t r, uint64_t **out)
+{
+	uint64_t nbits = src->s->env.ctl->hdr->regions[r].nr_pages;
+
+	*out = calloc(SHM_BITMAP_WORDS(nbits) ?: 1, sizeof(uint64_t));
+	if (!*out)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (maps[i]->region == r && mig_pagemap_decode(maps[i], *out, nbits))
+			return -EPROTO;
 	return 0;
+}
+
+/*
+ * A resume: the destination holds every page of rounds < rounds_landed,
+ * plus those in its round map.  What it still needs goes into the dirty
+ * bitmaps, so the next round sends it:
+ *   - pages of our unacknowledged round (our round bitmaps) it did not land
+ *     (they were in flight: "resent");
+ *   - while round 0 has not landed, allocated pages it never received (the
+ *     rest of the first pass).
+ * Pages the guest dirtied meanwhile are in the dirty log anyway.
+ */
+static int src_merge_report(struct mig_src *src, const Cleave__Wire__HelloAck *ack)
+{
+	struct mig_session *s = src->s;
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+	bool use_round = src->round >= ack->rounds_landed;
+	uint64_t inflight = 0, resent = 0, rest = 0;
+	int ret = 0;
+
+	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
+		uint64_t *dirty = shm_ctl_dirty_bitmap(s->env.ctl, r);
+		uint64_t *inround = shm_ctl_round_bitmap(s->env.ctl, r);
+		uint64_t nbits = h->regions[r].nr_pages, *landed = NULL, *received = NULL;
+
+		ret = src_report_map(src, ack->round, ack->n_round, r, &landed);
+		if (!ret)
+			ret = src_report_map(src, ack->received, ack->n_received, r, &received);
+		for (uint64_t w = 0; !ret && use_round && w < SHM_BITMAP_WORDS(nbits); w++) {
+			uint64_t bits = shm_bitmap_load_word(inround, w), need = bits & ~landed[w];
+
+			inflight += (uint64_t)__builtin_popcountll(bits);
+			resent += (uint64_t)__builtin_popcountll(need);
+			shm_bitmap_or_word(dirty, w, need);
+		}
+		if (!ret && !ack->rounds_landed) {
+			uint64_t pos = 0, a, e;
+
+			while ((ret = shm_memfd_next_data(s->env.ram[r].fd, pos, h->regions[r].size,
+							  &a, &e)) == 0) {
+				for (uint64_t p = a >> SHM_PAGE_SHIFT; p < e >> SHM_PAGE_SHIFT; p++)
+					if (!shm_bitmap_test(received, p) &&
+					    !shm_bitmap_test_and_set(dirty, p))
+						rest++;
+				pos = e;
+			}
+			ret = ret == -ENXIO ? 0 : ret;
+		}
+		free(landed);
+		free(received);
+	}
+	if (ret) {
+		mig_src_abort(src, ret, "resume: bad page map from the destination: %s",
+			      strerror(-ret));
+		return ret;
+	}
+	/* Merged: the round bitmaps may forget (src_round_begin clears them). */
+	atomic_store(&s->ctr.inflight_bytes, inflight * SHM_PAGE_SIZE);
+	atomic_fetch_add(&s->ctr.resent_bytes, resent * SHM_PAGE_SIZE);
+	log_info("resume: destination landed rounds < %" PRIu64 "; %" PRIu64
+		 " pages were in flight, %" PRIu64 " of them to resend, %" PRIu64
+		 " first-pass pages still to send",
+		 ack->rounds_landed, inflight, resent, rest);
+	return 0;
+}
+
+enum src_step {
+	SRC_STEP_FIRST_PASS, /* a fresh migration's first connection */
+	SRC_STEP_PRECOPY,    /* dirty rounds, then stop-and-copy */
+	SRC_STEP_FINAL,	     /* the guest is paused: final round, state, commit */
+	SRC_STEP_COMMIT,     /* the destination has loaded everything */
+	SRC_STEP_DONE,	     /* the destination runs the guest */
+};
+
+/* From the destination's HelloAck, where this connection continues. */
+static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ack,
+			   enum src_step *step)
+{
+	if (!src->epochs && !src->s->resuming) {
+		*step = SRC_STEP_FIRST_PASS; /* a fresh session: the destination holds nothing */
+		return 0;
+	}
+	switch (ack->phase) {
+	case MIG_PHASE_DST_COMMITTED:
+	case MIG_PHASE_DST_RUNNING:
+		if (src->phase == MIG_PHASE_SRC_PRECOPY) {
+			mig_src_abort(src, -EPROTO,
+				      "destination says it runs the guest this source never paused");
+			return -EPROTO;
+		}
+		*step = SRC_STEP_DONE;
+		return 0;
+	case MIG_PHASE_DST_LOADED:
+		if (src->phase == MIG_PHASE_SRC_PRECOPY) {
+			mig_src_abort(src, -EPROTO,
+				      "destination loaded a state this source never sent");
+			return -EPROTO;
+		}
+		*step = SRC_STEP_COMMIT;
+		return 0;
+	case MIG_PHASE_DST_RECEIVING:
+		if (src->phase == MIG_PHASE_SRC_COMMITTED)
+			return -ESTALE; /* it lost what it loaded: nobody knows better now */
+		*step = src->phase == MIG_PHASE_SRC_PAUSED ? SRC_STEP_FINAL : SRC_STEP_PRECOPY;
+		return src_merge_report(src, ack);
+	default:
+		mig_src_abort(src, -EPROTO, "destination reports phase %u", ack->phase);
+		return -EPROTO;
+	}
+}
+
+/* One connection to the destination, from the handshake to the end or to its loss. */
+static int src_epoch(struct mig_src *src)
+{
+	struct mig_session *s = src->s;
+	Cleave__Wire__WireMsg *ackm = NULL;
+	uint64_t round;
+	enum src_step step;
+	int ret;
+
+	ret = src_handshake(src, &ackm);
+	if (!ret) {
+		ret = src_resume_plan(src, ackm->hello_ack, &step);
+		cleave__wire__wire_msg__free_unpacked(ackm, NULL);
+	}
+	if (ret)
+		return ret;
+	if (src->epochs++ || s->resuming) {
+		atomic_fetch_add(&s->ctr.resumes, 1);
+		atomic_store(&s->ctr.resume_time_ms, (mig_now_ns() - src->lost_ns) / 1000000);
+		src->lost_ns = 0;
+		mig_session_detail_event(s, "resumed");
+	}
+	src->has_acked = true;
+	src->acked_round = src->round; /* merged: nothing of it is awaited any more */
+	if (step == SRC_STEP_DONE)
+		return src_completed(src);
+	if (step == SRC_STEP_COMMIT)
+		return src_commit(src);
+	ret = src_open_channels(src);
+	if (ret)
+		return ret;
+	if (step == SRC_STEP_FIRST_PASS) {
+		mig_session_set_status(s, MIG_STATUS_ACTIVE);
+		log_debug("setup done after %lu us",
+			  (unsigned long)(mig_now_ns() - s->start_ns) / 1000);
+		src->has_acked = false;
+		ret = src_first_pass(src);
+		if (ret)
+			return ret;
+	}
+	round = src->round + 1;
+	if (step != SRC_STEP_FINAL) {
+		ret = src_converge(src, round, &round);
+		if (ret)
+			return ret;
+	}
+	return src_complete(src, round);
+}
+
+/* A fresh migration: clean dirty log, the record's first phase. */
+static int src_start(struct mig_src *src)
+{
+	struct mig_session *s = src->s;
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+	int ret;
+
+	if (!mig_record_lock(s->rec)) {
+		snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", src->uri);
+		s->rec->round = 0;
+		s->rec->final_round = 0;
+		s->rec->rounds_landed = 0;
+		s->rec->pause_ns = 0;
+		s->rec->throttle = 0;
+		mig_record_unlock(s->rec);
+	}
+	/* Stale bits predate this session; logging starts clean before the first pass. */
+	for (uint32_t r = 0; r < h->nr_regions; r++) {
+		uint64_t *map = shm_ctl_dirty_bitmap(s->env.ctl, r);
+
+		/* Atomically: vcpu-proc may be setting bits (a harvest in flight). */
+		for (uint64_t w = 0; w < SHM_BITMAP_WORDS(h->regions[r].nr_pages); w++)
+			shm_bitmap_fetch_clear_word(map, w);
+		shm_bitmap_zero(shm_ctl_round_bitmap(s->env.ctl, r), h->regions[r].nr_pages);
+	}
+	src_set_phase(src, MIG_PHASE_SRC_PRECOPY);
+	mig_session_record_sync(s);
+	ret = src_call(src, s->env.ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
+	if (ret)
+		return ret;
+	src->dirty_logging = true;
+	return 0;
+}
+
+/* A restarted migrator continues the recorded session. */
+static void src_load(struct mig_src *src)
+{
+	struct mig_record *rec = src->s->rec;
+
+	if (mig_record_lock(rec))
+		return;
+	src->phase = rec->phase;
+	src->round = rec->round;
+	src->throttle = rec->throttle;
+	mig_record_unlock(rec);
+	src->dirty_logging = true; /* vcpu-proc kept logging */
+	src->paused = src->phase == MIG_PHASE_SRC_PAUSED || src->phase == MIG_PHASE_SRC_COMMITTED;
+	src->committed = src->phase == MIG_PHASE_SRC_COMMITTED;
+	src->lost_ns = src->s->resume_start_ns;
+	snprintf(src->lost_reason, sizeof(src->lost_reason), "migrator restarted");
+}
+
+/*
+ * After a failed connection: 0 when the job reconnects (the epoch's threads
+ * are joined, its fds closed, the abort forgotten), else the job's error.
+ */
+static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
+{
+	struct mig_session *s = src->s;
+	uint64_t timeout = __atomic_load_n(&s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	bool retry;
+
+	mig_src_abort(src, ret, "%s", strerror(-ret)); /* no-op when already aborted */
+	mig_send_stop(src);
+	pthread_mutex_lock(&src->lock);
+	ret = src->err ? src->err : ret;
+	/* Never reached the destination: a wrong address, not a lost peer (fail as QEMU does). */
+	retry = !src->cancelled && mig_err_retriable(ret) && timeout &&
+		(src->epochs || s->resuming);
+	*lost_now = retry && !src->lost_ns;
+	if (retry) {
+		if (!src->lost_ns) {
+			src->lost_ns = mig_now_ns();
+			snprintf(src->lost_reason, sizeof(src->lost_reason), "%s", src->reason);
+		}
+		src->aborted = false;
+		src->err = 0;
+		src->reason[0] = '\0';
+		if (src->main_fd >= 0)
+			close(src->main_fd);
+		src->main_fd = -1;
+		for (unsigned int i = 0; i < src->nr_chans; i++) {
+			if (src->chans[i].fd >= 0)
+				close(src->chans[i].fd);
+			src->chans[i].fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&src->lock);
+	if (!retry)
+		return ret;
+	mig_send_reset(src);
+	return 0;
+}
+
+/* Backoff before the next attempt: 0, or -ETIMEDOUT past the deadline, -ECANCELED. */
+static int src_backoff(struct mig_src *src, unsigned int *delay_ms)
+{
+	struct mig_session *s = src->s;
+	uint64_t timeout = __atomic_load_n(&s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	uint64_t deadline = src->lost_ns + timeout * 1000000ull, now = mig_now_ns();
+	struct timespec ts;
+	int ret = 0;
+
+	if (now >= deadline)
+		return -ETIMEDOUT;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)*delay_ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&src->lock);
+	while (!src->cancelled && !ret)
+		ret = pthread_cond_timedwait(&src->wake, &src->lock, &ts);
+	ret = src->cancelled ? -ECANCELED : 0;
+	pthread_mutex_unlock(&src->lock);
+	*delay_ms = *delay_ms * 2 > 250 ? 250 : *delay_ms * 2;
+	return ret;
 }
 
 static int src_run(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
-	const struct mig_vm_ops *ops = s->env.ops;
-	uint64_t round = 0, bw;
+	uint64_t bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
+	unsigned int delay_ms = 10;
+	bool lost_now;
 	int ret;
 
-	bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
 	/* Under a low max-bandwidth, packets of ~50 ms keep every channel talking. */
 	src->batch_pages = MIG_BATCH_PAGES;
 	if (bw && bw / 20 / SHM_PAGE_SIZE < MIG_BATCH_PAGES)
 		src->batch_pages =
 			bw / 20 / SHM_PAGE_SIZE ? (unsigned int)(bw / 20 / SHM_PAGE_SIZE) : 1;
-	ret = src_handshake(src);
-	if (ret)
-		return ret;
-	ret = mig_send_start(src);
-	if (ret) {
-		mig_src_abort(src, ret, "send threads: %s", strerror(-ret));
-		return ret;
+	if (s->resuming) {
+		src_load(src);
+		mig_session_detail_event(s, "restarted");
+	} else {
+		ret = src_start(src);
+		if (ret)
+			return ret;
 	}
-	/* Stale bits predate this session; logging starts clean before the first pass. */
-	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++) {
-		uint64_t *map = shm_ctl_dirty_bitmap(s->env.ctl, r);
-
-		/* Atomically: vcpu-proc may be setting bits (a harvest in flight). */
-		for (uint64_t w = 0; w < SHM_BITMAP_WORDS(s->env.ctl->hdr->regions[r].nr_pages);
-		     w++)
-			shm_bitmap_fetch_clear_word(map, w);
+	for (;;) {
+		ret = src_epoch(src);
+		if (!ret)
+			return 0;
+		if (ret == -ESTALE)
+			return ret;
+		ret = src_may_reconnect(src, ret, &lost_now);
+		if (ret)
+			return ret;
+		if (lost_now) {
+			log_warn("lost the destination (%s); reconnecting", src->lost_reason);
+			mig_session_detail_event(s, "disconnected");
+			delay_ms = 10;
+		}
+		ret = src_backoff(src, &delay_ms);
+		if (ret == -ETIMEDOUT) {
+			pthread_mutex_lock(&src->lock);
+			src->err = -ETIMEDOUT;
+			snprintf(src->reason, sizeof(src->reason),
+				 "lost the destination (%.180s) and no reconnect within %llu ms",
+				 src->lost_reason,
+				 (unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
+								     __ATOMIC_RELAXED));
+			pthread_mutex_unlock(&src->lock);
+			return ret;
+		}
+		if (ret)
+			return ret;
 	}
-	ret = src_call(src, ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
-	if (ret)
-		return ret;
-	src->dirty_logging = true;
-	mig_session_set_status(s, MIG_STATUS_ACTIVE);
-	log_debug("setup done after %lu us", (unsigned long)(mig_now_ns() - s->start_ns) / 1000);
-	ret = src_first_pass(src);
-	log_debug("first pass queued after %lu us",
-		  (unsigned long)(mig_now_ns() - s->start_ns) / 1000);
-	if (!ret)
-		ret = src_converge(src, &round);
-	if (!ret)
-		ret = src_complete(src, round);
-	return ret;
 }
 
 void *mig_src_run(void *arg)
@@ -653,6 +1111,7 @@ void *mig_src_run(void *arg)
 	struct mig_src *src = arg;
 	struct mig_session *s = src->s;
 	const struct mig_vm_ops *ops = s->env.ops;
+	char reason[256];
 	int ret;
 
 	log_set_thread("mig/src");
@@ -660,27 +1119,29 @@ void *mig_src_run(void *arg)
 	if (ret) /* first reason wins: usually already recorded */
 		mig_src_abort(src, ret, "%s", strerror(-ret));
 	mig_send_stop(src);
-	if (ret && src->paused && !src->committed) {
+	pthread_mutex_lock(&src->lock);
+	if (ret)
+		ret = src->err ? src->err : ret;
+	snprintf(reason, sizeof(reason), "%s", src->reason);
+	pthread_mutex_unlock(&src->lock);
+	if (ret && src->committed) {
+		/* The destination may run the guest, or not: only the operator can know. */
+		mig_session_unknown(s, reason[0] ? reason : strerror(-ret));
+		return NULL;
+	}
+	if (ret && src->paused) {
 		int r = ops->resume(s->env.ops_arg);
 
 		if (r)
 			log_err("vcpu-proc RESUME after failed migration: %s", strerror(-r));
 	}
+	if (ret || src->phase != MIG_PHASE_NONE)
+		mig_record_set_phase(s->rec, MIG_PHASE_NONE);
 	if (src->dirty_logging && ops->dirty_log(s->env.ops_arg, false))
 		log_warn("vcpu-proc DIRTY_LOG off failed");
 	if (src->throttle && ops->throttle(s->env.ops_arg, 0))
 		log_warn("vcpu-proc THROTTLE 0 failed");
 	atomic_store(&s->ctr.throttle, 0);
-	if (ret) {
-		char reason[256];
-
-		pthread_mutex_lock(&src->lock);
-		ret = src->err ? src->err : ret;
-		snprintf(reason, sizeof(reason), "%s", src->reason);
-		pthread_mutex_unlock(&src->lock);
-		mig_session_finish(s, ret, reason);
-	} else {
-		mig_session_finish(s, 0, NULL);
-	}
+	mig_session_finish(s, ret, ret ? reason : NULL);
 	return NULL;
 }

@@ -48,6 +48,16 @@ void shm_bitmap_or_word(uint64_t *map, uint64_t word, uint64_t bits)
 	__atomic_fetch_or(&map[word], bits, __ATOMIC_RELAXED);
 }
 
+void shm_bitmap_andnot_word(uint64_t *map, uint64_t word, uint64_t bits)
+{
+	__atomic_fetch_and(&map[word], ~bits, __ATOMIC_ACQ_REL);
+}
+
+uint64_t shm_bitmap_load_word(const uint64_t *map, uint64_t word)
+{
+	return __atomic_load_n(&map[word], __ATOMIC_ACQUIRE);
+}
+
 /*
  * acq_rel: pairs with whatever the setter published before setting the bit
  * (acquire), and orders our use of the previous bits before a later set

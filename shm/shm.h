@@ -94,6 +94,10 @@ bool shm_bitmap_test(const uint64_t *map, uint64_t bit);
 bool shm_bitmap_test_and_set(uint64_t *map, uint64_t bit);
 /* Atomically ORs @bits into word @word. */
 void shm_bitmap_or_word(uint64_t *map, uint64_t word, uint64_t bits);
+/* Atomically clears @bits in word @word (the others may be set meanwhile). */
+void shm_bitmap_andnot_word(uint64_t *map, uint64_t word, uint64_t bits);
+/* Word @word as it is now (acquire). */
+uint64_t shm_bitmap_load_word(const uint64_t *map, uint64_t word);
 /* Atomically takes word @word and leaves it zero. */
 uint64_t shm_bitmap_fetch_clear_word(uint64_t *map, uint64_t word);
 /* Bits set among the first @nbits (not atomic as a whole). */

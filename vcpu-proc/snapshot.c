@@ -108,7 +108,11 @@ int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		ran |= vm->vcpus[i].ran;
-	if (vm->state != VM_INMIGRATE || ran || vm->state_loaded) {
+	/*
+	 * Again after a load is fine while nothing ran: a restarted migrator
+	 * repeats the load when it cannot know whether its predecessor's landed.
+	 */
+	if (vm->state != VM_INMIGRATE || ran) {
 		snprintf(err, errlen, "LOAD_STATE needs an incoming VM whose vCPUs never ran");
 		ret = -EBUSY;
 	}

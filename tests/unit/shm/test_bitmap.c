@@ -110,7 +110,7 @@ static void ref_random_op(struct ref *r)
 	uint64_t b = rnd() % r->nbits, w = b / 64, bits, got;
 	bool was;
 
-	switch (rnd() % 6) {
+	switch (rnd() % 7) {
 	case 0:
 		shm_bitmap_set(r->map, b);
 		r->bits[b] = 1;
@@ -142,6 +142,16 @@ static void ref_random_op(struct ref *r)
 			r->bits[w * 64 + i] = 0;
 		}
 		assert_int_equal(r->map[w], 0);
+		break;
+	case 5:
+		bits = rnd() & rnd();
+		for (uint64_t i = 0; i < 64 && w * 64 + i < r->nbits; i++)
+			if (bits & (1ULL << i))
+				r->bits[w * 64 + i] = 0;
+		shm_bitmap_andnot_word(r->map, w, bits);
+		got = shm_bitmap_load_word(r->map, w);
+		for (uint64_t i = 0; i < 64 && w * 64 + i < r->nbits; i++)
+			assert_int_equal(!!(got & (1ULL << i)), r->bits[w * 64 + i]);
 		break;
 	default:
 		assert_int_equal(shm_bitmap_test(r->map, b), r->bits[b]);
