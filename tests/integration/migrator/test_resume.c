@@ -347,7 +347,7 @@ static void test_fault_chain(void **state)
 	(void)state;
 	for (m = 0; kills < CHAIN_KILLS; m++) {
 		Cleave__Migrator__MigrationInfo *mi = NULL;
-		unsigned int k = 0, kside[2] = {0, 0};
+		unsigned int k = 0, kside[2] = {0, 0}, kactive[2] = {0, 0};
 		char status[16] = "setup", what[48];
 		struct side_figs fs, fd;
 		uint64_t t0, next, pass = 0, sent = 0;
@@ -390,6 +390,7 @@ static void test_fault_chain(void **state)
 					m, side ? "destination" : "source", now - t0, status, pass,
 					(double)sent / (1 << 20), delay);
 				kside[side]++;
+				kactive[side] += !strcmp(status, "active");
 				k++;
 				kills++;
 				side ^= 1;
@@ -403,16 +404,19 @@ static void test_fault_chain(void **state)
 		snprintf(what, sizeof(what), "migration %u, %u kills (src %u, dst %u)", m, k,
 			 kside[0], kside[1]);
 		figs_print(what, mi, &fs, &fd);
-		/* Each side counts the restarts it survived; a kill racing the end may not count.
+		/*
+		 * Each side counts the restarts its session survived.  A kill in
+		 * precopy ("active") must count; one in setup (a destination that
+		 * had no session yet) or racing the end in "device" may not.
 		 */
-		if (fs.restarts > kside[0] || fd.restarts > kside[1])
-			fail_nodes(src, dst,
-				   "restarts reported src %u dst %u > kills src %u dst %u",
-				   fs.restarts, fd.restarts, kside[0], kside[1]);
-		if (fs.restarts != kside[0] || fd.restarts != kside[1])
-			fprintf(stderr,
-				"#   (restarts reported src %u dst %u, kills src %u dst %u)\n",
-				fs.restarts, fd.restarts, kside[0], kside[1]);
+		if (fs.restarts > kside[0] || fd.restarts > kside[1] || fs.restarts < kactive[0] ||
+		    fd.restarts < kactive[1])
+			fail_nodes(
+				src, dst,
+				"restarts reported src %u dst %u, kills src %u dst %u, of them in "
+				"precopy src %u dst %u",
+				fs.restarts, fd.restarts, kside[0], kside[1], kactive[0],
+				kactive[1]);
 		restarts_seen += fs.restarts + fd.restarts;
 		rpc_msg_free(&mi->base);
 		node_free(src);
@@ -420,7 +424,6 @@ static void test_fault_chain(void **state)
 	}
 	fprintf(stderr, "# %u kills in %u migrations, %u restarts reported, %" PRIu64 " s\n", kills,
 		m, restarts_seen, (vt_now_ms() - t_start) / 1000);
-	assert_true(restarts_seen >= kills * 3 / 4);
 	node_free(src);
 }
 
