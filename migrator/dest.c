@@ -71,11 +71,6 @@ void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
 	va_list ap;
 
 	pthread_mutex_lock(&dst->lock);
-	if (err == -ECANCELED && !dst->cancelled) {
-		/* The job ends (cancel, or the session stops its linger): no reconnect. */
-		dst->cancelled = true;
-		shutdown(dst->listen_fd, SHUT_RDWR);
-	}
 	if (!dst->aborted) {
 		dst->aborted = true;
 		dst->err = err;
@@ -308,7 +303,8 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 			ret = -EPROTO;
 		if (ret) {
 			close(fd);
-			return dst_fail(dst, ret, "channel handshake: %s",
+			/* E.g. a restarted source's Hello where a channel was due: it calls again. */
+			return dst_fail(dst, ret == -EPROTO ? -EAGAIN : ret, "channel handshake: %s",
 					ret == -EPROTO ? "bad magic, session or index"
 						       : strerror(-ret));
 		}
@@ -820,9 +816,19 @@ static void dst_linger(struct mig_dst *dst)
 	}
 }
 
+void mig_dst_cancel(struct mig_dst *dst, const char *reason)
+{
+	pthread_mutex_lock(&dst->lock);
+	/* The job ends: no reconnect, and the listener goes even if an abort came first. */
+	dst->cancelled = true;
+	shutdown(dst->listen_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&dst->lock);
+	mig_dst_abort(dst, -ECANCELED, "%s", reason);
+}
+
 void mig_dst_stop(struct mig_dst *dst)
 {
-	mig_dst_abort(dst, -ECANCELED, "stopped");
+	mig_dst_cancel(dst, "stopped");
 }
 
 /* A restarted migrator continues the recorded session. */

@@ -174,6 +174,7 @@ int main(int argc, char **argv)
 	struct rpc_pub *pub = NULL;
 	struct mig_session *s = NULL;
 	struct mig_env env = {0};
+	struct mig_info info;
 	sigset_t sigs;
 	int ret, sig, status = 1;
 
@@ -240,7 +241,9 @@ int main(int argc, char **argv)
 		log_err("taking over the recorded migration: %s", strerror(-ret));
 		goto out;
 	}
-	if (!ret && o.incoming) {
+	mig_session_query(s, &info);
+	/* --incoming is for the first start only: a recorded session already used it. */
+	if (!ret && o.incoming && info.role == MIG_ROLE_NONE) {
 		ret = mig_session_incoming(s, o.incoming);
 		if (ret) {
 			log_err("--incoming %s: %s", o.incoming, strerror(-ret));

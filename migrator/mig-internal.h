@@ -266,6 +266,8 @@ void mig_src_free(struct mig_src *src);
 int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri);
 unsigned int mig_dst_port(struct mig_dst *dst);
 void *mig_dst_run(void *dst);
+/* migrate_cancel: the job ends, no reconnect. */
+void mig_dst_cancel(struct mig_dst *dst, const char *reason);
 /* Ends a finished job that still answers a reconnecting source (the linger). */
 void mig_dst_stop(struct mig_dst *dst);
 void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)

@@ -390,7 +390,7 @@ int mig_session_cancel(struct mig_session *s)
 		s->cancel_requested = true;
 		if (s->status != MIG_STATUS_NONE)
 			set_status_locked(s, MIG_STATUS_CANCELLING);
-		mig_dst_abort(s->dst, -ECANCELED, "incoming migration cancelled");
+		mig_dst_cancel(s->dst, "incoming migration cancelled");
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -550,10 +550,42 @@ static bool record_resumable(const struct mig_record *rec)
 	return rec->role != MIG_ROLE_NONE && status_running(rec->status);
 }
 
+/*
+ * A migrator that keeps dying: the session ends here, cleanly.  The source
+ * guest runs on unless the switchover was committed; a destination that
+ * was committed runs its guest, any other never ran it.
+ */
+static void session_give_up(struct mig_session *s, enum mig_phase phase)
+{
+	const struct mig_vm_ops *ops = s->env.ops;
+	char reason[128];
+	int ret = 0;
+
+	snprintf(reason, sizeof(reason), "the migrator was restarted %u times: giving up",
+		 s->restarts - 1);
+	if (phase == MIG_PHASE_SRC_COMMITTED) {
+		mig_session_unknown(s, reason);
+		return;
+	}
+	if (phase == MIG_PHASE_SRC_PAUSED || phase == MIG_PHASE_DST_COMMITTED)
+		ret = ops->resume(s->env.ops_arg);
+	if (ret)
+		log_err("vcpu-proc RESUME: %s", strerror(-ret));
+	if (s->role == MIG_ROLE_SOURCE) {
+		if (ops->dirty_log(s->env.ops_arg, false) || ops->throttle(s->env.ops_arg, 0))
+			log_warn("vcpu-proc: could not stop dirty logging or throttling");
+	} else {
+		mig_record_set_receivedmap_live(s->rec, false);
+	}
+	mig_record_set_phase(s->rec, MIG_PHASE_NONE);
+	mig_session_finish(s, phase >= MIG_PHASE_DST_COMMITTED ? 0 : -EIO, reason);
+}
+
 int mig_session_resume(struct mig_session *s)
 {
 	struct mig_record *rec = s->rec;
 	char uri[sizeof(rec->uri)];
+	enum mig_phase phase;
 	bool resumable;
 	int ret;
 
@@ -569,10 +601,16 @@ int mig_session_resume(struct mig_session *s)
 	if (resumable)
 		rec->restarts = ++s->restarts;
 	snprintf(uri, sizeof(uri), "%s", rec->uri);
+	phase = rec->phase;
 	mig_record_unlock(rec);
 	if (!resumable) {
 		pthread_mutex_unlock(&s->lock);
 		return 0;
+	}
+	if (s->restarts > MIG_MAX_RESTARTS) {
+		pthread_mutex_unlock(&s->lock);
+		session_give_up(s, phase);
+		return 1; /* taken over, and ended: no fresh --incoming either */
 	}
 	s->resuming = true;
 	s->resume_start_ns = mig_now_ns();

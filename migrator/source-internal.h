@@ -86,6 +86,7 @@ struct mig_src {
 	bool has_acked;
 	uint64_t round;		/* the round the round bitmaps hold (rec->round) */
 	unsigned int epochs;	/* connections that reached the destination's HelloAck */
+	bool reached;		/* a connection to the destination succeeded once */
 	uint64_t lost_ns;	/* when the peer was lost (or this process took over); 0: connected */
 	char lost_reason[256];	/* why, for the error after the reconnect deadline */
 };

@@ -486,6 +486,7 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 		return ret;
 	}
 	src_publish_fd(src, &src->main_fd, fd);
+	src->reached = true;
 	for (uint32_t r = 0; r < h->nr_regions; r++) {
 		cleave__wire__region__init(&regs[r]);
 		regs[r].gpa = h->regions[r].gpa;
@@ -1004,7 +1005,7 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 	ret = src->err ? src->err : ret;
 	/* Never reached the destination: a wrong address, not a lost peer (fail as QEMU does). */
 	retry = !src->cancelled && mig_err_retriable(ret) && timeout &&
-		(src->epochs || s->resuming);
+		(src->reached || s->resuming);
 	*lost_now = retry && !src->lost_ns;
 	if (retry) {
 		if (!src->lost_ns) {
@@ -1091,14 +1092,11 @@ static int src_run(struct mig_src *src)
 		}
 		ret = src_backoff(src, &delay_ms);
 		if (ret == -ETIMEDOUT) {
-			pthread_mutex_lock(&src->lock);
-			src->err = -ETIMEDOUT;
-			snprintf(src->reason, sizeof(src->reason),
-				 "lost the destination (%.180s) and no reconnect within %llu ms",
-				 src->lost_reason,
-				 (unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
-								     __ATOMIC_RELAXED));
-			pthread_mutex_unlock(&src->lock);
+			mig_src_abort(src, -ETIMEDOUT,
+				      "lost the destination (%.180s) and no reconnect within %llu ms",
+				      src->lost_reason,
+				      (unsigned long long)__atomic_load_n(
+					      &s->params.reconnect_timeout, __ATOMIC_RELAXED));
 			return ret;
 		}
 		if (ret)
