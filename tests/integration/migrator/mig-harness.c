@@ -307,9 +307,15 @@ uint64_t mig_hb_last(const struct vt *t, unsigned int cpu, uint64_t *gen, unsign
 	while (p && (p = strstr(p, "HB "))) {
 		if (sscanf(p, "HB %u %" SCNu64 " %" SCNu64, &hcpu, &hgen, &hns) == 3 &&
 		    hcpu == cpu) {
-			if (hns < ns)
-				fail_msg("cpu %u guest time went back: %" PRIu64 " after %" PRIu64,
-					 cpu, hns, ns);
+			if (hns < ns) {
+				size_t at = (size_t)(p - t->serial.buf);
+
+				fail_msg("cpu %u guest time went back: %" PRIu64 " after %" PRIu64
+					 " at offset %zu of the serial output:\n%.*s",
+					 cpu, hns, ns, at,
+					 (int)(t->serial.len - (at > 1500 ? at - 1500 : 0)),
+					 t->serial.buf + (at > 1500 ? at - 1500 : 0));
+			}
 			ns = hns;
 			*gen = hgen;
 			(*count)++;

@@ -36,7 +36,7 @@
 #define RAM (128ull << 20)
 /* reconnect-timeout of the destination-killed case, and what error-desc says then */
 #define MIG_LOST_PEER_MS  500u
-#define MIG_LOST_PEER_ERR "timed out"
+#define MIG_LOST_PEER_ERR "lost the destination"
 
 static const char *vcpu_bin, *guest_path;
 
