@@ -308,13 +308,15 @@ uint64_t mig_hb_last(const struct vt *t, unsigned int cpu, uint64_t *gen, unsign
 		if (sscanf(p, "HB %u %" SCNu64 " %" SCNu64, &hcpu, &hgen, &hns) == 3 &&
 		    hcpu == cpu) {
 			if (hns < ns) {
+				/* 1500 bytes before the offending line, 500 after */
 				size_t at = (size_t)(p - t->serial.buf);
+				size_t from = at > 1500 ? at - 1500 : 0;
+				size_t len =
+					t->serial.len - from < 2000 ? t->serial.len - from : 2000;
 
 				fail_msg("cpu %u guest time went back: %" PRIu64 " after %" PRIu64
 					 " at offset %zu of the serial output:\n%.*s",
-					 cpu, hns, ns, at,
-					 (int)(t->serial.len - (at > 1500 ? at - 1500 : 0)),
-					 t->serial.buf + (at > 1500 ? at - 1500 : 0));
+					 cpu, hns, ns, at, (int)len, t->serial.buf + from);
 			}
 			ns = hns;
 			*gen = hgen;
