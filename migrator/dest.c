@@ -208,6 +208,23 @@ static int dst_ram_clear(struct mig_dst *dst)
 	return 0;
 }
 
+/*
+ * The source ended the migration and said why.  That wins over a lost
+ * connection recorded first (its channels may close before we read this):
+ * the job ends, no reconnect.
+ */
+static int dst_source_error(struct mig_dst *dst, const char *why)
+{
+	mig_dst_abort(dst, -EPROTO, "source: %s", why);
+	pthread_mutex_lock(&dst->lock);
+	if (mig_err_retriable(dst->err)) {
+		dst->err = -EPROTO;
+		snprintf(dst->reason, sizeof(dst->reason), "source: %s", why);
+	}
+	pthread_mutex_unlock(&dst->lock);
+	return -EPROTO;
+}
+
 /* Records @phase; see enum mig_phase for what each allows. */
 static void dst_set_phase(struct mig_dst *dst, enum mig_phase phase)
 {
@@ -368,7 +385,7 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 			*dsm = m;
 			return 0;
 		case CLEAVE__WIRE__WIRE_MSG__BODY_ERROR:
-			ret = dst_fail(dst, -EPROTO, "source: %s", m->error->reason);
+			ret = dst_source_error(dst, m->error->reason);
 			cleave__wire__wire_msg__free_unpacked(m, NULL);
 			return ret;
 		default:
@@ -421,7 +438,7 @@ static int dst_commit(struct mig_dst *dst)
 		return dst_fail(dst, ret, "main channel: waiting for Commit: %s", strerror(-ret));
 	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT) {
 		ret = in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR
-			      ? dst_fail(dst, -EPROTO, "source: %s", in->error->reason)
+			      ? dst_source_error(dst, in->error->reason)
 			      : dst_fail(dst, -EPROTO, "protocol error: expected Commit");
 		cleave__wire__wire_msg__free_unpacked(in, NULL);
 		return ret;
@@ -742,6 +759,29 @@ static int dst_epoch(struct mig_dst *dst)
 }
 
 /*
+ * A source that ends the migration (cancel, its own failure) sends Error on
+ * the main connection, then closes everything: the receive threads may see
+ * a channel close first.  Whatever is queued on the main connection is
+ * still readable after our shutdown: an Error there ends the job.
+ */
+static bool dst_source_said_error(struct mig_dst *dst, char *reason, size_t len)
+{
+	struct pollfd pfd = {.fd = dst->main_fd, .events = POLLIN};
+	Cleave__Wire__WireMsg *m;
+	bool said = false;
+
+	while (dst->main_fd >= 0 && poll(&pfd, 1, 0) > 0 && !said) {
+		if (mig_msg_recv(dst->main_fd, &m))
+			break;
+		said = m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
+		if (said)
+			snprintf(reason, len, "source: %s", m->error->reason);
+		cleave__wire__wire_msg__free_unpacked(m, NULL);
+	}
+	return said;
+}
+
+/*
  * After a failed connection: 0 when the job waits for the source again
  * (threads joined, fds closed, the abort forgotten), else the job's error.
  */
@@ -756,6 +796,11 @@ static int dst_may_reconnect(struct mig_dst *dst, int ret)
 	ret = dst->err ? dst->err : ret;
 	retry = !dst->cancelled && timeout &&
 		(ret == -EAGAIN || (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
+	if (retry && ret != -EAGAIN &&
+	    dst_source_said_error(dst, dst->reason, sizeof(dst->reason))) {
+		retry = false;
+		ret = dst->err = -EPROTO;
+	}
 	if (retry) {
 		if (!dst->lost_ns && ret != -EAGAIN) {
 			dst->lost_ns = mig_now_ns();

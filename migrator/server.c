@@ -35,6 +35,13 @@ static int srv_incoming(void *arg, const ProtobufCMessage *req, struct rpc_reply
 
 static int srv_cancel(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
+	struct mig_info info;
+
+	mig_session_query(arg, &info);
+	if (info.status == MIG_STATUS_UNKNOWN)
+		return rpc_reply_error(reply, -EBUSY,
+				       "the switchover was committed and its outcome is unknown: "
+				       "x-cleave-migrate-resolve decides where the guest runs");
 	return mig_session_cancel(arg);
 }
 

@@ -187,9 +187,17 @@ static void src_publish_fd(struct mig_src *src, int *slot, int fd)
 /* Aborts with the destination's Error, or with "unexpected <what>". */
 static int src_bad_msg(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *waiting)
 {
-	if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR)
+	if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR) {
 		mig_src_abort(src, -EPROTO, "destination: %s", m->error->reason);
-	else
+		/* It ended the migration: that wins over a lost channel recorded first. */
+		pthread_mutex_lock(&src->lock);
+		if (mig_err_retriable(src->err)) {
+			src->err = -EPROTO;
+			snprintf(src->reason, sizeof(src->reason), "destination: %s",
+				 m->error->reason);
+		}
+		pthread_mutex_unlock(&src->lock);
+	} else
 		mig_src_abort(src, -EPROTO, "protocol error: message %d while waiting for %s",
 			      (int)m->body_case, waiting);
 	return -EPROTO;
