@@ -209,6 +209,20 @@ Cleave__Migrator__MigrationInfo *mig_query(struct mproc *m)
 	return (Cleave__Migrator__MigrationInfo *)rep;
 }
 
+Cleave__Migrator__MigrationInfo *mig_query_settled(struct mproc *m, int timeout_ms)
+{
+	uint64_t end = vt_now_ms() + (uint64_t)timeout_ms;
+	Cleave__Migrator__MigrationInfo *mi;
+
+	for (;;) {
+		mi = mig_query(m);
+		if (!mig_status_running(mi->status) || vt_now_ms() >= end)
+			return mi;
+		rpc_msg_free(&mi->base);
+		usleep(5000);
+	}
+}
+
 bool mig_status_running(const char *status)
 {
 	return !strcmp(status, "setup") || !strcmp(status, "active") || !strcmp(status, "device") ||

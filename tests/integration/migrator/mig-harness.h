@@ -68,6 +68,12 @@ int mig_call_quiet(struct mproc *m, uint32_t method, const ProtobufCMessage *req
 Cleave__Migrator__MigrationInfo *mig_query(struct mproc *m);
 /* QUERY with @timeout_ms; NULL if the migrator does not answer. */
 Cleave__Migrator__MigrationInfo *mig_query_try(struct mproc *m, int timeout_ms);
+/*
+ * QUERY until the status is no longer in progress, at most @timeout_ms
+ * (the destination ends a moment after the source: it sends Complete
+ * first); fails the test if the call fails.
+ */
+Cleave__Migrator__MigrationInfo *mig_query_settled(struct mproc *m, int timeout_ms);
 /* An in-progress status: setup, active, device, cancelling. */
 bool mig_status_running(const char *status);
 /*

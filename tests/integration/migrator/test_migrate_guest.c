@@ -118,7 +118,7 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 	/* The guest runs on exactly one side. */
 	assert_int_equal(mig_vm_state(src), CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE);
 	assert_int_equal(mig_vm_state(dst), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
-	mi = mig_query(&mdst);
+	mi = mig_query_settled(&mdst, 3000);
 	assert_string_equal(mi->status, "completed");
 	rpc_msg_free(&mi->base);
 	if (!dirty)

@@ -254,7 +254,7 @@ static void check_completed(struct node *src, struct node *dst, Cleave__Migrator
 	if (strcmp(mi->status, "completed"))
 		fail_nodes(src, dst, "source: %s: %s", mi->status, mi->error_desc);
 	figs_take(fs, mi);
-	di = mig_query(&dst->mig);
+	di = mig_query_settled(&dst->mig, 5000);
 	if (strcmp(di->status, "completed"))
 		fail_nodes(src, dst, "destination: %s: %s", di->status, di->error_desc);
 	figs_take(fd, di);
