@@ -139,7 +139,7 @@ static bool kill_one(struct bvm *src, struct bvm *dst, bool kill_dst, struct sam
 {
 	struct mproc *victim = kill_dst ? &dst->mig : &src->mig;
 	Cleave__Migrator__MigrationInfo *si, *vi;
-	uint64_t resent0, resumes0, t_kill, deadline;
+	uint64_t resent0, resumes0, src_resumes0, t_kill, deadline;
 	bool ok = false;
 
 	si = query_until(&src->mig, vt_now_ms() + 5000);
@@ -151,6 +151,7 @@ static bool kill_one(struct bvm *src, struct bvm *dst, bool kill_dst, struct sam
 		return false;
 	}
 	resent0 = si->resent_bytes;
+	src_resumes0 = si->resumes;
 	resumes0 = kill_dst ? vi->resumes : si->resumes;
 	rpc_msg_free(&si->base);
 	if (vi)
@@ -184,7 +185,16 @@ static bool kill_one(struct bvm *src, struct bvm *dst, bool kill_dst, struct sam
 	if (vi->resumes > resumes0) {
 		s->dst = kill_dst;
 		s->resume_time = vi->resume_time;
-		si = kill_dst ? query_until(&src->mig, vt_now_ms() + 5000) : vi;
+		/* The source resumes its side a moment later: its figures are the resent ones. */
+		si = vi;
+		while (kill_dst) {
+			si = query_until(&src->mig, vt_now_ms() + 5000);
+			if (si->resumes > src_resumes0 || !mig_status_running(si->status) ||
+			    vt_now_ms() > deadline)
+				break;
+			rpc_msg_free(&si->base);
+			usleep(2000);
+		}
 		s->src_resume = si->resume_time;
 		s->resent = si->resent_bytes - resent0;
 		s->inflight = si->inflight_bytes;
