@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Resume in the engine (issue 6), in one process over loopback TCP through
+ * a relay that cuts connections: the page maps a destination reports, a
+ * cut in the middle of a dirtying migration (the RAM must still be equal at
+ * switchover, and only what was in flight is sent again), a peer that never
+ * comes back, and a cancel while reconnecting or while the peer waits.
+ * Killed processes are tests/integration/migrator/test_resume.c.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrator/mig-internal.h"
+#include "tests/integration/migrator/tcp-proxy.h"
+#include "tvm.h"
+
+#define R0_PAGES 4096 /* 16 MiB */
+
+static const struct shm_ctl_layout layout = {
+	.nr_regions = 1,
+	.gpa = {0},
+	.size = {R0_PAGES * SHM_PAGE_SIZE},
+};
+
+struct cut {
+	struct tvm src, dst;
+	struct tcp_proxy *proxy;
+	unsigned int proxy_port;
+	char uri[64];
+};
+
+static uint64_t now_ms(void)
+{
+	return mig_now_ns() / 1000000;
+}
+
+static int cut_setup(void **state)
+{
+	struct cut *c = calloc(1, sizeof(*c));
+
+	if (!c || tvm_init(&c->src, &layout, NULL, 2000) || tvm_init(&c->dst, &layout, NULL, 2000))
+		return -1;
+	*state = c;
+	return 0;
+}
+
+static int cut_teardown(void **state)
+{
+	struct cut *c = *state;
+
+	tvm_fini(&c->src);
+	tvm_fini(&c->dst);
+	tcp_proxy_stop(c->proxy);
+	free(c);
+	return 0;
+}
+
+/* Source -> relay -> destination; both wait @reconnect_ms for a lost peer. */
+static void cut_config(struct cut *c, unsigned int channels, uint64_t bandwidth,
+		       uint64_t src_reconnect_ms, uint64_t dst_reconnect_ms)
+{
+	struct mig_caps caps = {.multifd = channels > 1, .events = true};
+	struct mig_params p = {.multifd_channels = channels, .downtime_limit = 20,
+			       .max_bandwidth = bandwidth, .reconnect_timeout = src_reconnect_ms};
+
+	assert_int_equal(mig_session_set_caps(c->src.s, &caps), 0);
+	assert_int_equal(mig_session_set_caps(c->dst.s, &caps), 0);
+	assert_int_equal(mig_session_set_params(c->src.s, &p), 0);
+	p.reconnect_timeout = dst_reconnect_ms;
+	assert_int_equal(mig_session_set_params(c->dst.s, &p), 0);
+	assert_int_equal(mig_session_incoming(c->dst.s, "tcp:127.0.0.1:0"), 0);
+	assert_int_equal(tcp_proxy_start(&c->proxy, mig_session_incoming_port(c->dst.s),
+					 &c->proxy_port),
+			 0);
+	snprintf(c->uri, sizeof(c->uri), "tcp:127.0.0.1:%u", c->proxy_port);
+}
+
+static void wait_transferred(struct tvm *t, uint64_t bytes)
+{
+	struct mig_info info;
+	uint64_t t0 = now_ms();
+
+	do {
+		usleep(5000);
+		mig_session_query(t->s, &info);
+		assert_true(now_ms() - t0 < 10000);
+	} while (info.transferred < bytes);
+}
+
+/* ---- page maps ------------------------------------------------------------ */
+
+static void pagemap_roundtrip(const uint64_t *map, uint64_t nbits, bool want_raw)
+{
+	Cleave__Wire__PageMap pm;
+	uint64_t *out = calloc(SHM_BITMAP_WORDS(nbits), sizeof(uint64_t));
+
+	assert_int_equal(mig_pagemap_encode(map, nbits, 3, &pm), 0);
+	assert_int_equal(pm.region, 3);
+	assert_int_equal(pm.raw.len != 0, want_raw);
+	assert_int_equal(mig_pagemap_decode(&pm, out, nbits), 0);
+	assert_memory_equal(out, map, SHM_BITMAP_WORDS(nbits) * sizeof(uint64_t));
+	mig_pagemap_release(&pm);
+	free(out);
+}
+
+static void test_pagemap(void **state)
+{
+	enum { N = 1000 }; /* not a multiple of 64 */
+	uint64_t map[SHM_BITMAP_WORDS(N)] = {0}, out[SHM_BITMAP_WORDS(N)] = {0};
+	uint64_t runs_odd[] = {1}, runs_zero[] = {5, 0}, runs_past[] = {990, 11},
+		 runs_far[] = {N, 1}, runs_wrap[] = {10, UINT64_MAX};
+	const struct {
+		uint64_t *runs;
+		size_t n;
+	} bad[] = {{runs_odd, 1}, {runs_zero, 2}, {runs_past, 2}, {runs_far, 2}, {runs_wrap, 2}};
+	Cleave__Wire__PageMap pm = CLEAVE__WIRE__PAGE_MAP__INIT;
+	uint64_t raw[SHM_BITMAP_WORDS(N)] = {0};
+
+	pagemap_roundtrip(map, N, false); /* empty: no runs, no raw */
+	for (uint64_t p = 100; p < 900; p++)
+		shm_bitmap_set(map, p);
+	shm_bitmap_set(map, N - 1);
+	pagemap_roundtrip(map, N, false); /* two runs */
+	for (uint64_t p = 0; p < N; p += 2)
+		shm_bitmap_set(map, p);
+	pagemap_roundtrip(map, N, true); /* every other page: raw words are smaller */
+	/* What a destination may not claim. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pm.runs = bad[i].runs;
+		pm.n_runs = bad[i].n;
+		assert_int_equal(mig_pagemap_decode(&pm, out, N), -EPROTO);
+	}
+	pm.runs = NULL;
+	pm.n_runs = 0;
+	pm.raw.data = (uint8_t *)raw;
+	pm.raw.len = sizeof(raw) - 8; /* short */
+	assert_int_equal(mig_pagemap_decode(&pm, out, N), -EPROTO);
+	pm.raw.len = sizeof(raw);
+	raw[SHM_BITMAP_WORDS(N) - 1] = 1ull << 63; /* page 1023 of a 1000-page region */
+	assert_int_equal(mig_pagemap_decode(&pm, out, N), -EPROTO);
+}
+
+/* ---- a cut in the middle --------------------------------------------------- */
+
+static void run_cut(struct cut *c, unsigned int channels)
+{
+	struct mig_info si, di;
+
+	tvm_fill(&c->src, 0, 0, R0_PAGES, false);
+	tvm_dirtier_start(&c->src, 512, 4); /* rewrites 2 MiB until the 4th harvest */
+	cut_config(c, channels, 16u << 20, 10000, 10000); /* 16 MiB at 16 MiB/s: ~1 s */
+	assert_int_equal(mig_session_migrate(c->src.s, c->uri), 0);
+	wait_transferred(&c->src, 6u << 20);
+	assert_true(tcp_proxy_cut(c->proxy) >= 1 + channels);
+	assert_int_equal(mig_session_wait(c->src.s, 30000), 0);
+	assert_int_equal(mig_session_wait(c->dst.s, 30000), 0);
+	mig_session_query(c->src.s, &si);
+	mig_session_query(c->dst.s, &di);
+	if (si.status != MIG_STATUS_COMPLETED || di.status != MIG_STATUS_COMPLETED)
+		fail_msg("src %s '%s', dst %s '%s'", mig_status_name(si.status), si.error_desc,
+			 mig_status_name(di.status), di.error_desc);
+	/* Nothing died: the connection was resumed, not the process. */
+	assert_int_equal(si.restarts, 0);
+	assert_true(si.resumes >= 1 && di.resumes >= 1);
+	assert_true(tvm_saw_event(&c->src, "disconnected"));
+	assert_true(tvm_saw_event(&c->src, "resumed"));
+	/* Sent again: what was in flight at the cut, not the whole RAM. */
+	assert_true(si.inflight_bytes > 0);
+	assert_true(si.resent_bytes <= si.inflight_bytes * si.resumes);
+	assert_true(si.resent_bytes < layout.size[0]);
+	assert_int_equal(tvm_ram_cmp(&c->src, &c->dst), 0);
+	assert_int_equal(c->src.resume_calls, 0);
+	assert_int_equal(c->dst.resume_calls, 1);
+	assert_false(mig_record_receivedmap_live(c->dst.s->rec));
+	tvm_dirtier_stop(&c->src);
+}
+
+static void test_cut_1ch(void **state)
+{
+	run_cut(*state, 1);
+}
+
+static void test_cut_4ch(void **state)
+{
+	run_cut(*state, 4);
+}
+
+/* ---- a peer that does not come back ---------------------------------------- */
+
+static void test_destination_gone(void **state)
+{
+	struct cut *c = *state;
+	struct mig_info si, di;
+	uint64_t t0;
+
+	tvm_fill(&c->src, 0, 0, R0_PAGES, false);
+	cut_config(c, 2, 8u << 20, 500, 700);
+	assert_int_equal(mig_session_migrate(c->src.s, c->uri), 0);
+	wait_transferred(&c->src, 2u << 20);
+	tcp_proxy_stop(c->proxy); /* every connection reset, nobody listens */
+	c->proxy = NULL;
+	t0 = now_ms();
+	assert_int_equal(mig_session_wait(c->src.s, 5000), 0);
+	mig_session_query(c->src.s, &si);
+	assert_int_equal(si.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(si.error_desc, "no reconnect within 500 ms"));
+	assert_true(now_ms() - t0 >= 450 && now_ms() - t0 < 3000);
+	assert_int_equal(c->src.pause_calls, 0); /* never paused: nothing to resume */
+	assert_false(c->src.dirty_log);
+	/* The destination gives up too, its guest never ran, its map is dead. */
+	assert_int_equal(mig_session_wait(c->dst.s, 5000), 0);
+	mig_session_query(c->dst.s, &di);
+	assert_int_equal(di.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(di.error_desc, "no reconnect within 700 ms"));
+	assert_int_equal(c->dst.resume_calls, 0);
+	assert_false(mig_record_receivedmap_live(c->dst.s->rec));
+}
+
+/* ---- cancel ------------------------------------------------------------------ */
+
+/* While the source reconnects in vain: cancelled at once, not after the timeout. */
+static void test_cancel_while_reconnecting(void **state)
+{
+	struct cut *c = *state;
+	struct mig_info si;
+	uint64_t t0;
+
+	tvm_fill(&c->src, 0, 0, R0_PAGES, false);
+	cut_config(c, 2, 8u << 20, 10000, 300);
+	assert_int_equal(mig_session_migrate(c->src.s, c->uri), 0);
+	wait_transferred(&c->src, 2u << 20);
+	tcp_proxy_stop(c->proxy);
+	c->proxy = NULL;
+	usleep(200000); /* reconnecting now */
+	t0 = now_ms();
+	assert_int_equal(mig_session_cancel(c->src.s), 0);
+	assert_int_equal(mig_session_wait(c->src.s, 5000), 0);
+	assert_true(now_ms() - t0 < 1000);
+	mig_session_query(c->src.s, &si);
+	assert_int_equal(si.status, MIG_STATUS_CANCELLED);
+	assert_false(c->src.dirty_log);
+}
+
+/* The destination learns it from the source and stops waiting for it. */
+static void test_cancel_reaches_destination(void **state)
+{
+	struct cut *c = *state;
+	struct mig_info di;
+	uint64_t t0;
+
+	tvm_fill(&c->src, 0, 0, R0_PAGES, false);
+	cut_config(c, 4, 8u << 20, 10000, 10000);
+	assert_int_equal(mig_session_migrate(c->src.s, c->uri), 0);
+	wait_transferred(&c->src, 2u << 20);
+	t0 = now_ms();
+	assert_int_equal(mig_session_cancel(c->src.s), 0);
+	assert_int_equal(mig_session_wait(c->dst.s, 5000), 0);
+	assert_true(now_ms() - t0 < 2000);
+	mig_session_query(c->dst.s, &di);
+	assert_int_equal(di.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(di.error_desc, "source: migration cancelled"));
+	assert_int_equal(c->dst.resume_calls, 0);
+}
+
+/* Nothing to resolve outside x-switchover-unknown; cancel of a finished job is a no-op. */
+static void test_resolve_refused(void **state)
+{
+	struct cut *c = *state;
+
+	assert_int_equal(mig_session_resolve(c->src.s, true), -EINVAL);
+	assert_int_equal(mig_session_resolve(c->src.s, false), -EINVAL);
+	assert_int_equal(mig_session_cancel(c->src.s), 0);
+	assert_int_equal(mig_session_resume(c->src.s), 0); /* a pristine record */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pagemap),
+		cmocka_unit_test_setup_teardown(test_cut_1ch, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_cut_4ch, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_destination_gone, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_while_reconnecting, cut_setup,
+						cut_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_reaches_destination, cut_setup,
+						cut_teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_refused, cut_setup, cut_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
