@@ -316,11 +316,16 @@ uint64_t mig_hb_last(const struct vt *t, unsigned int cpu, uint64_t *gen, unsign
 	const char *p = t->serial.buf;
 	uint64_t ns = 0, hgen, hns;
 	unsigned int hcpu;
+	int end;
 
 	*count = 0;
 	while (p && (p = strstr(p, "HB "))) {
-		if (sscanf(p, "HB %u %" SCNu64 " %" SCNu64, &hcpu, &hgen, &hns) == 3 &&
-		    hcpu == cpu) {
+		/*
+		 * Whole lines only: a VM paused while its guest was writing a
+		 * line leaves "HB 0 3 5" of "HB 0 3 504810461" behind.
+		 */
+		if (sscanf(p, "HB %u %" SCNu64 " %" SCNu64 "%n", &hcpu, &hgen, &hns, &end) == 3 &&
+		    (p[end] == '\n' || p[end] == '\r') && hcpu == cpu) {
 			if (hns < ns) {
 				/* 1500 bytes before the offending line, 500 after */
 				size_t at = (size_t)(p - t->serial.buf);

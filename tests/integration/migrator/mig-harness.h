@@ -99,7 +99,7 @@ unsigned int mig_free_port(void);
 /* vcpu-proc's run state (CLEAVE__VCPU__RUN_STATE__*); fails the test on error. */
 int mig_vm_state(struct vt *t);
 /*
- * Last heartbeat of @cpu in the serial output: its guest ns (0 if none),
+ * Last complete heartbeat line of @cpu in the serial output: its guest ns (0 if none),
  * its generation in *gen, the number of heartbeats of @cpu in *count.
  * Fails the test if the guest time of @cpu went back.
  */
