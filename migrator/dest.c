@@ -484,7 +484,6 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 					"channel %u ended in round %" PRIu64
 					", device state says %" PRIu64,
 					i, dst->chans[i].final_round, ds->final_round);
-	dst_teardown(dst);
 	if (s->env.hooks.ram_hash)
 		dst_log_ram_hash(dst);
 	/* Invariant 3: the state (and its clock) is loaded only after RAM is final. */
@@ -500,6 +499,8 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 		mig_record_unlock(s->rec);
 	}
 	dst_set_phase(dst, MIG_PHASE_DST_LOADED);
+	/* Only now: killed before LOADED was recorded, a restart still needs the map. */
+	dst_teardown(dst);
 	ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
 	return ret ? ret : dst_commit(dst);
 }
@@ -836,9 +837,16 @@ static void dst_linger(struct mig_dst *dst)
 	pthread_mutex_lock(&dst->lock);
 	dst->aborted = false;
 	pthread_mutex_unlock(&dst->lock);
-	while (!dst->cancelled && mig_now_ns() < end) {
+	for (;;) {
 		Cleave__Wire__WireMsg *in = NULL;
+		bool cancelled;
 		int fd = -1;
+
+		pthread_mutex_lock(&dst->lock);
+		cancelled = dst->cancelled;
+		pthread_mutex_unlock(&dst->lock);
+		if (cancelled || mig_now_ns() >= end)
+			break;
 
 		if (dst_accept(dst, (int)((end - mig_now_ns()) / 1000000) + 1, &fd))
 			break;
@@ -890,6 +898,9 @@ static int dst_load(struct mig_dst *dst)
 						      "receivedmap");
 		dst_receivedmap_adopt(dst);
 	}
+	/* Killed between LOADED and the invalidation: no thread of ours can write it. */
+	if (dst->phase >= MIG_PHASE_DST_LOADED && mig_record_receivedmap_live(s->rec))
+		mig_record_set_receivedmap_live(s->rec, false);
 	/* Killed between Commit and RESUME: the guest is ours, run it now. */
 	if (dst->phase == MIG_PHASE_DST_COMMITTED)
 		return dst_run_guest(dst);
