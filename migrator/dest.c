@@ -374,6 +374,7 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 		case CLEAVE__WIRE__WIRE_MSG__BODY_ROUND:
 			atomic_store(&s->ctr.rounds, m->round->round + 1);
 			ret = dst_round_ack(dst, m->round->round);
+			mig_session_record_sync(s); /* the counters, for a restarted migrator */
 			if (ret) {
 				cleave__wire__wire_msg__free_unpacked(m, NULL);
 				return ret;

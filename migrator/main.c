@@ -178,6 +178,7 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int ret, sig, status = 1;
 
+	env.process_start_ns = mig_now_ns(); /* before anything: resume time of a takeover */
 	log_init("cleave-migrator");
 	log_set_thread("main");
 	if (parse_args(argc, argv, &o))

@@ -246,7 +246,6 @@ void mig_session_record_sync(struct mig_session *s);
 bool mig_err_retriable(int err);
 /* The source committed and then lost the destination for good (see MIG_STATUS_UNKNOWN). */
 void mig_session_unknown(struct mig_session *s, const char *reason);
-uint64_t mig_now_ns(void);
 /* CPU time of the calling thread, for the debug figures of the I/O threads. */
 uint64_t mig_thread_cpu_ns(void);
 

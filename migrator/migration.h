@@ -92,6 +92,8 @@ struct mig_env {
 	void (*event)(void *arg, const struct mig_event *ev);
 	void *event_arg;
 	unsigned int io_timeout_ms; /* 0 = MIG_DEFAULT_IO_TIMEOUT_MS */
+	/* mig_now_ns() when the process started: a takeover's resume time counts from it. */
+	uint64_t process_start_ns;
 	struct mig_hooks hooks;
 };
 
@@ -207,5 +209,7 @@ void mig_session_get_params(struct mig_session *s, struct mig_params *params);
 int mig_session_set_params(struct mig_session *s, const struct mig_params *params);
 
 const char *mig_status_name(enum mig_status status);
+/* The engine's clock: CLOCK_MONOTONIC in ns (the same in every process). */
+uint64_t mig_now_ns(void);
 
 #endif

@@ -613,7 +613,7 @@ int mig_session_resume(struct mig_session *s)
 		return 1; /* taken over, and ended: no fresh --incoming either */
 	}
 	s->resuming = true;
-	s->resume_start_ns = mig_now_ns();
+	s->resume_start_ns = s->env.process_start_ns ? s->env.process_start_ns : mig_now_ns();
 	s->cancel_requested = false;
 	log_info("taking over the %s migration of this VM (restart %u, status %s)",
 		 s->role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", s->restarts,

@@ -82,6 +82,7 @@ struct mig_src {
 	bool dirty_logging;
 	unsigned int throttle;
 	uint64_t last_ping_ns;
+	uint64_t last_sync_ns; /* counters last copied into the record */
 	uint64_t acked_round; /* last RoundAck from the destination, if has_acked */
 	bool has_acked;
 	uint64_t round;		/* the round the round bitmaps hold (rec->round) */

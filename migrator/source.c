@@ -28,6 +28,9 @@
 #define MIG_DOWNTIME_GOAL_US   5000	     /* stop iterating below this expected downtime */
 #define MIG_EXTRA_ROUNDS       8	     /* at most this many rounds once the limit is met */
 #define MIG_FIRST_PASS_HARVEST (64ull << 20) /* round 0 harvests every 64 MiB queued */
+#define MIG_RECONNECT_MIN_MS   5	     /* reconnect backoff: 5 ms doubling ... */
+#define MIG_RECONNECT_MAX_MS   40	     /* ... to 40 ms */
+#define MIG_RECORD_SYNC_NS     100000000ull /* counters into the record every 100 ms */
 
 int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 {
@@ -305,6 +308,11 @@ static int src_queue(struct mig_src *src, struct mig_batch *b)
 	/* Only the worker writes remaining: load and store need no loop. */
 	atomic_store(&src->s->ctr.remaining, left > bytes ? left - bytes : 0);
 	b->nr_pages = 0;
+	/* So that a restarted migrator reports about what this one did. */
+	if (mig_now_ns() - src->last_sync_ns > MIG_RECORD_SYNC_NS) {
+		src->last_sync_ns = mig_now_ns();
+		mig_session_record_sync(src->s);
+	}
 	return ret ? ret : src_ping(src);
 }
 
@@ -1059,7 +1067,11 @@ static int src_backoff(struct mig_src *src, unsigned int *delay_ms)
 		ret = pthread_cond_timedwait(&src->wake, &src->lock, &ts);
 	ret = src->cancelled ? -ECANCELED : 0;
 	pthread_mutex_unlock(&src->lock);
-	*delay_ms = *delay_ms * 2 > 250 ? 250 : *delay_ms * 2;
+	/*
+	 * Capped low: a restarted destination listens within milliseconds of
+	 * its start, and every attempt is one SYN (refused at once until then).
+	 */
+	*delay_ms = *delay_ms * 2 > MIG_RECONNECT_MAX_MS ? MIG_RECONNECT_MAX_MS : *delay_ms * 2;
 	return ret;
 }
 
@@ -1067,7 +1079,7 @@ static int src_run(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
 	uint64_t bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
-	unsigned int delay_ms = 10;
+	unsigned int delay_ms = MIG_RECONNECT_MIN_MS;
 	bool lost_now;
 	int ret;
 
@@ -1096,7 +1108,7 @@ static int src_run(struct mig_src *src)
 		if (lost_now) {
 			log_warn("lost the destination (%s); reconnecting", src->lost_reason);
 			mig_session_detail_event(s, "disconnected");
-			delay_ms = 10;
+			delay_ms = MIG_RECONNECT_MIN_MS;
 		}
 		ret = src_backoff(src, &delay_ms);
 		if (ret == -ETIMEDOUT) {
