@@ -6,6 +6,7 @@
  * All-zero pages travel as a flag in their offset, without data.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,31 @@ bool mig_src_aborted(struct mig_src *src)
 	return a;
 }
 
-/* Waits until @bytes may be sent under max-bandwidth (read live). */
-static int rate_acquire(struct mig_src *src, size_t bytes)
+/*
+ * Sleeps @ns, or less if the destination closed @c (it never sends on a
+ * channel: readable means EOF or reset).  A rate-limited channel writes
+ * rarely, and a killed destination shows only at the second write after
+ * its FIN: without this the loss is seen a packet interval late.
+ */
+static int rate_sleep(struct mig_send_chan *c, uint64_t ns)
 {
+	struct pollfd pfd = {.fd = c->fd, .events = POLLRDHUP};
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+			      .tv_nsec = (long)(ns % 1000000000ull)};
+
+	if (ppoll(&pfd, 1, &ts, NULL) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return -ECONNRESET;
+	return 0;
+}
+
+/* Waits until @bytes may be sent on @c under max-bandwidth (read live). */
+static int rate_acquire(struct mig_send_chan *c, size_t bytes)
+{
+	struct mig_src *src = c->src;
 	uint64_t bw = __atomic_load_n(&src->s->params.max_bandwidth, __ATOMIC_RELAXED);
 	uint64_t now, wait_ns;
 	double burst;
+	int ret;
 
 	if (!bw)
 		return 0;
@@ -56,11 +76,12 @@ static int rate_acquire(struct mig_src *src, size_t bytes)
 	/* Sleep in slices so a cancel is seen quickly. */
 	while (wait_ns) {
 		uint64_t slice = wait_ns < 20000000 ? wait_ns : 20000000;
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)slice};
 
 		if (mig_src_aborted(src))
 			return -ECANCELED;
-		nanosleep(&ts, NULL);
+		ret = rate_sleep(c, slice);
+		if (ret)
+			return ret;
 		wait_ns -= slice;
 	}
 	return 0;
@@ -101,7 +122,7 @@ static int send_batch(struct mig_send_chan *c, const struct mig_batch *b, struct
 		else
 			iov[niov++] = (struct iovec){.iov_base = p, .iov_len = SHM_PAGE_SIZE};
 	}
-	ret = rate_acquire(src, bytes);
+	ret = rate_acquire(c, bytes);
 	if (ret)
 		return ret;
 	ret = mig_io_writev(c->fd, iov, niov);

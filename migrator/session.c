@@ -156,8 +156,9 @@ void mig_session_detail_event(struct mig_session *s, const char *detail)
 	ev.restarts = s->restarts;
 	ev.resumes = atomic_load(&s->ctr.resumes);
 	ev.resent_bytes = atomic_load(&s->ctr.resent_bytes);
-	log_info("migration %s: %u restarts, %u resumes, %llu bytes resent", detail, ev.restarts,
-		 ev.resumes, (unsigned long long)ev.resent_bytes);
+	log_info("migration %s: %u restarts, %u resumes, %llu bytes resent (last resume %llu ms)",
+		 detail, ev.restarts, ev.resumes, (unsigned long long)ev.resent_bytes,
+		 (unsigned long long)atomic_load(&s->ctr.resume_time_ms));
 	record_update(s);
 	if (s->caps.events && s->env.event)
 		s->env.event(s->env.event_arg, &ev);
@@ -615,9 +616,11 @@ int mig_session_resume(struct mig_session *s)
 	s->resuming = true;
 	s->resume_start_ns = s->env.process_start_ns ? s->env.process_start_ns : mig_now_ns();
 	s->cancel_requested = false;
-	log_info("taking over the %s migration of this VM (restart %u, status %s)",
+	log_info("taking over the %s migration of this VM (restart %u, status %s), %llu ms "
+		 "after the process started",
 		 s->role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", s->restarts,
-		 mig_status_name(s->status));
+		 mig_status_name(s->status),
+		 (unsigned long long)(mig_now_ns() - s->resume_start_ns) / 1000000);
 	if (s->role == MIG_ROLE_SOURCE) {
 		ret = mig_src_alloc(&s->src, s, uri);
 		if (!ret)

@@ -31,6 +31,7 @@
 #define MIG_RECONNECT_MIN_MS   5	     /* reconnect backoff: 5 ms doubling ... */
 #define MIG_RECONNECT_MAX_MS   40	     /* ... to 40 ms */
 #define MIG_RECORD_SYNC_NS     100000000ull /* counters into the record every 100 ms */
+#define MIG_DRAIN_POLL_MS      20	     /* a lost destination is seen this soon */
 
 int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 {
@@ -262,7 +263,12 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
 	return ret;
 }
 
-/* While queuing: keepalive for the destination, and its Error or RoundAck if any. */
+/*
+ * While queuing or draining: whatever the destination said (a RoundAck, an
+ * Error, or its end: a killed destination migrator shows as EOF here long
+ * before a rate-limited channel writes into it again), then, every io
+ * timeout / 4, a keepalive so its deadline never fires.
+ */
 static int src_ping(struct mig_src *src)
 {
 	struct pollfd pfd = {.fd = src->main_fd, .events = POLLIN};
@@ -271,11 +277,7 @@ static int src_ping(struct mig_src *src)
 	uint64_t now = mig_now_ns();
 	int ret;
 
-	/* Often enough for the peer's deadline (io timeout) never to fire. */
-	if (now - src->last_ping_ns < (uint64_t)src->s->io_timeout_ms * 1000000ull / 4)
-		return 0;
-	src->last_ping_ns = now;
-	if (poll(&pfd, 1, 0) > 0) {
+	while (poll(&pfd, 1, 0) > 0) {
 		Cleave__Wire__WireMsg *in;
 
 		ret = mig_msg_recv(src->main_fd, &in);
@@ -291,6 +293,9 @@ static int src_ping(struct mig_src *src)
 		if (ret)
 			return ret;
 	}
+	if (now - src->last_ping_ns < (uint64_t)src->s->io_timeout_ms * 1000000ull / 4)
+		return 0;
+	src->last_ping_ns = now;
 	p.bytes = atomic_load(&src->s->ctr.transferred);
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS;
 	m.progress = &p;
@@ -581,7 +586,7 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 		 * harvest see what the guest dirtied meanwhile, and does the
 		 * bandwidth figure mean anything.
 		 */
-		while ((ret = mig_send_drain(src, 500)) == -ETIMEDOUT) {
+		while ((ret = mig_send_drain(src, MIG_DRAIN_POLL_MS)) == -ETIMEDOUT) {
 			ret = src_ping(src);
 			if (ret)
 				return ret;
