@@ -52,6 +52,9 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Guest command line of the VMs vm_start() starts; NULL: the default (idle). */
+static const char *vm_append;
+
 static int vm_start(struct env *e, struct vm *vm, const char *name, const char *incoming)
 {
 	char statedir[128], serial[160], qmp[180];
@@ -81,6 +84,10 @@ static int vm_start(struct env *e, struct vm *vm, const char *name, const char *
 	if (incoming) {
 		argv[n++] = "--incoming";
 		argv[n++] = incoming;
+	}
+	if (vm_append) {
+		argv[n++] = "--append";
+		argv[n++] = vm_append;
 	}
 	argv[n] = NULL;
 	vm->pid = fork();
@@ -184,6 +191,17 @@ static int env_setup(void **state)
 	assert_int_equal(vm_start(e, &e->src, "src", NULL), 0);
 	*state = e;
 	return 0;
+}
+
+/* The source runs a dirtying guest (16 MiB rewritten at 2 MiB/s). */
+static int env_setup_dirty(void **state)
+{
+	int ret;
+
+	vm_append = "mode=dirty mib=16 rate=2 cpus=1";
+	ret = env_setup(state);
+	vm_append = NULL;
+	return ret;
 }
 
 static int env_teardown(void **state)
@@ -551,6 +569,91 @@ static void test_live_migration(void **state)
 	assert_int_equal(vm_wait(&e->dst, 10000), 0);
 }
 
+/* Waits for the listener of the destination migrator (its query-migrate answers). */
+static void wait_incoming_ready(struct qmp_client *d)
+{
+	bool ready = false;
+	long long t0;
+	char *got;
+
+	for (t0 = now_ms(); now_ms() - t0 < 8000 && !ready;) {
+		got = cmd_text(d, "query-migrate", NULL, T_MS);
+		ready = strcmp(got, "migrator is not running") != 0;
+		free(got);
+		if (!ready)
+			usleep(50000);
+	}
+	assert_true(ready);
+}
+
+/*
+ * Issue 6 through the real launcher: the source's and then the destination's
+ * cleave-migrator are SIGKILLed in the middle of a `cleave migrate` of a
+ * dirtying guest; the launchers restart them, the migration completes, and
+ * query-migrate on both sides counts the restart.
+ */
+static void test_migration_survives_migrator_kills(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *s, *d;
+	char uri[64], out[8192];
+	int p[2], port = 40000 + (int)((getpid() + 7) % 20000), status;
+	pid_t pid, smig, dmig;
+	size_t len = 0;
+	ssize_t n;
+	char *got;
+
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
+	assert_int_equal(vm_start(e, &e->dst, "dst", uri), 0);
+	d = vm_client(&e->dst);
+	wait_incoming_ready(d);
+	s = vm_client(&e->src);
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		/* 16 MiB and more at 8 MB/s: a few seconds to kill in. */
+		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.sock, uri, "--channels",
+		      "2", "--max-bandwidth", "8000000", NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	usleep(700000);
+	smig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	assert_true(smig > 0);
+	assert_int_equal(kill(smig, SIGKILL), 0);
+	usleep(600000);
+	dmig = find_descendant(e->dst.pid, "cleave-migrator", 2);
+	assert_true(dmig > 0);
+	assert_int_equal(kill(dmig, SIGKILL), 0);
+	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !strstr(out, "status: completed"))
+		fail_msg("cleave migrate: %s", out);
+	assert_cmd(d, "query-status", NULL, RUNNING);
+	assert_cmd(s, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"postmigrate\"}");
+	got = cmd_text(s, "query-migrate", NULL, T_MS);
+	if (!strstr(got, "\"status\":\"completed\"") || !strstr(got, "\"x-cleave-restarts\":1"))
+		fail_msg("source query-migrate: %s", got);
+	free(got);
+	got = cmd_text(d, "query-migrate", NULL, T_MS);
+	if (!strstr(got, "\"status\":\"completed\"") || !strstr(got, "\"x-cleave-restarts\":1"))
+		fail_msg("destination query-migrate: %s", got);
+	free(got);
+	assert_cmd(s, "quit", NULL, "{}");
+	assert_cmd(d, "quit", NULL, "{}");
+	qmp_client_close(s);
+	qmp_client_close(d);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+	assert_int_equal(vm_wait(&e->dst, 10000), 0);
+}
+
 int main(int argc, char **argv)
 {
 	/* Two groups, two meson tests: restarts depend on the launcher's supervision. */
@@ -569,6 +672,8 @@ int main(int argc, char **argv)
 	/* Needs the migrator side of issue 6 (METHOD_RESOLVE, reconnect_timeout). */
 	const struct CMUnitTest resume[] = {
 		cmocka_unit_test_setup_teardown(test_resume_api, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_migration_survives_migrator_kills,
+						env_setup_dirty, env_teardown),
 	};
 
 	if (argc < 3 || (strcmp(argv[2], "basic") && strcmp(argv[2], "restarts") &&
