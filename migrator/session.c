@@ -654,12 +654,14 @@ int mig_session_resolve(struct mig_session *s, bool run_on_source)
 {
 	const struct mig_vm_ops *ops = s->env.ops;
 	enum mig_status st;
+	enum mig_role role;
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
 	st = s->status;
+	role = s->role;
 	pthread_mutex_unlock(&s->lock);
-	if (st != MIG_STATUS_UNKNOWN || s->role != MIG_ROLE_SOURCE)
+	if (st != MIG_STATUS_UNKNOWN || role != MIG_ROLE_SOURCE)
 		return -EINVAL;
 	session_reap(s); /* the worker that gave up has ended; nothing else runs */
 	if (run_on_source) {

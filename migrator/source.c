@@ -1003,7 +1003,7 @@ static void src_load(struct mig_src *src)
 	src->round = rec->round;
 	src->throttle = rec->throttle;
 	mig_record_unlock(rec);
-	src->dirty_logging = true; /* vcpu-proc kept logging */
+	src->dirty_logging = true; /* vcpu-proc kept logging (src_run turns it on again) */
 	src->paused = src->phase == MIG_PHASE_SRC_PAUSED || src->phase == MIG_PHASE_SRC_COMMITTED;
 	src->committed = src->phase == MIG_PHASE_SRC_COMMITTED;
 	src->lost_ns = src->s->resume_start_ns;
@@ -1096,6 +1096,10 @@ static int src_run(struct mig_src *src)
 	if (s->resuming) {
 		src_load(src);
 		mig_session_detail_event(s, "restarted");
+		/* Idempotent; the dead migrator may have recorded PRECOPY before turning it on. */
+		ret = src_call(src, s->env.ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
+		if (ret)
+			return ret;
 	} else {
 		ret = src_start(src);
 		if (ret)
