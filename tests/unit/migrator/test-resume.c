@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "migrator/mig-internal.h"
@@ -282,6 +283,40 @@ static void test_resolve_refused(void **state)
 	assert_int_equal(mig_session_resume(c->src.s), 0); /* a pristine record */
 }
 
+/*
+ * A migrator killed while it held the session record's lock: the next one
+ * recovers the lock (EOWNERDEAD), keeps what was recorded, and goes on.
+ */
+static void test_record_lock_owner_died(void **state)
+{
+	struct cut *c = *state;
+	struct mig_record *rec = c->src.s->rec;
+	int status;
+	pid_t pid;
+
+	assert_int_equal(mig_record_lock(rec), 0);
+	rec->resumes = 42;
+	mig_record_unlock(rec);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* The shared mapping, as another process has it: lock, then die holding it. */
+		if (mig_record_lock(rec))
+			_exit(1);
+		rec->resumes = 43;
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(mig_record_lock(rec), 0); /* recovered, not ENOTRECOVERABLE */
+	assert_int_equal(rec->resumes, 43);	   /* what the dead holder wrote stays */
+	mig_record_unlock(rec);
+	assert_int_equal(mig_record_lock(rec), 0); /* and usable as ever */
+	mig_record_unlock(rec);
+	mig_record_set_phase(rec, MIG_PHASE_NONE);
+	assert_int_equal(mig_record_phase(rec), MIG_PHASE_NONE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +329,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_destination, cut_setup,
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_refused, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_record_lock_owner_died, cut_setup,
+						cut_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
