@@ -34,7 +34,7 @@ struct mig_dst {
 	struct mig_session *s;
 	int listen_fd;
 	unsigned int port;
-	char uri[256]; /* tcp:HOST:<bound port> */
+	char uri[256];	       /* tcp:HOST:<bound port> */
 	unsigned int nr_chans; /* from the source's Hello */
 	struct mig_recv_chan *chans;
 	enum mig_dst_state state; /* worker (or free, after the worker's join) only */

@@ -320,10 +320,11 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 			ret = -EPROTO;
 		if (ret) {
 			close(fd);
-			/* E.g. a restarted source's Hello where a channel was due: it calls again. */
-			return dst_fail(dst, ret == -EPROTO ? -EAGAIN : ret, "channel handshake: %s",
-					ret == -EPROTO ? "bad magic, session or index"
-						       : strerror(-ret));
+			/* E.g. a restarted source's Hello where a channel was due: it calls again.
+			 */
+			return dst_fail(
+				dst, ret == -EPROTO ? -EAGAIN : ret, "channel handshake: %s",
+				ret == -EPROTO ? "bad magic, session or index" : strerror(-ret));
 		}
 		dst_publish_fd(dst, &dst->chans[ch.index].fd, fd);
 	}
@@ -797,7 +798,8 @@ static int dst_may_reconnect(struct mig_dst *dst, int ret)
 	pthread_mutex_lock(&dst->lock);
 	ret = dst->err ? dst->err : ret;
 	retry = !dst->cancelled && timeout &&
-		(ret == -EAGAIN || (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
+		(ret == -EAGAIN ||
+		 (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
 	if (retry && ret != -EAGAIN &&
 	    dst_source_said_error(dst, dst->reason, sizeof(dst->reason))) {
 		retry = false;
@@ -895,8 +897,9 @@ static int dst_load(struct mig_dst *dst)
 	snprintf(dst->lost_reason, sizeof(dst->lost_reason), "migrator restarted");
 	if (dst->phase == MIG_PHASE_DST_RECEIVING) {
 		if (!mig_record_receivedmap_live(s->rec))
-			return dst_fail(dst, -EPROTO, "session record: receiving without a live "
-						      "receivedmap");
+			return dst_fail(dst, -EPROTO,
+					"session record: receiving without a live "
+					"receivedmap");
 		dst_receivedmap_adopt(dst);
 	}
 	/* Killed between LOADED and the invalidation: no thread of ours can write it. */

@@ -131,9 +131,9 @@ struct mig_record {
 	uint32_t resumes;	   /* resumed transfers (after a restart or a lost peer) */
 	uint32_t throttle;	   /* source: percent set in vcpu-proc */
 	uint8_t session_id[16];
-	uint64_t epoch;	 /* bumped by every connection attempt of the session */
-	char uri[256];	 /* source: the destination; destination: where it listens */
-	uint32_t caps;	 /* MIG_RECORD_CAP_* */
+	uint64_t epoch; /* bumped by every connection attempt of the session */
+	char uri[256];	/* source: the destination; destination: where it listens */
+	uint32_t caps;	/* MIG_RECORD_CAP_* */
 	uint32_t channels;
 	uint64_t max_bandwidth, downtime_limit, reconnect_timeout;
 	/*

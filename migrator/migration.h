@@ -105,8 +105,8 @@ struct mig_caps {
 
 struct mig_params {
 	uint32_t multifd_channels;
-	uint64_t max_bandwidth;	 /* bytes/s, 0 = unlimited */
-	uint64_t downtime_limit; /* ms */
+	uint64_t max_bandwidth;	    /* bytes/s, 0 = unlimited */
+	uint64_t downtime_limit;    /* ms */
 	uint64_t reconnect_timeout; /* ms a lost peer is waited for; 0: fail at once */
 };
 

@@ -387,7 +387,8 @@ static void *recv_thread(void *arg)
 	struct recv_pipe rp;
 	struct recv_buf *rb;
 	unsigned int k = 0; /* the buffer being filled */
-	uint64_t round = dst->first_round, t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), hdr_ns = 0, bar_ns = 0;
+	uint64_t round = dst->first_round, t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(),
+		 hdr_ns = 0, bar_ns = 0;
 	uint64_t packets = 0, tw;
 	char tag[16];
 	int ret;

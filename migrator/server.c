@@ -58,11 +58,11 @@ static int srv_resolve(void *arg, const ProtobufCMessage *req, struct rpc_reply 
 	ret = mig_session_resolve(arg, !strcmp(where, "source"));
 	if (ret == -EINVAL) {
 		mig_session_query(arg, &info);
-		return rpc_reply_error(reply, ret,
-				       "no switchover with an unknown outcome to resolve (status: "
-				       "%s)",
-				       info.status == MIG_STATUS_NONE ? "none"
-								      : mig_status_name(info.status));
+		return rpc_reply_error(
+			reply, ret,
+			"no switchover with an unknown outcome to resolve (status: "
+			"%s)",
+			info.status == MIG_STATUS_NONE ? "none" : mig_status_name(info.status));
 	}
 	if (ret)
 		return rpc_reply_error(reply, ret, "resolve: vcpu-proc: %s", strerror(-ret));

@@ -497,8 +497,7 @@ int mig_session_set_params(struct mig_session *s, const struct mig_params *param
 	__atomic_store_n(&s->params.multifd_channels, params->multifd_channels, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->params.max_bandwidth, params->max_bandwidth, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->params.downtime_limit, params->downtime_limit, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->params.reconnect_timeout, params->reconnect_timeout,
-			 __ATOMIC_RELAXED);
+	__atomic_store_n(&s->params.reconnect_timeout, params->reconnect_timeout, __ATOMIC_RELAXED);
 	/* A restarted migrator continues with the settings of the moment. */
 	record_update(s);
 	pthread_mutex_unlock(&s->lock);

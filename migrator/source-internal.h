@@ -83,20 +83,21 @@ struct mig_src {
 	unsigned int throttle;
 	uint64_t last_ping_ns;
 	uint64_t last_sync_ns; /* counters last copied into the record */
-	uint64_t acked_round; /* last RoundAck from the destination, if has_acked */
+	uint64_t acked_round;  /* last RoundAck from the destination, if has_acked */
 	bool has_acked;
-	uint64_t round;		/* the round the round bitmaps hold (rec->round) */
-	unsigned int epochs;	/* connections that reached the destination's HelloAck */
-	bool reached;		/* a connection to the destination succeeded once */
-	uint64_t lost_ns;	/* when the peer was lost (or this process took over); 0: connected */
-	char lost_reason[256];	/* why, for the error after the reconnect deadline */
+	uint64_t round;	     /* the round the round bitmaps hold (rec->round) */
+	unsigned int epochs; /* connections that reached the destination's HelloAck */
+	bool reached;	     /* a connection to the destination succeeded once */
+	uint64_t lost_ns;    /* when the peer was lost (or this process took over); 0: connected */
+	char lost_reason[256]; /* why, for the error after the reconnect deadline */
 };
 
 /* send.c */
 int mig_send_start(struct mig_src *src);
 /* Tells the threads to stop and joins them; safe to call twice. */
 void mig_send_stop(struct mig_src *src);
-/* After mig_send_stop: empties the rings for the next connection (their pages are in the round bitmaps). */
+/* After mig_send_stop: empties the rings for the next connection (their pages are in the round
+ * bitmaps). */
 void mig_send_reset(struct mig_src *src);
 /* Queues @b (copied) on the least loaded channel, or on @chan if >= 0. */
 int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan);

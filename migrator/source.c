@@ -30,7 +30,7 @@
 #define MIG_FIRST_PASS_HARVEST (64ull << 20) /* round 0 harvests every 64 MiB queued */
 #define MIG_RECONNECT_MIN_MS   5	     /* reconnect backoff: 5 ms doubling ... */
 #define MIG_RECONNECT_MAX_MS   40	     /* ... to 40 ms */
-#define MIG_RECORD_SYNC_NS     100000000ull /* counters into the record every 100 ms */
+#define MIG_RECORD_SYNC_NS     100000000ull  /* counters into the record every 100 ms */
 #define MIG_DRAIN_POLL_MS      20	     /* a lost destination is seen this soon */
 
 int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
@@ -786,8 +786,8 @@ static int src_complete(struct mig_src *src, uint64_t round)
 }
 
 /* Decodes the destination's map of region @r into a fresh bitmap (NULL: none sent). */
-static int src_report_map(struct mig_src *src, Cleave__Wire__PageMap **maps, size_t n,
-			  uint32_t r, uint64_t **out)
+static int src_report_map(struct mig_src *src, Cleave__Wire__PageMap **maps, size_t n, uint32_t r,
+			  uint64_t **out)
 {
 	uint64_t nbits = src->s->env.ctl->hdr->regions[r].nr_pages;
 
@@ -884,8 +884,9 @@ static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ac
 	case MIG_PHASE_DST_COMMITTED:
 	case MIG_PHASE_DST_RUNNING:
 		if (src->phase == MIG_PHASE_SRC_PRECOPY) {
-			mig_src_abort(src, -EPROTO,
-				      "destination says it runs the guest this source never paused");
+			mig_src_abort(
+				src, -EPROTO,
+				"destination says it runs the guest this source never paused");
 			return -EPROTO;
 		}
 		*step = SRC_STEP_DONE;
@@ -1121,11 +1122,12 @@ static int src_run(struct mig_src *src)
 		}
 		ret = src_backoff(src, &delay_ms);
 		if (ret == -ETIMEDOUT) {
-			mig_src_abort(src, -ETIMEDOUT,
-				      "lost the destination (%.180s) and no reconnect within %llu ms",
-				      src->lost_reason,
-				      (unsigned long long)__atomic_load_n(
-					      &s->params.reconnect_timeout, __ATOMIC_RELAXED));
+			mig_src_abort(
+				src, -ETIMEDOUT,
+				"lost the destination (%.180s) and no reconnect within %llu ms",
+				src->lost_reason,
+				(unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
+								    __ATOMIC_RELAXED));
 			return ret;
 		}
 		if (ret)

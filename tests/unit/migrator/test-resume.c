@@ -70,8 +70,10 @@ static void cut_config(struct cut *c, unsigned int channels, uint64_t bandwidth,
 		       uint64_t src_reconnect_ms, uint64_t dst_reconnect_ms)
 {
 	struct mig_caps caps = {.multifd = channels > 1, .events = true};
-	struct mig_params p = {.multifd_channels = channels, .downtime_limit = 20,
-			       .max_bandwidth = bandwidth, .reconnect_timeout = src_reconnect_ms};
+	struct mig_params p = {.multifd_channels = channels,
+			       .downtime_limit = 20,
+			       .max_bandwidth = bandwidth,
+			       .reconnect_timeout = src_reconnect_ms};
 
 	assert_int_equal(mig_session_set_caps(c->src.s, &caps), 0);
 	assert_int_equal(mig_session_set_caps(c->dst.s, &caps), 0);
@@ -79,9 +81,8 @@ static void cut_config(struct cut *c, unsigned int channels, uint64_t bandwidth,
 	p.reconnect_timeout = dst_reconnect_ms;
 	assert_int_equal(mig_session_set_params(c->dst.s, &p), 0);
 	assert_int_equal(mig_session_incoming(c->dst.s, "tcp:127.0.0.1:0"), 0);
-	assert_int_equal(tcp_proxy_start(&c->proxy, mig_session_incoming_port(c->dst.s),
-					 &c->proxy_port),
-			 0);
+	assert_int_equal(
+		tcp_proxy_start(&c->proxy, mig_session_incoming_port(c->dst.s), &c->proxy_port), 0);
 	snprintf(c->uri, sizeof(c->uri), "tcp:127.0.0.1:%u", c->proxy_port);
 }
 
@@ -157,7 +158,7 @@ static void run_cut(struct cut *c, unsigned int channels)
 	struct mig_info si, di;
 
 	tvm_fill(&c->src, 0, 0, R0_PAGES, false);
-	tvm_dirtier_start(&c->src, 512, 4); /* rewrites 2 MiB until the 4th harvest */
+	tvm_dirtier_start(&c->src, 512, 4);		  /* rewrites 2 MiB until the 4th harvest */
 	cut_config(c, channels, 16u << 20, 10000, 10000); /* 16 MiB at 16 MiB/s: ~1 s */
 	assert_int_equal(mig_session_migrate(c->src.s, c->uri), 0);
 	wait_transferred(&c->src, 6u << 20);

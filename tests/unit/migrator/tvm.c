@@ -153,7 +153,8 @@ static void on_event(void *arg, const struct mig_event *ev)
 	struct tvm *t = arg;
 
 	pthread_mutex_lock(&t->lock);
-	/* A detail event ("resumed", ...) is recorded by its detail, a status change by its status. */
+	/* A detail event ("resumed", ...) is recorded by its detail, a status change by its status.
+	 */
 	if (ev->status && t->nr_events < 32)
 		snprintf(t->events[t->nr_events++], sizeof(t->events[0]), "%s",
 			 ev->detail ? ev->detail : ev->status);
