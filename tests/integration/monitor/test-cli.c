@@ -16,22 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
 #include "tests/integration/monitor/mon-proc.h"
 #include "tests/unit/monitor/fake-backend.h"
+#include "tests/util/test-util.h"
 
 static const char *cleave_exe, *monitor_exe;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct env {
 	struct fake_backend *fb;
@@ -307,11 +299,11 @@ static void test_cli_migrate_gives_up(void **state)
 	for (i = 0; i < 100 && atomic_load(&e->fb->calls) < 5; i++)
 		usleep(20000);
 	fake_backend_kill_migrator(e->fb);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_int_equal(cli_collect(pid, fd, out, sizeof(out)), 1);
 	/* 5 s of grace (reconnect timeout 0) plus at most one 2 s query deadline. */
-	assert_true(now_ms() - t0 >= 4500);
-	assert_true(now_ms() - t0 < 9000);
+	assert_true(test_now_ms() - t0 >= 4500);
+	assert_true(test_now_ms() - t0 < 9000);
 	assert_non_null(strstr(out, "cleave migrate: query-migrate: migrator is not running\n"));
 }
 

@@ -22,12 +22,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
 #include "tests/integration/monitor/mon-proc.h"
 #include "tests/unit/monitor/fake-backend.h"
+#include "tests/util/test-util.h"
 
 #define T_MS 5000 /* generous per-reply timeout; tests assert tighter bounds where it matters */
 
@@ -39,14 +39,6 @@ struct env {
 	int tcp_port;	   /* also listening on tcp:127.0.0.1:tcp_port, or 0 */
 	char tcp_spec[64]; /* "tcp:127.0.0.1:PORT" */
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int env_setup_args(void **state, const char *const *extra, int inherit)
 {
@@ -493,16 +485,16 @@ static void test_slow_reader_closed_alone(void **state)
 		if (send(fd, cmd, sizeof(cmd) - 1, MSG_NOSIGNAL) < 0)
 			closed = 1;
 		if (i % 200 == 0) {
-			t0 = now_ms();
+			t0 = test_now_ms();
 			assert_client_cmd(other, "query-name", NULL, "{\"name\":\"testvm\"}");
-			t = now_ms() - t0;
+			t = test_now_ms() - t0;
 			worst = t > worst ? t : worst;
 		}
 	}
 	assert_true(worst < 200);
 	/* The monitor closed it once its queue passed the limit: we read to EOF. */
-	t0 = now_ms();
-	while (!closed && now_ms() - t0 < 5000) {
+	t0 = test_now_ms();
+	while (!closed && test_now_ms() - t0 < 5000) {
 		n = recv(fd, buf, sizeof(buf), 0);
 		if (n <= 0)
 			closed = 1;
@@ -524,9 +516,9 @@ static void test_dead_backend(void **state)
 
 	assert_client_cmd(c, "query-migrate", NULL, "{}");
 	fake_backend_kill_vcpu(e->fb);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_client_cmd(c, "query-status", NULL, "vcpu-proc is not responding");
-	assert_true(now_ms() - t0 < 300 + 700);
+	assert_true(test_now_ms() - t0 < 300 + 700);
 	/* Queries needing no backend always answer; the other backend still works. */
 	assert_client_cmd(
 		c, "query-version", NULL,
@@ -563,11 +555,11 @@ static void test_disconnect_in_flight(void **state)
 /* Waits for event @name on @c, skipping others; returns it or NULL. */
 static json_t *wait_event(struct qmp_client *c, const char *name, int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
+	long long end = test_now_ms() + timeout_ms;
 	json_t *m;
 
-	while (now_ms() < end) {
-		if (qmp_client_recv(c, &m, (int)(end - now_ms())))
+	while (test_now_ms() < end) {
+		if (qmp_client_recv(c, &m, (int)(end - test_now_ms())))
 			return NULL;
 		if (json_object_get(m, "event") &&
 		    !strcmp(json_string_value(json_object_get(m, "event")), name))
@@ -580,11 +572,11 @@ static json_t *wait_event(struct qmp_client *c, const char *name, int timeout_ms
 /* The next MIGRATION event that carries x-cleave-detail (status changes skipped). */
 static json_t *wait_migration_detail(struct qmp_client *c, int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
+	long long end = test_now_ms() + timeout_ms;
 	json_t *ev;
 
-	while (now_ms() < end) {
-		ev = wait_event(c, "MIGRATION", (int)(end - now_ms()));
+	while (test_now_ms() < end) {
+		ev = wait_event(c, "MIGRATION", (int)(end - test_now_ms()));
 		if (!ev || json_object_get(json_object_get(ev, "data"), "x-cleave-detail"))
 			return ev;
 		json_decref(ev);

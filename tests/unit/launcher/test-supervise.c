@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "launcher/supervise.h"
 #include "log/log.h"
+#include "tests/util/test-util.h"
 
 static const struct sup_policy test_policy = {
 	.backoff_min_ms = 50,
@@ -98,14 +98,6 @@ static void test_vm_exit_status(void **state)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void cmd_sh(struct spawn_cmd *c, const char *script)
 {
 	assert_int_equal(spawn_cmd_init(c, "/bin/sh", "sh"), 0);
@@ -140,7 +132,7 @@ static void test_run_vm_child_exit_code(void **state)
 static void test_run_restart_limit(void **state)
 {
 	struct spawn_cmd vm, flaky;
-	int64_t t0 = now_ms();
+	int64_t t0 = test_now_ms();
 	struct sup s;
 
 	/* 50+100+200+400+400 ms of backoff fit in the VM child's 2.5 s. */
@@ -152,7 +144,7 @@ static void test_run_restart_limit(void **state)
 	assert_int_equal(sup_start(&s), 0);
 	assert_int_equal(sup_run(&s), 0);
 	assert_int_equal(s.children[1].nr_restarts, 5);
-	assert_true(now_ms() - t0 >= 2400);
+	assert_true(test_now_ms() - t0 >= 2400);
 	sup_fini(&s);
 	spawn_cmd_fini(&vm);
 	spawn_cmd_fini(&flaky);
@@ -229,9 +221,9 @@ static void test_run_grace_then_sigkill(void **state)
 	assert_int_equal(sup_child_add(&s, "vm", &vm, true), 0);
 	assert_int_equal(sup_child_add(&s, "stubborn", &stubborn, false), 0);
 	assert_int_equal(sup_start(&s), 0);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_int_equal(sup_run(&s), 3);
-	assert_true(now_ms() - t0 >= 300);
+	assert_true(test_now_ms() - t0 >= 300);
 	sup_fini(&s);
 	spawn_cmd_fini(&vm);
 	spawn_cmd_fini(&stubborn);

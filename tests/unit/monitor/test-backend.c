@@ -17,13 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log/log.h"
 #include "monitor/events.h"
 #include "monitor/worker.h"
 #include "proto/rpc.h"
 #include "tests/unit/monitor/fake-backend.h"
+#include "tests/util/test-util.h"
 
 struct bk {
 	struct fake_backend *fb;
@@ -65,14 +65,6 @@ static int bk_teardown(void **state)
 	fake_backend_stop(b->fb);
 	free(b);
 	return 0;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Submits @n jobs of command @name and waits for all; returns them in order of completion. */
@@ -230,9 +222,9 @@ static void test_dead_backend_fails_fast(void **state)
 	int i;
 
 	fake_backend_kill_vcpu(b->fb);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	bk_run(b, "query-status", NULL, jobs, 8);
-	assert_true(now_ms() - t0 < 2 * b->ctx.timeout_ms + 500);
+	assert_true(test_now_ms() - t0 < 2 * b->ctx.timeout_ms + 500);
 	for (i = 0; i < 8; i++) {
 		assert_non_null(jobs[i]->res.err_class);
 		assert_string_equal(jobs[i]->res.err_desc, "vcpu-proc is not responding");
@@ -263,11 +255,11 @@ static void test_resolve(void **state)
 	/* An error reply from a live migrator comes back at once, not retried. */
 	b->ctx.cancel_retry_ms = 5000;
 	{
-		long long t0 = now_ms();
+		long long t0 = test_now_ms();
 
 		assert_cmd(b, "migrate_cancel", NULL,
 			   "the switchover's outcome is unknown: use x-cleave-migrate-resolve");
-		assert_true(now_ms() - t0 < 1000);
+		assert_true(test_now_ms() - t0 < 1000);
 		assert_int_equal(atomic_load(&b->fb->cancels), 1);
 	}
 	assert_cmd(b, "x-cleave-migrate-resolve", "{\"run-on\":\"destination\"}", "{}");
@@ -303,9 +295,9 @@ static void test_cancel_during_restart(void **state)
 	b->ctx.cancel_retry_ms = 5000;
 	fake_backend_kill_migrator(b->fb);
 	assert_int_equal(pthread_create(&t, NULL, restart_later, b), 0);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_cmd(b, "migrate_cancel", NULL, "{}");
-	took = now_ms() - t0;
+	took = test_now_ms() - t0;
 	pthread_join(t, NULL);
 	/* Answered by the restarted server: not before it, well within the window. */
 	assert_true(took >= 650);
@@ -321,9 +313,9 @@ static void test_cancel_retry_only_cancel(void **state)
 
 	b->ctx.cancel_retry_ms = 5000;
 	fake_backend_kill_migrator(b->fb);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_cmd(b, "query-migrate", NULL, "migrator is not running");
-	assert_true(now_ms() - t0 < b->ctx.timeout_ms + 500);
+	assert_true(test_now_ms() - t0 < b->ctx.timeout_ms + 500);
 }
 
 /* A migrator that stays away: the error after the retry window, and the queue fails with it. */
@@ -338,7 +330,7 @@ static void test_cancel_gives_up(void **state)
 
 	b->ctx.cancel_retry_ms = 1000;
 	fake_backend_kill_migrator(b->fb);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	for (i = 0; i < 3; i++) {
 		struct mon_job *job = mon_job_alloc();
 
@@ -356,7 +348,7 @@ static void test_cancel_gives_up(void **state)
 		for (job = mon_done_take(&b->done); job; job = job->next)
 			jobs[got++] = job;
 	}
-	took = now_ms() - t0;
+	took = test_now_ms() - t0;
 	assert_true(took >= 1000);
 	assert_true(took < 1000 + b->ctx.timeout_ms + 500);
 	for (i = 0; i < 3; i++) {
@@ -372,10 +364,10 @@ static void test_cancel_not_configured(void **state)
 {
 	struct mon_ctx ctx = {.timeout_ms = 300, .cancel_retry_ms = 5000};
 	struct mon_result res = {0};
-	long long t0 = now_ms();
+	long long t0 = test_now_ms();
 
 	mon_cmd_find("migrate_cancel")->run(&ctx, NULL, &res);
-	assert_true(now_ms() - t0 < 100);
+	assert_true(test_now_ms() - t0 < 100);
 	assert_string_equal(res.err_desc, "migrator is not running");
 	mon_result_fini(&res);
 }
