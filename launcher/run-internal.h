@@ -64,4 +64,9 @@ size_t run_guest_embedded_size(void);
  */
 int run_libexec_find(const char *name, const char *build_subdir, char *buf, size_t len);
 
+struct shm_ctl;
+
+/* migrator-gone.c: ends the recorded migration once the migrator is given up. */
+void run_migrator_gave_up(struct shm_ctl *ctl, const char *vcpu_rpc);
+
 #endif

@@ -295,6 +295,13 @@ static int run_sandbox_prepare(struct run_vm *vm)
 }
 
 /* Builds each child's command line and registers it, vcpu first: it listens. */
+static void run_migrator_gone(void *arg)
+{
+	struct run_vm *vm = arg;
+
+	run_migrator_gave_up(&vm->ctl, vm->vcpu_rpc);
+}
+
 static int run_vm_children_add(struct run_vm *vm)
 {
 	unsigned int i;
@@ -338,6 +345,9 @@ static int run_vm_children_add(struct run_vm *vm)
 		ret = sup_child_add(&vm->sup, run_child_bins[i].name, c, i == RUN_CHILD_VCPU);
 		if (ret)
 			return ret;
+		if (i == RUN_CHILD_MIGRATOR)
+			sup_child_on_give_up(&vm->sup, vm->sup.nr_children - 1, run_migrator_gone,
+					     vm);
 	}
 	return 0;
 }

@@ -230,6 +230,14 @@ static void sup_stop(struct sup *s, int exit_status)
 	}
 }
 
+void sup_child_on_give_up(struct sup *s, unsigned int index, void (*fn)(void *), void *arg)
+{
+	if (index >= s->nr_children)
+		return;
+	s->children[index].gave_up = fn;
+	s->children[index].gave_up_arg = arg;
+}
+
 static void sup_kill_all(struct sup *s)
 {
 	unsigned int i;
@@ -257,6 +265,8 @@ static void sup_child_lost(struct sup *s, struct sup_child *c, const char *who, 
 			"it, the VM keeps running without %s",
 			who, what, s->policy.restart_limit, s->policy.restart_window_ms / 1000,
 			c->name);
+		if (c->gave_up)
+			c->gave_up(c->gave_up_arg);
 		return;
 	}
 	c->state = SUP_BACKOFF;

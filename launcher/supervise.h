@@ -62,6 +62,9 @@ struct sup_child {
 	unsigned int backoff_ms;		   /* last delay used, 0 before the first restart */
 	int64_t restart_ms[SUP_RESTART_LIMIT_MAX]; /* ring of restart times */
 	unsigned int nr_restarts;		   /* entries in restart_ms still in the window */
+	/* Called once when the restart limit is reached (NULL: nothing to clean up). */
+	void (*gave_up)(void *arg);
+	void *gave_up_arg;
 };
 
 struct sup {
@@ -87,6 +90,8 @@ int sup_init(struct sup *s, const struct sup_policy *policy);
 void sup_fini(struct sup *s);
 
 int sup_child_add(struct sup *s, const char *name, const struct spawn_cmd *cmd, bool ends_vm);
+/* @fn(@arg) runs in sup_run() when the launcher gives up restarting child @index. */
+void sup_child_on_give_up(struct sup *s, unsigned int index, void (*fn)(void *), void *arg);
 /* Starts every child in the order added; logs "started NAME pid N". */
 int sup_start(struct sup *s);
 /* Supervises until every child is gone; returns cleave run's exit status. */

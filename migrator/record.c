@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* The session record in the ctl segment's session area (see mig-internal.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log/log.h"
@@ -83,4 +84,45 @@ enum mig_phase mig_record_phase(struct mig_record *rec)
 	if (locked)
 		mig_record_unlock(rec);
 	return p;
+}
+
+int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_abandon *todo)
+{
+	struct mig_record *rec;
+	int ret;
+
+	memset(todo, 0, sizeof(*todo));
+	ret = mig_record_open(&rec, ctl);
+	if (!ret)
+		ret = mig_record_lock(rec);
+	if (ret)
+		return ret;
+	if (rec->status != MIG_STATUS_SETUP && rec->status != MIG_STATUS_ACTIVE &&
+	    rec->status != MIG_STATUS_DEVICE && rec->status != MIG_STATUS_CANCELLING &&
+	    rec->phase != MIG_PHASE_DST_LISTENING) {
+		mig_record_unlock(rec);
+		return 0;
+	}
+	switch (rec->phase) {
+	case MIG_PHASE_SRC_COMMITTED:
+		/* The destination may run it: only the operator can say. */
+		rec->status = MIG_STATUS_UNKNOWN;
+		break;
+	case MIG_PHASE_DST_COMMITTED:
+		todo->resume = true; /* the guest is ours */
+				     /* fallthrough */
+	case MIG_PHASE_DST_RUNNING:
+		rec->status = MIG_STATUS_COMPLETED;
+		break;
+	default:
+		todo->resume = rec->phase == MIG_PHASE_SRC_PAUSED;
+		todo->stop_logging = rec->role == MIG_ROLE_SOURCE;
+		rec->status = MIG_STATUS_FAILED;
+		break;
+	}
+	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", reason);
+	rec->phase = MIG_PHASE_NONE;
+	__atomic_store_n(&rec->receivedmap_live, 0u, __ATOMIC_RELEASE); /* nobody writes it now */
+	mig_record_unlock(rec);
+	return 1;
 }

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +56,8 @@ static long long now_ms(void)
 
 /* Guest command line of the VMs vm_start() starts; NULL: the default (idle). */
 static const char *vm_append;
+/* test_migrator_gone_for_good: the libexec dir the source's launcher uses. */
+static char broken_libexec[PATH_MAX];
 
 static int vm_start(struct env *e, struct vm *vm, const char *name, const char *incoming)
 {
@@ -654,6 +658,136 @@ static void test_migration_survives_migrator_kills(void **state)
 	assert_int_equal(vm_wait(&e->dst, 10000), 0);
 }
 
+/*
+ * @dir/libexec for CLEAVE_LIBEXEC_DIR: links to the real children, but a
+ * copy of cleave-migrator, so that replacing it there replaces what the
+ * launcher starts next (the jail binds the binary's canonical path).
+ */
+static void libexec_make(const char *dir, char *libexec, size_t len)
+{
+	static const char *const bins[][2] = {{"vcpu-proc", "cleave-vcpu"},
+					      {"migrator", "cleave-migrator"},
+					      {"monitor", "cleave-monitor"}};
+	char build[PATH_MAX], target[PATH_MAX + 64], link[PATH_MAX + 64], *slash;
+
+	assert_non_null(realpath(cleave_exe, build));
+	slash = strrchr(build, '/');
+	assert_non_null(slash);
+	*slash = '\0'; /* build/launcher */
+	snprintf(libexec, len, "%s/libexec", dir);
+	assert_int_equal(mkdir(libexec, 0700), 0);
+	for (size_t i = 0; i < sizeof(bins) / sizeof(bins[0]); i++) {
+		snprintf(target, sizeof(target), "%s/../%s/%s", build, bins[i][0], bins[i][1]);
+		snprintf(link, sizeof(link), "%s/%s", libexec, bins[i][1]);
+		if (strcmp(bins[i][1], "cleave-migrator")) {
+			assert_int_equal(symlink(target, link), 0);
+		} else {
+			char cmd[3 * PATH_MAX];
+
+			snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", target, link);
+			assert_int_equal(system(cmd), 0);
+		}
+	}
+}
+
+/*
+ * The source's migrator dies in the switchover (guest paused) and its
+ * replacement cannot even start (a broken binary): once the launcher gives
+ * up restarting it, the migration ends and the source guest runs again.
+ */
+static int env_setup_broken_migrator(void **state)
+{
+	char dir[64], libexec[PATH_MAX];
+	int ret;
+
+	snprintf(dir, sizeof(dir), "/tmp/cleave-mon-lx-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	libexec_make(dir, libexec, sizeof(libexec));
+	setenv("CLEAVE_LIBEXEC_DIR", libexec, 1);
+	/* Paused for 5 s after the source pauses: the kill lands in the switchover. */
+	setenv("CLEAVE_MIG_TEST_HOOKS", "switchover_delay_ms=5000", 1);
+	ret = env_setup_dirty(state);
+	unsetenv("CLEAVE_LIBEXEC_DIR");
+	unsetenv("CLEAVE_MIG_TEST_HOOKS");
+	snprintf(broken_libexec, sizeof(broken_libexec), "%s", libexec);
+	return ret;
+}
+
+static void test_migrator_gone_for_good(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *s, *d;
+	char uri[64], args[96], path[PATH_MAX + 32], tmp[PATH_MAX + 32];
+	int port = 40000 + (int)((getpid() + 13) % 20000);
+	long long t0;
+	bool paused = false, running = false;
+	pid_t mig;
+	FILE *f;
+	char *got;
+
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
+	assert_int_equal(vm_start(e, &e->dst, "dst", uri), 0);
+	d = vm_client(&e->dst);
+	wait_incoming_ready(d);
+	s = vm_client(&e->src);
+	snprintf(args, sizeof(args), "{\"uri\":\"%s\"}", uri);
+	assert_cmd(s, "migrate", args, "{}");
+	for (t0 = now_ms(); now_ms() - t0 < 15000 && !paused;) {
+		got = cmd_text(s, "query-migrate", NULL, T_MS);
+		paused = strstr(got, "\"status\":\"device\"") != NULL;
+		free(got);
+		if (!paused)
+			usleep(20000);
+	}
+	assert_true(paused);
+	/* A binary that fails at once takes the migrator's place (a new inode, as an
+	 * upgrade would), then the migrator dies. */
+	snprintf(tmp, sizeof(tmp), "%s/cleave-migrator.new", broken_libexec);
+	snprintf(path, sizeof(path), "%s/cleave-migrator", broken_libexec);
+	f = fopen(tmp, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\nexit 1\n", f);
+	fclose(f);
+	assert_int_equal(chmod(tmp, 0755), 0);
+	assert_int_equal(rename(tmp, path), 0);
+	mig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	assert_true(mig > 0);
+	assert_int_equal(kill(mig, SIGKILL), 0);
+	/* 10 restarts (50 ms doubling to 1 s: ~6.5 s), then the launcher ends the migration. */
+	for (t0 = now_ms(); now_ms() - t0 < 20000 && !running;) {
+		got = cmd_text(s, "query-status", NULL, T_MS);
+		running = !strcmp(got, RUNNING);
+		free(got);
+		if (!running)
+			usleep(100000);
+	}
+	if (!running)
+		fail_msg("the source guest stayed paused after the launcher gave the migrator up");
+	assert_true(now_ms() - t0 > 3000); /* not before the launcher gave up */
+	assert_cmd(s, "query-migrate", NULL, "migrator is not running");
+	assert_cmd(d, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
+	assert_cmd(s, "quit", NULL, "{}");
+	assert_cmd(d, "quit", NULL, "{}");
+	qmp_client_close(s);
+	qmp_client_close(d);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+	assert_int_equal(vm_wait(&e->dst, 10000), 0);
+}
+
+static int env_teardown_broken_migrator(void **state)
+{
+	char cmd[PATH_MAX + 32], *slash = strrchr(broken_libexec, '/');
+
+	if (slash && !strncmp(broken_libexec, "/tmp/cleave-mon-lx-", 19)) {
+		*slash = '\0';
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", broken_libexec);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", broken_libexec);
+	}
+	return env_teardown(state);
+}
+
 int main(int argc, char **argv)
 {
 	/* Two groups, two meson tests: restarts depend on the launcher's supervision. */
@@ -674,6 +808,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_resume_api, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_migration_survives_migrator_kills,
 						env_setup_dirty, env_teardown),
+		cmocka_unit_test_setup_teardown(test_migrator_gone_for_good,
+						env_setup_broken_migrator,
+						env_teardown_broken_migrator),
 	};
 
 	if (argc < 3 || (strcmp(argv[2], "basic") && strcmp(argv[2], "restarts") &&
