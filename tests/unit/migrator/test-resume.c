@@ -318,6 +318,56 @@ static void test_record_lock_owner_died(void **state)
 	assert_int_equal(mig_record_phase(rec), MIG_PHASE_NONE);
 }
 
+/* What the launcher does once it gave the migrator up, phase by phase. */
+static void test_record_abandon(void **state)
+{
+	static const struct {
+		enum mig_role role;
+		enum mig_status status;
+		enum mig_phase phase;
+		int ret;
+		bool resume, stop_logging;
+		enum mig_status after;
+	} rows[] = {
+		{MIG_ROLE_NONE, MIG_STATUS_NONE, MIG_PHASE_NONE, 0, false, false, MIG_STATUS_NONE},
+		{MIG_ROLE_SOURCE, MIG_STATUS_COMPLETED, MIG_PHASE_NONE, 0, false, false,
+		 MIG_STATUS_COMPLETED},
+		{MIG_ROLE_SOURCE, MIG_STATUS_ACTIVE, MIG_PHASE_SRC_PRECOPY, 1, false, true,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_SOURCE, MIG_STATUS_DEVICE, MIG_PHASE_SRC_PAUSED, 1, true, true,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_SOURCE, MIG_STATUS_DEVICE, MIG_PHASE_SRC_COMMITTED, 1, false, false,
+		 MIG_STATUS_UNKNOWN},
+		{MIG_ROLE_DEST, MIG_STATUS_NONE, MIG_PHASE_DST_LISTENING, 1, false, false,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_DEST, MIG_STATUS_ACTIVE, MIG_PHASE_DST_RECEIVING, 1, false, false,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_DEST, MIG_STATUS_ACTIVE, MIG_PHASE_DST_LOADED, 1, false, false,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_DEST, MIG_STATUS_ACTIVE, MIG_PHASE_DST_COMMITTED, 1, true, false,
+		 MIG_STATUS_COMPLETED},
+	};
+	struct cut *c = *state;
+	struct mig_record *rec = c->dst.s->rec;
+	struct mig_abandon todo;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		rec->role = rows[i].role;
+		rec->status = rows[i].status;
+		rec->phase = rows[i].phase;
+		rec->receivedmap_live = rows[i].phase == MIG_PHASE_DST_RECEIVING;
+		assert_int_equal(mig_record_abandon(&c->dst.ctl, "gone", &todo), rows[i].ret);
+		assert_int_equal(todo.resume, rows[i].resume);
+		assert_int_equal(todo.stop_logging, rows[i].stop_logging);
+		assert_int_equal(rec->status, rows[i].after);
+		if (rows[i].ret) {
+			assert_int_equal(rec->phase, MIG_PHASE_NONE);
+			assert_string_equal(rec->error_desc, "gone");
+			assert_false(mig_record_receivedmap_live(rec));
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +382,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve_refused, cut_setup, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_lock_owner_died, cut_setup,
 						cut_teardown),
+		cmocka_unit_test_setup_teardown(test_record_abandon, cut_setup, cut_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
