@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
+#include "tests/util/test-util.h"
 
 #define T_MS 5000
 
@@ -45,14 +46,6 @@ struct env {
 	char dir[64];
 	struct vm src, dst;
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Guest command line of the VMs vm_start() starts; NULL: the default (idle). */
 static const char *vm_append;
@@ -121,12 +114,12 @@ static int vm_start(struct env *e, struct vm *vm, const char *name, const char *
 /* Waits for `cleave run` to exit; returns its status, or -1 after @ms (then kills it). */
 static int vm_wait(struct vm *vm, int ms)
 {
-	long long end = now_ms() + ms;
+	long long end = test_now_ms() + ms;
 	int status;
 
 	if (!vm->pid)
 		return -1;
-	while (now_ms() < end) {
+	while (test_now_ms() < end) {
 		if (waitpid(vm->pid, &status, WNOHANG) == vm->pid) {
 			vm->pid = 0;
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -260,11 +253,11 @@ static char *cmd_text(struct qmp_client *c, const char *cmd, const char *args, i
 
 static json_t *wait_event(struct qmp_client *c, const char *name, int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
+	long long end = test_now_ms() + timeout_ms;
 	json_t *m;
 
-	while (now_ms() < end) {
-		if (qmp_client_recv(c, &m, (int)(end - now_ms())))
+	while (test_now_ms() < end) {
+		if (qmp_client_recv(c, &m, (int)(end - test_now_ms())))
 			return NULL;
 		if (!strcmp(json_string_value(json_object_get(m, "event")) ?: "", name))
 			return m;
@@ -361,16 +354,16 @@ static void test_migrator_restart(void **state)
 	assert_true(mig > 0);
 	assert_cmd(c, "query-migrate", NULL, "{}");
 	assert_int_equal(kill(mig, SIGKILL), 0);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	got = cmd_text(c, "query-migrate", NULL, T_MS);
 	/* Either the restarted migrator answered, or the dead one was reported. */
 	if (strcmp(got, "{}") != 0 && strcmp(got, "migrator is not running") != 0)
 		fail_msg("query-migrate while the migrator restarts: %s", got);
 	free(got);
-	assert_true(now_ms() - t0 < 2 * 2000 + 1000);
+	assert_true(test_now_ms() - t0 < 2 * 2000 + 1000);
 	assert_cmd(c, "query-status", NULL, RUNNING);
 	/* The launcher restarts it within a second or two: give it 8 s in all. */
-	for (t0 = now_ms(); now_ms() - t0 < 8000 && !ok;) {
+	for (t0 = test_now_ms(); test_now_ms() - t0 < 8000 && !ok;) {
 		got = cmd_text(c, "query-migrate", NULL, T_MS);
 		ok = !strcmp(got, "{}");
 		free(got);
@@ -386,10 +379,10 @@ static void test_migrator_restart(void **state)
 /* Polls until the launcher has a cleave-migrator other than @old up; returns it or 0. */
 static pid_t wait_new_migrator(struct vm *vm, pid_t old, int ms)
 {
-	long long end = now_ms() + ms;
+	long long end = test_now_ms() + ms;
 	pid_t pid = 0;
 
-	while (now_ms() < end) {
+	while (test_now_ms() < end) {
 		pid = find_descendant(vm->pid, "cleave-migrator", 2);
 		if (pid > 0 && pid != old)
 			return pid;
@@ -409,9 +402,9 @@ static void test_cancel_while_migrator_restarts(void **state)
 	assert_true(mig > 0);
 	assert_cmd(c, "query-migrate", NULL, "{}");
 	assert_int_equal(kill(mig, SIGKILL), 0);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	assert_cmd(c, "migrate_cancel", NULL, "{}");
-	took = now_ms() - t0;
+	took = test_now_ms() - t0;
 	if (took >= 5000)
 		fail_msg("migrate_cancel took %lld ms", took);
 	assert_true(wait_new_migrator(&e->src, mig, 2000) > 0);
@@ -423,7 +416,7 @@ static void test_cancel_while_migrator_restarts(void **state)
 
 struct killer {
 	pid_t root;	 /* the cleave run whose migrators die */
-	long long until; /* now_ms() when the killing stops */
+	long long until; /* test_now_ms() when the killing stops */
 	int kills;	 /* SIGKILLs sent */
 };
 
@@ -432,7 +425,7 @@ static void *killer_main(void *arg)
 	struct killer *k = arg;
 	pid_t pid;
 
-	while (now_ms() < k->until) {
+	while (test_now_ms() < k->until) {
 		pid = find_descendant(k->root, "cleave-migrator", 2);
 		if (pid > 0 && kill(pid, SIGKILL) == 0)
 			k->kills++;
@@ -450,7 +443,7 @@ static void test_cancel_outlasts_one_deadline(void **state)
 {
 	struct env *e = *state;
 	struct qmp_client *c = vm_client(&e->src);
-	struct killer k = {.root = e->src.pid, .until = now_ms() + 2500};
+	struct killer k = {.root = e->src.pid, .until = test_now_ms() + 2500};
 	pthread_t t;
 	long long t0, took;
 	char *got;
@@ -458,9 +451,9 @@ static void test_cancel_outlasts_one_deadline(void **state)
 	assert_cmd(c, "query-migrate", NULL, "{}");
 	assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
 	usleep(100000); /* the first kill has landed */
-	t0 = now_ms();
+	t0 = test_now_ms();
 	got = cmd_text(c, "migrate_cancel", NULL, 10000);
-	took = now_ms() - t0;
+	took = test_now_ms() - t0;
 	pthread_join(t, NULL);
 	if (strcmp(got, "{}"))
 		fail_msg("migrate_cancel after %lld ms (%d kills): %s", took, k.kills, got);
@@ -529,7 +522,7 @@ static void test_live_migration(void **state)
 	 * The destination migrator listens before its RPC server answers: once
 	 * query-migrate is answered, the incoming socket is up.
 	 */
-	for (t0 = now_ms(); now_ms() - t0 < 8000;) {
+	for (t0 = test_now_ms(); test_now_ms() - t0 < 8000;) {
 		got = cmd_text(d, "query-migrate", NULL, T_MS);
 		ready = strcmp(got, "migrator is not running") != 0;
 		free(got);
@@ -580,7 +573,7 @@ static void wait_incoming_ready(struct qmp_client *d)
 	long long t0;
 	char *got;
 
-	for (t0 = now_ms(); now_ms() - t0 < 8000 && !ready;) {
+	for (t0 = test_now_ms(); test_now_ms() - t0 < 8000 && !ready;) {
 		got = cmd_text(d, "query-migrate", NULL, T_MS);
 		ready = strcmp(got, "migrator is not running") != 0;
 		free(got);
@@ -732,7 +725,7 @@ static void test_migrator_gone_for_good(void **state)
 	s = vm_client(&e->src);
 	snprintf(args, sizeof(args), "{\"uri\":\"%s\"}", uri);
 	assert_cmd(s, "migrate", args, "{}");
-	for (t0 = now_ms(); now_ms() - t0 < 15000 && !paused;) {
+	for (t0 = test_now_ms(); test_now_ms() - t0 < 15000 && !paused;) {
 		got = cmd_text(s, "query-migrate", NULL, T_MS);
 		paused = strstr(got, "\"status\":\"device\"") != NULL;
 		free(got);
@@ -754,7 +747,7 @@ static void test_migrator_gone_for_good(void **state)
 	assert_true(mig > 0);
 	assert_int_equal(kill(mig, SIGKILL), 0);
 	/* 10 restarts (50 ms doubling to 1 s: ~6.5 s), then the launcher ends the migration. */
-	for (t0 = now_ms(); now_ms() - t0 < 20000 && !running;) {
+	for (t0 = test_now_ms(); test_now_ms() - t0 < 20000 && !running;) {
 		got = cmd_text(s, "query-status", NULL, T_MS);
 		running = !strcmp(got, RUNNING);
 		free(got);
@@ -763,7 +756,7 @@ static void test_migrator_gone_for_good(void **state)
 	}
 	if (!running)
 		fail_msg("the source guest stayed paused after the launcher gave the migrator up");
-	assert_true(now_ms() - t0 > 3000); /* not before the launcher gave up */
+	assert_true(test_now_ms() - t0 > 3000); /* not before the launcher gave up */
 	assert_cmd(s, "query-migrate", NULL, "migrator is not running");
 	assert_cmd(d, "query-status", NULL,
 		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
