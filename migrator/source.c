@@ -785,7 +785,7 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	return src_commit(src);
 }
 
-/* Decodes the destination's map of region @r into a fresh bitmap (NULL: none sent). */
+/* Decodes the destination's maps of region @r into a fresh bitmap (all zero: none sent). */
 static int src_report_map(struct mig_src *src, Cleave__Wire__PageMap **maps, size_t n, uint32_t r,
 			  uint64_t **out)
 {
