@@ -110,7 +110,7 @@ int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_aband
 		break;
 	case MIG_PHASE_DST_COMMITTED:
 		todo->resume = true; /* the guest is ours */
-				     /* fallthrough */
+		/* fallthrough */
 	case MIG_PHASE_DST_RUNNING:
 		rec->status = MIG_STATUS_COMPLETED;
 		break;
