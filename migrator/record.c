@@ -109,7 +109,8 @@ int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_aband
 		rec->status = MIG_STATUS_UNKNOWN;
 		break;
 	case MIG_PHASE_DST_COMMITTED:
-		todo->resume = true; /* the guest is ours */
+		/* The guest is ours: run it.  Then as RUNNING. */
+		todo->resume = true;
 		/* fallthrough */
 	case MIG_PHASE_DST_RUNNING:
 		rec->status = MIG_STATUS_COMPLETED;
