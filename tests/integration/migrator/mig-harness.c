@@ -178,6 +178,17 @@ int mig_call_quiet(struct mproc *m, uint32_t method, const ProtobufCMessage *req
 	return rpc_call(m->rpc, method, req, rd, rep, timeout_ms, err, sizeof(err));
 }
 
+void mig_vm_end(struct vt *t, struct mproc *m)
+{
+	int status;
+
+	mig_stop(m);
+	vt_simple(t, CLEAVE__VCPU__METHOD__METHOD_QUIT);
+	if (vt_wait(t, 5000, &status))
+		vt_kill(t);
+	vt_fini(t);
+}
+
 int mig_call(struct mproc *m, uint32_t method, const ProtobufCMessage *req,
 	     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **rep)
 {

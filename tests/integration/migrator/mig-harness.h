@@ -57,6 +57,8 @@ int mig_respawn(struct mproc *m);
 void mig_kill(struct mproc *m);
 /* SIGTERM (SIGKILL after 2 s), reap, close the RPC client. */
 void mig_stop(struct mproc *m);
+/* The end of one side: its migrator stopped, its VM quit (killed after 5 s), @t finished. */
+void mig_vm_end(struct vt *t, struct mproc *m);
 
 /* rpc_call with a 3 s deadline; logs a failure.  0 or negative errno. */
 int mig_call(struct mproc *m, uint32_t method, const ProtobufCMessage *req,

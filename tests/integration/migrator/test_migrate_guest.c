@@ -51,7 +51,6 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 	char append[128], uri[64], needle[16];
 	uint64_t src_ns[2] = {0}, gen0 = 0, gen1 = 0, t0;
 	unsigned int n, port = mig_free_port();
-	int status;
 
 	fprintf(stderr, "# %u vCPU(s), %u channel(s), %s guest\n", cpus, channels,
 		dirty ? "dirty" : "idle");
@@ -148,16 +147,8 @@ static void run(unsigned int cpus, unsigned int channels, bool dirty)
 	assert_int_equal(vt_count(&dst->serial, 0, "ASSERT"), 0);
 	assert_int_equal(vt_count(&src->serial, 0, "ASSERT"), 0);
 
-	mig_stop(&msrc);
-	mig_stop(&mdst);
-	vt_simple(dst, CLEAVE__VCPU__METHOD__METHOD_QUIT);
-	vt_simple(src, CLEAVE__VCPU__METHOD__METHOD_QUIT);
-	if (vt_wait(dst, 5000, &status))
-		vt_kill(dst);
-	if (vt_wait(src, 5000, &status))
-		vt_kill(src);
-	vt_fini(src);
-	vt_fini(dst);
+	mig_vm_end(dst, &mdst);
+	mig_vm_end(src, &msrc);
 	free(src);
 	free(dst);
 }
@@ -176,7 +167,6 @@ static void run_interrupted(bool kill_dst)
 	char uri[64];
 	uint64_t gen, t0, dt;
 	unsigned int n0, n1, port = mig_free_port();
-	int status;
 
 	fprintf(stderr, "# %s during a migration\n", kill_dst ? "destination killed" : "cancel");
 	assert_int_equal(vt_init(src, vcpu_bin, RAM, 0), 0);
@@ -208,9 +198,7 @@ static void run_interrupted(bool kill_dst)
 	assert_true(mi->ram->transferred > 0);
 	rpc_msg_free(&mi->base);
 	if (kill_dst) {
-		kill(mdst.pid, SIGKILL);
-		waitpid(mdst.pid, &status, 0);
-		mdst.pid = 0;
+		mig_kill(&mdst);
 	} else {
 		assert_int_equal(
 			mig_call(&msrc, CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, NULL, NULL, NULL),
@@ -250,16 +238,8 @@ static void run_interrupted(bool kill_dst)
 	assert_int_equal(vt_count(&src->serial, 0, "ASSERT"), 0);
 	assert_int_equal(vt_count(&dst->serial, 0, "HB "), 0);
 
-	mig_stop(&msrc);
-	mig_stop(&mdst);
-	vt_simple(dst, CLEAVE__VCPU__METHOD__METHOD_QUIT);
-	vt_simple(src, CLEAVE__VCPU__METHOD__METHOD_QUIT);
-	if (vt_wait(dst, 5000, &status))
-		vt_kill(dst);
-	if (vt_wait(src, 5000, &status))
-		vt_kill(src);
-	vt_fini(src);
-	vt_fini(dst);
+	mig_vm_end(dst, &mdst);
+	mig_vm_end(src, &msrc);
 	free(src);
 	free(dst);
 }

@@ -115,8 +115,6 @@ static struct node *node_new(bool incoming, const char *hooks)
 
 static void node_free(struct node *n)
 {
-	int status;
-
 	if (!n)
 		return;
 	for (unsigned int i = 0; i < 4; i++)
@@ -124,11 +122,7 @@ static void node_free(struct node *n)
 			live_nodes[i] = NULL;
 	if (n->vm_ev)
 		rpc_sub_close(n->vm_ev);
-	mig_stop(&n->mig);
-	vt_simple(&n->vm, CLEAVE__VCPU__METHOD__METHOD_QUIT);
-	if (vt_wait(&n->vm, 5000, &status))
-		vt_kill(&n->vm);
-	vt_fini(&n->vm);
+	mig_vm_end(&n->vm, &n->mig);
 	free(n);
 }
 
