@@ -69,7 +69,9 @@ static int raw_accept(int lfd)
 	return fd;
 }
 
-static void raw_hello(int fd, uint64_t magic, uint32_t version, uint64_t size, uint32_t channels)
+/* Hello of session @sid, @epoch; a resume (next round @next) when @epoch > 1. */
+static void raw_hello_epoch(int fd, uint64_t magic, uint32_t version, uint64_t size,
+			    uint32_t channels, uint64_t epoch, uint64_t next)
 {
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__Hello h = CLEAVE__WIRE__HELLO__INIT;
@@ -81,7 +83,9 @@ static void raw_hello(int fd, uint64_t magic, uint32_t version, uint64_t size, u
 	h.version = version;
 	h.session_id.data = (uint8_t *)sid;
 	h.session_id.len = 16;
-	h.epoch = 1;
+	h.epoch = epoch;
+	h.resume = epoch > 1;
+	h.next_round = next;
 	h.n_regions = 1;
 	h.regions = &rp;
 	h.channels = channels;
@@ -89,6 +93,11 @@ static void raw_hello(int fd, uint64_t magic, uint32_t version, uint64_t size, u
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO;
 	m.hello = &h;
 	assert_int_equal(mig_msg_send(fd, &m), 0);
+}
+
+static void raw_hello(int fd, uint64_t magic, uint32_t version, uint64_t size, uint32_t channels)
+{
+	raw_hello_epoch(fd, magic, version, size, channels, 1, 0);
 }
 
 /* Reads one message and checks its type; returns the Error reason if any. */
@@ -673,6 +682,65 @@ static void test_cancel_incoming(void **state)
 
 /* ---- API misuse ------------------------------------------------------------ */
 
+/*
+ * A destination whose source vanished waits for it (reconnect-timeout):
+ * a stale Hello (same session, old epoch) and garbage are refused on their
+ * connection only; the source's next epoch gets the report of what landed;
+ * a cancel ends the wait.
+ */
+static void test_dst_waits_for_its_source(void **state)
+{
+	struct fix *f = *state;
+	uint64_t off = 3 * SHM_PAGE_SIZE, *map = calloc(SHM_BITMAP_WORDS(R0_PAGES), 8);
+	uint8_t garbage[8] = {4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+	Cleave__Wire__WireMsg *m;
+	struct mig_params p;
+	struct mig_info info;
+	char reason[256] = "";
+	int mfd, cfd, fd;
+
+	mig_session_get_params(f->dst.s, &p);
+	p.reconnect_timeout = 10000;
+	assert_int_equal(mig_session_set_params(f->dst.s, &p), 0);
+	raw_source_start(f, &mfd, &cfd);
+	raw_packet(cfd, 0, &off, 1, 1);
+	for (int i = 0; i < 400 && !shm_bitmap_test(shm_ctl_received_bitmap(&f->dst.ctl, 0), 3);
+	     i++)
+		usleep(5000);
+	close(cfd);
+	close(mfd);
+	fd = raw_connect(f->port);
+	raw_hello(fd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 1); /* epoch 1 again */
+	raw_expect(fd, CLEAVE__WIRE__WIRE_MSG__BODY_ERROR, reason, sizeof(reason));
+	assert_non_null(strstr(reason, "waits for another migration"));
+	close(fd);
+	fd = raw_connect(f->port);
+	assert_int_equal(mig_io_write(fd, garbage, sizeof(garbage)), 0);
+	close(fd);
+	usleep(100000);
+	mig_session_query(f->dst.s, &info);
+	assert_int_equal(info.status, MIG_STATUS_ACTIVE); /* still waiting */
+	assert_true(mig_record_receivedmap_live(f->dst.s->rec));
+
+	fd = raw_connect(f->port);
+	raw_hello_epoch(fd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 1, 2, 1);
+	assert_int_equal(mig_msg_recv(fd, &m), 0);
+	assert_int_equal(m->body_case, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK);
+	assert_int_equal(m->hello_ack->phase, MIG_PHASE_DST_RECEIVING);
+	assert_int_equal(m->hello_ack->rounds_landed, 0);
+	assert_int_equal(m->hello_ack->n_received, 1);
+	assert_int_equal(mig_pagemap_decode(m->hello_ack->received[0], map, R0_PAGES), 0);
+	assert_int_equal(shm_bitmap_count(map, R0_PAGES), 1);
+	assert_true(shm_bitmap_test(map, 3));
+	assert_int_equal(m->hello_ack->n_round, 1);
+	cleave__wire__wire_msg__free_unpacked(m, NULL);
+	close(fd);
+	assert_int_equal(mig_session_cancel(f->dst.s), 0);
+	assert_final(&f->dst, MIG_STATUS_CANCELLED, "cancelled");
+	assert_int_equal(f->dst.resume_calls, 0);
+	free(map);
+}
+
 static void test_api_errors(void **state)
 {
 	struct fix *f = *state;
@@ -727,6 +795,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_active, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_device, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_incoming, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_waits_for_its_source, fix_setup,
+						fix_teardown),
 		cmocka_unit_test_setup_teardown(test_api_errors, fix_setup, fix_teardown),
 	};
 
