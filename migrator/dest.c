@@ -880,6 +880,13 @@ void mig_dst_cancel(struct mig_dst *dst, const char *reason)
 	shutdown(dst->listen_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&dst->lock);
 	mig_dst_abort(dst, -ECANCELED, "%s", reason);
+	/* A lost connection recorded first would only have been waited out: the cancel is why. */
+	pthread_mutex_lock(&dst->lock);
+	if (mig_err_retriable(dst->err)) {
+		dst->err = -ECANCELED;
+		snprintf(dst->reason, sizeof(dst->reason), "%s", reason);
+	}
+	pthread_mutex_unlock(&dst->lock);
 }
 
 void mig_dst_stop(struct mig_dst *dst)

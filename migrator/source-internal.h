@@ -77,8 +77,7 @@ struct mig_src {
 
 	/* Worker thread only. */
 	unsigned int batch_pages; /* pages per packet: smaller under a low max-bandwidth */
-	enum mig_phase phase;	  /* as recorded */
-	bool paused;		  /* we paused the guest: resume it on failure */
+	enum mig_phase phase;	  /* as recorded; from PAUSED on, the guest is ours to resume */
 	bool dirty_logging;
 	unsigned int throttle;
 	uint64_t last_ping_ns;

@@ -162,6 +162,13 @@ bool mig_src_cancel(struct mig_src *src)
 	pthread_cond_broadcast(&src->wake);
 	pthread_mutex_unlock(&src->lock);
 	mig_src_abort(src, -ECANCELED, "migration cancelled");
+	/* A lost connection recorded first would only have been waited out: the cancel is why. */
+	pthread_mutex_lock(&src->lock);
+	if (mig_err_retriable(src->err)) {
+		src->err = -ECANCELED;
+		snprintf(src->reason, sizeof(src->reason), "migration cancelled");
+	}
+	pthread_mutex_unlock(&src->lock);
 	return true;
 }
 
@@ -738,7 +745,6 @@ static int src_complete(struct mig_src *src, uint64_t round)
 		}
 		src_set_phase(src, MIG_PHASE_SRC_PAUSED);
 	}
-	src->paused = true; /* from the record on: a failure resumes the guest */
 	/* Again after a restart: the PAUSE of the dead migrator may not have landed. */
 	ret = src_call(src, ops->pause(s->env.ops_arg, MIG_PAUSE_FINISH_MIGRATE), "PAUSE");
 	if (ret)
@@ -1005,7 +1011,6 @@ static void src_load(struct mig_src *src)
 	src->throttle = rec->throttle;
 	mig_record_unlock(rec);
 	src->dirty_logging = true; /* vcpu-proc kept logging (src_run turns it on again) */
-	src->paused = src->phase == MIG_PHASE_SRC_PAUSED || src->phase == MIG_PHASE_SRC_COMMITTED;
 	src->committed = src->phase == MIG_PHASE_SRC_COMMITTED;
 	src->lost_ns = src->s->resume_start_ns;
 	snprintf(src->lost_reason, sizeof(src->lost_reason), "migrator restarted");
@@ -1158,7 +1163,8 @@ void *mig_src_run(void *arg)
 		mig_session_unknown(s, reason[0] ? reason : strerror(-ret));
 		return NULL;
 	}
-	if (ret && src->paused) {
+	/* From PAUSED on the guest was (or may be) paused by us: a failure resumes it. */
+	if (ret && src->phase == MIG_PHASE_SRC_PAUSED) {
 		int r = ops->resume(s->env.ops_arg);
 
 		if (r)
