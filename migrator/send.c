@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Multifd send threads.  Each owns one TCP channel and sends the packets
- * the worker queues on it straight from the guest RAM mapping (sendmsg
- * with one iovec per run of contiguous data pages: no staging copy).
+ * the worker queues on it: header and offsets with sendmsg, then the data
+ * pages straight from the guest RAM mapping, referenced through a pipe
+ * (vmsplice, one iovec per run of contiguous pages; splice.c): no copy.
  * All-zero pages travel as a flag in their offset, without data.
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +89,8 @@ static int rate_acquire(struct mig_send_chan *c, size_t bytes)
 	return 0;
 }
 
-static int send_batch(struct mig_send_chan *c, const struct mig_batch *b, struct iovec *iov,
-		      uint64_t *offs)
+static int send_batch(struct mig_send_chan *c, struct mig_pipe *pipe, const struct mig_batch *b,
+		      struct iovec *iov, uint64_t *offs)
 {
 	struct mig_src *src = c->src;
 	struct mig_session *s = src->s;
@@ -125,7 +127,7 @@ static int send_batch(struct mig_send_chan *c, const struct mig_batch *b, struct
 	ret = rate_acquire(c, bytes);
 	if (ret)
 		return ret;
-	ret = mig_io_writev(c->fd, iov, niov);
+	ret = mig_splice_send(c->fd, pipe, iov, 2, iov + 2, niov - 2);
 	if (ret)
 		return ret;
 	atomic_fetch_add(&s->ctr.transferred, bytes);
@@ -142,13 +144,24 @@ static void *send_thread(void *arg)
 	struct iovec *iov = malloc((MIG_BATCH_PAGES + 2) * sizeof(*iov));
 	uint64_t *offs = malloc(MIG_BATCH_PAGES * sizeof(*offs));
 	uint64_t t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), idle_ns = 0, packets = 0;
+	struct mig_pipe pipe = {-1, -1};
+	sigset_t sigpipe;
 	char tag[16];
 	int ret = 0;
 
 	snprintf(tag, sizeof(tag), "send/%u", c->index);
 	log_set_thread(tag);
+	/* A peer gone during splice() raises SIGPIPE: splice.c drops it. */
+	sigemptyset(&sigpipe);
+	sigaddset(&sigpipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
 	if (!iov || !offs) {
 		mig_src_abort(src, -ENOMEM, "channel %u: out of memory", c->index);
+		goto out;
+	}
+	ret = mig_pipe_open(&pipe);
+	if (ret) {
+		mig_src_abort(src, ret, "channel %u: pipe: %s", c->index, strerror(-ret));
 		goto out;
 	}
 	for (;;) {
@@ -169,7 +182,7 @@ static void *send_thread(void *arg)
 		b = &c->slots[c->head];
 		pthread_mutex_unlock(&src->sq_lock);
 
-		ret = send_batch(c, b, iov, offs);
+		ret = send_batch(c, &pipe, b, iov, offs);
 		final = b->flags & MIG_PKT_FINAL;
 		packets++;
 
@@ -192,6 +205,7 @@ out:
 		  (unsigned long)packets, (unsigned long)(mig_now_ns() - t0) / 1000000,
 		  (unsigned long)(mig_thread_cpu_ns() - cpu0) / 1000000,
 		  (unsigned long)idle_ns / 1000000);
+	mig_pipe_close(&pipe);
 	free(iov);
 	free(offs);
 	return NULL;

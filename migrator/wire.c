@@ -157,8 +157,7 @@ int mig_io_read(int fd, void *buf, size_t len)
 	return mig_io_readv(fd, &iov, 1);
 }
 
-/* Drops the first @n bytes from @iov; returns the new start index. */
-static int iov_advance(struct iovec *iov, int iovcnt, int i, size_t n)
+int mig_iov_advance(struct iovec *iov, int iovcnt, int i, size_t n)
 {
 	while (i < iovcnt && n >= iov[i].iov_len) {
 		n -= iov[i].iov_len;
@@ -173,24 +172,29 @@ static int iov_advance(struct iovec *iov, int iovcnt, int i, size_t n)
 
 int mig_io_writev(int fd, struct iovec *iov, int iovcnt)
 {
-	int i = iov_advance(iov, iovcnt, 0, 0);
+	return mig_io_sendv(fd, iov, iovcnt, 0);
+}
+
+int mig_io_sendv(int fd, struct iovec *iov, int iovcnt, int flags)
+{
+	int i = mig_iov_advance(iov, iovcnt, 0, 0);
 
 	while (i < iovcnt) {
 		struct msghdr mh = {.msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i)};
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | flags);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return errno == EPIPE ? -ECONNRESET : io_errno(n);
-		i = iov_advance(iov, iovcnt, i, (size_t)n);
+		i = mig_iov_advance(iov, iovcnt, i, (size_t)n);
 	}
 	return 0;
 }
 
 int mig_io_readv(int fd, struct iovec *iov, int iovcnt)
 {
-	int i = iov_advance(iov, iovcnt, 0, 0);
+	int i = mig_iov_advance(iov, iovcnt, 0, 0);
 
 	while (i < iovcnt) {
 		struct msghdr mh = {.msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i)};
@@ -200,7 +204,7 @@ int mig_io_readv(int fd, struct iovec *iov, int iovcnt)
 			continue;
 		if (n <= 0)
 			return io_errno(n);
-		i = iov_advance(iov, iovcnt, i, (size_t)n);
+		i = mig_iov_advance(iov, iovcnt, i, (size_t)n);
 	}
 	return 0;
 }

@@ -3,7 +3,8 @@
  * cleave-migrator after init: RAM and the control segment are mapped, the
  * RPC server and event publisher are bound.  It opens TCP connections (the
  * main channel and multifd channels, either direction), reads and writes
- * guest RAM through its mappings, and punches holes in RAM memfds.  It has
+ * guest RAM through its mappings and by splice() between its memfds and
+ * the channels, and punches holes in RAM memfds.  It has
  * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
  * neither in its mount namespace nor openable read-write.
  */
@@ -20,6 +21,9 @@ static const struct sandbox_rule migrator_rules[] = {
 	ALLOW("listen", "migrate-incoming listens after start"),
 	ALLOW_IF("fallocate", ARG_EQ32(1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE),
 		 "destination drops RAM pages that are zero at the source"),
+	ALLOW("vmsplice", "source: RAM pages into a channel's pipe, referenced not copied"),
+	ALLOW("splice",
+	      "pipe to channel socket (source), socket to pipe to RAM memfd (destination)"),
 	ALLOW("uname", "getaddrinfo (resolver) of a migration URI"),
 	ALLOW("sendmmsg", "the DNS resolver sends its A and AAAA queries at once"),
 };

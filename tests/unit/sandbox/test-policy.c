@@ -142,6 +142,16 @@ static int act_punch_hole(struct fixture *f)
 	return fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);
 }
 
+/* A page of the memfd through the pipe and back (the migrator's channel data path). */
+static int act_splice(struct fixture *f)
+{
+	loff_t in = 0, out = 4096;
+
+	if (splice(f->memfd, &in, f->pipe[1], NULL, 4096, 0) != 4096)
+		return -1;
+	return splice(f->pipe[0], NULL, f->memfd, &out, 4096, 0) == 4096 ? 0 : -1;
+}
+
 static int act_fork(struct fixture *f)
 {
 	long p;
@@ -265,6 +275,7 @@ static const struct policy_case cases[] = {
 	{SANDBOX_VCPU, "bpf", act_bpf, "bpf"},
 	{SANDBOX_VCPU, "process_vm_readv", act_process_vm_readv, "process_vm_readv"},
 	{SANDBOX_VCPU, "memfd_create", act_memfd_create, "memfd_create"},
+	{SANDBOX_VCPU, "splice", act_splice, "splice"},
 	{SANDBOX_VCPU, "open for write", act_open_create, "openat"},
 	/* cleave-migrator */
 	{SANDBOX_MIGRATOR, "time", act_time, NULL},
@@ -273,6 +284,7 @@ static const struct policy_case cases[] = {
 	{SANDBOX_MIGRATOR, "AF_UNIX socket", act_unix_socket, NULL},
 	{SANDBOX_MIGRATOR, "AF_INET socket", act_inet_socket, NULL},
 	{SANDBOX_MIGRATOR, "punch hole", act_punch_hole, NULL},
+	{SANDBOX_MIGRATOR, "splice", act_splice, NULL},
 	{SANDBOX_MIGRATOR, "open /dev/kvm", act_open_kvm_rw, "openat"},
 	{SANDBOX_MIGRATOR, "KVM ioctl", act_kvm_ioctl, "ioctl"},
 	{SANDBOX_MIGRATOR, "execve", act_execve, "execve"},
@@ -292,6 +304,7 @@ static const struct policy_case cases[] = {
 	{SANDBOX_MONITOR, "open /dev/kvm", act_open_kvm_rw, "openat"},
 	{SANDBOX_MONITOR, "execve", act_execve, "execve"},
 	{SANDBOX_MONITOR, "ptrace", act_ptrace, "ptrace"},
+	{SANDBOX_MONITOR, "splice", act_splice, "splice"},
 	/* cleave run, after start-up */
 	{SANDBOX_LAUNCHER, "time", act_time, NULL},
 	{SANDBOX_LAUNCHER, "fork", act_fork, NULL},

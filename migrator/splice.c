@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Page data between guest RAM and a channel socket, through a pipe.
+ *
+ * Source: vmsplice() puts references to the RAM pages in the pipe and
+ * splice() hands them to the socket: no copy in the sender (a loopback
+ * receiver copies straight from the RAM pages).  A page the guest rewrites
+ * after it was queued may go out newer than it was harvested; its dirty
+ * bit is set again, so a later round (or the final one, guest paused)
+ * sends it again, exactly as when the guest writes during a copy.
+ *
+ * Destination: splice() moves the socket's buffers into the pipe and from
+ * the pipe into the RAM memfd at each page's offset: one copy, and a page
+ * never received before is allocated by the write without being cleared
+ * first (a fault in the mapping would clear it, then the copy fill it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "migrator/mig-internal.h"
+
+/* A whole packet's data fits (the kernel rounds to pages; 1 MiB is the unprivileged max). */
+#define MIG_PIPE_BYTES (MIG_BATCH_PAGES * 4096)
+
+int mig_pipe_open(struct mig_pipe *p)
+{
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC))
+		return -errno;
+	/* Smaller is slower, not wrong: every loop below takes what the pipe holds. */
+	(void)fcntl(fds[1], F_SETPIPE_SZ, MIG_PIPE_BYTES);
+	p->rd = fds[0];
+	p->wr = fds[1];
+	return 0;
+}
+
+void mig_pipe_close(struct mig_pipe *p)
+{
+	if (p->rd >= 0)
+		close(p->rd);
+	if (p->wr >= 0)
+		close(p->wr);
+	p->rd = p->wr = -1;
+}
+
+/*
+ * splice() into a socket raises SIGPIPE when the peer is gone (it has no
+ * MSG_NOSIGNAL).  The send threads block it; this drops the one raised for
+ * this thread, so it is never delivered when the thread's mask changes.
+ */
+static int broken_pipe(void)
+{
+	sigset_t set;
+	struct timespec zero = {0, 0};
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	while (sigtimedwait(&set, NULL, &zero) == SIGPIPE)
+		;
+	return -ECONNRESET;
+}
+
+static int splice_errno(ssize_t n)
+{
+	if (n == 0)
+		return -ECONNRESET;
+	if (errno == EPIPE)
+		return broken_pipe();
+	if (errno == EAGAIN)
+		return -ETIMEDOUT; /* SO_SNDTIMEO / SO_RCVTIMEO expired */
+	return -errno;
+}
+
+/* Moves @len bytes from the pipe to @out (at *@off when not NULL). */
+static int drain(struct mig_pipe *p, int out, loff_t *off, size_t len, unsigned int flags)
+{
+	while (len) {
+		ssize_t n = splice(p->rd, NULL, out, off, len, flags);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0 ? -EIO : splice_errno(n);
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, struct iovec *data,
+		    int ndata)
+{
+	int ret = mig_io_sendv(sock, head, nhead, ndata ? MSG_MORE : 0);
+	int i = 0;
+
+	if (ret)
+		return ret;
+	while (i < ndata) {
+		ssize_t n = vmsplice(p->wr, data + i, (unsigned long)(ndata - i), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0 ? -EIO : -errno;
+		i = mig_iov_advance(data, ndata, i, (size_t)n);
+		ret = drain(p, sock, NULL, (size_t)n, i < ndata ? SPLICE_F_MORE : 0);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int mig_splice_recv(int sock, struct mig_pipe *p, int fd, const struct mig_run *runs, int nruns)
+{
+	uint64_t total = 0, received = 0, done = 0; /* done: bytes of runs[r] written */
+	int r = 0;
+
+	for (int i = 0; i < nruns; i++)
+		total += runs[i].len;
+	while (received < total) {
+		uint64_t want =
+			total - received < MIG_PIPE_BYTES ? total - received : MIG_PIPE_BYTES;
+		ssize_t n = splice(sock, NULL, p->wr, NULL, want, 0);
+		size_t left;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return splice_errno(n);
+		received += (uint64_t)n;
+		/* What the pipe holds goes out run by run: one file offset each. */
+		for (left = (size_t)n; left;) {
+			uint64_t k = runs[r].len - done < left ? runs[r].len - done : left;
+			loff_t off = (loff_t)(runs[r].off + done);
+			int ret = drain(p, fd, &off, k, 0);
+
+			if (ret)
+				return ret;
+			left -= k;
+			done += k;
+			if (done == runs[r].len) {
+				r++;
+				done = 0;
+			}
+		}
+	}
+	return 0;
+}
