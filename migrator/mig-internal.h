@@ -2,7 +2,7 @@
 /*
  * Private parts of the migration engine shared by its files:
  *   wire.c     framing, page packet header, sockets with deadlines
- *   splice.c   page data between RAM and a socket through a pipe
+ *   splice.c   the source's page data from RAM to a socket through a pipe
  *   record.c   the session record in the ctl segment's session area
  *   session.c  the session object, state machine, stats, events
  *   source.c   outgoing migration: rounds, convergence, completion
@@ -79,16 +79,11 @@ int mig_iov_advance(struct iovec *iov, int iovcnt, int i, size_t n);
 int mig_io_readv(int fd, struct iovec *iov, int iovcnt);
 
 /*
- * Page data through a pipe (splice.c): the source's pages are referenced,
- * not copied; the destination writes them into the RAM memfd from the
- * socket's own buffers.  Same errors as mig_io_*().
+ * The source's page data through a pipe (splice.c): RAM pages referenced,
+ * not copied.  Same errors as mig_io_*().
  */
 struct mig_pipe {
 	int rd, wr;
-};
-/* A file range of page data, in packet order. */
-struct mig_run {
-	uint64_t off, len;
 };
 int mig_pipe_open(struct mig_pipe *p);
 void mig_pipe_close(struct mig_pipe *p);
@@ -98,8 +93,6 @@ void mig_pipe_close(struct mig_pipe *p);
  */
 int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, struct iovec *data,
 		    int ndata);
-/* Receives the bytes of @runs from @sock into @fd at their offsets. */
-int mig_splice_recv(int sock, struct mig_pipe *p, int fd, const struct mig_run *runs, int nruns);
 
 int mig_msg_send(int fd, const Cleave__Wire__WireMsg *msg);
 /* *msg is freed with cleave__wire__wire_msg__free_unpacked(msg, NULL). */

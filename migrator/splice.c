@@ -1,18 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Page data between guest RAM and a channel socket, through a pipe.
+ * The source's page data, from guest RAM to a channel socket through a
+ * pipe: vmsplice() puts references to the RAM pages in the pipe and
+ * splice() hands them to the socket, so the sender copies nothing (a
+ * loopback receiver copies straight from the RAM pages).  A page the guest
+ * rewrites after it was queued may go out newer than it was harvested; its
+ * dirty bit is set again, so a later round (or the final one, guest
+ * paused) sends it again, exactly as when the guest writes during a copy.
  *
- * Source: vmsplice() puts references to the RAM pages in the pipe and
- * splice() hands them to the socket: no copy in the sender (a loopback
- * receiver copies straight from the RAM pages).  A page the guest rewrites
- * after it was queued may go out newer than it was harvested; its dirty
- * bit is set again, so a later round (or the final one, guest paused)
- * sends it again, exactly as when the guest writes during a copy.
- *
- * Destination: splice() moves the socket's buffers into the pipe and from
- * the pipe into the RAM memfd at each page's offset: one copy, and a page
- * never received before is allocated by the write without being cleared
- * first (a fault in the mapping would clear it, then the copy fill it).
+ * The destination does not splice: socket → pipe → memfd measured half as
+ * fast as recvmsg() into a buffer and pwrite() for pages it never had
+ * (bench-migrator-loopback), see recv.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,15 +69,15 @@ static int splice_errno(ssize_t n)
 	if (errno == EPIPE)
 		return broken_pipe();
 	if (errno == EAGAIN)
-		return -ETIMEDOUT; /* SO_SNDTIMEO / SO_RCVTIMEO expired */
+		return -ETIMEDOUT; /* SO_SNDTIMEO expired */
 	return -errno;
 }
 
-/* Moves @len bytes from the pipe to @out (at *@off when not NULL). */
-static int drain(struct mig_pipe *p, int out, loff_t *off, size_t len, unsigned int flags)
+/* Moves @len bytes from the pipe to socket @out. */
+static int drain(struct mig_pipe *p, int out, size_t len, unsigned int flags)
 {
 	while (len) {
-		ssize_t n = splice(p->rd, NULL, out, off, len, flags);
+		ssize_t n = splice(p->rd, NULL, out, NULL, len, flags);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -106,46 +104,9 @@ int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead,
 		if (n <= 0)
 			return n == 0 ? -EIO : -errno;
 		i = mig_iov_advance(data, ndata, i, (size_t)n);
-		ret = drain(p, sock, NULL, (size_t)n, i < ndata ? SPLICE_F_MORE : 0);
+		ret = drain(p, sock, (size_t)n, i < ndata ? SPLICE_F_MORE : 0);
 		if (ret)
 			return ret;
-	}
-	return 0;
-}
-
-int mig_splice_recv(int sock, struct mig_pipe *p, int fd, const struct mig_run *runs, int nruns)
-{
-	uint64_t total = 0, received = 0, done = 0; /* done: bytes of runs[r] written */
-	int r = 0;
-
-	for (int i = 0; i < nruns; i++)
-		total += runs[i].len;
-	while (received < total) {
-		uint64_t want =
-			total - received < MIG_PIPE_BYTES ? total - received : MIG_PIPE_BYTES;
-		ssize_t n = splice(sock, NULL, p->wr, NULL, want, 0);
-		size_t left;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return splice_errno(n);
-		received += (uint64_t)n;
-		/* What the pipe holds goes out run by run: one file offset each. */
-		for (left = (size_t)n; left;) {
-			uint64_t k = runs[r].len - done < left ? runs[r].len - done : left;
-			loff_t off = (loff_t)(runs[r].off + done);
-			int ret = drain(p, fd, &off, k, 0);
-
-			if (ret)
-				return ret;
-			left -= k;
-			done += k;
-			if (done == runs[r].len) {
-				r++;
-				done = 0;
-			}
-		}
 	}
 	return 0;
 }

@@ -3,8 +3,8 @@
  * cleave-migrator after init: RAM and the control segment are mapped, the
  * RPC server and event publisher are bound.  It opens TCP connections (the
  * main channel and multifd channels, either direction), reads and writes
- * guest RAM through its mappings and by splice() between its memfds and
- * the channels, and punches holes in RAM memfds.  It has
+ * guest RAM through its mappings (the source: into its channels with
+ * vmsplice() and splice()), and punches holes in RAM memfds.  It has
  * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
  * neither in its mount namespace nor openable read-write.
  */

@@ -9,7 +9,8 @@ continuously (guest mode=dirty rate=RATE MiB/s); each with 1 channel
 (multifd off) and 4 multifd channels; max-bandwidth raised to 100 GiB/s
 and downtime-limit 300 ms on both.  Prints medians of --runs runs of
 total-time, downtime, bytes transferred and throughput (bytes / total
-time), and the cleave/QEMU ratios.
+time), and the cleave/QEMU ratios; then, when it is built next to CLEAVE,
+bench-migrator-loopback: this host's one-stream loopback ceiling.
 
 usage: bench-migrate.py CLEAVE GUEST_ELF [--runs N] [--rate MIB/S] [--only cleave|qemu]
                         [--scenario idle|dirty] [--channels 1|4] [--keep DIR [--verbose]]
@@ -257,6 +258,13 @@ def main():
         print('\ncleave / QEMU (lower is better for time, downtime, bytes):')
         for s in summary:
             print('  ' + s)
+    # The host's own one-stream ceiling, same run: what the MiB/s column is bounded by.
+    ceiling = os.path.join(os.path.dirname(os.path.abspath(args.cleave)), '..', 'bench',
+                           'migrator', 'bench-migrator-loopback')
+    if os.access(ceiling, os.X_OK):
+        print()
+        sys.stdout.flush()
+        subprocess.run([ceiling, str(max(3, args.runs))], check=False)
     return 0
 
 
