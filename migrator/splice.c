@@ -21,7 +21,7 @@
 #include "migrator/mig-internal.h"
 
 /* A whole packet's data fits (the kernel rounds to pages; 1 MiB is the unprivileged max). */
-#define MIG_PIPE_BYTES (MIG_BATCH_PAGES * 4096)
+#define MIG_PIPE_BYTES (MIG_BATCH_PAGES * SHM_PAGE_SIZE)
 
 int mig_pipe_open(struct mig_pipe *p)
 {
