@@ -66,17 +66,22 @@ unsigned int mig_dst_port(struct mig_dst *dst)
 	return dst->port;
 }
 
-void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
+/*
+ * First reason wins, but for @final ones (a cancel, the source's Error):
+ * they replace a lost connection recorded first, which would only have
+ * been waited out (the source's channels may close before its Error is
+ * read).  A thread's -ECANCELED after an abort is a consequence: not final.
+ */
+static void dst_abort_v(struct mig_dst *dst, bool final, int err, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	pthread_mutex_lock(&dst->lock);
-	if (!dst->aborted) {
+	if (dst->aborted && final && mig_err_retriable(dst->err)) {
+		dst->err = err;
+		vsnprintf(dst->reason, sizeof(dst->reason), fmt, ap);
+	} else if (!dst->aborted) {
 		dst->aborted = true;
 		dst->err = err;
-		va_start(ap, fmt);
 		vsnprintf(dst->reason, sizeof(dst->reason), fmt, ap);
-		va_end(ap);
 		/*
 		 * Best effort: tell the source why (a short message into an idle
 		 * socket; the worker never writes while receive threads run).
@@ -102,6 +107,25 @@ void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
 	dst->bar_broken = true;
 	pthread_cond_broadcast(&dst->bar_cond);
 	pthread_mutex_unlock(&dst->bar_lock);
+}
+
+void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dst_abort_v(dst, false, err, fmt, ap);
+	va_end(ap);
+}
+
+/* Ends the job for a reason that wins over a lost connection (see dst_abort_v). */
+static void dst_abort_final(struct mig_dst *dst, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dst_abort_v(dst, true, err, fmt, ap);
+	va_end(ap);
 }
 
 static void dst_publish_fd(struct mig_dst *dst, int *slot, int fd)
@@ -208,20 +232,10 @@ static int dst_ram_clear(struct mig_dst *dst)
 	return 0;
 }
 
-/*
- * The source ended the migration and said why.  That wins over a lost
- * connection recorded first (its channels may close before we read this):
- * the job ends, no reconnect.
- */
+/* The source ended the migration and said why: the job ends, no reconnect. */
 static int dst_source_error(struct mig_dst *dst, const char *why)
 {
-	mig_dst_abort(dst, -EPROTO, "source: %s", why);
-	pthread_mutex_lock(&dst->lock);
-	if (mig_err_retriable(dst->err)) {
-		dst->err = -EPROTO;
-		snprintf(dst->reason, sizeof(dst->reason), "source: %s", why);
-	}
-	pthread_mutex_unlock(&dst->lock);
+	dst_abort_final(dst, -EPROTO, "source: %s", why);
 	return -EPROTO;
 }
 
@@ -879,14 +893,7 @@ void mig_dst_cancel(struct mig_dst *dst, const char *reason)
 	dst->cancelled = true;
 	shutdown(dst->listen_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&dst->lock);
-	mig_dst_abort(dst, -ECANCELED, "%s", reason);
-	/* A lost connection recorded first would only have been waited out: the cancel is why. */
-	pthread_mutex_lock(&dst->lock);
-	if (mig_err_retriable(dst->err)) {
-		dst->err = -ECANCELED;
-		snprintf(dst->reason, sizeof(dst->reason), "%s", reason);
-	}
-	pthread_mutex_unlock(&dst->lock);
+	dst_abort_final(dst, -ECANCELED, "%s", reason);
 }
 
 void mig_dst_stop(struct mig_dst *dst)

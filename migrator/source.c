@@ -116,20 +116,26 @@ static void src_send_error_nowait(struct mig_src *src, const char *reason)
 	pthread_mutex_unlock(&src->tx_lock);
 }
 
-void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
+/*
+ * First reason wins, but for @final ones (a cancel, the destination's
+ * Error): they replace a lost connection recorded first, which would only
+ * have been waited out.  Not every non-retriable error does: a thread's
+ * -ECANCELED after an abort is a consequence, not a reason.
+ */
+static void src_abort_v(struct mig_src *src, bool final, int err, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	pthread_mutex_lock(&src->lock);
 	if (src->aborted) {
+		if (final && mig_err_retriable(src->err)) {
+			src->err = err;
+			vsnprintf(src->reason, sizeof(src->reason), fmt, ap);
+		}
 		pthread_mutex_unlock(&src->lock);
 		return;
 	}
 	src->aborted = true;
 	src->err = err;
-	va_start(ap, fmt);
 	vsnprintf(src->reason, sizeof(src->reason), fmt, ap);
-	va_end(ap);
 	/* The end of the job, not of a connection: the destination may stop waiting. */
 	if (!mig_err_retriable(err) && !src->committed)
 		src_send_error_nowait(src, src->reason);
@@ -150,6 +156,25 @@ void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
 	pthread_mutex_unlock(&src->sq_lock);
 }
 
+void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	src_abort_v(src, false, err, fmt, ap);
+	va_end(ap);
+}
+
+/* Ends the job for a reason that wins over a lost connection (see src_abort_v). */
+static void src_abort_final(struct mig_src *src, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	src_abort_v(src, true, err, fmt, ap);
+	va_end(ap);
+}
+
 bool mig_src_cancel(struct mig_src *src)
 {
 	pthread_mutex_lock(&src->lock);
@@ -161,14 +186,7 @@ bool mig_src_cancel(struct mig_src *src)
 	src->cancelled = true;
 	pthread_cond_broadcast(&src->wake);
 	pthread_mutex_unlock(&src->lock);
-	mig_src_abort(src, -ECANCELED, "migration cancelled");
-	/* A lost connection recorded first would only have been waited out: the cancel is why. */
-	pthread_mutex_lock(&src->lock);
-	if (mig_err_retriable(src->err)) {
-		src->err = -ECANCELED;
-		snprintf(src->reason, sizeof(src->reason), "migration cancelled");
-	}
-	pthread_mutex_unlock(&src->lock);
+	src_abort_final(src, -ECANCELED, "migration cancelled");
 	return true;
 }
 
@@ -198,17 +216,9 @@ static void src_publish_fd(struct mig_src *src, int *slot, int fd)
 /* Aborts with the destination's Error, or with "unexpected <what>". */
 static int src_bad_msg(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *waiting)
 {
-	if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR) {
-		mig_src_abort(src, -EPROTO, "destination: %s", m->error->reason);
-		/* It ended the migration: that wins over a lost channel recorded first. */
-		pthread_mutex_lock(&src->lock);
-		if (mig_err_retriable(src->err)) {
-			src->err = -EPROTO;
-			snprintf(src->reason, sizeof(src->reason), "destination: %s",
-				 m->error->reason);
-		}
-		pthread_mutex_unlock(&src->lock);
-	} else
+	if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR)
+		src_abort_final(src, -EPROTO, "destination: %s", m->error->reason);
+	else
 		mig_src_abort(src, -EPROTO, "protocol error: message %d while waiting for %s",
 			      (int)m->body_case, waiting);
 	return -EPROTO;
