@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tests/util/cleave-run.h"
 #include "tests/util/test-util.h"
 
 #include <errno.h>
@@ -25,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -35,29 +35,6 @@
 
 static const char *cleave_bin;
 static char build_dir[PATH_MAX]; /* cleave's directory's parent */
-
-/* One `cleave run` under test. */
-struct vm {
-	char dir[64];	  /* scratch dir: log, serial, state, sockets */
-	char log[128];	  /* cleave's stderr (the children's too) */
-	char serial[128]; /* guest COM1 */
-	char state[128];  /* --state-dir */
-	char qmp[128];	  /* --qmp unix: socket */
-	pid_t pid;	  /* cleave, 0 once reaped */
-	pid_t seen[64];	  /* every child PID logged, for the leak check */
-	unsigned int nr_seen;
-};
-
-static unsigned int count_substr(const char *s, const char *sub)
-{
-	unsigned int n = 0;
-
-	while ((s = strstr(s, sub))) {
-		n++;
-		s += strlen(sub);
-	}
-	return n;
-}
 
 static void child_bin(const char *subdir, const char *name, char *buf, size_t len)
 {
@@ -85,163 +62,59 @@ static void require_children(void)
 
 static int vm_setup(void **state)
 {
-	struct vm *vm = calloc(1, sizeof(*vm));
+	struct cleave_run *vm = calloc(1, sizeof(*vm));
 
-	if (!vm)
+	if (!vm || cleave_run_init(vm, "run")) {
+		free(vm);
 		return -1;
-	strcpy(vm->dir, "/tmp/cleave-run-XXXXXX");
-	if (!mkdtemp(vm->dir))
-		return -1;
-	snprintf(vm->log, sizeof(vm->log), "%s/cleave.log", vm->dir);
-	snprintf(vm->serial, sizeof(vm->serial), "%s/serial", vm->dir);
-	snprintf(vm->state, sizeof(vm->state), "%s/state", vm->dir);
-	snprintf(vm->qmp, sizeof(vm->qmp), "%s/qmp.sock", vm->dir);
+	}
 	*state = vm;
 	return 0;
 }
 
-static bool pid_running(pid_t pid)
-{
-	char path[64], buf[512];
-	FILE *f;
-	bool running;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	running = fgets(buf, sizeof(buf), f) && !strstr(buf, ") Z ") && !strstr(buf, ") X ");
-	fclose(f);
-	return running;
-}
-
-/* Collects the child PIDs cleave logged so far into vm->seen. */
-static void vm_scan_pids(struct vm *vm)
-{
-	char *log = test_file_read(vm->log), *p = log;
-	unsigned int i;
-	int pid;
-
-	while ((p = strstr(p, "started cleave-"))) {
-		p = strstr(p, " pid ");
-		if (!p)
-			break;
-		pid = atoi(p + 5);
-		for (i = 0; i < vm->nr_seen && vm->seen[i] != pid; i++)
-			;
-		if (i == vm->nr_seen && vm->nr_seen < 64)
-			vm->seen[vm->nr_seen++] = pid;
-		p += 5;
-	}
-	free(log);
-}
-
-/* Every child PID ever logged is gone (waits briefly for SIGKILLed ones). */
-static void vm_assert_no_children(struct vm *vm)
-{
-	int64_t deadline = test_now_ms() + 3000;
-	unsigned int i;
-
-	vm_scan_pids(vm);
-	for (i = 0; i < vm->nr_seen; i++) {
-		while (pid_running(vm->seen[i]) && test_now_ms() < deadline)
-			test_sleep_ms(20);
-		if (pid_running(vm->seen[i]))
-			fail_msg("child pid %d outlived cleave", (int)vm->seen[i]);
-	}
-}
-
 static int vm_teardown(void **state)
 {
-	struct vm *vm = *state;
-	char cmd[128];
-	unsigned int i;
+	struct cleave_run *vm = *state;
 
-	if (vm->pid > 0) {
-		kill(vm->pid, SIGKILL);
-		waitpid(vm->pid, NULL, 0);
-	}
-	/* PR_SET_PDEATHSIG kills them; this is only for a broken launcher. */
-	vm_scan_pids(vm);
-	for (i = 0; i < vm->nr_seen; i++)
-		if (pid_running(vm->seen[i]))
-			kill(vm->seen[i], SIGKILL);
-	if (getenv("CLEAVE_TEST_KEEP")) {
-		fprintf(stderr, "kept %s\n", vm->dir);
-	} else {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", vm->dir);
-		if (system(cmd))
-			fprintf(stderr, "rm -rf %s failed\n", vm->dir);
-	}
+	cleave_run_fini(vm);
 	free(vm);
 	return 0;
 }
 
-/* Starts `cleave run` with the scratch paths plus @args (NULL-terminated). */
-static void vm_start(struct vm *vm, const char *libexec, const char *const *args)
+/* Every child PID ever logged is gone (waits briefly for SIGKILLed ones). */
+static void vm_assert_no_children(struct cleave_run *vm)
 {
-	char serial_opt[160], state_opt[160], qmp_opt[160];
-	const char *argv[32];
-	int argc = 0, fd;
+	const struct cleave_run_child *c = cleave_run_survivor(vm, 3000);
 
-	snprintf(serial_opt, sizeof(serial_opt), "file:%s", vm->serial);
-	snprintf(state_opt, sizeof(state_opt), "%s", vm->state);
-	snprintf(qmp_opt, sizeof(qmp_opt), "unix:%s", vm->qmp);
-	argv[argc++] = cleave_bin;
-	argv[argc++] = "run";
-	argv[argc++] = "--serial";
-	argv[argc++] = serial_opt;
-	argv[argc++] = "--state-dir";
-	argv[argc++] = state_opt;
-	argv[argc++] = "--qmp";
-	argv[argc++] = qmp_opt;
-	argv[argc++] = "--memory";
-	argv[argc++] = "128M";
+	if (c)
+		fail_msg("%s pid %d outlived cleave", c->name, (int)c->pid);
+}
+
+/* Starts `cleave run` with 128M plus @args; @libexec: CLEAVE_LIBEXEC_DIR, NULL for none. */
+static void vm_start(struct cleave_run *vm, const char *libexec, const char *const *args)
+{
+	const char *argv[32] = {"--memory", "128M"};
+	int argc = 2, ret;
+
 	while (args && *args && argc < 31)
 		argv[argc++] = *args++;
 	argv[argc] = NULL;
-
-	vm->pid = fork();
-	assert_true(vm->pid >= 0);
-	if (vm->pid == 0) {
-		/* Its own process group, so a test can Ctrl-C it like a terminal. */
-		setpgid(0, 0);
-		/* A test killed by its timeout must not leave a VM behind. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		fd = open(vm->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0)
-			_exit(126);
-		if (libexec)
-			setenv("CLEAVE_LIBEXEC_DIR", libexec, 1);
-		else
-			unsetenv("CLEAVE_LIBEXEC_DIR");
-		execv(cleave_bin, (char **)argv);
-		_exit(127);
-	}
+	if (libexec)
+		setenv("CLEAVE_LIBEXEC_DIR", libexec, 1);
+	ret = cleave_run_start(vm, cleave_bin, argv);
+	unsetenv("CLEAVE_LIBEXEC_DIR");
+	assert_int_equal(ret, 0);
 }
 
 /* Waits for cleave's exit; fails (and kills it) after @timeout_ms. */
-static int vm_wait_exit(struct vm *vm, int timeout_ms)
+static int vm_wait_exit(struct cleave_run *vm, int timeout_ms)
 {
-	int64_t deadline = test_now_ms() + timeout_ms;
-	int status;
-	char *log;
-	pid_t r;
+	int status = cleave_run_wait_exit(vm, timeout_ms);
 
-	for (;;) {
-		r = waitpid(vm->pid, &status, WNOHANG);
-		if (r == vm->pid)
-			break;
-		assert_int_equal(r, 0);
-		if (test_now_ms() > deadline) {
-			log = test_file_read(vm->log);
-			fprintf(stderr, "cleave log:\n%s\n", log);
-			free(log);
-			fail_msg("cleave did not exit within %d ms", timeout_ms);
-		}
-		test_sleep_ms(20);
+	if (status == -ETIMEDOUT) {
+		cleave_run_print_log(vm);
+		fail_msg("cleave did not exit within %d ms", timeout_ms);
 	}
-	vm->pid = 0;
 	if (WIFSIGNALED(status))
 		fail_msg("cleave killed by signal %d", WTERMSIG(status));
 	return WEXITSTATUS(status);
@@ -251,51 +124,29 @@ static int vm_wait_exit(struct vm *vm, int timeout_ms)
  * Waits until the log has a line with @what; fails after @timeout_ms or if
  * cleave exited meanwhile.  Returns the log (caller frees).
  */
-static char *vm_wait_log(struct vm *vm, const char *what, unsigned int count, int timeout_ms)
+static char *vm_wait_log(struct cleave_run *vm, const char *what, unsigned int count,
+			 int timeout_ms)
 {
-	int64_t deadline = test_now_ms() + timeout_ms;
-	int status;
-	char *log;
+	char *log = cleave_run_wait_log(vm, what, count, timeout_ms);
 
-	for (;;) {
-		log = test_file_read(vm->log);
-		if (count_substr(log, what) >= count)
-			return log;
-		if (vm->pid > 0 && waitpid(vm->pid, &status, WNOHANG) == vm->pid) {
-			vm->pid = 0;
-			fprintf(stderr, "cleave log:\n%s\n", log);
-			fail_msg("cleave exited (status 0x%x) before logging \"%s\"", status, what);
-		}
-		if (test_now_ms() > deadline) {
-			fprintf(stderr, "cleave log:\n%s\n", log);
-			fail_msg("no \"%s\" (x%u) in cleave's log within %d ms", what, count,
-				 timeout_ms);
-		}
-		free(log);
-		test_sleep_ms(20);
-	}
+	if (!log)
+		fail_msg("no \"%s\" (x%u) in cleave's log", what, count);
+	return log;
 }
 
 /* PID from the @nth (1-based) "started NAME pid N" line. */
-static pid_t vm_child_pid(struct vm *vm, const char *name, unsigned int nth)
+static pid_t vm_child_pid(struct cleave_run *vm, const char *name, unsigned int nth)
 {
-	char what[64], *log, *p;
-	unsigned int i;
-	pid_t pid;
+	pid_t pid = cleave_run_child_pid(vm, name, nth, 10000);
 
-	snprintf(what, sizeof(what), "started %s pid ", name);
-	log = vm_wait_log(vm, what, nth, 10000);
-	for (p = log, i = 0; i < nth; i++)
-		p = strstr(p, what) + strlen(what);
-	pid = atoi(p);
-	free(log);
-	vm_scan_pids(vm);
+	if (pid <= 0)
+		fail_msg("no %s #%u: %s", name, nth, strerror(-pid));
 	return pid;
 }
 
 /* Waits until the guest printed @count more heartbeats than @base. */
-static unsigned int serial_wait_heartbeats(struct vm *vm, unsigned int base, unsigned int count,
-					   int timeout_ms)
+static unsigned int serial_wait_heartbeats(struct cleave_run *vm, unsigned int base,
+					   unsigned int count, int timeout_ms)
 {
 	int64_t deadline = test_now_ms() + timeout_ms;
 	unsigned int n;
@@ -303,7 +154,7 @@ static unsigned int serial_wait_heartbeats(struct vm *vm, unsigned int base, uns
 
 	for (;;) {
 		ser = test_file_read(vm->serial);
-		n = count_substr(ser, "HB ");
+		n = cleave_run_count(ser, "HB ");
 		if (n >= base + count) {
 			free(ser);
 			return n;
@@ -378,7 +229,7 @@ static void qmp_expect_greeting(const char *path)
 static void test_poweroff_exits_zero(void **state)
 {
 	static const char *const args[] = {"--append", "mode=poweroff", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	int64_t t0 = test_now_ms();
 	char *log;
 
@@ -399,7 +250,7 @@ static void test_poweroff_exits_zero(void **state)
 static void test_idle_heartbeats_and_sigterm(void **state)
 {
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	unsigned int n;
 	int64_t t0;
 
@@ -421,7 +272,7 @@ static void test_idle_heartbeats_and_sigterm(void **state)
 static void test_monitor_and_migrator_restart(void **state)
 {
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	pid_t mon, mig, mon2, mig2, vcpu;
 	int64_t t0;
 	char want[96], *log;
@@ -454,7 +305,7 @@ static void test_monitor_and_migrator_restart(void **state)
 	free(log);
 
 	/* The guest never noticed, and the restarted monitor serves the same socket. */
-	assert_true(pid_running(vcpu));
+	assert_true(cleave_run_pid_running(vcpu));
 	serial_wait_heartbeats(vm, n, 3, 5000);
 	qmp_expect_greeting(vm->qmp);
 
@@ -467,7 +318,7 @@ static void test_monitor_and_migrator_restart(void **state)
 static void test_guest_exit_code(void **state)
 {
 	static const char *const args[] = {"--append", "mode=idle crash=1", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	char *log;
 
 	require_children();
@@ -487,7 +338,7 @@ static void test_guest_exit_code(void **state)
 static void test_ctrl_c_process_group(void **state)
 {
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	char *log;
 
 	require_children();
@@ -509,7 +360,7 @@ static void test_ctrl_c_process_group(void **state)
 static void test_qmp_quit(void **state)
 {
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	int fd;
 
 	require_children();
@@ -528,7 +379,7 @@ static void test_qmp_quit(void **state)
 static void test_vcpu_death_ends_vm(void **state)
 {
 	static const char *const args[] = {"--append", "mode=idle hb=100", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	char want[96], *log;
 	pid_t vcpu;
 
@@ -555,7 +406,7 @@ static void test_restart_limit(void **state)
 		{"vcpu-proc", "cleave-vcpu"},
 		{"monitor", "cleave-monitor"},
 	};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	char libexec[96], path[160], target[PATH_MAX];
 	unsigned int n, i;
 	char *log;
@@ -583,7 +434,7 @@ static void test_restart_limit(void **state)
 	log = vm_wait_log(vm, "restart limit reached", 1, 20000);
 	assert_non_null(strstr(log, "restart 10 of 10 within 60 s"));
 	assert_non_null(strstr(log, "the VM keeps running without cleave-migrator"));
-	assert_int_equal(count_substr(log, "started cleave-migrator pid"), 11);
+	assert_int_equal(cleave_run_count(log, "started cleave-migrator pid"), 11);
 	free(log);
 
 	n = serial_wait_heartbeats(vm, 0, 1, 5000);
@@ -595,7 +446,7 @@ static void test_restart_limit(void **state)
 
 static void test_missing_child_binary(void **state)
 {
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	char *log;
 
 	/* An empty libexec dir: nothing to start, a clear error, nothing created. */
@@ -610,7 +461,7 @@ static void test_missing_child_binary(void **state)
 static void test_bad_option_exits_2(void **state)
 {
 	static const char *const args[] = {"--vcpus", "0", NULL};
-	struct vm *vm = *state;
+	struct cleave_run *vm = *state;
 	char *log;
 
 	vm_start(vm, NULL, args);
@@ -652,6 +503,8 @@ int main(int argc, char **argv)
 	}
 	close(fd);
 	cleave_bin = argv[1];
+	/* Each test chooses its children's dir (vm_start's libexec). */
+	unsetenv("CLEAVE_LIBEXEC_DIR");
 	/* Absolute: the restart-limit test symlinks to the children from elsewhere. */
 	if (!realpath(cleave_bin, build_dir)) {
 		fprintf(stderr, "%s: %s\n", cleave_bin, strerror(errno));

@@ -13,7 +13,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,27 +23,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
+#include "tests/util/cleave-run.h"
 #include "tests/util/test-util.h"
 
 #define T_MS 5000
 
 static const char *cleave_exe;
 
-struct vm {
-	pid_t pid;	/* the `cleave run` process we started */
-	char sock[160]; /* unix socket path of its QMP */
-};
-
 struct env {
-	char dir[64];
-	struct vm src, dst;
+	struct cleave_run src, dst;
 };
 
 /* Guest command line of the VMs vm_start() starts; NULL: the default (idle). */
@@ -52,29 +45,22 @@ static const char *vm_append;
 /* test_migrator_gone_for_good: the libexec dir the source's launcher uses. */
 static char broken_libexec[PATH_MAX];
 
-static int vm_start(struct env *e, struct vm *vm, const char *name, const char *incoming)
+/* Starts VM @name in a scratch dir of its own; returns once its QMP socket answers. */
+static int vm_start(struct cleave_run *vm, const char *name, const char *incoming)
 {
-	char statedir[128], serial[160], qmp[180];
-	const char *argv[24];
+	char tag[32];
+	const char *argv[16];
 	struct qmp_client *c;
-	int n = 0, i;
+	int n = 0, i, ret;
 
-	snprintf(vm->sock, sizeof(vm->sock), "%s/%s.qmp", e->dir, name);
-	snprintf(qmp, sizeof(qmp), "unix:%s", vm->sock);
-	snprintf(statedir, sizeof(statedir), "%s/%s.state", e->dir, name);
-	snprintf(serial, sizeof(serial), "file:%s/%s.serial", e->dir, name);
-	argv[n++] = cleave_exe;
-	argv[n++] = "run";
+	snprintf(tag, sizeof(tag), "mon-%s", name);
+	ret = cleave_run_init(vm, tag);
+	if (ret)
+		return ret;
 	argv[n++] = "--name";
 	argv[n++] = name;
 	argv[n++] = "-m";
 	argv[n++] = "64M";
-	argv[n++] = "--qmp";
-	argv[n++] = qmp;
-	argv[n++] = "--state-dir";
-	argv[n++] = statedir;
-	argv[n++] = "--serial";
-	argv[n++] = serial;
 	/* For telling launcher sandbox problems from monitor problems. */
 	if (getenv("CLEAVE_MON_TEST_NO_SANDBOX"))
 		argv[n++] = "--no-sandbox";
@@ -87,106 +73,48 @@ static int vm_start(struct env *e, struct vm *vm, const char *name, const char *
 		argv[n++] = vm_append;
 	}
 	argv[n] = NULL;
-	vm->pid = fork();
-	if (vm->pid < 0)
-		return -errno;
-	if (vm->pid == 0) {
-		signal(SIGPIPE, SIG_DFL);
-		/* A test killed by its timeout must not leave a VM behind. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		execv(cleave_exe, (char *const *)argv);
-		_exit(127);
-	}
+	ret = cleave_run_start(vm, cleave_exe, argv);
+	if (ret)
+		return ret;
 	for (i = 0; i < 500; i++) {
-		if (qmp_client_connect(&c, vm->sock, 1000) == 0) {
+		if (qmp_client_connect(&c, vm->qmp, 1000) == 0) {
 			qmp_client_close(c);
 			return 0;
 		}
-		if (waitpid(vm->pid, NULL, WNOHANG) == vm->pid) {
-			vm->pid = 0;
+		if (cleave_run_wait_exit(vm, 0) >= 0) {
+			cleave_run_print_log(vm);
 			return -ECHILD;
 		}
 		usleep(20000);
 	}
+	cleave_run_print_log(vm);
 	return -ETIMEDOUT;
 }
 
-/* Waits for `cleave run` to exit; returns its status, or -1 after @ms (then kills it). */
-static int vm_wait(struct vm *vm, int ms)
+/* Waits for `cleave run` to exit; returns its status, or -1 after @ms (then stops it). */
+static int vm_wait(struct cleave_run *vm, int ms)
 {
-	long long end = test_now_ms() + ms;
-	int status;
+	int status = cleave_run_wait_exit(vm, ms);
 
-	if (!vm->pid)
+	if (status < 0) {
+		cleave_run_print_log(vm);
+		cleave_run_stop(vm);
 		return -1;
-	while (test_now_ms() < end) {
-		if (waitpid(vm->pid, &status, WNOHANG) == vm->pid) {
-			vm->pid = 0;
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		}
-		usleep(20000);
 	}
-	kill(vm->pid, SIGTERM);
-	waitpid(vm->pid, &status, 0);
-	vm->pid = 0;
-	return -1;
-}
-
-/* The pid of the descendant of @root named @comm (two levels deep), or 0. */
-static pid_t find_descendant(pid_t root, const char *comm, int depth)
-{
-	char path[64], name[32];
-	pid_t found = 0;
-	DIR *d;
-	struct dirent *de;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", root);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while (!found && (de = readdir(d))) {
-		char kids[512], *tok, *save;
-		FILE *f;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/children", root, de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (!fgets(kids, sizeof(kids), f))
-			kids[0] = '\0';
-		fclose(f);
-		for (tok = strtok_r(kids, " \n", &save); tok && !found;
-		     tok = strtok_r(NULL, " \n", &save)) {
-			pid_t kid = atoi(tok);
-
-			snprintf(path, sizeof(path), "/proc/%d/comm", kid);
-			f = fopen(path, "r");
-			if (f && fgets(name, sizeof(name), f)) {
-				name[strcspn(name, "\n")] = '\0';
-				if (!strcmp(name, comm))
-					found = kid;
-			}
-			if (f)
-				fclose(f);
-			if (!found && depth > 1)
-				found = find_descendant(kid, comm, depth - 1);
-		}
-	}
-	closedir(d);
-	return found;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static int env_setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
+	int ret;
 
 	assert_non_null(e);
-	snprintf(e->dir, sizeof(e->dir), "/tmp/cleave-mon-vm-XXXXXX");
-	assert_non_null(mkdtemp(e->dir));
-	assert_int_equal(vm_start(e, &e->src, "src", NULL), 0);
 	*state = e;
+	ret = vm_start(&e->src, "src", NULL);
+	if (ret)
+		cleave_run_fini(&e->src); /* no teardown after a failed setup */
+	assert_int_equal(ret, 0);
 	return 0;
 }
 
@@ -204,22 +132,18 @@ static int env_setup_dirty(void **state)
 static int env_teardown(void **state)
 {
 	struct env *e = *state;
-	char cmd[128];
 
-	vm_wait(&e->src, 0);
-	vm_wait(&e->dst, 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
-	if (strncmp(e->dir, "/tmp/cleave-mon-vm-", 19) == 0 && system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", e->dir);
+	cleave_run_fini(&e->src);
+	cleave_run_fini(&e->dst);
 	free(e);
 	return 0;
 }
 
-static struct qmp_client *vm_client(struct vm *vm)
+static struct qmp_client *vm_client(struct cleave_run *vm)
 {
 	struct qmp_client *c;
 
-	assert_int_equal(qmp_client_connect(&c, vm->sock, T_MS), 0);
+	assert_int_equal(qmp_client_connect(&c, vm->qmp, T_MS), 0);
 	assert_int_equal(qmp_client_negotiate(c, T_MS), 0);
 	return c;
 }
@@ -322,19 +246,15 @@ static void test_monitor_restart(void **state)
 {
 	struct env *e = *state;
 	struct qmp_client *c;
-	pid_t mon = find_descendant(e->src.pid, "cleave-monitor", 2), mon2 = 0;
-	int i;
+	pid_t mon = cleave_run_child_pid(&e->src, "cleave-monitor", 1, T_MS), mon2;
 
 	assert_true(mon > 0);
 	assert_int_equal(kill(mon, SIGKILL), 0);
 	/* Connect at once: the connection waits in the inherited socket's backlog. */
-	assert_int_equal(qmp_client_connect(&c, e->src.sock, T_MS), 0);
+	assert_int_equal(qmp_client_connect(&c, e->src.qmp, T_MS), 0);
 	assert_int_equal(qmp_client_negotiate(c, T_MS), 0);
 	assert_cmd(c, "query-status", NULL, RUNNING);
-	for (i = 0; i < 100 && (mon2 == 0 || mon2 == mon); i++) {
-		mon2 = find_descendant(e->src.pid, "cleave-monitor", 2);
-		usleep(10000);
-	}
+	mon2 = cleave_run_child_pid(&e->src, "cleave-monitor", 2, 1000);
 	assert_true(mon2 > 0 && mon2 != mon);
 	assert_cmd(c, "quit", NULL, "{}");
 	qmp_client_close(c);
@@ -346,7 +266,7 @@ static void test_migrator_restart(void **state)
 {
 	struct env *e = *state;
 	struct qmp_client *c = vm_client(&e->src);
-	pid_t mig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	pid_t mig = cleave_run_child_pid(&e->src, "cleave-migrator", 1, T_MS);
 	long long t0;
 	char *got;
 	int ok = 0;
@@ -377,13 +297,13 @@ static void test_migrator_restart(void **state)
 }
 
 /* Polls until the launcher has a cleave-migrator other than @old up; returns it or 0. */
-static pid_t wait_new_migrator(struct vm *vm, pid_t old, int ms)
+static pid_t wait_new_migrator(const struct cleave_run *vm, pid_t old, int ms)
 {
 	long long end = test_now_ms() + ms;
 	pid_t pid = 0;
 
 	while (test_now_ms() < end) {
-		pid = find_descendant(vm->pid, "cleave-migrator", 2);
+		pid = cleave_run_child_latest(vm, "cleave-migrator");
 		if (pid > 0 && pid != old)
 			return pid;
 		usleep(10000);
@@ -396,7 +316,7 @@ static void test_cancel_while_migrator_restarts(void **state)
 {
 	struct env *e = *state;
 	struct qmp_client *c = vm_client(&e->src);
-	pid_t mig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	pid_t mig = cleave_run_child_pid(&e->src, "cleave-migrator", 1, T_MS);
 	long long t0, took;
 
 	assert_true(mig > 0);
@@ -415,9 +335,9 @@ static void test_cancel_while_migrator_restarts(void **state)
 }
 
 struct killer {
-	pid_t root;	 /* the cleave run whose migrators die */
-	long long until; /* test_now_ms() when the killing stops */
-	int kills;	 /* SIGKILLs sent */
+	const struct cleave_run *vm; /* the cleave run whose migrators die */
+	long long until;	     /* test_now_ms() when the killing stops */
+	int kills;		     /* SIGKILLs sent */
 };
 
 static void *killer_main(void *arg)
@@ -426,7 +346,7 @@ static void *killer_main(void *arg)
 	pid_t pid;
 
 	while (test_now_ms() < k->until) {
-		pid = find_descendant(k->root, "cleave-migrator", 2);
+		pid = cleave_run_child_latest(k->vm, "cleave-migrator");
 		if (pid > 0 && kill(pid, SIGKILL) == 0)
 			k->kills++;
 		usleep(5000);
@@ -443,7 +363,7 @@ static void test_cancel_outlasts_one_deadline(void **state)
 {
 	struct env *e = *state;
 	struct qmp_client *c = vm_client(&e->src);
-	struct killer k = {.root = e->src.pid, .until = test_now_ms() + 2500};
+	struct killer k = {.vm = &e->src, .until = test_now_ms() + 2500};
 	pthread_t t;
 	long long t0, took;
 	char *got;
@@ -514,7 +434,7 @@ static void test_live_migration(void **state)
 
 	snprintf(incoming, sizeof(incoming), "tcp:127.0.0.1:%d", port);
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
-	assert_int_equal(vm_start(e, &e->dst, "dst", incoming), 0);
+	assert_int_equal(vm_start(&e->dst, "dst", incoming), 0);
 	d = vm_client(&e->dst);
 	assert_cmd(d, "query-status", NULL,
 		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
@@ -537,7 +457,7 @@ static void test_live_migration(void **state)
 	if (pid == 0) {
 		dup2(p[1], 1);
 		close(p[0]);
-		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.sock, uri, "--channels",
+		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.qmp, uri, "--channels",
 		      "2", NULL);
 		_exit(127);
 	}
@@ -601,7 +521,7 @@ static void test_migration_survives_migrator_kills(void **state)
 	char *got;
 
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
-	assert_int_equal(vm_start(e, &e->dst, "dst", uri), 0);
+	assert_int_equal(vm_start(&e->dst, "dst", uri), 0);
 	d = vm_client(&e->dst);
 	wait_incoming_ready(d);
 	s = vm_client(&e->src);
@@ -612,17 +532,17 @@ static void test_migration_survives_migrator_kills(void **state)
 		dup2(p[1], 1);
 		close(p[0]);
 		/* 16 MiB and more at 8 MB/s: a few seconds to kill in. */
-		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.sock, uri, "--channels",
+		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.qmp, uri, "--channels",
 		      "2", "--max-bandwidth", "8000000", NULL);
 		_exit(127);
 	}
 	close(p[1]);
 	usleep(700000);
-	smig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	smig = cleave_run_child_latest(&e->src, "cleave-migrator");
 	assert_true(smig > 0);
 	assert_int_equal(kill(smig, SIGKILL), 0);
 	usleep(600000);
-	dmig = find_descendant(e->dst.pid, "cleave-migrator", 2);
+	dmig = cleave_run_child_latest(&e->dst, "cleave-migrator");
 	assert_true(dmig > 0);
 	assert_int_equal(kill(dmig, SIGKILL), 0);
 	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
@@ -719,7 +639,7 @@ static void test_migrator_gone_for_good(void **state)
 	char *got;
 
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
-	assert_int_equal(vm_start(e, &e->dst, "dst", uri), 0);
+	assert_int_equal(vm_start(&e->dst, "dst", uri), 0);
 	d = vm_client(&e->dst);
 	wait_incoming_ready(d);
 	s = vm_client(&e->src);
@@ -743,7 +663,7 @@ static void test_migrator_gone_for_good(void **state)
 	fclose(f);
 	assert_int_equal(chmod(tmp, 0755), 0);
 	assert_int_equal(rename(tmp, path), 0);
-	mig = find_descendant(e->src.pid, "cleave-migrator", 2);
+	mig = cleave_run_child_latest(&e->src, "cleave-migrator");
 	assert_true(mig > 0);
 	assert_int_equal(kill(mig, SIGKILL), 0);
 	/* 10 restarts (50 ms doubling to 1 s: ~6.5 s), then the launcher ends the migration. */

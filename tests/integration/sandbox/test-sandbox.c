@@ -8,7 +8,7 @@
  * and --no-sandbox turns all of it off with a warning.
  *
  * argv[1]: the cleave binary (children found in the build tree).  Each test
- * kills its cleave by PID and checks no child PID it saw survives.
+ * stops its cleave and checks no child PID it saw survives.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tests/util/cleave-run.h"
 #include "tests/util/test-util.h"
 
 #include <errno.h>
@@ -25,9 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,105 +36,57 @@ static const char *cleave_bin;
 
 static const char *const child_names[] = {"cleave-vcpu", "cleave-migrator", "cleave-monitor"};
 
-struct vm {
-	char dir[64];
-	char log[128];
-	char qmp[128];
-	pid_t pid;
-	pid_t child[3]; /* latest PID of each child_names[i] */
-};
-
-/* The @nth (1-based) "started NAME pid N" of the log, 0 if not there yet. */
-static pid_t log_child_pid(const char *log, const char *name, unsigned int nth)
+static int vm_setup(void **state)
 {
-	char want[64];
-	const char *s = log;
-	pid_t pid = 0;
+	struct cleave_run *vm = calloc(1, sizeof(*vm));
 
-	snprintf(want, sizeof(want), "started %s pid ", name);
-	while (nth-- && (s = strstr(s, want))) {
-		s += strlen(want);
-		pid = (pid_t)atoi(s);
+	if (!vm || cleave_run_init(vm, "sbx")) {
+		free(vm);
+		return -1;
 	}
-	return s ? pid : 0;
-}
-
-static pid_t wait_child_pid(struct vm *vm, unsigned int idx, unsigned int nth)
-{
-	int i;
-
-	for (i = 0; i < 500; i++) {
-		char *log = test_file_read(vm->log);
-		pid_t p = log_child_pid(log, child_names[idx], nth);
-
-		free(log);
-		if (p) {
-			vm->child[idx] = p;
-			return p;
-		}
-		test_sleep_ms(20);
-	}
-	fail_msg("%s #%u never started; log %s", child_names[idx], nth, vm->log);
+	*state = vm;
 	return 0;
 }
 
-static void vm_start(struct vm *vm, bool sandbox)
+static int vm_teardown(void **state)
 {
-	int fd;
-
-	memset(vm, 0, sizeof(*vm));
-	strcpy(vm->dir, "/tmp/cleave-sbx-XXXXXX");
-	assert_non_null(mkdtemp(vm->dir));
-	snprintf(vm->log, sizeof(vm->log), "%s/log", vm->dir);
-	snprintf(vm->qmp, sizeof(vm->qmp), "%s/qmp.sock", vm->dir);
-	vm->pid = fork();
-	assert_true(vm->pid >= 0);
-	if (vm->pid == 0) {
-		char state[128], qmp[160];
-
-		/* A test killed by its timeout must not leave a VM behind. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		snprintf(state, sizeof(state), "%s/state", vm->dir);
-		snprintf(qmp, sizeof(qmp), "unix:%s", vm->qmp);
-		fd = open(vm->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, STDERR_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		execl(cleave_bin, "cleave", "run", "-v", "--append", "mode=idle hb=200", "--memory",
-		      "64M", "--state-dir", state, "--qmp", qmp,
-		      sandbox ? "--name" : "--no-sandbox", sandbox ? "sbx" : NULL, NULL);
-		_exit(127);
-	}
+	cleave_run_fini(*state);
+	free(*state);
+	return 0;
 }
 
-static void vm_stop(struct vm *vm)
+/* An idle guest with a QMP socket, sandboxed or with --no-sandbox. */
+static void vm_start(struct cleave_run *vm, bool sandbox)
 {
-	unsigned int i;
-	int status, t;
+	static const char *const sandboxed[] = {
+		"-v", "--append", "mode=idle hb=200", "--memory", "64M", "--name", "sbx", NULL,
+	};
+	static const char *const unsandboxed[] = {
+		"-v", "--append", "mode=idle hb=200", "--memory", "64M", "--no-sandbox", NULL,
+	};
 
-	if (vm->pid > 0) {
-		kill(vm->pid, SIGTERM);
-		for (t = 0; t < 500 && waitpid(vm->pid, &status, WNOHANG) == 0; t++)
-			test_sleep_ms(20);
-		if (t == 500) {
-			kill(vm->pid, SIGKILL);
-			waitpid(vm->pid, &status, 0);
-		}
-		vm->pid = 0;
-	}
+	assert_int_equal(cleave_run_start(vm, cleave_bin, sandbox ? sandboxed : unsandboxed), 0);
+}
+
+/* The @nth (1-based) PID of @name the log shows, within 10 s. */
+static pid_t wait_child_pid(struct cleave_run *vm, const char *name, unsigned int nth)
+{
+	pid_t pid = cleave_run_child_pid(vm, name, nth, 10000);
+
+	if (pid <= 0)
+		fail_msg("%s #%u never started; log %s", name, nth, vm->log);
+	return pid;
+}
+
+static void vm_stop(struct cleave_run *vm)
+{
+	const struct cleave_run_child *c;
+
+	cleave_run_stop(vm);
 	/* PR_SET_PDEATHSIG: no child may outlive cleave. */
-	for (i = 0; i < 3; i++) {
-		for (t = 0; t < 100 && vm->child[i] && kill(vm->child[i], 0) == 0; t++)
-			test_sleep_ms(20);
-		if (vm->child[i] && kill(vm->child[i], 0) == 0)
-			fail_msg("%s pid %d outlived cleave", child_names[i], (int)vm->child[i]);
-	}
-	{
-		char cmd[96];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", vm->dir);
-		if (system(cmd))
-			(void)0;
-	}
+	c = cleave_run_survivor(vm, 2000);
+	if (c)
+		fail_msg("%s pid %d outlived cleave", c->name, (int)c->pid);
 }
 
 /* "Key:\tvalue" of /proc/PID/status; -1 when the process is gone. */
@@ -222,7 +173,7 @@ static void assert_jailed(pid_t pid, const char *what, bool own_net)
 		own_net ? ", net" : "");
 }
 
-static int qmp_query_status(const struct vm *vm)
+static int qmp_query_status(const struct cleave_run *vm)
 {
 	char cmd[512];
 
@@ -232,76 +183,75 @@ static int qmp_query_status(const struct vm *vm)
 
 static void test_sandbox_on(void **state)
 {
-	struct vm vm;
+	struct cleave_run *vm = *state;
+	pid_t child[3], mig2;
 	unsigned int i;
 	char *log;
-	pid_t mig2;
 	bool root = geteuid() == 0;
 	bool jailed;
 
-	(void)state;
-	vm_start(&vm, true);
+	vm_start(vm, true);
 	for (i = 0; i < 3; i++)
-		wait_child_pid(&vm, i, 1);
+		child[i] = wait_child_pid(vm, child_names[i], 1);
 	test_sleep_ms(500); /* every child's sandbox_enter done, the launcher's too */
-	log = test_file_read(vm.log);
+	log = test_file_read(vm->log);
 	jailed = strstr(log, "own namespaces") != NULL;
 	if (root && !jailed)
 		print_message("root but no namespaces here: %s\n", log);
 	free(log);
 
-	assert_sandboxed(vm.pid, "cleave run", true);
+	assert_sandboxed(vm->pid, "cleave run", true);
 	for (i = 0; i < 3; i++)
-		assert_sandboxed(vm.child[i], child_names[i], false);
+		assert_sandboxed(child[i], child_names[i], false);
 	if (jailed)
 		for (i = 0; i < 3; i++)
-			assert_jailed(vm.child[i], child_names[i], i != 1);
-	assert_int_equal(qmp_query_status(&vm), 0);
+			assert_jailed(child[i], child_names[i], i != 1);
+	assert_int_equal(qmp_query_status(vm), 0);
 
 	/* A restarted migrator runs under the launcher's policy and then its own. */
-	assert_int_equal(kill(vm.child[1], SIGKILL), 0);
-	mig2 = wait_child_pid(&vm, 1, 2);
+	assert_int_equal(kill(child[1], SIGKILL), 0);
+	mig2 = wait_child_pid(vm, "cleave-migrator", 2);
 	test_sleep_ms(500);
 	assert_sandboxed(mig2, "cleave-migrator#2", false);
 	if (jailed)
 		assert_jailed(mig2, "cleave-migrator#2", false);
-	log = test_file_read(vm.log);
+	log = test_file_read(vm->log);
 	if (strstr(log, "seccomp: refused syscall") || strstr(log, "by SIGSYS"))
 		fail_msg("a process was refused a syscall:\n%s", log);
 	free(log);
-	assert_int_equal(qmp_query_status(&vm), 0);
-	vm_stop(&vm);
+	assert_int_equal(qmp_query_status(vm), 0);
+	vm_stop(vm);
 }
 
 static void test_no_sandbox(void **state)
 {
-	struct vm vm;
+	struct cleave_run *vm = *state;
+	pid_t child[3];
 	unsigned int i;
 	char val[16], *log;
 
-	(void)state;
-	vm_start(&vm, false);
+	vm_start(vm, false);
 	for (i = 0; i < 3; i++)
-		wait_child_pid(&vm, i, 1);
+		child[i] = wait_child_pid(vm, child_names[i], 1);
 	test_sleep_ms(500);
-	log = test_file_read(vm.log);
+	log = test_file_read(vm->log);
 	assert_non_null(strstr(log, "warning: --no-sandbox"));
 	free(log);
 	for (i = 0; i < 3; i++) {
-		assert_int_equal(proc_status(vm.child[i], "Seccomp:", val, sizeof(val)), 0);
+		assert_int_equal(proc_status(child[i], "Seccomp:", val, sizeof(val)), 0);
 		assert_string_equal(val, "0");
 	}
-	assert_int_equal(proc_status(vm.pid, "Seccomp:", val, sizeof(val)), 0);
+	assert_int_equal(proc_status(vm->pid, "Seccomp:", val, sizeof(val)), 0);
 	assert_string_equal(val, "0");
-	assert_int_equal(qmp_query_status(&vm), 0);
-	vm_stop(&vm);
+	assert_int_equal(qmp_query_status(vm), 0);
+	vm_stop(vm);
 }
 
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sandbox_on),
-		cmocka_unit_test(test_no_sandbox),
+		cmocka_unit_test_setup_teardown(test_sandbox_on, vm_setup, vm_teardown),
+		cmocka_unit_test_setup_teardown(test_no_sandbox, vm_setup, vm_teardown),
 	};
 	int fd;
 
