@@ -132,6 +132,24 @@ static Cleave__Migrator__MigrationInfo *wait_restarts(struct node *src, struct n
 }
 
 /*
+ * Starts a migration at 4 MiB/s (the 32 MiB area alone takes 8 s, longer
+ * than what the caller does to it), reconnect-timeout 1 s on both sides;
+ * returns its start time once it is in the first pass.
+ */
+static uint64_t start_slow_migration(struct node *src, struct node *dst)
+{
+	uint64_t t0;
+
+	mig_configure(&src->mig, CHANNELS, 4u << 20, 1000);
+	mig_configure(&dst->mig, CHANNELS, 0, 1000);
+	node_watch(src);
+	node_migrate(src, dst->uri);
+	t0 = vt_now_ms();
+	wait_phase(src, dst, PH_FIRST, t0);
+	return t0;
+}
+
+/*
  * The source migrator keeps dying: restarts 1..MAX_RESTARTS resume, the
  * next one fails the migration, with the source guest running.
  */
@@ -143,13 +161,7 @@ static void test_restart_limit(void **state)
 
 	(void)state;
 	fprintf(stderr, "# source migrator killed %u times in one migration\n", MAX_RESTARTS + 1);
-	/* 4 MiB/s: the 32 MiB area alone takes 8 s, longer than the kills. */
-	mig_configure(&src->mig, CHANNELS, 4u << 20, 1000);
-	mig_configure(&dst->mig, CHANNELS, 0, 1000);
-	node_watch(src);
-	node_migrate(src, dst->uri);
-	t0 = vt_now_ms();
-	wait_phase(src, dst, PH_FIRST, t0);
+	t0 = start_slow_migration(src, dst);
 	for (uint32_t k = 1; k <= MAX_RESTARTS + 1; k++) {
 		node_restart(src, rnd_range(0, 50));
 		mi = wait_restarts(src, dst, &src->mig, k);
@@ -183,12 +195,7 @@ static void test_cancel_after_restart(void **state)
 
 	(void)state;
 	fprintf(stderr, "# migrate_cancel right after the source migrator restarted\n");
-	mig_configure(&src->mig, CHANNELS, 4u << 20, 1000);
-	mig_configure(&dst->mig, CHANNELS, 0, 1000);
-	node_watch(src);
-	node_migrate(src, dst->uri);
-	t0 = vt_now_ms();
-	wait_phase(src, dst, PH_FIRST, t0);
+	t0 = start_slow_migration(src, dst);
 	node_restart(src, 0);
 	/* The first request the new process can take. */
 	while (ret && vt_now_ms() - src->mig.spawn_ms < 10000)
