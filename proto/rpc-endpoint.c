@@ -53,6 +53,21 @@ uint64_t rpc_stat_value(nng_stat *parent, const char *name)
 	return st ? nng_stat_value(st) : 0;
 }
 
+/*
+ * NNG 1.5.2's nng_stat_find_dialer() and _listener() can return another
+ * endpoint's scope (seen: dialer 2 got dialer 1's, a connected one, so a
+ * stopped dialer never looked stopped).  The snapshot's top-level scopes
+ * carry their "id": match that.
+ */
+nng_stat *rpc_stat_find_endpoint(nng_stat *snap, const char *kind, uint32_t id)
+{
+	for (nng_stat *st = nng_stat_child(snap); st; st = nng_stat_next(st))
+		if (nng_stat_type(st) == NNG_STAT_SCOPE && !strcmp(nng_stat_name(st), kind) &&
+		    rpc_stat_value(st, "id") == id)
+			return st;
+	return NULL;
+}
+
 static int rpc_endpoint_open(struct rpc_endpoint *ep)
 {
 	int rv;
@@ -205,7 +220,9 @@ static bool rpc_endpoint_stalled(struct rpc_endpoint *ep, int64_t now)
 
 	if (nng_stats_get(&snap))
 		return false;
-	st = ep->listener ? nng_stat_find_listener(snap, ep->l) : nng_stat_find_dialer(snap, ep->d);
+	st = ep->listener
+		     ? rpc_stat_find_endpoint(snap, "listener", (uint32_t)nng_listener_id(ep->l))
+		     : rpc_stat_find_endpoint(snap, "dialer", (uint32_t)nng_dialer_id(ep->d));
 	if (st)
 		stalled = ep->listener ? rpc_listener_stalled(ep, st, now)
 				       : rpc_dialer_stalled(ep, st, now);

@@ -83,6 +83,8 @@ int rpc_socket_dial_opts(nng_socket sock);
 
 /* The value of statistic @name below @parent; 0 when there is none. */
 uint64_t rpc_stat_value(nng_stat *parent, const char *name);
+/* The scope of dialer or listener (@kind) @id in a stats snapshot, or NULL. */
+nng_stat *rpc_stat_find_endpoint(nng_stat *snap, const char *kind, uint32_t id);
 
 /* A condition variable on CLOCK_MONOTONIC, as every timed wait here uses. */
 void rpc_cond_init(pthread_cond_t *cond);

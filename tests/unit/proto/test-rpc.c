@@ -431,17 +431,29 @@ static void test_listener_survives_hangups(void **state)
 	assert_true(status_call_retry(t->client));
 }
 
-/* NNG bug #1518, dialer side: a "server" that hangs up during negotiation. */
+/*
+ * NNG bug #1518, dialer side: a "server" that hangs up during negotiation.
+ * A connected client of another server is opened first, as in every
+ * process with several clients: the check must read the statistics of the
+ * stopped dialer, not of the first one (NNG 1.5.2's nng_stat_find_dialer()
+ * returned the bystander's, and the stopped dialer was never restarted).
+ */
 static void test_dialer_survives_hangups(void **state)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char dir[64], url[128];
-	struct fixture_state st = {0};
-	struct rpc_server *s;
-	struct rpc_client *c;
+	char dir[64], url[128], other_url[128];
+	struct fixture_state st = {0}, other_st = {0};
+	struct rpc_server *s, *other;
+	struct rpc_client *c, *bystander;
 	int lfd, fd;
 
 	assert_int_equal(fixture_dir_make(dir, sizeof(dir)), 0);
+	fixture_url(other_url, sizeof(other_url), dir, "other.sock");
+	assert_int_equal(
+		rpc_server_start(&other, other_url, fixture_methods, fixture_nr_methods, &other_st),
+		0);
+	assert_int_equal(rpc_client_open(&bystander, other_url), 0);
+	assert_int_equal(status_call(bystander, 2000), 0);
 	fixture_url(url, sizeof(url), dir, "rpc.sock");
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/rpc.sock", dir);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -471,6 +483,57 @@ static void test_dialer_survives_hangups(void **state)
 	assert_int_equal(rpc_server_start(&s, url, fixture_methods, fixture_nr_methods, &st), 0);
 	assert_true(status_call_retry(c));
 	rpc_client_close(c);
+	rpc_server_stop(s);
+	rpc_client_close(bystander);
+	rpc_server_stop(other);
+	fixture_dir_remove(dir);
+}
+
+/*
+ * The endpoint check reads each dialer's own statistics: three dialers,
+ * the first connected, the others not; each lookup finds its own scope.
+ */
+static void test_stat_find_endpoint(void **state)
+{
+	char dir[64], url[3][128];
+	struct fixture_state st = {0};
+	struct rpc_server *s;
+	nng_socket sock[3];
+	nng_dialer d[3];
+	nng_stat *snap;
+
+	(void)state;
+	assert_int_equal(fixture_dir_make(dir, sizeof(dir)), 0);
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "ep%d.sock", i);
+		fixture_url(url[i], sizeof(url[i]), dir, name);
+	}
+	assert_int_equal(rpc_server_start(&s, url[0], fixture_methods, fixture_nr_methods, &st), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(nng_req0_open(&sock[i]), 0);
+		assert_int_equal(nng_dial(sock[i], url[i], &d[i], NNG_FLAG_NONBLOCK), 0);
+	}
+	nng_msleep(100); /* the first one connects */
+	assert_int_equal(nng_stats_get(&snap), 0);
+	for (int i = 2; i >= 0; i--) {
+		nng_stat *ep =
+			rpc_stat_find_endpoint(snap, "dialer", (uint32_t)nng_dialer_id(d[i]));
+		nng_stat *u;
+
+		assert_non_null(ep);
+		assert_int_equal(rpc_stat_value(ep, "id"), nng_dialer_id(d[i]));
+		u = nng_stat_find(ep, "url");
+		assert_non_null(u);
+		assert_string_equal(nng_stat_string(u), url[i]);
+		assert_int_equal(rpc_stat_value(ep, "pipes"), i == 0);
+	}
+	assert_null(rpc_stat_find_endpoint(snap, "dialer", 0xfffffff0u));
+	assert_null(rpc_stat_find_endpoint(snap, "listener", (uint32_t)nng_dialer_id(d[2])));
+	nng_stats_free(snap);
+	for (int i = 0; i < 3; i++)
+		nng_close(sock[i]);
 	rpc_server_stop(s);
 	fixture_dir_remove(dir);
 }
@@ -810,6 +873,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_listener_survives_hangups, rpc_test_setup,
 						rpc_test_teardown),
 		cmocka_unit_test(test_dialer_survives_hangups),
+		cmocka_unit_test(test_stat_find_endpoint),
 		cmocka_unit_test(test_dead_peer),
 		cmocka_unit_test_setup_teardown(test_hung_handler, rpc_test_setup,
 						rpc_test_teardown),
