@@ -14,7 +14,9 @@
  * notices within a few hundred ms (listener: self-probe; dialer: stalled
  * counters, checked while a call or subscriber waits) and restarts it.  A
  * restarted listener drops its connections: a call in flight on one fails
- * at once with -ETIMEDOUT and its client redials.
+ * at once with -ETIMEDOUT and its client redials.  The counters are found
+ * by the endpoint's id, not with nng_stat_find_dialer()/_listener(), which
+ * in 1.5.2 can return another endpoint's.
  */
 #ifndef CLEAVE_RPC_H
 #define CLEAVE_RPC_H
