@@ -253,23 +253,6 @@ void figs_print(const char *what, const Cleave__Migrator__MigrationInfo *mi,
 		fs->inflight >> 10, fs->resume_time, fd->restarts, fd->resumes, fd->resume_time);
 }
 
-void check_source_runs(struct node *src, struct node *dst)
-{
-	uint64_t gen;
-	unsigned int n0, n1;
-
-	assert_int_equal(mig_vm_state(&src->vm), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
-	assert_int_not_equal(mig_vm_state(&dst->vm), CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
-	vt_drain(&src->vm, 50);
-	mig_hb_last(&src->vm, 0, &gen, &n0);
-	vt_drain(&src->vm, 400);
-	mig_hb_last(&src->vm, 0, &gen, &n1);
-	assert_true(n1 > n0);
-	assert_int_equal(vt_count(&src->vm.serial, 0, "ASSERT"), 0);
-	vt_drain(&dst->vm, 0);
-	assert_int_equal(vt_count(&dst->vm.serial, 0, "HB "), 0);
-}
-
 const char *const phase_names[] = {"setup", "first pass", "later rounds",
 				   "switchover (before the final round)",
 				   "switchover (loaded, before Commit)"};

@@ -85,8 +85,6 @@ void check_completed(struct node *src, struct node *dst, Cleave__Migrator__Migra
 		     struct side_figs *fs, struct side_figs *fd);
 void figs_print(const char *what, const Cleave__Migrator__MigrationInfo *mi,
 		const struct side_figs *fs, const struct side_figs *fd);
-/* The source failed or was cancelled: its guest runs again, the destination's never ran. */
-void check_source_runs(struct node *src, struct node *dst);
 
 /* Where a migration is when a test strikes. */
 enum phase {
