@@ -418,75 +418,10 @@ static void test_resume_api(void **state)
 	assert_int_equal(vm_wait(&e->src, 10000), 0);
 }
 
-/* cleave migrate between two VMs on loopback. */
-static void test_live_migration(void **state)
-{
-	struct env *e = *state;
-	struct qmp_client *s, *d;
-	char uri[64], incoming[64], out[4096];
-	int p[2], port = 40000 + (int)(getpid() % 20000), status;
-	ssize_t n;
-	size_t len = 0;
-	pid_t pid;
-	char *got;
-	long long t0;
-	bool ready = false;
-
-	snprintf(incoming, sizeof(incoming), "tcp:127.0.0.1:%d", port);
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
-	assert_int_equal(vm_start(&e->dst, "dst", incoming), 0);
-	d = vm_client(&e->dst);
-	assert_cmd(d, "query-status", NULL,
-		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
-	/*
-	 * The destination migrator listens before its RPC server answers: once
-	 * query-migrate is answered, the incoming socket is up.
-	 */
-	for (t0 = test_now_ms(); test_now_ms() - t0 < 8000;) {
-		got = cmd_text(d, "query-migrate", NULL, T_MS);
-		ready = strcmp(got, "migrator is not running") != 0;
-		free(got);
-		if (ready)
-			break;
-		usleep(50000);
-	}
-	assert_true(ready);
-	assert_int_equal(pipe(p), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.qmp, uri, "--channels",
-		      "2", NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(p[0]);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("cleave migrate failed: %s", out);
-	assert_non_null(strstr(out, "status: completed"));
-	assert_cmd(d, "query-status", NULL, RUNNING);
-	s = vm_client(&e->src);
-	assert_cmd(s, "query-status", NULL,
-		   "{\"running\":false,\"singlestep\":false,\"status\":\"postmigrate\"}");
-	got = cmd_text(s, "query-migrate", NULL, T_MS);
-	assert_non_null(strstr(got, "\"status\":\"completed\""));
-	assert_non_null(strstr(got, "\"transferred\":"));
-	free(got);
-	assert_cmd(s, "quit", NULL, "{}");
-	assert_cmd(d, "quit", NULL, "{}");
-	qmp_client_close(s);
-	qmp_client_close(d);
-	assert_int_equal(vm_wait(&e->src, 10000), 0);
-	assert_int_equal(vm_wait(&e->dst, 10000), 0);
-}
-
-/* Waits for the listener of the destination migrator (its query-migrate answers). */
+/*
+ * Waits for the listener of the destination migrator: it listens before its
+ * RPC server answers, so once query-migrate is answered the socket is up.
+ */
 static void wait_incoming_ready(struct qmp_client *d)
 {
 	bool ready = false;
@@ -503,6 +438,84 @@ static void wait_incoming_ready(struct qmp_client *d)
 	assert_true(ready);
 }
 
+/* `cleave migrate` of the source VM to @uri, 2 channels (capped if @max_bandwidth); *@out_fd reads
+ * its stdout. */
+static pid_t migrate_start(struct env *e, const char *uri, const char *max_bandwidth, int *out_fd)
+{
+	int p[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.qmp, uri, "--channels",
+		      "2", max_bandwidth ? "--max-bandwidth" : NULL, max_bandwidth, NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	*out_fd = p[0];
+	return pid;
+}
+
+/* Reads what `cleave migrate` printed into @out, reaps it; fails unless it completed. */
+static void migrate_finish(pid_t pid, int fd, char *out, size_t size)
+{
+	size_t len = 0;
+	ssize_t n;
+	int status;
+
+	while (len < size - 1 && (n = read(fd, out + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fd);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !strstr(out, "status: completed"))
+		fail_msg("cleave migrate: %s", out);
+}
+
+/* After a completed migration: the guest runs at the destination only; both VMs quit. */
+static void vms_end_migrated(struct env *e, struct qmp_client *s, struct qmp_client *d)
+{
+	assert_cmd(d, "query-status", NULL, RUNNING);
+	assert_cmd(s, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"postmigrate\"}");
+	assert_cmd(s, "quit", NULL, "{}");
+	assert_cmd(d, "quit", NULL, "{}");
+	qmp_client_close(s);
+	qmp_client_close(d);
+	assert_int_equal(vm_wait(&e->src, 10000), 0);
+	assert_int_equal(vm_wait(&e->dst, 10000), 0);
+}
+
+/* cleave migrate between two VMs on loopback. */
+static void test_live_migration(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *s, *d;
+	char uri[64], out[4096];
+	int fd, port = 40000 + (int)(getpid() % 20000);
+	pid_t pid;
+	char *got;
+
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
+	assert_int_equal(vm_start(&e->dst, "dst", uri), 0);
+	d = vm_client(&e->dst);
+	assert_cmd(d, "query-status", NULL,
+		   "{\"running\":false,\"singlestep\":false,\"status\":\"inmigrate\"}");
+	wait_incoming_ready(d);
+	pid = migrate_start(e, uri, NULL, &fd);
+	migrate_finish(pid, fd, out, sizeof(out));
+	s = vm_client(&e->src);
+	got = cmd_text(s, "query-migrate", NULL, T_MS);
+	assert_non_null(strstr(got, "\"status\":\"completed\""));
+	assert_non_null(strstr(got, "\"transferred\":"));
+	free(got);
+	vms_end_migrated(e, s, d);
+}
+
 /*
  * Issue 6 through the real launcher: the source's and then the destination's
  * cleave-migrator are SIGKILLed in the middle of a `cleave migrate` of a
@@ -514,10 +527,8 @@ static void test_migration_survives_migrator_kills(void **state)
 	struct env *e = *state;
 	struct qmp_client *s, *d;
 	char uri[64], out[8192];
-	int p[2], port = 40000 + (int)((getpid() + 7) % 20000), status;
+	int fd, port = 40000 + (int)((getpid() + 7) % 20000);
 	pid_t pid, smig, dmig;
-	size_t len = 0;
-	ssize_t n;
 	char *got;
 
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
@@ -525,18 +536,8 @@ static void test_migration_survives_migrator_kills(void **state)
 	d = vm_client(&e->dst);
 	wait_incoming_ready(d);
 	s = vm_client(&e->src);
-	assert_int_equal(pipe(p), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		/* 16 MiB and more at 8 MB/s: a few seconds to kill in. */
-		execl(cleave_exe, cleave_exe, "migrate", "--qmp", e->src.qmp, uri, "--channels",
-		      "2", "--max-bandwidth", "8000000", NULL);
-		_exit(127);
-	}
-	close(p[1]);
+	/* 16 MiB and more at 8 MB/s: a few seconds to kill in. */
+	pid = migrate_start(e, uri, "8000000", &fd);
 	usleep(700000);
 	smig = cleave_run_child_latest(&e->src, "cleave-migrator");
 	assert_true(smig > 0);
@@ -545,16 +546,7 @@ static void test_migration_survives_migrator_kills(void **state)
 	dmig = cleave_run_child_latest(&e->dst, "cleave-migrator");
 	assert_true(dmig > 0);
 	assert_int_equal(kill(dmig, SIGKILL), 0);
-	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(p[0]);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !strstr(out, "status: completed"))
-		fail_msg("cleave migrate: %s", out);
-	assert_cmd(d, "query-status", NULL, RUNNING);
-	assert_cmd(s, "query-status", NULL,
-		   "{\"running\":false,\"singlestep\":false,\"status\":\"postmigrate\"}");
+	migrate_finish(pid, fd, out, sizeof(out));
 	got = cmd_text(s, "query-migrate", NULL, T_MS);
 	if (!strstr(got, "\"status\":\"completed\"") || !strstr(got, "\"x-cleave-restarts\":1"))
 		fail_msg("source query-migrate: %s", got);
@@ -563,12 +555,7 @@ static void test_migration_survives_migrator_kills(void **state)
 	if (!strstr(got, "\"status\":\"completed\"") || !strstr(got, "\"x-cleave-restarts\":1"))
 		fail_msg("destination query-migrate: %s", got);
 	free(got);
-	assert_cmd(s, "quit", NULL, "{}");
-	assert_cmd(d, "quit", NULL, "{}");
-	qmp_client_close(s);
-	qmp_client_close(d);
-	assert_int_equal(vm_wait(&e->src, 10000), 0);
-	assert_int_equal(vm_wait(&e->dst, 10000), 0);
+	vms_end_migrated(e, s, d);
 }
 
 /*
