@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -241,12 +242,37 @@ static void test_send_peer_closed(void **state)
 	close(sfd);
 }
 
+/* No fd left for the pipe: an error, which the send thread turns into an abort. */
+static void test_pipe_open_fails(void **state)
+{
+	struct rlimit old, none;
+	struct mig_pipe p = {-1, -1};
+	int first = dup(0);
+
+	(void)state;
+	assert_true(first >= 0);
+	close(first);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Every fd from @first on is refused: at most one of the two pipe ends. */
+	none = (struct rlimit){.rlim_cur = (rlim_t)first, .rlim_max = old.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+	assert_int_equal(mig_pipe_open(&p), -EMFILE);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(p.rd, -1);
+	assert_int_equal(p.wr, -1);
+	mig_pipe_close(&p); /* safe on a pipe never opened */
+	assert_int_equal(mig_pipe_open(&p), 0);
+	mig_pipe_close(&p);
+	assert_int_equal(p.rd, -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_round_trip_small_pipe),
 		cmocka_unit_test(test_send_peer_closed),
+		cmocka_unit_test(test_pipe_open_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
