@@ -889,11 +889,17 @@ static void dst_linger(struct mig_dst *dst)
 void mig_dst_cancel(struct mig_dst *dst, const char *reason)
 {
 	pthread_mutex_lock(&dst->lock);
-	/* The job ends: no reconnect, and the listener goes even if an abort came first. */
-	dst->cancelled = true;
-	shutdown(dst->listen_fd, SHUT_RDWR);
+	dst->cancelled = true; /* the job ends: no reconnect */
 	pthread_mutex_unlock(&dst->lock);
 	dst_abort_final(dst, -ECANCELED, "%s", reason);
+	/*
+	 * The listener goes even if a lost connection aborted first (it was
+	 * kept for the reconnect).  Only now that the reason is recorded: an
+	 * accept() this wakes must see the abort, not report its own EINVAL.
+	 */
+	pthread_mutex_lock(&dst->lock);
+	shutdown(dst->listen_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&dst->lock);
 }
 
 void mig_dst_stop(struct mig_dst *dst)
