@@ -17,12 +17,35 @@ build() { # dir, meson options...
 	ninja -C "$dir"
 }
 
+# Runs one build's suite, then its summary (skips by reason, failures by
+# name, "LABEL: N passed, N failed, N skipped"); a failure is kept for the end.
+status=0
+run_suite() { # label, dir, meson test options...
+	label=$1
+	dir=$2
+	shift 2
+	rm -f "$dir/meson-logs/testlog.json" # a summary of this run, never a stale one
+	meson test -C "$dir" --print-errorlogs "$@" || true
+	python3 scripts/test-summary.py "$dir" "$label" >"$dir/summary.txt" || status=1
+	cat "$dir/summary.txt"
+}
+
 build build
-meson test -C build --print-errorlogs
+run_suite plain build
 
 build build-asan -Db_sanitize=address,undefined -Db_lundef=false
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	meson test -C build-asan --print-errorlogs --suite sanitize
+	run_suite asan+ubsan build-asan --suite sanitize
 
 build build-tsan -Db_sanitize=thread -Db_lundef=false
-TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --print-errorlogs --suite tsan
+TSAN_OPTIONS=halt_on_error=1 run_suite tsan build-tsan --suite tsan
+
+# The three summaries together, where a reader of the log looks first.
+echo
+echo "== test summary =="
+cat build/summary.txt build-asan/summary.txt build-tsan/summary.txt
+awk -F'[:,] *' '/: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ {
+	p += $2; f += $3; s += $4 }
+	END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' \
+	build/summary.txt build-asan/summary.txt build-tsan/summary.txt
+exit $status

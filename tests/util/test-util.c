@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/util/test-util.h"
 
@@ -35,4 +38,17 @@ char *test_file_read(const char *path)
 	}
 	fclose(f);
 	return buf;
+}
+
+void test_require_kvm(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0) {
+		close(fd);
+		return;
+	}
+	printf("SKIP: no usable /dev/kvm (%s)\n", strerror(errno));
+	fflush(stdout);
+	exit(77);
 }

@@ -11,4 +11,11 @@ void test_sleep_ms(int ms);
 /* The whole file as a NUL-terminated string ("" if absent); free() it. */
 char *test_file_read(const char *path);
 
+/*
+ * Exits 77 (meson's "skipped") with one "SKIP: no usable /dev/kvm (...)"
+ * line when this host cannot open /dev/kvm read-write.  Every test that
+ * needs KVM calls it first, so scripts/test.sh can count them by reason.
+ */
+void test_require_kvm(void);
+
 #endif

@@ -26,6 +26,8 @@
 
 #include <cmocka.h>
 
+#include "tests/util/test-util.h"
+
 #define QEMU	      "qemu-system-x86_64"
 #define QEMU_TIMEOUT  "30" /* seconds, enforced by timeout(1) */
 #define MAX_LINES     256
@@ -266,10 +268,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	guest_elf = argv[1];
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		printf("SKIP: /dev/kvm not usable\n");
-		return 77;
-	}
+	test_require_kvm();
 	if (!have_prog(QEMU) || !have_prog("timeout")) {
 		printf("SKIP: " QEMU " or timeout(1) not installed\n");
 		return 77;

@@ -718,10 +718,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s PATH-TO-cleave basic|restarts|resume\n", argv[0]);
 		return 2;
 	}
-	if (access("/dev/kvm", R_OK | W_OK) != 0) {
-		fprintf(stderr, "no /dev/kvm: skipped\n");
-		return 77;
-	}
+	test_require_kvm();
 	cleave_exe = argv[1];
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[2], "basic"))

@@ -253,18 +253,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_sandbox_on, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_no_sandbox, vm_setup, vm_teardown),
 	};
-	int fd;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s CLEAVE\n", argv[0]);
 		return 1;
 	}
-	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		printf("SKIP: /dev/kvm: %s\n", strerror(errno));
-		return 77;
-	}
-	close(fd);
+	test_require_kvm();
 	cleave_bin = argv[1];
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

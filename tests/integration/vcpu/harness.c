@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tests/util/test-util.h"
 
 uint64_t vt_now_ms(void)
 {
@@ -25,10 +26,7 @@ uint64_t vt_now_ms(void)
 
 void vt_require_kvm(void)
 {
-	if (access("/dev/kvm", R_OK | W_OK) != 0) {
-		fprintf(stderr, "SKIP: /dev/kvm not available\n");
-		exit(77);
-	}
+	test_require_kvm();
 }
 
 int vt_init(struct vt *t, const char *binary, uint64_t ram_size, uint64_t high_size)

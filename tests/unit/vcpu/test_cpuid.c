@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "tests/util/test-util.h"
 #include "vcpu-proc/vm.h"
 
 #define NR 2
@@ -109,10 +110,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cpuid_per_vcpu, setup, teardown),
 	};
 
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		fprintf(stderr, "SKIP: /dev/kvm not available\n");
-		return 77;
-	}
+	test_require_kvm();
 	log_init("test-cpuid");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

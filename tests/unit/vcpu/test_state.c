@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "log/log.h"
+#include "tests/util/test-util.h"
 #include "vcpu-proc/clock.h"
 #include "vcpu-proc/state.h"
 
@@ -615,11 +616,9 @@ int main(void)
 	log_init("test-state");
 	if (getenv("CLEAVE_TEST_VERBOSE"))
 		log_set_verbose(true);
+	test_require_kvm();
 	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm_fd < 0) {
-		printf("SKIP: /dev/kvm: %s\n", strerror(errno));
-		return 77;
-	}
+	assert_true(kvm_fd >= 0);
 	vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
 	if (vm_fd < 0) {
 		printf("SKIP: KVM_CREATE_VM: %s\n", strerror(errno));
