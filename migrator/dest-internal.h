@@ -3,6 +3,7 @@
 #ifndef CLEAVE_MIG_DEST_INTERNAL_H
 #define CLEAVE_MIG_DEST_INTERNAL_H
 
+#include "migrator/job.h"
 #include "migrator/mig-internal.h"
 
 /*
@@ -23,7 +24,7 @@ enum mig_dst_state {
 struct mig_recv_chan {
 	struct mig_dst *dst;
 	unsigned int index;
-	int fd; /* owned by the job; closed by mig_dst_free */
+	int fd; /* owned by the job (published under job.lock); closed by its free */
 	pthread_t thread;
 	bool started;	      /* worker only */
 	uint64_t final_round; /* written by the thread, read after its join */
@@ -31,6 +32,7 @@ struct mig_recv_chan {
 };
 
 struct mig_dst {
+	struct mig_job job; /* the core: end reason, main_fd, cancel, reconnect deadline */
 	struct mig_session *s;
 	int listen_fd;
 	unsigned int port;
@@ -48,23 +50,6 @@ struct mig_dst {
 	uint64_t *round[SHM_MAX_REGIONS];
 	uint64_t first_round; /* of this connection: the Hello's next_round */
 	enum mig_phase phase; /* worker only; as recorded */
-	uint64_t lost_ns;     /* the source was lost (or this process took over); 0: connected */
-	char lost_reason[256];
-
-	/* Protects err, reason, aborted and the publication of fds. */
-	pthread_mutex_t lock;
-	int err;
-	char reason[256];
-	bool aborted;	/* this connection is over */
-	bool cancelled; /* the job is over: no reconnect */
-	bool stopping;	/* mig_dst_stop: end the linger */
-	int main_fd;
-
-	/*
-	 * Serialises writes to main_fd: the worker's messages and the Error a
-	 * receive thread may send from mig_dst_abort().  Taken after lock.
-	 */
-	pthread_mutex_t tx_lock;
 
 	/* Round barrier of the receive threads; bar_lock protects the bar_* fields. */
 	pthread_mutex_t bar_lock;
@@ -78,7 +63,6 @@ struct mig_dst {
 int mig_recv_start(struct mig_dst *dst);
 /* Joins every receive thread (RECEIVING -> JOINED); the caller aborted them or they ended. */
 void mig_recv_join(struct mig_dst *dst);
-bool mig_dst_aborted(struct mig_dst *dst);
 /* dest.c: the barrier completed rounds < @generation (called under bar_lock). */
 void mig_dst_round_landed(struct mig_dst *dst, uint64_t generation);
 

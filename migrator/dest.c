@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,25 @@
 #include "log/log.h"
 #include "migrator/dest-internal.h"
 
-int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri)
+static struct mig_dst *dst_of(struct mig_job *job)
+{
+	return (struct mig_dst *)((char *)job - offsetof(struct mig_dst, job));
+}
+
+static void *dst_worker(void *arg);
+static void dst_shut_down(struct mig_job *job, bool job_ends);
+static void dst_wake(struct mig_job *job);
+static void dst_free(struct mig_job *job);
+
+static const struct mig_job_ops dst_job_ops = {
+	.thread_name = "mig/dst",
+	.run = dst_worker,
+	.shut_down = dst_shut_down,
+	.wake = dst_wake,
+	.free = dst_free,
+};
+
+int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -40,7 +59,6 @@ int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri)
 	if (!dst)
 		return -ENOMEM;
 	dst->s = s;
-	dst->main_fd = -1;
 	ret = mig_uri_listen(uri, &dst->listen_fd, err, sizeof(err));
 	if (ret) {
 		log_err("incoming: %s", err);
@@ -53,88 +71,38 @@ int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri)
 	/* The bound port, not 0: a restarted migrator must listen where the source calls. */
 	snprintf(dst->uri, sizeof(dst->uri), "%.*s:%u",
 		 (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri, dst->port);
-	pthread_mutex_init(&dst->lock, NULL);
-	pthread_mutex_init(&dst->tx_lock, NULL);
+	mig_job_init(&dst->job, s, &dst_job_ops);
 	pthread_mutex_init(&dst->bar_lock, NULL);
 	pthread_cond_init(&dst->bar_cond, NULL);
-	*out = dst;
+	*port = dst->port;
+	*out = &dst->job;
 	return 0;
 }
 
-unsigned int mig_dst_port(struct mig_dst *dst)
+/*
+ * Under the job lock, by the abort that ends an epoch: wakes every blocked
+ * read.  The listener stays for the reconnect, unless the job ends.
+ */
+static void dst_shut_down(struct mig_job *job, bool job_ends)
 {
-	return dst->port;
+	struct mig_dst *dst = dst_of(job);
+
+	if (job_ends)
+		shutdown(dst->listen_fd, SHUT_RDWR);
+	for (unsigned int i = 0; dst->chans && i < dst->nr_chans; i++)
+		if (dst->chans[i].fd >= 0)
+			shutdown(dst->chans[i].fd, SHUT_RDWR);
 }
 
-/*
- * First reason wins, but for @final ones (a cancel, the source's Error):
- * they replace a lost connection recorded first, which would only have
- * been waited out (the source's channels may close before its Error is
- * read).  A thread's -ECANCELED after an abort is a consequence: not final.
- */
-static void dst_abort_v(struct mig_dst *dst, bool final, int err, const char *fmt, va_list ap)
+/* After every abort: the round barrier breaks, its waiters return -ECANCELED. */
+static void dst_wake(struct mig_job *job)
 {
-	pthread_mutex_lock(&dst->lock);
-	if (dst->aborted && final && mig_err_retriable(dst->err)) {
-		dst->err = err;
-		vsnprintf(dst->reason, sizeof(dst->reason), fmt, ap);
-	} else if (!dst->aborted) {
-		dst->aborted = true;
-		dst->err = err;
-		vsnprintf(dst->reason, sizeof(dst->reason), fmt, ap);
-		/*
-		 * Best effort: tell the source why (a short message into an idle
-		 * socket; the worker never writes while receive threads run).
-		 * Then wake accept() and every blocked read; fds stay open until free.
-		 */
-		if (dst->main_fd >= 0 && !mig_err_retriable(err)) {
-			pthread_mutex_lock(&dst->tx_lock);
-			mig_msg_send_error(dst->main_fd, dst->reason);
-			pthread_mutex_unlock(&dst->tx_lock);
-		}
-		/* The listener stays for the reconnect, unless the job ends. */
-		if (!mig_err_retriable(err))
-			shutdown(dst->listen_fd, SHUT_RDWR);
-		if (dst->main_fd >= 0)
-			shutdown(dst->main_fd, SHUT_RDWR);
-		for (unsigned int i = 0; dst->chans && i < dst->nr_chans; i++)
-			if (dst->chans[i].fd >= 0)
-				shutdown(dst->chans[i].fd, SHUT_RDWR);
-	}
-	pthread_mutex_unlock(&dst->lock);
+	struct mig_dst *dst = dst_of(job);
 
 	pthread_mutex_lock(&dst->bar_lock);
 	dst->bar_broken = true;
 	pthread_cond_broadcast(&dst->bar_cond);
 	pthread_mutex_unlock(&dst->bar_lock);
-}
-
-void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	dst_abort_v(dst, false, err, fmt, ap);
-	va_end(ap);
-}
-
-/* Ends the job for a reason that wins over a lost connection (see dst_abort_v). */
-static void dst_abort_final(struct mig_dst *dst, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	dst_abort_v(dst, true, err, fmt, ap);
-	va_end(ap);
-}
-
-static void dst_publish_fd(struct mig_dst *dst, int *slot, int fd)
-{
-	pthread_mutex_lock(&dst->lock);
-	*slot = fd;
-	if (dst->aborted)
-		shutdown(fd, SHUT_RDWR);
-	pthread_mutex_unlock(&dst->lock);
 }
 
 /* Accepts one connection within @timeout_ms (-1: no limit; abort wakes it). */
@@ -148,11 +116,11 @@ static int dst_accept(struct mig_dst *dst, int timeout_ms, int *fdp)
 		return -ETIMEDOUT;
 	if (ret < 0)
 		return -errno;
-	if (mig_dst_aborted(dst))
+	if (mig_job_aborted(&dst->job))
 		return -ECANCELED;
 	fd = accept4(dst->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
-		return mig_dst_aborted(dst) ? -ECANCELED : -errno;
+		return mig_job_aborted(&dst->job) ? -ECANCELED : -errno;
 	ret = mig_sock_setup(fd, dst->s->io_timeout_ms);
 	if (ret) {
 		close(fd);
@@ -173,7 +141,7 @@ static int dst_fail(struct mig_dst *dst, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	mig_dst_abort(dst, err, "%s", reason);
+	mig_job_abort(&dst->job, err, "%s", reason);
 	return err;
 }
 
@@ -235,7 +203,7 @@ static int dst_ram_clear(struct mig_dst *dst)
 /* The source ended the migration and said why: the job ends, no reconnect. */
 static int dst_source_error(struct mig_dst *dst, const char *why)
 {
-	dst_abort_final(dst, -EPROTO, "source: %s", why);
+	mig_job_abort_final(&dst->job, -EPROTO, "source: %s", why);
 	return -EPROTO;
 }
 
@@ -340,7 +308,7 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 				dst, ret == -EPROTO ? -EAGAIN : ret, "channel handshake: %s",
 				ret == -EPROTO ? "bad magic, session or index" : strerror(-ret));
 		}
-		dst_publish_fd(dst, &dst->chans[ch.index].fd, fd);
+		mig_job_publish_fd(&dst->job, &dst->chans[ch.index].fd, fd);
 	}
 	return 0;
 }
@@ -364,11 +332,11 @@ static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 	ack.round = round;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
 	m.round_ack = &ack;
-	pthread_mutex_lock(&dst->tx_lock);
-	ret = mig_msg_send(dst->main_fd, &m);
-	pthread_mutex_unlock(&dst->tx_lock);
+	pthread_mutex_lock(&dst->job.tx_lock);
+	ret = mig_msg_send(dst->job.main_fd, &m);
+	pthread_mutex_unlock(&dst->job.tx_lock);
 	if (ret)
-		mig_dst_abort(dst, ret, "main channel: send: %s", strerror(-ret));
+		mig_job_abort(&dst->job, ret, "main channel: send: %s", strerror(-ret));
 	return ret;
 }
 
@@ -380,7 +348,7 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 	int ret;
 
 	for (;;) {
-		ret = mig_msg_recv(dst->main_fd, &m);
+		ret = mig_msg_recv(dst->job.main_fd, &m);
 		if (ret)
 			return dst_fail(dst, ret, "main channel: %s",
 					ret == -ECONNRESET ? "source closed the connection"
@@ -420,11 +388,11 @@ static int dst_send(struct mig_dst *dst, Cleave__Wire__WireMsg *m, int body, voi
 
 	m->body_case = body;
 	m->hello_ack = msg; /* any member of the oneof: they share storage */
-	pthread_mutex_lock(&dst->tx_lock);
-	ret = mig_msg_send(dst->main_fd, m);
-	pthread_mutex_unlock(&dst->tx_lock);
+	pthread_mutex_lock(&dst->job.tx_lock);
+	ret = mig_msg_send(dst->job.main_fd, m);
+	pthread_mutex_unlock(&dst->job.tx_lock);
 	if (ret)
-		mig_dst_abort(dst, ret, "main channel: send: %s", strerror(-ret));
+		mig_job_abort(&dst->job, ret, "main channel: send: %s", strerror(-ret));
 	return ret;
 }
 
@@ -449,7 +417,7 @@ static int dst_commit(struct mig_dst *dst)
 	Cleave__Wire__WireMsg *in;
 	int ret;
 
-	ret = mig_msg_recv(dst->main_fd, &in);
+	ret = mig_msg_recv(dst->job.main_fd, &in);
 	if (ret)
 		return dst_fail(dst, ret, "main channel: waiting for Commit: %s", strerror(-ret));
 	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT) {
@@ -492,7 +460,7 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 	/* All RAM is final only once every channel passed FINAL and was joined. */
 	mig_recv_join(dst);
 	t1 = mig_now_ns();
-	if (mig_dst_aborted(dst))
+	if (mig_job_aborted(&dst->job))
 		return -ECANCELED;
 	for (unsigned int i = 0; i < dst->nr_chans; i++)
 		if (!dst->chans[i].done || dst->chans[i].final_round != ds->final_round)
@@ -634,7 +602,8 @@ static int dst_session_check(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 		s->epoch = h->epoch;
 	pthread_mutex_unlock(&s->lock);
 	if (!same) {
-		mig_msg_send_error(dst->main_fd, "this destination waits for another migration");
+		mig_msg_send_error(dst->job.main_fd,
+				   "this destination waits for another migration");
 		return -EAGAIN;
 	}
 	mig_session_record_sync(s);
@@ -653,14 +622,14 @@ static int dst_channels_alloc(struct mig_dst *dst, unsigned int n)
 		chans[i].index = i;
 		chans[i].fd = -1;
 	}
-	pthread_mutex_lock(&dst->lock); /* abort walks the channels */
+	pthread_mutex_lock(&dst->job.lock); /* abort walks the channels */
 	old = dst->chans;
 	for (unsigned int i = 0; old && i < dst->nr_chans; i++)
 		if (old[i].fd >= 0)
 			close(old[i].fd);
 	dst->chans = chans;
 	dst->nr_chans = n;
-	pthread_mutex_unlock(&dst->lock);
+	pthread_mutex_unlock(&dst->job.lock);
 	free(old);
 	return 0;
 }
@@ -698,12 +667,9 @@ static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_
 /* Milliseconds left to wait for the source: -1 before it ever came. */
 static int dst_wait_ms(struct mig_dst *dst)
 {
-	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
-	uint64_t deadline = dst->lost_ns + timeout * 1000000ull, now = mig_now_ns();
-
 	if (dst->phase == MIG_PHASE_DST_LISTENING)
 		return -1;
-	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+	return mig_job_reconnect_left_ms(&dst->job);
 }
 
 /*
@@ -728,15 +694,15 @@ static int dst_epoch(struct mig_dst *dst)
 	ret = wait ? dst_accept(dst, wait, &fd) : -ETIMEDOUT;
 	if (ret == -ETIMEDOUT)
 		return dst_fail(dst, -ETIME, "lost the source (%s) and no reconnect within %llu ms",
-				dst->lost_reason,
+				dst->job.lost_reason,
 				(unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
 								    __ATOMIC_RELAXED));
 	if (ret)
 		return dst_fail(dst, ret, "accept: %s", strerror(-ret));
-	dst_publish_fd(dst, &dst->main_fd, fd);
+	mig_job_publish_fd(&dst->job, &dst->job.main_fd, fd);
 	if (dst->phase == MIG_PHASE_DST_LISTENING)
 		mig_session_set_status(s, MIG_STATUS_SETUP);
-	ret = mig_msg_recv(dst->main_fd, &in);
+	ret = mig_msg_recv(dst->job.main_fd, &in);
 	if (ret)
 		return dst_fail(dst, dst_stray_err(dst, ret == -EBADMSG ? -EPROTO : ret),
 				"main channel: waiting for Hello: %s",
@@ -759,10 +725,10 @@ static int dst_epoch(struct mig_dst *dst)
 		return ret;
 	if (resumed) {
 		atomic_fetch_add(&s->ctr.resumes, 1);
-		atomic_store(&s->ctr.resume_time_ms, (mig_now_ns() - dst->lost_ns) / 1000000);
+		atomic_store(&s->ctr.resume_time_ms, mig_job_reconnected(&dst->job));
 		mig_session_detail_event(s, "resumed");
 	}
-	dst->lost_ns = 0;
+	dst->job.lost_ns = 0;
 	switch (dst->phase) {
 	case MIG_PHASE_DST_RECEIVING:
 		return dst_transfer(dst, sid, next_round);
@@ -783,12 +749,12 @@ static int dst_epoch(struct mig_dst *dst)
  */
 static bool dst_source_said_error(struct mig_dst *dst, char *reason, size_t len)
 {
-	struct pollfd pfd = {.fd = dst->main_fd, .events = POLLIN};
+	struct pollfd pfd = {.fd = dst->job.main_fd, .events = POLLIN};
 	Cleave__Wire__WireMsg *m;
 	bool said = false;
 
-	while (dst->main_fd >= 0 && poll(&pfd, 1, 0) > 0 && !said) {
-		if (mig_msg_recv(dst->main_fd, &m))
+	while (dst->job.main_fd >= 0 && poll(&pfd, 1, 0) > 0 && !said) {
+		if (mig_msg_recv(dst->job.main_fd, &m))
 			break;
 		said = m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
 		if (said)
@@ -804,38 +770,32 @@ static bool dst_source_said_error(struct mig_dst *dst, char *reason, size_t len)
  */
 static int dst_may_reconnect(struct mig_dst *dst, int ret)
 {
+	struct mig_job *job = &dst->job;
 	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
-	bool retry;
+	bool retry, lost_now = false;
 
-	mig_dst_abort(dst, ret, "%s", strerror(-ret)); /* no-op when already aborted */
+	mig_job_abort(job, ret, "%s", strerror(-ret)); /* no-op when already aborted */
 	dst_threads_join(dst);
-	pthread_mutex_lock(&dst->lock);
-	ret = dst->err ? dst->err : ret;
-	retry = !dst->cancelled && timeout &&
+	pthread_mutex_lock(&job->lock);
+	ret = job->err ? job->err : ret;
+	retry = !job->cancelled && timeout &&
 		(ret == -EAGAIN ||
 		 (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
 	if (retry && ret != -EAGAIN &&
-	    dst_source_said_error(dst, dst->reason, sizeof(dst->reason))) {
+	    dst_source_said_error(dst, job->reason, sizeof(job->reason))) {
 		retry = false;
-		ret = dst->err = -EPROTO;
+		ret = job->err = -EPROTO;
 	}
 	if (retry) {
-		if (!dst->lost_ns && ret != -EAGAIN) {
-			dst->lost_ns = mig_now_ns();
-			snprintf(dst->lost_reason, sizeof(dst->lost_reason), "%s", dst->reason);
-		}
-		if (!dst->lost_ns)
-			dst->lost_ns = mig_now_ns();
-		dst->aborted = false;
-		dst->err = 0;
-		dst->reason[0] = '\0';
-		if (dst->main_fd >= 0)
-			close(dst->main_fd);
-		dst->main_fd = -1;
+		/* A stray connection (-EAGAIN) is no loss of the source. */
+		lost_now = ret != -EAGAIN && mig_job_mark_lost(job, job->reason);
+		if (!job->lost_ns)
+			job->lost_ns = mig_now_ns();
+		mig_job_reset_epoch_locked(job);
 	}
-	pthread_mutex_unlock(&dst->lock);
-	if (retry && ret != -EAGAIN) {
-		log_warn("lost the source (%s); waiting for it to reconnect", dst->lost_reason);
+	pthread_mutex_unlock(&job->lock);
+	if (lost_now) {
+		log_warn("lost the source (%s); waiting for it to reconnect", job->lost_reason);
 		mig_session_detail_event(dst->s, "disconnected");
 	}
 	return retry ? 0 : ret;
@@ -851,17 +811,15 @@ static void dst_linger(struct mig_dst *dst)
 	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
 	uint64_t end = mig_now_ns() + timeout * 1000000ull;
 
-	pthread_mutex_lock(&dst->lock);
-	dst->aborted = false;
-	pthread_mutex_unlock(&dst->lock);
+	pthread_mutex_lock(&dst->job.lock);
+	dst->job.aborted = false;
+	pthread_mutex_unlock(&dst->job.lock);
 	for (;;) {
 		Cleave__Wire__WireMsg *in = NULL;
 		bool cancelled;
 		int fd = -1;
 
-		pthread_mutex_lock(&dst->lock);
-		cancelled = dst->cancelled;
-		pthread_mutex_unlock(&dst->lock);
+		cancelled = mig_job_cancelled(&dst->job);
 		if (cancelled || mig_now_ns() >= end)
 			break;
 
@@ -886,35 +844,14 @@ static void dst_linger(struct mig_dst *dst)
 	}
 }
 
-void mig_dst_cancel(struct mig_dst *dst, const char *reason)
-{
-	pthread_mutex_lock(&dst->lock);
-	dst->cancelled = true; /* the job ends: no reconnect */
-	pthread_mutex_unlock(&dst->lock);
-	dst_abort_final(dst, -ECANCELED, "%s", reason);
-	/*
-	 * The listener goes even if a lost connection aborted first (it was
-	 * kept for the reconnect).  Only now that the reason is recorded: an
-	 * accept() this wakes must see the abort, not report its own EINVAL.
-	 */
-	pthread_mutex_lock(&dst->lock);
-	shutdown(dst->listen_fd, SHUT_RDWR);
-	pthread_mutex_unlock(&dst->lock);
-}
-
-void mig_dst_stop(struct mig_dst *dst)
-{
-	mig_dst_cancel(dst, "stopped");
-}
-
 /* A restarted migrator continues the recorded session. */
 static int dst_load(struct mig_dst *dst)
 {
 	struct mig_session *s = dst->s;
 
 	dst->phase = mig_record_phase(s->rec);
-	dst->lost_ns = s->resume_start_ns;
-	snprintf(dst->lost_reason, sizeof(dst->lost_reason), "migrator restarted");
+	dst->job.lost_ns = s->resume_start_ns;
+	snprintf(dst->job.lost_reason, sizeof(dst->job.lost_reason), "migrator restarted");
 	if (dst->phase == MIG_PHASE_DST_RECEIVING) {
 		if (!mig_record_receivedmap_live(s->rec))
 			return dst_fail(dst, -EPROTO,
@@ -963,22 +900,19 @@ static int dst_run(struct mig_dst *dst)
 	}
 }
 
-void *mig_dst_run(void *arg)
+static void *dst_worker(void *arg)
 {
-	struct mig_dst *dst = arg;
-	char reason[256];
+	struct mig_dst *dst = dst_of(arg);
+	char reason[256] = "";
 	int ret;
 
-	log_set_thread("mig/dst");
+	log_set_thread(dst_job_ops.thread_name);
 	ret = dst_run(dst);
 	if (ret)
-		mig_dst_abort(dst, ret, "%s", strerror(-ret)); /* first reason wins */
+		mig_job_abort(&dst->job, ret, "%s", strerror(-ret)); /* first reason wins */
 	dst_teardown(dst);
-	pthread_mutex_lock(&dst->lock);
-	snprintf(reason, sizeof(reason), "%s", dst->reason);
 	if (ret)
-		ret = dst->err ? dst->err : ret;
-	pthread_mutex_unlock(&dst->lock);
+		ret = mig_job_error(&dst->job, ret, reason, sizeof(reason));
 	if (ret && dst->phase == MIG_PHASE_DST_RUNNING) {
 		log_err("after the commit: %s (the guest is ours)", reason);
 		ret = 0;
@@ -990,22 +924,19 @@ void *mig_dst_run(void *arg)
 	return NULL;
 }
 
-void mig_dst_free(struct mig_dst *dst)
+static void dst_free(struct mig_job *job)
 {
-	if (!dst)
-		return;
+	struct mig_dst *dst = dst_of(job);
+
 	/* The worker was joined: its teardown left the receive side CLOSED. */
 	assert(dst->state == MIG_DST_IDLE || dst->state == MIG_DST_CLOSED);
 	for (unsigned int i = 0; dst->chans && i < dst->nr_chans; i++)
 		if (dst->chans[i].fd >= 0)
 			close(dst->chans[i].fd);
-	if (dst->main_fd >= 0)
-		close(dst->main_fd);
 	close(dst->listen_fd);
 	pthread_cond_destroy(&dst->bar_cond);
 	pthread_mutex_destroy(&dst->bar_lock);
-	pthread_mutex_destroy(&dst->tx_lock);
-	pthread_mutex_destroy(&dst->lock);
+	mig_job_fini(&dst->job);
 	free(dst->chans);
 	free(dst);
 }

@@ -5,6 +5,7 @@
  *   splice.c   the source's page data from RAM to a socket through a pipe
  *   record.c   the session record in the ctl segment's session area
  *   session.c  the session object, state machine, stats, events
+ *   job.c      the job core both sides share (job.h)
  *   source.c   outgoing migration: rounds, convergence, completion
  *   send.c     multifd send threads, their queues, the rate limiter
  *   dest.c     incoming migration: handshake, completion, teardown
@@ -214,9 +215,6 @@ struct mig_counters {
 	_Atomic uint64_t resume_time_ms;
 };
 
-struct mig_src;
-struct mig_dst;
-
 struct mig_session {
 	struct mig_env env;	/* immutable after alloc */
 	struct mig_record *rec; /* in env.ctl; locked with mig_record_lock */
@@ -244,8 +242,7 @@ struct mig_session {
 	uint8_t session_id[16];
 	uint64_t epoch;
 	/* The job and its worker thread: owned here, freed after join. */
-	struct mig_src *src;
-	struct mig_dst *dst;
+	struct mig_job *job;
 	pthread_t worker;
 	bool worker_live; /* worker started and not joined yet */
 	unsigned int incoming_port;
@@ -270,28 +267,12 @@ void mig_session_unknown(struct mig_session *s, const char *reason);
 /* CPU time of the calling thread, for the debug figures of the I/O threads. */
 uint64_t mig_thread_cpu_ns(void);
 
-/* ---- source (source.c, send.c) ------------------------------------------ */
+/* ---- the two jobs (source.c + send.c, dest.c + recv.c; see job.h) -------- */
 
-int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri);
-void *mig_src_run(void *src);
-/* migrate_cancel: aborts unless the switchover was committed (then false). */
-bool mig_src_cancel(struct mig_src *src);
-/* Fails the job from any thread: stops the threads' I/O; first reason wins. */
-void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-void mig_src_free(struct mig_src *src);
-
-/* ---- destination (dest.c, recv.c) --------------------------------------- */
-
-int mig_dst_alloc(struct mig_dst **out, struct mig_session *s, const char *uri);
-unsigned int mig_dst_port(struct mig_dst *dst);
-void *mig_dst_run(void *dst);
-/* migrate_cancel: the job ends, no reconnect. */
-void mig_dst_cancel(struct mig_dst *dst, const char *reason);
-/* Ends a finished job that still answers a reconnecting source (the linger). */
-void mig_dst_stop(struct mig_dst *dst);
-void mig_dst_abort(struct mig_dst *dst, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-void mig_dst_free(struct mig_dst *dst);
+struct mig_job;
+/* An outgoing job to "tcp:HOST:PORT", not started. */
+int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri);
+/* An incoming job listening on "tcp:HOST:PORT" (port 0: *port says which), not started. */
+int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port);
 
 #endif

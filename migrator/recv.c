@@ -21,16 +21,6 @@
 #include "log/log.h"
 #include "migrator/dest-internal.h"
 
-bool mig_dst_aborted(struct mig_dst *dst)
-{
-	bool a;
-
-	pthread_mutex_lock(&dst->lock);
-	a = dst->aborted;
-	pthread_mutex_unlock(&dst->lock);
-	return a;
-}
-
 static int barrier_wait(struct mig_dst *dst)
 {
 	uint64_t gen;
@@ -122,7 +112,7 @@ static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 			if (n <= 0) {
 				int ret = n < 0 ? -errno : -EIO;
 
-				mig_dst_abort(c->dst, ret,
+				mig_job_abort(&c->dst->job, ret,
 					      "channel %u: write region %u at 0x%" PRIx64 ": %s",
 					      c->index, hdr->region, off + done, strerror(-ret));
 				return ret;
@@ -147,13 +137,13 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 	int niov = 0, ret;
 
 	if (hdr->region >= h->nr_regions || !hdr->nr_pages || hdr->nr_pages > MIG_BATCH_PAGES) {
-		mig_dst_abort(dst, -EPROTO, "channel %u: bad packet: region %u, %u pages", c->index,
-			      hdr->region, hdr->nr_pages);
+		mig_job_abort(&dst->job, -EPROTO, "channel %u: bad packet: region %u, %u pages",
+			      c->index, hdr->region, hdr->nr_pages);
 		return -EPROTO;
 	}
 	ret = mig_io_read(c->fd, rb->offs, hdr->nr_pages * sizeof(uint64_t));
 	if (ret) {
-		mig_dst_abort(dst, ret, "channel %u: truncated packet: %s", c->index,
+		mig_job_abort(&dst->job, ret, "channel %u: truncated packet: %s", c->index,
 			      strerror(-ret));
 		return ret;
 	}
@@ -164,7 +154,7 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 		uint64_t flags = rb->offs[i] & MIG_PAGE_FLAGS;
 
 		if ((flags & ~(uint64_t)MIG_PAGE_ZERO) || off >= size) {
-			mig_dst_abort(dst, -EPROTO,
+			mig_job_abort(&dst->job, -EPROTO,
 				      "channel %u: page offset 0x%" PRIx64 " flags 0x%" PRIx64
 				      " outside region %u (size 0x%" PRIx64 ")",
 				      c->index, off, flags, hdr->region, size);
@@ -192,7 +182,7 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 	rb->nr_zero = nr_zero;
 	ret = niov ? mig_io_readv(c->fd, rb->iov, niov) : 0;
 	if (ret)
-		mig_dst_abort(dst, ret, "channel %u: truncated page data: %s", c->index,
+		mig_job_abort(&dst->job, ret, "channel %u: truncated page data: %s", c->index,
 			      strerror(-ret));
 	return ret;
 }
@@ -397,7 +387,7 @@ static void *recv_thread(void *arg)
 	log_set_thread(tag);
 	ret = recv_pipe_start(&rp, c);
 	if (ret) {
-		mig_dst_abort(dst, ret, "channel %u: writer: %s", c->index, strerror(-ret));
+		mig_job_abort(&dst->job, ret, "channel %u: writer: %s", c->index, strerror(-ret));
 		return NULL;
 	}
 	for (;;) {
@@ -412,13 +402,13 @@ static void *recv_thread(void *arg)
 		ret = mig_io_read(c->fd, &rb->hdr, sizeof(rb->hdr));
 		hdr_ns += mig_now_ns() - tw;
 		if (ret) {
-			mig_dst_abort(dst, ret, "channel %u: %s", c->index,
+			mig_job_abort(&dst->job, ret, "channel %u: %s", c->index,
 				      ret == -ECONNRESET ? "source closed the channel"
 							 : strerror(-ret));
 			break;
 		}
 		if (rb->hdr.magic != MIG_PKT_MAGIC || rb->hdr.round != round) {
-			mig_dst_abort(dst, -EPROTO,
+			mig_job_abort(&dst->job, -EPROTO,
 				      "channel %u: bad packet: magic 0x%x, round %" PRIu64
 				      " while in round %" PRIu64,
 				      c->index, rb->hdr.magic, (uint64_t)rb->hdr.round, round);
@@ -426,7 +416,7 @@ static void *recv_thread(void *arg)
 		}
 		if (rb->hdr.flags & MIG_PKT_SYNC) {
 			if (rb->hdr.nr_pages || (rb->hdr.flags & ~(MIG_PKT_SYNC | MIG_PKT_FINAL))) {
-				mig_dst_abort(dst, -EPROTO, "channel %u: bad SYNC packet",
+				mig_job_abort(&dst->job, -EPROTO, "channel %u: bad SYNC packet",
 					      c->index);
 				break;
 			}
@@ -447,7 +437,7 @@ static void *recv_thread(void *arg)
 			continue;
 		}
 		if (rb->hdr.flags) {
-			mig_dst_abort(dst, -EPROTO, "channel %u: unknown packet flags 0x%x",
+			mig_job_abort(&dst->job, -EPROTO, "channel %u: unknown packet flags 0x%x",
 				      c->index, rb->hdr.flags);
 			break;
 		}

@@ -25,16 +25,6 @@ static bool page_is_zero(const void *p)
 	return w[0] == 0 && memcmp(w, w + 1, SHM_PAGE_SIZE - sizeof(*w)) == 0;
 }
 
-bool mig_src_aborted(struct mig_src *src)
-{
-	bool a;
-
-	pthread_mutex_lock(&src->lock);
-	a = src->aborted;
-	pthread_mutex_unlock(&src->lock);
-	return a;
-}
-
 /*
  * Sleeps @ns, or less if the destination closed @c (it never sends on a
  * channel: readable means EOF or reset).  A rate-limited channel writes
@@ -79,7 +69,7 @@ static int rate_acquire(struct mig_send_chan *c, size_t bytes)
 	while (wait_ns) {
 		uint64_t slice = wait_ns < 20000000 ? wait_ns : 20000000;
 
-		if (mig_src_aborted(src))
+		if (mig_job_aborted(&src->job))
 			return -ECANCELED;
 		ret = rate_sleep(c, slice);
 		if (ret)
@@ -156,12 +146,12 @@ static void *send_thread(void *arg)
 	sigaddset(&sigpipe, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
 	if (!iov || !offs) {
-		mig_src_abort(src, -ENOMEM, "channel %u: out of memory", c->index);
+		mig_job_abort(&src->job, -ENOMEM, "channel %u: out of memory", c->index);
 		goto out;
 	}
 	ret = mig_pipe_open(&pipe);
 	if (ret) {
-		mig_src_abort(src, ret, "channel %u: pipe: %s", c->index, strerror(-ret));
+		mig_job_abort(&src->job, ret, "channel %u: pipe: %s", c->index, strerror(-ret));
 		goto out;
 	}
 	for (;;) {
@@ -194,7 +184,8 @@ static void *send_thread(void *arg)
 			pthread_cond_broadcast(&src->sq_space);
 		pthread_mutex_unlock(&src->sq_lock);
 		if (ret) {
-			mig_src_abort(src, ret, "channel %u: send: %s", c->index, strerror(-ret));
+			mig_job_abort(&src->job, ret, "channel %u: send: %s", c->index,
+				      strerror(-ret));
 			break;
 		}
 		if (final)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log/log.h"
+#include "migrator/job.h"
 #include "migrator/mig-internal.h"
 
 static const char *const status_names[] = {
@@ -251,24 +252,36 @@ err_free:
 /* Joins a finished worker and frees its job; the caller holds no lock. */
 static void session_reap(struct mig_session *s)
 {
-	struct mig_src *src;
-	struct mig_dst *dst;
+	struct mig_job *job;
 	bool live;
 
 	pthread_mutex_lock(&s->lock);
 	live = s->worker_live;
-	src = s->src;
-	dst = s->dst;
+	job = s->job;
 	s->worker_live = false;
-	s->src = NULL;
-	s->dst = NULL;
+	s->job = NULL;
 	pthread_mutex_unlock(&s->lock);
-	if (dst)
-		mig_dst_stop(dst); /* a finished job may still answer a reconnecting source */
+	/* A finished destination may still answer a reconnecting source; a committed source
+	 * refuses the stop and is waited for. */
+	if (job)
+		mig_job_cancel(job, "stopped");
 	if (live)
 		pthread_join(s->worker, NULL);
-	mig_src_free(src);
-	mig_dst_free(dst);
+	mig_job_free(job);
+}
+
+/* Caller holds s->lock: starts @job's worker, or frees @job. */
+static int session_start_job(struct mig_session *s, struct mig_job *job)
+{
+	int ret = -pthread_create(&s->worker, NULL, job->ops->run, job);
+
+	if (ret) {
+		mig_job_free(job);
+		return ret;
+	}
+	s->job = job;
+	s->worker_live = true;
+	return 0;
 }
 
 void mig_session_free(struct mig_session *s)
@@ -306,14 +319,14 @@ static bool session_busy(struct mig_session *s)
 
 	pthread_mutex_lock(&s->lock);
 	busy = status_running(s->status) || s->status == MIG_STATUS_UNKNOWN ||
-	       (s->dst && s->status == MIG_STATUS_NONE);
+	       (s->job && s->role == MIG_ROLE_DEST && s->status == MIG_STATUS_NONE);
 	pthread_mutex_unlock(&s->lock);
 	return busy;
 }
 
 int mig_session_migrate(struct mig_session *s, const char *uri)
 {
-	struct mig_src *src;
+	struct mig_job *job;
 	int ret;
 
 	if (session_busy(s))
@@ -321,20 +334,14 @@ int mig_session_migrate(struct mig_session *s, const char *uri)
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
 	job_reset_locked(s, MIG_ROLE_SOURCE);
-	ret = mig_src_alloc(&src, s, uri);
+	ret = mig_src_alloc(&job, s, uri);
 	if (ret)
 		goto err_unlock;
-	s->src = src;
 	s->status = MIG_STATUS_NONE;
 	set_status_locked(s, MIG_STATUS_SETUP);
-	ret = -pthread_create(&s->worker, NULL, mig_src_run, src);
-	if (ret) {
-		s->src = NULL;
-		mig_src_free(src);
+	ret = session_start_job(s, job);
+	if (ret)
 		set_status_locked(s, MIG_STATUS_FAILED);
-		goto err_unlock;
-	}
-	s->worker_live = true;
 err_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -342,7 +349,8 @@ err_unlock:
 
 int mig_session_incoming(struct mig_session *s, const char *uri)
 {
-	struct mig_dst *dst;
+	struct mig_job *job;
+	unsigned int port;
 	int ret;
 
 	if (session_busy(s))
@@ -350,19 +358,13 @@ int mig_session_incoming(struct mig_session *s, const char *uri)
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
 	job_reset_locked(s, MIG_ROLE_DEST);
-	ret = mig_dst_alloc(&dst, s, uri);
+	ret = mig_dst_alloc(&job, s, uri, &port);
 	if (ret)
 		goto err_unlock;
-	s->dst = dst;
-	s->incoming_port = mig_dst_port(dst);
 	s->status = MIG_STATUS_NONE;
-	ret = -pthread_create(&s->worker, NULL, mig_dst_run, dst);
-	if (ret) {
-		s->dst = NULL;
-		mig_dst_free(dst);
-		goto err_unlock;
-	}
-	s->worker_live = true;
+	ret = session_start_job(s, job);
+	if (!ret)
+		s->incoming_port = port;
 err_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -380,18 +382,17 @@ unsigned int mig_session_incoming_port(struct mig_session *s)
 
 int mig_session_cancel(struct mig_session *s)
 {
+	bool dest;
+
 	pthread_mutex_lock(&s->lock);
-	if (s->src && status_running(s->status)) {
-		/* After the commit the guest belongs to the destination: nothing to cancel. */
-		if (mig_src_cancel(s->src)) {
-			s->cancel_requested = true;
-			set_status_locked(s, MIG_STATUS_CANCELLING);
-		}
-	} else if (s->dst && (status_running(s->status) || s->status == MIG_STATUS_NONE)) {
+	dest = s->role == MIG_ROLE_DEST;
+	/* A destination still listening (status none) can be cancelled too. */
+	if (s->job && (status_running(s->status) || (dest && s->status == MIG_STATUS_NONE)) &&
+	    /* After the commit the guest belongs to the destination: nothing to cancel. */
+	    mig_job_cancel(s->job, dest ? "incoming migration cancelled" : "migration cancelled")) {
 		s->cancel_requested = true;
 		if (s->status != MIG_STATUS_NONE)
 			set_status_locked(s, MIG_STATUS_CANCELLING);
-		mig_dst_cancel(s->dst, "incoming migration cancelled");
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -410,7 +411,8 @@ int mig_session_wait(struct mig_session *s, int timeout_ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&s->lock);
-	while (!ret && (status_running(s->status) || (s->dst && s->status == MIG_STATUS_NONE)))
+	while (!ret && (status_running(s->status) ||
+			(s->job && s->role == MIG_ROLE_DEST && s->status == MIG_STATUS_NONE)))
 		ret = -pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -585,7 +587,9 @@ int mig_session_resume(struct mig_session *s)
 {
 	struct mig_record *rec = s->rec;
 	char uri[sizeof(rec->uri)];
+	struct mig_job *job;
 	enum mig_phase phase;
+	unsigned int port;
 	bool resumable;
 	int ret;
 
@@ -621,30 +625,18 @@ int mig_session_resume(struct mig_session *s)
 		 mig_status_name(s->status),
 		 (unsigned long long)(mig_now_ns() - s->resume_start_ns) / 1000000);
 	if (s->role == MIG_ROLE_SOURCE) {
-		ret = mig_src_alloc(&s->src, s, uri);
-		if (!ret)
-			ret = -pthread_create(&s->worker, NULL, mig_src_run, s->src);
-		if (ret) {
-			mig_src_free(s->src);
-			s->src = NULL;
-		}
+		ret = mig_src_alloc(&job, s, uri);
 	} else {
-		ret = mig_dst_alloc(&s->dst, s, uri);
-		if (!ret) {
-			s->incoming_port = mig_dst_port(s->dst);
-			ret = -pthread_create(&s->worker, NULL, mig_dst_run, s->dst);
-			if (ret) {
-				mig_dst_free(s->dst);
-				s->dst = NULL;
-			}
-		}
+		ret = mig_dst_alloc(&job, s, uri, &port);
+		s->incoming_port = ret ? 0 : port;
 	}
+	if (!ret)
+		ret = session_start_job(s, job);
 	if (ret) {
 		log_err("cannot take over the migration: %s", strerror(-ret));
 		pthread_mutex_unlock(&s->lock);
 		return ret;
 	}
-	s->worker_live = true;
 	pthread_mutex_unlock(&s->lock);
 	return 1;
 }

@@ -3,6 +3,7 @@
 #ifndef CLEAVE_MIG_SOURCE_INTERNAL_H
 #define CLEAVE_MIG_SOURCE_INTERNAL_H
 
+#include "migrator/job.h"
 #include "migrator/mig-internal.h"
 
 /*
@@ -30,7 +31,7 @@ struct mig_batch {
 struct mig_send_chan {
 	struct mig_src *src;
 	unsigned int index;
-	int fd; /* owned by the job; closed by mig_src_free after the join */
+	int fd; /* owned by the job (published under job.lock); closed by its free after the join */
 	pthread_t thread;
 	bool started; /* worker only: thread created, not joined */
 	/* Ring of queued packets, protected by src->sq_lock. */
@@ -40,28 +41,18 @@ struct mig_send_chan {
 };
 
 struct mig_src {
+	/*
+	 * The core (end reason, main_fd, cancel, commit, reconnect deadline).
+	 * An abort ends the current connection (the epoch); whether the job
+	 * reconnects or ends is the worker's decision (src_may_reconnect): it
+	 * reconnects after a lost peer unless a cancel came or the stream
+	 * itself was bad.
+	 */
+	struct mig_job job;
 	struct mig_session *s;
 	char uri[256];
 	unsigned int nr_chans;
 	struct mig_send_chan *chans;
-
-	/*
-	 * Protects err, reason, aborted, committed and main_fd/chan fd
-	 * publication.  An abort ends the current connection (the epoch);
-	 * whether the job reconnects or ends is the worker's decision
-	 * (src_may_reconnect): it reconnects after a lost peer unless a cancel
-	 * came or the stream itself was bad.
-	 */
-	pthread_mutex_t lock;
-	pthread_cond_t wake; /* broadcast by abort: ends a reconnect backoff */
-	int err;
-	char reason[256];
-	bool aborted;	/* this epoch's sockets shut down, threads told to stop */
-	bool committed; /* Commit decided: the guest never resumes here; cancel is refused */
-	bool cancelled; /* migrate_cancel: no reconnect */
-	int main_fd;
-	/* Serialises writes to main_fd: the worker's messages and abort's Error. */
-	pthread_mutex_t tx_lock;
 
 	/* Protects the channel rings and sq_stop. */
 	pthread_mutex_t sq_lock;
@@ -87,8 +78,6 @@ struct mig_src {
 	uint64_t round;	     /* the round the round bitmaps hold (rec->round) */
 	unsigned int epochs; /* connections that reached the destination's HelloAck */
 	bool reached;	     /* a connection to the destination succeeded once */
-	uint64_t lost_ns;    /* when the peer was lost (or this process took over); 0: connected */
-	char lost_reason[256]; /* why, for the error after the reconnect deadline */
 };
 
 /* send.c */
@@ -100,7 +89,6 @@ void mig_send_stop(struct mig_src *src);
 void mig_send_reset(struct mig_src *src);
 /* Queues @b (copied) on the least loaded channel, or on @chan if >= 0. */
 int mig_send_queue(struct mig_src *src, const struct mig_batch *b, int chan);
-bool mig_src_aborted(struct mig_src *src);
 /* Waits at most @timeout_ms for every ring to empty: 0, -ETIMEDOUT or -ECANCELED. */
 int mig_send_drain(struct mig_src *src, int timeout_ms);
 

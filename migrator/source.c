@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +28,28 @@
 #define MIG_DOWNTIME_GOAL_US   5000	     /* stop iterating below this expected downtime */
 #define MIG_EXTRA_ROUNDS       8	     /* at most this many rounds once the limit is met */
 #define MIG_FIRST_PASS_HARVEST (64ull << 20) /* round 0 harvests every 64 MiB queued */
-#define MIG_RECONNECT_MIN_MS   5	     /* reconnect backoff: 5 ms doubling ... */
-#define MIG_RECONNECT_MAX_MS   40	     /* ... to 40 ms */
 #define MIG_RECORD_SYNC_NS     100000000ull  /* counters into the record every 100 ms */
 #define MIG_DRAIN_POLL_MS      20	     /* a lost destination is seen this soon */
 
-int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
+static struct mig_src *src_of(struct mig_job *job)
+{
+	return (struct mig_src *)((char *)job - offsetof(struct mig_src, job));
+}
+
+static void *src_worker(void *arg);
+static void src_shut_down(struct mig_job *job, bool job_ends);
+static void src_wake(struct mig_job *job);
+static void src_free(struct mig_job *job);
+
+static const struct mig_job_ops src_job_ops = {
+	.thread_name = "mig/src",
+	.run = src_worker,
+	.shut_down = src_shut_down,
+	.wake = src_wake,
+	.free = src_free,
+};
+
+int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 {
 	struct mig_src *src;
 	unsigned int n = s->caps.multifd ? s->params.multifd_channels : 1;
@@ -48,6 +64,7 @@ int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 		free(src);
 		return -ENOMEM;
 	}
+	mig_job_init(&src->job, s, &src_job_ops);
 	src->s = s;
 	src->nr_chans = n;
 	src->queue_depth = MIG_QUEUE_TOTAL / n;
@@ -56,10 +73,6 @@ int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 	if (src->queue_depth > MIG_QUEUE_DEPTH)
 		src->queue_depth = MIG_QUEUE_DEPTH;
 	strcpy(src->uri, uri);
-	src->main_fd = -1;
-	pthread_mutex_init(&src->lock, NULL);
-	pthread_cond_init(&src->wake, NULL);
-	pthread_mutex_init(&src->tx_lock, NULL);
 	pthread_mutex_init(&src->sq_lock, NULL);
 	pthread_mutex_init(&src->rate_lock, NULL);
 	pthread_cond_init(&src->sq_space, NULL);
@@ -69,84 +82,43 @@ int mig_src_alloc(struct mig_src **out, struct mig_session *s, const char *uri)
 		src->chans[i].fd = -1;
 		pthread_cond_init(&src->chans[i].work, NULL);
 	}
-	*out = src;
+	*out = &src->job;
 	return 0;
 }
 
-void mig_src_free(struct mig_src *src)
+static void src_free(struct mig_job *job)
 {
-	if (!src)
-		return;
+	struct mig_src *src = src_of(job);
+
 	mig_send_stop(src); /* no-op when the worker already joined them */
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		if (src->chans[i].fd >= 0)
 			close(src->chans[i].fd);
 		pthread_cond_destroy(&src->chans[i].work);
 	}
-	if (src->main_fd >= 0)
-		close(src->main_fd);
 	pthread_cond_destroy(&src->sq_space);
 	pthread_mutex_destroy(&src->rate_lock);
 	pthread_mutex_destroy(&src->sq_lock);
-	pthread_mutex_destroy(&src->tx_lock);
-	pthread_cond_destroy(&src->wake);
-	pthread_mutex_destroy(&src->lock);
+	mig_job_fini(&src->job);
 	free(src->chans);
 	free(src);
 }
 
-/* Best effort, never blocking: tell the destination why the job ends. */
-static void src_send_error_nowait(struct mig_src *src, const char *reason)
+/* Under the job lock, by the abort that ends an epoch (see struct mig_job_ops). */
+static void src_shut_down(struct mig_job *job, bool job_ends)
 {
-	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
-	Cleave__Wire__Error e = CLEAVE__WIRE__ERROR__INIT;
-	uint8_t buf[512];
-	uint32_t len;
+	struct mig_src *src = src_of(job);
 
-	e.reason = (char *)reason;
-	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
-	m.error = &e;
-	len = (uint32_t)cleave__wire__wire_msg__get_packed_size(&m);
-	if (len + 4 > sizeof(buf) || src->main_fd < 0 || pthread_mutex_trylock(&src->tx_lock))
-		return; /* a message is half sent: the destination sees the cut instead */
-	memcpy(buf, &len, 4);
-	cleave__wire__wire_msg__pack(&m, buf + 4);
-	if (send(src->main_fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("could not tell the destination: %s", strerror(errno));
-	pthread_mutex_unlock(&src->tx_lock);
-}
-
-/*
- * First reason wins, but for @final ones (a cancel, the destination's
- * Error): they replace a lost connection recorded first, which would only
- * have been waited out.  Not every non-retriable error does: a thread's
- * -ECANCELED after an abort is a consequence, not a reason.
- */
-static void src_abort_v(struct mig_src *src, bool final, int err, const char *fmt, va_list ap)
-{
-	pthread_mutex_lock(&src->lock);
-	if (src->aborted) {
-		if (final && mig_err_retriable(src->err)) {
-			src->err = err;
-			vsnprintf(src->reason, sizeof(src->reason), fmt, ap);
-		}
-		pthread_mutex_unlock(&src->lock);
-		return;
-	}
-	src->aborted = true;
-	src->err = err;
-	vsnprintf(src->reason, sizeof(src->reason), fmt, ap);
-	/* The end of the job, not of a connection: the destination may stop waiting. */
-	if (!mig_err_retriable(err) && !src->committed)
-		src_send_error_nowait(src, src->reason);
-	/* Wakes every thread blocked in I/O on them; fds stay open until the epoch ends. */
-	if (src->main_fd >= 0)
-		shutdown(src->main_fd, SHUT_RDWR);
+	(void)job_ends; /* the source has no listener */
 	for (unsigned int i = 0; i < src->nr_chans; i++)
 		if (src->chans[i].fd >= 0)
 			shutdown(src->chans[i].fd, SHUT_RDWR);
-	pthread_cond_broadcast(&src->wake);
-	pthread_mutex_unlock(&src->lock);
+}
+
+/* After every abort: the send threads and a worker waiting for ring space stop. */
+static void src_wake(struct mig_job *job)
+{
+	struct mig_src *src = src_of(job);
 
 	pthread_mutex_lock(&src->sq_lock);
 	src->sq_stop = true;
@@ -156,70 +128,26 @@ static void src_abort_v(struct mig_src *src, bool final, int err, const char *fm
 	pthread_mutex_unlock(&src->sq_lock);
 }
 
-void mig_src_abort(struct mig_src *src, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	src_abort_v(src, false, err, fmt, ap);
-	va_end(ap);
-}
-
-/* Ends the job for a reason that wins over a lost connection (see src_abort_v). */
-static void src_abort_final(struct mig_src *src, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	src_abort_v(src, true, err, fmt, ap);
-	va_end(ap);
-}
-
-bool mig_src_cancel(struct mig_src *src)
-{
-	pthread_mutex_lock(&src->lock);
-	if (src->committed) {
-		pthread_mutex_unlock(&src->lock);
-		return false;
-	}
-	/* Seen by the worker even if a lost connection aborted the epoch first. */
-	src->cancelled = true;
-	pthread_cond_broadcast(&src->wake);
-	pthread_mutex_unlock(&src->lock);
-	src_abort_final(src, -ECANCELED, "migration cancelled");
-	return true;
-}
-
 /* Main-channel message from the worker. */
 static int src_send(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *what)
 {
 	int ret;
 
-	pthread_mutex_lock(&src->tx_lock);
-	ret = mig_msg_send(src->main_fd, m);
-	pthread_mutex_unlock(&src->tx_lock);
+	pthread_mutex_lock(&src->job.tx_lock);
+	ret = mig_msg_send(src->job.main_fd, m);
+	pthread_mutex_unlock(&src->job.tx_lock);
 	if (ret)
-		mig_src_abort(src, ret, "main channel: send %s: %s", what, strerror(-ret));
+		mig_job_abort(&src->job, ret, "main channel: send %s: %s", what, strerror(-ret));
 	return ret;
-}
-
-/* Publishes a connected fd so abort can shut it down (closes the race with cancel). */
-static void src_publish_fd(struct mig_src *src, int *slot, int fd)
-{
-	pthread_mutex_lock(&src->lock);
-	*slot = fd;
-	if (src->aborted)
-		shutdown(fd, SHUT_RDWR);
-	pthread_mutex_unlock(&src->lock);
 }
 
 /* Aborts with the destination's Error, or with "unexpected <what>". */
 static int src_bad_msg(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *waiting)
 {
 	if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR)
-		src_abort_final(src, -EPROTO, "destination: %s", m->error->reason);
+		mig_job_abort_final(&src->job, -EPROTO, "destination: %s", m->error->reason);
 	else
-		mig_src_abort(src, -EPROTO, "protocol error: message %d while waiting for %s",
+		mig_job_abort(&src->job, -EPROTO, "protocol error: message %d while waiting for %s",
 			      (int)m->body_case, waiting);
 	return -EPROTO;
 }
@@ -238,9 +166,9 @@ static int src_expect(struct mig_src *src, int want, const char *what, Cleave__W
 	int ret;
 
 	do {
-		ret = mig_msg_recv(src->main_fd, &m);
+		ret = mig_msg_recv(src->job.main_fd, &m);
 		if (ret) {
-			mig_src_abort(src, ret, "main channel: waiting for %s: %s", what,
+			mig_job_abort(&src->job, ret, "main channel: waiting for %s: %s", what,
 				      strerror(-ret));
 			return ret;
 		}
@@ -265,9 +193,9 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
 	int ret = 0;
 
 	while (!ret && (!src->has_acked || src->acked_round < round)) {
-		ret = mig_msg_recv(src->main_fd, &m);
+		ret = mig_msg_recv(src->job.main_fd, &m);
 		if (ret) {
-			mig_src_abort(src, ret, "main channel: waiting for RoundAck: %s",
+			mig_job_abort(&src->job, ret, "main channel: waiting for RoundAck: %s",
 				      strerror(-ret));
 			return ret;
 		}
@@ -288,7 +216,7 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
  */
 static int src_ping(struct mig_src *src)
 {
-	struct pollfd pfd = {.fd = src->main_fd, .events = POLLIN};
+	struct pollfd pfd = {.fd = src->job.main_fd, .events = POLLIN};
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__Progress p = CLEAVE__WIRE__PROGRESS__INIT;
 	uint64_t now = mig_now_ns();
@@ -297,9 +225,9 @@ static int src_ping(struct mig_src *src)
 	while (poll(&pfd, 1, 0) > 0) {
 		Cleave__Wire__WireMsg *in;
 
-		ret = mig_msg_recv(src->main_fd, &in);
+		ret = mig_msg_recv(src->job.main_fd, &in);
 		if (ret) {
-			mig_src_abort(src, ret, "main channel: %s", strerror(-ret));
+			mig_job_abort(&src->job, ret, "main channel: %s", strerror(-ret));
 			return ret;
 		}
 		if (in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK)
@@ -393,7 +321,7 @@ static int src_sync(struct mig_src *src, uint64_t round, uint64_t pages, bool fi
 static int src_call(struct mig_src *src, int ret, const char *what)
 {
 	if (ret)
-		mig_src_abort(src, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc %s: %s", what,
+		mig_job_abort(&src->job, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc %s: %s", what,
 			      strerror(-ret));
 	return ret;
 }
@@ -445,7 +373,8 @@ static int src_first_pass(struct mig_src *src)
 			pos = e;
 		}
 		if (ret != -ENXIO) {
-			mig_src_abort(src, ret, "region %u: SEEK_DATA: %s", r, strerror(-ret));
+			mig_job_abort(&src->job, ret, "region %u: SEEK_DATA: %s", r,
+				      strerror(-ret));
 			return ret;
 		}
 		atomic_fetch_add(&s->ctr.skipped, (size - pos) >> SHM_PAGE_SHIFT);
@@ -520,10 +449,10 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 
 	ret = mig_uri_connect(src->uri, s->io_timeout_ms, &fd, err, sizeof(err));
 	if (ret) {
-		mig_src_abort(src, ret, "%s", err);
+		mig_job_abort(&src->job, ret, "%s", err);
 		return ret;
 	}
-	src_publish_fd(src, &src->main_fd, fd);
+	mig_job_publish_fd(&src->job, &src->job.main_fd, fd);
 	src->reached = true;
 	for (uint32_t r = 0; r < h->nr_regions; r++) {
 		cleave__wire__region__init(&regs[r]);
@@ -567,19 +496,20 @@ static int src_open_channels(struct mig_src *src)
 		memcpy(ch.session_id, s->session_id, sizeof(ch.session_id));
 		ret = mig_uri_connect(src->uri, s->io_timeout_ms, &fd, err, sizeof(err));
 		if (ret) {
-			mig_src_abort(src, ret, "channel %u: %s", i, err);
+			mig_job_abort(&src->job, ret, "channel %u: %s", i, err);
 			return ret;
 		}
-		src_publish_fd(src, &src->chans[i].fd, fd);
+		mig_job_publish_fd(&src->job, &src->chans[i].fd, fd);
 		ret = mig_io_write(fd, &ch, sizeof(ch));
 		if (ret) {
-			mig_src_abort(src, ret, "channel %u: send hello: %s", i, strerror(-ret));
+			mig_job_abort(&src->job, ret, "channel %u: send hello: %s", i,
+				      strerror(-ret));
 			return ret;
 		}
 	}
 	ret = mig_send_start(src);
 	if (ret)
-		mig_src_abort(src, ret, "send threads: %s", strerror(-ret));
+		mig_job_abort(&src->job, ret, "send threads: %s", strerror(-ret));
 	return ret;
 }
 
@@ -664,7 +594,7 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 		ret = src_dirty_round(src, round, false);
 		if (ret)
 			return ret;
-		if (mig_src_aborted(src))
+		if (mig_job_aborted(&src->job))
 			return -ECANCELED;
 	}
 	*roundp = round;
@@ -716,10 +646,10 @@ static int src_commit(struct mig_src *src)
 	Cleave__Wire__Commit commit = CLEAVE__WIRE__COMMIT__INIT;
 	int ret;
 
-	pthread_mutex_lock(&src->lock);
-	ret = src->cancelled ? -ECANCELED : 0;
-	src->committed = !ret;
-	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_lock(&src->job.lock);
+	ret = src->job.cancelled ? -ECANCELED : 0;
+	src->job.committed = !ret;
+	pthread_mutex_unlock(&src->job.lock);
 	if (ret)
 		return ret;
 	if (src->phase != MIG_PHASE_SRC_COMMITTED) {
@@ -866,7 +796,7 @@ static int src_merge_report(struct mig_src *src, const Cleave__Wire__HelloAck *a
 		free(received);
 	}
 	if (ret) {
-		mig_src_abort(src, ret, "resume: bad page map from the destination: %s",
+		mig_job_abort(&src->job, ret, "resume: bad page map from the destination: %s",
 			      strerror(-ret));
 		return ret;
 	}
@@ -900,8 +830,8 @@ static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ac
 	case MIG_PHASE_DST_COMMITTED:
 	case MIG_PHASE_DST_RUNNING:
 		if (src->phase == MIG_PHASE_SRC_PRECOPY) {
-			mig_src_abort(
-				src, -EPROTO,
+			mig_job_abort(
+				&src->job, -EPROTO,
 				"destination says it runs the guest this source never paused");
 			return -EPROTO;
 		}
@@ -909,7 +839,7 @@ static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ac
 		return 0;
 	case MIG_PHASE_DST_LOADED:
 		if (src->phase == MIG_PHASE_SRC_PRECOPY) {
-			mig_src_abort(src, -EPROTO,
+			mig_job_abort(&src->job, -EPROTO,
 				      "destination loaded a state this source never sent");
 			return -EPROTO;
 		}
@@ -921,7 +851,7 @@ static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ac
 		*step = src->phase == MIG_PHASE_SRC_PAUSED ? SRC_STEP_FINAL : SRC_STEP_PRECOPY;
 		return src_merge_report(src, ack);
 	default:
-		mig_src_abort(src, -EPROTO, "destination reports phase %u", ack->phase);
+		mig_job_abort(&src->job, -EPROTO, "destination reports phase %u", ack->phase);
 		return -EPROTO;
 	}
 }
@@ -944,8 +874,7 @@ static int src_epoch(struct mig_src *src)
 		return ret;
 	if (src->epochs++ || s->resuming) {
 		atomic_fetch_add(&s->ctr.resumes, 1);
-		atomic_store(&s->ctr.resume_time_ms, (mig_now_ns() - src->lost_ns) / 1000000);
-		src->lost_ns = 0;
+		atomic_store(&s->ctr.resume_time_ms, mig_job_reconnected(&src->job));
 		mig_session_detail_event(s, "resumed");
 	}
 	src->has_acked = true;
@@ -1021,9 +950,9 @@ static void src_load(struct mig_src *src)
 	src->throttle = rec->throttle;
 	mig_record_unlock(rec);
 	src->dirty_logging = true; /* vcpu-proc kept logging (src_run turns it on again) */
-	src->committed = src->phase == MIG_PHASE_SRC_COMMITTED;
-	src->lost_ns = src->s->resume_start_ns;
-	snprintf(src->lost_reason, sizeof(src->lost_reason), "migrator restarted");
+	src->job.committed = src->phase == MIG_PHASE_SRC_COMMITTED;
+	src->job.lost_ns = src->s->resume_start_ns;
+	snprintf(src->job.lost_reason, sizeof(src->job.lost_reason), "migrator restarted");
 }
 
 /*
@@ -1032,68 +961,31 @@ static void src_load(struct mig_src *src)
  */
 static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 {
-	struct mig_session *s = src->s;
-	uint64_t timeout = __atomic_load_n(&s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	struct mig_job *job = &src->job;
+	uint64_t timeout = __atomic_load_n(&src->s->params.reconnect_timeout, __ATOMIC_RELAXED);
 	bool retry;
 
-	mig_src_abort(src, ret, "%s", strerror(-ret)); /* no-op when already aborted */
+	mig_job_abort(job, ret, "%s", strerror(-ret)); /* no-op when already aborted */
 	mig_send_stop(src);
-	pthread_mutex_lock(&src->lock);
-	ret = src->err ? src->err : ret;
+	pthread_mutex_lock(&job->lock);
+	ret = job->err ? job->err : ret;
 	/* Never reached the destination: a wrong address, not a lost peer (fail as QEMU does). */
-	retry = !src->cancelled && mig_err_retriable(ret) && timeout &&
-		(src->reached || s->resuming);
-	*lost_now = retry && !src->lost_ns;
+	retry = !job->cancelled && mig_err_retriable(ret) && timeout &&
+		(src->reached || src->s->resuming);
+	*lost_now = retry && mig_job_mark_lost(job, job->reason);
 	if (retry) {
-		if (!src->lost_ns) {
-			src->lost_ns = mig_now_ns();
-			snprintf(src->lost_reason, sizeof(src->lost_reason), "%s", src->reason);
-		}
-		src->aborted = false;
-		src->err = 0;
-		src->reason[0] = '\0';
-		if (src->main_fd >= 0)
-			close(src->main_fd);
-		src->main_fd = -1;
+		mig_job_reset_epoch_locked(job);
 		for (unsigned int i = 0; i < src->nr_chans; i++) {
 			if (src->chans[i].fd >= 0)
 				close(src->chans[i].fd);
 			src->chans[i].fd = -1;
 		}
 	}
-	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_unlock(&job->lock);
 	if (!retry)
 		return ret;
 	mig_send_reset(src);
 	return 0;
-}
-
-/* Backoff before the next attempt: 0, or -ETIMEDOUT past the deadline, -ECANCELED. */
-static int src_backoff(struct mig_src *src, unsigned int *delay_ms)
-{
-	struct mig_session *s = src->s;
-	uint64_t timeout = __atomic_load_n(&s->params.reconnect_timeout, __ATOMIC_RELAXED);
-	uint64_t deadline = src->lost_ns + timeout * 1000000ull, now = mig_now_ns();
-	struct timespec ts;
-	int ret = 0;
-
-	if (now >= deadline)
-		return -ETIMEDOUT;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)*delay_ms * 1000000L;
-	ts.tv_sec += ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
-	pthread_mutex_lock(&src->lock);
-	while (!src->cancelled && !ret)
-		ret = pthread_cond_timedwait(&src->wake, &src->lock, &ts);
-	ret = src->cancelled ? -ECANCELED : 0;
-	pthread_mutex_unlock(&src->lock);
-	/*
-	 * Capped low: a restarted destination listens within milliseconds of
-	 * its start, and every attempt is one SYN (refused at once until then).
-	 */
-	*delay_ms = *delay_ms * 2 > MIG_RECONNECT_MAX_MS ? MIG_RECONNECT_MAX_MS : *delay_ms * 2;
-	return ret;
 }
 
 static int src_run(struct mig_src *src)
@@ -1131,16 +1023,16 @@ static int src_run(struct mig_src *src)
 		if (ret)
 			return ret;
 		if (lost_now) {
-			log_warn("lost the destination (%s); reconnecting", src->lost_reason);
+			log_warn("lost the destination (%s); reconnecting", src->job.lost_reason);
 			mig_session_detail_event(s, "disconnected");
 			delay_ms = MIG_RECONNECT_MIN_MS;
 		}
-		ret = src_backoff(src, &delay_ms);
+		ret = mig_job_backoff(&src->job, &delay_ms);
 		if (ret == -ETIMEDOUT) {
-			mig_src_abort(
-				src, -ETIMEDOUT,
+			mig_job_abort(
+				&src->job, -ETIMEDOUT,
 				"lost the destination (%.180s) and no reconnect within %llu ms",
-				src->lost_reason,
+				src->job.lost_reason,
 				(unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
 								    __ATOMIC_RELAXED));
 			return ret;
@@ -1150,25 +1042,22 @@ static int src_run(struct mig_src *src)
 	}
 }
 
-void *mig_src_run(void *arg)
+static void *src_worker(void *arg)
 {
-	struct mig_src *src = arg;
+	struct mig_src *src = src_of(arg);
 	struct mig_session *s = src->s;
 	const struct mig_vm_ops *ops = s->env.ops;
-	char reason[256];
+	char reason[256] = "";
 	int ret;
 
-	log_set_thread("mig/src");
+	log_set_thread(src_job_ops.thread_name);
 	ret = src_run(src);
 	if (ret) /* first reason wins: usually already recorded */
-		mig_src_abort(src, ret, "%s", strerror(-ret));
+		mig_job_abort(&src->job, ret, "%s", strerror(-ret));
 	mig_send_stop(src);
-	pthread_mutex_lock(&src->lock);
 	if (ret)
-		ret = src->err ? src->err : ret;
-	snprintf(reason, sizeof(reason), "%s", src->reason);
-	pthread_mutex_unlock(&src->lock);
-	if (ret && src->committed) {
+		ret = mig_job_error(&src->job, ret, reason, sizeof(reason));
+	if (ret && mig_job_committed(&src->job)) {
 		/* The destination may run the guest, or not: only the operator can know. */
 		mig_session_unknown(s, reason[0] ? reason : strerror(-ret));
 		return NULL;

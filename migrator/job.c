@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The job core both sides share (see job.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "migrator/job.h"
+#include "migrator/mig-internal.h"
+
+void mig_job_init(struct mig_job *job, struct mig_session *s, const struct mig_job_ops *ops)
+{
+	memset(job, 0, sizeof(*job));
+	job->s = s;
+	job->ops = ops;
+	job->main_fd = -1;
+	pthread_mutex_init(&job->lock, NULL);
+	pthread_cond_init(&job->wake, NULL);
+	pthread_mutex_init(&job->tx_lock, NULL);
+}
+
+void mig_job_fini(struct mig_job *job)
+{
+	if (job->main_fd >= 0)
+		close(job->main_fd);
+	job->main_fd = -1;
+	pthread_mutex_destroy(&job->tx_lock);
+	pthread_cond_destroy(&job->wake);
+	pthread_mutex_destroy(&job->lock);
+}
+
+void mig_job_free(struct mig_job *job)
+{
+	if (job)
+		job->ops->free(job);
+}
+
+/*
+ * Best effort, never blocking (the caller holds job->lock): tell the peer
+ * why the job ends.  If the worker is halfway through a message, the peer
+ * sees the cut instead.
+ */
+static void job_tell_peer(struct mig_job *job)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Error e = CLEAVE__WIRE__ERROR__INIT;
+	uint8_t buf[512];
+	uint32_t len;
+
+	e.reason = job->reason;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
+	m.error = &e;
+	len = (uint32_t)cleave__wire__wire_msg__get_packed_size(&m);
+	if (len + 4 > sizeof(buf) || job->main_fd < 0 || pthread_mutex_trylock(&job->tx_lock))
+		return;
+	memcpy(buf, &len, 4);
+	cleave__wire__wire_msg__pack(&m, buf + 4);
+	if (send(job->main_fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("could not tell the peer why: %s", strerror(errno));
+	pthread_mutex_unlock(&job->tx_lock);
+}
+
+/*
+ * First reason wins, but for @final ones (a cancel, the peer's Error): they
+ * replace a lost connection recorded first, which would only have been
+ * waited out (the peer's channels may close before its Error is read), and
+ * then end the job.  A thread's -ECANCELED after an abort is a consequence,
+ * not a reason: not final.
+ */
+static void job_abort_v(struct mig_job *job, bool final, int err, const char *fmt, va_list ap)
+{
+	pthread_mutex_lock(&job->lock);
+	if (job->aborted) {
+		if (final && mig_err_retriable(job->err)) {
+			job->err = err;
+			vsnprintf(job->reason, sizeof(job->reason), fmt, ap);
+			job->ops->shut_down(job, true); /* the listener kept for a reconnect too */
+		}
+	} else {
+		job->aborted = true;
+		job->err = err;
+		vsnprintf(job->reason, sizeof(job->reason), fmt, ap);
+		/* The end of the job, not of a connection: the peer may stop waiting. */
+		if (!mig_err_retriable(err) && !job->committed)
+			job_tell_peer(job);
+		/* Wakes every thread blocked in I/O; fds stay open until the epoch ends. */
+		if (job->main_fd >= 0)
+			shutdown(job->main_fd, SHUT_RDWR);
+		job->ops->shut_down(job, !mig_err_retriable(err));
+	}
+	pthread_cond_broadcast(&job->wake);
+	pthread_mutex_unlock(&job->lock);
+	job->ops->wake(job);
+}
+
+void mig_job_abort(struct mig_job *job, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	job_abort_v(job, false, err, fmt, ap);
+	va_end(ap);
+}
+
+void mig_job_abort_final(struct mig_job *job, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	job_abort_v(job, true, err, fmt, ap);
+	va_end(ap);
+}
+
+bool mig_job_aborted(struct mig_job *job)
+{
+	bool a;
+
+	pthread_mutex_lock(&job->lock);
+	a = job->aborted;
+	pthread_mutex_unlock(&job->lock);
+	return a;
+}
+
+int mig_job_error(struct mig_job *job, int ret, char *reason, size_t len)
+{
+	pthread_mutex_lock(&job->lock);
+	if (job->err)
+		ret = job->err;
+	if (reason)
+		snprintf(reason, len, "%s", job->reason);
+	pthread_mutex_unlock(&job->lock);
+	return ret;
+}
+
+bool mig_job_cancel(struct mig_job *job, const char *reason)
+{
+	pthread_mutex_lock(&job->lock);
+	if (job->committed) {
+		pthread_mutex_unlock(&job->lock);
+		return false;
+	}
+	/* Seen by the worker even if a lost connection aborted the epoch first. */
+	job->cancelled = true;
+	pthread_mutex_unlock(&job->lock);
+	/* The reason is recorded before any fd goes: a woken thread sees the abort. */
+	mig_job_abort_final(job, -ECANCELED, "%s", reason);
+	return true;
+}
+
+void mig_job_commit(struct mig_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	job->committed = true;
+	pthread_mutex_unlock(&job->lock);
+}
+
+bool mig_job_committed(struct mig_job *job)
+{
+	bool c;
+
+	pthread_mutex_lock(&job->lock);
+	c = job->committed;
+	pthread_mutex_unlock(&job->lock);
+	return c;
+}
+
+bool mig_job_cancelled(struct mig_job *job)
+{
+	bool c;
+
+	pthread_mutex_lock(&job->lock);
+	c = job->cancelled;
+	pthread_mutex_unlock(&job->lock);
+	return c;
+}
+
+void mig_job_publish_fd(struct mig_job *job, int *slot, int fd)
+{
+	pthread_mutex_lock(&job->lock);
+	*slot = fd;
+	if (job->aborted)
+		shutdown(fd, SHUT_RDWR);
+	pthread_mutex_unlock(&job->lock);
+}
+
+bool mig_job_mark_lost(struct mig_job *job, const char *reason)
+{
+	if (job->lost_ns)
+		return false;
+	job->lost_ns = mig_now_ns();
+	snprintf(job->lost_reason, sizeof(job->lost_reason), "%s", reason);
+	return true;
+}
+
+void mig_job_reset_epoch_locked(struct mig_job *job)
+{
+	job->aborted = false;
+	job->err = 0;
+	job->reason[0] = '\0';
+	if (job->main_fd >= 0)
+		close(job->main_fd);
+	job->main_fd = -1;
+}
+
+uint64_t mig_job_reconnected(struct mig_job *job)
+{
+	uint64_t ms = job->lost_ns ? (mig_now_ns() - job->lost_ns) / 1000000 : 0;
+
+	job->lost_ns = 0;
+	return ms;
+}
+
+static uint64_t job_reconnect_timeout_ms(struct mig_job *job)
+{
+	return __atomic_load_n(&job->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+}
+
+int mig_job_reconnect_left_ms(struct mig_job *job)
+{
+	uint64_t deadline = job->lost_ns + job_reconnect_timeout_ms(job) * 1000000ull;
+	uint64_t now = mig_now_ns();
+
+	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+}
+
+int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms)
+{
+	struct timespec ts;
+	int ret = 0;
+
+	if (!mig_job_reconnect_left_ms(job))
+		return -ETIMEDOUT;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)*delay_ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&job->lock);
+	while (!job->cancelled && !ret)
+		ret = pthread_cond_timedwait(&job->wake, &job->lock, &ts);
+	ret = job->cancelled ? -ECANCELED : 0;
+	pthread_mutex_unlock(&job->lock);
+	/*
+	 * Capped low: a restarted peer listens within milliseconds of its
+	 * start, and every attempt is one SYN (refused at once until then).
+	 */
+	*delay_ms = *delay_ms * 2 > MIG_RECONNECT_MAX_MS ? MIG_RECONNECT_MAX_MS : *delay_ms * 2;
+	return ret;
+}
