@@ -13,7 +13,7 @@
 
 #include "launcher/run-internal.h"
 #include "log/log.h"
-#include "migrator/migration.h"
+#include "migrator/record.h"
 #include "proto/rpc.h"
 #include "proto/vcpu.pb-c.h"
 
@@ -35,7 +35,7 @@ void run_migrator_gave_up(struct shm_ctl *ctl, const char *vcpu_rpc)
 {
 	Cleave__Vcpu__DirtyLogRequest dl = CLEAVE__VCPU__DIRTY_LOG_REQUEST__INIT;
 	Cleave__Vcpu__ThrottleRequest th = CLEAVE__VCPU__THROTTLE_REQUEST__INIT;
-	struct mig_abandon todo;
+	struct mig_give_up todo;
 	struct rpc_client *c;
 	int ret, status;
 	pid_t pid;

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "migrator/migration.h"
+#include "migrator/record.h"
 #include "proto/wire.pb-c.h"
 
 /* ---- wire (wire.c) ---------------------------------------------------- */
@@ -108,91 +109,6 @@ int mig_pagemap_encode(const uint64_t *map, uint64_t nbits, uint32_t region,
 void mig_pagemap_release(Cleave__Wire__PageMap *pm);
 /* ORs @pm into @map (zeroed by the caller); -EPROTO for anything outside @nbits. */
 int mig_pagemap_decode(const Cleave__Wire__PageMap *pm, uint64_t *map, uint64_t nbits);
-
-/* ---- session record in shm (record.c) --------------------------------- */
-
-#define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
-#define MIG_RECORD_VERSION 2
-#define MIG_MAX_RESTARTS   8 /* migrator starts per session before it gives up */
-
-/*
- * Where a session stands, as a restarted migrator must know it.  Each step
- * is recorded before the action it announces (the source records PAUSED
- * before it pauses the guest, COMMITTED before it sends Commit; the
- * destination COMMITTED before it resumes), so a migrator killed between
- * the two repeats the action, which is idempotent, and never skips it.
- */
-enum mig_phase {
-	MIG_PHASE_NONE,
-	MIG_PHASE_SRC_PRECOPY,	 /* guest runs here; rounds in progress */
-	MIG_PHASE_SRC_PAUSED,	 /* the guest stays paused until the migration ends */
-	MIG_PHASE_SRC_COMMITTED, /* Commit decided: the guest never runs here again */
-	MIG_PHASE_DST_LISTENING, /* no source yet; nothing written */
-	MIG_PHASE_DST_RECEIVING, /* RAM being written; the receivedmap is live */
-	MIG_PHASE_DST_LOADED,	 /* all RAM landed, state loaded, guest not run */
-	MIG_PHASE_DST_COMMITTED, /* Commit received: the guest is ours, resume it */
-	MIG_PHASE_DST_RUNNING,	 /* resumed */
-};
-
-/*
- * Lives at the start of the ctl segment's session area and outlives the
- * migrator process: a restarted migrator (issue 6) continues from it.  A
- * newer migrator binary must read this layout (MIG_RECORD_VERSION) to take
- * over a running session; fixed-size fields only.
- */
-struct mig_record {
-	struct shm_lock lock; /* protects every field below unless noted */
-	uint64_t magic;
-	uint32_t version;
-	uint32_t role;		   /* enum mig_role */
-	uint32_t status;	   /* enum mig_status */
-	uint32_t receivedmap_live; /* 1 while receive threads may write the received bitmaps;
-				      also read without the lock (atomic) by the write path */
-	uint32_t phase;		   /* enum mig_phase */
-	uint32_t restarts;	   /* migrator starts that took this session over */
-	uint32_t resumes;	   /* resumed transfers (after a restart or a lost peer) */
-	uint32_t throttle;	   /* source: percent set in vcpu-proc */
-	uint8_t session_id[16];
-	uint64_t epoch; /* bumped by every connection attempt of the session */
-	char uri[256];	/* source: the destination; destination: where it listens */
-	uint32_t caps;	/* MIG_RECORD_CAP_* */
-	uint32_t channels;
-	uint64_t max_bandwidth, downtime_limit, reconnect_timeout;
-	/*
-	 * Source: the round whose pages the round bitmaps hold (queued, not
-	 * acknowledged).  Destination: rounds 0..rounds_landed-1 landed
-	 * entirely (written atomically by the barrier, without the lock); the
-	 * round bitmaps hold the pages landed since.
-	 */
-	uint64_t round;
-	uint64_t rounds_landed;
-	uint64_t final_round; /* source from PAUSED, destination from LOADED */
-	uint64_t start_ns, setup_ns, pause_ns, end_ns; /* CLOCK_MONOTONIC, shared by processes */
-	uint64_t rounds;
-	uint64_t transferred;
-	uint64_t normal;
-	uint64_t duplicate;
-	uint64_t skipped;
-	uint64_t resent_bytes;
-	uint64_t inflight_bytes;
-	uint64_t resume_time_ms;
-	uint64_t downtime_ms;
-	uint64_t total_time_ms;
-	char error_desc[256];
-};
-
-#define MIG_RECORD_CAP_MULTIFD	     0x1u
-#define MIG_RECORD_CAP_EVENTS	     0x2u
-#define MIG_RECORD_CAP_AUTO_CONVERGE 0x4u
-
-int mig_record_open(struct mig_record **out, struct shm_ctl *ctl);
-int mig_record_lock(struct mig_record *rec);
-void mig_record_unlock(struct mig_record *rec);
-void mig_record_set_receivedmap_live(struct mig_record *rec, bool live);
-bool mig_record_receivedmap_live(struct mig_record *rec);
-/* Records @phase (under the lock): the step it names may happen from now on. */
-void mig_record_set_phase(struct mig_record *rec, enum mig_phase phase);
-enum mig_phase mig_record_phase(struct mig_record *rec);
 
 /* ---- session (session.c) ---------------------------------------------- */
 

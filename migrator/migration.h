@@ -181,21 +181,6 @@ void mig_session_free(struct mig_session *s);
  */
 int mig_session_resume(struct mig_session *s);
 
-/* What mig_record_abandon() leaves to its caller to tell vcpu-proc. */
-struct mig_abandon {
-	bool resume;	   /* RESUME the guest */
-	bool stop_logging; /* a source: DIRTY_LOG off and THROTTLE 0 */
-};
-
-/*
- * For the launcher, once it gives up restarting the migrator: ends the
- * session the record in @ctl describes as a migrator would have (a source
- * before its commit: failed; after it: x-switchover-unknown; a destination
- * committed: completed, else failed) and fills @todo.  Returns 1 when a
- * session was running, 0 when there was none, or a negative errno.
- */
-int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_abandon *todo);
-
 /* Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs. */
 int mig_session_migrate(struct mig_session *s, const char *uri);
 /*

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The session record in the ctl segment's session area (see mig-internal.h). */
+/* The session record in the ctl segment's session area (see record.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "log/log.h"
-#include "migrator/mig-internal.h"
+#include "migrator/record.h"
 
 _Static_assert(sizeof(struct mig_record) <= SHM_SESSION_SIZE, "session area too small");
 
@@ -86,15 +86,43 @@ enum mig_phase mig_record_phase(struct mig_record *rec)
 	return p;
 }
 
-int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_abandon *todo)
+struct mig_give_up mig_record_give_up(enum mig_phase phase, enum mig_role role)
 {
-	struct mig_record *rec;
+	static const struct mig_give_up table[] = {
+		[MIG_PHASE_NONE] = {MIG_STATUS_FAILED, false, false},
+		[MIG_PHASE_SRC_PRECOPY] = {MIG_STATUS_FAILED, false, true},
+		[MIG_PHASE_SRC_PAUSED] = {MIG_STATUS_FAILED, true, true},
+		/* The destination may run it: only the operator can say. */
+		[MIG_PHASE_SRC_COMMITTED] = {MIG_STATUS_UNKNOWN, false, false},
+		[MIG_PHASE_DST_LISTENING] = {MIG_STATUS_FAILED, false, false},
+		[MIG_PHASE_DST_RECEIVING] = {MIG_STATUS_FAILED, false, false},
+		[MIG_PHASE_DST_LOADED] = {MIG_STATUS_FAILED, false, false},
+		/* The guest is ours: run it. */
+		[MIG_PHASE_DST_COMMITTED] = {MIG_STATUS_COMPLETED, true, false},
+		[MIG_PHASE_DST_RUNNING] = {MIG_STATUS_COMPLETED, false, false},
+	};
+	struct mig_give_up g = {.status = MIG_STATUS_FAILED};
+
+	if ((unsigned int)phase < sizeof(table) / sizeof(table[0]))
+		g = table[phase];
+	/* A source that set up dirty logging before it recorded a phase. */
+	if (role == MIG_ROLE_SOURCE && g.status == MIG_STATUS_FAILED)
+		g.stop_logging = true;
+	return g;
+}
+
+int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_give_up *todo)
+{
+	struct mig_record *rec = shm_ctl_session(ctl);
 	int ret;
 
 	memset(todo, 0, sizeof(*todo));
-	ret = mig_record_open(&rec, ctl);
-	if (!ret)
-		ret = mig_record_lock(rec);
+	if (!rec || ctl->hdr->session_size < sizeof(*rec))
+		return -EINVAL;
+	/* Only the migrator initialises the record: none written, no session to end. */
+	if (rec->magic != MIG_RECORD_MAGIC || rec->version != MIG_RECORD_VERSION)
+		return 0;
+	ret = mig_record_lock(rec);
 	if (ret)
 		return ret;
 	if (rec->status != MIG_STATUS_SETUP && rec->status != MIG_STATUS_ACTIVE &&
@@ -103,24 +131,8 @@ int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_aband
 		mig_record_unlock(rec);
 		return 0;
 	}
-	switch (rec->phase) {
-	case MIG_PHASE_SRC_COMMITTED:
-		/* The destination may run it: only the operator can say. */
-		rec->status = MIG_STATUS_UNKNOWN;
-		break;
-	case MIG_PHASE_DST_COMMITTED:
-		/* The guest is ours: run it.  Then as RUNNING. */
-		todo->resume = true;
-		/* fallthrough */
-	case MIG_PHASE_DST_RUNNING:
-		rec->status = MIG_STATUS_COMPLETED;
-		break;
-	default:
-		todo->resume = rec->phase == MIG_PHASE_SRC_PAUSED;
-		todo->stop_logging = rec->role == MIG_ROLE_SOURCE;
-		rec->status = MIG_STATUS_FAILED;
-		break;
-	}
+	*todo = mig_record_give_up(rec->phase, rec->role);
+	rec->status = todo->status;
 	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", reason);
 	rec->phase = MIG_PHASE_NONE;
 	__atomic_store_n(&rec->receivedmap_live, 0u, __ATOMIC_RELEASE); /* nobody writes it now */

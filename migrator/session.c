@@ -553,34 +553,33 @@ static bool record_resumable(const struct mig_record *rec)
 }
 
 /*
- * A migrator that keeps dying: the session ends here, cleanly.  The source
- * guest runs on unless the switchover was committed; a destination that
- * was committed runs its guest, any other never ran it.
+ * A migrator that keeps dying: the session ends here, cleanly, as the one
+ * give-up table says (the launcher uses it too when it stops restarting us).
  */
 static void session_give_up(struct mig_session *s, enum mig_phase phase)
 {
 	const struct mig_vm_ops *ops = s->env.ops;
+	struct mig_give_up g = mig_record_give_up(phase, s->role);
 	char reason[128];
 	int ret = 0;
 
 	snprintf(reason, sizeof(reason), "the migrator was restarted %u times: giving up",
 		 s->restarts - 1);
-	if (phase == MIG_PHASE_SRC_COMMITTED) {
+	if (g.status == MIG_STATUS_UNKNOWN) {
 		mig_session_unknown(s, reason);
 		return;
 	}
-	if (phase == MIG_PHASE_SRC_PAUSED || phase == MIG_PHASE_DST_COMMITTED)
+	if (g.resume)
 		ret = ops->resume(s->env.ops_arg);
 	if (ret)
 		log_err("vcpu-proc RESUME: %s", strerror(-ret));
-	if (s->role == MIG_ROLE_SOURCE) {
-		if (ops->dirty_log(s->env.ops_arg, false) || ops->throttle(s->env.ops_arg, 0))
-			log_warn("vcpu-proc: could not stop dirty logging or throttling");
-	} else {
+	if (g.stop_logging &&
+	    (ops->dirty_log(s->env.ops_arg, false) || ops->throttle(s->env.ops_arg, 0)))
+		log_warn("vcpu-proc: could not stop dirty logging or throttling");
+	if (s->role == MIG_ROLE_DEST)
 		mig_record_set_receivedmap_live(s->rec, false);
-	}
 	mig_record_set_phase(s->rec, MIG_PHASE_NONE);
-	mig_session_finish(s, phase >= MIG_PHASE_DST_COMMITTED ? 0 : -EIO, reason);
+	mig_session_finish(s, g.status == MIG_STATUS_COMPLETED ? 0 : -EIO, reason);
 }
 
 int mig_session_resume(struct mig_session *s)

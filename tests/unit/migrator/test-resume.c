@@ -349,7 +349,7 @@ static void test_record_abandon(void **state)
 	};
 	struct cut *c = *state;
 	struct mig_record *rec = c->dst.s->rec;
-	struct mig_abandon todo;
+	struct mig_give_up todo;
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		rec->role = rows[i].role;
@@ -368,6 +368,21 @@ static void test_record_abandon(void **state)
 	}
 }
 
+/* The launcher never initialises the record: a zeroed area holds no session to end. */
+static void test_record_abandon_unwritten(void **state)
+{
+	struct cut *c = *state;
+	struct mig_record *rec = c->dst.s->rec;
+	struct mig_give_up todo;
+	struct mig_record zero;
+
+	memset(rec, 0, sizeof(*rec));
+	assert_int_equal(mig_record_abandon(&c->dst.ctl, "gone", &todo), 0);
+	assert_false(todo.resume || todo.stop_logging);
+	memset(&zero, 0, sizeof(zero));
+	assert_memory_equal(rec, &zero, sizeof(zero)); /* untouched: no magic, no lock init */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +398,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_record_lock_owner_died, cut_setup,
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_abandon, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_record_abandon_unwritten, cut_setup,
+						cut_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
