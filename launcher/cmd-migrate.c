@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "launcher/commands.h"
+#include "migrator/mig-limits.h"
 #include "monitor/qmp-client.h"
 
 #define MIG_TIMEOUT_MS	  30000
@@ -173,6 +174,7 @@ static long long mig_parse_count(const char *arg)
 
 static int mig_parse(int argc, char **argv, struct mig_opts *o)
 {
+	char err[128];
 	static const struct option opts[] = {
 		{"qmp", required_argument, NULL, 'q'},
 		{"channels", required_argument, NULL, 'c'},
@@ -194,8 +196,10 @@ static int mig_parse(int argc, char **argv, struct mig_opts *o)
 			break;
 		case 'c':
 			o->channels = mig_parse_count(optarg);
-			if (o->channels < 1 || o->channels > 255)
+			if (mig_check_channels(o->channels, err, sizeof(err))) {
+				fprintf(stderr, "cleave migrate: --channels: %s\n", err);
 				return -1;
+			}
 			break;
 		case 'b':
 			o->max_bandwidth = mig_parse_count(optarg);

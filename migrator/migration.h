@@ -20,22 +20,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "migrator/mig-limits.h"
+#include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
 
-#define MIG_DEFAULT_CHANNELS	  2 /* QEMU's multifd-channels default */
-#define MIG_MAX_CHANNELS	  64
-#define MIG_DEFAULT_DOWNTIME_MS	  300	/* QEMU's downtime-limit default */
-#define MIG_DEFAULT_MAX_BANDWIDTH 0	/* bytes/s; 0 = unlimited */
-#define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the connection */
-#define MIG_DEFAULT_RECONNECT_MS  10000 /* a lost peer fails the session after this */
-
-/* vcpu-proc run states the engine asks for (values of vcpu.proto RunState). */
-#define MIG_RUN_STATE_INMIGRATE 6 /* vcpu.proto RUN_STATE_INMIGRATE */
+/* vcpu-proc run states the engine asks for: vcpu.proto's RunState values. */
+#define MIG_RUN_STATE_INMIGRATE CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE
 
 enum mig_pause_state {
-	MIG_PAUSE_PAUSED = 3,
-	MIG_PAUSE_FINISH_MIGRATE = 7,
-	MIG_PAUSE_POSTMIGRATE = 8,
+	MIG_PAUSE_PAUSED = CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED,
+	MIG_PAUSE_FINISH_MIGRATE = CLEAVE__VCPU__RUN_STATE__RUN_STATE_FINISH_MIGRATE,
+	MIG_PAUSE_POSTMIGRATE = CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE,
 };
 
 /*
@@ -205,7 +200,7 @@ void mig_session_query(struct mig_session *s, struct mig_info *info);
 void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps);
 int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps);
 void mig_session_get_params(struct mig_session *s, struct mig_params *params);
-/* -EINVAL for out-of-range values (channels 1..64), -EBUSY while running. */
+/* -EINVAL for values outside migrator/mig-limits.h, -EBUSY while running. */
 int mig_session_set_params(struct mig_session *s, const struct mig_params *params);
 
 const char *mig_status_name(enum mig_status status);

@@ -148,6 +148,7 @@ static int srv_set_params(void *arg, const ProtobufCMessage *req, struct rpc_rep
 {
 	const Cleave__Migrator__Parameters *r = (const void *)req;
 	struct mig_params p;
+	char err[128];
 	int ret;
 
 	mig_session_get_params(arg, &p);
@@ -159,13 +160,12 @@ static int srv_set_params(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		p.downtime_limit = r->downtime_limit;
 	if (r->has_reconnect_timeout)
 		p.reconnect_timeout = r->reconnect_timeout;
-	ret = mig_session_set_params(arg, &p);
-	if (ret == -EINVAL)
-		return rpc_reply_error(reply, ret,
-				       "Parameter 'multifd-channels' expects a value between 1 "
-				       "and %u, 'downtime-limit' at most 2000000",
-				       MIG_MAX_CHANNELS);
-	return ret;
+	ret = mig_check_channels(p.multifd_channels, err, sizeof(err));
+	if (!ret)
+		ret = mig_check_downtime(p.downtime_limit, err, sizeof(err));
+	if (ret)
+		return rpc_reply_error(reply, ret, "%s", err);
+	return mig_session_set_params(arg, &p);
 }
 
 static int srv_query_params(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)

@@ -490,8 +490,10 @@ void mig_session_get_params(struct mig_session *s, struct mig_params *params)
 
 int mig_session_set_params(struct mig_session *s, const struct mig_params *params)
 {
-	if (params->multifd_channels < 1 || params->multifd_channels > MIG_MAX_CHANNELS ||
-	    params->downtime_limit > 2000000)
+	char err[128];
+
+	if (mig_check_channels(params->multifd_channels, err, sizeof(err)) ||
+	    mig_check_downtime(params->downtime_limit, err, sizeof(err)))
 		return -EINVAL;
 	/* Bandwidth and downtime apply at once; channels from the next migration. */
 	pthread_mutex_lock(&s->lock);

@@ -9,11 +9,11 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "migrator/mig-limits.h"
 #include "monitor/qmp-cmds-internal.h"
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
 
-#define MON_MAX_DOWNTIME_MS 2000000ull /* QEMU's MAX_MIGRATE_DOWNTIME */
 /* Between two migrate_cancel attempts: a lost connection fails at once. */
 #define MON_CANCEL_PAUSE_MS 50
 
@@ -306,23 +306,20 @@ void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mo
 static int mon_params_from_args(json_t *args, Cleave__Migrator__Parameters *req,
 				struct mon_result *res)
 {
+	char err[128];
 	json_t *v;
 
 	v = json_object_get(args, "multifd-channels");
 	if (v) {
-		if (json_integer_value(v) < 1 || json_integer_value(v) > 255)
-			return mon_result_error(res, NULL,
-						"Parameter 'multifd_channels' expects a value "
-						"between 1 and 255");
+		if (mig_check_channels(json_integer_value(v), err, sizeof(err)))
+			return mon_result_error(res, NULL, "%s", err);
 		req->has_multifd_channels = true;
 		req->multifd_channels = (uint32_t)json_integer_value(v);
 	}
 	v = json_object_get(args, "downtime-limit");
 	if (v) {
-		if ((uint64_t)json_integer_value(v) > MON_MAX_DOWNTIME_MS)
-			return mon_result_error(res, NULL,
-						"Parameter 'downtime_limit' expects an integer in "
-						"the range of 0 to 2000 seconds");
+		if (mig_check_downtime((uint64_t)json_integer_value(v), err, sizeof(err)))
+			return mon_result_error(res, NULL, "%s", err);
 		req->has_downtime_limit = true;
 		req->downtime_limit = (uint64_t)json_integer_value(v);
 	}

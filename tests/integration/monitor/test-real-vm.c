@@ -225,7 +225,7 @@ static void test_commands_and_events(void **state)
 	json_decref(ev);
 	assert_cmd(c, "migrate-set-parameters", "{\"multifd-channels\":3}", "{}");
 	assert_cmd(c, "migrate-set-parameters", "{\"multifd-channels\":0}",
-		   "Parameter 'multifd_channels' expects a value between 1 and 255");
+		   "Parameter 'multifd_channels' expects a value between 1 and 64");
 	{
 		char *p = cmd_text(c, "query-migrate-parameters", NULL, T_MS);
 

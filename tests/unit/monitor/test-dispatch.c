@@ -131,7 +131,10 @@ static const struct dispatch_case dispatch_cases[] = {
 	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":-1}}",
 	 GE("Parameter 'max-bandwidth' expects a non-negative integer") "}"},
 	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"multifd-channels\":0}}",
-	 GE("Parameter 'multifd_channels' expects a value between 1 and 255") "}"},
+	 GE("Parameter 'multifd_channels' expects a value between 1 and 64") "}"},
+	/* The engine's own limit (migrator/mig-limits.h), not QEMU's 255. */
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"multifd-channels\":65}}",
+	 GE("Parameter 'multifd_channels' expects a value between 1 and 64") "}"},
 	{true,
 	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":2000001}}",
 	 GE("Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds") "}"},
