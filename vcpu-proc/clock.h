@@ -2,7 +2,7 @@
 /*
  * The VM-wide KVM clock (what guests read through kvmclock) across pause,
  * migration and restore.  docs/CLOCK.md gives the ordering that keeps
- * DESIGN.md invariant 3; in short: RAM final -> vm_clock_load() ->
+ * docs/INVARIANTS.md invariant 3; in short: RAM final -> vm_clock_load() ->
  * vcpu_state_load() for each vCPU -> first KVM_RUN.
  */
 #ifndef CLEAVE_VCPU_CLOCK_H

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Guest memory regions of vcpu-proc, each with its own lock (DESIGN.md
+ * Guest memory regions of vcpu-proc, each with its own lock (docs/INVARIANTS.md,
  * invariant 5; the order of every lock is in docs/LOCKING.md).
  *
  * A region maps one RAM memfd at a guest-physical range and is one KVM

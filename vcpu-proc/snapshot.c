@@ -4,7 +4,7 @@
  * with the vCPUs parked; loaded only into an incoming VM whose vCPUs have
  * never run, after all of its RAM is final (the caller sends LOAD_STATE
  * once the last page has landed): vm_clock_load, then each vCPU
- * (docs/CLOCK.md, DESIGN.md invariant 3).
+ * (docs/CLOCK.md; docs/INVARIANTS.md, invariant 3).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -284,7 +284,7 @@ static bool state_msr_listed(const struct kvm_msr_list *list, uint32_t index)
  * into guest RAM at once, at whatever GPA the guest last named, and the guest
  * writes the MSR again each time it wants the value (Linux does in
  * kvm_get_wallclock()), so restoring it only risks a host write into memory
- * the guest may have reused (DESIGN.md invariant 3).
+ * the guest may have reused (docs/INVARIANTS.md, invariant 3).
  */
 static bool state_msr_skip_on_load(uint32_t index)
 {

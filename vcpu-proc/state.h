@@ -10,7 +10,7 @@
  *    KVM_RUN with kvm_run->immediate_exit = 1 (returns -EINTR); otherwise RIP
  *    still points at the `out` and the saved state replays it.
  *  - load: the vCPU has never run (or, for RESET, is parked and gets its
- *    power-on state back), and all of guest RAM is final (DESIGN.md
+ *    power-on state back), and all of guest RAM is final (docs/INVARIANTS.md,
  *    invariant 3): loading enables the guest's kvmclock MSR, which gives KVM
  *    a GPA to write the clock page to (on the next KVM_RUN, and on some
  *    kernels already during the load).  vm_clock_load() (clock.h) comes
