@@ -2,7 +2,8 @@
 /*
  * A TCP relay on 127.0.0.1 between a migration source and its destination,
  * so a test can cut every connection at a chosen instant without any
- * process dying (issue 6: "the same holds for a dropped TCP connection").
+ * process dying: a dropped connection must be resumed like a restarted
+ * migrator (docs/MIGRATION.md, "Resume").
  *
  * One thread relays every connection (poll, non-blocking, 256 KiB per
  * direction).  A reset seen on one side is passed on as a reset to the

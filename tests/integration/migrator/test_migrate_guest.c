@@ -182,7 +182,7 @@ static void run_interrupted(bool kill_dst)
 	assert_int_equal(mig_spawn(dst, &mdst, uri, NULL), 0);
 	assert_int_equal(mig_spawn(src, &msrc, NULL, NULL), 0);
 	/*
-	 * 32 MiB take ~8 s.  A lost destination is waited for (issue 6) for
+	 * 32 MiB take ~8 s.  A lost destination is waited for during
 	 * reconnect-timeout: 500 ms keeps the failure prompt.
 	 */
 	mig_configure(&msrc, 2, 4 << 20, MIG_LOST_PEER_MS);

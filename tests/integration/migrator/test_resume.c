@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Issue 6: a cleave-migrator SIGKILLed at any instant, on either side, is
- * started again with the identical argv and fds (as the launcher does) and
- * the migration resumes; a cut TCP connection is survived the same way; a
- * peer that does not come back fails the migration after reconnect-timeout
- * with the source guest running (those: test_resume_errors.c).
+ * Invariant 6 (docs/INVARIANTS.md): a cleave-migrator SIGKILLed at any
+ * instant, on either side, is started again with the identical argv and
+ * fds (as the launcher does) and the migration resumes; a cut TCP
+ * connection is survived the same way; a peer that does not come back
+ * fails the migration after reconnect-timeout with the source guest
+ * running (those: test_resume_errors.c).
  *
  * Every completed migration is checked: both sides completed, the source
  * vcpu-proc postmigrate and never resumed after the switchover (RESUME

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Issue 6, the migrations that must not complete: a destination migrator
- * killed for good (in precopy, in the switchover, after it loaded the
- * state): the source fails after reconnect-timeout and runs its guest, or
- * reports x-switchover-unknown and RESOLVE decides; a source migrator that
- * keeps dying (the restart limit); migrate_cancel right after a restart.
+ * Resume (docs/INVARIANTS.md, invariant 6), the migrations that must not
+ * complete: a destination migrator killed for good (in precopy, in the
+ * switchover, after it loaded the state): the source fails after
+ * reconnect-timeout and runs its guest, or reports x-switchover-unknown
+ * and RESOLVE decides; a source migrator that keeps dying (the restart
+ * limit); migrate_cancel right after a restart.
  * Usage: test_resume_errors CLEAVE_VCPU GUEST_ELF CLEAVE_MIGRATOR
  */
 #include <stdarg.h>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Integration tests of a real cleave-monitor process with in-test backends:
- * many clients at once, seed 003 (one client's failure stays with it),
+ * many clients at once, one client's failure staying with it (docs/INVARIANTS.md,
+ * invariant 4: a greeting write that fails, then one greeting for the next client),
  * pipelining, a client that never reads, dead backends, events, quit and
  * restart on an inherited listening socket.
  */
@@ -283,7 +284,7 @@ static void test_1000_clients(void **state)
 	free(c);
 }
 
-/* ---- seed 003 ------------------------------------------------------------------ */
+/* ---- a failed greeting write stays with its client (invariant 4) --------------- */
 
 static void seed_003(struct env *e, int rst, int tcp)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Resume in the engine (issue 6), in one process over loopback TCP through
+ * Resume in the engine (invariant 6), in one process over loopback TCP through
  * a relay that cuts connections: the page maps a destination reports, a
  * cut in the middle of a dirtying migration (the RAM must still be equal at
  * switchover, and only what was in flight is sent again), a peer that never

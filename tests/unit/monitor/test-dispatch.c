@@ -234,7 +234,7 @@ static void test_query_commands_lists_table(void **state)
 	free(got);
 }
 
-/* Every command of the brief is in the table. */
+/* Every command docs/QMP.md lists is in the table. */
 static void test_command_table_complete(void **state)
 {
 	static const char *const names[] = {

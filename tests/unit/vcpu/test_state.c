@@ -294,7 +294,7 @@ static void source_run_and_save(struct tvm *src, unsigned int rounds, Cleave__Vc
  * Save, pack, unpack, load into a second VM, run: the count continues, RIP
  * is right, the kvmclock MSR is there, guest time has not gone backwards,
  * and no host write reached guest RAM that the load order says is not
- * final yet (DESIGN.md invariant 3, docs/CLOCK.md).
+ * final yet (docs/INVARIANTS.md invariant 3, docs/CLOCK.md).
  */
 static void test_state_continues_in_second_vm(void **unused)
 {
