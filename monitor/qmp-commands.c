@@ -47,7 +47,7 @@ int mon_backend_call_timeout(struct mon_ctx *ctx, enum mon_backend backend, unsi
 	if (ret == 0)
 		return 0;
 	if (ret == -ETIMEDOUT) {
-		/* A dead peer: the names the brief and QEMU users grep for. */
+		/* A dead peer: the fixed message docs/QMP.md gives, for scripts to match. */
 		res->backend_down = true;
 		if (backend == MON_BACKEND_MIGRATOR)
 			mon_result_error(res, NULL, "migrator is not running");

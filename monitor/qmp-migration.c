@@ -86,7 +86,7 @@ const struct mon_arg_spec mon_args_migrate_resolve[] = {
 
 static int mon_uri_check(const char *uri, struct mon_result *res)
 {
-	/* The migration wire is TCP only (DESIGN.md: main + multifd connections). */
+	/* The migration wire is TCP only (docs/MIGRATION.md: main + multifd connections). */
 	if (strncmp(uri, "tcp:", 4) != 0)
 		return mon_result_error(res, NULL,
 					"Parameter 'uri' expects a valid migration protocol");

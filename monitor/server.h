@@ -4,7 +4,7 @@
  * number of listening sockets, backend workers for RPCs, and the event
  * subscriber.  Each client has its own greeting, input framer and output
  * buffer; a client whose socket fails or whose output exceeds out_limit is
- * closed alone (DESIGN.md invariant 4).
+ * closed alone (docs/INVARIANTS.md, invariant 4).
  */
 #ifndef CLEAVE_MONITOR_SERVER_H
 #define CLEAVE_MONITOR_SERVER_H
