@@ -76,7 +76,7 @@ void run_migrator_gave_up(struct shm_ctl *ctl, const char *vcpu_rpc)
 		}
 		if (todo.resume)
 			gone_call(c, CLEAVE__VCPU__METHOD__METHOD_RESUME, NULL, "RESUME");
-		_exit(0); /* NNG's threads die with the process (nng #2110: no close) */
+		_exit(0); /* NNG's threads die with us (upstream nanomsg/nng#2110: no close) */
 	}
 	/* At most three calls of GONE_RPC_TIMEOUT_MS: supervision pauses that long, once. */
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

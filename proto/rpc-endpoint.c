@@ -2,10 +2,10 @@
 /*
  * Listeners and dialers that stay alive.
  *
- * NNG 1.5.2 (Debian 12) has bug #1518, fixed in 1.6.0: when a peer hangs up
- * before our side of the SP header exchange is sent, the send fails with
- * EPIPE, which NNG reports as NNG_ECLOSED to the endpoint; the endpoint
- * takes that for its own close and stops for good.  A listener then hands
+ * NNG 1.5.2 (Debian 12) has upstream bug nanomsg/nng#1518, fixed in 1.6.0:
+ * when a peer hangs up before our side of the SP header exchange is sent,
+ * the send fails with EPIPE, which NNG reports as NNG_ECLOSED to the
+ * endpoint; the endpoint takes that for its own close and stops for good.  A listener then hands
  * no new connection to its socket; a dialer never redials.  A process
  * killed at the wrong instant, or the stale-socket probe of a second
  * listener on the same path, is enough.

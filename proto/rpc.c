@@ -614,7 +614,7 @@ err_io:
 		snprintf(errbuf, errlen, "method %u to %s: %s", method, c->url, nng_strerror(rv));
 	}
 	nng_aio_free(aio);
-	/* A dialer stopped by NNG bug #1518 looks just like a dead peer. */
+	/* A dialer stopped by NNG upstream bug nanomsg/nng#1518 looks just like a dead peer. */
 	rpc_client_check(c);
 err_ctx:
 	nng_ctx_close(ctx);

@@ -9,14 +9,15 @@
  * is an error reply, never a crash.  NNG is not fork-safe: a process that
  * uses this layer starts children with fork+exec only.
  *
- * Libnng 1.5.2 (Debian 12) has a bug (#1518) that silently stops a listener
- * or dialer when a peer hangs up during the connection handshake; this layer
- * notices within a few hundred ms (listener: self-probe; dialer: stalled
- * counters, checked while a call or subscriber waits) and restarts it.  A
- * restarted listener drops its connections: a call in flight on one fails
- * at once with -ETIMEDOUT and its client redials.  The counters are found
- * by the endpoint's id, not with nng_stat_find_dialer()/_listener(), which
- * in 1.5.2 can return another endpoint's.
+ * Libnng 1.5.2 (Debian 12) has a bug (upstream nanomsg/nng#1518) that
+ * silently stops a listener or dialer when a peer hangs up during the
+ * connection handshake; this layer notices within a few hundred ms
+ * (listener: self-probe; dialer: stalled counters, checked while a call or
+ * subscriber waits) and restarts it.  A restarted listener drops its
+ * connections: a call in flight on one fails at once with -ETIMEDOUT and
+ * its client redials.  The counters are found by the endpoint's id, not
+ * with nng_stat_find_dialer()/_listener(), which in 1.5.2 can return
+ * another endpoint's.
  */
 #ifndef CLEAVE_RPC_H
 #define CLEAVE_RPC_H

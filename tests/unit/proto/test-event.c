@@ -373,7 +373,7 @@ static void test_null_args(void **state)
 	assert_int_equal(rpc_sub_recv(t->sub, &ev, NULL, 0), -ETIMEDOUT);
 }
 
-/* NNG bug #1518 on the publisher's listener: peers hanging up mid-handshake. */
+/* NNG upstream bug nanomsg/nng#1518 on the publisher's listener: peers hanging up mid-handshake. */
 static void test_publisher_survives_hangups(void **state)
 {
 	struct ev_test *t = *state;

@@ -413,7 +413,7 @@ static void unix_touch(const char *path)
 	close(fd);
 }
 
-/* NNG bug #1518, listener side: peers that hang up during negotiation. */
+/* NNG upstream bug nanomsg/nng#1518, listener side: peers that hang up during negotiation. */
 static void test_listener_survives_hangups(void **state)
 {
 	struct rpc_test *t = *state;
@@ -432,7 +432,7 @@ static void test_listener_survives_hangups(void **state)
 }
 
 /*
- * NNG bug #1518, dialer side: a "server" that hangs up during negotiation.
+ * NNG upstream bug nanomsg/nng#1518, dialer side: a "server" that hangs up during negotiation.
  * A connected client of another server is opened first, as in every
  * process with several clients: the check must read the statistics of the
  * stopped dialer, not of the first one (NNG 1.5.2's nng_stat_find_dialer()
