@@ -114,9 +114,12 @@ err_value:
 	return -EINVAL;
 }
 
+#ifdef CLEAVE_FAULT_INJECTION
 /*
  * CLEAVE_MIG_TEST_HOOKS="switchover_delay_ms=N,ram_hash=1": windows and
- * checks for the fault-injection tests (struct mig_hooks); unset in production.
+ * checks for the fault-injection tests (struct mig_hooks).  Compiled only
+ * into test builds (meson -Dfault_injection=true): a production migrator
+ * never reads it.
  */
 static void parse_test_hooks(struct mig_hooks *hooks)
 {
@@ -137,6 +140,7 @@ static void parse_test_hooks(struct mig_hooks *hooks)
 	}
 	log_warn("test hooks active: %s", env);
 }
+#endif
 
 /* Session events -> events.proto, sent from whichever session thread changed state. */
 static void publish_event(void *arg, const struct mig_event *ev)
@@ -226,7 +230,9 @@ int main(int argc, char **argv)
 	env.ops_arg = vcpu;
 	env.event = publish_event;
 	env.event_arg = pub;
+#ifdef CLEAVE_FAULT_INJECTION
 	parse_test_hooks(&env.hooks);
+#endif
 	ret = mig_session_alloc(&s, &env);
 	if (ret) {
 		log_err("session: %s", strerror(-ret));

@@ -30,14 +30,14 @@ run_suite() { # label, dir, meson test options...
 	cat "$dir/summary.txt"
 }
 
-build build
+build build -Dfault_injection=true
 run_suite plain build
 
-build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+build build-asan -Dfault_injection=true -Db_sanitize=address,undefined -Db_lundef=false
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suite asan+ubsan build-asan --suite sanitize
 
-build build-tsan -Db_sanitize=thread -Db_lundef=false
+build build-tsan -Dfault_injection=true -Db_sanitize=thread -Db_lundef=false
 TSAN_OPTIONS=halt_on_error=1 run_suite tsan build-tsan --suite tsan
 
 # The three summaries together, where a reader of the log looks first.

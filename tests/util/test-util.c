@@ -52,3 +52,14 @@ void test_require_kvm(void)
 	fflush(stdout);
 	exit(77);
 }
+
+void test_require_fault_injection(void)
+{
+	const char *on = getenv("CLEAVE_TEST_FAULT_INJECTION");
+
+	if (on && !strcmp(on, "1"))
+		return;
+	printf("SKIP: cleave-migrator built without -Dfault_injection=true\n");
+	fflush(stdout);
+	exit(77);
+}

@@ -18,4 +18,11 @@ char *test_file_read(const char *path);
  */
 void test_require_kvm(void);
 
+/*
+ * Exits 77 with a "SKIP: ..." line unless cleave-migrator was built with
+ * its fault-injection hooks (meson -Dfault_injection=true, which
+ * scripts/test.sh uses); meson passes CLEAVE_TEST_FAULT_INJECTION.
+ */
+void test_require_fault_injection(void);
+
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "resume-nodes.h"
+#include "tests/util/test-util.h"
 
 static const char *vcpu_bin, *guest_path;
 static uint64_t rng;
@@ -326,6 +327,7 @@ void resume_init(int argc, char **argv)
 		exit(1);
 	}
 	vt_require_kvm();
+	test_require_fault_injection(); /* RAM hash at switchover, kill windows */
 	vcpu_bin = argv[1];
 	guest_path = argv[2];
 	mig_harness_init(argv[3]);

@@ -719,6 +719,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	test_require_kvm();
+	if (!strcmp(argv[2], "resume"))
+		test_require_fault_injection(); /* a kill held in the switchover window */
 	cleave_exe = argv[1];
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[2], "basic"))
