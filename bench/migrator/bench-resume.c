@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Issue 6 figures: how fast a restarted cleave-migrator resumes a migration,
- * and how much it sends again.  Real cleave-vcpu + cleave-migrator pairs
- * (tests/integration/migrator/mig-harness), a dirtying 2-vCPU guest, a
- * bandwidth limit so each migration lasts several seconds; the source and
- * the destination migrator are SIGKILLed in turn in the middle of the
- * transfer and started again after 20 ms with the same argv, as the
- * launcher does.  For every kill:
+ * Resume figures (docs/INVARIANTS.md, invariant 6): how fast a restarted
+ * cleave-migrator resumes a migration, and how much it sends again.  Real
+ * cleave-vcpu + cleave-migrator pairs (tests/integration/migrator/mig-harness),
+ * a dirtying 2-vCPU guest, a bandwidth limit so each migration lasts
+ * several seconds; the source and the destination migrator are SIGKILLed
+ * in turn in the middle of the transfer and started again after 20 ms with
+ * the same argv, as the launcher does.  For every kill:
  *
  *   resume-time  what the killed side reports (MigrationInfo.resume_time:
  *                from its process start to the resumed transfer)
@@ -15,7 +15,8 @@
  *   resent       source resent_bytes growth across the resume
  *   inflight     source inflight_bytes: sent or queued, not acknowledged
  *   allowance    inflight + what the guest may have dirtied meanwhile
- *                (guest rate x kill-to-resumed time): the issue's bound
+ *                (guest rate x kill-to-resumed time): resent should stay
+ *                within it
  *
  * Usage: bench-migrator-resume CLEAVE_VCPU GUEST_ELF CLEAVE_MIGRATOR [KILLS [SEED]]
  * (meson: bench/migrator; not part of the test suite, needs /dev/kvm).
