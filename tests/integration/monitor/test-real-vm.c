@@ -4,8 +4,8 @@
  * embedded guest, cleave-migrator, cleave-monitor).  Commands and events,
  * the monitor killed and restarted by the launcher (inherited socket, one
  * greeting), queries while the migrator is killed and restarted
- * (invariant 2), migrate_cancel while the migrator restarts (issue 6), a
- * live migration with `cleave migrate`, and quit.
+ * (docs/INVARIANTS.md, invariant 2), migrate_cancel while the migrator
+ * restarts, a live migration with `cleave migrate`, and quit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,7 +387,7 @@ static void test_cancel_outlasts_one_deadline(void **state)
 	assert_int_equal(vm_wait(&e->src, 10000), 0);
 }
 
-/* The issue-6 surface against the real migrator: parameter, idle resolve, status. */
+/* The resume API against the real migrator: parameter, idle resolve, status. */
 static void test_resume_api(void **state)
 {
 	struct env *e = *state;
@@ -517,10 +517,10 @@ static void test_live_migration(void **state)
 }
 
 /*
- * Issue 6 through the real launcher: the source's and then the destination's
- * cleave-migrator are SIGKILLed in the middle of a `cleave migrate` of a
- * dirtying guest; the launchers restart them, the migration completes, and
- * query-migrate on both sides counts the restart.
+ * Resume (invariant 6) through the real launcher: the source's and then the
+ * destination's cleave-migrator are SIGKILLed in the middle of a `cleave
+ * migrate` of a dirtying guest; the launchers restart them, the migration
+ * completes, and query-migrate on both sides counts the restart.
  */
 static void test_migration_survives_migrator_kills(void **state)
 {
@@ -703,7 +703,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_cancel_outlasts_one_deadline, env_setup,
 						env_teardown),
 	};
-	/* Needs the migrator side of issue 6 (METHOD_RESOLVE, reconnect_timeout). */
+	/* Needs the migrator's resume support (METHOD_RESOLVE, reconnect_timeout). */
 	const struct CMUnitTest resume[] = {
 		cmocka_unit_test_setup_teardown(test_resume_api, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_migration_survives_migrator_kills,
