@@ -51,11 +51,19 @@ struct mig_dst {
 	uint64_t first_round; /* of this connection: the Hello's next_round */
 	enum mig_phase phase; /* worker only; as recorded */
 
-	/* Round barrier of the receive threads; bar_lock protects the bar_* fields. */
+	/*
+	 * Round barrier of the receive threads; bar_lock protects the bar_*
+	 * fields.  No wait on it depends on the source's future word alone
+	 * (docs/MIGRATION.md, "Bounded waits"): it breaks on any abort, and
+	 * a round the channels disagree on, or one announced after the final
+	 * round, is a protocol error.
+	 */
 	pthread_mutex_t bar_lock;
 	pthread_cond_t bar_cond;
 	unsigned int bar_waiting;
+	unsigned int bar_finals; /* arrivals of this generation with FINAL */
 	uint64_t bar_generation;
+	bool bar_ended;	 /* every channel passed its FINAL round: no generation follows */
 	bool bar_broken; /* abort: every waiter returns -ECANCELED */
 };
 

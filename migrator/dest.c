@@ -24,10 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log/log.h"
 #include "migrator/dest-internal.h"
+
+/* While waiting at the round barrier, the main connection is checked this often. */
+#define DST_HANGUP_POLL_MS 50
 
 static struct mig_dst *dst_of(struct mig_job *job)
 {
@@ -313,22 +317,61 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 	return 0;
 }
 
-/* Waits until every channel passed SYNC <round>, then tells the source. */
+/* The source closed (or reset) the main connection: nothing it announced will come. */
+static bool dst_main_hung_up(struct mig_dst *dst)
+{
+	struct pollfd pfd = {.fd = dst->job.main_fd, .events = POLLRDHUP};
+
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * Waits until every channel passed SYNC <round>, then tells the source.
+ * Bounded (docs/MIGRATION.md, "Bounded waits"): an abort breaks the wait; a
+ * round after the final one can never complete; and the main connection is
+ * watched for the source's hang-up, since the worker does not read it here.
+ * Channels silent for the I/O timeout abort the job from their threads.
+ */
 static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 {
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__RoundAck ack = CLEAVE__WIRE__ROUND_ACK__INIT;
-	bool broken;
+	uint64_t landed = 0;
+	bool broken, ended = false;
 	int ret;
 
 	pthread_mutex_lock(&dst->bar_lock);
 	/* Generation g means rounds 0..g-1 are complete on every channel. */
-	while (dst->bar_generation <= round && !dst->bar_broken)
-		pthread_cond_wait(&dst->bar_cond, &dst->bar_lock);
+	while (dst->bar_generation <= round && !dst->bar_broken && !dst->bar_ended) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += DST_HANGUP_POLL_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (pthread_cond_timedwait(&dst->bar_cond, &dst->bar_lock, &ts) != ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&dst->bar_lock);
+		if (dst_main_hung_up(dst))
+			return dst_fail(dst, -ECONNRESET,
+					"main channel: source closed the connection while round "
+					"%" PRIu64 " was due",
+					round);
+		pthread_mutex_lock(&dst->bar_lock);
+	}
 	broken = dst->bar_broken;
+	if (dst->bar_generation <= round && dst->bar_ended) {
+		ended = true;
+		landed = dst->bar_generation;
+	}
 	pthread_mutex_unlock(&dst->bar_lock);
 	if (broken)
 		return -ECANCELED;
+	if (ended)
+		return dst_fail(dst, -EPROTO,
+				"protocol error: Round %" PRIu64
+				" announced after the final round %" PRIu64,
+				round, landed - 1);
 	ack.round = round;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
 	m.round_ack = &ack;
@@ -647,6 +690,8 @@ static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_
 	pthread_mutex_lock(&dst->bar_lock);
 	dst->bar_generation = first_round;
 	dst->bar_waiting = 0;
+	dst->bar_finals = 0;
+	dst->bar_ended = false;
 	dst->bar_broken = false;
 	pthread_mutex_unlock(&dst->bar_lock);
 	dst->first_round = first_round;

@@ -21,8 +21,17 @@
 #include "log/log.h"
 #include "migrator/dest-internal.h"
 
-static int barrier_wait(struct mig_dst *dst)
+/*
+ * SYNC of channel @c for the current round (@final: with FINAL).  The last
+ * channel to arrive completes the round, unless the channels disagree on
+ * whether it is the final one: a channel that ended would never arrive at
+ * the next round's barrier, so that is a protocol error, here, at once.
+ */
+static int barrier_wait(struct mig_recv_chan *c, bool final)
 {
+	struct mig_dst *dst = c->dst;
+	unsigned int finals = 0;
+	bool disagree = false;
 	uint64_t gen;
 	int ret = 0;
 
@@ -30,18 +39,35 @@ static int barrier_wait(struct mig_dst *dst)
 	gen = dst->bar_generation;
 	if (dst->bar_broken) {
 		ret = -ECANCELED;
-	} else if (++dst->bar_waiting == dst->nr_chans) {
-		dst->bar_waiting = 0;
-		dst->bar_generation++;
-		mig_dst_round_landed(dst, dst->bar_generation);
-		pthread_cond_broadcast(&dst->bar_cond);
 	} else {
-		while (gen == dst->bar_generation && !dst->bar_broken)
-			pthread_cond_wait(&dst->bar_cond, &dst->bar_lock);
-		if (gen == dst->bar_generation)
-			ret = -ECANCELED;
+		dst->bar_finals += final;
+		if (++dst->bar_waiting == dst->nr_chans) {
+			finals = dst->bar_finals;
+			disagree = finals && finals != dst->nr_chans;
+		}
+		if (dst->bar_waiting == dst->nr_chans && !disagree) {
+			dst->bar_waiting = 0;
+			dst->bar_finals = 0;
+			dst->bar_generation++;
+			dst->bar_ended = final;
+			mig_dst_round_landed(dst, dst->bar_generation);
+			pthread_cond_broadcast(&dst->bar_cond);
+		} else if (!disagree) {
+			while (gen == dst->bar_generation && !dst->bar_broken)
+				pthread_cond_wait(&dst->bar_cond, &dst->bar_lock);
+			if (gen == dst->bar_generation)
+				ret = -ECANCELED;
+		}
 	}
 	pthread_mutex_unlock(&dst->bar_lock);
+	if (disagree) {
+		/* Breaks the barrier: the channels waiting in it return -ECANCELED. */
+		mig_job_abort(&dst->job, -EPROTO,
+			      "channels disagree on the final round: %u of %u ended in round "
+			      "%" PRIu64,
+			      finals, dst->nr_chans, gen);
+		ret = -EPROTO;
+	}
 	return ret;
 }
 
@@ -424,7 +450,7 @@ static void *recv_thread(void *arg)
 			if (recv_pipe_wait(&rp, 0))
 				break;
 			tw = mig_now_ns();
-			ret = barrier_wait(dst);
+			ret = barrier_wait(c, rb->hdr.flags & MIG_PKT_FINAL);
 			bar_ns += mig_now_ns() - tw;
 			if (ret)
 				break; /* aborted elsewhere */

@@ -152,11 +152,23 @@ static int src_bad_msg(struct mig_src *src, Cleave__Wire__WireMsg *m, const char
 	return -EPROTO;
 }
 
-/* A RoundAck: every page of rounds <= @round landed at the destination. */
-static void src_acked(struct mig_src *src, uint64_t round)
+/*
+ * A RoundAck: every page of rounds <= @round landed at the destination.
+ * One comes per announced round, in order; a stale, repeated or early one
+ * is a protocol error, so a peer cannot keep the worker reading acks.
+ */
+static int src_acked(struct mig_src *src, uint64_t round)
 {
+	if (round > src->round || (src->has_acked && round <= src->acked_round)) {
+		mig_job_abort(&src->job, -EPROTO,
+			      "protocol error: RoundAck %" PRIu64 " (last %" PRIu64
+			      ", round %" PRIu64 " in progress)",
+			      round, src->has_acked ? src->acked_round : 0, src->round);
+		return -EPROTO;
+	}
 	src->acked_round = round;
 	src->has_acked = true;
+	return 0;
 }
 
 /* Waits for a message of type @want on the main channel; *out keeps it if non-NULL. */
@@ -173,8 +185,7 @@ static int src_expect(struct mig_src *src, int want, const char *what, Cleave__W
 			return ret;
 		}
 		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK) {
-			src_acked(src, m->round_ack->round);
-			ret = -EAGAIN;
+			ret = src_acked(src, m->round_ack->round) ?: -EAGAIN;
 		} else if ((int)m->body_case != want) {
 			ret = src_bad_msg(src, m, what);
 		} else if (out) {
@@ -200,7 +211,7 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
 			return ret;
 		}
 		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK)
-			src_acked(src, m->round_ack->round);
+			ret = src_acked(src, m->round_ack->round);
 		else
 			ret = src_bad_msg(src, m, "RoundAck");
 		cleave__wire__wire_msg__free_unpacked(m, NULL);
@@ -231,7 +242,7 @@ static int src_ping(struct mig_src *src)
 			return ret;
 		}
 		if (in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK)
-			src_acked(src, in->round_ack->round);
+			ret = src_acked(src, in->round_ack->round);
 		else
 			ret = src_bad_msg(src, in, "nothing");
 		cleave__wire__wire_msg__free_unpacked(in, NULL);

@@ -577,6 +577,37 @@ static void test_src_dest_gone_in_device(void **state)
 	close(lfd);
 }
 
+/* A destination that repeats an old RoundAck cannot keep the source reading acks. */
+static void test_src_stale_round_ack(void **state)
+{
+	struct fix *f = *state;
+	Cleave__Wire__WireMsg *m;
+	int lfd, fd, cfd, round = -1;
+
+	src_start(f, &lfd);
+	raw_dest_accept(lfd, &fd, &cfd);
+	while (round < 0) {
+		assert_int_equal(mig_msg_recv(fd, &m), 0);
+		if (m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ROUND)
+			round = (int)m->round->round;
+		cleave__wire__wire_msg__free_unpacked(m, NULL);
+	}
+	for (int i = 0; i < 2; i++) {
+		Cleave__Wire__WireMsg a = CLEAVE__WIRE__WIRE_MSG__INIT;
+		Cleave__Wire__RoundAck ra = CLEAVE__WIRE__ROUND_ACK__INIT;
+
+		ra.round = (uint64_t)round;
+		a.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
+		a.round_ack = &ra;
+		assert_int_equal(mig_msg_send(fd, &a), 0);
+	}
+	assert_final(&f->src, MIG_STATUS_FAILED, "protocol error: RoundAck 0 (last 0");
+	assert_src_running(f);
+	close(cfd);
+	close(fd);
+	close(lfd);
+}
+
 static void test_load_state_fails(void **state)
 {
 	struct fix *f = *state;
@@ -741,6 +772,107 @@ static void test_dst_waits_for_its_source(void **state)
 	free(map);
 }
 
+/* ---- destination: waits bounded by what the source can still send -------- */
+
+static void raw_sync(int fd, uint64_t round, bool final)
+{
+	struct mig_pkt_hdr h = {.magic = MIG_PKT_MAGIC,
+				.flags = MIG_PKT_SYNC | (final ? MIG_PKT_FINAL : 0),
+				.round = round};
+
+	assert_int_equal(mig_io_write(fd, &h, sizeof(h)), 0);
+}
+
+static void raw_round(int fd, uint64_t round)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Round r = CLEAVE__WIRE__ROUND__INIT;
+
+	r.round = round;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND;
+	m.round = &r;
+	assert_int_equal(mig_msg_send(fd, &m), 0);
+}
+
+/* Fails within 2 s (the I/O timeout is 500 ms): never the 10 s wait of a hang. */
+static void assert_failed_soon(struct tvm *t, const char *needle)
+{
+	struct mig_info info;
+
+	assert_int_equal(mig_session_wait(t->s, 2000), 0);
+	mig_session_query(t->s, &info);
+	if (info.status != MIG_STATUS_FAILED || !strstr(info.error_desc, needle))
+		fprintf(stderr, "status %s error '%s', want failed '%s'\n",
+			mig_status_name(info.status), info.error_desc, needle);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(info.error_desc, needle));
+	assert_false(mig_record_receivedmap_live(t->s->rec));
+}
+
+/* Round 1 announced when the only channel already ended with FINAL in round 0. */
+static void test_dst_round_after_final(void **state)
+{
+	struct fix *f = *state;
+	char reason[256] = "";
+	int mfd, cfd;
+
+	raw_source_start(f, &mfd, &cfd);
+	raw_round(mfd, 1);
+	raw_sync(cfd, 0, true);
+	raw_expect(mfd, CLEAVE__WIRE__WIRE_MSG__BODY_ERROR, reason, sizeof(reason));
+	assert_non_null(strstr(reason, "Round 1 announced after the final round 0"));
+	assert_failed_soon(&f->dst, "Round 1 announced after the final round 0");
+	assert_dst_untouched(f);
+	close(cfd);
+	close(mfd);
+}
+
+/* Channel 0 ends in round 0, channel 1 goes on to round 1: round 1 can never complete. */
+static void test_dst_channels_disagree_on_final(void **state)
+{
+	struct fix *f = *state;
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__DeviceState ds = CLEAVE__WIRE__DEVICE_STATE__INIT;
+	int mfd, c0, c1;
+
+	dst_listen(f);
+	mfd = raw_connect(f->port);
+	raw_hello(mfd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 2);
+	raw_expect(mfd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, NULL, 0);
+	c0 = raw_channel(f->port, 0, sid);
+	c1 = raw_channel(f->port, 1, sid);
+	raw_sync(c0, 0, true);
+	raw_sync(c1, 0, false);
+	raw_sync(c1, 1, true);
+	ds.final_round = 1;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_DEVICE_STATE;
+	m.device_state = &ds;
+	assert_int_equal(mig_msg_send(mfd, &m), 0);
+	assert_failed_soon(&f->dst, "channels disagree on the final round: 1 of 2");
+	assert_dst_untouched(f);
+	close(c0);
+	close(c1);
+	close(mfd);
+}
+
+/*
+ * The worker waits for round 0 at the barrier and does not read the main
+ * connection: the source hanging up there is seen at once, not when a
+ * channel's I/O timeout fires.
+ */
+static void test_dst_hangup_at_barrier(void **state)
+{
+	struct fix *f = *state;
+	int mfd, cfd;
+
+	raw_source_start(f, &mfd, &cfd);
+	raw_round(mfd, 0);
+	usleep(100000); /* the worker is in the wait */
+	close(mfd);
+	assert_failed_soon(&f->dst, "source closed the connection while round 0 was due");
+	close(cfd);
+}
+
 static void test_api_errors(void **state)
 {
 	struct fix *f = *state;
@@ -790,12 +922,19 @@ int main(void)
 						fix_teardown),
 		cmocka_unit_test_setup_teardown(test_src_dest_gone_in_device, fix_setup,
 						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_src_stale_round_ack, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_load_state_fails, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_setup, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_active, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_device, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_incoming, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_dst_waits_for_its_source, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_round_after_final, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_channels_disagree_on_final, fix_setup,
+						fix_teardown),
+		cmocka_unit_test_setup_teardown(test_dst_hangup_at_barrier, fix_setup,
 						fix_teardown),
 		cmocka_unit_test_setup_teardown(test_api_errors, fix_setup, fix_teardown),
 	};
