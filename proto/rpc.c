@@ -21,6 +21,7 @@
 #include "proto/rpc-internal.h"
 #include "proto/rpc.h"
 #include "proto/rpc.pb-c.h"
+#include "proto/utf8.h"
 
 /* Longest a reply may wait for a client that does not read (server side). */
 #define RPC_SERVER_SEND_TIMEOUT_MS 1000
@@ -111,8 +112,9 @@ int rpc_reply_error(struct rpc_reply *r, int err, const char *fmt, ...)
 	if (err >= 0 || err < -4095)
 		err = -EIO;
 	r->error = err;
+	/* The message may quote what the client sent: never cut a character. */
 	va_start(ap, fmt);
-	vsnprintf(r->message, sizeof(r->message), fmt, ap);
+	utf8_vsnprintf(r->message, sizeof(r->message), fmt, ap);
 	va_end(ap);
 	return err;
 }
@@ -503,7 +505,8 @@ static int rpc_reply_parse(struct rpc_client *c, nng_msg *msg,
 			snprintf(errbuf, errlen, "reply from %s has error %d", c->url, rep->error);
 			ret = -EPROTO;
 		} else {
-			snprintf(errbuf, errlen, "%s", rep->error_message);
+			/* The peer's text: nothing checked that it is UTF-8. */
+			utf8_copy_valid(errbuf, errlen, rep->error_message);
 			ret = rep->error;
 		}
 	} else if (reply_desc) {
