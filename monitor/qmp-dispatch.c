@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "monitor/qmp-dispatch.h"
+#include "proto/utf8.h"
 
 void mon_result_fini(struct mon_result *res)
 {
@@ -28,8 +29,9 @@ int mon_result_error(struct mon_result *res, const char *cls, const char *fmt, .
 	json_decref(res->ret);
 	res->ret = NULL;
 	res->err_class = cls ? cls : MON_ERR_GENERIC;
+	/* Descs quote names and values the client sent: a cut keeps them UTF-8. */
 	va_start(ap, fmt);
-	vsnprintf(res->err_desc, sizeof(res->err_desc), fmt, ap);
+	utf8_vsnprintf(res->err_desc, sizeof(res->err_desc), fmt, ap);
 	va_end(ap);
 	return -EINVAL;
 }
@@ -303,18 +305,44 @@ char *mon_json_format(json_t *obj, size_t *len)
 	return line;
 }
 
+static json_t *mon_reply_error(const char *cls, const char *desc)
+{
+	return json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", desc);
+}
+
+/*
+ * The reply object for @res.  An error whose desc is not UTF-8 (a backend's
+ * text relayed as it came) and a result that cannot be encoded become a
+ * GenericError (that desc with its bad bytes replaced): the client always
+ * gets an answer.  NULL only when memory ran out.
+ */
+static json_t *mon_reply_build(const struct mon_result *res)
+{
+	char desc[MON_ERR_DESC_LEN];
+	json_t *reply;
+
+	if (res->err_class) {
+		reply = mon_reply_error(res->err_class, res->err_desc);
+		if (reply)
+			return reply;
+		utf8_copy_valid(desc, sizeof(desc), res->err_desc);
+		return mon_reply_error(MON_ERR_GENERIC, desc);
+	}
+	if (res->ret)
+		reply = json_pack("{s:O}", "return", res->ret);
+	else
+		reply = json_pack("{s:{}}", "return");
+	if (reply)
+		return reply;
+	return mon_reply_error(MON_ERR_GENERIC, "the command's result could not be encoded");
+}
+
 char *mon_reply_format(json_t *id, const struct mon_result *res, size_t *len)
 {
 	json_t *reply;
 	char *line;
 
-	if (res->err_class)
-		reply = json_pack("{s:{s:s,s:s}}", "error", "class", res->err_class, "desc",
-				  res->err_desc);
-	else if (res->ret)
-		reply = json_pack("{s:O}", "return", res->ret);
-	else
-		reply = json_pack("{s:{}}", "return");
+	reply = mon_reply_build(res);
 	if (!reply)
 		return NULL;
 	if (id && json_object_set(reply, "id", id)) {
