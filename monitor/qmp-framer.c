@@ -11,6 +11,8 @@
 
 #include "monitor/qmp-framer.h"
 
+static const char mon_framer_err_size[] = "JSON token size limit exceeded";
+
 void mon_framer_init(struct mon_framer *f)
 {
 	memset(f, 0, sizeof(*f));
@@ -81,6 +83,12 @@ static bool mon_framer_finish(struct mon_framer *f, size_t end, struct mon_frame
 	mon_framer_reset_value(f, end);
 	if (discarded)
 		return false;
+	/* The byte that closes a value counts: the scan loop checks only between steps. */
+	if (end - start > MON_FRAME_MAX_SIZE) {
+		out->kind = MON_FRAME_ERROR;
+		out->error = mon_framer_err_size;
+		return true;
+	}
 	out->kind = MON_FRAME_VALUE;
 	out->data = f->buf + start;
 	out->len = end - start;
@@ -182,7 +190,7 @@ void mon_framer_next(struct mon_framer *f, struct mon_frame *out)
 			/* Nothing of a discarded value needs keeping. */
 			f->start = f->pos;
 		} else if (f->pos - f->start > MON_FRAME_MAX_SIZE) {
-			mon_framer_fail(f, out, "JSON token size limit exceeded");
+			mon_framer_fail(f, out, mon_framer_err_size);
 			f->start = f->pos;
 			return;
 		}

@@ -162,6 +162,59 @@ static void test_framer_size_just_fits(void **state)
 	free(big);
 }
 
+/*
+ * A value of exactly MON_FRAME_MAX_SIZE bytes is handed out; one byte more
+ * is refused, also when its closing byte is the one past the limit, and the
+ * stream goes on after it.  Objects, arrays and strings end on their closing
+ * byte, a bare scalar on the delimiter after it; each whole and in chunks.
+ */
+static void test_framer_size_limit_exact(void **state)
+{
+	static const char *const kinds[][2] = {
+		{"{\"a\":\"", "\"}"}, {"[\"", "\"]"}, {"\"", "\""}, {"1", ""}};
+	static const size_t chunks[] = {MON_FRAME_MAX_SIZE + 64, 4093};
+	const char *next = "V:{\"b\":2}|";
+	size_t max = MON_FRAME_MAX_SIZE, k, extra, c;
+	char *big = malloc(max + 64), *out = malloc(max + 256);
+
+	assert_non_null(big);
+	assert_non_null(out);
+	for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		size_t open = strlen(kinds[k][0]), close = strlen(kinds[k][1]);
+
+		for (extra = 0; extra <= 1; extra++) {
+			size_t n = max + extra;
+
+			memcpy(big, kinds[k][0], open);
+			memset(big + open, 'x', n - open - close);
+			memcpy(big + n - close, kinds[k][1], close);
+			strcpy(big + n, "{\"b\":2}");
+			for (c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+				struct mon_framer f;
+
+				mon_framer_init(&f);
+				framer_run(&f, big, chunks[c], out, max + 256);
+				mon_framer_fini(&f);
+				if (extra) {
+					/* Not assert_string_equal: it would print a MiB. */
+					if (strcmp(out, "E:JSON token size limit exceeded|"
+							"V:{\"b\":2}|"))
+						fail_msg("kind %zu, %zu bytes, chunks of %zu: got "
+							 "'%.40s...'",
+							 k, n, chunks[c], out);
+					continue;
+				}
+				/* "V:", the value, "|", then the next value. */
+				assert_int_equal(strlen(out), 2 + max + 1 + strlen(next));
+				assert_memory_equal(out + 2, big, max);
+				assert_string_equal(out + 2 + max + 1, next);
+			}
+		}
+	}
+	free(out);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -170,6 +223,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_framer_size, framer_setup, framer_teardown),
 		cmocka_unit_test_setup_teardown(test_framer_size_just_fits, framer_setup,
 						framer_teardown),
+		cmocka_unit_test(test_framer_size_limit_exact),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
