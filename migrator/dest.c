@@ -345,10 +345,7 @@ static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 	while (dst->bar_generation <= round && !dst->bar_broken && !dst->bar_ended) {
 		struct timespec ts;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += DST_HANGUP_POLL_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		mig_deadline_after_ms(&ts, DST_HANGUP_POLL_MS);
 		if (pthread_cond_timedwait(&dst->bar_cond, &dst->bar_lock, &ts) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&dst->bar_lock);

@@ -235,10 +235,7 @@ int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms)
 
 	if (!mig_job_reconnect_left_ms(job))
 		return -ETIMEDOUT;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)*delay_ms * 1000000L;
-	ts.tv_sec += ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
+	mig_deadline_after_ms(&ts, *delay_ms);
 	pthread_mutex_lock(&job->lock);
 	while (!job->cancelled && !ret)
 		ret = pthread_cond_timedwait(&job->wake, &job->lock, &ts);

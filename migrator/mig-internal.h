@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "migrator/migration.h"
 #include "migrator/record.h"
@@ -180,6 +181,8 @@ void mig_session_record_sync(struct mig_session *s);
 bool mig_err_retriable(int err);
 /* The source committed and then lost the destination for good (see MIG_STATUS_UNKNOWN). */
 void mig_session_unknown(struct mig_session *s, const char *reason);
+/* *ts = CLOCK_REALTIME now + @ms: the deadline of a pthread_cond_timedwait(). */
+void mig_deadline_after_ms(struct timespec *ts, unsigned int ms);
 /* CPU time of the calling thread, for the debug figures of the I/O threads. */
 uint64_t mig_thread_cpu_ns(void);
 

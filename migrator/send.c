@@ -215,7 +215,7 @@ int mig_send_start(struct mig_src *src)
 	return 0;
 }
 
-void mig_send_stop(struct mig_src *src)
+void mig_send_halt(struct mig_src *src)
 {
 	pthread_mutex_lock(&src->sq_lock);
 	src->sq_stop = true;
@@ -223,6 +223,11 @@ void mig_send_stop(struct mig_src *src)
 		pthread_cond_broadcast(&src->chans[i].work);
 	pthread_cond_broadcast(&src->sq_space);
 	pthread_mutex_unlock(&src->sq_lock);
+}
+
+void mig_send_stop(struct mig_src *src)
+{
+	mig_send_halt(src);
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		if (src->chans[i].started)
 			pthread_join(src->chans[i].thread, NULL);
@@ -250,13 +255,7 @@ int mig_send_drain(struct mig_src *src, int timeout_ms)
 	bool busy = true;
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	mig_deadline_after_ms(&ts, (unsigned int)timeout_ms);
 	pthread_mutex_lock(&src->sq_lock);
 	while (!src->sq_stop && !ret) {
 		busy = false;

@@ -42,6 +42,17 @@ uint64_t mig_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void mig_deadline_after_ms(struct timespec *ts, unsigned int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 uint64_t mig_thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -403,13 +414,7 @@ int mig_session_wait(struct mig_session *s, int timeout_ms)
 	struct timespec ts;
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	mig_deadline_after_ms(&ts, (unsigned int)timeout_ms);
 	pthread_mutex_lock(&s->lock);
 	while (!ret && (status_running(s->status) ||
 			(s->job && s->role == MIG_ROLE_DEST && s->status == MIG_STATUS_NONE)))

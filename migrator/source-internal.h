@@ -84,6 +84,8 @@ struct mig_src {
 int mig_send_start(struct mig_src *src);
 /* Tells the threads to stop and joins them; safe to call twice. */
 void mig_send_stop(struct mig_src *src);
+/* Tells the send threads and a worker waiting for ring space to stop; no join. */
+void mig_send_halt(struct mig_src *src);
 /* After mig_send_stop: empties the rings for the next connection (their pages are in the round
  * bitmaps). */
 void mig_send_reset(struct mig_src *src);

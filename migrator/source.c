@@ -118,14 +118,7 @@ static void src_shut_down(struct mig_job *job, bool job_ends)
 /* After every abort: the send threads and a worker waiting for ring space stop. */
 static void src_wake(struct mig_job *job)
 {
-	struct mig_src *src = src_of(job);
-
-	pthread_mutex_lock(&src->sq_lock);
-	src->sq_stop = true;
-	for (unsigned int i = 0; i < src->nr_chans; i++)
-		pthread_cond_broadcast(&src->chans[i].work);
-	pthread_cond_broadcast(&src->sq_space);
-	pthread_mutex_unlock(&src->sq_lock);
+	mig_send_halt(src_of(job));
 }
 
 /* Main-channel message from the worker. */
