@@ -115,21 +115,16 @@ int mig_pagemap_decode(const Cleave__Wire__PageMap *pm, uint64_t *map, uint64_t 
 
 /* Counters of the running job; atomics read by query without locks. */
 struct mig_counters {
-	_Atomic uint64_t transferred;
+#define MIG_LIVE_COUNTER(name) _Atomic uint64_t name;
+	MIG_COUNTERS(MIG_LIVE_COUNTER) /* kept in the record too */
+#undef MIG_LIVE_COUNTER
 	_Atomic uint64_t multifd_bytes;
-	_Atomic uint64_t normal;
-	_Atomic uint64_t duplicate;
-	_Atomic uint64_t skipped;
 	_Atomic uint64_t remaining;
-	_Atomic uint64_t rounds;
 	_Atomic uint64_t dirty_rate;
 	_Atomic uint64_t expected_downtime_ms;
 	_Atomic uint64_t bandwidth; /* bytes/s measured */
 	_Atomic unsigned int throttle;
 	_Atomic uint32_t resumes;
-	_Atomic uint64_t resent_bytes;
-	_Atomic uint64_t inflight_bytes;
-	_Atomic uint64_t resume_time_ms;
 };
 
 struct mig_session {

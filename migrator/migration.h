@@ -129,8 +129,29 @@ enum mig_role {
 	MIG_ROLE_DEST,
 };
 
+/*
+ * The counters a migration keeps across a migrator's restart, listed once:
+ * each is a uint64_t of the session record (record.h, in this order: the
+ * record's layout), of the session's live counters and of struct mig_info,
+ * and the same list copies them between the three.  A new counter is a
+ * line here (appending one changes the record layout: MIG_RECORD_VERSION),
+ * its increments, and its query-migrate field (server.c, the monitor).
+ */
+#define MIG_COUNTERS(X)                                                                            \
+	X(rounds)	  /* dirty rounds synced (query-migrate dirty-sync-count) */               \
+	X(transferred)	  /* bytes on all connections */                                           \
+	X(normal)	  /* pages sent with data */                                               \
+	X(duplicate)	  /* zero pages sent as flags only */                                      \
+	X(skipped)	  /* never-touched pages not read at all (holes) */                        \
+	X(resent_bytes)	  /* pages sent again because a resume found them not landed */            \
+	X(inflight_bytes) /* at the last resume: queued or sent, not acknowledged */               \
+	X(resume_time_ms) /* last restart or disconnect -> transfer resumed */
+
 /* A snapshot for query-migrate. */
 struct mig_info {
+#define MIG_INFO_COUNTER(name) uint64_t name;
+	MIG_COUNTERS(MIG_INFO_COUNTER)
+#undef MIG_INFO_COUNTER
 	enum mig_status status;
 	enum mig_role role;
 	uint64_t total_time_ms; /* so far while running */
@@ -139,15 +160,10 @@ struct mig_info {
 	bool has_downtime;
 	uint64_t expected_downtime_ms;
 	bool has_expected_downtime;
-	uint64_t transferred; /* bytes on all connections */
-	uint64_t remaining;   /* dirty bytes not sent yet */
-	uint64_t total;	      /* guest RAM bytes */
-	uint64_t duplicate;   /* zero pages sent as flags only */
-	uint64_t skipped;     /* never-touched pages not read at all (holes) */
-	uint64_t normal;      /* pages sent with data */
+	uint64_t remaining; /* dirty bytes not sent yet */
+	uint64_t total;	    /* guest RAM bytes */
 	uint64_t normal_bytes;
 	double mbps;
-	uint64_t dirty_sync_count;
 	uint64_t dirty_pages_rate; /* pages/s in the last round */
 	uint64_t page_size;
 	uint64_t multifd_bytes;
@@ -155,9 +171,6 @@ struct mig_info {
 	uint8_t session_id[16];
 	unsigned int throttle_percent;
 	uint32_t restarts, resumes;
-	uint64_t resent_bytes;	 /* pages sent again because a resume found them not landed */
-	uint64_t resume_time_ms; /* last restart or disconnect -> transfer resumed */
-	uint64_t inflight_bytes; /* at the last resume: queued or sent, not acknowledged */
 	char error_desc[256];
 };
 

@@ -73,14 +73,9 @@ struct mig_record {
 	uint64_t rounds_landed;
 	uint64_t final_round; /* source from PAUSED, destination from LOADED */
 	uint64_t start_ns, setup_ns, pause_ns, end_ns; /* CLOCK_MONOTONIC, shared by processes */
-	uint64_t rounds;
-	uint64_t transferred;
-	uint64_t normal;
-	uint64_t duplicate;
-	uint64_t skipped;
-	uint64_t resent_bytes;
-	uint64_t inflight_bytes;
-	uint64_t resume_time_ms;
+#define MIG_RECORD_COUNTER(name) uint64_t name;
+	MIG_COUNTERS(MIG_RECORD_COUNTER) /* see migration.h */
+#undef MIG_RECORD_COUNTER
 	uint64_t downtime_ms;
 	uint64_t total_time_ms;
 	char error_desc[256];

@@ -89,7 +89,7 @@ void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__Migration
 	ram->normal = info->normal;
 	ram->normal_bytes = info->normal_bytes;
 	ram->mbps = info->mbps;
-	ram->dirty_sync_count = info->dirty_sync_count;
+	ram->dirty_sync_count = info->rounds;
 	ram->dirty_pages_rate = info->dirty_pages_rate;
 	ram->page_size = info->page_size;
 	ram->multifd_bytes = info->multifd_bytes;

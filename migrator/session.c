@@ -108,15 +108,10 @@ static void record_update(struct mig_session *s)
 	rec->start_ns = s->start_ns;
 	rec->setup_ns = s->setup_ns;
 	rec->end_ns = s->end_ns;
-	rec->rounds = atomic_load(&s->ctr.rounds);
-	rec->transferred = atomic_load(&s->ctr.transferred);
-	rec->normal = atomic_load(&s->ctr.normal);
-	rec->duplicate = atomic_load(&s->ctr.duplicate);
-	rec->skipped = atomic_load(&s->ctr.skipped);
+#define COUNTER_TO_RECORD(name) rec->name = atomic_load(&s->ctr.name);
+	MIG_COUNTERS(COUNTER_TO_RECORD)
+#undef COUNTER_TO_RECORD
 	rec->resumes = atomic_load(&s->ctr.resumes);
-	rec->resent_bytes = atomic_load(&s->ctr.resent_bytes);
-	rec->inflight_bytes = atomic_load(&s->ctr.inflight_bytes);
-	rec->resume_time_ms = atomic_load(&s->ctr.resume_time_ms);
 	rec->downtime_ms = s->downtime_ms;
 	rec->total_time_ms = s->end_ns ? (s->end_ns - s->start_ns) / 1000000 : 0;
 	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", s->error_desc);
@@ -431,12 +426,14 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	pthread_mutex_lock(&s->lock);
 	info->status = s->status;
 	info->role = s->role;
+#define COUNTER_TO_INFO(name) info->name = atomic_load(&s->ctr.name);
+	MIG_COUNTERS(COUNTER_TO_INFO)
+#undef COUNTER_TO_INFO
 	if (s->status != MIG_STATUS_NONE) {
 		end = s->end_ns ? s->end_ns : mig_now_ns();
 		info->total_time_ms = (end - s->start_ns) / 1000000;
 		info->setup_time_ms = s->setup_ns ? (s->setup_ns - s->start_ns) / 1000000 : 0;
 		secs_ns = end - s->start_ns;
-		info->transferred = atomic_load(&s->ctr.transferred);
 		info->mbps = secs_ns ? (double)info->transferred * 8e3 / (double)secs_ns : 0;
 	}
 	info->downtime_ms = s->downtime_ms;
@@ -445,11 +442,7 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	info->has_expected_downtime = s->role == MIG_ROLE_SOURCE && status_running(s->status);
 	info->remaining = atomic_load(&s->ctr.remaining);
 	info->total = s->env.ctl->hdr->ram_size;
-	info->duplicate = atomic_load(&s->ctr.duplicate);
-	info->skipped = atomic_load(&s->ctr.skipped);
-	info->normal = atomic_load(&s->ctr.normal);
 	info->normal_bytes = info->normal * SHM_PAGE_SIZE;
-	info->dirty_sync_count = atomic_load(&s->ctr.rounds);
 	info->dirty_pages_rate = atomic_load(&s->ctr.dirty_rate);
 	info->page_size = SHM_PAGE_SIZE;
 	info->multifd_bytes = atomic_load(&s->ctr.multifd_bytes);
@@ -457,9 +450,6 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	info->epoch = s->epoch;
 	info->restarts = s->restarts;
 	info->resumes = atomic_load(&s->ctr.resumes);
-	info->resent_bytes = atomic_load(&s->ctr.resent_bytes);
-	info->resume_time_ms = atomic_load(&s->ctr.resume_time_ms);
-	info->inflight_bytes = atomic_load(&s->ctr.inflight_bytes);
 	memcpy(info->session_id, s->session_id, sizeof(info->session_id));
 	snprintf(info->error_desc, sizeof(info->error_desc), "%s", s->error_desc);
 	pthread_mutex_unlock(&s->lock);
@@ -534,15 +524,10 @@ static void session_load_record_locked(struct mig_session *s, const struct mig_r
 	s->end_ns = rec->end_ns;
 	s->downtime_ms = rec->downtime_ms;
 	s->has_downtime = rec->status == MIG_STATUS_COMPLETED && rec->role == MIG_ROLE_SOURCE;
-	atomic_store(&s->ctr.rounds, rec->rounds);
-	atomic_store(&s->ctr.transferred, rec->transferred);
-	atomic_store(&s->ctr.normal, rec->normal);
-	atomic_store(&s->ctr.duplicate, rec->duplicate);
-	atomic_store(&s->ctr.skipped, rec->skipped);
+#define COUNTER_FROM_RECORD(name) atomic_store(&s->ctr.name, rec->name);
+	MIG_COUNTERS(COUNTER_FROM_RECORD)
+#undef COUNTER_FROM_RECORD
 	atomic_store(&s->ctr.resumes, rec->resumes);
-	atomic_store(&s->ctr.resent_bytes, rec->resent_bytes);
-	atomic_store(&s->ctr.inflight_bytes, rec->inflight_bytes);
-	atomic_store(&s->ctr.resume_time_ms, rec->resume_time_ms);
 	atomic_store(&s->ctr.throttle, rec->throttle);
 	snprintf(s->error_desc, sizeof(s->error_desc), "%s", rec->error_desc);
 }
