@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "migrator/dest-internal.h"
+#include "migrator/dest-job.h"
 
 /* While waiting at the round barrier, the main connection is checked this often. */
 #define DST_HANGUP_POLL_MS 50

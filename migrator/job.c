@@ -11,7 +11,8 @@
 
 #include "log/log.h"
 #include "migrator/job.h"
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 
 void mig_job_init(struct mig_job *job, struct mig_session *s, const struct mig_job_ops *ops)
 {

@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 
 #include "log/log.h"
-#include "migrator/migrator-internal.h"
+#include "migrator/migrator-process.h"
 #include "sandbox/sandbox.h"
 
 struct options {

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrator/mig-internal.h"
+#include "migrator/wire.h"
+#include "shm/shm.h"
 
 int mig_pagemap_encode(const uint64_t *map, uint64_t nbits, uint32_t region,
 		       Cleave__Wire__PageMap *pm)

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "migrator/dest-internal.h"
+#include "migrator/dest-job.h"
 
 /*
  * SYNC of channel @c for the current round (@final: with FINAL).  The last

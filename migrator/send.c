@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "log/log.h"
-#include "migrator/source-internal.h"
+#include "migrator/source-job.h"
 
 static bool page_is_zero(const void *p)
 {

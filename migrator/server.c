@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "log/log.h"
-#include "migrator/migrator-internal.h"
+#include "migrator/migrator-process.h"
 
 static int srv_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {

@@ -15,7 +15,8 @@
 
 #include "log/log.h"
 #include "migrator/job.h"
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 
 static const char *const status_names[] = {
 	[MIG_STATUS_NONE] = "",

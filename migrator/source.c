@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "migrator/source-internal.h"
+#include "migrator/source-job.h"
 
 #define MIG_DOWNTIME_GOAL_US   5000	     /* stop iterating below this expected downtime */
 #define MIG_EXTRA_ROUNDS       8	     /* at most this many rounds once the limit is met */

@@ -18,7 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migrator/mig-internal.h"
+#include "migrator/wire.h"
+#include "shm/shm.h"
 
 /* A whole packet's data fits (the kernel rounds to pages; 1 MiB is the unprivileged max). */
 #define MIG_PIPE_BYTES (MIG_BATCH_PAGES * SHM_PAGE_SIZE)

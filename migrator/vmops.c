@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "log/log.h"
-#include "migrator/migrator-internal.h"
+#include "migrator/migrator-process.h"
 #include "proto/rpc.h"
 #include "proto/vcpu.pb-c.h"
 

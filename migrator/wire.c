@@ -12,7 +12,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "migrator/mig-internal.h"
+#include "migrator/mig-limits.h"
+#include "migrator/wire.h"
 
 /* Splits "tcp:HOST:PORT" ("tcp:[v6]:PORT" too) into host and port. */
 static int uri_split(const char *uri, char *host, size_t hostlen, char *port, size_t portlen)

@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 #include "tvm.h"
 
 #define MIB (1ull << 20)

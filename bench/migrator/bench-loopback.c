@@ -25,7 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 
 #define CHUNK	 (1u << 20) /* a full packet's data */
 #define RAM_SIZE (1ull << 30)

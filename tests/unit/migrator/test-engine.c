@@ -16,7 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 #include "log/log.h"
 #include "tvm.h"
 

@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 #include "tvm.h"
 
 #define R0_PAGES 1024

@@ -25,7 +25,8 @@
 
 #include <cmocka.h>
 
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 
 #define PAGE	 4096u
 #define RAM_SIZE (4u << 20)

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* The outgoing job, shared by source.c (the worker) and send.c (channels). */
-#ifndef CLEAVE_MIG_SOURCE_INTERNAL_H
-#define CLEAVE_MIG_SOURCE_INTERNAL_H
+#ifndef CLEAVE_MIG_SOURCE_JOB_H
+#define CLEAVE_MIG_SOURCE_JOB_H
 
 #include "migrator/job.h"
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 
 /*
  * Packets queued per channel.  A slot holds page numbers, not data (2 KiB),

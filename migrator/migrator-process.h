@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* cleave-migrator, the process around the engine: vmops.c, server.c, main.c. */
-#ifndef CLEAVE_MIGRATOR_INTERNAL_H
-#define CLEAVE_MIGRATOR_INTERNAL_H
+#ifndef CLEAVE_MIGRATOR_PROCESS_H
+#define CLEAVE_MIGRATOR_PROCESS_H
 
 #include "migrator/migration.h"
 #include "proto/migrator.pb-c.h"

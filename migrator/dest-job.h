@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* The incoming job, shared by dest.c (the worker) and recv.c (channels). */
-#ifndef CLEAVE_MIG_DEST_INTERNAL_H
-#define CLEAVE_MIG_DEST_INTERNAL_H
+#ifndef CLEAVE_MIG_DEST_JOB_H
+#define CLEAVE_MIG_DEST_JOB_H
 
 #include "migrator/job.h"
-#include "migrator/mig-internal.h"
+#include "migrator/session-internal.h"
+#include "migrator/wire.h"
 
 /*
  * Lifetime of the receive side, asserted by every step of the teardown:

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The session's internals, shared by the engine's files: the session object
+ * (session.c: state machine, stats, events; it starts and reaps one job),
+ * and the constructors of the two jobs (source.c + send.c, dest.c + recv.c),
+ * whose common core is job.h.
+ */
+#ifndef CLEAVE_MIG_SESSION_INTERNAL_H
+#define CLEAVE_MIG_SESSION_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "migrator/migration.h"
+#include "migrator/record.h"
+
+/* ---- session (session.c) ---------------------------------------------- */
+
+/* Counters of the running job; atomics read by query without locks. */
+struct mig_counters {
+#define MIG_LIVE_COUNTER(name) _Atomic uint64_t name;
+	MIG_COUNTERS(MIG_LIVE_COUNTER) /* kept in the record too */
+#undef MIG_LIVE_COUNTER
+	_Atomic uint64_t multifd_bytes;
+	_Atomic uint64_t remaining;
+	_Atomic uint64_t dirty_rate;
+	_Atomic uint64_t expected_downtime_ms;
+	_Atomic uint64_t bandwidth; /* bytes/s measured */
+	_Atomic unsigned int throttle;
+	_Atomic uint32_t resumes;
+};
+
+struct mig_session {
+	struct mig_env env;	/* immutable after alloc */
+	struct mig_record *rec; /* in env.ctl; locked with mig_record_lock */
+	unsigned int io_timeout_ms;
+
+	/*
+	 * Protects every field below it, and calls of job abort functions
+	 * (so a job is not freed while cancel touches it).  Lock order:
+	 * session lock, then rec->lock; never held across network I/O.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* broadcast on every status change */
+	enum mig_status status;
+	enum mig_role role;
+	struct mig_caps caps;
+	struct mig_params params;
+	bool cancel_requested;
+	char error_desc[256];
+	uint64_t start_ns, setup_ns, end_ns, downtime_ms;
+	bool has_downtime;
+	uint32_t restarts; /* migrator processes that took this session over */
+	/* mig_session_resume(): the job continues the recorded session. */
+	bool resuming;
+	uint64_t resume_start_ns; /* when this process took over (resume_time) */
+	uint8_t session_id[16];
+	uint64_t epoch;
+	/* The job and its worker thread: owned here, freed after join. */
+	struct mig_job *job;
+	pthread_t worker;
+	bool worker_live; /* worker started and not joined yet */
+	unsigned int incoming_port;
+
+	struct mig_counters ctr; /* reset when a job starts */
+};
+
+/* Status change: updates the record, wakes waiters, publishes the event. */
+void mig_session_set_status(struct mig_session *s, enum mig_status status);
+/* Final state of a job: completed, or failed/cancelled with @reason. */
+void mig_session_finish(struct mig_session *s, int err, const char *reason);
+bool mig_session_cancelled(struct mig_session *s);
+void mig_session_pass_event(struct mig_session *s, uint64_t pass);
+/* A MIGRATION event with the status unchanged: "restarted", "disconnected", "resumed". */
+void mig_session_detail_event(struct mig_session *s, const char *detail);
+/* Copies the session's settings and counters into the record (takes s->lock). */
+void mig_session_record_sync(struct mig_session *s);
+/* True for errors a reconnect may cure: the connection, not the stream, failed. */
+bool mig_err_retriable(int err);
+/* The source committed and then lost the destination for good (see MIG_STATUS_UNKNOWN). */
+void mig_session_unknown(struct mig_session *s, const char *reason);
+/* *ts = CLOCK_REALTIME now + @ms: the deadline of a pthread_cond_timedwait(). */
+void mig_deadline_after_ms(struct timespec *ts, unsigned int ms);
+/* CPU time of the calling thread, for the debug figures of the I/O threads. */
+uint64_t mig_thread_cpu_ns(void);
+
+/* ---- the two jobs (source.c + send.c, dest.c + recv.c; see job.h) -------- */
+
+struct mig_job;
+/* An outgoing job to "tcp:HOST:PORT", not started. */
+int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri);
+/* An incoming job listening on "tcp:HOST:PORT" (port 0: *port says which), not started. */
+int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port);
+
+#endif
