@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The nodes of the resume tests (test_resume.c, test_resume_errors.c): a
+ * The nodes of the resume tests (test-resume.c, test-resume-errors.c): a
  * real cleave-vcpu with its cleave-migrator, killed and restarted with the
  * same argv; the checks every completed migration must pass.
  */

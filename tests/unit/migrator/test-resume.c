@@ -5,7 +5,7 @@
  * cut in the middle of a dirtying migration (the RAM must still be equal at
  * switchover, and only what was in flight is sent again), a peer that never
  * comes back, and a cancel while reconnecting or while the peer waits.
- * Killed processes are tests/integration/migrator/test_resume.c.
+ * Killed processes are tests/integration/migrator/test-resume.c.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
  * ASSERT and exit code 3.  The same ELF must boot under cleave; this pins
  * the guest's own behaviour independently of vcpu-proc.
  *
- * Usage: test_guest_qemu <path to cleave-guest.elf>.  Skips (77) without
+ * Usage: test-guest-qemu <path to cleave-guest.elf>.  Skips (77) without
  * /dev/kvm or qemu-system-x86_64.
  */
 #include <errno.h>

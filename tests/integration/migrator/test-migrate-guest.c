@@ -10,7 +10,7 @@
  * across the move; idle guests: the test area is byte-identical on both
  * sides (the source is paused, the destination only reads it).
  *
- * Usage: test_migrate_guest CLEAVE_VCPU GUEST_ELF CLEAVE_MIGRATOR
+ * Usage: test-migrate-guest CLEAVE_VCPU GUEST_ELF CLEAVE_MIGRATOR
  */
 #include <stdarg.h>
 #include <stddef.h>

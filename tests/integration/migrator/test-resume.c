@@ -5,7 +5,7 @@
  * fds (as the launcher does) and the migration resumes; a cut TCP
  * connection is survived the same way; a peer that does not come back
  * fails the migration after reconnect-timeout with the source guest
- * running (those: test_resume_errors.c).
+ * running (those: test-resume-errors.c).
  *
  * Every completed migration is checked: both sides completed, the source
  * vcpu-proc postmigrate and never resumed after the switchover (RESUME
@@ -15,7 +15,7 @@
  *
  * Random instants come from a seed printed at the start; CLEAVE_TEST_SEED
  * replays one; TEST_FILTER / TEST_SKIP (cmocka wildcards) pick tests.
- * Usage: test_resume CLEAVE_VCPU GUEST_ELF CLEAVE_MIGRATOR
+ * Usage: test-resume CLEAVE_VCPU GUEST_ELF CLEAVE_MIGRATOR
  */
 #include <stdarg.h>
 #include <stddef.h>
