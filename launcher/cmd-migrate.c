@@ -35,7 +35,7 @@
 #define MIG_RESTART_GRACE_MS	 5000
 #define MIG_EXIT_UNKNOWN	 3 /* x-switchover-unknown: the operator decides */
 
-struct mig_opts {
+struct cli_opts {
 	const char *qmp;
 	const char *uri;
 	long long channels;	     /* 0: leave as is */
@@ -44,14 +44,14 @@ struct mig_opts {
 	long long reconnect_timeout; /* -1: leave as is */
 };
 
-static void mig_usage(void)
+static void cli_usage(void)
 {
 	fprintf(stderr, "usage: cleave migrate --qmp PATH tcp:HOST:PORT [--channels N]\n"
 			"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n"
 			"                      [--reconnect-timeout MS]\n");
 }
 
-static long long mig_now_ms(void)
+static long long cli_now_ms(void)
 {
 	struct timespec ts;
 
@@ -60,7 +60,7 @@ static long long mig_now_ms(void)
 }
 
 /* Runs @cmd; on an error reply prints it and returns -1.  *ret gets "return" (owned) if asked. */
-static int mig_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret)
+static int cli_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret)
 {
 	json_t *reply = NULL, *err;
 	int r = qmp_client_execute(c, cmd, args, &reply, MIG_TIMEOUT_MS);
@@ -83,28 +83,28 @@ static int mig_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t *
 	return 0;
 }
 
-static long long mig_int(json_t *o, const char *k)
+static long long cli_int(json_t *o, const char *k)
 {
 	return json_integer_value(json_object_get(o, k));
 }
 
 /* " restarts 1 resumes 2" when the migration survived migrator restarts, else "". */
-static void mig_resume_counts(json_t *info, char *buf, size_t len)
+static void cli_resume_counts(json_t *info, char *buf, size_t len)
 {
-	long long restarts = mig_int(info, "x-cleave-restarts");
-	long long resumes = mig_int(info, "x-cleave-resumes");
+	long long restarts = cli_int(info, "x-cleave-restarts");
+	long long resumes = cli_int(info, "x-cleave-resumes");
 
 	buf[0] = '\0';
 	if (restarts || resumes)
 		snprintf(buf, len, " restarts %lld resumes %lld", restarts, resumes);
 }
 
-static void mig_progress(json_t *info, int tty, long long *last_line)
+static void cli_progress(json_t *info, int tty, long long *last_line)
 {
 	json_t *ram = json_object_get(info, "ram");
 	const char *status = json_string_value(json_object_get(info, "status"));
-	long long total = mig_int(ram, "total"), remaining = mig_int(ram, "remaining");
-	long long xfer = mig_int(ram, "transferred");
+	long long total = cli_int(ram, "total"), remaining = cli_int(ram, "remaining");
+	long long xfer = cli_int(ram, "transferred");
 	double mbps = json_number_value(json_object_get(ram, "mbps"));
 	int pct = total ? (int)(100 * (total - remaining) / total) : 0;
 	char bar[41], counts[64];
@@ -114,53 +114,53 @@ static void mig_progress(json_t *info, int tty, long long *last_line)
 		pct = 0;
 	if (pct > 100)
 		pct = 100;
-	mig_resume_counts(info, counts, sizeof(counts));
+	cli_resume_counts(info, counts, sizeof(counts));
 	if (tty) {
 		for (i = 0; i < 40; i++)
 			bar[i] = i < pct * 40 / 100 ? '#' : '.';
 		bar[40] = '\0';
 		fprintf(stderr, "\r[%s] %3d%% %-10s %8.1f MiB sent %8.1f Mbit/s pass %lld%s", bar,
 			pct, status ? status : "?", (double)xfer / (1 << 20), mbps,
-			mig_int(ram, "dirty-sync-count"), counts);
+			cli_int(ram, "dirty-sync-count"), counts);
 		fflush(stderr);
-	} else if (mig_now_ms() - *last_line >= MIG_LINE_EVERY_MS) {
-		*last_line = mig_now_ms();
+	} else if (cli_now_ms() - *last_line >= MIG_LINE_EVERY_MS) {
+		*last_line = cli_now_ms();
 		printf("status=%s progress=%d%% transferred=%lld remaining=%lld mbps=%.1f",
 		       status ? status : "?", pct, xfer, remaining, mbps);
 		if (counts[0])
-			printf(" restarts=%lld resumes=%lld", mig_int(info, "x-cleave-restarts"),
-			       mig_int(info, "x-cleave-resumes"));
+			printf(" restarts=%lld resumes=%lld", cli_int(info, "x-cleave-restarts"),
+			       cli_int(info, "x-cleave-resumes"));
 		printf("\n");
 		fflush(stdout);
 	}
 }
 
-static void mig_summary(json_t *info)
+static void cli_summary(json_t *info)
 {
 	json_t *ram = json_object_get(info, "ram");
-	long long total_ms = mig_int(info, "total-time");
-	long long xfer = mig_int(ram, "transferred");
+	long long total_ms = cli_int(info, "total-time");
+	long long xfer = cli_int(ram, "transferred");
 	json_t *err = json_object_get(info, "error-desc");
 
 	printf("status: %s\n", json_string_value(json_object_get(info, "status")));
 	printf("total time: %lld ms\n", total_ms);
 	if (json_object_get(info, "downtime"))
-		printf("downtime: %lld ms\n", mig_int(info, "downtime"));
+		printf("downtime: %lld ms\n", cli_int(info, "downtime"));
 	printf("transferred: %lld bytes (%.1f MiB)\n", xfer, (double)xfer / (1 << 20));
 	if (total_ms > 0)
 		printf("throughput: %.1f MiB/s\n",
 		       (double)xfer / (1 << 20) * 1000.0 / (double)total_ms);
 	/* Only when something was survived: a quiet migration keeps its short summary. */
-	if (mig_int(info, "x-cleave-restarts") || mig_int(info, "x-cleave-resumes"))
+	if (cli_int(info, "x-cleave-restarts") || cli_int(info, "x-cleave-resumes"))
 		printf("restarts: %lld, resumes: %lld, resent: %lld bytes\n",
-		       mig_int(info, "x-cleave-restarts"), mig_int(info, "x-cleave-resumes"),
-		       mig_int(info, "x-cleave-resent-bytes"));
+		       cli_int(info, "x-cleave-restarts"), cli_int(info, "x-cleave-resumes"),
+		       cli_int(info, "x-cleave-resent-bytes"));
 	if (err)
 		printf("error: %s\n", json_string_value(err));
 }
 
 /* A non-negative decimal option value, or -1. */
-static long long mig_parse_count(const char *arg)
+static long long cli_parse_count(const char *arg)
 {
 	char *end;
 	long long v;
@@ -172,7 +172,7 @@ static long long mig_parse_count(const char *arg)
 	return v;
 }
 
-static int mig_parse(int argc, char **argv, struct mig_opts *o)
+static int cli_parse(int argc, char **argv, struct cli_opts *o)
 {
 	char err[128];
 	static const struct option opts[] = {
@@ -195,24 +195,24 @@ static int mig_parse(int argc, char **argv, struct mig_opts *o)
 			o->qmp = optarg;
 			break;
 		case 'c':
-			o->channels = mig_parse_count(optarg);
+			o->channels = cli_parse_count(optarg);
 			if (mig_check_channels(o->channels, err, sizeof(err))) {
 				fprintf(stderr, "cleave migrate: --channels: %s\n", err);
 				return -1;
 			}
 			break;
 		case 'b':
-			o->max_bandwidth = mig_parse_count(optarg);
+			o->max_bandwidth = cli_parse_count(optarg);
 			if (o->max_bandwidth < 0)
 				return -1;
 			break;
 		case 'd':
-			o->downtime_limit = mig_parse_count(optarg);
+			o->downtime_limit = cli_parse_count(optarg);
 			if (o->downtime_limit < 0)
 				return -1;
 			break;
 		case 'r':
-			o->reconnect_timeout = mig_parse_count(optarg);
+			o->reconnect_timeout = cli_parse_count(optarg);
 			if (o->reconnect_timeout < 0)
 				return -1;
 			break;
@@ -227,7 +227,7 @@ static int mig_parse(int argc, char **argv, struct mig_opts *o)
 }
 
 /* The parameters the options name, or NULL when none is given. */
-static json_t *mig_params(const struct mig_opts *o)
+static json_t *cli_params(const struct cli_opts *o)
 {
 	json_t *params = json_object();
 
@@ -247,19 +247,19 @@ static json_t *mig_params(const struct mig_opts *o)
 	return params;
 }
 
-static int mig_setup(struct qmp_client *c, const struct mig_opts *o)
+static int cli_setup(struct qmp_client *c, const struct cli_opts *o)
 {
 	json_t *params;
 
-	if (mig_cmd(c, "migrate-set-capabilities",
+	if (cli_cmd(c, "migrate-set-capabilities",
 		    json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability", "multifd",
 			      "state", o->channels > 1, "capability", "events", "state", 1),
 		    NULL))
 		return -1;
-	params = mig_params(o);
-	if (params && mig_cmd(c, "migrate-set-parameters", params, NULL))
+	params = cli_params(o);
+	if (params && cli_cmd(c, "migrate-set-parameters", params, NULL))
 		return -1;
-	return mig_cmd(c, "migrate", json_pack("{s:s}", "uri", o->uri), NULL);
+	return cli_cmd(c, "migrate", json_pack("{s:s}", "uri", o->uri), NULL);
 }
 
 /*
@@ -267,9 +267,9 @@ static int mig_setup(struct qmp_client *c, const struct mig_opts *o)
  * until @grace_ms have passed since the last answer.  Returns the info
  * (owned) or NULL after printing why.
  */
-static json_t *mig_query(struct qmp_client *c, long long grace_ms)
+static json_t *cli_query(struct qmp_client *c, long long grace_ms)
 {
-	long long since = mig_now_ms();
+	long long since = cli_now_ms();
 	json_t *reply = NULL, *err, *info;
 	bool told = false;
 	int r;
@@ -283,7 +283,7 @@ static json_t *mig_query(struct qmp_client *c, long long grace_ms)
 		err = json_object_get(reply, "error");
 		if (!err)
 			break;
-		if (mig_now_ms() - since >= grace_ms) {
+		if (cli_now_ms() - since >= grace_ms) {
 			fprintf(stderr, "cleave migrate: query-migrate: %s\n",
 				json_string_value(json_object_get(err, "desc")));
 			json_decref(reply);
@@ -302,14 +302,14 @@ static json_t *mig_query(struct qmp_client *c, long long grace_ms)
 	return info;
 }
 
-static bool mig_status_final(const char *status)
+static bool cli_status_final(const char *status)
 {
 	return status && (!strcmp(status, "completed") || !strcmp(status, "failed") ||
 			  !strcmp(status, "cancelled") || !strcmp(status, "x-switchover-unknown"));
 }
 
 /* The exit status for the last query-migrate, with advice when the operator must act. */
-static int mig_outcome(const char *status)
+static int cli_outcome(const char *status)
 {
 	if (!strcmp(status, "completed"))
 		return 0;
@@ -330,12 +330,12 @@ int cmd_migrate_main(int argc, char **argv)
 	long long last_line = 0, grace_ms;
 	struct qmp_client *c = NULL;
 	json_t *info = NULL;
-	struct mig_opts o;
+	struct cli_opts o;
 	const char *status = NULL;
 	int tty = isatty(STDERR_FILENO), ret, exit_status = 1;
 
-	if (mig_parse(argc, argv, &o)) {
-		mig_usage();
+	if (cli_parse(argc, argv, &o)) {
+		cli_usage();
 		return 2;
 	}
 	grace_ms = (o.reconnect_timeout >= 0 ? o.reconnect_timeout : MIG_RECONNECT_DEFAULT_MS) +
@@ -348,23 +348,23 @@ int cmd_migrate_main(int argc, char **argv)
 		qmp_client_close(c);
 		return 2;
 	}
-	if (mig_setup(c, &o))
+	if (cli_setup(c, &o))
 		goto out;
 	for (;;) {
 		json_decref(info);
-		info = mig_query(c, grace_ms);
+		info = cli_query(c, grace_ms);
 		if (!info)
 			goto out;
 		status = json_string_value(json_object_get(info, "status"));
-		if (mig_status_final(status))
+		if (cli_status_final(status))
 			break;
-		mig_progress(info, tty, &last_line);
+		cli_progress(info, tty, &last_line);
 		usleep(MIG_POLL_MS * 1000);
 	}
 	if (tty)
 		fprintf(stderr, "\n");
-	mig_summary(info);
-	exit_status = mig_outcome(status);
+	cli_summary(info);
+	exit_status = cli_outcome(status);
 out:
 	json_decref(info);
 	qmp_client_close(c);
