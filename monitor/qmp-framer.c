@@ -42,6 +42,8 @@ static void mon_framer_compact(struct mon_framer *f)
 
 int mon_framer_push(struct mon_framer *f, const void *data, size_t len)
 {
+	if (!len)
+		return 0; /* nothing to copy, and a fresh framer has no buffer yet */
 	mon_framer_compact(f);
 	if (f->len + len > f->cap) {
 		size_t cap = f->cap ? f->cap : 4096;

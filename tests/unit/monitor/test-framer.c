@@ -215,6 +215,18 @@ static void test_framer_size_limit_exact(void **state)
 	free(big);
 }
 
+/* Nothing pushed into a fresh framer (no buffer yet): nothing to hand out. */
+static void test_framer_push_empty(void **state)
+{
+	struct mon_framer *f = *state;
+	struct mon_frame fr;
+
+	assert_int_equal(mon_framer_push(f, "", 0), 0);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_NONE);
+	assert_int_equal(mon_framer_pending(f), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +236,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_framer_size_just_fits, framer_setup,
 						framer_teardown),
 		cmocka_unit_test(test_framer_size_limit_exact),
+		cmocka_unit_test_setup_teardown(test_framer_push_empty, framer_setup,
+						framer_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
