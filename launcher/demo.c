@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "launcher/commands.h"
+#include "launcher/host-check.h"
 #include "monitor/qmp-client.h"
 
 #define DEMO_QMP_TIMEOUT_MS 5000
@@ -213,6 +214,7 @@ int cmd_demo_main(int argc, char **argv)
 	char dir[] = "/tmp/cleave-demo-XXXXXX", append[64], incoming[64], uri[64];
 	char src_state[64] = "", dst_state[64] = "";
 	unsigned int dst_hb_before;
+	struct host_kvm kvm;
 	int opt, port, ret, status = 1;
 
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -237,6 +239,10 @@ int cmd_demo_main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* Both VMs would fail the same way, later and less clearly. */
+	host_kvm_probe_default(&kvm);
+	if (!host_kvm_preflight(&kvm))
+		return HOST_EXIT_UNFIT;
 	if (!mkdtemp(dir)) {
 		perror("cleave demo: mkdtemp");
 		return 1;

@@ -6,16 +6,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <linux/kvm.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "launcher/host-check.h"
 #include "launcher/options.h"
 #include "shm/shm.h"
 
@@ -147,21 +145,17 @@ int run_size_parse(const char *s, uint64_t *bytes)
 	return 0;
 }
 
+unsigned int run_kvm_max_vcpus(const struct host_kvm *k)
+{
+	return k->max_vcpus ? k->max_vcpus : RUN_VCPUS_FALLBACK;
+}
+
 unsigned int run_host_max_vcpus(void)
 {
-	int fd, n;
+	struct host_kvm k;
 
-	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return RUN_VCPUS_FALLBACK;
-	/* KVM API: without MAX_VCPUS assume NR_VCPUS, without that assume 4. */
-	n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-	if (n <= 0)
-		n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-	if (n <= 0)
-		n = 4;
-	close(fd);
-	return (unsigned int)n;
+	host_kvm_probe_default(&k);
+	return run_kvm_max_vcpus(&k);
 }
 
 static int opt_parse_name(struct run_options *o, const char *v, char *err, size_t errlen)

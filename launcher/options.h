@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <sys/un.h>
 
+struct host_kvm; /* launcher/host-check.h */
+
 #define RUN_NAME_MAX	   64
 #define RUN_QMP_MAX	   8
 #define RUN_MEMORY_MIN	   (2ULL << 20) /* room for the embedded guest's image and tables */
@@ -82,7 +84,12 @@ void run_options_usage(FILE *out);
  */
 int run_size_parse(const char *s, uint64_t *bytes);
 
-/* KVM_CAP_MAX_VCPUS of /dev/kvm, or RUN_VCPUS_FALLBACK if it cannot be asked. */
+/*
+ * KVM_CAP_MAX_VCPUS of a probed KVM device (launcher/host-check.h), or
+ * RUN_VCPUS_FALLBACK if it could not be asked; run_host_max_vcpus() probes
+ * host_kvm_device() for it.
+ */
+unsigned int run_kvm_max_vcpus(const struct host_kvm *k);
 unsigned int run_host_max_vcpus(void);
 
 #endif

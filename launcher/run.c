@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "launcher/commands.h"
+#include "launcher/host-check.h"
 #include "launcher/options.h"
 #include "launcher/run-internal.h"
 #include "launcher/spawn.h"
@@ -372,6 +373,7 @@ static int run_bins_find(struct run_vm *vm)
 int cmd_run_main(int argc, char **argv)
 {
 	static struct run_vm vm; /* large (paths); one per process */
+	struct host_kvm kvm;
 	char err[256];
 	int ret, status = 1;
 	unsigned int i;
@@ -390,7 +392,9 @@ int cmd_run_main(int argc, char **argv)
 	vm.state.lock_fd = -1;
 	vm.ctl.fd = -1;
 
-	if (run_options_parse(&vm.opt, argc, argv, run_host_max_vcpus(), err, sizeof(err))) {
+	/* One probe of the KVM device: its vCPU limit for the options, then the preflight. */
+	host_kvm_probe_default(&kvm);
+	if (run_options_parse(&vm.opt, argc, argv, run_kvm_max_vcpus(&kvm), err, sizeof(err))) {
 		log_err("run: %s", err);
 		fprintf(stderr, "Try 'cleave run --help'.\n");
 		return 2;
@@ -404,6 +408,9 @@ int cmd_run_main(int argc, char **argv)
 		log_err("run: this cleave was built without an embedded guest; pass --guest FILE");
 		return 2;
 	}
+	/* Before any jail or child: without KVM they would only fail less clearly. */
+	if (!host_kvm_preflight(&kvm))
+		return HOST_EXIT_UNFIT;
 	if (run_bins_find(&vm))
 		return 1;
 
