@@ -16,6 +16,8 @@ static const struct cleave_cmd cleave_cmds[] = {
 	{"qmp", cmd_qmp_main, "send one QMP command to a running VM, or follow its events"},
 	{"migrate", cmd_migrate_main, "live-migrate a running VM, with progress"},
 	{"demo", cmd_demo_main, "boot the embedded guest and live-migrate it on loopback"},
+	{"check-host", cmd_check_host_main,
+	 "check what this host offers cleave (KVM, memory, isolation)"},
 };
 
 #define CLEAVE_NR_CMDS (sizeof(cleave_cmds) / sizeof(cleave_cmds[0]))
@@ -26,7 +28,7 @@ static void cleave_usage(FILE *out)
 
 	fprintf(out, "Usage: cleave COMMAND [OPTIONS]\n\nCommands:\n");
 	for (i = 0; i < CLEAVE_NR_CMDS; i++)
-		fprintf(out, "  %-9s %s\n", cleave_cmds[i].name, cleave_cmds[i].help);
+		fprintf(out, "  %-11s %s\n", cleave_cmds[i].name, cleave_cmds[i].help);
 	fprintf(out, "\n'cleave COMMAND --help' describes a command's options.\n");
 }
 
