@@ -68,6 +68,12 @@ struct mig_dst {
 	bool bar_broken; /* abort: every waiter returns -ECANCELED */
 };
 
+/* dest-accept.c: the source's main connection and its Hello, among untrusted connections. */
+int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire__WireMsg **hellop);
+/* dest.c: true (and @why) when this job does not take a connection that says @h. */
+bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, char *why,
+			   size_t len);
+
 /* recv.c */
 int mig_recv_start(struct mig_dst *dst);
 /* Joins every receive thread (RECEIVING -> JOINED); the caller aborted them or they ended. */

@@ -149,33 +149,53 @@ static int dst_fail(struct mig_dst *dst, int err, const char *fmt, ...)
 	return err;
 }
 
-static int dst_check_hello(struct mig_dst *dst, const Cleave__Wire__Hello *h)
+bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, char *why, size_t len)
 {
 	const struct shm_ctl_header *ch = dst->s->env.ctl->hdr;
+	struct mig_session *s = dst->s;
+	bool same;
 
-	if (h->magic != WIRE_MAGIC)
-		return dst_fail(dst, -EPROTO, "bad stream magic 0x%" PRIx64, h->magic);
-	if (h->version != WIRE_VERSION)
-		return dst_fail(dst, -EPROTO, "unsupported stream version %u (this side speaks %u)",
-				h->version, WIRE_VERSION);
+	if (h->magic != WIRE_MAGIC) {
+		snprintf(why, len, "bad stream magic 0x%" PRIx64, h->magic);
+		return true;
+	}
+	if (h->version != WIRE_VERSION) {
+		snprintf(why, len, "unsupported stream version %u (this side speaks %u)",
+			 h->version, WIRE_VERSION);
+		return true;
+	}
 	if (h->session_id.len != 16 || h->page_size != SHM_PAGE_SIZE || !h->channels ||
-	    h->channels > MIG_MAX_CHANNELS)
-		return dst_fail(dst, -EPROTO, "bad Hello: page size %u, %u channels", h->page_size,
-				h->channels);
-	if (h->n_regions != ch->nr_regions)
-		return dst_fail(dst, -EPROTO,
-				"RAM layout mismatch: source has %zu regions, destination %u",
-				h->n_regions, ch->nr_regions);
+	    h->channels > MIG_MAX_CHANNELS) {
+		snprintf(why, len, "bad Hello: page size %u, %u channels", h->page_size,
+			 h->channels);
+		return true;
+	}
+	if (h->n_regions != ch->nr_regions) {
+		snprintf(why, len, "RAM layout mismatch: source has %zu regions, destination %u",
+			 h->n_regions, ch->nr_regions);
+		return true;
+	}
 	for (uint32_t r = 0; r < ch->nr_regions; r++)
 		if (h->regions[r]->gpa != ch->regions[r].gpa ||
-		    h->regions[r]->size != ch->regions[r].size)
-			return dst_fail(dst, -EPROTO,
-					"RAM layout mismatch: region %u: source gpa 0x%" PRIx64
-					" size 0x%" PRIx64 ", destination gpa 0x%" PRIx64
-					" size 0x%" PRIx64,
-					r, h->regions[r]->gpa, h->regions[r]->size,
-					ch->regions[r].gpa, ch->regions[r].size);
-	return 0;
+		    h->regions[r]->size != ch->regions[r].size) {
+			snprintf(why, len,
+				 "RAM layout mismatch: region %u: source gpa 0x%" PRIx64
+				 " size 0x%" PRIx64 ", destination gpa 0x%" PRIx64
+				 " size 0x%" PRIx64,
+				 r, h->regions[r]->gpa, h->regions[r]->size, ch->regions[r].gpa,
+				 ch->regions[r].size);
+			return true;
+		}
+	if (dst->phase == MIG_PHASE_DST_LISTENING)
+		return false;
+	/* A running session takes its own source back only: the same id, a newer epoch. */
+	pthread_mutex_lock(&s->lock);
+	same = !memcmp(s->session_id, h->session_id.data, 16) &&
+	       (h->epoch > s->epoch || dst->phase == MIG_PHASE_DST_RUNNING);
+	pthread_mutex_unlock(&s->lock);
+	if (!same)
+		snprintf(why, len, "this destination waits for another migration");
+	return !same;
 }
 
 /*
@@ -604,15 +624,14 @@ static int dst_report(struct mig_dst *dst)
 	return ret;
 }
 
-/* The first Hello of a session: checks, fresh RAM, a live receivedmap. */
+/* The first Hello of a session (accepted by mig_dst_hello_refusal): fresh RAM, a live receivedmap.
+ */
 static int dst_session_start(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 {
 	struct mig_session *s = dst->s;
 	int ret;
 
-	ret = dst_check_hello(dst, h);
-	if (!ret)
-		ret = dst_ram_clear(dst);
+	ret = dst_ram_clear(dst);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&s->lock);
@@ -625,29 +644,15 @@ static int dst_session_start(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 	return 0;
 }
 
-/*
- * A Hello of the running session (a reconnect): same session id, a newer
- * epoch, the same layout.  Anything else is refused on that connection
- * only: the session keeps waiting for its source.
- */
-static int dst_session_check(struct mig_dst *dst, const Cleave__Wire__Hello *h)
+/* A Hello of the running session (a reconnect, accepted by mig_dst_hello_refusal). */
+static void dst_session_continue(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 {
 	struct mig_session *s = dst->s;
-	bool same;
 
 	pthread_mutex_lock(&s->lock);
-	same = h->session_id.len == 16 && !memcmp(s->session_id, h->session_id.data, 16) &&
-	       h->epoch > s->epoch;
-	if (same)
-		s->epoch = h->epoch;
+	s->epoch = h->epoch;
 	pthread_mutex_unlock(&s->lock);
-	if (!same) {
-		mig_msg_send_error(dst->job.main_fd,
-				   "this destination waits for another migration");
-		return -EAGAIN;
-	}
 	mig_session_record_sync(s);
-	return dst_check_hello(dst, h);
 }
 
 /* Fresh channel slots for this connection (the Hello's channel count). */
@@ -714,15 +719,6 @@ static int dst_wait_ms(struct mig_dst *dst)
 	return mig_job_reconnect_left_ms(&dst->job);
 }
 
-/*
- * A bad first message ends a fresh incoming migration; once a session runs,
- * it only ends that connection (-EAGAIN): the session waits for its source.
- */
-static int dst_stray_err(struct mig_dst *dst, int err)
-{
-	return dst->phase == MIG_PHASE_DST_LISTENING || mig_err_retriable(err) ? err : -EAGAIN;
-}
-
 /* One connection of the source, from its Hello to the end or to its loss. */
 static int dst_epoch(struct mig_dst *dst)
 {
@@ -733,7 +729,7 @@ static int dst_epoch(struct mig_dst *dst)
 	bool resumed;
 	int fd = -1, ret, wait = dst_wait_ms(dst);
 
-	ret = wait ? dst_accept(dst, wait, &fd) : -ETIMEDOUT;
+	ret = wait ? mig_dst_wait_source(dst, wait, &fd, &in) : -ETIMEDOUT;
 	if (ret == -ETIMEDOUT)
 		return dst_fail(dst, -ETIME, "lost the source (%s) and no reconnect within %llu ms",
 				dst->job.lost_reason,
@@ -742,19 +738,13 @@ static int dst_epoch(struct mig_dst *dst)
 	if (ret)
 		return dst_fail(dst, ret, "accept: %s", strerror(-ret));
 	mig_job_publish_fd(&dst->job, &dst->job.main_fd, fd);
-	if (dst->phase == MIG_PHASE_DST_LISTENING)
-		mig_session_set_status(s, MIG_STATUS_SETUP);
-	ret = mig_msg_recv(dst->job.main_fd, &in);
-	if (ret)
-		return dst_fail(dst, dst_stray_err(dst, ret == -EBADMSG ? -EPROTO : ret),
-				"main channel: waiting for Hello: %s",
-				ret == -EBADMSG ? "not a cleave migration stream" : strerror(-ret));
-	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_HELLO) {
-		cleave__wire__wire_msg__free_unpacked(in, NULL);
-		return dst_fail(dst, dst_stray_err(dst, -EPROTO), "protocol error: expected Hello");
-	}
 	resumed = dst->phase != MIG_PHASE_DST_LISTENING;
-	ret = resumed ? dst_session_check(dst, in->hello) : dst_session_start(dst, in->hello);
+	if (resumed) {
+		dst_session_continue(dst, in->hello);
+	} else {
+		mig_session_set_status(s, MIG_STATUS_SETUP);
+		ret = dst_session_start(dst, in->hello);
+	}
 	memcpy(sid, s->session_id, sizeof(sid));
 	next_round = in->hello->next_round;
 	if (!ret && dst->phase == MIG_PHASE_DST_RECEIVING)
@@ -857,31 +847,22 @@ static void dst_linger(struct mig_dst *dst)
 	dst->job.aborted = false;
 	pthread_mutex_unlock(&dst->job.lock);
 	for (;;) {
+		Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+		Cleave__Wire__HelloAck ack = CLEAVE__WIRE__HELLO_ACK__INIT;
 		Cleave__Wire__WireMsg *in = NULL;
-		bool cancelled;
 		int fd = -1;
 
-		cancelled = mig_job_cancelled(&dst->job);
-		if (cancelled || mig_now_ns() >= end)
+		if (mig_job_cancelled(&dst->job) || mig_now_ns() >= end)
 			break;
-
-		if (dst_accept(dst, (int)((end - mig_now_ns()) / 1000000) + 1, &fd))
+		/* Its own source only (mig_dst_hello_refusal in phase RUNNING). */
+		if (mig_dst_wait_source(dst, (int)((end - mig_now_ns()) / 1000000) + 1, &fd, &in))
 			break;
-		if (mig_msg_recv(fd, &in) == 0 &&
-		    in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_HELLO &&
-		    in->hello->session_id.len == 16 &&
-		    !memcmp(in->hello->session_id.data, dst->s->session_id, 16)) {
-			Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
-			Cleave__Wire__HelloAck ack = CLEAVE__WIRE__HELLO_ACK__INIT;
-
-			ack.phase = MIG_PHASE_DST_RUNNING;
-			m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK;
-			m.hello_ack = &ack;
-			if (!mig_msg_send(fd, &m))
-				log_info("told a reconnecting source that the guest runs here");
-		}
-		if (in)
-			cleave__wire__wire_msg__free_unpacked(in, NULL);
+		ack.phase = MIG_PHASE_DST_RUNNING;
+		m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK;
+		m.hello_ack = &ack;
+		if (!mig_msg_send(fd, &m))
+			log_info("told a reconnecting source that the guest runs here");
+		cleave__wire__wire_msg__free_unpacked(in, NULL);
 		close(fd);
 	}
 }

@@ -48,21 +48,9 @@ void mig_job_free(struct mig_job *job)
  */
 static void job_tell_peer(struct mig_job *job)
 {
-	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
-	Cleave__Wire__Error e = CLEAVE__WIRE__ERROR__INIT;
-	uint8_t buf[512];
-	uint32_t len;
-
-	e.reason = job->reason;
-	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
-	m.error = &e;
-	len = (uint32_t)cleave__wire__wire_msg__get_packed_size(&m);
-	if (len + 4 > sizeof(buf) || job->main_fd < 0 || pthread_mutex_trylock(&job->tx_lock))
+	if (job->main_fd < 0 || pthread_mutex_trylock(&job->tx_lock))
 		return;
-	memcpy(buf, &len, 4);
-	cleave__wire__wire_msg__pack(&m, buf + 4);
-	if (send(job->main_fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("could not tell the peer why: %s", strerror(errno));
+	mig_msg_send_error_nowait(job->main_fd, job->reason);
 	pthread_mutex_unlock(&job->tx_lock);
 }
 

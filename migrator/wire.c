@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "log/log.h"
 #include "migrator/mig-limits.h"
 #include "migrator/wire.h"
 
@@ -257,6 +258,26 @@ int mig_msg_recv(int fd, Cleave__Wire__WireMsg **msg)
 	}
 	free(buf);
 	return ret;
+}
+
+void mig_msg_send_error_nowait(int fd, const char *reason)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Error e = CLEAVE__WIRE__ERROR__INIT;
+	uint8_t buf[512];
+	uint32_t len, le;
+
+	e.reason = (char *)reason;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
+	m.error = &e;
+	len = (uint32_t)cleave__wire__wire_msg__get_packed_size(&m);
+	if (len + 4 > sizeof(buf))
+		return;
+	le = htole32(len);
+	memcpy(buf, &le, 4);
+	cleave__wire__wire_msg__pack(&m, buf + 4);
+	if (send(fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("could not send Error: %s", strerror(errno));
 }
 
 int mig_msg_send_error(int fd, const char *reason)

@@ -94,6 +94,8 @@ int mig_msg_send(int fd, const Cleave__Wire__WireMsg *msg);
 /* *msg is freed with cleave__wire__wire_msg__free_unpacked(msg, NULL). */
 int mig_msg_recv(int fd, Cleave__Wire__WireMsg **msg);
 int mig_msg_send_error(int fd, const char *reason);
+/* Best effort, never blocking, no SIGPIPE: an Error of at most 500 bytes, or nothing. */
+void mig_msg_send_error_nowait(int fd, const char *reason);
 
 /* ---- page maps of a resume (pagemap.c) -------------------------------- */
 
