@@ -75,6 +75,30 @@ struct rpc_watchdog {
 int rpc_watchdog_start(struct rpc_watchdog *w, const char *name, void (*check)(void *), void *arg);
 void rpc_watchdog_stop(struct rpc_watchdog *w);
 
+/* What a server serves: its method table and the handlers' argument. */
+struct rpc_service {
+	const struct rpc_method *methods; /* owned by the caller */
+	size_t nr_methods;
+	void *arg;	 /* handed to every handler */
+	const char *url; /* names the server in error texts */
+};
+
+/*
+ * A server's whole answer to one request, without its socket: unpacks the
+ * request envelope @in (@len bytes, untrusted), runs the method it names
+ * and returns the packed reply envelope (nng_msg_free() it).  NULL only
+ * when no reply could be built.  The serving thread calls it for every
+ * request; the RPC fuzzer (tests/fuzz/) calls it directly.
+ */
+nng_msg *rpc_answer(const struct rpc_service *svc, const void *in, size_t len);
+
+/*
+ * One received event message (@len untrusted bytes) as the subscriber
+ * hands it out: the unpacked event, or NULL when it does not unpack or is
+ * not of RPC_VERSION.  Free it with rpc_msg_free().
+ */
+Cleave__Events__Event *rpc_event_decode(const void *buf, size_t len);
+
 /* Maps an NNG error (NNG_E*, possibly NNG_ESYSERR|errno) to a negative errno. */
 int rpc_errno_from_nng(int rv);
 

@@ -215,6 +215,17 @@ out:
 	return ret;
 }
 
+Cleave__Events__Event *rpc_event_decode(const void *buf, size_t len)
+{
+	Cleave__Events__Event *e = cleave__events__event__unpack(NULL, len, buf);
+
+	if (e && e->version != RPC_VERSION) {
+		cleave__events__event__free_unpacked(e, NULL);
+		e = NULL;
+	}
+	return e;
+}
+
 /* Returns how many events of @ev's publisher were lost before it. */
 static uint64_t rpc_sub_track(struct rpc_sub *s, const Cleave__Events__Event *ev)
 {
@@ -291,14 +302,12 @@ int rpc_sub_recv(struct rpc_sub *s, Cleave__Events__Event **ev, uint64_t *missed
 		msg = rpc_sub_pop(s, &ts, &ret);
 		if (!msg)
 			return ret;
-		e = cleave__events__event__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-		if (e && e->version == RPC_VERSION)
+		e = rpc_event_decode(nng_msg_body(msg), nng_msg_len(msg));
+		if (e)
 			break;
 		/* Not an event we understand: dropped (its seq shows up as missed). */
 		log_debug("rpc sub: dropped a %zu-byte message that is not a v%u event",
 			  nng_msg_len(msg), RPC_VERSION);
-		if (e)
-			cleave__events__event__free_unpacked(e, NULL);
 		nng_msg_free(msg);
 	}
 	nng_msg_free(msg);

@@ -125,47 +125,45 @@ enum rpc_server_state {
 };
 
 struct rpc_server {
-	nng_socket sock;		  /* rep0; closing it ends the serving thread */
-	pthread_t thread;		  /* the one serving thread */
-	const struct rpc_method *methods; /* owned by the caller */
-	size_t nr_methods;
-	void *arg;		      /* handed to every handler */
+	nng_socket sock;	      /* rep0; closing it ends the serving thread */
+	pthread_t thread;	      /* the one serving thread */
+	struct rpc_service svc;	      /* methods owned by the caller; svc.url is url */
 	struct rpc_endpoint ep;	      /* the listener; watchdog thread only */
 	struct rpc_watchdog watchdog; /* keeps ep alive */
 	char *url;
 	enum rpc_server_state state; /* touched only by start/stop */
 };
 
-static const struct rpc_method *rpc_server_find(const struct rpc_server *s, uint32_t id)
+static const struct rpc_method *rpc_method_find(const struct rpc_service *svc, uint32_t id)
 {
-	for (size_t i = 0; i < s->nr_methods; i++)
-		if (s->methods[i].id == id)
-			return &s->methods[i];
+	for (size_t i = 0; i < svc->nr_methods; i++)
+		if (svc->methods[i].id == id)
+			return &svc->methods[i];
 	return NULL;
 }
 
-/* Decodes @in, runs the handler and leaves the outcome in @r. */
-static void rpc_server_dispatch(struct rpc_server *s, nng_msg *in, struct rpc_reply *r)
+/* Decodes the request envelope @in, runs the handler and leaves the outcome in @r. */
+static void rpc_dispatch(const struct rpc_service *svc, const void *in, size_t len,
+			 struct rpc_reply *r)
 {
 	const struct rpc_method *m;
 	Cleave__Rpc__Request *req;
 	ProtobufCMessage *body = NULL;
 	int ret;
 
-	req = cleave__rpc__request__unpack(NULL, nng_msg_len(in), nng_msg_body(in));
+	req = cleave__rpc__request__unpack(NULL, len, in);
 	if (!req) {
-		rpc_reply_error(r, -EBADMSG, "request envelope of %zu bytes does not unpack",
-				nng_msg_len(in));
+		rpc_reply_error(r, -EBADMSG, "request envelope of %zu bytes does not unpack", len);
 		goto out;
 	}
 	if (req->version != RPC_VERSION) {
 		rpc_reply_error(r, -EPROTONOSUPPORT, "rpc version %u, %s speaks %u", req->version,
-				s->url, RPC_VERSION);
+				svc->url, RPC_VERSION);
 		goto out;
 	}
-	m = rpc_server_find(s, req->method);
+	m = rpc_method_find(svc, req->method);
 	if (!m) {
-		rpc_reply_error(r, -ENOSYS, "unknown method %u at %s", req->method, s->url);
+		rpc_reply_error(r, -ENOSYS, "unknown method %u at %s", req->method, svc->url);
 		goto out;
 	}
 	if (m->request) {
@@ -176,13 +174,13 @@ static void rpc_server_dispatch(struct rpc_server *s, nng_msg *in, struct rpc_re
 			goto out;
 		}
 	}
-	ret = m->handle(s->arg, body, r);
+	ret = m->handle(svc->arg, body, r);
 	if (ret < 0 && r->error == 0)
 		rpc_reply_error(r, ret, "%s: %s", m->name ? m->name : "?", rpc_strerror(ret));
 	protobuf_c_message_free_unpacked(body, NULL);
 out:
 	if (r->error)
-		log_debug("rpc %s: method %d: %s (%d)", s->url, req ? (int)req->method : -1,
+		log_debug("rpc %s: method %d: %s (%d)", svc->url, req ? (int)req->method : -1,
 			  r->message, r->error);
 	if (req)
 		cleave__rpc__request__free_unpacked(req, NULL);
@@ -210,26 +208,25 @@ static int rpc_reply_pack(const struct rpc_reply *r, nng_msg **out)
 	return 0;
 }
 
-/* Builds the reply for @in; NULL only when memory ran out. */
-static nng_msg *rpc_server_answer(struct rpc_server *s, nng_msg *in)
+nng_msg *rpc_answer(const struct rpc_service *svc, const void *in, size_t len)
 {
 	struct rpc_reply r = {0};
 	nng_msg *out = NULL;
 	int ret;
 
-	rpc_server_dispatch(s, in, &r);
+	rpc_dispatch(svc, in, len, &r);
 	ret = rpc_reply_pack(&r, &out);
 	if (ret == -EMSGSIZE) {
 		free(r.body);
 		r = (struct rpc_reply){0};
-		rpc_reply_error(&r, -EMSGSIZE, "reply from %s exceeds %u bytes", s->url,
+		rpc_reply_error(&r, -EMSGSIZE, "reply from %s exceeds %u bytes", svc->url,
 				RPC_MAX_MSG_SIZE);
-		log_debug("rpc %s: %s", s->url, r.message);
+		log_debug("rpc %s: %s", svc->url, r.message);
 		ret = rpc_reply_pack(&r, &out);
 	}
 	free(r.body);
 	if (ret) {
-		log_warn("rpc %s: reply: %s", s->url, rpc_strerror(ret));
+		log_warn("rpc %s: reply: %s", svc->url, rpc_strerror(ret));
 		return NULL;
 	}
 	return out;
@@ -257,7 +254,7 @@ static void *rpc_server_run(void *opaque)
 			log_debug("rpc %s: nng_recvmsg: %s", s->url, nng_strerror(rv));
 			continue;
 		}
-		out = rpc_server_answer(s, in);
+		out = rpc_answer(&s->svc, nng_msg_body(in), nng_msg_len(in));
 		nng_msg_free(in);
 		if (!out)
 			continue;
@@ -284,14 +281,12 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->methods = methods;
-	s->nr_methods = nr_methods;
-	s->arg = arg;
 	s->url = strdup(url);
 	if (!s->url) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
+	s->svc = (struct rpc_service){methods, nr_methods, arg, s->url};
 	rv = nng_rep0_open(&s->sock);
 	if (rv) {
 		log_err("rpc %s: nng_rep0_open: %s", url, nng_strerror(rv));
