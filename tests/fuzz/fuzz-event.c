@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * libFuzzer harness: one message as an event subscriber receives it, bytes
+ * in.  rpc_event_decode() is what rpc_sub_recv() hands out (unpack, version
+ * check); the monitor then turns the event into its QMP line
+ * (mon_event_from_proto), which must be one JSON object naming the event.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "monitor/events.h"
+#include "proto/rpc-internal.h"
+#include "proto/rpc.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	Cleave__Events__Event *ev = rpc_event_decode(data, size);
+	struct mon_event *qmp;
+	json_t *obj;
+
+	if (!ev)
+		return 0;
+	qmp = mon_event_from_proto(ev);
+	if (qmp) {
+		obj = json_loadb(qmp->line, qmp->len, 0, NULL);
+		if (!obj || qmp->len < 2 || memcmp(qmp->line + qmp->len - 2, "\r\n", 2) ||
+		    strcmp(json_string_value(json_object_get(obj, "event")), qmp->name)) {
+			fprintf(stderr, "fuzz-event: bad QMP event line '%.*s'\n", (int)qmp->len,
+				qmp->line);
+			abort();
+		}
+		json_decref(obj);
+		mon_event_free(qmp);
+	}
+	rpc_msg_free(&ev->base);
+	return 0;
+}
