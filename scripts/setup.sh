@@ -1,10 +1,12 @@
 #!/bin/sh
-# Installs exactly what cleave needs on Debian 12 (build, tests, benchmarks).
+# Installs exactly what cleave needs on Debian 12 (build, tests, benchmarks;
+# clang and its libFuzzer runtime for scripts/fuzz.sh).
 # Safe to run twice: apt-get skips what is already installed.
 set -eu
 PKGS="build-essential meson ninja-build pkg-config cmake
 libnng-dev libprotobuf-c-dev protobuf-c-compiler libseccomp-dev
-libcmocka-dev libjansson-dev"
+libcmocka-dev libjansson-dev
+clang libclang-rt-14-dev"
 # The reference VMM for side-by-side benchmarks (bench/); not needed to build.
 BENCH_PKGS="qemu-system-x86"
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what is missing, builds, and runs the whole test suite:
 # the normal build (unit + integration with real KVM guests), then the
-# ASan+UBSan build, then the TSan build of the threaded modules.
+# ASan+UBSan build, then the TSan build of the threaded modules, then the
+# fuzz harnesses (scripts/fuzz.sh).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -39,6 +40,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 
 build build-tsan -Dfault_injection=true -Db_sanitize=thread -Db_lundef=false
 TSAN_OPTIONS=halt_on_error=1 run_suite tsan build-tsan --suite tsan
+
+# The fuzz harnesses, 20 s each from their committed corpora; its own summary.
+./scripts/fuzz.sh 20 || status=1
 
 # The three summaries together, where a reader of the log looks first.
 echo
