@@ -214,9 +214,23 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 	if (!p)
 		return -EINVAL;
 	if (off && *off && strcmp(off, "0")) {
-		log_warn("sandbox disabled (%s=%s): no seccomp, no_new_privs or capability drop",
+		log_warn("sandbox disabled (%s=%s): no seccomp, no_new_privs, capability drop "
+			 "or dumpable flag cleared",
 			 SANDBOX_ENV_DISABLE, off);
 		return 0;
+	}
+	/*
+	 * Not dumpable: /proc/<pid>/fd, /proc/<pid>/mem, process_vm_readv and
+	 * ptrace of this process need CAP_SYS_PTRACE, which no cleave process
+	 * keeps, so a sibling cannot reopen our RAM memfds or read our memory;
+	 * the jail's /proc (hidepid=ptraceable) then hides us from it altogether.
+	 * Set first: it also holds when a later step fails.  exec resets it, so
+	 * each process sets its own.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+		ret = -errno;
+		log_err("PR_SET_DUMPABLE 0: %s", strerror(-ret));
+		return ret;
 	}
 	sb_init_signals();
 	/*

@@ -4,11 +4,13 @@
  *
  * Two halves:
  *  - sandbox_enter(): run by each process itself once init is over (every fd
- *    and device it needs is open, every listener bound): rlimits, capability
- *    drop, PR_SET_NO_NEW_PRIVS, and a seccomp allowlist for all its threads.
+ *    and device it needs is open, every listener bound): not dumpable,
+ *    rlimits, capability drop, PR_SET_NO_NEW_PRIVS, and a seccomp allowlist
+ *    for all its threads.
  *  - sandbox_jail_*(): run by the launcher in a freshly forked child before
  *    exec (async-signal-safe): mount/IPC/net namespaces, pivot_root into an
- *    empty tmpfs holding only what that child needs.  The PID namespace is
+ *    empty tmpfs holding only what that child needs, and a read-only /proc
+ *    that shows only the processes it may ptrace.  The PID namespace is
  *    one for all children, made by the launcher (sandbox_jail_pid_ns_create()).
  *
  * Policies are data: tables of syscalls, each with optional argument filters
@@ -110,10 +112,11 @@ int sandbox_seccomp_install(const struct sandbox_policy *p, unsigned int flags);
 bool sandbox_sanitizer_build(void);
 
 /*
- * Everything a process does to itself once init is over: rlimits,
- * capabilities dropped (bounding, ambient, effective, permitted,
- * inheritable), no_new_privs, the seccomp policy of @proc.  Does nothing but
- * warn when SANDBOX_ENV_DISABLE is set.  Returns 0 or a negative errno with
+ * Everything a process does to itself once init is over: PR_SET_DUMPABLE 0
+ * (siblings cannot open its /proc/<pid>/fd, /proc/<pid>/mem or read its
+ * memory), rlimits, capabilities dropped (bounding, ambient, effective,
+ * permitted, inheritable), no_new_privs, the seccomp policy of @proc.  Does
+ * nothing but warn when SANDBOX_ENV_DISABLE is set.  Returns 0 or a negative errno with
  * the reason logged; the caller must not serve without it.
  */
 int sandbox_enter(enum sandbox_proc proc);
@@ -186,7 +189,11 @@ void sandbox_jail_pid_ns_destroy(int holder_pidfd);
  * mount private, builds the new root on a tmpfs with what @j names (plus
  * /usr, the /lib links, /dev/null, /dev/zero, /dev/urandom and a /proc of
  * the PID namespace), makes it read-only, pivots and detaches the old root
- * (all when j->enabled), then sandbox_caps_drop_for_exec().
+ * (all when j->enabled), then sandbox_caps_drop_for_exec().  The /proc is
+ * read-only, hidepid=ptraceable (a process sees only those it may ptrace:
+ * none but itself once sandbox_enter() cleared every dumpable flag) and
+ * subset=pid (no /proc/sys, /proc/kcore, ...); should the kernel refuse an
+ * option, /proc goes without it and says so on stderr.
  * Async-signal-safe.  Returns 0 or a negative errno; the failed step is
  * written to stderr.
  */
