@@ -7,7 +7,9 @@
  * Hello this job accepts (mig_dst_hello_refusal); until then it is held
  * among at most DST_MAX_PENDING others (the oldest makes room for a
  * newcomer), each with the I/O timeout to say it, read without blocking
- * the rest, into a buffer no bigger than a Hello.
+ * the rest, into a buffer no bigger than a Hello.  With TLS configured,
+ * its handshake comes first, and not one byte of it is parsed before the
+ * peer is authenticated and authorized.
  * Garbage, a foreign or malformed Hello, silence and hang-ups end that
  * connection only (with an Error back where the peer speaks the protocol);
  * the job goes on listening.  docs/MIGRATION.md, "Untrusted connections".
@@ -26,6 +28,7 @@
 
 #include "log/log.h"
 #include "migrator/dest-job.h"
+#include "migrator/tls.h"
 
 /* Connections held at once while they have not said Hello. */
 #define DST_MAX_PENDING 8
@@ -40,9 +43,12 @@ enum pending_state {
 
 struct dst_pending {
 	int fd;
-	uint64_t deadline_ns;		/* the Hello must be complete by then */
-	uint32_t got;			/* bytes of buf read so far */
-	char peer[64];			/* address, for the log */
+	bool tls;	      /* the handshake is under way (tls_done false) or complete */
+	bool tls_done;	      /* the peer is authenticated: its bytes may be parsed */
+	short events;	      /* what to poll for: POLLIN, or POLLOUT during the handshake */
+	uint64_t deadline_ns; /* the Hello must be complete by then */
+	uint32_t got;	      /* bytes of buf read so far */
+	char peer[64];	      /* address, for the log */
 	uint8_t buf[4 + DST_HELLO_MAX]; /* little-endian length, then the message */
 };
 
@@ -75,8 +81,26 @@ static void pending_drop(struct dst_pending *p, const char *why, const char *rep
 	log_warn("incoming connection from %s refused: %s", p->peer, why);
 	if (reply)
 		mig_msg_send_error_nowait(p->fd, reply);
-	close(p->fd);
+	mig_sock_close(p->fd);
 	p->fd = -1;
+}
+
+/* One more step of @p's TLS handshake: PENDING_MORE until it is complete. */
+static enum pending_state pending_handshake(struct dst_pending *p)
+{
+	char err[512];
+	int ret = mig_tls_step(p->fd, &p->events, err, sizeof(err));
+
+	if (ret == -EAGAIN)
+		return PENDING_MORE;
+	if (ret) {
+		/* Nothing goes back to a peer that did not authenticate: TLS said it all. */
+		pending_drop(p, err, NULL);
+		return PENDING_DROPPED;
+	}
+	p->tls_done = true;
+	p->events = POLLIN;
+	return PENDING_MORE;
 }
 
 /* Reads what @p's peer sent; *hellop is set with PENDING_HELLO. */
@@ -89,29 +113,35 @@ static enum pending_state pending_read(struct mig_dst *dst, struct dst_pending *
 	size_t want;
 	ssize_t n;
 
-	if (p->got >= 4) {
-		memcpy(&len, p->buf, 4);
-		len = le32toh(len);
+	if (p->tls && !p->tls_done) {
+		enum pending_state st = pending_handshake(p);
+
+		if (st != PENDING_MORE || !p->tls_done)
+			return st;
 	}
-	want = p->got < 4 ? 4 - p->got : 4 + len - p->got;
-	n = recv(p->fd, p->buf + p->got, want, MSG_DONTWAIT);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		pending_drop(p, n == 0 ? "closed before its Hello" : strerror(errno), NULL);
-		return PENDING_DROPPED;
+	/* Until the socket has no more: TLS may hold decrypted bytes poll() cannot see. */
+	for (;;) {
+		if (p->got >= 4) {
+			memcpy(&len, p->buf, 4);
+			len = le32toh(len);
+			if (!len || len > DST_HELLO_MAX) {
+				pending_drop(p, "not a cleave migration stream", NULL);
+				return PENDING_DROPPED;
+			}
+			if (p->got == 4 + len)
+				break;
+		}
+		want = p->got < 4 ? 4 - p->got : 4 + len - p->got;
+		n = p->tls ? mig_tls_recv(p->fd, p->buf + p->got, want)
+			   : recv(p->fd, p->buf + p->got, want, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			pending_drop(p, n == 0 ? "closed before its Hello" : strerror(errno), NULL);
+			return PENDING_DROPPED;
+		}
+		if (n < 0)
+			return PENDING_MORE;
+		p->got += (uint32_t)n;
 	}
-	if (n < 0)
-		return PENDING_MORE;
-	p->got += (uint32_t)n;
-	if (p->got < 4)
-		return PENDING_MORE;
-	memcpy(&len, p->buf, 4);
-	len = le32toh(len);
-	if (!len || len > DST_HELLO_MAX) {
-		pending_drop(p, "not a cleave migration stream", NULL);
-		return PENDING_DROPPED;
-	}
-	if (p->got < 4 + len)
-		return PENDING_MORE;
 	m = cleave__wire__wire_msg__unpack(NULL, len, p->buf + 4);
 	if (!m || m->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_HELLO) {
 		bool parsed = m != NULL;
@@ -173,8 +203,18 @@ static int pending_accept(struct mig_dst *dst, struct dst_pending **slots)
 		return 0;
 	}
 	p->fd = fd;
+	p->events = POLLIN;
 	p->deadline_ns = mig_now_ns() + (uint64_t)dst->s->io_timeout_ms * 1000000ull;
 	pending_peer_name(fd, p->peer, sizeof(p->peer));
+	/* With TLS configured, the first bytes must be its handshake. */
+	if (dst->s->env.tls) {
+		if (mig_tls_accept_start(dst->s->env.tls, fd)) {
+			close(fd);
+			free(p);
+			return 0;
+		}
+		p->tls = true;
+	}
 	slots[i] = p;
 	return 0;
 }
@@ -184,7 +224,7 @@ static void pending_free(struct dst_pending **slot)
 	if (!*slot)
 		return;
 	if ((*slot)->fd >= 0)
-		close((*slot)->fd);
+		mig_sock_close((*slot)->fd);
 	free(*slot);
 	*slot = NULL;
 }
@@ -226,7 +266,7 @@ int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire
 				continue;
 			}
 			next = slots[i]->deadline_ns < next ? slots[i]->deadline_ns : next;
-			pfd[n] = (struct pollfd){.fd = slots[i]->fd, .events = POLLIN};
+			pfd[n] = (struct pollfd){.fd = slots[i]->fd, .events = slots[i]->events};
 			map[n - 1] = i;
 			n++;
 		}

@@ -29,6 +29,7 @@
 
 #include "log/log.h"
 #include "migrator/dest-job.h"
+#include "migrator/tls.h"
 
 /* While waiting at the round barrier, the main connection is checked this often. */
 #define DST_HANGUP_POLL_MS 50
@@ -127,7 +128,7 @@ static int dst_accept(struct mig_dst *dst, int timeout_ms, int *fdp)
 		return mig_job_aborted(&dst->job) ? -ECANCELED : -errno;
 	ret = mig_sock_setup(fd, dst->s->io_timeout_ms);
 	if (ret) {
-		close(fd);
+		mig_sock_close(fd);
 		return ret;
 	}
 	*fdp = fd;
@@ -311,21 +312,34 @@ static void dst_teardown(struct mig_dst *dst)
 
 static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 {
+	const struct mig_tls *tls = dst->s->env.tls;
+	uint8_t token[16];
+	int ret = mig_chan_token(dst->job.main_fd, sid, token);
+
+	if (ret)
+		return dst_fail(dst, ret, "channel token: %s", strerror(-ret));
 	for (unsigned int n = 0; n < dst->nr_chans; n++) {
 		struct mig_chan_hello ch;
-		int fd = -1, ret;
+		char err[512];
+		int fd = -1;
 
 		ret = dst_accept(dst, (int)dst->s->io_timeout_ms, &fd);
 		if (ret)
 			return dst_fail(dst, ret, "accepting channel %u of %u: %s", n,
 					dst->nr_chans, strerror(-ret));
+		/* Authenticated before its preamble is read, like the main connection. */
+		if (tls && mig_tls_accept(tls, fd, dst->s->io_timeout_ms, err, sizeof(err))) {
+			mig_sock_close(fd);
+			return dst_fail(dst, -EAGAIN, "channel %u of %u: %s", n, dst->nr_chans,
+					err);
+		}
 		ret = mig_io_read(fd, &ch, sizeof(ch));
 		if (!ret && (ch.magic != MIG_CHAN_MAGIC || ch.version != WIRE_VERSION ||
-			     memcmp(ch.session_id, sid, 16) || ch.index >= dst->nr_chans ||
+			     memcmp(ch.session_id, token, 16) || ch.index >= dst->nr_chans ||
 			     dst->chans[ch.index].fd >= 0))
 			ret = -EPROTO;
 		if (ret) {
-			close(fd);
+			mig_sock_close(fd);
 			/* E.g. a restarted source's Hello where a channel was due: it calls again.
 			 */
 			return dst_fail(
@@ -671,7 +685,7 @@ static int dst_channels_alloc(struct mig_dst *dst, unsigned int n)
 	old = dst->chans;
 	for (unsigned int i = 0; old && i < dst->nr_chans; i++)
 		if (old[i].fd >= 0)
-			close(old[i].fd);
+			mig_sock_close(old[i].fd);
 	dst->chans = chans;
 	dst->nr_chans = n;
 	pthread_mutex_unlock(&dst->job.lock);
@@ -781,11 +795,10 @@ static int dst_epoch(struct mig_dst *dst)
  */
 static bool dst_source_said_error(struct mig_dst *dst, char *reason, size_t len)
 {
-	struct pollfd pfd = {.fd = dst->job.main_fd, .events = POLLIN};
 	Cleave__Wire__WireMsg *m;
 	bool said = false;
 
-	while (dst->job.main_fd >= 0 && poll(&pfd, 1, 0) > 0 && !said) {
+	while (dst->job.main_fd >= 0 && mig_sock_readable(dst->job.main_fd) && !said) {
 		if (mig_msg_recv(dst->job.main_fd, &m))
 			break;
 		said = m->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR;
@@ -863,7 +876,7 @@ static void dst_linger(struct mig_dst *dst)
 		if (!mig_msg_send(fd, &m))
 			log_info("told a reconnecting source that the guest runs here");
 		cleave__wire__wire_msg__free_unpacked(in, NULL);
-		close(fd);
+		mig_sock_close(fd);
 	}
 }
 
@@ -955,7 +968,7 @@ static void dst_free(struct mig_job *job)
 	assert(dst->state == MIG_DST_IDLE || dst->state == MIG_DST_CLOSED);
 	for (unsigned int i = 0; dst->chans && i < dst->nr_chans; i++)
 		if (dst->chans[i].fd >= 0)
-			close(dst->chans[i].fd);
+			mig_sock_close(dst->chans[i].fd);
 	close(dst->listen_fd);
 	pthread_cond_destroy(&dst->bar_cond);
 	pthread_mutex_destroy(&dst->bar_lock);

@@ -12,6 +12,7 @@
 #include "log/log.h"
 #include "migrator/job.h"
 #include "migrator/session-internal.h"
+#include "migrator/tls.h"
 #include "migrator/wire.h"
 
 void mig_job_init(struct mig_job *job, struct mig_session *s, const struct mig_job_ops *ops)
@@ -28,7 +29,7 @@ void mig_job_init(struct mig_job *job, struct mig_session *s, const struct mig_j
 void mig_job_fini(struct mig_job *job)
 {
 	if (job->main_fd >= 0)
-		close(job->main_fd);
+		mig_sock_close(job->main_fd);
 	job->main_fd = -1;
 	pthread_mutex_destroy(&job->tx_lock);
 	pthread_cond_destroy(&job->wake);
@@ -48,7 +49,9 @@ void mig_job_free(struct mig_job *job)
  */
 static void job_tell_peer(struct mig_job *job)
 {
-	if (job->main_fd < 0 || pthread_mutex_trylock(&job->tx_lock))
+	/* Never in clear where the job speaks TLS (the handshake may not have finished). */
+	if (job->main_fd < 0 || (job->s->env.tls && !mig_tls_on(job->main_fd)) ||
+	    pthread_mutex_trylock(&job->tx_lock))
 		return;
 	mig_msg_send_error_nowait(job->main_fd, job->reason);
 	pthread_mutex_unlock(&job->tx_lock);
@@ -192,7 +195,7 @@ void mig_job_reset_epoch_locked(struct mig_job *job)
 	job->err = 0;
 	job->reason[0] = '\0';
 	if (job->main_fd >= 0)
-		close(job->main_fd);
+		mig_sock_close(job->main_fd);
 	job->main_fd = -1;
 }
 

@@ -77,6 +77,8 @@ struct mig_hooks {
 	bool ram_hash;
 };
 
+struct mig_tls;
+
 /* What the session needs from its process; everything outlives the session. */
 struct mig_env {
 	struct shm_ctl *ctl;	/* dirty/received bitmaps and the session record */
@@ -87,6 +89,12 @@ struct mig_env {
 	void (*event)(void *arg, const struct mig_event *ev);
 	void *event_arg;
 	unsigned int io_timeout_ms; /* 0 = MIG_DEFAULT_IO_TIMEOUT_MS */
+	/*
+	 * Mutual TLS on every connection (tls.h), or NULL: plaintext, which
+	 * only loopback addresses get unless @insecure_plaintext says so.
+	 */
+	const struct mig_tls *tls;
+	bool insecure_plaintext;
 	/* mig_now_ns() when the process started: a takeover's resume time counts from it. */
 	uint64_t process_start_ns;
 	struct mig_hooks hooks;

@@ -24,6 +24,7 @@
 
 #include "log/log.h"
 #include "migrator/source-job.h"
+#include "migrator/tls.h"
 
 #define MIG_DOWNTIME_GOAL_US   5000	     /* stop iterating below this expected downtime */
 #define MIG_EXTRA_ROUNDS       8	     /* at most this many rounds once the limit is met */
@@ -93,7 +94,7 @@ static void src_free(struct mig_job *job)
 	mig_send_stop(src); /* no-op when the worker already joined them */
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		if (src->chans[i].fd >= 0)
-			close(src->chans[i].fd);
+			mig_sock_close(src->chans[i].fd);
 		pthread_cond_destroy(&src->chans[i].work);
 	}
 	pthread_cond_destroy(&src->sq_space);
@@ -220,13 +221,12 @@ static int src_wait_acked(struct mig_src *src, uint64_t round)
  */
 static int src_ping(struct mig_src *src)
 {
-	struct pollfd pfd = {.fd = src->job.main_fd, .events = POLLIN};
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__Progress p = CLEAVE__WIRE__PROGRESS__INIT;
 	uint64_t now = mig_now_ns();
 	int ret;
 
-	while (poll(&pfd, 1, 0) > 0) {
+	while (mig_sock_readable(src->job.main_fd)) {
 		Cleave__Wire__WireMsg *in;
 
 		ret = mig_msg_recv(src->job.main_fd, &in);
@@ -438,6 +438,29 @@ static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
 }
 
 /*
+ * With TLS configured: the handshake on a fresh connection, before any
+ * protocol byte.  A refused peer (certificate, name, authorization, PSK)
+ * ends the job: a reconnect would meet the same refusal.
+ */
+static int src_tls_connect(struct mig_src *src, int fd, const char *what)
+{
+	const struct mig_tls *tls = src->s->env.tls;
+	char host[256], err[512];
+	int ret;
+
+	if (!tls)
+		return 0;
+	ret = mig_uri_host(src->uri, host, sizeof(host));
+	if (!ret)
+		ret = mig_tls_connect(tls, fd, host, src->s->io_timeout_ms, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "bad URI");
+	if (ret)
+		mig_job_abort(&src->job, ret, "%s: %s", what, err);
+	return ret;
+}
+
+/*
  * Connects the main channel and says Hello; *ackp is the destination's
  * HelloAck (its report when this is a resume).
  */
@@ -458,6 +481,9 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 	}
 	mig_job_publish_fd(&src->job, &src->job.main_fd, fd);
 	src->reached = true;
+	ret = src_tls_connect(src, fd, "main channel");
+	if (ret)
+		return ret;
 	for (uint32_t r = 0; r < h->nr_regions; r++) {
 		cleave__wire__region__init(&regs[r]);
 		regs[r].gpa = h->regions[r].gpa;
@@ -496,14 +522,23 @@ static int src_open_channels(struct mig_src *src)
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		struct mig_chan_hello ch = {
 			.magic = MIG_CHAN_MAGIC, .version = WIRE_VERSION, .index = i};
+		char what[32];
 
-		memcpy(ch.session_id, s->session_id, sizeof(ch.session_id));
+		ret = mig_chan_token(src->job.main_fd, s->session_id, ch.session_id);
+		if (ret) {
+			mig_job_abort(&src->job, ret, "channel token: %s", strerror(-ret));
+			return ret;
+		}
 		ret = mig_uri_connect(src->uri, s->io_timeout_ms, &fd, err, sizeof(err));
 		if (ret) {
 			mig_job_abort(&src->job, ret, "channel %u: %s", i, err);
 			return ret;
 		}
 		mig_job_publish_fd(&src->job, &src->chans[i].fd, fd);
+		snprintf(what, sizeof(what), "channel %u", i);
+		ret = src_tls_connect(src, fd, what);
+		if (ret)
+			return ret;
 		ret = mig_io_write(fd, &ch, sizeof(ch));
 		if (ret) {
 			mig_job_abort(&src->job, ret, "channel %u: send hello: %s", i,
@@ -981,7 +1016,7 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 		mig_job_reset_epoch_locked(job);
 		for (unsigned int i = 0; i < src->nr_chans; i++) {
 			if (src->chans[i].fd >= 0)
-				close(src->chans[i].fd);
+				mig_sock_close(src->chans[i].fd);
 			src->chans[i].fd = -1;
 		}
 	}

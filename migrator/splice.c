@@ -15,9 +15,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migrator/tls.h"
 #include "migrator/wire.h"
 #include "shm/shm.h"
 
@@ -92,8 +94,19 @@ static int drain(struct mig_pipe *p, int out, size_t len, unsigned int flags)
 int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, struct iovec *data,
 		    int ndata)
 {
-	int ret = mig_io_sendv(sock, head, nhead, ndata ? MSG_MORE : 0);
-	int i = 0;
+	int ret, i = 0;
+
+	/* User-space TLS encrypts from the mapping (the one copy), no pipe, one flush. */
+	if (mig_tls_on(sock)) {
+		struct iovec all[4 + MIG_BATCH_PAGES];
+
+		if (nhead + ndata > (int)(sizeof(all) / sizeof(all[0])))
+			return -E2BIG;
+		memcpy(all, head, (size_t)nhead * sizeof(*all));
+		memcpy(all + nhead, data, (size_t)ndata * sizeof(*all));
+		return mig_io_sendv(sock, all, nhead + ndata, 0);
+	}
+	ret = mig_io_sendv(sock, head, nhead, ndata ? MSG_MORE : 0);
 
 	if (ret)
 		return ret;

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include "log/log.h"
 #include "migrator/mig-limits.h"
+#include "migrator/tls.h"
 #include "migrator/wire.h"
 
 /* Splits "tcp:HOST:PORT" ("tcp:[v6]:PORT" too) into host and port. */
@@ -177,9 +179,29 @@ int mig_io_writev(int fd, struct iovec *iov, int iovcnt)
 	return mig_io_sendv(fd, iov, iovcnt, 0);
 }
 
+/* A TLS connection: the same contract, through its session (tls.c). */
+static int tls_readv(int fd, struct iovec *iov, int iovcnt)
+{
+	int i = mig_iov_advance(iov, iovcnt, 0, 0);
+
+	while (i < iovcnt) {
+		ssize_t n = mig_tls_recv(fd, iov[i].iov_base, iov[i].iov_len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return io_errno(n);
+		i = mig_iov_advance(iov, iovcnt, i, (size_t)n);
+	}
+	return 0;
+}
+
 int mig_io_sendv(int fd, struct iovec *iov, int iovcnt, int flags)
 {
 	int i = mig_iov_advance(iov, iovcnt, 0, 0);
+
+	if (mig_tls_on(fd))
+		return i < iovcnt ? mig_tls_sendv(fd, iov + i, iovcnt - i) : 0;
 
 	while (i < iovcnt) {
 		struct msghdr mh = {.msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i)};
@@ -197,6 +219,9 @@ int mig_io_sendv(int fd, struct iovec *iov, int iovcnt, int flags)
 int mig_io_readv(int fd, struct iovec *iov, int iovcnt)
 {
 	int i = mig_iov_advance(iov, iovcnt, 0, 0);
+
+	if (mig_tls_on(fd))
+		return tls_readv(fd, iov, iovcnt);
 
 	while (i < iovcnt) {
 		struct msghdr mh = {.msg_iov = iov + i, .msg_iovlen = (size_t)(iovcnt - i)};
@@ -276,8 +301,51 @@ void mig_msg_send_error_nowait(int fd, const char *reason)
 	le = htole32(len);
 	memcpy(buf, &le, 4);
 	cleave__wire__wire_msg__pack(&m, buf + 4);
-	if (send(fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+	/* Under TLS one record, which may wait for socket space up to the send timeout. */
+	if ((mig_tls_on(fd) ? mig_tls_send(fd, buf, len + 4)
+			    : send(fd, buf, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0)
 		log_debug("could not send Error: %s", strerror(errno));
+}
+
+void mig_sock_close(int fd)
+{
+	if (fd < 0)
+		return;
+	mig_tls_detach(fd);
+	close(fd);
+}
+
+bool mig_sock_readable(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	return mig_tls_pending(fd) || poll(&pfd, 1, 0) > 0;
+}
+
+int mig_chan_token(int main_fd, const uint8_t sid[16], uint8_t out[16])
+{
+	if (mig_tls_on(main_fd))
+		return mig_tls_channel_token(main_fd, sid, out);
+	memcpy(out, sid, 16);
+	return 0;
+}
+
+int mig_uri_host(const char *uri, char *host, size_t len)
+{
+	const char *h, *colon;
+
+	if (strncmp(uri, "tcp:", 4))
+		return -EINVAL;
+	h = uri + 4;
+	colon = strrchr(h, ':');
+	if (!colon || colon == h)
+		return -EINVAL;
+	if (*h == '[' && colon[-1] == ']') /* tcp:[::1]:4444 */
+		h++, colon--;
+	if ((size_t)(colon - h) >= len)
+		return -ENAMETOOLONG;
+	snprintf(host, len, "%.*s", (int)(colon - h), h);
+	return 0;
 }
 
 int mig_msg_send_error(int fd, const char *reason)

@@ -96,6 +96,18 @@ int mig_msg_recv(int fd, Cleave__Wire__WireMsg **msg);
 int mig_msg_send_error(int fd, const char *reason);
 /* Best effort, never blocking, no SIGPIPE: an Error of at most 500 bytes, or nothing. */
 void mig_msg_send_error_nowait(int fd, const char *reason);
+/* Closes a connection, and forgets its TLS session (tls.h) if it has one. */
+void mig_sock_close(int fd);
+/* Bytes to read now: in the socket, or decrypted and waiting in its TLS session. */
+bool mig_sock_readable(int fd);
+/*
+ * What a channel's preamble carries to bind it to the main connection
+ * @main_fd of session @sid: with TLS an exporter value of that connection
+ * (tls.h), without it the session id itself.
+ */
+int mig_chan_token(int main_fd, const uint8_t sid[16], uint8_t out[16]);
+/* HOST of "tcp:HOST:PORT" ("tcp:[::1]:P" gives "::1"). */
+int mig_uri_host(const char *uri, char *host, size_t len);
 
 /* ---- page maps of a resume (pagemap.c) -------------------------------- */
 

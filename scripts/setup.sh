@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential meson ninja-build pkg-config cmake
 libnng-dev libprotobuf-c-dev protobuf-c-compiler libseccomp-dev
-libcmocka-dev libjansson-dev
+libcmocka-dev libjansson-dev libgnutls28-dev
 clang libclang-rt-14-dev"
 # The reference VMM for side-by-side benchmarks (bench/); not needed to build.
 BENCH_PKGS="qemu-system-x86"

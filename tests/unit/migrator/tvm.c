@@ -166,6 +166,12 @@ static void on_event(void *arg, const struct mig_event *ev)
 int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
 	     unsigned int io_timeout_ms)
 {
+	return tvm_init_tls(t, layout, hooks, io_timeout_ms, NULL);
+}
+
+int tvm_init_tls(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
+		 unsigned int io_timeout_ms, const struct mig_tls *tls)
+{
 	struct mig_env env = {0};
 	int ret;
 
@@ -188,6 +194,7 @@ int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mi
 	env.event = on_event;
 	env.event_arg = t;
 	env.io_timeout_ms = io_timeout_ms;
+	env.tls = tls;
 	if (hooks)
 		env.hooks = *hooks;
 	return mig_session_alloc(&t->s, &env);

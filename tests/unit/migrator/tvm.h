@@ -48,6 +48,9 @@ struct tvm {
 /* @io_timeout_ms 0: the engine's default. */
 int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
 	     unsigned int io_timeout_ms);
+/* The same with mutual TLS on every connection (@tls outlives the tvm). */
+int tvm_init_tls(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
+		 unsigned int io_timeout_ms, const struct mig_tls *tls);
 void tvm_fini(struct tvm *t);
 void tvm_dirtier_start(struct tvm *t, uint64_t hot_pages, unsigned int stop_after);
 void tvm_dirtier_stop(struct tvm *t);

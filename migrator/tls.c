@@ -1,0 +1,699 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Mutual TLS for the migration wire (see tls.h).  GnuTLS, as QEMU uses for
+ * the same credential objects and layouts: TLS 1.3 only, no session
+ * tickets (nothing is resumed: every connection, reconnects included,
+ * authenticates afresh).
+ */
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "migrator/tls.h"
+
+#define TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define TLS_PRIO_PSK  "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
+#define TLS_MAX_AUTHZ 64
+#define TLS_EXPORTER  "EXPORTER-cleave-migration-channel"
+
+struct tls_psk_key {
+	char *identity;
+	gnutls_datum_t key; /* binary (keys.psk holds it in hex) */
+};
+
+/* Immutable after mig_tls_load: shared by every connection of the process. */
+struct mig_tls {
+	bool psk;
+	/* x509: whichever of the two ends the directory holds (a migrator may be either). */
+	gnutls_certificate_credentials_t server, client;
+	/* PSK */
+	gnutls_psk_server_credentials_t psk_server;
+	gnutls_psk_client_credentials_t psk_client;
+	struct tls_psk_key *keys;
+	size_t nr_keys;
+	char *authz[TLS_MAX_AUTHZ]; /* empty: any peer the credentials accept */
+	size_t nr_authz;
+	char *hostname;
+};
+
+/*
+ * The session of each fd that carries TLS.  Written when a connection gets
+ * or loses its session (by the thread that owns the fd); read on every
+ * send and receive.  Protected by reg_lock.
+ */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static gnutls_session_t *reg;
+static size_t reg_len;
+
+static gnutls_session_t reg_get(int fd)
+{
+	gnutls_session_t s = NULL;
+
+	pthread_mutex_lock(&reg_lock);
+	if (fd >= 0 && (size_t)fd < reg_len)
+		s = reg[fd];
+	pthread_mutex_unlock(&reg_lock);
+	return s;
+}
+
+static int reg_set(int fd, gnutls_session_t s)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&reg_lock);
+	if ((size_t)fd >= reg_len) {
+		size_t n = (size_t)fd + 64;
+		gnutls_session_t *grown = realloc(reg, n * sizeof(*reg));
+
+		if (!grown) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		memset(grown + reg_len, 0, (n - reg_len) * sizeof(*reg));
+		reg = grown;
+		reg_len = n;
+	}
+	reg[fd] = s;
+out:
+	pthread_mutex_unlock(&reg_lock);
+	return ret;
+}
+
+void mig_tls_detach(int fd)
+{
+	gnutls_session_t s = reg_get(fd);
+
+	if (s) {
+		reg_set(fd, NULL);
+		gnutls_deinit(s);
+	}
+}
+
+bool mig_tls_on(int fd)
+{
+	return reg_get(fd) != NULL;
+}
+
+/*
+ * Why this thread's last server handshake refused the peer's certificate
+ * (the verify callback cannot return a text; the handshake runs on the
+ * thread that reads it back).
+ */
+static __thread char verify_err[256];
+
+/* ---- credentials ------------------------------------------------------- */
+
+static int peer_authorized(gnutls_session_t s, char *err, size_t errlen);
+
+/*
+ * The destination's check of the source's certificate, during the
+ * handshake: signed by our CA, valid now, and authorized.  A refusal fails
+ * the handshake with an alert, so the source learns it was refused.
+ */
+static int server_verify(gnutls_session_t s)
+{
+	unsigned int status = 0;
+	gnutls_datum_t out = {NULL, 0};
+
+	verify_err[0] = '\0';
+	if (gnutls_certificate_verify_peers3(s, NULL, &status) < 0) {
+		snprintf(verify_err, sizeof(verify_err), "the peer presented no certificate");
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	if (status) {
+		if (!gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0))
+			snprintf(verify_err, sizeof(verify_err), "%s", (char *)out.data);
+		gnutls_free(out.data);
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	return peer_authorized(s, verify_err, sizeof(verify_err)) ? GNUTLS_E_CERTIFICATE_ERROR : 0;
+}
+
+static int file_exists(const char *dir, const char *name, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s", dir, name);
+	return access(path, R_OK) == 0;
+}
+
+/* The CA that must have signed the peer, and our certificate and key. */
+static int cred_load(gnutls_certificate_credentials_t c, const char *ca, const char *cert,
+		     const char *key, const char *end, const char *dir, char *err, size_t errlen)
+{
+	int ret = gnutls_certificate_set_x509_trust_file(c, ca, GNUTLS_X509_FMT_PEM);
+
+	if (ret <= 0) {
+		snprintf(err, errlen, "%s/ca-cert.pem: %s", dir,
+			 ret ? gnutls_strerror(ret) : "no certificate in it");
+		return -EINVAL;
+	}
+	ret = gnutls_certificate_set_x509_key_file(c, cert, key, GNUTLS_X509_FMT_PEM);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: %s-cert.pem / %s-key.pem: %s", dir, end, end,
+			 gnutls_strerror(ret));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_x509(struct mig_tls *t, const char *dir, char *err, size_t errlen)
+{
+	char ca[4096], cert[4096], key[4096];
+	int ret;
+
+	if (!file_exists(dir, "ca-cert.pem", ca, sizeof(ca))) {
+		snprintf(err, errlen, "%s: no readable ca-cert.pem", dir);
+		return -ENOENT;
+	}
+	if (file_exists(dir, "server-cert.pem", cert, sizeof(cert)) &&
+	    file_exists(dir, "server-key.pem", key, sizeof(key))) {
+		if (gnutls_certificate_allocate_credentials(&t->server))
+			return -ENOMEM;
+		gnutls_certificate_set_verify_function(t->server, server_verify);
+		ret = cred_load(t->server, ca, cert, key, "server", dir, err, errlen);
+		if (ret)
+			return ret;
+	}
+	if (file_exists(dir, "client-cert.pem", cert, sizeof(cert)) &&
+	    file_exists(dir, "client-key.pem", key, sizeof(key))) {
+		if (gnutls_certificate_allocate_credentials(&t->client))
+			return -ENOMEM;
+		ret = cred_load(t->client, ca, cert, key, "client", dir, err, errlen);
+		if (ret)
+			return ret;
+	}
+	if (!t->server && !t->client) {
+		snprintf(err, errlen,
+			 "%s: neither server-cert.pem + server-key.pem nor client-cert.pem + "
+			 "client-key.pem",
+			 dir);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static const struct tls_psk_key *psk_find(const struct mig_tls *t, const char *identity)
+{
+	for (size_t i = 0; i < t->nr_keys; i++)
+		if (!strcmp(t->keys[i].identity, identity))
+			return &t->keys[i];
+	return NULL;
+}
+
+static bool authorized(const struct mig_tls *t, const char *who)
+{
+	if (!t->nr_authz)
+		return true;
+	for (size_t i = 0; i < t->nr_authz; i++)
+		if (!strcmp(t->authz[i], who))
+			return true;
+	return false;
+}
+
+/* The server's key lookup: the identity must be in keys.psk (and authorized). */
+static int psk_server_key(gnutls_session_t s, const char *identity, gnutls_datum_t *key)
+{
+	const struct mig_tls *t = gnutls_session_get_ptr(s);
+	const struct tls_psk_key *k = psk_find(t, identity);
+
+	if (!k || !authorized(t, identity)) {
+		snprintf(verify_err, sizeof(verify_err), "PSK identity '%s' is %s", identity,
+			 k ? "not authorized" : "unknown");
+		return -1;
+	}
+	key->data = gnutls_malloc(k->key.size);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, k->key.data, k->key.size);
+	key->size = k->key.size;
+	return 0;
+}
+
+static int load_psk(struct mig_tls *t, const struct mig_tls_config *cfg, char *err, size_t errlen)
+{
+	const char *identity = cfg->psk_identity ? cfg->psk_identity : "qemu";
+	const struct tls_psk_key *mine;
+	FILE *f = fopen(cfg->psk_file, "re");
+	char line[1024];
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", cfg->psk_file, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':'), *end;
+		struct tls_psk_key *grown;
+		gnutls_datum_t hex;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		end = colon ? colon + 1 + strspn(colon + 1, "0123456789abcdefABCDEF") : NULL;
+		if (!colon || colon == line || !end || *end || end == colon + 1) {
+			fclose(f);
+			snprintf(err, errlen, "%s: a line is not IDENTITY:HEXKEY", cfg->psk_file);
+			return -EINVAL;
+		}
+		grown = realloc(t->keys, (t->nr_keys + 1) * sizeof(*t->keys));
+		if (!grown) {
+			fclose(f);
+			return -ENOMEM;
+		}
+		t->keys = grown;
+		*colon = '\0';
+		hex.data = (unsigned char *)(colon + 1);
+		hex.size = (unsigned int)strlen(colon + 1);
+		t->keys[t->nr_keys].identity = strdup(line);
+		t->keys[t->nr_keys].key = (gnutls_datum_t){NULL, 0};
+		t->nr_keys++;
+		if (!t->keys[t->nr_keys - 1].identity || hex.size % 2 ||
+		    gnutls_hex_decode2(&hex, &t->keys[t->nr_keys - 1].key)) {
+			fclose(f);
+			snprintf(err, errlen, "%s: the key of '%s' is not valid hex", cfg->psk_file,
+				 line);
+			return -EINVAL;
+		}
+	}
+	fclose(f);
+	if (!t->nr_keys) {
+		snprintf(err, errlen, "%s: no keys", cfg->psk_file);
+		return -EINVAL;
+	}
+	if (gnutls_psk_allocate_server_credentials(&t->psk_server) ||
+	    gnutls_psk_allocate_client_credentials(&t->psk_client))
+		return -ENOMEM;
+	gnutls_psk_set_server_credentials_function(t->psk_server, psk_server_key);
+	/* As the source: our identity's key, if the file holds it. */
+	mine = psk_find(t, identity);
+	if (mine && gnutls_psk_set_client_credentials(t->psk_client, identity, &mine->key,
+						      GNUTLS_PSK_KEY_RAW) < 0) {
+		snprintf(err, errlen, "%s: the key of '%s' is not valid hex", cfg->psk_file,
+			 identity);
+		return -EINVAL;
+	}
+	if (!mine) {
+		gnutls_psk_free_client_credentials(t->psk_client);
+		t->psk_client = NULL;
+	}
+	return 0;
+}
+
+int mig_tls_load(struct mig_tls **out, const struct mig_tls_config *cfg, char *err, size_t errlen)
+{
+	struct mig_tls *t;
+	int ret;
+
+	if (!cfg->x509_dir == !cfg->psk_file) {
+		snprintf(err, errlen, "TLS needs exactly one of an x509 directory and a PSK file");
+		return -EINVAL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->psk = cfg->psk_file != NULL;
+	ret = t->psk ? load_psk(t, cfg, err, errlen) : load_x509(t, cfg->x509_dir, err, errlen);
+	if (!ret && cfg->hostname && !(t->hostname = strdup(cfg->hostname)))
+		ret = -ENOMEM;
+	if (!ret && cfg->authz) {
+		char *list = strdup(cfg->authz), *save = NULL, *tok;
+
+		/* Names hold commas ("CN=a,O=b"): entries are separated by ';' or by newlines. */
+		for (tok = list ? strtok_r(list, ";\n", &save) : NULL; tok && !ret;
+		     tok = strtok_r(NULL, ";\n", &save)) {
+			if (t->nr_authz == TLS_MAX_AUTHZ) {
+				snprintf(err, errlen, "more than %d authorized names",
+					 TLS_MAX_AUTHZ);
+				ret = -E2BIG;
+			} else if (!(t->authz[t->nr_authz++] = strdup(tok))) {
+				ret = -ENOMEM;
+			}
+		}
+		if (!list)
+			ret = -ENOMEM;
+		free(list);
+	}
+	if (ret) {
+		if (ret == -ENOMEM && !err[0])
+			snprintf(err, errlen, "out of memory");
+		mig_tls_free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+void mig_tls_free(struct mig_tls *t)
+{
+	if (!t)
+		return;
+	if (t->server)
+		gnutls_certificate_free_credentials(t->server);
+	if (t->client)
+		gnutls_certificate_free_credentials(t->client);
+	if (t->psk_server)
+		gnutls_psk_free_server_credentials(t->psk_server);
+	if (t->psk_client)
+		gnutls_psk_free_client_credentials(t->psk_client);
+	for (size_t i = 0; i < t->nr_keys; i++) {
+		free(t->keys[i].identity);
+		gnutls_free(t->keys[i].key.data);
+	}
+	free(t->keys);
+	for (size_t i = 0; i < t->nr_authz; i++)
+		free(t->authz[i]);
+	free(t->hostname);
+	free(t);
+}
+
+const char *mig_tls_kind(const struct mig_tls *t)
+{
+	return t->psk ? "psk" : "x509";
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static int session_new(const struct mig_tls *t, int fd, bool server, const char *hostname,
+		       gnutls_session_t *out, char *err, size_t errlen)
+{
+	gnutls_session_t s;
+	int ret;
+
+	if (server ? (t->psk ? !t->psk_server : !t->server)
+		   : (t->psk ? !t->psk_client : !t->client)) {
+		snprintf(err, errlen, "no %s credentials for the %s end", t->psk ? "PSK" : "x509",
+			 server ? "destination (server)" : "source (client)");
+		return -ENOKEY;
+	}
+	/* GnuTLS's own socket I/O, with MSG_NOSIGNAL: a vanished peer is an error, not SIGPIPE. */
+	ret = gnutls_init(&s, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS |
+				      GNUTLS_NO_SIGNAL);
+	if (ret) {
+		snprintf(err, errlen, "gnutls_init: %s", gnutls_strerror(ret));
+		return -ENOMEM;
+	}
+	gnutls_session_set_ptr(s, (void *)t);
+	ret = gnutls_priority_set_direct(s, t->psk ? TLS_PRIO_PSK : TLS_PRIO_X509, NULL);
+	if (!ret && t->psk)
+		ret = gnutls_credentials_set(
+			s, GNUTLS_CRD_PSK, server ? (void *)t->psk_server : (void *)t->psk_client);
+	else if (!ret)
+		ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE,
+					     server ? t->server : t->client);
+	if (!ret && !t->psk && server) {
+		/* Mutual: the source must present a certificate (server_verify checks it). */
+		gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+	} else if (!ret && !t->psk) {
+		if (t->hostname)
+			hostname = t->hostname;
+		if (hostname)
+			ret = gnutls_server_name_set(s, GNUTLS_NAME_DNS, hostname,
+						     strlen(hostname));
+		gnutls_session_set_verify_cert(s, hostname, 0);
+	}
+	if (ret) {
+		snprintf(err, errlen, "TLS session setup: %s", gnutls_strerror(ret));
+		gnutls_deinit(s);
+		return -EINVAL;
+	}
+	gnutls_transport_set_int(s, fd);
+	*out = s;
+	return 0;
+}
+
+/* Why a handshake failed, in words an operator can act on. */
+static void handshake_error(gnutls_session_t s, int ret, char *err, size_t errlen)
+{
+	gnutls_datum_t out = {NULL, 0};
+
+	if ((ret == GNUTLS_E_CERTIFICATE_ERROR || ret == GNUTLS_E_DECRYPTION_FAILED ||
+	     ret == GNUTLS_E_KEYFILE_ERROR || ret == GNUTLS_E_ERROR_IN_FINISHED_PACKET) &&
+	    verify_err[0]) {
+		snprintf(err, errlen, "TLS: peer refused: %s", verify_err);
+	} else if (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
+		   !gnutls_certificate_verification_status_print(
+			   gnutls_session_get_verify_cert_status(s), gnutls_certificate_type_get(s),
+			   &out, 0)) {
+		snprintf(err, errlen, "TLS: peer certificate refused: %s", (char *)out.data);
+		gnutls_free(out.data);
+	} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		snprintf(err, errlen, "TLS: the peer refused us (alert: %s)",
+			 gnutls_alert_get_name(gnutls_alert_get(s)));
+	} else if (ret == GNUTLS_E_AGAIN) {
+		snprintf(err, errlen, "TLS handshake: timed out");
+	} else if (ret == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
+		   ret == GNUTLS_E_PREMATURE_TERMINATION || ret == GNUTLS_E_PULL_ERROR ||
+		   ret == GNUTLS_E_PUSH_ERROR) {
+		snprintf(err, errlen, "TLS handshake: the peer closed the connection (%s)",
+			 gnutls_strerror(ret));
+	} else {
+		snprintf(err, errlen, "TLS handshake: %s", gnutls_strerror(ret));
+	}
+}
+
+/* After the handshake: the peer is one we authorize (the destination's check). */
+static int peer_authorized(gnutls_session_t s, char *err, size_t errlen)
+{
+	const struct mig_tls *t = gnutls_session_get_ptr(s);
+	const gnutls_datum_t *certs;
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = {NULL, 0};
+	unsigned int n = 0;
+	bool ok;
+
+	if (t->psk) {
+		const char *who = gnutls_psk_server_get_username(s);
+
+		ok = who && authorized(t, who);
+		if (!ok)
+			snprintf(err, errlen, "TLS: PSK identity '%s' is not authorized",
+				 who ? who : "?");
+		return ok ? 0 : -EACCES;
+	}
+	certs = gnutls_certificate_get_peers(s, &n);
+	if (!certs || !n || gnutls_x509_crt_init(&crt)) {
+		snprintf(err, errlen, "TLS: the peer presented no certificate");
+		return -EACCES;
+	}
+	ok = !gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) &&
+	     !gnutls_x509_crt_get_dn3(crt, &dn, 0);
+	gnutls_x509_crt_deinit(crt);
+	if (!ok) {
+		snprintf(err, errlen, "TLS: the peer's certificate has no readable name");
+		return -EACCES;
+	}
+	ok = authorized(t, (const char *)dn.data);
+	if (!ok)
+		snprintf(err, errlen, "TLS: certificate '%s' is not in the authorization list",
+			 (const char *)dn.data);
+	gnutls_free(dn.data);
+	return ok ? 0 : -EACCES;
+}
+
+/*
+ * A timeout or a cut may be the network (retriable); anything else is a
+ * refusal (certificate, name, key, authorization) that a retry would meet
+ * again.
+ */
+static int handshake_errno(int ret)
+{
+	switch (ret) {
+	case GNUTLS_E_AGAIN:
+		return -ETIMEDOUT;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+	case GNUTLS_E_PULL_ERROR:
+	case GNUTLS_E_PUSH_ERROR:
+	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+		return -ECONNRESET;
+	default:
+		return -EACCES;
+	}
+}
+
+static int handshake_blocking(gnutls_session_t s, bool server, unsigned int timeout_ms, char *err,
+			      size_t errlen)
+{
+	int ret;
+
+	verify_err[0] = '\0';
+	gnutls_handshake_set_timeout(s, timeout_ms);
+	do
+		ret = gnutls_handshake(s);
+	while (ret == GNUTLS_E_INTERRUPTED ||
+	       (ret < 0 && !gnutls_error_is_fatal(ret) && ret != GNUTLS_E_AGAIN));
+	if (ret < 0) {
+		handshake_error(s, ret, err, errlen);
+		/* Tell the peer why, as TLS can (bad certificate, unknown CA...). */
+		gnutls_alert_send_appropriate(s, ret);
+		return handshake_errno(ret);
+	}
+	return server ? peer_authorized(s, err, errlen) : 0;
+}
+
+static int attach(const struct mig_tls *t, int fd, bool server, const char *hostname,
+		  unsigned int timeout_ms, bool blocking, char *err, size_t errlen)
+{
+	gnutls_session_t s;
+	int ret = session_new(t, fd, server, hostname, &s, err, errlen);
+
+	if (ret)
+		return ret;
+	if (blocking) {
+		ret = handshake_blocking(s, server, timeout_ms, err, errlen);
+		if (ret) {
+			gnutls_deinit(s);
+			return ret;
+		}
+	}
+	ret = reg_set(fd, s);
+	if (ret)
+		gnutls_deinit(s);
+	return ret;
+}
+
+int mig_tls_connect(const struct mig_tls *t, int fd, const char *hostname, unsigned int timeout_ms,
+		    char *err, size_t errlen)
+{
+	return attach(t, fd, false, hostname, timeout_ms, true, err, errlen);
+}
+
+int mig_tls_accept(const struct mig_tls *t, int fd, unsigned int timeout_ms, char *err,
+		   size_t errlen)
+{
+	return attach(t, fd, true, NULL, timeout_ms, true, err, errlen);
+}
+
+int mig_tls_accept_start(const struct mig_tls *t, int fd)
+{
+	char err[128];
+
+	return attach(t, fd, true, NULL, 0, false, err, sizeof(err));
+}
+
+int mig_tls_step(int fd, short *events, char *err, size_t errlen)
+{
+	gnutls_session_t s = reg_get(fd);
+	int ret;
+
+	if (!s)
+		return -ENOTCONN;
+	verify_err[0] = '\0';
+	ret = gnutls_handshake(s);
+	if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
+		*events = gnutls_record_get_direction(s) ? POLLOUT : POLLIN;
+		return -EAGAIN;
+	}
+	if (ret < 0) {
+		handshake_error(s, ret, err, errlen);
+		gnutls_alert_send_appropriate(s, ret);
+		return handshake_errno(ret);
+	}
+	return peer_authorized(s, err, errlen);
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static ssize_t record_errno(ssize_t ret)
+{
+	switch (ret) {
+	case GNUTLS_E_AGAIN:
+		errno = EAGAIN;
+		break;
+	case GNUTLS_E_INTERRUPTED:
+		errno = EINTR;
+		break;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+	case GNUTLS_E_PUSH_ERROR:
+	case GNUTLS_E_PULL_ERROR:
+		errno = ECONNRESET;
+		break;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		/* TLS 1.3: a server refuses our certificate after our handshake ended. */
+		errno = EKEYREJECTED;
+		break;
+	default:
+		errno = EPROTO; /* a bad record, a bad MAC: the stream cannot go on */
+		break;
+	}
+	return -1;
+}
+
+ssize_t mig_tls_send(int fd, const void *buf, size_t len)
+{
+	gnutls_session_t s = reg_get(fd);
+	ssize_t n;
+
+	if (!s) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	n = gnutls_record_send(s, buf, len);
+	return n < 0 ? record_errno(n) : n;
+}
+
+ssize_t mig_tls_recv(int fd, void *buf, size_t len)
+{
+	gnutls_session_t s = reg_get(fd);
+	ssize_t n;
+
+	if (!s) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	n = gnutls_record_recv(s, buf, len);
+	return n < 0 ? record_errno(n) : n;
+}
+
+size_t mig_tls_pending(int fd)
+{
+	gnutls_session_t s = reg_get(fd);
+
+	return s ? gnutls_record_check_pending(s) : 0;
+}
+
+int mig_tls_sendv(int fd, const struct iovec *iov, int iovcnt)
+{
+	gnutls_session_t s = reg_get(fd);
+	ssize_t n;
+
+	if (!s)
+		return -ENOTCONN;
+	/* Corked: the pages of a packet go out as full 16 KiB records, not one each. */
+	gnutls_record_cork(s);
+	for (int i = 0; i < iovcnt; i++) {
+		n = gnutls_record_send(s, iov[i].iov_base, iov[i].iov_len);
+		if (n < 0) {
+			gnutls_record_uncork(s, 0);
+			record_errno(n);
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		}
+	}
+	/* Not GNUTLS_RECORD_WAIT: it would retry a send timeout (EAGAIN) for ever. */
+	do
+		n = gnutls_record_uncork(s, 0);
+	while (n == GNUTLS_E_INTERRUPTED);
+	if (n < 0) {
+		record_errno(n);
+		return errno == EAGAIN ? -ETIMEDOUT : -errno;
+	}
+	return 0;
+}
+
+int mig_tls_channel_token(int fd, const uint8_t sid[16], uint8_t out[16])
+{
+	gnutls_session_t s = reg_get(fd);
+
+	if (!s)
+		return -ENOTCONN;
+	return gnutls_prf_rfc5705(s, sizeof(TLS_EXPORTER) - 1, TLS_EXPORTER, 16, (const char *)sid,
+				  16, (char *)out)
+		       ? -EIO
+		       : 0;
+}
