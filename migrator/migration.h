@@ -197,11 +197,14 @@ void mig_session_free(struct mig_session *s);
  */
 int mig_session_resume(struct mig_session *s);
 
-/* Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs. */
+/*
+ * Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs;
+ * -EPERM for plaintext to a non-loopback host (env.tls, env.insecure_plaintext).
+ */
 int mig_session_migrate(struct mig_session *s, const char *uri);
 /*
  * Listens on "tcp:HOST:PORT" (port 0: ephemeral, see _incoming_port) at once
- * and receives one incoming migration in the background.
+ * and receives one incoming migration in the background.  -EPERM as above.
  */
 int mig_session_incoming(struct mig_session *s, const char *uri);
 /* The bound TCP port of the incoming listener, or 0. */

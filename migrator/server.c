@@ -9,6 +9,10 @@
 #include "log/log.h"
 #include "migrator/migrator-process.h"
 
+#define MIG_PLAINTEXT_REFUSED                                                                      \
+	"a non-loopback address needs TLS credentials (cleave run --migrate-tls-x509 DIR or "      \
+	"--migrate-tls-psk FILE), or --migrate-insecure-plaintext"
+
 static int srv_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	const Cleave__Migrator__MigrateRequest *r = (const void *)req;
@@ -16,6 +20,9 @@ static int srv_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply 
 
 	if (ret == -EBUSY)
 		return rpc_reply_error(reply, ret, "There's a migration process in progress");
+	if (ret == -EPERM)
+		return rpc_reply_error(reply, ret, "migrate to '%s': " MIG_PLAINTEXT_REFUSED,
+				       r->uri);
 	if (ret)
 		return rpc_reply_error(reply, ret, "migrate to '%s': %s", r->uri, strerror(-ret));
 	return 0;
@@ -28,6 +35,9 @@ static int srv_incoming(void *arg, const ProtobufCMessage *req, struct rpc_reply
 
 	if (ret == -EBUSY)
 		return rpc_reply_error(reply, ret, "There's a migration process in progress");
+	if (ret == -EPERM)
+		return rpc_reply_error(reply, ret, "incoming on '%s': " MIG_PLAINTEXT_REFUSED,
+				       r->uri);
 	if (ret)
 		return rpc_reply_error(reply, ret, "incoming on '%s': %s", r->uri, strerror(-ret));
 	return 0;

@@ -625,6 +625,24 @@ static ssize_t record_errno(ssize_t ret)
 	return -1;
 }
 
+/*
+ * A send found the connection reset.  Under TLS 1.3 a server refuses our
+ * certificate only after our handshake ended: its alert may be waiting,
+ * unread, in front of the reset.  Then say so (EKEYREJECTED).
+ */
+static void send_failed(gnutls_session_t s, int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	char c;
+
+	if (errno != ECONNRESET)
+		return;
+	if (poll(&pfd, 1, 0) > 0 && gnutls_record_recv(s, &c, 1) == GNUTLS_E_FATAL_ALERT_RECEIVED)
+		errno = EKEYREJECTED;
+	else
+		errno = ECONNRESET;
+}
+
 ssize_t mig_tls_send(int fd, const void *buf, size_t len)
 {
 	gnutls_session_t s = reg_get(fd);
@@ -635,7 +653,12 @@ ssize_t mig_tls_send(int fd, const void *buf, size_t len)
 		return -1;
 	}
 	n = gnutls_record_send(s, buf, len);
-	return n < 0 ? record_errno(n) : n;
+	if (n < 0) {
+		record_errno(n);
+		send_failed(s, fd);
+		return -1;
+	}
+	return n;
 }
 
 ssize_t mig_tls_recv(int fd, void *buf, size_t len)
@@ -672,6 +695,7 @@ int mig_tls_sendv(int fd, const struct iovec *iov, int iovcnt)
 		if (n < 0) {
 			gnutls_record_uncork(s, 0);
 			record_errno(n);
+			send_failed(s, fd);
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		}
 	}
@@ -681,6 +705,7 @@ int mig_tls_sendv(int fd, const struct iovec *iov, int iovcnt)
 	while (n == GNUTLS_E_INTERRUPTED);
 	if (n < 0) {
 		record_errno(n);
+		send_failed(s, fd);
 		return errno == EAGAIN ? -ETIMEDOUT : -errno;
 	}
 	return 0;

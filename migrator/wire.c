@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
@@ -328,6 +329,21 @@ int mig_chan_token(int main_fd, const uint8_t sid[16], uint8_t out[16])
 		return mig_tls_channel_token(main_fd, sid, out);
 	memcpy(out, sid, 16);
 	return 0;
+}
+
+bool mig_uri_is_loopback(const char *uri)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char host[256];
+
+	if (mig_uri_host(uri, host, sizeof(host)))
+		return false;
+	if (!strcmp(host, "localhost"))
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 int mig_uri_host(const char *uri, char *host, size_t len)

@@ -106,6 +106,8 @@ bool mig_sock_readable(int fd);
  * (tls.h), without it the session id itself.
  */
 int mig_chan_token(int main_fd, const uint8_t sid[16], uint8_t out[16]);
+/* True for a "tcp:" URI whose host is a loopback literal (127.x, ::1) or "localhost". */
+bool mig_uri_is_loopback(const char *uri);
 /* HOST of "tcp:HOST:PORT" ("tcp:[::1]:P" gives "::1"). */
 int mig_uri_host(const char *uri, char *host, size_t len);
 

@@ -341,6 +341,26 @@ static void test_hijack_without_credentials(void **state)
 	pair_free(p);
 }
 
+/* Plaintext leaves the host only when the operator opts out; with TLS any address is fine. */
+static void test_plaintext_off_host(void **state)
+{
+	const char *dir = creds("good", &good);
+	struct mig_tls_config c = {.x509_dir = dir};
+	struct mig_tls *tls = load(&c);
+	struct tvm plain, secured;
+
+	(void)state;
+	assert_int_equal(tvm_init_tls(&plain, &layout, NULL, 1000, NULL), 0);
+	assert_int_equal(mig_session_incoming(plain.s, "tcp:0.0.0.0:0"), -EPERM);
+	assert_int_equal(mig_session_migrate(plain.s, "tcp:192.0.2.1:4444"), -EPERM);
+	assert_int_equal(mig_session_incoming(plain.s, "tcp:[::1]:0"), 0);
+	tvm_fini(&plain);
+	assert_int_equal(tvm_init_tls(&secured, &layout, NULL, 1000, tls), 0);
+	assert_int_equal(mig_session_incoming(secured.s, "tcp:0.0.0.0:0"), 0);
+	tvm_fini(&secured);
+	mig_tls_free(tls);
+}
+
 /* Loading refuses what cannot work, with a message. */
 static void test_load_errors(void **state)
 {
@@ -375,6 +395,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_psk),
 		cmocka_unit_test(test_plaintext_mismatch),
 		cmocka_unit_test(test_hijack_without_credentials),
+		cmocka_unit_test(test_plaintext_off_host),
 	};
 
 	log_init("test-tls");
