@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,64 @@
 
 #include "launcher/spawn.h"
 #include "sandbox/sandbox.h"
+
+extern char **environ;
+
+/*
+ * The launcher's environment variables a child gets; every other one stays
+ * behind (LD_PRELOAD, LD_LIBRARY_PATH, HOME, ...).  Each is read by the
+ * child or a runtime linked into it, never by a library cleave does not
+ * know about.
+ */
+static const struct spawn_env_rule {
+	const char *name;
+	bool sanitizer_only; /* passed only by a sanitizer build */
+	const char *reason;
+} spawn_env_rules[] = {
+	{SANDBOX_ENV_DISABLE, false, "cleave run --no-sandbox: sandbox_enter() only warns"},
+#ifdef CLEAVE_FAULT_INJECTION
+	{"CLEAVE_MIG_TEST_HOOKS", false, "fault-injection builds: the migrator's test hooks"},
+#endif
+	{"ASAN_OPTIONS", true, "the children's AddressSanitizer runtime"},
+	{"UBSAN_OPTIONS", true, "the children's UndefinedBehaviorSanitizer runtime"},
+	{"LSAN_OPTIONS", true, "LeakSanitizer suppressions (NNG) in the children"},
+	{"TSAN_OPTIONS", true, "the children's ThreadSanitizer runtime and suppressions"},
+	{"PATH", true, "the sanitizer runtimes find their symbolizer through it"},
+};
+
+#define SPAWN_MAX_ENV (sizeof(spawn_env_rules) / sizeof(spawn_env_rules[0]))
+
+static bool spawn_env_allowed(const char *var)
+{
+	size_t i, len;
+
+	for (i = 0; i < SPAWN_MAX_ENV; i++) {
+		const struct spawn_env_rule *r = &spawn_env_rules[i];
+
+		len = strlen(r->name);
+		if (strncmp(var, r->name, len) || var[len] != '=')
+			continue;
+		return !r->sanitizer_only || sandbox_sanitizer_build();
+	}
+	return false;
+}
+
+/*
+ * The child's environment: pointers to the launcher's own "NAME=value"
+ * strings that spawn_env_rules allows, NULL-terminated.  Built before fork,
+ * so the child allocates nothing.  The launcher changes its environment
+ * only before its first child (run.c: --no-sandbox).
+ */
+static void spawn_env_build(char *envp[SPAWN_MAX_ENV + 1])
+{
+	size_t n = 0;
+	char **e;
+
+	for (e = environ; e && *e && n < SPAWN_MAX_ENV; e++)
+		if (spawn_env_allowed(*e))
+			envp[n++] = *e;
+	envp[n] = NULL;
+}
 
 int spawn_cmd_init(struct spawn_cmd *c, const char *path, const char *arg0)
 {
@@ -79,7 +138,7 @@ int spawn_cmd_fd(struct spawn_cmd *c, int fd)
  * as an errno on @errpipe (CLOEXEC: a successful exec closes it unwritten).
  */
 static void __attribute__((noreturn))
-spawn_child(const struct spawn_cmd *c, pid_t parent, int errpipe)
+spawn_child(const struct spawn_cmd *c, char *const envp[], pid_t parent, int errpipe)
 {
 	int tmp[SPAWN_MAX_FDS], e;
 	struct sigaction dfl;
@@ -133,7 +192,7 @@ spawn_child(const struct spawn_cmd *c, pid_t parent, int errpipe)
 			goto fail;
 		}
 	}
-	execv(c->path, c->argv);
+	execve(c->path, c->argv, envp);
 fail:
 	e = errno;
 	if (write(errpipe, &e, sizeof(e)) < 0)
@@ -144,11 +203,13 @@ fail:
 int spawn_cmd_start(const struct spawn_cmd *c, pid_t *pid, int *pidfd)
 {
 	int pipefd[2], child_errno = 0, ret, fd;
+	char *envp[SPAWN_MAX_ENV + 1];
 	pid_t parent = getpid(), p;
 	ssize_t n;
 
 	if (c->err)
 		return c->err;
+	spawn_env_build(envp);
 	if (pipe2(pipefd, O_CLOEXEC))
 		return -errno;
 	p = fork();
@@ -157,7 +218,7 @@ int spawn_cmd_start(const struct spawn_cmd *c, pid_t *pid, int *pidfd)
 		goto err_pipe;
 	}
 	if (p == 0)
-		spawn_child(c, parent, pipefd[1]);
+		spawn_child(c, envp, parent, pipefd[1]);
 
 	close(pipefd[1]);
 	pipefd[1] = -1;

@@ -4,9 +4,11 @@
  *
  * The child sees fds[i] as SPAWN_FD_BASE + i (plus its stdin/out/err) and
  * nothing else: the parent's other descriptors are closed at exec whatever
- * their CLOEXEC flag.  It gets SIGKILL when the launcher dies, starts with
- * an empty signal mask, and never runs parent code after fork beyond
- * async-signal-safe calls (NNG and other libraries are not fork-safe).
+ * their CLOEXEC flag.  Its environment holds only the variables cleave's
+ * children read (spawn.c's spawn_env_rules, docs/SECURITY.md): whatever
+ * else the launcher was started with stays behind.  It gets SIGKILL when the launcher dies, starts
+ * with an empty signal mask, and never runs parent code after fork beyond async-signal-safe calls
+ * (NNG and other libraries are not fork-safe).
  */
 #ifndef CLEAVE_LAUNCHER_SPAWN_H
 #define CLEAVE_LAUNCHER_SPAWN_H

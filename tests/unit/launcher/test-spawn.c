@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,12 @@
 #include <unistd.h>
 
 #include "launcher/spawn.h"
+#include "sandbox/sandbox.h"
+
+extern char **environ;
+
+/* argv[1] of this binary run as a spawned child: it writes its environment to fd 3. */
+#define DUMP_ENV_ARG "--dump-env"
 
 /* Runs @script under sh with @fds, waits, returns what the child wrote to fd 3. */
 static void run_sh(const char *script, const int *fds, unsigned int nr, char *out, size_t len)
@@ -43,6 +50,32 @@ static void run_sh(const char *script, const int *fds, unsigned int nr, char *ou
 	close(p[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
+	close(pidfd);
+	spawn_cmd_fini(&c);
+}
+
+/* Runs @path @arg through the spawn path, waits, returns what the child wrote to fd 3. */
+static void run_exe(const char *path, const char *arg, char *out, size_t len)
+{
+	struct spawn_cmd c;
+	int p[2], pidfd, status;
+	ssize_t n;
+	size_t off = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(spawn_cmd_init(&c, path, path), 0);
+	spawn_cmd_arg(&c, "%s", arg);
+	assert_int_equal(spawn_cmd_fd(&c, p[1]), SPAWN_FD_BASE);
+	assert_int_equal(spawn_cmd_start(&c, &pid, &pidfd), 0);
+	close(p[1]);
+	while (off + 1 < len && (n = read(p[0], out + off, len - off - 1)) > 0)
+		off += (size_t)n;
+	out[off] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
 	close(pidfd);
 	spawn_cmd_fini(&c);
 }
@@ -227,7 +260,96 @@ static void test_dies_with_parent(void **state)
 	fail_msg("pid %d outlived its parent", (int)grandchild);
 }
 
-int main(void)
+/* Each variable of the environment, one a line, to fd 3: the child side of test_env_allowlist. */
+static int dump_env(void)
+{
+	char **e;
+
+	for (e = environ; *e; e++)
+		if (write(SPAWN_FD_BASE, *e, strlen(*e)) < 0 || write(SPAWN_FD_BASE, "\n", 1) < 0)
+			return 1;
+	return 0;
+}
+
+static bool line_in(const char *text, const char *line)
+{
+	size_t len = strlen(line);
+	const char *p = text;
+
+	while ((p = strstr(p, line))) {
+		if ((p == text || p[-1] == '\n') && p[len] == '\n')
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/*
+ * A child gets only the variables cleave's processes read: what an attacker
+ * or a careless shell sets in the launcher's environment (LD_PRELOAD, a
+ * library path, anything else) stays behind.
+ */
+static void test_env_allowlist(void **state)
+{
+	static const struct {
+		const char *name;
+		bool sanitizer_only;
+	} allowed[] = {
+		{SANDBOX_ENV_DISABLE, false},
+		{"CLEAVE_MIG_TEST_HOOKS", false},
+		{"ASAN_OPTIONS", true},
+		{"UBSAN_OPTIONS", true},
+		{"LSAN_OPTIONS", true},
+		{"TSAN_OPTIONS", true},
+		{"PATH", true},
+	};
+	char self[4096], out[16384], *line, *save, *path = getenv("PATH");
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	(void)state;
+	assert_true(len > 0);
+	self[len] = '\0';
+	path = path ? strdup(path) : NULL;
+	/* What run.c sets for --no-sandbox, a test hook, and what must not pass. */
+	setenv(SANDBOX_ENV_DISABLE, "1", 1);
+	setenv("CLEAVE_MIG_TEST_HOOKS", "ram_hash=1", 1);
+	setenv("LD_PRELOAD", "/nonexistent/cleave-evil.so", 1);
+	setenv("LD_LIBRARY_PATH", "/nonexistent/cleave-lib", 1);
+	setenv("CLEAVE_TEST_PLANTED", "x", 1);
+	setenv("PATH", "/nonexistent/cleave-bin:/usr/bin:/bin", 1);
+	run_exe(self, DUMP_ENV_ARG, out, sizeof(out));
+	unsetenv(SANDBOX_ENV_DISABLE);
+	unsetenv("CLEAVE_MIG_TEST_HOOKS");
+	unsetenv("LD_PRELOAD");
+	unsetenv("LD_LIBRARY_PATH");
+	unsetenv("CLEAVE_TEST_PLANTED");
+	if (path)
+		setenv("PATH", path, 1);
+	free(path);
+
+	assert_true(line_in(out, SANDBOX_ENV_DISABLE "=1"));
+#ifdef CLEAVE_FAULT_INJECTION
+	assert_true(line_in(out, "CLEAVE_MIG_TEST_HOOKS=ram_hash=1"));
+#else
+	assert_null(strstr(out, "CLEAVE_MIG_TEST_HOOKS"));
+#endif
+	if (sandbox_sanitizer_build())
+		assert_true(line_in(out, "PATH=/nonexistent/cleave-bin:/usr/bin:/bin"));
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		bool ok = false;
+
+		for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+			size_t n = strlen(allowed[i].name);
+
+			if (!strncmp(line, allowed[i].name, n) && line[n] == '=')
+				ok = !allowed[i].sanitizer_only || sandbox_sanitizer_build();
+		}
+		if (!ok)
+			fail_msg("the child inherited '%s'", line);
+	}
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_only_listed_fds),
@@ -236,7 +358,11 @@ int main(void)
 		cmocka_unit_test(test_exec_errors),
 		cmocka_unit_test(test_builder_errors),
 		cmocka_unit_test(test_dies_with_parent),
+		cmocka_unit_test(test_env_allowlist),
 	};
+
+	if (argc == 2 && !strcmp(argv[1], DUMP_ENV_ARG))
+		return dump_env();
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
