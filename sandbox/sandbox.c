@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <execinfo.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <dirent.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,10 +64,68 @@ static int sb_rlimit_cap(int res, const char *name, rlim_t max)
 	return 0;
 }
 
+/*
+ * The limits that differ between processes.  Children inherit the
+ * launcher's limits across fork and exec, so the launcher sets none a
+ * child could not live with.
+ */
+struct sb_limits {
+	bool fsize_zero; /* RLIMIT_FSIZE 0: write() to no regular file */
+	rlim_t as_max;	 /* RLIMIT_AS; 0: none */
+};
+
+static const struct sb_limits sb_proc_limits[SANDBOX_NR_PROCS] = {
+	/* A restarted migrator inherits it: no FSIZE (see below), no AS (guest RAM). */
+	[SANDBOX_LAUNCHER] = {.fsize_zero = false},
+	/* Writes go to its serial fd, stderr, sockets and eventfds; RAM through mappings. */
+	[SANDBOX_VCPU] = {.fsize_zero = true},
+	/* pwrite() of received pages into RAM memfds; maps all of guest RAM. */
+	[SANDBOX_MIGRATOR] = {.fsize_zero = false},
+	/* Sockets, eventfds and stderr only; no guest RAM, nothing shared mapped. */
+	[SANDBOX_MONITOR] = {.fsize_zero = true, .as_max = SANDBOX_MONITOR_AS_MAX},
+};
+
+/*
+ * The first regular file this process holds open for writing, memfds
+ * aside (RAM is written through mappings, which RLIMIT_FSIZE does not
+ * limit): stderr or the serial output redirected to a file.  -1 when
+ * there is none; -2 when /proc/self/fd cannot be read (then assume one).
+ */
+static int sb_writable_file(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	int found = -1;
+	struct dirent *d;
+
+	if (!dir)
+		return -2;
+	while (found == -1 && (d = readdir(dir))) {
+		char target[16] = "";
+		struct stat st;
+		int fd, fl;
+
+		if (d->d_name[0] == '.')
+			continue;
+		fd = atoi(d->d_name);
+		if (fd == dirfd(dir) || fstat(fd, &st) || !S_ISREG(st.st_mode))
+			continue;
+		fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY || (fl & O_PATH))
+			continue;
+		/* "/memfd:cleave-ram-0 (deleted)" */
+		if (readlinkat(dirfd(dir), d->d_name, target, sizeof(target) - 1) > 0 &&
+		    !strncmp(target, "/memfd:", 7))
+			continue;
+		found = fd;
+	}
+	closedir(dir);
+	return found;
+}
+
 static int sb_rlimits(enum sandbox_proc proc)
 {
-	struct rlimit rl;
-	int ret;
+	const struct sb_limits *lim = &sb_proc_limits[proc];
+	int ret, fd;
 
 	/* Guest RAM must never land in a core file. */
 	ret = sb_rlimit_cap(RLIMIT_CORE, "RLIMIT_CORE", 0);
@@ -77,11 +137,28 @@ static int sb_rlimits(enum sandbox_proc proc)
 	if (!ret && !sandbox_sanitizer_build())
 		ret = sb_rlimit_cap(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 0);
 	/*
-	 * No RLIMIT_AS: guest RAM mappings are as large as the guest, and
-	 * sanitizer runtimes reserve terabytes of shadow.  Raising limits back
-	 * is impossible without CAP_SYS_RESOURCE, which goes next.
+	 * No file grows: the process opens none for writing (seccomp), so this
+	 * covers an fd it is handed or a hole in the policy.  An operator who
+	 * sends stderr or the serial output to a file gets that file written
+	 * instead: a limit of 0 would kill the process at its first line.
 	 */
-	(void)rl;
+	if (!ret && lim->fsize_zero) {
+		fd = sb_writable_file();
+		if (fd == -1)
+			ret = sb_rlimit_cap(RLIMIT_FSIZE, "RLIMIT_FSIZE", 0);
+		else if (fd == -2)
+			log_debug("sandbox: no RLIMIT_FSIZE: /proc/self/fd unreadable");
+		else
+			log_debug("sandbox: no RLIMIT_FSIZE: fd %d is a file open for writing", fd);
+	}
+	/*
+	 * RLIMIT_AS only where no guest RAM is mapped (it is as large as the
+	 * guest), and not in sanitizer builds: their runtimes reserve terabytes
+	 * of shadow.  Raising limits back is impossible without
+	 * CAP_SYS_RESOURCE, which goes next.
+	 */
+	if (!ret && lim->as_max && !sandbox_sanitizer_build())
+		ret = sb_rlimit_cap(RLIMIT_AS, "RLIMIT_AS", lim->as_max);
 	return ret;
 }
 

@@ -38,6 +38,14 @@ enum sandbox_proc {
 /* Set in the environment by `cleave run --no-sandbox`; children inherit it. */
 #define SANDBOX_ENV_DISABLE "CLEAVE_NO_SANDBOX"
 
+/*
+ * RLIMIT_AS of cleave-monitor (production builds).  It maps no guest RAM;
+ * what it reserves is NNG's thread stacks and glibc's malloc arenas (0.7 GiB
+ * with 19 threads on a 2-CPU host, more threads on larger hosts) and client
+ * buffers (MON_FRAME_MAX_SIZE in, MON_OUT_LIMIT_DEFAULT out, each).
+ */
+#define SANDBOX_MONITOR_AS_MAX (8ULL << 30)
+
 /* Comparison of one syscall argument, as libseccomp's scmp_compare. */
 enum sandbox_cmp {
 	SANDBOX_EQ = 1,	   /* arg == value */
@@ -114,10 +122,12 @@ bool sandbox_sanitizer_build(void);
 /*
  * Everything a process does to itself once init is over: PR_SET_DUMPABLE 0
  * (siblings cannot open its /proc/<pid>/fd, /proc/<pid>/mem or read its
- * memory), rlimits, capabilities dropped (bounding, ambient, effective,
+ * memory), rlimits (RLIMIT_FSIZE 0 for cleave-vcpu and the monitor unless
+ * they hold a file open for writing, RLIMIT_AS for the monitor: see
+ * docs/SECURITY.md), capabilities dropped (bounding, ambient, effective,
  * permitted, inheritable), no_new_privs, the seccomp policy of @proc.  Does
- * nothing but warn when SANDBOX_ENV_DISABLE is set.  Returns 0 or a negative errno with
- * the reason logged; the caller must not serve without it.
+ * nothing but warn when SANDBOX_ENV_DISABLE is set.  Returns 0 or a negative
+ * errno with the reason logged; the caller must not serve without it.
  */
 int sandbox_enter(enum sandbox_proc proc);
 /*
