@@ -5,8 +5,10 @@
  * one process) and every error message is ours.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,12 @@ enum opt_id {
 	OPT_QMP,
 	OPT_STATE_DIR,
 	OPT_INCOMING,
+	OPT_TLS_X509,
+	OPT_TLS_PSK,
+	OPT_TLS_PSK_IDENTITY,
+	OPT_TLS_AUTHZ,
+	OPT_TLS_HOSTNAME,
+	OPT_INSECURE_PLAINTEXT,
 	OPT_NO_SANDBOX,
 	OPT_VERBOSE,
 	OPT_HELP,
@@ -49,6 +57,12 @@ static const struct opt_def opt_table[] = {
 	{"qmp", 0, true, OPT_QMP},
 	{"state-dir", 0, true, OPT_STATE_DIR},
 	{"incoming", 0, true, OPT_INCOMING},
+	{"migrate-tls-x509", 0, true, OPT_TLS_X509},
+	{"migrate-tls-psk", 0, true, OPT_TLS_PSK},
+	{"migrate-tls-psk-identity", 0, true, OPT_TLS_PSK_IDENTITY},
+	{"migrate-tls-authz", 0, true, OPT_TLS_AUTHZ},
+	{"migrate-tls-hostname", 0, true, OPT_TLS_HOSTNAME},
+	{"migrate-insecure-plaintext", 0, false, OPT_INSECURE_PLAINTEXT},
 	{"no-sandbox", 0, false, OPT_NO_SANDBOX},
 	{"verbose", 'v', false, OPT_VERBOSE},
 	{"help", 'h', false, OPT_HELP},
@@ -78,6 +92,21 @@ void run_options_usage(FILE *out)
 		"                         $XDG_RUNTIME_DIR/cleave/NAME or /tmp/cleave-UID/NAME)\n"
 		"  --incoming tcp:HOST:PORT|defer\n"
 		"                         wait for an incoming migration instead of booting\n"
+		"  --migrate-tls-x509 DIR mutual TLS for migrations: ca-cert.pem, "
+		"server-cert.pem,\n"
+		"                         server-key.pem, client-cert.pem, client-key.pem\n"
+		"  --migrate-tls-psk FILE mutual TLS with pre-shared keys (IDENTITY:HEXKEY lines)\n"
+		"  --migrate-tls-psk-identity NAME\n"
+		"                         this VM's PSK identity as a source (default qemu)\n"
+		"  --migrate-tls-authz 'DN;DN...'\n"
+		"                         certificate names (or PSK identities) that may send\n"
+		"                         this VM a migration (default: any the CA signed)\n"
+		"  --migrate-tls-hostname NAME\n"
+		"                         the name the destination's certificate must carry\n"
+		"                         (default: the host of the migration URI)\n"
+		"  --migrate-insecure-plaintext\n"
+		"                         allow migrations without TLS to or from non-loopback\n"
+		"                         addresses\n"
 		"  --no-sandbox           run the children without seccomp/namespaces\n"
 		"  -v, --verbose          debug logs, in cleave and its children\n"
 		"  -h, --help             this text\n"
@@ -300,6 +329,28 @@ static int opt_parse_serial(struct run_options *o, const char *v, char *err, siz
 	return 0;
 }
 
+/* "tcp:HOST:PORT" with HOST a loopback literal or localhost (plaintext may stay there). */
+static bool opt_uri_loopback(const char *uri)
+{
+	const char *h = uri + 4, *colon = strrchr(h, ':');
+	struct in6_addr a6;
+	struct in_addr a4;
+	char host[128];
+
+	if (!colon || (size_t)(colon - h) >= sizeof(host))
+		return false;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (!strcmp(host, "localhost"))
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return ntohl(a4.s_addr) >> 24 == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
 static int opt_parse_incoming(struct run_options *o, const char *v, char *err, size_t errlen)
 {
 	const char *colon;
@@ -349,6 +400,24 @@ static int opt_default_state_dir(struct run_options *o, char *err, size_t errlen
 	return opt_parse_state_dir(o, dir, err, errlen);
 }
 
+/* A credentials directory (@dir) or file, made absolute: the migrator's jail binds it. */
+static int opt_parse_tls_path(const char *v, const char *opt, bool dir, char *out, size_t len,
+			      char *err, size_t errlen)
+{
+	char real[PATH_MAX];
+	struct stat st;
+
+	if (!realpath(v, real) || stat(real, &st))
+		return opt_error(err, errlen, "%s '%s': %s", opt, v, strerror(errno));
+	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+		return opt_error(err, errlen, "%s '%s': not a %s", opt, v,
+				 dir ? "directory" : "regular file");
+	if (strlen(real) >= len)
+		return opt_error(err, errlen, "%s '%s': path too long", opt, v);
+	snprintf(out, len, "%s", real);
+	return 0;
+}
+
 static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 			unsigned int max_vcpus, const char **append, char *err, size_t errlen)
 {
@@ -379,6 +448,24 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 		return opt_parse_state_dir(o, v, err, errlen);
 	case OPT_INCOMING:
 		return opt_parse_incoming(o, v, err, errlen);
+	case OPT_TLS_X509:
+		return opt_parse_tls_path(v, "--migrate-tls-x509", true, o->tls_x509_dir,
+					  sizeof(o->tls_x509_dir), err, errlen);
+	case OPT_TLS_PSK:
+		return opt_parse_tls_path(v, "--migrate-tls-psk", false, o->tls_psk_file,
+					  sizeof(o->tls_psk_file), err, errlen);
+	case OPT_TLS_PSK_IDENTITY:
+		o->tls_psk_identity = v;
+		return 0;
+	case OPT_TLS_AUTHZ:
+		o->tls_authz = v;
+		return 0;
+	case OPT_TLS_HOSTNAME:
+		o->tls_hostname = v;
+		return 0;
+	case OPT_INSECURE_PLAINTEXT:
+		o->insecure_plaintext = true;
+		return 0;
 	case OPT_NO_SANDBOX:
 		o->no_sandbox = true;
 		return 0;
@@ -451,6 +538,26 @@ int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int
 	}
 	if (o->help)
 		return 0;
+	if (o->tls_x509_dir[0] && o->tls_psk_file[0])
+		return opt_error(
+			err, errlen,
+			"--migrate-tls-x509 and --migrate-tls-psk: one kind of credentials");
+	if ((o->tls_x509_dir[0] || o->tls_psk_file[0]) && o->insecure_plaintext)
+		return opt_error(
+			err, errlen,
+			"--migrate-insecure-plaintext contradicts the TLS credentials given");
+	if (o->incoming == RUN_INCOMING_TCP && !opt_uri_loopback(o->incoming_uri) &&
+	    !o->tls_x509_dir[0] && !o->tls_psk_file[0] && !o->insecure_plaintext)
+		return opt_error(err, errlen,
+				 "--incoming '%s': a non-loopback address needs TLS credentials "
+				 "(--migrate-tls-x509 DIR or --migrate-tls-psk FILE), or "
+				 "--migrate-insecure-plaintext",
+				 o->incoming_uri);
+	if ((o->tls_psk_identity && !o->tls_psk_file[0]) ||
+	    ((o->tls_authz || o->tls_hostname) && !o->tls_x509_dir[0] && !o->tls_psk_file[0]))
+		return opt_error(err, errlen,
+				 "--migrate-tls-* options need credentials "
+				 "(--migrate-tls-x509 or --migrate-tls-psk)");
 
 	if (!o->name[0])
 		snprintf(o->name, sizeof(o->name), "vm-%d", (int)getpid());

@@ -63,6 +63,16 @@ struct run_options {
 	char state_dir[RUN_SUN_PATH_MAX]; /* every socket path inside must fit sun_path */
 	enum run_incoming incoming;
 	const char *incoming_uri; /* RUN_INCOMING_TCP: "tcp:HOST:PORT" */
+	/*
+	 * Migration TLS (docs/MIGRATION.md, "Authentication"), handed to the
+	 * migrator; paths absolute (the migrator's jail binds them read-only).
+	 */
+	char tls_x509_dir[RUN_SUN_PATH_MAX]; /* "": none */
+	char tls_psk_file[RUN_SUN_PATH_MAX]; /* "": none */
+	const char *tls_psk_identity;
+	const char *tls_authz;
+	const char *tls_hostname;
+	bool insecure_plaintext; /* plaintext to or from a non-loopback address */
 	bool no_sandbox;
 	bool verbose;
 	bool help; /* --help given: print run_options_usage() and exit 0 */

@@ -232,6 +232,28 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 		spawn_cmd_arg(c, "--incoming");
 		spawn_cmd_arg(c, "%s", vm->opt.incoming_uri);
 	}
+	if (vm->opt.tls_x509_dir[0]) {
+		spawn_cmd_arg(c, "--tls-x509-dir");
+		spawn_cmd_arg(c, "%s", vm->opt.tls_x509_dir);
+	}
+	if (vm->opt.tls_psk_file[0]) {
+		spawn_cmd_arg(c, "--tls-psk-file");
+		spawn_cmd_arg(c, "%s", vm->opt.tls_psk_file);
+	}
+	if (vm->opt.tls_psk_identity) {
+		spawn_cmd_arg(c, "--tls-psk-identity");
+		spawn_cmd_arg(c, "%s", vm->opt.tls_psk_identity);
+	}
+	if (vm->opt.tls_authz) {
+		spawn_cmd_arg(c, "--tls-authz");
+		spawn_cmd_arg(c, "%s", vm->opt.tls_authz);
+	}
+	if (vm->opt.tls_hostname) {
+		spawn_cmd_arg(c, "--tls-hostname");
+		spawn_cmd_arg(c, "%s", vm->opt.tls_hostname);
+	}
+	if (vm->opt.insecure_plaintext)
+		spawn_cmd_arg(c, "--insecure-plaintext");
 }
 
 static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
@@ -317,6 +339,13 @@ static int run_vm_children_add(struct run_vm *vm)
 		if (vm->jailed) {
 			ret = sandbox_jail_init(&vm->jails[i], run_child_procs[i], vm->bins[i],
 						vm->state.path);
+			/* The migrator reads its TLS credentials, read-only, and no more. */
+			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.tls_x509_dir[0])
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_x509_dir, false,
+							false);
+			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.tls_psk_file[0])
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_psk_file, false,
+							false);
 			if (ret) {
 				log_err("%s jail: %s", run_child_bins[i].name, strerror(-ret));
 				return ret;

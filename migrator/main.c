@@ -17,6 +17,7 @@
 
 #include "log/log.h"
 #include "migrator/migrator-process.h"
+#include "migrator/tls.h"
 #include "sandbox/sandbox.h"
 
 struct options {
@@ -24,13 +25,18 @@ struct options {
 	int ram_fds[SHM_MAX_REGIONS];
 	unsigned int nr_ram_fds;
 	const char *vcpu_rpc, *rpc, *events, *incoming;
+	struct mig_tls_config tls; /* both paths NULL: no TLS */
+	bool insecure_plaintext;
 	bool verbose;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: cleave-migrator --ctl-fd N --ram-fds A[,B...] --vcpu-rpc URL\n"
-		   "                       --rpc URL --events URL [--incoming URI] [-v]\n");
+		   "                       --rpc URL --events URL [--incoming URI] [-v]\n"
+		   "                       [--tls-x509-dir DIR | --tls-psk-file FILE\n"
+		   "                        [--tls-psk-identity NAME]] [--tls-authz LIST]\n"
+		   "                       [--tls-hostname NAME] [--insecure-plaintext]\n");
 }
 
 static int parse_fd(const char *s, int *fd)
@@ -55,6 +61,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"rpc", required_argument, NULL, 'R'},
 		{"events", required_argument, NULL, 'e'},
 		{"incoming", required_argument, NULL, 'i'},
+		{"tls-x509-dir", required_argument, NULL, 'X'},
+		{"tls-psk-file", required_argument, NULL, 'P'},
+		{"tls-psk-identity", required_argument, NULL, 'I'},
+		{"tls-authz", required_argument, NULL, 'A'},
+		{"tls-hostname", required_argument, NULL, 'H'},
+		{"insecure-plaintext", no_argument, NULL, 'U'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -90,6 +102,24 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'i':
 			o->incoming = optarg;
+			break;
+		case 'X':
+			o->tls.x509_dir = optarg;
+			break;
+		case 'P':
+			o->tls.psk_file = optarg;
+			break;
+		case 'I':
+			o->tls.psk_identity = optarg;
+			break;
+		case 'A':
+			o->tls.authz = optarg;
+			break;
+		case 'H':
+			o->tls.hostname = optarg;
+			break;
+		case 'U':
+			o->insecure_plaintext = true;
 			break;
 		case 'v':
 			o->verbose = true;
@@ -177,6 +207,7 @@ int main(int argc, char **argv)
 	struct rpc_server *server = NULL;
 	struct rpc_pub *pub = NULL;
 	struct mig_session *s = NULL;
+	struct mig_tls *tls = NULL;
 	struct mig_env env = {0};
 	struct mig_info info;
 	sigset_t sigs;
@@ -196,6 +227,17 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Credentials are read now, while the jail still shows them (docs/SECURITY.md). */
+	if (o.tls.x509_dir || o.tls.psk_file) {
+		char err[512] = "";
+
+		ret = mig_tls_load(&tls, &o.tls, err, sizeof(err));
+		if (ret) {
+			log_err("TLS credentials: %s", err[0] ? err : strerror(-ret));
+			goto out;
+		}
+		log_info("migrations use mutual TLS (%s)", mig_tls_kind(tls));
+	}
 	ret = shm_ctl_open(&ctl, o.ctl_fd);
 	if (ret) {
 		log_err("control segment fd %d: %s", o.ctl_fd, strerror(-ret));
@@ -230,6 +272,8 @@ int main(int argc, char **argv)
 	env.ops_arg = vcpu;
 	env.event = publish_event;
 	env.event_arg = pub;
+	env.tls = tls;
+	env.insecure_plaintext = o.insecure_plaintext;
 #ifdef CLEAVE_FAULT_INJECTION
 	parse_test_hooks(&env.hooks);
 #endif
@@ -278,6 +322,7 @@ out:
 	mig_session_free(s);
 	rpc_pub_close(pub);
 	rpc_client_close(vcpu);
+	mig_tls_free(tls);
 	for (unsigned int i = 0; i < SHM_MAX_REGIONS; i++)
 		shm_region_close(&ram[i]);
 	shm_ctl_close(&ctl);

@@ -74,6 +74,16 @@ static const struct bad_case bad_cases[] = {
 	{{"-x"}, "unknown option '-x'"},
 	{{"stray"}, "unexpected argument 'stray'"},
 	{{"--no-sandbox=1"}, "option '--no-sandbox' takes no value"},
+	{{"--migrate-tls-x509", "/nonexistent"}, "--migrate-tls-x509 '/nonexistent': No such file"},
+	{{"--migrate-tls-x509", "/etc/hostname"}, "not a directory"},
+	{{"--migrate-tls-psk", "/"}, "--migrate-tls-psk '/': not a regular file"},
+	{{"--migrate-tls-x509", "/", "--migrate-tls-psk", "/etc/hostname"},
+	 "one kind of credentials"},
+	{{"--migrate-tls-x509", "/", "--migrate-insecure-plaintext"}, "contradicts"},
+	{{"--migrate-tls-authz", "CN=x"}, "need credentials"},
+	{{"--incoming", "tcp:0.0.0.0:4444"}, "a non-loopback address needs TLS credentials"},
+	{{"--incoming", "tcp:192.0.2.1:4444"}, "--migrate-insecure-plaintext"},
+	{{"--migrate-tls-x509", "/", "--migrate-tls-psk-identity", "x"}, "need credentials"},
 };
 
 static int parse(struct run_options *o, const char *const *args, char *err, size_t len)
@@ -86,6 +96,32 @@ static int parse(struct run_options *o, const char *const *args, char *err, size
 		argv[argc++] = (char *)*args++;
 	argv[argc] = NULL;
 	return run_options_parse(o, argc, argv, MAX_VCPUS, err, len);
+}
+
+/* Credentials reach the migrator as absolute paths (its jail binds them). */
+static void test_migrate_tls(void **state)
+{
+	const char *args[] = {"--migrate-tls-x509", "/etc/../etc", "--migrate-tls-authz",
+			      "CN=a,O=b;CN=c", NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, args, err, sizeof(err)), 0);
+	assert_string_equal(o.tls_x509_dir, "/etc");
+	assert_string_equal(o.tls_authz, "CN=a,O=b;CN=c");
+	assert_string_equal(o.tls_psk_file, "");
+	assert_false(o.insecure_plaintext);
+	/* Plaintext off the host only when asked for; loopback needs nothing. */
+	{
+		const char *off[] = {"--incoming", "tcp:0.0.0.0:4444",
+				     "--migrate-insecure-plaintext", NULL};
+		const char *lo[] = {"--incoming", "tcp:[::1]:4444", NULL};
+
+		assert_int_equal(parse(&o, off, err, sizeof(err)), 0);
+		assert_true(o.insecure_plaintext);
+		assert_int_equal(parse(&o, lo, err, sizeof(err)), 0);
+	}
 }
 
 static void test_bad_values(void **state)
@@ -178,13 +214,14 @@ static void test_full_command_line(void **state)
 			"/tmp/st",
 			"--incoming",
 			"tcp:0.0.0.0:7777",
+			"--migrate-insecure-plaintext", /* 0.0.0.0 is not loopback */
 			"--no-sandbox",
 			"-v",
 			NULL};
 	struct run_options o;
 	char err[256];
 
-	assert_int_equal(run_options_parse(&o, 21, argv, MAX_VCPUS, err, sizeof(err)), 0);
+	assert_int_equal(run_options_parse(&o, 22, argv, MAX_VCPUS, err, sizeof(err)), 0);
 	assert_string_equal(o.name, "vm1");
 	assert_int_equal(o.memory, 4ULL << 30);
 	assert_int_equal(o.vcpus, 8);
@@ -268,6 +305,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_migrate_tls),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_full_command_line),

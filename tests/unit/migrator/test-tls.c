@@ -21,12 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log/log.h"
 #include "migrator/session-internal.h"
 #include "migrator/tls.h"
 #include "migrator/wire.h"
+#include "sandbox/sandbox.h"
 #include "tls-certs.h"
 #include "tvm.h"
 
@@ -361,6 +363,41 @@ static void test_plaintext_off_host(void **state)
 	mig_tls_free(tls);
 }
 
+/*
+ * The migrator's seccomp policy lets TLS work: a whole x509 migration, both
+ * ends in a child under cleave-migrator's filter (credentials and memfds
+ * made before it, as the migrator does).  A refused call kills the child
+ * with SIGSYS and names the syscall on stderr.
+ */
+static void test_tls_under_migrator_policy(void **state)
+{
+	const char *dir = creds("good", &good);
+	int status;
+	pid_t pid;
+
+	(void)state;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct mig_tls_config c = {.x509_dir = dir, .authz = SOURCE_DN};
+		struct pair *p = pair_new(&c, &c);
+		struct mig_info info;
+
+		if (sandbox_seccomp_install(sandbox_policy_get(SANDBOX_MIGRATOR), SANDBOX_F_TRAP))
+			_exit(3);
+		if (mig_session_migrate(p->src.s, p->uri) || mig_session_wait(p->src.s, 10000) ||
+		    mig_session_wait(p->dst.s, 10000))
+			_exit(4);
+		mig_session_query(p->dst.s, &info);
+		_exit(info.status == MIG_STATUS_COMPLETED && !tvm_ram_cmp(&p->src, &p->dst) ? 0
+											    : 5);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("TLS migration under the migrator's policy: status 0x%x", status);
+}
+
 /* Loading refuses what cannot work, with a message. */
 static void test_load_errors(void **state)
 {
@@ -396,6 +433,7 @@ int main(void)
 		cmocka_unit_test(test_plaintext_mismatch),
 		cmocka_unit_test(test_hijack_without_credentials),
 		cmocka_unit_test(test_plaintext_off_host),
+		cmocka_unit_test(test_tls_under_migrator_policy),
 	};
 
 	log_init("test-tls");
