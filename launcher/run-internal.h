@@ -25,7 +25,11 @@ struct run_state_dir {
 /*
  * Creates @path (and missing parents) mode 0700, or checks that an existing
  * one is a directory owned by us and makes it 0700, then locks it so a
- * second VM with the same state dir fails with -EBUSY.
+ * second VM with the same state dir fails with -EBUSY.  Every component
+ * on the way is opened without following symbolic links and checked by fd:
+ * owned by root or us, writable by no one else unless sticky (/tmp).  A
+ * refusal is logged with the component and why: -ELOOP (a symbolic link),
+ * -ENOTDIR (a file on the way), -EPERM (owner, mode, or not a directory).
  */
 int run_state_dir_create(struct run_state_dir *d, const char *path);
 /* Unlinks the sockets cleave's processes create in it, the lock, the dir. */
