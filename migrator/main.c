@@ -266,6 +266,15 @@ int main(int argc, char **argv)
 		log_err("events %s: %s", o.events, strerror(-ret));
 		goto out;
 	}
+	/*
+	 * RAM and the control segment mapped, credentials loaded, NNG started
+	 * (its threads are named from outside, through /proc, which the filter
+	 * refuses), nothing read yet: the policy goes in now, before anything
+	 * untrusted arrives (the recorded session a takeover resumes, the
+	 * network, RPC callers).
+	 */
+	if (sandbox_enter(SANDBOX_MIGRATOR))
+		goto out;
 	env.ctl = &ctl;
 	env.ram = ram;
 	env.ops = &migrator_vm_ops;
@@ -307,9 +316,6 @@ int main(int argc, char **argv)
 		log_err("RPC server %s: %s", o.rpc, strerror(-ret));
 		goto out;
 	}
-	/* RAM mapped, listeners bound: from here on, the policy. */
-	if (sandbox_enter(SANDBOX_MIGRATOR))
-		goto out;
 
 	sig = 0;
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)

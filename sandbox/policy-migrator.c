@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * cleave-migrator after init: RAM and the control segment are mapped, the
- * RPC server and event publisher are bound.  It opens TCP connections (the
- * main channel and multifd channels, either direction), reads and writes
- * guest RAM through its mappings (the source: into its channels with
- * vmsplice() and splice()), and punches holes in RAM memfds.  It has
+ * cleave-migrator from the moment RAM and the control segment are mapped
+ * and its TLS credentials read, before its RPC client, server and event
+ * publisher exist and before it resumes a recorded session or listens for
+ * a migration: nothing untrusted reaches it unfiltered.  It opens TCP
+ * connections (the main channel and multifd channels, either direction),
+ * reads and writes guest RAM through its mappings (the source: into its
+ * channels with vmsplice() and splice()), and punches holes in RAM
+ * memfds.  It has
  * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
  * neither in its mount namespace nor openable read-write.
  */
