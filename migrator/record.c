@@ -43,7 +43,7 @@ int mig_record_open(struct mig_record **out, struct shm_ctl *ctl)
 
 int mig_record_lock(struct mig_record *rec)
 {
-	int ret = shm_lock_acquire(&rec->lock);
+	int ret = shm_lock_acquire_timeout(&rec->lock, MIG_RECORD_LOCK_MS);
 
 	if (ret == -EOWNERDEAD) {
 		/* Every field is written whole; a dead writer leaves stale, not torn, data. */
@@ -122,6 +122,7 @@ struct mig_give_up mig_record_give_up(enum mig_phase phase, enum mig_role role)
 int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_give_up *todo)
 {
 	struct mig_record *rec = shm_ctl_session(ctl);
+	uint32_t role, status, phase;
 	int ret;
 
 	memset(todo, 0, sizeof(*todo));
@@ -133,13 +134,28 @@ int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_give_
 	ret = mig_record_lock(rec);
 	if (ret)
 		return ret;
-	if (rec->status != MIG_STATUS_SETUP && rec->status != MIG_STATUS_ACTIVE &&
-	    rec->status != MIG_STATUS_DEVICE && rec->status != MIG_STATUS_CANCELLING &&
-	    rec->phase != MIG_PHASE_DST_LISTENING) {
+	/*
+	 * The migrator, less privileged than the launcher, wrote these: each is
+	 * read once, checked, and only the checked copy decides what the
+	 * launcher asks of vcpu-proc.
+	 */
+	role = __atomic_load_n(&rec->role, __ATOMIC_RELAXED);
+	status = __atomic_load_n(&rec->status, __ATOMIC_RELAXED);
+	phase = __atomic_load_n(&rec->phase, __ATOMIC_RELAXED);
+	if (role > MIG_ROLE_DEST || status > MIG_STATUS_UNKNOWN || phase > MIG_PHASE_DST_RUNNING) {
+		mig_record_unlock(rec);
+		log_err("session record: role %u, status %u, phase %u: not a record the migrator "
+			"writes; left alone",
+			role, status, phase);
+		return -EPROTO;
+	}
+	if (status != MIG_STATUS_SETUP && status != MIG_STATUS_ACTIVE &&
+	    status != MIG_STATUS_DEVICE && status != MIG_STATUS_CANCELLING &&
+	    phase != MIG_PHASE_DST_LISTENING) {
 		mig_record_unlock(rec);
 		return 0;
 	}
-	*todo = mig_record_give_up(rec->phase, rec->role);
+	*todo = mig_record_give_up(phase, role);
 	rec->status = todo->status;
 	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", reason);
 	rec->phase = MIG_PHASE_NONE;

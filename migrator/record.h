@@ -90,6 +90,12 @@ struct mig_record {
  * (the one initialiser) when the launcher's zeroed area holds none yet.
  */
 int mig_record_open(struct mig_record **out, struct shm_ctl *ctl);
+/*
+ * The record lock is robust (a holder that dies is recovered from) and its
+ * wait is bounded: a live holder that never lets go costs -ETIMEDOUT after
+ * this long, never a wedged launcher or migrator.
+ */
+#define MIG_RECORD_LOCK_MS 2000
 int mig_record_lock(struct mig_record *rec);
 void mig_record_unlock(struct mig_record *rec);
 void mig_record_set_receivedmap_live(struct mig_record *rec, bool live);
@@ -114,7 +120,9 @@ struct mig_give_up mig_record_give_up(enum mig_phase phase, enum mig_role role);
  * session the record in @ctl describes as mig_record_give_up() says and
  * fills @todo with what is left to tell vcpu-proc.  Returns 1 when a
  * session was running, 0 when there was none (or no record was ever
- * written), or a negative errno.
+ * written), or a negative errno: -ETIMEDOUT when the record stays locked,
+ * -EPROTO when it holds values the migrator never writes (then nothing is
+ * done).
  */
 int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_give_up *todo);
 

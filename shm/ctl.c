@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -104,6 +105,18 @@ static int ctl_header_protect(void *base)
 	return 0;
 }
 
+/* This process's own copy of a header it wrote or validated. */
+static int ctl_keep_copy(struct shm_ctl *c, const struct shm_ctl_header *h)
+{
+	struct shm_ctl_header *copy = malloc(sizeof(*copy));
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, h, sizeof(*copy));
+	c->hdr = copy;
+	return 0;
+}
+
 int shm_ctl_create(struct shm_ctl *c, const struct shm_ctl_layout *layout)
 {
 	struct shm_ctl_header h;
@@ -112,6 +125,7 @@ int shm_ctl_create(struct shm_ctl *c, const struct shm_ctl_layout *layout)
 
 	c->fd = -1;
 	c->hdr = NULL;
+	c->base = NULL;
 	c->size = 0;
 	if (layout->nr_regions == 0 || layout->nr_regions > SHM_MAX_REGIONS) {
 		log_err("control segment: %u regions, expected 1..%d", layout->nr_regions,
@@ -136,10 +150,12 @@ int shm_ctl_create(struct shm_ctl *c, const struct shm_ctl_layout *layout)
 	/* the memfd starts zeroed: every bitmap is empty */
 	memcpy(base, &h, sizeof(h));
 	ret = ctl_header_protect(base);
+	if (!ret)
+		ret = ctl_keep_copy(c, &h);
 	if (ret)
 		goto err_unmap;
 	c->fd = fd;
-	c->hdr = base;
+	c->base = base;
 	c->size = h.total_size;
 	return 0;
 
@@ -281,12 +297,14 @@ static int ctl_header_validate(const struct shm_ctl_header *h, uint64_t total)
 /* On success @c owns @fd (shm_ctl_close closes it); on error the caller does. */
 int shm_ctl_open(struct shm_ctl *c, int fd)
 {
+	struct shm_ctl_header h;
 	struct stat st;
 	void *base;
 	int ret;
 
 	c->fd = -1;
 	c->hdr = NULL;
+	c->base = NULL;
 	c->size = 0;
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
@@ -307,13 +325,17 @@ int shm_ctl_open(struct shm_ctl *c, int fd)
 		log_err("mmap control fd %d: %s", fd, strerror(-ret));
 		return ret;
 	}
-	ret = ctl_header_validate(base, (uint64_t)st.st_size);
+	/* Copied first: what is validated is what is used, whatever the memfd says later. */
+	memcpy(&h, base, sizeof(h));
+	ret = ctl_header_validate(&h, (uint64_t)st.st_size);
 	if (!ret)
 		ret = ctl_header_protect(base);
+	if (!ret)
+		ret = ctl_keep_copy(c, &h);
 	if (ret)
 		goto err_unmap;
 	c->fd = fd;
-	c->hdr = base;
+	c->base = base;
 	c->size = (uint64_t)st.st_size;
 	return 0;
 
@@ -325,11 +347,13 @@ err_unmap:
 void shm_ctl_close(struct shm_ctl *c)
 {
 	if (c->hdr) {
-		munmap(c->hdr, c->size);
+		munmap(c->base, c->size);
 		if (c->fd >= 0)
 			close(c->fd);
+		free((void *)c->hdr);
 	}
 	c->hdr = NULL;
+	c->base = NULL;
 	c->fd = -1;
 	c->size = 0;
 }
@@ -339,26 +363,26 @@ uint64_t *shm_ctl_dirty_bitmap(const struct shm_ctl *c, unsigned int region)
 {
 	if (!c->hdr || region >= c->hdr->nr_regions)
 		return NULL;
-	return (uint64_t *)((char *)c->hdr + c->hdr->regions[region].dirty_off);
+	return (uint64_t *)((char *)c->base + c->hdr->regions[region].dirty_off);
 }
 
 uint64_t *shm_ctl_received_bitmap(const struct shm_ctl *c, unsigned int region)
 {
 	if (!c->hdr || region >= c->hdr->nr_regions)
 		return NULL;
-	return (uint64_t *)((char *)c->hdr + c->hdr->regions[region].received_off);
+	return (uint64_t *)((char *)c->base + c->hdr->regions[region].received_off);
 }
 
 uint64_t *shm_ctl_round_bitmap(const struct shm_ctl *c, unsigned int region)
 {
 	if (!c->hdr || region >= c->hdr->nr_regions)
 		return NULL;
-	return (uint64_t *)((char *)c->hdr + c->hdr->regions[region].round_off);
+	return (uint64_t *)((char *)c->base + c->hdr->regions[region].round_off);
 }
 
 void *shm_ctl_session(const struct shm_ctl *c)
 {
 	if (!c->hdr)
 		return NULL;
-	return (char *)c->hdr + c->hdr->session_off;
+	return (char *)c->base + c->hdr->session_off;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -35,10 +36,8 @@ int shm_lock_init(struct shm_lock *l)
 	return -ret;
 }
 
-int shm_lock_acquire(struct shm_lock *l)
+static int lock_result(struct shm_lock *l, int ret)
 {
-	int ret = pthread_mutex_lock(&l->mutex);
-
 	switch (ret) {
 	case 0:
 		return 0;
@@ -52,6 +51,25 @@ int shm_lock_acquire(struct shm_lock *l)
 		log_err("pthread_mutex_lock %p: %s", (void *)l, strerror(ret));
 		return -ret;
 	}
+}
+
+int shm_lock_acquire(struct shm_lock *l)
+{
+	return lock_result(l, pthread_mutex_lock(&l->mutex));
+}
+
+int shm_lock_acquire_timeout(struct shm_lock *l, unsigned int timeout_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return lock_result(l, pthread_mutex_timedlock(&l->mutex, &ts));
 }
 
 void shm_lock_mark_consistent(struct shm_lock *l)

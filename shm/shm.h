@@ -125,6 +125,12 @@ int shm_lock_init(struct shm_lock *l);
  * unusable: later acquires return -ENOTRECOVERABLE).
  */
 int shm_lock_acquire(struct shm_lock *l);
+/*
+ * The same, giving up with -ETIMEDOUT after @timeout_ms: the lock lives in
+ * memory other processes write, and a holder that stays alive (wedged, or
+ * hostile) must not hold the caller for ever (docs/INVARIANTS.md, 8).
+ */
+int shm_lock_acquire_timeout(struct shm_lock *l, unsigned int timeout_ms);
 void shm_lock_mark_consistent(struct shm_lock *l);
 void shm_lock_release(struct shm_lock *l);
 /*
@@ -160,10 +166,17 @@ struct shm_ctl_header {
 	struct shm_ctl_region regions[SHM_MAX_REGIONS];
 };
 
-/* A mapped control segment.  Owned by whoever called create/open. */
+/*
+ * A mapped control segment.  Owned by whoever called create/open.  Every
+ * table lookup goes through @hdr, this process's own copy of the header,
+ * validated once: a process that can write the memfd (pwrite() passes the
+ * read-only mapping) cannot move another's bitmaps or session area
+ * (docs/INVARIANTS.md, invariant 8).
+ */
 struct shm_ctl {
 	int fd;
-	struct shm_ctl_header *hdr; /* mapping of the whole segment, NULL when closed */
+	const struct shm_ctl_header *hdr; /* private copy (malloc), NULL when closed */
+	void *base;			  /* mapping of the whole segment */
 	uint64_t size;
 };
 
@@ -181,6 +194,7 @@ int shm_ctl_create(struct shm_ctl *c, const struct shm_ctl_layout *layout);
  * (-EPROTO: magic/version/page size; -EINVAL: sizes, offsets, seals).  On
  * success @c owns @fd; on failure the caller still owns it.  In every
  * mapping (create and open) the header page is read-only: writing it faults.
+ * The header is copied before it is validated, and only the copy is used.
  */
 int shm_ctl_open(struct shm_ctl *c, int fd);
 void shm_ctl_close(struct shm_ctl *c);

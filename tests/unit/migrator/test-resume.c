@@ -319,6 +319,53 @@ static void test_record_lock_owner_died(void **state)
 	assert_int_equal(mig_record_phase(rec), MIG_PHASE_NONE);
 }
 
+/*
+ * A child that holds the record lock and stays alive (wedged, or hostile)
+ * cannot hold the launcher: its abandon gives up after MIG_RECORD_LOCK_MS.
+ * Values the migrator never writes make it do nothing.
+ */
+static void test_record_abandon_distrusts(void **state)
+{
+	struct cut *c = *state;
+	struct mig_record *rec = c->dst.s->rec;
+	struct mig_give_up todo;
+	int hold[2], status;
+	uint64_t t0;
+	char x;
+	pid_t pid;
+
+	assert_int_equal(pipe(hold), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(hold[0]);
+		if (mig_record_lock(rec))
+			_exit(1);
+		if (write(hold[1], "L", 1) != 1)
+			_exit(2);
+		pause(); /* holds it until killed */
+		_exit(0);
+	}
+	close(hold[1]);
+	assert_int_equal(read(hold[0], &x, 1), 1);
+	t0 = now_ms();
+	assert_int_equal(mig_record_abandon(&c->dst.ctl, "gone", &todo), -ETIMEDOUT);
+	assert_true(now_ms() - t0 < MIG_RECORD_LOCK_MS + 1000);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(hold[0]);
+
+	rec->role = MIG_ROLE_SOURCE;
+	rec->status = 77;
+	rec->phase = MIG_PHASE_SRC_PAUSED;
+	assert_int_equal(mig_record_abandon(&c->dst.ctl, "gone", &todo), -EPROTO);
+	assert_false(todo.resume || todo.stop_logging);
+	assert_int_equal(rec->status, 77); /* left alone */
+	rec->status = MIG_STATUS_NONE;
+	rec->role = MIG_ROLE_NONE;
+	rec->phase = MIG_PHASE_NONE;
+}
+
 /* What the launcher does once it gave the migrator up, phase by phase. */
 static void test_record_abandon(void **state)
 {
@@ -399,6 +446,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_record_lock_owner_died, cut_setup,
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_abandon, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_record_abandon_distrusts, cut_setup,
+						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_abandon_unwritten, cut_setup,
 						cut_teardown),
 	};

@@ -112,7 +112,7 @@ static void test_header_read_only(void **state)
 	fd2 = dup(c.fd);
 	assert_int_equal(shm_ctl_open(&o, fd2), 0);
 	for (int i = 0; i < 2; i++) {
-		struct shm_ctl_header *h = i ? o.hdr : c.hdr;
+		struct shm_ctl_header *h = i ? o.base : c.base;
 
 		pid = fork();
 		assert_true(pid >= 0);
@@ -128,6 +128,39 @@ static void test_header_read_only(void **state)
 	/* the bitmaps right after the header page stay writable */
 	shm_bitmap_set(shm_ctl_dirty_bitmap(&o, 0), 0);
 	assert_true(shm_bitmap_test(shm_ctl_dirty_bitmap(&c, 0), 0));
+	shm_ctl_close(&o);
+	shm_ctl_close(&c);
+}
+
+/*
+ * A child that can write the memfd rewrites the header behind the mappings
+ * (pwrite passes the read-only page): a session area moved elsewhere, a
+ * bitmap moved onto the session, more regions.  Every process that
+ * validated the header keeps using its own copy.
+ */
+static void test_header_rewritten_behind(void **state)
+{
+	struct shm_ctl c, o;
+	struct shm_ctl_header evil;
+	void *session, *dirty0;
+	int fd2;
+
+	assert_int_equal(shm_ctl_create(&c, &two_regions), 0);
+	fd2 = dup(c.fd);
+	assert_int_equal(shm_ctl_open(&o, fd2), 0);
+	session = shm_ctl_session(&c);
+	dirty0 = shm_ctl_dirty_bitmap(&o, 0);
+	memcpy(&evil, c.base, sizeof(evil));
+	evil.session_off = 0; /* onto the header itself */
+	evil.regions[0].dirty_off = c.hdr->session_off;
+	evil.nr_regions = SHM_MAX_REGIONS;
+	assert_int_equal(pwrite(c.fd, &evil, sizeof(evil), 0), (ssize_t)sizeof(evil));
+	assert_int_equal(((struct shm_ctl_header *)c.base)->session_off, 0); /* it did land */
+	assert_ptr_equal(shm_ctl_session(&c), session);
+	assert_ptr_equal(shm_ctl_session(&o), (char *)o.base + c.hdr->session_off);
+	assert_ptr_equal(shm_ctl_dirty_bitmap(&o, 0), dirty0);
+	assert_int_equal(c.hdr->nr_regions, two_regions.nr_regions);
+	assert_null(shm_ctl_dirty_bitmap(&c, 2));
 	shm_ctl_close(&o);
 	shm_ctl_close(&c);
 }
@@ -348,9 +381,12 @@ static void test_open_rejects_fd(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),	cmocka_unit_test(test_header_read_only),
-		cmocka_unit_test(test_create_rejects),	cmocka_unit_test(test_open_rejects_corrupt),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_header_read_only),
+		cmocka_unit_test(test_create_rejects),
+		cmocka_unit_test(test_open_rejects_corrupt),
 		cmocka_unit_test(test_open_rejects_fd),
+		cmocka_unit_test(test_header_rewritten_behind),
 	};
 
 	log_init("test-shm-ctl");
