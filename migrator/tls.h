@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* What one side is configured with; strings are copied by mig_tls_load. */
 struct mig_tls_config {
