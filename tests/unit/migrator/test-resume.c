@@ -5,6 +5,7 @@
  * cut in the middle of a dirtying migration (the RAM must still be equal at
  * switchover, and only what was in flight is sent again), a peer that never
  * comes back, and a cancel while reconnecting or while the peer waits.
+ * With mutual TLS too: every reconnect authenticates afresh.
  * Killed processes are tests/integration/migrator/test-resume.c.
  */
 #include <stdarg.h>
@@ -21,8 +22,10 @@
 #include <unistd.h>
 
 #include "migrator/session-internal.h"
+#include "migrator/tls.h"
 #include "migrator/wire.h"
 #include "tests/integration/migrator/tcp-proxy.h"
+#include "tls-certs.h"
 #include "tvm.h"
 
 #define R0_PAGES 4096 /* 16 MiB */
@@ -35,6 +38,8 @@ static const struct shm_ctl_layout layout = {
 
 struct cut {
 	struct tvm src, dst;
+	struct mig_tls *tls; /* both ends, or NULL */
+	char tls_dir[64];
 	struct tcp_proxy *proxy;
 	unsigned int proxy_port;
 	char uri[64];
@@ -55,13 +60,42 @@ static int cut_setup(void **state)
 	return 0;
 }
 
+/* The same pair with mutual TLS 1.3 (x509 made at setup) on every connection. */
+static int cut_setup_tls(void **state)
+{
+	const struct tls_certs certs = {
+		.ca_name = "resume CA", .server_ip = "127.0.0.1", .client_dn = "CN=resume source"};
+	struct cut *c = calloc(1, sizeof(*c));
+	struct mig_tls_config cfg = {.authz = "CN=resume source"};
+	char err[256];
+
+	if (!c)
+		return -1;
+	snprintf(c->tls_dir, sizeof(c->tls_dir), "/tmp/cleave-resume-tls-XXXXXX");
+	cfg.x509_dir = c->tls_dir;
+	if (!mkdtemp(c->tls_dir) || tls_certs_make(c->tls_dir, &certs) ||
+	    mig_tls_load(&c->tls, &cfg, err, sizeof(err)) ||
+	    tvm_init_tls(&c->src, &layout, NULL, 2000, c->tls) ||
+	    tvm_init_tls(&c->dst, &layout, NULL, 2000, c->tls))
+		return -1;
+	*state = c;
+	return 0;
+}
+
 static int cut_teardown(void **state)
 {
 	struct cut *c = *state;
+	char cmd[128];
 
 	tvm_fini(&c->src);
 	tvm_fini(&c->dst);
 	tcp_proxy_stop(c->proxy);
+	mig_tls_free(c->tls);
+	if (c->tls_dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->tls_dir);
+		if (system(cmd))
+			fprintf(stderr, "could not remove %s\n", c->tls_dir);
+	}
 	free(c);
 	return 0;
 }
@@ -193,6 +227,12 @@ static void test_cut_1ch(void **state)
 }
 
 static void test_cut_4ch(void **state)
+{
+	run_cut(*state, 4);
+}
+
+/* Under TLS (cut_setup_tls): the reconnect authenticates again, RAM equal. */
+static void test_cut_4ch_tls(void **state)
 {
 	run_cut(*state, 4);
 }
@@ -437,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_pagemap),
 		cmocka_unit_test_setup_teardown(test_cut_1ch, cut_setup, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_cut_4ch, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_cut_4ch_tls, cut_setup_tls, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_destination_gone, cut_setup, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_while_reconnecting, cut_setup,
 						cut_teardown),
