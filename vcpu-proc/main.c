@@ -44,9 +44,13 @@ struct options {
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: cleave-vcpu --ctl-fd N --ram-fds A[,B...] --guest-fd G --vcpus N\n"
-			"                   [--append STR] [--serial-fd F] [--name NAME]\n"
-			"                   --rpc URL --events URL [--incoming] [-v]\n");
+	fprintf(stderr,
+		"usage: cleave-vcpu --ctl-fd N --ram-fds A[,B...] --guest-fd G --vcpus N\n"
+		"                   [--append STR] [--serial-fd F] [--name NAME]\n"
+		"                   --rpc URL --events URL [--incoming] [-v]\n"
+		"                   [--guest-log-rate N]  guest-caused log lines a second "
+		"(default %u, bursts of twice as many; 0: no limit)\n",
+		VM_GUEST_LOG_RATE);
 }
 
 static int parse_uint(const char *s, unsigned int max, unsigned int *out)
@@ -94,6 +98,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"rpc", required_argument, NULL, 'R'},
 		{"events", required_argument, NULL, 'E'},
 		{"incoming", no_argument, NULL, 'i'},
+		{"guest-log-rate", required_argument, NULL, 'L'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -106,6 +111,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->vm.serial_fd = STDOUT_FILENO;
 	o->vm.nr_vcpus = 1;
 	o->vm.cmdline = "";
+	o->vm.guest_log_rate = VM_GUEST_LOG_RATE;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -145,6 +151,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'i':
 			o->incoming = true;
+			break;
+		case 'L':
+			if (parse_uint(optarg, 1000000, &o->vm.guest_log_rate)) {
+				log_err("bad --guest-log-rate '%s'", optarg);
+				return -EINVAL;
+			}
 			break;
 		case 'v':
 			log_set_verbose(true);

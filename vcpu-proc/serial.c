@@ -6,6 +6,120 @@
 #include "log/log.h"
 #include "vcpu-proc/serial.h"
 
+static size_t serial_escape_hex(uint8_t c, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	out[0] = '\\';
+	out[1] = 'x';
+	out[2] = hex[c >> 4];
+	out[3] = hex[c & 0xf];
+	return 4;
+}
+
+/* Length of the UTF-8 sequence lead byte @c starts; 0 when it starts none. */
+static uint8_t serial_utf8_len(uint8_t c)
+{
+	if (c >= 0xc2 && c <= 0xdf)
+		return 2;
+	if (c >= 0xe0 && c <= 0xef)
+		return 3;
+	if (c >= 0xf0 && c <= 0xf4)
+		return 4;
+	return 0; /* continuation bytes, overlong leads 0xc0-0xc1, beyond U+10FFFF */
+}
+
+/* Whether @c may follow e->seq (RFC 3629: no overlongs, surrogates, > U+10FFFF). */
+static bool serial_utf8_next_ok(const struct serial_escape *e, uint8_t c)
+{
+	uint8_t lo = 0x80, hi = 0xbf;
+
+	if (e->have == 1) {
+		switch (e->seq[0]) {
+		case 0xe0:
+			lo = 0xa0;
+			break;
+		case 0xed:
+			hi = 0x9f;
+			break;
+		case 0xf0:
+			lo = 0x90;
+			break;
+		case 0xf4:
+			hi = 0x8f;
+			break;
+		}
+	}
+	return c >= lo && c <= hi;
+}
+
+/* The held-back sequence, escaped byte by byte (broken, or a C1 control). */
+static size_t serial_escape_seq(struct serial_escape *e, char *out)
+{
+	size_t n = 0;
+
+	for (uint8_t i = 0; i < e->have; i++)
+		n += serial_escape_hex(e->seq[i], out + n);
+	e->have = e->need = 0;
+	return n;
+}
+
+size_t serial_escape_byte(struct serial_escape *e, uint8_t c, char *out)
+{
+	size_t n = 0;
+
+	if (e->need) {
+		if (serial_utf8_next_ok(e, c)) {
+			e->seq[e->have++] = c;
+			if (e->have < e->need)
+				return 0;
+			/* U+0080-U+009F are the C1 controls, CSI and OSC among them. */
+			if (e->seq[0] == 0xc2 && e->seq[1] <= 0x9f)
+				return serial_escape_seq(e, out);
+			memcpy(out, e->seq, e->have);
+			n = e->have;
+			e->have = e->need = 0;
+			return n;
+		}
+		/* Broken: its bytes are escaped and @c starts afresh. */
+		n = serial_escape_seq(e, out);
+	}
+	if (e->cr) {
+		e->cr = false;
+		if (c == '\n') {
+			out[n++] = '\r';
+			out[n++] = '\n';
+			return n;
+		}
+		n += serial_escape_hex('\r', out + n);
+	}
+	if (c == '\r') {
+		e->cr = true;
+		return n;
+	}
+	if (c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f)) {
+		out[n++] = (char)c;
+		return n;
+	}
+	e->need = serial_utf8_len(c);
+	if (e->need) {
+		e->seq[0] = c;
+		e->have = 1;
+		return n;
+	}
+	return n + serial_escape_hex(c, out + n);
+}
+
+size_t serial_escape_end(struct serial_escape *e, char *out)
+{
+	size_t n = serial_escape_seq(e, out);
+
+	if (e->cr)
+		n += serial_escape_hex('\r', out + n);
+	e->cr = false;
+	return n;
+}
+
 static int serial_flush_locked(struct serial *s)
 {
 	size_t off = 0;
@@ -54,16 +168,30 @@ int serial_init(struct serial *s, int out_fd)
 	return 0;
 }
 
+/* Buffered output and what the escaper holds back, written out; caller holds s->lock. */
+static void serial_end_locked(struct serial *s)
+{
+	s->len += serial_escape_end(&s->esc, s->buf + s->len);
+	serial_flush_locked(s);
+}
+
+void serial_end(struct serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	serial_end_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void serial_fini(struct serial *s)
 {
-	serial_flush(s);
+	serial_end(s);
 	pthread_mutex_destroy(&s->lock);
 }
 
 void serial_reset(struct serial *s)
 {
 	pthread_mutex_lock(&s->lock);
-	serial_flush_locked(s);
+	serial_end_locked(s);
 	serial_regs_reset(s);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -122,8 +250,9 @@ void serial_write(struct serial *s, unsigned int offset, uint8_t val)
 			s->dll = val;
 			break;
 		}
-		s->buf[s->len++] = (char)val;
-		if (val == '\n' || s->len == sizeof(s->buf))
+		/* s->len < SERIAL_BUF_SIZE here: the buffer has SERIAL_ESCAPE_MAX to spare. */
+		s->len += serial_escape_byte(&s->esc, val, s->buf + s->len);
+		if (val == '\n' || s->len >= SERIAL_BUF_SIZE)
 			serial_flush_locked(s);
 		break;
 	case SERIAL_IER:

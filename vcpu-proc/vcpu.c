@@ -188,7 +188,7 @@ static void vcpu_request_reset(struct vcpu *v, const char *why)
 {
 	struct vm *vm = v->vm;
 
-	log_warn("vcpu %u: %s: resetting the guest", v->index, why);
+	ratelimit_log(&vm->guest_log, LOG_WARN, "vcpu %u: %s: resetting the guest", v->index, why);
 	pthread_mutex_lock(&vm->lock);
 	v->hold = true;
 	vm->reset_requested = true;
@@ -202,17 +202,16 @@ static void vcpu_ucall(struct vcpu *v, uint32_t gpa)
 	char line[512];
 	int ret;
 
+	/* A guest can make these as fast as it can exit: at most guest_log's rate. */
 	ret = vcpu_ucall_read(&v->vm->regions, gpa, &uc);
 	if (ret) {
-		log_warn("vcpu %u: ucall at gpa 0x%x: %s", v->index, gpa,
-			 ret == -EFAULT ? "not in guest RAM" : "unknown command");
+		ratelimit_log(&v->vm->guest_log, LOG_WARN, "vcpu %u: ucall at gpa 0x%x: %s",
+			      v->index, gpa,
+			      ret == -EFAULT ? "not in guest RAM" : "unknown command");
 		return;
 	}
 	vcpu_ucall_format(&uc, v->index, line, sizeof(line));
-	if (uc.cmd == UCALL_ASSERT)
-		log_err("%s", line);
-	else
-		log_info("%s", line);
+	ratelimit_log(&v->vm->guest_log, uc.cmd == UCALL_ASSERT ? LOG_ERR : LOG_INFO, "%s", line);
 }
 
 static uint32_t vcpu_io_value(const uint8_t *p, unsigned int size)
@@ -250,8 +249,8 @@ static void vcpu_io_one(struct vcpu *v, uint16_t port, bool out, unsigned int si
 	/* Unassigned port: reads float high, writes vanish (as on a PC). */
 	if (!out)
 		memset(p, 0xff, size);
-	log_debug("vcpu %u: unassigned port 0x%x %s size %u", v->index, port, out ? "out" : "in",
-		  size);
+	ratelimit_log(&vm->guest_log, LOG_DEBUG, "vcpu %u: unassigned port 0x%x %s size %u",
+		      v->index, port, out ? "out" : "in", size);
 }
 
 static void vcpu_io(struct vcpu *v)
@@ -433,7 +432,8 @@ void vm_vcpus_stop(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	vm->throttle_running = false;
 	pthread_mutex_unlock(&vm->lock);
-	serial_flush(&vm->serial);
+	serial_end(&vm->serial);
+	ratelimit_log_drain(&vm->guest_log);
 }
 
 static void vm_publish_simple(struct vm *vm, Cleave__Events__Event__BodyCase body)
@@ -648,7 +648,10 @@ int vm_reset(struct vm *vm, bool guest)
 	pthread_mutex_unlock(&vm->ctrl_lock);
 	if (ret)
 		return ret;
-	log_info("reset (%s)", guest ? "guest" : "host request");
+	if (guest) /* a guest that resets in a loop is a guest event like any */
+		ratelimit_log(&vm->guest_log, LOG_INFO, "reset (guest)");
+	else
+		log_info("reset (host request)");
 	rs.guest = guest;
 	rs.reason = guest ? "guest-reset" : "host-qmp-system-reset";
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESET;

@@ -251,6 +251,12 @@ int vm_init(struct vm *vm, const struct vm_config *cfg)
 		region_table_fini(&vm->regions);
 		return ret;
 	}
+	ret = ratelimit_init(&vm->guest_log, cfg->guest_log_rate, 2 * cfg->guest_log_rate);
+	if (ret) {
+		serial_fini(&vm->serial);
+		region_table_fini(&vm->regions);
+		return ret;
+	}
 	pthread_mutex_init(&vm->ctrl_lock, NULL);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -329,6 +335,7 @@ void vm_fini(struct vm *vm)
 	free((void *)vm->image);
 	vm->image = NULL;
 	serial_fini(&vm->serial);
+	ratelimit_fini(&vm->guest_log);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->ctrl_lock);

@@ -26,11 +26,19 @@
 #include "proto/rpc.h"
 #include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
+#include "vcpu-proc/ratelimit.h"
 #include "vcpu-proc/region.h"
 #include "vcpu-proc/serial.h"
 
 /* Exit status of cleave-vcpu on a VMM-side failure (docs/PROCESSES.md). */
 #define VM_EXIT_FAILURE 126
+
+/*
+ * Log lines a guest can cause (ucalls, bad ucalls, unassigned ports, guest
+ * resets): this many a second after a burst of twice as many, by default
+ * (--guest-log-rate; 0 lifts the limit).
+ */
+#define VM_GUEST_LOG_RATE 10
 
 /* Same numbers as Cleave__Vcpu__RunState. */
 enum vm_run_state {
@@ -85,6 +93,7 @@ struct vm {
 	struct region_table regions;		/* one region per RAM memfd */
 	uint64_t *harvest_map[SHM_MAX_REGIONS]; /* scratch dirty bitmaps; ctrl_lock */
 	struct serial serial;			/* COM1 */
+	struct ratelimit guest_log;		/* lines a guest causes; its own lock */
 	struct kvm_cpuid2 *cpuid;		/* template, per-vCPU ids patched */
 	struct rpc_pub *pub;			/* events; NULL when not publishing */
 
@@ -127,6 +136,7 @@ struct vm_config {
 	unsigned int nr_vcpus;
 	const char *cmdline;
 	int serial_fd;
+	unsigned int guest_log_rate; /* lines a second a guest may cause; 0: no limit */
 };
 
 /*

@@ -430,6 +430,8 @@ static uint64_t dirty_count(const struct vt *t)
  */
 static uint64_t dirty_harvest_check(struct vt *t, const char *append)
 {
+	/* Every WRITES ucall must reach the log, however fast the guest reports. */
+	static const char *const unlimited[] = {"--guest-log-rate", "0", NULL};
 	static struct range ranges[8192];
 	const struct shm_ctl_header *hdr = t->ctl.hdr;
 	Cleave__Vcpu__DirtyLogRequest on = CLEAVE__VCPU__DIRTY_LOG_REQUEST__INIT;
@@ -438,7 +440,7 @@ static uint64_t dirty_harvest_check(struct vt *t, const char *append)
 	unsigned int n;
 	size_t enable_off;
 
-	assert_int_equal(vt_spawn(t, 2, append, false, NULL), 0);
+	assert_int_equal(vt_spawn(t, 2, append, false, unlimited), 0);
 	expect_hb(t, 0, 2, 15000);
 	for (unsigned int i = 0; i < hdr->nr_regions; i++) {
 		for (uint64_t w = 0; w < SHM_BITMAP_WORDS(hdr->regions[i].nr_pages); w++)
