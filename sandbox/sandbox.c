@@ -93,12 +93,22 @@ static const struct sb_limits sb_proc_limits[SANDBOX_NR_PROCS] = {
  */
 static int sb_writable_file(void)
 {
-	DIR *dir = opendir("/proc/self/fd");
-	int found = -1;
+	int found = -1, dfd;
 	struct dirent *d;
+	DIR *dir;
 
-	if (!dir)
+	/*
+	 * Not opendir(): its O_DIRECTORY is part of O_TMPFILE, which the
+	 * launcher's filter refuses in openat, and a restarted monitor gets
+	 * here under that filter.
+	 */
+	dfd = open("/proc/self/fd", O_RDONLY | O_CLOEXEC);
+	dir = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!dir) {
+		if (dfd >= 0)
+			close(dfd);
 		return -2;
+	}
 	while (found == -1 && (d = readdir(dir))) {
 		char target[16] = "";
 		struct stat st;

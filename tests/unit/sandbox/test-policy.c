@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
@@ -550,6 +551,55 @@ static void test_enter_status(void **state)
 	assert_string_equal(val, "0000000000000000");
 }
 
+/*
+ * A migrator or monitor the launcher restarts runs sandbox_enter() under the
+ * launcher's filter (inherited across fork and exec), without capabilities
+ * (SECBIT_NOROOT): everything it does before its own policy must pass that
+ * filter too.
+ */
+static void test_enter_under_launcher(void **state)
+{
+	static const enum sandbox_proc procs[] = {SANDBOX_MIGRATOR, SANDBOX_MONITOR};
+	unsigned int i;
+
+	(void)state;
+	unsetenv(SANDBOX_ENV_DISABLE);
+	for (i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+		struct __user_cap_data_struct data[2];
+		char err[512];
+		int errp[2], status;
+		size_t off = 0;
+		ssize_t n;
+		pid_t pid;
+
+		assert_int_equal(pipe2(errp, O_CLOEXEC), 0);
+		fflush(NULL);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			dup2(errp[1], STDERR_FILENO);
+			memset(data, 0, sizeof(data));
+			if (syscall(SYS_capset, &hdr, data))
+				_exit(2);
+			if (sandbox_seccomp_install(sandbox_policy_get(SANDBOX_LAUNCHER),
+						    SANDBOX_F_TRAP))
+				_exit(3);
+			_exit(sandbox_enter(procs[i]) ? 4 : 0);
+		}
+		close(errp[1]);
+		while (off + 1 < sizeof(err) &&
+		       (n = read(errp[0], err + off, sizeof(err) - off - 1)) > 0)
+			off += (size_t)n;
+		err[off] = '\0';
+		close(errp[0]);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			fail_msg("%s restarted under the launcher's filter: status 0x%x, '%s'",
+				 sandbox_policy_get(procs[i])->name, status, err);
+	}
+}
+
 /* CLEAVE_NO_SANDBOX=1: sandbox_enter only warns. */
 static void test_enter_disabled(void **state)
 {
@@ -583,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_policy_cases),
 		cmocka_unit_test(test_log_mode),
 		cmocka_unit_test(test_enter_status),
+		cmocka_unit_test(test_enter_under_launcher),
 		cmocka_unit_test(test_enter_disabled),
 	};
 
