@@ -34,8 +34,8 @@ static void mon_client_watch(struct mon_server *s, struct mon_client *c)
 	struct epoll_event ev = {.data.u64 = MON_EP(MON_EP_CLIENT, c->fd)};
 	uint32_t want = 0;
 
-	/* Stop reading at EOF, and while a busy client has plenty queued. */
-	if (!c->eof && !(c->busy && mon_framer_pending(&c->in) > MON_IN_HIGH))
+	/* Stop reading at EOF, once closing, and while a busy client has plenty queued. */
+	if (!c->eof && !c->closing && !(c->busy && mon_framer_pending(&c->in) > MON_IN_HIGH))
 		want |= EPOLLIN;
 	if (c->out_len > c->out_off)
 		want |= EPOLLOUT;
@@ -64,8 +64,24 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 		c->next->prev = c->prev;
 	s->nr_clients--;
 	mon_framer_fini(&c->in);
+	json_decref(c->quit_id);
 	free(c->out);
 	free(c);
+}
+
+bool mon_client_close_if_done(struct mon_server *s, struct mon_client *c)
+{
+	if (!c->closing || c->quit_asked || c->busy || c->out_len != c->out_off)
+		return false;
+	mon_client_close(s, c, "quit");
+	return true;
+}
+
+void mon_client_shut(struct mon_server *s, struct mon_client *c)
+{
+	c->closing = true;
+	if (!mon_client_close_if_done(s, c))
+		mon_client_watch(s, c);
 }
 
 /* Writes what the socket takes now.  Returns 0 or the write error. */
@@ -166,12 +182,20 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		return 0;
 	}
 	req->cmd->run(&s->ctx, req->args, &res);
+	if (!res.err_class && (req->cmd->flags & MON_CMD_QUIT)) {
+		/* QEMU's order: SHUTDOWN, then this reply, then every client closes. */
+		mon_result_fini(&res);
+		c->quit_asked = true;
+		c->quit_id = req->id;
+		req->id = NULL;
+		c->closing = true;
+		s->quit_pending = true;
+		return 0;
+	}
 	if (!res.err_class && (req->cmd->flags & MON_CMD_CAPABILITIES))
 		c->negotiated = true;
 	ret = mon_client_reply(s, c, req->id, &res);
 	mon_result_fini(&res);
-	if (!ret && (req->cmd->flags & MON_CMD_QUIT))
-		s->quit_pending = true;
 	return ret;
 }
 
@@ -220,7 +244,7 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 	struct mon_frame f;
 	int n, ret;
 
-	for (n = 0; !c->busy; n++) {
+	for (n = 0; !c->busy && !c->closing; n++) {
 		if (n == MON_BATCH) {
 			/* Fairness: the others get a turn first. */
 			mon_ready_add(s, c);
@@ -240,6 +264,8 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 			return;
 		}
 	}
+	if (mon_client_close_if_done(s, c))
+		return;
 	mon_client_watch(s, c);
 }
 
@@ -282,6 +308,8 @@ void mon_client_event(struct mon_server *s, int fd, uint32_t events)
 			mon_client_close(s, c, strerror(-ret));
 			return;
 		}
+		if (mon_client_close_if_done(s, c))
+			return;
 		if (c->eof && !c->busy && c->out_len == c->out_off) {
 			mon_client_run(s, c);
 			return;

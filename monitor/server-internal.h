@@ -49,6 +49,10 @@ struct mon_client {
 	bool negotiated;    /* qmp_capabilities done: commands and events */
 	bool busy;	    /* a command is with a worker */
 	bool eof;	    /* the peer will send nothing more */
+	/* quit was answered or the server quits: no more input, closed once flushed */
+	bool closing;
+	bool quit_asked; /* this client sent quit: its reply follows the SHUTDOWN event */
+	json_t *quit_id; /* id of that quit, owned; NULL if none */
 };
 
 /* A client that has more complete input than its batch allowed. */
@@ -77,7 +81,7 @@ struct mon_server {
 	struct mon_events events;
 	size_t out_limit;
 	int stop_fd;
-	bool quit_pending; /* a quit was answered: SHUTDOWN + vcpu QUIT next */
+	bool quit_pending; /* a quit was run: SHUTDOWN, its reply, closes, vcpu QUIT next */
 	bool quit_sent;	   /* SHUTDOWN for quit went out: drop vcpu-proc's copy */
 	char *greeting;
 	size_t greeting_len;
@@ -95,6 +99,10 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 int mon_client_send(struct mon_server *s, struct mon_client *c, const char *data, size_t len);
 int mon_client_reply(struct mon_server *s, struct mon_client *c, json_t *id,
 		     const struct mon_result *res);
+/* Closes @c if it is closing and its output is flushed; true when closed. */
+bool mon_client_close_if_done(struct mon_server *s, struct mon_client *c);
+/* No more input from @c; closed once its output is flushed (may close it now). */
+void mon_client_shut(struct mon_server *s, struct mon_client *c);
 /* Runs buffered input; may close @c, which must not be used after. */
 void mon_client_run(struct mon_server *s, struct mon_client *c);
 /* epoll readiness of a client socket; may close it. */

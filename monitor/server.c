@@ -144,9 +144,18 @@ static void mon_submit_internal(struct mon_server *s, enum mon_backend b, const 
 	mon_worker_submit(&s->workers[b], job);
 }
 
+/*
+ * After a quit, as QEMU 7.2 does: SHUTDOWN to every negotiated client, then
+ * the reply to whoever asked, then every client is closed (once its output
+ * is flushed); vcpu-proc is asked to QUIT last.  The monitor itself keeps
+ * listening until the launcher stops it.
+ */
 static void mon_quit(struct mon_server *s)
 {
+	struct mon_result ok = {0};
+	struct mon_client *c, *next;
 	struct mon_event *ev;
+	int ret;
 
 	s->quit_pending = false;
 	if (!s->quit_sent) {
@@ -156,6 +165,19 @@ static void mon_quit(struct mon_server *s)
 			mon_broadcast(s, ev);
 		mon_event_free(ev);
 		s->quit_sent = true;
+	}
+	for (c = s->clients; c; c = next) {
+		next = c->next;
+		if (!c->quit_asked)
+			continue;
+		c->quit_asked = false;
+		ret = mon_client_reply(s, c, c->quit_id, &ok);
+		if (ret)
+			mon_client_close(s, c, strerror(-ret));
+	}
+	for (c = s->clients; c; c = next) {
+		next = c->next;
+		mon_client_shut(s, c);
 	}
 	log_info("quit requested over QMP: asking vcpu-proc to quit");
 	mon_submit_internal(s, MON_BACKEND_VCPU, "vcpu-proc QUIT", mon_cmd_vcpu_quit);
