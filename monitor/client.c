@@ -176,6 +176,7 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		job->args = req->args;
 		job->run = req->cmd->run;
 		job->name = req->cmd->name;
+		memcpy(job->await_marks, s->events_seen, sizeof(job->await_marks));
 		req->id = req->args = NULL;
 		c->busy = true;
 		mon_worker_submit(&s->workers[req->cmd->backend], job);

@@ -144,21 +144,46 @@ static void mon_cmd_query_memory_size(struct mon_ctx *ctx, json_t *args, struct 
 	rpc_msg_free(&st->base);
 }
 
+/*
+ * stop / cont: vcpu-proc publishes STOP / RESUME (before its reply) only
+ * when the run state changes; the state it had beforehand says whether the
+ * monitor must hold the reply until that event went out, as QEMU orders
+ * them.  Both calls run on the one vcpu worker, so no other QMP command
+ * comes between them.
+ */
 static void mon_cmd_stop(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	Cleave__Vcpu__PauseRequest req = CLEAVE__VCPU__PAUSE_REQUEST__INIT;
+	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
+	bool was_running;
 
+	if (!st)
+		return;
+	was_running = st->state == CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING;
+	rpc_msg_free(&st->base);
 	req.state = CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED;
-	mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_PAUSE, &req, NULL,
-			 NULL, res);
+	if (mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_PAUSE, &req, NULL,
+			     NULL, res))
+		return;
+	if (was_running)
+		res->await_event = MON_AWAIT_STOP;
 }
 
 static void mon_cmd_cont(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	Cleave__Vcpu__ResumeRequest req = CLEAVE__VCPU__RESUME_REQUEST__INIT;
+	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
+	bool was_running;
 
-	mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_RESUME, &req, NULL,
-			 NULL, res);
+	if (!st)
+		return;
+	was_running = st->state == CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING;
+	rpc_msg_free(&st->base);
+	if (mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_RESUME, &req, NULL,
+			     NULL, res))
+		return;
+	if (!was_running)
+		res->await_event = MON_AWAIT_RESUME;
 }
 
 static void mon_cmd_system_reset(struct mon_ctx *ctx, json_t *args, struct mon_result *res)

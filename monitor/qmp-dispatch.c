@@ -20,6 +20,7 @@ void mon_result_fini(struct mon_result *res)
 	res->ret = NULL;
 	res->err_class = NULL;
 	res->err_desc[0] = '\0';
+	res->await_event = MON_AWAIT_NONE;
 }
 
 int mon_result_error(struct mon_result *res, const char *cls, const char *fmt, ...)
@@ -28,6 +29,7 @@ int mon_result_error(struct mon_result *res, const char *cls, const char *fmt, .
 
 	json_decref(res->ret);
 	res->ret = NULL;
+	res->await_event = MON_AWAIT_NONE; /* a failed command changed nothing */
 	res->err_class = cls ? cls : MON_ERR_GENERIC;
 	/* Descs quote names and values the client sent: a cut keeps them UTF-8. */
 	va_start(ap, fmt);

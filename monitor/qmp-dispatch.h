@@ -31,12 +31,21 @@ enum mon_backend {
 	MON_BACKEND_NR,
 };
 
+/* An event the reply must follow, as in QEMU (STOP before stop's reply). */
+enum mon_await {
+	MON_AWAIT_NONE,
+	MON_AWAIT_STOP,
+	MON_AWAIT_RESUME,
+	MON_AWAIT_NR,
+};
+
 /* Outcome of a command: a return value or an error. */
 struct mon_result {
 	json_t *ret;	       /* owned; NULL with an error */
 	const char *err_class; /* NULL on success */
 	char err_desc[MON_ERR_DESC_LEN];
-	bool backend_down; /* the backend did not answer within its deadline */
+	bool backend_down;	    /* the backend did not answer within its deadline */
+	enum mon_await await_event; /* the backend will publish this event for the command */
 };
 
 void mon_result_fini(struct mon_result *res);

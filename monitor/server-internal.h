@@ -25,6 +25,11 @@
 #define MON_IN_HIGH	    (2u << 20) /* input buffered while busy before we stop reading */
 #define MON_ACCEPT_PAUSE_MS 100	       /* after EMFILE: retry accepting this much later */
 #define MON_EPOLL_BATCH	    256
+/*
+ * A reply held for its STOP / RESUME event waits this long at most: an
+ * event can be lost (pub/sub joins asynchronously after a monitor start).
+ */
+#define MON_AWAIT_MS 1000
 
 enum mon_ep_kind {
 	MON_EP_LISTEN,
@@ -81,6 +86,8 @@ struct mon_server {
 	struct mon_events events;
 	size_t out_limit;
 	int stop_fd;
+	uint64_t events_seen[MON_AWAIT_NR]; /* STOP / RESUME events sent out so far */
+	struct mon_job *held;		    /* replies waiting for their event, in order */
 	bool quit_pending; /* a quit was run: SHUTDOWN, its reply, closes, vcpu QUIT next */
 	bool quit_sent;	   /* SHUTDOWN for quit went out: drop vcpu-proc's copy */
 	char *greeting;

@@ -70,11 +70,56 @@ static void mon_listen_event(struct mon_server *s, int lfd)
 
 /* ---- completions and events -------------------------------------------------- */
 
+/* Sends a finished job's reply to its client, if it is still there, and frees the job. */
+static void mon_job_answer(struct mon_server *s, struct mon_job *job)
+{
+	struct mon_client *c = mon_client_lookup(s, job->client_fd, job->client_id);
+	int ret;
+
+	if (!c) {
+		/* The client left while its command ran: drop the answer. */
+		mon_job_free(job);
+		return;
+	}
+	c->busy = false;
+	ret = mon_client_reply(s, c, job->id, &job->res);
+	mon_job_free(job);
+	if (ret) {
+		mon_client_close(s, c, strerror(-ret));
+		return;
+	}
+	mon_client_run(s, c);
+}
+
+/* Answers the held jobs waiting for @what (all of them: MON_AWAIT_NR), or whose time is up. */
+static void mon_held_release(struct mon_server *s, enum mon_await what, int64_t now_ms)
+{
+	struct mon_job **p = &s->held, *job, *ready = NULL, **tail = &ready;
+
+	while ((job = *p)) {
+		if (what == MON_AWAIT_NR || job->res.await_event == what ||
+		    now_ms >= job->await_deadline_ms) {
+			if (what != job->res.await_event)
+				log_debug("%s: answered without its event", job->name);
+			*p = job->next;
+			job->next = NULL;
+			*tail = job;
+			tail = &job->next;
+		} else {
+			p = &job->next;
+		}
+	}
+	/* Detached first: answering runs clients, which may hold new jobs. */
+	for (job = ready; job; job = ready) {
+		ready = job->next;
+		mon_job_answer(s, job);
+	}
+}
+
 static void mon_done_event(struct mon_server *s)
 {
-	struct mon_job *job = mon_done_take(&s->done), *next;
-	struct mon_client *c;
-	int ret;
+	struct mon_job *job = mon_done_take(&s->done), *next, **tail;
+	enum mon_await what;
 
 	for (; job; job = next) {
 		next = job->next;
@@ -84,20 +129,17 @@ static void mon_done_event(struct mon_server *s)
 			mon_job_free(job);
 			continue;
 		}
-		c = mon_client_lookup(s, job->client_fd, job->client_id);
-		if (!c) {
-			/* The client left while its command ran: drop the answer. */
-			mon_job_free(job);
+		what = job->res.await_event;
+		if (what != MON_AWAIT_NONE && s->events_seen[what] == job->await_marks[what]) {
+			/* Its event has not gone out yet: QEMU sends the event first. */
+			job->next = NULL;
+			job->await_deadline_ms = mon_now_ms() + MON_AWAIT_MS;
+			for (tail = &s->held; *tail; tail = &(*tail)->next)
+				;
+			*tail = job;
 			continue;
 		}
-		c->busy = false;
-		ret = mon_client_reply(s, c, job->id, &job->res);
-		mon_job_free(job);
-		if (ret) {
-			mon_client_close(s, c, strerror(-ret));
-			continue;
-		}
-		mon_client_run(s, c);
+		mon_job_answer(s, job);
 	}
 }
 
@@ -119,6 +161,7 @@ static void mon_broadcast(struct mon_server *s, const struct mon_event *ev)
 static void mon_events_event(struct mon_server *s)
 {
 	struct mon_event *ev = mon_events_take(&s->events), *next;
+	enum mon_await what;
 
 	for (; ev; ev = next) {
 		next = ev->next;
@@ -128,7 +171,14 @@ static void mon_events_event(struct mon_server *s)
 			log_debug("SHUTDOWN of vcpu-proc dropped: sent for quit already");
 		else
 			mon_broadcast(s, ev);
+		what = !strcmp(ev->name, "STOP")     ? MON_AWAIT_STOP
+		       : !strcmp(ev->name, "RESUME") ? MON_AWAIT_RESUME
+						     : MON_AWAIT_NONE;
 		mon_event_free(ev);
+		if (what != MON_AWAIT_NONE) {
+			s->events_seen[what]++;
+			mon_held_release(s, what, mon_now_ms());
+		}
 	}
 }
 
@@ -213,6 +263,14 @@ int mon_server_run(struct mon_server *s)
 			timeout = 0;
 		else if (s->accept_paused)
 			timeout = MON_ACCEPT_PAUSE_MS;
+		if (s->held) {
+			/* The first held job is the oldest: its deadline comes first. */
+			int64_t left = s->held->await_deadline_ms - mon_now_ms();
+
+			left = left < 0 ? 0 : left;
+			if (timeout < 0 || left < timeout)
+				timeout = (int)left;
+		}
 		n = epoll_wait(s->epfd, evs, MON_EPOLL_BATCH, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -242,6 +300,8 @@ int mon_server_run(struct mon_server *s)
 			}
 		}
 		mon_ready_run(s);
+		if (s->held)
+			mon_held_release(s, MON_AWAIT_NONE, mon_now_ms());
 		if (s->quit_pending)
 			mon_quit(s);
 		if (s->accept_paused && mon_now_ms() >= s->accept_resume_ms)
@@ -357,6 +417,12 @@ void mon_server_free(struct mon_server *s)
 	mon_events_stop(&s->events);
 	for (i = 0; i < MON_BACKEND_NR; i++)
 		mon_worker_stop(&s->workers[i]);
+	while (s->held) {
+		struct mon_job *job = s->held;
+
+		s->held = job->next;
+		mon_job_free(job);
+	}
 	while (s->clients)
 		mon_client_close(s, s->clients, "server stopping");
 	mon_done_fini(&s->done);

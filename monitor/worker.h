@@ -29,6 +29,9 @@ struct mon_job {
 	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 	const char *name;      /* command name, for logs */
 	struct mon_result res; /* filled by the worker */
+	/* loop thread only: events seen (per enum mon_await) when submitted */
+	uint64_t await_marks[MON_AWAIT_NR];
+	int64_t await_deadline_ms; /* loop thread only: held until then at most */
 };
 
 /* alloc/free pair; free is NULL-safe and drops id, args and result. */

@@ -158,6 +158,9 @@ static void test_cli_events(void **state)
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
+		/* STOP comes only when the VM was running: cont first. */
+		assert_int_equal(qmp_client_execute(c, "cont", NULL, &reply, 5000), 0);
+		json_decref(reply);
 		assert_int_equal(qmp_client_execute(c, "stop", NULL, &reply, 5000), 0);
 		json_decref(reply);
 		if (poll(&pfd, 1, 100) == 1) {

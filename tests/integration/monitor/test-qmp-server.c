@@ -666,6 +666,8 @@ static void test_events(void **state)
 	for (i = 0; i < 50 && !ev; i++) {
 		assert_client_cmd(ctl, "stop", NULL, "{}");
 		ev = wait_event(watcher, "STOP", 100);
+		if (!ev) /* STOP comes only when the VM was running */
+			assert_client_cmd(ctl, "cont", NULL, "{}");
 	}
 	assert_non_null(ev);
 	assert_non_null(json_object_get(json_object_get(ev, "timestamp"), "microseconds"));
@@ -706,6 +708,88 @@ static void test_events(void **state)
 	qmp_client_close(unneg);
 	qmp_client_close(watcher);
 	qmp_client_close(ctl);
+}
+
+/* Reads until @needle has arrived (true) or @timeout_ms pass (false). */
+static bool raw_read_until(int fd, char *buf, size_t cap, const char *needle, int timeout_ms)
+{
+	long long end = test_now_ms() + timeout_ms;
+	size_t len = 0;
+	ssize_t n;
+
+	buf[0] = '\0';
+	while (!strstr(buf, needle) && test_now_ms() < end) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+		if (poll(&pfd, 1, (int)(end - test_now_ms())) != 1)
+			break;
+		n = recv(fd, buf + len, cap - 1 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	return strstr(buf, needle) != NULL;
+}
+
+/*
+ * QEMU 7.2 sends STOP / RESUME before the reply to stop / cont, always
+ * (recorded from qemu-system-x86_64 7.2.0, timestamps zeroed); a stop of a
+ * paused VM and a cont of a running one send the reply alone.
+ */
+static const char qemu72_stop[] = "{\"timestamp\": {\"seconds\": 0, \"microseconds\": 0}, "
+				  "\"event\": \"STOP\"}\r\n{\"return\": {}, \"id\": %d}\r\n";
+static const char qemu72_cont[] = "{\"timestamp\": {\"seconds\": 0, \"microseconds\": 0}, "
+				  "\"event\": \"RESUME\"}\r\n{\"return\": {}, \"id\": %d}\r\n";
+static const char qemu72_noop[] = "{\"return\": {}, \"id\": %d}\r\n";
+
+/* Sends @cmd with id @id and checks the bytes up to its reply against @fmt. */
+static void raw_run_exact(int fd, const char *cmd, int id, const char *fmt)
+{
+	char req[128], needle[64], want[512], buf[4096];
+
+	snprintf(req, sizeof(req), "{\"execute\":\"%s\",\"id\":%d}", cmd, id);
+	assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	snprintf(needle, sizeof(needle), "\"id\": %d}\r\n", id);
+	assert_true(raw_read_until(fd, buf, sizeof(buf), needle, T_MS));
+	zero_timestamps(buf);
+	snprintf(want, sizeof(want), fmt, id);
+	if (strcmp(buf, want))
+		fail_msg("%s id %d:\n got  %s\n want %s", cmd, id, buf, want);
+}
+
+static void test_stop_cont_event_first(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1), *watcher = client_open(e, 1);
+	int fd = raw_negotiated(e), i;
+	json_t *ev = NULL;
+	char buf[4096];
+	long long t0;
+
+	/* The subscription joins asynchronously: stop/cont until a STOP shows. */
+	for (i = 0; i < 50 && !ev; i++) {
+		assert_client_cmd(c, "stop", NULL, "{}");
+		ev = wait_event(watcher, "STOP", 100);
+		assert_client_cmd(c, "cont", NULL, "{}");
+	}
+	assert_non_null(ev);
+	json_decref(ev);
+	qmp_client_close(watcher);
+	qmp_client_close(c);
+	raw_drain(fd, buf, sizeof(buf), 100);
+	for (i = 0; i < 200; i++) {
+		raw_run_exact(fd, "stop", 2 * i, qemu72_stop);
+		raw_run_exact(fd, "cont", 2 * i + 1, qemu72_cont);
+	}
+	/* No state change, no event, and no waiting for one. */
+	t0 = test_now_ms();
+	raw_run_exact(fd, "cont", 1000, qemu72_noop);
+	raw_run_exact(fd, "stop", 1001, qemu72_stop);
+	raw_run_exact(fd, "stop", 1002, qemu72_noop);
+	assert_true(test_now_ms() - t0 < 300);
+	assert_int_equal(raw_drain(fd, buf, sizeof(buf), 100), 0);
+	close(fd);
 }
 
 /*
@@ -793,6 +877,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_dead_backend, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_in_flight, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_events, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_cont_event_first, env_setup,
+						env_teardown),
 		cmocka_unit_test_setup_teardown(test_quit, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_restart_inherited, env_setup_inherit,
 						env_teardown),

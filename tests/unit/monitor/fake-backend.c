@@ -54,10 +54,16 @@ static int fake_vcpu_pause(void *arg, const ProtobufCMessage *req, struct rpc_re
 	Cleave__Events__Stop stop = CLEAVE__EVENTS__STOP__INIT;
 	struct fake_backend *fb = arg;
 
+	bool was_running;
+
 	fake_enter(fb);
 	pthread_mutex_lock(&fb->lock);
+	was_running = fb->running;
 	fb->running = false;
 	pthread_mutex_unlock(&fb->lock);
+	/* As vcpu-proc: STOP only when the VM was running, published before the reply. */
+	if (!was_running)
+		return 0;
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_STOP;
 	ev.stop = &stop;
 	fake_publish(fb->vcpu_pub, &ev);
@@ -70,10 +76,15 @@ static int fake_vcpu_resume(void *arg, const ProtobufCMessage *req, struct rpc_r
 	Cleave__Events__Resume resume = CLEAVE__EVENTS__RESUME__INIT;
 	struct fake_backend *fb = arg;
 
+	bool was_running;
+
 	fake_enter(fb);
 	pthread_mutex_lock(&fb->lock);
+	was_running = fb->running;
 	fb->running = true;
 	pthread_mutex_unlock(&fb->lock);
+	if (was_running)
+		return 0;
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESUME;
 	ev.resume = &resume;
 	fake_publish(fb->vcpu_pub, &ev);
