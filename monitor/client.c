@@ -64,7 +64,7 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 		c->next->prev = c->prev;
 	s->nr_clients--;
 	mon_framer_fini(&c->in);
-	json_decref(c->quit_id);
+	free(c->quit_id);
 	free(c->out);
 	free(c);
 }
@@ -145,11 +145,11 @@ int mon_client_send(struct mon_server *s, struct mon_client *c, const char *data
 	return 0;
 }
 
-int mon_client_reply(struct mon_server *s, struct mon_client *c, json_t *id,
+int mon_client_reply(struct mon_server *s, struct mon_client *c, const char *id,
 		     const struct mon_result *res)
 {
 	size_t len;
-	char *line = mon_reply_format(id, res, &len);
+	char *line = mon_reply_format_text(id, res, &len);
 	int ret;
 
 	if (!line)
@@ -172,12 +172,13 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 			return -ENOMEM;
 		job->client_id = c->id;
 		job->client_fd = c->fd;
-		job->id = req->id;
+		job->id = req->id_text;
+		req->id_text = NULL;
 		job->args = req->args;
 		job->run = req->cmd->run;
 		job->name = req->cmd->name;
 		memcpy(job->await_marks, s->events_seen, sizeof(job->await_marks));
-		req->id = req->args = NULL;
+		req->args = NULL;
 		c->busy = true;
 		mon_worker_submit(&s->workers[req->cmd->backend], job);
 		return 0;
@@ -187,15 +188,15 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		/* QEMU's order: SHUTDOWN, then this reply, then every client closes. */
 		mon_result_fini(&res);
 		c->quit_asked = true;
-		c->quit_id = req->id;
-		req->id = NULL;
+		c->quit_id = req->id_text;
+		req->id_text = NULL;
 		c->closing = true;
 		s->quit_pending = true;
 		return 0;
 	}
 	if (!res.err_class && (req->cmd->flags & MON_CMD_CAPABILITIES))
 		c->negotiated = true;
-	ret = mon_client_reply(s, c, req->id, &res);
+	ret = mon_client_reply(s, c, req->id_text, &res);
 	mon_result_fini(&res);
 	return ret;
 }
@@ -212,7 +213,7 @@ static int mon_client_handle(struct mon_server *s, struct mon_client *c, const s
 		return mon_client_reply(s, c, NULL, &res);
 	}
 	if (mon_request_parse(f->data, f->len, c->negotiated, &req, &res)) {
-		ret = mon_client_reply(s, c, req.id, &res);
+		ret = mon_client_reply(s, c, req.id_text, &res);
 		mon_request_fini(&req);
 		mon_result_fini(&res);
 		return ret;

@@ -7,11 +7,13 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "monitor/qmp-dispatch.h"
+#include "monitor/qmp-json.h"
 #include "proto/utf8.h"
 
 void mon_result_fini(struct mon_result *res)
@@ -41,6 +43,7 @@ int mon_result_error(struct mon_result *res, const char *cls, const char *fmt, .
 void mon_request_fini(struct mon_request *req)
 {
 	json_decref(req->id);
+	free(req->id_text);
 	json_decref(req->args);
 	memset(req, 0, sizeof(*req));
 }
@@ -77,7 +80,7 @@ static bool mon_enum_has(const char *const *values, const char *s)
 static int mon_arg_check_enum(const struct mon_arg_spec *a, json_t *v, const char *name,
 			      struct mon_result *res)
 {
-	if (!json_is_string(v))
+	if (!json_is_string(v) || mon_json_bignum(v))
 		return mon_result_error(res, NULL, "Invalid parameter type for '%s', expected: %s",
 					name, "string");
 	if (!mon_enum_has(a->values, json_string_value(v)))
@@ -86,14 +89,37 @@ static int mon_arg_check_enum(const struct mon_arg_spec *a, json_t *v, const cha
 	return 0;
 }
 
+/*
+ * An integer outside int64 (qmp-json.h), as QEMU's input visitor takes it:
+ * an int64 argument is the wrong type; a uint64 one takes up to 2^64-1
+ * (beyond, QEMU has a double: "expects uint64").
+ */
+static int mon_arg_check_bignum(const struct mon_arg_spec *a, const char *digits, const char *name,
+				struct mon_result *res)
+{
+	static const char u64_max[] = "18446744073709551615";
+	size_t n = strlen(digits);
+
+	if (a->type != MON_ARG_UINT)
+		return mon_result_error(res, NULL, "Invalid parameter type for '%s', expected: %s",
+					name, mon_arg_type_name(a->type));
+	if (digits[0] == '-' || n > sizeof(u64_max) - 1 ||
+	    (n == sizeof(u64_max) - 1 && strcmp(digits, u64_max) > 0))
+		return mon_result_error(res, NULL, "Parameter '%s' expects %s", name, "uint64");
+	return 0;
+}
+
 static int mon_arg_check_one(const struct mon_arg_spec *a, json_t *v, const char *name,
 			     struct mon_result *res)
 {
+	const char *big = mon_json_bignum(v);
 	char elem[200];
 	size_t i;
 	json_t *e;
 	int ret;
 
+	if (big)
+		return mon_arg_check_bignum(a, big, name, res);
 	switch (a->type) {
 	case MON_ARG_STR:
 		if (!json_is_string(v))
@@ -168,6 +194,13 @@ int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *pr
 		ret = mon_arg_check_one(a, v, name, res);
 		if (ret)
 			return ret;
+		/*
+		 * A uint64 above INT64_MAX: clamped.  Every such parameter is a
+		 * size, count or time for which that is "no limit" or out of range.
+		 */
+		if (mon_json_bignum(v) &&
+		    json_object_set_new(args, a->name, json_integer(INT64_MAX)))
+			return mon_result_error(res, NULL, "out of memory");
 	}
 	json_object_foreach(args, key, v)
 	{
@@ -195,7 +228,7 @@ static int mon_request_check_envelope(json_t *root, struct mon_result *res)
 	json_object_foreach(root, key, v)
 	{
 		if (!strcmp(key, "execute")) {
-			if (!json_is_string(v))
+			if (!json_is_string(v) || mon_json_bignum(v))
 				return mon_result_error(
 					res, NULL, "QMP input member 'execute' must be a string");
 		} else if (!strcmp(key, "arguments")) {
@@ -223,7 +256,7 @@ int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_
 	int ret;
 
 	memset(req, 0, sizeof(*req));
-	root = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	root = mon_json_load(data, len, &req->id_text, &jerr);
 	if (!root)
 		return mon_result_error(res, NULL, "JSON parse error, %s", jerr.text);
 	if (!json_is_object(root)) {
@@ -341,17 +374,43 @@ static json_t *mon_reply_build(const struct mon_result *res)
 
 char *mon_reply_format(json_t *id, const struct mon_result *res, size_t *len)
 {
+	char *text = NULL, *line;
+
+	if (id) {
+		text = json_dumps(id, JSON_ENCODE_ANY);
+		if (!text)
+			return NULL;
+	}
+	line = mon_reply_format_text(text, res, len);
+	free(text);
+	return line;
+}
+
+char *mon_reply_format_text(const char *id_text, const struct mon_result *res, size_t *len)
+{
+	size_t n, idn = id_text ? strlen(id_text) : 0;
 	json_t *reply;
-	char *line;
+	char *s, *line;
 
 	reply = mon_reply_build(res);
 	if (!reply)
 		return NULL;
-	if (id && json_object_set(reply, "id", id)) {
-		json_decref(reply);
+	s = json_dumps(reply, 0);
+	json_decref(reply);
+	if (!s)
+		return NULL;
+	n = strlen(s);
+	line = realloc(s, n + idn + sizeof(", \"id\": }\r\n"));
+	if (!line) {
+		free(s);
 		return NULL;
 	}
-	line = mon_json_format(reply, len);
-	json_decref(reply);
+	if (id_text) {
+		/* The id goes last, as QEMU puts it: "...}" becomes "..., "id": ID}". */
+		n--;
+		n += (size_t)sprintf(line + n, ", \"id\": %s}", id_text);
+	}
+	memcpy(line + n, "\r\n", 3);
+	*len = n + 2;
 	return line;
 }

@@ -110,6 +110,7 @@ struct mon_cmd {
 /* A checked request, ready to run. */
 struct mon_request {
 	json_t *id;		   /* owned reference, NULL when the request had none */
+	char *id_text;		   /* the id as the client wrote it (qmp-json.h); owned */
 	const struct mon_cmd *cmd; /* NULL when the request was rejected */
 	json_t *args;		   /* owned reference; {} when absent */
 };
@@ -156,6 +157,8 @@ const struct mon_cmd *mon_cmd_at(size_t i);
  * string (length in *len) or NULL on ENOMEM.
  */
 char *mon_reply_format(json_t *id, const struct mon_result *res, size_t *len);
+/* The same with the id's JSON text (mon_request.id_text), echoed as it is. */
+char *mon_reply_format_text(const char *id_text, const struct mon_result *res, size_t *len);
 /* Serialises any JSON object as one QMP line (CRLF-terminated). */
 char *mon_json_format(json_t *obj, size_t *len);
 

@@ -57,7 +57,7 @@ struct mon_client {
 	/* quit was answered or the server quits: no more input, closed once flushed */
 	bool closing;
 	bool quit_asked; /* this client sent quit: its reply follows the SHUTDOWN event */
-	json_t *quit_id; /* id of that quit, owned; NULL if none */
+	char *quit_id;	 /* id (JSON text) of that quit, owned; NULL if none */
 };
 
 /* A client that has more complete input than its batch allowed. */
@@ -104,7 +104,7 @@ void mon_client_accepted(struct mon_server *s, int fd);
 void mon_client_close(struct mon_server *s, struct mon_client *c, const char *why);
 /* Queues bytes to @c: 0, -ENOBUFS past the limit, or the write error (caller closes). */
 int mon_client_send(struct mon_server *s, struct mon_client *c, const char *data, size_t len);
-int mon_client_reply(struct mon_server *s, struct mon_client *c, json_t *id,
+int mon_client_reply(struct mon_server *s, struct mon_client *c, const char *id,
 		     const struct mon_result *res);
 /* Closes @c if it is closing and its output is flushed; true when closed. */
 bool mon_client_close_if_done(struct mon_server *s, struct mon_client *c);

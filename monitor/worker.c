@@ -22,7 +22,7 @@ void mon_job_free(struct mon_job *job)
 {
 	if (!job)
 		return;
-	json_decref(job->id);
+	free(job->id);
 	json_decref(job->args);
 	mon_result_fini(&job->res);
 	free(job);

@@ -24,7 +24,7 @@ struct mon_job {
 	struct mon_job *next; /* queue link; protected by the owning queue's lock */
 	uint64_t client_id;   /* 0: nobody waits for the result */
 	int client_fd;	      /* where to look the client up; -1 with client_id 0 */
-	json_t *id;	      /* the request's id, owned; NULL if none */
+	char *id;	      /* the request's id as JSON text, owned; NULL if none */
 	json_t *args;	      /* checked arguments, owned */
 	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 	const char *name;      /* command name, for logs */
