@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 #define MON_FRAME_MAX_SIZE  (1u << 20) /* bytes in one message */
-#define MON_FRAME_MAX_DEPTH 64	       /* nesting of objects and arrays */
+#define MON_FRAME_MAX_DEPTH 1024       /* nesting of objects and arrays: QEMU 7.2's MAX_NESTING */
 
 enum mon_frame_kind {
 	MON_FRAME_NONE,	 /* need more input */

@@ -793,6 +793,44 @@ static void test_stop_cont_event_first(void **state)
 }
 
 /*
+ * Nesting as QEMU 7.2 takes it (json-streamer.c, MAX_NESTING 1024): a
+ * request 1024 deep is answered, its id echoed whole; 1025 deep gets one
+ * error without an id, and the session goes on.
+ */
+static void test_nesting_qemu_depth(void **state)
+{
+	struct env *e = *state;
+	int fd = raw_negotiated(e), depth;
+	char *req = malloc(8192), *want = malloc(8192), *buf = malloc(16384);
+	size_t n;
+
+	for (depth = 1024; depth <= 1025; depth++) {
+		/* The request object is one level; its id holds the rest. */
+		n = (size_t)sprintf(req, "{\"execute\":\"query-name\",\"id\":");
+		memset(req + n, '[', (size_t)depth - 1);
+		memset(req + n + depth - 1, ']', (size_t)depth - 1);
+		strcpy(req + n + 2 * (depth - 1), "}");
+		assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+		assert_true(raw_read_until(fd, buf, 16384, "\r\n", T_MS));
+		if (depth == 1024) {
+			n = (size_t)sprintf(want, "{\"return\": {\"name\": \"testvm\"}, \"id\": ");
+			memset(want + n, '[', (size_t)depth - 1);
+			memset(want + n + depth - 1, ']', (size_t)depth - 1);
+			strcpy(want + n + 2 * (depth - 1), "}\r\n");
+		} else {
+			strcpy(want, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON "
+				     "nesting depth limit exceeded\"}}\r\n");
+		}
+		assert_string_equal(buf, want);
+	}
+	raw_run_exact(fd, "query-name", 7, "{\"return\": {\"name\": \"testvm\"}, \"id\": %d}\r\n");
+	close(fd);
+	free(req);
+	free(want);
+	free(buf);
+}
+
+/*
  * QEMU 7.2's answer to quit, as recorded from qemu-system-x86_64 7.2.0
  * (timestamps zeroed): SHUTDOWN first, then the reply, then the connection
  * closes.  The other clients get the SHUTDOWN and are closed too.
@@ -879,6 +917,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_events, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_stop_cont_event_first, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_nesting_qemu_depth, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_quit, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_restart_inherited, env_setup_inherit,
 						env_teardown),
