@@ -231,6 +231,30 @@ static void mon_cmd_query_kvm(struct mon_ctx *ctx, json_t *args, struct mon_resu
 	res->ret = json_pack("{s:b,s:b}", "enabled", 1, "present", 1);
 }
 
+/* cleave has no UUID option: QEMU's answer when none is set. */
+static void mon_cmd_query_uuid(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	res->ret = json_pack("{s:s}", "UUID", "00000000-0000-0000-0000-000000000000");
+}
+
+static void mon_cmd_query_target(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	res->ret = json_pack("{s:s}", "arch", "x86_64");
+}
+
+/* vcpu-proc has no I/O threads. */
+static void mon_cmd_query_iothreads(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	res->ret = json_array();
+}
+
+/* The vCPU count is fixed at start: QEMU's answer for a machine without CPU hotplug. */
+static void mon_cmd_query_hotpluggable_cpus(struct mon_ctx *ctx, json_t *args,
+					    struct mon_result *res)
+{
+	mon_result_error(res, NULL, "The feature '%s' is not enabled", "query-hotpluggable-cpus");
+}
+
 static void mon_cmd_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	/* The server sends SHUTDOWN and asks vcpu-proc to QUIT after this reply. */
@@ -260,6 +284,11 @@ static const struct mon_cmd mon_cmds[] = {
 	{"query-commands", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_commands},
 	{"query-name", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_name},
 	{"query-kvm", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_kvm},
+	{"query-qmp-schema", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_qmp_schema},
+	{"query-uuid", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_uuid},
+	{"query-target", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_target},
+	{"query-iothreads", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_iothreads},
+	{"query-hotpluggable-cpus", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_hotpluggable_cpus},
 	{"quit", NULL, MON_BACKEND_NONE, MON_CMD_QUIT, mon_cmd_quit},
 	{"query-status", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_status},
 	{"stop", NULL, MON_BACKEND_VCPU, 0, mon_cmd_stop},
