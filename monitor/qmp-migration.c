@@ -87,10 +87,16 @@ const struct mon_arg_spec mon_args_migrate_resolve[] = {
 static int mon_uri_check(const char *uri, struct mon_result *res)
 {
 	/* The migration wire is TCP only (docs/MIGRATION.md: main + multifd connections). */
-	if (strncmp(uri, "tcp:", 4) != 0)
+	if (!strncmp(uri, "tcp:", 4))
+		return 0;
+	/* exec: would need a process that may exec: none of cleave's sandboxed ones may. */
+	if (!strncmp(uri, "exec:", 5))
 		return mon_result_error(res, NULL,
-					"Parameter 'uri' expects a valid migration protocol");
-	return 0;
+					"Parameter 'uri': exec: migration is refused: no cleave "
+					"process may run a command (supported: tcp:HOST:PORT)");
+	return mon_result_error(res, NULL,
+				"Parameter 'uri' expects a valid migration protocol (supported: "
+				"tcp:HOST:PORT)");
 }
 
 void mon_cmd_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)

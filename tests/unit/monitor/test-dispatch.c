@@ -139,7 +139,12 @@ static const struct dispatch_case dispatch_cases[] = {
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":5}}",
 	 GE("Invalid parameter type for 'uri', expected: string") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat\"}}",
-	 GE("Parameter 'uri' expects a valid migration protocol") "}"},
+	 GE("Parameter 'uri': exec: migration is refused: no cleave process may run a command "
+	    "(supported: tcp:HOST:PORT)") "}"},
+	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:/tmp/m.sock\"}}",
+	 GE("Parameter 'uri' expects a valid migration protocol (supported: tcp:HOST:PORT)") "}"},
+	{true, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:3\"}}",
+	 GE("Parameter 'uri' expects a valid migration protocol (supported: tcp:HOST:PORT)") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:1:2\",\"speed\":1}}",
 	 GE("Parameter 'speed' is unexpected") "}"},
 	{true,
@@ -232,6 +237,16 @@ static const struct dispatch_case dispatch_cases[] = {
 	 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": "
 	 "\"cleave 0.1.0\"}}"},
 	{true, "{\"execute\":\"quit\",\"id\":\"q\"}", "{\"return\": {}, \"id\": \"q\"}"},
+	/* QEMU 7.2's answers for a VM started without -uuid and a machine without CPU hotplug. */
+	{true, "{\"execute\":\"query-uuid\"}",
+	 "{\"return\": {\"UUID\": \"00000000-0000-0000-0000-000000000000\"}}"},
+	{true, "{\"execute\":\"query-target\"}", "{\"return\": {\"arch\": \"x86_64\"}}"},
+	{true, "{\"execute\":\"query-iothreads\",\"id\":1}", "{\"return\": [], \"id\": 1}"},
+	{true, "{\"execute\":\"query-hotpluggable-cpus\"}",
+	 GE("The feature 'query-hotpluggable-cpus' is not enabled") "}"},
+	/* No ACPI in cleave's machine: system_powerdown does not exist (docs/QMP.md). */
+	{true, "{\"execute\":\"system_powerdown\"}",
+	 NF("The command system_powerdown has not been found") "}"},
 };
 
 static void test_dispatch_table(void **state)
@@ -274,6 +289,75 @@ static void test_query_commands_lists_table(void **state)
 	free(got);
 }
 
+/* The type named @name in a SchemaInfo list, or NULL. */
+static json_t *schema_type(json_t *list, const char *name)
+{
+	json_t *e;
+	size_t i;
+
+	json_array_foreach(list, i, e)
+	{
+		if (!strcmp(json_string_value(json_object_get(e, "name")), name) &&
+		    strcmp(json_string_value(json_object_get(e, "meta-type")), "command"))
+			return e;
+	}
+	return NULL;
+}
+
+/* query-qmp-schema: every table entry, its arguments exactly, every type it names defined. */
+static void test_qmp_schema(void **state)
+{
+	char *got = dispatch_line(true, "{\"execute\":\"query-qmp-schema\"}");
+	json_t *reply = json_loads(got, 0, NULL), *list, *e = NULL, *obj, *m, *t;
+	size_t i, j, ncmds = 0;
+
+	list = json_object_get(reply, "return");
+	assert_true(json_is_array(list));
+	json_array_foreach(list, i, e)
+	{
+		const char *meta = json_string_value(json_object_get(e, "meta-type"));
+		const struct mon_cmd *cmd;
+		const struct mon_arg_spec *a;
+
+		assert_non_null(meta);
+		if (!strcmp(meta, "array"))
+			assert_non_null(schema_type(
+				list, json_string_value(json_object_get(e, "element-type"))));
+		if (!strcmp(meta, "object"))
+			json_array_foreach(json_object_get(e, "members"), j, m) assert_non_null(
+				schema_type(list, json_string_value(json_object_get(m, "type"))));
+		if (strcmp(meta, "command"))
+			continue;
+		ncmds++;
+		cmd = mon_cmd_find(json_string_value(json_object_get(e, "name")));
+		assert_non_null(cmd);
+		assert_string_equal(json_string_value(json_object_get(e, "ret-type")), "any");
+		obj = schema_type(list, json_string_value(json_object_get(e, "arg-type")));
+		assert_non_null(obj);
+		assert_string_equal(json_string_value(json_object_get(obj, "meta-type")), "object");
+		/* The members are the spec's, in its order, optional ones with "default": null. */
+		a = cmd->args;
+		json_array_foreach(json_object_get(obj, "members"), j, m)
+		{
+			assert_non_null(a);
+			assert_string_equal(json_string_value(json_object_get(m, "name")), a->name);
+			assert_int_equal(json_object_get(m, "default") != NULL, a->optional);
+			a++;
+		}
+		assert_true(!a || a->type == MON_ARG_END);
+	}
+	assert_int_equal(ncmds, mon_cmd_count());
+	/* One look at a known shape: migrate's uri is a str. */
+	json_array_foreach(list, i, e) if (!strcmp(json_string_value(json_object_get(e, "name")),
+						   "migrate")) break;
+	obj = schema_type(list, json_string_value(json_object_get(e, "arg-type")));
+	t = json_array_get(json_object_get(obj, "members"), 0);
+	assert_string_equal(json_string_value(json_object_get(t, "name")), "uri");
+	assert_string_equal(json_string_value(json_object_get(t, "type")), "str");
+	json_decref(reply);
+	free(got);
+}
+
 /* Every command docs/QMP.md lists is in the table. */
 static void test_command_table_complete(void **state)
 {
@@ -299,6 +383,11 @@ static void test_command_table_complete(void **state)
 		"migrate-set-parameters",
 		"query-migrate-parameters",
 		"x-cleave-migrate-resolve",
+		"query-qmp-schema",
+		"query-uuid",
+		"query-target",
+		"query-iothreads",
+		"query-hotpluggable-cpus",
 	};
 	size_t i;
 
@@ -374,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_dispatch_table),
 		cmocka_unit_test(test_query_commands_lists_table),
 		cmocka_unit_test(test_command_table_complete),
+		cmocka_unit_test(test_qmp_schema),
 		cmocka_unit_test(test_args_check_spec),
 	};
 
