@@ -216,6 +216,9 @@ int main(int argc, char **argv)
 	env.process_start_ns = mig_now_ns(); /* before anything: resume time of a takeover */
 	log_init("cleave-migrator");
 	log_set_thread("main");
+	/* RAM is mapped before sandbox_enter(): hidden from siblings from the start. */
+	if (sandbox_undumpable())
+		return 1;
 	if (parse_args(argc, argv, &o))
 		return 2;
 	log_set_verbose(o.verbose);

@@ -307,7 +307,8 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 		return 0;
 	}
 	/*
-	 * Not dumpable: /proc/<pid>/fd, /proc/<pid>/mem, process_vm_readv and
+	 * Not dumpable (again, if sandbox_undumpable() did it at the top of
+	 * main): /proc/<pid>/fd, /proc/<pid>/mem, process_vm_readv and
 	 * ptrace of this process need CAP_SYS_PTRACE, which no cleave process
 	 * keeps, so a sibling cannot reopen our RAM memfds or read our memory;
 	 * the jail's /proc (hidepid=ptraceable) then hides us from it altogether.
@@ -370,5 +371,18 @@ int sandbox_enter_keep_caps(enum sandbox_proc proc, uint64_t keep)
 		  : keep    ? "dropped but CAP_SYS_ADMIN (jails restarted children)"
 			    : "dropped",
 		  bounding ? "" : " (bounding set kept: not privileged)", (int)getpid());
+	return 0;
+}
+
+int sandbox_undumpable(void)
+{
+	const char *off = getenv(SANDBOX_ENV_DISABLE);
+
+	if (off && *off && strcmp(off, "0"))
+		return 0;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+		log_err("PR_SET_DUMPABLE 0: %s", strerror(errno));
+		return -errno;
+	}
 	return 0;
 }

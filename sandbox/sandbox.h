@@ -131,6 +131,13 @@ bool sandbox_sanitizer_build(void);
  */
 int sandbox_enter(enum sandbox_proc proc);
 /*
+ * First thing in main() of a process that maps guest RAM before its
+ * sandbox_enter(): not dumpable from then on (exec made it dumpable again),
+ * so no sibling reaches its memory through /proc in that window.  Nothing
+ * when SANDBOX_ENV_DISABLE is set.  0 or a negative errno.
+ */
+int sandbox_undumpable(void);
+/*
  * The same, keeping the capabilities in the @keep mask (1ULL << CAP_x):
  * the launcher keeps CAP_SYS_ADMIN to jail the children it restarts.
  */

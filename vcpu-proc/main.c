@@ -203,6 +203,9 @@ int main(int argc, char **argv)
 	int status = VM_EXIT_FAILURE, ret;
 
 	log_init("cleave-vcpu");
+	/* Guest RAM is mapped before sandbox_enter(): hidden from siblings from the start. */
+	if (sandbox_undumpable())
+		return VM_EXIT_FAILURE;
 	if (parse_args(argc, argv, &opt)) {
 		usage();
 		return EXIT_USAGE;

@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -625,9 +626,35 @@ static void test_enter_disabled(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* sandbox_undumpable(): not dumpable at once, unless the sandbox is disabled. */
+static void test_undumpable(void **state)
+{
+	for (int disabled = 0; disabled < 2; disabled++) {
+		int status;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			if (disabled)
+				setenv(SANDBOX_ENV_DISABLE, "1", 1);
+			else
+				unsetenv(SANDBOX_ENV_DISABLE);
+			prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+			if (sandbox_undumpable())
+				_exit(3);
+			_exit(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == disabled ? 0 : 4);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_undumpable),
 		cmocka_unit_test(test_tables_well_formed),
 		cmocka_unit_test(test_launcher_covers_restarted),
 		cmocka_unit_test(test_policy_cases),
