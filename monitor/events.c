@@ -12,6 +12,7 @@
 #include "monitor/events.h"
 #include "monitor/qmp-dispatch.h"
 #include "proto/rpc.h"
+#include "proto/utf8.h"
 
 /* How often the subscriber thread looks at the stop flag. */
 #define MON_EVENTS_POLL_MS 100
@@ -65,17 +66,34 @@ struct mon_event *mon_event_make(const char *name, json_t *data)
 	return mon_event_build(name, data, (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec);
 }
 
+#define MON_EVENT_TEXT_LEN 256
+
+/*
+ * A publisher's string (a reason, a status) as a QMP event can carry it:
+ * nothing checked that it is UTF-8, and jansson refuses the whole "data"
+ * otherwise.  @dflt for an empty or missing one.
+ */
+static const char *mon_event_text(char buf[MON_EVENT_TEXT_LEN], const char *s, const char *dflt)
+{
+	if (!s || !s[0])
+		return dflt;
+	utf8_copy_valid(buf, MON_EVENT_TEXT_LEN, s);
+	return buf;
+}
+
 /*
  * {"status"} as QEMU sends it for a status change; a restart, disconnect
  * or resume (status unchanged) adds what happened and the session's totals.
  */
 static json_t *mon_migration_data(const Cleave__Events__Migration *m)
 {
-	const char *status = m->status && m->status[0] ? m->status : "none";
+	char sbuf[MON_EVENT_TEXT_LEN], dbuf[MON_EVENT_TEXT_LEN];
+	const char *status = mon_event_text(sbuf, m->status, "none");
+	const char *detail = mon_event_text(dbuf, m->detail, NULL);
 
-	if (!m->detail || !m->detail[0])
+	if (!detail)
 		return json_pack("{s:s}", "status", status);
-	return json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", status, "x-cleave-detail", m->detail,
+	return json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", status, "x-cleave-detail", detail,
 			 "x-cleave-restarts", (json_int_t)m->restarts, "x-cleave-resumes",
 			 (json_int_t)m->resumes, "x-cleave-resent-bytes",
 			 (json_int_t)(m->resent_bytes > INT64_MAX ? INT64_MAX : m->resent_bytes));
@@ -83,6 +101,7 @@ static json_t *mon_migration_data(const Cleave__Events__Migration *m)
 
 struct mon_event *mon_event_from_proto(const Cleave__Events__Event *ev)
 {
+	char buf[MON_EVENT_TEXT_LEN];
 	const char *reason;
 	struct mon_event *out;
 
@@ -92,15 +111,13 @@ struct mon_event *mon_event_from_proto(const Cleave__Events__Event *ev)
 	case CLEAVE__EVENTS__EVENT__BODY_RESUME:
 		return mon_event_build("RESUME", NULL, ev->timestamp_us);
 	case CLEAVE__EVENTS__EVENT__BODY_RESET:
-		reason = ev->reset->reason && ev->reset->reason[0] ? ev->reset->reason
-								   : "guest-reset";
+		reason = mon_event_text(buf, ev->reset->reason, "guest-reset");
 		return mon_event_build(
 			"RESET",
 			json_pack("{s:b,s:s}", "guest", ev->reset->guest, "reason", reason),
 			ev->timestamp_us);
 	case CLEAVE__EVENTS__EVENT__BODY_SHUTDOWN:
-		reason = ev->shutdown->reason && ev->shutdown->reason[0] ? ev->shutdown->reason
-									 : "guest-shutdown";
+		reason = mon_event_text(buf, ev->shutdown->reason, "guest-shutdown");
 		out = mon_event_build(
 			"SHUTDOWN",
 			json_pack("{s:b,s:s}", "guest", ev->shutdown->guest, "reason", reason),

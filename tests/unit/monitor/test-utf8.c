@@ -5,7 +5,8 @@
  * text is relayed into one.  Wherever such a desc is cut it must stay
  * UTF-8, and a desc that is not UTF-8 (a peer's bytes) must still be
  * answered: otherwise jansson refuses the reply and the server closes the
- * client instead of answering it.
+ * client instead of answering it.  Likewise an event keeps its data when a
+ * publisher's strings are not UTF-8.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "monitor/events.h"
 #include "monitor/qmp-dispatch.h"
 #include "monitor/server.h"
 #include "monitor/worker.h"
@@ -196,6 +198,43 @@ static void test_backend_error_relayed(void **state)
 	free(name);
 }
 
+/* A publisher's reason or status that is not UTF-8 still makes an event with its data. */
+static void test_event_text_not_utf8(void **state)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Reset reset = CLEAVE__EVENTS__RESET__INIT;
+	Cleave__Events__Migration mig = CLEAVE__EVENTS__MIGRATION__INIT;
+	struct mon_event *qmp;
+	json_t *obj, *data;
+
+	reset.reason = "host-\xff";
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESET;
+	ev.reset = &reset;
+	qmp = mon_event_from_proto(&ev);
+	assert_non_null(qmp);
+	obj = json_loadb(qmp->line, qmp->len, 0, NULL);
+	data = json_object_get(obj, "data");
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "reason")), "host-?");
+	json_decref(obj);
+	mon_event_free(qmp);
+
+	mig.status = "active";
+	mig.detail = "resumed\xc3";
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
+	ev.migration = &mig;
+	qmp = mon_event_from_proto(&ev);
+	assert_non_null(qmp);
+	obj = json_loadb(qmp->line, qmp->len, 0, NULL);
+	data = json_object_get(obj, "data");
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "status")), "active");
+	assert_string_equal(json_string_value(json_object_get(data, "x-cleave-detail")),
+			    "resumed?");
+	json_decref(obj);
+	mon_event_free(qmp);
+}
+
 /* ---- a real server: the client is answered and stays connected ---------- */
 
 struct srv {
@@ -364,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_long_names_and_values),
 		cmocka_unit_test(test_desc_not_utf8),
 		cmocka_unit_test(test_backend_error_relayed),
+		cmocka_unit_test(test_event_text_not_utf8),
 		cmocka_unit_test_setup_teardown(test_server_answers_long_name, srv_setup,
 						srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_answers_relayed_error, srv_setup,
