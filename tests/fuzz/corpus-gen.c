@@ -396,6 +396,12 @@ static void gen_event_corpus(void)
 	m.resumes = 2;
 	m.resent_bytes = 8192;
 	gen_event("migration-resumed", &ev);
+	/* Regression: a publisher's strings that are not UTF-8 lost the event's data. */
+	m.detail = "r\xb1sumed";
+	gen_event("regress-detail-not-utf8", &ev);
+	reset.reason = "host-\xff";
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESET;
+	gen_event("regress-reason-not-utf8", &ev);
 	pass.pass = 3;
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION_PASS;
 	ev.migration_pass = &pass;
