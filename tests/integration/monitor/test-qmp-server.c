@@ -734,7 +734,7 @@ static bool raw_read_until(int fd, char *buf, size_t cap, const char *needle, in
 
 /*
  * QEMU 7.2 sends STOP / RESUME before the reply to stop / cont, always
- * (recorded from qemu-system-x86_64 7.2.0, timestamps zeroed); a stop of a
+ * (its bytes, timestamps zeroed); a stop of a
  * paused VM and a cont of a running one send the reply alone.
  */
 static const char qemu72_stop[] = "{\"timestamp\": {\"seconds\": 0, \"microseconds\": 0}, "
@@ -831,7 +831,7 @@ static void test_nesting_qemu_depth(void **state)
 }
 
 /*
- * QEMU 7.2's answer to quit, as recorded from qemu-system-x86_64 7.2.0
+ * QEMU 7.2's answer to quit, byte for byte
  * (timestamps zeroed): SHUTDOWN first, then the reply, then the connection
  * closes.  The other clients get the SHUTDOWN and are closed too.
  */
