@@ -58,18 +58,31 @@ int shm_lock_acquire(struct shm_lock *l)
 	return lock_result(l, pthread_mutex_lock(&l->mutex));
 }
 
+/*
+ * Polled with trylock rather than pthread_mutex_timedlock(): contention is
+ * rare and short here, and ThreadSanitizer does not take a robust mutex
+ * acquired with EOWNERDEAD through timedlock as held.
+ */
 int shm_lock_acquire_timeout(struct shm_lock *l, unsigned int timeout_ms)
 {
-	struct timespec ts;
+	struct timespec now, nap = {0, 200000}; /* 0.2 ms, doubling to 10 ms */
+	uint64_t end_ms, now_ms;
+	int ret;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	end_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 + timeout_ms;
+	for (;;) {
+		ret = pthread_mutex_trylock(&l->mutex);
+		if (ret != EBUSY)
+			return lock_result(l, ret);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+		if (now_ms >= end_ms)
+			return -ETIMEDOUT;
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 10000000)
+			nap.tv_nsec *= 2;
 	}
-	return lock_result(l, pthread_mutex_timedlock(&l->mutex, &ts));
 }
 
 void shm_lock_mark_consistent(struct shm_lock *l)

@@ -383,15 +383,23 @@ static void test_tls_under_migrator_policy(void **state)
 		struct mig_tls_config c = {.x509_dir = dir, .authz = SOURCE_DN};
 		struct pair *p = pair_new(&c, &c);
 		struct mig_info info;
+		bool ok;
 
-		if (sandbox_seccomp_install(sandbox_policy_get(SANDBOX_MIGRATOR), SANDBOX_F_TRAP))
+		/*
+		 * Trapping: a refused call kills the child.  Sanitizer runtimes make
+		 * calls of their own (TSan opens files): there, as in the real
+		 * processes, refusals are logged instead; the plain build decides.
+		 */
+		if (sandbox_seccomp_install(sandbox_policy_get(SANDBOX_MIGRATOR),
+					    sandbox_sanitizer_build() ? 0 : SANDBOX_F_TRAP))
 			_exit(3);
 		if (mig_session_migrate(p->src.s, p->uri) || mig_session_wait(p->src.s, 10000) ||
 		    mig_session_wait(p->dst.s, 10000))
 			_exit(4);
 		mig_session_query(p->dst.s, &info);
-		_exit(info.status == MIG_STATUS_COMPLETED && !tvm_ram_cmp(&p->src, &p->dst) ? 0
-											    : 5);
+		ok = info.status == MIG_STATUS_COMPLETED && !tvm_ram_cmp(&p->src, &p->dst);
+		pair_free(p); /* every thread joined, under the filter too */
+		_exit(ok ? 0 : 5);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
