@@ -611,6 +611,22 @@ static void gen_mig(const char *name, struct gen_buf *main, struct gen_buf *chan
 	*main = *chan = (struct gen_buf){0};
 }
 
+/* The same with two channels: "2CH:", u16 length of @c0, @c0, then @c1. */
+static void gen_mig2(const char *name, struct gen_buf *main, struct gen_buf *c0, struct gen_buf *c1)
+{
+	struct gen_buf c = {0};
+	uint8_t len[2] = {(uint8_t)c0->len, (uint8_t)(c0->len >> 8)};
+
+	gen_put(&c, "2CH:", 4);
+	gen_put(&c, len, 2);
+	gen_put(&c, c0->data, c0->len);
+	gen_put(&c, c1->data, c1->len);
+	free(c0->data);
+	free(c1->data);
+	*c0 = *c1 = (struct gen_buf){0};
+	gen_mig(name, main, &c);
+}
+
 static void gen_mig_corpus(void)
 {
 	const uint64_t r0[] = {0, SHM_PAGE_SIZE | MIG_PAGE_ZERO, 5 * SHM_PAGE_SIZE};
@@ -651,6 +667,27 @@ static void gen_mig_corpus(void)
 	gen_hello(&m, 1);
 	gen_chan_hello(&c, 3);
 	gen_mig("bad-channel-index", &m, &c);
+
+	/* Regression: Round 1 announced after the only channel's FINAL in round 0. */
+	gen_hello(&m, 1);
+	gen_round(&m, 1, 0);
+	gen_chan_hello(&c, 0);
+	gen_sync(&c, 0, true);
+	gen_mig("regress-round-after-final", &m, &c);
+
+	/* Regression: channel 0 ends in round 0, channel 1 goes on to round 1. */
+	{
+		struct gen_buf c1 = {0};
+
+		gen_hello(&m, 2);
+		gen_device_state(&m, 1);
+		gen_chan_hello(&c, 0);
+		gen_sync(&c, 0, true);
+		gen_chan_hello(&c1, 1);
+		gen_sync(&c1, 0, false);
+		gen_sync(&c1, 1, true);
+		gen_mig2("regress-final-disagree", &m, &c, &c1);
+	}
 }
 
 /* ---- pagemap: HelloAck page maps -------------------------------------------- */

@@ -9,17 +9,23 @@
  *   u16 little-endian n | n bytes for the main connection | the rest for
  *                                                          one channel
  *
- * written on two loopback connections.  As a real source does, the channel
+ * written on two loopback connections; when the channel part starts with
+ * "2CH:" and a u16 length k, k bytes go to a first channel and the rest to
+ * a second.  As a real source does, the channels
  * connects once the destination has answered on the main connection (its
  * HelloAck or Error) or FUZZ_MIG_IO_MS passed; both are then shut for
  * writing.  The session gets FUZZ_MIG_SETTLE_MS to finish on its own (less
  * once the destination has closed both connections: nothing more can come
  * of them), then is cancelled, waited for and freed.
  *
- * Properties beyond the sanitizers: a cancelled destination reaches a
- * final state within FUZZ_MIG_CANCEL_MS (else it hangs its migrator), and
- * nothing blocks: with a 100 ms I/O timeout and no reconnect wait every
- * input takes well under a second.
+ * Properties beyond the sanitizers: a destination that took the main
+ * connection as its source ends by itself within FUZZ_MIG_HANGUP_MS once
+ * the source has shut every connection for writing (no wait of its may
+ * outlast what the source can still send: docs/MIGRATION.md, "Bounded
+ * waits"); a cancelled destination reaches a final state within
+ * FUZZ_MIG_CANCEL_MS (else it hangs its migrator); and nothing blocks: with
+ * a 100 ms I/O timeout and no reconnect wait every input takes well under
+ * a second.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,9 +43,10 @@
 #include "migrator/migration.h"
 #include "tests/unit/migrator/tvm.h"
 
-#define FUZZ_MIG_IO_MS	   100 /* the engine's I/O timeout */
-#define FUZZ_MIG_SETTLE_MS 150 /* a session may end by itself this long */
-#define FUZZ_MIG_CANCEL_MS 500 /* after cancel it must be final this fast */
+#define FUZZ_MIG_IO_MS	   100	/* the engine's I/O timeout */
+#define FUZZ_MIG_SETTLE_MS 150	/* a session may end by itself this long */
+#define FUZZ_MIG_CANCEL_MS 500	/* after cancel it must be final this fast */
+#define FUZZ_MIG_HANGUP_MS 1000 /* a source gone quiet: the session must end by this */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -135,9 +142,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mig_params params;
 	struct mig_info info;
 	struct tvm t;
-	size_t main_len;
+	size_t main_len, chan0_len;
 	unsigned int port;
-	int mfd, cfd;
+	int mfd, cfd, cfd2 = -1;
+	bool two;
 
 	if (size < 2)
 		return 0;
@@ -161,12 +169,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		poll(&pfd, 1, FUZZ_MIG_IO_MS);
 	}
+	data += main_len;
+	size -= main_len;
+	two = size >= 6 && !memcmp(data, "2CH:", 4);
+	chan0_len = size;
+	if (two) {
+		chan0_len = (size_t)data[4] | (size_t)data[5] << 8;
+		data += 6;
+		size -= 6;
+		if (chan0_len > size)
+			chan0_len = size;
+	}
 	cfd = fuzz_mig_connect(port);
-	fuzz_mig_send(cfd, data + main_len, size - main_len);
+	fuzz_mig_send(cfd, data, chan0_len);
+	if (two) {
+		cfd2 = fuzz_mig_connect(port);
+		fuzz_mig_send(cfd2, data + chan0_len, size - chan0_len);
+	}
 	if (mfd >= 0)
 		shutdown(mfd, SHUT_WR);
 	if (cfd >= 0)
 		shutdown(cfd, SHUT_WR);
+	if (cfd2 >= 0)
+		shutdown(cfd2, SHUT_WR);
+	/* Taken as the source: with nothing more to come, it must end on its own. */
+	mig_session_query(t.s, &info);
+	if (info.status != MIG_STATUS_NONE && mig_session_wait(t.s, FUZZ_MIG_HANGUP_MS)) {
+		mig_session_query(t.s, &info);
+		fprintf(stderr, "fuzz-mig-dest: still %s %d ms after the source hung up\n",
+			mig_status_name(info.status), FUZZ_MIG_HANGUP_MS);
+		abort();
+	}
 	if (fuzz_mig_settle(t.s, mfd, cfd)) {
 		mig_session_cancel(t.s);
 		if (mig_session_wait(t.s, FUZZ_MIG_CANCEL_MS)) {
@@ -179,5 +212,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tvm_fini(&t);
 	fuzz_mig_close(mfd);
 	fuzz_mig_close(cfd);
+	fuzz_mig_close(cfd2);
 	return 0;
 }
