@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "migrator/record.h"
 #include "migrator/wire.h"
 #include "monitor/qmp-dispatch.h"
 #include "monitor/qmp-framer.h"
@@ -690,6 +691,95 @@ static void gen_mig_corpus(void)
 	}
 }
 
+/* ---- mig-src: what a destination says to a resuming source ----------------- */
+
+/* Must match fuzz-mig-src.c's layout: one region of 64 KiB. */
+#define GEN_SRC_PAGES 16
+
+static void gen_hello_ack(struct gen_buf *b, uint32_t phase, uint64_t landed, bool with_map)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__HelloAck ack = CLEAVE__WIRE__HELLO_ACK__INIT;
+	uint64_t map[1] = {0x5ull}; /* pages 0 and 2 landed since */
+	Cleave__Wire__PageMap pm, *pms[1] = {&pm};
+
+	ack.phase = phase;
+	ack.rounds_landed = landed;
+	if (with_map) {
+		if (mig_pagemap_encode(map, GEN_SRC_PAGES, 0, &pm))
+			gen_fail("mig_pagemap_encode");
+		if (landed) {
+			ack.n_round = 1;
+			ack.round = pms;
+		} else {
+			ack.n_received = 1;
+			ack.received = pms;
+		}
+	}
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK;
+	m.hello_ack = &ack;
+	gen_wire(b, &m);
+	if (with_map)
+		mig_pagemap_release(&pm);
+}
+
+static void gen_round_ack(struct gen_buf *b, uint64_t round)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__RoundAck r = CLEAVE__WIRE__ROUND_ACK__INIT;
+
+	r.round = round;
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
+	m.round_ack = &r;
+	gen_wire(b, &m);
+}
+
+static void gen_empty(struct gen_buf *b, int body)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Loaded loaded = CLEAVE__WIRE__LOADED__INIT;
+	Cleave__Wire__Complete complete = CLEAVE__WIRE__COMPLETE__INIT;
+
+	m.body_case = body;
+	if (body == CLEAVE__WIRE__WIRE_MSG__BODY_LOADED)
+		m.loaded = &loaded;
+	else
+		m.complete = &complete;
+	gen_wire(b, &m);
+}
+
+static void gen_mig_src_corpus(void)
+{
+	struct gen_buf b = {0};
+
+	/* Round 0 landed, two pages since; then the rounds, the state, the end. */
+	gen_hello_ack(&b, MIG_PHASE_DST_RECEIVING, 1, true);
+	for (uint64_t r = 1; r < 4; r++)
+		gen_round_ack(&b, r);
+	gen_empty(&b, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED);
+	gen_empty(&b, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE);
+	gen_flush(&b, "mig-src", "resume-receiving");
+
+	/* Round 0 not landed yet: the received map. */
+	gen_hello_ack(&b, MIG_PHASE_DST_RECEIVING, 0, true);
+	gen_round_ack(&b, 1);
+	gen_flush(&b, "mig-src", "resume-round0");
+
+	/* A destination that claims what this source never sent. */
+	gen_hello_ack(&b, MIG_PHASE_DST_LOADED, 2, false);
+	gen_empty(&b, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE);
+	gen_flush(&b, "mig-src", "claims-loaded");
+	gen_hello_ack(&b, MIG_PHASE_DST_RUNNING, 0, false);
+	gen_flush(&b, "mig-src", "claims-running");
+
+	/* Stale acks, then an Error. */
+	gen_hello_ack(&b, MIG_PHASE_DST_RECEIVING, 1, false);
+	gen_round_ack(&b, 0);
+	gen_round_ack(&b, 0);
+	gen_simple(&b, CLEAVE__WIRE__WIRE_MSG__BODY_ERROR);
+	gen_flush(&b, "mig-src", "stale-acks");
+}
+
 /* ---- pagemap: HelloAck page maps -------------------------------------------- */
 
 static void gen_pagemap(const char *name, const uint64_t *map, uint64_t nbits, uint32_t region)
@@ -733,6 +823,7 @@ int main(int argc, char **argv)
 	gen_loader_corpus();
 	gen_ctl_corpus();
 	gen_mig_corpus();
+	gen_mig_src_corpus();
 	gen_pagemap_corpus();
 	return 0;
 }
