@@ -343,18 +343,26 @@ static bool session_may_use(const struct mig_session *s, const char *uri)
 	return s->env.tls || s->env.insecure_plaintext || mig_uri_is_loopback(uri);
 }
 
-int mig_session_migrate(struct mig_session *s, const char *uri)
+/* Checks, reaps the last job, resets for a new one of @role: on 0 the caller holds s->lock. */
+static int session_begin(struct mig_session *s, const char *uri, enum mig_role role)
 {
-	struct mig_job *job;
-	int ret;
-
 	if (!session_may_use(s, uri))
 		return -EPERM;
 	if (session_busy(s))
 		return -EBUSY;
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
-	job_reset_locked(s, MIG_ROLE_SOURCE);
+	job_reset_locked(s, role);
+	return 0;
+}
+
+int mig_session_migrate(struct mig_session *s, const char *uri)
+{
+	struct mig_job *job;
+	int ret = session_begin(s, uri, MIG_ROLE_SOURCE);
+
+	if (ret)
+		return ret;
 	ret = mig_src_alloc(&job, s, uri);
 	if (ret)
 		goto err_unlock;
@@ -372,15 +380,10 @@ int mig_session_incoming(struct mig_session *s, const char *uri)
 {
 	struct mig_job *job;
 	unsigned int port;
-	int ret;
+	int ret = session_begin(s, uri, MIG_ROLE_DEST);
 
-	if (!session_may_use(s, uri))
-		return -EPERM;
-	if (session_busy(s))
-		return -EBUSY;
-	session_reap(s);
-	pthread_mutex_lock(&s->lock);
-	job_reset_locked(s, MIG_ROLE_DEST);
+	if (ret)
+		return ret;
 	ret = mig_dst_alloc(&job, s, uri, &port);
 	if (ret)
 		goto err_unlock;
