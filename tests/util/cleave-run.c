@@ -254,7 +254,6 @@ const struct cleave_run_child *cleave_run_survivor(struct cleave_run *run, int t
 
 void cleave_run_fini(struct cleave_run *run)
 {
-	char cmd[96];
 	unsigned int i;
 
 	if (run->pid > 0) {
@@ -272,9 +271,8 @@ void cleave_run_fini(struct cleave_run *run)
 	if (getenv("CLEAVE_TEST_KEEP")) {
 		fprintf(stderr, "kept %s\n", run->dir);
 	} else {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", run->dir);
-		if (system(cmd))
-			fprintf(stderr, "rm -rf %s failed\n", run->dir);
+		if (test_dir_remove(run->dir))
+			fprintf(stderr, "could not remove %s\n", run->dir);
 	}
 	run->dir[0] = '\0';
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,4 +63,27 @@ void test_require_fault_injection(void)
 	printf("SKIP: cleave-migrator built without -Dfault_injection=true\n");
 	fflush(stdout);
 	exit(77);
+}
+
+int test_dir_make(char dir[64], const char *name)
+{
+	if (snprintf(dir, 64, "/tmp/cleave-%s-XXXXXX", name) >= 64)
+		return -ENAMETOOLONG;
+	return mkdtemp(dir) ? 0 : -errno;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path) ? -errno : 0;
+}
+
+int test_dir_remove(const char *dir)
+{
+	/* Depth first, not following symlinks (a test may plant one). */
+	int ret = nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	return ret == -1 ? -errno : ret; /* else 0, or remove_one's -errno */
 }

@@ -18,6 +18,11 @@ char *test_file_read(const char *path);
  */
 void test_require_kvm(void);
 
+/* A fresh scratch dir "/tmp/cleave-@name-XXXXXX" (mode 0700) in @dir (64 bytes); 0 or -errno. */
+int test_dir_make(char dir[64], const char *name);
+/* Removes @dir and everything below it; 0 or -errno. */
+int test_dir_remove(const char *dir);
+
 /*
  * Exits 77 with a "SKIP: ..." line unless cleave-migrator was built with
  * its fault-injection hooks (meson -Dfault_injection=true, which

@@ -19,6 +19,7 @@
 
 #include "launcher/run-internal.h"
 #include "log/log.h"
+#include "tests/util/test-util.h"
 
 struct fixture {
 	char dir[64]; /* mkdtemp */
@@ -28,10 +29,7 @@ static int fixture_setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	if (!f)
-		return -1;
-	strcpy(f->dir, "/tmp/cleave-test-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!f || test_dir_make(f->dir, "test"))
 		return -1;
 	*state = f;
 	return 0;
@@ -40,10 +38,8 @@ static int fixture_setup(void **state)
 static int fixture_teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd))
+	if (test_dir_remove(f->dir))
 		return -1;
 	free(f);
 	return 0;

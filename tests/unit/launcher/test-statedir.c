@@ -24,6 +24,7 @@
 
 #include "launcher/run-internal.h"
 #include "log/log.h"
+#include "tests/util/test-util.h"
 
 struct fixture {
 	char dir[64]; /* mkdtemp: ours, 0700, in sticky /tmp */
@@ -33,10 +34,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	if (!f)
-		return -1;
-	strcpy(f->dir, "/tmp/cleave-statedir-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!f || test_dir_make(f->dir, "statedir"))
 		return -1;
 	*state = f;
 	return 0;
@@ -45,10 +43,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd))
+	if (test_dir_remove(f->dir))
 		return -1;
 	free(f);
 	return 0;

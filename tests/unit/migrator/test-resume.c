@@ -25,6 +25,7 @@
 #include "migrator/tls.h"
 #include "migrator/wire.h"
 #include "tests/integration/migrator/tcp-proxy.h"
+#include "tests/util/test-util.h"
 #include "tls-certs.h"
 #include "tvm.h"
 
@@ -71,9 +72,8 @@ static int cut_setup_tls(void **state)
 
 	if (!c)
 		return -1;
-	snprintf(c->tls_dir, sizeof(c->tls_dir), "/tmp/cleave-resume-tls-XXXXXX");
 	cfg.x509_dir = c->tls_dir;
-	if (!mkdtemp(c->tls_dir) || tls_certs_make(c->tls_dir, &certs) ||
+	if (test_dir_make(c->tls_dir, "resume-tls") || tls_certs_make(c->tls_dir, &certs) ||
 	    mig_tls_load(&c->tls, &cfg, err, sizeof(err)) ||
 	    tvm_init_tls(&c->src, &layout, NULL, 2000, c->tls) ||
 	    tvm_init_tls(&c->dst, &layout, NULL, 2000, c->tls))
@@ -85,17 +85,13 @@ static int cut_setup_tls(void **state)
 static int cut_teardown(void **state)
 {
 	struct cut *c = *state;
-	char cmd[128];
 
 	tvm_fini(&c->src);
 	tvm_fini(&c->dst);
 	tcp_proxy_stop(c->proxy);
 	mig_tls_free(c->tls);
-	if (c->tls_dir[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->tls_dir);
-		if (system(cmd))
-			fprintf(stderr, "could not remove %s\n", c->tls_dir);
-	}
+	if (c->tls_dir[0] && test_dir_remove(c->tls_dir))
+		fprintf(stderr, "could not remove %s\n", c->tls_dir);
 	free(c);
 	return 0;
 }

@@ -29,6 +29,7 @@
 #include "migrator/tls.h"
 #include "migrator/wire.h"
 #include "sandbox/sandbox.h"
+#include "tests/util/test-util.h"
 #include "tls-certs.h"
 #include "tvm.h"
 
@@ -54,17 +55,13 @@ static char scratch[64];
 static int group_setup(void **state)
 {
 	(void)state;
-	snprintf(scratch, sizeof(scratch), "/tmp/cleave-tls-XXXXXX");
-	return mkdtemp(scratch) ? 0 : -1;
+	return test_dir_make(scratch, "tls");
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);
-	return system(cmd) ? -1 : 0;
+	return test_dir_remove(scratch);
 }
 
 /* A credentials directory under the scratch dir. */
