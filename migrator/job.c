@@ -144,11 +144,15 @@ bool mig_job_cancel(struct mig_job *job, const char *reason)
 	return true;
 }
 
-void mig_job_commit(struct mig_job *job)
+int mig_job_commit(struct mig_job *job)
 {
+	int ret;
+
 	pthread_mutex_lock(&job->lock);
-	job->committed = true;
+	ret = job->cancelled ? -ECANCELED : 0;
+	job->committed = !ret;
 	pthread_mutex_unlock(&job->lock);
+	return ret;
 }
 
 bool mig_job_committed(struct mig_job *job)

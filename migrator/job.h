@@ -85,8 +85,11 @@ int mig_job_error(struct mig_job *job, int ret, char *reason, size_t len);
  * once the job committed: the guest then belongs to the destination.
  */
 bool mig_job_cancel(struct mig_job *job, const char *reason);
-/* Marks the job committed; cancels from now on are refused. */
-void mig_job_commit(struct mig_job *job);
+/*
+ * Decides the commit, atomically with cancel: -ECANCELED if a cancel came
+ * first, else 0 and cancels from now on are refused.
+ */
+int mig_job_commit(struct mig_job *job);
 bool mig_job_committed(struct mig_job *job);
 bool mig_job_cancelled(struct mig_job *job);
 

@@ -685,10 +685,7 @@ static int src_commit(struct mig_src *src)
 	Cleave__Wire__Commit commit = CLEAVE__WIRE__COMMIT__INIT;
 	int ret;
 
-	pthread_mutex_lock(&src->job.lock);
-	ret = src->job.cancelled ? -ECANCELED : 0;
-	src->job.committed = !ret;
-	pthread_mutex_unlock(&src->job.lock);
+	ret = mig_job_commit(&src->job);
 	if (ret)
 		return ret;
 	if (src->phase != MIG_PHASE_SRC_COMMITTED) {
