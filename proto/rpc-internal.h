@@ -86,11 +86,13 @@ struct rpc_service {
 /*
  * A server's whole answer to one request, without its socket: unpacks the
  * request envelope @in (@len bytes, untrusted), runs the method it names
- * and returns the packed reply envelope (nng_msg_free() it).  NULL only
+ * if @caller may call it (NULL: no caller class matched, nothing may be
+ * called) and returns the packed reply envelope (nng_msg_free() it).  NULL only
  * when no reply could be built.  The serving thread calls it for every
  * request; the RPC fuzzer (tests/fuzz/) calls it directly.
  */
-nng_msg *rpc_answer(const struct rpc_service *svc, const void *in, size_t len);
+nng_msg *rpc_answer(const struct rpc_service *svc, const struct rpc_caller *caller, const void *in,
+		   size_t len);
 
 /*
  * One received event message (@len untrusted bytes) as the subscriber

@@ -128,10 +128,13 @@ struct rpc_server {
 	nng_socket sock;	      /* rep0; closing it ends the serving thread */
 	pthread_t thread;	      /* the one serving thread */
 	struct rpc_service svc;	      /* methods owned by the caller; svc.url is url */
-	struct rpc_endpoint ep;	      /* the listener; watchdog thread only */
-	struct rpc_watchdog watchdog; /* keeps ep alive */
-	char *url;
-	enum rpc_server_state state; /* touched only by start/stop */
+	struct rpc_caller callers[RPC_MAX_CALLERS]; /* one per listener; set at start */
+	size_t nr_callers;
+	struct rpc_endpoint ep[RPC_MAX_CALLERS]; /* the listeners; watchdog thread only */
+	size_t nr_eps;				 /* ep[0..nr_eps) are open */
+	struct rpc_watchdog watchdog;		 /* keeps ep alive */
+	char *url;				 /* the first listener's, for messages */
+	enum rpc_server_state state;		 /* touched only by start/stop */
 };
 
 static const struct rpc_method *rpc_method_find(const struct rpc_service *svc, uint32_t id)
@@ -142,9 +145,21 @@ static const struct rpc_method *rpc_method_find(const struct rpc_service *svc, u
 	return NULL;
 }
 
+static bool rpc_caller_may(const struct rpc_caller *caller, uint32_t id)
+{
+	if (!caller)
+		return false;
+	if (!caller->methods)
+		return true;
+	for (size_t i = 0; i < caller->nr_methods; i++)
+		if (caller->methods[i] == id)
+			return true;
+	return false;
+}
+
 /* Decodes the request envelope @in, runs the handler and leaves the outcome in @r. */
-static void rpc_dispatch(const struct rpc_service *svc, const void *in, size_t len,
-			 struct rpc_reply *r)
+static void rpc_dispatch(const struct rpc_service *svc, const struct rpc_caller *caller,
+			 const void *in, size_t len, struct rpc_reply *r)
 {
 	const struct rpc_method *m;
 	Cleave__Rpc__Request *req;
@@ -164,6 +179,15 @@ static void rpc_dispatch(const struct rpc_service *svc, const void *in, size_t l
 	m = rpc_method_find(svc, req->method);
 	if (!m) {
 		rpc_reply_error(r, -ENOSYS, "unknown method %u at %s", req->method, svc->url);
+		goto out;
+	}
+	/* Before the body is unpacked: a refused caller's bytes are never parsed. */
+	if (!rpc_caller_may(caller, req->method)) {
+		rpc_reply_error(r, -EPERM, "%s may not call %s at %s",
+				caller ? caller->name : "a caller of no known class",
+				m->name ? m->name : "?", svc->url);
+		log_warn("rpc %s: refused %s to %s", svc->url, m->name ? m->name : "?",
+			 caller ? caller->name : "a caller of no known class");
 		goto out;
 	}
 	if (m->request) {
@@ -208,13 +232,14 @@ static int rpc_reply_pack(const struct rpc_reply *r, nng_msg **out)
 	return 0;
 }
 
-nng_msg *rpc_answer(const struct rpc_service *svc, const void *in, size_t len)
+nng_msg *rpc_answer(const struct rpc_service *svc, const struct rpc_caller *caller, const void *in,
+		   size_t len)
 {
 	struct rpc_reply r = {0};
 	nng_msg *out = NULL;
 	int ret;
 
-	rpc_dispatch(svc, in, len, &r);
+	rpc_dispatch(svc, caller, in, len, &r);
 	ret = rpc_reply_pack(&r, &out);
 	if (ret == -EMSGSIZE) {
 		free(r.body);
@@ -236,7 +261,28 @@ static void rpc_server_check(void *opaque)
 {
 	struct rpc_server *s = opaque;
 
-	rpc_endpoint_check(&s->ep);
+	for (size_t i = 0; i < s->nr_eps; i++)
+		rpc_endpoint_check(&s->ep[i]);
+}
+
+/*
+ * The caller class of the connection @in came through: the listener is
+ * known by the path the connection's server end is bound to, which the
+ * kernel reports and a restarted listener keeps.  NULL when none matches.
+ */
+static const struct rpc_caller *rpc_caller_of(const struct rpc_server *s, nng_msg *in)
+{
+	nng_sockaddr sa;
+
+	if (s->nr_callers == 1)
+		return &s->callers[0];
+	if (nng_pipe_get_addr(nng_msg_get_pipe(in), NNG_OPT_LOCADDR, &sa) ||
+	    sa.s_family != NNG_AF_IPC)
+		return NULL;
+	for (size_t i = 0; i < s->nr_callers; i++)
+		if (!strcmp(sa.s_ipc.sa_path, s->callers[i].url + strlen("ipc://")))
+			return &s->callers[i];
+	return NULL;
 }
 
 static void *rpc_server_run(void *opaque)
@@ -254,7 +300,7 @@ static void *rpc_server_run(void *opaque)
 			log_debug("rpc %s: nng_recvmsg: %s", s->url, nng_strerror(rv));
 			continue;
 		}
-		out = rpc_answer(&s->svc, nng_msg_body(in), nng_msg_len(in));
+		out = rpc_answer(&s->svc, rpc_caller_of(s, in), nng_msg_body(in), nng_msg_len(in));
 		nng_msg_free(in);
 		if (!out)
 			continue;
@@ -272,12 +318,41 @@ static void *rpc_server_run(void *opaque)
 int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_method *methods,
 		     size_t nr_methods, void *arg)
 {
+	const struct rpc_caller any = {.name = "any caller", .url = url};
+
+	return rpc_server_start_callers(out, &any, 1, methods, nr_methods, arg);
+}
+
+/* Several listeners are told apart by their ipc:// paths (rpc_caller_of). */
+static int rpc_callers_check(const struct rpc_caller *callers, size_t nr)
+{
+	if (!nr || nr > RPC_MAX_CALLERS)
+		return -EINVAL;
+	for (size_t i = 0; i < nr; i++) {
+		if (!callers[i].url || !callers[i].name ||
+		    (callers[i].nr_methods && !callers[i].methods))
+			return -EINVAL;
+		if (nr > 1 && strncmp(callers[i].url, "ipc://", strlen("ipc://")))
+			return -EINVAL;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(callers[i].url, callers[k].url))
+				return -EINVAL;
+	}
+	return 0;
+}
+
+int rpc_server_start_callers(struct rpc_server **out, const struct rpc_caller *callers,
+			     size_t nr_callers, const struct rpc_method *methods,
+			     size_t nr_methods, void *arg)
+{
 	struct rpc_server *s;
+	const char *url;
 	int rv, ret;
 
 	*out = NULL;
-	if (!url || (nr_methods && !methods))
+	if ((nr_methods && !methods) || rpc_callers_check(callers, nr_callers))
 		return -EINVAL;
+	url = callers[0].url;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -286,6 +361,8 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 		ret = -ENOMEM;
 		goto err_free;
 	}
+	memcpy(s->callers, callers, nr_callers * sizeof(*callers));
+	s->nr_callers = nr_callers;
 	s->svc = (struct rpc_service){methods, nr_methods, arg, s->url};
 	rv = nng_rep0_open(&s->sock);
 	if (rv) {
@@ -302,10 +379,13 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 		ret = rpc_errno_from_nng(rv);
 		goto err_close;
 	}
-	ret = rpc_endpoint_listen(&s->ep, s->sock, url);
-	if (ret) {
-		log_err("rpc %s: nng_listen: %s", url, rpc_strerror(ret));
-		goto err_close;
+	for (; s->nr_eps < nr_callers; s->nr_eps++) {
+		ret = rpc_endpoint_listen(&s->ep[s->nr_eps], s->sock, callers[s->nr_eps].url);
+		if (ret) {
+			log_err("rpc %s: nng_listen: %s", callers[s->nr_eps].url,
+				rpc_strerror(ret));
+			goto err_endpoint;
+		}
 	}
 	ret = rpc_watchdog_start(&s->watchdog, "rpc-watch", rpc_server_check, s);
 	if (ret) {
@@ -324,7 +404,8 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 err_watchdog:
 	rpc_watchdog_stop(&s->watchdog);
 err_endpoint:
-	rpc_endpoint_fini(&s->ep);
+	while (s->nr_eps)
+		rpc_endpoint_fini(&s->ep[--s->nr_eps]);
 err_close:
 	nng_close(s->sock);
 err_free:
@@ -344,7 +425,8 @@ void rpc_server_stop(struct rpc_server *s)
 	nng_close(s->sock);
 	pthread_join(s->thread, NULL);
 	s->state = RPC_SERVER_STOPPED;
-	rpc_endpoint_fini(&s->ep);
+	while (s->nr_eps)
+		rpc_endpoint_fini(&s->ep[--s->nr_eps]);
 	free(s->url);
 	free(s);
 }

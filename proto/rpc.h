@@ -69,6 +69,30 @@ struct rpc_server;
  */
 int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_method *methods,
 		     size_t nr_methods, void *arg);
+
+/*
+ * One class of caller of a server: the callers that reach it through the
+ * ipc:// @url, which only they can open (docs/SECURITY.md, "Who can reach
+ * which socket"), and the method ids they may call.  Any other method is
+ * refused with -EPERM before its body is unpacked.  @methods NULL: all.
+ */
+#define RPC_MAX_CALLERS 4
+struct rpc_caller {
+	const char *name; /* "migrator", "monitor": for errors and logs */
+	const char *url;
+	const uint32_t *methods;
+	size_t nr_methods;
+};
+
+/*
+ * rpc_server_start() with one listener per caller class: a request is
+ * served with the rights of the listener its connection came through (the
+ * socket's own bound path, never anything the caller sends).  @callers and
+ * what they point to must outlive the server.
+ */
+int rpc_server_start_callers(struct rpc_server **out, const struct rpc_caller *callers,
+			     size_t nr_callers, const struct rpc_method *methods,
+			     size_t nr_methods, void *arg);
 /* Returns once the serving thread has exited; frees the server.  NULL-safe. */
 void rpc_server_stop(struct rpc_server *s);
 

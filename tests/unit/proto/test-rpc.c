@@ -413,6 +413,121 @@ static void unix_touch(const char *path)
 	close(fd);
 }
 
+/*
+ * Two caller classes on two listeners of one server, as cleave-vcpu serves
+ * the migrator and the monitor: each class calls only its own methods,
+ * whatever it sends, and the server tells them apart by the listener's
+ * path, which a restart of that listener keeps.
+ */
+static void test_callers(void **state)
+{
+	static const uint32_t mig_methods[] = {CLEAVE__VCPU__METHOD__METHOD_STATUS,
+					       CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE};
+	static const uint32_t mon_methods[] = {CLEAVE__VCPU__METHOD__METHOD_STATUS,
+					       CLEAVE__VCPU__METHOD__METHOD_PAUSE};
+	/* Field 1 as a varint that never ends: refused before it is parsed, or -EBADMSG. */
+	static const uint8_t bad_body[] = {0x08, 0xff, 0xff, 0xff};
+	char dir[64], mig_url[128], mon_url[128], path[192], err[RPC_ERRMSG_LEN];
+	struct rpc_caller callers[2];
+	struct fixture_state st = {0};
+	struct rpc_server *server;
+	struct rpc_client *mig, *mon;
+	nng_socket raw;
+
+	assert_int_equal(fixture_dir_make(dir, sizeof(dir)), 0);
+	fixture_url(mig_url, sizeof(mig_url), dir, "mig.sock");
+	fixture_url(mon_url, sizeof(mon_url), dir, "mon.sock");
+	callers[0] = (struct rpc_caller){"migrator", mig_url, mig_methods, 2};
+	callers[1] = (struct rpc_caller){"monitor", mon_url, mon_methods, 2};
+	assert_int_equal(rpc_server_start_callers(&server, callers, 2, fixture_methods,
+						  fixture_nr_methods, &st),
+			 0);
+	assert_int_equal(rpc_client_open(&mig, mig_url), 0);
+	assert_int_equal(rpc_client_open(&mon, mon_url), 0);
+
+	/* Each reaches what both may call. */
+	assert_int_equal(status_call(mig, 2000), 0);
+	assert_int_equal(status_call(mon, 2000), 0);
+	/* The monitor's method is refused to the migrator, by name, and never runs. */
+	assert_int_equal(rpc_call(mig, CLEAVE__VCPU__METHOD__METHOD_PAUSE, NULL, NULL, NULL, 2000,
+				  err, sizeof(err)),
+			 -EPERM);
+	assert_non_null(strstr(err, "migrator may not call pause"));
+	/* And the other way round, with a body that would not even unpack. */
+	raw = raw_req_open(mon_url);
+	assert_int_equal(raw_envelope_call(raw, RPC_VERSION,
+					   CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, bad_body,
+					   sizeof(bad_body)),
+			 -EPERM);
+	nng_close(raw);
+	raw = raw_req_open(mig_url);
+	assert_int_equal(raw_envelope_call(raw, RPC_VERSION,
+					   CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, bad_body,
+					   sizeof(bad_body)),
+			 -EBADMSG);
+	nng_close(raw);
+	/* Methods that neither class has: refused to both. */
+	assert_int_equal(rpc_call(mon, CLEAVE__VCPU__METHOD__METHOD_QUIT, NULL, NULL, NULL, 2000,
+				  err, sizeof(err)),
+			 -EPERM);
+	assert_int_equal(atomic_load(&st.calls), 2);
+
+	/* A listener the NNG bug stopped is made anew: it keeps its class. */
+	snprintf(path, sizeof(path), "%s/mig.sock", dir);
+	for (int i = 0; i < 5; i++)
+		unix_touch(path);
+	assert_true(status_call_retry(mig));
+	assert_int_equal(rpc_call(mig, CLEAVE__VCPU__METHOD__METHOD_PAUSE, NULL, NULL, NULL, 2000,
+				  err, sizeof(err)),
+			 -EPERM);
+
+	rpc_client_close(mig);
+	rpc_client_close(mon);
+	rpc_server_stop(server);
+	fixture_dir_remove(dir);
+	assert_false(atomic_load(&st.overlap));
+}
+
+/* Caller classes that could not be told apart, or none: refused at start. */
+static void test_callers_bad(void **state)
+{
+	char dir[64], a[128], b[128];
+	struct rpc_caller c[RPC_MAX_CALLERS + 1];
+	struct fixture_state st = {0};
+	struct rpc_server *server = (void *)1;
+
+	assert_int_equal(fixture_dir_make(dir, sizeof(dir)), 0);
+	fixture_url(a, sizeof(a), dir, "a.sock");
+	fixture_url(b, sizeof(b), dir, "b.sock");
+	for (size_t i = 0; i <= RPC_MAX_CALLERS; i++)
+		c[i] = (struct rpc_caller){"x", b, NULL, 0};
+	c[0].url = a;
+	/* None. */
+	assert_int_equal(rpc_server_start_callers(&server, c, 0, fixture_methods,
+						  fixture_nr_methods, &st),
+			 -EINVAL);
+	assert_null(server);
+	/* The same path twice. */
+	assert_int_equal(rpc_server_start_callers(&server, c + 1, 2, fixture_methods,
+						  fixture_nr_methods, &st),
+			 -EINVAL);
+	/* More than RPC_MAX_CALLERS. */
+	assert_int_equal(rpc_server_start_callers(&server, c, RPC_MAX_CALLERS + 1,
+						  fixture_methods, fixture_nr_methods, &st),
+			 -EINVAL);
+	/* Not ipc://: no bound path to tell the listeners apart by. */
+	c[1].url = "tcp://127.0.0.1:1";
+	assert_int_equal(rpc_server_start_callers(&server, c, 2, fixture_methods,
+						  fixture_nr_methods, &st),
+			 -EINVAL);
+	/* A count without a list. */
+	c[1] = (struct rpc_caller){"x", b, NULL, 3};
+	assert_int_equal(rpc_server_start_callers(&server, c, 2, fixture_methods,
+						  fixture_nr_methods, &st),
+			 -EINVAL);
+	fixture_dir_remove(dir);
+}
+
 /* NNG upstream bug nanomsg/nng#1518, listener side: peers that hang up during negotiation. */
 static void test_listener_survives_hangups(void **state)
 {
@@ -873,6 +988,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_listener_survives_hangups, rpc_test_setup,
 						rpc_test_teardown),
 		cmocka_unit_test(test_dialer_survives_hangups),
+		cmocka_unit_test(test_callers),
+		cmocka_unit_test(test_callers_bad),
 		cmocka_unit_test(test_stat_find_endpoint),
 		cmocka_unit_test(test_dead_peer),
 		cmocka_unit_test_setup_teardown(test_hung_handler, rpc_test_setup,
