@@ -542,7 +542,7 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 					"channel %u ended in round %" PRIu64
 					", device state says %" PRIu64,
 					i, dst->chans[i].final_round, ds->final_round);
-	if (s->env.hooks.ram_hash)
+	if (MIG_HOOK(s, ram_hash))
 		dst_log_ram_hash(dst);
 	/* Invariant 3: the state (and its clock) is loaded only after RAM is final. */
 	ret = ops->load_state(s->env.ops_arg, ds->state.data, ds->state.len);

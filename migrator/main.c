@@ -144,34 +144,6 @@ err_value:
 	return -EINVAL;
 }
 
-#ifdef CLEAVE_FAULT_INJECTION
-/*
- * CLEAVE_MIG_TEST_HOOKS="switchover_delay_ms=N,ram_hash=1": windows and
- * checks for the fault-injection tests (struct mig_hooks).  Compiled only
- * into test builds (meson -Dfault_injection=true): a production migrator
- * never reads it.
- */
-static void parse_test_hooks(struct mig_hooks *hooks)
-{
-	const char *env = getenv("CLEAVE_MIG_TEST_HOOKS");
-	char *list, *tok, *save;
-	unsigned int v;
-
-	if (!env || !*env)
-		return;
-	list = strdupa(env);
-	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (sscanf(tok, "switchover_delay_ms=%u", &v) == 1)
-			hooks->switchover_delay_ms = v;
-		else if (sscanf(tok, "ram_hash=%u", &v) == 1)
-			hooks->ram_hash = v;
-		else
-			log_warn("CLEAVE_MIG_TEST_HOOKS: unknown hook '%s'", tok);
-	}
-	log_warn("test hooks active: %s", env);
-}
-#endif
-
 /* Session events -> events.proto, sent from whichever session thread changed state. */
 static void publish_event(void *arg, const struct mig_event *ev)
 {
@@ -287,7 +259,7 @@ int main(int argc, char **argv)
 	env.tls = tls;
 	env.insecure_plaintext = o.insecure_plaintext;
 #ifdef CLEAVE_FAULT_INJECTION
-	parse_test_hooks(&env.hooks);
+	mig_hooks_from_env(&env.hooks); /* test builds only (test-hooks.h) */
 #endif
 	ret = mig_session_alloc(&s, &env);
 	if (ret) {

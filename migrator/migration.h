@@ -24,6 +24,10 @@
 #include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
 
+#ifdef CLEAVE_FAULT_INJECTION
+#include "migrator/test-hooks.h"
+#endif
+
 /* vcpu-proc run states the engine asks for: vcpu.proto's RunState values. */
 #define MIG_RUN_STATE_INMIGRATE CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE
 
@@ -62,21 +66,6 @@ struct mig_event {
 	uint64_t resent_bytes;
 };
 
-/* Test hooks: all zero in production. */
-struct mig_hooks {
-	/* Receive thread <hook_channel> sleeps this long before each packet. */
-	unsigned int recv_delay_us;
-	/* Receive thread <hook_channel> sleeps this long before its last receivedmap write. */
-	unsigned int recv_last_write_delay_us;
-	unsigned int hook_channel;
-	/* Round 0 harvests every this many bytes queued; 0 = MIG_FIRST_PASS_HARVEST. */
-	uint64_t first_pass_harvest_bytes;
-	/* Source: sleep this long after pausing the guest and before Commit (kill windows). */
-	unsigned int switchover_delay_ms;
-	/* Destination: log shm_region_hash() of every region before loading the state. */
-	bool ram_hash;
-};
-
 struct mig_tls;
 
 /* What the session needs from its process; everything outlives the session. */
@@ -97,7 +86,9 @@ struct mig_env {
 	bool insecure_plaintext;
 	/* mig_now_ns() when the process started: a takeover's resume time counts from it. */
 	uint64_t process_start_ns;
-	struct mig_hooks hooks;
+#ifdef CLEAVE_FAULT_INJECTION
+	struct mig_hooks hooks; /* test-hooks.h; read through MIG_HOOK() */
+#endif
 };
 
 struct mig_caps {

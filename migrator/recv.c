@@ -226,8 +226,8 @@ static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 	ret = data ? recv_write(c, rb) : 0;
 	if (ret)
 		return ret;
-	if (s->env.hooks.recv_last_write_delay_us && c->index == s->env.hooks.hook_channel)
-		usleep(s->env.hooks.recv_last_write_delay_us);
+	if (MIG_HOOK(s, recv_last_write_delay_us) && c->index == MIG_HOOK(s, hook_channel))
+		usleep(MIG_HOOK(s, recv_last_write_delay_us));
 	for (uint32_t i = 0; i < hdr->nr_pages; i++) {
 		uint64_t off = rb->offs[i] & ~(uint64_t)MIG_PAGE_FLAGS;
 		uint64_t page = off >> SHM_PAGE_SHIFT;
@@ -399,7 +399,6 @@ static void *recv_thread(void *arg)
 {
 	struct mig_recv_chan *c = arg;
 	struct mig_dst *dst = c->dst;
-	const struct mig_hooks *hooks = &dst->s->env.hooks;
 	struct recv_pipe rp;
 	struct recv_buf *rb;
 	unsigned int k = 0; /* the buffer being filled */
@@ -417,8 +416,8 @@ static void *recv_thread(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		if (hooks->recv_delay_us && c->index == hooks->hook_channel)
-			usleep(hooks->recv_delay_us);
+		if (MIG_HOOK(dst->s, recv_delay_us) && c->index == MIG_HOOK(dst->s, hook_channel))
+			usleep(MIG_HOOK(dst->s, recv_delay_us));
 		/* The writer landed buffer k (at most the other one is pending). */
 		if (recv_pipe_wait(&rp, 1))
 			break; /* the writer aborted the job */

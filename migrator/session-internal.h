@@ -15,6 +15,16 @@
 #include "migrator/migration.h"
 #include "migrator/record.h"
 
+/*
+ * A fault-injection hook of env.hooks (test-hooks.h); 0 in a production
+ * build, which has no hooks, so the branches that test one fold away.
+ */
+#ifdef CLEAVE_FAULT_INJECTION
+#define MIG_HOOK(s, name) ((s)->env.hooks.name)
+#else
+#define MIG_HOOK(s, name) 0
+#endif
+
 /* ---- session (session.c) ---------------------------------------------- */
 
 /* Counters of the running job; atomics read by query without locks. */

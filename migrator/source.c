@@ -341,7 +341,7 @@ static int src_first_pass(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
 	struct mig_batch b = {.round = 0};
-	uint64_t every = s->env.hooks.first_pass_harvest_bytes ?: MIG_FIRST_PASS_HARVEST;
+	uint64_t every = MIG_HOOK(s, first_pass_harvest_bytes) ?: MIG_FIRST_PASS_HARVEST;
 	uint64_t pages = 0, since = 0, n;
 	bool harvested = false;
 	int ret;
@@ -642,7 +642,7 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 
 static void src_hook_delay(struct mig_src *src)
 {
-	unsigned int ms = src->s->env.hooks.switchover_delay_ms;
+	unsigned int ms = MIG_HOOK(src->s, switchover_delay_ms);
 
 	if (ms)
 		usleep(ms * 1000u);

@@ -203,11 +203,11 @@ static void test_dirty_4ch(void **state)
  */
 static int first_pass_harvest_setup(void **state)
 {
-	struct mig_hooks hooks = {.first_pass_harvest_bytes = 1u << 20};
 	struct pair *p = calloc(1, sizeof(*p));
 
 	/* A source-side hook, unlike the receive delays. */
-	if (!p || tvm_init(&p->src, &layout, &hooks, 3000) ||
+	if (!p ||
+	    tvm_init(&p->src, &layout, TVM_HOOKS(.first_pass_harvest_bytes = 1u << 20), 3000) ||
 	    tvm_init(&p->dst, &layout, NULL, 3000))
 		return -1;
 	*state = p;
@@ -220,6 +220,7 @@ static void test_dirty_first_pass_harvest(void **state)
 	struct mig_info si;
 	unsigned int harvests;
 
+	TVM_NEEDS_HOOKS();
 	run_dirty(p, 1);
 	mig_session_query(p->src.s, &si);
 	pthread_mutex_lock(&p->src.lock);
@@ -235,9 +236,7 @@ static void test_dirty_first_pass_harvest(void **state)
  */
 static int ordering_setup(void **state)
 {
-	struct mig_hooks hooks = {.recv_delay_us = 3000, .hook_channel = 1};
-
-	return pair_setup_hooks(state, &hooks);
+	return pair_setup_hooks(state, TVM_HOOKS(.recv_delay_us = 3000, .hook_channel = 1));
 }
 
 static void test_ordering_delayed_channel(void **state)
@@ -245,6 +244,7 @@ static void test_ordering_delayed_channel(void **state)
 	struct pair *p = *state;
 	struct mig_info si;
 
+	TVM_NEEDS_HOOKS();
 	tvm_fill(&p->src, 0, 0, 512, false);
 	tvm_dirtier_start(&p->src, 64, 6);
 	usleep(10000);

@@ -463,9 +463,8 @@ static void test_dst_source_vanishes(void **state)
  */
 static int lifetime_setup(void **state)
 {
-	struct mig_hooks hooks = {.recv_last_write_delay_us = 300000, .hook_channel = 0};
-
-	return fix_setup_hooks(state, &hooks);
+	return fix_setup_hooks(state,
+			       TVM_HOOKS(.recv_last_write_delay_us = 300000, .hook_channel = 0));
 }
 
 static void test_receivedmap_lifetime(void **state)
@@ -474,6 +473,7 @@ static void test_receivedmap_lifetime(void **state)
 	uint64_t off = 7 * SHM_PAGE_SIZE, t0;
 	int mfd, cfd;
 
+	TVM_NEEDS_HOOKS();
 	raw_source_start(f, &mfd, &cfd);
 	/* Live before the first receive thread can run. */
 	for (int i = 0; i < 200 && !mig_record_receivedmap_live(f->dst.s->rec); i++)

@@ -195,8 +195,10 @@ int tvm_init_tls(struct tvm *t, const struct shm_ctl_layout *layout, const struc
 	env.event_arg = t;
 	env.io_timeout_ms = io_timeout_ms;
 	env.tls = tls;
+#ifdef CLEAVE_FAULT_INJECTION
 	if (hooks)
 		env.hooks = *hooks;
+#endif
 	return mig_session_alloc(&t->s, &env);
 }
 

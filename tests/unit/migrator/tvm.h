@@ -45,7 +45,22 @@ struct tvm {
 	unsigned int nr_events, passes;
 };
 
-/* @io_timeout_ms 0: the engine's default. */
+struct mig_hooks;
+/*
+ * The engine's test hooks (migrator/test-hooks.h) for tvm_init: a pointer
+ * to them in a fault-injection build; NULL in a production build, which has
+ * none, and where a test that needs them skips (TVM_NEEDS_HOOKS, first in
+ * its body).
+ */
+#ifdef CLEAVE_FAULT_INJECTION
+#define TVM_HOOKS(...)	  (&(const struct mig_hooks){__VA_ARGS__})
+#define TVM_NEEDS_HOOKS() ((void)0)
+#else
+#define TVM_HOOKS(...)	  NULL
+#define TVM_NEEDS_HOOKS() skip()
+#endif
+
+/* @io_timeout_ms 0: the engine's default; @hooks: TVM_HOOKS() or NULL. */
 int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
 	     unsigned int io_timeout_ms);
 /* The same with mutual TLS on every connection (@tls outlives the tvm). */
