@@ -154,6 +154,8 @@ bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, ch
 {
 	const struct shm_ctl_header *ch = dst->s->env.ctl->hdr;
 	struct mig_session *s = dst->s;
+	uint8_t sid[16];
+	uint64_t epoch;
 	bool same;
 
 	if (h->magic != WIRE_MAGIC) {
@@ -190,10 +192,9 @@ bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, ch
 	if (dst->phase == MIG_PHASE_DST_LISTENING)
 		return false;
 	/* A running session takes its own source back only: the same id, a newer epoch. */
-	pthread_mutex_lock(&s->lock);
-	same = !memcmp(s->session_id, h->session_id.data, 16) &&
-	       (h->epoch > s->epoch || dst->phase == MIG_PHASE_DST_RUNNING);
-	pthread_mutex_unlock(&s->lock);
+	mig_session_id(s, sid, &epoch, false);
+	same = !memcmp(sid, h->session_id.data, 16) &&
+	       (h->epoch > epoch || dst->phase == MIG_PHASE_DST_RUNNING);
 	if (!same)
 		snprintf(why, len, "this destination waits for another migration");
 	return !same;
@@ -648,11 +649,7 @@ static int dst_session_start(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 	ret = dst_ram_clear(dst);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&s->lock);
-	memcpy(s->session_id, h->session_id.data, 16);
-	s->epoch = h->epoch;
-	pthread_mutex_unlock(&s->lock);
-	mig_session_record_sync(s);
+	mig_session_set_id(s, h->session_id.data, h->epoch);
 	dst_receivedmap_init(dst);
 	dst_set_phase(dst, MIG_PHASE_DST_RECEIVING);
 	return 0;
@@ -663,10 +660,7 @@ static void dst_session_continue(struct mig_dst *dst, const Cleave__Wire__Hello 
 {
 	struct mig_session *s = dst->s;
 
-	pthread_mutex_lock(&s->lock);
-	s->epoch = h->epoch;
-	pthread_mutex_unlock(&s->lock);
-	mig_session_record_sync(s);
+	mig_session_set_id(s, NULL, h->epoch);
 }
 
 /* Fresh channel slots for this connection (the Hello's channel count). */
@@ -747,8 +741,7 @@ static int dst_epoch(struct mig_dst *dst)
 	if (ret == -ETIMEDOUT)
 		return dst_fail(dst, -ETIME, "lost the source (%s) and no reconnect within %llu ms",
 				dst->job.lost_reason,
-				(unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
-								    __ATOMIC_RELAXED));
+				(unsigned long long)MIG_SETTING(s, reconnect_timeout));
 	if (ret)
 		return dst_fail(dst, ret, "accept: %s", strerror(-ret));
 	mig_job_publish_fd(&dst->job, &dst->job.main_fd, fd);
@@ -759,7 +752,7 @@ static int dst_epoch(struct mig_dst *dst)
 		mig_session_set_status(s, MIG_STATUS_SETUP);
 		ret = dst_session_start(dst, in->hello);
 	}
-	memcpy(sid, s->session_id, sizeof(sid));
+	mig_session_id(s, sid, NULL, false);
 	next_round = in->hello->next_round;
 	if (!ret && dst->phase == MIG_PHASE_DST_RECEIVING)
 		ret = dst_channels_alloc(dst, in->hello->channels);
@@ -816,7 +809,7 @@ static bool dst_source_said_error(struct mig_dst *dst, char *reason, size_t len)
 static int dst_may_reconnect(struct mig_dst *dst, int ret)
 {
 	struct mig_job *job = &dst->job;
-	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	uint64_t timeout = MIG_SETTING(dst->s, reconnect_timeout);
 	bool retry, lost_now = false;
 
 	mig_job_abort(job, ret, "%s", strerror(-ret)); /* no-op when already aborted */
@@ -853,7 +846,7 @@ static int dst_may_reconnect(struct mig_dst *dst, int ret)
  */
 static void dst_linger(struct mig_dst *dst)
 {
-	uint64_t timeout = __atomic_load_n(&dst->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	uint64_t timeout = MIG_SETTING(dst->s, reconnect_timeout);
 	uint64_t end = mig_now_ns() + timeout * 1000000ull;
 
 	pthread_mutex_lock(&dst->job.lock);

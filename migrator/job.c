@@ -213,7 +213,7 @@ uint64_t mig_job_reconnected(struct mig_job *job)
 
 static uint64_t job_reconnect_timeout_ms(struct mig_job *job)
 {
-	return __atomic_load_n(&job->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	return MIG_SETTING(job->s, reconnect_timeout);
 }
 
 int mig_job_reconnect_left_ms(struct mig_job *job)

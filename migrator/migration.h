@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "migrator/mig-limits.h"
+#include "migrator/record.h" /* enum mig_status, enum mig_role, MIG_COUNTERS */
 #include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
 
@@ -104,48 +105,6 @@ struct mig_params {
 	uint64_t reconnect_timeout; /* ms a lost peer is waited for; 0: fail at once */
 };
 
-/* QEMU MigrationStatus; MIG_STATUS_NONE is query-migrate's {}. */
-enum mig_status {
-	MIG_STATUS_NONE,
-	MIG_STATUS_SETUP,
-	MIG_STATUS_ACTIVE,
-	MIG_STATUS_DEVICE,
-	MIG_STATUS_CANCELLING,
-	MIG_STATUS_CANCELLED,
-	MIG_STATUS_COMPLETED,
-	MIG_STATUS_FAILED,
-	/*
-	 * Not QEMU's: the source committed the switchover, then lost the
-	 * destination for good.  Its guest stays paused; mig_session_resolve()
-	 * (x-cleave-migrate-resolve) decides where it runs.
-	 */
-	MIG_STATUS_UNKNOWN,
-};
-
-enum mig_role {
-	MIG_ROLE_NONE,
-	MIG_ROLE_SOURCE,
-	MIG_ROLE_DEST,
-};
-
-/*
- * The counters a migration keeps across a migrator's restart, listed once:
- * each is a uint64_t of the session record (record.h, in this order: the
- * record's layout), of the session's live counters and of struct mig_info,
- * and the same list copies them between the three.  A new counter is a
- * line here (appending one changes the record layout: MIG_RECORD_VERSION),
- * its increments, and its query-migrate field (server.c, the monitor).
- */
-#define MIG_COUNTERS(X)                                                                            \
-	X(rounds)	  /* dirty rounds synced (query-migrate dirty-sync-count) */               \
-	X(transferred)	  /* bytes on all connections */                                           \
-	X(normal)	  /* pages sent with data */                                               \
-	X(duplicate)	  /* zero pages sent as flags only */                                      \
-	X(skipped)	  /* never-touched pages not read at all (holes) */                        \
-	X(resent_bytes)	  /* pages sent again because a resume found them not landed */            \
-	X(inflight_bytes) /* at the last resume: queued or sent, not acknowledged */               \
-	X(resume_time_ms) /* last restart or disconnect -> transfer resumed */
-
 /* A snapshot for query-migrate. */
 struct mig_info {
 #define MIG_INFO_COUNTER(name) uint64_t name;
@@ -169,7 +128,7 @@ struct mig_info {
 	uint64_t epoch;
 	uint8_t session_id[16];
 	unsigned int throttle_percent;
-	uint32_t restarts, resumes;
+	uint32_t restarts;
 	char error_desc[256];
 };
 

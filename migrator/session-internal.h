@@ -27,46 +27,53 @@
 
 /* ---- session (session.c) ---------------------------------------------- */
 
-/* Counters of the running job; atomics read by query without locks. */
+/*
+ * A setting of the record (caps, channels, max_bandwidth, downtime_limit,
+ * reconnect_timeout): stored atomically under the record lock, read by the
+ * jobs without it.
+ */
+#define MIG_SETTING(s, field) __atomic_load_n(&(s)->rec->field, __ATOMIC_RELAXED)
+
+/*
+ * The running job's figures; atomics, read by query without locks.  The
+ * MIG_COUNTERS ones are checkpointed into the record
+ * (mig_session_record_sync) and reloaded from it by a restarted migrator;
+ * the others only describe the moment.
+ */
 struct mig_counters {
 #define MIG_LIVE_COUNTER(name) _Atomic uint64_t name;
-	MIG_COUNTERS(MIG_LIVE_COUNTER) /* kept in the record too */
+	MIG_COUNTERS(MIG_LIVE_COUNTER)
 #undef MIG_LIVE_COUNTER
 	_Atomic uint64_t multifd_bytes;
 	_Atomic uint64_t remaining;
 	_Atomic uint64_t dirty_rate;
 	_Atomic uint64_t expected_downtime_ms;
 	_Atomic uint64_t bandwidth; /* bytes/s measured */
-	_Atomic unsigned int throttle;
-	_Atomic uint32_t resumes;
 };
 
+/*
+ * The session's state (role, status, settings, id and epoch, times, error,
+ * restarts) is in the record only (record.h); the session holds what
+ * belongs to this process.
+ */
 struct mig_session {
 	struct mig_env env;	/* immutable after alloc */
-	struct mig_record *rec; /* in env.ctl; locked with mig_record_lock */
+	struct mig_record *rec; /* in env.ctl; the session's state, under mig_record_lock */
 	unsigned int io_timeout_ms;
 
 	/*
-	 * Protects every field below it, and calls of job abort functions
-	 * (so a job is not freed while cancel touches it).  Lock order:
-	 * session lock, then rec->lock; never held across network I/O.
+	 * Protects every field below it, the session's writes to the record
+	 * (status changes are made under it, so s->cond sees each), and calls
+	 * of job abort functions (so a job is not freed while cancel touches
+	 * it).  Lock order: session lock, then rec->lock; never held across
+	 * network I/O.
 	 */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* broadcast on every status change */
-	enum mig_status status;
-	enum mig_role role;
-	struct mig_caps caps;
-	struct mig_params params;
 	bool cancel_requested;
-	char error_desc[256];
-	uint64_t start_ns, setup_ns, end_ns, downtime_ms;
-	bool has_downtime;
-	uint32_t restarts; /* migrator processes that took this session over */
 	/* mig_session_resume(): the job continues the recorded session. */
 	bool resuming;
 	uint64_t resume_start_ns; /* when this process took over (resume_time) */
-	uint8_t session_id[16];
-	uint64_t epoch;
 	/* The job and its worker thread: owned here, freed after join. */
 	struct mig_job *job;
 	pthread_t worker;
@@ -84,8 +91,15 @@ bool mig_session_cancelled(struct mig_session *s);
 void mig_session_pass_event(struct mig_session *s, uint64_t pass);
 /* A MIGRATION event with the status unchanged: "restarted", "disconnected", "resumed". */
 void mig_session_detail_event(struct mig_session *s, const char *detail);
-/* Copies the session's settings and counters into the record (takes s->lock). */
+/* Checkpoints the live counters into the record (a restarted migrator reports them). */
 void mig_session_record_sync(struct mig_session *s);
+/*
+ * The session id and epoch, from the record.  @bump: a new connection
+ * attempt of the source, which takes the next epoch first.
+ */
+void mig_session_id(struct mig_session *s, uint8_t id[16], uint64_t *epoch, bool bump);
+/* A destination's session is the source's: @id (NULL: kept) at @epoch. */
+void mig_session_set_id(struct mig_session *s, const uint8_t *id, uint64_t epoch);
 /* True for errors a reconnect may cure: the connection, not the stream, failed. */
 bool mig_err_retriable(int err);
 /* The source committed and then lost the destination for good (see MIG_STATUS_UNKNOWN). */

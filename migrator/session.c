@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 #include "log/log.h"
 #include "migrator/job.h"
 #include "migrator/session-internal.h"
-#include "migrator/wire.h"
 #include "migrator/wire.h"
 
 static const char *const status_names[] = {
@@ -88,114 +88,192 @@ bool mig_err_retriable(int err)
 	}
 }
 
-/* Caller holds s->lock.  The job's own fields (phase, rounds) are written by the job. */
-static void record_update(struct mig_session *s)
+/*
+ * The record is the session's one store.  Its lock is bounded (record.h): a
+ * holder that stays alive past MIG_RECORD_LOCK_MS, which no migrator thread
+ * does, costs a logged access without it rather than a wedged session, as
+ * mig_record_set_phase() does.  Lock order: s->lock, then this one.
+ */
+static bool rec_lock(struct mig_session *s)
 {
-	struct mig_record *rec = s->rec;
+	if (!mig_record_lock(s->rec))
+		return true;
+	log_warn("session record: lock not taken within %d ms; going on without it",
+		 MIG_RECORD_LOCK_MS);
+	return false;
+}
 
-	if (mig_record_lock(rec))
-		return;
-	rec->role = s->role;
-	rec->status = s->status;
-	memcpy(rec->session_id, s->session_id, sizeof(rec->session_id));
-	rec->epoch = s->epoch;
-	rec->caps = (s->caps.multifd ? MIG_RECORD_CAP_MULTIFD : 0) |
-		    (s->caps.events ? MIG_RECORD_CAP_EVENTS : 0) |
-		    (s->caps.auto_converge ? MIG_RECORD_CAP_AUTO_CONVERGE : 0);
-	rec->channels = s->params.multifd_channels;
-	rec->max_bandwidth = s->params.max_bandwidth;
-	rec->downtime_limit = s->params.downtime_limit;
-	rec->reconnect_timeout = s->params.reconnect_timeout;
-	rec->restarts = s->restarts;
-	rec->start_ns = s->start_ns;
-	rec->setup_ns = s->setup_ns;
-	rec->end_ns = s->end_ns;
-#define COUNTER_TO_RECORD(name) rec->name = atomic_load(&s->ctr.name);
+static void rec_unlock(struct mig_session *s, bool locked)
+{
+	if (locked)
+		mig_record_unlock(s->rec);
+}
+
+/* Caller holds rec->lock: the live counters' checkpoint. */
+static void rec_store_counters(struct mig_session *s)
+{
+#define COUNTER_TO_RECORD(name) s->rec->name = atomic_load(&s->ctr.name);
 	MIG_COUNTERS(COUNTER_TO_RECORD)
 #undef COUNTER_TO_RECORD
-	rec->resumes = atomic_load(&s->ctr.resumes);
-	rec->downtime_ms = s->downtime_ms;
-	rec->total_time_ms = s->end_ns ? (s->end_ns - s->start_ns) / 1000000 : 0;
-	snprintf(rec->error_desc, sizeof(rec->error_desc), "%s", s->error_desc);
-	mig_record_unlock(rec);
+}
+
+/* Caller holds rec->lock: a restarted migrator goes on counting from the checkpoint. */
+static void rec_load_counters(struct mig_session *s)
+{
+#define COUNTER_FROM_RECORD(name) atomic_store(&s->ctr.name, s->rec->name);
+	MIG_COUNTERS(COUNTER_FROM_RECORD)
+#undef COUNTER_FROM_RECORD
+}
+
+/* Caller holds s->lock. */
+static enum mig_status session_status(struct mig_session *s, enum mig_role *role)
+{
+	bool locked = rec_lock(s);
+	enum mig_status st = s->rec->status;
+
+	if (role)
+		*role = s->rec->role;
+	rec_unlock(s, locked);
+	return st;
+}
+
+/* Caller holds s->lock and rec->lock. */
+static void rec_set_error(struct mig_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void rec_set_error(struct mig_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->rec->error_desc, sizeof(s->rec->error_desc), fmt, ap);
+	va_end(ap);
 }
 
 void mig_session_record_sync(struct mig_session *s)
 {
-	pthread_mutex_lock(&s->lock);
-	record_update(s);
-	pthread_mutex_unlock(&s->lock);
+	bool locked = rec_lock(s);
+
+	rec_store_counters(s);
+	rec_unlock(s, locked);
+}
+
+void mig_session_id(struct mig_session *s, uint8_t id[16], uint64_t *epoch, bool bump)
+{
+	bool locked = rec_lock(s);
+
+	if (bump)
+		s->rec->epoch++;
+	memcpy(id, s->rec->session_id, sizeof(s->rec->session_id));
+	if (epoch)
+		*epoch = s->rec->epoch;
+	rec_unlock(s, locked);
+}
+
+void mig_session_set_id(struct mig_session *s, const uint8_t *id, uint64_t epoch)
+{
+	bool locked = rec_lock(s);
+
+	if (id)
+		memcpy(s->rec->session_id, id, sizeof(s->rec->session_id));
+	s->rec->epoch = epoch;
+	rec_store_counters(s);
+	rec_unlock(s, locked);
 }
 
 /* Caller holds s->lock: events leave in the order of the changes. */
 static void set_status_locked(struct mig_session *s, enum mig_status status)
 {
 	struct mig_event ev = {.status = mig_status_name(status)};
+	bool locked = rec_lock(s), events;
+	enum mig_status old = s->rec->status;
 
-	if (s->status == status)
+	if (old != status) {
+		s->rec->status = status;
+		rec_store_counters(s);
+	}
+	events = s->rec->caps & MIG_RECORD_CAP_EVENTS;
+	rec_unlock(s, locked);
+	if (old == status)
 		return;
-	log_debug("migration status: %s -> %s", mig_status_name(s->status), ev.status);
-	s->status = status;
-	record_update(s);
+	log_debug("migration status: %s -> %s", mig_status_name(old), ev.status);
 	pthread_cond_broadcast(&s->cond);
-	if (s->caps.events && s->env.event)
+	if (events && s->env.event)
 		s->env.event(s->env.event_arg, &ev);
 }
 
 void mig_session_set_status(struct mig_session *s, enum mig_status status)
 {
+	enum mig_status old;
+	bool locked;
+
 	pthread_mutex_lock(&s->lock);
+	locked = rec_lock(s);
+	old = s->rec->status;
 	/* The destination's clock starts when the source connects, not at listen. */
-	if (status == MIG_STATUS_SETUP && s->role == MIG_ROLE_DEST)
-		s->start_ns = mig_now_ns();
+	if (status == MIG_STATUS_SETUP && s->rec->role == MIG_ROLE_DEST)
+		s->rec->start_ns = mig_now_ns();
+	rec_unlock(s, locked);
 	/* A cancel in flight keeps "cancelling" until the job finishes. */
-	if (s->status != MIG_STATUS_CANCELLING)
+	if (old != MIG_STATUS_CANCELLING)
 		set_status_locked(s, status);
-	if (status == MIG_STATUS_ACTIVE && !s->setup_ns)
-		s->setup_ns = mig_now_ns();
+	locked = rec_lock(s);
+	if (status == MIG_STATUS_ACTIVE && !s->rec->setup_ns)
+		s->rec->setup_ns = mig_now_ns();
+	rec_unlock(s, locked);
 	pthread_mutex_unlock(&s->lock);
 }
 
 void mig_session_detail_event(struct mig_session *s, const char *detail)
 {
 	struct mig_event ev = {.detail = detail};
+	bool locked, events;
 
 	pthread_mutex_lock(&s->lock);
-	ev.status = mig_status_name(s->status);
-	ev.restarts = s->restarts;
-	ev.resumes = atomic_load(&s->ctr.resumes);
+	locked = rec_lock(s);
+	ev.status = mig_status_name(s->rec->status);
+	ev.restarts = s->rec->restarts;
+	events = s->rec->caps & MIG_RECORD_CAP_EVENTS;
+	rec_store_counters(s);
+	rec_unlock(s, locked);
+	ev.resumes = (uint32_t)atomic_load(&s->ctr.resumes);
 	ev.resent_bytes = atomic_load(&s->ctr.resent_bytes);
 	log_info("migration %s: %u restarts, %u resumes, %llu bytes resent (last resume %llu ms)",
 		 detail, ev.restarts, ev.resumes, (unsigned long long)ev.resent_bytes,
 		 (unsigned long long)atomic_load(&s->ctr.resume_time_ms));
-	record_update(s);
-	if (s->caps.events && s->env.event)
+	if (events && s->env.event)
 		s->env.event(s->env.event_arg, &ev);
 	pthread_mutex_unlock(&s->lock);
 }
 
 void mig_session_unknown(struct mig_session *s, const char *reason)
 {
+	bool locked;
+
 	pthread_mutex_lock(&s->lock);
-	s->end_ns = mig_now_ns();
-	snprintf(s->error_desc, sizeof(s->error_desc),
-		 "switchover outcome unknown: %s; the guest stays paused here until "
-		 "x-cleave-migrate-resolve says where it runs",
-		 reason);
-	log_err("migration: %s", s->error_desc);
+	locked = rec_lock(s);
+	s->rec->end_ns = mig_now_ns();
+	rec_set_error(s,
+		      "switchover outcome unknown: %s; the guest stays paused here until "
+		      "x-cleave-migrate-resolve says where it runs",
+		      reason);
+	log_err("migration: %s", s->rec->error_desc);
+	rec_unlock(s, locked);
 	set_status_locked(s, MIG_STATUS_UNKNOWN);
-	record_update(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
 void mig_session_pass_event(struct mig_session *s, uint64_t pass)
 {
 	struct mig_event ev = {.pass = pass};
+	bool locked, events;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->caps.events && s->env.event)
+	locked = rec_lock(s);
+	events = s->rec->caps & MIG_RECORD_CAP_EVENTS;
+	rec_store_counters(s);
+	rec_unlock(s, locked);
+	if (events && s->env.event)
 		s->env.event(s->env.event_arg, &ev);
-	record_update(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -211,21 +289,40 @@ bool mig_session_cancelled(struct mig_session *s)
 
 void mig_session_finish(struct mig_session *s, int err, const char *reason)
 {
+	bool locked;
+
 	pthread_mutex_lock(&s->lock);
-	s->end_ns = mig_now_ns();
+	locked = rec_lock(s);
+	s->rec->end_ns = mig_now_ns();
 	if (err) {
-		snprintf(s->error_desc, sizeof(s->error_desc), "%s",
-			 reason ? reason : strerror(-err));
+		rec_set_error(s, "%s", reason ? reason : strerror(-err));
 		log_err("migration %s: %s", s->cancel_requested ? "cancelled" : "failed",
-			s->error_desc);
+			s->rec->error_desc);
 	}
+	rec_unlock(s, locked);
 	if (!err)
 		set_status_locked(s, MIG_STATUS_COMPLETED);
 	else
 		set_status_locked(s,
 				  s->cancel_requested ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED);
-	record_update(s);
+	mig_session_record_sync(s);
 	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Caller holds rec->lock: the settings a process starts with.  A record of
+ * no session keeps none of a previous process's (as if it were fresh).
+ */
+static void rec_settings_default(struct mig_record *rec)
+{
+	__atomic_store_n(&rec->caps, 0u, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->channels, (uint32_t)MIG_DEFAULT_CHANNELS, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->max_bandwidth, (uint64_t)MIG_DEFAULT_MAX_BANDWIDTH,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->downtime_limit, (uint64_t)MIG_DEFAULT_DOWNTIME_MS,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->reconnect_timeout, (uint64_t)MIG_DEFAULT_RECONNECT_MS,
+			 __ATOMIC_RELAXED);
 }
 
 int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
@@ -243,11 +340,12 @@ int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 	ret = mig_record_open(&s->rec, env->ctl);
 	if (ret)
 		goto err_free;
-	s->epoch = s->rec->epoch;
-	s->params.multifd_channels = MIG_DEFAULT_CHANNELS;
-	s->params.max_bandwidth = MIG_DEFAULT_MAX_BANDWIDTH;
-	s->params.downtime_limit = MIG_DEFAULT_DOWNTIME_MS;
-	s->params.reconnect_timeout = MIG_DEFAULT_RECONNECT_MS;
+	ret = mig_record_lock(s->rec);
+	if (ret)
+		goto err_free;
+	if (s->rec->role == MIG_ROLE_NONE)
+		rec_settings_default(s->rec);
+	mig_record_unlock(s->rec);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	*out = s;
@@ -306,28 +404,39 @@ void mig_session_free(struct mig_session *s)
 /* Caller holds s->lock; nothing runs. */
 static void job_reset_locked(struct mig_session *s, enum mig_role role)
 {
+	struct mig_record *rec = s->rec;
+	bool locked;
+
 	memset(&s->ctr, 0, sizeof(s->ctr));
-	s->role = role;
 	s->cancel_requested = false;
-	s->error_desc[0] = '\0';
-	s->start_ns = mig_now_ns();
-	s->setup_ns = s->end_ns = s->downtime_ms = 0;
-	s->has_downtime = false;
 	s->incoming_port = 0;
-	s->restarts = 0;
 	s->resuming = false;
-	s->epoch++;
-	if (getrandom(s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
-		memset(s->session_id, 0, sizeof(s->session_id));
+	locked = rec_lock(s);
+	rec->role = role;
+	/* Forced, without an event: the job sets its first status itself. */
+	rec->status = MIG_STATUS_NONE;
+	rec->error_desc[0] = '\0';
+	rec->start_ns = mig_now_ns();
+	rec->setup_ns = rec->end_ns = rec->downtime_ms = 0;
+	rec->has_downtime = 0;
+	rec->restarts = 0;
+	rec->epoch++;
+	if (getrandom(rec->session_id, sizeof(rec->session_id), 0) != sizeof(rec->session_id))
+		memset(rec->session_id, 0, sizeof(rec->session_id));
+	rec_store_counters(s);
+	rec_unlock(s, locked);
 }
 
 static bool session_busy(struct mig_session *s)
 {
+	enum mig_status st;
+	enum mig_role role;
 	bool busy;
 
 	pthread_mutex_lock(&s->lock);
-	busy = status_running(s->status) || s->status == MIG_STATUS_UNKNOWN ||
-	       (s->job && s->role == MIG_ROLE_DEST && s->status == MIG_STATUS_NONE);
+	st = session_status(s, &role);
+	busy = status_running(st) || st == MIG_STATUS_UNKNOWN ||
+	       (s->job && role == MIG_ROLE_DEST && st == MIG_STATUS_NONE);
 	pthread_mutex_unlock(&s->lock);
 	return busy;
 }
@@ -366,7 +475,6 @@ int mig_session_migrate(struct mig_session *s, const char *uri)
 	ret = mig_src_alloc(&job, s, uri);
 	if (ret)
 		goto err_unlock;
-	s->status = MIG_STATUS_NONE;
 	set_status_locked(s, MIG_STATUS_SETUP);
 	ret = session_start_job(s, job);
 	if (ret)
@@ -387,7 +495,6 @@ int mig_session_incoming(struct mig_session *s, const char *uri)
 	ret = mig_dst_alloc(&job, s, uri, &port);
 	if (ret)
 		goto err_unlock;
-	s->status = MIG_STATUS_NONE;
 	ret = session_start_job(s, job);
 	if (!ret)
 		s->incoming_port = port;
@@ -408,20 +515,32 @@ unsigned int mig_session_incoming_port(struct mig_session *s)
 
 int mig_session_cancel(struct mig_session *s)
 {
+	enum mig_status st;
+	enum mig_role role;
 	bool dest;
 
 	pthread_mutex_lock(&s->lock);
-	dest = s->role == MIG_ROLE_DEST;
+	st = session_status(s, &role);
+	dest = role == MIG_ROLE_DEST;
 	/* A destination still listening (status none) can be cancelled too. */
-	if (s->job && (status_running(s->status) || (dest && s->status == MIG_STATUS_NONE)) &&
+	if (s->job && (status_running(st) || (dest && st == MIG_STATUS_NONE)) &&
 	    /* After the commit the guest belongs to the destination: nothing to cancel. */
 	    mig_job_cancel(s->job, dest ? "incoming migration cancelled" : "migration cancelled")) {
 		s->cancel_requested = true;
-		if (s->status != MIG_STATUS_NONE)
+		if (st != MIG_STATUS_NONE)
 			set_status_locked(s, MIG_STATUS_CANCELLING);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+}
+
+/* Caller holds s->lock: the job has not reached a final state (or UNKNOWN). */
+static bool session_unfinished(struct mig_session *s)
+{
+	enum mig_role role;
+	enum mig_status st = session_status(s, &role);
+
+	return status_running(st) || (s->job && role == MIG_ROLE_DEST && st == MIG_STATUS_NONE);
 }
 
 int mig_session_wait(struct mig_session *s, int timeout_ms)
@@ -431,125 +550,113 @@ int mig_session_wait(struct mig_session *s, int timeout_ms)
 
 	mig_deadline_after_ms(&ts, (unsigned int)timeout_ms);
 	pthread_mutex_lock(&s->lock);
-	while (!ret && (status_running(s->status) ||
-			(s->job && s->role == MIG_ROLE_DEST && s->status == MIG_STATUS_NONE)))
+	while (!ret && session_unfinished(s))
 		ret = -pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
+/* query-migrate: the record (under its lock) and the live counters. */
 void mig_session_query(struct mig_session *s, struct mig_info *info)
 {
+	const struct mig_record *rec = s->rec;
 	uint64_t end, secs_ns;
+	bool locked;
 
 	memset(info, 0, sizeof(*info));
 	pthread_mutex_lock(&s->lock);
-	info->status = s->status;
-	info->role = s->role;
+	locked = rec_lock(s);
+	info->status = rec->status;
+	info->role = rec->role;
 #define COUNTER_TO_INFO(name) info->name = atomic_load(&s->ctr.name);
 	MIG_COUNTERS(COUNTER_TO_INFO)
 #undef COUNTER_TO_INFO
-	if (s->status != MIG_STATUS_NONE) {
-		end = s->end_ns ? s->end_ns : mig_now_ns();
-		info->total_time_ms = (end - s->start_ns) / 1000000;
-		info->setup_time_ms = s->setup_ns ? (s->setup_ns - s->start_ns) / 1000000 : 0;
-		secs_ns = end - s->start_ns;
+	if (rec->status != MIG_STATUS_NONE) {
+		end = rec->end_ns ? rec->end_ns : mig_now_ns();
+		info->total_time_ms = (end - rec->start_ns) / 1000000;
+		info->setup_time_ms = rec->setup_ns ? (rec->setup_ns - rec->start_ns) / 1000000 : 0;
+		secs_ns = end - rec->start_ns;
 		info->mbps = secs_ns ? (double)info->transferred * 8e3 / (double)secs_ns : 0;
 	}
-	info->downtime_ms = s->downtime_ms;
-	info->has_downtime = s->has_downtime;
+	info->downtime_ms = rec->downtime_ms;
+	info->has_downtime = rec->has_downtime;
+	info->has_expected_downtime = rec->role == MIG_ROLE_SOURCE && status_running(rec->status);
+	info->throttle_percent = rec->throttle;
+	info->epoch = rec->epoch;
+	info->restarts = rec->restarts;
+	memcpy(info->session_id, rec->session_id, sizeof(info->session_id));
+	snprintf(info->error_desc, sizeof(info->error_desc), "%s", rec->error_desc);
+	rec_unlock(s, locked);
+	pthread_mutex_unlock(&s->lock);
 	info->expected_downtime_ms = atomic_load(&s->ctr.expected_downtime_ms);
-	info->has_expected_downtime = s->role == MIG_ROLE_SOURCE && status_running(s->status);
 	info->remaining = atomic_load(&s->ctr.remaining);
 	info->total = s->env.ctl->hdr->ram_size;
 	info->normal_bytes = info->normal * SHM_PAGE_SIZE;
 	info->dirty_pages_rate = atomic_load(&s->ctr.dirty_rate);
 	info->page_size = SHM_PAGE_SIZE;
 	info->multifd_bytes = atomic_load(&s->ctr.multifd_bytes);
-	info->throttle_percent = atomic_load(&s->ctr.throttle);
-	info->epoch = s->epoch;
-	info->restarts = s->restarts;
-	info->resumes = atomic_load(&s->ctr.resumes);
-	memcpy(info->session_id, s->session_id, sizeof(info->session_id));
-	snprintf(info->error_desc, sizeof(info->error_desc), "%s", s->error_desc);
-	pthread_mutex_unlock(&s->lock);
 }
 
 void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps)
 {
-	pthread_mutex_lock(&s->lock);
-	*caps = s->caps;
-	pthread_mutex_unlock(&s->lock);
+	uint32_t c = MIG_SETTING(s, caps);
+
+	caps->multifd = c & MIG_RECORD_CAP_MULTIFD;
+	caps->events = c & MIG_RECORD_CAP_EVENTS;
+	caps->auto_converge = c & MIG_RECORD_CAP_AUTO_CONVERGE;
 }
 
 int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps)
 {
+	uint32_t c = (caps->multifd ? MIG_RECORD_CAP_MULTIFD : 0) |
+		     (caps->events ? MIG_RECORD_CAP_EVENTS : 0) |
+		     (caps->auto_converge ? MIG_RECORD_CAP_AUTO_CONVERGE : 0);
+	bool locked;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
+	locked = rec_lock(s);
 	/* As in QEMU: capabilities are fixed while a migration runs. */
-	if (status_running(s->status))
+	if (status_running(s->rec->status))
 		ret = -EBUSY;
 	else
-		s->caps = *caps;
+		__atomic_store_n(&s->rec->caps, c, __ATOMIC_RELAXED);
+	rec_unlock(s, locked);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
 void mig_session_get_params(struct mig_session *s, struct mig_params *params)
 {
-	pthread_mutex_lock(&s->lock);
-	*params = s->params;
-	pthread_mutex_unlock(&s->lock);
+	params->multifd_channels = MIG_SETTING(s, channels);
+	params->max_bandwidth = MIG_SETTING(s, max_bandwidth);
+	params->downtime_limit = MIG_SETTING(s, downtime_limit);
+	params->reconnect_timeout = MIG_SETTING(s, reconnect_timeout);
 }
 
 int mig_session_set_params(struct mig_session *s, const struct mig_params *params)
 {
+	struct mig_record *rec = s->rec;
 	char err[128];
+	bool locked;
 
 	if (mig_check_channels(params->multifd_channels, err, sizeof(err)) ||
 	    mig_check_downtime(params->downtime_limit, err, sizeof(err)))
 		return -EINVAL;
-	/* Bandwidth and downtime apply at once; channels from the next migration. */
+	/*
+	 * Bandwidth and downtime apply at once; channels from the next
+	 * migration.  A restarted migrator continues with the settings of the
+	 * moment.  Atomic stores: the jobs read them without the lock.
+	 */
 	pthread_mutex_lock(&s->lock);
-	/* Atomic stores: send threads read max_bandwidth without the lock. */
-	__atomic_store_n(&s->params.multifd_channels, params->multifd_channels, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->params.max_bandwidth, params->max_bandwidth, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->params.downtime_limit, params->downtime_limit, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->params.reconnect_timeout, params->reconnect_timeout, __ATOMIC_RELAXED);
-	/* A restarted migrator continues with the settings of the moment. */
-	record_update(s);
+	locked = rec_lock(s);
+	__atomic_store_n(&rec->channels, params->multifd_channels, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->max_bandwidth, params->max_bandwidth, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->downtime_limit, params->downtime_limit, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->reconnect_timeout, params->reconnect_timeout, __ATOMIC_RELAXED);
+	rec_unlock(s, locked);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
-}
-
-/* Caller holds s->lock and rec->lock: the session object takes the record's view. */
-static void session_load_record_locked(struct mig_session *s, const struct mig_record *rec)
-{
-	s->role = rec->role;
-	s->status = rec->status;
-	memcpy(s->session_id, rec->session_id, sizeof(s->session_id));
-	s->epoch = rec->epoch;
-	s->caps.multifd = rec->caps & MIG_RECORD_CAP_MULTIFD;
-	s->caps.events = rec->caps & MIG_RECORD_CAP_EVENTS;
-	s->caps.auto_converge = rec->caps & MIG_RECORD_CAP_AUTO_CONVERGE;
-	if (rec->channels >= 1 && rec->channels <= MIG_MAX_CHANNELS)
-		s->params.multifd_channels = rec->channels;
-	s->params.max_bandwidth = rec->max_bandwidth;
-	s->params.downtime_limit = rec->downtime_limit;
-	s->params.reconnect_timeout = rec->reconnect_timeout;
-	s->restarts = rec->restarts;
-	s->start_ns = rec->start_ns;
-	s->setup_ns = rec->setup_ns;
-	s->end_ns = rec->end_ns;
-	s->downtime_ms = rec->downtime_ms;
-	s->has_downtime = rec->status == MIG_STATUS_COMPLETED && rec->role == MIG_ROLE_SOURCE;
-#define COUNTER_FROM_RECORD(name) atomic_store(&s->ctr.name, rec->name);
-	MIG_COUNTERS(COUNTER_FROM_RECORD)
-#undef COUNTER_FROM_RECORD
-	atomic_store(&s->ctr.resumes, rec->resumes);
-	atomic_store(&s->ctr.throttle, rec->throttle);
-	snprintf(s->error_desc, sizeof(s->error_desc), "%s", rec->error_desc);
 }
 
 /* The record describes a session this process must carry on. */
@@ -568,15 +675,16 @@ static bool record_resumable(const struct mig_record *rec)
  * A migrator that keeps dying: the session ends here, cleanly, as the one
  * give-up table says (the launcher uses it too when it stops restarting us).
  */
-static void session_give_up(struct mig_session *s, enum mig_phase phase)
+static void session_give_up(struct mig_session *s, enum mig_phase phase, enum mig_role role,
+			    uint32_t restarts)
 {
 	const struct mig_vm_ops *ops = s->env.ops;
-	struct mig_give_up g = mig_record_give_up(phase, s->role);
+	struct mig_give_up g = mig_record_give_up(phase, role);
 	char reason[128];
 	int ret = 0;
 
 	snprintf(reason, sizeof(reason), "the migrator was restarted %u times: giving up",
-		 s->restarts - 1);
+		 restarts - 1);
 	if (g.status == MIG_STATUS_UNKNOWN) {
 		mig_session_unknown(s, reason);
 		return;
@@ -588,7 +696,7 @@ static void session_give_up(struct mig_session *s, enum mig_phase phase)
 	if (g.stop_logging &&
 	    (ops->dirty_log(s->env.ops_arg, false) || ops->throttle(s->env.ops_arg, 0)))
 		log_warn("vcpu-proc: could not stop dirty logging or throttling");
-	if (s->role == MIG_ROLE_DEST)
+	if (role == MIG_ROLE_DEST)
 		mig_record_set_receivedmap_live(s->rec, false);
 	mig_record_set_phase(s->rec, MIG_PHASE_NONE);
 	mig_session_finish(s, g.status == MIG_STATUS_COMPLETED ? 0 : -EIO, reason);
@@ -599,7 +707,10 @@ int mig_session_resume(struct mig_session *s)
 	struct mig_record *rec = s->rec;
 	char uri[sizeof(rec->uri)];
 	struct mig_job *job;
+	enum mig_status status;
 	enum mig_phase phase;
+	enum mig_role role;
+	uint32_t restarts;
 	unsigned int port;
 	bool resumable;
 	int ret;
@@ -611,10 +722,17 @@ int mig_session_resume(struct mig_session *s)
 		return ret;
 	}
 	resumable = record_resumable(rec);
-	if (rec->role != MIG_ROLE_NONE) /* query-migrate shows the last migration */
-		session_load_record_locked(s, rec);
+	/* query-migrate shows the last migration, with its counters. */
+	if (rec->role != MIG_ROLE_NONE)
+		rec_load_counters(s);
+	/* A channel count a migrator never stores is not used (the jobs trust the record). */
+	if (rec->channels < MIG_MIN_CHANNELS || rec->channels > MIG_MAX_CHANNELS)
+		__atomic_store_n(&rec->channels, (uint32_t)MIG_DEFAULT_CHANNELS, __ATOMIC_RELAXED);
 	if (resumable)
-		rec->restarts = ++s->restarts;
+		rec->restarts++;
+	restarts = rec->restarts;
+	role = rec->role;
+	status = rec->status;
 	snprintf(uri, sizeof(uri), "%s", rec->uri);
 	phase = rec->phase;
 	mig_record_unlock(rec);
@@ -622,9 +740,9 @@ int mig_session_resume(struct mig_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if (s->restarts > MIG_MAX_RESTARTS) {
+	if (restarts > MIG_MAX_RESTARTS) {
 		pthread_mutex_unlock(&s->lock);
-		session_give_up(s, phase);
+		session_give_up(s, phase, role, restarts);
 		return 1; /* taken over, and ended: no fresh --incoming either */
 	}
 	s->resuming = true;
@@ -632,10 +750,10 @@ int mig_session_resume(struct mig_session *s)
 	s->cancel_requested = false;
 	log_info("taking over the %s migration of this VM (restart %u, status %s), %llu ms "
 		 "after the process started",
-		 s->role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", s->restarts,
-		 mig_status_name(s->status),
+		 role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", restarts,
+		 mig_status_name(status),
 		 (unsigned long long)(mig_now_ns() - s->resume_start_ns) / 1000000);
-	if (s->role == MIG_ROLE_SOURCE) {
+	if (role == MIG_ROLE_SOURCE) {
 		ret = mig_src_alloc(&job, s, uri);
 	} else {
 		ret = mig_dst_alloc(&job, s, uri, &port);
@@ -657,11 +775,11 @@ int mig_session_resolve(struct mig_session *s, bool run_on_source)
 	const struct mig_vm_ops *ops = s->env.ops;
 	enum mig_status st;
 	enum mig_role role;
+	bool locked;
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	st = s->status;
-	role = s->role;
+	st = session_status(s, &role);
 	pthread_mutex_unlock(&s->lock);
 	if (st != MIG_STATUS_UNKNOWN || role != MIG_ROLE_SOURCE)
 		return -EINVAL;
@@ -681,15 +799,16 @@ int mig_session_resolve(struct mig_session *s, bool run_on_source)
 	}
 	mig_record_set_phase(s->rec, MIG_PHASE_NONE);
 	pthread_mutex_lock(&s->lock);
+	locked = rec_lock(s);
 	if (run_on_source)
-		snprintf(s->error_desc, sizeof(s->error_desc),
-			 "resolved by the operator: the guest runs on the source");
+		rec_set_error(s, "resolved by the operator: the guest runs on the source");
 	else
-		s->error_desc[0] = '\0';
+		s->rec->error_desc[0] = '\0';
+	rec_unlock(s, locked);
 	log_info("switchover resolved by the operator: the guest runs on the %s",
 		 run_on_source ? "source" : "destination");
 	set_status_locked(s, run_on_source ? MIG_STATUS_FAILED : MIG_STATUS_COMPLETED);
-	record_update(s);
+	mig_session_record_sync(s);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

@@ -53,7 +53,7 @@ static const struct mig_job_ops src_job_ops = {
 int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 {
 	struct mig_src *src;
-	unsigned int n = s->caps.multifd ? s->params.multifd_channels : 1;
+	unsigned int n = MIG_SETTING(s, caps) & MIG_RECORD_CAP_MULTIFD ? MIG_SETTING(s, channels) : 1;
 
 	if (strlen(uri) >= sizeof(src->uri) || strncmp(uri, "tcp:", 4))
 		return -EINVAL;
@@ -471,6 +471,7 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__Hello hello = CLEAVE__WIRE__HELLO__INIT;
 	Cleave__Wire__Region regs[SHM_MAX_REGIONS], *rp[SHM_MAX_REGIONS];
+	uint8_t sid[16];
 	char err[256];
 	int fd, ret;
 
@@ -490,15 +491,11 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 		regs[r].size = h->regions[r].size;
 		rp[r] = &regs[r];
 	}
-	pthread_mutex_lock(&s->lock);
-	s->epoch++;
-	pthread_mutex_unlock(&s->lock);
-	mig_session_record_sync(s);
+	mig_session_id(s, sid, &hello.epoch, true);
 	hello.magic = WIRE_MAGIC;
 	hello.version = WIRE_VERSION;
-	hello.session_id.data = s->session_id;
-	hello.session_id.len = sizeof(s->session_id);
-	hello.epoch = s->epoch;
+	hello.session_id.data = sid;
+	hello.session_id.len = sizeof(sid);
 	hello.n_regions = h->nr_regions;
 	hello.regions = rp;
 	hello.channels = src->nr_chans;
@@ -516,15 +513,17 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 static int src_open_channels(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
+	uint8_t sid[16];
 	char err[256];
 	int fd, ret;
 
+	mig_session_id(s, sid, NULL, false);
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		struct mig_chan_hello ch = {
 			.magic = MIG_CHAN_MAGIC, .version = WIRE_VERSION, .index = i};
 		char what[32];
 
-		ret = mig_chan_token(src->job.main_fd, s->session_id, ch.session_id);
+		ret = mig_chan_token(src->job.main_fd, sid, ch.session_id);
 		if (ret) {
 			mig_job_abort(&src->job, ret, "channel token: %s", strerror(-ret));
 			return ret;
@@ -562,8 +561,11 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 	unsigned int extra = 0;
 	int ret;
 
-	if (round == 1 && s->setup_ns)
-		t_last = s->setup_ns;
+	if (round == 1 && !mig_record_lock(s->rec)) {
+		if (s->rec->setup_ns)
+			t_last = s->rec->setup_ns;
+		mig_record_unlock(s->rec);
+	}
 	for (;; round++) {
 		uint64_t now, dt, sent, dirty, limit, expected, expected_us, n;
 
@@ -600,7 +602,7 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 		atomic_store(&s->ctr.expected_downtime_ms, expected);
 		atomic_fetch_add(&s->ctr.rounds, 1);
 		mig_session_pass_event(s, round);
-		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
+		limit = MIG_SETTING(s, downtime_limit);
 		log_debug("round %lu: %lu dirty pages, %lu MB/s, expected downtime %lu ms",
 			  (unsigned long)round, (unsigned long)dirty, (unsigned long)(bw >> 20),
 			  (unsigned long)expected);
@@ -616,7 +618,7 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 			break;
 		prev_dirty = dirty;
 		/* Auto-converge: the guest dirtied more than we could send in the same time. */
-		if (s->caps.auto_converge && dirty * SHM_PAGE_SIZE > sent) {
+		if (MIG_SETTING(s, caps) & MIG_RECORD_CAP_AUTO_CONVERGE && dirty * SHM_PAGE_SIZE > sent) {
 			src->throttle = src->throttle ? src->throttle + 10 : 20;
 			if (src->throttle > 99)
 				src->throttle = 99;
@@ -624,7 +626,6 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 				       "THROTTLE");
 			if (ret)
 				return ret;
-			atomic_store(&s->ctr.throttle, src->throttle);
 			if (!mig_record_lock(s->rec)) {
 				s->rec->throttle = src->throttle;
 				mig_record_unlock(s->rec);
@@ -638,6 +639,18 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 	}
 	*roundp = round;
 	return 0;
+}
+
+/* When the migration started (the record's clock), for the debug figures. */
+static uint64_t src_start_ns(struct mig_src *src)
+{
+	uint64_t t = 0;
+
+	if (!mig_record_lock(src->s->rec)) {
+		t = src->s->rec->start_ns;
+		mig_record_unlock(src->s->rec);
+	}
+	return t;
 }
 
 static void src_hook_delay(struct mig_src *src)
@@ -664,12 +677,10 @@ static int src_completed(struct mig_src *src)
 
 	if (!mig_record_lock(s->rec)) {
 		pause_ns = s->rec->pause_ns;
+		s->rec->downtime_ms = pause_ns ? (mig_now_ns() - pause_ns) / 1000000 : 0;
+		s->rec->has_downtime = 1;
 		mig_record_unlock(s->rec);
 	}
-	pthread_mutex_lock(&s->lock);
-	s->downtime_ms = pause_ns ? (mig_now_ns() - pause_ns) / 1000000 : 0;
-	s->has_downtime = true;
-	pthread_mutex_unlock(&s->lock);
 	atomic_store(&s->ctr.remaining, 0);
 	ret = s->env.ops->pause(s->env.ops_arg, MIG_PAUSE_POSTMIGRATE);
 	if (ret)
@@ -925,7 +936,7 @@ static int src_epoch(struct mig_src *src)
 	if (step == SRC_STEP_FIRST_PASS) {
 		mig_session_set_status(s, MIG_STATUS_ACTIVE);
 		log_debug("setup done after %lu us",
-			  (unsigned long)(mig_now_ns() - s->start_ns) / 1000);
+			  (unsigned long)(mig_now_ns() - src_start_ns(src)) / 1000);
 		src->has_acked = false;
 		ret = src_first_pass(src);
 		if (ret)
@@ -998,7 +1009,7 @@ static void src_load(struct mig_src *src)
 static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 {
 	struct mig_job *job = &src->job;
-	uint64_t timeout = __atomic_load_n(&src->s->params.reconnect_timeout, __ATOMIC_RELAXED);
+	uint64_t timeout = MIG_SETTING(src->s, reconnect_timeout);
 	bool retry;
 
 	mig_job_abort(job, ret, "%s", strerror(-ret)); /* no-op when already aborted */
@@ -1027,7 +1038,7 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 static int src_run(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
-	uint64_t bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
+	uint64_t bw = MIG_SETTING(s, max_bandwidth);
 	unsigned int delay_ms = MIG_RECONNECT_MIN_MS;
 	bool lost_now;
 	int ret;
@@ -1069,8 +1080,7 @@ static int src_run(struct mig_src *src)
 				&src->job, -ETIMEDOUT,
 				"lost the destination (%.180s) and no reconnect within %llu ms",
 				src->job.lost_reason,
-				(unsigned long long)__atomic_load_n(&s->params.reconnect_timeout,
-								    __ATOMIC_RELAXED));
+				(unsigned long long)MIG_SETTING(s, reconnect_timeout));
 			return ret;
 		}
 		if (ret)
@@ -1111,7 +1121,10 @@ static void *src_worker(void *arg)
 		log_warn("vcpu-proc DIRTY_LOG off failed");
 	if (src->throttle && ops->throttle(s->env.ops_arg, 0))
 		log_warn("vcpu-proc THROTTLE 0 failed");
-	atomic_store(&s->ctr.throttle, 0);
+	if (!mig_record_lock(s->rec)) {
+		s->rec->throttle = 0;
+		mig_record_unlock(s->rec);
+	}
 	mig_session_finish(s, ret, ret ? reason : NULL);
 	return NULL;
 }
