@@ -63,6 +63,11 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nr_clients--;
+	s->in_held -= c->in_counted;
+	if (c->operator_slot) {
+		s->operator_taken = false;
+		s->refuse_warned = false;
+	}
 	mon_framer_fini(&c->in);
 	free(c->quit_id);
 	free(c->out);
@@ -194,8 +199,10 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		s->quit_pending = true;
 		return 0;
 	}
-	if (!res.err_class && (req->cmd->flags & MON_CMD_CAPABILITIES))
+	if (!res.err_class && (req->cmd->flags & MON_CMD_CAPABILITIES)) {
 		c->negotiated = true;
+		c->handshake_deadline_ms = 0;
+	}
 	ret = mon_client_reply(s, c, req->id_text, &res);
 	mon_result_fini(&res);
 	return ret;
@@ -221,6 +228,128 @@ static int mon_client_handle(struct mon_server *s, struct mon_client *c, const s
 	ret = mon_client_exec(s, c, &req);
 	mon_request_fini(&req);
 	return ret;
+}
+
+static void mon_deadline_note(struct mon_server *s, int64_t deadline_ms)
+{
+	if (!s->next_deadline_ms || deadline_ms < s->next_deadline_ms)
+		s->next_deadline_ms = deadline_ms;
+}
+
+/*
+ * What an input buffer of @cap bytes counts against the input limit:
+ * nothing up to MON_IN_FREE (a command fits, so a full limit never keeps
+ * a client from negotiating or sending one), in full beyond.
+ */
+static size_t mon_in_counted(size_t cap)
+{
+	return cap > MON_IN_FREE ? cap : 0;
+}
+
+/* Keeps s->in_held equal to the sum of what the clients' input buffers count. */
+static void mon_client_in_account(struct mon_server *s, struct mon_client *c)
+{
+	size_t counted = mon_in_counted(c->in.cap);
+
+	s->in_held = s->in_held - c->in_counted + counted;
+	c->in_counted = counted;
+	if (s->in_held <= s->in_limit / 2)
+		s->in_warned = false;
+}
+
+/*
+ * After input was run: an empty framer gives its buffer back; bytes left
+ * while the client is not busy are an unfinished message, which starts the
+ * partial-message clock (a busy client's pending input is its pipeline).
+ */
+static void mon_client_input_update(struct mon_server *s, struct mon_client *c)
+{
+	mon_framer_trim(&c->in);
+	mon_client_in_account(s, c);
+	if (!mon_framer_pending(&c->in)) {
+		c->partial_deadline_ms = 0;
+	} else if (!c->busy && !c->partial_deadline_ms && s->partial_ms > 0) {
+		c->partial_deadline_ms = mon_now_ms() + s->partial_ms;
+		mon_deadline_note(s, c->partial_deadline_ms);
+	}
+}
+
+/*
+ * Ends @c's session on a limit: one QMP error line (best effort: the
+ * socket may be full), then close.  Input still queued is read and dropped
+ * first, so that over TCP the close is a FIN and the line is not lost to a
+ * reset.
+ */
+static void mon_client_fail(struct mon_server *s, struct mon_client *c, const char *desc)
+{
+	struct mon_result res = {0};
+	char buf[4096];
+	int i;
+
+	log_debug("client %llu: %s", (unsigned long long)c->id, desc);
+	mon_result_error(&res, NULL, "%s", desc);
+	mon_client_reply(s, c, NULL, &res);
+	mon_result_fini(&res);
+	shutdown(c->fd, SHUT_WR);
+	for (i = 0; i < 64 && recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+		;
+	mon_client_close(s, c, desc);
+}
+
+void mon_client_refuse(int fd, const char *desc)
+{
+	struct mon_result res = {0};
+	size_t len;
+	char *line;
+
+	mon_result_error(&res, NULL, "%s", desc);
+	line = mon_reply_format_text(NULL, &res, &len);
+	mon_result_fini(&res);
+	/* A fresh socket's buffer takes one line; if not, the client left. */
+	if (line && send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("refusing a client: send: %s", strerror(errno));
+	free(line);
+	shutdown(fd, SHUT_WR);
+	close(fd);
+}
+
+void mon_client_deadlines(struct mon_server *s, int64_t now_ms)
+{
+	struct mon_client *c, *next;
+	char desc[160];
+	int64_t first = 0;
+
+	for (c = s->clients; c; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		if (c->handshake_deadline_ms && now_ms >= c->handshake_deadline_ms) {
+			snprintf(desc, sizeof(desc),
+				 "QMP handshake timeout: no qmp_capabilities within %d ms "
+				 "(qmp-handshake-timeout)",
+				 s->handshake_ms);
+			mon_client_fail(s, c, desc);
+			continue;
+		}
+		if (c->partial_deadline_ms && !c->busy && now_ms >= c->partial_deadline_ms) {
+			snprintf(desc, sizeof(desc),
+				 "QMP message unfinished for %d ms (qmp-partial-timeout)",
+				 s->partial_ms);
+			mon_client_fail(s, c, desc);
+			continue;
+		}
+		if (c->handshake_deadline_ms && (!first || c->handshake_deadline_ms < first))
+			first = c->handshake_deadline_ms;
+		if (c->partial_deadline_ms && (!first || c->partial_deadline_ms < first))
+			first = c->partial_deadline_ms;
+	}
+	/*
+	 * Deadlines a few ms apart are swept together: a thousand clients
+	 * accepted in one burst cost a few sweeps, not a thousand.
+	 */
+	if (first && first < now_ms + MON_SWEEP_SLACK_MS)
+		first = now_ms + MON_SWEEP_SLACK_MS;
+	s->next_deadline_ms = first;
 }
 
 static void mon_ready_add(struct mon_server *s, struct mon_client *c)
@@ -260,6 +389,8 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 			}
 			break;
 		}
+		/* A message came out whole: what follows is a new one. */
+		c->partial_deadline_ms = 0;
 		ret = mon_client_handle(s, c, &f);
 		if (ret) {
 			mon_client_close(s, c, strerror(-ret));
@@ -268,6 +399,7 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 	}
 	if (mon_client_close_if_done(s, c))
 		return;
+	mon_client_input_update(s, c);
 	mon_client_watch(s, c);
 }
 
@@ -285,9 +417,28 @@ static void mon_client_readable(struct mon_server *s, struct mon_client *c)
 	}
 	if (n == 0) {
 		c->eof = true;
-	} else if (mon_framer_push(&c->in, buf, (size_t)n)) {
-		mon_client_close(s, c, "out of memory");
-		return;
+	} else {
+		size_t need = mon_in_counted(mon_framer_cap_after(&c->in, (size_t)n));
+
+		if (s->in_held - c->in_counted + need > s->in_limit) {
+			char desc[160];
+
+			snprintf(desc, sizeof(desc),
+				 "QMP input limit reached: %zu bytes held for all clients' "
+				 "unfinished messages (qmp-input-limit)",
+				 s->in_limit);
+			/* Once per episode: a flood must not flood the log too. */
+			if (!s->in_warned)
+				log_warn("%s: closing the clients that need more", desc);
+			s->in_warned = true;
+			mon_client_fail(s, c, desc);
+			return;
+		}
+		if (mon_framer_push(&c->in, buf, (size_t)n)) {
+			mon_client_close(s, c, "out of memory");
+			return;
+		}
+		mon_client_in_account(s, c);
 	}
 	mon_client_run(s, c);
 }
@@ -343,9 +494,27 @@ static int mon_by_fd_reserve(struct mon_server *s, int fd)
 void mon_client_accepted(struct mon_server *s, int fd)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = MON_EP(MON_EP_CLIENT, fd)};
+	size_t others = s->nr_clients - (s->operator_taken ? 1 : 0);
+	bool spare = false;
 	struct mon_client *c;
 	int one = 1, ret;
 
+	if (others >= s->max_clients) {
+		if (s->operator_taken) {
+			char desc[160];
+
+			snprintf(desc, sizeof(desc),
+				 "too many QMP clients: all %zu (qmp-max-clients) and the "
+				 "operator's slot are taken",
+				 s->max_clients);
+			if (!s->refuse_warned)
+				log_warn("%s; refusing clients", desc);
+			s->refuse_warned = true;
+			mon_client_refuse(fd, desc);
+			return;
+		}
+		spare = true;
+	}
 	/* Fails with EOPNOTSUPP on unix sockets, which is fine. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = calloc(1, sizeof(*c));
@@ -358,6 +527,16 @@ void mon_client_accepted(struct mon_server *s, int fd)
 	c->id = ++s->next_id;
 	c->fd = fd;
 	c->ep_events = EPOLLIN;
+	if (spare) {
+		c->operator_slot = true;
+		s->operator_taken = true;
+		log_warn("client %llu takes the operator's slot: %zu clients (qmp-max-clients)",
+			 (unsigned long long)c->id, s->max_clients);
+	}
+	if (s->handshake_ms > 0) {
+		c->handshake_deadline_ms = mon_now_ms() + s->handshake_ms;
+		mon_deadline_note(s, c->handshake_deadline_ms);
+	}
 	mon_framer_init(&c->in);
 	s->by_fd[fd] = c;
 	c->next = s->clients;

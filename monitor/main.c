@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "monitor/qmp-limits.h"
 #include "monitor/server.h"
 #include "sandbox/sandbox.h"
 
@@ -29,7 +30,53 @@ static void usage(void)
 			"                      --vcpu-rpc URL --vcpu-events URL\n"
 			"                      --migrator-rpc URL --migrator-events URL\n"
 			"                      [--name NAME] [--rpc-timeout MS] [--out-limit "
-			"BYTES] [-v]\n");
+			"BYTES] [-v]\n"
+			"                      [--max-clients N] [--input-limit BYTES]\n"
+			"                      [--handshake-timeout MS] [--partial-timeout MS]\n");
+}
+
+/* A decimal number in [min, max], or an error naming the option. */
+static int mon_opt_number(const char *opt, const char *v, unsigned long long min,
+			  unsigned long long max, unsigned long long *out)
+{
+	unsigned long long n;
+	char *end;
+
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || errno || n < min || n > max) {
+		log_err("--%s '%s': must be a number %llu..%llu", opt, v, min, max);
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+/* The limits of docs/QMP.md "Limits"; 0 turns a deadline off. */
+static int mon_opt_limit(struct mon_config *cfg, int c, const char *v)
+{
+	unsigned long long n;
+
+	switch (c) {
+	case 'M':
+		if (mon_opt_number("max-clients", v, 1, MON_MAX_CLIENTS_MAX, &n))
+			return -EINVAL;
+		cfg->max_clients = (size_t)n;
+		return 0;
+	case 'I':
+		if (mon_opt_number("input-limit", v, MON_IN_TOTAL_MIN, MON_IN_TOTAL_MAX, &n))
+			return -EINVAL;
+		cfg->in_limit = (size_t)n;
+		return 0;
+	case 'H':
+	case 'P':
+		if (mon_opt_number(c == 'H' ? "handshake-timeout" : "partial-timeout", v, 0,
+				   MON_DEADLINE_MS_MAX, &n))
+			return -EINVAL;
+		*(c == 'H' ? &cfg->handshake_ms : &cfg->partial_ms) = n ? (int)n : -1;
+		return 0;
+	}
+	return -EINVAL;
 }
 
 /* An inherited listening socket: checked, made non-blocking and close-on-exec. */
@@ -92,6 +139,10 @@ int main(int argc, char **argv)
 		{"name", required_argument, NULL, 'n'},
 		{"rpc-timeout", required_argument, NULL, 't'},
 		{"out-limit", required_argument, NULL, 'o'},
+		{"max-clients", required_argument, NULL, 'M'},
+		{"input-limit", required_argument, NULL, 'I'},
+		{"handshake-timeout", required_argument, NULL, 'H'},
+		{"partial-timeout", required_argument, NULL, 'P'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -139,6 +190,13 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			cfg.out_limit = strtoull(optarg, NULL, 0);
+			break;
+		case 'M':
+		case 'I':
+		case 'H':
+		case 'P':
+			if (mon_opt_limit(&cfg, c, optarg))
+				goto err_usage;
 			break;
 		case 'v':
 			log_set_verbose(true);

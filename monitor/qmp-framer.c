@@ -40,17 +40,43 @@ static void mon_framer_compact(struct mon_framer *f)
 	f->start = 0;
 }
 
+/* Growth policy shared by push and cap_after: doubling from 4 KiB. */
+static size_t mon_framer_grow(size_t cap, size_t need)
+{
+	if (need <= cap)
+		return cap;
+	cap = cap ? cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	return cap;
+}
+
+size_t mon_framer_cap_after(const struct mon_framer *f, size_t len)
+{
+	/* push compacts first: only the pending bytes stay. */
+	return len ? mon_framer_grow(f->cap, mon_framer_pending(f) + len) : f->cap;
+}
+
+void mon_framer_trim(struct mon_framer *f)
+{
+	if (!f->buf || f->len != f->start)
+		return;
+	free(f->buf);
+	f->buf = NULL;
+	f->cap = 0;
+	/* pos == start == len here: the scan goes on from offset 0 of the next push. */
+	f->len = f->start = f->pos = 0;
+}
+
 int mon_framer_push(struct mon_framer *f, const void *data, size_t len)
 {
 	if (!len)
 		return 0; /* nothing to copy, and a fresh framer has no buffer yet */
 	mon_framer_compact(f);
 	if (f->len + len > f->cap) {
-		size_t cap = f->cap ? f->cap : 4096;
+		size_t cap = mon_framer_grow(f->cap, f->len + len);
 		char *buf;
 
-		while (cap < f->len + len)
-			cap *= 2;
 		buf = realloc(f->buf, cap);
 		if (!buf)
 			return -ENOMEM;

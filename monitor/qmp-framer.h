@@ -60,4 +60,13 @@ void mon_framer_next(struct mon_framer *f, struct mon_frame *out);
 /* Bytes buffered but not yet handed out (for back-pressure). */
 size_t mon_framer_pending(const struct mon_framer *f);
 
+/*
+ * The buffer size (cap) the framer will have after pushing @len more
+ * bytes, so a caller can refuse input before it is allocated.
+ */
+size_t mon_framer_cap_after(const struct mon_framer *f, size_t len);
+
+/* Frees the buffer when nothing is pending; the scan state is kept. */
+void mon_framer_trim(struct mon_framer *f);
+
 #endif

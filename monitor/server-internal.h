@@ -25,6 +25,8 @@
 #define MON_IN_HIGH	    (2u << 20) /* input buffered while busy before we stop reading */
 #define MON_ACCEPT_PAUSE_MS 100	       /* after EMFILE: retry accepting this much later */
 #define MON_EPOLL_BATCH	    256
+#define MON_SWEEP_SLACK_MS  20	 /* deadlines this close are swept together */
+#define MON_IN_FREE	    8192 /* input buffer per client not counted in in_limit */
 /*
  * A reply held for its STOP / RESUME event waits this long at most: an
  * event can be lost (pub/sub joins asynchronously after a monitor start).
@@ -56,8 +58,13 @@ struct mon_client {
 	bool eof;	    /* the peer will send nothing more */
 	/* quit was answered or the server quits: no more input, closed once flushed */
 	bool closing;
-	bool quit_asked; /* this client sent quit: its reply follows the SHUTDOWN event */
-	char *quit_id;	 /* id (JSON text) of that quit, owned; NULL if none */
+	bool quit_asked;    /* this client sent quit: its reply follows the SHUTDOWN event */
+	char *quit_id;	    /* id (JSON text) of that quit, owned; NULL if none */
+	bool operator_slot; /* accepted beyond max_clients, into the one spare slot */
+	size_t in_counted;  /* what in.cap counts (mon_in_counted), as added to in_held */
+	/* Deadlines (CLOCK_MONOTONIC ms; 0: none), see docs/QMP.md "Limits". */
+	int64_t handshake_deadline_ms; /* until negotiated */
+	int64_t partial_deadline_ms;   /* while an unfinished message waits */
 };
 
 /* A client that has more complete input than its batch allowed. */
@@ -92,6 +99,16 @@ struct mon_server {
 	bool quit_sent;	   /* SHUTDOWN for quit went out: drop vcpu-proc's copy */
 	char *greeting;
 	size_t greeting_len;
+	/* Limits (monitor/qmp-limits.h, docs/QMP.md "Limits"). */
+	size_t max_clients;	  /* clients at once, the operator's slot not counted */
+	bool operator_taken;	  /* the spare slot beyond max_clients is in use */
+	bool refuse_warned;	  /* a refusal was logged; cleared when the slot frees */
+	size_t in_limit;	  /* input buffer bytes for all clients together */
+	size_t in_held;		  /* sum of every client's in_counted */
+	bool in_warned;		  /* the input limit was logged; cleared at half of it */
+	int handshake_ms;	  /* 0: no handshake deadline */
+	int partial_ms;		  /* 0: no deadline for unfinished messages */
+	int64_t next_deadline_ms; /* earliest client deadline, or 0: sweep then */
 };
 
 /* ---- client.c: one client's session ---- */
@@ -114,5 +131,11 @@ void mon_client_shut(struct mon_server *s, struct mon_client *c);
 void mon_client_run(struct mon_server *s, struct mon_client *c);
 /* epoll readiness of a client socket; may close it. */
 void mon_client_event(struct mon_server *s, int fd, uint32_t events);
+/* Closes the clients whose deadline passed; sets s->next_deadline_ms. */
+void mon_client_deadlines(struct mon_server *s, int64_t now_ms);
+/* Refuses an accepted socket: one QMP error line, then close. */
+void mon_client_refuse(int fd, const char *desc);
+
+int64_t mon_now_ms(void);
 
 #endif

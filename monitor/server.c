@@ -14,10 +14,11 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "monitor/qmp-limits.h"
 #include "monitor/server-internal.h"
 #include "proto/rpc.h"
 
-static int64_t mon_now_ms(void)
+int64_t mon_now_ms(void)
 {
 	struct timespec ts;
 
@@ -271,6 +272,13 @@ int mon_server_run(struct mon_server *s)
 			if (timeout < 0 || left < timeout)
 				timeout = (int)left;
 		}
+		if (s->next_deadline_ms) {
+			int64_t left = s->next_deadline_ms - mon_now_ms();
+
+			left = left < 0 ? 0 : left;
+			if (timeout < 0 || left < timeout)
+				timeout = (int)left;
+		}
 		n = epoll_wait(s->epfd, evs, MON_EPOLL_BATCH, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -306,6 +314,8 @@ int mon_server_run(struct mon_server *s)
 			mon_quit(s);
 		if (s->accept_paused && mon_now_ms() >= s->accept_resume_ms)
 			mon_listen_pause(s, false);
+		if (s->next_deadline_ms && mon_now_ms() >= s->next_deadline_ms)
+			mon_client_deadlines(s, mon_now_ms());
 	}
 }
 
@@ -347,6 +357,14 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 		return -ENOMEM;
 	s->stop_fd = cfg->stop_fd;
 	s->out_limit = cfg->out_limit ? cfg->out_limit : MON_OUT_LIMIT_DEFAULT;
+	s->max_clients = cfg->max_clients ? cfg->max_clients : MON_MAX_CLIENTS_DEFAULT;
+	s->in_limit = cfg->in_limit ? cfg->in_limit : MON_IN_TOTAL_DEFAULT;
+	s->handshake_ms = !cfg->handshake_ms	  ? MON_HANDSHAKE_MS_DEFAULT
+			  : cfg->handshake_ms < 0 ? 0
+						  : cfg->handshake_ms;
+	s->partial_ms = !cfg->partial_ms      ? MON_PARTIAL_MS_DEFAULT
+			: cfg->partial_ms < 0 ? 0
+					      : cfg->partial_ms;
 	s->ctx.name = cfg->name;
 	s->ctx.timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : RPC_DEFAULT_TIMEOUT;
 	s->ctx.cancel_retry_ms = MON_CANCEL_RETRY_MS;

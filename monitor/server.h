@@ -24,6 +24,11 @@ struct mon_config {
 	int rpc_timeout_ms; /* deadline of each backend call */
 	size_t out_limit;   /* per-client output limit in bytes */
 	int stop_fd;	    /* readable (signalfd) when the server should stop; -1: none */
+	/* docs/QMP.md "Limits"; defaults in monitor/qmp-limits.h. */
+	size_t max_clients; /* 0: MON_MAX_CLIENTS_DEFAULT; one more slot is the operator's */
+	size_t in_limit;    /* input bytes held for all clients; 0: MON_IN_TOTAL_DEFAULT */
+	int handshake_ms;   /* 0: MON_HANDSHAKE_MS_DEFAULT; < 0: no deadline */
+	int partial_ms;	    /* 0: MON_PARTIAL_MS_DEFAULT; < 0: no deadline */
 };
 
 struct mon_server;
