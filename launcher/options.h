@@ -22,8 +22,8 @@ struct host_kvm; /* launcher/host-check.h */
 #define RUN_VCPUS_FALLBACK 256	/* cap when /dev/kvm cannot be asked */
 #define RUN_APPEND_MAX	   2048 /* whole guest command line, "cpus=N" included */
 #define RUN_SUN_PATH_MAX   (sizeof(((struct sockaddr_un *)0)->sun_path))
-/* Longest socket name the launcher puts in the state dir ("migrator.events"). */
-#define RUN_STATE_SOCK_NAME "migrator.events"
+/* Longest socket path the launcher puts below the state dir (launcher/statedir.c). */
+#define RUN_STATE_SOCK_NAME "vcpu-mon/events"
 
 enum run_serial {
 	RUN_SERIAL_STDIO, /* the guest's COM1 goes to cleave's stdout */

@@ -12,12 +12,28 @@
 #include <stddef.h>
 
 #include "launcher/options.h"
+#include "sandbox/sandbox.h"
 
 /* statedir.c ------------------------------------------------------------ */
+
+/*
+ * The children's ipc:// sockets, one directory per pair of processes that
+ * talk: the serving side binds it writable into its jail (it creates the
+ * sockets there), the calling side read-only (connect() needs no write
+ * access to the mount), no other child at all (docs/SECURITY.md, "Who can
+ * reach which socket").
+ */
+enum run_pair {
+	RUN_PAIR_VCPU_MIGRATOR,	    /* "vcpu-mig/rpc": cleave-vcpu serves the migrator */
+	RUN_PAIR_VCPU_MONITOR,	    /* "vcpu-mon/rpc", "vcpu-mon/events" */
+	RUN_PAIR_MIGRATOR_MONITOR,  /* "mig-mon/rpc", "mig-mon/events" */
+	RUN_NR_PAIRS,
+};
 
 /* The state dir, exclusively locked for the launcher's lifetime. */
 struct run_state_dir {
 	char path[RUN_SUN_PATH_MAX];
+	char pairs[RUN_NR_PAIRS][RUN_SUN_PATH_MAX]; /* each pair's directory, full path */
 	bool created; /* we made the leaf directory: remove it at the end */
 	int lock_fd;  /* flock()ed "<dir>/lock", -1 when not held */
 };
@@ -25,17 +41,29 @@ struct run_state_dir {
 /*
  * Creates @path (and missing parents) mode 0700, or checks that an existing
  * one is a directory owned by us and makes it 0700, then locks it so a
- * second VM with the same state dir fails with -EBUSY.  Every component
+ * second VM with the same state dir fails with -EBUSY, and makes the pairs'
+ * directories in it (0700, ours, no symbolic link).  Every component
  * on the way is opened without following symbolic links and checked by fd:
  * owned by root or us, writable by no one else unless sticky (/tmp).  A
  * refusal is logged with the component and why: -ELOOP (a symbolic link),
  * -ENOTDIR (a file on the way), -EPERM (owner, mode, or not a directory).
  */
 int run_state_dir_create(struct run_state_dir *d, const char *path);
-/* Unlinks the sockets cleave's processes create in it, the lock, the dir. */
+/* Unlinks the sockets cleave's processes create in it, the pairs' dirs, the lock, the dir. */
 void run_state_dir_remove(struct run_state_dir *d);
-/* "<dir>/<name>" into @buf; the options parser guaranteed it fits. */
-void run_state_dir_path(const struct run_state_dir *d, const char *name, char *buf, size_t len);
+/*
+ * Binds into @j (the jail of a @proc child) the directory of each pair
+ * @proc is in, and no other: writable where it serves, read-only where it
+ * calls.  So cleave-vcpu cannot reach the migrator (no MIGRATE), the
+ * migrator cannot replace cleave-vcpu's sockets, and the rest of the state
+ * dir (the lock) is not there at all.
+ */
+struct sandbox_jail;
+int run_state_dir_jail_bind(const struct run_state_dir *d, struct sandbox_jail *j,
+			    enum sandbox_proc proc);
+/* "ipc://<dir>/<pair>/<name>" into @buf; the options parser guaranteed it fits. */
+void run_state_dir_url(const struct run_state_dir *d, enum run_pair pair, const char *name,
+		       char *buf, size_t len);
 
 /* qmp-listen.c ---------------------------------------------------------- */
 

@@ -54,7 +54,9 @@ struct run_vm {
 	int guest_fd;
 	int serial_fd; /* a file we opened, -1 for stdio */
 	int qmp_fds[RUN_QMP_MAX];
-	char vcpu_rpc[RUN_SUN_PATH_MAX + 32]; /* ipc:// URLs in the state dir */
+	/* ipc:// URLs in the pairs' directories of the state dir (run-internal.h) */
+	char vcpu_rpc_mig[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the migrator */
+	char vcpu_rpc_mon[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the monitor */
 	char vcpu_events[RUN_SUN_PATH_MAX + 32];
 	char mig_rpc[RUN_SUN_PATH_MAX + 32];
 	char mig_events[RUN_SUN_PATH_MAX + 32];
@@ -158,11 +160,16 @@ static int run_vm_resources_create(struct run_vm *vm)
 	ret = run_state_dir_create(&vm->state, vm->opt.state_dir);
 	if (ret)
 		return ret;
-	snprintf(vm->vcpu_rpc, sizeof(vm->vcpu_rpc), "ipc://%s/vcpu.rpc", vm->state.path);
-	snprintf(vm->vcpu_events, sizeof(vm->vcpu_events), "ipc://%s/vcpu.events", vm->state.path);
-	snprintf(vm->mig_rpc, sizeof(vm->mig_rpc), "ipc://%s/migrator.rpc", vm->state.path);
-	snprintf(vm->mig_events, sizeof(vm->mig_events), "ipc://%s/migrator.events",
-		 vm->state.path);
+	run_state_dir_url(&vm->state, RUN_PAIR_VCPU_MIGRATOR, "rpc", vm->vcpu_rpc_mig,
+			  sizeof(vm->vcpu_rpc_mig));
+	run_state_dir_url(&vm->state, RUN_PAIR_VCPU_MONITOR, "rpc", vm->vcpu_rpc_mon,
+			  sizeof(vm->vcpu_rpc_mon));
+	run_state_dir_url(&vm->state, RUN_PAIR_VCPU_MONITOR, "events", vm->vcpu_events,
+			  sizeof(vm->vcpu_events));
+	run_state_dir_url(&vm->state, RUN_PAIR_MIGRATOR_MONITOR, "rpc", vm->mig_rpc,
+			  sizeof(vm->mig_rpc));
+	run_state_dir_url(&vm->state, RUN_PAIR_MIGRATOR_MONITOR, "events", vm->mig_events,
+			  sizeof(vm->mig_events));
 	ret = run_vm_memory_create(vm);
 	if (ret)
 		return ret;
@@ -209,8 +216,12 @@ static void run_cmd_vcpu(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->serial_fd >= 0 ? vm->serial_fd : STDOUT_FILENO));
 	spawn_cmd_arg(c, "--name");
 	spawn_cmd_arg(c, "%s", vm->opt.name);
-	spawn_cmd_arg(c, "--rpc");
-	spawn_cmd_arg(c, "%s", vm->vcpu_rpc);
+	spawn_cmd_arg(c, "--rpc-migrator");
+	spawn_cmd_arg(c, "%s", vm->vcpu_rpc_mig);
+	if (vm->opt.nr_qmp) {
+		spawn_cmd_arg(c, "--rpc-monitor");
+		spawn_cmd_arg(c, "%s", vm->vcpu_rpc_mon);
+	}
 	spawn_cmd_arg(c, "--events");
 	spawn_cmd_arg(c, "%s", vm->vcpu_events);
 	if (vm->opt.incoming != RUN_INCOMING_NONE)
@@ -223,7 +234,7 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->ctl.fd));
 	run_cmd_ram_fds(vm, c);
 	spawn_cmd_arg(c, "--vcpu-rpc");
-	spawn_cmd_arg(c, "%s", vm->vcpu_rpc);
+	spawn_cmd_arg(c, "%s", vm->vcpu_rpc_mig);
 	spawn_cmd_arg(c, "--rpc");
 	spawn_cmd_arg(c, "%s", vm->mig_rpc);
 	spawn_cmd_arg(c, "--events");
@@ -265,7 +276,7 @@ static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
 		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->qmp_fds[i]));
 	}
 	spawn_cmd_arg(c, "--vcpu-rpc");
-	spawn_cmd_arg(c, "%s", vm->vcpu_rpc);
+	spawn_cmd_arg(c, "%s", vm->vcpu_rpc_mon);
 	spawn_cmd_arg(c, "--vcpu-events");
 	spawn_cmd_arg(c, "%s", vm->vcpu_events);
 	spawn_cmd_arg(c, "--migrator-rpc");
@@ -322,7 +333,8 @@ static void run_migrator_gone(void *arg)
 {
 	struct run_vm *vm = arg;
 
-	run_migrator_gave_up(&vm->ctl, vm->vcpu_rpc);
+	/* It finishes the migrator's work: through the migrator's socket, with its rights. */
+	run_migrator_gave_up(&vm->ctl, vm->vcpu_rpc_mig);
 }
 
 static int run_vm_children_add(struct run_vm *vm)
@@ -337,8 +349,10 @@ static int run_vm_children_add(struct run_vm *vm)
 		if (i == RUN_CHILD_MONITOR && !vm->opt.nr_qmp)
 			continue;
 		if (vm->jailed) {
-			ret = sandbox_jail_init(&vm->jails[i], run_child_procs[i], vm->bins[i],
-						vm->state.path);
+			ret = sandbox_jail_init(&vm->jails[i], run_child_procs[i], vm->bins[i]);
+			if (!ret)
+				ret = run_state_dir_jail_bind(&vm->state, &vm->jails[i],
+							      run_child_procs[i]);
 			/* The migrator reads its TLS credentials, read-only, and no more. */
 			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.tls_x509_dir[0])
 				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_x509_dir, false,

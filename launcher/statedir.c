@@ -13,14 +13,43 @@
 #include "launcher/run-internal.h"
 #include "log/log.h"
 
-/* Every file cleave's processes create in the state dir. */
-static const char *const state_dir_files[] = {
-	"vcpu.rpc", "vcpu.events", "migrator.rpc", "migrator.events", "lock",
+/* Each pair's directory (run-internal.h) and the sockets its server may create there. */
+static const struct {
+	const char *dir;
+	const char *socks[2]; /* NULL: none */
+} state_dir_pairs[RUN_NR_PAIRS] = {
+	[RUN_PAIR_VCPU_MIGRATOR] = {"vcpu-mig", {"rpc"}},
+	[RUN_PAIR_VCPU_MONITOR] = {"vcpu-mon", {"rpc", "events"}},
+	[RUN_PAIR_MIGRATOR_MONITOR] = {"mig-mon", {"rpc", "events"}},
 };
 
-void run_state_dir_path(const struct run_state_dir *d, const char *name, char *buf, size_t len)
+/* Which process serves each pair's sockets, and which one calls them. */
+static const struct {
+	enum sandbox_proc server, client;
+} state_dir_pair_procs[RUN_NR_PAIRS] = {
+	[RUN_PAIR_VCPU_MIGRATOR] = {SANDBOX_VCPU, SANDBOX_MIGRATOR},
+	[RUN_PAIR_VCPU_MONITOR] = {SANDBOX_VCPU, SANDBOX_MONITOR},
+	[RUN_PAIR_MIGRATOR_MONITOR] = {SANDBOX_MIGRATOR, SANDBOX_MONITOR},
+};
+
+int run_state_dir_jail_bind(const struct run_state_dir *d, struct sandbox_jail *j,
+			    enum sandbox_proc proc)
 {
-	snprintf(buf, len, "%s/%s", d->path, name);
+	int ret = 0;
+
+	for (unsigned int p = 0; p < RUN_NR_PAIRS && !ret; p++) {
+		bool serves = state_dir_pair_procs[p].server == proc;
+
+		if (serves || state_dir_pair_procs[p].client == proc)
+			ret = sandbox_jail_bind(j, d->pairs[p], serves, false);
+	}
+	return ret;
+}
+
+void run_state_dir_url(const struct run_state_dir *d, enum run_pair pair, const char *name,
+		       char *buf, size_t len)
+{
+	snprintf(buf, len, "ipc://%s/%s", d->pairs[pair], name);
 }
 
 /*
@@ -203,6 +232,54 @@ err_fd:
 	return ret;
 }
 
+/*
+ * A pair's directory inside the checked state dir @dir_fd: made 0700, or
+ * (left by a run that was killed) taken when it is a directory we own,
+ * never through a symbolic link.
+ */
+static int state_dir_pair_make(struct run_state_dir *d, int dir_fd, enum run_pair pair)
+{
+	const char *name = state_dir_pairs[pair].dir;
+	struct stat st;
+	int fd, ret = 0;
+
+	if (mkdirat(dir_fd, name, 0700) && errno != EEXIST)
+		goto err;
+	fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		goto err;
+	if (fstat(fd, &st)) {
+		ret = -errno;
+	} else if (st.st_uid != geteuid()) {
+		log_err("state dir %s: %s is owned by uid %u: refusing it", d->path, name,
+			(unsigned int)st.st_uid);
+		ret = -EPERM;
+	} else if (fchmod(fd, 0700)) {
+		ret = -errno;
+	}
+	close(fd);
+	if (ret) {
+		if (ret != -EPERM)
+			log_err("state dir %s: %s: %s", d->path, name, strerror(-ret));
+		return ret;
+	}
+	/*
+	 * Ours from here on: run_state_dir_remove removes what is named here.
+	 * It fits: run_state_dir_create checked the longest socket path.
+	 */
+	if ((size_t)snprintf(d->pairs[pair], sizeof(d->pairs[pair]), "%s/%s", d->path, name) >=
+	    sizeof(d->pairs[pair])) {
+		d->pairs[pair][0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	return 0;
+err:
+	ret = errno == ENOTDIR || errno == ELOOP ? -EPERM : -errno;
+	log_err("state dir %s: %s: %s", d->path, name,
+		ret == -EPERM ? "not a directory (or a symbolic link)" : strerror(-ret));
+	return ret;
+}
+
 int run_state_dir_create(struct run_state_dir *d, const char *path)
 {
 	char leaf[NAME_MAX + 1] = "";
@@ -210,6 +287,11 @@ int run_state_dir_create(struct run_state_dir *d, const char *path)
 
 	memset(d, 0, sizeof(*d));
 	d->lock_fd = -1;
+	/* The longest socket path inside must fit sun_path (the options check it too). */
+	if (strlen(path) + 1 + strlen(RUN_STATE_SOCK_NAME) >= sizeof(d->path)) {
+		log_err("state dir %s: too long for the sockets inside", path);
+		return -ENAMETOOLONG;
+	}
 	snprintf(d->path, sizeof(d->path), "%s", path);
 	dir_fd = state_dir_walk(d->path, &parent_fd, leaf, sizeof(leaf), &d->created);
 	if (dir_fd < 0)
@@ -233,6 +315,15 @@ int run_state_dir_create(struct run_state_dir *d, const char *path)
 		d->lock_fd = -1;
 		goto err_rmdir;
 	}
+	for (unsigned int i = 0; i < RUN_NR_PAIRS; i++) {
+		ret = state_dir_pair_make(d, dir_fd, i);
+		if (ret) {
+			close(dir_fd);
+			close(parent_fd);
+			run_state_dir_remove(d);
+			return ret;
+		}
+	}
 	close(dir_fd);
 	close(parent_fd);
 	return 0;
@@ -252,16 +343,25 @@ err_rmdir:
 void run_state_dir_remove(struct run_state_dir *d)
 {
 	char path[RUN_SUN_PATH_MAX + 32];
-	size_t i;
 
 	if (d->lock_fd < 0)
 		return;
 	/* Unlink while still holding the lock, so a new VM never loses its files. */
-	for (i = 0; i < sizeof(state_dir_files) / sizeof(state_dir_files[0]); i++) {
-		run_state_dir_path(d, state_dir_files[i], path, sizeof(path));
-		if (unlink(path) && errno != ENOENT)
-			log_warn("unlink %s: %s", path, strerror(errno));
+	for (unsigned int p = 0; p < RUN_NR_PAIRS; p++) {
+		if (!d->pairs[p][0])
+			continue;
+		for (unsigned int i = 0; i < 2 && state_dir_pairs[p].socks[i]; i++) {
+			snprintf(path, sizeof(path), "%s/%s", d->pairs[p], state_dir_pairs[p].socks[i]);
+			if (unlink(path) && errno != ENOENT)
+				log_warn("unlink %s: %s", path, strerror(errno));
+		}
+		if (rmdir(d->pairs[p]) && errno != ENOENT)
+			log_warn("rmdir %s: %s", d->pairs[p], strerror(errno));
+		d->pairs[p][0] = '\0';
 	}
+	snprintf(path, sizeof(path), "%s/lock", d->path);
+	if (unlink(path) && errno != ENOENT)
+		log_warn("unlink %s: %s", path, strerror(errno));
 	close(d->lock_fd);
 	d->lock_fd = -1;
 	if (d->created && rmdir(d->path) && errno != ENOENT)

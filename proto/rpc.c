@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,12 +129,12 @@ struct rpc_server {
 	nng_socket sock;	      /* rep0; closing it ends the serving thread */
 	pthread_t thread;	      /* the one serving thread */
 	struct rpc_service svc;	      /* methods owned by the caller; svc.url is url */
-	struct rpc_caller callers[RPC_MAX_CALLERS]; /* one per listener; set at start */
+	struct rpc_caller callers[RPC_MAX_CALLERS]; /* one per listener, url our copy */
 	size_t nr_callers;
 	struct rpc_endpoint ep[RPC_MAX_CALLERS]; /* the listeners; watchdog thread only */
 	size_t nr_eps;				 /* ep[0..nr_eps) are open */
 	struct rpc_watchdog watchdog;		 /* keeps ep alive */
-	char *url;				 /* the first listener's, for messages */
+	const char *url;			 /* the first listener's, for messages */
 	enum rpc_server_state state;		 /* touched only by start/stop */
 };
 
@@ -183,11 +184,17 @@ static void rpc_dispatch(const struct rpc_service *svc, const struct rpc_caller 
 	}
 	/* Before the body is unpacked: a refused caller's bytes are never parsed. */
 	if (!rpc_caller_may(caller, req->method)) {
-		rpc_reply_error(r, -EPERM, "%s may not call %s at %s",
-				caller ? caller->name : "a caller of no known class",
-				m->name ? m->name : "?", svc->url);
-		log_warn("rpc %s: refused %s to %s", svc->url, m->name ? m->name : "?",
-			 caller ? caller->name : "a caller of no known class");
+		const char *who = caller ? caller->name : "a caller of no known class";
+		const char *where = caller ? caller->url : svc->url;
+		/* Worth a warning, but a flood of them must not flood the log: 1st, 2nd, 4th... */
+		static atomic_ulong refusals;
+		unsigned long n = atomic_fetch_add(&refusals, 1) + 1;
+
+		rpc_reply_error(r, -EPERM, "%s may not call %s at %s", who,
+				m->name ? m->name : "?", where);
+		if (!(n & (n - 1)))
+			log_warn("rpc %s: refused %s to %s (%lu refusals so far)", where,
+				 m->name ? m->name : "?", who, n);
 		goto out;
 	}
 	if (m->request) {
@@ -323,6 +330,13 @@ int rpc_server_start(struct rpc_server **out, const char *url, const struct rpc_
 	return rpc_server_start_callers(out, &any, 1, methods, nr_methods, arg);
 }
 
+static void rpc_server_free(struct rpc_server *s)
+{
+	while (s->nr_callers)
+		free((char *)s->callers[--s->nr_callers].url);
+	free(s);
+}
+
 /* Several listeners are told apart by their ipc:// paths (rpc_caller_of). */
 static int rpc_callers_check(const struct rpc_caller *callers, size_t nr)
 {
@@ -356,13 +370,17 @@ int rpc_server_start_callers(struct rpc_server **out, const struct rpc_caller *c
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->url = strdup(url);
-	if (!s->url) {
-		ret = -ENOMEM;
-		goto err_free;
+	for (; s->nr_callers < nr_callers; s->nr_callers++) {
+		struct rpc_caller *c = &s->callers[s->nr_callers];
+
+		*c = callers[s->nr_callers];
+		c->url = strdup(c->url);
+		if (!c->url) {
+			ret = -ENOMEM;
+			goto err_free;
+		}
 	}
-	memcpy(s->callers, callers, nr_callers * sizeof(*callers));
-	s->nr_callers = nr_callers;
+	s->url = s->callers[0].url;
 	s->svc = (struct rpc_service){methods, nr_methods, arg, s->url};
 	rv = nng_rep0_open(&s->sock);
 	if (rv) {
@@ -409,8 +427,7 @@ err_endpoint:
 err_close:
 	nng_close(s->sock);
 err_free:
-	free(s->url);
-	free(s);
+	rpc_server_free(s);
 	return ret;
 }
 
@@ -427,8 +444,7 @@ void rpc_server_stop(struct rpc_server *s)
 	s->state = RPC_SERVER_STOPPED;
 	while (s->nr_eps)
 		rpc_endpoint_fini(&s->ep[--s->nr_eps]);
-	free(s->url);
-	free(s);
+	rpc_server_free(s);
 }
 
 /* ---- client ------------------------------------------------------------- */

@@ -87,8 +87,8 @@ struct rpc_caller {
 /*
  * rpc_server_start() with one listener per caller class: a request is
  * served with the rights of the listener its connection came through (the
- * socket's own bound path, never anything the caller sends).  @callers and
- * what they point to must outlive the server.
+ * socket's own bound path, never anything the caller sends).  The
+ * callers' names and method lists must outlive the server; urls are copied.
  */
 int rpc_server_start_callers(struct rpc_server **out, const struct rpc_caller *callers,
 			     size_t nr_callers, const struct rpc_method *methods,

@@ -330,14 +330,13 @@ out:
 	return ret;
 }
 
-int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe,
-		      const char *state_dir)
+int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe)
 {
 	static const char *const etc_net[] = {"/etc/hosts", "/etc/nsswitch.conf",
 					      "/etc/resolv.conf", "/etc/host.conf",
 					      "/etc/gai.conf"};
 	unsigned int i;
-	int ret;
+	int ret = 0;
 
 	memset(j, 0, sizeof(*j));
 	if (!realpath(exe, j->exe))
@@ -345,8 +344,7 @@ int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char
 	j->enabled = true;
 	/* The monitor's TCP listeners are inherited: they work from any netns. */
 	j->new_net = proc != SANDBOX_MIGRATOR;
-	ret = sandbox_jail_bind(j, state_dir, true, false);
-	if (!ret && proc == SANDBOX_VCPU)
+	if (proc == SANDBOX_VCPU)
 		ret = sandbox_jail_bind(j, "/dev/kvm", true, false);
 	if (!ret && proc == SANDBOX_VCPU)
 		ret = sandbox_jail_bind(j, "/dev/userfaultfd", true, true);

@@ -175,13 +175,13 @@ struct sandbox_jail {
 };
 
 /*
- * The jail of @proc: @exe (canonicalized into j->exe: exec that path), the
- * state dir (@state_dir, writable: NNG ipc:// sockets), /dev/kvm and
- * /dev/userfaultfd for cleave-vcpu, the resolver's /etc files for the
- * migrator; a network namespace of its own for all but the migrator.
+ * The jail of @proc: @exe (canonicalized into j->exe: exec that path),
+ * /dev/kvm and /dev/userfaultfd for cleave-vcpu, the resolver's /etc files
+ * for the migrator; a network namespace of its own for all but the
+ * migrator.  The directories of its RPC sockets are the caller's to bind
+ * (sandbox_jail_bind): writable where it listens, read-only where it dials.
  */
-int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe,
-		      const char *state_dir);
+int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe);
 /* Adds a bind; -E2BIG when full. */
 int sandbox_jail_bind(struct sandbox_jail *j, const char *path, bool writable, bool optional);
 /* CLONE_NEWNS | CLONE_NEWIPC [| CLONE_NEWNET] for @j; 0 when off. */

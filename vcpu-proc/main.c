@@ -36,7 +36,7 @@ const char *__lsan_default_suppressions(void)
 
 struct options {
 	struct vm_config vm;
-	const char *rpc_url;
+	struct vm_service_urls rpc; /* at least one */
 	const char *events_url;
 	const char *name;
 	bool incoming;
@@ -47,7 +47,10 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: cleave-vcpu --ctl-fd N --ram-fds A[,B...] --guest-fd G --vcpus N\n"
 		"                   [--append STR] [--serial-fd F] [--name NAME]\n"
-		"                   --rpc URL --events URL [--incoming] [-v]\n"
+		"                   --events URL [--incoming] [-v]\n"
+		"                   [--rpc-migrator URL] [--rpc-monitor URL]  one listener per caller,\n"
+		"                       each with only that caller's methods (docs/SECURITY.md)\n"
+		"                   [--rpc URL]  a listener for every method (a cleave-vcpu run alone)\n"
 		"                   [--guest-log-rate N]  guest-caused log lines a second "
 		"(default %u, bursts of twice as many; 0: no limit)\n",
 		VM_GUEST_LOG_RATE);
@@ -96,6 +99,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"serial-fd", required_argument, NULL, 's'},
 		{"name", required_argument, NULL, 'N'},
 		{"rpc", required_argument, NULL, 'R'},
+		{"rpc-migrator", required_argument, NULL, 'M'},
+		{"rpc-monitor", required_argument, NULL, 'O'},
 		{"events", required_argument, NULL, 'E'},
 		{"incoming", no_argument, NULL, 'i'},
 		{"guest-log-rate", required_argument, NULL, 'L'},
@@ -144,7 +149,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->name = optarg;
 			break;
 		case 'R':
-			o->rpc_url = optarg;
+			o->rpc.any = optarg;
+			break;
+		case 'M':
+			o->rpc.migrator = optarg;
+			break;
+		case 'O':
+			o->rpc.monitor = optarg;
 			break;
 		case 'E':
 			o->events_url = optarg;
@@ -166,7 +177,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		}
 	}
 	if (optind != argc || o->vm.ctl_fd < 0 || o->vm.guest_fd < 0 || !o->vm.nr_ram_fds ||
-	    !o->rpc_url || !o->events_url) {
+	    !(o->rpc.any || o->rpc.migrator || o->rpc.monitor) || !o->events_url) {
 		log_err("missing or extra arguments");
 		return -EINVAL;
 	}
@@ -235,9 +246,9 @@ int main(int argc, char **argv)
 			goto out_vcpus;
 		vm_set_state(&vm, VM_RUNNING);
 	}
-	ret = vm_service_start(&vm, opt.rpc_url, &server);
+	ret = vm_service_start(&vm, &opt.rpc, &server);
 	if (ret) {
-		log_err("rpc %s: %s", opt.rpc_url, strerror(-ret));
+		log_err("rpc: %s", strerror(-ret));
 		goto out_vcpus;
 	}
 	/* Every fd and device is open, every listener bound: from here on, the policy. */

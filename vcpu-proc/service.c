@@ -200,8 +200,43 @@ static const struct rpc_method vm_rpc_methods[] = {
 	 &cleave__vcpu__throttle_request__descriptor, vm_rpc_throttle},
 };
 
-int vm_service_start(struct vm *vm, const char *url, struct rpc_server **out)
+/*
+ * The migrator moves the VM: it reads and loads its state and RAM's dirty
+ * pages, pauses and resumes, throttles.  It may not reset or quit the VM.
+ */
+static const uint32_t vm_rpc_for_migrator[] = {
+	CLEAVE__VCPU__METHOD__METHOD_STATUS,	 CLEAVE__VCPU__METHOD__METHOD_PAUSE,
+	CLEAVE__VCPU__METHOD__METHOD_RESUME,	 CLEAVE__VCPU__METHOD__METHOD_DIRTY_LOG,
+	CLEAVE__VCPU__METHOD__METHOD_HARVEST,	 CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE,
+	CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, CLEAVE__VCPU__METHOD__METHOD_THROTTLE,
+};
+
+/*
+ * The monitor runs QMP's query-status, stop, cont, system_reset and quit.
+ * It may not read or write CPU state or dirty logs: QMP has no way to ask.
+ */
+static const uint32_t vm_rpc_for_monitor[] = {
+	CLEAVE__VCPU__METHOD__METHOD_STATUS, CLEAVE__VCPU__METHOD__METHOD_PAUSE,
+	CLEAVE__VCPU__METHOD__METHOD_RESUME, CLEAVE__VCPU__METHOD__METHOD_RESET,
+	CLEAVE__VCPU__METHOD__METHOD_QUIT,
+};
+
+#define VM_RPC_NR(a) (sizeof(a) / sizeof((a)[0]))
+
+int vm_service_start(struct vm *vm, const struct vm_service_urls *urls, struct rpc_server **out)
 {
-	return rpc_server_start(out, url, vm_rpc_methods,
-				sizeof(vm_rpc_methods) / sizeof(vm_rpc_methods[0]), vm);
+	struct rpc_caller callers[3];
+	size_t n = 0;
+
+	if (urls->migrator)
+		callers[n++] = (struct rpc_caller){"the migrator", urls->migrator,
+						   vm_rpc_for_migrator,
+						   VM_RPC_NR(vm_rpc_for_migrator)};
+	if (urls->monitor)
+		callers[n++] = (struct rpc_caller){"the monitor", urls->monitor, vm_rpc_for_monitor,
+						   VM_RPC_NR(vm_rpc_for_monitor)};
+	if (urls->any)
+		callers[n++] = (struct rpc_caller){"any caller", urls->any, NULL, 0};
+	return rpc_server_start_callers(out, callers, n, vm_rpc_methods,
+					VM_RPC_NR(vm_rpc_methods), vm);
 }

@@ -186,7 +186,16 @@ void vm_dirty_mark(struct vm *vm, uint64_t gpa, uint64_t len);
 int vm_state_save(struct vm *vm, uint8_t **buf, size_t *len);
 int vm_state_load(struct vm *vm, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
-/* service.c: RPC methods of vcpu.proto. */
-int vm_service_start(struct vm *vm, const char *url, struct rpc_server **out);
+/*
+ * service.c: RPC methods of vcpu.proto, one listener per caller class; a
+ * NULL url has no listener.  Each class may call only the methods it needs
+ * (docs/SECURITY.md, "Who can reach which socket").
+ */
+struct vm_service_urls {
+	const char *migrator; /* the migrator, and the launcher ending its migration */
+	const char *monitor;  /* QMP's run-state commands */
+	const char *any;      /* every method: a cleave-vcpu run on its own (tests) */
+};
+int vm_service_start(struct vm *vm, const struct vm_service_urls *urls, struct rpc_server **out);
 
 #endif

@@ -54,8 +54,9 @@ int mig_spawn(struct vt *t, struct mproc *m, const char *incoming, const char *h
 	m->argv[n++] = m->ctl_arg;
 	m->argv[n++] = "--ram-fds";
 	m->argv[n++] = m->ram_arg;
+	/* The migrator's own listener, as under cleave run: its methods only. */
 	m->argv[n++] = "--vcpu-rpc";
-	m->argv[n++] = t->rpc_url;
+	m->argv[n++] = t->mig_rpc_url;
 	m->argv[n++] = "--rpc";
 	m->argv[n++] = m->rpc_url;
 	m->argv[n++] = "--events";

@@ -56,6 +56,7 @@ int vt_init(struct vt *t, const char *binary, uint64_t ram_size, uint64_t high_s
 		return -errno;
 	snprintf(t->rpc_url, sizeof(t->rpc_url), "ipc://%s/vcpu.rpc", t->dir);
 	snprintf(t->events_url, sizeof(t->events_url), "ipc://%s/vcpu.events", t->dir);
+	snprintf(t->mig_rpc_url, sizeof(t->mig_rpc_url), "ipc://%s/vcpu-migrator.rpc", t->dir);
 	return rpc_client_open(&t->rpc, t->rpc_url);
 }
 
@@ -156,6 +157,8 @@ int vt_spawn(struct vt *t, unsigned int vcpus, const char *append, bool incoming
 	argv[n++] = serial;
 	argv[n++] = "--rpc";
 	argv[n++] = t->rpc_url;
+	argv[n++] = "--rpc-migrator";
+	argv[n++] = t->mig_rpc_url;
 	argv[n++] = "--events";
 	argv[n++] = t->events_url;
 	if (append) {

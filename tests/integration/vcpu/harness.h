@@ -34,6 +34,7 @@ struct vt {
 	pid_t pid; /* running cleave-vcpu, 0 if none */
 	char dir[64];
 	char rpc_url[128], events_url[128];
+	char mig_rpc_url[128]; /* the migrator's listener: only the migrator's methods */
 	struct rpc_client *rpc;
 	bool rpc_ready;		       /* a STATUS got through since the last spawn */
 	char last_err[RPC_ERRMSG_LEN]; /* the peer's message of the last failed vt_call */

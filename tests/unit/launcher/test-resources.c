@@ -66,9 +66,20 @@ static void test_state_dir_lifecycle(void **state)
 	/* Same dir, second VM: refused while the first holds it. */
 	assert_int_equal(run_state_dir_create(&d2, path), -EBUSY);
 	assert_int_equal(stat(path, &st), 0);
+	/* One private directory per pair of processes that talk. */
+	for (unsigned int p = 0; p < RUN_NR_PAIRS; p++) {
+		assert_int_equal(strncmp(d.pairs[p], path, strlen(path)), 0);
+		assert_int_equal(stat(d.pairs[p], &st), 0);
+		assert_true(S_ISDIR(st.st_mode));
+		assert_int_equal(st.st_mode & 0777, 0700);
+	}
+	run_state_dir_url(&d, RUN_PAIR_VCPU_MONITOR, "events", sock, sizeof(sock));
+	assert_int_equal(strncmp(sock, "ipc://", 6), 0);
+	assert_string_equal(sock + 6 + strlen(path), "/vcpu-mon/events");
+	/* The longest such path is the one the options allow for. */
+	assert_int_equal(strlen(sock + 6) - strlen(path) - 1, strlen(RUN_STATE_SOCK_NAME));
 	/* A socket left by a child is removed with the dir. */
-	run_state_dir_path(&d, "vcpu.rpc", sock, sizeof(sock));
-	fd = open(sock, O_CREAT | O_WRONLY, 0600);
+	fd = open(sock + 6, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
 	run_state_dir_remove(&d);
@@ -92,6 +103,44 @@ static void test_state_dir_existing(void **state)
 	run_state_dir_remove(&d);
 	/* Not ours to remove: it existed before. */
 	assert_int_equal(stat(path, &st), 0);
+}
+
+/* A pair's directory left by a killed run is reused; one that is not ours, or a link, is not. */
+static void test_state_dir_pairs_stale(void **state)
+{
+	struct fixture *f = *state;
+	struct run_state_dir d;
+	char path[128], pair[160];
+	struct stat st;
+
+	path_in(f, "vm", path, sizeof(path));
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(pair, sizeof(pair), "%s/vcpu-mig", path);
+	assert_int_equal(mkdir(pair, 0755), 0);
+	assert_int_equal(run_state_dir_create(&d, path), 0);
+	assert_int_equal(stat(pair, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	run_state_dir_remove(&d);
+	assert_int_equal(stat(pair, &st), -1);
+
+	/* A symbolic link where a pair's directory goes: it could lead anywhere. */
+	assert_int_equal(symlink("/tmp", pair), 0);
+	assert_int_equal(run_state_dir_create(&d, path), -EPERM);
+	assert_int_equal(lstat(pair, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	assert_int_equal(unlink(pair), 0);
+	/* Refused, and nothing half-made is left behind but what was there. */
+	snprintf(pair, sizeof(pair), "%s/vcpu-mon", path);
+	assert_int_equal(stat(pair, &st), -1);
+	if (geteuid() == 0) {
+		snprintf(pair, sizeof(pair), "%s/mig-mon", path);
+		assert_int_equal(mkdir(pair, 0700), 0);
+		assert_int_equal(chown(pair, 65534, 65534), 0);
+		assert_int_equal(run_state_dir_create(&d, path), -EPERM);
+		assert_int_equal(rmdir(pair), 0);
+	}
+	assert_int_equal(run_state_dir_create(&d, path), 0);
+	run_state_dir_remove(&d);
 }
 
 static void test_state_dir_errors(void **state)
@@ -265,6 +314,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_state_dir_lifecycle, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_existing, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_state_dir_pairs_stale, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_errors, fixture_setup,
 						fixture_teardown),

@@ -379,7 +379,9 @@ static void __attribute__((noreturn)) jailed_launcher(const char *state_dir, int
 	memset(&rep, 0, sizeof(rep));
 	rep.err = -sandbox_jail_pid_ns_create(&holder);
 	if (!rep.err)
-		rep.err = -sandbox_jail_init(&jail, SANDBOX_MONITOR, "/proc/self/exe", state_dir);
+		rep.err = -sandbox_jail_init(&jail, SANDBOX_MONITOR, "/proc/self/exe");
+	if (!rep.err)
+		rep.err = -sandbox_jail_bind(&jail, state_dir, true, false);
 	if (rep.err)
 		goto out;
 	victim_start(&v, VICTIM_SANDBOXED);
