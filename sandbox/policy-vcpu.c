@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * cleave-vcpu after init: the KVM fds are open, RAM is mapped, the NNG
- * listeners are bound.  It keeps running vCPUs, serving RPCs (state
+ * cleave-vcpu after init: the KVM fds are open, RAM is mapped, the event
+ * publisher is up.  Then it starts its vCPU threads, loads the guest and
+ * binds its RPC listeners, so the first guest instruction and the first
+ * RPC byte are filtered; it keeps running vCPUs, serving RPCs (state
  * save/load, dirty-log harvest, pause/resume) and writing serial output.
  * It has no network: sockets are AF_UNIX only.  ioctl is limited to the KVM
  * requests vcpu-proc/ issues (grep 'ioctl(' vcpu-proc/) and a few fd ones.
@@ -57,7 +59,15 @@ static const struct sandbox_rule kvm_ioctl_rules[] = {
 };
 static const struct sandbox_table kvm_ioctl_table = SANDBOX_TABLE("kvm-ioctls", kvm_ioctl_rules);
 
+/* AF_UNIX only (the nng table's socket rule), in its jail only its own socket dirs are writable. */
+static const struct sandbox_rule vcpu_rules[] = {
+	ALLOW("bind", "the RPC service's ipc:// listeners, bound under the policy"),
+	ALLOW("listen", "the RPC service's ipc:// listeners, bound under the policy"),
+};
+static const struct sandbox_table vcpu_table = SANDBOX_TABLE("vcpu", vcpu_rules);
+
 const struct sandbox_policy sandbox_policy_vcpu = {
 	.name = "cleave-vcpu",
-	.tables = {&sandbox_table_base, &sandbox_table_mmap, &sandbox_table_nng, &kvm_ioctl_table},
+	.tables = {&sandbox_table_base, &sandbox_table_mmap, &sandbox_table_nng, &kvm_ioctl_table,
+		   &vcpu_table},
 };

@@ -229,11 +229,22 @@ int main(int argc, char **argv)
 	ret = vm_init(&vm, &opt.vm);
 	if (ret)
 		goto out_fini;
+	/*
+	 * NNG starts here, before the policy: it names its threads through
+	 * /proc.  The publisher takes no input (subscribers send none).
+	 */
 	ret = rpc_pub_open(&vm.pub, opt.events_url, "vcpu");
 	if (ret) {
 		log_err("events %s: %s", opt.events_url, strerror(-ret));
 		goto out_fini;
 	}
+	/*
+	 * Every device and memfd is open: from here on, the policy.  Before
+	 * the first guest instruction and before the first RPC byte.
+	 */
+	ret = sandbox_enter(SANDBOX_VCPU);
+	if (ret)
+		goto out_vcpus;
 	ret = vm_vcpus_start(&vm);
 	if (ret)
 		goto out_vcpus;
@@ -249,12 +260,6 @@ int main(int argc, char **argv)
 	ret = vm_service_start(&vm, &opt.rpc, &server);
 	if (ret) {
 		log_err("rpc: %s", strerror(-ret));
-		goto out_vcpus;
-	}
-	/* Every fd and device is open, every listener bound: from here on, the policy. */
-	ret = sandbox_enter(SANDBOX_VCPU);
-	if (ret) {
-		rpc_server_stop(server);
 		goto out_vcpus;
 	}
 	log_info("%s: %u vCPUs %s", opt.name ? opt.name : "vm", vm.nr_vcpus,

@@ -14,11 +14,18 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "proto/rpc.h"
 #include "proto/vcpu.pb-c.h"
+#include "sandbox/sandbox.h"
 #include "tests/util/test-util.h"
 #include "vcpu-proc/vm.h"
 
@@ -29,11 +36,8 @@ static struct rpc_server *server;
 static struct rpc_client *mig, *mon;
 
 /* An incoming VM whose two vCPUs never ran: no KVM needed to answer. */
-static int service_setup(void **state)
+static void fake_vm_init(void)
 {
-	struct vm_service_urls urls = {0};
-
-	(void)state;
 	memset(&vm, 0, sizeof(vm));
 	vm.kvm_fd = vm.vm_fd = -1;
 	vm.nr_vcpus = 2;
@@ -44,7 +48,14 @@ static int service_setup(void **state)
 	pthread_mutex_init(&vm.lock, NULL);
 	pthread_cond_init(&vm.cond, NULL);
 	vm.state = VM_INMIGRATE;
+}
 
+static int service_setup(void **state)
+{
+	struct vm_service_urls urls = {0};
+
+	(void)state;
+	fake_vm_init();
 	assert_int_equal(test_dir_make(dir, "vcpu-service"), 0);
 	snprintf(mig_url, sizeof(mig_url), "ipc://%s/mig.rpc", dir);
 	snprintf(mon_url, sizeof(mon_url), "ipc://%s/mon.rpc", dir);
@@ -143,13 +154,103 @@ static void test_monitor_may_not_touch_state(void **state)
 			 0);
 }
 
-int main(void)
+/*
+ * "serve-sandboxed DIR": cleave-vcpu's start-up order (vcpu-proc/main.c)
+ * on the fake VM: the publisher, then the policy, then the vCPU threads
+ * and the RPC listeners under it.  Says "ready" on stdout, then waits to
+ * be killed.  A call the policy lacks kills it with SIGSYS.
+ */
+static int serve_sandboxed(const char *d)
+{
+	struct vm_service_urls urls = {0};
+	struct rpc_server *s;
+	char events[128];
+
+	fake_vm_init();
+	snprintf(mig_url, sizeof(mig_url), "ipc://%s/mig.rpc", d);
+	snprintf(mon_url, sizeof(mon_url), "ipc://%s/mon.rpc", d);
+	snprintf(events, sizeof(events), "ipc://%s/events", d);
+	urls.migrator = mig_url;
+	urls.monitor = mon_url;
+	if (rpc_pub_open(&vm.pub, events, "vcpu") || sandbox_enter(SANDBOX_VCPU) ||
+	    vm_vcpus_start(&vm) || vm_service_start(&vm, &urls, &s))
+		return 1;
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		poll(NULL, 0, -1); /* the policy has no pause() */
+}
+
+/* The start-up order above works under cleave-vcpu's policy, which is in force (Seccomp 2). */
+static void test_service_starts_under_policy(void **state)
+{
+	char d[64], url[128], line[16] = "", path[64], err[RPC_ERRMSG_LEN];
+	char *status;
+	ProtobufCMessage *out;
+	struct rpc_client *c;
+	int p[2];
+	pid_t pid;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(test_dir_make(d, "vcpu-sandboxed"), 0);
+	assert_int_equal(pipe(p), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* NNG is not fork-safe: the child execs itself fresh. */
+		dup2(p[1], STDOUT_FILENO);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl("/proc/self/exe", "test-vcpu-service", "serve-sandboxed", d, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	f = fdopen(p[0], "r");
+	assert_non_null(f);
+	if (!fgets(line, sizeof(line), f)) {
+		int st = 0;
+
+		waitpid(pid, &st, 0);
+		fail_msg("the sandboxed service did not start: status 0x%x%s", st,
+			 WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS ? " (SIGSYS: a call the policy "
+								     "lacks)"
+								   : "");
+	}
+	assert_string_equal(line, "ready\n");
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	status = test_file_read(path);
+	assert_non_null(status);
+	assert_non_null(strstr(status, "Seccomp:\t2"));
+	free(status);
+	snprintf(url, sizeof(url), "ipc://%s/mon.rpc", d);
+	assert_int_equal(rpc_client_open(&c, url), 0);
+	assert_int_equal(rpc_call(c, CLEAVE__VCPU__METHOD__METHOD_STATUS, NULL,
+				  &cleave__vcpu__status_reply__descriptor, &out, 5000, err,
+				  sizeof(err)),
+			 0);
+	rpc_msg_free(out);
+	rpc_client_close(c);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	fclose(f);
+	assert_int_equal(test_dir_remove(d), 0);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_for_both),
 		cmocka_unit_test(test_migrator_may_not_quit),
 		cmocka_unit_test(test_monitor_may_not_touch_state),
 	};
+	const struct CMUnitTest sandboxed[] = {
+		cmocka_unit_test(test_service_starts_under_policy),
+	};
 
-	return cmocka_run_group_tests(tests, service_setup, service_teardown);
+	if (argc == 3 && !strcmp(argv[1], "serve-sandboxed"))
+		return serve_sandboxed(argv[2]);
+	unsetenv(SANDBOX_ENV_DISABLE);
+	return cmocka_run_group_tests(tests, service_setup, service_teardown) ||
+	       cmocka_run_group_tests(sandboxed, NULL, NULL);
 }
