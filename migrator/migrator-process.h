@@ -13,8 +13,15 @@ extern const struct mig_vm_ops migrator_vm_ops;
 /* Serves migrator.proto at @url for @s (which must outlive the server). */
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s);
 
-/* Fills a MigrationInfo (query-migrate) from the engine's snapshot; strings point into @info. */
+/* What a MigrationInfo reply points into, besides the struct mig_info it is filled from. */
+struct migrator_info_buf {
+	Cleave__Migrator__RamStats ram;
+	Cleave__Migrator__Counter counters[MIG_NR_COUNTERS];
+	Cleave__Migrator__Counter *counter_ptrs[MIG_NR_COUNTERS];
+};
+
+/* Fills a MigrationInfo (query-migrate) from the engine's snapshot, pointing into @info, @buf. */
 void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__MigrationInfo *mi,
-			Cleave__Migrator__RamStats *ram);
+			struct migrator_info_buf *buf);
 
 #endif

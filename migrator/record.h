@@ -73,6 +73,10 @@ enum mig_role {
 	X(resume_time_ms) /* last restart or disconnect -> transfer resumed */                     \
 	X(resumes)	  /* resumed transfers (after a restart or a lost peer) */
 
+#define MIG_COUNTER_ONE(name) +1
+enum { MIG_NR_COUNTERS = 0 MIG_COUNTERS(MIG_COUNTER_ONE) };
+#undef MIG_COUNTER_ONE
+
 /*
  * Where a session stands, as a restarted migrator must know it.  Each step
  * is recorded before the action it announces (the source records PAUSED

@@ -80,8 +80,11 @@ static int srv_resolve(void *arg, const ProtobufCMessage *req, struct rpc_reply 
 }
 
 void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__MigrationInfo *mi,
-			Cleave__Migrator__RamStats *ram)
+			struct migrator_info_buf *buf)
 {
+	Cleave__Migrator__RamStats *ram = &buf->ram;
+	size_t n = 0;
+
 	mi->status = (char *)mig_status_name(info->status);
 	if (info->status == MIG_STATUS_NONE)
 		return; /* query-migrate: {} */
@@ -92,6 +95,8 @@ void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__Migration
 	mi->expected_downtime = info->expected_downtime_ms;
 	mi->has_expected_downtime = info->has_expected_downtime;
 	mi->error_desc = (char *)info->error_desc;
+	/* QEMU's RamStats, as QEMU names them. */
+	cleave__migrator__ram_stats__init(ram);
 	ram->transferred = info->transferred;
 	ram->remaining = info->remaining;
 	ram->total = info->total;
@@ -105,20 +110,27 @@ void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__Migration
 	ram->multifd_bytes = info->multifd_bytes;
 	mi->ram = ram;
 	mi->restarts = info->restarts;
-	mi->resumes = info->resumes;
-	mi->resent_bytes = info->resent_bytes;
-	mi->resume_time = info->resume_time_ms;
-	mi->inflight_bytes = info->inflight_bytes;
+	/* Every counter of the record by its name: the monitor picks what query-migrate shows. */
+#define COUNTER_TO_REPLY(cname)                                                                    \
+	cleave__migrator__counter__init(&buf->counters[n]);                                        \
+	buf->counters[n].name = (char *)#cname;                                                    \
+	buf->counters[n].value = info->cname;                                                      \
+	buf->counter_ptrs[n] = &buf->counters[n];                                                  \
+	n++;
+	MIG_COUNTERS(COUNTER_TO_REPLY)
+#undef COUNTER_TO_REPLY
+	mi->n_counters = n;
+	mi->counters = buf->counter_ptrs;
 }
 
 static int srv_query(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	Cleave__Migrator__MigrationInfo mi = CLEAVE__MIGRATOR__MIGRATION_INFO__INIT;
-	Cleave__Migrator__RamStats ram = CLEAVE__MIGRATOR__RAM_STATS__INIT;
+	struct migrator_info_buf buf;
 	struct mig_info info;
 
 	mig_session_query(arg, &info);
-	migrator_info_fill(&info, &mi, &ram);
+	migrator_info_fill(&info, &mi, &buf);
 	return rpc_reply_set(reply, &mi.base);
 }
 

@@ -319,8 +319,7 @@ static void rec_settings_default(struct mig_record *rec)
 	__atomic_store_n(&rec->channels, (uint32_t)MIG_DEFAULT_CHANNELS, __ATOMIC_RELAXED);
 	__atomic_store_n(&rec->max_bandwidth, (uint64_t)MIG_DEFAULT_MAX_BANDWIDTH,
 			 __ATOMIC_RELAXED);
-	__atomic_store_n(&rec->downtime_limit, (uint64_t)MIG_DEFAULT_DOWNTIME_MS,
-			 __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->downtime_limit, (uint64_t)MIG_DEFAULT_DOWNTIME_MS, __ATOMIC_RELAXED);
 	__atomic_store_n(&rec->reconnect_timeout, (uint64_t)MIG_DEFAULT_RECONNECT_MS,
 			 __ATOMIC_RELAXED);
 }

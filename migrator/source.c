@@ -53,7 +53,8 @@ static const struct mig_job_ops src_job_ops = {
 int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 {
 	struct mig_src *src;
-	unsigned int n = MIG_SETTING(s, caps) & MIG_RECORD_CAP_MULTIFD ? MIG_SETTING(s, channels) : 1;
+	unsigned int n =
+		MIG_SETTING(s, caps) & MIG_RECORD_CAP_MULTIFD ? MIG_SETTING(s, channels) : 1;
 
 	if (strlen(uri) >= sizeof(src->uri) || strncmp(uri, "tcp:", 4))
 		return -EINVAL;
@@ -618,7 +619,8 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 			break;
 		prev_dirty = dirty;
 		/* Auto-converge: the guest dirtied more than we could send in the same time. */
-		if (MIG_SETTING(s, caps) & MIG_RECORD_CAP_AUTO_CONVERGE && dirty * SHM_PAGE_SIZE > sent) {
+		if (MIG_SETTING(s, caps) & MIG_RECORD_CAP_AUTO_CONVERGE &&
+		    dirty * SHM_PAGE_SIZE > sent) {
 			src->throttle = src->throttle ? src->throttle + 10 : 20;
 			if (src->throttle > 99)
 				src->throttle = 99;

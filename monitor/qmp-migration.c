@@ -11,6 +11,7 @@
 #include "log/log.h"
 #include "migrator/mig-limits.h"
 #include "monitor/qmp-cmds-internal.h"
+#include "proto/migrator-info.h"
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
 
@@ -191,6 +192,22 @@ static json_t *mon_ram_stats_json(const Cleave__Migrator__RamStats *r)
 }
 
 /*
+ * cleave's own counters in query-migrate, x- prefixed as QEMU does for
+ * unstable members: each is a counter of the migrator's session record
+ * (migrator/record.h, MIG_COUNTERS) by its name there, which MigrationInfo
+ * carries with its value.  Showing a new counter is a row here.
+ */
+static const struct {
+	const char *counter; /* the name in MIG_COUNTERS */
+	const char *member;  /* the query-migrate member */
+} mon_x_counters[] = {
+	{"resumes", "x-cleave-resumes"},
+	{"resent_bytes", "x-cleave-resent-bytes"},
+	{"resume_time_ms", "x-cleave-resume-time"},
+	{"inflight_bytes", "x-cleave-inflight-bytes"},
+};
+
+/*
  * MigrationInfo as QEMU 7.2 shapes it; {} when nothing ever started.  The
  * status is passed through as the migrator names it, cleave's own
  * x-switchover-unknown included.
@@ -216,12 +233,10 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 	json_object_set_new(o, "setup-time", mon_json_u64(mi->setup_time));
 	if (mi->error_desc && mi->error_desc[0])
 		json_object_set_new(o, "error-desc", json_string(mi->error_desc));
-	/* cleave's own counters, x- prefixed as QEMU does for unstable members. */
 	json_object_set_new(o, "x-cleave-restarts", json_integer(mi->restarts));
-	json_object_set_new(o, "x-cleave-resumes", json_integer(mi->resumes));
-	json_object_set_new(o, "x-cleave-resent-bytes", mon_json_u64(mi->resent_bytes));
-	json_object_set_new(o, "x-cleave-resume-time", mon_json_u64(mi->resume_time));
-	json_object_set_new(o, "x-cleave-inflight-bytes", mon_json_u64(mi->inflight_bytes));
+	for (size_t i = 0; i < sizeof(mon_x_counters) / sizeof(mon_x_counters[0]); i++)
+		json_object_set_new(o, mon_x_counters[i].member,
+				    mon_json_u64(mig_info_counter(mi, mon_x_counters[i].counter)));
 	return o;
 }
 

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/migrator-info.h"
 #include "tests/integration/migrator/mig-harness.h"
 
 #define RAM	      (256ull << 20)
@@ -151,9 +152,9 @@ static bool kill_one(struct bvm *src, struct bvm *dst, bool kill_dst, struct sam
 			rpc_msg_free(&vi->base);
 		return false;
 	}
-	resent0 = si->resent_bytes;
-	src_resumes0 = si->resumes;
-	resumes0 = kill_dst ? vi->resumes : si->resumes;
+	resent0 = mig_info_counter(si, "resent_bytes");
+	src_resumes0 = mig_info_counter(si, "resumes");
+	resumes0 = kill_dst ? mig_info_counter(vi, "resumes") : mig_info_counter(si, "resumes");
 	rpc_msg_free(&si->base);
 	if (vi)
 		rpc_msg_free(&vi->base);
@@ -168,7 +169,8 @@ static bool kill_one(struct bvm *src, struct bvm *dst, bool kill_dst, struct sam
 	deadline = vt_now_ms() + 30000;
 	for (;;) {
 		vi = mig_query_try(victim, 100);
-		if (vi && (vi->resumes > resumes0 || !mig_status_running(vi->status)))
+		if (vi &&
+		    (mig_info_counter(vi, "resumes") > resumes0 || !mig_status_running(vi->status)))
 			break;
 		if (vi)
 			rpc_msg_free(&vi->base);
@@ -183,22 +185,22 @@ static bool kill_one(struct bvm *src, struct bvm *dst, bool kill_dst, struct sam
 		usleep(2000);
 	}
 	s->observed = vt_now_ms() - victim->spawn_ms;
-	if (vi->resumes > resumes0) {
+	if (mig_info_counter(vi, "resumes") > resumes0) {
 		s->dst = kill_dst;
-		s->resume_time = vi->resume_time;
+		s->resume_time = mig_info_counter(vi, "resume_time_ms");
 		/* The source resumes its side a moment later: its figures are the resent ones. */
 		si = vi;
 		while (kill_dst) {
 			si = query_until(&src->mig, vt_now_ms() + 5000);
-			if (si->resumes > src_resumes0 || !mig_status_running(si->status) ||
-			    vt_now_ms() > deadline)
+			if (mig_info_counter(si, "resumes") > src_resumes0 ||
+			    !mig_status_running(si->status) || vt_now_ms() > deadline)
 				break;
 			rpc_msg_free(&si->base);
 			usleep(2000);
 		}
-		s->src_resume = si->resume_time;
-		s->resent = si->resent_bytes - resent0;
-		s->inflight = si->inflight_bytes;
+		s->src_resume = mig_info_counter(si, "resume_time_ms");
+		s->resent = mig_info_counter(si, "resent_bytes") - resent0;
+		s->inflight = mig_info_counter(si, "inflight_bytes");
 		s->allowance =
 			s->inflight + ((uint64_t)RATE_MIB << 20) * (vt_now_ms() - t_kill) / 1000;
 		if (si != vi)

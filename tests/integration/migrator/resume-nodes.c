@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/migrator-info.h"
 #include "resume-nodes.h"
 #include "tests/util/test-util.h"
 
@@ -170,10 +171,10 @@ Cleave__Migrator__MigrationInfo *wait_finished(struct node *src, struct node *ds
 static void figs_take(struct side_figs *f, const Cleave__Migrator__MigrationInfo *mi)
 {
 	f->restarts = mi->restarts;
-	f->resumes = mi->resumes;
-	f->resent = mi->resent_bytes;
-	f->inflight = mi->inflight_bytes;
-	f->resume_time = mi->resume_time;
+	f->resumes = (uint32_t)mig_info_counter(mi, "resumes");
+	f->resent = mig_info_counter(mi, "resent_bytes");
+	f->inflight = mig_info_counter(mi, "inflight_bytes");
+	f->resume_time = mig_info_counter(mi, "resume_time_ms");
 }
 
 void check_completed(struct node *src, struct node *dst, Cleave__Migrator__MigrationInfo *mi,

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/migrator-info.h"
 #include "resume-nodes.h"
 
 #define LOST_PEER_MS 1000
@@ -188,7 +189,8 @@ static void test_restart_limit(void **state)
 		node_restart(src, rnd_range(0, 50));
 		mi = wait_restarts(src, dst, &src->mig, k);
 		fprintf(stderr, "#   restart %u at +%" PRIu64 " ms: %s, restarts %u, resumes %u\n",
-			k, vt_now_ms() - t0, mi->status, mi->restarts, mi->resumes);
+			k, vt_now_ms() - t0, mi->status, mi->restarts,
+			(unsigned int)mig_info_counter(mi, "resumes"));
 		if (k <= MAX_RESTARTS && !mig_status_running(mi->status))
 			fail_nodes(src, dst, "restart %u: %s: %s", k, mi->status, mi->error_desc);
 		rpc_msg_free(&mi->base);

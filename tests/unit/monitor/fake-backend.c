@@ -223,10 +223,28 @@ static int fake_mig_resolve(void *arg, const ProtobufCMessage *req, struct rpc_r
 	return 0;
 }
 
+static Cleave__Migrator__Counter fake_counter(const char *name, uint64_t value)
+{
+	Cleave__Migrator__Counter c = CLEAVE__MIGRATOR__COUNTER__INIT;
+
+	c.name = (char *)name;
+	c.value = value;
+	return c;
+}
+
 static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
 	Cleave__Migrator__MigrationInfo mi = CLEAVE__MIGRATOR__MIGRATION_INFO__INIT;
 	Cleave__Migrator__RamStats ram = CLEAVE__MIGRATOR__RAM_STATS__INIT;
+	/* The session record's counters, by their names in migrator/record.h. */
+	Cleave__Migrator__Counter counters[] = {
+		fake_counter("resumes", 2),
+		fake_counter("resent_bytes", 4096),
+		fake_counter("resume_time_ms", 35),
+		fake_counter("inflight_bytes", 65536),
+	};
+	Cleave__Migrator__Counter *counter_ptrs[] = {&counters[0], &counters[1], &counters[2],
+						     &counters[3]};
 	struct fake_backend *fb = arg;
 	char status[32];
 
@@ -249,10 +267,8 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		mi.has_downtime = true;
 		mi.setup_time = 2;
 		mi.restarts = 1;
-		mi.resumes = 2;
-		mi.resent_bytes = 4096;
-		mi.resume_time = 35;
-		mi.inflight_bytes = 65536;
+		mi.n_counters = sizeof(counter_ptrs) / sizeof(counter_ptrs[0]);
+		mi.counters = counter_ptrs;
 	}
 	return rpc_reply_set(r, &mi.base);
 }
