@@ -16,6 +16,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "sandbox/sandbox.h"
 #include "tests/util/cleave-run.h"
 #include "tests/util/test-util.h"
 
@@ -144,6 +145,44 @@ static void assert_sandboxed(pid_t pid, const char *what, bool launcher)
 	fprintf(stderr, "%-16s pid %-6d Seccomp 2, NoNewPrivs 1, CapEff %s\n", what, (int)pid, val);
 }
 
+/* Waits (10 s at most) until @pid shows "Seccomp: 2": its sandbox_enter() is done. */
+static void wait_filtered(pid_t pid, const char *what)
+{
+	char val[16] = "";
+	int64_t end = test_now_ms() + 10000;
+
+	while (test_now_ms() < end) {
+		if (proc_status(pid, "Seccomp:", val, sizeof(val)))
+			fail_msg("%s pid %d is gone", what, (int)pid);
+		if (!strcmp(val, "2"))
+			return;
+		test_sleep_ms(10);
+	}
+	fail_msg("%s: Seccomp %s after 10 s, want 2", what, val);
+}
+
+/*
+ * The state dir as child @i sees it: the socket dirs of its own pairs and
+ * nothing else (docs/SECURITY.md, "Who can reach which socket").
+ */
+static void assert_pairs_view(const struct cleave_run *vm, pid_t pid, unsigned int i)
+{
+	/* Which of vcpu-mig, vcpu-mon, mig-mon each child (vcpu, migrator, monitor) sees. */
+	static const char *const pairs[] = {"vcpu-mig", "vcpu-mon", "mig-mon"};
+	static const bool sees[3][3] = {{true, true, false}, {true, false, true}, {false, true, true}};
+	char path[256];
+
+	for (unsigned int p = 0; p < 3; p++) {
+		snprintf(path, sizeof(path), "/proc/%d/root%s/%s", (int)pid, vm->state, pairs[p]);
+		if ((access(path, F_OK) == 0) != sees[i][p])
+			fail_msg("%s: %s/%s is %s in its root", child_names[i], vm->state, pairs[p],
+				 sees[i][p] ? "missing" : "visible");
+	}
+	snprintf(path, sizeof(path), "/proc/%d/root%s/lock", (int)pid, vm->state);
+	if (access(path, F_OK) == 0)
+		fail_msg("%s: the launcher's lock is visible in its root", child_names[i]);
+}
+
 static void assert_jailed(pid_t pid, const char *what, bool own_net)
 {
 	static const char *const nss[] = {"mnt", "ipc", "pid", "net"};
@@ -191,30 +230,38 @@ static void test_sandbox_on(void **state)
 	bool jailed;
 
 	vm_start(vm, true);
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 3; i++) {
 		child[i] = wait_child_pid(vm, child_names[i], 1);
-	test_sleep_ms(500); /* every child's sandbox_enter done, the launcher's too */
+		wait_filtered(child[i], child_names[i]);
+	}
+	wait_filtered(vm->pid, "cleave run");
+	/* The launcher jails its children exactly when this probe says it can. */
+	jailed = root && sandbox_jail_supported();
 	log = test_file_read(vm->log);
-	jailed = strstr(log, "own namespaces") != NULL;
-	if (root && !jailed)
-		print_message("root but no namespaces here: %s\n", log);
+	if ((strstr(log, "own namespaces") != NULL) != jailed)
+		fail_msg("jail %sexpected on this host, but the log says:\n%s", jailed ? "" : "not ",
+			 log);
 	free(log);
 
 	assert_sandboxed(vm->pid, "cleave run", true);
 	for (i = 0; i < 3; i++)
 		assert_sandboxed(child[i], child_names[i], false);
 	if (jailed)
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < 3; i++) {
 			assert_jailed(child[i], child_names[i], i != 1);
+			assert_pairs_view(vm, child[i], i);
+		}
 	assert_int_equal(qmp_query_status(vm), 0);
 
 	/* A restarted migrator runs under the launcher's policy and then its own. */
 	assert_int_equal(kill(child[1], SIGKILL), 0);
 	mig2 = wait_child_pid(vm, "cleave-migrator", 2);
-	test_sleep_ms(500);
+	wait_filtered(mig2, "cleave-migrator#2");
 	assert_sandboxed(mig2, "cleave-migrator#2", false);
-	if (jailed)
+	if (jailed) {
 		assert_jailed(mig2, "cleave-migrator#2", false);
+		assert_pairs_view(vm, mig2, 1);
+	}
 	log = test_file_read(vm->log);
 	if (strstr(log, "seccomp: refused syscall") || strstr(log, "by SIGSYS"))
 		fail_msg("a process was refused a syscall:\n%s", log);
