@@ -7,8 +7,8 @@
  * - The control segment: one sealed memfd ("cleave-ctl") holding a versioned
  *   header, the region table, per-region dirty and received bitmaps, and the
  *   migration session area.
- * - Atomic bitmaps, process-shared robust locks, fd passing (SCM_RIGHTS),
- *   and a SEEK_DATA/SEEK_HOLE scan of a memfd's allocated ranges.
+ * - Atomic bitmaps, process-shared robust locks, and a SEEK_DATA/SEEK_HOLE
+ *   scan of a memfd's allocated ranges.
  *
  * Ownership inside the control segment (one owner creates and destroys each):
  *   header + region table  launcher: written by shm_ctl_create() before any
@@ -203,20 +203,5 @@ uint64_t *shm_ctl_dirty_bitmap(const struct shm_ctl *c, unsigned int region);
 uint64_t *shm_ctl_received_bitmap(const struct shm_ctl *c, unsigned int region);
 uint64_t *shm_ctl_round_bitmap(const struct shm_ctl *c, unsigned int region);
 void *shm_ctl_session(const struct shm_ctl *c);
-
-/* ---- fd passing over a connected AF_UNIX socket ----------------------- */
-
-#define SHM_FDS_MAX 16
-
-/*
- * Sends @len bytes (at least 1) of @data with @nr_fds descriptors attached.
- */
-int shm_fds_send(int sock, const void *data, size_t len, const int *fds, unsigned int nr_fds);
-/*
- * Receives exactly @len bytes and exactly @nr_fds descriptors.  Errors:
- * -ECONNRESET (peer closed), -EBADMSG (short message or truncated control
- * data), -ENOMSG (fewer fds than expected; any received are closed).
- */
-int shm_fds_recv(int sock, void *data, size_t len, int *fds, unsigned int nr_fds);
 
 #endif

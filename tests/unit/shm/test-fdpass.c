@@ -21,6 +21,7 @@
 
 #include "log/log.h"
 #include "shm/shm.h"
+#include "tests/unit/shm/fdpass.h"
 
 /* Open descriptors of this process: a failed receive must leave it unchanged. */
 static int fd_count(void)
@@ -67,7 +68,7 @@ static void child_send(int sock, long delay_ms)
 		_exit(2);
 	fds[1] = p[0];
 	sleep_ms(delay_ms);
-	if (shm_fds_send(sock, &m, sizeof(m), fds, 2))
+	if (fdpass_send(sock, &m, sizeof(m), fds, 2))
 		_exit(3);
 	_exit(0);
 }
@@ -103,12 +104,12 @@ static void across_fork(int type)
 		child_send(sv[1], 0);
 	}
 	close(sv[1]);
-	assert_int_equal(shm_fds_recv(sv[0], &m, sizeof(m), fds, 2), 0);
+	assert_int_equal(fdpass_recv(sv[0], &m, sizeof(m), fds, 2), 0);
 	check_received(&m, fds);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	/* the child is gone and its end with it */
-	assert_int_equal(shm_fds_recv(sv[0], &m, sizeof(m), fds, 2), -ECONNRESET);
+	assert_int_equal(fdpass_recv(sv[0], &m, sizeof(m), fds, 2), -ECONNRESET);
 	close(sv[0]);
 }
 
@@ -149,7 +150,7 @@ static void test_eintr(void **state)
 	alarms = 0;
 	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
 	assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &m, sizeof(m), fds, 2), 0);
+	assert_int_equal(fdpass_recv(sv[0], &m, sizeof(m), fds, 2), 0);
 	setitimer(ITIMER_REAL, &off, NULL);
 	sigaction(SIGALRM, &old, NULL);
 	assert_true(alarms > 0);
@@ -166,12 +167,12 @@ static void test_no_fds(void **state)
 
 	pair(SOCK_SEQPACKET, sv);
 	before = fd_count();
-	assert_int_equal(shm_fds_send(sv[1], &m, sizeof(m), NULL, 0), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), fds, 1), -ENOMSG);
+	assert_int_equal(fdpass_send(sv[1], &m, sizeof(m), NULL, 0), 0);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), fds, 1), -ENOMSG);
 	assert_int_equal(fds[0], -1);
 	/* data-only messages still work when no fds are expected */
-	assert_int_equal(shm_fds_send(sv[1], &m, sizeof(m), NULL, 0), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), NULL, 0), 0);
+	assert_int_equal(fdpass_send(sv[1], &m, sizeof(m), NULL, 0), 0);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), NULL, 0), 0);
 	assert_int_equal(r.seq, 2);
 	assert_int_equal(fd_count(), before);
 	close(sv[0]);
@@ -188,8 +189,8 @@ static void test_too_few_fds(void **state)
 	mine = memfd_create("one", MFD_CLOEXEC);
 	assert_true(mine >= 0);
 	before = fd_count();
-	assert_int_equal(shm_fds_send(sv[1], &m, sizeof(m), &mine, 1), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), fds, 3), -ENOMSG);
+	assert_int_equal(fdpass_send(sv[1], &m, sizeof(m), &mine, 1), 0);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), fds, 3), -ENOMSG);
 	assert_int_equal(fds[0], -1);
 	assert_int_equal(fd_count(), before);
 	close(mine);
@@ -207,8 +208,8 @@ static void test_too_many_fds(void **state)
 	for (int i = 0; i < 3; i++)
 		mine[i] = memfd_create("many", MFD_CLOEXEC);
 	before = fd_count();
-	assert_int_equal(shm_fds_send(sv[1], &m, sizeof(m), mine, 3), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), fds, 1), -EBADMSG);
+	assert_int_equal(fdpass_send(sv[1], &m, sizeof(m), mine, 3), 0);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), fds, 1), -EBADMSG);
 	assert_int_equal(fds[0], -1);
 	assert_int_equal(fd_count(), before);
 	for (int i = 0; i < 3; i++)
@@ -226,20 +227,20 @@ static void test_short_message(void **state)
 	pair(SOCK_SEQPACKET, sv);
 	mine = memfd_create("short", MFD_CLOEXEC);
 	before = fd_count();
-	assert_int_equal(shm_fds_send(sv[1], "abc", 3, &mine, 1), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), fds, 1), -EBADMSG);
+	assert_int_equal(fdpass_send(sv[1], "abc", 3, &mine, 1), 0);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), fds, 1), -EBADMSG);
 	assert_int_equal(fd_count(), before);
 	/* and one longer than expected */
-	assert_int_equal(shm_fds_send(sv[1], "0123456789abcdef", 16, NULL, 0), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), NULL, 0), -EBADMSG);
+	assert_int_equal(fdpass_send(sv[1], "0123456789abcdef", 16, NULL, 0), 0);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), NULL, 0), -EBADMSG);
 	close(sv[0]);
 	close(sv[1]);
 
 	/* stream: the peer closes part way through */
 	pair(SOCK_STREAM, sv);
-	assert_int_equal(shm_fds_send(sv[1], "abc", 3, &mine, 1), 0);
+	assert_int_equal(fdpass_send(sv[1], "abc", 3, &mine, 1), 0);
 	close(sv[1]);
-	assert_int_equal(shm_fds_recv(sv[0], &r, sizeof(r), fds, 1), -EBADMSG);
+	assert_int_equal(fdpass_recv(sv[0], &r, sizeof(r), fds, 1), -EBADMSG);
 	assert_int_equal(fd_count(), before - 1);
 	close(sv[0]);
 	close(mine);
@@ -252,51 +253,51 @@ static void test_peer_closed(void **state)
 
 	pair(SOCK_SEQPACKET, sv);
 	close(sv[1]);
-	assert_int_equal(shm_fds_recv(sv[0], &m, sizeof(m), NULL, 0), -ECONNRESET);
+	assert_int_equal(fdpass_recv(sv[0], &m, sizeof(m), NULL, 0), -ECONNRESET);
 	/* sending to a closed peer is an error, not SIGPIPE */
-	assert_int_equal(shm_fds_send(sv[0], &m, sizeof(m), NULL, 0), -EPIPE);
+	assert_int_equal(fdpass_send(sv[0], &m, sizeof(m), NULL, 0), -EPIPE);
 	close(sv[0]);
 	pair(SOCK_STREAM, sv);
 	close(sv[1]);
-	assert_int_equal(shm_fds_recv(sv[0], &m, sizeof(m), NULL, 0), -ECONNRESET);
+	assert_int_equal(fdpass_recv(sv[0], &m, sizeof(m), NULL, 0), -ECONNRESET);
 	close(sv[0]);
 }
 
 static void test_bad_args(void **state)
 {
-	int fds[SHM_FDS_MAX + 1] = {0};
+	int fds[FDPASS_MAX_FDS + 1] = {0};
 	char c = 0;
 	int sv[2];
 
 	pair(SOCK_SEQPACKET, sv);
-	assert_int_equal(shm_fds_send(sv[0], &c, 0, NULL, 0), -EINVAL);
-	assert_int_equal(shm_fds_send(sv[0], &c, 1, fds, SHM_FDS_MAX + 1), -EINVAL);
-	assert_int_equal(shm_fds_send(sv[0], &c, 1, NULL, 1), -EINVAL);
-	assert_int_equal(shm_fds_recv(sv[0], &c, 0, NULL, 0), -EINVAL);
-	assert_int_equal(shm_fds_recv(sv[0], &c, 1, fds, SHM_FDS_MAX + 1), -EINVAL);
-	assert_int_equal(shm_fds_send(-1, &c, 1, NULL, 0), -EBADF);
-	assert_int_equal(shm_fds_recv(-1, &c, 1, NULL, 0), -EBADF);
+	assert_int_equal(fdpass_send(sv[0], &c, 0, NULL, 0), -EINVAL);
+	assert_int_equal(fdpass_send(sv[0], &c, 1, fds, FDPASS_MAX_FDS + 1), -EINVAL);
+	assert_int_equal(fdpass_send(sv[0], &c, 1, NULL, 1), -EINVAL);
+	assert_int_equal(fdpass_recv(sv[0], &c, 0, NULL, 0), -EINVAL);
+	assert_int_equal(fdpass_recv(sv[0], &c, 1, fds, FDPASS_MAX_FDS + 1), -EINVAL);
+	assert_int_equal(fdpass_send(-1, &c, 1, NULL, 0), -EBADF);
+	assert_int_equal(fdpass_recv(-1, &c, 1, NULL, 0), -EBADF);
 	/* an fd that is not open cannot be sent */
 	fds[0] = 1000;
-	assert_int_equal(shm_fds_send(sv[0], &c, 1, fds, 1), -EBADF);
+	assert_int_equal(fdpass_send(sv[0], &c, 1, fds, 1), -EBADF);
 	close(sv[0]);
 	close(sv[1]);
 }
 
-/* The most a message may carry: SHM_FDS_MAX descriptors. */
+/* The most a message may carry: FDPASS_MAX_FDS descriptors. */
 static void test_max_fds(void **state)
 {
-	int sv[2], out[SHM_FDS_MAX], in[SHM_FDS_MAX], before;
+	int sv[2], out[FDPASS_MAX_FDS], in[FDPASS_MAX_FDS], before;
 	char c = 'x';
 
 	pair(SOCK_SEQPACKET, sv);
-	for (int i = 0; i < SHM_FDS_MAX; i++)
+	for (int i = 0; i < FDPASS_MAX_FDS; i++)
 		out[i] = memfd_create("max", MFD_CLOEXEC);
 	before = fd_count();
-	assert_int_equal(shm_fds_send(sv[1], &c, 1, out, SHM_FDS_MAX), 0);
-	assert_int_equal(shm_fds_recv(sv[0], &c, 1, in, SHM_FDS_MAX), 0);
-	assert_int_equal(fd_count(), before + SHM_FDS_MAX);
-	for (int i = 0; i < SHM_FDS_MAX; i++) {
+	assert_int_equal(fdpass_send(sv[1], &c, 1, out, FDPASS_MAX_FDS), 0);
+	assert_int_equal(fdpass_recv(sv[0], &c, 1, in, FDPASS_MAX_FDS), 0);
+	assert_int_equal(fd_count(), before + FDPASS_MAX_FDS);
+	for (int i = 0; i < FDPASS_MAX_FDS; i++) {
 		close(in[i]);
 		close(out[i]);
 	}

@@ -23,6 +23,7 @@
 
 #include "log/log.h"
 #include "shm/shm.h"
+#include "tests/unit/shm/fdpass.h"
 
 #define PG  SHM_PAGE_SIZE
 #define MiB (1024ULL * 1024)
@@ -49,7 +50,7 @@ static int child_run(int sock)
 	struct session *s;
 	int fds[3];
 
-	if (shm_fds_recv(sock, &h, sizeof(h), fds, 3))
+	if (fdpass_recv(sock, &h, sizeof(h), fds, 3))
 		return 10;
 	if (shm_ctl_open(&c, fds[0]))
 		return 11;
@@ -111,7 +112,7 @@ static void test_handover(void **state)
 	fds[0] = c.fd;
 	fds[1] = ram[0].fd;
 	fds[2] = ram[1].fd;
-	assert_int_equal(shm_fds_send(sv[0], &h, sizeof(h), fds, 3), 0);
+	assert_int_equal(fdpass_send(sv[0], &h, sizeof(h), fds, 3), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);

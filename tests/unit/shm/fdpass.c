@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Descriptor passing (SCM_RIGHTS) over a connected AF_UNIX socket: how the
- * launcher hands memfds and sockets to its children.
+ * Descriptor passing (SCM_RIGHTS) over a connected AF_UNIX socket, for the
+ * tests only: no cleave process passes descriptors over a socket (children
+ * inherit theirs across exec, docs/PROCESSES.md), so the product does not
+ * carry it.  test-plane.c hands a child the memfds with it, as a process
+ * that did not inherit them would get them.
  *
  * Works on SOCK_SEQPACKET (preferred: a message is all or nothing) and
  * SOCK_STREAM (the rest of a partial read is collected; descriptors ride
@@ -15,21 +18,21 @@
 #include <unistd.h>
 
 #include "log/log.h"
-#include "shm/shm.h"
+#include "tests/unit/shm/fdpass.h"
 
-/* Control buffer for up to SHM_FDS_MAX descriptors, aligned for struct cmsghdr. */
+/* Control buffer for up to FDPASS_MAX_FDS descriptors, aligned for struct cmsghdr. */
 union fdpass_cbuf {
-	char buf[CMSG_SPACE(SHM_FDS_MAX * sizeof(int))];
+	char buf[CMSG_SPACE(FDPASS_MAX_FDS * sizeof(int))];
 	struct cmsghdr align;
 };
 
-int shm_fds_send(int sock, const void *data, size_t len, const int *fds, unsigned int nr_fds)
+int fdpass_send(int sock, const void *data, size_t len, const int *fds, unsigned int nr_fds)
 {
 	union fdpass_cbuf cbuf;
 	const char *p = data;
 	size_t done = 0;
 
-	if (!len || nr_fds > SHM_FDS_MAX || (nr_fds && !fds))
+	if (!len || nr_fds > FDPASS_MAX_FDS || (nr_fds && !fds))
 		return -EINVAL;
 	memset(&cbuf, 0, sizeof(cbuf));
 	while (done < len) {
@@ -100,7 +103,7 @@ static bool fdpass_is_stream(int sock)
 	return getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &sl) == 0 && type == SOCK_STREAM;
 }
 
-int shm_fds_recv(int sock, void *data, size_t len, int *fds, unsigned int nr_fds)
+int fdpass_recv(int sock, void *data, size_t len, int *fds, unsigned int nr_fds)
 {
 	union fdpass_cbuf cbuf;
 	unsigned int got = 0;
@@ -109,7 +112,7 @@ int shm_fds_recv(int sock, void *data, size_t len, int *fds, unsigned int nr_fds
 	bool stream;
 	int ret;
 
-	if (!len || nr_fds > SHM_FDS_MAX || (nr_fds && !fds))
+	if (!len || nr_fds > FDPASS_MAX_FDS || (nr_fds && !fds))
 		return -EINVAL;
 	for (unsigned int i = 0; i < nr_fds; i++)
 		fds[i] = -1;
