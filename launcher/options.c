@@ -17,6 +17,7 @@
 
 #include "launcher/host-check.h"
 #include "launcher/options.h"
+#include "monitor/qmp-limits.h"
 #include "shm/shm.h"
 
 enum opt_id {
@@ -35,6 +36,11 @@ enum opt_id {
 	OPT_TLS_AUTHZ,
 	OPT_TLS_HOSTNAME,
 	OPT_INSECURE_PLAINTEXT,
+	OPT_QMP_MAX_CLIENTS,
+	OPT_QMP_INPUT_LIMIT,
+	OPT_QMP_HANDSHAKE_TIMEOUT,
+	OPT_QMP_PARTIAL_TIMEOUT,
+	OPT_QMP_INSECURE_TCP,
 	OPT_NO_SANDBOX,
 	OPT_VERBOSE,
 	OPT_HELP,
@@ -63,6 +69,11 @@ static const struct opt_def opt_table[] = {
 	{"migrate-tls-authz", 0, true, OPT_TLS_AUTHZ},
 	{"migrate-tls-hostname", 0, true, OPT_TLS_HOSTNAME},
 	{"migrate-insecure-plaintext", 0, false, OPT_INSECURE_PLAINTEXT},
+	{"qmp-max-clients", 0, true, OPT_QMP_MAX_CLIENTS},
+	{"qmp-input-limit", 0, true, OPT_QMP_INPUT_LIMIT},
+	{"qmp-handshake-timeout", 0, true, OPT_QMP_HANDSHAKE_TIMEOUT},
+	{"qmp-partial-timeout", 0, true, OPT_QMP_PARTIAL_TIMEOUT},
+	{"qmp-insecure-tcp", 0, false, OPT_QMP_INSECURE_TCP},
 	{"no-sandbox", 0, false, OPT_NO_SANDBOX},
 	{"verbose", 'v', false, OPT_VERBOSE},
 	{"help", 'h', false, OPT_HELP},
@@ -87,7 +98,20 @@ void run_options_usage(FILE *out)
 		"                         where the guest's COM1 output goes (default stdio)\n"
 		"  --qmp unix:PATH|tcp:127.0.0.1:PORT\n"
 		"                         QMP listening socket; repeatable (up to %d); tcp is\n"
-		"                         loopback only\n"
+		"                         loopback only and needs --qmp-insecure-tcp\n"
+		"  --qmp-insecure-tcp     allow --qmp tcp: (QMP has no authentication; any local\n"
+		"                         user can reach loopback)\n"
+		"  --qmp-max-clients N    QMP clients at once, plus one slot kept for the "
+		"operator\n"
+		"                         (default %d, at most %d)\n"
+		"  --qmp-input-limit SIZE input held for all QMP clients' unfinished messages;\n"
+		"                         K/M/G suffix, bare number = MiB (default %uM)\n"
+		"  --qmp-handshake-timeout MS\n"
+		"                         close a QMP client without qmp_capabilities after MS\n"
+		"                         (default %d, 0: never)\n"
+		"  --qmp-partial-timeout MS\n"
+		"                         close a QMP client whose message stays unfinished for\n"
+		"                         MS (default %d, 0: never)\n"
 		"  --state-dir DIR        runtime sockets (default /run/cleave/NAME as root, else\n"
 		"                         $XDG_RUNTIME_DIR/cleave/NAME or /tmp/cleave-UID/NAME)\n"
 		"  --incoming tcp:HOST:PORT|defer\n"
@@ -116,7 +140,9 @@ void run_options_usage(FILE *out)
 		"failed),\n"
 		"2 for bad options.  See docs/OPERATOR.md.\n",
 		RUN_NAME_MAX, (unsigned long long)(RUN_MEMORY_MIN >> 20),
-		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX);
+		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX, MON_MAX_CLIENTS_DEFAULT,
+		MON_MAX_CLIENTS_MAX, MON_IN_TOTAL_DEFAULT >> 20, MON_HANDSHAKE_MS_DEFAULT,
+		MON_PARTIAL_MS_DEFAULT);
 }
 
 static int opt_error(char *err, size_t errlen, const char *fmt, ...)
@@ -296,7 +322,7 @@ static int opt_parse_qmp(struct run_options *o, const char *v, char *err, size_t
 					 "--qmp '%s': '%s' is not an IPv4 address (expected "
 					 "tcp:127.0.0.1:PORT)",
 					 v, host);
-		/* QMP has no authentication: never listen beyond this host. */
+		/* QMP has no authentication: never listen beyond this host (and see below). */
 		if ((ntohl(in.s_addr) >> 24) != 127)
 			return opt_error(
 				err, errlen,
@@ -400,6 +426,61 @@ static int opt_default_state_dir(struct run_options *o, char *err, size_t errlen
 	return opt_parse_state_dir(o, dir, err, errlen);
 }
 
+/* A decimal number in [min, max] for option @opt. */
+static int opt_parse_uint(const char *opt, const char *v, unsigned long min, unsigned long max,
+			  unsigned long *out, char *err, size_t errlen)
+{
+	unsigned long n;
+	char *end;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || errno || n < min || n > max)
+		return opt_error(err, errlen, "%s '%s': must be a number %lu..%lu", opt, v, min,
+				 max);
+	*out = n;
+	return 0;
+}
+
+/* The QMP limits of docs/QMP.md, checked against the monitor's own bounds. */
+static int opt_parse_qmp_limit(struct run_options *o, enum opt_id id, const char *v, char *err,
+			       size_t errlen)
+{
+	unsigned long n;
+	uint64_t bytes;
+	int ret;
+
+	switch (id) {
+	case OPT_QMP_MAX_CLIENTS:
+		ret = opt_parse_uint("--qmp-max-clients", v, 1, MON_MAX_CLIENTS_MAX, &n, err,
+				     errlen);
+		if (!ret)
+			o->qmp_max_clients = (unsigned int)n;
+		return ret;
+	case OPT_QMP_INPUT_LIMIT:
+		ret = run_size_parse(v, &bytes);
+		if (ret || bytes < MON_IN_TOTAL_MIN || bytes > MON_IN_TOTAL_MAX)
+			return opt_error(
+				err, errlen,
+				"--qmp-input-limit '%s': must be a size %uM..%lluG (digits "
+				"with an optional K, M or G suffix)",
+				v, MON_IN_TOTAL_MIN >> 20, MON_IN_TOTAL_MAX >> 30);
+		o->qmp_input_limit = bytes;
+		return 0;
+	case OPT_QMP_HANDSHAKE_TIMEOUT:
+	case OPT_QMP_PARTIAL_TIMEOUT:
+		ret = opt_parse_uint(id == OPT_QMP_HANDSHAKE_TIMEOUT ? "--qmp-handshake-timeout"
+								     : "--qmp-partial-timeout",
+				     v, 0, MON_DEADLINE_MS_MAX, &n, err, errlen);
+		if (!ret)
+			*(id == OPT_QMP_HANDSHAKE_TIMEOUT ? &o->qmp_handshake_ms
+							  : &o->qmp_partial_ms) = (int)n;
+		return ret;
+	default:
+		return opt_error(err, errlen, "internal: option %d", (int)id);
+	}
+}
+
 /* A credentials directory (@dir) or file, made absolute: the migrator's jail binds it. */
 static int opt_parse_tls_path(const char *v, const char *opt, bool dir, char *out, size_t len,
 			      char *err, size_t errlen)
@@ -466,6 +547,14 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 	case OPT_INSECURE_PLAINTEXT:
 		o->insecure_plaintext = true;
 		return 0;
+	case OPT_QMP_MAX_CLIENTS:
+	case OPT_QMP_INPUT_LIMIT:
+	case OPT_QMP_HANDSHAKE_TIMEOUT:
+	case OPT_QMP_PARTIAL_TIMEOUT:
+		return opt_parse_qmp_limit(o, id, v, err, errlen);
+	case OPT_QMP_INSECURE_TCP:
+		o->qmp_insecure_tcp = true;
+		return 0;
 	case OPT_NO_SANDBOX:
 		o->no_sandbox = true;
 		return 0;
@@ -477,6 +566,26 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 		return 0;
 	}
 	return opt_error(err, errlen, "internal: option %d", (int)id);
+}
+
+/*
+ * QMP has no authentication and loopback is open to every local user (and
+ * to containers sharing the host's network namespace): a TCP QMP socket
+ * hands them quit, migrate and the guest's RAM.  So it is the operator's
+ * explicit choice, as plaintext migration off the host is.
+ */
+static int opt_check_qmp_tcp(const struct run_options *o, char *err, size_t errlen)
+{
+	unsigned int i;
+
+	for (i = 0; i < o->nr_qmp; i++)
+		if (o->qmp[i].kind == RUN_EP_TCP && !o->qmp_insecure_tcp)
+			return opt_error(err, errlen,
+					 "--qmp '%s': QMP over TCP has no authentication and any "
+					 "local user can reach loopback; use a unix: socket "
+					 "(mode 0600), or --qmp-insecure-tcp",
+					 o->qmp[i].text);
+	return 0;
 }
 
 /* Finds @arg's definition; sets *@inline_val for "--opt=value". */
@@ -516,6 +625,8 @@ int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int
 	o->memory = RUN_MEMORY_DEFAULT;
 	o->vcpus = 1;
 	o->serial = RUN_SERIAL_STDIO;
+	o->qmp_handshake_ms = -1;
+	o->qmp_partial_ms = -1;
 	err[0] = '\0';
 
 	for (i = 1; i < argc; i++) {
@@ -538,6 +649,9 @@ int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int
 	}
 	if (o->help)
 		return 0;
+	ret = opt_check_qmp_tcp(o, err, errlen);
+	if (ret)
+		return ret;
 	if (o->tls_x509_dir[0] && o->tls_psk_file[0])
 		return opt_error(
 			err, errlen,

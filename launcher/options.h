@@ -73,6 +73,15 @@ struct run_options {
 	const char *tls_authz;
 	const char *tls_hostname;
 	bool insecure_plaintext; /* plaintext to or from a non-loopback address */
+	/*
+	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in
+	 * monitor/qmp-limits.h); 0 / -1: not given, the monitor's default.
+	 */
+	unsigned int qmp_max_clients;
+	uint64_t qmp_input_limit;
+	int qmp_handshake_ms; /* -1: not given; 0: no deadline */
+	int qmp_partial_ms;   /* -1: not given; 0: no deadline */
+	bool qmp_insecure_tcp; /* --qmp tcp: allowed: QMP on loopback, no authentication */
 	bool no_sandbox;
 	bool verbose;
 	bool help; /* --help given: print run_options_usage() and exit 0 */

@@ -285,6 +285,22 @@ static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->mig_events);
 	spawn_cmd_arg(c, "--name");
 	spawn_cmd_arg(c, "%s", vm->opt.name);
+	if (vm->opt.qmp_max_clients) {
+		spawn_cmd_arg(c, "--max-clients");
+		spawn_cmd_arg(c, "%u", vm->opt.qmp_max_clients);
+	}
+	if (vm->opt.qmp_input_limit) {
+		spawn_cmd_arg(c, "--input-limit");
+		spawn_cmd_arg(c, "%llu", (unsigned long long)vm->opt.qmp_input_limit);
+	}
+	if (vm->opt.qmp_handshake_ms >= 0) {
+		spawn_cmd_arg(c, "--handshake-timeout");
+		spawn_cmd_arg(c, "%d", vm->opt.qmp_handshake_ms);
+	}
+	if (vm->opt.qmp_partial_ms >= 0) {
+		spawn_cmd_arg(c, "--partial-timeout");
+		spawn_cmd_arg(c, "%d", vm->opt.qmp_partial_ms);
+	}
 }
 
 static const enum sandbox_proc run_child_procs[RUN_NR_CHILDREN] = {

@@ -53,6 +53,20 @@ static const struct bad_case bad_cases[] = {
 	{{"--qmp", "tcp:127.0.0.1:65536"}, "port must be 1..65535"},
 	{{"--qmp", "tcp:127.0.0.1"}, "expected tcp:127.0.0.1:PORT"},
 	{{"--qmp", "tcp:4444"}, "expected tcp:127.0.0.1:PORT"},
+	/* Loopback is every local user's: TCP QMP only when asked for, never beyond. */
+	{{"--qmp", "tcp:127.0.0.1:4444"},
+	 "--qmp 'tcp:127.0.0.1:4444': QMP over TCP has no authentication and any local user can "
+	 "reach loopback; use a unix: socket (mode 0600), or --qmp-insecure-tcp"},
+	{{"--qmp-insecure-tcp", "--qmp", "tcp:10.1.2.3:4444"}, "loopback (127.0.0.0/8) only"},
+	{{"--qmp-max-clients", "0"}, "--qmp-max-clients '0': must be a number 1..3968"},
+	{{"--qmp-max-clients", "3969"}, "must be a number 1..3968"},
+	{{"--qmp-max-clients", "-1"}, "must be a number"},
+	{{"--qmp-input-limit", "1M"}, "--qmp-input-limit '1M': must be a size 4M..4G"},
+	{{"--qmp-input-limit", "5G"}, "must be a size 4M..4G"},
+	{{"--qmp-input-limit", "lots"}, "must be a size"},
+	{{"--qmp-handshake-timeout", "soon"}, "--qmp-handshake-timeout 'soon': must be a number"},
+	{{"--qmp-partial-timeout", "3600001"},
+	 "--qmp-partial-timeout '3600001': must be a number 0..3600000"},
 	{{"--serial", "pty"}, "--serial 'pty': expected stdio or file:PATH"},
 	{{"--serial", "file:"}, "expected stdio or file:PATH"},
 	{{"--incoming", "tcp:host"}, "--incoming 'tcp:host': expected tcp:HOST:PORT or defer"},
@@ -215,13 +229,14 @@ static void test_full_command_line(void **state)
 			"--incoming",
 			"tcp:0.0.0.0:7777",
 			"--migrate-insecure-plaintext", /* 0.0.0.0 is not loopback */
+			"--qmp-insecure-tcp",		/* the tcp: QMP sockets above */
 			"--no-sandbox",
 			"-v",
 			NULL};
 	struct run_options o;
 	char err[256];
 
-	assert_int_equal(run_options_parse(&o, 22, argv, MAX_VCPUS, err, sizeof(err)), 0);
+	assert_int_equal(run_options_parse(&o, 23, argv, MAX_VCPUS, err, sizeof(err)), 0);
 	assert_string_equal(o.name, "vm1");
 	assert_int_equal(o.memory, 4ULL << 30);
 	assert_int_equal(o.vcpus, 8);
@@ -240,6 +255,37 @@ static void test_full_command_line(void **state)
 	assert_string_equal(o.incoming_uri, "tcp:0.0.0.0:7777");
 	assert_true(o.no_sandbox);
 	assert_true(o.verbose);
+	assert_true(o.qmp_insecure_tcp);
+}
+
+/* QMP limits: not given means the monitor's defaults; given ones are kept as parsed. */
+static void test_qmp_limits(void **state)
+{
+	const char *none[] = {NULL};
+	const char *all[] = {"--qmp-max-clients",
+			     "16",
+			     "--qmp-input-limit",
+			     "8M",
+			     "--qmp-handshake-timeout",
+			     "0",
+			     "--qmp-partial-timeout",
+			     "2500",
+			     NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, none, err, sizeof(err)), 0);
+	assert_int_equal(o.qmp_max_clients, 0);
+	assert_int_equal(o.qmp_input_limit, 0);
+	assert_int_equal(o.qmp_handshake_ms, -1);
+	assert_int_equal(o.qmp_partial_ms, -1);
+	assert_false(o.qmp_insecure_tcp);
+	assert_int_equal(parse(&o, all, err, sizeof(err)), 0);
+	assert_int_equal(o.qmp_max_clients, 16);
+	assert_int_equal(o.qmp_input_limit, 8ULL << 20);
+	assert_int_equal(o.qmp_handshake_ms, 0);
+	assert_int_equal(o.qmp_partial_ms, 2500);
 }
 
 static void test_incoming_defer_and_help(void **state)
@@ -311,6 +357,7 @@ int main(void)
 		cmocka_unit_test(test_full_command_line),
 		cmocka_unit_test(test_incoming_defer_and_help),
 		cmocka_unit_test(test_qmp_limit),
+		cmocka_unit_test(test_qmp_limits),
 		cmocka_unit_test(test_append_too_long),
 		cmocka_unit_test(test_host_max_vcpus),
 	};
