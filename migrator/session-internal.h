@@ -87,7 +87,6 @@ struct mig_session {
 void mig_session_set_status(struct mig_session *s, enum mig_status status);
 /* Final state of a job: completed, or failed/cancelled with @reason. */
 void mig_session_finish(struct mig_session *s, int err, const char *reason);
-bool mig_session_cancelled(struct mig_session *s);
 void mig_session_pass_event(struct mig_session *s, uint64_t pass);
 /* A MIGRATION event with the status unchanged: "restarted", "disconnected", "resumed". */
 void mig_session_detail_event(struct mig_session *s, const char *detail);

@@ -180,6 +180,15 @@ void mig_session_set_id(struct mig_session *s, const uint8_t *id, uint64_t epoch
 	rec_unlock(s, locked);
 }
 
+/* Caller holds s->lock: a new job starts from "none", without an event. */
+static void status_reset_locked(struct mig_session *s)
+{
+	bool locked = rec_lock(s);
+
+	s->rec->status = MIG_STATUS_NONE;
+	rec_unlock(s, locked);
+}
+
 /* Caller holds s->lock: events leave in the order of the changes. */
 static void set_status_locked(struct mig_session *s, enum mig_status status)
 {
@@ -277,16 +286,6 @@ void mig_session_pass_event(struct mig_session *s, uint64_t pass)
 	pthread_mutex_unlock(&s->lock);
 }
 
-bool mig_session_cancelled(struct mig_session *s)
-{
-	bool c;
-
-	pthread_mutex_lock(&s->lock);
-	c = s->cancel_requested;
-	pthread_mutex_unlock(&s->lock);
-	return c;
-}
-
 void mig_session_finish(struct mig_session *s, int err, const char *reason)
 {
 	bool locked;
@@ -327,6 +326,7 @@ static void rec_settings_default(struct mig_record *rec)
 int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 {
 	struct mig_session *s;
+	bool locked;
 	int ret;
 
 	if (!env->ctl || !env->ctl->hdr || !env->ram || !env->ops || !env->ops->run_state)
@@ -339,12 +339,10 @@ int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 	ret = mig_record_open(&s->rec, env->ctl);
 	if (ret)
 		goto err_free;
-	ret = mig_record_lock(s->rec);
-	if (ret)
-		goto err_free;
+	locked = rec_lock(s);
 	if (s->rec->role == MIG_ROLE_NONE)
 		rec_settings_default(s->rec);
-	mig_record_unlock(s->rec);
+	rec_unlock(s, locked);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	*out = s;
@@ -412,8 +410,6 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	s->resuming = false;
 	locked = rec_lock(s);
 	rec->role = role;
-	/* Forced, without an event: the job sets its first status itself. */
-	rec->status = MIG_STATUS_NONE;
 	rec->error_desc[0] = '\0';
 	rec->start_ns = mig_now_ns();
 	rec->setup_ns = rec->end_ns = rec->downtime_ms = 0;
@@ -474,6 +470,7 @@ int mig_session_migrate(struct mig_session *s, const char *uri)
 	ret = mig_src_alloc(&job, s, uri);
 	if (ret)
 		goto err_unlock;
+	status_reset_locked(s);
 	set_status_locked(s, MIG_STATUS_SETUP);
 	ret = session_start_job(s, job);
 	if (ret)
@@ -494,6 +491,7 @@ int mig_session_incoming(struct mig_session *s, const char *uri)
 	ret = mig_dst_alloc(&job, s, uri, &port);
 	if (ret)
 		goto err_unlock;
+	status_reset_locked(s);
 	ret = session_start_job(s, job);
 	if (!ret)
 		s->incoming_port = port;
