@@ -27,6 +27,9 @@ void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_re
 void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 
+/* qmp-hmp.c: human-monitor-command (its backend chosen by mon_hmp_route()). */
+void mon_cmd_hmp(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+
 /* qmp-schema.c: SchemaInfo of every table entry. */
 void mon_cmd_query_qmp_schema(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 

@@ -10,6 +10,7 @@
 
 #include "monitor/qmp-cmds-internal.h"
 #include "proto/rpc.h"
+#include "proto/utf8.h"
 #include "proto/vcpu.pb-c.h"
 
 json_t *mon_json_u64(uint64_t v)
@@ -255,6 +256,58 @@ static void mon_cmd_query_hotpluggable_cpus(struct mon_ctx *ctx, json_t *args,
 	mon_result_error(res, NULL, "The feature '%s' is not enabled", "query-hotpluggable-cpus");
 }
 
+/*
+ * cleave's one machine type.  Its vCPU count is fixed at start (no
+ * hotplug), so the most vCPUs this machine has is the count vcpu-proc runs.
+ */
+static void mon_cmd_query_machines(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
+
+	if (!st)
+		return;
+	res->ret = json_pack("[{s:s,s:b,s:I,s:b,s:b,s:b}]", "name", "cleave", "is-default", 1,
+			     "cpu-max", (json_int_t)(st->n_vcpus ? st->n_vcpus : 1),
+			     "hotpluggable-cpus", 0, "numa-mem-supported", 0, "deprecated", 0);
+	rpc_msg_free(&st->base);
+}
+
+/* QEMU's socket chardev filename while connected: the listening address, ",server=on". */
+static json_t *mon_chardev_json(const char *label, const char *filename)
+{
+	return json_pack("{s:s,s:s,s:b}", "label", label, "filename", filename, "frontend-open", 1);
+}
+
+/*
+ * The QMP sockets as QEMU names a -qmp chardev (compat_monitorN), then
+ * the serial (serial0, its -serial spec as filename).
+ */
+static void mon_cmd_query_chardev(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	json_t *list = json_array();
+	char label[32], filename[512];
+	size_t i;
+
+	for (i = 0; list && ctx->qmp_sockets && ctx->qmp_sockets[i]; i++) {
+		snprintf(label, sizeof(label), "compat_monitor%zu", i);
+		utf8_snprintf(filename, sizeof(filename), "%s,server=on", ctx->qmp_sockets[i]);
+		if (json_array_append_new(list, mon_chardev_json(label, filename)))
+			goto err;
+	}
+	if (list && ctx->serial) {
+		utf8_snprintf(filename, sizeof(filename), "%s", ctx->serial);
+		if (json_array_append_new(list, mon_chardev_json("serial0", filename)))
+			goto err;
+	}
+	if (!list)
+		goto err;
+	res->ret = list;
+	return;
+err:
+	json_decref(list);
+	mon_result_error(res, NULL, "out of memory");
+}
+
 static void mon_cmd_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	/* The server sends SHUTDOWN and asks vcpu-proc to QUIT after this reply. */
@@ -276,39 +329,104 @@ static const struct mon_arg_spec mon_args_capabilities[] = {
 	{.type = MON_ARG_END},
 };
 
+static const struct mon_arg_spec mon_args_hmp[] = {
+	{.name = "command-line", .type = MON_ARG_STR},
+	{.name = "cpu-index", .type = MON_ARG_INT, .optional = true},
+	{.type = MON_ARG_END},
+};
+
+/* QEMU 7.2's MachineInfo (qapi/machine.json) and ChardevInfo (qapi/char.json). */
+static const struct mon_arg_spec mon_ret_machine_info[] = {
+	{.name = "name", .type = MON_ARG_STR},
+	{.name = "alias", .type = MON_ARG_STR, .optional = true},
+	{.name = "is-default", .type = MON_ARG_BOOL, .optional = true},
+	{.name = "cpu-max", .type = MON_ARG_INT},
+	{.name = "hotpluggable-cpus", .type = MON_ARG_BOOL},
+	{.name = "numa-mem-supported", .type = MON_ARG_BOOL},
+	{.name = "deprecated", .type = MON_ARG_BOOL},
+	{.name = "default-cpu-type", .type = MON_ARG_STR, .optional = true},
+	{.name = "default-ram-id", .type = MON_ARG_STR, .optional = true},
+	{.type = MON_ARG_END},
+};
+
+static const struct mon_arg_spec mon_ret_chardev_info[] = {
+	{.name = "label", .type = MON_ARG_STR},
+	{.name = "filename", .type = MON_ARG_STR},
+	{.name = "frontend-open", .type = MON_ARG_BOOL},
+	{.type = MON_ARG_END},
+};
+
 /* Sorted as `query-commands` lists them; looked up linearly (two dozen entries). */
 static const struct mon_cmd mon_cmds[] = {
-	{"qmp_capabilities", mon_args_capabilities, MON_BACKEND_NONE, MON_CMD_CAPABILITIES,
-	 mon_cmd_capabilities},
-	{"query-version", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_version},
-	{"query-commands", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_commands},
-	{"query-name", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_name},
-	{"query-kvm", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_kvm},
-	{"query-qmp-schema", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_qmp_schema},
-	{"query-uuid", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_uuid},
-	{"query-target", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_target},
-	{"query-iothreads", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_iothreads},
-	{"query-hotpluggable-cpus", NULL, MON_BACKEND_NONE, 0, mon_cmd_query_hotpluggable_cpus},
-	{"quit", NULL, MON_BACKEND_NONE, MON_CMD_QUIT, mon_cmd_quit},
-	{"query-status", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_status},
-	{"stop", NULL, MON_BACKEND_VCPU, 0, mon_cmd_stop},
-	{"cont", NULL, MON_BACKEND_VCPU, 0, mon_cmd_cont},
-	{"system_reset", NULL, MON_BACKEND_VCPU, 0, mon_cmd_system_reset},
-	{"query-cpus-fast", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_cpus_fast},
-	{"query-memory-size-summary", NULL, MON_BACKEND_VCPU, 0, mon_cmd_query_memory_size},
-	{"migrate", mon_args_migrate, MON_BACKEND_MIGRATOR, 0, mon_cmd_migrate},
-	{"migrate-incoming", mon_args_migrate_incoming, MON_BACKEND_MIGRATOR, 0,
-	 mon_cmd_migrate_incoming},
-	{"migrate_cancel", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_migrate_cancel},
-	{"query-migrate", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate},
-	{"migrate-set-capabilities", mon_args_migrate_set_caps, MON_BACKEND_MIGRATOR, 0,
-	 mon_cmd_migrate_set_caps},
-	{"query-migrate-capabilities", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate_caps},
-	{"migrate-set-parameters", mon_args_migrate_set_params, MON_BACKEND_MIGRATOR, 0,
-	 mon_cmd_migrate_set_params},
-	{"query-migrate-parameters", NULL, MON_BACKEND_MIGRATOR, 0, mon_cmd_query_migrate_params},
-	{"x-cleave-migrate-resolve", mon_args_migrate_resolve, MON_BACKEND_MIGRATOR, 0,
-	 mon_cmd_migrate_resolve},
+	{.name = "qmp_capabilities",
+	 .args = mon_args_capabilities,
+	 .backend = MON_BACKEND_NONE,
+	 .flags = MON_CMD_CAPABILITIES,
+	 .run = mon_cmd_capabilities},
+	{.name = "query-version", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_version},
+	{.name = "query-commands", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_commands},
+	{.name = "query-name", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_name},
+	{.name = "query-kvm", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_kvm},
+	{.name = "query-qmp-schema", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_qmp_schema},
+	{.name = "query-uuid", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_uuid},
+	{.name = "query-target", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_target},
+	{.name = "query-iothreads", .backend = MON_BACKEND_NONE, .run = mon_cmd_query_iothreads},
+	{.name = "query-hotpluggable-cpus",
+	 .backend = MON_BACKEND_NONE,
+	 .run = mon_cmd_query_hotpluggable_cpus},
+	{.name = "query-chardev",
+	 .backend = MON_BACKEND_NONE,
+	 .run = mon_cmd_query_chardev,
+	 .ret = MON_RET_OBJ_ARRAY,
+	 .ret_fields = mon_ret_chardev_info},
+	{.name = "human-monitor-command",
+	 .args = mon_args_hmp,
+	 .backend = MON_BACKEND_NONE,
+	 .flags = MON_CMD_HMP,
+	 .run = mon_cmd_hmp,
+	 .ret = MON_RET_STR},
+	{.name = "quit", .backend = MON_BACKEND_NONE, .flags = MON_CMD_QUIT, .run = mon_cmd_quit},
+	{.name = "query-status", .backend = MON_BACKEND_VCPU, .run = mon_cmd_query_status},
+	{.name = "stop", .backend = MON_BACKEND_VCPU, .run = mon_cmd_stop},
+	{.name = "cont", .backend = MON_BACKEND_VCPU, .run = mon_cmd_cont},
+	{.name = "system_reset", .backend = MON_BACKEND_VCPU, .run = mon_cmd_system_reset},
+	{.name = "query-cpus-fast", .backend = MON_BACKEND_VCPU, .run = mon_cmd_query_cpus_fast},
+	{.name = "query-memory-size-summary",
+	 .backend = MON_BACKEND_VCPU,
+	 .run = mon_cmd_query_memory_size},
+	{.name = "query-machines",
+	 .backend = MON_BACKEND_VCPU,
+	 .run = mon_cmd_query_machines,
+	 .ret = MON_RET_OBJ_ARRAY,
+	 .ret_fields = mon_ret_machine_info},
+	{.name = "migrate",
+	 .args = mon_args_migrate,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_migrate},
+	{.name = "migrate-incoming",
+	 .args = mon_args_migrate_incoming,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_migrate_incoming},
+	{.name = "migrate_cancel", .backend = MON_BACKEND_MIGRATOR, .run = mon_cmd_migrate_cancel},
+	{.name = "query-migrate", .backend = MON_BACKEND_MIGRATOR, .run = mon_cmd_query_migrate},
+	{.name = "migrate-set-capabilities",
+	 .args = mon_args_migrate_set_caps,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_migrate_set_caps},
+	{.name = "query-migrate-capabilities",
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_query_migrate_caps},
+	{.name = "migrate-set-parameters",
+	 .args = mon_args_migrate_set_params,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_migrate_set_params},
+	{.name = "query-migrate-parameters",
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_query_migrate_params},
+	{.name = "x-cleave-migrate-resolve",
+	 .args = mon_args_migrate_resolve,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_migrate_resolve},
 };
 
 size_t mon_cmd_count(void)

@@ -298,6 +298,11 @@ int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_
 		json_decref(args);
 		goto out;
 	}
+	if (cmd->flags & MON_CMD_HMP) {
+		/* Runs where the mapped QMP command runs, with its flags (quit). */
+		mon_hmp_route(cmd, args, &req->hmp);
+		cmd = &req->hmp;
+	}
 	req->cmd = cmd;
 	req->args = args;
 out:

@@ -66,6 +66,13 @@ struct mon_ctx {
 	/* migrate_cancel retries an unreachable migrator this long in all; 0: once */
 	int cancel_retry_ms;
 	atomic_bool migration_events; /* last known 'events' capability */
+	/*
+	 * query-chardev: the QMP sockets ("unix:PATH", "tcp:HOST:PORT";
+	 * NULL-terminated) and the serial ("stdio", "file:PATH") as the
+	 * launcher gave them.  NULL: not known, not listed.
+	 */
+	const char *const *qmp_sockets;
+	const char *serial;
 };
 
 /*
@@ -96,6 +103,14 @@ struct mon_arg_spec {
 enum mon_cmd_flags {
 	MON_CMD_CAPABILITIES = 1 << 0, /* qmp_capabilities: handled by the session */
 	MON_CMD_QUIT = 1 << 1,	       /* after the reply: SHUTDOWN event, vcpu-proc QUIT */
+	MON_CMD_HMP = 1 << 2,	       /* human-monitor-command: routed by its command line */
+};
+
+/* What a command returns, for query-qmp-schema. */
+enum mon_ret_type {
+	MON_RET_ANY, /* not described */
+	MON_RET_STR,
+	MON_RET_OBJ_ARRAY, /* array of objects described by .ret_fields */
 };
 
 struct mon_cmd {
@@ -105,6 +120,8 @@ struct mon_cmd {
 	unsigned flags; /* enum mon_cmd_flags */
 	/* Fills res; @args has been checked against .args. */
 	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+	enum mon_ret_type ret;		       /* MON_RET_ANY when left out */
+	const struct mon_arg_spec *ret_fields; /* MON_RET_OBJ_ARRAY: the object's members */
 };
 
 /* A checked request, ready to run. */
@@ -113,6 +130,11 @@ struct mon_request {
 	char *id_text;		   /* the id as the client wrote it (qmp-json.h); owned */
 	const struct mon_cmd *cmd; /* NULL when the request was rejected */
 	json_t *args;		   /* owned reference; {} when absent */
+	/*
+	 * human-monitor-command: the entry .cmd points to, with the backend
+	 * and flags of the QMP command its command line maps onto (qmp-hmp.c).
+	 */
+	struct mon_cmd hmp;
 };
 
 void mon_request_fini(struct mon_request *req);
@@ -145,6 +167,12 @@ int mon_backend_call_timeout(struct mon_ctx *ctx, enum mon_backend backend, unsi
 void mon_cmd_vcpu_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 /* Refreshes ctx->migration_events from the migrator (migrator worker). */
 void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+
+/*
+ * human-monitor-command: @out becomes @hmp with the backend and flags of
+ * the QMP command @args' command line maps onto (qmp-hmp.c).
+ */
+void mon_hmp_route(const struct mon_cmd *hmp, json_t *args, struct mon_cmd *out);
 
 /* The command table. */
 const struct mon_cmd *mon_cmd_find(const char *name);

@@ -3,8 +3,8 @@
  * query-qmp-schema, built from the command table at run time: exactly the
  * commands and arguments cleave accepts, in QEMU's SchemaInfo shape
  * (qapi/introspect.json).  Type names other than builtins are numbers, as
- * QEMU masks them; every command's ret-type is "any" (cleave does not
- * describe return types); no events are listed.
+ * QEMU masks them; a command's ret-type is "any" unless its table entry
+ * describes it (.ret); no events are listed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -108,13 +108,27 @@ static json_t *mon_schema_object(struct mon_schema *sc, const struct mon_arg_spe
 	return json_string(name);
 }
 
+/* The return type's name: "any" unless the table entry describes it. */
+static json_t *mon_schema_ret(struct mon_schema *sc, const struct mon_cmd *cmd)
+{
+	switch (cmd->ret) {
+	case MON_RET_STR:
+		return json_string("str");
+	case MON_RET_OBJ_ARRAY:
+		return mon_schema_array(sc, mon_schema_object(sc, cmd->ret_fields));
+	case MON_RET_ANY:
+		break;
+	}
+	return json_string("any");
+}
+
 void mon_cmd_query_qmp_schema(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	static const char *const builtins[][2] = {
 		{"str", "string"}, {"int", "int"}, {"bool", "boolean"}, {"any", "value"}};
 	struct mon_schema sc = {.list = json_array(), .next = 1};
 	const struct mon_cmd *cmd;
-	json_t *arg;
+	json_t *arg, *ret;
 	size_t i;
 
 	if (!sc.list)
@@ -122,10 +136,15 @@ void mon_cmd_query_qmp_schema(struct mon_ctx *ctx, json_t *args, struct mon_resu
 	for (i = 0; i < mon_cmd_count(); i++) {
 		cmd = mon_cmd_at(i);
 		arg = mon_schema_object(&sc, cmd->args);
-		if (!arg ||
-		    mon_schema_add(&sc, json_pack("{s:s,s:s,s:o,s:s,s:b}", "name", cmd->name,
+		ret = mon_schema_ret(&sc, cmd);
+		if (!arg || !ret) {
+			json_decref(arg);
+			json_decref(ret);
+			goto err;
+		}
+		if (mon_schema_add(&sc, json_pack("{s:s,s:s,s:o,s:o,s:b}", "name", cmd->name,
 						  "meta-type", "command", "arg-type", arg,
-						  "ret-type", "any", "allow-oob", 0)))
+						  "ret-type", ret, "allow-oob", 0)))
 			goto err;
 	}
 	if (mon_schema_add(&sc, json_pack("{s:s,s:s,s:[]}", "name", "0", "meta-type", "object",

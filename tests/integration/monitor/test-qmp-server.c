@@ -793,6 +793,101 @@ static void test_stop_cont_event_first(void **state)
 }
 
 /*
+ * human-monitor-command runs stop / cont through the same path: QEMU 7.2
+ * sends the event, then the reply, whose value is HMP's (empty) output.
+ */
+static const char qemu72_hmp_stop[] = "{\"timestamp\": {\"seconds\": 0, \"microseconds\": 0}, "
+				      "\"event\": \"STOP\"}\r\n{\"return\": \"\", \"id\": %d}\r\n";
+static const char qemu72_hmp_cont[] =
+	"{\"timestamp\": {\"seconds\": 0, \"microseconds\": 0}, "
+	"\"event\": \"RESUME\"}\r\n{\"return\": \"\", \"id\": %d}\r\n";
+
+/* Sends human-monitor-command @line with id @id; checks the bytes up to its reply against @fmt. */
+static void raw_hmp_exact(int fd, const char *line, int id, const char *fmt)
+{
+	char req[256], needle[64], want[1024], buf[4096];
+
+	snprintf(req, sizeof(req),
+		 "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"%s\"},"
+		 "\"id\":%d}",
+		 line, id);
+	assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	snprintf(needle, sizeof(needle), "\"id\": %d}\r\n", id);
+	assert_true(raw_read_until(fd, buf, sizeof(buf), needle, T_MS));
+	zero_timestamps(buf);
+	snprintf(want, sizeof(want), fmt, id);
+	if (strcmp(buf, want))
+		fail_msg("%s id %d:\n got  %s\n want %s", line, id, buf, want);
+}
+
+static void test_hmp(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1), *watcher = client_open(e, 1);
+	int fd = raw_negotiated(e), i;
+	json_t *ev = NULL;
+	char buf[4096];
+
+	/* The subscription joins asynchronously: stop/cont until a STOP shows. */
+	for (i = 0; i < 50 && !ev; i++) {
+		assert_client_cmd(c, "stop", NULL, "{}");
+		ev = wait_event(watcher, "STOP", 100);
+		assert_client_cmd(c, "cont", NULL, "{}");
+	}
+	assert_non_null(ev);
+	json_decref(ev);
+	qmp_client_close(watcher);
+	raw_drain(fd, buf, sizeof(buf), 100);
+	/* QEMU 7.2's HMP texts (monitor/hmp-cmds.c, monitor/hmp.c). */
+	raw_hmp_exact(fd, "info status", 1,
+		      "{\"return\": \"VM status: running\\r\\n\", \"id\": %d}\r\n");
+	for (i = 0; i < 20; i++) {
+		raw_hmp_exact(fd, "stop", 100 + 2 * i, qemu72_hmp_stop);
+		raw_hmp_exact(fd, "c", 101 + 2 * i, qemu72_hmp_cont);
+	}
+	raw_hmp_exact(fd, "stop", 2, qemu72_hmp_stop);
+	raw_hmp_exact(fd, "info status", 3,
+		      "{\"return\": \"VM status: paused\\r\\n\", \"id\": %d}\r\n");
+	raw_hmp_exact(fd, "cont", 4, qemu72_hmp_cont);
+	raw_hmp_exact(fd, "info name", 5, "{\"return\": \"testvm\\r\\n\", \"id\": %d}\r\n");
+	raw_hmp_exact(fd, "foo", 6,
+		      "{\"return\": \"unknown command: 'foo'\\r\\n\", \"id\": %d}\r\n");
+	raw_hmp_exact(
+		fd, "info migrate_capabilities", 7,
+		"{\"return\": \"multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n\", "
+		"\"id\": %d}\r\n");
+	raw_hmp_exact(fd, "migrate_cancel", 8, "{\"return\": \"\", \"id\": %d}\r\n");
+	/* A dead backend: HMP's "Error: " line, within the deadline. */
+	fake_backend_kill_vcpu(e->fb);
+	raw_hmp_exact(fd, "info status", 9,
+		      "{\"return\": \"Error: vcpu-proc is not responding\\r\\n\", \"id\": %d}\r\n");
+	raw_hmp_exact(fd, "info version", 10,
+		      "{\"return\": \"7.2.0cleave 0.1.0\\r\\n\", \"id\": %d}\r\n");
+	assert_int_equal(raw_drain(fd, buf, sizeof(buf), 100), 0);
+	close(fd);
+	qmp_client_close(c);
+}
+
+/*
+ * query-machines and query-chardev in QEMU 7.2's shapes (qapi/machine.json
+ * MachineInfo, qapi/char.json ChardevInfo).  cleave's machine: "cleave",
+ * cpu-max the VM's fixed vCPU count (the fake runs 2).  The monitor lists
+ * chardevs only when told them (mon_ctx); this one was not.
+ */
+static void test_query_machines_chardev(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+
+	assert_client_cmd(c, "query-machines", NULL,
+			  "[{\"name\":\"cleave\",\"is-default\":true,\"cpu-max\":2,"
+			  "\"hotpluggable-cpus\":false,\"numa-mem-supported\":false,"
+			  "\"deprecated\":false}]");
+	assert_client_cmd(c, "query-chardev", NULL, "[]");
+	qmp_client_close(c);
+}
+
+/*
  * Nesting as QEMU 7.2 takes it (json-streamer.c, MAX_NESTING 1024): a
  * request 1024 deep is answered, its id echoed whole; 1025 deep gets one
  * error without an id, and the session goes on.
@@ -840,6 +935,16 @@ static const char qemu72_quit_event[] =
 	"\"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n";
 static const char qemu72_quit_reply[] = "{\"return\": {}, \"id\": \"q\"}\r\n";
 
+/* Waits until the fake vcpu-proc has seen @n QUIT requests; false after @timeout_ms. */
+static bool poll_until_quits(struct env *e, int n, int timeout_ms)
+{
+	int64_t end = test_now_ms() + timeout_ms;
+
+	while (atomic_load(&e->fb->quits) < n && test_now_ms() < end)
+		test_sleep_ms(5);
+	return atomic_load(&e->fb->quits) == n;
+}
+
 static void test_quit(void **state)
 {
 	/* A command pipelined after quit is never run, as in QEMU. */
@@ -849,7 +954,6 @@ static void test_quit(void **state)
 	int ctl = raw_negotiated(e), watcher = raw_negotiated(e), unneg = raw_connect(e);
 	char buf[8192], want[512];
 	struct qmp_client *c;
-	int i;
 
 	raw_drain(unneg, buf, sizeof(buf), 100); /* its greeting */
 	assert_int_equal(send(ctl, quit, sizeof(quit) - 1, MSG_NOSIGNAL),
@@ -866,13 +970,35 @@ static void test_quit(void **state)
 	close(ctl);
 	close(watcher);
 	close(unneg);
-	for (i = 0; i < 200 && atomic_load(&e->fb->quits) == 0; i++)
-		usleep(10000);
-	assert_int_equal(atomic_load(&e->fb->quits), 1);
+	assert_true(poll_until_quits(e, 1, 2000));
 	/* The monitor itself lives on until the launcher stops it. */
 	c = client_open(e, 1);
 	assert_client_cmd(c, "query-name", NULL, "{\"name\":\"testvm\"}");
 	qmp_client_close(c);
+}
+
+/*
+ * HMP quit runs quit's sequence: SHUTDOWN, the reply, every client closed,
+ * vcpu-proc QUIT.  QEMU 7.2 answers {"return": ""} (HMP's empty output);
+ * cleave's quit reply is built by the server and is {"return": {}}.
+ */
+static void test_hmp_quit(void **state)
+{
+	static const char quit[] = "{\"execute\":\"human-monitor-command\",\"arguments\":"
+				   "{\"command-line\":\"q\"},\"id\":\"q\"}";
+	struct env *e = *state;
+	int ctl = raw_negotiated(e);
+	char buf[8192], want[512];
+
+	assert_int_equal(send(ctl, quit, sizeof(quit) - 1, MSG_NOSIGNAL),
+			 (ssize_t)sizeof(quit) - 1);
+	assert_true(raw_read_eof(ctl, buf, sizeof(buf), 2000));
+	zero_timestamps(buf);
+	/* The event is QEMU 7.2's; the reply cleave's (QEMU 7.2: {"return": "", "id": "q"}). */
+	snprintf(want, sizeof(want), "%s%s", qemu72_quit_event, qemu72_quit_reply);
+	assert_string_equal(buf, want);
+	close(ctl);
+	assert_true(poll_until_quits(e, 1, 2000));
 }
 
 /* ---- restart on the inherited socket ---------------------------------------------- */
@@ -916,6 +1042,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_disconnect_in_flight, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_events, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_stop_cont_event_first, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_hmp, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_hmp_quit, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_query_machines_chardev, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_nesting_qemu_depth, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_quit, env_setup, env_teardown),

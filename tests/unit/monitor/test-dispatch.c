@@ -304,6 +304,95 @@ static json_t *schema_type(json_t *list, const char *name)
 	return NULL;
 }
 
+/* A command's ret-type: "any", "str", or an array of the object .ret_fields describes. */
+static void schema_check_ret(json_t *list, const struct mon_cmd *cmd, const char *ret)
+{
+	const struct mon_arg_spec *a = cmd->ret_fields;
+	json_t *arr, *obj, *m;
+	size_t j;
+
+	assert_non_null(ret);
+	if (cmd->ret == MON_RET_ANY || cmd->ret == MON_RET_STR) {
+		assert_string_equal(ret, cmd->ret == MON_RET_STR ? "str" : "any");
+		return;
+	}
+	arr = schema_type(list, ret);
+	assert_non_null(arr);
+	assert_string_equal(json_string_value(json_object_get(arr, "meta-type")), "array");
+	obj = schema_type(list, json_string_value(json_object_get(arr, "element-type")));
+	assert_non_null(obj);
+	json_array_foreach(json_object_get(obj, "members"), j, m)
+	{
+		assert_string_equal(json_string_value(json_object_get(m, "name")), a->name);
+		assert_int_equal(json_object_get(m, "default") != NULL, a->optional);
+		a++;
+	}
+	assert_int_equal(a->type, MON_ARG_END);
+}
+
+/* The SchemaInfo of command @name's argument object. */
+static json_t *schema_cmd(json_t *list, const char *name, const char *member)
+{
+	json_t *e;
+	size_t i;
+
+	json_array_foreach(list, i, e)
+	{
+		if (!strcmp(json_string_value(json_object_get(e, "name")), name))
+			return member ? json_object_get(e, member) : e;
+	}
+	fail_msg("%s not in the schema", name);
+	return NULL;
+}
+
+/*
+ * QEMU 7.2's shapes of the commands added with HMP (qapi/misc.json,
+ * qapi/machine.json, qapi/char.json): human-monitor-command takes
+ * command-line: str and cpu-index?: int and returns str; query-machines
+ * returns [MachineInfo], query-chardev [ChardevInfo].
+ */
+static void test_qmp_schema_hmp_shapes(void **state)
+{
+	char *got = dispatch_line(true, "{\"execute\":\"query-qmp-schema\"}");
+	json_t *reply = json_loads(got, 0, NULL), *list = json_object_get(reply, "return");
+	json_t *obj, *elem;
+	char *text;
+
+	obj = schema_type(list,
+			  json_string_value(schema_cmd(list, "human-monitor-command", "arg-type")));
+	text = json_dumps(json_object_get(obj, "members"), JSON_COMPACT);
+	assert_string_equal(text, "[{\"name\":\"command-line\",\"type\":\"str\"},"
+				  "{\"name\":\"cpu-index\",\"type\":\"int\",\"default\":null}]");
+	free(text);
+	assert_string_equal(
+		json_string_value(schema_cmd(list, "human-monitor-command", "ret-type")), "str");
+	obj = schema_type(list, json_string_value(schema_cmd(list, "query-machines", "ret-type")));
+	elem = schema_type(list, json_string_value(json_object_get(obj, "element-type")));
+	text = json_dumps(json_object_get(elem, "members"), JSON_COMPACT);
+	assert_string_equal(text,
+			    "[{\"name\":\"name\",\"type\":\"str\"},"
+			    "{\"name\":\"alias\",\"type\":\"str\",\"default\":null},"
+			    "{\"name\":\"is-default\",\"type\":\"bool\",\"default\":null},"
+			    "{\"name\":\"cpu-max\",\"type\":\"int\"},"
+			    "{\"name\":\"hotpluggable-cpus\",\"type\":\"bool\"},"
+			    "{\"name\":\"numa-mem-supported\",\"type\":\"bool\"},"
+			    "{\"name\":\"deprecated\",\"type\":\"bool\"},"
+			    "{\"name\":\"default-cpu-type\",\"type\":\"str\",\"default\":null},"
+			    "{\"name\":\"default-ram-id\",\"type\":\"str\",\"default\":null}]");
+	free(text);
+	obj = schema_type(list, json_string_value(schema_cmd(list, "query-chardev", "ret-type")));
+	elem = schema_type(list, json_string_value(json_object_get(obj, "element-type")));
+	text = json_dumps(json_object_get(elem, "members"), JSON_COMPACT);
+	assert_string_equal(text, "[{\"name\":\"label\",\"type\":\"str\"},"
+				  "{\"name\":\"filename\",\"type\":\"str\"},"
+				  "{\"name\":\"frontend-open\",\"type\":\"bool\"}]");
+	free(text);
+	/* Commands whose return is not described stay "any". */
+	assert_string_equal(json_string_value(schema_cmd(list, "query-status", "ret-type")), "any");
+	json_decref(reply);
+	free(got);
+}
+
 /* query-qmp-schema: every table entry, its arguments exactly, every type it names defined. */
 static void test_qmp_schema(void **state)
 {
@@ -331,7 +420,7 @@ static void test_qmp_schema(void **state)
 		ncmds++;
 		cmd = mon_cmd_find(json_string_value(json_object_get(e, "name")));
 		assert_non_null(cmd);
-		assert_string_equal(json_string_value(json_object_get(e, "ret-type")), "any");
+		schema_check_ret(list, cmd, json_string_value(json_object_get(e, "ret-type")));
 		obj = schema_type(list, json_string_value(json_object_get(e, "arg-type")));
 		assert_non_null(obj);
 		assert_string_equal(json_string_value(json_object_get(obj, "meta-type")), "object");
@@ -388,6 +477,9 @@ static void test_command_table_complete(void **state)
 		"query-target",
 		"query-iothreads",
 		"query-hotpluggable-cpus",
+		"human-monitor-command",
+		"query-machines",
+		"query-chardev",
 	};
 	size_t i;
 
@@ -464,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_query_commands_lists_table),
 		cmocka_unit_test(test_command_table_complete),
 		cmocka_unit_test(test_qmp_schema),
+		cmocka_unit_test(test_qmp_schema_hmp_shapes),
 		cmocka_unit_test(test_args_check_spec),
 	};
 

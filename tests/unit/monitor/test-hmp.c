@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * human-monitor-command against in-test vcpu-proc and migrator RPC servers:
+ * where each command line runs (backend, flags) and the text it returns.
+ *
+ * The expected texts are QEMU 7.2's: each reply line is what QEMU 7.2's
+ * hmp_info_*() / monitor_parse_command() / help_cmd() print (taken from
+ * QEMU's monitor/hmp-cmds.c, monitor/hmp.c, hmp-commands.hx and
+ * hmp-commands-info.hx; no QEMU was run here) for the values the fake
+ * backends give, with QEMU's "\n" -> "\r\n".  Where cleave differs, the
+ * case says so.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor/qmp-dispatch.h"
+#include "proto/rpc.h"
+#include "tests/unit/monitor/fake-backend.h"
+
+struct hmp_env {
+	struct fake_backend *fb;
+	struct mon_ctx ctx;
+};
+
+static int hmp_setup(void **state)
+{
+	struct hmp_env *e = calloc(1, sizeof(*e));
+
+	assert_non_null(e);
+	assert_int_equal(fake_backend_start(&e->fb), 0);
+	assert_int_equal(rpc_client_open(&e->ctx.rpc[MON_BACKEND_VCPU], e->fb->vcpu_rpc), 0);
+	assert_int_equal(rpc_client_open(&e->ctx.rpc[MON_BACKEND_MIGRATOR], e->fb->mig_rpc), 0);
+	e->ctx.timeout_ms = 300;
+	e->ctx.name = "vm1";
+	*state = e;
+	return 0;
+}
+
+static int hmp_teardown(void **state)
+{
+	struct hmp_env *e = *state;
+
+	rpc_client_close(e->ctx.rpc[MON_BACKEND_VCPU]);
+	rpc_client_close(e->ctx.rpc[MON_BACKEND_MIGRATOR]);
+	fake_backend_stop(e->fb);
+	free(e);
+	return 0;
+}
+
+/*
+ * Parses @request as the server does, checks where it was routed, runs it
+ * on this thread (the worker's job) and returns the reply line without CRLF.
+ */
+static char *hmp_run(struct hmp_env *e, const char *request, enum mon_backend want_backend,
+		     unsigned want_flags)
+{
+	struct mon_result res = {0};
+	struct mon_request req;
+	size_t len;
+	char *line;
+
+	assert_int_equal(mon_request_parse(request, strlen(request), true, &req, &res), 0);
+	assert_string_equal(req.cmd->name, "human-monitor-command");
+	if (req.cmd->backend != want_backend || req.cmd->flags != want_flags)
+		fail_msg("%s: routed to backend %d flags %u, want %d %u", request, req.cmd->backend,
+			 req.cmd->flags, want_backend, want_flags);
+	req.cmd->run(&e->ctx, req.args, &res);
+	line = mon_reply_format_text(req.id_text, &res, &len);
+	assert_non_null(line);
+	line[len - 2] = '\0';
+	mon_request_fini(&req);
+	mon_result_fini(&res);
+	return line;
+}
+
+struct hmp_case {
+	const char *args;	  /* human-monitor-command's arguments */
+	enum mon_backend backend; /* where it must run */
+	unsigned flags;		  /* MON_CMD_QUIT for quit */
+	const char *want;	  /* the whole reply line */
+};
+
+#define HMP(text) "{\"return\": \"" text "\"}"
+#define NONE	  MON_BACKEND_NONE
+#define VCPU	  MON_BACKEND_VCPU
+#define MIG	  MON_BACKEND_MIGRATOR
+
+/* In order: stop comes before the status it changes. */
+static const struct hmp_case hmp_cases[] = {
+	{"{\"command-line\":\"info status\"}", VCPU, 0, HMP("VM status: running\\r\\n")},
+	{"{\"command-line\":\"stop\"}", VCPU, 0, HMP("")},
+	{"{\"command-line\":\"info status\"}", VCPU, 0, HMP("VM status: paused\\r\\n")},
+	{"{\"command-line\":\"s\"}", VCPU, 0, HMP("")},
+	{"{\"command-line\":\"c\"}", VCPU, 0, HMP("")},
+	{"{\"command-line\":\"  info   status  \"}", VCPU, 0, HMP("VM status: running\\r\\n")},
+	{"{\"command-line\":\"cont\"}", VCPU, 0, HMP("")},
+	{"{\"command-line\":\"system_reset\"}", VCPU, 0, HMP("")},
+	/* QEMU prints major.minor.micro and the package right after it. */
+	{"{\"command-line\":\"info version\"}", NONE, 0, HMP("7.2.0cleave 0.1.0\\r\\n")},
+	{"{\"command-line\":\"info name\"}", NONE, 0, HMP("vm1\\r\\n")},
+	{"{\"command-line\":\"info uuid\"}", NONE, 0,
+	 HMP("00000000-0000-0000-0000-000000000000\\r\\n")},
+	{"{\"command-line\":\"info kvm\"}", NONE, 0, HMP("kvm support: enabled\\r\\n")},
+	{"{\"command-line\":\"info chardev\"}", NONE, 0, HMP("")},
+	/*
+	 * Before any migration QEMU prints only its "globals:" block, which
+	 * cleave leaves out (QEMU's stream properties, docs/QMP.md).
+	 */
+	{"{\"command-line\":\"info migrate\"}", MIG, 0, HMP("")},
+	{"{\"command-line\":\"info migrate_capabilities\"}", MIG, 0,
+	 HMP("multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n")},
+	{"{\"command-line\":\"info migrate_parameters\"}", MIG, 0,
+	 HMP("max-bandwidth: 134217728 bytes/second\\r\\ndowntime-limit: 300 ms\\r\\n"
+	     "multifd-channels: 2\\r\\nx-reconnect-timeout: 10000 ms\\r\\n")},
+	{"{\"command-line\":\"migrate_cancel\"}", MIG, 0, HMP("")},
+	{"{\"command-line\":\"quit\"}", NONE, MON_CMD_QUIT, HMP("")},
+	{"{\"command-line\":\"q\"}", NONE, MON_CMD_QUIT, HMP("")},
+	/* Not a QMP error: HMP's own text, nothing run. */
+	{"{\"command-line\":\"foo\"}", NONE, 0, HMP("unknown command: 'foo'\\r\\n")},
+	{"{\"command-line\":\" foo bar\"}", NONE, 0, HMP("unknown command: ' foo'\\r\\n")},
+	{"{\"command-line\":\"info foo\"}", NONE, 0, HMP("unknown command: 'info foo'\\r\\n")},
+	{"{\"command-line\":\"stop now\"}", NONE, 0,
+	 HMP("stop|s: extraneous characters at the end of line\\r\\n")},
+	{"{\"command-line\":\"info status x\"}", NONE, 0,
+	 HMP("status: extraneous characters at the end of line\\r\\n")},
+	{"{\"command-line\":\"\"}", NONE, 0, HMP("")},
+	{"{\"command-line\":\"help stop\"}", NONE, 0, HMP("stop|s  -- stop emulation\\r\\n")},
+	{"{\"command-line\":\"? info migrate\"}", NONE, 0,
+	 HMP("info migrate  -- show migration status\\r\\n")},
+	{"{\"command-line\":\"help nothing\"}", NONE, 0, HMP("unknown command: 'nothing'\\r\\n")},
+	{"{\"command-line\":\"help info nothing\"}", NONE, 0,
+	 HMP("unknown command: 'info nothing'\\r\\n")},
+	/* cleave's subset of QEMU's tables, sorted as QEMU sorts them. */
+	{"{\"command-line\":\"help\"}", NONE, 0,
+	 HMP("cont|c  -- resume emulation\\r\\n"
+	     "help|? [cmd] -- show the help\\r\\n"
+	     "info [subcommand] -- show various information about the system state\\r\\n"
+	     "migrate_cancel  -- cancel the current VM migration\\r\\n"
+	     "quit|q  -- quit the emulator\\r\\n"
+	     "stop|s  -- stop emulation\\r\\n"
+	     "system_reset  -- reset the system\\r\\n")},
+	{"{\"command-line\":\"info\"}", NONE, 0,
+	 HMP("info chardev  -- show the character devices\\r\\n"
+	     "info kvm  -- show KVM information\\r\\n"
+	     "info migrate  -- show migration status\\r\\n"
+	     "info migrate_capabilities  -- show current migration capabilities\\r\\n"
+	     "info migrate_parameters  -- show current migration parameters\\r\\n"
+	     "info name  -- show the current VM name\\r\\n"
+	     "info status  -- show the current VM status (running|paused)\\r\\n"
+	     "info uuid  -- show the current VM UUID\\r\\n"
+	     "info version  -- show the version of QEMU\\r\\n")},
+	/* cpu-index: a vCPU vcpu-proc has, else QEMU's error (vcpu-proc answers, so VCPU). */
+	{"{\"command-line\":\"info version\",\"cpu-index\":1}", VCPU, 0,
+	 HMP("7.2.0cleave 0.1.0\\r\\n")},
+	{"{\"command-line\":\"info version\",\"cpu-index\":2}", VCPU, 0,
+	 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'cpu-index' expects "
+	 "a CPU number\"}}"},
+	{"{\"command-line\":\"info migrate\",\"cpu-index\":-1}", MIG, 0,
+	 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'cpu-index' expects "
+	 "a CPU number\"}}"},
+	{"{\"command-line\":\"info migrate\",\"cpu-index\":0}", MIG, 0, HMP("")},
+	/* quit is not held back for a vCPU check (it runs on the loop). */
+	{"{\"command-line\":\"quit\",\"cpu-index\":7}", NONE, MON_CMD_QUIT, HMP("")},
+};
+
+static void test_hmp_table(void **state)
+{
+	struct hmp_env *e = *state;
+	char req[512], *got;
+	size_t i;
+
+	for (i = 0; i < sizeof(hmp_cases) / sizeof(hmp_cases[0]); i++) {
+		const struct hmp_case *c = &hmp_cases[i];
+
+		snprintf(req, sizeof(req),
+			 "{\"execute\":\"human-monitor-command\",\"arguments\":%s}", c->args);
+		got = hmp_run(e, req, c->backend, c->flags);
+		if (strcmp(got, c->want))
+			fail_msg("case %zu %s:\n got  %s\n want %s", i, c->args, got, c->want);
+		free(got);
+	}
+}
+
+/* The request's own arguments are checked as any QMP command's. */
+static void test_hmp_bad_arguments(void **state)
+{
+	static const char *const bad[][2] = {
+		{"{\"execute\":\"human-monitor-command\"}", "Parameter 'command-line' is missing"},
+		{"{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":1}}",
+		 "Invalid parameter type for 'command-line', expected: string"},
+		{"{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"c\","
+		 "\"cpu-index\":\"0\"}}",
+		 "Invalid parameter type for 'cpu-index', expected: integer"},
+	};
+	struct mon_result res = {0};
+	struct mon_request req;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_not_equal(
+			mon_request_parse(bad[i][0], strlen(bad[i][0]), true, &req, &res), 0);
+		assert_string_equal(res.err_desc, bad[i][1]);
+		mon_request_fini(&req);
+		mon_result_fini(&res);
+	}
+}
+
+/* A migration's figures as QEMU 7.2's hmp_info_migrate() prints them (kbytes = bytes >> 10). */
+static void test_hmp_info_migrate(void **state)
+{
+	struct hmp_env *e = *state;
+	char *got;
+
+	pthread_mutex_lock(&e->fb->lock);
+	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "completed");
+	pthread_mutex_unlock(&e->fb->lock);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"info migrate\"},\"id\":7}",
+		      MIG, 0);
+	assert_string_equal(got, "{\"return\": \"Migration status: completed\\r\\n"
+				 "total time: 320 ms\\r\\n"
+				 "downtime: 12 ms\\r\\n"
+				 "setup: 2 ms\\r\\n"
+				 "transferred ram: 262144 kbytes\\r\\n"
+				 "throughput: 8000.50 mbps\\r\\n"
+				 "remaining ram: 0 kbytes\\r\\n"
+				 "total ram: 262144 kbytes\\r\\n"
+				 "duplicate: 0 pages\\r\\n"
+				 "skipped: 0 pages\\r\\n"
+				 "normal: 65536 pages\\r\\n"
+				 "normal bytes: 262144 kbytes\\r\\n"
+				 "dirty sync count: 3\\r\\n"
+				 "page size: 4 kbytes\\r\\n"
+				 "multifd bytes: 0 kbytes\\r\\n"
+				 "pages-per-second: 0\\r\\n\", \"id\": 7}");
+	free(got);
+}
+
+/*
+ * A backend error is HMP's "Error: " line in a successful reply, as QEMU's
+ * hmp_handle_error() prints it; the desc stays in the result so the worker
+ * fails the jobs queued behind a dead backend with it.
+ */
+static void test_hmp_backend_down(void **state)
+{
+	static const char req[] = "{\"execute\":\"human-monitor-command\",\"arguments\":"
+				  "{\"command-line\":\"info status\"}}";
+	static const char req_cpu[] = "{\"execute\":\"human-monitor-command\",\"arguments\":"
+				      "{\"command-line\":\"info migrate\",\"cpu-index\":0}}";
+	struct hmp_env *e = *state;
+	struct mon_result res = {0};
+	struct mon_request r;
+	char *got;
+
+	fake_backend_kill_vcpu(e->fb);
+	got = hmp_run(e, req, VCPU, 0);
+	assert_string_equal(got, HMP("Error: vcpu-proc is not responding\\r\\n"));
+	free(got);
+	assert_int_equal(mon_request_parse(req, sizeof(req) - 1, true, &r, &res), 0);
+	r.cmd->run(&e->ctx, r.args, &res);
+	assert_null(res.err_class);
+	assert_true(res.backend_down);
+	assert_string_equal(res.err_desc, "vcpu-proc is not responding");
+	mon_request_fini(&r);
+	mon_result_fini(&res);
+	/* A cpu-index check on the migrator's worker does not mark the migrator down. */
+	assert_int_equal(mon_request_parse(req_cpu, sizeof(req_cpu) - 1, true, &r, &res), 0);
+	assert_int_equal(r.cmd->backend, MON_BACKEND_MIGRATOR);
+	r.cmd->run(&e->ctx, r.args, &res);
+	assert_string_equal(res.err_desc, "vcpu-proc is not responding");
+	assert_false(res.backend_down);
+	mon_request_fini(&r);
+	mon_result_fini(&res);
+}
+
+/* stop through HMP asks for the STOP event first, exactly as QMP stop does. */
+static void test_hmp_stop_awaits_event(void **state)
+{
+	static const char stop[] = "{\"execute\":\"human-monitor-command\",\"arguments\":"
+				   "{\"command-line\":\"stop\"}}";
+	static const char cont[] = "{\"execute\":\"human-monitor-command\",\"arguments\":"
+				   "{\"command-line\":\"cont\"}}";
+	struct hmp_env *e = *state;
+	struct mon_result res = {0};
+	struct mon_request r;
+
+	assert_int_equal(mon_request_parse(stop, sizeof(stop) - 1, true, &r, &res), 0);
+	r.cmd->run(&e->ctx, r.args, &res);
+	assert_int_equal(res.await_event, MON_AWAIT_STOP);
+	assert_string_equal(json_string_value(res.ret), "");
+	mon_request_fini(&r);
+	mon_result_fini(&res);
+	assert_int_equal(mon_request_parse(cont, sizeof(cont) - 1, true, &r, &res), 0);
+	r.cmd->run(&e->ctx, r.args, &res);
+	assert_int_equal(res.await_event, MON_AWAIT_RESUME);
+	mon_request_fini(&r);
+	mon_result_fini(&res);
+}
+
+/*
+ * query-chardev in QEMU 7.2's shape for what the monitor was told: a -qmp
+ * chardev is labelled compat_monitorN, its filename while connected is the
+ * socket with ",server=on"; -serial's label is serial0, its filename the
+ * spec.  info chardev prints "LABEL: filename=FILENAME".
+ */
+static void test_query_chardev(void **state)
+{
+	static const char *const socks[] = {"unix:/run/vm/qmp.sock", "tcp:127.0.0.1:4444", NULL};
+	struct hmp_env *e = *state;
+	struct mon_result res = {0};
+	char *got;
+
+	e->ctx.qmp_sockets = socks;
+	e->ctx.serial = "file:/var/log/vm.serial";
+	mon_cmd_find("query-chardev")->run(&e->ctx, NULL, &res);
+	got = json_dumps(res.ret, JSON_COMPACT);
+	assert_string_equal(got,
+			    "[{\"label\":\"compat_monitor0\",\"filename\":\"unix:/run/vm/qmp.sock,"
+			    "server=on\",\"frontend-open\":true},{\"label\":\"compat_monitor1\","
+			    "\"filename\":\"tcp:127.0.0.1:4444,server=on\",\"frontend-open\":true},"
+			    "{\"label\":\"serial0\",\"filename\":\"file:/var/log/vm.serial\","
+			    "\"frontend-open\":true}]");
+	free(got);
+	mon_result_fini(&res);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"info chardev\"}}",
+		      NONE, 0);
+	assert_string_equal(got, HMP("compat_monitor0: filename=unix:/run/vm/qmp.sock,server=on"
+				     "\\r\\ncompat_monitor1: filename=tcp:127.0.0.1:4444,server=on"
+				     "\\r\\nserial0: filename=file:/var/log/vm.serial\\r\\n"));
+	free(got);
+	/* Told nothing: nothing listed. */
+	e->ctx.qmp_sockets = NULL;
+	e->ctx.serial = NULL;
+	mon_cmd_find("query-chardev")->run(&e->ctx, NULL, &res);
+	assert_int_equal(json_array_size(res.ret), 0);
+	mon_result_fini(&res);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_hmp_table, hmp_setup, hmp_teardown),
+		cmocka_unit_test(test_hmp_bad_arguments),
+		cmocka_unit_test_setup_teardown(test_hmp_info_migrate, hmp_setup, hmp_teardown),
+		cmocka_unit_test_setup_teardown(test_hmp_backend_down, hmp_setup, hmp_teardown),
+		cmocka_unit_test_setup_teardown(test_hmp_stop_awaits_event, hmp_setup,
+						hmp_teardown),
+		cmocka_unit_test_setup_teardown(test_query_chardev, hmp_setup, hmp_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
