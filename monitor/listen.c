@@ -51,6 +51,11 @@ static int mon_listen_tcp(const char *hostport)
 	port = strtol(colon + 1, &end, 10);
 	if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sin.sin_addr) != 1)
 		return -EINVAL;
+	/* QMP has no authentication: never beyond this host (docs/SECURITY.md). */
+	if (ntohl(sin.sin_addr.s_addr) >> 24 != 127) {
+		log_err("tcp:%s: QMP over TCP listens on loopback (127.0.0.0/8) only", hostport);
+		return -EADDRNOTAVAIL;
+	}
 	sin.sin_port = htons((uint16_t)port);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)

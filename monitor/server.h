@@ -35,7 +35,8 @@ struct mon_server;
 
 /*
  * Opens a listening socket for "unix:PATH" or "tcp:HOST:PORT" (numeric
- * loopback address).  Returns the fd or a negative errno.
+ * address in 127.0.0.0/8; any other is -EADDRNOTAVAIL).  Returns the fd or
+ * a negative errno.
  */
 int mon_listen_open(const char *spec);
 

@@ -443,9 +443,13 @@ static void test_partial_deadline(void **state)
 static void test_bad_options(void **state)
 {
 	static const char *const bad[][3] = {
-		{"--max-clients", "0", NULL},	   {"--max-clients", "100000", NULL},
-		{"--input-limit", "1000", NULL},   {"--handshake-timeout", "soon", NULL},
+		{"--max-clients", "0", NULL},
+		{"--max-clients", "100000", NULL},
+		{"--input-limit", "1000", NULL},
+		{"--handshake-timeout", "soon", NULL},
 		{"--partial-timeout", "-1", NULL},
+		/* QMP has no authentication: the monitor binds TCP on loopback only. */
+		{"--qmp", "tcp:0.0.0.0:0", NULL},
 	};
 	struct env *e = *state;
 	size_t i;
