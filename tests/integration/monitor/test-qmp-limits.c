@@ -14,6 +14,9 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +289,70 @@ static void test_client_limit(void **state)
 	close(op);
 }
 
+/* A loopback TCP port that was free a moment ago. */
+static int free_tcp_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+static int tcp_connect(int port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	sin.sin_port = htons((uint16_t)port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
+/*
+ * Over TCP, the refusal line arrives even to a client whose request was
+ * already queued when the monitor accepted it (its close is then a reset,
+ * which Linux delivers after the data).  Unix and TCP clients share one
+ * limit.
+ */
+static void test_client_limit_tcp(void **state)
+{
+	static const char refused[] =
+		"{\"error\": {\"class\": \"GenericError\", \"desc\": \"too many QMP clients: all 1 "
+		"(qmp-max-clients) and the operator's slot are taken\"}}\r\n";
+	struct env *e = *state;
+	const char *extra[] = {"--max-clients", "1", "--qmp", NULL, NULL};
+	char spec[64], line[512];
+	int port = free_tcp_port(), one, op, fd, i;
+
+	snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%d", port);
+	extra[3] = spec;
+	env_start(e, extra);
+	one = client_open(e);
+	op = tcp_connect(port);
+	expect_greeting(op);
+	for (i = 0; i < 3; i++) {
+		/* Stopped, the monitor accepts only after the request is in: it must read it. */
+		kill(e->mp.pid, SIGSTOP);
+		fd = tcp_connect(port);
+		assert_int_equal(send(fd, NEGOTIATE, strlen(NEGOTIATE), MSG_NOSIGNAL),
+				 (ssize_t)strlen(NEGOTIATE));
+		test_sleep_ms(20);
+		kill(e->mp.pid, SIGCONT);
+		assert_true(read_line(fd, line, sizeof(line), T_MS) > 0);
+		assert_string_equal(line, refused);
+		close(fd);
+	}
+	close(op);
+	close(one);
+}
+
 /* ---- input held for all clients ------------------------------------------------ */
 
 /*
@@ -466,6 +533,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_client_limit, env_alloc, env_teardown),
+		cmocka_unit_test_setup_teardown(test_client_limit_tcp, env_alloc, env_teardown),
 		cmocka_unit_test_setup_teardown(test_input_limit, env_alloc, env_teardown),
 		cmocka_unit_test_setup_teardown(test_rss_bound, env_alloc, env_teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_deadline, env_alloc, env_teardown),

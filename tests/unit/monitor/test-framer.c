@@ -230,6 +230,61 @@ static void test_framer_push_empty(void **state)
 	assert_int_equal(mon_framer_pending(f), 0);
 }
 
+/*
+ * cap_after() predicts the buffer a push makes (the monitor refuses input
+ * with it before allocating); trim() frees only an empty buffer and keeps
+ * the scan state, here the discarding of an oversized value.
+ */
+static void test_framer_cap_and_trim(void **state)
+{
+	struct mon_framer *f = *state;
+	size_t n = MON_FRAME_MAX_SIZE + 100, i;
+	char *big = malloc(n);
+	struct mon_frame fr;
+	size_t want;
+
+	assert_non_null(big);
+	assert_int_equal(mon_framer_cap_after(f, 0), 0);
+	want = mon_framer_cap_after(f, 100);
+	assert_int_equal(want, 4096);
+	assert_int_equal(mon_framer_push(f, "{\"execute\": \"query-", 20), 0);
+	assert_int_equal(f->cap, mon_framer_cap_after(f, 0));
+	want = mon_framer_cap_after(f, 5000);
+	assert_int_equal(want, 8192);
+	memset(big, ' ', 5000);
+	assert_int_equal(mon_framer_push(f, big, 5000), 0);
+	assert_int_equal(f->cap, want);
+	/* Something pending: kept. */
+	mon_framer_trim(f);
+	assert_int_equal(f->cap, want);
+	assert_int_equal(mon_framer_push(f, "name\"}", 6), 0);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_VALUE);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_NONE);
+	mon_framer_trim(f);
+	assert_null(f->buf);
+	assert_int_equal(f->cap, 0);
+	/* An oversized value is being discarded when the buffer goes... */
+	big[0] = '[';
+	for (i = 1; i < n; i++)
+		big[i] = '1';
+	assert_int_equal(mon_framer_push(f, big, n), 0);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_ERROR);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_NONE);
+	mon_framer_trim(f);
+	assert_null(f->buf);
+	/* ...and its end is still recognised as its end, not a stray closer. */
+	assert_int_equal(mon_framer_push(f, "1]{\"b\":2}", 10), 0);
+	mon_framer_next(f, &fr);
+	assert_int_equal(fr.kind, MON_FRAME_VALUE);
+	assert_int_equal(fr.len, 7);
+	assert_memory_equal(fr.data, "{\"b\":2}", 7);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +294,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_framer_size_just_fits, framer_setup,
 						framer_teardown),
 		cmocka_unit_test(test_framer_size_limit_exact),
+		cmocka_unit_test_setup_teardown(test_framer_cap_and_trim, framer_setup,
+						framer_teardown),
 		cmocka_unit_test_setup_teardown(test_framer_push_empty, framer_setup,
 						framer_teardown),
 	};
