@@ -322,6 +322,70 @@ static void test_resolve_refused(void **state)
 }
 
 /*
+ * The record is the session's one store: what the session uses and shows is
+ * what the record holds, whoever wrote it, and a restarted migrator (a
+ * second session on the same control segment) shows the same.  A record of
+ * no session gives a new process the defaults.
+ */
+static void test_record_is_the_store(void **state)
+{
+	struct cut *c = *state;
+	struct mig_session *s = c->src.s, *again;
+	struct mig_record *rec = s->rec;
+	struct mig_caps caps = {.events = true, .auto_converge = true};
+	struct mig_params p;
+	struct mig_info info;
+
+	mig_session_get_params(s, &p);
+	p.max_bandwidth = 12345;
+	p.downtime_limit = 77;
+	assert_int_equal(mig_session_set_params(s, &p), 0);
+	assert_int_equal(mig_session_set_caps(s, &caps), 0);
+	assert_int_equal(mig_record_lock(rec), 0);
+	assert_int_equal(rec->max_bandwidth, 12345);
+	assert_int_equal(rec->downtime_limit, 77);
+	assert_int_equal(rec->caps, MIG_RECORD_CAP_EVENTS | MIG_RECORD_CAP_AUTO_CONVERGE);
+	rec->role = MIG_ROLE_SOURCE;
+	rec->status = MIG_STATUS_FAILED;
+	rec->restarts = 3;
+	rec->resent_bytes = 8192;
+	snprintf(rec->error_desc, sizeof(rec->error_desc), "written in the record");
+	mig_record_unlock(rec);
+	mig_session_query(s, &info);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_int_equal(info.role, MIG_ROLE_SOURCE);
+	assert_int_equal(info.restarts, 3);
+	assert_string_equal(info.error_desc, "written in the record");
+
+	/* Restarted: nothing to take over (failed), the last migration and its settings shown. */
+	assert_int_equal(mig_session_alloc(&again, &s->env), 0);
+	assert_int_equal(mig_session_resume(again), 0);
+	mig_session_query(again, &info);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_int_equal(info.restarts, 3);
+	assert_int_equal(info.resent_bytes, 8192);
+	assert_string_equal(info.error_desc, "written in the record");
+	mig_session_get_params(again, &p);
+	assert_int_equal(p.max_bandwidth, 12345);
+	mig_session_free(again);
+
+	/* No session recorded: a new process starts from the defaults. */
+	assert_int_equal(mig_record_lock(rec), 0);
+	rec->role = MIG_ROLE_NONE;
+	rec->status = MIG_STATUS_NONE;
+	mig_record_unlock(rec);
+	assert_int_equal(mig_session_alloc(&again, &s->env), 0);
+	mig_session_get_params(again, &p);
+	mig_session_get_caps(again, &caps);
+	assert_int_equal(p.multifd_channels, MIG_DEFAULT_CHANNELS);
+	assert_int_equal(p.max_bandwidth, MIG_DEFAULT_MAX_BANDWIDTH);
+	assert_int_equal(p.downtime_limit, MIG_DEFAULT_DOWNTIME_MS);
+	assert_int_equal(p.reconnect_timeout, MIG_DEFAULT_RECONNECT_MS);
+	assert_false(caps.multifd || caps.events || caps.auto_converge);
+	mig_session_free(again);
+}
+
+/*
  * A migrator killed while it held the session record's lock: the next one
  * recovers the lock (EOWNERDEAD), keeps what was recorded, and goes on.
  */
@@ -480,6 +544,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_destination, cut_setup,
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_refused, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_record_is_the_store, cut_setup, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_lock_owner_died, cut_setup,
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_abandon, cut_setup, cut_teardown),
