@@ -36,12 +36,17 @@ const char *mig_status_name(enum mig_status status)
 	return (unsigned int)status < MIG_STATUS_UNKNOWN + 1 ? status_names[status] : "?";
 }
 
-uint64_t mig_now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mig_now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 void mig_deadline_after_ms(struct timespec *ts, unsigned int ms)
@@ -57,10 +62,7 @@ void mig_deadline_after_ms(struct timespec *ts, unsigned int ms)
 
 uint64_t mig_thread_cpu_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static bool status_running(enum mig_status st)
