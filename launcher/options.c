@@ -36,6 +36,7 @@ enum opt_id {
 	OPT_TLS_AUTHZ,
 	OPT_TLS_HOSTNAME,
 	OPT_INSECURE_PLAINTEXT,
+	OPT_MIGRATE_NETNS,
 	OPT_QMP_MAX_CLIENTS,
 	OPT_QMP_INPUT_LIMIT,
 	OPT_QMP_HANDSHAKE_TIMEOUT,
@@ -69,6 +70,7 @@ static const struct opt_def opt_table[] = {
 	{"migrate-tls-authz", 0, true, OPT_TLS_AUTHZ},
 	{"migrate-tls-hostname", 0, true, OPT_TLS_HOSTNAME},
 	{"migrate-insecure-plaintext", 0, false, OPT_INSECURE_PLAINTEXT},
+	{"migrate-netns", 0, true, OPT_MIGRATE_NETNS},
 	{"qmp-max-clients", 0, true, OPT_QMP_MAX_CLIENTS},
 	{"qmp-input-limit", 0, true, OPT_QMP_INPUT_LIMIT},
 	{"qmp-handshake-timeout", 0, true, OPT_QMP_HANDSHAKE_TIMEOUT},
@@ -131,6 +133,10 @@ void run_options_usage(FILE *out)
 		"  --migrate-insecure-plaintext\n"
 		"                         allow migrations without TLS to or from non-loopback\n"
 		"                         addresses\n"
+		"  --migrate-netns NAME|PATH\n"
+		"                         run the migrator in this network namespace (NAME:\n"
+		"                         /run/netns/NAME, as 'ip netns add' makes it); needs the\n"
+		"                         jail (root)\n"
 		"  --no-sandbox           run the children without seccomp/namespaces\n"
 		"  -v, --verbose          debug logs, in cleave and its children\n"
 		"  -h, --help             this text\n"
@@ -499,6 +505,29 @@ static int opt_parse_tls_path(const char *v, const char *opt, bool dir, char *ou
 	return 0;
 }
 
+/*
+ * A network namespace for the migrator: a path, or a name in /run/netns as
+ * `ip netns add` makes them.  That it is one is checked when the jail opens
+ * it (sandbox_jail_net_ns), before any child starts.
+ */
+static int opt_parse_netns(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	struct stat st;
+	int n;
+
+	if (!*v || !strcmp(v, ".") || !strcmp(v, ".."))
+		return opt_error(err, errlen, "--migrate-netns '%s': give a name or a path", v);
+	n = strchr(v, '/') ? snprintf(o->migrate_netns, sizeof(o->migrate_netns), "%s", v)
+			   : snprintf(o->migrate_netns, sizeof(o->migrate_netns), "/run/netns/%s",
+				      v);
+	if (n < 0 || (size_t)n >= sizeof(o->migrate_netns))
+		return opt_error(err, errlen, "--migrate-netns '%s': too long", v);
+	if (stat(o->migrate_netns, &st))
+		return opt_error(err, errlen, "--migrate-netns '%s': %s: %s", v, o->migrate_netns,
+				 strerror(errno));
+	return 0;
+}
+
 static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 			unsigned int max_vcpus, const char **append, char *err, size_t errlen)
 {
@@ -547,6 +576,8 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 	case OPT_INSECURE_PLAINTEXT:
 		o->insecure_plaintext = true;
 		return 0;
+	case OPT_MIGRATE_NETNS:
+		return opt_parse_netns(o, v, err, errlen);
 	case OPT_QMP_MAX_CLIENTS:
 	case OPT_QMP_INPUT_LIMIT:
 	case OPT_QMP_HANDSHAKE_TIMEOUT:

@@ -6,6 +6,7 @@
 #ifndef CLEAVE_LAUNCHER_OPTIONS_H
 #define CLEAVE_LAUNCHER_OPTIONS_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +74,7 @@ struct run_options {
 	const char *tls_authz;
 	const char *tls_hostname;
 	bool insecure_plaintext; /* plaintext to or from a non-loopback address */
+	char migrate_netns[PATH_MAX]; /* "": the host's network namespace */
 	/*
 	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in
 	 * monitor/qmp-limits.h); 0 / -1: not given, the monitor's default.

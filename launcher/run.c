@@ -80,9 +80,11 @@ static void run_vm_fini(struct run_vm *vm)
 	vm->sup_ready = false;
 	sandbox_jail_pid_ns_destroy(vm->pidns_fd);
 	vm->pidns_fd = -1;
-	for (i = 0; i < RUN_NR_CHILDREN; i++)
+	for (i = 0; i < RUN_NR_CHILDREN; i++) {
 		if (vm->cmds_ready[i])
 			spawn_cmd_fini(&vm->cmds[i]);
+		sandbox_jail_fini(&vm->jails[i]);
+	}
 	memset(vm->cmds_ready, 0, sizeof(vm->cmds_ready));
 	for (i = 0; i < vm->opt.nr_qmp; i++) {
 		run_qmp_close(&vm->opt.qmp[i], vm->qmp_fds[i]);
@@ -380,6 +382,20 @@ static int run_vm_children_add(struct run_vm *vm)
 				log_err("%s jail: %s", run_child_bins[i].name, strerror(-ret));
 				return ret;
 			}
+			if (i == RUN_CHILD_MIGRATOR && vm->opt.migrate_netns[0]) {
+				ret = sandbox_jail_net_ns(&vm->jails[i], vm->opt.migrate_netns);
+				if (ret) {
+					log_err("--migrate-netns %s: %s", vm->opt.migrate_netns,
+						ret == -EINVAL ? "not a network namespace"
+							       : strerror(-ret));
+					return ret;
+				}
+			}
+		} else if (i == RUN_CHILD_MIGRATOR && vm->opt.migrate_netns[0]) {
+			/* Never quietly on the host's network when another was asked for. */
+			log_err("--migrate-netns needs the jail: run as root with the sandbox on, "
+				"on a kernel that allows namespaces (cleave check-host)");
+			return -EPERM;
 		}
 		/* Not jailed (jails[i].enabled false), a child still starts without capabilities.
 		 */

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/nsfs.h>
 
 #include "sandbox/sandbox.h"
 
@@ -242,7 +244,36 @@ unsigned long sandbox_jail_unshare_flags(const struct sandbox_jail *j)
 {
 	if (!j || !j->enabled)
 		return 0;
-	return CLONE_NEWNS | CLONE_NEWIPC | (j->new_net ? CLONE_NEWNET : 0);
+	return CLONE_NEWNS | CLONE_NEWIPC | (j->new_net && j->net_ns_fd < 0 ? CLONE_NEWNET : 0);
+}
+
+int sandbox_jail_net_ns(struct sandbox_jail *j, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	/* NS_GET_NSTYPE: only an nsfs file answers it, with its kind. */
+	if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (j->net_ns_fd >= 0)
+		close(j->net_ns_fd);
+	/*
+	 * Kept above the fd numbers a child is handed (3, 4, ...: spawn dup2()s
+	 * onto them before the jail is applied), so none of them replaces it.
+	 */
+	j->net_ns_fd = fcntl(fd, F_DUPFD_CLOEXEC, SANDBOX_JAIL_NS_FD_MIN);
+	close(fd);
+	return j->net_ns_fd < 0 ? -errno : 0;
+}
+
+void sandbox_jail_fini(struct sandbox_jail *j)
+{
+	if (j->enabled && j->net_ns_fd >= 0)
+		close(j->net_ns_fd);
+	j->net_ns_fd = -1;
 }
 
 int sandbox_jail_apply(const struct sandbox_jail *j)
@@ -259,6 +290,8 @@ int sandbox_jail_apply(const struct sandbox_jail *j)
 		return sandbox_caps_drop_for_exec();
 	if (unshare((int)sandbox_jail_unshare_flags(j)))
 		return sb_fail("unshare", NULL, errno);
+	if (j->net_ns_fd >= 0 && setns(j->net_ns_fd, CLONE_NEWNET))
+		return sb_fail("setns", "network namespace", errno);
 	/* Nothing we mount may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		return sb_fail("mount private", "/", errno);
@@ -339,6 +372,7 @@ int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char
 	int ret = 0;
 
 	memset(j, 0, sizeof(*j));
+	j->net_ns_fd = -1;
 	if (!realpath(exe, j->exe))
 		return -errno;
 	j->enabled = true;

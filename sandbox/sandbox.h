@@ -154,6 +154,8 @@ int sandbox_caps_drop_for_exec(void);
 /* jail.c ----------------------------------------------------------------- */
 
 #define SANDBOX_JAIL_MAX_BINDS 12
+/* The namespace fd a jail holds is at least this: above any fd a child is handed. */
+#define SANDBOX_JAIL_NS_FD_MIN 256
 
 /* One path made visible inside the jail at the same absolute path. */
 struct sandbox_bind {
@@ -168,7 +170,8 @@ struct sandbox_bind {
  */
 struct sandbox_jail {
 	bool enabled; /* namespaces and new root; when false only capabilities are dropped */
-	bool new_net; /* own, empty network namespace */
+	bool new_net;	/* own, empty network namespace */
+	int net_ns_fd;	/* >= 0: join this network namespace instead (owned) */
 	struct sandbox_bind binds[SANDBOX_JAIL_MAX_BINDS]; /* besides /usr, libs, devices */
 	unsigned int nr_binds;
 	char exe[4096]; /* canonical path of the binary, bound read-only */
@@ -184,6 +187,15 @@ struct sandbox_jail {
 int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char *exe);
 /* Adds a bind; -E2BIG when full. */
 int sandbox_jail_bind(struct sandbox_jail *j, const char *path, bool writable, bool optional);
+/*
+ * The child joins the network namespace at @path (a bind-mounted namespace
+ * file, as `ip netns add NAME` makes /run/netns/NAME) instead of the host's
+ * or an empty one of its own.  Opened here, in the launcher: -ENOENT, or
+ * -EINVAL when @path is not a network namespace.
+ */
+int sandbox_jail_net_ns(struct sandbox_jail *j, const char *path);
+/* Releases what the jail holds (the namespace fd).  Safe on a zeroed or fini'd jail. */
+void sandbox_jail_fini(struct sandbox_jail *j);
 /* CLONE_NEWNS | CLONE_NEWIPC [| CLONE_NEWNET] for @j; 0 when off. */
 unsigned long sandbox_jail_unshare_flags(const struct sandbox_jail *j);
 

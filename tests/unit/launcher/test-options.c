@@ -112,6 +112,26 @@ static int parse(struct run_options *o, const char *const *args, char *err, size
 	return run_options_parse(o, argc, argv, MAX_VCPUS, err, len);
 }
 
+/* A path as given; a bare name is ip's /run/netns/NAME; what is not there is refused. */
+static void test_migrate_netns(void **state)
+{
+	const char *path[] = {"--migrate-netns", "/proc/self/ns/net", NULL};
+	const char *name[] = {"--migrate-netns", "cleave-no-such-ns", NULL};
+	const char *empty[] = {"--migrate-netns", "", NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, path, err, sizeof(err)), 0);
+	assert_string_equal(o.migrate_netns, "/proc/self/ns/net");
+	assert_int_not_equal(parse(&o, name, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "/run/netns/cleave-no-such-ns"));
+	assert_int_not_equal(parse(&o, empty, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "--migrate-netns"));
+	assert_int_equal(parse(&o, NULL, err, sizeof(err)), 0);
+	assert_string_equal(o.migrate_netns, "");
+}
+
 /* Credentials reach the migrator as absolute paths (its jail binds them). */
 static void test_migrate_tls(void **state)
 {
@@ -352,6 +372,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_migrate_tls),
+		cmocka_unit_test(test_migrate_netns),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_full_command_line),
