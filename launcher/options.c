@@ -37,6 +37,7 @@ enum opt_id {
 	OPT_TLS_HOSTNAME,
 	OPT_INSECURE_PLAINTEXT,
 	OPT_MIGRATE_NETNS,
+	OPT_UID_BASE,
 	OPT_QMP_MAX_CLIENTS,
 	OPT_QMP_INPUT_LIMIT,
 	OPT_QMP_HANDSHAKE_TIMEOUT,
@@ -71,6 +72,7 @@ static const struct opt_def opt_table[] = {
 	{"migrate-tls-hostname", 0, true, OPT_TLS_HOSTNAME},
 	{"migrate-insecure-plaintext", 0, false, OPT_INSECURE_PLAINTEXT},
 	{"migrate-netns", 0, true, OPT_MIGRATE_NETNS},
+	{"uid-base", 0, true, OPT_UID_BASE},
 	{"qmp-max-clients", 0, true, OPT_QMP_MAX_CLIENTS},
 	{"qmp-input-limit", 0, true, OPT_QMP_INPUT_LIMIT},
 	{"qmp-handshake-timeout", 0, true, OPT_QMP_HANDSHAKE_TIMEOUT},
@@ -137,6 +139,8 @@ void run_options_usage(FILE *out)
 		"                         run the migrator in this network namespace (NAME:\n"
 		"                         /run/netns/NAME, as 'ip netns add' makes it); needs the\n"
 		"                         jail (root)\n"
+		"  --uid-base N           run each child as a user of its own: uids and groups\n"
+		"                         N..N+%d, reserved for this VM (root, sandbox on)\n"
 		"  --no-sandbox           run the children without seccomp/namespaces\n"
 		"  -v, --verbose          debug logs, in cleave and its children\n"
 		"  -h, --help             this text\n"
@@ -148,7 +152,7 @@ void run_options_usage(FILE *out)
 		RUN_NAME_MAX, (unsigned long long)(RUN_MEMORY_MIN >> 20),
 		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX, MON_MAX_CLIENTS_DEFAULT,
 		MON_MAX_CLIENTS_MAX, MON_IN_TOTAL_DEFAULT >> 20, MON_HANDSHAKE_MS_DEFAULT,
-		MON_PARTIAL_MS_DEFAULT);
+		MON_PARTIAL_MS_DEFAULT, RUN_IDS_PER_VM - 1);
 }
 
 static int opt_error(char *err, size_t errlen, const char *fmt, ...)
@@ -528,6 +532,24 @@ static int opt_parse_netns(struct run_options *o, const char *v, char *err, size
 	return 0;
 }
 
+/* A range of RUN_IDS_PER_VM ids that starts above 0 and ends below (uid_t)-1. */
+static int opt_parse_uid_base(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	unsigned long long n;
+	char *end;
+
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || end == v || *end || *v == '-' || n == 0 ||
+	    n + RUN_IDS_PER_VM - 1 >= (unsigned long long)(uid_t)-1)
+		return opt_error(err, errlen,
+				 "--uid-base '%s': a number from 1 to %u (it and the next %d ids "
+				 "are this VM's)",
+				 v, (unsigned int)((uid_t)-1 - RUN_IDS_PER_VM), RUN_IDS_PER_VM - 1);
+	o->uid_base = (uid_t)n;
+	return 0;
+}
+
 static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 			unsigned int max_vcpus, const char **append, char *err, size_t errlen)
 {
@@ -578,6 +600,8 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 		return 0;
 	case OPT_MIGRATE_NETNS:
 		return opt_parse_netns(o, v, err, errlen);
+	case OPT_UID_BASE:
+		return opt_parse_uid_base(o, v, err, errlen);
 	case OPT_QMP_MAX_CLIENTS:
 	case OPT_QMP_INPUT_LIMIT:
 	case OPT_QMP_HANDSHAKE_TIMEOUT:

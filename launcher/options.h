@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 struct host_kvm; /* launcher/host-check.h */
@@ -22,6 +23,8 @@ struct host_kvm; /* launcher/host-check.h */
 #define RUN_MEMORY_DEFAULT (512ULL << 20)
 #define RUN_VCPUS_FALLBACK 256	/* cap when /dev/kvm cannot be asked */
 #define RUN_APPEND_MAX	   2048 /* whole guest command line, "cpus=N" included */
+/* Ids --uid-base reserves: one per child, one per pair of them (launcher/ids.c). */
+#define RUN_IDS_PER_VM 6
 #define RUN_SUN_PATH_MAX   (sizeof(((struct sockaddr_un *)0)->sun_path))
 /* Longest socket path the launcher puts below the state dir (launcher/statedir.c). */
 #define RUN_STATE_SOCK_NAME "vcpu-mon/events"
@@ -75,6 +78,7 @@ struct run_options {
 	const char *tls_hostname;
 	bool insecure_plaintext; /* plaintext to or from a non-loopback address */
 	char migrate_netns[PATH_MAX]; /* "": the host's network namespace */
+	uid_t uid_base; /* 0: the children stay uid 0 (without capabilities) */
 	/*
 	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in
 	 * monitor/qmp-limits.h); 0 / -1: not given, the monitor's default.

@@ -61,9 +61,40 @@ void run_state_dir_remove(struct run_state_dir *d);
 struct sandbox_jail;
 int run_state_dir_jail_bind(const struct run_state_dir *d, struct sandbox_jail *j,
 			    enum sandbox_proc proc);
+/* Whether @proc is in @pair, and (*@serves) whether it is the side that listens. */
+bool run_pair_member(enum run_pair pair, enum sandbox_proc proc, bool *serves);
+enum sandbox_proc run_pair_server(enum run_pair pair);
+/*
+ * With --uid-base: each pair's directory is owned by its server's uid and
+ * the pair's group, mode 02770 (setgid: the sockets get the pair's group;
+ * the children's umask 007 gives that group write, which connect() needs).
+ */
+int run_state_dir_pairs_own(const struct run_state_dir *d, uid_t base);
 /* "ipc://<dir>/<pair>/<name>" into @buf; the options parser guaranteed it fits. */
 void run_state_dir_url(const struct run_state_dir *d, enum run_pair pair, const char *name,
 		       char *buf, size_t len);
+
+/* ids.c ------------------------------------------------------------------ */
+
+/*
+ * --uid-base N (docs/SECURITY.md, "Users"): N cleave-vcpu, N+1
+ * cleave-migrator, N+2 cleave-monitor, each with a group of the same
+ * number; N+3 + pair: the group of each pair's socket directory.
+ */
+_Static_assert(RUN_IDS_PER_VM == 3 + RUN_NR_PAIRS, "--uid-base reserves one id per child and pair");
+uid_t run_ids_uid(uid_t base, enum sandbox_proc proc);
+gid_t run_ids_pair_gid(uid_t base, enum run_pair pair);
+/*
+ * Gives @j (a @proc child's jail) its user, its group and the groups of its
+ * pairs; cleave-vcpu also gets the groups of /dev/kvm and /dev/userfaultfd.
+ * -EACCES (logged) when /dev/kvm would not let that user open it.
+ */
+int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base);
+/*
+ * The launcher joins every pair's group (before its own policy): it removes
+ * the sockets at the end and calls cleave-vcpu for a migrator that is gone.
+ */
+int run_ids_launcher(uid_t base);
 
 /* qmp-listen.c ---------------------------------------------------------- */
 

@@ -346,6 +346,34 @@ static int run_sandbox_prepare(struct run_vm *vm)
 	return 0;
 }
 
+/*
+ * --uid-base: the pairs' directories become their users', the launcher
+ * joins their groups.  Only in the jail: there each child's view of the
+ * state dir is its pairs' directories; without it they could not reach
+ * them through the root-only state dir at all.
+ */
+static int run_users_prepare(struct run_vm *vm)
+{
+	int ret;
+
+	if (!vm->opt.uid_base)
+		return 0;
+	if (!vm->jailed) {
+		log_err("--uid-base needs the jail: run as root with the sandbox on, on a kernel "
+			"that allows namespaces (cleave check-host)");
+		return -EPERM;
+	}
+	ret = run_state_dir_pairs_own(&vm->state, vm->opt.uid_base);
+	if (!ret)
+		ret = run_ids_launcher(vm->opt.uid_base);
+	if (!ret)
+		log_debug("users: cleave-vcpu %u, cleave-migrator %u, cleave-monitor %u",
+			  (unsigned int)run_ids_uid(vm->opt.uid_base, SANDBOX_VCPU),
+			  (unsigned int)run_ids_uid(vm->opt.uid_base, SANDBOX_MIGRATOR),
+			  (unsigned int)run_ids_uid(vm->opt.uid_base, SANDBOX_MONITOR));
+	return ret;
+}
+
 /* Builds each child's command line and registers it, vcpu first: it listens. */
 static void run_migrator_gone(void *arg)
 {
@@ -381,6 +409,12 @@ static int run_vm_children_add(struct run_vm *vm)
 			if (ret) {
 				log_err("%s jail: %s", run_child_bins[i].name, strerror(-ret));
 				return ret;
+			}
+			if (vm->opt.uid_base) {
+				ret = run_ids_jail(&vm->jails[i], run_child_procs[i],
+						   vm->opt.uid_base);
+				if (ret)
+					return ret;
 			}
 			if (i == RUN_CHILD_MIGRATOR && vm->opt.migrate_netns[0]) {
 				ret = sandbox_jail_net_ns(&vm->jails[i], vm->opt.migrate_netns);
@@ -498,6 +532,8 @@ int cmd_run_main(int argc, char **argv)
 	if (ret)
 		goto out;
 	ret = run_sandbox_prepare(&vm);
+	if (!ret)
+		ret = run_users_prepare(&vm);
 	if (ret)
 		goto out;
 	ret = run_vm_children_add(&vm);

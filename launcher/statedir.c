@@ -32,18 +32,44 @@ static const struct {
 	[RUN_PAIR_MIGRATOR_MONITOR] = {SANDBOX_MIGRATOR, SANDBOX_MONITOR},
 };
 
+bool run_pair_member(enum run_pair pair, enum sandbox_proc proc, bool *serves)
+{
+	*serves = state_dir_pair_procs[pair].server == proc;
+	return *serves || state_dir_pair_procs[pair].client == proc;
+}
+
+enum sandbox_proc run_pair_server(enum run_pair pair)
+{
+	return state_dir_pair_procs[pair].server;
+}
+
 int run_state_dir_jail_bind(const struct run_state_dir *d, struct sandbox_jail *j,
 			    enum sandbox_proc proc)
 {
+	bool serves;
 	int ret = 0;
 
-	for (unsigned int p = 0; p < RUN_NR_PAIRS && !ret; p++) {
-		bool serves = state_dir_pair_procs[p].server == proc;
-
-		if (serves || state_dir_pair_procs[p].client == proc)
+	for (unsigned int p = 0; p < RUN_NR_PAIRS && !ret; p++)
+		if (run_pair_member(p, proc, &serves))
 			ret = sandbox_jail_bind(j, d->pairs[p], serves, false);
-	}
 	return ret;
+}
+
+int run_state_dir_pairs_own(const struct run_state_dir *d, uid_t base)
+{
+	for (unsigned int p = 0; p < RUN_NR_PAIRS; p++) {
+		/* The server writes (creates its sockets), the pair's group enters and connects. */
+		if (chown(d->pairs[p], run_ids_uid(base, run_pair_server(p)),
+			  run_ids_pair_gid(base, p)) ||
+		    chmod(d->pairs[p], 02770)) {
+			int ret = -errno;
+
+			log_err("state dir %s: owner of %s: %s", d->path, d->pairs[p],
+				strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
 }
 
 void run_state_dir_url(const struct run_state_dir *d, enum run_pair pair, const char *name,

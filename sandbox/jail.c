@@ -269,6 +269,37 @@ int sandbox_jail_net_ns(struct sandbox_jail *j, const char *path)
 	return j->net_ns_fd < 0 ? -errno : 0;
 }
 
+int sandbox_jail_ids(struct sandbox_jail *j, uid_t uid, gid_t gid, const gid_t *groups,
+		     unsigned int nr_groups)
+{
+	if (!uid || !gid)
+		return -EINVAL;
+	if (nr_groups > SANDBOX_JAIL_MAX_GROUPS)
+		return -E2BIG;
+	j->set_ids = true;
+	j->uid = uid;
+	j->gid = gid;
+	memcpy(j->groups, groups, nr_groups * sizeof(*groups));
+	j->nr_groups = nr_groups;
+	return 0;
+}
+
+/* After the capability sets are emptied: CAP_SETUID/SETGID are still effective until here. */
+static int sb_ids_apply(const struct sandbox_jail *j)
+{
+	if (!j->set_ids)
+		return 0;
+	/* Raw syscalls: glibc's wrappers signal every thread, and we are a forked child. */
+	if (syscall(SYS_setgroups, (size_t)j->nr_groups, j->groups))
+		return sb_fail("setgroups", NULL, errno);
+	if (syscall(SYS_setresgid, j->gid, j->gid, j->gid))
+		return sb_fail("setresgid", NULL, errno);
+	if (syscall(SYS_setresuid, j->uid, j->uid, j->uid))
+		return sb_fail("setresuid", NULL, errno);
+	umask(007);
+	return 0;
+}
+
 void sandbox_jail_fini(struct sandbox_jail *j)
 {
 	if (j->enabled && j->net_ns_fd >= 0)
@@ -352,6 +383,8 @@ int sandbox_jail_apply(const struct sandbox_jail *j)
 	ret = sandbox_caps_drop_for_exec();
 	if (ret)
 		sb_fail("dropping capabilities", NULL, -ret);
+	if (!ret)
+		ret = sb_ids_apply(j);
 out:
 	for (i = 0; i < nr; i++)
 		if (trees[i].fd >= 0)

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum sandbox_proc {
 	SANDBOX_LAUNCHER, /* cleave run after its children started */
@@ -156,6 +157,7 @@ int sandbox_caps_drop_for_exec(void);
 #define SANDBOX_JAIL_MAX_BINDS 12
 /* The namespace fd a jail holds is at least this: above any fd a child is handed. */
 #define SANDBOX_JAIL_NS_FD_MIN 256
+#define SANDBOX_JAIL_MAX_GROUPS 8
 
 /* One path made visible inside the jail at the same absolute path. */
 struct sandbox_bind {
@@ -172,6 +174,12 @@ struct sandbox_jail {
 	bool enabled; /* namespaces and new root; when false only capabilities are dropped */
 	bool new_net;	/* own, empty network namespace */
 	int net_ns_fd;	/* >= 0: join this network namespace instead (owned) */
+	/* Set by sandbox_jail_ids(): the child's own user; else it stays uid 0. */
+	bool set_ids;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[SANDBOX_JAIL_MAX_GROUPS]; /* supplementary: shared sockets, devices */
+	unsigned int nr_groups;
 	struct sandbox_bind binds[SANDBOX_JAIL_MAX_BINDS]; /* besides /usr, libs, devices */
 	unsigned int nr_binds;
 	char exe[4096]; /* canonical path of the binary, bound read-only */
@@ -194,6 +202,15 @@ int sandbox_jail_bind(struct sandbox_jail *j, const char *path, bool writable, b
  * -EINVAL when @path is not a network namespace.
  */
 int sandbox_jail_net_ns(struct sandbox_jail *j, const char *path);
+/*
+ * The child runs as @uid:@gid with supplementary @groups (a copy is kept),
+ * set last in the jail, after the capability sets are emptied: uid 0
+ * never reaches exec, so the child also loses every capability it had.
+ * Its umask becomes 007: sockets it binds are reachable by its groups.
+ * -EINVAL for uid or gid 0, -E2BIG for too many groups.
+ */
+int sandbox_jail_ids(struct sandbox_jail *j, uid_t uid, gid_t gid, const gid_t *groups,
+		     unsigned int nr_groups);
 /* Releases what the jail holds (the namespace fd).  Safe on a zeroed or fini'd jail. */
 void sandbox_jail_fini(struct sandbox_jail *j);
 /* CLONE_NEWNS | CLONE_NEWIPC [| CLONE_NEWNET] for @j; 0 when off. */

@@ -243,10 +243,159 @@ static void test_pairs_reach(void **state)
 	assert_int_equal(failed, 0);
 }
 
+/* --uid-base for the test: far above any real user, never in /etc/passwd. */
+#define TEST_UID_BASE 3100000u
+
+/*
+ * A server child: its jail and user, binds and listens on its sockets,
+ * sends its pid as its PID namespace numbers it (*@ns_pid), then waits
+ * until *@hold is closed.
+ */
+static pid_t server_start(enum sandbox_proc proc, const char *const *socks, int *hold_fd,
+			  pid_t *ns_pid)
+{
+	static struct sandbox_jail j;
+	int up[2], hold[2];
+	pid_t pid, me;
+	char c;
+
+	jail_init(&j, proc);
+	assert_int_equal(run_state_dir_jail_bind(&sd, &j, proc), 0);
+	assert_int_equal(run_ids_jail(&j, proc, TEST_UID_BASE), 0);
+	assert_int_equal(pipe2(up, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(hold[1]);
+		if (sandbox_jail_apply(&j))
+			_exit(1);
+		for (; *socks; socks++) {
+			struct sockaddr_un sa;
+			int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+			sun_fill(&sa, *socks);
+			unlink(sa.sun_path);
+			if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8))
+				_exit(2);
+		}
+		me = getpid();
+		if (write(up[1], &me, sizeof(me)) != sizeof(me))
+			_exit(3);
+		_exit(read(hold[0], &c, 1) < 0); /* until the test closes its end */
+	}
+	close(up[1]);
+	close(hold[0]);
+	assert_int_equal(read(up[0], ns_pid, sizeof(*ns_pid)), sizeof(*ns_pid));
+	close(up[0]);
+	*hold_fd = hold[1];
+	return pid;
+}
+
+/* What a client child saw: its ids, and one call's result. */
+struct user_view {
+	uid_t uid;
+	gid_t gid;
+	int result;
+};
+
+static struct user_view user_check(enum sandbox_proc proc, bool new_jail, enum op op,
+				   const char *path, pid_t signal_pid)
+{
+	static struct sandbox_jail j;
+	struct user_view v = {0};
+	int p[2], status;
+	pid_t pid;
+
+	jail_init(&j, proc);
+	if (new_jail)
+		assert_int_equal(run_state_dir_jail_bind(&sd, &j, proc), 0);
+	else
+		assert_int_equal(sandbox_jail_bind(&j, sd.path, true, false), 0);
+	assert_int_equal(run_ids_jail(&j, proc, TEST_UID_BASE), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (sandbox_jail_apply(&j))
+			_exit(1);
+		/* Before the policy, which has neither getuid nor kill: this is about the user. */
+		v.uid = getuid();
+		v.gid = getgid();
+		if (signal_pid)
+			v.result = kill(signal_pid, 0) ? errno : 0;
+		else if (sandbox_enter(proc))
+			_exit(1);
+		else
+			v.result = op_run(op, path);
+		_exit(write(p[1], &v, sizeof(v)) == sizeof(v) ? 0 : 1);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &v, sizeof(v)), sizeof(v));
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return v;
+}
+
+/*
+ * --uid-base: each child is its own user; the sockets its pairs share are
+ * reachable through the pair's group, and nothing else of another child
+ * is: not its process (signals), not the state dir outside the jail.
+ */
+static void test_pairs_users(void **state)
+{
+	static const char *const vcpu_socks[] = {"vcpu-mig/rpc", "vcpu-mon/rpc",
+						 "vcpu-mon/events", NULL};
+	static const char *const mig_socks[] = {"mig-mon/rpc", "mig-mon/events", NULL};
+	struct user_view v;
+	int vcpu_hold, mig_hold;
+	pid_t vcpu, mig, vcpu_ns, mig_ns;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(listen_fds) / sizeof(listen_fds[0]); i++)
+		if (listen_fds[i] > 0) {
+			close(listen_fds[i]);
+			listen_fds[i] = -1;
+		}
+	assert_int_equal(run_state_dir_pairs_own(&sd, TEST_UID_BASE), 0);
+	vcpu = server_start(SANDBOX_VCPU, vcpu_socks, &vcpu_hold, &vcpu_ns);
+	mig = server_start(SANDBOX_MIGRATOR, mig_socks, &mig_hold, &mig_ns);
+
+	/* Each caller reaches its peers' sockets as its own user. */
+	v = user_check(SANDBOX_MIGRATOR, true, OP_CONNECT, "vcpu-mig/rpc", 0);
+	assert_int_equal(v.uid, TEST_UID_BASE + 1);
+	assert_int_equal(v.gid, TEST_UID_BASE + 1);
+	assert_int_equal(v.result, 0);
+	v = user_check(SANDBOX_MONITOR, true, OP_CONNECT, "vcpu-mon/events", 0);
+	assert_int_equal(v.uid, TEST_UID_BASE + 2);
+	assert_int_equal(v.result, 0);
+	v = user_check(SANDBOX_MONITOR, true, OP_CONNECT, "mig-mon/rpc", 0);
+	assert_int_equal(v.result, 0);
+	/* Another child's process is another user's: no signal. */
+	v = user_check(SANDBOX_MONITOR, true, OP_CONNECT, NULL, vcpu_ns);
+	assert_int_equal(v.result, EPERM);
+	v = user_check(SANDBOX_VCPU, true, OP_CONNECT, NULL, mig_ns);
+	assert_int_equal(v.result, EPERM);
+	/* Even given the whole state dir, writable, as before: it may not enter it. */
+	v = user_check(SANDBOX_MIGRATOR, false, OP_UNLINK, "vcpu-mig/rpc", 0);
+	assert_int_equal(v.result, EACCES);
+	v = user_check(SANDBOX_MIGRATOR, false, OP_CONNECT, "vcpu-mon/rpc", 0);
+	assert_int_equal(v.result, EACCES);
+
+	close(vcpu_hold);
+	close(mig_hold);
+	assert_int_equal(waitpid(vcpu, NULL, 0), vcpu);
+	assert_int_equal(waitpid(mig, NULL, 0), mig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pairs_reach),
+		cmocka_unit_test(test_pairs_users),
 	};
 	int holder = -1, ret;
 	char path[96];
@@ -265,7 +414,6 @@ int main(void)
 	if (run_state_dir_create(&sd, path))
 		return 1;
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	listeners_make();
 	for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++)
 		if (listen_fds[i] > 0)
 			close(listen_fds[i]);
