@@ -64,8 +64,8 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 		c->next->prev = c->prev;
 	s->nr_clients--;
 	s->in_held -= c->in_counted;
-	if (c->operator_slot) {
-		s->operator_taken = false;
+	if (s->operator_client == c) {
+		s->operator_client = NULL;
 		s->refuse_warned = false;
 	}
 	mon_framer_fini(&c->in);
@@ -491,30 +491,56 @@ static int mon_by_fd_reserve(struct mon_server *s, int fd)
 	return 0;
 }
 
+/*
+ * The client limit (docs/QMP.md, "Limits"): max_clients ordinary slots,
+ * then the operator's slot.  That one is kept for a client that
+ * negotiates: while its holder has not, the newest connection takes it
+ * over, so connections that never talk cannot keep the operator out.
+ * Returns 0 (an ordinary slot), 1 (the operator's slot) or -1 (refused
+ * with an error line, @fd closed).
+ */
+static int mon_client_admit(struct mon_server *s, int fd)
+{
+	size_t others = s->nr_clients - (s->operator_client ? 1 : 0);
+	struct mon_client *holder = s->operator_client;
+	char desc[160];
+
+	if (others < s->max_clients)
+		return 0;
+	if (holder && holder->negotiated) {
+		snprintf(desc, sizeof(desc),
+			 "too many QMP clients: all %zu (qmp-max-clients) and the operator's "
+			 "slot are taken",
+			 s->max_clients);
+		if (!s->refuse_warned)
+			log_warn("%s; refusing clients", desc);
+		s->refuse_warned = true;
+		mon_client_refuse(fd, desc);
+		return -1;
+	}
+	if (holder) {
+		snprintf(desc, sizeof(desc),
+			 "the operator's slot went to a newer client: all %zu others are taken "
+			 "(qmp-max-clients) and this one sent no qmp_capabilities",
+			 s->max_clients);
+		mon_client_fail(s, holder, desc);
+	} else {
+		log_warn("all %zu QMP client slots taken (qmp-max-clients): a new client gets "
+			 "the operator's slot",
+			 s->max_clients);
+	}
+	return 1;
+}
+
 void mon_client_accepted(struct mon_server *s, int fd)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = MON_EP(MON_EP_CLIENT, fd)};
-	size_t others = s->nr_clients - (s->operator_taken ? 1 : 0);
-	bool spare = false;
 	struct mon_client *c;
-	int one = 1, ret;
+	int one = 1, ret, slot;
 
-	if (others >= s->max_clients) {
-		if (s->operator_taken) {
-			char desc[160];
-
-			snprintf(desc, sizeof(desc),
-				 "too many QMP clients: all %zu (qmp-max-clients) and the "
-				 "operator's slot are taken",
-				 s->max_clients);
-			if (!s->refuse_warned)
-				log_warn("%s; refusing clients", desc);
-			s->refuse_warned = true;
-			mon_client_refuse(fd, desc);
-			return;
-		}
-		spare = true;
-	}
+	slot = mon_client_admit(s, fd);
+	if (slot < 0)
+		return;
 	/* Fails with EOPNOTSUPP on unix sockets, which is fine. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = calloc(1, sizeof(*c));
@@ -527,12 +553,8 @@ void mon_client_accepted(struct mon_server *s, int fd)
 	c->id = ++s->next_id;
 	c->fd = fd;
 	c->ep_events = EPOLLIN;
-	if (spare) {
-		c->operator_slot = true;
-		s->operator_taken = true;
-		log_warn("client %llu takes the operator's slot: %zu clients (qmp-max-clients)",
-			 (unsigned long long)c->id, s->max_clients);
-	}
+	if (slot == 1)
+		s->operator_client = c;
 	if (s->handshake_ms > 0) {
 		c->handshake_deadline_ms = mon_now_ms() + s->handshake_ms;
 		mon_deadline_note(s, c->handshake_deadline_ms);

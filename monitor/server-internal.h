@@ -58,10 +58,9 @@ struct mon_client {
 	bool eof;	    /* the peer will send nothing more */
 	/* quit was answered or the server quits: no more input, closed once flushed */
 	bool closing;
-	bool quit_asked;    /* this client sent quit: its reply follows the SHUTDOWN event */
-	char *quit_id;	    /* id (JSON text) of that quit, owned; NULL if none */
-	bool operator_slot; /* accepted beyond max_clients, into the one spare slot */
-	size_t in_counted;  /* what in.cap counts (mon_in_counted), as added to in_held */
+	bool quit_asked;   /* this client sent quit: its reply follows the SHUTDOWN event */
+	char *quit_id;	   /* id (JSON text) of that quit, owned; NULL if none */
+	size_t in_counted; /* what in.cap counts (mon_in_counted), as added to in_held */
 	/* Deadlines (CLOCK_MONOTONIC ms; 0: none), see docs/QMP.md "Limits". */
 	int64_t handshake_deadline_ms; /* until negotiated */
 	int64_t partial_deadline_ms;   /* while an unfinished message waits */
@@ -100,8 +99,9 @@ struct mon_server {
 	char *greeting;
 	size_t greeting_len;
 	/* Limits (monitor/qmp-limits.h, docs/QMP.md "Limits"). */
-	size_t max_clients;	  /* clients at once, the operator's slot not counted */
-	bool operator_taken;	  /* the spare slot beyond max_clients is in use */
+	size_t max_clients; /* clients at once, the operator's slot not counted */
+	/* The client in the one slot beyond max_clients (the operator's), or NULL. */
+	struct mon_client *operator_client;
 	bool refuse_warned;	  /* a refusal was logged; cleared when the slot frees */
 	size_t in_limit;	  /* input buffer bytes for all clients together */
 	size_t in_held;		  /* sum of every client's in_counted */

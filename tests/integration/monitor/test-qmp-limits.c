@@ -289,6 +289,46 @@ static void test_client_limit(void **state)
 	close(op);
 }
 
+/*
+ * The operator's slot is kept for a client that negotiates: connections
+ * that never send qmp_capabilities (here: four at once, with no handshake
+ * deadline) give it up to the newest one, so the operator gets in at once.
+ */
+static void test_operator_slot_reclaimed(void **state)
+{
+	static const char *const extra[] = {"--max-clients", "2", "--handshake-timeout", "0", NULL};
+	struct env *e = *state;
+	int fds[2], silent[4], op, fd, i;
+	char line[512];
+
+	env_start(e, extra);
+	for (i = 0; i < 2; i++)
+		fds[i] = client_open(e);
+	for (i = 0; i < 4; i++) {
+		silent[i] = raw_connect(e);
+		expect_greeting(silent[i]);
+		/* The one before gave way to this one. */
+		if (i)
+			expect_closed_with(silent[i - 1], "sent no qmp_capabilities");
+	}
+	op = client_open(e);
+	expect_closed_with(silent[3], "sent no qmp_capabilities");
+	expect_answers(op);
+	/* Its holder negotiated: now the slot is the operator's until it leaves. */
+	fd = raw_connect(e);
+	assert_true(read_line(fd, line, sizeof(line), T_MS) > 0);
+	assert_non_null(strstr(line, "the operator's slot are taken"));
+	close(fd);
+	expect_answers(op);
+	for (i = 0; i < 2; i++)
+		expect_answers(fds[i]);
+	for (i = 0; i < 4; i++)
+		close(silent[i]);
+	for (i = 0; i < 2; i++)
+		close(fds[i]);
+	close(op);
+}
+
 /* A loopback TCP port that was free a moment ago. */
 static int free_tcp_port(void)
 {
@@ -337,6 +377,11 @@ static void test_client_limit_tcp(void **state)
 	one = client_open(e);
 	op = tcp_connect(port);
 	expect_greeting(op);
+	/* Negotiated, it holds the operator's slot against newer clients. */
+	assert_int_equal(send(op, NEGOTIATE, strlen(NEGOTIATE), MSG_NOSIGNAL),
+			 (ssize_t)strlen(NEGOTIATE));
+	assert_true(read_line(op, line, sizeof(line), T_MS) > 0);
+	assert_string_equal(line, "{\"return\": {}}\r\n");
 	for (i = 0; i < 3; i++) {
 		/* Stopped, the monitor accepts only after the request is in: it must read it. */
 		kill(e->mp.pid, SIGSTOP);
@@ -533,6 +578,8 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_client_limit, env_alloc, env_teardown),
+		cmocka_unit_test_setup_teardown(test_operator_slot_reclaimed, env_alloc,
+						env_teardown),
 		cmocka_unit_test_setup_teardown(test_client_limit_tcp, env_alloc, env_teardown),
 		cmocka_unit_test_setup_teardown(test_input_limit, env_alloc, env_teardown),
 		cmocka_unit_test_setup_teardown(test_rss_bound, env_alloc, env_teardown),
