@@ -46,6 +46,10 @@ static double sample(int what, enum sandbox_proc proc, int runs)
 			  sandbox_jail_bind(&j, "/tmp", true, false) ||
 			  sandbox_jail_bind(&j, "/var/tmp", false, false)))
 		return -1;
+	/* Without /dev/kvm the vCPU jail is still measured, one bind short. */
+	for (i = 0; what == 1 && i < (int)j.nr_binds; i++)
+		if (!strcmp(j.binds[i].path, "/dev/kvm"))
+			j.binds[i].optional = true;
 	for (i = 0; i < runs; i++) {
 		pid_t pid;
 
