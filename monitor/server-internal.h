@@ -100,7 +100,7 @@ struct mon_server {
 	size_t greeting_len;
 	/* Limits (monitor/qmp-limits.h, docs/QMP.md "Limits"). */
 	size_t max_clients; /* clients at once, the operator's slot not counted */
-	/* The client in the one slot beyond max_clients (the operator's), or NULL. */
+	/* The client in the one slot beyond max_clients (the operator's), or NULL; not owned. */
 	struct mon_client *operator_client;
 	bool refuse_warned;	  /* a refusal was logged; cleared when the slot frees */
 	size_t in_limit;	  /* input buffer bytes for all clients together */
