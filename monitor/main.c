@@ -111,6 +111,23 @@ static void mon_rlimit_raise(void)
 	}
 }
 
+/*
+ * The client limit is only what the fds allow (the sandbox caps them):
+ * say so at start rather than let accepts pause on EMFILE unexplained.
+ */
+static void mon_fd_budget_check(size_t max_clients)
+{
+	struct rlimit rl;
+
+	/* Listeners, epoll, eventfds, signalfd, NNG pipes, stdio: 64 is plenty. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < max_clients + 1 + 64)
+		log_warn("--max-clients %zu: RLIMIT_NOFILE %llu leaves room for about %llu "
+			 "clients; beyond, accepts pause until fds are free",
+			 max_clients, (unsigned long long)rl.rlim_cur,
+			 rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0ull);
+}
+
 /* SIGPIPE ignored (writes use MSG_NOSIGNAL too); stop signals read from an fd. */
 static int mon_signals_init(void)
 {
@@ -230,6 +247,8 @@ int main(int argc, char **argv)
 	}
 	log_debug("serving QMP");
 	/* Listeners and signalfd exist, RPC dialers set up: from here on, the policy. */
+	/* Before the policy, which refuses prlimit64; its cap (4096) fits MON_MAX_CLIENTS_MAX. */
+	mon_fd_budget_check(cfg.max_clients ? cfg.max_clients : MON_MAX_CLIENTS_DEFAULT);
 	ret = sandbox_enter(SANDBOX_MONITOR);
 	if (ret)
 		log_err("sandbox_enter: %s", strerror(-ret));
