@@ -110,15 +110,23 @@ static int iov_push(struct iovec *iov, int niov, void *p, size_t len)
 	return niov + 1;
 }
 
-/* pwrite()s the packet's fresh pages from @rb->bounce, one call per run of offsets. */
+/*
+ * pwrite()s the packet's fresh pages from @rb->bounce, one call per run of
+ * offsets.  A fresh page that is all zero is not written: the hole reads as
+ * zero and costs no memory.  A plaintext source does not look for zero
+ * pages (it splices RAM it never reads, send.c); here the bytes were just
+ * received, so the check is a read of warm cache that saves a page
+ * allocation.  Returns the number of such pages, or a negative errno.
+ */
 static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 {
 	const struct mig_pkt_hdr *hdr = &rb->hdr;
-	int fd = c->dst->s->env.ram[hdr->region].fd;
-	const uint8_t *p = rb->bounce;
+	int fd = c->dst->s->env.ram[hdr->region].fd, found = 0;
+	const uint8_t *next = rb->bounce; /* the next fresh page's slot */
 
 	for (uint32_t i = 0; i < hdr->nr_pages;) {
 		uint64_t off = rb->offs[i] & ~(uint64_t)MIG_PAGE_FLAGS;
+		const uint8_t *p = next;
 		size_t len = SHM_PAGE_SIZE, done = 0;
 		uint32_t j = i + 1;
 
@@ -126,8 +134,16 @@ static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 			i++;
 			continue;
 		}
-		while (j < hdr->nr_pages && rb->fresh[j] && rb->offs[j] == off + len) {
+		next += SHM_PAGE_SIZE;
+		if (mig_page_is_zero(p)) {
+			found++;
+			i++;
+			continue;
+		}
+		while (j < hdr->nr_pages && rb->fresh[j] && rb->offs[j] == off + len &&
+		       !mig_page_is_zero(next)) {
 			len += SHM_PAGE_SIZE;
+			next += SHM_PAGE_SIZE;
 			j++;
 		}
 		while (done < len) {
@@ -145,10 +161,9 @@ static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 			}
 			done += (size_t)n;
 		}
-		p += len;
 		i = j;
 	}
-	return 0;
+	return found;
 }
 
 /* Reads the rest of a page packet into @rb, checking every offset first. */
@@ -224,8 +239,9 @@ static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 	int ret;
 
 	ret = data ? recv_write(c, rb) : 0;
-	if (ret)
+	if (ret < 0)
 		return ret;
+	nr_zero += (uint64_t)ret; /* zero pages that came as data: counted as such */
 	if (MIG_HOOK(s, recv_last_write_delay_us) && c->index == MIG_HOOK(s, hook_channel))
 		usleep(MIG_HOOK(s, recv_last_write_delay_us));
 	for (uint32_t i = 0; i < hdr->nr_pages; i++) {

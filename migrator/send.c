@@ -2,9 +2,13 @@
 /*
  * Multifd send threads.  Each owns one TCP channel and sends the packets
  * the worker queues on it: header and offsets with sendmsg, then the data
- * pages straight from the guest RAM mapping, referenced through a pipe
- * (vmsplice, one iovec per run of contiguous pages; splice.c): no copy.
- * All-zero pages travel as a flag in their offset, without data.
+ * pages straight from the RAM memfd, spliced into a pipe and from it into
+ * the socket (one splice per run of contiguous pages; splice.c): no copy,
+ * and no mapping of guest RAM, whose first touch of each page costs a
+ * page-table fault.  So the plaintext source does not look at the bytes and
+ * finds no zero pages: the destination does, in its receive buffer (recv.c).
+ * With TLS the bytes are copied into a buffer for GnuTLS anyway: zero
+ * pages found there travel as a flag in their offset, without data.
  */
 #include <errno.h>
 #include <poll.h>
@@ -16,14 +20,16 @@
 
 #include "log/log.h"
 #include "migrator/source-job.h"
+#include "migrator/tls.h"
 
-static bool page_is_zero(const void *p)
-{
-	const uint64_t *w = p;
-
-	/* Word 0 is zero and every word equals the next: all zero (memcmp is SIMD). */
-	return w[0] == 0 && memcmp(w, w + 1, SHM_PAGE_SIZE - sizeof(*w)) == 0;
-}
+/* A send thread's buffers: it owns them, for its whole life. */
+struct send_ctx {
+	struct mig_pipe pipe;
+	struct iovec iov[MIG_BATCH_PAGES + 2]; /* header, offsets, then TLS data runs */
+	uint64_t offs[MIG_BATCH_PAGES];
+	struct mig_run runs[MIG_BATCH_PAGES];
+	uint8_t *buf; /* TLS only: the packet's pages, back to back */
+};
 
 /*
  * Sleeps @ns, or less if the destination closed @c (it never sends on a
@@ -79,8 +85,49 @@ static int rate_acquire(struct mig_send_chan *c, size_t bytes)
 	return 0;
 }
 
-static int send_batch(struct mig_send_chan *c, struct mig_pipe *pipe, const struct mig_batch *b,
-		      struct iovec *iov, uint64_t *offs)
+/* The runs of contiguous pages of @b, into @runs; returns how many. */
+static int batch_runs(const struct mig_batch *b, struct mig_run *runs)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		uint64_t off = b->pages[i] << SHM_PAGE_SHIFT;
+
+		if (n && runs[n - 1].off + runs[n - 1].len == off)
+			runs[n - 1].len += SHM_PAGE_SIZE;
+		else
+			runs[n++] = (struct mig_run){off, SHM_PAGE_SIZE};
+	}
+	return n;
+}
+
+/*
+ * TLS: the pages are read into @x->buf (GnuTLS encrypts from memory); the
+ * zero ones among them go as a flag.  Fills @x->offs and @x->iov[2..];
+ * returns the iovec count.
+ */
+static int tls_pages(struct send_ctx *x, const struct mig_batch *b, size_t *nr_zero)
+{
+	int niov = 2;
+
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		uint8_t *p = x->buf + (size_t)i * SHM_PAGE_SIZE;
+		struct iovec *last = &x->iov[niov - 1];
+
+		x->offs[i] = b->pages[i] << SHM_PAGE_SHIFT;
+		if (mig_page_is_zero(p)) {
+			x->offs[i] |= MIG_PAGE_ZERO;
+			(*nr_zero)++;
+		} else if (niov > 2 && (uint8_t *)last->iov_base + last->iov_len == p) {
+			last->iov_len += SHM_PAGE_SIZE;
+		} else {
+			x->iov[niov++] = (struct iovec){.iov_base = p, .iov_len = SHM_PAGE_SIZE};
+		}
+	}
+	return niov;
+}
+
+static int send_batch(struct mig_send_chan *c, struct send_ctx *x, const struct mig_batch *b)
 {
 	struct mig_src *src = c->src;
 	struct mig_session *s = src->s;
@@ -91,33 +138,29 @@ static int send_batch(struct mig_send_chan *c, struct mig_pipe *pipe, const stru
 		.nr_pages = b->nr_pages,
 		.round = b->round,
 	};
-	uint8_t *base = b->nr_pages ? s->env.ram[b->region].base : NULL;
-	size_t bytes = sizeof(hdr), nr_zero = 0;
-	int niov = 2, ret;
+	int fd = b->nr_pages ? s->env.ram[b->region].fd : -1;
+	int nruns = batch_runs(b, x->runs), niov = 2, ret;
+	size_t nr_zero = 0, bytes;
 
-	iov[0] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof(hdr)};
-	iov[1] = (struct iovec){.iov_base = offs, .iov_len = b->nr_pages * sizeof(*offs)};
-	bytes += iov[1].iov_len;
-	for (uint32_t i = 0; i < b->nr_pages; i++) {
-		uint64_t off = b->pages[i] << SHM_PAGE_SHIFT;
-		uint8_t *p = base + off;
-
-		if (page_is_zero(p)) {
-			offs[i] = off | MIG_PAGE_ZERO;
-			nr_zero++;
-			continue;
-		}
-		offs[i] = off;
-		bytes += SHM_PAGE_SIZE;
-		if (niov > 2 && (uint8_t *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == p)
-			iov[niov - 1].iov_len += SHM_PAGE_SIZE;
-		else
-			iov[niov++] = (struct iovec){.iov_base = p, .iov_len = SHM_PAGE_SIZE};
+	x->iov[0] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof(hdr)};
+	x->iov[1] = (struct iovec){.iov_base = x->offs, .iov_len = b->nr_pages * sizeof(*x->offs)};
+	if (x->buf) {
+		ret = nruns ? mig_pread_runs(fd, x->buf, x->runs, nruns) : 0;
+		if (ret)
+			return ret;
+		niov = tls_pages(x, b, &nr_zero);
+	} else {
+		for (uint32_t i = 0; i < b->nr_pages; i++)
+			x->offs[i] = b->pages[i] << SHM_PAGE_SHIFT;
 	}
+	bytes = sizeof(hdr) + x->iov[1].iov_len + (b->nr_pages - nr_zero) * SHM_PAGE_SIZE;
 	ret = rate_acquire(c, bytes);
 	if (ret)
 		return ret;
-	ret = mig_splice_send(c->fd, pipe, iov, 2, iov + 2, niov - 2);
+	if (x->buf)
+		ret = mig_io_sendv(c->fd, x->iov, niov, 0);
+	else
+		ret = mig_splice_send(c->fd, &x->pipe, x->iov, 2, fd, x->runs, nruns);
 	if (ret)
 		return ret;
 	atomic_fetch_add(&s->ctr.transferred, bytes);
@@ -131,12 +174,11 @@ static void *send_thread(void *arg)
 {
 	struct mig_send_chan *c = arg;
 	struct mig_src *src = c->src;
-	struct iovec *iov = malloc((MIG_BATCH_PAGES + 2) * sizeof(*iov));
-	uint64_t *offs = malloc(MIG_BATCH_PAGES * sizeof(*offs));
+	struct send_ctx *x = calloc(1, sizeof(*x));
 	uint64_t t0 = mig_now_ns(), cpu0 = mig_thread_cpu_ns(), idle_ns = 0, packets = 0;
-	struct mig_pipe pipe = {-1, -1};
 	sigset_t sigpipe;
 	char tag[16];
+	bool tls;
 	int ret = 0;
 
 	snprintf(tag, sizeof(tag), "send/%u", c->index);
@@ -145,13 +187,22 @@ static void *send_thread(void *arg)
 	sigemptyset(&sigpipe);
 	sigaddset(&sigpipe, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
-	if (!iov || !offs) {
+	if (!x) {
 		mig_job_abort(&src->job, -ENOMEM, "channel %u: out of memory", c->index);
-		goto out;
+		return NULL;
 	}
-	ret = mig_pipe_open(&pipe);
+	x->pipe = (struct mig_pipe){-1, -1, 0};
+	/* TLS sends from a buffer; plaintext through the pipe. */
+	tls = mig_tls_on(c->fd);
+	if (tls) {
+		x->buf = malloc(MIG_BATCH_PAGES * SHM_PAGE_SIZE);
+		ret = x->buf ? 0 : -ENOMEM;
+	} else {
+		ret = mig_pipe_open(&x->pipe);
+	}
 	if (ret) {
-		mig_job_abort(&src->job, ret, "channel %u: pipe: %s", c->index, strerror(-ret));
+		mig_job_abort(&src->job, ret, "channel %u: %s: %s", c->index,
+			      tls ? "buffer" : "pipe", strerror(-ret));
 		goto out;
 	}
 	for (;;) {
@@ -172,7 +223,7 @@ static void *send_thread(void *arg)
 		b = &c->slots[c->head];
 		pthread_mutex_unlock(&src->sq_lock);
 
-		ret = send_batch(c, &pipe, b, iov, offs);
+		ret = send_batch(c, x, b);
 		final = b->flags & MIG_PKT_FINAL;
 		packets++;
 
@@ -196,9 +247,9 @@ out:
 		  (unsigned long)packets, (unsigned long)(mig_now_ns() - t0) / 1000000,
 		  (unsigned long)(mig_thread_cpu_ns() - cpu0) / 1000000,
 		  (unsigned long)idle_ns / 1000000);
-	mig_pipe_close(&pipe);
-	free(iov);
-	free(offs);
+	mig_pipe_close(&x->pipe);
+	free(x->buf);
+	free(x);
 	return NULL;
 }
 

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The source's page data, from guest RAM to a channel socket through a
- * pipe: vmsplice() puts references to the RAM pages in the pipe and
- * splice() hands them to the socket, so the sender copies nothing (a
- * loopback receiver copies straight from the RAM pages).  A page the guest
+ * The source's page data, from the RAM memfd to a channel socket through a
+ * pipe: splice() at an offset puts references to the memfd's pages in the
+ * pipe and splice() hands them to the socket, so the sender neither copies
+ * nor maps guest RAM.  A mapping would cost the sender a page-table fault
+ * on the first touch of every page (its page tables start empty): that was
+ * nine tenths of a send thread's time (docs/MIGRATION.md).  A page the guest
  * rewrites after it was queued may go out newer than it was harvested; its
  * dirty bit is set again, so a later round (or the final one, guest
  * paused) sends it again, exactly as when the guest writes during a copy.
+ *
+ * With user-space TLS the bytes must pass through GnuTLS: mig_pread_runs()
+ * copies them into a buffer (one copy, no mapping either).
  *
  * The destination does not splice: socket → pipe → memfd measured half as
  * fast as recvmsg() into a buffer and pwrite() for pages it never had
@@ -19,7 +24,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migrator/tls.h"
 #include "migrator/wire.h"
 #include "shm/shm.h"
 
@@ -28,14 +32,16 @@
 
 int mig_pipe_open(struct mig_pipe *p)
 {
-	int fds[2];
+	int fds[2], size;
 
 	if (pipe2(fds, O_CLOEXEC))
 		return -errno;
 	/* Smaller is slower, not wrong: every loop below takes what the pipe holds. */
 	(void)fcntl(fds[1], F_SETPIPE_SZ, MIG_PIPE_BYTES);
+	size = fcntl(fds[1], F_GETPIPE_SZ);
 	p->rd = fds[0];
 	p->wr = fds[1];
+	p->size = size > 0 ? (size_t)size : SHM_PAGE_SIZE;
 	return 0;
 }
 
@@ -91,36 +97,88 @@ static int drain(struct mig_pipe *p, int out, size_t len, unsigned int flags)
 	return 0;
 }
 
-int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, struct iovec *data,
-		    int ndata)
+/*
+ * Moves @len bytes of @fd at *@off into the pipe, or fewer; the caller
+ * never asks for more than the pipe has room for (a full pipe would block:
+ * this thread is its only reader).  Returns the bytes moved.
+ */
+static ssize_t fill(struct mig_pipe *p, int fd, uint64_t *off, size_t len)
 {
-	int ret, i = 0;
+	loff_t pos = (loff_t)*off;
+	ssize_t n;
 
-	/* User-space TLS encrypts from the mapping (the one copy), no pipe, one flush. */
-	if (mig_tls_on(sock)) {
-		struct iovec all[4 + MIG_BATCH_PAGES];
+	do
+		n = splice(fd, &pos, p->wr, NULL, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -EIO; /* past the end of a sealed memfd: a bad offset */
+	*off = (uint64_t)pos;
+	return n;
+}
 
-		if (nhead + ndata > (int)(sizeof(all) / sizeof(all[0])))
-			return -E2BIG;
-		memcpy(all, head, (size_t)nhead * sizeof(*all));
-		memcpy(all + nhead, data, (size_t)ndata * sizeof(*all));
-		return mig_io_sendv(sock, all, nhead + ndata, 0);
-	}
-	ret = mig_io_sendv(sock, head, nhead, ndata ? MSG_MORE : 0);
+/*
+ * A pipe that failed half-way may hold pages of the failed packet: a new
+ * one keeps them out of the next.  Without fds left it stays closed and
+ * the next call fails with -EBADF.
+ */
+static int pipe_renew(struct mig_pipe *p, int err)
+{
+	mig_pipe_close(p);
+	(void)mig_pipe_open(p);
+	return err;
+}
 
+int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, int fd,
+		    const struct mig_run *runs, int nruns)
+{
+	size_t held = 0;
+	int ret;
+
+	ret = mig_io_sendv(sock, head, nhead, nruns ? MSG_MORE : 0);
 	if (ret)
 		return ret;
-	while (i < ndata) {
-		ssize_t n = vmsplice(p->wr, data + i, (unsigned long)(ndata - i), 0);
+	for (int i = 0; i < nruns; i++) {
+		uint64_t off = runs[i].off, left = runs[i].len;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n == 0 ? -EIO : -errno;
-		i = mig_iov_advance(data, ndata, i, (size_t)n);
-		ret = drain(p, sock, (size_t)n, i < ndata ? SPLICE_F_MORE : 0);
-		if (ret)
-			return ret;
+		while (left) {
+			size_t want = left < p->size - held ? (size_t)left : p->size - held;
+			ssize_t n = fill(p, fd, &off, want);
+
+			if (n < 0)
+				return pipe_renew(p, (int)n);
+			left -= (uint64_t)n;
+			held += (size_t)n;
+			/* Full, or out of slots (a short fill): to the socket. */
+			if (held == p->size || (size_t)n < want) {
+				ret = drain(p, sock, held,
+					    left || i + 1 < nruns ? SPLICE_F_MORE : 0);
+				if (ret)
+					return pipe_renew(p, ret);
+				held = 0;
+			}
+		}
+	}
+	ret = held ? drain(p, sock, held, 0) : 0;
+	return ret ? pipe_renew(p, ret) : 0;
+}
+
+int mig_pread_runs(int fd, uint8_t *buf, const struct mig_run *runs, int nruns)
+{
+	for (int i = 0; i < nruns; i++) {
+		uint64_t done = 0;
+
+		while (done < runs[i].len) {
+			ssize_t n = pread(fd, buf, runs[i].len - done, (off_t)(runs[i].off + done));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+			done += (uint64_t)n;
+			buf += n;
+		}
 	}
 	return 0;
 }

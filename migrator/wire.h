@@ -12,9 +12,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "proto/wire.pb-c.h"
+#include "shm/shm.h"
 
 /* ---- wire (wire.c) ---------------------------------------------------- */
 
@@ -75,20 +77,37 @@ int mig_iov_advance(struct iovec *iov, int iovcnt, int i, size_t n);
 int mig_io_readv(int fd, struct iovec *iov, int iovcnt);
 
 /*
- * The source's page data through a pipe (splice.c): RAM pages referenced,
- * not copied.  Same errors as mig_io_*().
+ * The source's page data through a pipe (splice.c): pages of the RAM
+ * memfd referenced, neither copied nor mapped.  Same errors as mig_io_*().
  */
 struct mig_pipe {
 	int rd, wr;
+	size_t size; /* bytes the pipe holds (the kernel may give less than asked) */
 };
 int mig_pipe_open(struct mig_pipe *p);
 void mig_pipe_close(struct mig_pipe *p);
+
+/* @len bytes of a RAM memfd at @off, both page-aligned. */
+struct mig_run {
+	uint64_t off, len;
+};
 /*
- * Sends @head (copied: header and offsets), then the RAM pages of @data
- * (modified).  The calling thread must block SIGPIPE.
+ * Sends @head (copied: header and offsets), then @runs of memfd @fd.  The
+ * calling thread must block SIGPIPE.  After an error the pipe is a new one
+ * (nothing of the failed packet leaks into the next).
  */
-int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, struct iovec *data,
-		    int ndata);
+int mig_splice_send(int sock, struct mig_pipe *p, struct iovec *head, int nhead, int fd,
+		    const struct mig_run *runs, int nruns);
+/* Copies @runs of @fd into @buf, back to back (the TLS path: GnuTLS needs the bytes). */
+int mig_pread_runs(int fd, uint8_t *buf, const struct mig_run *runs, int nruns);
+
+/* All-zero page: word 0 is zero and every word equals the next (memcmp is SIMD). */
+static inline bool mig_page_is_zero(const void *p)
+{
+	const uint64_t *w = p;
+
+	return w[0] == 0 && memcmp(w, w + 1, SHM_PAGE_SIZE - sizeof(*w)) == 0;
+}
 
 int mig_msg_send(int fd, const Cleave__Wire__WireMsg *msg);
 /* *msg is freed with cleave__wire__wire_msg__free_unpacked(msg, NULL). */

@@ -9,7 +9,8 @@
  * TLS 1.3 (x509 credentials made at start, ECDSA P-256), and the TLS cost
  * is printed.
  *
- * usage: bench-migrator-engine [RUNS] [--tls]
+ * usage: bench-migrator-engine [RUNS] [--tls] [--channels N]
+ * (--channels: that row only, e.g. for perf record)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,10 +130,14 @@ int main(int argc, char **argv)
 	static const unsigned int chans[] = {1, 2, 4};
 	char dir[] = "/tmp/cleave-bench-tls-XXXXXX", cmd[64];
 	struct mig_tls *tls = NULL;
+	unsigned int only = 0;
 	bool with_tls = false;
 
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
 		with_tls |= !strcmp(argv[i], "--tls");
+		if (!strcmp(argv[i], "--channels") && i + 1 < argc)
+			only = (unsigned int)atoi(argv[++i]);
+	}
 	log_init("bench-migrator-engine");
 	log_set_verbose(getenv("MIG_BENCH_VERBOSE") != NULL);
 	if (runs < 1 || runs > 100)
@@ -148,6 +153,8 @@ int main(int argc, char **argv)
 		uint64_t t, d, b, tt, td, tb;
 		bool partial, tpartial;
 
+		if (only && chans[c] != only)
+			continue;
 		if (!measure(chans[c], NULL, runs, &t, &d, &b, &partial)) {
 			printf("%-6s %-9u all runs failed\n", "plain", chans[c]);
 			continue;

@@ -5,7 +5,7 @@
  *
  *   buffer -> buffer       send() from, recv(MSG_WAITALL) into warm 1 MiB
  *                          buffers: the network stack alone
- *   RAM -> allocated RAM   cleave's data path (vmsplice from a 1 GiB memfd,
+ *   RAM -> allocated RAM   cleave's data path (splice from a 1 GiB memfd,
  *                          recv into a buffer, pwrite) into a memfd whose
  *                          pages exist (later rounds)
  *   RAM -> fresh RAM       the same into a fresh memfd, as round 0: each
@@ -42,7 +42,7 @@ static const char *const mode_names[NR_MODES] = {
 struct sender {
 	int fd;
 	enum mode mode;
-	uint8_t *ram;
+	int ram; /* the source memfd */
 	int ret;
 };
 
@@ -92,16 +92,16 @@ static void *send_thread(void *arg)
 	}
 	s->ret = mig_pipe_open(&p);
 	for (uint64_t off = 0; off < RAM_SIZE && !s->ret; off += CHUNK) {
-		struct iovec data = {s->ram + off, CHUNK};
+		struct mig_run data = {off, CHUNK};
 
-		s->ret = mig_splice_send(s->fd, &p, NULL, 0, &data, 1);
+		s->ret = mig_splice_send(s->fd, &p, NULL, 0, s->ram, &data, 1);
 	}
 	mig_pipe_close(&p);
 	return NULL;
 }
 
 /* One run of @mode; returns GiB/s. */
-static double run(enum mode mode, uint8_t *src_ram)
+static double run(enum mode mode, int src_ram)
 {
 	struct sender tx = {.mode = mode, .ram = src_ram};
 	uint8_t *buf = malloc(CHUNK);
@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 {
 	unsigned int runs = argc > 1 ? (unsigned int)atoi(argv[1]) : 5;
 	double v[NR_MODES][64];
-	uint8_t *ram;
+	uint64_t *buf = malloc(CHUNK);
 	int src;
 
 	if (!runs || runs > 64) {
@@ -159,15 +159,19 @@ int main(int argc, char **argv)
 	src = memfd_create("bench-src", MFD_CLOEXEC);
 	if (src < 0 || ftruncate(src, (off_t)RAM_SIZE))
 		die("source memfd", errno);
-	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, src, 0);
-	if (ram == MAP_FAILED)
-		die("mmap", errno);
-	for (uint64_t i = 0; i < RAM_SIZE; i += sizeof(uint64_t))
-		*(uint64_t *)(ram + i) = i * 0x9e3779b97f4a7c15ull;
+	if (!buf)
+		die("buffer", ENOMEM);
+	for (uint64_t off = 0; off < RAM_SIZE; off += CHUNK) {
+		for (uint64_t i = 0; i < CHUNK / sizeof(*buf); i++)
+			buf[i] = (off + i * sizeof(*buf)) * 0x9e3779b97f4a7c15ull;
+		if (pwrite(src, buf, CHUNK, (off_t)off) != CHUNK)
+			die("fill", errno);
+	}
+	free(buf);
 	/* Interleaved, so that the host's load swings reach every mode alike. */
 	for (unsigned int i = 0; i < runs; i++)
 		for (int m = 0; m < NR_MODES; m++)
-			v[m][i] = run((enum mode)m, ram);
+			v[m][i] = run((enum mode)m, src);
 	printf("loopback TCP, one stream, 1 GiB per run, medians of %u (min-max), GiB/s:\n", runs);
 	for (int m = 0; m < NR_MODES; m++) {
 		qsort(v[m], runs, sizeof(double), cmp_double);

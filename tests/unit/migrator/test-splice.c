@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The source's page data path (migrator/splice.c) over a real loopback
- * TCP connection: scattered runs of RAM pages referenced into the socket
- * arrive whole and in order; a receiver that is gone gives an error each
- * time.  SIGPIPE keeps its default action here: a splice() that raised it
- * unhandled would kill the test.
+ * TCP connection: scattered runs of a RAM memfd spliced into the socket
+ * arrive whole and in order, also runs longer than the pipe, through a
+ * pipe of one page, and across a hole of the memfd (zeros, still a hole);
+ * a receiver that is gone, before or in the middle of a packet, gives
+ * -ECONNRESET each time and a clean pipe; the TLS path's copy
+ * (mig_pread_runs) is byte-exact.  SIGPIPE keeps its default action here:
+ * a splice() that raised it unhandled would kill the test.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -95,27 +99,32 @@ static bool sigpipe_pending(void)
 	return sigismember(&set, SIGPIPE);
 }
 
-/* The page runs of one packet: every other page, then runs of 1..7 pages. */
-static int make_runs(struct run *runs, struct iovec *iov, uint8_t *src)
+/*
+ * The page runs of one packet: every other page, then runs of 1..7 pages,
+ * then one run longer than the pipe (1 MiB).
+ */
+static int make_runs(struct mig_run *runs)
 {
 	uint64_t page = 3;
 	int n = 0;
 
-	while (page + 8 < NR_PAGES && n < 300) {
+	while (page + 8 < NR_PAGES / 2 && n < 300) {
 		uint64_t len = n < 64 ? 1 : 1 + (uint64_t)n % 7;
 
-		runs[n] = (struct run){.off = page * PAGE, .len = len * PAGE};
-		iov[n] = (struct iovec){.iov_base = src + page * PAGE, .iov_len = len * PAGE};
+		runs[n] = (struct mig_run){.off = page * PAGE, .len = len * PAGE};
 		n++;
 		page += len + 1 + (uint64_t)n % 3;
 	}
+	runs[n++] = (struct mig_run){.off = (page + 1) * PAGE, .len = 300 * PAGE};
+	assert_true(page + 1 + 300 <= NR_PAGES);
 	return n;
 }
 
 struct sender {
 	struct conn *c;
-	struct iovec *head, *data;
-	int nhead, ndata, ret;
+	struct iovec *head;
+	const struct mig_run *runs;
+	int nhead, nruns, fd, ret;
 	int pipe_bytes; /* 0: the size mig_pipe_open() asks for */
 };
 
@@ -126,10 +135,13 @@ static void *send_thread(void *arg)
 
 	block_sigpipe();
 	s->ret = mig_pipe_open(&p);
-	if (!s->ret && s->pipe_bytes && fcntl(p.wr, F_SETPIPE_SZ, s->pipe_bytes) < 0)
-		s->ret = -errno;
+	if (!s->ret && s->pipe_bytes) {
+		if (fcntl(p.wr, F_SETPIPE_SZ, s->pipe_bytes) < 0)
+			s->ret = -errno;
+		p.size = (size_t)fcntl(p.wr, F_GETPIPE_SZ);
+	}
 	if (!s->ret)
-		s->ret = mig_splice_send(s->c->tx, &p, s->head, s->nhead, s->data, s->ndata);
+		s->ret = mig_splice_send(s->c->tx, &p, s->head, s->nhead, s->fd, s->runs, s->nruns);
 	mig_pipe_close(&p);
 	return NULL;
 }
@@ -139,22 +151,28 @@ static void *send_thread(void *arg)
  * @pipe_bytes, a pipe smaller than a page run (the kernel may refuse the
  * 1 MiB mig_pipe_open() asks for: slower, never wrong).
  */
-static void round_trip(int pipe_bytes)
+static void round_trip(int pipe_bytes, bool hole)
 {
-	static struct run runs[300];
-	static struct iovec iov[300];
+	static struct mig_run runs[301];
+	static const uint8_t zero[PAGE];
 	uint8_t *src, *dst, head_buf[40], got_head[40];
 	struct iovec head = {head_buf, sizeof(head_buf)};
 	int sfd = ram_memfd(&src), dfd = ram_memfd(&dst), n;
+	uint64_t total = 0, last, a, e;
 	struct conn c;
 	struct sender s;
 	pthread_t t;
-	uint64_t total = 0;
 
 	for (size_t i = 0; i < RAM_SIZE; i++)
 		src[i] = (uint8_t)(i * 131 + i / PAGE);
 	memset(head_buf, 0x5a, sizeof(head_buf));
-	n = make_runs(runs, iov, src);
+	n = make_runs(runs);
+	last = runs[n - 1].off;
+	/* A hole in the middle of the long run: never written, or punched out. */
+	if (hole)
+		assert_int_equal(fallocate(sfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					   (off_t)(last + 100 * PAGE), 20 * PAGE),
+				 0);
 	for (int i = 0; i < n; i++)
 		total += runs[i].len;
 	assert_true(total > (1u << 20)); /* more than one pipe's worth */
@@ -162,8 +180,9 @@ static void round_trip(int pipe_bytes)
 	s = (struct sender){.c = &c,
 			    .head = &head,
 			    .nhead = 1,
-			    .data = iov,
-			    .ndata = n,
+			    .runs = runs,
+			    .nruns = n,
+			    .fd = sfd,
 			    .pipe_bytes = pipe_bytes};
 	assert_int_equal(pthread_create(&t, NULL, send_thread, &s), 0);
 	assert_int_equal(mig_io_read(c.rx, got_head, sizeof(got_head)), 0);
@@ -176,10 +195,16 @@ static void round_trip(int pipe_bytes)
 	close(c.tx);
 	c.tx = -1;
 	assert_int_equal(mig_io_read(c.rx, got_head, 1), -ECONNRESET);
-	/* The runs hold the source's bytes, in order. */
+	/* Sending the hole did not fill it (checked before the mapping reads it: that would). */
+	if (hole) {
+		assert_int_equal(shm_memfd_next_data(sfd, last, RAM_SIZE, &a, &e), 0);
+		assert_int_equal(e, last + 100 * PAGE);
+		assert_int_equal(shm_memfd_next_data(sfd, e, RAM_SIZE, &a, &e), 0);
+		assert_int_equal(a, last + 120 * PAGE);
+	}
+	/* The runs hold the source's bytes, in order (zeros where it has a hole). */
 	for (uint64_t pg = 0, r = 0; pg < NR_PAGES; pg++) {
 		uint64_t off = pg * PAGE;
-		static const uint8_t zero[PAGE];
 
 		while (r < (uint64_t)n && runs[r].off + runs[r].len <= off)
 			r++;
@@ -188,6 +213,8 @@ static void round_trip(int pipe_bytes)
 		else
 			assert_memory_equal(dst + off, zero, PAGE);
 	}
+	if (hole)
+		assert_memory_equal(dst + last + 100 * PAGE, zero, PAGE);
 	conn_close(&c);
 	munmap(src, RAM_SIZE);
 	munmap(dst, RAM_SIZE);
@@ -198,13 +225,20 @@ static void round_trip(int pipe_bytes)
 static void test_round_trip(void **state)
 {
 	(void)state;
-	round_trip(0);
+	round_trip(0, false);
 }
 
+/* Every fill is partial: the pipe holds one page of each run. */
 static void test_round_trip_small_pipe(void **state)
 {
 	(void)state;
-	round_trip(PAGE);
+	round_trip(PAGE, false);
+}
+
+static void test_round_trip_hole(void **state)
+{
+	(void)state;
+	round_trip(0, true);
 }
 
 /*
@@ -227,9 +261,9 @@ static void test_send_peer_closed(void **state)
 	block_sigpipe();
 	assert_int_equal(mig_pipe_open(&p), 0);
 	for (int i = 0; i < 50 && errors < 3; i++) {
-		struct iovec data = {src, 16 * PAGE};
+		struct mig_run data = {0, 16 * PAGE};
 
-		ret = mig_splice_send(c.tx, &p, NULL, 0, &data, 1);
+		ret = mig_splice_send(c.tx, &p, NULL, 0, sfd, &data, 1);
 		if (ret) {
 			assert_int_equal(ret, -ECONNRESET);
 			errors++;
@@ -243,11 +277,120 @@ static void test_send_peer_closed(void **state)
 	close(sfd);
 }
 
+/* Bytes waiting in the pipe's read end. */
+static int pipe_held(const struct mig_pipe *p)
+{
+	int n = -1;
+
+	assert_int_equal(ioctl(p->rd, FIONREAD, &n), 0);
+	return n;
+}
+
+/*
+ * The receiver reads part of a packet longer than the pipe, then hangs up
+ * (unread data: a reset): -ECONNRESET, no SIGPIPE, and the pipe is a new,
+ * empty one, so nothing of this packet would precede the next.
+ */
+static void test_peer_gone_mid_splice(void **state)
+{
+	struct mig_run all = {0, RAM_SIZE};
+	uint8_t *src, *buf = malloc(256 * PAGE);
+	int sfd = ram_memfd(&src);
+	struct sender s;
+	struct conn c;
+	pthread_t t;
+
+	(void)state;
+	assert_non_null(buf);
+	memset(src, 0x22, RAM_SIZE);
+	conn_open(&c);
+	/* Small socket buffers: the sender is still splicing when the receiver goes. */
+	assert_int_equal(setsockopt(c.tx, SOL_SOCKET, SO_SNDBUF, &(int){64 << 10}, sizeof(int)), 0);
+	assert_int_equal(setsockopt(c.rx, SOL_SOCKET, SO_RCVBUF, &(int){64 << 10}, sizeof(int)), 0);
+	s = (struct sender){.c = &c, .runs = &all, .nruns = 1, .fd = sfd};
+	assert_int_equal(pthread_create(&t, NULL, send_thread, &s), 0);
+	assert_int_equal(mig_io_read(c.rx, buf, 256 * PAGE), 0);
+	assert_memory_equal(buf, src, 256 * PAGE);
+	close(c.rx);
+	c.rx = -1;
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(s.ret, -ECONNRESET);
+	assert_false(sigpipe_pending());
+	conn_close(&c);
+
+	/* Same, on a pipe this test holds: it comes back new and empty. */
+	conn_open(&c);
+	block_sigpipe();
+	{
+		struct mig_pipe p;
+
+		assert_int_equal(mig_pipe_open(&p), 0);
+		close(c.rx);
+		c.rx = -1;
+		assert_int_equal(mig_splice_send(c.tx, &p, NULL, 0, sfd, &all, 1), -ECONNRESET);
+		assert_true(p.rd >= 0 && p.wr >= 0);
+		assert_int_equal(pipe_held(&p), 0);
+		mig_pipe_close(&p);
+	}
+	assert_false(sigpipe_pending());
+	conn_close(&c);
+	free(buf);
+	munmap(src, RAM_SIZE);
+	close(sfd);
+}
+
+/* A run past the end of the (sealed, fixed-size) memfd: an error, not a hang. */
+static void test_run_past_end(void **state)
+{
+	struct mig_run past = {RAM_SIZE - PAGE, 2 * PAGE};
+	uint8_t *src, *buf = malloc(2 * PAGE);
+	int sfd = ram_memfd(&src);
+	struct mig_pipe p;
+	struct conn c;
+
+	(void)state;
+	memset(src, 0x33, RAM_SIZE);
+	conn_open(&c);
+	block_sigpipe();
+	assert_int_equal(mig_pipe_open(&p), 0);
+	assert_int_equal(mig_splice_send(c.tx, &p, NULL, 0, sfd, &past, 1), -EIO);
+	assert_int_equal(mig_pread_runs(sfd, buf, &past, 1), -EIO);
+	mig_pipe_close(&p);
+	conn_close(&c);
+	free(buf);
+	munmap(src, RAM_SIZE);
+	close(sfd);
+}
+
+/* The TLS path's copy: the runs back to back, a hole as zeros, byte-exact. */
+static void test_pread_runs(void **state)
+{
+	static const uint8_t zero[PAGE];
+	const struct mig_run runs[] = {{PAGE, 3 * PAGE}, {10 * PAGE, PAGE}, {20 * PAGE, 4 * PAGE}};
+	uint8_t *src, *buf = malloc(8 * PAGE);
+	int sfd = ram_memfd(&src);
+
+	(void)state;
+	for (size_t i = 0; i < RAM_SIZE; i++)
+		src[i] = (uint8_t)(i * 7 + i / PAGE);
+	assert_int_equal(
+		fallocate(sfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 21 * PAGE, PAGE), 0);
+	assert_int_equal(mig_pread_runs(sfd, buf, runs, 3), 0);
+	assert_memory_equal(buf, src + PAGE, 3 * PAGE);
+	assert_memory_equal(buf + 3 * PAGE, src + 10 * PAGE, PAGE);
+	assert_memory_equal(buf + 4 * PAGE, src + 20 * PAGE, PAGE);
+	assert_memory_equal(buf + 5 * PAGE, zero, PAGE);
+	assert_memory_equal(buf + 6 * PAGE, src + 22 * PAGE, 2 * PAGE);
+	free(buf);
+	munmap(src, RAM_SIZE);
+	close(sfd);
+}
+
 /* No fd left for the pipe: an error, which the send thread turns into an abort. */
 static void test_pipe_open_fails(void **state)
 {
 	struct rlimit old, none;
-	struct mig_pipe p = {-1, -1};
+	struct mig_pipe p = {-1, -1, 0};
 	int first = dup(0);
 
 	(void)state;
@@ -272,7 +415,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_round_trip_small_pipe),
+		cmocka_unit_test(test_round_trip_hole),
 		cmocka_unit_test(test_send_peer_closed),
+		cmocka_unit_test(test_peer_gone_mid_splice),
+		cmocka_unit_test(test_run_past_end),
+		cmocka_unit_test(test_pread_runs),
 		cmocka_unit_test(test_pipe_open_fails),
 	};
 
