@@ -99,7 +99,6 @@ static const struct sandbox_rule launcher_rules[] = {
 	ALLOW("listen", "a restarted child's listeners"),
 	ALLOW("sendmmsg", "a restarted migrator's DNS resolver (under both policies)"),
 	ALLOW("fallocate", "never by the launcher; allowed so a restarted migrator's init works"),
-	ALLOW("vmsplice", "never by the launcher; a restarted migrator's channels"),
 	ALLOW("splice", "never by the launcher; a restarted migrator's channels"),
 };
 static const struct sandbox_table launcher_table = SANDBOX_TABLE("launcher", launcher_rules);

@@ -5,9 +5,9 @@
  * publisher exist and before it resumes a recorded session or listens for
  * a migration: nothing untrusted reaches it unfiltered.  It opens TCP
  * connections (the main channel and multifd channels, either direction),
- * reads and writes guest RAM through its mappings (the source: into its
- * channels with vmsplice() and splice()), and punches holes in RAM
- * memfds.  It has
+ * reads guest RAM from its memfds (the source: splice() into its channels,
+ * or pread() for TLS), writes it with pwrite() and through its mappings
+ * (the destination), and punches holes in RAM memfds.  It has
  * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
  * neither in its mount namespace nor openable read-write.
  */
@@ -24,9 +24,8 @@ static const struct sandbox_rule migrator_rules[] = {
 	ALLOW("listen", "migrate-incoming listens after start"),
 	ALLOW_IF("fallocate", ARG_EQ32(1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE),
 		 "destination drops RAM pages that are zero at the source"),
-	ALLOW("vmsplice", "source: RAM pages into a channel's pipe, referenced not copied"),
-	ALLOW("splice",
-	      "pipe to channel socket (source), socket to pipe to RAM memfd (destination)"),
+	ALLOW("splice", "source: RAM memfd pages into a channel's pipe (referenced, not copied), "
+			"and the pipe into the channel socket"),
 	ALLOW("uname", "getaddrinfo (resolver) of a migration URI"),
 	ALLOW("sendmmsg", "the DNS resolver sends its A and AAAA queries at once"),
 };

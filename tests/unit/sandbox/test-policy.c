@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -164,6 +165,23 @@ static int act_splice(struct fixture *f)
 	return splice(f->pipe[0], NULL, f->memfd, &out, 4096, 0) == 4096 ? 0 : -1;
 }
 
+/* Refused to the migrator (and the launcher it restarts under): it splices from the memfd. */
+static int act_vmsplice(struct fixture *f)
+{
+	static char page[4096];
+	struct iovec iov = {page, sizeof(page)};
+
+	return vmsplice(f->pipe[1], &iov, 1, 0) == (ssize_t)sizeof(page) ? 0 : -1;
+}
+
+/* The TLS send path copies RAM out of the memfd at an offset. */
+static int act_pread_memfd(struct fixture *f)
+{
+	char page[4096];
+
+	return pread(f->memfd, page, sizeof(page), 0) == (ssize_t)sizeof(page) ? 0 : -1;
+}
+
 static int act_fork(struct fixture *f)
 {
 	long p;
@@ -297,6 +315,8 @@ static const struct policy_case cases[] = {
 	{SANDBOX_MIGRATOR, "AF_INET socket", act_inet_socket, NULL},
 	{SANDBOX_MIGRATOR, "punch hole", act_punch_hole, NULL},
 	{SANDBOX_MIGRATOR, "splice", act_splice, NULL},
+	{SANDBOX_MIGRATOR, "pread RAM", act_pread_memfd, NULL},
+	{SANDBOX_MIGRATOR, "vmsplice", act_vmsplice, "vmsplice"},
 	{SANDBOX_MIGRATOR, "open /dev/kvm", act_open_kvm_rw, "openat"},
 	{SANDBOX_MIGRATOR, "KVM ioctl", act_kvm_ioctl, "ioctl"},
 	{SANDBOX_MIGRATOR, "execve", act_execve, "execve"},
@@ -328,6 +348,7 @@ static const struct policy_case cases[] = {
 	{SANDBOX_LAUNCHER, "memfd_create", act_memfd_create, "memfd_create"},
 	{SANDBOX_LAUNCHER, "init_module", act_init_module, "init_module"},
 	{SANDBOX_LAUNCHER, "keyctl", act_keyctl, "keyctl"},
+	{SANDBOX_LAUNCHER, "vmsplice", act_vmsplice, "vmsplice"},
 	{SANDBOX_LAUNCHER, "KVM ioctl", act_kvm_ioctl, "ioctl"},
 	{SANDBOX_LAUNCHER, "open for write", act_open_create, "openat"},
 };
