@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,30 @@ void test_require_fault_injection(void)
 	printf("SKIP: cleave-migrator built without -Dfault_injection=true\n");
 	fflush(stdout);
 	exit(77);
+}
+
+void test_require_nofile(unsigned long need)
+{
+	struct rlimit rl;
+
+	/* A failing call is a broken host, not a missing precondition: fail. */
+	if (getrlimit(RLIMIT_NOFILE, &rl)) {
+		fprintf(stderr, "getrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+		exit(1);
+	}
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		printf("SKIP: RLIMIT_NOFILE hard limit %lu, this test needs %lu descriptors "
+		       "(raise it: ulimit -Hn %lu)\n",
+		       (unsigned long)rl.rlim_max, need, need);
+		fflush(stdout);
+		exit(77);
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl)) {
+		fprintf(stderr, "setrlimit(RLIMIT_NOFILE, %lu): %s\n", (unsigned long)rl.rlim_max,
+			strerror(errno));
+		exit(1);
+	}
 }
 
 int test_dir_make(char dir[64], const char *name)

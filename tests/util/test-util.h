@@ -30,4 +30,11 @@ int test_dir_remove(const char *dir);
  */
 void test_require_fault_injection(void);
 
+/*
+ * Raises RLIMIT_NOFILE's soft limit to its hard limit; exits 77 with a
+ * "SKIP: ..." line naming both numbers when the hard limit is below @need
+ * (a test that needs that many descriptors cannot prove anything with fewer).
+ */
+void test_require_nofile(unsigned long need);
+
 #endif

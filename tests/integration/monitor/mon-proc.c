@@ -106,6 +106,13 @@ static int mon_proc_spawn(struct mon_proc *mp, const char *exe, const struct fak
 		}
 		if (mp->listen_fd >= 0)
 			fcntl(mp->listen_fd, F_SETFD, 0);
+		if (mp->log_path) {
+			int log =
+				open(mp->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+			if (log < 0 || dup2(log, STDERR_FILENO) < 0)
+				_exit(126);
+		}
 		execv(exe, (char *const *)argv);
 		_exit(127);
 	}
@@ -116,9 +123,11 @@ int mon_proc_start(struct mon_proc *mp, const char *exe, const char *dir,
 		   const struct fake_backend *fb, int inherit, const char *const *extra)
 {
 	unsigned nofile = mp->nofile;
+	const char *log_path = mp->log_path;
 
 	memset(mp, 0, sizeof(*mp));
 	mp->nofile = nofile;
+	mp->log_path = log_path;
 	mp->listen_fd = -1;
 	snprintf(mp->path, sizeof(mp->path), "%s/qmp.sock", dir);
 	snprintf(mp->sock, sizeof(mp->sock), "unix:%s", mp->path);

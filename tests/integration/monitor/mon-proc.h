@@ -13,6 +13,7 @@ struct mon_proc {
 	char path[100];	 /* PATH alone */
 	int listen_fd;	 /* our listening socket handed over with --qmp-fd, or -1 */
 	unsigned nofile; /* if set before start: RLIMIT_NOFILE (soft and hard) of the monitor */
+	const char *log_path; /* if set before start: the monitor's stderr, appended to */
 };
 
 /*

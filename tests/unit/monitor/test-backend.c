@@ -388,23 +388,46 @@ static void test_worker_order(void **state)
 	}
 }
 
-/* Stopping a worker with jobs still queued frees them (ASan checks). */
+/*
+ * Stopping a worker with jobs still queued: stop returns once the thread
+ * exited, after the job it was running (which completes), without running
+ * the queued ones, which it frees (ASan checks the freeing).
+ */
 static void test_worker_stop_with_queue(void **state)
 {
 	struct bk *b = *state;
 	const struct mon_cmd *cmd = mon_cmd_find("query-status");
-	int i;
+	int i, answered = 0, calls = atomic_load(&b->fb->calls);
+	struct mon_job *job, *next;
+	int64_t end;
 
 	atomic_store(&b->fb->delay_ms, 50);
 	for (i = 0; i < 10; i++) {
-		struct mon_job *job = mon_job_alloc();
-
+		job = mon_job_alloc();
+		assert_non_null(job);
+		job->client_id = (uint64_t)i + 1;
 		job->run = cmd->run;
 		job->name = cmd->name;
 		job->args = json_object();
 		mon_worker_submit(&b->workers[MON_BACKEND_VCPU], job);
 	}
+	/* The first job is with vcpu-proc (sleeping 50 ms there); nine wait in the queue. */
+	end = test_now_ms() + 5000;
+	while (atomic_load(&b->fb->calls) < calls + 1 && test_now_ms() < end)
+		test_sleep_ms(1);
+	assert_int_equal(atomic_load(&b->fb->calls), calls + 1);
 	mon_worker_stop(&b->workers[MON_BACKEND_VCPU]);
+	assert_int_equal(b->workers[MON_BACKEND_VCPU].state, MON_WORKER_IDLE);
+	/* The thread is gone: nothing more reaches vcpu-proc, and only job 1 completed. */
+	assert_int_equal(atomic_load(&b->fb->calls), calls + 1);
+	for (job = mon_done_take(&b->done); job; job = next) {
+		next = job->next;
+		assert_int_equal(job->client_id, 1);
+		assert_null(job->res.err_class);
+		answered++;
+		mon_job_free(job);
+	}
+	assert_int_equal(answered, 1);
 	atomic_store(&b->fb->delay_ms, 0);
 }
 
