@@ -188,7 +188,7 @@ int main(int argc, char **argv)
 	env.process_start_ns = mig_now_ns(); /* before anything: resume time of a takeover */
 	log_init("cleave-migrator");
 	log_set_thread("main");
-	/* RAM is mapped before sandbox_enter(): hidden from siblings from the start. */
+	/* Undumpable before RAM and the control segment are opened. */
 	if (sandbox_undumpable())
 		return 1;
 	if (parse_args(argc, argv, &o))
@@ -223,9 +223,13 @@ int main(int argc, char **argv)
 			ctl.hdr->nr_regions);
 		goto out;
 	}
+	/*
+	 * Guest RAM is never mapped here: the source splices and preads it,
+	 * the destination pwrites it (send.c, recv.c), so no bug of this
+	 * process can read or scribble on it through a pointer.
+	 */
 	for (unsigned int i = 0; i < o.nr_ram_fds; i++) {
-		ret = shm_region_open(&ram[i], o.ram_fds[i], ctl.hdr->regions[i].size,
-				      PROT_READ | PROT_WRITE);
+		ret = shm_region_open(&ram[i], o.ram_fds[i], ctl.hdr->regions[i].size, PROT_NONE);
 		if (ret) {
 			log_err("RAM region %u fd %d: %s", i, o.ram_fds[i], strerror(-ret));
 			goto out;
@@ -242,7 +246,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/*
-	 * RAM and the control segment mapped, credentials loaded, NNG started
+	 * RAM opened, the control segment mapped, credentials loaded, NNG started
 	 * (its threads are named from outside, through /proc, which the filter
 	 * refuses), nothing read yet: the policy goes in now, before anything
 	 * untrusted arrives (the recorded session a takeover resumes, the

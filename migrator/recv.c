@@ -12,6 +12,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,48 +82,43 @@ static void received_set(struct mig_dst *dst, uint32_t region, uint64_t page)
 }
 
 /*
- * Pages never received here are holes of the destination memfd: receiving
- * them straight into the mapping costs a page fault, an allocation and a
- * clear_page() each (~4-6 us here, 4x the copy).  They are received into
- * @bounce instead and written with pwrite(), one call per run of offsets,
- * which allocates without the fault or the clear (about half the CPU).
- * Pages already received exist: a later round copies them straight into
- * the mapping (one copy; a page pwritten in round 0 takes one minor fault
- * there the first time, then none).
+ * The migrator does not map guest RAM: every data page is received into
+ * @bounce and written with pwrite(), one call per run of offsets.  For
+ * pages never received here (holes of the destination memfd) that is also
+ * the cheapest way in: receiving into a mapping cost a page fault, an
+ * allocation and a clear_page() each (~4-6 us here), pwrite() allocates
+ * without the fault or the clear (about half the CPU).  Pages already
+ * received take one copy more than a receive into a mapping would, and no
+ * fault in a mapping of this process.
  */
 struct recv_buf {
 	struct mig_pkt_hdr hdr;
 	uint64_t nr_zero; /* ZERO pages among offs[] */
 	uint64_t offs[MIG_BATCH_PAGES];
-	bool fresh[MIG_BATCH_PAGES]; /* data page never received: it is in bounce */
-	struct iovec iov[MIG_BATCH_PAGES];
-	uint8_t bounce[MIG_BATCH_PAGES * SHM_PAGE_SIZE]; /* the fresh pages, in order */
+	bool fresh[MIG_BATCH_PAGES]; /* never received before: a hole of the memfd */
+	uint8_t bounce[MIG_BATCH_PAGES * SHM_PAGE_SIZE]; /* the data pages, in order */
 };
 
-/* Appends @len bytes at @p to @iov, merged with the last entry when contiguous. */
-static int iov_push(struct iovec *iov, int niov, void *p, size_t len)
+/* Whether page @i of @rb is data, and a page of the memfd's hole that is all zero. */
+static bool hole_stays(const struct recv_buf *rb, uint32_t i, const uint8_t *p)
 {
-	if (niov && (uint8_t *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == p) {
-		iov[niov - 1].iov_len += len;
-		return niov;
-	}
-	iov[niov] = (struct iovec){.iov_base = p, .iov_len = len};
-	return niov + 1;
+	return rb->fresh[i] && mig_page_is_zero(p);
 }
 
 /*
- * pwrite()s the packet's fresh pages from @rb->bounce, one call per run of
- * offsets.  A fresh page that is all zero is not written: the hole reads as
- * zero and costs no memory.  A plaintext source does not look for zero
- * pages (it splices RAM it never reads, send.c); here the bytes were just
- * received, so the check is a read of warm cache that saves a page
- * allocation.  Returns the number of such pages, or a negative errno.
+ * pwrite()s the packet's data pages from @rb->bounce, one call per run of
+ * offsets.  A page never received that is all zero is not written: the
+ * hole reads as zero and costs no memory.  A plaintext source does not
+ * look for zero pages (it splices RAM it never reads, send.c); here the
+ * bytes were just received, so the check is a read of warm cache that
+ * saves a page allocation.  Returns the number of such pages, or a
+ * negative errno.
  */
 static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 {
 	const struct mig_pkt_hdr *hdr = &rb->hdr;
 	int fd = c->dst->s->env.ram[hdr->region].fd, found = 0;
-	const uint8_t *next = rb->bounce; /* the next fresh page's slot */
+	const uint8_t *next = rb->bounce; /* the next data page */
 
 	for (uint32_t i = 0; i < hdr->nr_pages;) {
 		uint64_t off = rb->offs[i] & ~(uint64_t)MIG_PAGE_FLAGS;
@@ -130,18 +126,17 @@ static int recv_write(struct mig_recv_chan *c, struct recv_buf *rb)
 		size_t len = SHM_PAGE_SIZE, done = 0;
 		uint32_t j = i + 1;
 
-		if (!rb->fresh[i]) {
+		if (rb->offs[i] & MIG_PAGE_ZERO) {
 			i++;
 			continue;
 		}
 		next += SHM_PAGE_SIZE;
-		if (mig_page_is_zero(p)) {
+		if (hole_stays(rb, i, p)) {
 			found++;
 			i++;
 			continue;
 		}
-		while (j < hdr->nr_pages && rb->fresh[j] && rb->offs[j] == off + len &&
-		       !mig_page_is_zero(next)) {
+		while (j < hdr->nr_pages && rb->offs[j] == off + len && !hole_stays(rb, j, next)) {
 			len += SHM_PAGE_SIZE;
 			next += SHM_PAGE_SIZE;
 			j++;
@@ -173,9 +168,8 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 	struct mig_session *s = dst->s;
 	const struct shm_ctl_header *h = s->env.ctl->hdr;
 	const struct mig_pkt_hdr *hdr = &rb->hdr;
-	uint64_t size, nr_zero = 0, nr_fresh = 0;
-	uint8_t *base;
-	int niov = 0, ret;
+	uint64_t size, nr_zero = 0, data;
+	int ret;
 
 	if (hdr->region >= h->nr_regions || !hdr->nr_pages || hdr->nr_pages > MIG_BATCH_PAGES) {
 		mig_job_abort(&dst->job, -EPROTO, "channel %u: bad packet: region %u, %u pages",
@@ -204,28 +198,35 @@ static int recv_packet(struct mig_recv_chan *c, struct recv_buf *rb)
 		if (flags & MIG_PAGE_ZERO)
 			nr_zero++;
 	}
-	base = s->env.ram[hdr->region].base;
-	for (uint32_t i = 0; i < hdr->nr_pages; i++) {
-		uint64_t off = rb->offs[i];
-
-		/*
-		 * Received bits of earlier rounds are final (the barrier drained
-		 * every writer); this round's page is in no other packet.
-		 */
-		rb->fresh[i] = !(off & MIG_PAGE_ZERO) &&
-			       !shm_bitmap_test(dst->received[hdr->region], off >> SHM_PAGE_SHIFT);
-		if (rb->fresh[i])
-			niov = iov_push(rb->iov, niov, rb->bounce + nr_fresh++ * SHM_PAGE_SIZE,
-					SHM_PAGE_SIZE);
-		else if (!(off & MIG_PAGE_ZERO))
-			niov = iov_push(rb->iov, niov, base + off, SHM_PAGE_SIZE);
-	}
+	/*
+	 * Received bits of earlier rounds are final (the barrier drained every
+	 * writer); this round's page is in no other packet.
+	 */
+	for (uint32_t i = 0; i < hdr->nr_pages; i++)
+		rb->fresh[i] =
+			!shm_bitmap_test(dst->received[hdr->region], rb->offs[i] >> SHM_PAGE_SHIFT);
 	rb->nr_zero = nr_zero;
-	ret = niov ? mig_io_readv(c->fd, rb->iov, niov) : 0;
+	data = (hdr->nr_pages - nr_zero) * SHM_PAGE_SIZE;
+	ret = data ? mig_io_read(c->fd, rb->bounce, data) : 0;
 	if (ret)
 		mig_job_abort(&dst->job, ret, "channel %u: truncated page data: %s", c->index,
 			      strerror(-ret));
 	return ret;
+}
+
+/* Makes page @off of @region a hole: a ZERO page over data of an earlier round. */
+static int recv_punch(struct mig_recv_chan *c, uint32_t region, uint64_t off)
+{
+	int fd = c->dst->s->env.ram[region].fd;
+
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, SHM_PAGE_SIZE)) {
+		int ret = -errno;
+
+		mig_job_abort(&c->dst->job, ret, "channel %u: punch region %u at 0x%" PRIx64 ": %s",
+			      c->index, region, off, strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 /* Writes a packet read by recv_packet() into guest RAM, then marks it received. */
@@ -234,7 +235,6 @@ static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 	struct mig_dst *dst = c->dst;
 	struct mig_session *s = dst->s;
 	const struct mig_pkt_hdr *hdr = &rb->hdr;
-	uint8_t *base = s->env.ram[hdr->region].base;
 	uint64_t nr_zero = rb->nr_zero, data = (hdr->nr_pages - nr_zero) * SHM_PAGE_SIZE, bytes;
 	int ret;
 
@@ -250,11 +250,14 @@ static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 
 		/*
 		 * A zero page needs no write where nothing landed yet (the memfd
-		 * starts as holes); after an earlier round it may hold data.
+		 * starts as holes); after an earlier round it may hold data: a
+		 * hole again reads as zero and gives the page back.
 		 */
-		if ((rb->offs[i] & MIG_PAGE_ZERO) &&
-		    shm_bitmap_test(dst->received[hdr->region], page))
-			memset(base + off, 0, SHM_PAGE_SIZE);
+		if ((rb->offs[i] & MIG_PAGE_ZERO) && !rb->fresh[i]) {
+			ret = recv_punch(c, hdr->region, off);
+			if (ret)
+				return ret;
+		}
 		received_set(dst, hdr->region, page);
 	}
 	bytes = sizeof(*hdr) + hdr->nr_pages * (sizeof(uint64_t)) + data;

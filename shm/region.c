@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Guest RAM regions: sealed memfds mapped MAP_SHARED, and the SEEK_DATA scan
- * that tells which pages of a memfd were ever written.
+ * Guest RAM regions: sealed memfds mapped MAP_SHARED (or held unmapped),
+ * and the SEEK_DATA scan that tells which pages of a memfd were ever
+ * written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -146,7 +147,8 @@ int shm_region_open(struct shm_region *r, int fd, uint64_t size, int prot)
 	r->fd = -1;
 	r->base = NULL;
 	r->size = 0;
-	if (!region_size_valid(size) || (prot != PROT_READ && prot != (PROT_READ | PROT_WRITE))) {
+	if (!region_size_valid(size) ||
+	    (prot != PROT_NONE && prot != PROT_READ && prot != (PROT_READ | PROT_WRITE))) {
 		log_err("RAM fd %d: bad size %llu or prot 0x%x", fd, (unsigned long long)size,
 			prot);
 		return -EINVAL;
@@ -154,6 +156,11 @@ int shm_region_open(struct shm_region *r, int fd, uint64_t size, int prot)
 	ret = shm_memfd_check_sealed(fd, size, "RAM");
 	if (ret)
 		return ret;
+	if (prot == PROT_NONE) {
+		r->fd = fd;
+		r->size = size;
+		return 0;
+	}
 	return region_map(r, fd, size, prot);
 }
 
@@ -161,8 +168,8 @@ void shm_region_close(struct shm_region *r)
 {
 	if (r->base && r->size)
 		munmap(r->base, r->size);
-	/* a zeroed struct has fd 0, which was never ours: only close with a mapping */
-	if (r->base && r->fd >= 0)
+	/* a zeroed struct has fd 0 and size 0, which was never ours: only close an opened one */
+	if (r->size && r->fd >= 0)
 		close(r->fd);
 	r->base = NULL;
 	r->fd = -1;
@@ -170,8 +177,9 @@ void shm_region_close(struct shm_region *r)
 }
 
 /*
- * lseek moves the file offset shared by every dup of @fd; memfds are only
- * ever accessed through mappings, so nobody depends on that offset.
+ * lseek moves the file offset shared by every dup of @fd; memfds are
+ * accessed through mappings and at explicit offsets (pread/pwrite/splice),
+ * so nobody depends on that offset.
  */
 int shm_memfd_next_data(int fd, uint64_t from, uint64_t end, uint64_t *start, uint64_t *stop)
 {
@@ -221,15 +229,25 @@ static uint64_t page_hash(const uint64_t *w)
 
 uint64_t shm_region_hash(const struct shm_region *r)
 {
+	uint64_t buf[8 * SHM_PAGE_SIZE / sizeof(uint64_t)]; /* 32 KiB: a test helper's pace */
 	uint64_t pos = 0, start, stop, sum = 0;
 
 	while (shm_memfd_next_data(r->fd, pos, r->size, &start, &stop) == 0) {
-		for (uint64_t off = start; off < stop; off += SHM_PAGE_SIZE) {
-			uint64_t h = page_hash((const uint64_t *)((const uint8_t *)r->base + off));
+		for (uint64_t off = start; off < stop;) {
+			uint64_t len = stop - off < sizeof(buf) ? stop - off : sizeof(buf);
+			ssize_t n = pread(r->fd, buf, len, (off_t)off);
 
-			/* Position-dependent, order-independent: mix the page number in. */
-			if (h)
-				sum += (h ^ (off >> SHM_PAGE_SHIFT)) * 0x9e3779b97f4a7c15ULL;
+			if (n <= 0 || n % SHM_PAGE_SIZE)
+				return 0; /* a sealed memfd does not shrink: not reached */
+			for (ssize_t k = 0; k < n; k += SHM_PAGE_SIZE) {
+				uint64_t h = page_hash(buf + k / sizeof(uint64_t));
+				uint64_t page = (off + (uint64_t)k) >> SHM_PAGE_SHIFT;
+
+				/* Position-dependent, order-independent: mix the page number in. */
+				if (h)
+					sum += (h ^ page) * 0x9e3779b97f4a7c15ULL;
+			}
+			off += (uint64_t)n;
 		}
 		pos = stop;
 	}

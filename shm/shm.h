@@ -44,10 +44,10 @@
 
 /* ---- guest RAM regions ------------------------------------------------ */
 
-/* A mapped memfd.  Owned by whoever called create/open; close unmaps. */
+/* A memfd, mapped or not.  Owned by whoever called create/open; close unmaps. */
 struct shm_region {
 	int fd;	       /* memfd, -1 when closed */
-	void *base;    /* MAP_SHARED mapping of the whole memfd, NULL when closed */
+	void *base;    /* MAP_SHARED mapping of the whole memfd; NULL when closed or unmapped */
 	uint64_t size; /* bytes, multiple of SHM_PAGE_SIZE */
 };
 
@@ -60,8 +60,10 @@ int shm_region_create(struct shm_region *r, unsigned int index, uint64_t size);
 /*
  * Maps an inherited memfd.  Fails with -EINVAL if its size is not @size or
  * it lacks the grow/shrink seals, so a mapping can never be truncated away.
- * @prot is PROT_READ or PROT_READ|PROT_WRITE.  On success @r owns @fd
- * (shm_region_close closes it); on failure the caller still owns it.
+ * @prot is PROT_READ or PROT_READ|PROT_WRITE, or PROT_NONE: not mapped
+ * (base NULL), for a process that reaches RAM with pread/pwrite/splice only.
+ * On success @r owns @fd (shm_region_close closes it); on failure the
+ * caller still owns it.
  */
 int shm_region_open(struct shm_region *r, int fd, uint64_t size, int prot);
 /* Unmaps and closes; safe on a closed or zeroed region. */
@@ -79,6 +81,7 @@ int shm_memfd_next_data(int fd, uint64_t from, uint64_t end, uint64_t *start, ui
  * page are the same (neither contributes), so two memfds holding the same
  * bytes hash equal however they were allocated.  For tests and test hooks
  * (destination RAM == source RAM at switchover); not cryptographic.
+ * Reads with pread(): works on an unmapped region.
  */
 uint64_t shm_region_hash(const struct shm_region *r);
 

@@ -103,6 +103,30 @@ static void test_open_shares(void **state)
 	shm_region_close(&a);
 }
 
+/* PROT_NONE: the fd is held and checked, nothing is mapped; hashing reads it all the same. */
+static void test_open_unmapped(void **state)
+{
+	struct shm_region a, b, c;
+	int fd2;
+
+	assert_int_equal(shm_region_create(&a, 1, 40 * PG), 0);
+	fd2 = dup(a.fd);
+	assert_true(fd2 >= 0);
+	assert_int_equal(shm_region_open(&b, fd2, 40 * PG, PROT_NONE), 0);
+	assert_null(b.base);
+	assert_int_equal(b.fd, fd2);
+	assert_int_equal(b.size, 40 * PG);
+	memset((uint8_t *)a.base + 3 * PG, 7, 2 * PG);
+	((uint8_t *)a.base)[33 * PG + 9] = 1; /* past the hash's 32 KiB reads */
+	assert_true(shm_region_hash(&a) != 0);
+	assert_int_equal(shm_region_hash(&b), shm_region_hash(&a));
+	assert_int_equal(shm_region_open(&c, fd2, 8 * PG, PROT_NONE), -EINVAL); /* wrong size */
+	shm_region_close(&b);
+	assert_int_equal(fcntl(fd2, F_GETFD), -1); /* closed with the region */
+	assert_true(fcntl(a.fd, F_GETFD) >= 0);
+	shm_region_close(&a);
+}
+
 static void test_open_rejects(void **state)
 {
 	struct shm_region a, b;
@@ -251,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_name_visible),  cmocka_unit_test(test_open_shares),
 		cmocka_unit_test(test_open_rejects),  cmocka_unit_test(test_close_zeroed),
 		cmocka_unit_test(test_next_data),     cmocka_unit_test(test_hash),
+		cmocka_unit_test(test_open_unmapped),
 	};
 
 	log_init("test-shm-region");
