@@ -4,6 +4,7 @@
  * migrator (migrator.proto), with QEMU's names and shapes on the QMP side.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "proto/migrator-info.h"
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
+#include "proto/utf8.h"
 
 /* Between two migrate_cancel attempts: a lost connection fails at once. */
 #define MON_CANCEL_PAUSE_MS 50
@@ -208,6 +210,31 @@ static const struct {
 };
 
 /*
+ * A migrator's text (status, error) as a JSON string.  protobuf-c does not
+ * check strings, and jansson refuses one that is not UTF-8, which used to
+ * drop the member (or, for the status, the whole answer).  Bad bytes are
+ * replaced by '?', as the monitor does for events and error descs
+ * (proto/utf8.h), rather than escaped: QMP strings are Unicode text, a
+ * "\xb1" spelling would be a convention no client knows, and a replaced
+ * status still differs from every status QEMU defines.  NULL: no memory.
+ */
+static json_t *mon_migrator_text(const char *s)
+{
+	json_t *j = json_string(s);
+	char *valid;
+
+	if (j)
+		return j;
+	valid = malloc(strlen(s) + 1);
+	if (!valid)
+		return NULL;
+	utf8_copy_valid(valid, strlen(s) + 1, s);
+	j = json_string(valid);
+	free(valid);
+	return j;
+}
+
+/*
  * MigrationInfo as QEMU 7.2 shapes it; {} when nothing ever started.  The
  * status is passed through as the migrator names it, cleave's own
  * x-switchover-unknown included.
@@ -218,7 +245,7 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 
 	if (!mi->status || !mi->status[0])
 		return json_object();
-	o = json_pack("{s:s}", "status", mi->status);
+	o = json_pack("{s:o}", "status", mon_migrator_text(mi->status));
 	if (!o)
 		return NULL;
 	if (strcmp(mi->status, "setup") != 0) {
@@ -232,7 +259,7 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 		json_object_set_new(o, "expected-downtime", mon_json_u64(mi->expected_downtime));
 	json_object_set_new(o, "setup-time", mon_json_u64(mi->setup_time));
 	if (mi->error_desc && mi->error_desc[0])
-		json_object_set_new(o, "error-desc", json_string(mi->error_desc));
+		json_object_set_new(o, "error-desc", mon_migrator_text(mi->error_desc));
 	json_object_set_new(o, "x-cleave-restarts", json_integer(mi->restarts));
 	for (size_t i = 0; i < sizeof(mon_x_counters) / sizeof(mon_x_counters[0]); i++)
 		json_object_set_new(o, mon_x_counters[i].member,

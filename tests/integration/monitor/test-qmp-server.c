@@ -1015,6 +1015,28 @@ static void test_query_machines_chardev(void **state)
 	qmp_client_close(c);
 }
 
+/* A migrator status that is not UTF-8 still comes through, its bad byte replaced. */
+static void test_query_migrate_not_utf8(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+	json_t *reply;
+
+	pthread_mutex_lock(&e->fb->lock);
+	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "act\xb1ve");
+	snprintf(e->fb->mig_error, sizeof(e->fb->mig_error), "lost \xc3");
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(qmp_client_execute(c, "query-migrate", NULL, &reply, T_MS), 0);
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(reply, "return"), "status")),
+		"act?ve");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(reply, "return"), "error-desc")),
+		"lost ?");
+	json_decref(reply);
+	qmp_client_close(c);
+}
+
 /*
  * Nesting as QEMU 7.2 takes it (json-streamer.c, MAX_NESTING 1024): a
  * request 1024 deep is answered, its id echoed whole; 1025 deep gets one
@@ -1175,6 +1197,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_hmp, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_hmp_quit, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_query_machines_chardev, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_query_migrate_not_utf8, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_nesting_qemu_depth, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_quit, env_setup, env_teardown),

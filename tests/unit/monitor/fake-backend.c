@@ -246,13 +246,16 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	Cleave__Migrator__Counter *counter_ptrs[] = {&counters[0], &counters[1], &counters[2],
 						     &counters[3]};
 	struct fake_backend *fb = arg;
-	char status[32];
+	char status[32], error[64];
 
 	fake_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	memcpy(status, fb->mig_status, sizeof(status));
+	memcpy(error, fb->mig_error, sizeof(error));
 	pthread_mutex_unlock(&fb->lock);
 	mi.status = status;
+	if (error[0])
+		mi.error_desc = error;
 	if (status[0]) {
 		ram.transferred = 268435456;
 		ram.total = 268435456;

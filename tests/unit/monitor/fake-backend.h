@@ -34,6 +34,7 @@ struct fake_backend {
 	bool has_reconnect_timeout; /* protected by lock: ever set */
 	uint64_t reconnect_timeout; /* protected by lock */
 	char mig_status[32];	    /* protected by lock; "" before any migration */
+	char mig_error[64];	    /* protected by lock: QUERY's error_desc when not "" */
 	char resolved[16];   /* protected by lock: run_on of the last RESOLVE that succeeded */
 	atomic_int quits;    /* QUIT requests seen */
 	atomic_int calls;    /* all requests seen */

@@ -213,6 +213,37 @@ static void test_migration_commands(void **state)
 	assert_true(atomic_load(&b->ctx.migration_events));
 }
 
+/*
+ * The migrator's texts are not checked for UTF-8 on the way (protobuf-c
+ * does not): a status or error-desc with a bad byte still shows, the byte
+ * replaced by '?', and the rest of query-migrate with it.
+ */
+static void test_query_migrate_not_utf8(void **state)
+{
+	struct bk *b = *state;
+	char *got;
+
+	pthread_mutex_lock(&b->fb->lock);
+	snprintf(b->fb->mig_status, sizeof(b->fb->mig_status), "fail\xe9" "d");
+	snprintf(b->fb->mig_error, sizeof(b->fb->mig_error), "peer said: \xff\xfe gone \xc3\xa9");
+	pthread_mutex_unlock(&b->fb->lock);
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got, "{\"status\":\"fail?d\",\"ram\":{"));
+	/* A well-formed character (here U+00E9) stays as it is. */
+	assert_non_null(strstr(got, "\"error-desc\":\"peer said: ?? gone \u00e9\""));
+	assert_non_null(strstr(got, "\"x-cleave-resumes\":2"));
+	free(got);
+	/* Valid texts pass unchanged. */
+	pthread_mutex_lock(&b->fb->lock);
+	snprintf(b->fb->mig_status, sizeof(b->fb->mig_status), "failed");
+	snprintf(b->fb->mig_error, sizeof(b->fb->mig_error), "peer said: gone");
+	pthread_mutex_unlock(&b->fb->lock);
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got, "{\"status\":\"failed\",\"ram\":{"));
+	assert_non_null(strstr(got, "\"error-desc\":\"peer said: gone\""));
+	free(got);
+}
+
 /* A dead backend: every queued job answers within about two deadlines. */
 static void test_dead_backend_fails_fast(void **state)
 {
@@ -569,6 +600,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_vcpu_commands, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_migration_commands, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_query_migrate_not_utf8, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_backend_fails_fast, bk_setup,
 						bk_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve, bk_setup, bk_teardown),

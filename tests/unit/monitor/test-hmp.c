@@ -305,6 +305,23 @@ static void test_hmp_stop_awaits_event(void **state)
 	mon_result_fini(&res);
 }
 
+/* A backend's text that is not UTF-8 still gives a reply (bytes replaced). */
+static void test_hmp_not_utf8(void **state)
+{
+	struct hmp_env *e = *state;
+	char *got;
+
+	pthread_mutex_lock(&e->fb->lock);
+	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "act\xb1ve");
+	pthread_mutex_unlock(&e->fb->lock);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"info migrate\"}}",
+		      MIG, 0);
+	assert_non_null(strstr(got, "{\"return\": \"Migration status: act?ve\\r\\n"));
+	free(got);
+}
+
 /*
  * query-chardev in QEMU 7.2's shape for what the monitor was told: a -qmp
  * chardev is labelled compat_monitorN, its filename while connected is the
@@ -356,6 +373,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hmp_stop_awaits_event, hmp_setup,
 						hmp_teardown),
 		cmocka_unit_test_setup_teardown(test_query_chardev, hmp_setup, hmp_teardown),
+		cmocka_unit_test_setup_teardown(test_hmp_not_utf8, hmp_setup, hmp_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
