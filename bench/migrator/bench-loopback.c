@@ -10,6 +10,9 @@
  *                          pages exist (later rounds)
  *   RAM -> fresh RAM       the same into a fresh memfd, as round 0: each
  *                          page is allocated by the write
+ *   RAM -> mapped RAM      recv straight into a new mapping of an allocated
+ *                          memfd (first touch of each page faults): what a
+ *                          destination that maps RAM pays in later rounds
  *
  * Medians of RUNS (default 5).  usage: bench-migrator-loopback [RUNS]
  */
@@ -31,12 +34,13 @@
 #define CHUNK	 (1u << 20) /* a full packet's data */
 #define RAM_SIZE (1ull << 30)
 
-enum mode { BUFFER, RAM_ALLOCATED, RAM_FRESH, NR_MODES };
+enum mode { BUFFER, RAM_ALLOCATED, RAM_FRESH, RAM_MAPPED, NR_MODES };
 
 static const char *const mode_names[NR_MODES] = {
 	[BUFFER] = "buffer -> buffer",
 	[RAM_ALLOCATED] = "RAM -> allocated RAM",
 	[RAM_FRESH] = "RAM -> fresh RAM",
+	[RAM_MAPPED] = "RAM -> mapped RAM",
 };
 
 struct sender {
@@ -104,7 +108,7 @@ static void *send_thread(void *arg)
 static double run(enum mode mode, int src_ram)
 {
 	struct sender tx = {.mode = mode, .ram = src_ram};
-	uint8_t *buf = malloc(CHUNK);
+	uint8_t *buf = malloc(CHUNK), *map = NULL;
 	int rx, dst = -1, ret = 0;
 	uint64_t t0;
 	pthread_t t;
@@ -115,15 +119,20 @@ static double run(enum mode mode, int src_ram)
 		dst = memfd_create("bench-dst", MFD_CLOEXEC);
 		if (dst < 0 || ftruncate(dst, (off_t)RAM_SIZE))
 			die("destination memfd", errno);
-		if (mode == RAM_ALLOCATED && fallocate(dst, 0, 0, (off_t)RAM_SIZE))
+		if (mode != RAM_FRESH && fallocate(dst, 0, 0, (off_t)RAM_SIZE))
 			die("fallocate", errno);
+	}
+	if (mode == RAM_MAPPED) {
+		map = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, dst, 0);
+		if (map == MAP_FAILED)
+			die("mmap", errno);
 	}
 	t0 = mig_now_ns();
 	if (pthread_create(&t, NULL, send_thread, &tx))
 		die("thread", EAGAIN);
 	for (uint64_t got = 0; got < RAM_SIZE && !ret; got += CHUNK) {
-		ret = mig_io_read(rx, buf, CHUNK);
-		if (!ret && dst >= 0 && pwrite(dst, buf, CHUNK, (off_t)got) != CHUNK)
+		ret = mig_io_read(rx, map ? map + got : buf, CHUNK);
+		if (!ret && !map && dst >= 0 && pwrite(dst, buf, CHUNK, (off_t)got) != CHUNK)
 			ret = -EIO;
 	}
 	pthread_join(t, NULL);
@@ -132,6 +141,8 @@ static double run(enum mode mode, int src_ram)
 		die("transfer", -(ret ? ret : tx.ret));
 	close(tx.fd);
 	close(rx);
+	if (map)
+		munmap(map, RAM_SIZE);
 	if (dst >= 0)
 		close(dst); /* freed before the next run allocates */
 	free(buf);
