@@ -359,6 +359,20 @@ static void mon_hmp_help(FILE *out, const char *args)
 	}
 }
 
+/*
+ * QEMU's monitor_parse_arguments() error for words after a command that
+ * takes none, then handle_hmp_command()'s hint naming the command as typed.
+ */
+static void mon_hmp_extraneous(FILE *out, const char *line, const struct mon_hmp_line *pl)
+{
+	const char *end = pl->rest;
+
+	while (end > line && mon_hmp_space(end[-1]))
+		end--;
+	fprintf(out, "%s: extraneous characters at the end of line\n", pl->cmd->name);
+	fprintf(out, "Try \"help %.*s\" for more information\n", (int)(end - line), line);
+}
+
 /* @text (a memstream's) as the command's return: QEMU's CRLF, bad bytes replaced. */
 static void mon_hmp_return_text(const char *text, size_t len, struct mon_result *res)
 {
@@ -443,7 +457,7 @@ void mon_cmd_hmp(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 	else if (mon_hmp_is(pl.cmd, "help", 4))
 		mon_hmp_help(out, pl.rest);
 	else if (*pl.rest)
-		fprintf(out, "%s: extraneous characters at the end of line\n", pl.cmd->name);
+		mon_hmp_extraneous(out, line, &pl);
 	else if (pl.cmd->sub)
 		mon_hmp_help(out, pl.cmd->name); /* bare "info": its subcommands */
 	else

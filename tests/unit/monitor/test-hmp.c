@@ -127,9 +127,11 @@ static const struct hmp_case hmp_cases[] = {
 	{"{\"command-line\":\" foo bar\"}", NONE, 0, HMP("unknown command: ' foo'\\r\\n")},
 	{"{\"command-line\":\"info foo\"}", NONE, 0, HMP("unknown command: 'info foo'\\r\\n")},
 	{"{\"command-line\":\"stop now\"}", NONE, 0,
-	 HMP("stop|s: extraneous characters at the end of line\\r\\n")},
-	{"{\"command-line\":\"info status x\"}", NONE, 0,
-	 HMP("status: extraneous characters at the end of line\\r\\n")},
+	 HMP("stop|s: extraneous characters at the end of line\\r\\n"
+	     "Try \\\"help stop\\\" for more information\\r\\n")},
+	{"{\"command-line\":\"info  status  x\"}", NONE, 0,
+	 HMP("status: extraneous characters at the end of line\\r\\n"
+	     "Try \\\"help info  status\\\" for more information\\r\\n")},
 	{"{\"command-line\":\"\"}", NONE, 0, HMP("")},
 	{"{\"command-line\":\"help stop\"}", NONE, 0, HMP("stop|s  -- stop emulation\\r\\n")},
 	{"{\"command-line\":\"? info migrate\"}", NONE, 0,
