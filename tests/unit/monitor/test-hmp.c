@@ -244,6 +244,18 @@ static void test_hmp_info_migrate(void **state)
 				 "multifd bytes: 0 kbytes\\r\\n"
 				 "pages-per-second: 0\\r\\n\", \"id\": 7}");
 	free(got);
+	/* A failed migration's status line carries its error, as QEMU prints it. */
+	pthread_mutex_lock(&e->fb->lock);
+	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "failed");
+	snprintf(e->fb->mig_error, sizeof(e->fb->mig_error), "peer gone");
+	pthread_mutex_unlock(&e->fb->lock);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"info migrate\"}}",
+		      MIG, 0);
+	assert_non_null(strstr(got, "{\"return\": \"Migration status: failed (peer gone)\\r\\n"
+				    "total time: 320 ms\\r\\n"));
+	free(got);
 }
 
 /*
