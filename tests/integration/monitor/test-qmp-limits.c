@@ -406,7 +406,13 @@ static void test_client_limit_tcp(void **state)
  */
 static void test_input_limit(void **state)
 {
-	static const char *const extra[] = {"--input-limit", "4194304", NULL};
+	static const char *const extra[] = {"--input-limit",
+					    "4194304",
+					    "--partial-timeout",
+					    "0",
+					    "--handshake-timeout",
+					    "0",
+					    NULL};
 	struct env *e = *state;
 	int fds[4], fifth, i;
 
@@ -441,7 +447,14 @@ static void test_input_limit(void **state)
 static void test_rss_bound(void **state)
 {
 	enum { N = 300, BOUND_MIB = 96 };
-	static const char *const extra[] = {"--input-limit", "16777216", NULL};
+	/* No deadlines: only the input limit may close anyone, however slow the host. */
+	static const char *const extra[] = {"--input-limit",
+					    "16777216",
+					    "--partial-timeout",
+					    "0",
+					    "--handshake-timeout",
+					    "0",
+					    NULL};
 	struct env *e = *state;
 	int fds[N], i, closed = 0, fd;
 	long base, peak = 0, rss;
