@@ -224,7 +224,9 @@ static void test_query_migrate_not_utf8(void **state)
 	char *got;
 
 	pthread_mutex_lock(&b->fb->lock);
-	snprintf(b->fb->mig_status, sizeof(b->fb->mig_status), "fail\xe9" "d");
+	snprintf(b->fb->mig_status, sizeof(b->fb->mig_status),
+		 "fail\xe9"
+		 "d");
 	snprintf(b->fb->mig_error, sizeof(b->fb->mig_error), "peer said: \xff\xfe gone \xc3\xa9");
 	pthread_mutex_unlock(&b->fb->lock);
 	got = bk_cmd(b, "query-migrate", NULL);
