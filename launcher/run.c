@@ -287,6 +287,12 @@ static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->mig_events);
 	spawn_cmd_arg(c, "--name");
 	spawn_cmd_arg(c, "%s", vm->opt.name);
+	/* Only named, for query-chardev: the monitor never touches the serial. */
+	spawn_cmd_arg(c, "--serial");
+	if (vm->opt.serial == RUN_SERIAL_FILE)
+		spawn_cmd_arg(c, "file:%s", vm->opt.serial_path);
+	else
+		spawn_cmd_arg(c, "stdio");
 	if (vm->opt.qmp_max_clients) {
 		spawn_cmd_arg(c, "--max-clients");
 		spawn_cmd_arg(c, "%u", vm->opt.qmp_max_clients);

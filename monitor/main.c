@@ -3,8 +3,11 @@
  * cleave-monitor: the QMP server (docs/PROCESSES.md, docs/QMP.md).
  * init (options, signals, rlimit, sockets) -> serve -> exit.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -32,7 +36,9 @@ static void usage(void)
 			"                      [--name NAME] [--rpc-timeout MS] [--out-limit "
 			"BYTES] [-v]\n"
 			"                      [--max-clients N] [--input-limit BYTES]\n"
-			"                      [--handshake-timeout MS] [--partial-timeout MS]\n");
+			"                      [--handshake-timeout MS] [--partial-timeout MS]\n"
+			"                      [--serial stdio|file:PATH]  the guest serial, for "
+			"query-chardev\n");
 }
 
 /* A decimal number in [min, max], or an error naming the option. */
@@ -99,6 +105,38 @@ static int mon_inherited_fd(const char *arg)
 	return fd;
 }
 
+/*
+ * The address a QMP listener is bound to, as QEMU's chardev filename
+ * starts ("unix:PATH", "tcp:HOST:PORT"): read from the socket itself, so
+ * an inherited one is named as truly as one opened here.
+ */
+static void mon_listen_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	snprintf(buf, len, "unknown");
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return;
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *su = (const void *)&ss;
+
+		snprintf(buf, len, "unix:%.*s", (int)(sl - offsetof(struct sockaddr_un, sun_path)),
+			 su->sun_path);
+	} else if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *si = (const void *)&ss;
+
+		inet_ntop(AF_INET, &si->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "tcp:%s:%u", host, ntohs(si->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *si = (const void *)&ss;
+
+		inet_ntop(AF_INET6, &si->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "tcp:[%s]:%u", host, ntohs(si->sin6_port));
+	}
+}
+
 /* One fd per client: take everything the hard limit allows. */
 static void mon_rlimit_raise(void)
 {
@@ -154,6 +192,7 @@ int main(int argc, char **argv)
 		{"migrator-rpc", required_argument, NULL, 'R'},
 		{"migrator-events", required_argument, NULL, 'E'},
 		{"name", required_argument, NULL, 'n'},
+		{"serial", required_argument, NULL, 's'},
 		{"rpc-timeout", required_argument, NULL, 't'},
 		{"out-limit", required_argument, NULL, 'o'},
 		{"max-clients", required_argument, NULL, 'M'},
@@ -164,6 +203,8 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	static char names[MON_MAX_LISTEN][sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+	static const char *name_list[MON_MAX_LISTEN + 1];
 	struct mon_config cfg = {.stop_fd = -1};
 	int fds[MON_MAX_LISTEN];
 	struct mon_server *s;
@@ -185,7 +226,12 @@ int main(int argc, char **argv)
 				log_err("QMP socket %s: %s", optarg, strerror(-fd));
 				goto err_fds;
 			}
+			mon_listen_name(fd, names[nr_fds], sizeof(names[nr_fds]));
+			name_list[nr_fds] = names[nr_fds];
 			fds[nr_fds++] = fd;
+			break;
+		case 's':
+			cfg.serial = optarg;
 			break;
 		case 'r':
 			cfg.vcpu_rpc = optarg;
@@ -237,6 +283,7 @@ int main(int argc, char **argv)
 		goto err_fds;
 	}
 	cfg.listen_fds = fds;
+	cfg.qmp_names = name_list;
 	cfg.nr_listen_fds = nr_fds;
 	ret = mon_server_alloc(&s, &cfg);
 	nr_fds = 0; /* the server owns the listeners now, even on failure */

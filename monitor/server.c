@@ -366,6 +366,8 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 			: cfg->partial_ms < 0 ? 0
 					      : cfg->partial_ms;
 	s->ctx.name = cfg->name;
+	s->ctx.qmp_sockets = cfg->qmp_names;
+	s->ctx.serial = cfg->serial;
 	s->ctx.timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : RPC_DEFAULT_TIMEOUT;
 	s->ctx.cancel_retry_ms = MON_CANCEL_RETRY_MS;
 	atomic_init(&s->ctx.migration_events, false);

@@ -29,6 +29,9 @@ struct mon_config {
 	size_t in_limit;    /* input bytes held for all clients; 0: MON_IN_TOTAL_DEFAULT */
 	int handshake_ms;   /* 0: MON_HANDSHAKE_MS_DEFAULT; < 0: no deadline */
 	int partial_ms;	    /* 0: MON_PARTIAL_MS_DEFAULT; < 0: no deadline */
+	/* query-chardev: each listener's address ("unix:PATH"), NULL-terminated; the serial. */
+	const char *const *qmp_names;
+	const char *serial; /* "stdio", "file:PATH", or NULL: not known */
 };
 
 struct mon_server;

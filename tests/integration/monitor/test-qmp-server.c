@@ -999,19 +999,48 @@ static void test_hmp(void **state)
 /*
  * query-machines and query-chardev in QEMU 7.2's shapes (qapi/machine.json
  * MachineInfo, qapi/char.json ChardevInfo).  cleave's machine: "cleave",
- * cpu-max the VM's fixed vCPU count (the fake runs 2).  The monitor lists
- * chardevs only when told them (mon_ctx); this one was not.
+ * cpu-max the VM's fixed vCPU count (the fake runs 2).  The QMP socket is
+ * named from the socket itself; the serial only when the launcher says
+ * what it is (--serial), which this monitor was not told.
  */
 static void test_query_machines_chardev(void **state)
 {
 	struct env *e = *state;
 	struct qmp_client *c = client_open(e, 1);
+	char want[512];
 
 	assert_client_cmd(c, "query-machines", NULL,
 			  "[{\"name\":\"cleave\",\"is-default\":true,\"cpu-max\":2,"
 			  "\"hotpluggable-cpus\":false,\"numa-mem-supported\":false,"
 			  "\"deprecated\":false}]");
-	assert_client_cmd(c, "query-chardev", NULL, "[]");
+	snprintf(want, sizeof(want),
+		 "[{\"label\":\"compat_monitor0\",\"filename\":\"%s,server=on\","
+		 "\"frontend-open\":true}]",
+		 e->mp.sock);
+	assert_client_cmd(c, "query-chardev", NULL, want);
+	qmp_client_close(c);
+}
+
+static int env_setup_serial(void **state)
+{
+	static const char *const extra[] = {"--serial", "file:/var/log/guest.log", NULL};
+
+	return env_setup_args(state, extra, 1);
+}
+
+/* An inherited socket is named the same way; the serial as the launcher gave it. */
+static void test_query_chardev_serial(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+	char want[512];
+
+	snprintf(want, sizeof(want),
+		 "[{\"label\":\"compat_monitor0\",\"filename\":\"%s,server=on\","
+		 "\"frontend-open\":true},{\"label\":\"serial0\","
+		 "\"filename\":\"file:/var/log/guest.log\",\"frontend-open\":true}]",
+		 e->mp.sock);
+	assert_client_cmd(c, "query-chardev", NULL, want);
 	qmp_client_close(c);
 }
 
@@ -1197,6 +1226,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_hmp, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_hmp_quit, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_query_machines_chardev, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_query_chardev_serial, env_setup_serial,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_query_migrate_not_utf8, env_setup,
 						env_teardown),
