@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * cleave-migrator from the moment RAM and the control segment are mapped
+ * cleave-migrator from the moment RAM is opened and the control segment mapped
  * and its TLS credentials read, before its RPC client, server and event
  * publisher exist and before it resumes a recorded session or listens for
  * a migration: nothing untrusted reaches it unfiltered.  It opens TCP
  * connections (the main channel and multifd channels, either direction),
  * reads guest RAM from its memfds (the source: splice() into its channels,
- * or pread() for TLS), writes it with pwrite() and through its mappings
- * (the destination), and punches holes in RAM memfds.  It has
+ * or pread() for TLS), writes it with pwrite() (the destination; RAM is
+ * never mapped), and punches holes in RAM memfds.  It has
  * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
  * neither in its mount namespace nor openable read-write.
  */
