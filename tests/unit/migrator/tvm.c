@@ -272,7 +272,10 @@ static void *dirtier_main(void *arg)
 		x ^= x >> 7;
 		x ^= x << 17;
 		page = x % t->hot_pages;
-		page_pattern(buf, x);
+		if (t->zero_every && n % t->zero_every == 0)
+			memset(buf, 0, sizeof(buf));
+		else
+			page_pattern(buf, x);
 		if (pwrite(t->ram[0].fd, buf, sizeof(buf), (off_t)(page * SHM_PAGE_SIZE)) !=
 		    (ssize_t)sizeof(buf))
 			abort();

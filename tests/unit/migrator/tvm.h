@@ -38,6 +38,7 @@ struct tvm {
 	pthread_t dirtier;
 	bool dirtier_live, stop;
 	uint64_t hot_pages;	 /* writes land in the first hot_pages of region 0 */
+	unsigned int zero_every; /* every Nth dirtier write is an all-zero page; 0: none */
 	unsigned int stop_after; /* stops writing after this many harvests (0: never) */
 	uint64_t writes;
 	/* Events seen. */
