@@ -171,6 +171,11 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 	struct mon_job *job;
 	int ret;
 
+	if (req->cmd->known && req->cmd->known(&s->ctx, req->args, &res)) {
+		ret = mon_client_reply(s, c, req->id_text, &res);
+		mon_result_fini(&res);
+		return ret;
+	}
 	if (req->cmd->backend != MON_BACKEND_NONE) {
 		job = mon_job_alloc();
 		if (!job)

@@ -166,6 +166,34 @@ struct mon_event *mon_events_take(struct mon_events *e)
 	return head;
 }
 
+/*
+ * What @pev means for the run state query-status answers from
+ * (monitor/run-state.h).  Returns true when @pev is only that
+ * (RunStateChanged), not a QMP event.
+ */
+static bool mon_events_run_state(struct mon_events *e, const Cleave__Events__Event *pev,
+				 uint64_t missed)
+{
+	bool vcpu = pev->publisher && !strcmp(pev->publisher, "vcpu");
+
+	bool rsc = pev->body_case == CLEAVE__EVENTS__EVENT__BODY_RUN_STATE_CHANGED;
+
+	if (!e->run_state)
+		return rsc;
+	if (!vcpu) {
+		/* The migrator's: it changed vcpu-proc's state, whose own event may come later. */
+		mon_run_state_forget(e->run_state);
+		return rsc;
+	}
+	/* Lost events, or a restarted publisher (another id): anything may have changed. */
+	if (missed || (e->vcpu_publisher_id && pev->publisher_id != e->vcpu_publisher_id))
+		mon_run_state_forget(e->run_state);
+	e->vcpu_publisher_id = pev->publisher_id;
+	if (rsc && pev->run_state_changed)
+		mon_run_state_event(e->run_state, pev->run_state_changed->state, pev->seq);
+	return rsc;
+}
+
 static void *mon_events_main(void *arg)
 {
 	struct mon_events *e = arg;
@@ -188,6 +216,10 @@ static void *mon_events_main(void *arg)
 			log_warn("missed %llu events of %s before seq %llu",
 				 (unsigned long long)missed, pev->publisher,
 				 (unsigned long long)pev->seq);
+		if (mon_events_run_state(e, pev, missed)) {
+			rpc_msg_free(&pev->base);
+			continue;
+		}
 		ev = mon_event_from_proto(pev);
 		if (ev)
 			mon_events_push(e, ev);
@@ -199,12 +231,14 @@ static void *mon_events_main(void *arg)
 	return NULL;
 }
 
-int mon_events_start(struct mon_events *e, const char *const *urls, size_t nr_urls)
+int mon_events_start(struct mon_events *e, const char *const *urls, size_t nr_urls,
+		     struct mon_run_state *run_state)
 {
 	size_t i;
 	int ret;
 
 	memset(e, 0, sizeof(*e));
+	e->run_state = run_state;
 	e->tail = &e->head;
 	e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (e->efd < 0)

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "monitor/run-state.h"
 #include "proto/events.pb-c.h"
 
 struct mon_event {
@@ -49,10 +50,17 @@ struct mon_events {
 	pthread_mutex_t lock;	/* protects head and tail */
 	struct mon_event *head; /* protected by lock */
 	struct mon_event **tail;
+	/* Kept up to date from vcpu-proc's RunStateChanged (set before start; its own lock). */
+	struct mon_run_state *run_state;
+	uint64_t vcpu_publisher_id; /* the thread's only; 0 before its first event */
 };
 
-/* start/stop pair: subscribes to @urls (NULL entries skipped); stop joins and frees. */
-int mon_events_start(struct mon_events *e, const char *const *urls, size_t nr_urls);
+/*
+ * start/stop pair: subscribes to @urls (NULL entries skipped); stop joins
+ * and frees.  @run_state (may be NULL) is kept from vcpu-proc's events.
+ */
+int mon_events_start(struct mon_events *e, const char *const *urls, size_t nr_urls,
+		     struct mon_run_state *run_state);
 void mon_events_stop(struct mon_events *e);
 /* Takes every queued event (list linked by ->next), clearing the eventfd. */
 struct mon_event *mon_events_take(struct mon_events *e);

@@ -99,15 +99,36 @@ static Cleave__Vcpu__StatusReply *mon_vcpu_status(struct mon_ctx *ctx, struct mo
 	return reply;
 }
 
+static json_t *mon_status_json(uint32_t state)
+{
+	return json_pack("{s:b,s:b,s:s}", "running",
+			 state == CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING, "singlestep", 0,
+			 "status", mon_run_state_name((Cleave__Vcpu__RunState)state));
+}
+
+/* On the event loop: the state vcpu-proc's events keep (monitor/run-state.h). */
+static bool mon_known_query_status(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	uint32_t state;
+
+	if (!mon_run_state_get(&ctx->run_state, &state))
+		return false;
+	res->ret = mon_status_json(state);
+	return true;
+}
+
+/* On the vcpu worker when the state is not known: ask, and keep the answer. */
 static void mon_cmd_query_status(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
+	uint64_t mark = mon_run_state_mark(&ctx->run_state);
 	Cleave__Vcpu__StatusReply *st = mon_vcpu_status(ctx, res);
 
-	if (!st)
+	if (!st) {
+		mon_run_state_forget(&ctx->run_state);
 		return;
-	res->ret = json_pack("{s:b,s:b,s:s}", "running",
-			     st->state == CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING, "singlestep",
-			     0, "status", mon_run_state_name(st->state));
+	}
+	mon_run_state_status(&ctx->run_state, mark, st->state, st->announced_seq);
+	res->ret = mon_status_json(st->state);
 	rpc_msg_free(&st->base);
 }
 
@@ -386,7 +407,10 @@ static const struct mon_cmd mon_cmds[] = {
 	 .run = mon_cmd_hmp,
 	 .ret = MON_RET_STR},
 	{.name = "quit", .backend = MON_BACKEND_NONE, .flags = MON_CMD_QUIT, .run = mon_cmd_quit},
-	{.name = "query-status", .backend = MON_BACKEND_VCPU, .run = mon_cmd_query_status},
+	{.name = "query-status",
+	 .backend = MON_BACKEND_VCPU,
+	 .run = mon_cmd_query_status,
+	 .known = mon_known_query_status},
 	{.name = "stop", .backend = MON_BACKEND_VCPU, .run = mon_cmd_stop},
 	{.name = "cont", .backend = MON_BACKEND_VCPU, .run = mon_cmd_cont},
 	{.name = "system_reset", .backend = MON_BACKEND_VCPU, .run = mon_cmd_system_reset},

@@ -18,6 +18,8 @@
 
 #include <jansson.h>
 
+#include "monitor/run-state.h"
+
 #define MON_ERR_DESC_LEN 256
 
 /* QMP error classes (qapi/error.json). */
@@ -73,6 +75,7 @@ struct mon_ctx {
 	 */
 	const char *const *qmp_sockets;
 	const char *serial;
+	struct mon_run_state run_state; /* query-status without a round trip */
 };
 
 /*
@@ -120,6 +123,12 @@ struct mon_cmd {
 	unsigned flags; /* enum mon_cmd_flags */
 	/* Fills res; @args has been checked against .args. */
 	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+	/*
+	 * Optional, on the event loop before .run goes to its backend's worker:
+	 * answers from what the monitor already knows and returns true, or
+	 * returns false (nothing touched) and .run does it.
+	 */
+	bool (*known)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 	enum mon_ret_type ret;		       /* MON_RET_ANY when left out */
 	const struct mon_arg_spec *ret_fields; /* MON_RET_OBJ_ARRAY: the object's members */
 };

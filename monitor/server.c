@@ -371,6 +371,7 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 	s->ctx.timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : RPC_DEFAULT_TIMEOUT;
 	s->ctx.cancel_retry_ms = MON_CANCEL_RETRY_MS;
 	atomic_init(&s->ctx.migration_events, false);
+	mon_run_state_init(&s->ctx.run_state);
 	s->listen_fds = calloc(cfg->nr_listen_fds ? cfg->nr_listen_fds : 1, sizeof(int));
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->done.efd = -1;
@@ -412,7 +413,7 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 		if (ret)
 			goto err;
 	}
-	ret = mon_events_start(&s->events, event_urls, 2);
+	ret = mon_events_start(&s->events, event_urls, 2, &s->ctx.run_state);
 	if (ret || (ret = mon_epoll_add(s, MON_EP_EVENTS, s->events.efd)))
 		goto err;
 	/* Learn the 'events' capability a previous monitor may have set. */
@@ -456,5 +457,6 @@ void mon_server_free(struct mon_server *s)
 	free(s->by_fd);
 	free(s->ready);
 	free(s->greeting);
+	mon_run_state_fini(&s->ctx.run_state);
 	free(s);
 }

@@ -54,12 +54,16 @@ static int vm_rpc_status(void *arg, const ProtobufCMessage *req, struct rpc_repl
 	rep.vcpus = ptrs;
 	for (unsigned int i = 0; i < vm->nr_ram; i++)
 		rep.memory_bytes += vm->ram[i].size;
+	/* A state and the last announcement before it, as one (docs/QMP.md, query-status). */
+	pthread_mutex_lock(&vm->announce_lock);
+	rep.announced_seq = vm->announced_seq;
 	pthread_mutex_lock(&vm->lock);
 	rep.state = (Cleave__Vcpu__RunState)vm->state;
 	rep.dirty_log = vm->dirty_log;
 	rep.throttle_percent = vm->throttle_percent;
 	rep.exit_code = vm->guest_exit_code;
 	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&vm->announce_lock);
 	if (vm_clock_now(vm, &rep.guest_ns))
 		rep.guest_ns = 0;
 	ret = rpc_reply_set(reply, &rep.base);

@@ -78,6 +78,27 @@ void vm_set_state(struct vm *vm, enum vm_run_state st)
 	vm->state = st;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
+	vm_state_announce(vm);
+}
+
+void vm_state_announce(struct vm *vm)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__RunStateChanged rs = CLEAVE__EVENTS__RUN_STATE_CHANGED__INIT;
+
+	/* One announcer at a time, so two changes are never published out of order. */
+	pthread_mutex_lock(&vm->announce_lock);
+	pthread_mutex_lock(&vm->lock);
+	rs.state = (uint32_t)vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	if (rs.state != (uint32_t)vm->announced) {
+		vm->announced = (enum vm_run_state)rs.state;
+		ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RUN_STATE_CHANGED;
+		ev.run_state_changed = &rs;
+		vm_publish(vm, &ev);
+		vm->announced_seq = ev.seq; /* set by the publisher, dropped or not */
+	}
+	pthread_mutex_unlock(&vm->announce_lock);
 }
 
 enum vm_run_state vm_get_state(struct vm *vm)
@@ -99,6 +120,7 @@ static void vcpu_fail(struct vcpu *v, const char *what)
 	v->hold = true;
 	vm_stop_locked(vm, VM_INTERNAL_ERROR);
 	pthread_mutex_unlock(&vm->lock);
+	vm_state_announce(vm);
 	vm_request_exit(vm, VM_EXIT_ERROR, VM_EXIT_FAILURE);
 }
 
@@ -174,6 +196,7 @@ static void vcpu_poweroff(struct vcpu *v, uint32_t code)
 	v->hold = true;
 	vm_stop_locked(vm, VM_SHUTDOWN);
 	pthread_mutex_unlock(&vm->lock);
+	vm_state_announce(vm);
 	serial_flush(&vm->serial);
 	sd.guest = true;
 	sd.reason = "guest-shutdown";
@@ -492,6 +515,7 @@ int vm_pause(struct vm *vm, enum vm_run_state target)
 	pthread_mutex_lock(&vm->ctrl_lock);
 	ret = vm_pause_ctrl(vm, target, &stopped);
 	pthread_mutex_unlock(&vm->ctrl_lock);
+	vm_state_announce(vm);
 	serial_flush(&vm->serial);
 	if (stopped) {
 		log_info("paused");
@@ -646,6 +670,7 @@ int vm_reset(struct vm *vm, bool guest)
 	}
 	pthread_mutex_unlock(&vm->lock);
 	pthread_mutex_unlock(&vm->ctrl_lock);
+	vm_state_announce(vm);
 	if (ret)
 		return ret;
 	if (guest) /* a guest that resets in a loop is a guest event like any */

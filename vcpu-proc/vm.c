@@ -259,7 +259,9 @@ int vm_init(struct vm *vm, const struct vm_config *cfg)
 	}
 	pthread_mutex_init(&vm->ctrl_lock, NULL);
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->announce_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	vm->announced = VM_PRELAUNCH;
 	/* From here on vm_fini() undoes whatever part of the rest succeeded. */
 	vm->alive = true;
 

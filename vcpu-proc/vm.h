@@ -126,6 +126,14 @@ struct vm {
 	bool throttle_running;
 	pthread_t throttle_thread;
 	int mmio_warned; /* unassigned MMIO logged once (atomic) */
+	/*
+	 * The last run state published (RunStateChanged), so each change is
+	 * published once and in order: protected by announce_lock, taken
+	 * outside lock (vm_state_announce()).
+	 */
+	pthread_mutex_t announce_lock;
+	enum vm_run_state announced;
+	uint64_t announced_seq; /* its event's seq; protected by announce_lock */
 };
 
 struct vm_config {
@@ -171,6 +179,12 @@ int vm_pause(struct vm *vm, enum vm_run_state target);
 int vm_resume(struct vm *vm);
 /* Sets the run state (vCPUs run only in VM_RUNNING); wakes the threads. */
 void vm_set_state(struct vm *vm, enum vm_run_state st);
+/*
+ * Publishes the run state (RunStateChanged) if it changed since the last
+ * time: called after every change, outside vm->lock, before the STOP,
+ * RESUME or SHUTDOWN event that goes with it.
+ */
+void vm_state_announce(struct vm *vm);
 enum vm_run_state vm_get_state(struct vm *vm);
 int vm_throttle_set(struct vm *vm, unsigned int percent);
 /* Guest or host reset: vCPUs back to their creation state, image reloaded. */

@@ -28,6 +28,9 @@
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
+#include "proto/rpc-internal.h"
+#include "proto/rpc.h"
+#include "proto/vcpu.pb-c.h"
 #include "tests/integration/monitor/mon-proc.h"
 #include "tests/unit/monitor/fake-backend.h"
 #include "tests/util/test-util.h"
@@ -658,7 +661,9 @@ static void test_disconnect_in_flight(void **state)
 	atomic_store(&e->fb->delay_ms, 30);
 	for (i = 0; i < 10; i++) {
 		c = client_open(e, 1);
-		assert_int_equal(qmp_client_send_raw(c, "{\"execute\":\"query-status\"}", 26), 0);
+		/* query-cpus-fast always asks vcpu-proc (query-status may not: run-state.h). */
+		assert_int_equal(qmp_client_send_raw(c, "{\"execute\":\"query-cpus-fast\"}", 29),
+				 0);
 		/* Leaves once its command is with the backend (which sleeps 30 ms in it). */
 		end = test_now_ms() + T_MS;
 		while (atomic_load(&e->fb->calls) < calls + i + 1 && test_now_ms() < end)
@@ -1045,6 +1050,92 @@ static void test_query_chardev_serial(void **state)
 }
 
 /* A migrator status that is not UTF-8 still comes through, its bad byte replaced. */
+#define STATUS_RUNNING "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}"
+#define STATUS_PAUSED "{\"running\":false,\"singlestep\":false,\"status\":\"paused\"}"
+
+/* query-status until it says @want (2 s at most); the STATUS calls it took. */
+static int status_until(struct env *e, struct qmp_client *c, const char *want)
+{
+	int before = atomic_load(&e->fb->statuses);
+	int64_t end = test_now_ms() + 2000;
+	char *got = NULL;
+
+	for (;;) {
+		free(got);
+		got = client_cmd(c, "query-status", NULL);
+		if (!strcmp(got, want) || test_now_ms() > end)
+			break;
+		test_sleep_ms(5);
+	}
+	assert_string_equal(got, want);
+	free(got);
+	return atomic_load(&e->fb->statuses) - before;
+}
+
+/*
+ * query-status is answered from vcpu-proc's RunStateChanged events once a
+ * STATUS reply made the state known: no round trip, and still right after
+ * changes the monitor did not make.  A gap in the events or a migrator
+ * event makes the monitor ask again.
+ */
+static void test_query_status_known(void **state)
+{
+	struct env *e = *state;
+	struct qmp_client *c = client_open(e, 1);
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__Migration mig = CLEAVE__EVENTS__MIGRATION__INIT;
+	struct rpc_client *as_migrator;
+	char err[RPC_ERRMSG_LEN];
+
+	/* The migrator worker's start-up call is done once a migrator command was answered. */
+	assert_client_cmd(c, "query-migrate", NULL, "{}");
+	/* The first asks vcpu-proc; the next ten do not. */
+	assert_int_equal(status_until(e, c, STATUS_RUNNING), 1);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(status_until(e, c, STATUS_RUNNING), 0);
+	/* The monitor's own stop: its reply comes after the state changed. */
+	assert_client_cmd(c, "stop", NULL, "{}");
+	assert_int_equal(status_until(e, c, STATUS_PAUSED), 0);
+	/* A change the monitor did not make (as the migrator's RPCs do). */
+	assert_int_equal(rpc_client_open(&as_migrator, e->fb->vcpu_rpc), 0);
+	assert_int_equal(rpc_call(as_migrator, CLEAVE__VCPU__METHOD__METHOD_RESUME, NULL, NULL,
+				  NULL, 2000, err, sizeof(err)),
+			 0);
+	assert_int_equal(status_until(e, c, STATUS_RUNNING), 0);
+	/* A migrator event: asked again, then known again.  Twice: the first may also be a gap. */
+	mig.status = "active";
+	for (int round = 0; round < 2; round++) {
+		int64_t end = test_now_ms() + 2000;
+
+		ev = (Cleave__Events__Event)CLEAVE__EVENTS__EVENT__INIT;
+		ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
+		ev.migration = &mig;
+		assert_int_equal(rpc_pub_send(e->fb->mig_pub, &ev), 0);
+		/* Until the event reached the monitor, an answer may still come from what it knew. */
+		while (status_until(e, c, STATUS_RUNNING) == 0 && test_now_ms() < end)
+			test_sleep_ms(5);
+		assert_true(test_now_ms() < end);
+		assert_int_equal(status_until(e, c, STATUS_RUNNING), 0);
+	}
+	/* Events lost (a gap in the seq): asked again. */
+	rpc_pub_skip_seq(e->fb->vcpu_pub, 3);
+	assert_int_equal(rpc_call(as_migrator, CLEAVE__VCPU__METHOD__METHOD_PAUSE, NULL, NULL, NULL,
+				  2000, err, sizeof(err)),
+			 0);
+	{
+		int64_t end = test_now_ms() + 2000;
+		int calls;
+
+		do
+			calls = status_until(e, c, STATUS_PAUSED);
+		while (calls == 0 && test_now_ms() < end && (test_sleep_ms(5), 1));
+		assert_int_equal(calls, 1);
+	}
+	assert_int_equal(status_until(e, c, STATUS_PAUSED), 0);
+	rpc_client_close(as_migrator);
+	qmp_client_close(c);
+}
+
 static void test_query_migrate_not_utf8(void **state)
 {
 	struct env *e = *state;
@@ -1229,6 +1320,7 @@ int main(int argc, char **argv)
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_query_chardev_serial, env_setup_serial,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_query_status_known, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_query_migrate_not_utf8, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_nesting_qemu_depth, env_setup, env_teardown),

@@ -17,6 +17,24 @@ static void fake_publish(struct rpc_pub *pub, Cleave__Events__Event *ev)
 		rpc_pub_send(pub, ev);
 }
 
+/*
+ * As vcpu-proc (vm_state_announce): a RunStateChanged for each change of
+ * the run state, before the event that goes with it; its seq is what STATUS
+ * reports as announced_seq.  Caller holds announce_lock.
+ */
+static void fake_announce_locked(struct fake_backend *fb, bool running)
+{
+	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
+	Cleave__Events__RunStateChanged rs = CLEAVE__EVENTS__RUN_STATE_CHANGED__INIT;
+
+	rs.state = running ? CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING
+			   : CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED;
+	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RUN_STATE_CHANGED;
+	ev.run_state_changed = &rs;
+	if (fb->vcpu_pub && !rpc_pub_send(fb->vcpu_pub, &ev))
+		fb->announced_seq = ev.seq;
+}
+
 static void fake_enter(struct fake_backend *fb)
 {
 	int ms = atomic_load(&fb->delay_ms);
@@ -34,14 +52,18 @@ static int fake_vcpu_status(void *arg, const ProtobufCMessage *req, struct rpc_r
 	struct fake_backend *fb = arg;
 
 	fake_enter(fb);
+	atomic_fetch_add(&fb->statuses, 1);
 	v0.index = 0;
 	v0.thread_id = 1000;
 	v1.index = 1;
 	v1.thread_id = 1001;
+	pthread_mutex_lock(&fb->announce_lock);
 	pthread_mutex_lock(&fb->lock);
 	rep.state = fb->running ? CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING
 				: CLEAVE__VCPU__RUN_STATE__RUN_STATE_PAUSED;
+	rep.announced_seq = fb->announced_seq;
 	pthread_mutex_unlock(&fb->lock);
+	pthread_mutex_unlock(&fb->announce_lock);
 	rep.n_vcpus = 2;
 	rep.vcpus = vcpus;
 	rep.memory_bytes = 256ull << 20;
@@ -57,10 +79,14 @@ static int fake_vcpu_pause(void *arg, const ProtobufCMessage *req, struct rpc_re
 	bool was_running;
 
 	fake_enter(fb);
+	pthread_mutex_lock(&fb->announce_lock);
 	pthread_mutex_lock(&fb->lock);
 	was_running = fb->running;
 	fb->running = false;
 	pthread_mutex_unlock(&fb->lock);
+	if (was_running)
+		fake_announce_locked(fb, false);
+	pthread_mutex_unlock(&fb->announce_lock);
 	/* As vcpu-proc: STOP only when the VM was running, published before the reply. */
 	if (!was_running)
 		return 0;
@@ -79,10 +105,14 @@ static int fake_vcpu_resume(void *arg, const ProtobufCMessage *req, struct rpc_r
 	bool was_running;
 
 	fake_enter(fb);
+	pthread_mutex_lock(&fb->announce_lock);
 	pthread_mutex_lock(&fb->lock);
 	was_running = fb->running;
 	fb->running = true;
 	pthread_mutex_unlock(&fb->lock);
+	if (!was_running)
+		fake_announce_locked(fb, true);
+	pthread_mutex_unlock(&fb->announce_lock);
 	if (was_running)
 		return 0;
 	ev.body_case = CLEAVE__EVENTS__EVENT__BODY_RESUME;
@@ -362,6 +392,7 @@ int fake_backend_start(struct fake_backend **out)
 	if (!fb)
 		return -ENOMEM;
 	pthread_mutex_init(&fb->lock, NULL);
+	pthread_mutex_init(&fb->announce_lock, NULL);
 	fb->running = true;
 	fb->channels = 2;
 	snprintf(fb->dir, sizeof(fb->dir), "/tmp/cleave-mon-test-XXXXXX");
@@ -432,5 +463,6 @@ void fake_backend_stop(struct fake_backend *fb)
 		rmdir(fb->dir);
 	}
 	pthread_mutex_destroy(&fb->lock);
+	pthread_mutex_destroy(&fb->announce_lock);
 	free(fb);
 }

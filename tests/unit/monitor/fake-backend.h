@@ -28,6 +28,9 @@ struct fake_backend {
 	struct rpc_pub *mig_pub;
 	pthread_mutex_t lock;	    /* protects the fields below (handlers run on server threads) */
 	bool running;		    /* protected by lock */
+	/* Publishing RunStateChanged (taken before lock); its last seq. */
+	pthread_mutex_t announce_lock;
+	uint64_t announced_seq; /* protected by announce_lock */
 	bool events_cap;	    /* protected by lock */
 	bool multifd_cap;	    /* protected by lock */
 	uint32_t channels;	    /* protected by lock */
@@ -38,6 +41,7 @@ struct fake_backend {
 	char resolved[16];   /* protected by lock: run_on of the last RESOLVE that succeeded */
 	atomic_int quits;    /* QUIT requests seen */
 	atomic_int calls;    /* all requests seen */
+	atomic_int statuses; /* vcpu STATUS requests seen */
 	atomic_int delay_ms; /* every vcpu request sleeps this long first */
 	atomic_int cancels;  /* CANCEL requests seen */
 };

@@ -482,7 +482,7 @@ static void test_events_subscriber(void **state)
 	int tries;
 	bool seen_stop = false;
 
-	assert_int_equal(mon_events_start(&e, urls, 2), 0);
+	assert_int_equal(mon_events_start(&e, urls, 2, NULL), 0);
 	/* pub/sub joins asynchronously: repeat until one STOP arrives. */
 	for (tries = 0; tries < 50 && !seen_stop; tries++) {
 		char *r = bk_cmd(b, "stop", NULL);
