@@ -219,6 +219,9 @@ static void test_pairs_reach(void **state)
 		jail_init(&now, c->proc);
 		assert_int_equal(run_state_dir_jail_bind(&sd, &now, c->proc), 0);
 		got = check_run(c, &now);
+		/* A sanitizer build's policy only logs: the jail's refusal shows instead. */
+		if (c->expect == -SIGSYS && sandbox_sanitizer_build() && got == EROFS)
+			got = -SIGSYS;
 		if (got != c->expect) {
 			print_error("%s, %s %s (%s): %s, expected %s\n", proc_name(c->proc),
 				    op_names[c->op], c->path, c->why,
