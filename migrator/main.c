@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,14 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &o))
 		return 2;
 	log_set_verbose(o.verbose);
+	/*
+	 * glibc reserves 64 MiB of address space per malloc arena, up to 8 per
+	 * CPU, and the channel threads would each get one on a large host:
+	 * 8 keep the reservation inside the sandbox's RLIMIT_AS
+	 * (SANDBOX_MIGRATOR_AS_MAX) whatever the host's CPU count.
+	 */
+	if (!mallopt(M_ARENA_MAX, 8))
+		log_warn("mallopt(M_ARENA_MAX): refused");
 	/* Signals are taken by sigwait in main only; every thread inherits the mask. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

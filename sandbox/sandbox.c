@@ -79,8 +79,8 @@ static const struct sb_limits sb_proc_limits[SANDBOX_NR_PROCS] = {
 	[SANDBOX_LAUNCHER] = {.fsize_zero = false},
 	/* Writes go to its serial fd, stderr, sockets and eventfds; RAM through mappings. */
 	[SANDBOX_VCPU] = {.fsize_zero = true},
-	/* pwrite() of received pages into RAM memfds; RAM is never mapped, no AS limit yet. */
-	[SANDBOX_MIGRATOR] = {.fsize_zero = false},
+	/* pwrite() of received pages into RAM memfds (FSIZE); RAM is never mapped. */
+	[SANDBOX_MIGRATOR] = {.fsize_zero = false, .as_max = SANDBOX_MIGRATOR_AS_MAX},
 	/* Sockets, eventfds and stderr only; no guest RAM, nothing shared mapped. */
 	[SANDBOX_MONITOR] = {.fsize_zero = true, .as_max = SANDBOX_MONITOR_AS_MAX},
 };

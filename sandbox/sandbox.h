@@ -47,6 +47,17 @@ enum sandbox_proc {
  */
 #define SANDBOX_MONITOR_AS_MAX (8ULL << 30)
 
+/*
+ * RLIMIT_AS of cleave-migrator (production builds).  It never maps guest
+ * RAM (it splices, preads and pwrites the memfds).  What it reserves: the
+ * control segment (bitmaps, 1/32768 of guest RAM each), up to
+ * 2 x MIG_MAX_CHANNELS channel threads with their stacks (8 MiB each by
+ * default) and 1 MiB buffers, NNG's threads, and glibc's malloc arenas,
+ * capped at 8 in migrator/main.c.  About 2 GiB at the most channels; 8 GiB
+ * leaves room for the bitmaps of a guest far larger than any host.
+ */
+#define SANDBOX_MIGRATOR_AS_MAX (8ULL << 30)
+
 /* Comparison of one syscall argument, as libseccomp's scmp_compare. */
 enum sandbox_cmp {
 	SANDBOX_EQ = 1,	   /* arg == value */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "migrator/mig-limits.h"
 #include "migrator/session-internal.h"
 #include "migrator/tls.h"
 #include "migrator/wire.h"
@@ -436,6 +437,51 @@ static void test_tls_under_migrator_policy(void **state)
 		fail_msg("TLS migration under the migrator's policy: status 0x%x", status);
 }
 
+/*
+ * The migrator's whole sandbox (policy, RLIMIT_AS and the other limits)
+ * holds a TLS migration at the most channels: both ends in one child, so
+ * twice the channel threads, stacks and buffers one migrator needs.  A
+ * limit too small for them fails the migration (or kills the child).
+ */
+static void test_tls_under_migrator_sandbox(void **state)
+{
+	const char *dir = creds("good", &good);
+	int status;
+	pid_t pid;
+
+	(void)state;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct mig_tls_config c = {.x509_dir = dir, .authz = SOURCE_DN};
+		struct pair *p = pair_new(&c, &c);
+		struct mig_params prm;
+		struct mig_info info;
+		bool ok;
+
+		for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
+			mig_session_get_params(t->s, &prm);
+			prm.multifd_channels = MIG_MAX_CHANNELS;
+			if (mig_session_set_params(t->s, &prm))
+				_exit(2);
+		}
+		if (sandbox_enter(SANDBOX_MIGRATOR))
+			_exit(3);
+		if (mig_session_migrate(p->src.s, p->uri) || mig_session_wait(p->src.s, 20000) ||
+		    mig_session_wait(p->dst.s, 20000))
+			_exit(4);
+		mig_session_query(p->dst.s, &info);
+		ok = info.status == MIG_STATUS_COMPLETED && !tvm_ram_cmp(&p->src, &p->dst);
+		pair_free(p);
+		_exit(ok ? 0 : 5);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("TLS migration, %d channels, in the migrator's sandbox: status 0x%x",
+			 MIG_MAX_CHANNELS, status);
+}
+
 /* Loading refuses what cannot work, with a message. */
 static void test_load_errors(void **state)
 {
@@ -473,6 +519,7 @@ int main(void)
 		cmocka_unit_test(test_hijack_without_credentials),
 		cmocka_unit_test(test_plaintext_off_host),
 		cmocka_unit_test(test_tls_under_migrator_policy),
+		cmocka_unit_test(test_tls_under_migrator_sandbox),
 	};
 
 	log_init("test-tls");

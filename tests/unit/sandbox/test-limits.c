@@ -3,9 +3,10 @@
  * The rlimits of sandbox_enter() in forked children, tried as an attacker
  * would: cleave-vcpu and the monitor cannot grow a file they get hold of
  * (an fd passed over a socket, which their policies let them receive), the
- * monitor cannot map more than SANDBOX_MONITOR_AS_MAX.  The migrator writes
- * into RAM memfds and keeps both unlimited; a process whose stderr is a log
- * file keeps writing it.  No KVM needed.
+ * monitor and the migrator cannot map more than their RLIMIT_AS (so not a
+ * large guest's RAM at once).  The migrator writes into RAM memfds and
+ * keeps RLIMIT_FSIZE unlimited; a process whose stderr is a log file keeps
+ * writing it.  No KVM needed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -240,8 +241,11 @@ static int map_in_child(enum sandbox_proc proc, bool enter, size_t len)
 	return WEXITSTATUS(status);
 }
 
-/* The monitor maps at most SANDBOX_MONITOR_AS_MAX; cleave-vcpu maps guest RAM of any size. */
-static void test_monitor_as(void **state)
+/*
+ * The monitor and the migrator map at most their RLIMIT_AS, neither of them
+ * maps guest RAM; cleave-vcpu maps guest RAM of any size.
+ */
+static void test_address_space(void **state)
 {
 	(void)state;
 	if (sandbox_sanitizer_build()) {
@@ -252,6 +256,9 @@ static void test_monitor_as(void **state)
 	assert_int_equal(map_in_child(SANDBOX_MONITOR, false, SANDBOX_MONITOR_AS_MAX), 0);
 	assert_int_equal(map_in_child(SANDBOX_MONITOR, true, SANDBOX_MONITOR_AS_MAX), ENOMEM);
 	assert_int_equal(map_in_child(SANDBOX_MONITOR, true, 64 << 20), 0);
+	assert_int_equal(map_in_child(SANDBOX_MIGRATOR, false, SANDBOX_MIGRATOR_AS_MAX), 0);
+	assert_int_equal(map_in_child(SANDBOX_MIGRATOR, true, SANDBOX_MIGRATOR_AS_MAX), ENOMEM);
+	assert_int_equal(map_in_child(SANDBOX_MIGRATOR, true, 64 << 20), 0);
 	assert_int_equal(map_in_child(SANDBOX_VCPU, true, SANDBOX_MONITOR_AS_MAX), 0);
 }
 
@@ -261,7 +268,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fsize_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsize_migrator, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsize_log_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_monitor_as, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_address_space, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
