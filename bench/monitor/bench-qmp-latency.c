@@ -2,7 +2,9 @@
 /*
  * query-status round-trip latency over QMP: cleave-monitor (against in-test
  * vcpu-proc/migrator RPC servers) with 1 client, then with 1000 other
- * clients connected, then QEMU 7.2 in the same run.
+ * clients connected, then 1000 clients x 10 calls all at once
+ * (qmp-crowd.c), then QEMU 7.2 in the same run (one client: QEMU serves
+ * one per socket).
  *
  * usage: bench-qmp-latency CLEAVE-MONITOR [CALLS] [QEMU-BINARY] [GUEST-ELF] [CLEAVE]
  *
@@ -20,10 +22,15 @@
 #include <unistd.h>
 
 #include "monitor/qmp-client.h"
+#include "qmp-crowd.h"
 #include "tests/integration/monitor/mon-proc.h"
 #include "tests/unit/monitor/fake-backend.h"
 
 #define OTHERS 1000
+/* All at once: each client runs its calls back to back. */
+#define CROWD_CLIENTS 1000
+#define CROWD_CALLS   10
+static const char *const crowd_cmds[] = {"query-version", "query-status", "query-cpus-fast"};
 
 static long long now_ns(void)
 {
@@ -118,6 +125,9 @@ static int bench_cleave(const char *exe, int calls)
 			      "query-version", calls);
 	for (i = 0; i < OTHERS; i++)
 		qmp_client_close(others[i]);
+	for (i = 0; !ret && i < 3; i++)
+		ret = qmp_crowd("cleave-monitor", mp.path, crowd_cmds[i], CROWD_CLIENTS,
+				CROWD_CALLS);
 	qmp_client_close(c);
 	mon_proc_stop(&mp, 0);
 	mon_proc_fini(&mp);
@@ -156,6 +166,8 @@ static int bench_clients(const char *label, const char *sock, const char *cmd, i
 		ret = measure(text, c, cmd, calls);
 	for (i = 0; i < OTHERS; i++)
 		qmp_client_close(others[i]);
+	if (!ret)
+		ret = qmp_crowd(label, sock, cmd, CROWD_CLIENTS, CROWD_CALLS);
 	if (c && !strcmp(label, "cleave run (real vcpu-proc)")) {
 		json_t *reply;
 
