@@ -346,6 +346,12 @@ static int mon_greeting_build(struct mon_server *s)
 int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 {
 	static const char *const worker_names[MON_BACKEND_NR] = {NULL, "vcpu", "migrator"};
+	/*
+	 * vcpu-proc's calls overlap (query-cpus-fast from many clients); the
+	 * migrator's stay one at a time, in the order they came, as QEMU runs
+	 * migrate, migrate_cancel and parameter changes.
+	 */
+	static const unsigned int worker_threads[MON_BACKEND_NR] = {0, 4, 1};
 	const char *event_urls[2] = {cfg->vcpu_events, cfg->migrator_events};
 	const char *rpc_urls[MON_BACKEND_NR] = {NULL, cfg->vcpu_rpc, cfg->migrator_rpc};
 	struct mon_server *s;
@@ -409,7 +415,8 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 	if (ret || (ret = mon_epoll_add(s, MON_EP_DONE, s->done.efd)))
 		goto err;
 	for (i = MON_BACKEND_NONE + 1; i < MON_BACKEND_NR; i++) {
-		ret = mon_worker_start(&s->workers[i], worker_names[i], &s->ctx, &s->done);
+		ret = mon_worker_start(&s->workers[i], worker_names[i], worker_threads[i], &s->ctx,
+				       &s->done);
 		if (ret)
 			goto err;
 	}

@@ -151,11 +151,13 @@ static void *mon_worker_main(void *arg)
 	return NULL;
 }
 
-int mon_worker_start(struct mon_worker *w, const char *name, struct mon_ctx *ctx,
-		     struct mon_done *done)
+int mon_worker_start(struct mon_worker *w, const char *name, unsigned int threads,
+		     struct mon_ctx *ctx, struct mon_done *done)
 {
-	int ret;
+	int ret = 0;
 
+	if (threads < 1 || threads > MON_WORKER_MAX_THREADS)
+		return -EINVAL;
 	memset(w, 0, sizeof(*w));
 	w->name = name;
 	w->ctx = ctx;
@@ -163,13 +165,17 @@ int mon_worker_start(struct mon_worker *w, const char *name, struct mon_ctx *ctx
 	w->tail = &w->head;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
-	ret = pthread_create(&w->thread, NULL, mon_worker_main, w);
+	w->state = MON_WORKER_RUNNING;
+	while (w->nr_threads < threads) {
+		ret = pthread_create(&w->threads[w->nr_threads], NULL, mon_worker_main, w);
+		if (ret)
+			break;
+		w->nr_threads++;
+	}
 	if (ret) {
-		pthread_cond_destroy(&w->cond);
-		pthread_mutex_destroy(&w->lock);
+		mon_worker_stop(w); /* joins the ones that started */
 		return -ret;
 	}
-	w->state = MON_WORKER_RUNNING;
 	return 0;
 }
 
@@ -179,9 +185,10 @@ void mon_worker_stop(struct mon_worker *w)
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->stopping = true;
-	pthread_cond_signal(&w->cond);
+	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
+	while (w->nr_threads)
+		pthread_join(w->threads[--w->nr_threads], NULL);
 	mon_job_list_free(w->head);
 	w->head = NULL;
 	pthread_cond_destroy(&w->cond);

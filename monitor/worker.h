@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * One worker thread per backend: the event loop never waits for an RPC.
+ * A pool of worker threads per backend: the event loop never waits for an
+ * RPC.
  *
- * The loop submits jobs; the worker runs them in order (rpc_call with a
- * deadline) and moves each finished job to the shared completion queue,
- * then writes the queue's eventfd so the loop picks it up.  A job names its
+ * The loop submits jobs; the workers take them in order, each runs its
+ * job (rpc_call with a deadline; rpc_call opens a context per call, so
+ * calls of one pool overlap on the one socket) and moves it to the shared
+ * completion queue, then writes the queue's eventfd so the loop picks it
+ * up.  A client has at most one job out at a time (the loop holds its next
+ * command until the reply), so its replies keep their order whatever the
+ * pool's size; jobs of different clients may run at once.  A job names its
  * client by id, never by pointer: the client may be gone by then.
  *
  * When a call finds the backend dead, the jobs already queued behind it
@@ -54,25 +59,33 @@ struct mon_job *mon_done_take(struct mon_done *d);
 
 enum mon_worker_state {
 	MON_WORKER_IDLE,    /* never started, or stopped */
-	MON_WORKER_RUNNING, /* thread exists */
+	MON_WORKER_RUNNING, /* threads exist */
 };
+
+/* Threads of one pool at most. */
+#define MON_WORKER_MAX_THREADS 8
 
 struct mon_worker {
 	enum mon_worker_state state; /* owner (event loop) only */
-	pthread_t thread;
+	pthread_t threads[MON_WORKER_MAX_THREADS];
+	unsigned int nr_threads; /* owner only; set by start */
 	const char *name;    /* thread tag: "vcpu", "migrator" */
 	struct mon_ctx *ctx; /* shared with the loop; see struct mon_ctx */
 	struct mon_done *done;
 	pthread_mutex_t lock;  /* protects head, tail, stopping */
-	pthread_cond_t cond;   /* signalled on push and on stop */
+	pthread_cond_t cond;   /* signalled on push, broadcast on stop */
 	struct mon_job *head;  /* protected by lock */
 	struct mon_job **tail; /* protected by lock */
 	bool stopping;	       /* protected by lock */
 };
 
-/* start/stop pair: stop returns after the thread exited; queued jobs are freed. */
-int mon_worker_start(struct mon_worker *w, const char *name, struct mon_ctx *ctx,
-		     struct mon_done *done);
+/*
+ * start/stop pair: @threads (1..MON_WORKER_MAX_THREADS) run the jobs; stop
+ * returns after every thread exited (each finishes the job it holds); jobs
+ * still queued are freed.
+ */
+int mon_worker_start(struct mon_worker *w, const char *name, unsigned int threads,
+		     struct mon_ctx *ctx, struct mon_done *done);
 void mon_worker_stop(struct mon_worker *w);
 /* Queues @job; the worker owns it until it appears in the completion queue. */
 void mon_worker_submit(struct mon_worker *w, struct mon_job *job);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <poll.h>
 #include <stdio.h>
@@ -42,11 +43,12 @@ static int bk_setup(void **state)
 	assert_int_equal(rpc_client_open(&b->ctx.rpc[MON_BACKEND_MIGRATOR], b->fb->mig_rpc), 0);
 	b->ctx.timeout_ms = 300;
 	assert_int_equal(mon_done_init(&b->done), 0);
-	assert_int_equal(mon_worker_start(&b->workers[MON_BACKEND_VCPU], "vcpu", &b->ctx, &b->done),
-			 0);
+	/* One thread each: the queue tests below count what one worker does. */
 	assert_int_equal(
-		mon_worker_start(&b->workers[MON_BACKEND_MIGRATOR], "migrator", &b->ctx, &b->done),
-		0);
+		mon_worker_start(&b->workers[MON_BACKEND_VCPU], "vcpu", 1, &b->ctx, &b->done), 0);
+	assert_int_equal(mon_worker_start(&b->workers[MON_BACKEND_MIGRATOR], "migrator", 1,
+					  &b->ctx, &b->done),
+			 0);
 	*state = b;
 	return 0;
 }
@@ -464,6 +466,90 @@ static void test_worker_stop_with_queue(void **state)
 	atomic_store(&b->fb->delay_ms, 0);
 }
 
+/* A job that holds its worker thread until the test lets it go. */
+static atomic_bool pool_release;
+
+static void pool_blocking_run(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	int64_t end = test_now_ms() + 5000;
+
+	(void)ctx;
+	(void)args;
+	(void)res;
+	while (!atomic_load(&pool_release) && test_now_ms() < end)
+		test_sleep_ms(1);
+}
+
+/* Waits for the job of @client_id in the completion queue; NULL after @ms. */
+static struct mon_job *pool_wait_for(struct mon_done *d, uint64_t client_id, int ms)
+{
+	static struct mon_job *seen; /* finished jobs of other clients, kept */
+	int64_t end = test_now_ms() + ms;
+	struct mon_job *job, **pp;
+
+	do {
+		for (job = mon_done_take(d); job;) {
+			struct mon_job *next = job->next;
+
+			job->next = seen;
+			seen = job;
+			job = next;
+		}
+		for (pp = &seen; *pp; pp = &(*pp)->next) {
+			if ((*pp)->client_id == client_id) {
+				job = *pp;
+				*pp = job->next;
+				return job;
+			}
+		}
+		test_sleep_ms(1);
+	} while (test_now_ms() < end);
+	return NULL;
+}
+
+/*
+ * A pool: a call that holds one thread (a slow backend call) does not hold
+ * the other clients' calls behind it.  With one thread, job 2 waits for
+ * job 1.
+ */
+static void test_worker_pool_overlaps(void **state)
+{
+	struct bk *b = *state;
+	const struct mon_cmd *cmd = mon_cmd_find("query-status");
+	struct mon_worker pool;
+	struct mon_job *slow = mon_job_alloc(), *fast = mon_job_alloc(), *job;
+
+	assert_int_equal(mon_worker_start(&pool, "vcpu", 0, &b->ctx, &b->done), -EINVAL);
+	assert_int_equal(
+		mon_worker_start(&pool, "vcpu", MON_WORKER_MAX_THREADS + 1, &b->ctx, &b->done),
+		-EINVAL);
+	assert_int_equal(mon_worker_start(&pool, "vcpu", 4, &b->ctx, &b->done), 0);
+	atomic_store(&pool_release, false);
+	slow->client_id = 1;
+	slow->run = pool_blocking_run;
+	slow->name = "slow";
+	slow->args = json_object();
+	fast->client_id = 2;
+	fast->run = cmd->run;
+	fast->name = cmd->name;
+	fast->args = json_object();
+	mon_worker_submit(&pool, slow);
+	mon_worker_submit(&pool, fast);
+	job = pool_wait_for(&b->done, 2, 2000);
+	assert_non_null(job); /* answered while job 1 still holds its thread */
+	assert_null(job->res.err_class);
+	assert_non_null(json_object_get(job->res.ret, "status"));
+	assert_false(atomic_load(&pool_release));
+	mon_job_free(job);
+	atomic_store(&pool_release, true);
+	job = pool_wait_for(&b->done, 1, 5000);
+	assert_non_null(job);
+	mon_job_free(job);
+	mon_worker_stop(&pool); /* joins all four */
+	assert_int_equal(pool.state, MON_WORKER_IDLE);
+	assert_int_equal(pool.nr_threads, 0);
+}
+
 static struct mon_event *events_wait(struct mon_events *e, int timeout_ms)
 {
 	struct pollfd pfd = {.fd = e->efd, .events = POLLIN};
@@ -613,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_not_configured),
 		cmocka_unit_test_setup_teardown(test_worker_order, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_worker_stop_with_queue, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_worker_pool_overlaps, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_events_subscriber, bk_setup, bk_teardown),
 		cmocka_unit_test(test_event_mapping),
 	};
