@@ -69,8 +69,8 @@ struct mon_worker {
 	enum mon_worker_state state; /* owner (event loop) only */
 	pthread_t threads[MON_WORKER_MAX_THREADS];
 	unsigned int nr_threads; /* owner only; set by start */
-	const char *name;    /* thread tag: "vcpu", "migrator" */
-	struct mon_ctx *ctx; /* shared with the loop; see struct mon_ctx */
+	const char *name;	 /* thread tag: "vcpu", "migrator" */
+	struct mon_ctx *ctx;	 /* shared with the loop; see struct mon_ctx */
 	struct mon_done *done;
 	pthread_mutex_t lock;  /* protects head, tail, stopping */
 	pthread_cond_t cond;   /* signalled on push, broadcast on stop */

@@ -167,7 +167,7 @@ int sandbox_caps_drop_for_exec(void);
 
 #define SANDBOX_JAIL_MAX_BINDS 12
 /* The namespace fd a jail holds is at least this: above any fd a child is handed. */
-#define SANDBOX_JAIL_NS_FD_MIN 256
+#define SANDBOX_JAIL_NS_FD_MIN	256
 #define SANDBOX_JAIL_MAX_GROUPS 8
 
 /* One path made visible inside the jail at the same absolute path. */
@@ -182,9 +182,9 @@ struct sandbox_bind {
  * allocated after it); applied in the forked child before exec.
  */
 struct sandbox_jail {
-	bool enabled; /* namespaces and new root; when false only capabilities are dropped */
-	bool new_net;	/* own, empty network namespace */
-	int net_ns_fd;	/* >= 0: join this network namespace instead (owned) */
+	bool enabled;  /* namespaces and new root; when false only capabilities are dropped */
+	bool new_net;  /* own, empty network namespace */
+	int net_ns_fd; /* >= 0: join this network namespace instead (owned) */
 	/* Set by sandbox_jail_ids(): the child's own user; else it stays uid 0. */
 	bool set_ids;
 	uid_t uid;

@@ -394,68 +394,23 @@ static void test_plaintext_off_host(void **state)
 	mig_tls_free(tls);
 }
 
+/* How a child confines itself before it migrates (see the two tests below). */
+enum confine {
+	CONFINE_POLICY,	 /* the migrator's seccomp filter, trapping in every build */
+	CONFINE_SANDBOX, /* the migrator's whole sandbox_enter() */
+};
+
 /*
- * The migrator's seccomp policy lets TLS work: a whole x509 migration, both
- * ends in a child under cleave-migrator's filter (credentials and memfds
- * made before it, as the migrator does).  A refused call kills the child
- * with SIGSYS and names the syscall on stderr.
+ * An x509 migration over @channels, both ends in a child confined as
+ * @how after the credentials and memfds were made (as the migrator does):
+ * the child's wait status, 0 when it completed with RAM equal.
  */
-static void test_tls_under_migrator_policy(void **state)
+static int tls_migration_confined(enum confine how, unsigned int channels)
 {
 	const char *dir = creds("good", &good);
 	int status;
 	pid_t pid;
 
-	(void)state;
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct mig_tls_config c = {.x509_dir = dir, .authz = SOURCE_DN};
-		struct pair *p = pair_new(&c, &c);
-		struct mig_info info;
-		bool ok;
-
-		/*
-		 * Trapping: a refused call kills the child.  Sanitizer runtimes make
-		 * calls of their own (TSan opens files): there, as in the real
-		 * processes, refusals are logged instead; the plain build decides.
-		 */
-		if (sandbox_seccomp_install(sandbox_policy_get(SANDBOX_MIGRATOR),
-					    sandbox_sanitizer_build() ? 0 : SANDBOX_F_TRAP))
-			_exit(3);
-		if (mig_session_migrate(p->src.s, p->uri) || mig_session_wait(p->src.s, 10000) ||
-		    mig_session_wait(p->dst.s, 10000))
-			_exit(4);
-		mig_session_query(p->dst.s, &info);
-		ok = info.status == MIG_STATUS_COMPLETED && !tvm_ram_cmp(&p->src, &p->dst);
-		pair_free(p); /* every thread joined, under the filter too */
-		_exit(ok ? 0 : 5);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		fail_msg("TLS migration under the migrator's policy: status 0x%x", status);
-}
-
-/*
- * The migrator's whole sandbox (policy, RLIMIT_AS and the other limits)
- * holds a TLS migration at the most channels: both ends in one child, so
- * twice the channel threads, stacks and buffers one migrator needs.  A
- * limit too small for them fails the migration (or kills the child).
- */
-static void test_tls_under_migrator_sandbox(void **state)
-{
-	const char *dir = creds("good", &good);
-	/*
-	 * Sanitizer builds set no RLIMIT_AS (shadow memory), so the most
-	 * channels would test nothing there, and 128 TLS threads under TSan
-	 * outrun the channels' deadlines on a small host.
-	 */
-	unsigned int channels = sandbox_sanitizer_build() ? 4 : MIG_MAX_CHANNELS;
-	int status;
-	pid_t pid;
-
-	(void)state;
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
@@ -472,18 +427,61 @@ static void test_tls_under_migrator_sandbox(void **state)
 			if (mig_session_set_params(t->s, &prm))
 				_exit(2);
 		}
-		if (sandbox_enter(SANDBOX_MIGRATOR))
+		/*
+		 * Trapping: a refused call kills the child.  Sanitizer runtimes make
+		 * calls of their own (TSan opens files): there, as in the real
+		 * processes, refusals are logged instead; the plain build decides.
+		 */
+		if (how == CONFINE_SANDBOX && sandbox_enter(SANDBOX_MIGRATOR))
+			_exit(3);
+		if (how == CONFINE_POLICY &&
+		    sandbox_seccomp_install(sandbox_policy_get(SANDBOX_MIGRATOR),
+					    sandbox_sanitizer_build() ? 0 : SANDBOX_F_TRAP))
 			_exit(3);
 		if (mig_session_migrate(p->src.s, p->uri) || mig_session_wait(p->src.s, 20000) ||
 		    mig_session_wait(p->dst.s, 20000))
 			_exit(4);
 		mig_session_query(p->dst.s, &info);
 		ok = info.status == MIG_STATUS_COMPLETED && !tvm_ram_cmp(&p->src, &p->dst);
-		pair_free(p);
+		pair_free(p); /* every thread joined, under the filter too */
 		_exit(ok ? 0 : 5);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
+	return status;
+}
+
+/*
+ * The migrator's seccomp policy lets TLS work: a whole x509 migration
+ * under cleave-migrator's filter.  A refused call kills the child with
+ * SIGSYS and names the syscall on stderr.
+ */
+static void test_tls_under_migrator_policy(void **state)
+{
+	int status = tls_migration_confined(CONFINE_POLICY, 4);
+
+	(void)state;
+	if (status)
+		fail_msg("TLS migration under the migrator's policy: status 0x%x", status);
+}
+
+/*
+ * The migrator's whole sandbox (policy, RLIMIT_AS and the other limits)
+ * holds a TLS migration at the most channels: both ends in one child, so
+ * twice the channel threads, stacks and buffers one migrator needs.  A
+ * limit too small for them fails the migration (or kills the child).
+ */
+static void test_tls_under_migrator_sandbox(void **state)
+{
+	/*
+	 * Sanitizer builds set no RLIMIT_AS (shadow memory), so the most
+	 * channels would test nothing there, and 128 TLS threads under TSan
+	 * outrun the channels' deadlines on a small host.
+	 */
+	unsigned int channels = sandbox_sanitizer_build() ? 4 : MIG_MAX_CHANNELS;
+	int status = tls_migration_confined(CONFINE_SANDBOX, channels);
+
+	(void)state;
+	if (status)
 		fail_msg("TLS migration, %u channels, in the migrator's sandbox: status 0x%x",
 			 channels, status);
 }

@@ -46,8 +46,8 @@ static int bk_setup(void **state)
 	/* One thread each: the queue tests below count what one worker does. */
 	assert_int_equal(
 		mon_worker_start(&b->workers[MON_BACKEND_VCPU], "vcpu", 1, &b->ctx, &b->done), 0);
-	assert_int_equal(mon_worker_start(&b->workers[MON_BACKEND_MIGRATOR], "migrator", 1,
-					  &b->ctx, &b->done),
+	assert_int_equal(mon_worker_start(&b->workers[MON_BACKEND_MIGRATOR], "migrator", 1, &b->ctx,
+					  &b->done),
 			 0);
 	*state = b;
 	return 0;
