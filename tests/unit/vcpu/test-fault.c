@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The guest page-fault service (vcpu-proc/fault.c) on real userfaultfd and
+ * shmem, without KVM: test threads play the vCPUs (user faults), read(2)
+ * into guest RAM plays KVM writing it (a kernel fault, as kvmclock's), and
+ * a second memfd plays the snapshot the pages come from.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "shm/shm.h"
+#include "tests/util/test-util.h"
+#include "vcpu-proc/fault.h"
+
+#define PAGES	 4096 /* 16 MiB */
+#define RAM_SIZE ((uint64_t)PAGES * SHM_PAGE_SIZE)
+#define GPA	 0x100000000ull
+#define NO_PAGE	 UINT64_MAX
+
+/*
+ * The page source: an image memfd, with hooks to slow down or fail one page.
+ * The hooks are atomics: the test sets them, the service's threads read
+ * them, and the kernel's fault hand-over in between is no ordering that
+ * TSan can see.
+ */
+struct image {
+	int fd;
+	atomic_uint_fast64_t slow_page; /* its first read sleeps slow_ms; NO_PAGE: none */
+	atomic_int slow_ms;
+	atomic_bool slow_started;      /* the slow read began */
+	atomic_uint_fast64_t bad_page; /* reads fail with -EIO; NO_PAGE: none */
+	atomic_int reads[PAGES];       /* read_page calls per page */
+	atomic_int failed_calls;       /* fault_source.failed calls */
+	atomic_uint_fast64_t failed_page;
+};
+
+struct fixture {
+	struct region_table table;
+	struct region *r;
+	int ram_fd;
+	uint8_t *ram; /* guest RAM mapping, registered */
+	struct image img;
+	struct fault_service *fs;
+};
+
+/* Page @p of the image: its index and a seed in every word; every 7th page zero. */
+static uint64_t image_word(uint64_t p, uint64_t w)
+{
+	return p % 7 == 3 ? 0 : (p << 32) ^ (w * 0x9e3779b97f4a7c15ull) ^ 0x5eed;
+}
+
+static int image_read_page(void *arg, unsigned int region, uint64_t page, void *buf)
+{
+	struct image *img = arg;
+	const uint64_t *w = buf;
+
+	/* No cmocka assert here: this runs on the service's threads. */
+	if (region != 0 || page >= PAGES)
+		return -EINVAL;
+	atomic_fetch_add(&img->reads[page], 1);
+	if (page == atomic_load(&img->bad_page))
+		return -EIO;
+	if (pread(img->fd, buf, SHM_PAGE_SIZE, (off_t)(page * SHM_PAGE_SIZE)) !=
+	    (ssize_t)SHM_PAGE_SIZE)
+		return -EIO;
+	if (page == atomic_load(&img->slow_page) && !atomic_exchange(&img->slow_started, true))
+		test_sleep_ms(atomic_load(&img->slow_ms));
+	for (size_t i = 0; i < SHM_PAGE_SIZE / 8; i++)
+		if (w[i])
+			return 1;
+	return 0;
+}
+
+static void image_failed(void *arg, unsigned int region, uint64_t page, int err)
+{
+	struct image *img = arg;
+
+	atomic_store(&img->failed_page, region == 0 && err == -EIO ? page : NO_PAGE);
+	atomic_fetch_add(&img->failed_calls, 1);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	uint64_t *page = malloc(SHM_PAGE_SIZE);
+	struct fault_source src = {image_read_page, image_failed, NULL};
+
+	assert_non_null(f);
+	assert_non_null(page);
+	atomic_store(&f->img.slow_page, NO_PAGE);
+	atomic_store(&f->img.bad_page, NO_PAGE);
+	f->img.fd = memfd_create("test-image", MFD_CLOEXEC);
+	f->ram_fd = memfd_create("test-ram", MFD_CLOEXEC);
+	assert_true(f->img.fd >= 0 && f->ram_fd >= 0);
+	assert_int_equal(ftruncate(f->img.fd, (off_t)RAM_SIZE), 0);
+	assert_int_equal(ftruncate(f->ram_fd, (off_t)RAM_SIZE), 0);
+	for (uint64_t p = 0; p < PAGES; p++) {
+		if (p % 7 == 3)
+			continue; /* a hole: reads as zero */
+		for (uint64_t w = 0; w < SHM_PAGE_SIZE / 8; w++)
+			page[w] = image_word(p, w);
+		assert_int_equal(pwrite(f->img.fd, page, SHM_PAGE_SIZE, (off_t)(p * SHM_PAGE_SIZE)),
+				 (ssize_t)SHM_PAGE_SIZE);
+	}
+	free(page);
+	f->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->ram_fd, 0);
+	assert_true(f->ram != MAP_FAILED);
+	assert_int_equal(region_table_init(&f->table), 0);
+	src.arg = &f->img;
+	assert_int_equal(fault_service_start(&f->fs, &f->table, &src), 0);
+	assert_int_equal(region_table_add(&f->table, 0, GPA, RAM_SIZE, f->ram, NULL, &f->r), 0);
+	assert_int_equal(fault_region_register(f->fs, f->r), 0);
+	region_unlock_write(f->r);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	region_lock_write(f->r);
+	fault_region_unregister(f->fs, f->r, true); /* -ENOENT if a test did it */
+	region_unlock_write(f->r);
+	assert_int_equal(fault_service_stop(f->fs), 0);
+	assert_int_equal(region_table_remove(&f->table, 0), 0);
+	region_table_fini(&f->table);
+	munmap(f->ram, RAM_SIZE);
+	close(f->ram_fd);
+	close(f->img.fd);
+	free(f);
+	return 0;
+}
+
+/* Every word of page @p of guest RAM is the image's. */
+static bool page_is_image(const struct fixture *f, uint64_t p)
+{
+	const uint64_t *w = (const uint64_t *)(f->ram + p * SHM_PAGE_SIZE);
+
+	for (uint64_t i = 0; i < SHM_PAGE_SIZE / 8; i++)
+		if (w[i] != image_word(p, i))
+			return false;
+	return true;
+}
+
+/* A vCPU: touches pages in its own random order and checks what it reads. */
+struct toucher {
+	struct fixture *f;
+	unsigned int seed;
+	int pages;
+	atomic_int bad;
+	atomic_bool done;
+	uint64_t page;	/* toucher_one: the page */
+	uint64_t value; /* toucher_one: written at word 0 (0: read only) */
+};
+
+static void *toucher_random(void *arg)
+{
+	struct toucher *t = arg;
+
+	for (int i = 0; i < t->pages; i++) {
+		uint64_t p = (uint64_t)rand_r(&t->seed) % PAGES,
+			 w = (uint64_t)rand_r(&t->seed) % 512;
+		const volatile uint64_t *word =
+			(const uint64_t *)(t->f->ram + p * SHM_PAGE_SIZE) + w;
+
+		if (*word != image_word(p, w))
+			atomic_fetch_add(&t->bad, 1);
+	}
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+static void *toucher_one(void *arg)
+{
+	struct toucher *t = arg;
+	volatile uint64_t *word = (uint64_t *)(t->f->ram + t->page * SHM_PAGE_SIZE);
+
+	if (t->value)
+		*word = t->value;
+	else if (*word != image_word(t->page, 0))
+		atomic_fetch_add(&t->bad, 1);
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+static bool wait_flag(atomic_bool *flag, int ms)
+{
+	int64_t end = test_now_ms() + ms;
+
+	while (!atomic_load(flag) && test_now_ms() < end)
+		test_sleep_ms(1);
+	return atomic_load(flag);
+}
+
+/*
+ * Two vCPUs touching pages at random while the fill runs: every read sees
+ * the image; at the end RAM is the image, page for page, nothing missing,
+ * and no page was read from the source more than twice (a fault and the
+ * fill at once).
+ */
+static void test_faults_and_fill(void **state)
+{
+	struct fixture *f = *state;
+	struct toucher t[2] = {{.f = f, .seed = 1, .pages = 3000},
+			       {.f = f, .seed = 2, .pages = 3000}};
+	pthread_t th[2];
+	struct fault_stats st;
+
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, toucher_random, &t[i]), 0);
+	test_sleep_ms(5); /* let the vCPUs fault first */
+	assert_int_equal(fault_fill_start(f->fs), 0);
+	assert_int_equal(fault_fill_start(f->fs), -EALREADY);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(atomic_load(&t[i].bad), 0);
+	}
+	assert_int_equal(fault_fill_wait(f->fs), 0);
+	fault_service_stats(f->fs, &st);
+	print_message("faults %llu (zero %llu), raced %llu, filled %llu; service p50 %llu ns, "
+		      "p99 %llu ns\n",
+		      (unsigned long long)st.faults, (unsigned long long)st.zero,
+		      (unsigned long long)st.raced, (unsigned long long)st.filled,
+		      (unsigned long long)st.lat_p50_ns, (unsigned long long)st.lat_p99_ns);
+	assert_true(st.faults > 0);
+	assert_true(st.zero > 0);
+	assert_int_equal(st.faults + st.filled, PAGES);
+	assert_int_equal(st.missing, 0);
+	assert_int_equal(st.failed, 0);
+	assert_true(st.lat_p50_ns > 0 && st.lat_p99_ns >= st.lat_p50_ns);
+	for (uint64_t p = 0; p < PAGES; p++) {
+		if (!page_is_image(f, p))
+			fail_msg("page %llu differs from the image", (unsigned long long)p);
+		assert_true(atomic_load(&f->img.reads[p]) <= 2);
+	}
+	/* Complete: it may go without force. */
+	region_lock_write(f->r);
+	assert_int_equal(fault_region_unregister(f->fs, f->r, false), 0);
+	assert_int_equal(fault_region_unregister(f->fs, f->r, false), -ENOENT);
+	region_unlock_write(f->r);
+}
+
+/*
+ * The fill read page P from the source, then a vCPU faulted P in and wrote
+ * it before the fill's copy landed: the vCPU's write stays.  (The same
+ * order as KVM writing the kvmclock page while a lazy restore fills.)
+ */
+static void test_write_beats_older_copy(void **state)
+{
+	struct fixture *f = *state;
+	struct toucher t = {.f = f, .page = 100, .value = 0xfeedfacecafebeefull};
+	pthread_t th;
+
+	atomic_store(&f->img.slow_ms, 300);
+	atomic_store(&f->img.slow_page, 100);
+	assert_int_equal(fault_fill_start(f->fs), 0);
+	assert_true(wait_flag(&f->img.slow_started, 5000)); /* the fill holds page 100's old copy */
+	assert_int_equal(pthread_create(&th, NULL, toucher_one, &t), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(fault_fill_wait(f->fs), 0);
+	assert_int_equal(*(uint64_t *)(f->ram + 100 * SHM_PAGE_SIZE), t.value);
+	assert_int_equal(atomic_load(&f->img.reads[100]), 2);
+	for (uint64_t p = 0; p < PAGES; p++)
+		if (p != 100)
+			assert_true(page_is_image(f, p));
+}
+
+/*
+ * The kernel's own write into a missing page (read(2) from a pipe into
+ * guest RAM, as KVM writes kvmclock's page): it waits for the page, then
+ * lands on top of it.
+ */
+static void test_kernel_write(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t p = 200, mark = 0x1122334455667788ull;
+	uint64_t *page = (uint64_t *)(f->ram + p * SHM_PAGE_SIZE);
+	int pipefd[2];
+
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(write(pipefd[1], &mark, sizeof(mark)), sizeof(mark));
+	assert_int_equal(read(pipefd[0], &page[5], sizeof(mark)), sizeof(mark));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	assert_int_equal(page[5], mark);
+	for (uint64_t w = 0; w < SHM_PAGE_SIZE / 8; w++)
+		if (w != 5)
+			assert_int_equal(page[w], image_word(p, w));
+	assert_int_equal(atomic_load(&f->img.reads[p]), 1);
+}
+
+/*
+ * A page the source cannot give: the vCPU that touches it keeps waiting
+ * (never a zero page), the failure is reported once, the fill stops with
+ * the error, and the region cannot be unregistered until forced; forcing
+ * (the VM is ending) releases the vCPU.
+ */
+static void test_source_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct toucher t = {.f = f, .page = 300};
+	pthread_t th;
+
+	atomic_store(&f->img.bad_page, 300);
+	assert_int_equal(pthread_create(&th, NULL, toucher_one, &t), 0);
+	test_sleep_ms(200);
+	assert_false(atomic_load(&t.done));
+	assert_int_equal(atomic_load(&f->img.failed_calls), 1);
+	assert_int_equal(atomic_load(&f->img.failed_page), 300);
+	assert_int_equal(fault_fill_start(f->fs), 0);
+	assert_int_equal(fault_fill_wait(f->fs), -EIO);
+	assert_false(atomic_load(&t.done));
+	region_lock_write(f->r);
+	assert_int_equal(fault_region_unregister(f->fs, f->r, false), -EBUSY);
+	assert_int_equal(fault_service_stop(f->fs), -EBUSY);
+	assert_int_equal(fault_region_unregister(f->fs, f->r, true), 0);
+	region_unlock_write(f->r);
+	pthread_join(th, NULL);
+	assert_true(atomic_load(&t.done));
+}
+
+/*
+ * A region change waits for an install in flight: the writer gets the
+ * region only after the slow page is in place.
+ */
+static void test_change_waits_for_install(void **state)
+{
+	struct fixture *f = *state;
+	struct toucher t = {.f = f, .page = 400};
+	pthread_t th;
+	int64_t t0;
+
+	atomic_store(&f->img.slow_ms, 300);
+	atomic_store(&f->img.slow_page, 400);
+	t0 = test_now_ms();
+	assert_int_equal(pthread_create(&th, NULL, toucher_one, &t), 0);
+	assert_true(wait_flag(&f->img.slow_started, 5000));
+	region_lock_write(f->r);
+	assert_true(test_now_ms() - t0 >= 250); /* waited for the install */
+	assert_true(wait_flag(&t.done, 5000));
+	region_unlock_write(f->r);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&t.bad), 0);
+	region_lock_write(f->r);
+	assert_int_equal(fault_region_register(f->fs, f->r), -EALREADY);
+	region_unlock_write(f->r);
+}
+
+/* Registration without the region held exclusive aborts (debug builds). */
+static void test_register_unlocked_aborts(void **state)
+{
+	struct fixture *f = *state;
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		region_lock_read(f->r);
+		fault_region_register(f->fs, f->r); /* held shared only */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+		fail_msg("register with the region held shared: status 0x%x, not SIGABRT", status);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_faults_and_fill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_beats_older_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_waits_for_install, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_register_unlocked_aborts, setup, teardown),
+	};
+
+	struct fault_source probe = {image_read_page, NULL, NULL};
+	struct region_table table;
+	struct fault_service *fs;
+	int ret;
+
+	log_init("test-fault");
+	/* A host without userfaultfd for shmem skips, saying why. */
+	region_table_init(&table);
+	ret = fault_service_start(&fs, &table, &probe);
+	if (ret) {
+		printf("SKIP: no userfaultfd with shmem MISSING faults: %s\n", strerror(-ret));
+		return 77;
+	}
+	fault_service_stop(fs);
+	region_table_fini(&table);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The guest page-fault service of cleave-vcpu (docs/LOCKING.md, "Fault
+ * service"): guest RAM that is not there yet (a lazy restore, postcopy) is
+ * registered with userfaultfd, and every first touch of a page, by a vCPU
+ * or by KVM itself (kvmclock, for example), waits until this service has
+ * put the page in place from a page source.  A background fill puts every
+ * other page in place, in order, beside the faults.
+ *
+ * Why MISSING faults and UFFDIO_COPY: a page is installed only if it is
+ * still missing, atomically (-EEXIST otherwise).  So a fault and the fill
+ * racing on one page install it once, and a copy read from the source
+ * before the guest (or KVM) wrote the page can never land over that write:
+ * the write needed the page installed first.  MINOR faults would need a
+ * separate "installed" map kept in step with the page cache.
+ *
+ * vcpu-proc holds the userfaultfd for as long as registered regions exist:
+ * if its last holder went away, a pending fault would complete with a zero
+ * page.  For the same reason a region is unregistered only once it is
+ * complete, or when no vCPU can touch it any more (fault_region_unregister).
+ *
+ * Locks: registration and unregistration run with the region held
+ * exclusive (asserted); the fault thread and the fill take it shared for
+ * each page they install, through region_table_find_read(), so a region
+ * change waits for the installs in flight.  service->lock is a leaf: it is
+ * never held while a region or table lock is taken.
+ */
+#ifndef CLEAVE_VCPU_FAULT_H
+#define CLEAVE_VCPU_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vcpu-proc/region.h"
+
+/* Where pages come from (a snapshot file, later the migrator). */
+struct fault_source {
+	/*
+	 * Copies page @page (index within region @region) into @buf
+	 * (SHM_PAGE_SIZE bytes).  Returns 1 when @buf holds the page, 0 when
+	 * the page is all zeros (nothing copied), or a negative errno: then
+	 * the page stays missing and whoever touches it keeps waiting.  Called
+	 * from the fault thread and the fill thread at once.
+	 */
+	int (*read_page)(void *arg, unsigned int region, uint64_t page, void *buf);
+	/*
+	 * A page could not be installed (@err from read_page or the kernel).
+	 * The VM must stop: a vCPU that touches the page waits for good.
+	 * Called once per page and thread; may be NULL.
+	 */
+	void (*failed)(void *arg, unsigned int region, uint64_t page, int err);
+	void *arg;
+};
+
+/* Counters since start; the latency is the service's own, fault read to page installed. */
+struct fault_stats {
+	uint64_t faults;     /* faults served with the source's page */
+	uint64_t zero;	     /* of which the source said zero */
+	uint64_t raced;	     /* faults for a page already installed (a second vCPU, the fill) */
+	uint64_t filled;     /* pages the background fill installed */
+	uint64_t failed;     /* pages that could not be installed */
+	uint64_t missing;    /* pages of registered regions not installed yet */
+	uint64_t lat_p50_ns; /* of the last FAULT_LAT_SAMPLES faults */
+	uint64_t lat_p99_ns;
+	uint64_t lat_max_ns;
+};
+
+#define FAULT_LAT_SAMPLES 4096
+
+struct fault_service;
+
+/*
+ * Opens the userfaultfd (/dev/userfaultfd, else the syscall) with shmem
+ * MISSING faults, and starts the fault thread.  @table stays owned by the
+ * caller and outlives the service.  -ENOSYS/-EPERM/-EINVAL with a log
+ * line when the host does not offer what is needed.
+ */
+int fault_service_start(struct fault_service **out, struct region_table *table,
+			const struct fault_source *src);
+/* Stops the threads and closes the userfaultfd; -EBUSY while a region is registered. */
+int fault_service_stop(struct fault_service *fs);
+
+/*
+ * Registers region @r (held exclusive by the caller, its memory all
+ * missing or partly present) for MISSING faults.  Pages already present
+ * count as installed.
+ */
+int fault_region_register(struct fault_service *fs, struct region *r);
+/*
+ * Unregisters @r (held exclusive).  -EBUSY while pages are missing,
+ * unless @force: then a vCPU that still touches one would get a zero
+ * page, so only when no vCPU can run (the VM is ending).
+ */
+int fault_region_unregister(struct fault_service *fs, struct region *r, bool force);
+
+/*
+ * Starts the background fill: every registered region, in order of id and
+ * page, each missing page from the source.  -EALREADY if it runs.  It ends
+ * by itself when all is installed (fault_fill_wait), on a failed page, or
+ * at stop.
+ */
+int fault_fill_start(struct fault_service *fs);
+/* Waits for the fill to end: 0 when everything is installed, else the first error. */
+int fault_fill_wait(struct fault_service *fs);
+
+void fault_service_stats(struct fault_service *fs, struct fault_stats *st);
+
+#endif
