@@ -24,6 +24,7 @@
 
 #include "log/log.h"
 #include "shm/shm.h"
+#include "shm/snapfile.h"
 #include "tests/util/test-util.h"
 #include "vcpu-proc/fault.h"
 
@@ -47,6 +48,8 @@ struct image {
 	atomic_int reads[PAGES];       /* read_page calls per page */
 	atomic_int failed_calls;       /* fault_source.failed calls */
 	atomic_uint_fast64_t failed_page;
+	atomic_int failed_err;
+	struct snap_file *_Atomic snap; /* set: pages come from this snapshot instead */
 };
 
 struct fixture {
@@ -75,6 +78,8 @@ static int image_read_page(void *arg, unsigned int region, uint64_t page, void *
 	atomic_fetch_add(&img->reads[page], 1);
 	if (page == atomic_load(&img->bad_page))
 		return -EIO;
+	if (atomic_load(&img->snap))
+		return snap_read_page(atomic_load(&img->snap), region, page, buf);
 	if (pread(img->fd, buf, SHM_PAGE_SIZE, (off_t)(page * SHM_PAGE_SIZE)) !=
 	    (ssize_t)SHM_PAGE_SIZE)
 		return -EIO;
@@ -90,7 +95,8 @@ static void image_failed(void *arg, unsigned int region, uint64_t page, int err)
 {
 	struct image *img = arg;
 
-	atomic_store(&img->failed_page, region == 0 && err == -EIO ? page : NO_PAGE);
+	atomic_store(&img->failed_page, region == 0 ? page : NO_PAGE);
+	atomic_store(&img->failed_err, err);
 	atomic_fetch_add(&img->failed_calls, 1);
 }
 
@@ -165,8 +171,10 @@ struct toucher {
 	int pages;
 	atomic_int bad;
 	atomic_bool done;
-	uint64_t page;	/* toucher_one: the page */
-	uint64_t value; /* toucher_one: written at word 0 (0: read only) */
+	bool avoid;	      /* toucher_random: leaves this chunk alone */
+	uint64_t avoid_chunk; /* (of SNAP_CHUNK_PAGES pages) */
+	uint64_t page;	      /* toucher_one: the page */
+	uint64_t value;	      /* toucher_one: written at word 0 (0: read only) */
 };
 
 static void *toucher_random(void *arg)
@@ -179,6 +187,8 @@ static void *toucher_random(void *arg)
 		const volatile uint64_t *word =
 			(const uint64_t *)(t->f->ram + p * SHM_PAGE_SIZE) + w;
 
+		if (t->avoid && p / SNAP_CHUNK_PAGES == t->avoid_chunk)
+			continue;
 		if (*word != image_word(p, w))
 			atomic_fetch_add(&t->bad, 1);
 	}
@@ -323,6 +333,7 @@ static void test_source_failure(void **state)
 	assert_false(atomic_load(&t.done));
 	assert_int_equal(atomic_load(&f->img.failed_calls), 1);
 	assert_int_equal(atomic_load(&f->img.failed_page), 300);
+	assert_int_equal(atomic_load(&f->img.failed_err), -EIO);
 	assert_int_equal(fault_fill_start(f->fs), 0);
 	assert_int_equal(fault_fill_wait(f->fs), -EIO);
 	assert_false(atomic_load(&t.done));
@@ -362,6 +373,83 @@ static void test_change_waits_for_install(void **state)
 	region_unlock_write(f->r);
 }
 
+/* A snapshot of the image in a temporary file, open for reading in *s; returns its fd. */
+static int snapshot_of_image(struct fixture *f, struct snap_file *s)
+{
+	const struct shm_ctl_layout l = {.nr_regions = 1, .gpa = {GPA}, .size = {RAM_SIZE}};
+	char path[] = "/tmp/cleave-fault-snap-XXXXXX", err[256];
+	uint8_t *chunk = malloc(SNAP_CHUNK_SIZE);
+	struct snap_file w;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_non_null(chunk);
+	assert_int_equal(snap_create(&w, fd, &l), 0);
+	for (uint64_t c = 0; c < RAM_SIZE / SNAP_CHUNK_SIZE; c++) {
+		assert_int_equal(
+			pread(f->img.fd, chunk, SNAP_CHUNK_SIZE, (off_t)(c * SNAP_CHUNK_SIZE)),
+			(ssize_t)SNAP_CHUNK_SIZE);
+		assert_int_equal(snap_write_chunk(&w, 0, c, chunk), 0);
+	}
+	assert_int_equal(snap_finish(&w), 0);
+	snap_close(&w);
+	free(chunk);
+	assert_int_equal(snap_open(s, fd, err, sizeof(err)), 0);
+	assert_int_equal(snap_check_layout(s, &l, err, sizeof(err)), 0);
+	return fd;
+}
+
+/*
+ * Lazy restore from a snapshot file: vCPUs touch pages at random while the
+ * fill runs; RAM ends equal to what was saved.  One chunk is corrupted on
+ * disk: the vCPU that touches it waits, and the failure names the checksum.
+ */
+static void test_lazy_restore_from_snapshot(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t bad_chunk = 1000 / SNAP_CHUNK_PAGES;
+	struct toucher t = {.f = f, .seed = 5, .pages = 3000};
+	struct toucher bad = {.f = f, .page = 1000};
+	struct snap_file s;
+	struct fault_stats st;
+	pthread_t th, bt;
+	uint64_t off;
+	uint8_t byte;
+	int fd = snapshot_of_image(f, &s);
+
+	atomic_store(&f->img.snap, &s);
+	off = s.regions[0].offset + 1000 * SHM_PAGE_SIZE + 8;
+	assert_int_equal(pread(fd, &byte, 1, (off_t)off), 1);
+	byte ^= 0x10;
+	assert_int_equal(pwrite(fd, &byte, 1, (off_t)off), 1);
+	/* The random toucher keeps out of the corrupted chunk, or it would wait too. */
+	t.avoid = true;
+	t.avoid_chunk = bad_chunk;
+	assert_int_equal(pthread_create(&th, NULL, toucher_random, &t), 0);
+	assert_int_equal(pthread_create(&bt, NULL, toucher_one, &bad), 0);
+	assert_int_equal(fault_fill_start(f->fs), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&t.bad), 0);
+	assert_int_equal(fault_fill_wait(f->fs), -EBADMSG);
+	assert_false(atomic_load(&bad.done));
+	assert_int_equal(atomic_load(&f->img.failed_err), -EBADMSG);
+	assert_int_equal(atomic_load(&f->img.failed_page) / SNAP_CHUNK_PAGES, bad_chunk);
+	fault_service_stats(f->fs, &st);
+	assert_true(st.missing >= 1);
+	/* The fill went in order up to the bad chunk; the toucher checked what it read. */
+	for (uint64_t p = 0; p < bad_chunk * SNAP_CHUNK_PAGES; p++)
+		assert_true(page_is_image(f, p));
+	/* The VM ends: forced out, the waiting vCPU is released. */
+	region_lock_write(f->r);
+	assert_int_equal(fault_region_unregister(f->fs, f->r, true), 0);
+	region_unlock_write(f->r);
+	pthread_join(bt, NULL);
+	atomic_store(&f->img.snap, NULL);
+	snap_close(&s);
+	close(fd);
+}
+
 /* Registration without the region held exclusive aborts (debug builds). */
 static void test_register_unlocked_aborts(void **state)
 {
@@ -390,6 +478,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kernel_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_change_waits_for_install, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lazy_restore_from_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_unlocked_aborts, setup, teardown),
 	};
 
