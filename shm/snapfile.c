@@ -196,12 +196,20 @@ static int snap_header_write(const struct snap_file *f, bool complete)
 	return snap_pwrite_full(f->fd, page, sizeof(page), 0);
 }
 
+/* The CRC of an all-zero chunk, or 0 without memory (then no chunk counts as zero). */
+static uint32_t snap_zero_crc(void)
+{
+	uint8_t *zero = calloc(1, SNAP_CHUNK_SIZE);
+	uint32_t crc = zero ? snap_crc32c(0, zero, SNAP_CHUNK_SIZE) : 0;
+
+	free(zero);
+	return crc;
+}
+
 /* ---- writing ---------------------------------------------------------------- */
 
 int snap_create(struct snap_file *f, int fd, const struct shm_ctl_layout *layout)
 {
-	uint32_t zero_crc;
-	uint8_t *zero;
 	uint64_t off;
 	int ret;
 
@@ -227,17 +235,14 @@ int snap_create(struct snap_file *f, int fd, const struct shm_ctl_layout *layout
 	}
 	f->file_size = f->regions[f->nr_regions - 1].offset + f->regions[f->nr_regions - 1].size;
 	f->crc = malloc(f->nr_chunks * sizeof(*f->crc));
-	zero = calloc(1, SNAP_CHUNK_SIZE);
-	if (!f->crc || !zero) {
-		free(zero);
+	f->zero_crc = snap_zero_crc();
+	if (!f->crc || !f->zero_crc) {
 		snap_close(f);
 		return -ENOMEM;
 	}
 	/* Chunks never written are holes: they read, and check, as zero. */
-	zero_crc = snap_crc32c(0, zero, SNAP_CHUNK_SIZE);
-	free(zero);
 	for (uint64_t c = 0; c < f->nr_chunks; c++)
-		f->crc[c] = zero_crc;
+		f->crc[c] = f->zero_crc;
 	ret = ftruncate(fd, (off_t)f->file_size) ? -errno : snap_header_write(f, false);
 	if (ret)
 		snap_close(f);
@@ -431,7 +436,53 @@ int snap_open(struct snap_file *f, int fd, char *err, size_t errlen)
 		snap_close(f);
 		return ret;
 	}
+	f->zero_crc = snap_zero_crc();
 	f->generation = atomic_fetch_add(&snap_generation, 1) + 1;
+	return 0;
+}
+
+int snap_next_data(struct snap_file *f, unsigned int region, uint64_t from, uint64_t *start,
+		   uint64_t *end)
+{
+	const struct snap_region *r;
+	uint64_t chunks, c, d, h;
+	off_t pos;
+
+	if (region >= f->nr_regions)
+		return -EINVAL;
+	r = &f->regions[region];
+	chunks = r->size / SNAP_CHUNK_SIZE;
+	c = from / SNAP_CHUNK_PAGES;
+	if (c >= chunks)
+		return -ENXIO;
+	pos = lseek(f->fd, (off_t)(r->offset + c * SNAP_CHUNK_SIZE), SEEK_DATA);
+	if (pos < 0 && errno != ENXIO)
+		return -errno;
+	d = pos < 0 ? chunks : ((uint64_t)pos - r->offset) / SNAP_CHUNK_SIZE;
+	if (d > chunks)
+		d = chunks;
+	/* Skip only the chunks that were written as zero. */
+	for (; c < d; c++)
+		if (f->crc[r->first_chunk + c] != f->zero_crc)
+			break;
+	if (c == chunks)
+		return -ENXIO;
+	if (c < d) {
+		/* A hole where data was written: read it, and let its checksum fail. */
+		d = c;
+		h = d + 1;
+	} else {
+		pos = lseek(f->fd, (off_t)(r->offset + d * SNAP_CHUNK_SIZE), SEEK_HOLE);
+		if (pos < 0)
+			return -errno;
+		h = ((uint64_t)pos - r->offset + SNAP_CHUNK_SIZE - 1) / SNAP_CHUNK_SIZE;
+		if (h > chunks)
+			h = chunks;
+		if (h <= d)
+			h = d + 1;
+	}
+	*start = d * SNAP_CHUNK_PAGES > from ? d * SNAP_CHUNK_PAGES : from;
+	*end = h * SNAP_CHUNK_PAGES;
 	return 0;
 }
 

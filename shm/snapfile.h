@@ -56,6 +56,7 @@ struct snap_file {
 	uint32_t state_crc;  /* reader */
 	uint64_t file_size;  /* bytes the complete file spans */
 	uint64_t generation; /* reader: tells the per-thread chunk caches of opens apart */
+	uint32_t zero_crc;   /* the CRC of an all-zero chunk */
 };
 
 /*
@@ -96,6 +97,16 @@ int snap_check_layout(const struct snap_file *f, const struct shm_ctl_layout *la
  * since it was opened).  The signature of a fault_source's read_page.
  */
 int snap_read_page(struct snap_file *f, unsigned int region, uint64_t page, void *buf);
+/*
+ * The next pages of region @region at or after page @from that may hold
+ * data: [*start, *end), in whole chunks; -ENXIO when the rest is zero.
+ * A chunk counts as zero only when the file has a hole there and its
+ * checksum is the zero chunk's, so a chunk punched out of a file by
+ * accident is still read (and fails its checksum).  The signature of a
+ * fault_source's next_data.
+ */
+int snap_next_data(struct snap_file *f, unsigned int region, uint64_t from, uint64_t *start,
+		   uint64_t *end);
 /* The device state, checked: a malloc'd blob in *blob. */
 int snap_read_state(struct snap_file *f, void **blob, size_t *len);
 /* Frees the table. */

@@ -23,8 +23,11 @@
 #include "log/log.h"
 #include "shm/shm.h"
 
-/* Pages the fill installs per hold of a region's lock. */
-#define FAULT_FILL_BATCH 64
+/* Pages the fill installs, or settles as zero, per hold of a region's lock. */
+#define FAULT_FILL_BATCH   64
+#define FAULT_SETTLE_BATCH 65536
+/* Pages the fill installs with one UFFDIO_COPY at most (64 KiB, a snapshot chunk). */
+#define FAULT_RUN_PAGES 16
 
 /*
  * One registered region.  Every field is written with the region held
@@ -37,7 +40,9 @@ struct fault_region {
 	uint64_t gpa;
 	uint64_t size;
 	uint64_t *installed; /* a bit per page: in place (atomic bit ops); owned */
-	atomic_uint_fast64_t missing;
+	/* A bit per page: installed, or known zero (the fill skipped it); owned. */
+	uint64_t *settled;
+	atomic_uint_fast64_t missing; /* pages not settled */
 };
 
 struct fault_service {
@@ -54,7 +59,7 @@ struct fault_service {
 	/* Leaf lock: protects reg[] as described in struct fault_region. */
 	pthread_mutex_t lock;
 	struct fault_region reg[REGION_MAX];
-	atomic_uint_fast64_t faults, zero, raced, filled, failed;
+	atomic_uint_fast64_t faults, zero, raced, filled, skipped, failed;
 	/* The fault thread's latency samples: a ring; protected by lat_lock. */
 	pthread_mutex_t lat_lock;
 	uint64_t lat[FAULT_LAT_SAMPLES];
@@ -118,6 +123,35 @@ static int uffd_wake(int uffd, uint8_t *addr)
 	return ioctl(uffd, UFFDIO_WAKE, &r) ? -errno : 0;
 }
 
+/* Page @page of @fr is in place or known zero; the caller holds its region.  True if it was not. */
+static bool fault_settle(struct fault_region *fr, uint64_t page)
+{
+	if (shm_bitmap_test_and_set(fr->settled, page))
+		return false;
+	atomic_fetch_sub(&fr->missing, 1);
+	return true;
+}
+
+/* Settles pages [from, to) of @fr as known zero; returns how many were not settled yet. */
+static uint64_t fault_settle_range(struct fault_region *fr, uint64_t from, uint64_t to)
+{
+	uint64_t n = 0;
+
+	while (from < to) {
+		uint64_t bit = from % SHM_BITS_PER_WORD, cnt = SHM_BITS_PER_WORD - bit, mask, old;
+
+		if (cnt > to - from)
+			cnt = to - from;
+		mask = (cnt == SHM_BITS_PER_WORD ? ~0ull : (1ull << cnt) - 1) << bit;
+		old = __atomic_fetch_or(&fr->settled[from / SHM_BITS_PER_WORD], mask,
+					__ATOMIC_ACQ_REL);
+		n += (uint64_t)__builtin_popcountll(mask & ~old);
+		from += cnt;
+	}
+	atomic_fetch_sub(&fr->missing, n);
+	return n;
+}
+
 /* What fault_install() did. */
 enum fault_how {
 	FAULT_DATA,  /* installed the source's page */
@@ -153,8 +187,10 @@ static int fault_install(struct fault_service *fs, struct region *r, uint64_t pa
 		*how = FAULT_RACED;
 		ret = uffd_wake(fs->uffd, addr);
 	}
-	if (ret == 0 && !shm_bitmap_test_and_set(fr->installed, page))
-		atomic_fetch_sub(&fr->missing, 1);
+	if (ret == 0) {
+		shm_bitmap_set(fr->installed, page);
+		fault_settle(fr, page);
+	}
 	return ret;
 }
 
@@ -346,6 +382,7 @@ static int fault_mark_present(struct fault_region *fr, uint64_t pages, uint64_t 
 	for (uint64_t p = 0; p < pages; p++) {
 		if (vec[p] & 1) {
 			shm_bitmap_set(fr->installed, p);
+			shm_bitmap_set(fr->settled, p);
 			(*present)++;
 		}
 	}
@@ -353,7 +390,7 @@ static int fault_mark_present(struct fault_region *fr, uint64_t pages, uint64_t 
 	return 0;
 }
 
-int fault_region_register(struct fault_service *fs, struct region *r)
+int fault_region_register(struct fault_service *fs, struct region *r, bool fresh)
 {
 	struct uffdio_register reg = {.range = {.start = (uintptr_t)r->hva, .len = r->size},
 				      .mode = UFFDIO_REGISTER_MODE_MISSING};
@@ -365,9 +402,13 @@ int fault_region_register(struct fault_service *fs, struct region *r)
 	if (fs->reg[r->id].registered)
 		return -EALREADY;
 	fr.installed = calloc(SHM_BITMAP_WORDS(pages), sizeof(uint64_t));
-	if (!fr.installed)
+	fr.settled = calloc(SHM_BITMAP_WORDS(pages), sizeof(uint64_t));
+	if (!fr.installed || !fr.settled) {
+		free(fr.installed);
+		free(fr.settled);
 		return -ENOMEM;
-	ret = fault_mark_present(&fr, pages, &present);
+	}
+	ret = fresh ? 0 : fault_mark_present(&fr, pages, &present);
 	if (!ret && ioctl(fs->uffd, UFFDIO_REGISTER, &reg))
 		ret = -errno;
 	if (!ret && !(reg.ioctls & (1ull << _UFFDIO_COPY)))
@@ -375,6 +416,7 @@ int fault_region_register(struct fault_service *fs, struct region *r)
 	if (ret) {
 		log_err("region %u: userfaultfd registration: %s", r->id, strerror(-ret));
 		free(fr.installed);
+		free(fr.settled);
 		return ret;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -382,6 +424,7 @@ int fault_region_register(struct fault_service *fs, struct region *r)
 	fs->reg[r->id].gpa = fr.gpa;
 	fs->reg[r->id].size = fr.size;
 	fs->reg[r->id].installed = fr.installed;
+	fs->reg[r->id].settled = fr.settled;
 	atomic_store(&fs->reg[r->id].missing, pages - present);
 	fs->zeropage = reg.ioctls & (1ull << _UFFDIO_ZEROPAGE);
 	fs->reg[r->id].registered = true;
@@ -395,7 +438,7 @@ int fault_region_unregister(struct fault_service *fs, struct region *r, bool for
 {
 	struct fault_region *fr = &fs->reg[r->id];
 	struct uffdio_range range = {.start = (uintptr_t)fr->hva, .len = fr->size};
-	uint64_t *installed;
+	uint64_t *installed, *settled;
 
 	region_assert_locked_write(r);
 	if (!fr->registered)
@@ -406,46 +449,155 @@ int fault_region_unregister(struct fault_service *fs, struct region *r, bool for
 		log_warn("region %u: UFFDIO_UNREGISTER: %s", r->id, strerror(errno));
 	pthread_mutex_lock(&fs->lock);
 	installed = fr->installed;
+	settled = fr->settled;
 	fr->installed = NULL;
+	fr->settled = NULL;
 	fr->registered = false;
 	pthread_mutex_unlock(&fs->lock);
 	free(installed);
+	free(settled);
+	return 0;
+}
+
+/*
+ * The fill's install: the missing pages of [first, first + n) of @r
+ * (n <= FAULT_RUN_PAGES), read into @buf and installed with as few copies
+ * as consecutive missing pages allow (one ioctl per run instead of per
+ * page).  A copy stops at a page that appeared meanwhile (a fault, or the
+ * guest through one): it stays as it is.  The caller holds @r shared.
+ */
+static int fault_fill_run(struct fault_service *fs, struct region *r, uint64_t first, uint64_t n,
+			  uint8_t *buf)
+{
+	struct fault_region *fr = &fs->reg[r->id];
+	uint64_t s = 0, e, done;
+	int ret = 0, read_err = 0;
+
+	region_assert_locked_read(r);
+	while (s < n && !read_err) {
+		while (s < n && shm_bitmap_test(fr->installed, first + s))
+			s++;
+		for (e = s; e < n && !shm_bitmap_test(fr->installed, first + e); e++) {
+			uint8_t *dst = buf + (e - s) * SHM_PAGE_SIZE;
+
+			ret = fs->src.read_page(fs->src.arg, r->id, first + e, dst);
+			if (ret < 0) {
+				read_err = ret; /* install what was read, then fail */
+				fault_failed(fs, r->id, first + e, ret);
+				break;
+			}
+			if (ret == 0)
+				memset(dst, 0, SHM_PAGE_SIZE);
+		}
+		for (done = s; done < e;) {
+			uint8_t *addr = (uint8_t *)r->hva + ((first + done) << SHM_PAGE_SHIFT);
+			struct uffdio_copy c = {
+				.dst = (uintptr_t)addr,
+				.src = (uintptr_t)(buf + (done - s) * SHM_PAGE_SIZE),
+				.len = (e - done) * SHM_PAGE_SIZE};
+			uint64_t copied;
+
+			ret = ioctl(fs->uffd, UFFDIO_COPY, &c) ? -errno : 0;
+			copied = c.copy > 0 ? (uint64_t)c.copy >> SHM_PAGE_SHIFT : 0;
+			for (uint64_t i = 0; i < copied; i++) {
+				shm_bitmap_set(fr->installed, first + done + i);
+				fault_settle(fr, first + done + i);
+			}
+			atomic_fetch_add(&fs->filled, copied);
+			done += copied;
+			if (!ret || ret == -EAGAIN)
+				continue; /* all, or stopped short: go on from there */
+			if (ret != -EEXIST) {
+				fault_failed(fs, r->id, first + done, ret);
+				return ret;
+			}
+			/* Installed by a fault meanwhile: it stays; wake its waiters. */
+			shm_bitmap_set(fr->installed, first + done);
+			fault_settle(fr, first + done);
+			uffd_wake(fs->uffd, addr + (copied << SHM_PAGE_SHIFT));
+			done++;
+		}
+		s = e;
+	}
+	return read_err;
+}
+
+/*
+ * Where the fill goes next in region @id of @pages pages: [*start, *end)
+ * may hold data; before *start all is zero.  Without next_data, all of it.
+ */
+static int fault_fill_next(struct fault_service *fs, unsigned int id, uint64_t from, uint64_t pages,
+			   uint64_t *start, uint64_t *end)
+{
+	int ret;
+
+	if (!fs->src.next_data) {
+		*start = from;
+		*end = pages;
+		return 0;
+	}
+	ret = fs->src.next_data(fs->src.arg, id, from, start, end);
+	if (ret == -ENXIO) {
+		*start = *end = pages;
+		return 0;
+	}
+	if (ret)
+		return ret;
+	if (*start < from || *end <= *start)
+		return -EPROTO; /* a source bug: never skip what it did not vouch for */
+	*end = *end < pages ? *end : pages;
+	*start = *start < pages ? *start : pages;
 	return 0;
 }
 
 /* Fills what is missing of region @id; 0, -ECANCELED at stop, or a failed page's error. */
 static int fault_fill_region(struct fault_service *fs, unsigned int id, void *buf)
 {
-	for (uint64_t page = 0;; page += FAULT_FILL_BATCH) {
-		uint64_t gpa, pages;
-		enum fault_how how;
+	uint64_t start = 0, end = 0;
+
+	for (uint64_t page = 0;;) {
+		uint64_t gpa, pages, stop;
+		struct fault_region *fr = &fs->reg[id];
 		struct region *r;
 		int ret = 0;
 
 		if (atomic_load(&fs->stopping))
 			return -ECANCELED;
 		pthread_mutex_lock(&fs->lock);
-		gpa = fs->reg[id].gpa;
-		pages = fs->reg[id].registered ? fs->reg[id].size >> SHM_PAGE_SHIFT : 0;
+		gpa = fr->gpa;
+		pages = fr->registered ? fr->size >> SHM_PAGE_SHIFT : 0;
 		pthread_mutex_unlock(&fs->lock);
 		if (page >= pages)
 			return 0;
+		if (page >= end) {
+			ret = fault_fill_next(fs, id, page, pages, &start, &end);
+			if (ret) {
+				fault_failed(fs, id, page, ret);
+				return ret;
+			}
+		}
 		r = region_table_find_read(fs->table, gpa + (page << SHM_PAGE_SHIFT),
 					   SHM_PAGE_SIZE);
 		if (!r)
 			return 0; /* removed meanwhile */
-		if (r->id != id || !fs->reg[id].registered) {
+		if (r->id != id || !fr->registered) {
 			region_unlock_read(r);
 			return 0;
 		}
-		for (uint64_t p = page; p < page + FAULT_FILL_BATCH && p < pages && !ret; p++) {
-			if (shm_bitmap_test(fs->reg[id].installed, p))
-				continue;
-			ret = fault_install(fs, r, p, buf, &how);
-			if (ret)
-				fault_failed(fs, id, p, ret);
-			else if (how != FAULT_RACED)
-				atomic_fetch_add(&fs->filled, 1);
+		if (page < start) {
+			/* Zero in the source: settled, left missing (it reads as zero). */
+			stop = page + FAULT_SETTLE_BATCH < start ? page + FAULT_SETTLE_BATCH
+								 : start;
+			atomic_fetch_add(&fs->skipped, fault_settle_range(fr, page, stop));
+			page = stop;
+		} else {
+			stop = page + FAULT_FILL_BATCH < end ? page + FAULT_FILL_BATCH : end;
+			for (; page < stop && !ret; page += FAULT_RUN_PAGES) {
+				uint64_t n = stop - page < FAULT_RUN_PAGES ? stop - page
+									   : FAULT_RUN_PAGES;
+
+				ret = fault_fill_run(fs, r, page, n, buf);
+			}
 		}
 		region_unlock_read(r);
 		if (ret)
@@ -456,7 +608,7 @@ static int fault_fill_region(struct fault_service *fs, unsigned int id, void *bu
 static void *fault_fill_main(void *arg)
 {
 	struct fault_service *fs = arg;
-	void *buf = aligned_alloc(SHM_PAGE_SIZE, SHM_PAGE_SIZE);
+	void *buf = aligned_alloc(SHM_PAGE_SIZE, FAULT_RUN_PAGES * SHM_PAGE_SIZE);
 	int ret = buf ? 0 : -ENOMEM;
 
 	log_set_thread("fill");
@@ -507,6 +659,7 @@ void fault_service_stats(struct fault_service *fs, struct fault_stats *st)
 	st->zero = atomic_load(&fs->zero);
 	st->raced = atomic_load(&fs->raced);
 	st->filled = atomic_load(&fs->filled);
+	st->skipped = atomic_load(&fs->skipped);
 	st->failed = atomic_load(&fs->failed);
 	pthread_mutex_lock(&fs->lock);
 	for (unsigned int i = 0; i < REGION_MAX; i++)

@@ -49,6 +49,17 @@ struct fault_source {
 	 * Called once per page and thread; may be NULL.
 	 */
 	void (*failed)(void *arg, unsigned int region, uint64_t page, int err);
+	/*
+	 * Optional: the next pages at or after @from that may hold data,
+	 * [*start, *end), or -ENXIO when the rest of the region is zero.  The
+	 * fill reads only those; the pages in between are settled without a
+	 * read: a missing page of a memfd is a hole and reads as zero once
+	 * the region is unregistered (touched before, it is installed as a
+	 * zero page).  So the fill costs the data, not the RAM.  NULL: every
+	 * page is read.
+	 */
+	int (*next_data)(void *arg, unsigned int region, uint64_t from, uint64_t *start,
+			 uint64_t *end);
 	void *arg;
 };
 
@@ -58,8 +69,9 @@ struct fault_stats {
 	uint64_t zero;	     /* of which the source said zero */
 	uint64_t raced;	     /* faults for a page already installed (a second vCPU, the fill) */
 	uint64_t filled;     /* pages the background fill installed */
+	uint64_t skipped;    /* pages the fill settled as zero without a read (next_data) */
 	uint64_t failed;     /* pages that could not be installed */
-	uint64_t missing;    /* pages of registered regions not installed yet */
+	uint64_t missing;    /* pages of registered regions neither installed nor known zero */
 	uint64_t lat_p50_ns; /* of the last FAULT_LAT_SAMPLES faults */
 	uint64_t lat_p99_ns;
 	uint64_t lat_max_ns;
@@ -81,11 +93,13 @@ int fault_service_start(struct fault_service **out, struct region_table *table,
 int fault_service_stop(struct fault_service *fs);
 
 /*
- * Registers region @r (held exclusive by the caller, its memory all
- * missing or partly present) for MISSING faults.  Pages already present
- * count as installed.
+ * Registers region @r (held exclusive by the caller) for MISSING faults.
+ * @fresh: its memfd was made empty for this (a restore): nothing is looked
+ * up, so registration does not grow with RAM.  Otherwise the pages already
+ * present are found with mincore() and count as installed.  Either way a
+ * present page is never replaced: the fill's copy of it fails with EEXIST.
  */
-int fault_region_register(struct fault_service *fs, struct region *r);
+int fault_region_register(struct fault_service *fs, struct region *r, bool fresh);
 /*
  * Unregisters @r (held exclusive).  -EBUSY while pages are missing,
  * unless @force: then a vCPU that still touches one would get a zero

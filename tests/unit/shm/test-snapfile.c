@@ -372,6 +372,49 @@ static void test_bad_data(void **state)
 	free(page);
 }
 
+/*
+ * snap_next_data: the data chunks and nothing else, in order; a data chunk
+ * punched out of the file is still reported (its checksum then fails).
+ */
+static void test_next_data(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t chunks = layout.size[0] / SNAP_CHUNK_SIZE, from = 0, start, end, seen = 0;
+	uint8_t *page = malloc(SHM_PAGE_SIZE);
+	struct snap_file s;
+	char err[256];
+	int ret;
+
+	write_snapshot(f, true);
+	assert_int_equal(snap_open(&s, f->fd, err, sizeof(err)), 0);
+	while ((ret = snap_next_data(&s, 0, from, &start, &end)) == 0) {
+		assert_true(start >= from && end > start);
+		for (uint64_t c = from / SNAP_CHUNK_PAGES; c < start / SNAP_CHUNK_PAGES; c++)
+			assert_int_equal(c % 3, 1); /* skipped: zero chunks only */
+		for (uint64_t c = start / SNAP_CHUNK_PAGES; c < end / SNAP_CHUNK_PAGES; c++) {
+			assert_int_not_equal(c % 3, 1);
+			seen++;
+		}
+		from = end;
+	}
+	assert_int_equal(ret, -ENXIO);
+	for (uint64_t c = 0; c < chunks; c++)
+		seen -= c % 3 != 1;
+	assert_int_equal(seen, 0); /* every data chunk was reported */
+	assert_int_equal(snap_next_data(&s, 0, chunks * SNAP_CHUNK_PAGES, &start, &end), -ENXIO);
+	assert_int_equal(snap_next_data(&s, 2, 0, &start, &end), -EINVAL);
+	/* Chunk 2 (data) punched out: reported, and its read fails. */
+	assert_int_equal(fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)(s.regions[0].offset + 2 * SNAP_CHUNK_SIZE),
+				   (off_t)SNAP_CHUNK_SIZE),
+			 0);
+	assert_int_equal(snap_next_data(&s, 0, SNAP_CHUNK_PAGES, &start, &end), 0);
+	assert_int_equal(start, 2 * SNAP_CHUNK_PAGES);
+	assert_int_equal(snap_read_page(&s, 0, start, page), -EBADMSG);
+	snap_close(&s);
+	free(page);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -381,6 +424,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_header_offsets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_data, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

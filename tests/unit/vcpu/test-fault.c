@@ -91,6 +91,20 @@ static int image_read_page(void *arg, unsigned int region, uint64_t page, void *
 	return 0;
 }
 
+/* Through the snapshot when there is one; the image itself vouches for every page. */
+static int image_next_data(void *arg, unsigned int region, uint64_t from, uint64_t *start,
+			   uint64_t *end)
+{
+	struct image *img = arg;
+	struct snap_file *snap = atomic_load(&img->snap);
+
+	if (snap)
+		return snap_next_data(snap, region, from, start, end);
+	*start = from;
+	*end = PAGES;
+	return 0;
+}
+
 static void image_failed(void *arg, unsigned int region, uint64_t page, int err)
 {
 	struct image *img = arg;
@@ -104,7 +118,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	uint64_t *page = malloc(SHM_PAGE_SIZE);
-	struct fault_source src = {image_read_page, image_failed, NULL};
+	struct fault_source src = {image_read_page, image_failed, image_next_data, NULL};
 
 	assert_non_null(f);
 	assert_non_null(page);
@@ -130,7 +144,7 @@ static int setup(void **state)
 	src.arg = &f->img;
 	assert_int_equal(fault_service_start(&f->fs, &f->table, &src), 0);
 	assert_int_equal(region_table_add(&f->table, 0, GPA, RAM_SIZE, f->ram, NULL, &f->r), 0);
-	assert_int_equal(fault_region_register(f->fs, f->r), 0);
+	assert_int_equal(fault_region_register(f->fs, f->r, false), 0);
 	region_unlock_write(f->r);
 	*state = f;
 	return 0;
@@ -369,12 +383,15 @@ static void test_change_waits_for_install(void **state)
 	pthread_join(th, NULL);
 	assert_int_equal(atomic_load(&t.bad), 0);
 	region_lock_write(f->r);
-	assert_int_equal(fault_region_register(f->fs, f->r), -EALREADY);
+	assert_int_equal(fault_region_register(f->fs, f->r, false), -EALREADY);
 	region_unlock_write(f->r);
 }
 
-/* A snapshot of the image in a temporary file, open for reading in *s; returns its fd. */
-static int snapshot_of_image(struct fixture *f, struct snap_file *s)
+/*
+ * A snapshot of the image in a temporary file, chunks from @zero_from_chunk
+ * on written as zero (holes), open for reading in *s; returns its fd.
+ */
+static int snapshot_of_image(struct fixture *f, struct snap_file *s, uint64_t zero_from_chunk)
 {
 	const struct shm_ctl_layout l = {.nr_regions = 1, .gpa = {GPA}, .size = {RAM_SIZE}};
 	char path[] = "/tmp/cleave-fault-snap-XXXXXX", err[256];
@@ -390,6 +407,8 @@ static int snapshot_of_image(struct fixture *f, struct snap_file *s)
 		assert_int_equal(
 			pread(f->img.fd, chunk, SNAP_CHUNK_SIZE, (off_t)(c * SNAP_CHUNK_SIZE)),
 			(ssize_t)SNAP_CHUNK_SIZE);
+		if (c >= zero_from_chunk)
+			memset(chunk, 0, SNAP_CHUNK_SIZE);
 		assert_int_equal(snap_write_chunk(&w, 0, c, chunk), 0);
 	}
 	assert_int_equal(snap_finish(&w), 0);
@@ -416,7 +435,7 @@ static void test_lazy_restore_from_snapshot(void **state)
 	pthread_t th, bt;
 	uint64_t off;
 	uint8_t byte;
-	int fd = snapshot_of_image(f, &s);
+	int fd = snapshot_of_image(f, &s, UINT64_MAX);
 
 	atomic_store(&f->img.snap, &s);
 	off = s.regions[0].offset + 1000 * SHM_PAGE_SIZE + 8;
@@ -450,6 +469,80 @@ static void test_lazy_restore_from_snapshot(void **state)
 	close(fd);
 }
 
+/*
+ * A snapshot whose second half is zero: the fill reads the first half only,
+ * settles the rest without a read, and the region is complete, so it
+ * unregisters without force; the zero half then reads as zero (a touched
+ * page of it was installed as a zero page, the others are holes).
+ */
+static void test_fill_skips_zero_chunks(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t half = RAM_SIZE / SNAP_CHUNK_SIZE / 2;
+	struct snap_file s;
+	struct fault_stats st;
+	int fd = snapshot_of_image(f, &s, half);
+
+	atomic_store(&f->img.snap, &s);
+	assert_int_equal(*(volatile uint64_t *)(f->ram + (PAGES - 5) * SHM_PAGE_SIZE), 0);
+	assert_int_equal(fault_fill_start(f->fs), 0);
+	assert_int_equal(fault_fill_wait(f->fs), 0);
+	fault_service_stats(f->fs, &st);
+	print_message("faults %llu, filled %llu, skipped %llu\n", (unsigned long long)st.faults,
+		      (unsigned long long)st.filled, (unsigned long long)st.skipped);
+	assert_int_equal(st.missing, 0);
+	assert_int_equal(st.faults + st.filled, PAGES / 2 + 1);
+	assert_int_equal(st.skipped, PAGES / 2 - 1);
+	for (uint64_t p = PAGES / 2; p < PAGES; p++)
+		assert_int_equal(atomic_load(&f->img.reads[p]), p == PAGES - 5);
+	region_lock_write(f->r);
+	assert_int_equal(fault_region_unregister(f->fs, f->r, false), 0);
+	region_unlock_write(f->r);
+	for (uint64_t p = 0; p < PAGES; p++) {
+		const uint64_t *w = (const uint64_t *)(f->ram + p * SHM_PAGE_SIZE);
+
+		if (p < PAGES / 2)
+			assert_true(page_is_image(f, p));
+		else
+			for (uint64_t i = 0; i < SHM_PAGE_SIZE / 8; i++)
+				assert_int_equal(w[i], 0);
+	}
+	atomic_store(&f->img.snap, NULL);
+	snap_close(&s);
+	close(fd);
+}
+
+/*
+ * A page present before registration (written by KVM, say) is never
+ * replaced: found by mincore() and never read, or, registered as fresh,
+ * read by the fill whose copy then fails with EEXIST.
+ */
+static void test_present_page_stays(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t mark = 0xabcdef, p = 7;
+
+	for (int fresh = 0; fresh < 2; fresh++) {
+		struct fault_stats st;
+
+		region_lock_write(f->r);
+		assert_int_equal(fault_region_unregister(f->fs, f->r, true), 0);
+		assert_int_equal(pwrite(f->ram_fd, &mark, sizeof(mark),
+					(off_t)(p * SHM_PAGE_SIZE + 64 * (uint64_t)fresh)),
+				 sizeof(mark));
+		assert_int_equal(fault_region_register(f->fs, f->r, fresh), 0);
+		region_unlock_write(f->r);
+		fault_service_stats(f->fs, &st);
+		assert_int_equal(st.missing, fresh ? PAGES : PAGES - 1);
+		atomic_store(&f->img.reads[p], 0);
+		assert_int_equal(fault_fill_start(f->fs), 0);
+		assert_int_equal(fault_fill_wait(f->fs), 0);
+		assert_int_equal(atomic_load(&f->img.reads[p]), fresh);
+		assert_int_equal(*(uint64_t *)(f->ram + p * SHM_PAGE_SIZE + 64 * (uint64_t)fresh),
+				 mark);
+	}
+}
+
 /* Registration without the region held exclusive aborts (debug builds). */
 static void test_register_unlocked_aborts(void **state)
 {
@@ -462,7 +555,7 @@ static void test_register_unlocked_aborts(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		region_lock_read(f->r);
-		fault_region_register(f->fs, f->r); /* held shared only */
+		fault_region_register(f->fs, f->r, true); /* held shared only */
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -479,10 +572,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_source_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_change_waits_for_install, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_restore_from_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fill_skips_zero_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_present_page_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_unlocked_aborts, setup, teardown),
 	};
 
-	struct fault_source probe = {image_read_page, NULL, NULL};
+	struct fault_source probe = {.read_page = image_read_page};
 	struct region_table table;
 	struct fault_service *fs;
 	int ret;
