@@ -7,8 +7,9 @@ PKGS="build-essential meson ninja-build pkg-config cmake
 libnng-dev libprotobuf-c-dev protobuf-c-compiler libseccomp-dev
 libcmocka-dev libjansson-dev libgnutls28-dev
 clang libclang-rt-14-dev"
-# The reference VMM for side-by-side benchmarks (bench/); not needed to build.
-BENCH_PKGS="qemu-system-x86"
+# The reference VMM for side-by-side benchmarks (bench/), and gnuplot for
+# bench/plots.py; not needed to build.
+BENCH_PKGS="qemu-system-x86 gnuplot-nox"
 
 missing=""
 for p in $PKGS ${WITH_BENCH:+$BENCH_PKGS}; do

@@ -365,6 +365,25 @@ int fault_service_stop(struct fault_service *fs)
 	return 0;
 }
 
+/*
+ * A page bitmap straight from mmap(): zero pages the kernel hands out on
+ * first touch, so registering a large region costs no memset of its maps
+ * (calloc() would clear them when it reuses heap memory).
+ */
+static uint64_t *fault_map_alloc(uint64_t pages)
+{
+	void *p = mmap(NULL, SHM_BITMAP_WORDS(pages) * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void fault_map_free(uint64_t *map, uint64_t pages)
+{
+	if (map)
+		munmap(map, SHM_BITMAP_WORDS(pages) * sizeof(uint64_t));
+}
+
 /* Marks the pages of @fr already in the page cache as installed; returns how many. */
 static int fault_mark_present(struct fault_region *fr, uint64_t pages, uint64_t *present)
 {
@@ -401,11 +420,11 @@ int fault_region_register(struct fault_service *fs, struct region *r, bool fresh
 	region_assert_locked_write(r);
 	if (fs->reg[r->id].registered)
 		return -EALREADY;
-	fr.installed = calloc(SHM_BITMAP_WORDS(pages), sizeof(uint64_t));
-	fr.settled = calloc(SHM_BITMAP_WORDS(pages), sizeof(uint64_t));
+	fr.installed = fault_map_alloc(pages);
+	fr.settled = fault_map_alloc(pages);
 	if (!fr.installed || !fr.settled) {
-		free(fr.installed);
-		free(fr.settled);
+		fault_map_free(fr.installed, pages);
+		fault_map_free(fr.settled, pages);
 		return -ENOMEM;
 	}
 	ret = fresh ? 0 : fault_mark_present(&fr, pages, &present);
@@ -415,8 +434,8 @@ int fault_region_register(struct fault_service *fs, struct region *r, bool fresh
 		ret = -EOPNOTSUPP;
 	if (ret) {
 		log_err("region %u: userfaultfd registration: %s", r->id, strerror(-ret));
-		free(fr.installed);
-		free(fr.settled);
+		fault_map_free(fr.installed, pages);
+		fault_map_free(fr.settled, pages);
 		return ret;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -438,7 +457,7 @@ int fault_region_unregister(struct fault_service *fs, struct region *r, bool for
 {
 	struct fault_region *fr = &fs->reg[r->id];
 	struct uffdio_range range = {.start = (uintptr_t)fr->hva, .len = fr->size};
-	uint64_t *installed, *settled;
+	uint64_t *installed, *settled, fr_pages = fr->size >> SHM_PAGE_SHIFT;
 
 	region_assert_locked_write(r);
 	if (!fr->registered)
@@ -454,8 +473,8 @@ int fault_region_unregister(struct fault_service *fs, struct region *r, bool for
 	fr->settled = NULL;
 	fr->registered = false;
 	pthread_mutex_unlock(&fs->lock);
-	free(installed);
-	free(settled);
+	fault_map_free(installed, fr_pages);
+	fault_map_free(settled, fr_pages);
 	return 0;
 }
 

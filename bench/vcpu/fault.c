@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Lazy restore at the level of the fault service, no KVM: guest RAM of
- * 1 GiB and 4 GiB (a fresh memfd), 256 MiB of it data in a snapshot file
+ * 1 GiB and 4 GiB or the sizes given (a fresh memfd), 256 MiB of it data
+ * in a snapshot file
  * (the rest holes), restored on demand.  For each size, medians of RUNS:
  *   register  fault_region_register() of the whole region
  *   first     the first touch of a data page, from its fault to its return
@@ -14,7 +15,8 @@
  * restore does: allocate and copy).  The page cache holds the file (written just before):
  * figures for a cold cache, or another disk, differ.
  *
- * usage: bench-vcpu-fault [RUNS] [DIR]   (DIR for the snapshot files; /tmp)
+ * usage: bench-vcpu-fault [RUNS] [DIR] [GIB...]
+ * (DIR for the snapshot files, /tmp; RAM sizes in GiB, 1 and 4)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,10 +31,11 @@
 #include "shm/snapfile.h"
 #include "vcpu-proc/fault.h"
 
-#define MIB	 (1ull << 20)
-#define DATA_MIB 256ull
-#define TOUCHES	 2000
-#define MAX_RUNS 15
+#define MIB	  (1ull << 20)
+#define DATA_MIB  256ull
+#define TOUCHES	  2000
+#define MAX_RUNS  15
+#define MAX_SIZES 8
 
 static uint64_t now_ns(void)
 {
@@ -179,7 +182,7 @@ out:
 }
 
 /*
- * The data chunks read with pread() alone (@memfd < 0), or also written
+ * The data chunks read with pread() alone, or (@eager) also written
  * into a fresh memfd (an eager restore's work: page allocation and copy,
  * no fault in the way).
  */
@@ -206,13 +209,23 @@ static uint64_t ceiling_ns(int fd, const struct snap_file *s, bool eager)
 
 int main(int argc, char **argv)
 {
-	static const uint64_t sizes[] = {1024 * MIB, 4096 * MIB};
-	int runs = argc > 1 ? atoi(argv[1]) : 5;
+	uint64_t sizes[MAX_SIZES] = {1024 * MIB, 4096 * MIB};
+	int runs = argc > 1 ? atoi(argv[1]) : 5, nr_sizes = 2;
 	const char *dir = argc > 2 ? argv[2] : "/tmp";
 
 	log_init("bench-fault");
+	if (argc > 3) {
+		for (nr_sizes = 0; nr_sizes + 3 < argc && nr_sizes < MAX_SIZES; nr_sizes++)
+			sizes[nr_sizes] = strtoull(argv[nr_sizes + 3], NULL, 10) * 1024 * MIB;
+	}
+	for (int i = 0; i < nr_sizes; i++) {
+		if (sizes[i] < DATA_MIB * MIB) {
+			fprintf(stderr, "RAM sizes are in GiB, at least 1\n");
+			return 2;
+		}
+	}
 	if (runs < 1 || runs > MAX_RUNS) {
-		fprintf(stderr, "usage: %s [RUNS 1..%d] [DIR]\n", argv[0], MAX_RUNS);
+		fprintf(stderr, "usage: %s [RUNS 1..%d] [DIR] [GIB...]\n", argv[0], MAX_RUNS);
 		return 2;
 	}
 	printf("lazy restore through the fault service, %llu MiB of data, page cache warm; "
@@ -220,7 +233,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)DATA_MIB, runs);
 	printf("%-6s %12s %10s %16s %12s %12s %14s\n", "RAM", "register us", "first us",
 	       "fault p50/p99 us", "service p50", "fill ms", "fill MiB/s");
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+	for (int i = 0; i < nr_sizes; i++) {
 		uint64_t reg[MAX_RUNS], first[MAX_RUNS], p50[MAX_RUNS], p99[MAX_RUNS],
 			svc[MAX_RUNS], fill[MAX_RUNS], ceil[MAX_RUNS], eager[MAX_RUNS];
 		struct snap_file s;
@@ -248,8 +261,11 @@ int main(int argc, char **argv)
 		{
 			uint64_t f = median(fill, runs);
 
-			printf("%-6s %12.1f %10.1f %8.1f/%-7.1f %12.1f %12.1f %14.0f\n",
-			       sizes[i] == 1024 * MIB ? "1 GiB" : "4 GiB",
+			char name[16];
+
+			snprintf(name, sizeof(name), "%llu GiB",
+				 (unsigned long long)(sizes[i] / (1024 * MIB)));
+			printf("%-6s %12.1f %10.1f %8.1f/%-7.1f %12.1f %12.1f %14.0f\n", name,
 			       (double)median(reg, runs) / 1e3, (double)median(first, runs) / 1e3,
 			       (double)median(p50, runs) / 1e3, (double)median(p99, runs) / 1e3,
 			       (double)median(svc, runs) / 1e3, (double)f / 1e6,
