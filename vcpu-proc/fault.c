@@ -32,7 +32,7 @@
 /*
  * One registered region.  Every field is written with the region held
  * exclusive and service->lock held, so either one is enough to read them;
- * the installed map's bits and missing are atomics.
+ * the bits of both maps and missing are atomics.
  */
 struct fault_region {
 	bool registered;
