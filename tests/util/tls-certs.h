@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Test credentials made at run time (tls-certs.c). */
+/* Test credentials made at run time (tls-certs.c), for the migration and QMP TLS tests. */
 #ifndef CLEAVE_TEST_TLS_CERTS_H
 #define CLEAVE_TEST_TLS_CERTS_H
 
