@@ -207,8 +207,8 @@ static int pending_accept(struct mig_dst *dst, struct dst_pending **slots)
 	p->deadline_ns = mig_now_ns() + (uint64_t)dst->s->io_timeout_ms * 1000000ull;
 	pending_peer_name(fd, p->peer, sizeof(p->peer));
 	/* With TLS configured, the first bytes must be its handshake. */
-	if (dst->s->env.tls) {
-		if (mig_tls_accept_start(dst->s->env.tls, fd)) {
+	if (dst->s->tls) {
+		if (mig_tls_accept_start(dst->s->tls, fd)) {
 			close(fd);
 			free(p);
 			return 0;

@@ -313,7 +313,7 @@ static void dst_teardown(struct mig_dst *dst)
 
 static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 {
-	const struct mig_tls *tls = dst->s->env.tls;
+	const struct mig_tls *tls = dst->s->tls;
 	uint8_t token[16];
 	int ret = mig_chan_token(dst->job.main_fd, sid, token);
 

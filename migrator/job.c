@@ -50,7 +50,7 @@ void mig_job_free(struct mig_job *job)
 static void job_tell_peer(struct mig_job *job)
 {
 	/* Never in clear where the job speaks TLS (the handshake may not have finished). */
-	if (job->main_fd < 0 || (job->s->env.tls && !mig_tls_on(job->main_fd)) ||
+	if (job->main_fd < 0 || (job->s->tls && !mig_tls_on(job->main_fd)) ||
 	    pthread_mutex_trylock(&job->tx_lock))
 		return;
 	mig_msg_send_error_nowait(job->main_fd, job->reason);

@@ -22,6 +22,36 @@
 #define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the connection */
 #define MIG_DEFAULT_RECONNECT_MS  10000 /* a lost peer fails the session after this */
 
+/*
+ * TLS settings (tls-creds, tls-hostname, tls-authz and the objects they
+ * name) are kept in the session record, in fixed-size fields: these are
+ * their sizes, the terminating NUL included.
+ */
+#define MIG_TLS_ID_LEN	     64	 /* a QMP object id */
+#define MIG_TLS_HOSTNAME_LEN 256 /* tls-hostname */
+#define MIG_TLS_PATH_LEN     256 /* a credentials directory or PSK file */
+#define MIG_TLS_MAX_RULES    64	 /* authz-list rules (and cleave run's --migrate-tls-authz names) */
+#define MIG_TLS_MATCH_LEN    256 /* one rule's match: a distinguished name, an identity, a glob */
+/*
+ * tls-creds and tls-authz of the credentials cleave run was given: not a
+ * QMP object id ('#' cannot start one), as QEMU names its internal objects.
+ */
+#define MIG_TLS_RUN_ID "#cleave-run"
+
+/* 0, or -EINVAL with @err naming @param when @v does not fit in @size bytes. */
+static inline int mig_check_tls_string(const char *param, const char *v, size_t size, char *err,
+				       size_t len)
+{
+	size_t n = 0;
+
+	while (v[n] && n < size)
+		n++;
+	if (n < size)
+		return 0;
+	snprintf(err, len, "Parameter '%s' expects a string of at most %zu bytes", param, size - 1);
+	return -EINVAL;
+}
+
 /* 0, or -EINVAL with @err naming multifd_channels. */
 static inline int mig_check_channels(int64_t n, char *err, size_t len)
 {

@@ -80,8 +80,10 @@ struct mig_env {
 	void *event_arg;
 	unsigned int io_timeout_ms; /* 0 = MIG_DEFAULT_IO_TIMEOUT_MS */
 	/*
-	 * Mutual TLS on every connection (tls.h), or NULL: plaintext, which
-	 * only loopback addresses get unless @insecure_plaintext says so.
+	 * The credentials cleave run gave (tls.h), or NULL.  A new record
+	 * starts with them in use (tls-creds MIG_TLS_RUN_ID); QMP's tls-creds
+	 * may name only them.  Without TLS in use, only loopback addresses
+	 * are allowed unless @insecure_plaintext says so.
 	 */
 	const struct mig_tls *tls;
 	bool insecure_plaintext;
@@ -149,12 +151,15 @@ int mig_session_resume(struct mig_session *s);
 
 /*
  * Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs;
- * -EPERM for plaintext to a non-loopback host (env.tls, env.insecure_plaintext).
+ * -EPERM for plaintext to a non-loopback host (env.insecure_plaintext);
+ * -EKEYREJECTED when the TLS credentials in use do not serve this end
+ * (QEMU's endpoint); -ENOKEY when tls-creds is set but its context could
+ * not be built (logged).
  */
 int mig_session_migrate(struct mig_session *s, const char *uri);
 /*
  * Listens on "tcp:HOST:PORT" (port 0: ephemeral, see _incoming_port) at once
- * and receives one incoming migration in the background.  -EPERM as above.
+ * and receives one incoming migration in the background.  Errors as above.
  */
 int mig_session_incoming(struct mig_session *s, const char *uri);
 /* The bound TCP port of the incoming listener, or 0. */
@@ -176,6 +181,18 @@ int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps);
 void mig_session_get_params(struct mig_session *s, struct mig_params *params);
 /* -EINVAL for values outside migrator/mig-limits.h, -EBUSY while running. */
 int mig_session_set_params(struct mig_session *s, const struct mig_params *params);
+/* @p: cleave run's credentials as a new record starts with them; -ENOENT when none were given. */
+int mig_session_tls_preset(struct mig_session *s, struct mig_tls_params *p);
+/* The TLS settings (tls-creds, tls-hostname, tls-authz) as the record keeps them. */
+void mig_session_get_tls(struct mig_session *s, struct mig_tls_params *p);
+/*
+ * Sets them, for the next migration: -EBUSY while one runs or a
+ * destination listens; -ENOENT (with @err) when tls-creds names
+ * credentials other than env.tls's (the sandbox cannot read them), -EINVAL
+ * for a malformed @p.  Nothing changes on an error.
+ */
+int mig_session_set_tls(struct mig_session *s, const struct mig_tls_params *p, char *err,
+			size_t errlen);
 
 const char *mig_status_name(enum mig_status status);
 /* The engine's clock: CLOCK_MONOTONIC in ns (the same in every process). */

@@ -9,11 +9,12 @@
 #include "migrator/record.h"
 
 _Static_assert(sizeof(struct mig_record) <= SHM_SESSION_SIZE, "session area too small");
-int mig_record_open(struct mig_record **out, struct shm_ctl *ctl)
+int mig_record_open(struct mig_record **out, struct shm_ctl *ctl, bool *created)
 {
 	struct mig_record *rec = shm_ctl_session(ctl);
 	int ret;
 
+	*created = false;
 	if (!rec || ctl->hdr->session_size < sizeof(*rec))
 		return -EINVAL;
 	/*
@@ -28,6 +29,7 @@ int mig_record_open(struct mig_record **out, struct shm_ctl *ctl)
 			return ret;
 		rec->version = MIG_RECORD_VERSION;
 		rec->magic = MIG_RECORD_MAGIC;
+		*created = true;
 	}
 	*out = rec;
 	return 0;

@@ -14,10 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "migrator/mig-limits.h"
 #include "shm/shm.h"
 
 #define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
-#define MIG_RECORD_VERSION 3
+#define MIG_RECORD_VERSION 4
 #define MIG_MAX_RESTARTS   8 /* migrator starts per session before it gives up */
 
 /*
@@ -96,6 +97,45 @@ enum mig_phase {
 	MIG_PHASE_DST_RUNNING,	 /* resumed */
 };
 
+/* The kind of a TLS credentials object (QEMU's qom-type). */
+enum mig_tls_kind {
+	MIG_TLS_NONE,
+	MIG_TLS_X509, /* tls-creds-x509 */
+	MIG_TLS_PSK,  /* tls-creds-psk */
+};
+
+/* The ends a credentials object may serve (QEMU's endpoint; cleave run's serve both). */
+#define MIG_TLS_END_CLIENT 0x1u /* the source */
+#define MIG_TLS_END_SERVER 0x2u /* the destination */
+
+/* One authorization rule: QEMU's authz-list rule (authz-simple is one exact allow). */
+struct mig_tls_rule {
+	uint32_t allow; /* 1: policy allow, 0: deny */
+	uint32_t glob;	/* 1: format glob (fnmatch), 0: exact */
+	char match[MIG_TLS_MATCH_LEN];
+};
+
+/*
+ * The TLS settings of migrate-set-parameters with what the migrator needs
+ * of the objects they name (those live in the monitor, which may restart):
+ * a restarted migrator rebuilds its TLS context from this alone.  Every
+ * string is NUL-terminated within its field.
+ */
+struct mig_tls_params {
+	char creds[MIG_TLS_ID_LEN];	     /* tls-creds: "" no TLS, or MIG_TLS_RUN_ID */
+	char hostname[MIG_TLS_HOSTNAME_LEN]; /* tls-hostname: "" the URI's host */
+	char authz[MIG_TLS_ID_LEN];	     /* tls-authz: "" any peer the credentials accept */
+	/* The tls-creds object */
+	uint32_t kind;		       /* enum mig_tls_kind */
+	uint32_t endpoints;	       /* MIG_TLS_END_* */
+	char path[MIG_TLS_PATH_LEN];   /* x509: the directory; PSK: the keys file */
+	char username[MIG_TLS_ID_LEN]; /* PSK: the source's identity; "": "qemu" */
+	/* The tls-authz object: the first rule that matches decides, else the policy. */
+	uint32_t authz_allow;
+	uint32_t nr_rules;
+	struct mig_tls_rule rules[MIG_TLS_MAX_RULES];
+};
+
 /*
  * Lives at the start of the ctl segment's session area and outlives the
  * migrator process: a restarted migrator continues from it.  It is the one
@@ -132,6 +172,9 @@ struct mig_record {
 	uint32_t caps; /* MIG_RECORD_CAP_* */
 	uint32_t channels;
 	uint64_t max_bandwidth, downtime_limit, reconnect_timeout;
+	/* Written whole under the lock, read under it (never by the jobs: s->tls is built from it).
+	 */
+	struct mig_tls_params tls;
 	/*
 	 * Source: the round whose pages the round bitmaps hold (queued, not
 	 * acknowledged).  Destination: rounds 0..rounds_landed-1 landed
@@ -155,10 +198,11 @@ struct mig_record {
  * predecessor's record to take a running session over, so a change of the
  * layout (a counter appended included) changes the version with it.
  */
-#define MIG_RECORD_SIZE 784
+#define MIG_RECORD_SIZE 18400
 _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
-		       offsetof(struct mig_record, error_desc) == 456 &&
-		       offsetof(struct mig_record, rounds) == 712,
+		       offsetof(struct mig_record, tls) == 392 &&
+		       offsetof(struct mig_record, error_desc) == 18072 &&
+		       offsetof(struct mig_record, rounds) == 18328,
 	       "session record layout changed: bump MIG_RECORD_VERSION and MIG_RECORD_SIZE");
 
 #define MIG_RECORD_CAP_MULTIFD	     0x1u
@@ -167,9 +211,10 @@ _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
 
 /*
  * The migrator's view: the record in @ctl's session area, initialised here
- * (the one initialiser) when the launcher's zeroed area holds none yet.
+ * (the one initialiser, then *created is true) when the launcher's zeroed
+ * area holds none yet.
  */
-int mig_record_open(struct mig_record **out, struct shm_ctl *ctl);
+int mig_record_open(struct mig_record **out, struct shm_ctl *ctl, bool *created);
 /*
  * The record lock is robust (a holder that dies is recovered from) and its
  * wait is bounded: a live holder that never lets go costs -ETIMEDOUT after

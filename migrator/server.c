@@ -4,43 +4,58 @@
  * each a thin call into the session (never blocking on the network).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log/log.h"
 #include "migrator/migrator-process.h"
 
 #define MIG_PLAINTEXT_REFUSED                                                                      \
-	"a non-loopback address needs TLS credentials (cleave run --migrate-tls-x509 DIR or "      \
-	"--migrate-tls-psk FILE), or --migrate-insecure-plaintext"
+	"a non-loopback address needs TLS credentials (migrate-set-parameters tls-creds; cleave "  \
+	"run --migrate-tls-x509 DIR or --migrate-tls-psk FILE), or --migrate-insecure-plaintext"
+
+/* The errors migrate and migrate-incoming share; @server: the destination end. */
+static int srv_start_error(void *arg, int ret, const char *what, const char *uri, bool server,
+			   struct rpc_reply *reply)
+{
+	struct mig_tls_params tp;
+
+	switch (ret) {
+	case -EBUSY:
+		return rpc_reply_error(reply, ret, "There's a migration process in progress");
+	case -EPERM:
+		return rpc_reply_error(reply, ret, "%s '%s': " MIG_PLAINTEXT_REFUSED, what, uri);
+	case -EKEYREJECTED:
+		/* QEMU's qcrypto_tls_creds_check_endpoint() */
+		return rpc_reply_error(reply, ret, "Expected TLS credentials for a %s endpoint",
+				       server ? "server" : "client");
+	case -ENOKEY:
+		mig_session_get_tls(arg, &tp);
+		return rpc_reply_error(reply, ret,
+				       "TLS credentials '%s' could not be set up when the "
+				       "migrator started (its log says why): set tls-creds again",
+				       tp.creds);
+	default:
+		return rpc_reply_error(reply, ret, "%s '%s': %s", what, uri, strerror(-ret));
+	}
+}
 
 static int srv_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	const Cleave__Migrator__MigrateRequest *r = (const void *)req;
-	int ret = mig_session_migrate(arg, r->uri ? r->uri : "");
+	const char *uri = r->uri ? r->uri : "";
+	int ret = mig_session_migrate(arg, uri);
 
-	if (ret == -EBUSY)
-		return rpc_reply_error(reply, ret, "There's a migration process in progress");
-	if (ret == -EPERM)
-		return rpc_reply_error(reply, ret, "migrate to '%s': " MIG_PLAINTEXT_REFUSED,
-				       r->uri);
-	if (ret)
-		return rpc_reply_error(reply, ret, "migrate to '%s': %s", r->uri, strerror(-ret));
-	return 0;
+	return ret ? srv_start_error(arg, ret, "migrate to", uri, false, reply) : 0;
 }
 
 static int srv_incoming(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	const Cleave__Migrator__IncomingRequest *r = (const void *)req;
-	int ret = mig_session_incoming(arg, r->uri ? r->uri : "");
+	const char *uri = r->uri ? r->uri : "";
+	int ret = mig_session_incoming(arg, uri);
 
-	if (ret == -EBUSY)
-		return rpc_reply_error(reply, ret, "There's a migration process in progress");
-	if (ret == -EPERM)
-		return rpc_reply_error(reply, ret, "incoming on '%s': " MIG_PLAINTEXT_REFUSED,
-				       r->uri);
-	if (ret)
-		return rpc_reply_error(reply, ret, "incoming on '%s': %s", r->uri, strerror(-ret));
-	return 0;
+	return ret ? srv_start_error(arg, ret, "incoming on", uri, true, reply) : 0;
 }
 
 static int srv_cancel(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
@@ -166,6 +181,128 @@ static int srv_query_caps(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	return rpc_reply_set(reply, &c.base);
 }
 
+/* "" or NULL: @v fits in @size (the field it goes to), else -EINVAL naming @param. */
+static int srv_str(char *dst, size_t size, const char *param, const char *v, char *err,
+		   size_t errlen)
+{
+	int ret = mig_check_tls_string(param, v ? v : "", size, err, errlen);
+
+	if (!ret)
+		memcpy(dst, v ? v : "", strlen(v ? v : "") + 1); /* checked: it fits */
+	return ret;
+}
+
+/* tls-creds: off, cleave run's, or the object the monitor sent with it. */
+static int srv_tls_creds(void *arg, const Cleave__Migrator__Parameters *r,
+			 struct mig_tls_params *tp, char *err, size_t errlen)
+{
+	const Cleave__Migrator__TlsCreds *o = r->tls_creds_object;
+	struct mig_tls_params run;
+	char path[MIG_TLS_PATH_LEN + 16];
+	int ret = srv_str(tp->creds, sizeof(tp->creds), "tls-creds", r->tls_creds, err, errlen);
+
+	if (ret)
+		return ret;
+	tp->kind = MIG_TLS_NONE;
+	tp->endpoints = 0;
+	tp->path[0] = tp->username[0] = '\0';
+	if (!tp->creds[0])
+		return 0;
+	if (!strcmp(tp->creds, MIG_TLS_RUN_ID) && !mig_session_tls_preset(arg, &run)) {
+		tp->kind = run.kind;
+		tp->endpoints = run.endpoints;
+		memcpy(tp->path, run.path, sizeof(tp->path));
+		memcpy(tp->username, run.username, sizeof(tp->username));
+		return 0;
+	}
+	if (!o) {
+		snprintf(err, errlen, "No TLS credentials with id '%s'", tp->creds);
+		return -ENOENT;
+	}
+	/* QEMU's layout: a PSK object's keys are DIR/keys.psk. */
+	snprintf(path, sizeof(path), "%s%s", o->dir ? o->dir : "", o->psk ? "/keys.psk" : "");
+	ret = srv_str(tp->path, sizeof(tp->path), "dir", path, err, errlen);
+	if (!ret)
+		ret = srv_str(tp->username, sizeof(tp->username), "username", o->username, err,
+			      errlen);
+	if (ret)
+		return ret;
+	tp->kind = o->psk ? MIG_TLS_PSK : MIG_TLS_X509;
+	tp->endpoints = (o->client ? MIG_TLS_END_CLIENT : 0) | (o->server ? MIG_TLS_END_SERVER : 0);
+	return 0;
+}
+
+/* tls-authz: none, cleave run's list, or the object's rules. */
+static int srv_tls_authz(void *arg, const Cleave__Migrator__Parameters *r,
+			 struct mig_tls_params *tp, char *err, size_t errlen)
+{
+	const Cleave__Migrator__TlsAuthz *o = r->tls_authz_object;
+	struct mig_tls_params run;
+	int ret = srv_str(tp->authz, sizeof(tp->authz), "tls-authz", r->tls_authz, err, errlen);
+
+	if (ret)
+		return ret;
+	tp->nr_rules = 0;
+	tp->authz_allow = 1;
+	if (!tp->authz[0])
+		return 0;
+	if (!strcmp(tp->authz, MIG_TLS_RUN_ID) && !mig_session_tls_preset(arg, &run) &&
+	    run.authz[0]) {
+		tp->authz_allow = run.authz_allow;
+		tp->nr_rules = run.nr_rules;
+		memcpy(tp->rules, run.rules, sizeof(tp->rules));
+		return 0;
+	}
+	if (!o) {
+		snprintf(err, errlen, "Cannot find QAuthZ object ID %s", tp->authz);
+		return -ENOENT;
+	}
+	if (o->n_rules > MIG_TLS_MAX_RULES) {
+		snprintf(err, errlen, "Parameter 'rules' expects at most %d rules",
+			 MIG_TLS_MAX_RULES);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < o->n_rules; i++) {
+		ret = srv_str(tp->rules[i].match, sizeof(tp->rules[i].match), "match",
+			      o->rules[i]->match, err, errlen);
+		if (ret)
+			return ret;
+		tp->rules[i].allow = o->rules[i]->allow;
+		tp->rules[i].glob = o->rules[i]->glob;
+	}
+	tp->nr_rules = (uint32_t)o->n_rules;
+	tp->authz_allow = o->allow;
+	return 0;
+}
+
+/* The TLS members of a set request, checked and applied whole, or nothing. */
+static int srv_set_tls(void *arg, const Cleave__Migrator__Parameters *r, struct rpc_reply *reply)
+{
+	struct mig_tls_params *tp;
+	char err[512] = "";
+	int ret = 0;
+
+	if (!r->has_tls_creds && !r->has_tls_hostname && !r->has_tls_authz)
+		return 0;
+	tp = malloc(sizeof(*tp)); /* 18 KB: not on the RPC thread's stack */
+	if (!tp)
+		return -ENOMEM;
+	mig_session_get_tls(arg, tp);
+	if (r->has_tls_creds)
+		ret = srv_tls_creds(arg, r, tp, err, sizeof(err));
+	if (!ret && r->has_tls_hostname)
+		ret = srv_str(tp->hostname, sizeof(tp->hostname), "tls-hostname", r->tls_hostname,
+			      err, sizeof(err));
+	if (!ret && r->has_tls_authz)
+		ret = srv_tls_authz(arg, r, tp, err, sizeof(err));
+	if (!ret)
+		ret = mig_session_set_tls(arg, tp, err, sizeof(err));
+	free(tp);
+	if (ret)
+		return rpc_reply_error(reply, ret, "%s", err[0] ? err : strerror(-ret));
+	return 0;
+}
+
 static int srv_set_params(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	const Cleave__Migrator__Parameters *r = (const void *)req;
@@ -187,13 +324,23 @@ static int srv_set_params(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		ret = mig_check_downtime(p.downtime_limit, err, sizeof(err));
 	if (ret)
 		return rpc_reply_error(reply, ret, "%s", err);
+	/* TLS first: the only part that may still be refused. */
+	ret = srv_set_tls(arg, r, reply);
+	if (ret)
+		return ret;
 	return mig_session_set_params(arg, &p);
 }
 
 static int srv_query_params(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	Cleave__Migrator__Parameters m = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	Cleave__Migrator__TlsCreds creds = CLEAVE__MIGRATOR__TLS_CREDS__INIT;
+	Cleave__Migrator__TlsAuthz authz = CLEAVE__MIGRATOR__TLS_AUTHZ__INIT;
+	Cleave__Migrator__TlsAuthzRule rules[MIG_TLS_MAX_RULES];
+	Cleave__Migrator__TlsAuthzRule *rule_ptrs[MIG_TLS_MAX_RULES];
+	struct mig_tls_params *tp;
 	struct mig_params p;
+	int ret;
 
 	mig_session_get_params(arg, &p);
 	m.multifd_channels = p.multifd_channels;
@@ -202,7 +349,38 @@ static int srv_query_params(void *arg, const ProtobufCMessage *req, struct rpc_r
 	m.reconnect_timeout = p.reconnect_timeout;
 	m.has_multifd_channels = m.has_max_bandwidth = m.has_downtime_limit = true;
 	m.has_reconnect_timeout = true;
-	return rpc_reply_set(reply, &m.base);
+	tp = malloc(sizeof(*tp));
+	if (!tp)
+		return -ENOMEM;
+	mig_session_get_tls(arg, tp);
+	m.tls_creds = tp->creds;
+	m.tls_hostname = tp->hostname;
+	m.tls_authz = tp->authz;
+	m.has_tls_creds = m.has_tls_hostname = m.has_tls_authz = true;
+	if (tp->creds[0]) {
+		creds.psk = tp->kind == MIG_TLS_PSK;
+		creds.path = tp->path;
+		creds.client = tp->endpoints & MIG_TLS_END_CLIENT;
+		creds.server = tp->endpoints & MIG_TLS_END_SERVER;
+		creds.username = tp->username;
+		m.tls_creds_object = &creds;
+	}
+	if (tp->authz[0]) {
+		for (uint32_t i = 0; i < tp->nr_rules; i++) {
+			cleave__migrator__tls_authz_rule__init(&rules[i]);
+			rules[i].match = tp->rules[i].match;
+			rules[i].allow = tp->rules[i].allow;
+			rules[i].glob = tp->rules[i].glob;
+			rule_ptrs[i] = &rules[i];
+		}
+		authz.allow = tp->authz_allow;
+		authz.n_rules = tp->nr_rules;
+		authz.rules = rule_ptrs;
+		m.tls_authz_object = &authz;
+	}
+	ret = rpc_reply_set(reply, &m.base);
+	free(tp);
+	return ret;
 }
 
 static const struct rpc_method migrator_methods[] = {

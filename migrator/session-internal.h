@@ -79,6 +79,14 @@ struct mig_session {
 	pthread_t worker;
 	bool worker_live; /* worker started and not joined yet */
 	unsigned int incoming_port;
+	/*
+	 * The TLS context built from rec->tls on env.tls's credentials, or
+	 * NULL (plaintext, or tls_broken).  Replaced only when no job exists
+	 * (mig_session_set_tls reaps first), so the jobs read it without the
+	 * lock: it was set before their thread started.
+	 */
+	struct mig_tls *tls;
+	bool tls_broken; /* rec->tls names credentials that could not be set up */
 
 	struct mig_counters ctr; /* reset when a job starts */
 };

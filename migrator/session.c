@@ -17,6 +17,7 @@
 #include "log/log.h"
 #include "migrator/job.h"
 #include "migrator/session-internal.h"
+#include "migrator/tls.h"
 #include "migrator/wire.h"
 
 static const char *const status_names[] = {
@@ -325,10 +326,76 @@ static void rec_settings_default(struct mig_record *rec)
 			 __ATOMIC_RELAXED);
 }
 
+/* "/a//b/" -> "/a/b": paths compare as cleave run wrote them (absolute, resolved). */
+static void tls_path_normalize(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+
+	for (; *in && n + 1 < len; in++)
+		if (*in != '/' || !n || out[n - 1] != '/')
+			out[n++] = *in;
+	while (n > 1 && out[n - 1] == '/')
+		n--;
+	out[n] = '\0';
+}
+
+/*
+ * The context @p asks for, on the credentials cleave run gave (the only
+ * ones the sandbox let this process read, before its filter went in).
+ * *out NULL: no TLS.
+ */
+static int session_tls_build(struct mig_session *s, const struct mig_tls_params *p,
+			     struct mig_tls **out, char *err, size_t errlen)
+{
+	const struct mig_tls *base = s->env.tls;
+	char want[MIG_TLS_PATH_LEN], have[MIG_TLS_PATH_LEN];
+	bool psk = p->kind == MIG_TLS_PSK;
+	int ret;
+
+	*out = NULL;
+	if (!p->creds[0])
+		return 0;
+	if ((p->kind != MIG_TLS_X509 && p->kind != MIG_TLS_PSK) || !p->endpoints ||
+	    p->endpoints & ~(MIG_TLS_END_CLIENT | MIG_TLS_END_SERVER)) {
+		snprintf(err, errlen, "TLS credentials '%s': bad kind or endpoint", p->creds);
+		return -EINVAL;
+	}
+	tls_path_normalize(p->path, want, sizeof(want));
+	if (base)
+		tls_path_normalize(mig_tls_path(base), have, sizeof(have));
+	if (!base || strcmp(want, have) || psk != !strcmp(mig_tls_kind(base), "psk")) {
+		snprintf(err, errlen,
+			 "TLS credentials %s '%s' was not given to cleave run (%s): the "
+			 "migrator's sandbox cannot read it%s%s%s",
+			 psk ? "file" : "directory", want,
+			 psk ? "--migrate-tls-psk" : "--migrate-tls-x509",
+			 base ? " (cleave run was given '" : "", base ? mig_tls_path(base) : "",
+			 base ? "')" : "");
+		return -ENOENT;
+	}
+	ret = mig_tls_derive(out, base, p, err, errlen);
+	return ret;
+}
+
+/* The record's strings end within their fields (a record is also read after a restart). */
+static bool tls_params_valid(const struct mig_tls_params *p)
+{
+	if (!memchr(p->creds, 0, sizeof(p->creds)) ||
+	    !memchr(p->hostname, 0, sizeof(p->hostname)) ||
+	    !memchr(p->authz, 0, sizeof(p->authz)) || !memchr(p->path, 0, sizeof(p->path)) ||
+	    !memchr(p->username, 0, sizeof(p->username)) || p->nr_rules > MIG_TLS_MAX_RULES)
+		return false;
+	for (uint32_t i = 0; i < p->nr_rules; i++)
+		if (!memchr(p->rules[i].match, 0, sizeof(p->rules[i].match)))
+			return false;
+	return true;
+}
+
 int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 {
 	struct mig_session *s;
-	bool locked;
+	bool locked, created;
+	char err[512] = "";
 	int ret;
 
 	if (!env->ctl || !env->ctl->hdr || !env->ram || !env->ops || !env->ops->run_state)
@@ -338,12 +405,27 @@ int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 		return -ENOMEM;
 	s->env = *env;
 	s->io_timeout_ms = env->io_timeout_ms ? env->io_timeout_ms : MIG_DEFAULT_IO_TIMEOUT_MS;
-	ret = mig_record_open(&s->rec, env->ctl);
+	ret = mig_record_open(&s->rec, env->ctl, &created);
 	if (ret)
 		goto err_free;
 	locked = rec_lock(s);
-	if (s->rec->role == MIG_ROLE_NONE)
+	/* A restarted migrator keeps the settings of the moment, TLS's included. */
+	if (created) {
 		rec_settings_default(s->rec);
+		if (env->tls)
+			mig_tls_preset(env->tls,
+				       &s->rec->tls); /* cleave run's: in use from the start */
+	}
+	if (!tls_params_valid(&s->rec->tls)) {
+		log_err("session record: TLS settings malformed; tls-creds cleared");
+		memset(&s->rec->tls, 0, sizeof(s->rec->tls));
+	}
+	ret = session_tls_build(s, &s->rec->tls, &s->tls, err, sizeof(err));
+	if (ret) {
+		/* Kept, and refused by migrate: never plaintext in their place. */
+		log_err("tls-creds '%s': %s", s->rec->tls.creds, err[0] ? err : strerror(-ret));
+		s->tls_broken = true;
+	}
 	rec_unlock(s, locked);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
@@ -395,6 +477,7 @@ void mig_session_free(struct mig_session *s)
 		return;
 	mig_session_cancel(s);
 	session_reap(s);
+	mig_tls_free(s->tls);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -438,26 +521,39 @@ static bool session_busy(struct mig_session *s)
 	return busy;
 }
 
-/* Plaintext leaves the host only when the operator said so (docs/MIGRATION.md). */
-static bool session_may_use(const struct mig_session *s, const char *uri)
+/*
+ * Caller holds s->lock.  TLS is used iff tls-creds is set (QEMU's rule),
+ * with credentials for this end; plaintext leaves the host only when the
+ * operator said so (docs/MIGRATION.md).
+ */
+static int session_may_use(const struct mig_session *s, const char *uri, enum mig_role role)
 {
 	char host[256];
 
+	if (s->tls_broken)
+		return -ENOKEY;
+	if (s->tls)
+		return mig_tls_serves(s->tls, role == MIG_ROLE_DEST) ? 0 : -EKEYREJECTED;
 	/* A URI that does not parse is refused later, with -EINVAL. */
 	if (mig_uri_host(uri, host, sizeof(host)))
-		return true;
-	return s->env.tls || s->env.insecure_plaintext || mig_uri_is_loopback(uri);
+		return 0;
+	return s->env.insecure_plaintext || mig_uri_is_loopback(uri) ? 0 : -EPERM;
 }
 
 /* Checks, reaps the last job, resets for a new one of @role: on 0 the caller holds s->lock. */
 static int session_begin(struct mig_session *s, const char *uri, enum mig_role role)
 {
-	if (!session_may_use(s, uri))
-		return -EPERM;
+	int ret;
+
 	if (session_busy(s))
 		return -EBUSY;
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
+	ret = session_may_use(s, uri, role);
+	if (ret) {
+		pthread_mutex_unlock(&s->lock);
+		return ret;
+	}
 	job_reset_locked(s, role);
 	return 0;
 }
@@ -655,6 +751,64 @@ int mig_session_set_params(struct mig_session *s, const struct mig_params *param
 	__atomic_store_n(&rec->reconnect_timeout, params->reconnect_timeout, __ATOMIC_RELAXED);
 	rec_unlock(s, locked);
 	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int mig_session_tls_preset(struct mig_session *s, struct mig_tls_params *p)
+{
+	if (!s->env.tls)
+		return -ENOENT;
+	mig_tls_preset(s->env.tls, p);
+	return 0;
+}
+
+void mig_session_get_tls(struct mig_session *s, struct mig_tls_params *p)
+{
+	bool locked;
+
+	pthread_mutex_lock(&s->lock);
+	locked = rec_lock(s);
+	*p = s->rec->tls;
+	rec_unlock(s, locked);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mig_session_set_tls(struct mig_session *s, const struct mig_tls_params *p, char *err,
+			size_t errlen)
+{
+	struct mig_tls *tls = NULL, *old;
+	bool locked;
+	int ret;
+
+	if (!tls_params_valid(p)) {
+		snprintf(err, errlen, "malformed TLS settings");
+		return -EINVAL;
+	}
+	ret = session_tls_build(s, p, &tls, err, errlen);
+	if (ret)
+		return ret;
+	/* A running job (or a listening destination) keeps the context it started with. */
+	if (session_busy(s)) {
+		mig_tls_free(tls);
+		snprintf(err, errlen, "There's a migration process in progress");
+		return -EBUSY;
+	}
+	session_reap(s);
+	pthread_mutex_lock(&s->lock);
+	if (s->job) {
+		pthread_mutex_unlock(&s->lock);
+		mig_tls_free(tls);
+		snprintf(err, errlen, "There's a migration process in progress");
+		return -EBUSY;
+	}
+	old = s->tls;
+	s->tls = tls;
+	s->tls_broken = false;
+	locked = rec_lock(s);
+	s->rec->tls = *p;
+	rec_unlock(s, locked);
+	pthread_mutex_unlock(&s->lock);
+	mig_tls_free(old);
 	return 0;
 }
 

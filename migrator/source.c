@@ -445,7 +445,7 @@ static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
  */
 static int src_tls_connect(struct mig_src *src, int fd, const char *what)
 {
-	const struct mig_tls *tls = src->s->env.tls;
+	const struct mig_tls *tls = src->s->tls;
 	char host[256], err[512];
 	int ret;
 

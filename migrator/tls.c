@@ -6,6 +6,7 @@
  * authenticates afresh).
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <poll.h>
@@ -18,11 +19,11 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "migrator/record.h"
 #include "migrator/tls.h"
 
 #define TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 #define TLS_PRIO_PSK  "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
-#define TLS_MAX_AUTHZ 64
 #define TLS_EXPORTER  "EXPORTER-cleave-migration-channel"
 
 struct tls_psk_key {
@@ -30,18 +31,29 @@ struct tls_psk_key {
 	gnutls_datum_t key; /* binary (keys.psk holds it in hex) */
 };
 
-/* Immutable after mig_tls_load: shared by every connection of the process. */
+/*
+ * Immutable after mig_tls_load / mig_tls_derive: shared by every connection
+ * that uses it.  A derived one borrows its base's credentials (the base
+ * outlives it) and has its own settings.
+ */
 struct mig_tls {
 	bool psk;
+	const struct mig_tls *base; /* NULL: loaded here, owns the credentials below */
 	/* x509: whichever of the two ends the directory holds (a migrator may be either). */
 	gnutls_certificate_credentials_t server, client;
 	/* PSK */
 	gnutls_psk_server_credentials_t psk_server;
-	gnutls_psk_client_credentials_t psk_client;
+	gnutls_psk_client_credentials_t psk_client; /* always owned: bound to one identity */
 	struct tls_psk_key *keys;
 	size_t nr_keys;
-	char *authz[TLS_MAX_AUTHZ]; /* empty: any peer the credentials accept */
-	size_t nr_authz;
+	char *path;		/* what was loaded: the x509 directory or the PSK file */
+	char *identity;		/* the source's PSK identity, NULL: "qemu" */
+	unsigned int endpoints; /* MIG_TLS_END_* this context may serve */
+	/* Authorization: the first rule that matches decides, else authz_allow. */
+	struct mig_tls_rule *rules;
+	size_t nr_rules;
+	bool authz_allow;
+	char *authz_id; /* tls-authz, for messages; NULL or "" when none */
 	char *hostname;
 };
 
@@ -208,14 +220,24 @@ static const struct tls_psk_key *psk_find(const struct mig_tls *t, const char *i
 	return NULL;
 }
 
+/* QEMU's authz-list check: the first matching rule's policy, else the default. */
 static bool authorized(const struct mig_tls *t, const char *who)
 {
-	if (!t->nr_authz)
-		return true;
-	for (size_t i = 0; i < t->nr_authz; i++)
-		if (!strcmp(t->authz[i], who))
-			return true;
-	return false;
+	for (size_t i = 0; i < t->nr_rules; i++) {
+		const struct mig_tls_rule *r = &t->rules[i];
+
+		if (r->glob ? !fnmatch(r->match, who, 0) : !strcmp(r->match, who))
+			return r->allow;
+	}
+	return t->authz_allow;
+}
+
+/* " (tls-authz 'ID')" when a QMP authorization object decided, else "". */
+static void authz_suffix(const struct mig_tls *t, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (t->authz_id && t->authz_id[0] && t->authz_id[0] != '#')
+		snprintf(buf, len, " (tls-authz '%s')", t->authz_id);
 }
 
 /* The server's key lookup: the identity must be in keys.psk (and authorized). */
@@ -223,10 +245,12 @@ static int psk_server_key(gnutls_session_t s, const char *identity, gnutls_datum
 {
 	const struct mig_tls *t = gnutls_session_get_ptr(s);
 	const struct tls_psk_key *k = psk_find(t, identity);
+	char why[96];
 
 	if (!k || !authorized(t, identity)) {
-		snprintf(verify_err, sizeof(verify_err), "PSK identity '%s' is %s", identity,
-			 k ? "not authorized" : "unknown");
+		authz_suffix(t, why, sizeof(why));
+		snprintf(verify_err, sizeof(verify_err), "PSK identity '%s' is %s%s", identity,
+			 k ? "not authorized" : "unknown", k ? why : "");
 		return -1;
 	}
 	key->data = gnutls_malloc(k->key.size);
@@ -237,10 +261,26 @@ static int psk_server_key(gnutls_session_t s, const char *identity, gnutls_datum
 	return 0;
 }
 
+/* As the source: @identity's key, if the keys hold it (else t has no client end). */
+static int psk_client_set(struct mig_tls *t, const char *identity, char *err, size_t errlen)
+{
+	const struct tls_psk_key *mine = psk_find(t, identity);
+
+	if (!mine)
+		return 0;
+	if (gnutls_psk_allocate_client_credentials(&t->psk_client))
+		return -ENOMEM;
+	if (gnutls_psk_set_client_credentials(t->psk_client, identity, &mine->key,
+					      GNUTLS_PSK_KEY_RAW) < 0) {
+		snprintf(err, errlen, "the key of '%s' is not valid", identity);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int load_psk(struct mig_tls *t, const struct mig_tls_config *cfg, char *err, size_t errlen)
 {
 	const char *identity = cfg->psk_identity ? cfg->psk_identity : "qemu";
-	const struct tls_psk_key *mine;
 	FILE *f = fopen(cfg->psk_file, "re");
 	char line[1024];
 
@@ -287,23 +327,10 @@ static int load_psk(struct mig_tls *t, const struct mig_tls_config *cfg, char *e
 		snprintf(err, errlen, "%s: no keys", cfg->psk_file);
 		return -EINVAL;
 	}
-	if (gnutls_psk_allocate_server_credentials(&t->psk_server) ||
-	    gnutls_psk_allocate_client_credentials(&t->psk_client))
+	if (gnutls_psk_allocate_server_credentials(&t->psk_server))
 		return -ENOMEM;
 	gnutls_psk_set_server_credentials_function(t->psk_server, psk_server_key);
-	/* As the source: our identity's key, if the file holds it. */
-	mine = psk_find(t, identity);
-	if (mine && gnutls_psk_set_client_credentials(t->psk_client, identity, &mine->key,
-						      GNUTLS_PSK_KEY_RAW) < 0) {
-		snprintf(err, errlen, "%s: the key of '%s' is not valid hex", cfg->psk_file,
-			 identity);
-		return -EINVAL;
-	}
-	if (!mine) {
-		gnutls_psk_free_client_credentials(t->psk_client);
-		t->psk_client = NULL;
-	}
-	return 0;
+	return psk_client_set(t, identity, err, errlen);
 }
 
 int mig_tls_load(struct mig_tls **out, const struct mig_tls_config *cfg, char *err, size_t errlen)
@@ -315,29 +342,54 @@ int mig_tls_load(struct mig_tls **out, const struct mig_tls_config *cfg, char *e
 		snprintf(err, errlen, "TLS needs exactly one of an x509 directory and a PSK file");
 		return -EINVAL;
 	}
+	/* What the session record holds of them must fit there (mig-limits.h). */
+	if (mig_check_tls_string("tls-x509-dir", cfg->x509_dir ? cfg->x509_dir : "",
+				 MIG_TLS_PATH_LEN, err, errlen) ||
+	    mig_check_tls_string("tls-psk-file", cfg->psk_file ? cfg->psk_file : "",
+				 MIG_TLS_PATH_LEN, err, errlen) ||
+	    mig_check_tls_string("tls-hostname", cfg->hostname ? cfg->hostname : "",
+				 MIG_TLS_HOSTNAME_LEN, err, errlen) ||
+	    mig_check_tls_string("tls-psk-identity", cfg->psk_identity ? cfg->psk_identity : "",
+				 MIG_TLS_ID_LEN, err, errlen))
+		return -EINVAL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->psk = cfg->psk_file != NULL;
+	t->endpoints = MIG_TLS_END_CLIENT | MIG_TLS_END_SERVER;
+	t->authz_allow = true;
 	ret = t->psk ? load_psk(t, cfg, err, errlen) : load_x509(t, cfg->x509_dir, err, errlen);
+	if (!ret && !(t->path = strdup(t->psk ? cfg->psk_file : cfg->x509_dir)))
+		ret = -ENOMEM;
+	if (!ret && cfg->psk_identity && !(t->identity = strdup(cfg->psk_identity)))
+		ret = -ENOMEM;
 	if (!ret && cfg->hostname && !(t->hostname = strdup(cfg->hostname)))
 		ret = -ENOMEM;
 	if (!ret && cfg->authz) {
 		char *list = strdup(cfg->authz), *save = NULL, *tok;
 
+		/* An allow list: only the names given (exact), nobody else. */
+		t->rules = calloc(MIG_TLS_MAX_RULES, sizeof(*t->rules));
+		t->authz_allow = false;
+		if (!list || !t->rules)
+			ret = -ENOMEM;
 		/* Names hold commas ("CN=a,O=b"): entries are separated by ';' or by newlines. */
-		for (tok = list ? strtok_r(list, ";\n", &save) : NULL; tok && !ret;
+		for (tok = ret ? NULL : strtok_r(list, ";\n", &save); tok && !ret;
 		     tok = strtok_r(NULL, ";\n", &save)) {
-			if (t->nr_authz == TLS_MAX_AUTHZ) {
+			if (t->nr_rules == MIG_TLS_MAX_RULES) {
 				snprintf(err, errlen, "more than %d authorized names",
-					 TLS_MAX_AUTHZ);
+					 MIG_TLS_MAX_RULES);
 				ret = -E2BIG;
-			} else if (!(t->authz[t->nr_authz++] = strdup(tok))) {
-				ret = -ENOMEM;
+			} else if (strlen(tok) >= MIG_TLS_MATCH_LEN) {
+				snprintf(err, errlen, "an authorized name is longer than %d bytes",
+					 MIG_TLS_MATCH_LEN - 1);
+				ret = -E2BIG;
+			} else {
+				t->rules[t->nr_rules].allow = 1;
+				snprintf(t->rules[t->nr_rules++].match, MIG_TLS_MATCH_LEN, "%s",
+					 tok);
 			}
 		}
-		if (!list)
-			ret = -ENOMEM;
 		free(list);
 	}
 	if (ret) {
@@ -354,23 +406,102 @@ void mig_tls_free(struct mig_tls *t)
 {
 	if (!t)
 		return;
-	if (t->server)
-		gnutls_certificate_free_credentials(t->server);
-	if (t->client)
-		gnutls_certificate_free_credentials(t->client);
-	if (t->psk_server)
-		gnutls_psk_free_server_credentials(t->psk_server);
 	if (t->psk_client)
 		gnutls_psk_free_client_credentials(t->psk_client);
-	for (size_t i = 0; i < t->nr_keys; i++) {
-		free(t->keys[i].identity);
-		gnutls_free(t->keys[i].key.data);
+	if (!t->base) {
+		if (t->server)
+			gnutls_certificate_free_credentials(t->server);
+		if (t->client)
+			gnutls_certificate_free_credentials(t->client);
+		if (t->psk_server)
+			gnutls_psk_free_server_credentials(t->psk_server);
+		for (size_t i = 0; i < t->nr_keys; i++) {
+			free(t->keys[i].identity);
+			gnutls_free(t->keys[i].key.data);
+		}
+		free(t->keys);
 	}
-	free(t->keys);
-	for (size_t i = 0; i < t->nr_authz; i++)
-		free(t->authz[i]);
+	free(t->rules);
+	free(t->path);
+	free(t->identity);
+	free(t->authz_id);
 	free(t->hostname);
 	free(t);
+}
+
+int mig_tls_derive(struct mig_tls **out, const struct mig_tls *base, const struct mig_tls_params *p,
+		   char *err, size_t errlen)
+{
+	struct mig_tls *t;
+	int ret = 0;
+
+	if (base->base)
+		base = base->base;
+	if (p->nr_rules > MIG_TLS_MAX_RULES) {
+		snprintf(err, errlen, "more than %d authorization rules", MIG_TLS_MAX_RULES);
+		return -E2BIG;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->base = base;
+	t->psk = base->psk;
+	t->server = base->server;
+	t->client = base->client;
+	t->psk_server = base->psk_server;
+	t->keys = base->keys;
+	t->nr_keys = base->nr_keys;
+	t->endpoints = p->endpoints;
+	t->authz_allow = !p->authz[0] || p->authz_allow;
+	if (p->authz[0] && p->nr_rules) {
+		t->rules = calloc(p->nr_rules, sizeof(*t->rules));
+		if (t->rules)
+			memcpy(t->rules, p->rules, p->nr_rules * sizeof(*t->rules));
+		t->nr_rules = p->nr_rules;
+	}
+	t->authz_id = strdup(p->authz);
+	t->hostname = p->hostname[0] ? strdup(p->hostname) : NULL;
+	t->identity = p->username[0] ? strdup(p->username) : NULL;
+	t->path = strdup(base->path);
+	if ((p->authz[0] && p->nr_rules && !t->rules) || !t->authz_id || !t->path ||
+	    (p->hostname[0] && !t->hostname) || (p->username[0] && !t->identity))
+		ret = -ENOMEM;
+	if (!ret && t->psk)
+		ret = psk_client_set(t, t->identity ? t->identity : "qemu", err, errlen);
+	if (ret) {
+		if (ret == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+		mig_tls_free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+void mig_tls_preset(const struct mig_tls *t, struct mig_tls_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->creds, sizeof(p->creds), "%s", MIG_TLS_RUN_ID);
+	snprintf(p->hostname, sizeof(p->hostname), "%s", t->hostname ? t->hostname : "");
+	snprintf(p->authz, sizeof(p->authz), "%s", t->nr_rules ? MIG_TLS_RUN_ID : "");
+	p->kind = t->psk ? MIG_TLS_PSK : MIG_TLS_X509;
+	p->endpoints = t->endpoints;
+	snprintf(p->path, sizeof(p->path), "%s", t->path);
+	snprintf(p->username, sizeof(p->username), "%s", t->identity ? t->identity : "");
+	p->authz_allow = t->authz_allow;
+	p->nr_rules = (uint32_t)t->nr_rules;
+	if (t->nr_rules)
+		memcpy(p->rules, t->rules, t->nr_rules * sizeof(*t->rules));
+}
+
+const char *mig_tls_path(const struct mig_tls *t)
+{
+	return t->path;
+}
+
+bool mig_tls_serves(const struct mig_tls *t, bool server)
+{
+	return t->endpoints & (server ? MIG_TLS_END_SERVER : MIG_TLS_END_CLIENT);
 }
 
 const char *mig_tls_kind(const struct mig_tls *t)
@@ -472,9 +603,13 @@ static int peer_authorized(gnutls_session_t s, char *err, size_t errlen)
 		const char *who = gnutls_psk_server_get_username(s);
 
 		ok = who && authorized(t, who);
-		if (!ok)
-			snprintf(err, errlen, "TLS: PSK identity '%s' is not authorized",
-				 who ? who : "?");
+		if (!ok) {
+			char why[96];
+
+			authz_suffix(t, why, sizeof(why));
+			snprintf(err, errlen, "TLS: PSK identity '%s' is not authorized%s",
+				 who ? who : "?", why);
+		}
 		return ok ? 0 : -EACCES;
 	}
 	certs = gnutls_certificate_get_peers(s, &n);
@@ -490,9 +625,13 @@ static int peer_authorized(gnutls_session_t s, char *err, size_t errlen)
 		return -EACCES;
 	}
 	ok = authorized(t, (const char *)dn.data);
-	if (!ok)
-		snprintf(err, errlen, "TLS: certificate '%s' is not in the authorization list",
-			 (const char *)dn.data);
+	if (!ok) {
+		char why[96];
+
+		authz_suffix(t, why, sizeof(why));
+		snprintf(err, errlen, "TLS: certificate '%s' is not in the authorization list%s",
+			 (const char *)dn.data, why);
+	}
 	gnutls_free(dn.data);
 	return ok ? 0 : -EACCES;
 }

@@ -40,9 +40,24 @@ struct mig_tls_config {
 
 struct mig_tls;
 
+struct mig_tls_params;
+
 int mig_tls_load(struct mig_tls **out, const struct mig_tls_config *cfg, char *err, size_t errlen);
+/*
+ * A context on @base's credentials (no file is read) with the settings of
+ * @p (record.h: the ends it serves, tls-hostname, the PSK username,
+ * tls-authz's rules).  @base must outlive it; mig_tls_free() frees it.
+ */
+int mig_tls_derive(struct mig_tls **out, const struct mig_tls *base, const struct mig_tls_params *p,
+		   char *err, size_t errlen);
+/* @p: the settings @t was loaded with (cleave run's), as the record keeps them. */
+void mig_tls_preset(const struct mig_tls *t, struct mig_tls_params *p);
 void mig_tls_free(struct mig_tls *t);
 const char *mig_tls_kind(const struct mig_tls *t); /* "x509" or "psk" */
+/* The x509 directory or PSK file @t's credentials were loaded from. */
+const char *mig_tls_path(const struct mig_tls *t);
+/* True when @t may serve the destination (@server) or the source end. */
+bool mig_tls_serves(const struct mig_tls *t, bool server);
 
 /*
  * Client handshake on a connected socket (the source; @hostname: what the

@@ -330,8 +330,8 @@ static void test_resolve_refused(void **state)
 /*
  * The record is the session's one store: what the session uses and shows is
  * what the record holds, whoever wrote it, and a restarted migrator (a
- * second session on the same control segment) shows the same.  A record of
- * no session gives a new process the defaults.
+ * second session on the same control segment) shows the same, settings
+ * included even with no session recorded.  A new record gives the defaults.
  */
 static void test_record_is_the_store(void **state)
 {
@@ -375,10 +375,25 @@ static void test_record_is_the_store(void **state)
 	assert_int_equal(p.max_bandwidth, 12345);
 	mig_session_free(again);
 
-	/* No session recorded: a new process starts from the defaults. */
+	/*
+	 * No session recorded: a restarted migrator still keeps the settings
+	 * (set for the next migration, which a restart must not undo).
+	 */
 	assert_int_equal(mig_record_lock(rec), 0);
 	rec->role = MIG_ROLE_NONE;
 	rec->status = MIG_STATUS_NONE;
+	mig_record_unlock(rec);
+	assert_int_equal(mig_session_alloc(&again, &s->env), 0);
+	mig_session_get_params(again, &p);
+	mig_session_get_caps(again, &caps);
+	assert_int_equal(p.max_bandwidth, 12345);
+	assert_int_equal(p.downtime_limit, 77);
+	assert_true(caps.events && caps.auto_converge);
+	mig_session_free(again);
+
+	/* A new record (the launcher's zeroed area): the defaults. */
+	assert_int_equal(mig_record_lock(rec), 0);
+	rec->magic = 0;
 	mig_record_unlock(rec);
 	assert_int_equal(mig_session_alloc(&again, &s->env), 0);
 	mig_session_get_params(again, &p);
