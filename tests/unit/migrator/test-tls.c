@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -394,6 +395,265 @@ static void test_plaintext_off_host(void **state)
 	mig_tls_free(tls);
 }
 
+/*
+ * QMP's way (docs/MIGRATION.md, "Authentication"): the session's TLS
+ * settings as migrate-set-parameters leaves them in the record — an
+ * object per end of the one credentials directory cleave run gave, its
+ * endpoint, tls-authz's rules.
+ */
+struct qmp_tls {
+	const char *creds;	/* tls-creds id, "" off */
+	unsigned int endpoints; /* MIG_TLS_END_* */
+	const char *path;	/* the object's directory */
+	const char *authz;	/* tls-authz id, or NULL */
+	bool authz_allow;	/* policy when no rule matches */
+	const struct mig_tls_rule *rules;
+	unsigned int nr_rules;
+};
+
+static int qmp_tls_set(struct tvm *t, const struct qmp_tls *q, char *err, size_t len)
+{
+	struct mig_tls_params *p = calloc(1, sizeof(*p));
+	int ret;
+
+	assert_non_null(p);
+	mig_session_get_tls(t->s, p);
+	memset(p, 0, sizeof(*p));
+	snprintf(p->creds, sizeof(p->creds), "%s", q->creds);
+	if (q->creds[0]) {
+		p->kind = MIG_TLS_X509;
+		p->endpoints = q->endpoints;
+		snprintf(p->path, sizeof(p->path), "%s", q->path);
+	}
+	if (q->authz) {
+		snprintf(p->authz, sizeof(p->authz), "%s", q->authz);
+		p->authz_allow = q->authz_allow;
+		p->nr_rules = q->nr_rules;
+		memcpy(p->rules, q->rules, q->nr_rules * sizeof(*q->rules));
+	}
+	ret = mig_session_set_tls(t->s, p, err, len);
+	free(p);
+	return ret;
+}
+
+/*
+ * Two VMs whose migrators were given @dir (cleave run's credentials, in
+ * use from the start) and are then set as @src and @dst say; the
+ * destination listens.
+ */
+static struct pair *qmp_pair_new(const char *dir, const struct qmp_tls *src,
+				 const struct qmp_tls *dst)
+{
+	struct mig_tls_config c = {.x509_dir = dir};
+	struct pair *p = calloc(1, sizeof(*p));
+	struct mig_tls_params tp;
+	char err[512] = "";
+
+	assert_non_null(p);
+	p->src_tls = load(&c);
+	p->dst_tls = load(&c);
+	assert_int_equal(tvm_init_tls(&p->src, &layout, NULL, 1000, p->src_tls), 0);
+	assert_int_equal(tvm_init_tls(&p->dst, &layout, NULL, 1000, p->dst_tls), 0);
+	/* cleave run's credentials are in use until QMP says otherwise. */
+	mig_session_get_tls(p->src.s, &tp);
+	assert_string_equal(tp.creds, MIG_TLS_RUN_ID);
+	assert_string_equal(tp.path, dir);
+	if (qmp_tls_set(&p->src, src, err, sizeof(err)) ||
+	    qmp_tls_set(&p->dst, dst, err, sizeof(err)))
+		fail_msg("set TLS: %s", err);
+	for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
+		struct mig_params prm;
+
+		mig_session_get_params(t->s, &prm);
+		prm.reconnect_timeout = 0;
+		assert_int_equal(mig_session_set_params(t->s, &prm), 0);
+	}
+	assert_int_equal(mig_session_incoming(p->dst.s, "tcp:127.0.0.1:0"), 0);
+	snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%u", mig_session_incoming_port(p->dst.s));
+	tvm_fill(&p->src, 0, 0, R0_PAGES / 2, false);
+	return p;
+}
+
+/* authz-list: a glob that admits the source, deny by default; and an exact deny before it. */
+static const struct mig_tls_rule rules_admit[] = {
+	{.allow = 0, .glob = 0, .match = "CN=intruder,O=cleave tests"},
+	{.allow = 1, .glob = 1, .match = "CN=source,*"},
+};
+/* authz-simple of another identity. */
+static const struct mig_tls_rule rules_other[] = {
+	{.allow = 1, .glob = 0, .match = "CN=someone else"},
+};
+
+/*
+ * A migration configured only through the QMP-level parameters completes
+ * over TLS: the destination with a server object and an authz-list that a
+ * glob rule of it admits the source by; a plaintext peer is refused by it.
+ */
+static void test_qmp_params_migration(void **state)
+{
+	const char *dir = creds("qmp", &good);
+	const struct qmp_tls src = {"tls0", MIG_TLS_END_CLIENT, dir, NULL, false, NULL, 0};
+	const struct qmp_tls dst = {"tls0", MIG_TLS_END_SERVER, dir, "auth0",
+				    false,  rules_admit,	2};
+	struct pair *p = qmp_pair_new(dir, &src, &dst);
+	struct mig_tls_params tp;
+	struct tvm plain;
+
+	(void)state;
+	/* The destination wants TLS: a plaintext source is refused. */
+	assert_int_equal(tvm_init_tls(&plain, &layout, NULL, 1000, NULL), 0);
+	{
+		struct mig_params prm;
+
+		mig_session_get_params(plain.s, &prm);
+		prm.reconnect_timeout = 0;
+		assert_int_equal(mig_session_set_params(plain.s, &prm), 0);
+	}
+	assert_int_equal(mig_session_migrate(plain.s, p->uri), 0);
+	assert_int_equal(mig_session_wait(plain.s, 10000), 0);
+	{
+		struct mig_info info;
+
+		mig_session_query(plain.s, &info);
+		assert_int_equal(info.status, MIG_STATUS_FAILED);
+	}
+	tvm_fini(&plain);
+	migrate_ok(p);
+	assert_non_null(p->src.s->tls); /* it went over TLS */
+	mig_session_get_tls(p->dst.s, &tp);
+	assert_string_equal(tp.creds, "tls0");
+	assert_string_equal(tp.authz, "auth0");
+	assert_int_equal(tp.nr_rules, 2);
+	pair_free(p);
+}
+
+/* tls-authz that does not admit the source: refused, the cause named on the source. */
+static void test_qmp_params_wrong_authz(void **state)
+{
+	const char *dir = creds("qmp", &good);
+	const struct qmp_tls src = {"tls0", MIG_TLS_END_CLIENT, dir, NULL, false, NULL, 0};
+	const struct qmp_tls dst = {"tls1", MIG_TLS_END_SERVER, dir, "auth0",
+				    false,  rules_other,	1};
+	struct pair *p = qmp_pair_new(dir, &src, &dst);
+	struct mig_info info;
+
+	char logp[128], *text = NULL;
+	int saved, fd;
+
+	(void)state;
+	/* The destination names the cause in its log (the source only sees the alert). */
+	snprintf(logp, sizeof(logp), "%s/authz.log", scratch);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	migrate_refused(p, "Key was rejected");
+	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 5000; test_sleep_ms(10)) {
+		free(text);
+		text = test_file_read(logp);
+		if (strstr(text, "(tls-authz 'auth0')"))
+			break;
+	}
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	fprintf(stderr, "%s", text);
+	assert_non_null(strstr(text, "certificate 'CN=source,O=cleave tests' is not in the "
+				     "authorization list (tls-authz 'auth0')"));
+	free(text);
+	unlink(logp);
+	mig_session_query(p->dst.s, &info);
+	assert_int_equal(info.status, MIG_STATUS_NONE);
+	pair_free(p);
+}
+
+/*
+ * What set-parameters and migrate refuse: a directory cleave run was not
+ * given (the sandbox cannot read it), credentials of the other end (QEMU's
+ * endpoint check), and, with tls-creds turned off, plaintext off the host.
+ */
+static void test_qmp_params_refused(void **state)
+{
+	const char *dir = creds("qmp", &good);
+	const char *other = creds("other", &good);
+	const struct qmp_tls client = {"tls0", MIG_TLS_END_CLIENT, dir, NULL, false, NULL, 0};
+	const struct qmp_tls server = {"tls0", MIG_TLS_END_SERVER, dir, NULL, false, NULL, 0};
+	const struct qmp_tls elsewhere = {"tls9", MIG_TLS_END_CLIENT, other, NULL, false, NULL, 0};
+	const struct qmp_tls off = {"", 0, "", NULL, false, NULL, 0};
+	struct mig_tls_config c = {.x509_dir = dir};
+	struct mig_tls *tls = load(&c);
+	struct mig_tls_params tp;
+	char err[512] = "", want[400];
+	struct tvm t;
+
+	(void)state;
+	assert_int_equal(tvm_init_tls(&t, &layout, NULL, 1000, tls), 0);
+	assert_int_equal(qmp_tls_set(&t, &elsewhere, err, sizeof(err)), -ENOENT);
+	snprintf(want, sizeof(want),
+		 "TLS credentials directory '%s' was not given to cleave run "
+		 "(--migrate-tls-x509): the migrator's sandbox cannot read it",
+		 other);
+	assert_non_null(strstr(err, want));
+	mig_session_get_tls(t.s, &tp);
+	assert_string_equal(tp.creds, MIG_TLS_RUN_ID); /* nothing changed */
+	/* A path spelled with extra slashes is the same directory. */
+	{
+		char slashy[200];
+		struct qmp_tls q = client;
+
+		snprintf(slashy, sizeof(slashy), "%s//", dir);
+		q.path = slashy;
+		assert_int_equal(qmp_tls_set(&t, &q, err, sizeof(err)), 0);
+	}
+	assert_int_equal(mig_session_incoming(t.s, "tcp:127.0.0.1:0"), -EKEYREJECTED);
+	assert_int_equal(qmp_tls_set(&t, &server, err, sizeof(err)), 0);
+	assert_int_equal(mig_session_migrate(t.s, "tcp:127.0.0.1:9"), -EKEYREJECTED);
+	/* Off: secure by default again. */
+	assert_int_equal(qmp_tls_set(&t, &off, err, sizeof(err)), 0);
+	assert_int_equal(mig_session_incoming(t.s, "tcp:0.0.0.0:0"), -EPERM);
+	assert_int_equal(mig_session_migrate(t.s, "tcp:192.0.2.1:4444"), -EPERM);
+	/* While a destination listens, its TLS stays as it started. */
+	assert_int_equal(qmp_tls_set(&t, &server, err, sizeof(err)), 0);
+	assert_int_equal(mig_session_incoming(t.s, "tcp:127.0.0.1:0"), 0);
+	assert_int_equal(qmp_tls_set(&t, &off, err, sizeof(err)), -EBUSY);
+	tvm_fini(&t);
+	mig_tls_free(tls);
+}
+
+/*
+ * The settings survive a migrator restart (a second session on the same
+ * record, as a restarted cleave-migrator is): ids, hostname and rules.
+ */
+static void test_qmp_params_survive_restart(void **state)
+{
+	const char *dir = creds("qmp", &good);
+	const struct qmp_tls q = {"tls0", MIG_TLS_END_SERVER, dir, "auth0", false, rules_admit, 2};
+	struct mig_tls_config c = {.x509_dir = dir};
+	struct mig_tls *tls = load(&c);
+	struct mig_session *again;
+	struct mig_tls_params tp;
+	char err[512] = "";
+	struct tvm t;
+
+	(void)state;
+	assert_int_equal(tvm_init_tls(&t, &layout, NULL, 1000, tls), 0);
+	assert_int_equal(qmp_tls_set(&t, &q, err, sizeof(err)), 0);
+	assert_int_equal(mig_session_alloc(&again, &t.s->env), 0);
+	mig_session_get_tls(again, &tp);
+	assert_string_equal(tp.creds, "tls0");
+	assert_int_equal(tp.endpoints, MIG_TLS_END_SERVER);
+	assert_string_equal(tp.authz, "auth0");
+	assert_int_equal(tp.nr_rules, 2);
+	assert_string_equal(tp.rules[1].match, "CN=source,*");
+	/* It acts on them: a server-only context. */
+	assert_int_equal(mig_session_migrate(again, "tcp:127.0.0.1:9"), -EKEYREJECTED);
+	mig_session_free(again);
+	tvm_fini(&t);
+	mig_tls_free(tls);
+}
+
 /* How a child confines itself before it migrates (see the two tests below). */
 enum confine {
 	CONFINE_POLICY,	 /* the migrator's seccomp filter, trapping in every build */
@@ -522,6 +782,10 @@ int main(void)
 		cmocka_unit_test(test_plaintext_mismatch),
 		cmocka_unit_test(test_hijack_without_credentials),
 		cmocka_unit_test(test_plaintext_off_host),
+		cmocka_unit_test(test_qmp_params_migration),
+		cmocka_unit_test(test_qmp_params_wrong_authz),
+		cmocka_unit_test(test_qmp_params_refused),
+		cmocka_unit_test(test_qmp_params_survive_restart),
 		cmocka_unit_test(test_tls_under_migrator_policy),
 		cmocka_unit_test(test_tls_under_migrator_sandbox),
 	};
