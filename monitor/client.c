@@ -29,16 +29,31 @@ struct mon_client *mon_client_lookup(struct mon_server *s, int fd, uint64_t id)
 	return c && c->id == id ? c : NULL;
 }
 
+static void mon_ready_add(struct mon_server *s, struct mon_client *c, bool read);
+static void mon_client_tls_step(struct mon_server *s, struct mon_client *c);
+
 static void mon_client_watch(struct mon_server *s, struct mon_client *c)
 {
 	struct epoll_event ev = {.data.u64 = MON_EP(MON_EP_CLIENT, c->fd)};
 	uint32_t want = 0;
 
-	/* Stop reading at EOF, once closing, and while a busy client has plenty queued. */
-	if (!c->eof && !c->closing && !(c->busy && mon_framer_pending(&c->in) > MON_IN_HIGH))
-		want |= EPOLLIN;
-	if (c->out_len > c->out_off)
-		want |= EPOLLOUT;
+	if (c->tls_handshaking) {
+		/* Only GnuTLS reads or writes until the peer is authorized. */
+		want = c->tls_want_write ? EPOLLOUT : EPOLLIN;
+	} else {
+		/* Stop reading at EOF, once closing, and while a busy client has plenty queued. */
+		if (!c->eof && !c->closing &&
+		    !(c->busy && mon_framer_pending(&c->in) > MON_IN_HIGH))
+			want |= EPOLLIN;
+		if (c->out_len > c->out_off)
+			want |= EPOLLOUT;
+	}
+	/* Input GnuTLS already took off the socket wakes no epoll: read it next turn. */
+	if ((want & EPOLLIN) && c->tls && !c->tls_handshaking && !c->read_queued &&
+	    (c->tls_eof || mon_tls_session_pending(c->tls))) {
+		c->read_queued = true;
+		mon_ready_add(s, c, true);
+	}
 	if (want == c->ep_events)
 		return;
 	ev.events = want;
@@ -55,6 +70,9 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 	log_debug("client %llu closed: %s", (unsigned long long)c->id, why);
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	s->by_fd[c->fd] = NULL;
+	if (c->tls && !c->tls_handshaking)
+		mon_tls_session_bye(c->tls);
+	mon_tls_session_free(c->tls);
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -89,14 +107,55 @@ void mon_client_shut(struct mon_server *s, struct mon_client *c)
 		mon_client_watch(s, c);
 }
 
+/* send() on the socket or through the client's TLS session. */
+static ssize_t mon_client_write(struct mon_client *c, const char *buf, size_t len)
+{
+	if (c->tls)
+		return mon_tls_session_send(c->tls, buf, len);
+	return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * recv() on the socket or through the client's TLS session.  TLS hands
+ * over one record (16 KiB at most) per call: take as many as fit, as one
+ * recv() would.  An end found behind data is kept for the next call.
+ */
+static ssize_t mon_client_read(struct mon_client *c, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	if (!c->tls)
+		return recv(c->fd, buf, len, MSG_DONTWAIT);
+	if (c->tls_eof)
+		return 0;
+	while (got < len) {
+		n = mon_tls_session_recv(c->tls, buf + got, len - got);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (!got)
+			return n;
+		/* A broken stream drops what came before it; an end waits its turn. */
+		if (n < 0 && errno != EAGAIN)
+			return -1;
+		c->tls_eof = n == 0;
+		break;
+	}
+	return (ssize_t)got;
+}
+
 /* Writes what the socket takes now.  Returns 0 or the write error. */
 static int mon_client_flush(struct mon_client *c)
 {
 	ssize_t n;
 
+	/* Nothing goes out before the TLS peer is authorized (and nothing is queued). */
+	if (c->tls_handshaking)
+		return 0;
 	while (c->out_off < c->out_len) {
-		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = mon_client_write(c, c->out + c->out_off, c->out_len - c->out_off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -292,21 +351,33 @@ static void mon_client_fail(struct mon_server *s, struct mon_client *c, const ch
 	int i;
 
 	log_debug("client %llu: %s", (unsigned long long)c->id, desc);
+	if (c->tls_handshaking) {
+		/* No QMP line into a TLS handshake: the client would read garbage. */
+		mon_client_close(s, c, desc);
+		return;
+	}
 	mon_result_error(&res, NULL, "%s", desc);
 	mon_client_reply(s, c, NULL, &res);
 	mon_result_fini(&res);
+	if (c->tls)
+		mon_tls_session_bye(c->tls);
 	shutdown(c->fd, SHUT_WR);
 	for (i = 0; i < 64 && recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
 		;
 	mon_client_close(s, c, desc);
 }
 
-void mon_client_refuse(int fd, const char *desc)
+void mon_client_refuse(int fd, bool tls, const char *desc)
 {
 	struct mon_result res = {0};
 	size_t len;
 	char *line;
 
+	if (tls) {
+		/* A line would need a handshake, which the refused client does not get. */
+		close(fd);
+		return;
+	}
 	mon_result_error(&res, NULL, "%s", desc);
 	line = mon_reply_format_text(NULL, &res, &len);
 	mon_result_fini(&res);
@@ -329,10 +400,14 @@ void mon_client_deadlines(struct mon_server *s, int64_t now_ms)
 		if (c->closing)
 			continue;
 		if (c->handshake_deadline_ms && now_ms >= c->handshake_deadline_ms) {
-			snprintf(desc, sizeof(desc),
-				 "QMP handshake timeout: no qmp_capabilities within %d ms "
-				 "(qmp-handshake-timeout)",
-				 s->handshake_ms);
+			snprintf(
+				desc, sizeof(desc),
+				c->tls_handshaking
+					? "TLS handshake timeout: not completed within %d ms "
+					  "(qmp-handshake-timeout)"
+					: "QMP handshake timeout: no qmp_capabilities within %d ms "
+					  "(qmp-handshake-timeout)",
+				s->handshake_ms);
 			mon_client_fail(s, c, desc);
 			continue;
 		}
@@ -357,7 +432,7 @@ void mon_client_deadlines(struct mon_server *s, int64_t now_ms)
 	s->next_deadline_ms = first;
 }
 
-static void mon_ready_add(struct mon_server *s, struct mon_client *c)
+static void mon_ready_add(struct mon_server *s, struct mon_client *c, bool read)
 {
 	if (s->nr_ready == s->ready_cap) {
 		size_t cap = s->ready_cap ? s->ready_cap * 2 : 64;
@@ -368,7 +443,7 @@ static void mon_ready_add(struct mon_server *s, struct mon_client *c)
 		s->ready = r;
 		s->ready_cap = cap;
 	}
-	s->ready[s->nr_ready++] = (struct mon_ready){.fd = c->fd, .id = c->id};
+	s->ready[s->nr_ready++] = (struct mon_ready){.fd = c->fd, .id = c->id, .read = read};
 }
 
 /*
@@ -383,7 +458,7 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 	for (n = 0; !c->busy && !c->closing; n++) {
 		if (n == MON_BATCH) {
 			/* Fairness: the others get a turn first. */
-			mon_ready_add(s, c);
+			mon_ready_add(s, c, false);
 			break;
 		}
 		mon_framer_next(&c->in, &f);
@@ -408,12 +483,12 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 	mon_client_watch(s, c);
 }
 
-static void mon_client_readable(struct mon_server *s, struct mon_client *c)
+void mon_client_readable(struct mon_server *s, struct mon_client *c)
 {
 	char buf[MON_READ_SIZE];
 	ssize_t n;
 
-	n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	n = mon_client_read(c, buf, sizeof(buf));
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -460,6 +535,10 @@ void mon_client_event(struct mon_server *s, int fd, uint32_t events)
 		mon_client_close(s, c, "hang-up");
 		return;
 	}
+	if (c->tls_handshaking) {
+		mon_client_tls_step(s, c);
+		return;
+	}
 	if (events & EPOLLOUT) {
 		ret = mon_client_flush(c);
 		if (ret) {
@@ -476,6 +555,49 @@ void mon_client_event(struct mon_server *s, int fd, uint32_t events)
 	}
 	if (events & EPOLLIN)
 		mon_client_readable(s, c);
+}
+
+/*
+ * A refusal is logged as a warning for the 1st, 2nd, 4th, 8th... (a flood
+ * of bad clients must not flood the log), at debug level otherwise.
+ */
+static void mon_client_tls_refused(struct mon_server *s, struct mon_client *c, const char *why)
+{
+	uint64_t n = ++s->tls_refused;
+
+	if (!(n & (n - 1)))
+		log_warn("QMP client %llu refused: %s (%llu refused so far)",
+			 (unsigned long long)c->id, why, (unsigned long long)n);
+	else
+		log_debug("QMP client %llu refused: %s", (unsigned long long)c->id, why);
+}
+
+/*
+ * One step of @c's TLS handshake.  Once the peer is authorized it gets its
+ * greeting, and only then is anything it sends read as QMP.
+ */
+static void mon_client_tls_step(struct mon_server *s, struct mon_client *c)
+{
+	char err[384];
+	int ret;
+
+	ret = mon_tls_session_handshake(c->tls, &c->tls_want_write, err, sizeof(err));
+	if (ret == -EAGAIN) {
+		mon_client_watch(s, c);
+		return;
+	}
+	if (ret) {
+		if (ret == -EACCES)
+			mon_client_tls_refused(s, c, err);
+		mon_client_close(s, c, err);
+		return;
+	}
+	c->tls_handshaking = false;
+	log_debug("client %llu: TLS peer '%s' authorized", (unsigned long long)c->id,
+		  mon_tls_session_peer(c->tls));
+	ret = mon_client_send(s, c, s->greeting, s->greeting_len);
+	if (ret)
+		mon_client_close(s, c, strerror(-ret));
 }
 
 static int mon_by_fd_reserve(struct mon_server *s, int fd)
@@ -504,7 +626,7 @@ static int mon_by_fd_reserve(struct mon_server *s, int fd)
  * Returns 0 (an ordinary slot), 1 (the operator's slot) or -1 (refused
  * with an error line, @fd closed).
  */
-static int mon_client_admit(struct mon_server *s, int fd)
+static int mon_client_admit(struct mon_server *s, int fd, bool tls)
 {
 	size_t others = s->nr_clients - (s->operator_client ? 1 : 0);
 	struct mon_client *holder = s->operator_client;
@@ -520,7 +642,7 @@ static int mon_client_admit(struct mon_server *s, int fd)
 		if (!s->refuse_warned)
 			log_warn("%s; refusing clients", desc);
 		s->refuse_warned = true;
-		mon_client_refuse(fd, desc);
+		mon_client_refuse(fd, tls, desc);
 		return -1;
 	}
 	if (holder) {
@@ -537,13 +659,13 @@ static int mon_client_admit(struct mon_server *s, int fd)
 	return 1;
 }
 
-void mon_client_accepted(struct mon_server *s, int fd)
+void mon_client_accepted(struct mon_server *s, int fd, bool tls)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = MON_EP(MON_EP_CLIENT, fd)};
 	struct mon_client *c;
 	int one = 1, ret, slot;
 
-	slot = mon_client_admit(s, fd);
+	slot = mon_client_admit(s, fd, tls);
 	if (slot < 0)
 		return;
 	/* Fails with EOPNOTSUPP on unix sockets, which is fine. */
@@ -551,6 +673,11 @@ void mon_client_accepted(struct mon_server *s, int fd)
 	c = calloc(1, sizeof(*c));
 	if (!c || mon_by_fd_reserve(s, fd))
 		goto err_close;
+	if (tls && mon_tls_session_alloc(&c->tls, s->tls, fd)) {
+		log_warn("client: TLS session: out of memory");
+		goto err_close;
+	}
+	c->tls_handshaking = tls;
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) {
 		log_warn("epoll_ctl ADD client: %s", strerror(errno));
 		goto err_close;
@@ -571,6 +698,8 @@ void mon_client_accepted(struct mon_server *s, int fd)
 		s->clients->prev = c;
 	s->clients = c;
 	s->nr_clients++;
+	if (tls)
+		return; /* the greeting follows the handshake (mon_client_tls_step) */
 	/* Each client's greeting goes into its own, empty buffer. */
 	ret = mon_client_send(s, c, s->greeting, s->greeting_len);
 	if (ret)
@@ -578,6 +707,8 @@ void mon_client_accepted(struct mon_server *s, int fd)
 	return;
 
 err_close:
+	if (c)
+		mon_tls_session_free(c->tls);
 	free(c);
 	close(fd);
 }

@@ -35,7 +35,7 @@ static int mon_listen_unix(const char *path)
 	return fd;
 }
 
-static int mon_listen_tcp(const char *hostport)
+static int mon_listen_tcp(const char *hostport, bool tls)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	char host[64];
@@ -51,9 +51,11 @@ static int mon_listen_tcp(const char *hostport)
 	port = strtol(colon + 1, &end, 10);
 	if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sin.sin_addr) != 1)
 		return -EINVAL;
-	/* QMP has no authentication: never beyond this host (docs/SECURITY.md). */
-	if (ntohl(sin.sin_addr.s_addr) >> 24 != 127) {
-		log_err("tcp:%s: QMP over TCP listens on loopback (127.0.0.0/8) only", hostport);
+	/* Plaintext QMP has no authentication: never beyond this host (docs/SECURITY.md). */
+	if (!tls && ntohl(sin.sin_addr.s_addr) >> 24 != 127) {
+		log_err("tcp:%s: QMP over TCP without TLS listens on loopback (127.0.0.0/8) "
+			"only; give --tls-x509-dir or --tls-psk-file",
+			hostport);
 		return -EADDRNOTAVAIL;
 	}
 	sin.sin_port = htons((uint16_t)port);
@@ -70,11 +72,11 @@ static int mon_listen_tcp(const char *hostport)
 	return fd;
 }
 
-int mon_listen_open(const char *spec)
+int mon_listen_open(const char *spec, bool tls)
 {
 	if (!strncmp(spec, "unix:", 5))
 		return mon_listen_unix(spec + 5);
 	if (!strncmp(spec, "tcp:", 4))
-		return mon_listen_tcp(spec + 4);
+		return mon_listen_tcp(spec + 4, tls);
 	return -EINVAL;
 }

@@ -22,6 +22,7 @@
 
 #include "log/log.h"
 #include "monitor/qmp-limits.h"
+#include "monitor/qmp-tls.h"
 #include "monitor/server.h"
 #include "sandbox/sandbox.h"
 
@@ -30,7 +31,11 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: cleave-monitor --qmp-fd N (repeatable) | --qmp "
-			"unix:PATH|tcp:127.0.0.1:PORT\n"
+			"unix:PATH|tcp:HOST:PORT\n"
+			"                      [--tls-x509-dir DIR | --tls-psk-file FILE] "
+			"[--tls-authz 'DN;DN...']\n"
+			"                         mutual TLS on every TCP socket (required off "
+			"loopback)\n"
 			"                      --vcpu-rpc URL --vcpu-events URL\n"
 			"                      --migrator-rpc URL --migrator-events URL\n"
 			"                      [--name NAME] [--rpc-timeout MS] [--out-limit "
@@ -137,6 +142,37 @@ static void mon_listen_name(int fd, char *buf, size_t len)
 	}
 }
 
+/*
+ * Whether clients of listener @fd speak TLS: every TCP listener does when
+ * there are credentials.  Without them a TCP listener must be on loopback,
+ * inherited or not (the launcher checks that too): plaintext QMP has no
+ * authentication.  0 / 1, or -EADDRNOTAVAIL.
+ */
+static int mon_listen_tls(int fd, const struct mon_tls *tls)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char name[160];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return -errno;
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+		return 0;
+	if (tls)
+		return 1;
+	if (ss.ss_family == AF_INET &&
+	    ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127)
+		return 0;
+	if (ss.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr))
+		return 0;
+	mon_listen_name(fd, name, sizeof(name));
+	log_err("QMP socket %s: not on loopback and no TLS credentials (--tls-x509-dir or "
+		"--tls-psk-file)",
+		name);
+	return -EADDRNOTAVAIL;
+}
+
 /* One fd per client: take everything the hard limit allows. */
 static void mon_rlimit_raise(void)
 {
@@ -199,6 +235,9 @@ int main(int argc, char **argv)
 		{"input-limit", required_argument, NULL, 'I'},
 		{"handshake-timeout", required_argument, NULL, 'H'},
 		{"partial-timeout", required_argument, NULL, 'P'},
+		{"tls-x509-dir", required_argument, NULL, 'X'},
+		{"tls-psk-file", required_argument, NULL, 'K'},
+		{"tls-authz", required_argument, NULL, 'A'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -206,9 +245,14 @@ int main(int argc, char **argv)
 	static char names[MON_MAX_LISTEN][sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
 	static const char *name_list[MON_MAX_LISTEN + 1];
 	struct mon_config cfg = {.stop_fd = -1};
+	struct mon_tls_config tls_cfg = {0};
+	const char *specs[MON_MAX_LISTEN]; /* --qmp-fd N or --qmp SPEC, in order */
+	bool inherited[MON_MAX_LISTEN], listen_tls[MON_MAX_LISTEN];
 	int fds[MON_MAX_LISTEN];
+	struct mon_tls *tls = NULL;
 	struct mon_server *s;
-	size_t nr_fds = 0, i;
+	size_t nr_specs = 0, nr_fds = 0, i;
+	char err[512];
 	int c, fd, ret;
 
 	log_init("cleave-monitor");
@@ -217,18 +261,22 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'f':
 		case 'q':
-			if (nr_fds == MON_MAX_LISTEN) {
+			/* Opened after all options: whether TLS is on decides what tcp: may be. */
+			if (nr_specs == MON_MAX_LISTEN) {
 				log_err("at most %d QMP sockets", MON_MAX_LISTEN);
 				goto err_usage;
 			}
-			fd = c == 'f' ? mon_inherited_fd(optarg) : mon_listen_open(optarg);
-			if (fd < 0) {
-				log_err("QMP socket %s: %s", optarg, strerror(-fd));
-				goto err_fds;
-			}
-			mon_listen_name(fd, names[nr_fds], sizeof(names[nr_fds]));
-			name_list[nr_fds] = names[nr_fds];
-			fds[nr_fds++] = fd;
+			inherited[nr_specs] = c == 'f';
+			specs[nr_specs++] = optarg;
+			break;
+		case 'X':
+			tls_cfg.x509_dir = optarg;
+			break;
+		case 'K':
+			tls_cfg.psk_file = optarg;
+			break;
+		case 'A':
+			tls_cfg.authz = optarg;
 			break;
 		case 's':
 			cfg.serial = optarg;
@@ -272,9 +320,43 @@ int main(int argc, char **argv)
 			goto err_usage;
 		}
 	}
-	if (optind != argc || nr_fds == 0) {
+	if (optind != argc || nr_specs == 0) {
 		log_err("need at least one --qmp-fd or --qmp");
 		goto err_usage;
+	}
+	if (tls_cfg.authz && !tls_cfg.x509_dir && !tls_cfg.psk_file) {
+		log_err("--tls-authz needs --tls-x509-dir or --tls-psk-file");
+		goto err_usage;
+	}
+	/* Credentials are read now, before the sandbox closes the filesystem. */
+	if (tls_cfg.x509_dir || tls_cfg.psk_file) {
+		ret = mon_tls_load(&tls, &tls_cfg, err, sizeof(err));
+		if (ret) {
+			log_err("QMP TLS credentials: %s", err);
+			goto err_fds;
+		}
+	}
+	for (i = 0; i < nr_specs; i++) {
+		fd = inherited[i] ? mon_inherited_fd(specs[i]) : mon_listen_open(specs[i], tls);
+		if (fd < 0) {
+			log_err("QMP socket %s: %s", specs[i], strerror(-fd));
+			goto err_fds;
+		}
+		fds[nr_fds++] = fd;
+		ret = mon_listen_tls(fd, tls);
+		if (ret < 0)
+			goto err_fds;
+		listen_tls[i] = ret;
+		mon_listen_name(fd, names[i], sizeof(names[i]));
+		name_list[i] = names[i];
+		if (listen_tls[i])
+			log_debug("QMP socket %s: mutual TLS (%s)", names[i], mon_tls_kind(tls));
+	}
+	for (i = 0; tls && i < nr_fds && !listen_tls[i]; i++)
+		;
+	if (tls && i == nr_fds) {
+		log_err("--tls-x509-dir / --tls-psk-file: no TCP QMP socket to use them");
+		goto err_fds;
 	}
 	mon_rlimit_raise();
 	cfg.stop_fd = mon_signals_init();
@@ -283,6 +365,8 @@ int main(int argc, char **argv)
 		goto err_fds;
 	}
 	cfg.listen_fds = fds;
+	cfg.listen_tls = listen_tls;
+	cfg.tls = tls;
 	cfg.qmp_names = name_list;
 	cfg.nr_listen_fds = nr_fds;
 	ret = mon_server_alloc(&s, &cfg);
@@ -290,6 +374,7 @@ int main(int argc, char **argv)
 	if (ret) {
 		log_err("starting the QMP server: %s", strerror(-ret));
 		close(cfg.stop_fd);
+		mon_tls_free(tls);
 		return 1;
 	}
 	log_debug("serving QMP");
@@ -302,6 +387,7 @@ int main(int argc, char **argv)
 	else
 		ret = mon_server_run(s);
 	mon_server_free(s);
+	mon_tls_free(tls);
 	close(cfg.stop_fd);
 	return ret ? 1 : 0;
 
@@ -312,5 +398,6 @@ err_fds:
 out_fds:
 	for (i = 0; i < nr_fds; i++)
 		close(fds[i]);
+	mon_tls_free(tls);
 	return ret;
 }

@@ -17,6 +17,7 @@
 
 #include "monitor/events.h"
 #include "monitor/qmp-framer.h"
+#include "monitor/qmp-tls.h"
 #include "monitor/server.h"
 #include "monitor/worker.h"
 
@@ -35,6 +36,7 @@
 
 enum mon_ep_kind {
 	MON_EP_LISTEN,
+	MON_EP_LISTEN_TLS, /* a listener whose clients speak TLS first */
 	MON_EP_CLIENT,
 	MON_EP_DONE,
 	MON_EP_EVENTS,
@@ -62,20 +64,34 @@ struct mon_client {
 	char *quit_id;	   /* id (JSON text) of that quit, owned; NULL if none */
 	size_t in_counted; /* what in.cap counts (mon_in_counted), as added to in_held */
 	/* Deadlines (CLOCK_MONOTONIC ms; 0: none), see docs/QMP.md "Limits". */
-	int64_t handshake_deadline_ms; /* until negotiated */
+	int64_t handshake_deadline_ms; /* until negotiated (the TLS handshake included) */
 	int64_t partial_deadline_ms;   /* while an unfinished message waits */
+	/*
+	 * TLS (docs/QMP.md, "TCP and TLS").  While handshaking, the client has
+	 * no greeting, no output and no input but GnuTLS's: its bytes reach
+	 * the framer only once the peer is authorized.
+	 */
+	struct mon_tls_session *tls; /* owned; NULL: plaintext */
+	bool tls_handshaking;	     /* the handshake has not completed yet */
+	bool tls_want_write;	     /* ... and waits to write (else to read) */
+	bool tls_eof;		     /* GnuTLS saw the end of input behind data already taken */
+	bool read_queued; /* on the ready list to read what GnuTLS holds (epoll cannot see it) */
 };
 
-/* A client that has more complete input than its batch allowed. */
+/* A client to run again next turn: more complete input than its batch allowed, or more to read. */
 struct mon_ready {
 	int fd;
 	uint64_t id;
+	bool read; /* read first: GnuTLS holds input for it */
 };
 
 struct mon_server {
 	int epfd;
 	int *listen_fds;
+	bool *listen_tls; /* per listener: its clients speak TLS first */
 	size_t nr_listen;
+	const struct mon_tls *tls; /* credentials of the TLS listeners; not owned */
+	uint64_t tls_refused;	   /* clients refused by TLS so far (for the log's pacing) */
 	bool accept_paused;
 	bool accept_warned; /* out of fds was logged; cleared by the next accept */
 	int64_t accept_resume_ms;
@@ -115,8 +131,12 @@ struct mon_server {
 
 /* The client on @fd if it is still the one with @id, else NULL. */
 struct mon_client *mon_client_lookup(struct mon_server *s, int fd, uint64_t id);
-/* Takes over an accepted socket and sends the greeting (closes it on failure). */
-void mon_client_accepted(struct mon_server *s, int fd);
+/*
+ * Takes over an accepted socket and sends the greeting (closes it on
+ * failure); with @tls, starts the TLS handshake instead: the greeting
+ * follows it.
+ */
+void mon_client_accepted(struct mon_server *s, int fd, bool tls);
 /* Frees everything of @c: nothing of it can reach another client. */
 void mon_client_close(struct mon_server *s, struct mon_client *c, const char *why);
 /* Queues bytes to @c: 0, -ENOBUFS past the limit, or the write error (caller closes). */
@@ -131,10 +151,12 @@ void mon_client_shut(struct mon_server *s, struct mon_client *c);
 void mon_client_run(struct mon_server *s, struct mon_client *c);
 /* epoll readiness of a client socket; may close it. */
 void mon_client_event(struct mon_server *s, int fd, uint32_t events);
+/* Reads what the socket (or GnuTLS) holds for @c and runs it; may close it. */
+void mon_client_readable(struct mon_server *s, struct mon_client *c);
 /* Closes the clients whose deadline passed; sets s->next_deadline_ms. */
 void mon_client_deadlines(struct mon_server *s, int64_t now_ms);
-/* Refuses an accepted socket: one QMP error line, then close. */
-void mon_client_refuse(int fd, const char *desc);
+/* Refuses an accepted socket: one QMP error line (none with @tls), then close. */
+void mon_client_refuse(int fd, bool tls, const char *desc);
 
 int64_t mon_now_ms(void);
 

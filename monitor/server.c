@@ -33,14 +33,15 @@ static void mon_listen_pause(struct mon_server *s, bool pause)
 	size_t i;
 
 	for (i = 0; i < s->nr_listen; i++) {
-		ev.data.u64 = MON_EP(MON_EP_LISTEN, s->listen_fds[i]);
+		ev.data.u64 = MON_EP(s->listen_tls[i] ? MON_EP_LISTEN_TLS : MON_EP_LISTEN,
+				     s->listen_fds[i]);
 		epoll_ctl(s->epfd, pause ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, s->listen_fds[i], &ev);
 	}
 	s->accept_paused = pause;
 	s->accept_resume_ms = mon_now_ms() + MON_ACCEPT_PAUSE_MS;
 }
 
-static void mon_listen_event(struct mon_server *s, int lfd)
+static void mon_listen_event(struct mon_server *s, int lfd, bool tls)
 {
 	int i, fd;
 
@@ -50,7 +51,7 @@ static void mon_listen_event(struct mon_server *s, int lfd)
 			if (s->accept_warned)
 				log_info("accepting again (%zu clients)", s->nr_clients);
 			s->accept_warned = false;
-			mon_client_accepted(s, fd);
+			mon_client_accepted(s, fd, tls);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
@@ -247,8 +248,16 @@ static void mon_ready_run(struct mon_server *s)
 	s->nr_ready = s->ready_cap = 0;
 	for (i = 0; i < n; i++) {
 		c = mon_client_lookup(s, list[i].fd, list[i].id);
-		if (c)
+		if (!c)
+			continue;
+		if (!list[i].read) {
 			mon_client_run(s, c);
+			continue;
+		}
+		c->read_queued = false;
+		/* Unless it stopped wanting input meanwhile (then its watch queues it again). */
+		if (c->ep_events & EPOLLIN)
+			mon_client_readable(s, c);
 	}
 	free(list);
 }
@@ -291,7 +300,8 @@ int mon_server_run(struct mon_server *s)
 
 			switch ((enum mon_ep_kind)(evs[i].data.u64 >> 32)) {
 			case MON_EP_LISTEN:
-				mon_listen_event(s, fd);
+			case MON_EP_LISTEN_TLS:
+				mon_listen_event(s, fd, evs[i].data.u64 >> 32 == MON_EP_LISTEN_TLS);
 				break;
 			case MON_EP_CLIENT:
 				mon_client_event(s, fd, evs[i].events);
@@ -378,22 +388,37 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 	s->ctx.cancel_retry_ms = MON_CANCEL_RETRY_MS;
 	atomic_init(&s->ctx.migration_events, false);
 	mon_run_state_init(&s->ctx.run_state);
+	s->tls = cfg->tls;
 	s->listen_fds = calloc(cfg->nr_listen_fds ? cfg->nr_listen_fds : 1, sizeof(int));
+	s->listen_tls = calloc(cfg->nr_listen_fds ? cfg->nr_listen_fds : 1, sizeof(bool));
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->done.efd = -1;
 	s->events.efd = -1;
-	if (!s->listen_fds || s->epfd < 0) {
+	if (!s->listen_fds || !s->listen_tls || s->epfd < 0) {
 		ret = s->epfd < 0 ? -errno : -ENOMEM;
+		if (s->listen_fds)
+			memcpy(s->listen_fds, cfg->listen_fds, cfg->nr_listen_fds * sizeof(int));
+		s->nr_listen = s->listen_fds ? cfg->nr_listen_fds : 0;
 		goto err;
 	}
 	/* Ownership of the listeners passes to us now, success or not. */
 	memcpy(s->listen_fds, cfg->listen_fds, cfg->nr_listen_fds * sizeof(int));
+	if (cfg->listen_tls)
+		memcpy(s->listen_tls, cfg->listen_tls, cfg->nr_listen_fds * sizeof(bool));
 	s->nr_listen = cfg->nr_listen_fds;
+	for (i = 0; i < s->nr_listen; i++) {
+		if (s->listen_tls[i] && !s->tls) {
+			log_err("listener fd %d: TLS without credentials", s->listen_fds[i]);
+			ret = -EINVAL;
+			goto err;
+		}
+	}
 	ret = mon_greeting_build(s);
 	if (ret)
 		goto err;
 	for (i = 0; i < s->nr_listen; i++) {
-		ret = mon_epoll_add(s, MON_EP_LISTEN, s->listen_fds[i]);
+		ret = mon_epoll_add(s, s->listen_tls[i] ? MON_EP_LISTEN_TLS : MON_EP_LISTEN,
+				    s->listen_fds[i]);
 		if (ret) {
 			log_err("epoll_ctl ADD listener fd %d: %s", s->listen_fds[i],
 				strerror(-ret));
@@ -461,6 +486,7 @@ void mon_server_free(struct mon_server *s)
 	if (s->epfd >= 0)
 		close(s->epfd);
 	free(s->listen_fds);
+	free(s->listen_tls);
 	free(s->by_fd);
 	free(s->ready);
 	free(s->greeting);

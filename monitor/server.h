@@ -9,7 +9,10 @@
 #ifndef CLEAVE_MONITOR_SERVER_H
 #define CLEAVE_MONITOR_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+struct mon_tls; /* monitor/qmp-tls.h */
 
 #define MON_OUT_LIMIT_DEFAULT (4u << 20) /* bytes queued to one client */
 
@@ -17,7 +20,10 @@ struct mon_config {
 	const char *name;      /* --name, or NULL */
 	const int *listen_fds; /* listening sockets; the server takes ownership */
 	size_t nr_listen_fds;
-	const char *vcpu_rpc; /* NULL: vcpu-proc commands fail "not running" */
+	/* Per listener: its clients speak TLS first (NULL: none does); needs tls. */
+	const bool *listen_tls;
+	const struct mon_tls *tls; /* credentials of TLS listeners; not owned, outlive the server */
+	const char *vcpu_rpc;	   /* NULL: vcpu-proc commands fail "not running" */
 	const char *vcpu_events;
 	const char *migrator_rpc;
 	const char *migrator_events;
@@ -38,10 +44,11 @@ struct mon_server;
 
 /*
  * Opens a listening socket for "unix:PATH" or "tcp:HOST:PORT" (numeric
- * address in 127.0.0.0/8; any other is -EADDRNOTAVAIL).  Returns the fd or
- * a negative errno.
+ * IPv4 address).  Without @tls a TCP address must be in 127.0.0.0/8
+ * (anything else is -EADDRNOTAVAIL: plaintext QMP stays on this host).
+ * Returns the fd or a negative errno.
  */
-int mon_listen_open(const char *spec);
+int mon_listen_open(const char *spec, bool tls);
 
 /* alloc/free pair.  alloc starts the workers and the event subscriber. */
 int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg);

@@ -307,7 +307,7 @@ static int srv_setup(void **state)
 	assert_int_equal(fake_backend_start(&t->fb), 0);
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/qmp.sock", t->fb->dir);
 	snprintf(spec, sizeof(spec), "unix:%s", sun.sun_path);
-	lfd = mon_listen_open(spec);
+	lfd = mon_listen_open(spec, false);
 	assert_true(lfd >= 0);
 	t->stop_fd = eventfd(0, EFD_CLOEXEC);
 	assert_true(t->stop_fd >= 0);
