@@ -9,13 +9,17 @@
 
 #include <stdint.h>
 
+#include "migrator/mig-limits.h"
 #include "monitor/qmp-dispatch.h"
+#include "proto/migrator.pb-c.h"
 
 extern const struct mon_arg_spec mon_args_migrate[];
 extern const struct mon_arg_spec mon_args_migrate_incoming[];
 extern const struct mon_arg_spec mon_args_migrate_set_caps[];
 extern const struct mon_arg_spec mon_args_migrate_set_params[];
 extern const struct mon_arg_spec mon_args_migrate_resolve[];
+extern const struct mon_arg_spec mon_args_object_add[];
+extern const struct mon_arg_spec mon_args_object_del[];
 
 void mon_cmd_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_incoming(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
@@ -26,6 +30,32 @@ void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_re
 void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+
+/*
+ * qmp-objects.c: object-add (on the event loop) and object-del (on the
+ * migrator worker: it asks the migrator whether the object is in use).
+ */
+void mon_cmd_object_add(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+void mon_cmd_object_del(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+/* Forgets every object (what a monitor restart does; tests). */
+void mon_objects_clear(void);
+
+/*
+ * What migrate-set-parameters sends of the objects tls-creds and
+ * tls-authz name: the messages point into the objects' properties, of
+ * which this holds a reference until mon_tls_objects_fini().
+ */
+struct mon_tls_objects {
+	Cleave__Migrator__TlsCreds creds;
+	Cleave__Migrator__TlsAuthz authz;
+	Cleave__Migrator__TlsAuthzRule rules[MIG_TLS_MAX_RULES];
+	Cleave__Migrator__TlsAuthzRule *rule_ptrs[MIG_TLS_MAX_RULES];
+	json_t *creds_props, *authz_props;
+};
+/* Fill .creds / .authz from the object @id, or fail with QEMU's error for it. */
+int mon_tls_objects_creds(struct mon_tls_objects *t, const char *id, struct mon_result *res);
+int mon_tls_objects_authz(struct mon_tls_objects *t, const char *id, struct mon_result *res);
+void mon_tls_objects_fini(struct mon_tls_objects *t);
 
 /* qmp-hmp.c: human-monitor-command (its backend chosen by mon_hmp_route()). */
 void mon_cmd_hmp(struct mon_ctx *ctx, json_t *args, struct mon_result *res);

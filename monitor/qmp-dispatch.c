@@ -63,6 +63,8 @@ static const char *mon_arg_type_name(enum mon_arg_type t)
 	case MON_ARG_OBJ_ARRAY:
 	case MON_ARG_ENUM_ARRAY:
 		return "array";
+	case MON_ARG_STR_OR_NULL:
+		return "StrOrNull"; /* QEMU names the alternate */
 	case MON_ARG_END:
 		break;
 	}
@@ -125,6 +127,10 @@ static int mon_arg_check_one(const struct mon_arg_spec *a, json_t *v, const char
 		if (!json_is_string(v))
 			break;
 		return 0;
+	case MON_ARG_STR_OR_NULL:
+		if (!json_is_string(v) && !json_is_null(v))
+			break;
+		return 0;
 	case MON_ARG_INT:
 		if (!json_is_integer(v))
 			break;
@@ -169,16 +175,39 @@ static int mon_arg_check_one(const struct mon_arg_spec *a, json_t *v, const char
 				mon_arg_type_name(a->type));
 }
 
-int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *prefix,
-		   struct mon_result *res)
+/* The members of a flat union's case, if @spec has a tag that @args gives. */
+static const struct mon_arg_spec *mon_args_variant(const struct mon_arg_spec *spec, json_t *args)
+{
+	const struct mon_arg_variant *var;
+	const char *tag;
+
+	for (; spec && spec->type != MON_ARG_END; spec++) {
+		if (!spec->variants)
+			continue;
+		tag = json_string_value(json_object_get(args, spec->name));
+		for (var = spec->variants; tag && var->value; var++)
+			if (!strcmp(var->value, tag))
+				return var->members;
+	}
+	return NULL;
+}
+
+static bool mon_args_known(const struct mon_arg_spec *spec, const char *key)
+{
+	for (; spec && spec->type != MON_ARG_END; spec++)
+		if (!strcmp(spec->name, key))
+			return true;
+	return false;
+}
+
+static int mon_args_check_members(const struct mon_arg_spec *spec, json_t *args, const char *prefix,
+				  struct mon_result *res)
 {
 	const struct mon_arg_spec *a;
-	const char *key;
 	char name[160];
 	json_t *v;
 	int ret;
 
-	/* Members in schema order first, as QEMU's visitor does, then leftovers. */
 	for (a = spec; a && a->type != MON_ARG_END; a++) {
 		if (prefix)
 			snprintf(name, sizeof(name), "%s.%s", prefix, a->name);
@@ -202,14 +231,31 @@ int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *pr
 		    json_object_set_new(args, a->name, json_integer(INT64_MAX)))
 			return mon_result_error(res, NULL, "out of memory");
 	}
+	return 0;
+}
+
+int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *prefix,
+		   struct mon_result *res)
+{
+	const struct mon_arg_spec *variant;
+	const char *key;
+	json_t *v;
+	int ret;
+
+	/*
+	 * Members in schema order first, as QEMU's visitor does (a flat
+	 * union's case after its base), then leftovers.
+	 */
+	ret = mon_args_check_members(spec, args, prefix, res);
+	if (ret)
+		return ret;
+	variant = mon_args_variant(spec, args);
+	ret = mon_args_check_members(variant, args, prefix, res);
+	if (ret)
+		return ret;
 	json_object_foreach(args, key, v)
 	{
-		bool known = false;
-
-		for (a = spec; a && a->type != MON_ARG_END; a++)
-			if (!strcmp(a->name, key))
-				known = true;
-		if (!known) {
+		if (!mon_args_known(spec, key) && !mon_args_known(variant, key)) {
 			if (prefix)
 				return mon_result_error(
 					res, NULL, "Parameter '%s.%s' is unexpected", prefix, key);

@@ -90,10 +90,13 @@ enum mon_arg_type {
 	MON_ARG_INT,  /* any JSON integer */
 	MON_ARG_UINT, /* JSON integer >= 0 */
 	MON_ARG_BOOL,
-	MON_ARG_ENUM,	    /* string, one of .values */
-	MON_ARG_OBJ_ARRAY,  /* array of objects described by .fields */
-	MON_ARG_ENUM_ARRAY, /* array of strings, each one of .values */
+	MON_ARG_ENUM,	     /* string, one of .values */
+	MON_ARG_OBJ_ARRAY,   /* array of objects described by .fields */
+	MON_ARG_ENUM_ARRAY,  /* array of strings, each one of .values */
+	MON_ARG_STR_OR_NULL, /* string or null (QEMU's StrOrNull alternate) */
 };
+
+struct mon_arg_variant;
 
 struct mon_arg_spec {
 	const char *name;
@@ -101,6 +104,17 @@ struct mon_arg_spec {
 	bool optional;
 	const char *const *values;	   /* MON_ARG_ENUM*: NULL-terminated */
 	const struct mon_arg_spec *fields; /* MON_ARG_OBJ_ARRAY: MON_ARG_END-terminated */
+	/*
+	 * MON_ARG_ENUM: the tag of a flat union (QEMU's object-add): the
+	 * members that follow for each value, checked after the spec's own.
+	 */
+	const struct mon_arg_variant *variants;
+};
+
+/* One case of a flat union; arrays of them end with .value NULL. */
+struct mon_arg_variant {
+	const char *value;
+	const struct mon_arg_spec *members; /* MON_ARG_END-terminated; NULL: none */
 };
 
 enum mon_cmd_flags {

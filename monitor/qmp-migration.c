@@ -77,6 +77,10 @@ const struct mon_arg_spec mon_args_migrate_set_params[] = {
 	{.name = "max-bandwidth", .type = MON_ARG_UINT, .optional = true},
 	{.name = "downtime-limit", .type = MON_ARG_UINT, .optional = true},
 	{.name = "x-reconnect-timeout", .type = MON_ARG_UINT, .optional = true},
+	/* QEMU's StrOrNull: null or "" turns each off. */
+	{.name = "tls-creds", .type = MON_ARG_STR_OR_NULL, .optional = true},
+	{.name = "tls-hostname", .type = MON_ARG_STR_OR_NULL, .optional = true},
+	{.name = "tls-authz", .type = MON_ARG_STR_OR_NULL, .optional = true},
 	{.type = MON_ARG_END},
 };
 
@@ -385,14 +389,70 @@ static int mon_params_from_args(json_t *args, Cleave__Migrator__Parameters *req,
 	return 0;
 }
 
+/*
+ * One TLS string parameter: *has and *out ("" for null), checked against
+ * the migrator's field size.
+ */
+static int mon_tls_param(json_t *args, const char *name, size_t size, protobuf_c_boolean *has,
+			 char **out, struct mon_result *res)
+{
+	json_t *v = json_object_get(args, name);
+	char err[128];
+
+	if (!v)
+		return 0;
+	*has = true;
+	*out = (char *)(json_is_string(v) ? json_string_value(v) : "");
+	if (mig_check_tls_string(name, *out, size, err, sizeof(err)))
+		return mon_result_error(res, NULL, "%s", err);
+	return 0;
+}
+
+/*
+ * tls-creds and tls-authz name objects of this monitor (qmp-objects.c):
+ * what the migrator needs of them goes with the ids, as QEMU resolves them
+ * (its errors, given here rather than at migrate time).  "" and
+ * MIG_TLS_RUN_ID (cleave run's credentials) need no object.
+ */
+static int mon_tls_params_from_args(json_t *args, Cleave__Migrator__Parameters *req,
+				    struct mon_tls_objects *objs, struct mon_result *res)
+{
+	if (mon_tls_param(args, "tls-creds", MIG_TLS_ID_LEN, &req->has_tls_creds, &req->tls_creds,
+			  res) ||
+	    mon_tls_param(args, "tls-hostname", MIG_TLS_HOSTNAME_LEN, &req->has_tls_hostname,
+			  &req->tls_hostname, res) ||
+	    mon_tls_param(args, "tls-authz", MIG_TLS_ID_LEN, &req->has_tls_authz, &req->tls_authz,
+			  res))
+		return -EINVAL;
+	if (req->has_tls_creds && req->tls_creds[0] && strcmp(req->tls_creds, MIG_TLS_RUN_ID)) {
+		if (mon_tls_objects_creds(objs, req->tls_creds, res))
+			return -EINVAL;
+		req->tls_creds_object = &objs->creds;
+	}
+	if (req->has_tls_authz && req->tls_authz[0] && strcmp(req->tls_authz, MIG_TLS_RUN_ID)) {
+		if (mon_tls_objects_authz(objs, req->tls_authz, res))
+			return -EINVAL;
+		req->tls_authz_object = &objs->authz;
+	}
+	return 0;
+}
+
 void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	Cleave__Migrator__Parameters req = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	struct mon_tls_objects *objs = calloc(1, sizeof(*objs));
 
-	if (mon_params_from_args(args, &req, res))
+	if (!objs) {
+		mon_result_error(res, NULL, "out of memory");
 		return;
-	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS,
-			 &req, NULL, NULL, res);
+	}
+	if (!mon_params_from_args(args, &req, res) &&
+	    !mon_tls_params_from_args(args, &req, objs, res))
+		mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+				 CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &req, NULL, NULL,
+				 res);
+	mon_tls_objects_fini(objs);
+	free(objs);
 }
 
 void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
@@ -404,9 +464,14 @@ void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_
 			     CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, &req,
 			     &cleave__migrator__parameters__descriptor, (void **)&p, res))
 		return;
-	res->ret = json_pack("{s:i,s:o,s:o,s:o}", "multifd-channels", (int)p->multifd_channels,
-			     "max-bandwidth", mon_json_u64(p->max_bandwidth), "downtime-limit",
-			     mon_json_u64(p->downtime_limit), "x-reconnect-timeout",
-			     mon_json_u64(p->reconnect_timeout));
+	/* The TLS members as QEMU 7.2 returns them: always, "" when unset. */
+	res->ret =
+		json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "multifd-channels",
+			  (int)p->multifd_channels, "max-bandwidth", mon_json_u64(p->max_bandwidth),
+			  "downtime-limit", mon_json_u64(p->downtime_limit), "x-reconnect-timeout",
+			  mon_json_u64(p->reconnect_timeout), "tls-creds",
+			  mon_migrator_text(p->tls_creds ? p->tls_creds : ""), "tls-hostname",
+			  mon_migrator_text(p->tls_hostname ? p->tls_hostname : ""), "tls-authz",
+			  mon_migrator_text(p->tls_authz ? p->tls_authz : ""));
 	rpc_msg_free(&p->base);
 }

@@ -58,6 +58,34 @@ static json_t *mon_schema_array(struct mon_schema *sc, json_t *elem)
 	return json_string(name);
 }
 
+/* QEMU's StrOrNull: an alternate of str and null. */
+static json_t *mon_schema_alternate(struct mon_schema *sc)
+{
+	char name[16];
+
+	mon_schema_name(sc, name);
+	if (mon_schema_add(sc, json_pack("{s:s,s:s,s:[{s:s},{s:s}]}", "name", name, "meta-type",
+					 "alternate", "members", "type", "str", "type", "null")))
+		return NULL;
+	return json_string(name);
+}
+
+/* A flat union's "variants": each case's members as an object type of its own. */
+static json_t *mon_schema_variants(struct mon_schema *sc, const struct mon_arg_variant *var)
+{
+	json_t *list = json_array(), *type;
+
+	for (; list && var->value; var++) {
+		type = mon_schema_object(sc, var->members);
+		if (!type || json_array_append_new(list, json_pack("{s:s,s:o}", "case", var->value,
+								   "type", type))) {
+			json_decref(list);
+			return NULL;
+		}
+	}
+	return list;
+}
+
 /* The type name of one argument (builtins "str", "int", "bool"); new types are added. */
 static json_t *mon_schema_type(struct mon_schema *sc, const struct mon_arg_spec *a)
 {
@@ -75,6 +103,8 @@ static json_t *mon_schema_type(struct mon_schema *sc, const struct mon_arg_spec 
 		return mon_schema_array(sc, mon_schema_enum(sc, a->values));
 	case MON_ARG_OBJ_ARRAY:
 		return mon_schema_array(sc, mon_schema_object(sc, a->fields));
+	case MON_ARG_STR_OR_NULL:
+		return mon_schema_alternate(sc);
 	case MON_ARG_END:
 		break;
 	}
@@ -84,7 +114,8 @@ static json_t *mon_schema_type(struct mon_schema *sc, const struct mon_arg_spec 
 /* An object type with @spec's members; NULL spec is the empty object "0". */
 static json_t *mon_schema_object(struct mon_schema *sc, const struct mon_arg_spec *spec)
 {
-	json_t *members = json_array(), *m, *type;
+	json_t *members = json_array(), *m, *type, *variants = NULL, *obj;
+	const char *tag = NULL;
 	char name[16];
 
 	if (!spec || spec->type == MON_ARG_END) {
@@ -92,18 +123,34 @@ static json_t *mon_schema_object(struct mon_schema *sc, const struct mon_arg_spe
 		return json_string("0");
 	}
 	for (; members && spec->type != MON_ARG_END; spec++) {
+		if (spec->variants && !variants) {
+			tag = spec->name;
+			variants = mon_schema_variants(sc, spec->variants);
+			if (!variants) {
+				json_decref(members);
+				return NULL;
+			}
+		}
 		type = mon_schema_type(sc, spec);
 		m = json_pack("{s:s,s:o}", "name", spec->name, "type", type);
 		/* QEMU marks an optional member with "default": null. */
 		if (!m || (spec->optional && json_object_set_new(m, "default", json_null())) ||
 		    json_array_append_new(members, m)) {
 			json_decref(members);
+			json_decref(variants);
 			return NULL;
 		}
 	}
 	mon_schema_name(sc, name);
-	if (mon_schema_add(sc, json_pack("{s:s,s:s,s:o}", "name", name, "meta-type", "object",
-					 "members", members)))
+	obj = json_pack("{s:s,s:s,s:o}", "name", name, "meta-type", "object", "members", members);
+	/* QEMU's flat union: the tag member and one object type per case. */
+	if (obj && variants) {
+		json_object_set_new(obj, "tag", json_string(tag));
+		json_object_set_new(obj, "variants", variants); /* takes it, even on failure */
+	} else {
+		json_decref(variants);
+	}
+	if (mon_schema_add(sc, obj))
 		return NULL;
 	return json_string(name);
 }
@@ -124,8 +171,11 @@ static json_t *mon_schema_ret(struct mon_schema *sc, const struct mon_cmd *cmd)
 
 void mon_cmd_query_qmp_schema(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
-	static const char *const builtins[][2] = {
-		{"str", "string"}, {"int", "int"}, {"bool", "boolean"}, {"any", "value"}};
+	static const char *const builtins[][2] = {{"str", "string"},
+						  {"int", "int"},
+						  {"bool", "boolean"},
+						  {"null", "null"},
+						  {"any", "value"}};
 	struct mon_schema sc = {.list = json_array(), .next = 1};
 	const struct mon_cmd *cmd;
 	json_t *arg, *ret;

@@ -347,6 +347,21 @@ static int fake_mig_set_params(void *arg, const ProtobufCMessage *req, struct rp
 		fb->has_reconnect_timeout = true;
 		fb->reconnect_timeout = p->reconnect_timeout;
 	}
+	if (p->has_tls_creds) {
+		snprintf(fb->tls_creds, sizeof(fb->tls_creds), "%s", p->tls_creds);
+		snprintf(fb->tls_dir, sizeof(fb->tls_dir), "%s",
+			 p->tls_creds_object ? p->tls_creds_object->dir : "");
+		fb->tls_server = p->tls_creds_object && p->tls_creds_object->server;
+		fb->tls_psk = p->tls_creds_object && p->tls_creds_object->psk;
+	}
+	if (p->has_tls_hostname)
+		snprintf(fb->tls_hostname, sizeof(fb->tls_hostname), "%s", p->tls_hostname);
+	if (p->has_tls_authz) {
+		snprintf(fb->tls_authz, sizeof(fb->tls_authz), "%s", p->tls_authz);
+		fb->tls_rules =
+			p->tls_authz_object ? (unsigned int)p->tls_authz_object->n_rules : 0;
+		fb->tls_authz_allow = p->tls_authz_object && p->tls_authz_object->allow;
+	}
 	pthread_mutex_unlock(&fb->lock);
 	return 0;
 }
@@ -355,16 +370,21 @@ static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct 
 {
 	Cleave__Migrator__Parameters p = CLEAVE__MIGRATOR__PARAMETERS__INIT;
 	struct fake_backend *fb = arg;
+	int ret;
 
 	fake_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	p.multifd_channels = fb->channels;
 	/* The migrator's default when never set. */
 	p.reconnect_timeout = fb->has_reconnect_timeout ? fb->reconnect_timeout : 10000;
-	pthread_mutex_unlock(&fb->lock);
+	p.tls_creds = fb->tls_creds;
+	p.tls_hostname = fb->tls_hostname;
+	p.tls_authz = fb->tls_authz;
 	p.max_bandwidth = 134217728;
 	p.downtime_limit = 300;
-	return rpc_reply_set(r, &p.base);
+	ret = rpc_reply_set(r, &p.base);
+	pthread_mutex_unlock(&fb->lock);
+	return ret;
 }
 
 static const struct rpc_method fake_mig_methods[] = {

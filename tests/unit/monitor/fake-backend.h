@@ -26,24 +26,30 @@ struct fake_backend {
 	struct rpc_server *mig;
 	struct rpc_pub *vcpu_pub;
 	struct rpc_pub *mig_pub;
-	pthread_mutex_t lock;	    /* protects the fields below (handlers run on server threads) */
-	bool running;		    /* protected by lock */
+	pthread_mutex_t lock; /* protects the fields below (handlers run on server threads) */
+	bool running;	      /* protected by lock */
 	/* Publishing RunStateChanged (taken before lock); its last seq. */
 	pthread_mutex_t announce_lock;
-	uint64_t announced_seq; /* protected by announce_lock */
+	uint64_t announced_seq;	    /* protected by announce_lock */
 	bool events_cap;	    /* protected by lock */
 	bool multifd_cap;	    /* protected by lock */
 	uint32_t channels;	    /* protected by lock */
 	bool has_reconnect_timeout; /* protected by lock: ever set */
 	uint64_t reconnect_timeout; /* protected by lock */
-	char mig_status[32];	    /* protected by lock; "" before any migration */
-	char mig_error[64];	    /* protected by lock: QUERY's error_desc when not "" */
-	char resolved[16];   /* protected by lock: run_on of the last RESOLVE that succeeded */
-	atomic_int quits;    /* QUIT requests seen */
-	atomic_int calls;    /* all requests seen */
-	atomic_int statuses; /* vcpu STATUS requests seen */
-	atomic_int delay_ms; /* every vcpu request sleeps this long first */
-	atomic_int cancels;  /* CANCEL requests seen */
+	/* TLS parameters as set (QUERY returns them); what came of the objects. */
+	char tls_creds[64], tls_authz[64], tls_hostname[256]; /* protected by lock */
+	char tls_dir[256];	  /* protected by lock: tls_creds_object.dir */
+	bool tls_server, tls_psk; /* protected by lock: its endpoint, its type */
+	unsigned int tls_rules;	  /* protected by lock: tls_authz_object's rules */
+	bool tls_authz_allow;	  /* protected by lock: its policy */
+	char mig_status[32];	  /* protected by lock; "" before any migration */
+	char mig_error[64];	  /* protected by lock: QUERY's error_desc when not "" */
+	char resolved[16];	  /* protected by lock: run_on of the last RESOLVE that succeeded */
+	atomic_int quits;	  /* QUIT requests seen */
+	atomic_int calls;	  /* all requests seen */
+	atomic_int statuses;	  /* vcpu STATUS requests seen */
+	atomic_int delay_ms;	  /* every vcpu request sleeps this long first */
+	atomic_int cancels;	  /* CANCEL requests seen */
 };
 
 /*

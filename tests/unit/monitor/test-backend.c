@@ -21,6 +21,7 @@
 
 #include "log/log.h"
 #include "monitor/events.h"
+#include "monitor/qmp-cmds-internal.h"
 #include "monitor/worker.h"
 #include "proto/rpc.h"
 #include "tests/unit/monitor/fake-backend.h"
@@ -119,6 +120,78 @@ static char *bk_cmd(struct bk *b, const char *name, const char *args)
 		free(got_);                                                                        \
 	} while (0)
 
+/* A command of the event loop (object-add), run in place: "{}" or its error desc. */
+static char *bk_loop_cmd(struct bk *b, const char *name, const char *args)
+{
+	const struct mon_cmd *cmd = mon_cmd_find(name);
+	struct mon_result res = {0};
+	json_t *a = json_loads(args, 0, NULL);
+	char *text;
+
+	assert_non_null(cmd);
+	assert_int_equal(cmd->backend, MON_BACKEND_NONE);
+	assert_int_equal(mon_args_check(cmd->args, a, NULL, &res), 0);
+	cmd->run(&b->ctx, a, &res);
+	text = res.err_class ? strdup(res.err_desc) : json_dumps(res.ret, JSON_COMPACT);
+	mon_result_fini(&res);
+	json_decref(a);
+	return text;
+}
+
+/*
+ * QMP's way of configuring migration TLS against an in-test migrator:
+ * migrate-set-parameters sends what the objects say with their ids,
+ * query-migrate-parameters shows the ids, object-del of an object the
+ * parameters use is refused as QEMU refuses it, and allowed once they
+ * no longer do.
+ */
+static void test_tls_objects(void **state)
+{
+	struct bk *b = *state;
+	char *got;
+
+	mon_objects_clear();
+	got = bk_loop_cmd(
+		b, "object-add",
+		"{\"qom-type\":\"tls-creds-x509\",\"id\":\"tls0\",\"dir\":\"/etc/pki/qemu\","
+		"\"endpoint\":\"server\",\"verify-peer\":true}");
+	assert_string_equal(got, "{}");
+	free(got);
+	got = bk_loop_cmd(b, "object-add",
+			  "{\"qom-type\":\"authz-list\",\"id\":\"auth0\",\"policy\":\"deny\","
+			  "\"rules\":[{\"match\":\"CN=a\",\"policy\":\"allow\"},"
+			  "{\"match\":\"CN=b*\",\"policy\":\"allow\",\"format\":\"glob\"}]}");
+	assert_string_equal(got, "{}");
+	free(got);
+	assert_cmd(
+		b, "migrate-set-parameters",
+		"{\"tls-creds\":\"tls0\",\"tls-authz\":\"auth0\",\"tls-hostname\":\"dst.example\"}",
+		"{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->tls_dir, "/etc/pki/qemu");
+	assert_true(b->fb->tls_server);
+	assert_false(b->fb->tls_psk);
+	assert_int_equal(b->fb->tls_rules, 2);
+	assert_false(b->fb->tls_authz_allow);
+	pthread_mutex_unlock(&b->fb->lock);
+	got = bk_cmd(b, "query-migrate-parameters", NULL);
+	assert_non_null(strstr(got, "\"tls-creds\":\"tls0\",\"tls-hostname\":\"dst.example\","
+				    "\"tls-authz\":\"auth0\"}"));
+	free(got);
+	assert_cmd(b, "object-del", "{\"id\":\"tls0\"}",
+		   "object 'tls0' is in use, can not be deleted");
+	assert_cmd(b, "object-del", "{\"id\":\"auth0\"}",
+		   "object 'auth0' is in use, can not be deleted");
+	/* QEMU's StrOrNull: null and "" both turn it off. */
+	assert_cmd(b, "migrate-set-parameters", "{\"tls-creds\":null,\"tls-authz\":\"\"}", "{}");
+	assert_cmd(b, "object-del", "{\"id\":\"tls0\"}", "{}");
+	assert_cmd(b, "object-del", "{\"id\":\"auth0\"}", "{}");
+	assert_cmd(b, "object-del", "{\"id\":\"tls0\"}", "object 'tls0' not found");
+	assert_cmd(b, "migrate-set-parameters", "{\"tls-creds\":\"tls0\"}",
+		   "No TLS credentials with id 'tls0'");
+	mon_objects_clear();
+}
+
 static void test_vcpu_commands(void **state)
 {
 	struct bk *b = *state;
@@ -164,7 +237,8 @@ static void test_migration_commands(void **state)
 	assert_cmd(b, "migrate-set-parameters", "{\"multifd-channels\":8}", "{}");
 	assert_cmd(b, "query-migrate-parameters", NULL,
 		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300,"
-		   "\"x-reconnect-timeout\":10000}");
+		   "\"x-reconnect-timeout\":10000,\"tls-creds\":\"\",\"tls-hostname\":\"\","
+		   "\"tls-authz\":\"\"}");
 	assert_cmd(b, "migrate-set-parameters", "{\"x-reconnect-timeout\":2500}", "{}");
 	pthread_mutex_lock(&b->fb->lock);
 	assert_true(b->fb->has_reconnect_timeout);
@@ -173,7 +247,8 @@ static void test_migration_commands(void **state)
 	pthread_mutex_unlock(&b->fb->lock);
 	assert_cmd(b, "query-migrate-parameters", NULL,
 		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300,"
-		   "\"x-reconnect-timeout\":2500}");
+		   "\"x-reconnect-timeout\":2500,\"tls-creds\":\"\",\"tls-hostname\":\"\","
+		   "\"tls-authz\":\"\"}");
 	/* 0 is valid: fail at once on a lost peer. */
 	assert_cmd(b, "migrate-set-parameters", "{\"x-reconnect-timeout\":0}", "{}");
 	pthread_mutex_lock(&b->fb->lock);
@@ -688,6 +763,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_vcpu_commands, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_migration_commands, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_tls_objects, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_query_migrate_not_utf8, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_backend_fails_fast, bk_setup,
 						bk_teardown),

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "monitor/qmp-cmds-internal.h"
 #include "monitor/qmp-dispatch.h"
 
 /* Runs one request line the way the server does; returns the reply text without CRLF. */
@@ -447,6 +448,190 @@ static void test_qmp_schema(void **state)
 	free(got);
 }
 
+/*
+ * object-add, object-del and the TLS members of migrate-set-parameters:
+ * QEMU 7.2's argument errors and messages (qom/object_interfaces.c,
+ * qom/object.c, crypto/tlscreds.c, migration/tls.c, authz/base.c), and
+ * cleave's refusals, each naming what it cannot do.  No backend: what
+ * needs the migrator fails as "migrator is not running" after the objects
+ * were resolved, and nothing is deleted without its answer.
+ */
+static const struct dispatch_case object_cases[] = {
+	{true, "{\"execute\":\"object-add\",\"arguments\":{}}",
+	 GE("Parameter 'qom-type' is missing") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"memory-backend-ram\",\"id\":"
+	 "\"m\"}}",
+	 GE("Parameter 'qom-type' does not accept value 'memory-backend-ram'") "}"},
+	{true, "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\"}}",
+	 GE("Parameter 'id' is missing") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"endpoint\":\"both\"}}",
+	 GE("Parameter 'endpoint' does not accept value 'both'") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"username\":\"u\"}}",
+	 GE("Parameter 'username' is unexpected") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"verify-peer\":1}}",
+	 GE("Invalid parameter type for 'verify-peer', expected: boolean") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"0tls\",\"dir\":\"/d\"}}",
+	 GE("Parameter 'id' expects an identifier") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\"}}",
+	 GE("Missing 'dir' property value") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"dir\":\"/d\",\"verify-peer\":false}}",
+	 GE("Parameter 'verify-peer': false is not supported: cleave's migrations always "
+	    "authenticate both ends") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"dir\":\"/d\",\"priority\":\"NORMAL\"}}",
+	 GE("Parameter 'priority' is not supported: cleave's migrations use TLS 1.3 with GnuTLS's "
+	    "default priorities") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-anon\",\"id\":\"a\"}"
+	 "}",
+	 GE("Object type 'tls-creds-anon' is not supported: cleave's migrations always "
+	    "authenticate both ends (tls-creds-x509 or tls-creds-psk)") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"authz-pam\",\"id\":\"a\","
+	 "\"service\":\"s\"}}",
+	 GE("Object type 'authz-pam' is not supported: the migrator's sandbox can neither read "
+	    "files nor use PAM after it starts (use authz-simple or authz-list)") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"authz-simple\",\"id\":\"a\"}}",
+	 GE("Parameter 'identity' is missing") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"authz-list\",\"id\":\"a\","
+	 "\"rules\":[{\"match\":\"CN=*\",\"policy\":\"allow\",\"format\":\"regex\"}]}}",
+	 GE("Parameter 'rules[0].format' does not accept value 'regex'") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"dir\":\"/etc/pki/"
+	 "qemu\",\"endpoint\":\"client\",\"verify-peer\":true},\"id\":1}",
+	 "{\"return\": {}, \"id\": 1}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-psk\",\"id\":"
+	 "\"tls0\",\"dir\":\"/d\"}}",
+	 GE("attempt to add duplicate property 'tls0' to object (type 'container')") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"authz-list\",\"id\":\"auth0\","
+	 "\"policy\":\"deny\",\"rules\":[{\"match\":\"CN=src*\",\"policy\":\"allow\",\"format\":"
+	 "\"glob\"}]}}",
+	 "{\"return\": {}}"},
+	{true, "{\"execute\":\"object-del\",\"arguments\":{}}",
+	 GE("Parameter 'id' is missing") "}"},
+	{true, "{\"execute\":\"object-del\",\"arguments\":{\"id\":\"nope\"}}",
+	 GE("object 'nope' not found") "}"},
+	/* In use or not is the migrator's to say: without it, nothing is deleted. */
+	{true, "{\"execute\":\"object-del\",\"arguments\":{\"id\":\"tls0\"}}",
+	 GE("migrator is not running") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":\"nope\"}}",
+	 GE("No TLS credentials with id 'nope'") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":\"auth0\"}}",
+	 GE("Object with id 'auth0' is not TLS credentials") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-authz\":\"nope\"}}",
+	 GE("Cannot find QAuthZ object ID nope") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-authz\":\"tls0\"}}",
+	 GE("Object 'tls0' is not a QAuthZ subclass") "}"},
+	{true, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":5}}",
+	 GE("Invalid parameter type for 'tls-creds', expected: StrOrNull") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":\"tls0\",\"tls-"
+	 "authz\":\"auth0\",\"tls-hostname\":\"dst\"}}",
+	 GE("migrator is not running") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":null,\"tls-authz\":"
+	 "\"\"}}",
+	 GE("migrator is not running") "}"},
+	{true,
+	 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":\"#cleave-run\"}}",
+	 GE("migrator is not running") "}"},
+	{true,
+	 "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"tls-creds-x509\",\"id\":"
+	 "\"tls0\",\"dir\":\"/d\"}}",
+	 GE("attempt to add duplicate property 'tls0' to object (type 'container')") "}"},
+};
+
+static void test_object_commands(void **state)
+{
+	char long_host[400], in[600], want[200];
+	size_t i;
+
+	mon_objects_clear();
+	for (i = 0; i < sizeof(object_cases) / sizeof(object_cases[0]); i++) {
+		char *got = dispatch_line(object_cases[i].negotiated, object_cases[i].in);
+
+		if (strcmp(got, object_cases[i].want))
+			fail_msg("case %zu %s:\n got  %s\n want %s", i, object_cases[i].in, got,
+				 object_cases[i].want);
+		free(got);
+	}
+	/* Lengths the migrator's record can hold (migrator/mig-limits.h). */
+	memset(long_host, 'h', 256);
+	long_host[256] = '\0';
+	snprintf(in, sizeof(in),
+		 "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-hostname\":\"%s\"}}",
+		 long_host);
+	snprintf(want, sizeof(want),
+		 GE("Parameter 'tls-hostname' expects a string of at most 255 bytes") "}");
+	{
+		char *got = dispatch_line(true, in);
+
+		assert_string_equal(got, want);
+		free(got);
+	}
+	mon_objects_clear();
+}
+
+/*
+ * query-qmp-schema: object-add is QEMU's flat union (tag qom-type, a
+ * variant per type with its members), the tls-* parameters StrOrNull.
+ */
+static void test_qmp_schema_objects(void **state)
+{
+	char *got = dispatch_line(true, "{\"execute\":\"query-qmp-schema\"}");
+	json_t *reply = json_loads(got, 0, NULL), *list = json_object_get(reply, "return");
+	json_t *obj, *v, *var = NULL, *m, *alt = NULL;
+	char *text;
+	size_t i;
+
+	obj = schema_type(list, json_string_value(schema_cmd(list, "object-add", "arg-type")));
+	assert_string_equal(json_string_value(json_object_get(obj, "tag")), "qom-type");
+	json_array_foreach(json_object_get(obj, "variants"), i, v)
+	{
+		if (!strcmp(json_string_value(json_object_get(v, "case")), "tls-creds-x509"))
+			var = schema_type(list, json_string_value(json_object_get(v, "type")));
+	}
+	assert_non_null(var);
+	text = json_dumps(json_object_get(var, "members"), JSON_COMPACT);
+	assert_non_null(strstr(text, "{\"name\":\"dir\",\"type\":\"str\",\"default\":null}"));
+	assert_non_null(strstr(text, "\"name\":\"verify-peer\",\"type\":\"bool\""));
+	free(text);
+	obj = schema_type(
+		list, json_string_value(schema_cmd(list, "migrate-set-parameters", "arg-type")));
+	json_array_foreach(json_object_get(obj, "members"), i, m)
+	{
+		if (!strcmp(json_string_value(json_object_get(m, "name")), "tls-creds"))
+			alt = schema_type(list, json_string_value(json_object_get(m, "type")));
+	}
+	assert_non_null(alt);
+	text = json_dumps(alt, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(strstr(text, "\"members\":[{\"type\":\"str\"},{\"type\":\"null\"}]"));
+	assert_non_null(strstr(text, "\"meta-type\":\"alternate\""));
+	free(text);
+	assert_non_null(schema_type(list, "null"));
+	json_decref(reply);
+	free(got);
+}
+
 /* Every command docs/QMP.md lists is in the table. */
 static void test_command_table_complete(void **state)
 {
@@ -480,6 +665,8 @@ static void test_command_table_complete(void **state)
 		"human-monitor-command",
 		"query-machines",
 		"query-chardev",
+		"object-add",
+		"object-del",
 	};
 	size_t i;
 
@@ -558,6 +745,8 @@ int main(void)
 		cmocka_unit_test(test_qmp_schema),
 		cmocka_unit_test(test_qmp_schema_hmp_shapes),
 		cmocka_unit_test(test_args_check_spec),
+		cmocka_unit_test(test_object_commands),
+		cmocka_unit_test(test_qmp_schema_objects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
