@@ -43,6 +43,9 @@ enum opt_id {
 	OPT_QMP_HANDSHAKE_TIMEOUT,
 	OPT_QMP_PARTIAL_TIMEOUT,
 	OPT_QMP_INSECURE_TCP,
+	OPT_QMP_TLS_X509,
+	OPT_QMP_TLS_PSK,
+	OPT_QMP_TLS_AUTHZ,
 	OPT_NO_SANDBOX,
 	OPT_VERBOSE,
 	OPT_HELP,
@@ -78,6 +81,9 @@ static const struct opt_def opt_table[] = {
 	{"qmp-handshake-timeout", 0, true, OPT_QMP_HANDSHAKE_TIMEOUT},
 	{"qmp-partial-timeout", 0, true, OPT_QMP_PARTIAL_TIMEOUT},
 	{"qmp-insecure-tcp", 0, false, OPT_QMP_INSECURE_TCP},
+	{"qmp-tls-x509", 0, true, OPT_QMP_TLS_X509},
+	{"qmp-tls-psk", 0, true, OPT_QMP_TLS_PSK},
+	{"qmp-tls-authz", 0, true, OPT_QMP_TLS_AUTHZ},
 	{"no-sandbox", 0, false, OPT_NO_SANDBOX},
 	{"verbose", 'v', false, OPT_VERBOSE},
 	{"help", 'h', false, OPT_HELP},
@@ -100,11 +106,19 @@ void run_options_usage(FILE *out)
 		"  --append STR           guest command line; \"cpus=N\" is appended\n"
 		"  --serial stdio|file:PATH\n"
 		"                         where the guest's COM1 output goes (default stdio)\n"
-		"  --qmp unix:PATH|tcp:127.0.0.1:PORT\n"
-		"                         QMP listening socket; repeatable (up to %d); tcp is\n"
-		"                         loopback only and needs --qmp-insecure-tcp\n"
-		"  --qmp-insecure-tcp     allow --qmp tcp: (QMP has no authentication; any local\n"
-		"                         user can reach loopback)\n"
+		"  --qmp unix:PATH|tcp:ADDR:PORT\n"
+		"                         QMP listening socket; repeatable (up to %d); tcp needs\n"
+		"                         --qmp-tls-x509 or --qmp-tls-psk (any IPv4 address), or\n"
+		"                         --qmp-insecure-tcp (loopback only)\n"
+		"  --qmp-tls-x509 DIR     mutual TLS on tcp: QMP sockets: ca-cert.pem,\n"
+		"                         server-cert.pem, server-key.pem; clients need a\n"
+		"                         certificate the CA signed\n"
+		"  --qmp-tls-psk FILE     mutual TLS with pre-shared keys (IDENTITY:HEXKEY lines)\n"
+		"  --qmp-tls-authz 'DN;DN...'\n"
+		"                         client certificate names (or PSK identities) that may\n"
+		"                         use QMP over TCP (default: any the CA signed)\n"
+		"  --qmp-insecure-tcp     allow --qmp tcp: on loopback without TLS (no\n"
+		"                         authentication; any local user can reach loopback)\n"
 		"  --qmp-max-clients N    QMP clients at once, plus one slot kept for the "
 		"operator\n"
 		"                         (default %d, at most %d)\n"
@@ -322,7 +336,7 @@ static int opt_parse_qmp(struct run_options *o, const char *v, char *err, size_t
 	} else if (!strncmp(v, "tcp:", 4)) {
 		colon = strrchr(v + 4, ':');
 		if (!colon || (size_t)(colon - (v + 4)) >= sizeof(host))
-			return opt_error(err, errlen, "--qmp '%s': expected tcp:127.0.0.1:PORT", v);
+			return opt_error(err, errlen, "--qmp '%s': expected tcp:ADDR:PORT", v);
 		memcpy(host, v + 4, (size_t)(colon - (v + 4)));
 		host[colon - (v + 4)] = '\0';
 		if (!strcmp(host, "localhost"))
@@ -330,22 +344,15 @@ static int opt_parse_qmp(struct run_options *o, const char *v, char *err, size_t
 		if (inet_pton(AF_INET, host, &in) != 1)
 			return opt_error(err, errlen,
 					 "--qmp '%s': '%s' is not an IPv4 address (expected "
-					 "tcp:127.0.0.1:PORT)",
+					 "tcp:ADDR:PORT)",
 					 v, host);
-		/* QMP has no authentication: never listen beyond this host (and see below). */
-		if ((ntohl(in.s_addr) >> 24) != 127)
-			return opt_error(
-				err, errlen,
-				"--qmp '%s': QMP over TCP listens on loopback (127.0.0.0/8) "
-				"only",
-				v);
+		/* Whether the address may be used depends on TLS: opt_check_qmp_tcp(). */
 		if (opt_parse_port(colon + 1, &ep->port))
 			return opt_error(err, errlen, "--qmp '%s': port must be 1..65535", v);
 		ep->kind = RUN_EP_TCP;
 		ep->addr = ntohl(in.s_addr);
 	} else {
-		return opt_error(err, errlen,
-				 "--qmp '%s': expected unix:PATH or tcp:127.0.0.1:PORT", v);
+		return opt_error(err, errlen, "--qmp '%s': expected unix:PATH or tcp:ADDR:PORT", v);
 	}
 	o->nr_qmp++;
 	return 0;
@@ -610,6 +617,15 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 	case OPT_QMP_INSECURE_TCP:
 		o->qmp_insecure_tcp = true;
 		return 0;
+	case OPT_QMP_TLS_X509:
+		return opt_parse_tls_path(v, "--qmp-tls-x509", true, o->qmp_tls_x509_dir,
+					  sizeof(o->qmp_tls_x509_dir), err, errlen);
+	case OPT_QMP_TLS_PSK:
+		return opt_parse_tls_path(v, "--qmp-tls-psk", false, o->qmp_tls_psk_file,
+					  sizeof(o->qmp_tls_psk_file), err, errlen);
+	case OPT_QMP_TLS_AUTHZ:
+		o->qmp_tls_authz = v;
+		return 0;
 	case OPT_NO_SANDBOX:
 		o->no_sandbox = true;
 		return 0;
@@ -624,22 +640,55 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 }
 
 /*
- * QMP has no authentication and loopback is open to every local user (and
- * to containers sharing the host's network namespace): a TCP QMP socket
- * hands them quit, migrate and the guest's RAM.  So it is the operator's
- * explicit choice, as plaintext migration off the host is.
+ * QMP over TCP hands whoever connects quit, migrate and the guest's RAM.
+ * With TLS credentials every tcp: QMP socket requires a client the
+ * operator authorized, on any address.  Without, plaintext QMP has no
+ * authentication and loopback is open to every local user (and to
+ * containers sharing the host's network namespace): it is the operator's
+ * explicit choice (--qmp-insecure-tcp), and never beyond loopback.
  */
 static int opt_check_qmp_tcp(const struct run_options *o, char *err, size_t errlen)
 {
+	bool tls = o->qmp_tls_x509_dir[0] || o->qmp_tls_psk_file[0], tcp = false;
 	unsigned int i;
 
-	for (i = 0; i < o->nr_qmp; i++)
-		if (o->qmp[i].kind == RUN_EP_TCP && !o->qmp_insecure_tcp)
+	if (o->qmp_tls_x509_dir[0] && o->qmp_tls_psk_file[0])
+		return opt_error(err, errlen,
+				 "--qmp-tls-x509 and --qmp-tls-psk: one kind of credentials");
+	if (o->qmp_tls_authz && !tls)
+		return opt_error(err, errlen,
+				 "--qmp-tls-authz needs credentials (--qmp-tls-x509 or "
+				 "--qmp-tls-psk)");
+	if (tls && o->qmp_insecure_tcp)
+		return opt_error(err, errlen,
+				 "--qmp-insecure-tcp contradicts the QMP TLS credentials given");
+	for (i = 0; i < o->nr_qmp; i++) {
+		const struct run_endpoint *ep = &o->qmp[i];
+
+		if (ep->kind != RUN_EP_TCP)
+			continue;
+		tcp = true;
+		if (tls)
+			continue;
+		if (ep->addr >> 24 != 127)
+			return opt_error(
+				err, errlen,
+				"--qmp '%s': a non-loopback address needs TLS credentials "
+				"(--qmp-tls-x509 DIR or --qmp-tls-psk FILE); plaintext QMP "
+				"stays on loopback",
+				ep->text);
+		if (!o->qmp_insecure_tcp)
 			return opt_error(err, errlen,
-					 "--qmp '%s': QMP over TCP has no authentication and any "
-					 "local user can reach loopback; use a unix: socket "
-					 "(mode 0600), or --qmp-insecure-tcp",
-					 o->qmp[i].text);
+					 "--qmp '%s': QMP over TCP without TLS has no "
+					 "authentication and any local user can reach loopback; "
+					 "give --qmp-tls-x509 DIR or --qmp-tls-psk FILE, use a "
+					 "unix: socket (mode 0600), or --qmp-insecure-tcp",
+					 ep->text);
+	}
+	if (tls && !tcp)
+		return opt_error(err, errlen,
+				 "--qmp-tls-x509 / --qmp-tls-psk: no --qmp tcp: socket to use "
+				 "them (unix: sockets need none)");
 	return 0;
 }
 

@@ -43,7 +43,7 @@ enum run_endpoint_kind {
 struct run_endpoint {
 	enum run_endpoint_kind kind;
 	char path[RUN_SUN_PATH_MAX]; /* RUN_EP_UNIX: socket path */
-	uint32_t addr;		     /* RUN_EP_TCP: IPv4 loopback address, host order */
+	uint32_t addr;		     /* RUN_EP_TCP: IPv4 address, host order */
 	uint16_t port;		     /* RUN_EP_TCP: 1..65535 */
 	const char *text;	     /* the argument, for messages */
 };
@@ -88,6 +88,13 @@ struct run_options {
 	int qmp_handshake_ms; /* -1: not given; 0: no deadline */
 	int qmp_partial_ms;   /* -1: not given; 0: no deadline */
 	bool qmp_insecure_tcp; /* --qmp tcp: allowed: QMP on loopback, no authentication */
+	/*
+	 * QMP TLS (docs/QMP.md, "TCP and TLS") on every tcp: QMP socket, handed
+	 * to the monitor; paths absolute (its jail binds them read-only).
+	 */
+	char qmp_tls_x509_dir[RUN_SUN_PATH_MAX]; /* "": none */
+	char qmp_tls_psk_file[RUN_SUN_PATH_MAX]; /* "": none */
+	const char *qmp_tls_authz;		 /* DNs or PSK identities, ';'-separated */
 	bool no_sandbox;
 	bool verbose;
 	bool help; /* --help given: print run_options_usage() and exit 0 */

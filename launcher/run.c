@@ -309,6 +309,19 @@ static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
 		spawn_cmd_arg(c, "--partial-timeout");
 		spawn_cmd_arg(c, "%d", vm->opt.qmp_partial_ms);
 	}
+	/* TLS on every tcp: socket (the monitor tells them by their address family). */
+	if (vm->opt.qmp_tls_x509_dir[0]) {
+		spawn_cmd_arg(c, "--tls-x509-dir");
+		spawn_cmd_arg(c, "%s", vm->opt.qmp_tls_x509_dir);
+	}
+	if (vm->opt.qmp_tls_psk_file[0]) {
+		spawn_cmd_arg(c, "--tls-psk-file");
+		spawn_cmd_arg(c, "%s", vm->opt.qmp_tls_psk_file);
+	}
+	if (vm->opt.qmp_tls_authz) {
+		spawn_cmd_arg(c, "--tls-authz");
+		spawn_cmd_arg(c, "%s", vm->opt.qmp_tls_authz);
+	}
 }
 
 static const enum sandbox_proc run_child_procs[RUN_NR_CHILDREN] = {
@@ -412,6 +425,13 @@ static int run_vm_children_add(struct run_vm *vm)
 			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.tls_psk_file[0])
 				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_psk_file, false,
 							false);
+			/* So does the monitor its QMP ones. */
+			if (!ret && i == RUN_CHILD_MONITOR && vm->opt.qmp_tls_x509_dir[0])
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.qmp_tls_x509_dir,
+							false, false);
+			if (!ret && i == RUN_CHILD_MONITOR && vm->opt.qmp_tls_psk_file[0])
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.qmp_tls_psk_file,
+							false, false);
 			if (ret) {
 				log_err("%s jail: %s", run_child_bins[i].name, strerror(-ret));
 				return ret;

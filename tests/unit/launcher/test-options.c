@@ -17,7 +17,7 @@
 #define MAX_VCPUS 8 /* the host limit the tests pretend to have */
 
 struct bad_case {
-	const char *args[6]; /* after "run", NULL-terminated */
+	const char *args[8]; /* after "run", NULL-terminated */
 	const char *err;     /* expected substring of the message */
 };
 
@@ -39,25 +39,42 @@ static const struct bad_case bad_cases[] = {
 	{{"--vcpus", "-1"}, "--vcpus '-1': not a number"},
 	{{"--vcpus", "2x"}, "not a number"},
 	{{"--vcpus", "99999999999999999999999"}, "not a number"},
-	{{"--qmp", "stdio"}, "--qmp 'stdio': expected unix:PATH or tcp:127.0.0.1:PORT"},
+	{{"--qmp", "stdio"}, "--qmp 'stdio': expected unix:PATH or tcp:ADDR:PORT"},
 	{{"--qmp", "unix:"}, "empty socket path"},
 	{{"--qmp",
 	  "unix:/tmp/"
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
 	 "socket path longer than 107 bytes"},
-	{{"--qmp", "tcp:0.0.0.0:4444"}, "loopback (127.0.0.0/8) only"},
-	{{"--qmp", "tcp:10.1.2.3:4444"}, "loopback"},
+	/* Off loopback only with TLS, whatever else is given. */
+	{{"--qmp", "tcp:0.0.0.0:4444"},
+	 "--qmp 'tcp:0.0.0.0:4444': a non-loopback address needs TLS credentials "
+	 "(--qmp-tls-x509 DIR or --qmp-tls-psk FILE); plaintext QMP stays on loopback"},
+	{{"--qmp", "tcp:10.1.2.3:4444"}, "needs TLS credentials"},
 	{{"--qmp", "tcp:example.com:4444"}, "'example.com' is not an IPv4 address"},
 	{{"--qmp", "tcp:127.0.0.1:0"}, "port must be 1..65535"},
 	{{"--qmp", "tcp:127.0.0.1:65536"}, "port must be 1..65535"},
-	{{"--qmp", "tcp:127.0.0.1"}, "expected tcp:127.0.0.1:PORT"},
-	{{"--qmp", "tcp:4444"}, "expected tcp:127.0.0.1:PORT"},
-	/* Loopback is every local user's: TCP QMP only when asked for, never beyond. */
+	{{"--qmp", "tcp:127.0.0.1"}, "expected tcp:ADDR:PORT"},
+	{{"--qmp", "tcp:4444"}, "expected tcp:ADDR:PORT"},
+	/* Loopback is every local user's: plaintext TCP QMP only when asked for. */
 	{{"--qmp", "tcp:127.0.0.1:4444"},
-	 "--qmp 'tcp:127.0.0.1:4444': QMP over TCP has no authentication and any local user can "
-	 "reach loopback; use a unix: socket (mode 0600), or --qmp-insecure-tcp"},
-	{{"--qmp-insecure-tcp", "--qmp", "tcp:10.1.2.3:4444"}, "loopback (127.0.0.0/8) only"},
+	 "--qmp 'tcp:127.0.0.1:4444': QMP over TCP without TLS has no authentication and any "
+	 "local user can reach loopback; give --qmp-tls-x509 DIR or --qmp-tls-psk FILE, use a "
+	 "unix: socket (mode 0600), or --qmp-insecure-tcp"},
+	{{"--qmp-insecure-tcp", "--qmp", "tcp:10.1.2.3:4444"},
+	 "needs TLS credentials (--qmp-tls-x509 DIR or --qmp-tls-psk FILE)"},
+	{{"--qmp-tls-x509", "/nonexistent", "--qmp", "tcp:0.0.0.0:4444"},
+	 "--qmp-tls-x509 '/nonexistent': No such file"},
+	{{"--qmp-tls-x509", "/etc/hostname"}, "--qmp-tls-x509 '/etc/hostname': not a directory"},
+	{{"--qmp-tls-psk", "/"}, "--qmp-tls-psk '/': not a regular file"},
+	{{"--qmp-tls-x509", "/", "--qmp-tls-psk", "/etc/hostname", "--qmp", "tcp:0.0.0.0:1"},
+	 "--qmp-tls-x509 and --qmp-tls-psk: one kind of credentials"},
+	{{"--qmp-tls-x509", "/", "--qmp-insecure-tcp", "--qmp", "tcp:127.0.0.1:1"},
+	 "--qmp-insecure-tcp contradicts the QMP TLS credentials given"},
+	{{"--qmp-tls-authz", "CN=x", "--qmp", "unix:/tmp/q"},
+	 "--qmp-tls-authz needs credentials (--qmp-tls-x509 or --qmp-tls-psk)"},
+	{{"--qmp-tls-x509", "/", "--qmp", "unix:/tmp/q"},
+	 "--qmp-tls-x509 / --qmp-tls-psk: no --qmp tcp: socket to use them"},
 	{{"--qmp-max-clients", "0"}, "--qmp-max-clients '0': must be a number 1..3968"},
 	{{"--qmp-max-clients", "3969"}, "must be a number 1..3968"},
 	{{"--qmp-max-clients", "-1"}, "must be a number"},
@@ -113,6 +130,35 @@ static int parse(struct run_options *o, const char *const *args, char *err, size
 }
 
 /* A path as given; a bare name is ip's /run/netns/NAME; what is not there is refused. */
+/*
+ * With QMP TLS credentials (absolute: the monitor's jail binds them) a
+ * tcp: QMP socket may be on any address and needs no --qmp-insecure-tcp.
+ */
+static void test_qmp_tls(void **state)
+{
+	const char *x509[] = {"--qmp",	     "tcp:0.0.0.0:4444", "--qmp-tls-x509",
+			      "/etc/../etc", "--qmp-tls-authz",	 "CN=a,O=b;CN=c",
+			      "--qmp",	     "unix:/tmp/q",	 NULL};
+	const char *psk[] = {"--qmp-tls-psk", "/etc/../etc/hostname", "--qmp", "tcp:127.0.0.1:4444",
+			     NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, x509, err, sizeof(err)), 0);
+	assert_string_equal(o.qmp_tls_x509_dir, "/etc");
+	assert_string_equal(o.qmp_tls_psk_file, "");
+	assert_string_equal(o.qmp_tls_authz, "CN=a,O=b;CN=c");
+	assert_int_equal(o.qmp[0].kind, RUN_EP_TCP);
+	assert_int_equal(o.qmp[0].addr, 0);
+	assert_false(o.qmp_insecure_tcp);
+	/* The migration's credentials are another matter. */
+	assert_string_equal(o.tls_x509_dir, "");
+	assert_int_equal(parse(&o, psk, err, sizeof(err)), 0);
+	assert_string_equal(o.qmp_tls_psk_file, "/etc/hostname");
+	assert_string_equal(o.qmp_tls_x509_dir, "");
+}
+
 static void test_migrate_netns(void **state)
 {
 	const char *path[] = {"--migrate-netns", "/proc/self/ns/net", NULL};
@@ -372,6 +418,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_migrate_tls),
+		cmocka_unit_test(test_qmp_tls),
 		cmocka_unit_test(test_migrate_netns),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_sizes),
