@@ -157,6 +157,11 @@ static void mon_hmp_print_migrate_caps(FILE *out, json_t *ret)
 /* QEMU's order and units for the parameters cleave has, then cleave's own. */
 static void mon_hmp_print_migrate_params(FILE *out, json_t *ret)
 {
+	/* QEMU prints the TLS ids quoted, tls-authz after the multifd ones. */
+	if (json_object_get(ret, "tls-creds"))
+		fprintf(out, "tls-creds: '%s'\n", mon_hmp_str(ret, "tls-creds"));
+	if (json_object_get(ret, "tls-hostname"))
+		fprintf(out, "tls-hostname: '%s'\n", mon_hmp_str(ret, "tls-hostname"));
 	if (json_object_get(ret, "max-bandwidth"))
 		fprintf(out, "max-bandwidth: %" PRIu64 " bytes/second\n",
 			mon_hmp_u64(ret, "max-bandwidth"));
@@ -166,6 +171,8 @@ static void mon_hmp_print_migrate_params(FILE *out, json_t *ret)
 	if (json_object_get(ret, "multifd-channels"))
 		fprintf(out, "multifd-channels: %" PRIu64 "\n",
 			mon_hmp_u64(ret, "multifd-channels"));
+	if (json_object_get(ret, "tls-authz"))
+		fprintf(out, "tls-authz: '%s'\n", mon_hmp_str(ret, "tls-authz"));
 	if (json_object_get(ret, "x-reconnect-timeout"))
 		fprintf(out, "x-reconnect-timeout: %" PRIu64 " ms\n",
 			mon_hmp_u64(ret, "x-reconnect-timeout"));

@@ -117,8 +117,9 @@ static const struct hmp_case hmp_cases[] = {
 	{"{\"command-line\":\"info migrate_capabilities\"}", MIG, 0,
 	 HMP("multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n")},
 	{"{\"command-line\":\"info migrate_parameters\"}", MIG, 0,
-	 HMP("max-bandwidth: 134217728 bytes/second\\r\\ndowntime-limit: 300 ms\\r\\n"
-	     "multifd-channels: 2\\r\\nx-reconnect-timeout: 10000 ms\\r\\n")},
+	 HMP("tls-creds: ''\\r\\ntls-hostname: ''\\r\\n"
+	     "max-bandwidth: 134217728 bytes/second\\r\\ndowntime-limit: 300 ms\\r\\n"
+	     "multifd-channels: 2\\r\\ntls-authz: ''\\r\\nx-reconnect-timeout: 10000 ms\\r\\n")},
 	{"{\"command-line\":\"migrate_cancel\"}", MIG, 0, HMP("")},
 	{"{\"command-line\":\"quit\"}", NONE, MON_CMD_QUIT, HMP("")},
 	{"{\"command-line\":\"q\"}", NONE, MON_CMD_QUIT, HMP("")},
