@@ -157,10 +157,197 @@ static void test_filtered_before_untrusted_input(void **state)
 	rmdir(dir);
 }
 
+/* A cleave-migrator of @ctl and @ram, as cleave run starts one with --migrate-tls-psk @psk. */
+static pid_t spawn_psk(const struct shm_ctl *ctl, const struct shm_region *ram, const char *dir,
+		       const char *psk)
+{
+	char log[128], rpc[160], ev[160], vcpu[160], ctl_arg[16], ram_arg[16];
+	int logfd;
+	pid_t pid;
+
+	snprintf(log, sizeof(log), "%s/migrator.log", dir);
+	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", dir);
+	snprintf(ev, sizeof(ev), "ipc://%s/migrator.events", dir);
+	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", dir);
+	snprintf(ctl_arg, sizeof(ctl_arg), "%d", ctl->fd);
+	snprintf(ram_arg, sizeof(ram_arg), "%d", ram->fd);
+	logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	assert_true(logfd >= 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fcntl(ctl->fd, F_SETFD, 0);
+		fcntl(ram->fd, F_SETFD, 0);
+		dup2(logfd, STDERR_FILENO);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(migrator_bin, migrator_bin, "--ctl-fd", ctl_arg, "--ram-fds", ram_arg,
+		      "--vcpu-rpc", vcpu, "--rpc", rpc, "--events", ev, "--tls-psk-file", psk,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(logfd);
+	return pid;
+}
+
+/* One RPC to the migrator in @dir, retried while it starts: 0 or the error in @err. */
+static int call(const char *dir, uint32_t method, const ProtobufCMessage *req,
+		const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply, char *err,
+		size_t len)
+{
+	struct rpc_client *client = NULL;
+	char rpc[160];
+	int ret = -1;
+
+	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", dir);
+	assert_int_equal(rpc_client_open(&client, rpc), 0);
+	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 10000; test_sleep_ms(20)) {
+		err[0] = '\0';
+		ret = rpc_call(client, method, req, desc, reply, 2000, err, len);
+		if (ret != -ETIMEDOUT && ret != -ECONNREFUSED)
+			break;
+	}
+	rpc_client_close(client);
+	return ret;
+}
+
+static Cleave__Migrator__Parameters *query_params(const char *dir)
+{
+	ProtobufCMessage *p = NULL;
+	char err[256];
+
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, NULL,
+			      &cleave__migrator__parameters__descriptor, &p, err, sizeof(err)),
+			 0);
+	return (Cleave__Migrator__Parameters *)p;
+}
+
+/*
+ * QMP's TLS parameters against the real process, under its filter: cleave
+ * run's PSK file in use from the start (tls-creds "#cleave-run"); an
+ * object of another directory refused (the jail cannot show it); an
+ * object of the file's own directory set, with an authz-list; migrate-
+ * incoming then refused for the client endpoint, as QEMU's check says; the
+ * settings kept by a restarted migrator (SIGKILL, same control segment);
+ * tls-creds "" gives back the secure default (no plaintext off the host).
+ */
+static void test_tls_params_process(void **state)
+{
+	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
+	char dir[] = "/tmp/cleave-migtls-XXXXXX", psk[128], err[512], *text;
+	Cleave__Migrator__Parameters set = CLEAVE__MIGRATOR__PARAMETERS__INIT, *q;
+	Cleave__Migrator__TlsCreds creds = CLEAVE__MIGRATOR__TLS_CREDS__INIT;
+	Cleave__Migrator__TlsAuthz authz = CLEAVE__MIGRATOR__TLS_AUTHZ__INIT;
+	Cleave__Migrator__TlsAuthzRule rule = CLEAVE__MIGRATOR__TLS_AUTHZ_RULE__INIT, *rp = &rule;
+	Cleave__Migrator__IncomingRequest in = CLEAVE__MIGRATOR__INCOMING_REQUEST__INIT;
+	struct shm_region ram;
+	struct shm_ctl ctl;
+	FILE *f;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(psk, sizeof(psk), "%s/keys.psk", dir);
+	f = fopen(psk, "w");
+	assert_non_null(f);
+	fprintf(f, "qemu:00112233445566778899aabbccddeeff\n");
+	fclose(f);
+	assert_int_equal(shm_ctl_create(&ctl, &layout), 0);
+	assert_int_equal(shm_region_create(&ram, 0, layout.size[0]), 0);
+	pid = spawn_psk(&ctl, &ram, dir, psk);
+	q = query_params(dir);
+	assert_string_equal(q->tls_creds, "#cleave-run");
+	assert_string_equal(q->tls_authz, "");
+	assert_non_null(q->tls_creds_object);
+	assert_true(q->tls_creds_object->psk);
+	assert_string_equal(q->tls_creds_object->path, psk);
+	rpc_msg_free(&q->base);
+
+	/* An object of a directory cleave run did not give. */
+	set.has_tls_creds = true;
+	set.tls_creds = "tls0";
+	set.tls_creds_object = &creds;
+	creds.psk = true;
+	creds.dir = "/etc/pki/elsewhere";
+	creds.client = true;
+	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &set.base,
+				  NULL, NULL, err, sizeof(err)),
+			     0);
+	assert_non_null(strstr(err, "TLS credentials file '/etc/pki/elsewhere/keys.psk' was not "
+				    "given to cleave run (--migrate-tls-psk): the migrator's "
+				    "sandbox cannot read it"));
+	/* The file's own directory, an authz-list and a hostname. */
+	creds.dir = dir;
+	set.has_tls_authz = set.has_tls_hostname = true;
+	set.tls_authz = "auth0";
+	set.tls_authz_object = &authz;
+	set.tls_hostname = "dst.example";
+	rule.match = "src*";
+	rule.allow = rule.glob = true;
+	authz.n_rules = 1;
+	authz.rules = &rp;
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &set.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	in.uri = "tcp:127.0.0.1:0";
+	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_INCOMING, &in.base, NULL,
+				  NULL, err, sizeof(err)),
+			     0);
+	assert_string_equal(err, "Expected TLS credentials for a server endpoint");
+
+	/* A restarted migrator (same control segment): the same settings. */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	pid = spawn_psk(&ctl, &ram, dir, psk);
+	q = query_params(dir);
+	assert_string_equal(q->tls_creds, "tls0");
+	assert_string_equal(q->tls_hostname, "dst.example");
+	assert_string_equal(q->tls_authz, "auth0");
+	assert_true(q->tls_creds_object && q->tls_creds_object->client &&
+		    !q->tls_creds_object->server);
+	assert_true(q->tls_authz_object && q->tls_authz_object->n_rules == 1);
+	assert_string_equal(q->tls_authz_object->rules[0]->match, "src*");
+	assert_true(q->tls_authz_object->rules[0]->glob);
+	rpc_msg_free(&q->base);
+	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_INCOMING, &in.base, NULL,
+				  NULL, err, sizeof(err)),
+			     0);
+	assert_string_equal(err, "Expected TLS credentials for a server endpoint");
+
+	/* Off: plaintext again, and only on loopback. */
+	memset(&set, 0, sizeof(set));
+	cleave__migrator__parameters__init(&set);
+	set.has_tls_creds = true;
+	set.tls_creds = "";
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &set.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	in.uri = "tcp:0.0.0.0:0";
+	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_INCOMING, &in.base, NULL,
+				  NULL, err, sizeof(err)),
+			     0);
+	assert_non_null(strstr(err, "a non-loopback address needs TLS credentials"));
+
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	snprintf(psk, sizeof(psk), "%s/migrator.log", dir);
+	text = test_file_read(psk);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) || strstr(text, "seccomp: refused"))
+		fail_msg("cleave-migrator: status 0x%x, log:\n%s", status, text);
+	free(text);
+	unlink(psk);
+	snprintf(psk, sizeof(psk), "%s/keys.psk", dir);
+	unlink(psk);
+	shm_region_close(&ram);
+	shm_ctl_close(&ctl);
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_filtered_before_untrusted_input),
+		cmocka_unit_test(test_tls_params_process),
 	};
 
 	if (argc != 2) {
