@@ -18,7 +18,8 @@
 static int srv_start_error(void *arg, int ret, const char *what, const char *uri, bool server,
 			   struct rpc_reply *reply)
 {
-	struct mig_tls_params tp;
+	char creds[MIG_TLS_ID_LEN] = "";
+	struct mig_tls_params *tp;
 
 	switch (ret) {
 	case -EBUSY:
@@ -30,11 +31,16 @@ static int srv_start_error(void *arg, int ret, const char *what, const char *uri
 		return rpc_reply_error(reply, ret, "Expected TLS credentials for a %s endpoint",
 				       server ? "server" : "client");
 	case -ENOKEY:
-		mig_session_get_tls(arg, &tp);
+		tp = malloc(sizeof(*tp)); /* 18 KB: not on the RPC thread's stack */
+		if (tp) {
+			mig_session_get_tls(arg, tp);
+			memcpy(creds, tp->creds, sizeof(creds));
+			free(tp);
+		}
 		return rpc_reply_error(reply, ret,
 				       "TLS credentials '%s' could not be set up when the "
 				       "migrator started (its log says why): set tls-creds again",
-				       tp.creds);
+				       creds);
 	default:
 		return rpc_reply_error(reply, ret, "%s '%s': %s", what, uri, strerror(-ret));
 	}
@@ -193,11 +199,10 @@ static int srv_str(char *dst, size_t size, const char *param, const char *v, cha
 }
 
 /* tls-creds: off, cleave run's, or the object the monitor sent with it. */
-static int srv_tls_creds(void *arg, const Cleave__Migrator__Parameters *r,
-			 struct mig_tls_params *tp, char *err, size_t errlen)
+static int srv_tls_creds(const Cleave__Migrator__Parameters *r, struct mig_tls_params *tp,
+			 const struct mig_tls_params *run, char *err, size_t errlen)
 {
 	const Cleave__Migrator__TlsCreds *o = r->tls_creds_object;
-	struct mig_tls_params run;
 	char path[MIG_TLS_PATH_LEN + 16];
 	int ret = srv_str(tp->creds, sizeof(tp->creds), "tls-creds", r->tls_creds, err, errlen);
 
@@ -208,11 +213,11 @@ static int srv_tls_creds(void *arg, const Cleave__Migrator__Parameters *r,
 	tp->path[0] = tp->username[0] = '\0';
 	if (!tp->creds[0])
 		return 0;
-	if (!strcmp(tp->creds, MIG_TLS_RUN_ID) && !mig_session_tls_preset(arg, &run)) {
-		tp->kind = run.kind;
-		tp->endpoints = run.endpoints;
-		memcpy(tp->path, run.path, sizeof(tp->path));
-		memcpy(tp->username, run.username, sizeof(tp->username));
+	if (!strcmp(tp->creds, MIG_TLS_RUN_ID) && run) {
+		tp->kind = run->kind;
+		tp->endpoints = run->endpoints;
+		memcpy(tp->path, run->path, sizeof(tp->path));
+		memcpy(tp->username, run->username, sizeof(tp->username));
 		return 0;
 	}
 	if (!o) {
@@ -233,11 +238,10 @@ static int srv_tls_creds(void *arg, const Cleave__Migrator__Parameters *r,
 }
 
 /* tls-authz: none, cleave run's list, or the object's rules. */
-static int srv_tls_authz(void *arg, const Cleave__Migrator__Parameters *r,
-			 struct mig_tls_params *tp, char *err, size_t errlen)
+static int srv_tls_authz(const Cleave__Migrator__Parameters *r, struct mig_tls_params *tp,
+			 const struct mig_tls_params *run, char *err, size_t errlen)
 {
 	const Cleave__Migrator__TlsAuthz *o = r->tls_authz_object;
-	struct mig_tls_params run;
 	int ret = srv_str(tp->authz, sizeof(tp->authz), "tls-authz", r->tls_authz, err, errlen);
 
 	if (ret)
@@ -246,11 +250,10 @@ static int srv_tls_authz(void *arg, const Cleave__Migrator__Parameters *r,
 	tp->authz_allow = 1;
 	if (!tp->authz[0])
 		return 0;
-	if (!strcmp(tp->authz, MIG_TLS_RUN_ID) && !mig_session_tls_preset(arg, &run) &&
-	    run.authz[0]) {
-		tp->authz_allow = run.authz_allow;
-		tp->nr_rules = run.nr_rules;
-		memcpy(tp->rules, run.rules, sizeof(tp->rules));
+	if (!strcmp(tp->authz, MIG_TLS_RUN_ID) && run && run->authz[0]) {
+		tp->authz_allow = run->authz_allow;
+		tp->nr_rules = run->nr_rules;
+		memcpy(tp->rules, run->rules, sizeof(tp->rules));
 		return 0;
 	}
 	if (!o) {
@@ -278,23 +281,25 @@ static int srv_tls_authz(void *arg, const Cleave__Migrator__Parameters *r,
 /* The TLS members of a set request, checked and applied whole, or nothing. */
 static int srv_set_tls(void *arg, const Cleave__Migrator__Parameters *r, struct rpc_reply *reply)
 {
-	struct mig_tls_params *tp;
+	struct mig_tls_params *tp, *run;
 	char err[512] = "";
 	int ret = 0;
 
 	if (!r->has_tls_creds && !r->has_tls_hostname && !r->has_tls_authz)
 		return 0;
-	tp = malloc(sizeof(*tp)); /* 18 KB: not on the RPC thread's stack */
+	tp = malloc(2 * sizeof(*tp)); /* 18 KB each: not on the RPC thread's stack */
 	if (!tp)
 		return -ENOMEM;
 	mig_session_get_tls(arg, tp);
+	/* cleave run's credentials, for MIG_TLS_RUN_ID; NULL when it gave none. */
+	run = mig_session_tls_preset(arg, &tp[1]) ? NULL : &tp[1];
 	if (r->has_tls_creds)
-		ret = srv_tls_creds(arg, r, tp, err, sizeof(err));
+		ret = srv_tls_creds(r, tp, run, err, sizeof(err));
 	if (!ret && r->has_tls_hostname)
 		ret = srv_str(tp->hostname, sizeof(tp->hostname), "tls-hostname", r->tls_hostname,
 			      err, sizeof(err));
 	if (!ret && r->has_tls_authz)
-		ret = srv_tls_authz(arg, r, tp, err, sizeof(err));
+		ret = srv_tls_authz(r, tp, run, err, sizeof(err));
 	if (!ret)
 		ret = mig_session_set_tls(arg, tp, err, sizeof(err));
 	free(tp);

@@ -327,6 +327,20 @@ static void test_tls_params_process(void **state)
 				  NULL, err, sizeof(err)),
 			     0);
 	assert_non_null(strstr(err, "a non-loopback address needs TLS credentials"));
+	/* cleave run's credentials again, by their id: both ends, so it listens. */
+	set.tls_creds = "#cleave-run";
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &set.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	q = query_params(dir);
+	assert_string_equal(q->tls_creds, "#cleave-run");
+	assert_true(q->tls_creds_object && q->tls_creds_object->server);
+	assert_string_equal(q->tls_creds_object->path, psk);
+	rpc_msg_free(&q->base);
+	in.uri = "tcp:127.0.0.1:0";
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_INCOMING, &in.base, NULL, NULL,
+			      err, sizeof(err)),
+			 0);
 
 	assert_int_equal(kill(pid, SIGTERM), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
