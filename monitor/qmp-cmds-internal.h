@@ -39,6 +39,12 @@ void mon_cmd_object_add(struct mon_ctx *ctx, json_t *args, struct mon_result *re
 void mon_cmd_object_del(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 /* Forgets every object (what a monitor restart does; tests). */
 void mon_objects_clear(void);
+/*
+ * A new monitor: re-creates the objects the migrator's parameters @p name
+ * (an authz-simple as the equivalent authz-list), unless a client added
+ * one of that id first.
+ */
+void mon_objects_recover(const Cleave__Migrator__Parameters *p);
 
 /*
  * What migrate-set-parameters sends of the objects tls-creds and

@@ -188,7 +188,11 @@ int mon_backend_call_timeout(struct mon_ctx *ctx, enum mon_backend backend, unsi
 			     struct mon_result *res);
 /* vcpu-proc QUIT, sent on the vcpu worker after `quit` was answered. */
 void mon_cmd_vcpu_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
-/* Refreshes ctx->migration_events from the migrator (migrator worker). */
+/*
+ * At monitor start, on the migrator worker: refreshes ctx->migration_events
+ * from the migrator and re-creates the TLS objects its parameters use
+ * (qmp-objects.c).
+ */
 void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 
 /*

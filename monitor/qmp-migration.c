@@ -347,11 +347,20 @@ void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_re
 void mon_cmd_migration_caps_refresh(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	Cleave__Migrator__Capabilities *caps = mon_caps_query(ctx, res);
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	Cleave__Migrator__Parameters *p = NULL;
 
 	if (!caps)
 		return;
 	atomic_store(&ctx->migration_events, caps->events);
 	rpc_msg_free(&caps->base);
+	/* The objects a previous monitor held and the migration parameters still use. */
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			     CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_PARAMETERS, &req,
+			     &cleave__migrator__parameters__descriptor, (void **)&p, res))
+		return;
+	mon_objects_recover(p);
+	rpc_msg_free(&p->base);
 }
 
 /* Fills @req from checked @args; range errors with QEMU's migrate_params_check() wording. */

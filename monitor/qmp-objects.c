@@ -9,7 +9,8 @@
  * The objects live here, like QEMU's /objects container: one table for
  * the process, reached only through these functions, under its lock.  The
  * monitor does not keep them across a restart; the migrator's parameters,
- * which hold what it needs of the objects in use, do survive.
+ * which hold what it needs of the objects in use, do survive, and a new
+ * monitor re-creates those objects from them (mon_objects_recover).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -336,6 +337,67 @@ void mon_cmd_object_del(struct mon_ctx *ctx, json_t *args, struct mon_result *re
 	}
 	pthread_mutex_unlock(&mon_objects.lock);
 	res->ret = json_object();
+}
+
+/* Adds @props as object @id unless one has that id (a client was first). */
+static void mon_object_recreate(const char *id, enum mon_obj_type type, json_t *props)
+{
+	pthread_mutex_lock(&mon_objects.lock);
+	if (props && !mon_object_find(id) && mon_objects.nr < MON_MAX_OBJECTS &&
+	    strlen(id) < MIG_TLS_ID_LEN) {
+		struct mon_object *o = &mon_objects.objs[mon_objects.nr++];
+
+		snprintf(o->id, sizeof(o->id), "%s", id);
+		o->type = type;
+		o->props = props;
+		props = NULL;
+	}
+	pthread_mutex_unlock(&mon_objects.lock);
+	json_decref(props);
+}
+
+void mon_objects_recover(const Cleave__Migrator__Parameters *p)
+{
+	const Cleave__Migrator__TlsCreds *c = p->tls_creds_object;
+	const Cleave__Migrator__TlsAuthz *a = p->tls_authz_object;
+	const char *id = p->tls_creds ? p->tls_creds : "";
+	size_t n;
+
+	/* '#': cleave run's own (no object); an object serves one end. */
+	if (id[0] && id[0] != '#' && c && c->path && c->client != c->server) {
+		char dir[MIG_TLS_PATH_LEN];
+
+		n = strlen(c->path);
+		snprintf(dir, sizeof(dir), "%s", c->path);
+		if (c->psk && n > strlen("/keys.psk") &&
+		    !strcmp(c->path + n - strlen("/keys.psk"), "/keys.psk"))
+			dir[n - strlen("/keys.psk")] = '\0';
+		if (!c->psk || strlen(dir) < n) {
+			json_t *props =
+				json_pack("{s:s,s:s,s:s,s:s}", "qom-type",
+					  c->psk ? "tls-creds-psk" : "tls-creds-x509", "id", id,
+					  "dir", dir, "endpoint", c->server ? "server" : "client");
+
+			if (props && c->psk && c->username && c->username[0])
+				json_object_set_new(props, "username", json_string(c->username));
+			mon_object_recreate(id, c->psk ? MON_OBJ_TLS_PSK : MON_OBJ_TLS_X509, props);
+		}
+	}
+	id = p->tls_authz ? p->tls_authz : "";
+	if (id[0] && id[0] != '#' && a) {
+		/* An authz-simple comes back as the authz-list that means the same. */
+		json_t *rules = json_array(), *props;
+
+		for (n = 0; rules && n < a->n_rules; n++)
+			json_array_append_new(
+				rules, json_pack("{s:s,s:s,s:s}", "match",
+						 a->rules[n]->match ? a->rules[n]->match : "",
+						 "policy", a->rules[n]->allow ? "allow" : "deny",
+						 "format", a->rules[n]->glob ? "glob" : "exact"));
+		props = json_pack("{s:s,s:s,s:s,s:o}", "qom-type", "authz-list", "id", id, "policy",
+				  a->allow ? "allow" : "deny", "rules", rules);
+		mon_object_recreate(id, MON_OBJ_AUTHZ_LIST, props);
+	}
 }
 
 void mon_objects_clear(void)

@@ -361,6 +361,9 @@ static int fake_mig_set_params(void *arg, const ProtobufCMessage *req, struct rp
 		fb->tls_rules =
 			p->tls_authz_object ? (unsigned int)p->tls_authz_object->n_rules : 0;
 		fb->tls_authz_allow = p->tls_authz_object && p->tls_authz_object->allow;
+		snprintf(fb->tls_rule0, sizeof(fb->tls_rule0), "%s",
+			 fb->tls_rules ? p->tls_authz_object->rules[0]->match : "");
+		fb->tls_rule0_glob = fb->tls_rules && p->tls_authz_object->rules[0]->glob;
 	}
 	pthread_mutex_unlock(&fb->lock);
 	return 0;
@@ -369,7 +372,11 @@ static int fake_mig_set_params(void *arg, const ProtobufCMessage *req, struct rp
 static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
 	Cleave__Migrator__Parameters p = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	Cleave__Migrator__TlsCreds creds = CLEAVE__MIGRATOR__TLS_CREDS__INIT;
+	Cleave__Migrator__TlsAuthz authz = CLEAVE__MIGRATOR__TLS_AUTHZ__INIT;
+	Cleave__Migrator__TlsAuthzRule rule = CLEAVE__MIGRATOR__TLS_AUTHZ_RULE__INIT, *rp = &rule;
 	struct fake_backend *fb = arg;
+	char path[280];
 	int ret;
 
 	fake_enter(fb);
@@ -380,6 +387,24 @@ static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct 
 	p.tls_creds = fb->tls_creds;
 	p.tls_hostname = fb->tls_hostname;
 	p.tls_authz = fb->tls_authz;
+	/* As the migrator answers: what it keeps of the objects. */
+	if (fb->tls_creds[0]) {
+		snprintf(path, sizeof(path), "%s%s", fb->tls_dir, fb->tls_psk ? "/keys.psk" : "");
+		creds.psk = fb->tls_psk;
+		creds.path = path;
+		creds.server = fb->tls_server;
+		creds.client = !fb->tls_server;
+		p.tls_creds_object = &creds;
+	}
+	if (fb->tls_authz[0]) {
+		rule.match = fb->tls_rule0;
+		rule.allow = true;
+		rule.glob = fb->tls_rule0_glob;
+		authz.allow = fb->tls_authz_allow;
+		authz.n_rules = fb->tls_rules ? 1 : 0;
+		authz.rules = &rp;
+		p.tls_authz_object = &authz;
+	}
 	p.max_bandwidth = 134217728;
 	p.downtime_limit = 300;
 	ret = rpc_reply_set(r, &p.base);

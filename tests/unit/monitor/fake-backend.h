@@ -42,6 +42,8 @@ struct fake_backend {
 	bool tls_server, tls_psk; /* protected by lock: its endpoint, its type */
 	unsigned int tls_rules;	  /* protected by lock: tls_authz_object's rules */
 	bool tls_authz_allow;	  /* protected by lock: its policy */
+	char tls_rule0[64];	  /* protected by lock: its first rule's match */
+	bool tls_rule0_glob;	  /* protected by lock */
 	char mig_status[32];	  /* protected by lock; "" before any migration */
 	char mig_error[64];	  /* protected by lock: QUERY's error_desc when not "" */
 	char resolved[16];	  /* protected by lock: run_on of the last RESOLVE that succeeded */

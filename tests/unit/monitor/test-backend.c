@@ -182,6 +182,33 @@ static void test_tls_objects(void **state)
 		   "object 'tls0' is in use, can not be deleted");
 	assert_cmd(b, "object-del", "{\"id\":\"auth0\"}",
 		   "object 'auth0' is in use, can not be deleted");
+	/*
+	 * A monitor restart loses the objects; the new monitor re-creates those
+	 * the migrator's parameters use, from them, at its start.
+	 */
+	mon_objects_clear();
+	{
+		struct mon_result res = {0};
+
+		mon_cmd_migration_caps_refresh(&b->ctx, NULL, &res);
+		assert_null(res.err_class);
+		mon_result_fini(&res);
+	}
+	got = bk_loop_cmd(b, "object-add",
+			  "{\"qom-type\":\"tls-creds-x509\",\"id\":\"tls0\",\"dir\":\"/d\"}");
+	assert_string_equal(got, "attempt to add duplicate property 'tls0' to object (type "
+				 "'container')");
+	free(got);
+	assert_cmd(b, "object-del", "{\"id\":\"auth0\"}",
+		   "object 'auth0' is in use, can not be deleted");
+	/* Sent again as they were (the authz-list's glob rule first in the fake). */
+	assert_cmd(b, "migrate-set-parameters", "{\"tls-creds\":\"tls0\",\"tls-authz\":\"auth0\"}",
+		   "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->tls_dir, "/etc/pki/qemu");
+	assert_true(b->fb->tls_server);
+	assert_string_equal(b->fb->tls_rule0, "CN=a");
+	pthread_mutex_unlock(&b->fb->lock);
 	/* QEMU's StrOrNull: null and "" both turn it off. */
 	assert_cmd(b, "migrate-set-parameters", "{\"tls-creds\":null,\"tls-authz\":\"\"}", "{}");
 	assert_cmd(b, "object-del", "{\"id\":\"tls0\"}", "{}");
