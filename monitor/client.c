@@ -88,6 +88,7 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 	}
 	mon_framer_fini(&c->in);
 	free(c->quit_id);
+	json_decref(c->quit_ret);
 	free(c->out);
 	free(c);
 }
@@ -254,7 +255,13 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 	}
 	req->cmd->run(&s->ctx, req->args, &res);
 	if (!res.err_class && (req->cmd->flags & MON_CMD_QUIT)) {
-		/* QEMU's order: SHUTDOWN, then this reply, then every client closes. */
+		/*
+		 * QEMU's order: SHUTDOWN, then this reply, then every client
+		 * closes.  The reply keeps the command's own value: {} for quit,
+		 * "" for HMP's.
+		 */
+		c->quit_ret = res.ret;
+		res.ret = NULL;
 		mon_result_fini(&res);
 		c->quit_asked = true;
 		c->quit_id = req->id_text;

@@ -62,6 +62,7 @@ struct mon_client {
 	bool closing;
 	bool quit_asked;   /* this client sent quit: its reply follows the SHUTDOWN event */
 	char *quit_id;	   /* id (JSON text) of that quit, owned; NULL if none */
+	json_t *quit_ret;  /* that quit's return value ({} or HMP's ""), owned; NULL if none */
 	size_t in_counted; /* what in.cap counts (mon_in_counted), as added to in_held */
 	/* Deadlines (CLOCK_MONOTONIC ms; 0: none), see docs/QMP.md "Limits". */
 	int64_t handshake_deadline_ms; /* until negotiated (the TLS handshake included) */

@@ -204,7 +204,6 @@ static void mon_submit_internal(struct mon_server *s, enum mon_backend b, const 
  */
 static void mon_quit(struct mon_server *s)
 {
-	struct mon_result ok = {0};
 	struct mon_client *c, *next;
 	struct mon_event *ev;
 	int ret;
@@ -222,6 +221,8 @@ static void mon_quit(struct mon_server *s)
 		next = c->next;
 		if (!c->quit_asked)
 			continue;
+		struct mon_result ok = {.ret = c->quit_ret};
+
 		c->quit_asked = false;
 		ret = mon_client_reply(s, c, c->quit_id, &ok);
 		if (ret)
