@@ -528,9 +528,9 @@ static int opt_parse_netns(struct run_options *o, const char *v, char *err, size
 
 	if (!*v || !strcmp(v, ".") || !strcmp(v, ".."))
 		return opt_error(err, errlen, "--migrate-netns '%s': give a name or a path", v);
-	n = strchr(v, '/') ? snprintf(o->migrate_netns, sizeof(o->migrate_netns), "%s", v)
-			   : snprintf(o->migrate_netns, sizeof(o->migrate_netns), "/run/netns/%s",
-				      v);
+	n = strchr(v, '/')
+		    ? snprintf(o->migrate_netns, sizeof(o->migrate_netns), "%s", v)
+		    : snprintf(o->migrate_netns, sizeof(o->migrate_netns), "/run/netns/%s", v);
 	if (n < 0 || (size_t)n >= sizeof(o->migrate_netns))
 		return opt_error(err, errlen, "--migrate-netns '%s': too long", v);
 	if (stat(o->migrate_netns, &st))

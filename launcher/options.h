@@ -24,8 +24,8 @@ struct host_kvm; /* launcher/host-check.h */
 #define RUN_VCPUS_FALLBACK 256	/* cap when /dev/kvm cannot be asked */
 #define RUN_APPEND_MAX	   2048 /* whole guest command line, "cpus=N" included */
 /* Ids --uid-base reserves: one per child, one per pair of them (launcher/ids.c). */
-#define RUN_IDS_PER_VM 6
-#define RUN_SUN_PATH_MAX   (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define RUN_IDS_PER_VM	 6
+#define RUN_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 /* Longest socket path the launcher puts below the state dir (launcher/statedir.c). */
 #define RUN_STATE_SOCK_NAME "vcpu-mon/events"
 
@@ -76,17 +76,17 @@ struct run_options {
 	const char *tls_psk_identity;
 	const char *tls_authz;
 	const char *tls_hostname;
-	bool insecure_plaintext; /* plaintext to or from a non-loopback address */
+	bool insecure_plaintext;      /* plaintext to or from a non-loopback address */
 	char migrate_netns[PATH_MAX]; /* "": the host's network namespace */
-	uid_t uid_base; /* 0: the children stay uid 0 (without capabilities) */
+	uid_t uid_base;		      /* 0: the children stay uid 0 (without capabilities) */
 	/*
 	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in
 	 * monitor/qmp-limits.h); 0 / -1: not given, the monitor's default.
 	 */
 	unsigned int qmp_max_clients;
 	uint64_t qmp_input_limit;
-	int qmp_handshake_ms; /* -1: not given; 0: no deadline */
-	int qmp_partial_ms;   /* -1: not given; 0: no deadline */
+	int qmp_handshake_ms;  /* -1: not given; 0: no deadline */
+	int qmp_partial_ms;    /* -1: not given; 0: no deadline */
 	bool qmp_insecure_tcp; /* --qmp tcp: allowed: QMP on loopback, no authentication */
 	/*
 	 * QMP TLS (docs/QMP.md, "TCP and TLS") on every tcp: QMP socket, handed

@@ -1051,7 +1051,7 @@ static void test_query_chardev_serial(void **state)
 
 /* A migrator status that is not UTF-8 still comes through, its bad byte replaced. */
 #define STATUS_RUNNING "{\"running\":true,\"singlestep\":false,\"status\":\"running\"}"
-#define STATUS_PAUSED "{\"running\":false,\"singlestep\":false,\"status\":\"paused\"}"
+#define STATUS_PAUSED  "{\"running\":false,\"singlestep\":false,\"status\":\"paused\"}"
 
 /* query-status until it says @want (2 s at most); the STATUS calls it took. */
 static int status_until(struct env *e, struct qmp_client *c, const char *want)
@@ -1111,7 +1111,7 @@ static void test_query_status_known(void **state)
 		ev.body_case = CLEAVE__EVENTS__EVENT__BODY_MIGRATION;
 		ev.migration = &mig;
 		assert_int_equal(rpc_pub_send(e->fb->mig_pub, &ev), 0);
-		/* Until the event reached the monitor, an answer may still come from what it knew. */
+		/* Until the event reaches the monitor, it may answer from what it knew. */
 		while (status_until(e, c, STATUS_RUNNING) == 0 && test_now_ms() < end)
 			test_sleep_ms(5);
 		assert_true(test_now_ms() < end);
