@@ -87,6 +87,14 @@ struct mig_env {
 	 */
 	const struct mig_tls *tls;
 	bool insecure_plaintext;
+	/*
+	 * migrate "file:PATH" saves only into this directory (its absolute
+	 * path, NULL: none), reached through @snapshot_dirfd (-1: none), an
+	 * open fd of it: files are created there by name, nothing else of
+	 * the file system is needed.
+	 */
+	const char *snapshot_dir;
+	int snapshot_dirfd;
 	/* mig_now_ns() when the process started: a takeover's resume time counts from it. */
 	uint64_t process_start_ns;
 #ifdef CLEAVE_FAULT_INJECTION
@@ -150,7 +158,10 @@ void mig_session_free(struct mig_session *s);
 int mig_session_resume(struct mig_session *s);
 
 /*
- * Starts an outgoing migration to "tcp:HOST:PORT".  -EBUSY while one runs;
+ * Starts an outgoing migration to "tcp:HOST:PORT", or a save to
+ * "file:PATH" (save.c): PATH a file directly in env.snapshot_dir, else
+ * -ENOTDIR (no directory), -EXDEV (elsewhere, or a hidden name),
+ * -EOPNOTSUPP (QEMU's ",offset=").  -EBUSY while one runs;
  * -EPERM for plaintext to a non-loopback host (env.insecure_plaintext);
  * -EKEYREJECTED when the TLS credentials in use do not serve this end
  * (QEMU's endpoint); -ENOKEY when tls-creds is set but its context could
@@ -159,9 +170,12 @@ int mig_session_resume(struct mig_session *s);
 int mig_session_migrate(struct mig_session *s, const char *uri);
 /*
  * Listens on "tcp:HOST:PORT" (port 0: ephemeral, see _incoming_port) at once
- * and receives one incoming migration in the background.  Errors as above.
+ * and receives one incoming migration in the background.  Errors as above;
+ * -EPROTONOSUPPORT for "file:" (no restore from a file yet).
  */
 int mig_session_incoming(struct mig_session *s, const char *uri);
+/* env.snapshot_dir, or "". */
+const char *mig_session_snapshot_dir(const struct mig_session *s);
 /* The bound TCP port of the incoming listener, or 0. */
 unsigned int mig_session_incoming_port(struct mig_session *s);
 /* migrate_cancel: returns at once; succeeds when nothing runs. */

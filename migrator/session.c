@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -528,8 +529,12 @@ static bool session_busy(struct mig_session *s)
  */
 static int session_may_use(const struct mig_session *s, const char *uri, enum mig_role role)
 {
-	char host[256];
+	char host[256], name[NAME_MAX + 1];
 
+	/* A save stays on this host: no TLS, no address. */
+	if (mig_uri_is_file(uri))
+		return role == MIG_ROLE_SOURCE ? mig_save_name(&s->env, uri, name, sizeof(name))
+					       : -EPROTONOSUPPORT;
 	if (s->tls_broken)
 		return -ENOKEY;
 	if (s->tls)
@@ -565,7 +570,7 @@ int mig_session_migrate(struct mig_session *s, const char *uri)
 
 	if (ret)
 		return ret;
-	ret = mig_src_alloc(&job, s, uri);
+	ret = mig_uri_is_file(uri) ? mig_save_alloc(&job, s, uri) : mig_src_alloc(&job, s, uri);
 	if (ret)
 		goto err_unlock;
 	status_reset_locked(s);
@@ -596,6 +601,11 @@ int mig_session_incoming(struct mig_session *s, const char *uri)
 err_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+const char *mig_session_snapshot_dir(const struct mig_session *s)
+{
+	return s->env.snapshot_dir ? s->env.snapshot_dir : "";
 }
 
 unsigned int mig_session_incoming_port(struct mig_session *s)
@@ -907,7 +917,8 @@ int mig_session_resume(struct mig_session *s)
 		 mig_status_name(status),
 		 (unsigned long long)(mig_now_ns() - s->resume_start_ns) / 1000000);
 	if (role == MIG_ROLE_SOURCE) {
-		ret = mig_src_alloc(&job, s, uri);
+		ret = mig_uri_is_file(uri) ? mig_save_alloc(&job, s, uri)
+					   : mig_src_alloc(&job, s, uri);
 	} else {
 		ret = mig_dst_alloc(&job, s, uri, &port);
 		s->incoming_port = ret ? 0 : port;

@@ -172,7 +172,23 @@ int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mi
 int tvm_init_tls(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
 		 unsigned int io_timeout_ms, const struct mig_tls *tls)
 {
-	struct mig_env env = {0};
+	struct mig_env env = {.tls = tls, .snapshot_dirfd = -1};
+
+	return tvm_init_env(t, layout, hooks, io_timeout_ms, &env);
+}
+
+int tvm_init_snapshot(struct tvm *t, const struct shm_ctl_layout *layout,
+		      const struct mig_hooks *hooks, const char *dir, int dirfd)
+{
+	struct mig_env env = {.snapshot_dir = dir, .snapshot_dirfd = dirfd};
+
+	return tvm_init_env(t, layout, hooks, 0, &env);
+}
+
+int tvm_init_env(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
+		 unsigned int io_timeout_ms, const struct mig_env *base)
+{
+	struct mig_env env = *base;
 	int ret;
 
 	memset(t, 0, sizeof(*t));
@@ -194,7 +210,6 @@ int tvm_init_tls(struct tvm *t, const struct shm_ctl_layout *layout, const struc
 	env.event = on_event;
 	env.event_arg = t;
 	env.io_timeout_ms = io_timeout_ms;
-	env.tls = tls;
 #ifdef CLEAVE_FAULT_INJECTION
 	if (hooks)
 		env.hooks = *hooks;

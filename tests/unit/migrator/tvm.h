@@ -67,6 +67,12 @@ int tvm_init(struct tvm *t, const struct shm_ctl_layout *layout, const struct mi
 /* The same with mutual TLS on every connection (@tls outlives the tvm). */
 int tvm_init_tls(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
 		 unsigned int io_timeout_ms, const struct mig_tls *tls);
+/* With a snapshot directory (migrate "file:"): @dir's path and an open fd of it. */
+int tvm_init_snapshot(struct tvm *t, const struct shm_ctl_layout *layout,
+		      const struct mig_hooks *hooks, const char *dir, int dirfd);
+/* The general case: @base's TLS, snapshot and plaintext settings; the rest from the tvm. */
+int tvm_init_env(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
+		 unsigned int io_timeout_ms, const struct mig_env *base);
 void tvm_fini(struct tvm *t);
 void tvm_dirtier_start(struct tvm *t, uint64_t hot_pages, unsigned int stop_after);
 void tvm_dirtier_stop(struct tvm *t);
