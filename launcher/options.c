@@ -37,6 +37,7 @@ enum opt_id {
 	OPT_TLS_HOSTNAME,
 	OPT_INSECURE_PLAINTEXT,
 	OPT_MIGRATE_NETNS,
+	OPT_SNAPSHOT_DIR,
 	OPT_UID_BASE,
 	OPT_QMP_MAX_CLIENTS,
 	OPT_QMP_INPUT_LIMIT,
@@ -75,6 +76,7 @@ static const struct opt_def opt_table[] = {
 	{"migrate-tls-hostname", 0, true, OPT_TLS_HOSTNAME},
 	{"migrate-insecure-plaintext", 0, false, OPT_INSECURE_PLAINTEXT},
 	{"migrate-netns", 0, true, OPT_MIGRATE_NETNS},
+	{"snapshot-dir", 0, true, OPT_SNAPSHOT_DIR},
 	{"uid-base", 0, true, OPT_UID_BASE},
 	{"qmp-max-clients", 0, true, OPT_QMP_MAX_CLIENTS},
 	{"qmp-input-limit", 0, true, OPT_QMP_INPUT_LIMIT},
@@ -153,6 +155,8 @@ void run_options_usage(FILE *out)
 		"                         run the migrator in this network namespace (NAME:\n"
 		"                         /run/netns/NAME, as 'ip netns add' makes it); needs the\n"
 		"                         jail (root)\n"
+		"  --snapshot-dir DIR     QMP migrate \"file:DIR/NAME\" saves the VM there (the\n"
+		"                         migrator can create files in DIR and nowhere else)\n"
 		"  --uid-base N           run each child as a user of its own: uids and groups\n"
 		"                         N..N+%d, reserved for this VM (root, sandbox on)\n"
 		"  --no-sandbox           run the children without seccomp/namespaces\n"
@@ -499,8 +503,8 @@ static int opt_parse_qmp_limit(struct run_options *o, enum opt_id id, const char
 }
 
 /* A credentials directory (@dir) or file, made absolute: the migrator's jail binds it. */
-static int opt_parse_tls_path(const char *v, const char *opt, bool dir, char *out, size_t len,
-			      char *err, size_t errlen)
+static int opt_parse_real_path(const char *v, const char *opt, bool dir, char *out, size_t len,
+			       char *err, size_t errlen)
 {
 	char real[PATH_MAX];
 	struct stat st;
@@ -588,11 +592,11 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 	case OPT_INCOMING:
 		return opt_parse_incoming(o, v, err, errlen);
 	case OPT_TLS_X509:
-		return opt_parse_tls_path(v, "--migrate-tls-x509", true, o->tls_x509_dir,
-					  sizeof(o->tls_x509_dir), err, errlen);
+		return opt_parse_real_path(v, "--migrate-tls-x509", true, o->tls_x509_dir,
+					   sizeof(o->tls_x509_dir), err, errlen);
 	case OPT_TLS_PSK:
-		return opt_parse_tls_path(v, "--migrate-tls-psk", false, o->tls_psk_file,
-					  sizeof(o->tls_psk_file), err, errlen);
+		return opt_parse_real_path(v, "--migrate-tls-psk", false, o->tls_psk_file,
+					   sizeof(o->tls_psk_file), err, errlen);
 	case OPT_TLS_PSK_IDENTITY:
 		o->tls_psk_identity = v;
 		return 0;
@@ -607,6 +611,9 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 		return 0;
 	case OPT_MIGRATE_NETNS:
 		return opt_parse_netns(o, v, err, errlen);
+	case OPT_SNAPSHOT_DIR:
+		return opt_parse_real_path(v, "--snapshot-dir", true, o->snapshot_dir,
+					   sizeof(o->snapshot_dir), err, errlen);
 	case OPT_UID_BASE:
 		return opt_parse_uid_base(o, v, err, errlen);
 	case OPT_QMP_MAX_CLIENTS:
@@ -618,11 +625,11 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 		o->qmp_insecure_tcp = true;
 		return 0;
 	case OPT_QMP_TLS_X509:
-		return opt_parse_tls_path(v, "--qmp-tls-x509", true, o->qmp_tls_x509_dir,
-					  sizeof(o->qmp_tls_x509_dir), err, errlen);
+		return opt_parse_real_path(v, "--qmp-tls-x509", true, o->qmp_tls_x509_dir,
+					   sizeof(o->qmp_tls_x509_dir), err, errlen);
 	case OPT_QMP_TLS_PSK:
-		return opt_parse_tls_path(v, "--qmp-tls-psk", false, o->qmp_tls_psk_file,
-					  sizeof(o->qmp_tls_psk_file), err, errlen);
+		return opt_parse_real_path(v, "--qmp-tls-psk", false, o->qmp_tls_psk_file,
+					   sizeof(o->qmp_tls_psk_file), err, errlen);
 	case OPT_QMP_TLS_AUTHZ:
 		o->qmp_tls_authz = v;
 		return 0;

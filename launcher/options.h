@@ -78,7 +78,9 @@ struct run_options {
 	const char *tls_hostname;
 	bool insecure_plaintext;      /* plaintext to or from a non-loopback address */
 	char migrate_netns[PATH_MAX]; /* "": the host's network namespace */
-	uid_t uid_base;		      /* 0: the children stay uid 0 (without capabilities) */
+	/* migrate "file:" saves here (absolute); the migrator gets an fd of it. "": none */
+	char snapshot_dir[RUN_SUN_PATH_MAX];
+	uid_t uid_base; /* 0: the children stay uid 0 (without capabilities) */
 	/*
 	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in
 	 * monitor/qmp-limits.h); 0 / -1: not given, the monitor's default.

@@ -91,19 +91,24 @@ const struct mon_arg_spec mon_args_migrate_resolve[] = {
 	{.type = MON_ARG_END},
 };
 
+#define MON_URIS "supported: tcp:HOST:PORT, file:PATH"
+
 static int mon_uri_check(const char *uri, struct mon_result *res)
 {
-	/* The migration wire is TCP only (docs/MIGRATION.md: main + multifd connections). */
-	if (!strncmp(uri, "tcp:", 4))
+	/*
+	 * The migration wire is TCP (docs/MIGRATION.md: main + multifd
+	 * connections); file: is a save into cleave run's --snapshot-dir
+	 * (docs/SNAPSHOT.md), whose rules the migrator checks.
+	 */
+	if (!strncmp(uri, "tcp:", 4) || !strncmp(uri, "file:", 5))
 		return 0;
 	/* exec: would need a process that may exec: none of cleave's sandboxed ones may. */
 	if (!strncmp(uri, "exec:", 5))
 		return mon_result_error(res, NULL,
 					"Parameter 'uri': exec: migration is refused: no cleave "
-					"process may run a command (supported: tcp:HOST:PORT)");
-	return mon_result_error(res, NULL,
-				"Parameter 'uri' expects a valid migration protocol (supported: "
-				"tcp:HOST:PORT)");
+					"process may run a command (" MON_URIS ")");
+	return mon_result_error(
+		res, NULL, "Parameter 'uri' expects a valid migration protocol (" MON_URIS ")");
 }
 
 void mon_cmd_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)

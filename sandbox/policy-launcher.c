@@ -11,7 +11,8 @@
  * set-up.  What it still refuses is what none of them ever needs: ptrace,
  * process_vm_*, bpf, perf_event_open, module and kexec loading, keyrings,
  * userfaultfd, memfd_create (all memfds exist before the first child),
- * writable opens (no file is created after start), KVM ioctls (cleave-vcpu is
+ * writable opens (no file is created after start, but by a restarted
+ * migrator's save, relative to SANDBOX_MIGRATOR_SNAPSHOT_DIRFD only), KVM ioctls (cleave-vcpu is
  * never restarted), reboot, swap, clock setting.  See docs/SECURITY.md.
  */
 #include <fcntl.h>
@@ -100,6 +101,14 @@ static const struct sandbox_rule launcher_rules[] = {
 	ALLOW("sendmmsg", "a restarted migrator's DNS resolver (under both policies)"),
 	ALLOW("fallocate", "never by the launcher; allowed so a restarted migrator's init works"),
 	ALLOW("splice", "never by the launcher; a restarted migrator's channels"),
+	ALLOW_IF("openat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		 "never by the launcher; a restarted migrator's save creates its file"),
+	ALLOW_IF2("renameat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		  ARG_EQ32(2, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		  "never by the launcher; a restarted migrator's complete save"),
+	ALLOW("ftruncate", "never by the launcher; a restarted migrator's save sizes its file"),
+	ALLOW("fdatasync", "never by the launcher; a restarted migrator's save"),
+	ALLOW("fsync", "never by the launcher; a restarted migrator's save"),
 };
 static const struct sandbox_table launcher_table = SANDBOX_TABLE("launcher", launcher_rules);
 

@@ -7,7 +7,9 @@
  * connections (the main channel and multifd channels, either direction),
  * reads guest RAM from its memfds (the source: splice() into its channels,
  * or pread() for TLS), writes it with pwrite() (the destination; RAM is
- * never mapped), and punches holes in RAM memfds.  It has
+ * never mapped), and punches holes in RAM memfds.  A save (migrate
+ * file:) writes one file in the snapshot directory the launcher handed it
+ * as an fd, and nothing else of the file system.  It has
  * no KVM: no ioctl beyond the fd ones in the base table, and /dev/kvm is
  * neither in its mount namespace nor openable read-write.
  */
@@ -26,6 +28,16 @@ static const struct sandbox_rule migrator_rules[] = {
 		 "destination drops RAM pages that are zero at the source"),
 	ALLOW("splice", "source: RAM memfd pages into a channel's pipe (referenced, not copied), "
 			"and the pipe into the channel socket"),
+	ALLOW_IF("openat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		 "migrate file: creates its file in the snapshot directory, by name"),
+	ALLOW_IF2("renameat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		  ARG_EQ32(2, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		  "a complete save replaces the snapshot of its name"),
+	ALLOW_IF("unlinkat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
+		 "a failed save removes its partial file"),
+	ALLOW("ftruncate", "a save sizes its (sparse) file; RAM memfds are sealed against it"),
+	ALLOW("fdatasync", "a save is on disk before its header says complete"),
+	ALLOW("fsync", "the snapshot directory, after the rename"),
 	ALLOW("uname", "getaddrinfo (resolver) of a migration URI"),
 	ALLOW("sendmmsg", "the DNS resolver sends its A and AAAA queries at once"),
 };

@@ -58,6 +58,15 @@ enum sandbox_proc {
  */
 #define SANDBOX_MIGRATOR_AS_MAX (8ULL << 30)
 
+/*
+ * The fd number of the snapshot directory in cleave-migrator (cleave run
+ * --snapshot-dir; it moves the inherited fd there before its filter goes
+ * in): its filter lets it create, rename and remove files only relative to
+ * this fd.  High enough that no fd cleave-migrator inherits or opens before
+ * it has it.
+ */
+#define SANDBOX_MIGRATOR_SNAPSHOT_DIRFD 255
+
 /* Comparison of one syscall argument, as libseccomp's scmp_compare. */
 enum sandbox_cmp {
 	SANDBOX_EQ = 1,	   /* arg == value */

@@ -6,6 +6,8 @@
  * when its incoming port first accepts a connection, /proc shows
  * Seccomp: 2.  Garbage on that port and RPC queries are then served under
  * the filter, without a refused syscall, and SIGTERM ends it cleanly.
+ * A save to a file (migrate "file:") through the snapshot directory's fd,
+ * beside a stand-in vcpu-proc, under the filter too.
  *
  * Usage: test-migrator-proc CLEAVE_MIGRATOR
  */
@@ -25,12 +27,15 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
+#include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
+#include "shm/snapfile.h"
 #include "tests/util/test-util.h"
 
 static const char *migrator_bin;
@@ -357,11 +362,218 @@ static void test_tls_params_process(void **state)
 	rmdir(dir);
 }
 
+/* ---- a save to a file, under the filter ---------------------------------------- */
+
+/* What the stand-in vcpu-proc was asked. */
+struct standin {
+	unsigned int pauses, resumes, dirty_on, dirty_off, saves;
+	int last_pause_state;
+};
+
+static int standin_pause(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	struct standin *v = arg;
+
+	v->pauses++;
+	v->last_pause_state = ((const Cleave__Vcpu__PauseRequest *)req)->state;
+	return 0;
+}
+
+static int standin_resume(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	((struct standin *)arg)->resumes++;
+	return 0;
+}
+
+static int standin_dirty_log(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	struct standin *v = arg;
+
+	if (((const Cleave__Vcpu__DirtyLogRequest *)req)->enable)
+		v->dirty_on++;
+	else
+		v->dirty_off++;
+	return 0;
+}
+
+static int standin_harvest(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	Cleave__Vcpu__HarvestReply r = CLEAVE__VCPU__HARVEST_REPLY__INIT;
+
+	return rpc_reply_set(reply, &r.base);
+}
+
+static int standin_save_state(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	Cleave__Vcpu__SaveStateReply r = CLEAVE__VCPU__SAVE_STATE_REPLY__INIT;
+
+	((struct standin *)arg)->saves++;
+	r.state.data = (uint8_t *)"vmstate:standin";
+	r.state.len = 15;
+	return rpc_reply_set(reply, &r.base);
+}
+
+static const struct rpc_method standin_methods[] = {
+	{CLEAVE__VCPU__METHOD__METHOD_PAUSE, "PAUSE", &cleave__vcpu__pause_request__descriptor,
+	 standin_pause},
+	{CLEAVE__VCPU__METHOD__METHOD_RESUME, "RESUME", NULL, standin_resume},
+	{CLEAVE__VCPU__METHOD__METHOD_DIRTY_LOG, "DIRTY_LOG",
+	 &cleave__vcpu__dirty_log_request__descriptor, standin_dirty_log},
+	{CLEAVE__VCPU__METHOD__METHOD_HARVEST, "HARVEST", NULL, standin_harvest},
+	{CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, "SAVE_STATE", NULL, standin_save_state},
+};
+
+static char *migration_status(const char *dir, char *status, size_t len, char *err, size_t errlen)
+{
+	ProtobufCMessage *m = NULL;
+	Cleave__Migrator__MigrationInfo *info;
+
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, NULL,
+			      &cleave__migrator__migration_info__descriptor, &m, err, errlen),
+			 0);
+	info = (Cleave__Migrator__MigrationInfo *)m;
+	snprintf(status, len, "%s", info->status);
+	snprintf(err, errlen, "%s", info->error_desc);
+	rpc_msg_free(m);
+	return status;
+}
+
+/*
+ * migrate "file:" in the real process, under its filter, with a stand-in
+ * vcpu-proc: the snapshot directory reached only through the fd handed
+ * over (moved to SANDBOX_MIGRATOR_SNAPSHOT_DIRFD), the file complete and
+ * equal to RAM, a path outside the directory refused with why.
+ */
+static void test_save_to_file(void **state)
+{
+	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
+	char dir[] = "/tmp/cleave-migsave-XXXXXX", snaps[64], path[96], uri[128], log[128];
+	char rpc[160], ev[160], vcpu[160], ctl_arg[16], ram_arg[16], dir_arg[16], st[32], err[512];
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	uint8_t page[SHM_PAGE_SIZE], want[SHM_PAGE_SIZE];
+	struct standin v = {0};
+	struct rpc_server *vcpu_srv = NULL;
+	struct shm_region ram;
+	struct shm_ctl ctl;
+	struct snap_file sf;
+	void *blob = NULL;
+	size_t len = 0;
+	char *text;
+	int dirfd, logfd, fd, status;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(snaps, sizeof(snaps), "%s/snaps", dir);
+	assert_int_equal(mkdir(snaps, 0700), 0);
+	dirfd = open(snaps, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dirfd >= 0);
+	assert_int_equal(shm_ctl_create(&ctl, &layout), 0);
+	assert_int_equal(shm_region_create(&ram, 0, layout.size[0]), 0);
+	for (uint64_t p = 0; p < 300; p += 3) {
+		memset(page, (int)(p % 251) + 1, sizeof(page));
+		assert_int_equal(pwrite(ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+	}
+	snprintf(log, sizeof(log), "%s/migrator.log", dir);
+	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", dir);
+	snprintf(ev, sizeof(ev), "ipc://%s/migrator.events", dir);
+	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", dir);
+	snprintf(ctl_arg, sizeof(ctl_arg), "%d", ctl.fd);
+	snprintf(ram_arg, sizeof(ram_arg), "%d", ram.fd);
+	snprintf(dir_arg, sizeof(dir_arg), "%d", dirfd);
+	assert_int_equal(rpc_server_start(&vcpu_srv, vcpu, standin_methods,
+					  sizeof(standin_methods) / sizeof(standin_methods[0]), &v),
+			 0);
+	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(logfd >= 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fcntl(ctl.fd, F_SETFD, 0);
+		fcntl(ram.fd, F_SETFD, 0);
+		fcntl(dirfd, F_SETFD, 0);
+		dup2(logfd, STDERR_FILENO);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(migrator_bin, migrator_bin, "--ctl-fd", ctl_arg, "--ram-fds", ram_arg,
+		      "--vcpu-rpc", vcpu, "--rpc", rpc, "--events", ev, "--snapshot-dir", snaps,
+		      "--snapshot-dir-fd", dir_arg, (char *)NULL);
+		_exit(127);
+	}
+	close(logfd);
+
+	/* Outside the directory: refused before anything starts. */
+	req.uri = "file:/tmp/vm.snap";
+	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+				  NULL, err, sizeof(err)),
+			     0);
+	snprintf(uri, sizeof(uri), "a save goes to a file directly in the snapshot directory %s",
+		 snaps);
+	if (!strstr(err, uri))
+		fail_msg("error: '%s'", err);
+	assert_int_equal(v.pauses, 0);
+
+	snprintf(uri, sizeof(uri), "file:%s/vm.snap", snaps);
+	req.uri = uri;
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL, NULL,
+			      err, sizeof(err)),
+			 0);
+	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 20000; test_sleep_ms(20))
+		if (strcmp(migration_status(dir, st, sizeof(st), err, sizeof(err)), "active") &&
+		    strcmp(st, "setup") && strcmp(st, "device"))
+			break;
+	if (strcmp(st, "completed"))
+		fail_msg("save: %s '%s'", st, err);
+	assert_int_equal(v.dirty_on, 1);
+	assert_int_equal(v.dirty_off, 1);
+	assert_int_equal(v.saves, 1);
+	assert_int_equal(v.resumes, 0);
+	assert_int_equal(v.last_pause_state, CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE);
+
+	snprintf(path, sizeof(path), "%s/vm.snap", snaps);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	if (snap_open(&sf, fd, err, sizeof(err)))
+		fail_msg("snap_open: %s", err);
+	for (uint64_t p = 0; p < layout.size[0] / SHM_PAGE_SIZE; p++) {
+		int ret = snap_read_page(&sf, 0, p, page);
+
+		assert_true(ret == 0 || ret == 1);
+		if (!ret)
+			memset(page, 0, sizeof(page));
+		assert_int_equal(pread(ram.fd, want, sizeof(want), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(want));
+		assert_memory_equal(page, want, sizeof(page));
+	}
+	assert_int_equal(snap_read_state(&sf, &blob, &len), 0);
+	assert_int_equal(len, 15);
+	assert_memory_equal(blob, "vmstate:standin", 15);
+	free(blob);
+	snap_close(&sf);
+	close(fd);
+
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	rpc_server_stop(vcpu_srv);
+	text = test_file_read(log);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) || strstr(text, "seccomp: refused"))
+		fail_msg("cleave-migrator: status 0x%x, log:\n%s", status, text);
+	free(text);
+	unlink(path);
+	rmdir(snaps);
+	unlink(log);
+	close(dirfd);
+	shm_region_close(&ram);
+	shm_ctl_close(&ctl);
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_filtered_before_untrusted_input),
 		cmocka_unit_test(test_tls_params_process),
+		cmocka_unit_test(test_save_to_file),
 	};
 
 	if (argc != 2) {

@@ -107,6 +107,8 @@ static const struct bad_case bad_cases[] = {
 	{{"--no-sandbox=1"}, "option '--no-sandbox' takes no value"},
 	{{"--migrate-tls-x509", "/nonexistent"}, "--migrate-tls-x509 '/nonexistent': No such file"},
 	{{"--migrate-tls-x509", "/etc/hostname"}, "not a directory"},
+	{{"--snapshot-dir", "/nonexistent"}, "--snapshot-dir '/nonexistent': No such file"},
+	{{"--snapshot-dir", "/etc/hostname"}, "--snapshot-dir '/etc/hostname': not a directory"},
 	{{"--migrate-tls-psk", "/"}, "--migrate-tls-psk '/': not a regular file"},
 	{{"--migrate-tls-x509", "/", "--migrate-tls-psk", "/etc/hostname"},
 	 "one kind of credentials"},
@@ -176,6 +178,20 @@ static void test_migrate_netns(void **state)
 	assert_non_null(strstr(err, "--migrate-netns"));
 	assert_int_equal(parse(&o, NULL, err, sizeof(err)), 0);
 	assert_string_equal(o.migrate_netns, "");
+}
+
+/* The snapshot directory reaches the launcher as a resolved absolute path. */
+static void test_snapshot_dir(void **state)
+{
+	const char *args[] = {"--snapshot-dir", "/tmp/../tmp/", NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, args, err, sizeof(err)), 0);
+	assert_string_equal(o.snapshot_dir, "/tmp");
+	assert_int_equal(parse(&o, NULL, err, sizeof(err)), 0);
+	assert_string_equal(o.snapshot_dir, "");
 }
 
 /* Credentials reach the migrator as absolute paths (its jail binds them). */
@@ -418,6 +434,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_migrate_tls),
+		cmocka_unit_test(test_snapshot_dir),
 		cmocka_unit_test(test_qmp_tls),
 		cmocka_unit_test(test_migrate_netns),
 		cmocka_unit_test(test_defaults),

@@ -221,6 +221,32 @@ static int act_open_create(struct fixture *f)
 	return 0;
 }
 
+/* A save, as cleave-migrator makes it: all relative to the snapshot directory's fd. */
+static int act_snapshot_save(struct fixture *f)
+{
+	const int dir = SANDBOX_MIGRATOR_SNAPSHOT_DIRFD;
+	int fd = (int)syscall(SYS_openat, dir, ".s.partial",
+			      O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int ret;
+
+	(void)f;
+	if (fd < 0)
+		return -1;
+	ret = ftruncate(fd, 1 << 20) || pwrite(fd, "x", 1, 0) != 1 || fdatasync(fd);
+	close(fd);
+	ret |= (int)syscall(SYS_renameat, dir, ".s.partial", dir, "s") || fsync(dir);
+	return ret | (int)syscall(SYS_unlinkat, dir, "s", 0);
+}
+
+/* The attack: a taken-over migrator moves a file out of the snapshot directory. */
+static int act_snapshot_rename_out(struct fixture *f)
+{
+	(void)f;
+	syscall(SYS_renameat, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD, "s", AT_FDCWD,
+		"/tmp/cleave-sandbox-test-never");
+	return 0;
+}
+
 static int act_execve(struct fixture *f)
 {
 	static char *const argv[] = {"true", NULL};
@@ -324,6 +350,10 @@ static const struct policy_case cases[] = {
 	{SANDBOX_MIGRATOR, "mount", act_mount, "mount"},
 	{SANDBOX_MIGRATOR, "keyctl", act_keyctl, "keyctl"},
 	{SANDBOX_MIGRATOR, "memfd_create", act_memfd_create, "memfd_create"},
+	{SANDBOX_MIGRATOR, "save in the snapshot directory", act_snapshot_save, NULL},
+	{SANDBOX_MIGRATOR, "create a file elsewhere", act_open_create, "openat"},
+	{SANDBOX_MIGRATOR, "move a file out of the snapshot directory", act_snapshot_rename_out,
+	 "renameat"},
 	/* cleave-monitor */
 	{SANDBOX_MONITOR, "time", act_time, NULL},
 	{SANDBOX_MONITOR, "thread", act_thread, NULL},
@@ -351,6 +381,7 @@ static const struct policy_case cases[] = {
 	{SANDBOX_LAUNCHER, "vmsplice", act_vmsplice, "vmsplice"},
 	{SANDBOX_LAUNCHER, "KVM ioctl", act_kvm_ioctl, "ioctl"},
 	{SANDBOX_LAUNCHER, "open for write", act_open_create, "openat"},
+	{SANDBOX_LAUNCHER, "a restarted migrator's save", act_snapshot_save, NULL},
 };
 
 /* Runs @fn under @p (with @flags) in a child; returns its wait status and stderr. */
@@ -358,7 +389,8 @@ static int run_in_child(const struct sandbox_policy *p, unsigned int flags, acti
 			size_t len)
 {
 	struct fixture f = {.kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)};
-	int errp[2], status = -1;
+	char dir[32];
+	int errp[2], status = -1, dirfd;
 	size_t off = 0;
 	ssize_t n;
 	pid_t pid;
@@ -367,6 +399,14 @@ static int run_in_child(const struct sandbox_policy *p, unsigned int flags, acti
 	if (!f.real_kvm)
 		f.kvm_fd = eventfd(0, EFD_CLOEXEC);
 	assert_true(f.kvm_fd >= 0);
+	/* The snapshot directory a save writes in, where cleave-migrator keeps it. */
+	snprintf(dir, sizeof(dir), "/tmp/cleave-policy-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dirfd >= 0);
+	assert_int_equal(dup3(dirfd, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD, O_CLOEXEC),
+			 SANDBOX_MIGRATOR_SNAPSHOT_DIRFD);
+	close(dirfd);
 	f.memfd = memfd_create("sandbox-test", MFD_CLOEXEC);
 	assert_true(f.memfd >= 0);
 	assert_int_equal(ftruncate(f.memfd, 1 << 16), 0);
@@ -391,6 +431,8 @@ static int run_in_child(const struct sandbox_policy *p, unsigned int flags, acti
 	close(f.pipe[1]);
 	close(f.memfd);
 	close(f.kvm_fd);
+	close(SANDBOX_MIGRATOR_SNAPSHOT_DIRFD);
+	assert_int_equal(rmdir(dir), 0); /* the save removed what it made */
 	return status;
 }
 
