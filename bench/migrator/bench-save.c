@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * A save to a file (migrate "file:", migrator/save.c) with the engine's
+ * test VM: 1 GiB of guest RAM holding DATA MiB (default 256) of data, the
+ * rest never touched, saved by 1, 2 and 4 writer threads into DIR
+ * (default /var/tmp: a disk, not tmpfs).  Beside it, in the same run, the
+ * host's ceiling for the same bytes without cleave: pread of the data
+ * from the memfd and pwrite into a fresh file at the same offsets, 64 KiB
+ * at a time from one thread, then one fdatasync (what any save must at
+ * least do).  Medians of RUNS (default 5); the page cache is warm for
+ * both (the data was just written).
+ *
+ * usage: bench-migrator-save [RUNS] [DIR] [DATA_MIB]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "migrator/session-internal.h"
+#include "shm/snapfile.h"
+#include "tvm.h"
+
+#define RAM_SIZE (1ull << 30)
+#define MAX_RUNS 32
+
+static const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {RAM_SIZE}};
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "bench-migrator-save: %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t median(uint64_t *v, unsigned int n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return v[n / 2];
+}
+
+/* One save with @writers threads: its time in ns; *disk: the file's allocated bytes. */
+static uint64_t save_once(struct tvm *t, const char *dir, unsigned int writers, uint64_t *disk)
+{
+	struct mig_caps caps = {.multifd = writers > 1};
+	struct mig_params params = {.multifd_channels = writers, .downtime_limit = 300};
+	struct mig_info info;
+	char uri[256], path[256];
+	struct stat st;
+	uint64_t t0, t1;
+	int ret;
+
+	if (mig_session_set_caps(t->s, &caps) || mig_session_set_params(t->s, &params))
+		die("settings", EINVAL);
+	snprintf(uri, sizeof(uri), "file:%s/bench.snap", dir);
+	snprintf(path, sizeof(path), "%s/bench.snap", dir);
+	unlink(path);
+	t0 = mig_now_ns();
+	ret = mig_session_migrate(t->s, uri);
+	if (ret)
+		die("migrate", -ret);
+	if (mig_session_wait(t->s, 600000))
+		die("wait", ETIMEDOUT);
+	t1 = mig_now_ns();
+	mig_session_query(t->s, &info);
+	if (info.status != MIG_STATUS_COMPLETED) {
+		fprintf(stderr, "save: %s: %s\n", mig_status_name(info.status), info.error_desc);
+		exit(1);
+	}
+	if (stat(path, &st))
+		die(path, errno);
+	*disk = (uint64_t)st.st_blocks * 512;
+	unlink(path);
+	return t1 - t0;
+}
+
+/* The ceiling: the same data copied into a fresh file at the same offsets, then synced. */
+static uint64_t copy_once(struct tvm *t, const char *dir, uint64_t data)
+{
+	static uint8_t buf[SNAP_CHUNK_SIZE];
+	char path[256];
+	uint64_t t0, t1;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/bench.copy", dir);
+	unlink(path);
+	t0 = mig_now_ns();
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die(path, errno);
+	for (uint64_t off = 0; off < data; off += sizeof(buf))
+		if (pread(t->ram[0].fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf) ||
+		    pwrite(fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf))
+			die("copy", errno);
+	if (fdatasync(fd))
+		die("fdatasync", errno);
+	t1 = mig_now_ns();
+	close(fd);
+	unlink(path);
+	return t1 - t0;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned int runs = argc > 1 ? (unsigned int)atoi(argv[1]) : 5;
+	const char *dir = argc > 2 ? argv[2] : "/var/tmp";
+	uint64_t data = (argc > 3 ? strtoull(argv[3], NULL, 10) : 256) << 20;
+	static const unsigned int writers[] = {1, 2, 4};
+	uint64_t t[MAX_RUNS], disk = 0, ceiling;
+	struct tvm vm;
+	int dirfd;
+
+	if (!runs || runs > MAX_RUNS || !data || data > RAM_SIZE) {
+		fprintf(stderr, "usage: bench-migrator-save [RUNS<=%d] [DIR] [DATA_MIB<=1024]\n",
+			MAX_RUNS);
+		return 2;
+	}
+	log_set_verbose(false);
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		die(dir, errno);
+	if (tvm_init_snapshot(&vm, &layout, NULL, dir, dirfd))
+		die("test VM", EINVAL);
+	tvm_fill(&vm, 0, 0, data / SHM_PAGE_SIZE, false);
+	printf("save of 1 GiB of guest RAM holding %llu MiB of data, into %s; medians of %u\n",
+	       (unsigned long long)(data >> 20), dir, runs);
+	for (unsigned int i = 0; i < runs; i++)
+		t[i] = copy_once(&vm, dir, data);
+	ceiling = median(t, runs);
+	printf("  %-34s %8.1f ms  %7.0f MB/s\n", "ceiling: pread + pwrite + fdatasync",
+	       ceiling / 1e6, data / (ceiling / 1e9) / 1e6);
+	for (unsigned int w = 0; w < sizeof(writers) / sizeof(writers[0]); w++) {
+		char what[64];
+		uint64_t m;
+
+		for (unsigned int i = 0; i < runs; i++)
+			t[i] = save_once(&vm, dir, writers[w], &disk);
+		m = median(t, runs);
+		snprintf(what, sizeof(what), "cleave save, %u writer%s", writers[w],
+			 writers[w] > 1 ? "s" : "");
+		printf("  %-34s %8.1f ms  %7.0f MB/s  %.2fx ceiling  %llu MiB on disk\n", what,
+		       m / 1e6, data / (m / 1e9) / 1e6, (double)ceiling / (double)m,
+		       (unsigned long long)(disk >> 20));
+	}
+	tvm_fini(&vm);
+	close(dirfd);
+	return 0;
+}
