@@ -52,8 +52,7 @@ struct run_vm {
 	int ram_fds[SHM_MAX_REGIONS]; /* RAM memfds, never mapped here */
 	unsigned int nr_ram;
 	int guest_fd;
-	int serial_fd;	    /* a file we opened, -1 for stdio */
-	int snapshot_dirfd; /* --snapshot-dir, -1 without; the migrator's again at each restart */
+	int serial_fd; /* a file we opened, -1 for stdio */
 	int qmp_fds[RUN_QMP_MAX];
 	/* ipc:// URLs in the pairs' directories of the state dir (run-internal.h) */
 	char vcpu_rpc_mig[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the migrator */
@@ -97,9 +96,6 @@ static void run_vm_fini(struct run_vm *vm)
 	if (vm->guest_fd >= 0)
 		close(vm->guest_fd);
 	vm->guest_fd = -1;
-	if (vm->snapshot_dirfd >= 0)
-		close(vm->snapshot_dirfd);
-	vm->snapshot_dirfd = -1;
 	for (i = 0; i < vm->nr_ram; i++)
 		close(vm->ram_fds[i]);
 	vm->nr_ram = 0;
@@ -185,15 +181,6 @@ static int run_vm_resources_create(struct run_vm *vm)
 	ret = run_vm_serial_open(vm);
 	if (ret)
 		return ret;
-	if (vm->opt.snapshot_dir[0]) {
-		vm->snapshot_dirfd =
-			open(vm->opt.snapshot_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (vm->snapshot_dirfd < 0) {
-			ret = -errno;
-			log_err("--snapshot-dir %s: %s", vm->opt.snapshot_dir, strerror(errno));
-			return ret;
-		}
-	}
 	for (i = 0; i < vm->opt.nr_qmp; i++) {
 		ret = run_qmp_listen(&vm->opt.qmp[i], &vm->qmp_fds[i]);
 		if (ret)
@@ -280,11 +267,9 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 	}
 	if (vm->opt.insecure_plaintext)
 		spawn_cmd_arg(c, "--insecure-plaintext");
-	if (vm->snapshot_dirfd >= 0) {
+	if (vm->opt.snapshot_dir[0]) {
 		spawn_cmd_arg(c, "--snapshot-dir");
 		spawn_cmd_arg(c, "%s", vm->opt.snapshot_dir);
-		spawn_cmd_arg(c, "--snapshot-dir-fd");
-		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->snapshot_dirfd));
 	}
 }
 
@@ -426,6 +411,10 @@ static int run_vm_children_add(struct run_vm *vm)
 	unsigned int i;
 	int ret;
 
+	if (vm->opt.snapshot_dir[0] && !vm->jailed)
+		log_warn("--snapshot-dir without the jail (root, sandbox on): a compromised "
+			 "migrator could write beyond %s through '..'",
+			 vm->opt.snapshot_dir);
 	for (i = 0; i < RUN_NR_CHILDREN; i++) {
 		struct spawn_cmd *c = &vm->cmds[i];
 
@@ -443,6 +432,13 @@ static int run_vm_children_add(struct run_vm *vm)
 							false);
 			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.tls_psk_file[0])
 				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_psk_file, false,
+							false);
+			/*
+			 * Its snapshot directory, writable: the jail is what keeps a
+			 * compromised migrator's openat(dirfd, "../...") inside it.
+			 */
+			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.snapshot_dir[0])
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.snapshot_dir, true,
 							false);
 			/* So does the monitor its QMP ones. */
 			if (!ret && i == RUN_CHILD_MONITOR && vm->opt.qmp_tls_x509_dir[0])
@@ -540,7 +536,6 @@ int cmd_run_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	vm.guest_fd = -1;
 	vm.serial_fd = -1;
-	vm.snapshot_dirfd = -1;
 	vm.pidns_fd = -1;
 	for (i = 0; i < RUN_QMP_MAX; i++)
 		vm.qmp_fds[i] = -1;

@@ -6,7 +6,7 @@
  *
  * cleave-migrator --ctl-fd N --ram-fds A[,B...] --vcpu-rpc URL
  *                 --rpc URL --events URL [--incoming URI] [-v]
- *                 [--snapshot-dir PATH --snapshot-dir-fd N] (see usage())
+ *                 [--snapshot-dir PATH] (see usage())
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <fcntl.h>
 
@@ -31,8 +30,7 @@ struct options {
 	unsigned int nr_ram_fds;
 	const char *vcpu_rpc, *rpc, *events, *incoming;
 	struct mig_tls_config tls; /* both paths NULL: no TLS */
-	const char *snapshot_dir;  /* with snapshot_dirfd: migrate file: saves there */
-	int snapshot_dirfd;
+	const char *snapshot_dir;  /* migrate file: saves there (absolute) */
 	bool insecure_plaintext;
 	bool verbose;
 };
@@ -44,7 +42,7 @@ static void usage(FILE *f)
 		   "                       [--tls-x509-dir DIR | --tls-psk-file FILE\n"
 		   "                        [--tls-psk-identity NAME]] [--tls-authz LIST]\n"
 		   "                       [--tls-hostname NAME] [--insecure-plaintext]\n"
-		   "                       [--snapshot-dir PATH --snapshot-dir-fd N]\n");
+		   "                       [--snapshot-dir PATH]\n");
 }
 
 static int parse_fd(const char *s, int *fd)
@@ -76,7 +74,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"tls-hostname", required_argument, NULL, 'H'},
 		{"insecure-plaintext", no_argument, NULL, 'U'},
 		{"snapshot-dir", required_argument, NULL, 'S'},
-		{"snapshot-dir-fd", required_argument, NULL, 'D'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -85,7 +82,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	o->ctl_fd = -1;
-	o->snapshot_dirfd = -1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -135,10 +131,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'S':
 			o->snapshot_dir = optarg;
 			break;
-		case 'D':
-			if (parse_fd(optarg, &o->snapshot_dirfd))
-				goto err_value;
-			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -151,40 +143,35 @@ static int parse_args(int argc, char **argv, struct options *o)
 		}
 	}
 	if (optind != argc || o->ctl_fd < 0 || !o->nr_ram_fds || !o->vcpu_rpc || !o->rpc ||
-	    !o->events || !o->snapshot_dir != (o->snapshot_dirfd < 0) ||
-	    (o->snapshot_dir && o->snapshot_dir[0] != '/')) {
+	    !o->events || (o->snapshot_dir && o->snapshot_dir[0] != '/')) {
 		log_err("missing or extra arguments");
 		usage(stderr);
 		return -EINVAL;
 	}
 	return 0;
 err_value:
-	log_err("bad value for --%s: '%s'",
-		c == 'c'   ? "ctl-fd"
-		: c == 'D' ? "snapshot-dir-fd"
-			   : "ram-fds",
-		optarg);
+	log_err("bad value for --%s: '%s'", c == 'c' ? "ctl-fd" : "ram-fds", optarg);
 	return -EINVAL;
 }
 
 /*
- * The snapshot directory's fd moves to the number the sandbox's filter
- * names (SANDBOX_MIGRATOR_SNAPSHOT_DIRFD), which must be free.
+ * The snapshot directory, opened here (inside the jail, where cleave run
+ * bound it: ".." from it stays in the jail) at the fd number the sandbox's
+ * filter names (SANDBOX_MIGRATOR_SNAPSHOT_DIRFD), which must be free.
  */
-static int snapshot_dir_place(int fd)
+static int snapshot_dir_open(const char *path)
 {
-	struct stat st;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-	if (fstat(fd, &st) || !S_ISDIR(st.st_mode)) {
-		log_err("--snapshot-dir-fd %d: not a directory", fd);
-		return -ENOTDIR;
+	if (fd < 0) {
+		log_err("--snapshot-dir %s: %s", path, strerror(errno));
+		return -errno;
 	}
-	if (fd == SANDBOX_MIGRATOR_SNAPSHOT_DIRFD)
-		return 0;
 	if (fcntl(SANDBOX_MIGRATOR_SNAPSHOT_DIRFD, F_GETFD) >= 0 ||
 	    dup3(fd, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD, O_CLOEXEC) < 0) {
-		log_err("--snapshot-dir-fd: fd %d is taken or cannot be made",
+		log_err("--snapshot-dir: fd %d is taken or cannot be made",
 			SANDBOX_MIGRATOR_SNAPSHOT_DIRFD);
+		close(fd);
 		return -EBADF;
 	}
 	close(fd);
@@ -268,7 +255,7 @@ int main(int argc, char **argv)
 		}
 		log_info("migrations use mutual TLS (%s)", mig_tls_kind(tls));
 	}
-	if (o.snapshot_dirfd >= 0 && snapshot_dir_place(o.snapshot_dirfd))
+	if (o.snapshot_dir && snapshot_dir_open(o.snapshot_dir))
 		goto out;
 	ret = shm_ctl_open(&ctl, o.ctl_fd);
 	if (ret) {
@@ -320,7 +307,7 @@ int main(int argc, char **argv)
 	env.tls = tls;
 	env.insecure_plaintext = o.insecure_plaintext;
 	env.snapshot_dir = o.snapshot_dir;
-	env.snapshot_dirfd = o.snapshot_dirfd >= 0 ? SANDBOX_MIGRATOR_SNAPSHOT_DIRFD : -1;
+	env.snapshot_dirfd = o.snapshot_dir ? SANDBOX_MIGRATOR_SNAPSHOT_DIRFD : -1;
 #ifdef CLEAVE_FAULT_INJECTION
 	mig_hooks_from_env(&env.hooks); /* test builds only (test-hooks.h) */
 #endif

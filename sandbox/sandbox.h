@@ -60,10 +60,10 @@ enum sandbox_proc {
 
 /*
  * The fd number of the snapshot directory in cleave-migrator (cleave run
- * --snapshot-dir; it moves the inherited fd there before its filter goes
- * in): its filter lets it create, rename and remove files only relative to
- * this fd.  High enough that no fd cleave-migrator inherits or opens before
- * it has it.
+ * --snapshot-dir, bound into its jail; it opens it there before its
+ * filter goes in): its filter lets it create, rename and remove files
+ * only relative to this fd, and the jail keeps ".." from it inside.
+ * High enough that no fd cleave-migrator inherits or opens before it has it.
  */
 #define SANDBOX_MIGRATOR_SNAPSHOT_DIRFD 255
 

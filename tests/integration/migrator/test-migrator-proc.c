@@ -440,15 +440,15 @@ static char *migration_status(const char *dir, char *status, size_t len, char *e
 
 /*
  * migrate "file:" in the real process, under its filter, with a stand-in
- * vcpu-proc: the snapshot directory reached only through the fd handed
- * over (moved to SANDBOX_MIGRATOR_SNAPSHOT_DIRFD), the file complete and
+ * vcpu-proc: the snapshot directory reached only through the fd it opened
+ * before its filter (SANDBOX_MIGRATOR_SNAPSHOT_DIRFD), the file complete and
  * equal to RAM, a path outside the directory refused with why.
  */
 static void test_save_to_file(void **state)
 {
 	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
 	char dir[] = "/tmp/cleave-migsave-XXXXXX", snaps[64], path[96], uri[128], log[128];
-	char rpc[160], ev[160], vcpu[160], ctl_arg[16], ram_arg[16], dir_arg[16], st[32], err[512];
+	char rpc[160], ev[160], vcpu[160], ctl_arg[16], ram_arg[16], st[32], err[512];
 	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
 	uint8_t page[SHM_PAGE_SIZE], want[SHM_PAGE_SIZE];
 	struct standin v = {0};
@@ -459,15 +459,13 @@ static void test_save_to_file(void **state)
 	void *blob = NULL;
 	size_t len = 0;
 	char *text;
-	int dirfd, logfd, fd, status;
+	int logfd, fd, status;
 	pid_t pid;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(snaps, sizeof(snaps), "%s/snaps", dir);
 	assert_int_equal(mkdir(snaps, 0700), 0);
-	dirfd = open(snaps, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	assert_true(dirfd >= 0);
 	assert_int_equal(shm_ctl_create(&ctl, &layout), 0);
 	assert_int_equal(shm_region_create(&ram, 0, layout.size[0]), 0);
 	for (uint64_t p = 0; p < 300; p += 3) {
@@ -481,7 +479,6 @@ static void test_save_to_file(void **state)
 	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", dir);
 	snprintf(ctl_arg, sizeof(ctl_arg), "%d", ctl.fd);
 	snprintf(ram_arg, sizeof(ram_arg), "%d", ram.fd);
-	snprintf(dir_arg, sizeof(dir_arg), "%d", dirfd);
 	assert_int_equal(rpc_server_start(&vcpu_srv, vcpu, standin_methods,
 					  sizeof(standin_methods) / sizeof(standin_methods[0]), &v),
 			 0);
@@ -492,12 +489,11 @@ static void test_save_to_file(void **state)
 	if (pid == 0) {
 		fcntl(ctl.fd, F_SETFD, 0);
 		fcntl(ram.fd, F_SETFD, 0);
-		fcntl(dirfd, F_SETFD, 0);
 		dup2(logfd, STDERR_FILENO);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(migrator_bin, migrator_bin, "--ctl-fd", ctl_arg, "--ram-fds", ram_arg,
 		      "--vcpu-rpc", vcpu, "--rpc", rpc, "--events", ev, "--snapshot-dir", snaps,
-		      "--snapshot-dir-fd", dir_arg, (char *)NULL);
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(logfd);
@@ -562,7 +558,6 @@ static void test_save_to_file(void **state)
 	unlink(path);
 	rmdir(snaps);
 	unlink(log);
-	close(dirfd);
 	shm_region_close(&ram);
 	shm_ctl_close(&ctl);
 	rmdir(dir);
