@@ -62,6 +62,7 @@ static struct mon_inband *mon_inband_pop(struct mon_client *c)
 	c->inband_bytes -= m->len;
 	return m;
 }
+
 static void mon_client_tls_step(struct mon_server *s, struct mon_client *c);
 
 static void mon_client_watch(struct mon_server *s, struct mon_client *c)
