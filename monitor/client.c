@@ -5,7 +5,9 @@
  *
  * Per-client order: while a client's command is with a worker (busy), its
  * further input stays in its framer; the next command starts only after the
- * reply is queued, so pipelined commands are answered in order.
+ * reply is queued, so pipelined commands are answered in order.  A client
+ * that enabled 'oob' is still read while busy: exec-oob runs at once (its
+ * reply may overtake), in-band messages wait in its queue, in order.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,6 +32,37 @@ struct mon_client *mon_client_lookup(struct mon_server *s, int fd, uint64_t id)
 }
 
 static void mon_ready_add(struct mon_server *s, struct mon_client *c, bool read);
+
+/* Appends a copy of @f to @c's in-band queue, which has room (the caller checked). */
+static int mon_inband_push(struct mon_client *c, const struct mon_frame *f)
+{
+	size_t len = f->kind == MON_FRAME_VALUE ? f->len : 0;
+	struct mon_inband *m = malloc(sizeof(*m) + len);
+
+	if (!m)
+		return -ENOMEM;
+	m->error = f->kind == MON_FRAME_ERROR ? f->error : NULL;
+	m->len = len;
+	if (len)
+		memcpy(m->data, f->data, len);
+	c->inband[(c->inband_head + c->inband_nr) % MON_INBAND_MAX] = m;
+	c->inband_nr++;
+	c->inband_bytes += len;
+	return 0;
+}
+
+/* Takes the oldest message of @c's non-empty in-band queue; the caller frees it. */
+static struct mon_inband *mon_inband_pop(struct mon_client *c)
+{
+	struct mon_inband *m = c->inband[c->inband_head];
+
+	c->inband[c->inband_head] = NULL;
+	c->inband_head = (c->inband_head + 1) % MON_INBAND_MAX;
+	c->inband_nr--;
+	c->inband_bytes -= m->len;
+	return m;
+}
+
 static void mon_client_tls_step(struct mon_server *s, struct mon_client *c);
 
 static void mon_client_watch(struct mon_server *s, struct mon_client *c)
@@ -87,6 +120,8 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 		s->refuse_warned = false;
 	}
 	mon_framer_fini(&c->in);
+	while (c->inband_nr)
+		free(mon_inband_pop(c));
 	free(c->quit_id);
 	json_decref(c->quit_ret);
 	free(c->out);
@@ -272,6 +307,7 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 	}
 	if (!res.err_class && (req->cmd->flags & MON_CMD_CAPABILITIES)) {
 		c->negotiated = true;
+		c->oob = mon_capabilities_oob(req->args);
 		c->handshake_deadline_ms = 0;
 	}
 	ret = mon_client_reply(s, c, req->id_text, &res);
@@ -290,7 +326,7 @@ static int mon_client_handle(struct mon_server *s, struct mon_client *c, const s
 		mon_result_error(&res, NULL, "%s", f->error);
 		return mon_client_reply(s, c, NULL, &res);
 	}
-	if (mon_request_parse(f->data, f->len, c->negotiated, &req, &res)) {
+	if (mon_request_parse_oob(f->data, f->len, c->negotiated, c->oob, &req, &res)) {
 		ret = mon_client_reply(s, c, req.id_text, &res);
 		mon_request_fini(&req);
 		mon_result_fini(&res);
@@ -299,6 +335,35 @@ static int mon_client_handle(struct mon_server *s, struct mon_client *c, const s
 	ret = mon_client_exec(s, c, &req);
 	mon_request_fini(&req);
 	return ret;
+}
+
+/* Runs the oldest in-band message @c read while it was busy. */
+static int mon_client_run_inband(struct mon_server *s, struct mon_client *c)
+{
+	struct mon_inband *m = mon_inband_pop(c);
+	struct mon_frame f = {
+		.kind = m->error ? MON_FRAME_ERROR : MON_FRAME_VALUE,
+		.data = m->data,
+		.len = m->len,
+		.error = m->error,
+	};
+	int ret = mon_client_handle(s, c, &f);
+
+	free(m);
+	return ret;
+}
+
+/*
+ * A message read while @c is busy, with 'oob' on: exec-oob runs now (only
+ * commands that answer on the loop may, so @c stays busy with the same
+ * command); anything else, errors included, waits its turn as in QEMU.
+ */
+static int mon_client_take_busy(struct mon_server *s, struct mon_client *c,
+				const struct mon_frame *f)
+{
+	if (f->kind == MON_FRAME_VALUE && mon_request_is_oob(f->data, f->len))
+		return mon_client_handle(s, c, f);
+	return mon_inband_push(c, f);
 }
 
 static void mon_deadline_note(struct mon_server *s, int64_t deadline_ms)
@@ -317,10 +382,10 @@ static size_t mon_in_counted(size_t cap)
 	return cap > MON_IN_FREE ? cap : 0;
 }
 
-/* Keeps s->in_held equal to the sum of what the clients' input buffers count. */
+/* Keeps s->in_held equal to the sum of what the clients' input buffers and queues count. */
 static void mon_client_in_account(struct mon_server *s, struct mon_client *c)
 {
-	size_t counted = mon_in_counted(c->in.cap);
+	size_t counted = mon_in_counted(c->in.cap + c->inband_bytes);
 
 	s->in_held = s->in_held - c->in_counted + counted;
 	c->in_counted = counted;
@@ -454,34 +519,54 @@ static void mon_ready_add(struct mon_server *s, struct mon_client *c, bool read)
 }
 
 /*
- * Runs @c's buffered input until it is busy, out of complete messages, or
- * its batch is used up.  Closes @c on error; @c must not be used after.
+ * The next message of @c to run or queue: a queued in-band one once @c is
+ * not busy, else from the framer unless @c must wait (busy without 'oob',
+ * or its queue full).  Returns 0 and runs it, 1 when there is none, or an
+ * error that closes @c.
+ */
+static int mon_client_step(struct mon_server *s, struct mon_client *c)
+{
+	struct mon_frame f;
+
+	if (!c->busy && c->inband_nr)
+		return mon_client_run_inband(s, c);
+	if (c->busy && (!c->oob || c->inband_nr == MON_INBAND_MAX))
+		return 1;
+	mon_framer_next(&c->in, &f);
+	if (f.kind == MON_FRAME_NONE)
+		return 1;
+	/* A message came out whole: what follows is a new one. */
+	c->partial_deadline_ms = 0;
+	return c->busy ? mon_client_take_busy(s, c, &f) : mon_client_handle(s, c, &f);
+}
+
+/*
+ * Runs @c's buffered input until it has to wait, is out of complete
+ * messages, or its batch is used up.  Closes @c on error; @c must not be
+ * used after.
  */
 void mon_client_run(struct mon_server *s, struct mon_client *c)
 {
-	struct mon_frame f;
 	int n, ret;
 
-	for (n = 0; !c->busy && !c->closing; n++) {
+	for (n = 0; !c->closing; n++) {
 		if (n == MON_BATCH) {
 			/* Fairness: the others get a turn first. */
 			mon_ready_add(s, c, false);
 			break;
 		}
-		mon_framer_next(&c->in, &f);
-		if (f.kind == MON_FRAME_NONE) {
-			if (c->eof && c->out_len == c->out_off) {
+		ret = mon_client_step(s, c);
+		if (ret < 0) {
+			mon_client_close(s, c, strerror(-ret));
+			return;
+		}
+		if (ret > 0) {
+			/* Nothing queued then (it runs first): all was answered. */
+			if (!c->busy && c->eof && c->out_len == c->out_off) {
 				mon_client_close(s, c, "end of input");
 				return;
 			}
 			break;
-		}
-		/* A message came out whole: what follows is a new one. */
-		c->partial_deadline_ms = 0;
-		ret = mon_client_handle(s, c, &f);
-		if (ret) {
-			mon_client_close(s, c, strerror(-ret));
-			return;
 		}
 	}
 	if (mon_client_close_if_done(s, c))
@@ -505,7 +590,8 @@ void mon_client_readable(struct mon_server *s, struct mon_client *c)
 	if (n == 0) {
 		c->eof = true;
 	} else {
-		size_t need = mon_in_counted(mon_framer_cap_after(&c->in, (size_t)n));
+		size_t need =
+			mon_in_counted(mon_framer_cap_after(&c->in, (size_t)n) + c->inband_bytes);
 
 		if (s->in_held - c->in_counted + need > s->in_limit) {
 			char desc[160];

@@ -265,35 +265,93 @@ int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *pr
 	return 0;
 }
 
-/* The QMP envelope: execute, arguments and id only (qmp_dispatch_check_obj). */
-static int mon_request_check_envelope(json_t *root, struct mon_result *res)
+static bool mon_json_is_str(json_t *v)
 {
-	const char *key;
-	json_t *v;
+	return json_is_string(v) && !mon_json_bignum(v);
+}
 
+/*
+ * The QMP envelope: execute (or, with @oob, exec-oob), arguments and id
+ * only (QEMU's qmp_dispatch_check_obj()).  QEMU walks the members in its
+ * hash order, which puts exec-oob before execute: a request with both
+ * gets "'execute' clashes with 'exec-oob'" whatever order it has.
+ */
+static int mon_request_check_envelope(json_t *root, bool oob, struct mon_result *res)
+{
+	json_t *v, *exec_oob = json_object_get(root, "exec-oob");
+	const char *key;
+
+	if (exec_oob && !oob)
+		return mon_result_error(res, NULL, "QMP input member '%s' is unexpected",
+					"exec-oob");
+	if (exec_oob && !mon_json_is_str(exec_oob))
+		return mon_result_error(res, NULL, "QMP input member '%s' must be a string",
+					"exec-oob");
 	json_object_foreach(root, key, v)
 	{
 		if (!strcmp(key, "execute")) {
-			if (!json_is_string(v) || mon_json_bignum(v))
+			if (!mon_json_is_str(v))
 				return mon_result_error(
 					res, NULL, "QMP input member 'execute' must be a string");
+			if (exec_oob)
+				return mon_result_error(res, NULL,
+							"QMP input member '%s' clashes with '%s'",
+							"execute", "exec-oob");
 		} else if (!strcmp(key, "arguments")) {
 			if (!json_is_object(v))
 				return mon_result_error(
 					res, NULL,
 					"QMP input member 'arguments' must be an object");
-		} else if (strcmp(key, "id") != 0) {
+		} else if (strcmp(key, "id") != 0 && strcmp(key, "exec-oob") != 0) {
 			return mon_result_error(res, NULL, "QMP input member '%s' is unexpected",
 						key);
 		}
 	}
-	if (!json_object_get(root, "execute"))
+	if (!exec_oob && !json_object_get(root, "execute"))
 		return mon_result_error(res, NULL, "QMP input lacks member 'execute'");
+	return 0;
+}
+
+/* The command a checked envelope names, and whether it came by exec-oob. */
+static const char *mon_request_command(json_t *root, bool *oob)
+{
+	json_t *execute = json_object_get(root, "execute");
+
+	*oob = !execute;
+	return json_string_value(execute ? execute : json_object_get(root, "exec-oob"));
+}
+
+/*
+ * The checks between lookup and arguments, in QEMU's order: the command
+ * exists, it may run out of band if asked to, and negotiation allows it.
+ */
+static int mon_request_check_cmd(const struct mon_cmd *cmd, const char *name, bool oob,
+				 bool negotiated, struct mon_result *res)
+{
+	if (!negotiated && (!cmd || !(cmd->flags & MON_CMD_CAPABILITIES)))
+		return mon_result_error(
+			res, MON_ERR_NOT_FOUND,
+			"Expecting capabilities negotiation with 'qmp_capabilities'");
+	if (!cmd)
+		return mon_result_error(res, MON_ERR_NOT_FOUND, "The command %s has not been found",
+					name);
+	if (oob && !(cmd->flags & MON_CMD_ALLOW_OOB))
+		return mon_result_error(res, NULL, "The command %s does not support OOB", name);
+	if (negotiated && (cmd->flags & MON_CMD_CAPABILITIES))
+		return mon_result_error(res, MON_ERR_NOT_FOUND,
+					"Capabilities negotiation is already complete, command "
+					"ignored");
 	return 0;
 }
 
 int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_request *req,
 		      struct mon_result *res)
+{
+	return mon_request_parse_oob(data, len, negotiated, false, req, res);
+}
+
+int mon_request_parse_oob(const char *data, size_t len, bool negotiated, bool oob,
+			  struct mon_request *req, struct mon_result *res)
 {
 	const struct mon_cmd *cmd;
 	json_error_t jerr;
@@ -311,28 +369,14 @@ int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_
 	}
 	/* From here on every error reply can carry the id. */
 	req->id = json_incref(json_object_get(root, "id"));
-	ret = mon_request_check_envelope(root, res);
+	ret = mon_request_check_envelope(root, oob, res);
 	if (ret)
 		goto out;
-	name = json_string_value(json_object_get(root, "execute"));
+	name = mon_request_command(root, &req->oob);
 	cmd = mon_cmd_find(name);
-	if (!negotiated && (!cmd || !(cmd->flags & MON_CMD_CAPABILITIES))) {
-		ret = mon_result_error(
-			res, MON_ERR_NOT_FOUND,
-			"Expecting capabilities negotiation with 'qmp_capabilities'");
+	ret = mon_request_check_cmd(cmd, name, req->oob, negotiated, res);
+	if (ret)
 		goto out;
-	}
-	if (!cmd) {
-		ret = mon_result_error(res, MON_ERR_NOT_FOUND, "The command %s has not been found",
-				       name);
-		goto out;
-	}
-	if (negotiated && (cmd->flags & MON_CMD_CAPABILITIES)) {
-		ret = mon_result_error(res, MON_ERR_NOT_FOUND,
-				       "Capabilities negotiation is already complete, command "
-				       "ignored");
-		goto out;
-	}
 	args = json_object_get(root, "arguments");
 	args = args ? json_incref(args) : json_object();
 	if (!args) {
@@ -356,19 +400,41 @@ out:
 	return ret;
 }
 
+bool mon_request_is_oob(const char *data, size_t len)
+{
+	json_error_t jerr;
+	char *id_text = NULL;
+	json_t *root = mon_json_load(data, len, &id_text, &jerr);
+	bool oob = json_is_object(root) && json_object_get(root, "exec-oob") &&
+		   !json_object_get(root, "execute");
+
+	json_decref(root);
+	free(id_text);
+	return oob;
+}
+
 void mon_capabilities_check(json_t *args, struct mon_result *res)
+{
+	/*
+	 * The schema already limited the values to QEMU's QMPCapability
+	 * names, and cleave offers each of them ('oob'): nothing to refuse.
+	 */
+	(void)args;
+	res->ret = json_object();
+}
+
+bool mon_capabilities_oob(json_t *args)
 {
 	json_t *enable = json_object_get(args, "enable");
 	size_t i;
 	json_t *v;
 
-	/* The schema already limited the values to QEMU's QMPCapability names. */
 	json_array_foreach(enable, i, v)
 	{
-		mon_result_error(res, NULL, "Capability %s not available", json_string_value(v));
-		return;
+		if (!strcmp(json_string_value(v), "oob"))
+			return true;
 	}
-	res->ret = json_object();
+	return false;
 }
 
 char *mon_json_format(json_t *obj, size_t *len)

@@ -121,6 +121,13 @@ enum mon_cmd_flags {
 	MON_CMD_CAPABILITIES = 1 << 0, /* qmp_capabilities: handled by the session */
 	MON_CMD_QUIT = 1 << 1,	       /* after the reply: SHUTDOWN event, vcpu-proc QUIT */
 	MON_CMD_HMP = 1 << 2,	       /* human-monitor-command: routed by its command line */
+	/*
+	 * May be sent with exec-oob once the client enabled 'oob' (QEMU's
+	 * allow-oob).  Such a command must answer on the event loop at once
+	 * (MON_BACKEND_NONE, no other flag): its reply may overtake the
+	 * client's in-band command that waits on a backend.
+	 */
+	MON_CMD_ALLOW_OOB = 1 << 3,
 };
 
 /* What a command returns, for query-qmp-schema. */
@@ -153,6 +160,7 @@ struct mon_request {
 	char *id_text;		   /* the id as the client wrote it (qmp-json.h); owned */
 	const struct mon_cmd *cmd; /* NULL when the request was rejected */
 	json_t *args;		   /* owned reference; {} when absent */
+	bool oob;		   /* sent with exec-oob (then .cmd has MON_CMD_ALLOW_OOB) */
 	/*
 	 * human-monitor-command: the entry .cmd points to, with the backend
 	 * and flags of the QMP command its command line maps onto (qmp-hmp.c).
@@ -170,6 +178,18 @@ void mon_request_fini(struct mon_request *req);
  */
 int mon_request_parse(const char *data, size_t len, bool negotiated, struct mon_request *req,
 		      struct mon_result *res);
+/*
+ * The same for a client that enabled the 'oob' capability (@oob): exec-oob
+ * is then a member of the envelope; without it, "is unexpected" as in QEMU.
+ */
+int mon_request_parse_oob(const char *data, size_t len, bool negotiated, bool oob,
+			  struct mon_request *req, struct mon_result *res);
+/*
+ * Does this framed message ask for out-of-band execution (QEMU's
+ * qmp_is_oob(): an object with exec-oob and without execute)?  Anything
+ * that does not parse is in-band: its error reply keeps its place.
+ */
+bool mon_request_is_oob(const char *data, size_t len);
 
 /* Checks @args against @spec; the error names the parameter as QEMU does. */
 int mon_args_check(const struct mon_arg_spec *spec, json_t *args, const char *prefix,
@@ -219,5 +239,7 @@ char *mon_json_format(json_t *obj, size_t *len);
 
 /* Result of qmp_capabilities: checks the "enable" list. */
 void mon_capabilities_check(json_t *args, struct mon_result *res);
+/* Does a qmp_capabilities that succeeded with @args turn 'oob' on? */
+bool mon_capabilities_oob(json_t *args);
 
 #endif

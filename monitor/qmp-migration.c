@@ -190,6 +190,28 @@ void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_resul
 			 NULL, NULL, res);
 }
 
+const struct mon_arg_spec mon_args_migrate_recover[] = {
+	{.name = "uri", .type = MON_ARG_STR},
+	{.type = MON_ARG_END},
+};
+
+/*
+ * migrate-pause and migrate-recover act on a postcopy migration, which
+ * cleave does not have (postcopy-ram cannot be turned on): they answer as
+ * QEMU 7.2 does outside postcopy, on the event loop, so they are safe to
+ * run out of band.
+ */
+void mon_cmd_migrate_pause(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	mon_result_error(res, NULL,
+			 "migrate-pause is currently only supported during postcopy-active state");
+}
+
+void mon_cmd_migrate_recover(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	mon_result_error(res, NULL, "Migrate recover can only be run when postcopy is paused.");
+}
+
 static json_t *mon_ram_stats_json(const Cleave__Migrator__RamStats *r)
 {
 	return json_pack("{s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:f,s:o,s:o,s:o}", "transferred",

@@ -169,6 +169,23 @@ static json_t *mon_schema_ret(struct mon_schema *sc, const struct mon_cmd *cmd)
 	return json_string("any");
 }
 
+/*
+ * A command's SchemaInfo.  QEMU's introspection writes "allow-oob" only
+ * for the commands that have it, always true; @arg and @ret are taken.
+ */
+static json_t *mon_schema_command(const struct mon_cmd *cmd, json_t *arg, json_t *ret)
+{
+	json_t *info = json_pack("{s:s,s:s,s:o,s:o}", "name", cmd->name, "meta-type", "command",
+				 "arg-type", arg, "ret-type", ret);
+
+	if (info && (cmd->flags & MON_CMD_ALLOW_OOB) &&
+	    json_object_set_new(info, "allow-oob", json_true())) {
+		json_decref(info);
+		return NULL;
+	}
+	return info;
+}
+
 void mon_cmd_query_qmp_schema(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	static const char *const builtins[][2] = {{"str", "string"},
@@ -192,9 +209,7 @@ void mon_cmd_query_qmp_schema(struct mon_ctx *ctx, json_t *args, struct mon_resu
 			json_decref(ret);
 			goto err;
 		}
-		if (mon_schema_add(&sc, json_pack("{s:s,s:s,s:o,s:o,s:b}", "name", cmd->name,
-						  "meta-type", "command", "arg-type", arg,
-						  "ret-type", ret, "allow-oob", 0)))
+		if (mon_schema_add(&sc, mon_schema_command(cmd, arg, ret)))
 			goto err;
 	}
 	if (mon_schema_add(&sc, json_pack("{s:s,s:s,s:[]}", "name", "0", "meta-type", "object",

@@ -29,6 +29,12 @@
 #define MON_SWEEP_SLACK_MS  20	 /* deadlines this close are swept together */
 #define MON_IN_FREE	    8192 /* input buffer per client not counted in in_limit */
 /*
+ * In-band messages a client with 'oob' may have waiting behind its busy
+ * command: QEMU 7.2's QMP_REQ_QUEUE_LEN_MAX.  Then its input stays in the
+ * framer (QEMU suspends the monitor) until one of them runs.
+ */
+#define MON_INBAND_MAX 8
+/*
  * A reply held for its STOP / RESUME event waits this long at most: an
  * event can be lost (pub/sub joins asynchronously after a monitor start).
  */
@@ -45,6 +51,13 @@ enum mon_ep_kind {
 
 #define MON_EP(kind, fd) (((uint64_t)(kind) << 32) | (uint32_t)(fd))
 
+/* An in-band message read while its client was busy: a copy of its frame. */
+struct mon_inband {
+	const char *error; /* the framer's error (static), or NULL: data is a message */
+	size_t len;	   /* bytes in data */
+	char data[];
+};
+
 struct mon_client {
 	uint64_t id;			/* unique for the server's life */
 	int fd;				/* owned */
@@ -56,14 +69,24 @@ struct mon_client {
 	size_t out_cap;
 	uint32_t ep_events; /* what epoll watches now */
 	bool negotiated;    /* qmp_capabilities done: commands and events */
-	bool busy;	    /* a command is with a worker */
-	bool eof;	    /* the peer will send nothing more */
+	/*
+	 * 'oob' enabled: while busy, input is still read; exec-oob runs at
+	 * once and in-band messages wait here in order (docs/QMP.md, "Out-of-band
+	 * execution").  Owned; counted in in_counted.
+	 */
+	bool oob;
+	struct mon_inband *inband[MON_INBAND_MAX]; /* a ring from inband_head */
+	unsigned int inband_head, inband_nr;
+	size_t inband_bytes; /* sum of their len */
+	bool busy;	     /* a command is with a worker */
+	bool eof;	     /* the peer will send nothing more */
 	/* quit was answered or the server quits: no more input, closed once flushed */
 	bool closing;
 	bool quit_asked;   /* this client sent quit: its reply follows the SHUTDOWN event */
 	char *quit_id;	   /* id (JSON text) of that quit, owned; NULL if none */
 	json_t *quit_ret;  /* that quit's return value ({} or HMP's ""), owned; NULL if none */
-	size_t in_counted; /* what in.cap counts (mon_in_counted), as added to in_held */
+	size_t in_counted; /* what in.cap and inband_bytes count (mon_in_counted), as added to
+			      in_held */
 	/* Deadlines (CLOCK_MONOTONIC ms; 0: none), see docs/QMP.md "Limits". */
 	int64_t handshake_deadline_ms; /* until negotiated (the TLS handshake included) */
 	int64_t partial_deadline_ms;   /* while an unfinished message waits */

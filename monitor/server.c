@@ -343,9 +343,10 @@ static int mon_epoll_add(struct mon_server *s, enum mon_ep_kind kind, int fd)
 
 static int mon_greeting_build(struct mon_server *s)
 {
-	json_t *g =
-		json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "micro",
-			  0, "minor", 2, "major", 7, "package", "cleave 0.1.0", "capabilities");
+	/* Every client may enable 'oob' (QEMU offers it on monitors with an I/O thread). */
+	json_t *g = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[s]}}", "QMP", "version", "qemu",
+			      "micro", 0, "minor", 2, "major", 7, "package", "cleave 0.1.0",
+			      "capabilities", "oob");
 
 	if (!g)
 		return -ENOMEM;

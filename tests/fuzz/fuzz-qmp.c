@@ -90,7 +90,8 @@ static void fuzz_qmp_reply(json_t *id, const struct mon_result *res)
 }
 
 /* One framed message, as mon_client_handle() and mon_client_exec() treat it. */
-static void fuzz_qmp_message(const struct mon_frame *f, bool *negotiated, unsigned *calls)
+static void fuzz_qmp_message(const struct mon_frame *f, bool *negotiated, bool *oob,
+			     unsigned *calls)
 {
 	struct mon_result res = {0};
 	struct mon_request req;
@@ -101,15 +102,19 @@ static void fuzz_qmp_message(const struct mon_frame *f, bool *negotiated, unsign
 		mon_result_fini(&res);
 		return;
 	}
-	if (mon_request_parse(f->data, f->len, *negotiated, &req, &res) == 0) {
+	/* What a busy client with 'oob' asks of each message first. */
+	(void)mon_request_is_oob(f->data, f->len);
+	if (mon_request_parse_oob(f->data, f->len, *negotiated, *oob, &req, &res) == 0) {
 		if (req.cmd->backend == MON_BACKEND_NONE || ++*calls <= FUZZ_QMP_MAX_CALLS)
 			req.cmd->run(&fuzz_ctx, req.args, &res);
 		else
 			mon_result_error(&res, NULL, "fuzz-qmp: call budget used up");
 		if (res.backend_down)
 			*calls = FUZZ_QMP_MAX_CALLS;
-		if (!res.err_class && (req.cmd->flags & MON_CMD_CAPABILITIES))
+		if (!res.err_class && (req.cmd->flags & MON_CMD_CAPABILITIES)) {
 			*negotiated = true;
+			*oob = mon_capabilities_oob(req.args);
+		}
 	}
 	fuzz_qmp_reply(req.id, &res);
 	mon_request_fini(&req);
@@ -120,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mon_framer framer;
 	struct mon_frame f;
-	bool negotiated = false;
+	bool negotiated = false, oob = false;
 	unsigned calls = 0;
 
 	fuzz_qmp_reset();
@@ -135,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr, "fuzz-qmp: a %zu-byte message passed the framer\n", f.len);
 			abort();
 		}
-		fuzz_qmp_message(&f, &negotiated, &calls);
+		fuzz_qmp_message(&f, &negotiated, &oob, &calls);
 	}
 	mon_framer_fini(&framer);
 	return 0;

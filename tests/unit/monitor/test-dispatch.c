@@ -17,8 +17,11 @@
 #include "monitor/qmp-cmds-internal.h"
 #include "monitor/qmp-dispatch.h"
 
-/* Runs one request line the way the server does; returns the reply text without CRLF. */
-static char *dispatch_line(bool negotiated, const char *in)
+/*
+ * Runs one request line the way the server does, for a client that
+ * enabled 'oob' or not; returns the reply text without CRLF.
+ */
+static char *dispatch_line_oob(bool negotiated, bool oob, const char *in)
 {
 	struct mon_ctx ctx = {.name = "vm1", .timeout_ms = 100};
 	struct mon_result res = {0};
@@ -26,7 +29,7 @@ static char *dispatch_line(bool negotiated, const char *in)
 	size_t len;
 	char *line;
 
-	if (mon_request_parse(in, strlen(in), negotiated, &req, &res) == 0) {
+	if (mon_request_parse_oob(in, strlen(in), negotiated, oob, &req, &res) == 0) {
 		assert_non_null(req.cmd);
 		req.cmd->run(&ctx, req.args, &res);
 	} else {
@@ -41,6 +44,11 @@ static char *dispatch_line(bool negotiated, const char *in)
 	mon_request_fini(&req);
 	mon_result_fini(&res);
 	return line;
+}
+
+static char *dispatch_line(bool negotiated, const char *in)
+{
+	return dispatch_line_oob(negotiated, false, in);
 }
 
 struct dispatch_case {
@@ -63,7 +71,7 @@ static const struct dispatch_case dispatch_cases[] = {
 	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[]}}",
 	 "{\"return\": {}}"},
 	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}",
-	 GE("Capability oob not available") "}"},
+	 "{\"return\": {}}"},
 	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"bogus\"]}}",
 	 GE("Parameter 'enable[0]' does not accept value 'bogus'") "}"},
 	{false, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":\"oob\"}}",
@@ -266,6 +274,89 @@ static void test_dispatch_table(void **state)
 	}
 }
 
+/* exec-oob with and without the 'oob' capability: QEMU 7.2's texts (docs/QMP.md). */
+static const struct {
+	bool negotiated, oob;
+	const char *in, *want;
+} oob_cases[] = {
+	{true, true, "{\"exec-oob\":\"migrate-pause\",\"id\":42}",
+	 GE("migrate-pause is currently only supported during postcopy-active state") ", \"id\": "
+										      "42}"},
+	{true, true, "{\"exec-oob\":\"migrate-recover\",\"arguments\":{\"uri\":\"tcp:h:1\"}}",
+	 GE("Migrate recover can only be run when postcopy is paused.") "}"},
+	{true, true, "{\"exec-oob\":\"migrate-recover\",\"id\":1}",
+	 GE("Parameter 'uri' is missing") ", \"id\": 1}"},
+	{true, true, "{\"exec-oob\":\"query-status\",\"id\":1}",
+	 GE("The command query-status does not support OOB") ", \"id\": 1}"},
+	{true, true, "{\"exec-oob\":\"qmp_capabilities\"}",
+	 GE("The command qmp_capabilities does not support OOB") "}"},
+	{true, true, "{\"exec-oob\":\"no-such\"}",
+	 NF("The command no-such has not been found") "}"},
+	{true, true, "{\"exec-oob\":1,\"id\":2}",
+	 GE("QMP input member 'exec-oob' must be a string") ", \"id\": 2}"},
+	{true, true, "{\"execute\":\"migrate-pause\",\"exec-oob\":\"migrate-pause\"}",
+	 GE("QMP input member 'execute' clashes with 'exec-oob'") "}"},
+	{true, true, "{\"exec-oob\":\"migrate-pause\",\"execute\":\"migrate-pause\"}",
+	 GE("QMP input member 'execute' clashes with 'exec-oob'") "}"},
+	{true, true, "{\"exec-oob\":\"migrate-pause\",\"bogus\":1}",
+	 GE("QMP input member 'bogus' is unexpected") "}"},
+	/* Without the capability exec-oob is no member of the envelope at all. */
+	{true, false, "{\"exec-oob\":\"migrate-pause\",\"id\":3}",
+	 GE("QMP input member 'exec-oob' is unexpected") ", \"id\": 3}"},
+	{false, false, "{\"exec-oob\":\"qmp_capabilities\"}",
+	 GE("QMP input member 'exec-oob' is unexpected") "}"},
+	/* In band they answer the same. */
+	{true, true, "{\"execute\":\"migrate-pause\"}",
+	 GE("migrate-pause is currently only supported during postcopy-active state") "}"},
+	{true, false, "{\"execute\":\"migrate-recover\",\"arguments\":{\"uri\":\"x\"}}",
+	 GE("Migrate recover can only be run when postcopy is paused.") "}"},
+};
+
+static bool is_oob(const char *msg)
+{
+	return mon_request_is_oob(msg, strlen(msg));
+}
+
+static void test_dispatch_oob(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(oob_cases) / sizeof(oob_cases[0]); i++) {
+		char *got = dispatch_line_oob(oob_cases[i].negotiated, oob_cases[i].oob,
+					      oob_cases[i].in);
+
+		if (strcmp(got, oob_cases[i].want))
+			fail_msg("case %zu %s:\n got  %s\n want %s", i, oob_cases[i].in, got,
+				 oob_cases[i].want);
+		free(got);
+	}
+	assert_true(is_oob("{\"exec-oob\":\"x\"}"));
+	assert_false(is_oob("{\"exec-oob\":\"x\",\"execute\":\"y\"}"));
+	assert_false(is_oob("{\"exec-oob\":"));
+	assert_false(is_oob("[\"exec-oob\"]"));
+}
+
+/*
+ * An out-of-band command answers on the event loop and nothing else
+ * (client.c relies on it: its client may be busy with another command).
+ */
+static void test_oob_commands_run_on_loop(void **state)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < mon_cmd_count(); i++) {
+		const struct mon_cmd *cmd = mon_cmd_at(i);
+
+		if (!(cmd->flags & MON_CMD_ALLOW_OOB))
+			continue;
+		n++;
+		assert_int_equal(cmd->backend, MON_BACKEND_NONE);
+		assert_int_equal(cmd->flags, MON_CMD_ALLOW_OOB);
+		assert_null(cmd->known);
+	}
+	assert_int_equal(n, 2); /* migrate-pause, migrate-recover */
+}
+
 static void test_query_commands_lists_table(void **state)
 {
 	char *got = dispatch_line(true, "{\"execute\":\"query-commands\"}");
@@ -437,6 +528,11 @@ static void test_qmp_schema(void **state)
 			a++;
 		}
 		assert_true(!a || a->type == MON_ARG_END);
+		/* As QEMU's introspection: present (true) for allow-oob commands only. */
+		if (cmd->flags & MON_CMD_ALLOW_OOB)
+			assert_true(json_is_true(json_object_get(e, "allow-oob")));
+		else
+			assert_null(json_object_get(e, "allow-oob"));
 	}
 	assert_int_equal(ncmds, mon_cmd_count());
 	/* One look at a known shape: migrate's uri is a str. */
@@ -742,6 +838,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dispatch_table),
+		cmocka_unit_test(test_dispatch_oob),
+		cmocka_unit_test(test_oob_commands_run_on_loop),
 		cmocka_unit_test(test_query_commands_lists_table),
 		cmocka_unit_test(test_command_table_complete),
 		cmocka_unit_test(test_qmp_schema),
