@@ -33,25 +33,15 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "migrator/chunk-pass.h"
 #include "migrator/job.h"
 #include "migrator/session-internal.h"
 #include "shm/snapfile.h"
 
-#define SAVE_CLAIM_CHUNKS   16	 /* chunks a writer claims at once: 1 MiB */
-#define SAVE_MAX_ROUNDS	    64	 /* dirty rounds before the guest is paused regardless */
-#define SAVE_GOAL_US	    5000 /* stop iterating below this expected downtime */
-#define SAVE_EXTRA_ROUNDS   8	 /* at most this many rounds once the limit is met */
-#define SAVE_PARTIAL_FMT    ".%s.partial"
-#define SAVE_RECORD_SYNC_NS 100000000ull /* counters into the record every 100 ms */
-
-struct mig_save;
-
-/* One writer thread of a pass. */
-struct save_writer {
-	struct mig_save *sv;
-	pthread_t thread;
-	bool started;
-};
+#define SAVE_MAX_ROUNDS	  64   /* dirty rounds before the guest is paused regardless */
+#define SAVE_GOAL_US	  5000 /* stop iterating below this expected downtime */
+#define SAVE_EXTRA_ROUNDS 8    /* at most this many rounds once the limit is met */
+#define SAVE_PARTIAL_FMT  ".%s.partial"
 
 struct mig_save {
 	struct mig_job job; /* end reason, cancel, commit (the rename) */
@@ -60,25 +50,15 @@ struct mig_save {
 	char name[NAME_MAX + 1];     /* the snapshot, in the directory */
 	char partial[NAME_MAX + 10]; /* written as this, renamed to @name once complete */
 	unsigned int nr_writers;
-	struct save_writer *writers;
+	char what[NAME_MAX + 32]; /* "writing .NAME.partial", for errors */
 
-	/* Worker only, but for @file and the pass below, which the writers read during a pass. */
+	/* Worker only, but @file, which the writers use during a pass (distinct chunks). */
 	int fd; /* the partial file, -1 when closed */
 	struct snap_file file;
 	bool file_open;
 	enum mig_phase phase; /* as recorded */
 	bool dirty_logging;
-
-	/*
-	 * The pass in progress: set by the worker before it starts the
-	 * writers, read-only for them until it joined them; they claim
-	 * SAVE_CLAIM_CHUNKS chunk numbers (over all regions) at a time from
-	 * @next and write those whose bit is set in @todo.
-	 */
-	uint64_t *todo[SHM_MAX_REGIONS]; /* a bit per chunk */
-	uint64_t nr_chunks[SHM_MAX_REGIONS];
-	uint64_t total_chunks;
-	_Atomic uint64_t next;
+	struct mig_chunk_pass pass; /* the chunks the next pass writes */
 };
 
 static struct mig_save *save_of(struct mig_job *job)
@@ -147,20 +127,17 @@ int mig_save_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 	if (!sv)
 		return -ENOMEM;
 	ret = mig_save_name(&s->env, uri, sv->name, sizeof(sv->name));
-	sv->writers = calloc(n, sizeof(*sv->writers));
-	if (ret || !sv->writers) {
-		free(sv->writers);
+	if (ret) {
 		free(sv);
-		return ret ? ret : -ENOMEM;
+		return ret;
 	}
 	snprintf(sv->partial, sizeof(sv->partial), SAVE_PARTIAL_FMT, sv->name);
+	snprintf(sv->what, sizeof(sv->what), "writing %s", sv->partial);
 	mig_job_init(&sv->job, s, &save_job_ops);
 	sv->s = s;
 	sv->nr_writers = n;
 	sv->fd = -1;
 	strcpy(sv->uri, uri);
-	for (unsigned int i = 0; i < n; i++)
-		sv->writers[i].sv = sv;
 	*out = &sv->job;
 	return 0;
 }
@@ -180,10 +157,8 @@ static void save_free(struct mig_job *job)
 	struct mig_save *sv = save_of(job);
 
 	save_close_file(sv);
-	for (unsigned int r = 0; r < SHM_MAX_REGIONS; r++)
-		free(sv->todo[r]);
+	mig_chunk_pass_fini(&sv->pass);
 	mig_job_fini(&sv->job);
-	free(sv->writers);
 	free(sv);
 }
 
@@ -224,9 +199,10 @@ static void save_remaining_sub(struct mig_session *s, uint64_t bytes)
 		;
 }
 
-/* Chunk @chunk of region @r: read from the RAM memfd, checked and written. */
-static int save_chunk(struct mig_save *sv, unsigned int r, uint64_t chunk, uint8_t *buf)
+/* Chunk @chunk of region @r: read from the RAM memfd, checked and written (a mig_chunk_fn). */
+static int save_chunk(void *arg, unsigned int r, uint64_t chunk, uint8_t *buf)
 {
+	struct mig_save *sv = arg;
 	struct mig_session *s = sv->s;
 	uint64_t off = chunk * SNAP_CHUNK_SIZE;
 	size_t done = 0;
@@ -256,78 +232,10 @@ static int save_chunk(struct mig_save *sv, unsigned int r, uint64_t chunk, uint8
 	return 0;
 }
 
-/* Global chunk number @g -> region and chunk within it. */
-static void save_locate(const struct mig_save *sv, uint64_t g, unsigned int *r, uint64_t *chunk)
-{
-	unsigned int i = 0;
-
-	while (g >= sv->nr_chunks[i]) {
-		g -= sv->nr_chunks[i];
-		i++;
-	}
-	*r = i;
-	*chunk = g;
-}
-
-static void *save_writer_main(void *arg)
-{
-	struct save_writer *w = arg;
-	struct mig_save *sv = w->sv;
-	uint8_t *buf = aligned_alloc(SHM_PAGE_SIZE, SNAP_CHUNK_SIZE);
-	uint64_t last_sync = mig_now_ns();
-	int ret = buf ? 0 : -ENOMEM;
-
-	log_set_thread("mig/save-w");
-	while (!ret && !mig_job_aborted(&sv->job)) {
-		uint64_t first = atomic_fetch_add(&sv->next, SAVE_CLAIM_CHUNKS);
-
-		if (first >= sv->total_chunks)
-			break;
-		for (uint64_t g = first;
-		     !ret && g < first + SAVE_CLAIM_CHUNKS && g < sv->total_chunks; g++) {
-			unsigned int r;
-			uint64_t c;
-
-			save_locate(sv, g, &r, &c);
-			if (!shm_bitmap_test(sv->todo[r], c))
-				continue;
-			ret = save_chunk(sv, r, c, buf);
-			/* So that a restarted migrator reports about what this one did. */
-			if (w == sv->writers && mig_now_ns() - last_sync > SAVE_RECORD_SYNC_NS) {
-				last_sync = mig_now_ns();
-				mig_session_record_sync(sv->s);
-			}
-			if (ret)
-				mig_job_abort(&sv->job, ret, "%s: region %u at 0x%" PRIx64 ": %s",
-					      sv->partial, r, (uint64_t)(c * SNAP_CHUNK_SIZE),
-					      strerror(-ret));
-		}
-	}
-	free(buf);
-	return NULL;
-}
-
-/* Writes every chunk of the todo maps with the writer threads; 0 or the job's error. */
+/* Writes every marked chunk with the writer threads; 0 or the job's error. */
 static int save_pass(struct mig_save *sv)
 {
-	unsigned int started = 0;
-	int ret = 0;
-
-	atomic_store(&sv->next, 0);
-	for (unsigned int i = 0; i < sv->nr_writers; i++) {
-		ret = -pthread_create(&sv->writers[i].thread, NULL, save_writer_main,
-				      &sv->writers[i]);
-		if (ret) {
-			mig_job_abort(&sv->job, ret, "writer threads: %s", strerror(-ret));
-			break;
-		}
-		started++;
-	}
-	for (unsigned int i = 0; i < started; i++)
-		pthread_join(sv->writers[i].thread, NULL);
-	for (unsigned int r = 0; r < sv->file.nr_regions; r++)
-		shm_bitmap_zero(sv->todo[r], sv->nr_chunks[r]);
-	return mig_job_aborted(&sv->job) ? -ECANCELED : 0;
+	return mig_chunk_pass_run(&sv->pass, sv->nr_writers, &sv->job, save_chunk, sv, sv->what);
 }
 
 /* ---- what a pass writes ------------------------------------------------------ */
@@ -336,23 +244,17 @@ static int save_pass(struct mig_save *sv)
 static int save_todo_allocated(struct mig_save *sv)
 {
 	struct mig_session *s = sv->s;
-	uint64_t chunks = 0;
-	int ret = 0;
+	uint64_t chunks = 0, n;
+	int ret;
 
-	for (unsigned int r = 0; r < sv->file.nr_regions; r++) {
-		uint64_t size = s->env.ctl->hdr->regions[r].size, pos = 0, a, e;
-
-		while ((ret = shm_memfd_next_data(s->env.ram[r].fd, pos, size, &a, &e)) == 0) {
-			for (uint64_t c = a / SNAP_CHUNK_SIZE; c * SNAP_CHUNK_SIZE < e; c++) {
-				shm_bitmap_set(sv->todo[r], c);
-				chunks++;
-			}
-			pos = e;
-		}
-		if (ret != -ENXIO) {
+	for (unsigned int r = 0; r < sv->pass.nr_regions; r++) {
+		ret = mig_chunk_pass_mark_data(&sv->pass, r, s->env.ram[r].fd,
+					       s->env.ctl->hdr->regions[r].size, &n);
+		if (ret) {
 			mig_job_abort(&sv->job, ret, "region %u: SEEK_DATA: %s", r, strerror(-ret));
 			return ret;
 		}
+		chunks += n;
 	}
 	atomic_store(&s->ctr.remaining, chunks * SNAP_CHUNK_SIZE);
 	atomic_store(&s->ctr.skipped,
@@ -370,7 +272,7 @@ static uint64_t save_todo_dirty(struct mig_save *sv)
 	uint64_t pages = 0;
 
 	_Static_assert(SNAP_CHUNK_PAGES == 16, "four chunks per bitmap word");
-	for (unsigned int r = 0; r < sv->file.nr_regions; r++) {
+	for (unsigned int r = 0; r < sv->pass.nr_regions; r++) {
 		uint64_t *map = shm_ctl_dirty_bitmap(sv->s->env.ctl, r);
 
 		for (uint64_t w = 0; w < SHM_BITMAP_WORDS(h->regions[r].nr_pages); w++) {
@@ -382,7 +284,7 @@ static uint64_t save_todo_dirty(struct mig_save *sv)
 			pages += (uint64_t)__builtin_popcountll(bits);
 			for (unsigned int q = 0; q < 4; q++)
 				if (bits >> (q * 16) & 0xffff)
-					shm_bitmap_set(sv->todo[r], w * 4 + q);
+					shm_bitmap_set(sv->pass.todo[r], w * 4 + q);
 		}
 	}
 	return pages;
@@ -428,16 +330,10 @@ static int save_open(struct mig_save *sv)
 		return ret;
 	}
 	sv->file_open = true;
-	for (unsigned int r = 0; r < h->nr_regions; r++) {
-		sv->nr_chunks[r] = h->regions[r].size / SNAP_CHUNK_SIZE;
-		sv->total_chunks += sv->nr_chunks[r];
-		sv->todo[r] = calloc(SHM_BITMAP_WORDS(sv->nr_chunks[r]), sizeof(uint64_t));
-		if (!sv->todo[r]) {
-			mig_job_abort(&sv->job, -ENOMEM, "out of memory");
-			return -ENOMEM;
-		}
-	}
-	return 0;
+	ret = mig_chunk_pass_init(&sv->pass, h);
+	if (ret)
+		mig_job_abort(&sv->job, ret, "out of memory");
+	return ret;
 }
 
 /* A fresh save (or the takeover of one whose guest still runs): logging starts clean. */

@@ -537,6 +537,21 @@ int snap_read_page(struct snap_file *f, unsigned int region, uint64_t page, void
 	return 1;
 }
 
+int snap_read_chunk(struct snap_file *f, unsigned int region, uint64_t chunk, void *buf)
+{
+	const struct snap_region *r;
+	int ret;
+
+	if (region >= f->nr_regions || chunk >= f->regions[region].size / SNAP_CHUNK_SIZE)
+		return -EINVAL;
+	r = &f->regions[region];
+	ret = snap_pread_full(f->fd, buf, SNAP_CHUNK_SIZE, r->offset + chunk * SNAP_CHUNK_SIZE);
+	if (ret)
+		return ret;
+	return snap_crc32c(0, buf, SNAP_CHUNK_SIZE) == f->crc[r->first_chunk + chunk] ? 0
+										      : -EBADMSG;
+}
+
 int snap_read_state(struct snap_file *f, void **blob, size_t *len)
 {
 	void *b = malloc(f->state_len ? f->state_len : 1);

@@ -107,6 +107,12 @@ int snap_read_page(struct snap_file *f, unsigned int region, uint64_t page, void
  */
 int snap_next_data(struct snap_file *f, unsigned int region, uint64_t from, uint64_t *start,
 		   uint64_t *end);
+/*
+ * Chunk @chunk of region @region into @buf (SNAP_CHUNK_SIZE), checked: 0,
+ * -EBADMSG when it does not match its checksum, -EIO when the file ends
+ * early.  For a reader that loads whole chunks (an eager restore).
+ */
+int snap_read_chunk(struct snap_file *f, unsigned int region, uint64_t chunk, void *buf);
 /* The device state, checked: a malloc'd blob in *blob. */
 int snap_read_state(struct snap_file *f, void **blob, size_t *len);
 /* Frees the table. */

@@ -334,7 +334,7 @@ static void test_bad_headers(void **state)
 static void test_bad_data(void **state)
 {
 	struct fixture *f = *state;
-	uint8_t *page = malloc(SHM_PAGE_SIZE), byte;
+	uint8_t *page = malloc(SHM_PAGE_SIZE), *chunk, byte;
 	uint64_t r0 = 0, r1 = 0;
 	struct shm_ctl_layout other = layout;
 	struct snap_file s;
@@ -357,6 +357,13 @@ static void test_bad_data(void **state)
 	assert_int_equal(snap_read_page(&s, 0, 2 * SNAP_CHUNK_PAGES, page), -EBADMSG);
 	assert_int_equal(snap_read_page(&s, 0, 0, page), 1); /* chunk 0 is intact */
 	assert_memory_equal(page, f->image[0], SHM_PAGE_SIZE);
+	/* Whole chunks, as an eager restore reads them. */
+	chunk = malloc(SNAP_CHUNK_SIZE);
+	assert_non_null(chunk);
+	assert_int_equal(snap_read_chunk(&s, 0, 2, chunk), -EBADMSG);
+	assert_int_equal(snap_read_chunk(&s, 0, 0, chunk), 0);
+	assert_memory_equal(chunk, f->image[0], SNAP_CHUNK_SIZE);
+	assert_int_equal(snap_read_chunk(&s, 0, layout.size[0] / SNAP_CHUNK_SIZE, chunk), -EINVAL);
 	assert_int_equal(snap_read_state(&s, &blob, &len), -EBADMSG);
 	/* Another VM's layout. */
 	other.size[1] = 8 * MIB;
@@ -368,7 +375,9 @@ static void test_bad_data(void **state)
 	assert_int_equal(ftruncate(f->fd, (off_t)(r1 + SNAP_CHUNK_SIZE / 2)), 0);
 	assert_int_equal(snap_read_page(&s, 1, 0, page), -EIO);
 	assert_int_equal(snap_read_page(&s, 1, 3 * SNAP_CHUNK_PAGES, page), -EIO);
+	assert_int_equal(snap_read_chunk(&s, 1, 0, chunk), -EIO);
 	snap_close(&s);
+	free(chunk);
 	free(page);
 }
 
