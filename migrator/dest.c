@@ -200,29 +200,30 @@ bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, ch
 	return !same;
 }
 
-/*
- * The destination RAM must read as zero wherever no page lands (ZERO pages
- * and holes are not written): punch out whatever an earlier, failed
- * attempt left.  Only for a VM that never ran (inmigrate).
- */
-static int dst_ram_clear(struct mig_dst *dst)
+int mig_dest_ram_clear(struct mig_job *job)
 {
-	struct mig_session *s = dst->s;
+	struct mig_session *s = job->s;
 	int state = 0, ret;
 
 	ret = s->env.ops->run_state(s->env.ops_arg, &state);
-	if (ret)
-		return dst_fail(dst, ret, "vcpu-proc STATUS: %s", strerror(-ret));
-	if (state != MIG_RUN_STATE_INMIGRATE)
-		return dst_fail(dst, -EBUSY,
-				"destination VM is not waiting for an incoming migration "
-				"(run state %d)",
-				state);
+	if (ret) {
+		mig_job_abort(job, ret, "vcpu-proc STATUS: %s", strerror(-ret));
+		return ret;
+	}
+	if (state != MIG_RUN_STATE_INMIGRATE) {
+		mig_job_abort(job, -EBUSY,
+			      "destination VM is not waiting for an incoming migration (run "
+			      "state %d)",
+			      state);
+		return -EBUSY;
+	}
 	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++)
 		if (fallocate(s->env.ram[r].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-			      (off_t)s->env.ram[r].size))
-			return dst_fail(dst, -errno, "region %u: punch hole: %s", r,
-					strerror(errno));
+			      (off_t)s->env.ram[r].size)) {
+			ret = -errno;
+			mig_job_abort(job, ret, "region %u: punch hole: %s", r, strerror(errno));
+			return ret;
+		}
 	return 0;
 }
 
@@ -646,7 +647,7 @@ static int dst_session_start(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 	struct mig_session *s = dst->s;
 	int ret;
 
-	ret = dst_ram_clear(dst);
+	ret = mig_dest_ram_clear(&dst->job);
 	if (ret)
 		return ret;
 	mig_session_set_id(s, h->session_id.data, h->epoch);

@@ -170,8 +170,8 @@ int mig_session_resume(struct mig_session *s);
 int mig_session_migrate(struct mig_session *s, const char *uri);
 /*
  * Listens on "tcp:HOST:PORT" (port 0: ephemeral, see _incoming_port) at once
- * and receives one incoming migration in the background.  Errors as above;
- * -EPROTONOSUPPORT for "file:" (no restore from a file yet).
+ * and receives one incoming migration in the background; or restores from
+ * "file:PATH" (load.c: PATH as for a save).  Errors as above.
  */
 int mig_session_incoming(struct mig_session *s, const char *uri);
 /* env.snapshot_dir, or "". */

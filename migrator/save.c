@@ -206,7 +206,7 @@ static int save_chunk(void *arg, unsigned int r, uint64_t chunk, uint8_t *buf)
 	struct mig_session *s = sv->s;
 	uint64_t off = chunk * SNAP_CHUNK_SIZE;
 	size_t done = 0;
-	unsigned int delay = MIG_HOOK(s, save_chunk_delay_us);
+	unsigned int delay = MIG_HOOK(s, chunk_delay_us);
 	int ret;
 
 	/* Read, not mapped (migrator/main.c); one copy, so the CRC covers what is written. */

@@ -43,21 +43,17 @@ static int srv_start_error(void *arg, int ret, const char *what, const char *uri
 				       creds);
 	case -ENOTDIR:
 		return rpc_reply_error(reply, ret,
-				       "%s '%s': saving to a file needs a snapshot directory "
+				       "%s '%s': a snapshot file needs a snapshot directory "
 				       "(cleave run --snapshot-dir DIR)",
 				       what, uri);
 	case -EXDEV:
 		return rpc_reply_error(reply, ret,
-				       "%s '%s': a save goes to a file directly in the snapshot "
+				       "%s '%s': a snapshot is a file directly in the snapshot "
 				       "directory %s, under a name that does not start with '.'",
 				       what, uri, mig_session_snapshot_dir(arg));
 	case -EOPNOTSUPP:
 		return rpc_reply_error(
 			reply, ret, "%s '%s': file: options (offset) are not supported", what, uri);
-	case -EPROTONOSUPPORT:
-		return rpc_reply_error(reply, ret,
-				       "%s '%s': restoring from a file is not supported yet", what,
-				       uri);
 	default:
 		return rpc_reply_error(reply, ret, "%s '%s': %s", what, uri, strerror(-ret));
 	}

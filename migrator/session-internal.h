@@ -121,6 +121,15 @@ uint64_t mig_thread_cpu_ns(void);
 struct mig_job;
 /* An outgoing job to "tcp:HOST:PORT", not started. */
 int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri);
+/*
+ * The destination RAM must read as zero wherever nothing lands (zero pages
+ * and holes are not written): punches out whatever an earlier, failed
+ * attempt left, only for a VM that never ran (inmigrate), else -EBUSY.
+ * Aborts @job with the reason on an error (dest.c).
+ */
+int mig_dest_ram_clear(struct mig_job *job);
+/* A restore from "file:PATH" (load.c), not started. */
+int mig_load_alloc(struct mig_job **out, struct mig_session *s, const char *uri);
 /* A save to "file:PATH" (save.c), not started. */
 int mig_save_alloc(struct mig_job **out, struct mig_session *s, const char *uri);
 bool mig_uri_is_file(const char *uri);

@@ -533,8 +533,7 @@ static int session_may_use(const struct mig_session *s, const char *uri, enum mi
 
 	/* A save stays on this host: no TLS, no address. */
 	if (mig_uri_is_file(uri))
-		return role == MIG_ROLE_SOURCE ? mig_save_name(&s->env, uri, name, sizeof(name))
-					       : -EPROTONOSUPPORT;
+		return mig_save_name(&s->env, uri, name, sizeof(name));
 	if (s->tls_broken)
 		return -ENOKEY;
 	if (s->tls)
@@ -591,7 +590,9 @@ int mig_session_incoming(struct mig_session *s, const char *uri)
 
 	if (ret)
 		return ret;
-	ret = mig_dst_alloc(&job, s, uri, &port);
+	port = 0;
+	ret = mig_uri_is_file(uri) ? mig_load_alloc(&job, s, uri)
+				   : mig_dst_alloc(&job, s, uri, &port);
 	if (ret)
 		goto err_unlock;
 	status_reset_locked(s);
@@ -829,7 +830,7 @@ static bool record_resumable(const struct mig_record *rec)
 		return true;
 	/* A destination that finished moments ago may still owe the source its Complete. */
 	if (rec->role == MIG_ROLE_DEST && rec->phase == MIG_PHASE_DST_RUNNING &&
-	    rec->status == MIG_STATUS_COMPLETED)
+	    rec->status == MIG_STATUS_COMPLETED && !mig_uri_is_file(rec->uri))
 		return mig_now_ns() - rec->end_ns < rec->reconnect_timeout * 1000000ull;
 	return rec->role != MIG_ROLE_NONE && status_running(rec->status);
 }
@@ -920,7 +921,9 @@ int mig_session_resume(struct mig_session *s)
 		ret = mig_uri_is_file(uri) ? mig_save_alloc(&job, s, uri)
 					   : mig_src_alloc(&job, s, uri);
 	} else {
-		ret = mig_dst_alloc(&job, s, uri, &port);
+		port = 0;
+		ret = mig_uri_is_file(uri) ? mig_load_alloc(&job, s, uri)
+					   : mig_dst_alloc(&job, s, uri, &port);
 		s->incoming_port = ret ? 0 : port;
 	}
 	if (!ret)

@@ -21,8 +21,8 @@ void mig_hooks_from_env(struct mig_hooks *hooks)
 			hooks->switchover_delay_ms = v;
 		else if (sscanf(tok, "ram_hash=%u", &v) == 1)
 			hooks->ram_hash = v;
-		else if (sscanf(tok, "save_chunk_delay_us=%u", &v) == 1)
-			hooks->save_chunk_delay_us = v;
+		else if (sscanf(tok, "chunk_delay_us=%u", &v) == 1)
+			hooks->chunk_delay_us = v;
 		else
 			log_warn("CLEAVE_MIG_TEST_HOOKS: unknown hook '%s'", tok);
 	}

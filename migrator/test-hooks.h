@@ -28,15 +28,15 @@ struct mig_hooks {
 	uint64_t first_pass_harvest_bytes;
 	/* Source: sleep this long after pausing the guest and before Commit (kill windows). */
 	unsigned int switchover_delay_ms;
-	/* A save's writers sleep this long before each chunk they write (kill windows). */
-	unsigned int save_chunk_delay_us;
+	/* A save's writers and a restore's readers sleep this long per chunk (kill windows). */
+	unsigned int chunk_delay_us;
 	/* Destination: log shm_region_hash() of every region before loading the state. */
 	bool ram_hash;
 };
 
 /*
  * cleave-migrator's hooks from the environment:
- * CLEAVE_MIG_TEST_HOOKS="switchover_delay_ms=N,ram_hash=1,save_chunk_delay_us=N" (the launcher
+ * CLEAVE_MIG_TEST_HOOKS="switchover_delay_ms=N,ram_hash=1,chunk_delay_us=N" (the launcher
  * passes it on in fault-injection builds only).
  */
 void mig_hooks_from_env(struct mig_hooks *hooks);

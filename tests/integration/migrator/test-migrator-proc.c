@@ -366,9 +366,29 @@ static void test_tls_params_process(void **state)
 
 /* What the stand-in vcpu-proc was asked. */
 struct standin {
-	unsigned int pauses, resumes, dirty_on, dirty_off, saves;
+	unsigned int pauses, resumes, dirty_on, dirty_off, saves, loads;
 	int last_pause_state;
+	int run_state; /* what STATUS reports */
+	char loaded[32];
 };
+
+static int standin_status(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	Cleave__Vcpu__StatusReply r = CLEAVE__VCPU__STATUS_REPLY__INIT;
+
+	r.state = ((struct standin *)arg)->run_state;
+	return rpc_reply_set(reply, &r.base);
+}
+
+static int standin_load_state(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	const Cleave__Vcpu__LoadStateRequest *r = (const void *)req;
+	struct standin *v = arg;
+
+	v->loads++;
+	snprintf(v->loaded, sizeof(v->loaded), "%.*s", (int)r->state.len, r->state.data);
+	return 0;
+}
 
 static int standin_pause(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
@@ -421,6 +441,9 @@ static const struct rpc_method standin_methods[] = {
 	 &cleave__vcpu__dirty_log_request__descriptor, standin_dirty_log},
 	{CLEAVE__VCPU__METHOD__METHOD_HARVEST, "HARVEST", NULL, standin_harvest},
 	{CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, "SAVE_STATE", NULL, standin_save_state},
+	{CLEAVE__VCPU__METHOD__METHOD_STATUS, "STATUS", NULL, standin_status},
+	{CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, "LOAD_STATE",
+	 &cleave__vcpu__load_state_request__descriptor, standin_load_state},
 };
 
 static char *migration_status(const char *dir, char *status, size_t len, char *err, size_t errlen)
@@ -438,106 +461,150 @@ static char *migration_status(const char *dir, char *status, size_t len, char *e
 	return status;
 }
 
-/*
- * migrate "file:" in the real process, under its filter, with a stand-in
- * vcpu-proc: the snapshot directory reached only through the fd it opened
- * before its filter (SANDBOX_MIGRATOR_SNAPSHOT_DIRFD), the file complete and
- * equal to RAM, a path outside the directory refused with why.
- */
-static void test_save_to_file(void **state)
+/* One VM's memory, a stand-in vcpu-proc and a real cleave-migrator with a snapshot directory. */
+struct snap_node {
+	char dir[32]; /* its sockets and log */
+	struct shm_ctl ctl;
+	struct shm_region ram;
+	struct standin v;
+	struct rpc_server *vcpu;
+	pid_t pid;
+};
+
+static void snap_node_start(struct snap_node *n, const char *snaps, const char *incoming,
+			    int run_state)
 {
 	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
-	char dir[] = "/tmp/cleave-migsave-XXXXXX", snaps[64], path[96], uri[128], log[128];
-	char rpc[160], ev[160], vcpu[160], ctl_arg[16], ram_arg[16], st[32], err[512];
-	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
-	uint8_t page[SHM_PAGE_SIZE], want[SHM_PAGE_SIZE];
-	struct standin v = {0};
-	struct rpc_server *vcpu_srv = NULL;
-	struct shm_region ram;
-	struct shm_ctl ctl;
-	struct snap_file sf;
-	void *blob = NULL;
-	size_t len = 0;
-	char *text;
-	int logfd, fd, status;
-	pid_t pid;
+	char log[64], rpc[64], ev[64], vcpu[64], ctl_arg[16], ram_arg[16];
+	int logfd;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(snaps, sizeof(snaps), "%s/snaps", dir);
-	assert_int_equal(mkdir(snaps, 0700), 0);
-	assert_int_equal(shm_ctl_create(&ctl, &layout), 0);
-	assert_int_equal(shm_region_create(&ram, 0, layout.size[0]), 0);
-	for (uint64_t p = 0; p < 300; p += 3) {
-		memset(page, (int)(p % 251) + 1, sizeof(page));
-		assert_int_equal(pwrite(ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
-				 sizeof(page));
-	}
-	snprintf(log, sizeof(log), "%s/migrator.log", dir);
-	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", dir);
-	snprintf(ev, sizeof(ev), "ipc://%s/migrator.events", dir);
-	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", dir);
-	snprintf(ctl_arg, sizeof(ctl_arg), "%d", ctl.fd);
-	snprintf(ram_arg, sizeof(ram_arg), "%d", ram.fd);
-	assert_int_equal(rpc_server_start(&vcpu_srv, vcpu, standin_methods,
-					  sizeof(standin_methods) / sizeof(standin_methods[0]), &v),
+	snprintf(n->dir, sizeof(n->dir), "/tmp/cleave-migsnap-XXXXXX");
+	assert_non_null(mkdtemp(n->dir));
+	assert_int_equal(shm_ctl_create(&n->ctl, &layout), 0);
+	assert_int_equal(shm_region_create(&n->ram, 0, layout.size[0]), 0);
+	snprintf(log, sizeof(log), "%s/migrator.log", n->dir);
+	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", n->dir);
+	snprintf(ev, sizeof(ev), "ipc://%s/migrator.events", n->dir);
+	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", n->dir);
+	snprintf(ctl_arg, sizeof(ctl_arg), "%d", n->ctl.fd);
+	snprintf(ram_arg, sizeof(ram_arg), "%d", n->ram.fd);
+	n->v.run_state = run_state;
+	assert_int_equal(rpc_server_start(&n->vcpu, vcpu, standin_methods,
+					  sizeof(standin_methods) / sizeof(standin_methods[0]),
+					  &n->v),
 			 0);
 	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	assert_true(logfd >= 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		fcntl(ctl.fd, F_SETFD, 0);
-		fcntl(ram.fd, F_SETFD, 0);
+	n->pid = fork();
+	assert_true(n->pid >= 0);
+	if (n->pid == 0) {
+		fcntl(n->ctl.fd, F_SETFD, 0);
+		fcntl(n->ram.fd, F_SETFD, 0);
 		dup2(logfd, STDERR_FILENO);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(migrator_bin, migrator_bin, "--ctl-fd", ctl_arg, "--ram-fds", ram_arg,
 		      "--vcpu-rpc", vcpu, "--rpc", rpc, "--events", ev, "--snapshot-dir", snaps,
-		      (char *)NULL);
+		      incoming ? "--incoming" : (char *)NULL, incoming, (char *)NULL);
 		_exit(127);
 	}
 	close(logfd);
+}
+
+/* Polls query until the job leaves setup/active/device: its final status in @st. */
+static void snap_node_wait(struct snap_node *n, char *st, size_t len, char *err, size_t errlen)
+{
+	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 20000; test_sleep_ms(20))
+		if (strcmp(migration_status(n->dir, st, len, err, errlen), "active") &&
+		    strcmp(st, "setup") && strcmp(st, "device") && strcmp(st, ""))
+			return;
+}
+
+/* SIGTERM: a clean exit without a refused syscall; then everything goes. */
+static void snap_node_stop(struct snap_node *n)
+{
+	char log[64], *text;
+	int status;
+
+	assert_int_equal(kill(n->pid, SIGTERM), 0);
+	assert_int_equal(waitpid(n->pid, &status, 0), n->pid);
+	rpc_server_stop(n->vcpu);
+	snprintf(log, sizeof(log), "%s/migrator.log", n->dir);
+	text = test_file_read(log);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) || strstr(text, "seccomp: refused"))
+		fail_msg("cleave-migrator: status 0x%x, log:\n%s", status, text);
+	free(text);
+	unlink(log);
+	rmdir(n->dir);
+	shm_region_close(&n->ram);
+	shm_ctl_close(&n->ctl);
+}
+
+/*
+ * migrate "file:" and migrate-incoming "file:" in real processes, under
+ * their filters, with stand-in vcpu-procs: the snapshot directory reached
+ * only through the fd each opened before its filter
+ * (SANDBOX_MIGRATOR_SNAPSHOT_DIRFD); a path outside it refused with why;
+ * the file complete and equal to RAM; restored by another migrator
+ * (cleave run --incoming file:) into a VM in inmigrate, RAM equal, the
+ * state loaded, the guest resumed.
+ */
+static void test_save_and_restore(void **state)
+{
+	char snaps[] = "/tmp/cleave-snaps-XXXXXX", path[96], uri[128], st[32], err[512];
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	uint8_t page[SHM_PAGE_SIZE], want[SHM_PAGE_SIZE];
+	struct snap_node src = {0}, dst = {0};
+	struct snap_file sf;
+	void *blob = NULL;
+	size_t len = 0;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(snaps));
+	snprintf(path, sizeof(path), "%s/vm.snap", snaps);
+	snap_node_start(&src, snaps, NULL, CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	for (uint64_t p = 0; p < 300; p += 3) {
+		memset(page, (int)(p % 251) + 1, sizeof(page));
+		assert_int_equal(pwrite(src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+	}
 
 	/* Outside the directory: refused before anything starts. */
 	req.uri = "file:/tmp/vm.snap";
-	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
-				  NULL, err, sizeof(err)),
+	assert_int_not_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base,
+				  NULL, NULL, err, sizeof(err)),
 			     0);
-	snprintf(uri, sizeof(uri), "a save goes to a file directly in the snapshot directory %s",
+	snprintf(uri, sizeof(uri), "a snapshot is a file directly in the snapshot directory %s",
 		 snaps);
 	if (!strstr(err, uri))
 		fail_msg("error: '%s'", err);
-	assert_int_equal(v.pauses, 0);
+	assert_int_equal(src.v.pauses, 0);
 
-	snprintf(uri, sizeof(uri), "file:%s/vm.snap", snaps);
+	snprintf(uri, sizeof(uri), "file:%s", path);
 	req.uri = uri;
-	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL, NULL,
-			      err, sizeof(err)),
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
 			 0);
-	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 20000; test_sleep_ms(20))
-		if (strcmp(migration_status(dir, st, sizeof(st), err, sizeof(err)), "active") &&
-		    strcmp(st, "setup") && strcmp(st, "device"))
-			break;
+	snap_node_wait(&src, st, sizeof(st), err, sizeof(err));
 	if (strcmp(st, "completed"))
 		fail_msg("save: %s '%s'", st, err);
-	assert_int_equal(v.dirty_on, 1);
-	assert_int_equal(v.dirty_off, 1);
-	assert_int_equal(v.saves, 1);
-	assert_int_equal(v.resumes, 0);
-	assert_int_equal(v.last_pause_state, CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE);
+	assert_int_equal(src.v.dirty_on, 1);
+	assert_int_equal(src.v.dirty_off, 1);
+	assert_int_equal(src.v.saves, 1);
+	assert_int_equal(src.v.resumes, 0);
+	assert_int_equal(src.v.last_pause_state, CLEAVE__VCPU__RUN_STATE__RUN_STATE_POSTMIGRATE);
 
-	snprintf(path, sizeof(path), "%s/vm.snap", snaps);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	if (snap_open(&sf, fd, err, sizeof(err)))
 		fail_msg("snap_open: %s", err);
-	for (uint64_t p = 0; p < layout.size[0] / SHM_PAGE_SIZE; p++) {
+	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
 		int ret = snap_read_page(&sf, 0, p, page);
 
 		assert_true(ret == 0 || ret == 1);
 		if (!ret)
 			memset(page, 0, sizeof(page));
-		assert_int_equal(pread(ram.fd, want, sizeof(want), (off_t)(p * SHM_PAGE_SIZE)),
+		assert_int_equal(pread(src.ram.fd, want, sizeof(want), (off_t)(p * SHM_PAGE_SIZE)),
 				 sizeof(want));
 		assert_memory_equal(page, want, sizeof(page));
 	}
@@ -548,19 +615,26 @@ static void test_save_to_file(void **state)
 	snap_close(&sf);
 	close(fd);
 
-	assert_int_equal(kill(pid, SIGTERM), 0);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	rpc_server_stop(vcpu_srv);
-	text = test_file_read(log);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) || strstr(text, "seccomp: refused"))
-		fail_msg("cleave-migrator: status 0x%x, log:\n%s", status, text);
-	free(text);
+	/* Restored by another migrator, started with --incoming file:. */
+	snap_node_start(&dst, snaps, uri, CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	snap_node_wait(&dst, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("restore: %s '%s'", st, err);
+	assert_int_equal(dst.v.loads, 1);
+	assert_string_equal(dst.v.loaded, "vmstate:standin");
+	assert_int_equal(dst.v.resumes, 1);
+	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
+		assert_int_equal(pread(src.ram.fd, want, sizeof(want), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(want));
+		assert_int_equal(pread(dst.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+		assert_memory_equal(page, want, sizeof(page));
+	}
+
+	snap_node_stop(&dst);
+	snap_node_stop(&src);
 	unlink(path);
 	rmdir(snaps);
-	unlink(log);
-	shm_region_close(&ram);
-	shm_ctl_close(&ctl);
-	rmdir(dir);
 }
 
 int main(int argc, char **argv)
@@ -568,7 +642,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_filtered_before_untrusted_input),
 		cmocka_unit_test(test_tls_params_process),
-		cmocka_unit_test(test_save_to_file),
+		cmocka_unit_test(test_save_and_restore),
 	};
 
 	if (argc != 2) {

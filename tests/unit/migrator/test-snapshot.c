@@ -7,6 +7,11 @@
  * the file, and a rename that fails once the guest is paused (the guest
  * runs again, nothing is left behind); a migrator killed in the middle of
  * a save, whose successor writes it again; the URIs that are refused.
+ * Restores (migrate-incoming "file:") of those files into a VM waiting in
+ * inmigrate: RAM equal and sparse, whatever the VM's RAM held before;
+ * every refusal (corrupted chunk or state, incomplete, truncated, another
+ * layout, missing, a VM that already ran) with the guest never resumed; a
+ * cancel; a migrator killed in the middle of a restore.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +46,7 @@ static const struct shm_ctl_layout layout = {
 
 struct fixture {
 	struct tvm vm;
+	struct tvm dst; /* a VM waiting in inmigrate for a restore */
 	char dir[64];
 	int dirfd;
 	char uri[128];
@@ -57,7 +63,8 @@ static int setup_hooks(void **state, const struct mig_hooks *hooks)
 	if (!mkdtemp(f->dir))
 		return -1;
 	f->dirfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (f->dirfd < 0 || tvm_init_snapshot(&f->vm, &layout, hooks, f->dir, f->dirfd))
+	if (f->dirfd < 0 || tvm_init_snapshot(&f->vm, &layout, hooks, f->dir, f->dirfd) ||
+	    tvm_init_snapshot(&f->dst, &layout, hooks, f->dir, f->dirfd))
 		return -1;
 	snprintf(f->uri, sizeof(f->uri), "file:%s/vm.snap", f->dir);
 	snprintf(f->path, sizeof(f->path), "%s/vm.snap", f->dir);
@@ -74,7 +81,7 @@ static int setup(void **state)
 /* Each writer sleeps 2 ms per chunk: a save of 20 MiB lasts long enough to be interrupted. */
 static int setup_slow(void **state)
 {
-	return setup_hooks(state, TVM_HOOKS(.save_chunk_delay_us = 2000));
+	return setup_hooks(state, TVM_HOOKS(.chunk_delay_us = 2000));
 }
 #else
 #define setup_slow setup
@@ -86,6 +93,7 @@ static int teardown(void **state)
 	char cmd[128];
 
 	tvm_fini(&f->vm);
+	tvm_fini(&f->dst);
 	close(f->dirfd);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	if (system(cmd))
@@ -373,7 +381,6 @@ static void test_save_refused_uris(void **state)
 	assert_int_equal(mig_session_migrate(f->vm.s, "file:/tmp/vm.snap"), -EXDEV);
 	snprintf(uri, sizeof(uri), "%s,offset=4096", f->uri);
 	assert_int_equal(mig_session_migrate(f->vm.s, uri), -EOPNOTSUPP);
-	assert_int_equal(mig_session_incoming(f->vm.s, f->uri), -EPROTONOSUPPORT);
 	/* A migrator with no snapshot directory saves nowhere. */
 	assert_int_equal(tvm_init(&plain, &layout, NULL, 0), 0);
 	assert_int_equal(mig_session_migrate(plain.s, f->uri), -ENOTDIR);
@@ -419,6 +426,222 @@ static void test_save_takeover(void **state)
 	assert_saved_as(f, false);
 }
 
+/* ---- restores ------------------------------------------------------------------- */
+
+static enum mig_status restore(struct fixture *f, struct mig_info *info)
+{
+	assert_int_equal(mig_session_incoming(f->dst.s, f->uri), 0);
+	assert_int_equal(mig_session_wait(f->dst.s, 60000), 0);
+	mig_session_query(f->dst.s, info);
+	return info->status;
+}
+
+static void save_filled(struct fixture *f, unsigned int channels)
+{
+	configure(f, channels);
+	fill(f);
+	assert_int_equal(mig_session_migrate(f->vm.s, f->uri), 0);
+	assert_saved(f);
+}
+
+static void assert_restored(struct fixture *f)
+{
+	struct mig_info info;
+	struct stat st;
+
+	if (restore(f, &info) != MIG_STATUS_COMPLETED)
+		fail_msg("restore: %s '%s'", mig_status_name(info.status), info.error_desc);
+	assert_int_equal(f->dst.loads, 1);
+	assert_int_equal(f->dst.blob_len, 12);
+	assert_memory_equal(f->dst.blob, "vmstate:cpu0", 12);
+	assert_int_equal(f->dst.resume_calls, 1);
+	assert_int_equal(tvm_ram_cmp(&f->vm, &f->dst), 0);
+	assert_true(tvm_saw_event(&f->dst, "active"));
+	assert_true(tvm_saw_event(&f->dst, "completed"));
+	assert_int_equal(mig_record_phase(f->dst.s->rec), MIG_PHASE_DST_RUNNING);
+	/* Sparse: the pages the snapshot holds as zero or holes allocate nothing. */
+	assert_int_equal(fstat(f->dst.ram[0].fd, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 <= (512 + 17 + 64) * SHM_PAGE_SIZE + (1u << 20));
+}
+
+static void restore_channels(struct fixture *f, unsigned int channels)
+{
+	struct mig_caps caps = {.multifd = channels > 1, .events = true};
+	struct mig_params params = {.multifd_channels = channels};
+
+	assert_int_equal(mig_session_set_caps(f->dst.s, &caps), 0);
+	assert_int_equal(mig_session_set_params(f->dst.s, &params), 0);
+}
+
+static void test_restore_1(void **state)
+{
+	struct fixture *f = *state;
+
+	save_filled(f, 1);
+	restore_channels(f, 1);
+	assert_restored(f);
+}
+
+/* 4 readers, into a VM whose RAM held other bytes where the snapshot has none. */
+static void test_restore_4_over_garbage(void **state)
+{
+	struct fixture *f = *state;
+
+	save_filled(f, 4);
+	tvm_fill(&f->dst, 0, 700, 100, false);
+	tvm_fill(&f->dst, 1, 0, 50, false);
+	restore_channels(f, 4);
+	assert_restored(f);
+}
+
+/* A byte of @path at @off flipped. */
+static void corrupt(const char *path, off_t off)
+{
+	uint8_t b;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+/* Refused with @why, the guest neither loaded nor resumed; the VM may try again. */
+static void assert_refused(struct fixture *f, const char *why)
+{
+	struct mig_info info;
+
+	if (restore(f, &info) != MIG_STATUS_FAILED || !strstr(info.error_desc, why))
+		fail_msg("restore: %s '%s', wanted failed '%s'", mig_status_name(info.status),
+			 info.error_desc, why);
+	assert_int_equal(f->dst.loads, 0);
+	assert_int_equal(f->dst.resume_calls, 0);
+	assert_int_equal(mig_record_phase(f->dst.s->rec), MIG_PHASE_NONE);
+}
+
+static void test_restore_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct snap_file sf;
+	char err[256], other[160];
+	uint64_t r0;
+	int fd;
+
+	save_filled(f, 2);
+	restore_channels(f, 2);
+	fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(snap_open(&sf, fd, err, sizeof(err)), 0);
+	r0 = sf.regions[0].offset;
+	snap_close(&sf);
+	close(fd);
+
+	/* A VM that already ran is never overwritten. */
+	f->dst.run_state_override = 2; /* running */
+	assert_refused(f, "not waiting for an incoming migration");
+	f->dst.run_state_override = 0;
+	/* A chunk of data, then the device state, corrupted. */
+	corrupt(f->path, (off_t)(r0 + 3 * SHM_PAGE_SIZE + 7));
+	assert_refused(f, "region 0 at 0x0 does not match its checksum");
+	corrupt(f->path, (off_t)(r0 + 3 * SHM_PAGE_SIZE + 7));
+	corrupt(f->path, 4096 + 3);
+	assert_refused(f, "device state: does not match its checksum");
+	corrupt(f->path, 4096 + 3);
+	/* Truncated. */
+	assert_int_equal(truncate(f->path, (off_t)(r0 + SNAP_CHUNK_SIZE)), 0);
+	assert_refused(f, "truncated");
+	/* Another VM's snapshot, a missing file, a save cut short (no complete header). */
+	unlink(f->path);
+	assert_refused(f, "No such file");
+	snprintf(other, sizeof(other), "%s/.vm.snap.partial", f->dir);
+	fd = open(other, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	{
+		const struct shm_ctl_layout small = {.nr_regions = 1, .size = {1 << 20}};
+		struct snap_file w;
+
+		assert_int_equal(snap_create(&w, fd, &small), 0);
+		assert_int_equal(rename(other, f->path), 0);
+		assert_refused(f, "not complete");
+		assert_int_equal(snap_write_state(&w, "x", 1), 0);
+		assert_int_equal(snap_finish(&w), 0);
+		snap_close(&w);
+	}
+	close(fd);
+	assert_refused(f, "the snapshot has 1 RAM regions, this VM 2");
+	/* The file is right again: the same VM restores. */
+	save_filled(f, 2);
+	assert_restored(f);
+}
+
+static void test_restore_cancel(void **state)
+{
+	struct fixture *f = *state;
+	struct mig_info info;
+
+	TVM_NEEDS_HOOKS();
+	save_filled(f, 1);
+	restore_channels(f, 1);
+	assert_int_equal(mig_session_incoming(f->dst.s, f->uri), 0);
+	for (int i = 0; i < 2000; i++) {
+		mig_session_query(f->dst.s, &info);
+		if (info.transferred >= 2 * SNAP_CHUNK_SIZE)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(mig_session_cancel(f->dst.s), 0);
+	assert_int_equal(mig_session_wait(f->dst.s, 10000), 0);
+	mig_session_query(f->dst.s, &info);
+	assert_int_equal(info.status, MIG_STATUS_CANCELLED);
+	assert_int_equal(f->dst.resume_calls, 0);
+	assert_int_equal(f->dst.loads, 0);
+}
+
+/* A migrator killed while it restores: the next one clears RAM and loads it again. */
+static void test_restore_takeover(void **state)
+{
+	struct fixture *f = *state;
+	struct mig_info info;
+	pid_t pid;
+	int status;
+
+	TVM_NEEDS_HOOKS();
+	configure(f, 2);
+	tvm_fill(&f->vm, 0, 0, R0_PAGES, false); /* 256 chunks: 256 ms for 2 readers */
+	assert_int_equal(mig_session_migrate(f->vm.s, f->uri), 0);
+	assert_saved(f);
+	restore_channels(f, 2);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (mig_session_incoming(f->dst.s, f->uri))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	/* Its readers are under way once RAM fills. */
+	for (int i = 0; i < 4000; i++) {
+		struct stat st;
+
+		if (!fstat(f->dst.ram[0].fd, &st) && st.st_blocks * 512 >= (1 << 20))
+			break;
+		usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(mig_record_phase(f->dst.s->rec), MIG_PHASE_DST_RECEIVING);
+	assert_int_equal(mig_session_resume(f->dst.s), 1);
+	assert_int_equal(mig_session_wait(f->dst.s, 60000), 0);
+	mig_session_query(f->dst.s, &info);
+	if (info.status != MIG_STATUS_COMPLETED)
+		fail_msg("restore: %s '%s'", mig_status_name(info.status), info.error_desc);
+	assert_int_equal(info.restarts, 1);
+	assert_int_equal(f->dst.loads, 1);
+	assert_int_equal(f->dst.resume_calls, 1);
+	assert_int_equal(tvm_ram_cmp(&f->vm, &f->dst), 0);
+	assert_true(tvm_saw_event(&f->dst, "restarted"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +654,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_rename_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_refused_uris, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_takeover, setup_slow, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_4_over_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_cancel, setup_slow, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_takeover, setup_slow, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
