@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * `cleave migrate --qmp PATH tcp:HOST:PORT [--channels N]
+ * `cleave migrate --qmp PATH tcp:HOST:PORT|file:PATH [--channels N]
  *                 [--max-bandwidth BYTES] [--downtime-limit MS]
- *                 [--reconnect-timeout MS]`
+ *                 [--reconnect-timeout MS] [--then cont|quit]`
  *
  * Sets the migration capabilities (multifd when N > 1, events) and
  * parameters over QMP, issues `migrate`, follows `query-migrate` with a
  * one-line progress bar on a terminal (plain lines otherwise), prints a
  * summary and exits 0 only when the migration completed (1: failed or
- * cancelled, 2: usage or no QMP, 3: switchover outcome unknown).
+ * cancelled, or --then failed, 2: usage or no QMP, 3: switchover outcome
+ * unknown).  A save to a file leaves the guest paused, as QEMU does;
+ * --then cont runs it on, --then quit ends the VM.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -42,13 +44,17 @@ struct cli_opts {
 	long long max_bandwidth;     /* -1: leave as is */
 	long long downtime_limit;    /* -1: leave as is */
 	long long reconnect_timeout; /* -1: leave as is */
+	const char *then;	     /* "cont", "quit" after a completed save, or NULL */
 };
 
 static void cli_usage(void)
 {
-	fprintf(stderr, "usage: cleave migrate --qmp PATH tcp:HOST:PORT [--channels N]\n"
-			"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n"
-			"                      [--reconnect-timeout MS]\n");
+	fprintf(stderr,
+		"usage: cleave migrate --qmp PATH tcp:HOST:PORT|file:PATH [--channels N]\n"
+		"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n"
+		"                      [--reconnect-timeout MS] [--then cont|quit]\n"
+		"  file:PATH saves the VM (PATH in cleave run's --snapshot-dir); the guest\n"
+		"  then stays paused unless --then cont (runs on) or quit (ends the VM)\n");
 }
 
 static long long cli_now_ms(void)
@@ -181,6 +187,7 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 		{"max-bandwidth", required_argument, NULL, 'b'},
 		{"downtime-limit", required_argument, NULL, 'd'},
 		{"reconnect-timeout", required_argument, NULL, 'r'},
+		{"then", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -216,6 +223,11 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 			if (o->reconnect_timeout < 0)
 				return -1;
 			break;
+		case 't':
+			if (strcmp(optarg, "cont") && strcmp(optarg, "quit"))
+				return -1;
+			o->then = optarg;
+			break;
 		default:
 			return -1;
 		}
@@ -223,6 +235,12 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 	if (optind != argc - 1 || !o->qmp)
 		return -1;
 	o->uri = argv[optind];
+	/* After a migration the guest runs on the destination: never here too. */
+	if (o->then && strncmp(o->uri, "file:", 5)) {
+		fprintf(stderr, "cleave migrate: --then is for a save (file:PATH): after a "
+				"migration the guest runs on the destination\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -365,6 +383,13 @@ int cmd_migrate_main(int argc, char **argv)
 		fprintf(stderr, "\n");
 	cli_summary(info);
 	exit_status = cli_outcome(status);
+	if (!exit_status && o.then) {
+		if (cli_cmd(c, o.then, NULL, NULL))
+			exit_status = 1;
+		else
+			fprintf(stderr, "%s\n",
+				!strcmp(o.then, "cont") ? "the guest runs on" : "the VM quits");
+	}
 out:
 	json_decref(info);
 	qmp_client_close(c);

@@ -134,8 +134,9 @@ void run_options_usage(FILE *out)
 		"                         MS (default %d, 0: never)\n"
 		"  --state-dir DIR        runtime sockets (default /run/cleave/NAME as root, else\n"
 		"                         $XDG_RUNTIME_DIR/cleave/NAME or /tmp/cleave-UID/NAME)\n"
-		"  --incoming tcp:HOST:PORT|defer\n"
-		"                         wait for an incoming migration instead of booting\n"
+		"  --incoming tcp:HOST:PORT|file:PATH|defer\n"
+		"                         wait for an incoming migration instead of booting,\n"
+		"                         or restore the snapshot PATH (see --snapshot-dir)\n"
 		"  --migrate-tls-x509 DIR mutual TLS for migrations: ca-cert.pem, "
 		"server-cert.pem,\n"
 		"                         server-key.pem, client-cert.pem, client-key.pem\n"
@@ -408,14 +409,57 @@ static int opt_parse_incoming(struct run_options *o, const char *v, char *err, s
 		o->incoming_uri = NULL;
 		return 0;
 	}
+	if (!strncmp(v, "file:", 5)) {
+		char real[PATH_MAX];
+		struct stat st;
+
+		if (!realpath(v + 5, real) || stat(real, &st))
+			return opt_error(err, errlen, "--incoming '%s': %s", v, strerror(errno));
+		if (!S_ISREG(st.st_mode))
+			return opt_error(err, errlen, "--incoming '%s': not a regular file", v);
+		if (strlen(real) + 5 >= sizeof(o->incoming_file))
+			return opt_error(err, errlen, "--incoming '%s': path too long", v);
+		snprintf(o->incoming_file, sizeof(o->incoming_file), "file:%s", real);
+		o->incoming = RUN_INCOMING_FILE;
+		o->incoming_uri = o->incoming_file;
+		return 0;
+	}
 	colon = strncmp(v, "tcp:", 4) ? NULL : strrchr(v + 4, ':');
 	if (!colon || colon == v + 4)
-		return opt_error(err, errlen, "--incoming '%s': expected tcp:HOST:PORT or defer",
-				 v);
+		return opt_error(err, errlen,
+				 "--incoming '%s': expected tcp:HOST:PORT, file:PATH or defer", v);
 	if (opt_parse_port(colon + 1, &port))
 		return opt_error(err, errlen, "--incoming '%s': port must be 1..65535", v);
 	o->incoming = RUN_INCOMING_TCP;
 	o->incoming_uri = v;
+	return 0;
+}
+
+/*
+ * --incoming file:PATH restores from the snapshot directory: PATH's own
+ * directory when --snapshot-dir is not given, else it must be that one
+ * (the migrator reaches no other).
+ */
+static int opt_check_restore(struct run_options *o, char *err, size_t errlen)
+{
+	const char *path = o->incoming_file + 5, *slash = strrchr(path, '/');
+	size_t dlen = slash > path ? (size_t)(slash - path) : 1;
+
+	if (slash[1] == '.')
+		return opt_error(err, errlen,
+				 "--incoming '%s': a snapshot's name does not start with '.'",
+				 o->incoming_file);
+	if (!o->snapshot_dir[0]) {
+		if (dlen >= sizeof(o->snapshot_dir))
+			return opt_error(err, errlen, "--incoming '%s': path too long",
+					 o->incoming_file);
+		memcpy(o->snapshot_dir, path, dlen);
+		o->snapshot_dir[dlen] = '\0';
+		return 0;
+	}
+	if (strlen(o->snapshot_dir) != dlen || strncmp(o->snapshot_dir, path, dlen))
+		return opt_error(err, errlen, "--incoming '%s': not directly in --snapshot-dir %s",
+				 o->incoming_file, o->snapshot_dir);
 	return 0;
 }
 
@@ -778,6 +822,11 @@ int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int
 				 "(--migrate-tls-x509 DIR or --migrate-tls-psk FILE), or "
 				 "--migrate-insecure-plaintext",
 				 o->incoming_uri);
+	if (o->incoming == RUN_INCOMING_FILE) {
+		ret = opt_check_restore(o, err, errlen);
+		if (ret)
+			return ret;
+	}
 	if ((o->tls_psk_identity && !o->tls_psk_file[0]) ||
 	    ((o->tls_authz || o->tls_hostname) && !o->tls_x509_dir[0] && !o->tls_psk_file[0]))
 		return opt_error(err, errlen,

@@ -52,6 +52,7 @@ enum run_incoming {
 	RUN_INCOMING_NONE,  /* boot the guest */
 	RUN_INCOMING_TCP,   /* wait for a migration on incoming_uri */
 	RUN_INCOMING_DEFER, /* wait; the URI comes later over QMP */
+	RUN_INCOMING_FILE,  /* restore from incoming_uri "file:PATH" (in snapshot_dir) */
 };
 
 struct run_options {
@@ -66,7 +67,8 @@ struct run_options {
 	unsigned int nr_qmp;
 	char state_dir[RUN_SUN_PATH_MAX]; /* every socket path inside must fit sun_path */
 	enum run_incoming incoming;
-	const char *incoming_uri; /* RUN_INCOMING_TCP: "tcp:HOST:PORT" */
+	const char *incoming_uri; /* RUN_INCOMING_TCP: "tcp:HOST:PORT"; _FILE: incoming_file */
+	char incoming_file[RUN_SUN_PATH_MAX + 8]; /* "file:" and the snapshot's absolute path */
 	/*
 	 * Migration TLS (docs/MIGRATION.md, "Authentication"), handed to the
 	 * migrator; paths absolute (the migrator's jail binds them read-only).

@@ -241,7 +241,7 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->mig_rpc);
 	spawn_cmd_arg(c, "--events");
 	spawn_cmd_arg(c, "%s", vm->mig_events);
-	if (vm->opt.incoming == RUN_INCOMING_TCP) {
+	if (vm->opt.incoming == RUN_INCOMING_TCP || vm->opt.incoming == RUN_INCOMING_FILE) {
 		spawn_cmd_arg(c, "--incoming");
 		spawn_cmd_arg(c, "%s", vm->opt.incoming_uri);
 	}

@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * A save to a file (migrate "file:", migrator/save.c) with the engine's
+ * A save to a file (migrate "file:", migrator/save.c) and an eager restore
+ * from it (migrate-incoming "file:", migrator/load.c) with the engine's
  * test VM: 1 GiB of guest RAM holding DATA MiB (default 256) of data, the
  * rest never touched, saved by 1, 2 and 4 writer threads into DIR
- * (default /var/tmp: a disk, not tmpfs).  Beside it, in the same run, the
- * host's ceiling for the same bytes without cleave: pread of the data
- * from the memfd and pwrite into a fresh file at the same offsets, 64 KiB
- * at a time from one thread, then one fdatasync (what any save must at
- * least do).  Medians of RUNS (default 5); the page cache is warm for
- * both (the data was just written).
+ * (default /var/tmp: a disk, not tmpfs), and restored by 1, 2 and 4
+ * readers into a VM waiting in inmigrate.  Beside each, in the same run,
+ * the host's ceiling for the same bytes without cleave, 64 KiB at a time
+ * from one thread: for the save, pread of the data from the memfd and
+ * pwrite into a fresh file at the same offsets, then one fdatasync (what
+ * any save must at least do); for the restore, pread from the file and
+ * pwrite into a fresh memfd.  Medians of RUNS (default 5); the page cache
+ * is warm (the data was just written).
  *
  * usage: bench-migrator-save [RUNS] [DIR] [DATA_MIB]
  */
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,6 +114,66 @@ static uint64_t copy_once(struct tvm *t, const char *dir, uint64_t data)
 	return t1 - t0;
 }
 
+/* One restore of DIR/bench.snap into @t with @readers threads: its time in ns. */
+static uint64_t restore_once(struct tvm *t, const char *dir, unsigned int readers)
+{
+	struct mig_caps caps = {.multifd = readers > 1};
+	struct mig_params params = {.multifd_channels = readers};
+	struct mig_info info;
+	char uri[256];
+	uint64_t t0, t1;
+	int ret;
+
+	if (mig_session_set_caps(t->s, &caps) || mig_session_set_params(t->s, &params))
+		die("settings", EINVAL);
+	pthread_mutex_lock(&t->lock);
+	t->run_state_override = MIG_RUN_STATE_INMIGRATE; /* as a fresh VM waiting for it */
+	pthread_mutex_unlock(&t->lock);
+	snprintf(uri, sizeof(uri), "file:%s/bench.snap", dir);
+	t0 = mig_now_ns();
+	ret = mig_session_incoming(t->s, uri);
+	if (ret)
+		die("migrate-incoming", -ret);
+	if (mig_session_wait(t->s, 600000))
+		die("wait", ETIMEDOUT);
+	t1 = mig_now_ns();
+	mig_session_query(t->s, &info);
+	if (info.status != MIG_STATUS_COMPLETED) {
+		fprintf(stderr, "restore: %s: %s\n", mig_status_name(info.status), info.error_desc);
+		exit(1);
+	}
+	return t1 - t0;
+}
+
+/* The restore's ceiling: the file's data chunks read and written into a fresh memfd. */
+static uint64_t load_copy_once(const char *dir, uint64_t data)
+{
+	static uint8_t buf[SNAP_CHUNK_SIZE];
+	struct snap_file f;
+	char path[256], err[256];
+	uint64_t t0, t1, base;
+	int fd, mfd;
+
+	snprintf(path, sizeof(path), "%s/bench.snap", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || snap_open(&f, fd, err, sizeof(err)))
+		die(path, fd < 0 ? errno : EBADMSG);
+	base = f.regions[0].offset;
+	t0 = mig_now_ns();
+	mfd = memfd_create("bench-restore", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)RAM_SIZE))
+		die("memfd", errno);
+	for (uint64_t off = 0; off < data; off += sizeof(buf))
+		if (pread(fd, buf, sizeof(buf), (off_t)(base + off)) != (ssize_t)sizeof(buf) ||
+		    pwrite(mfd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf))
+			die("copy", errno);
+	t1 = mig_now_ns();
+	close(mfd);
+	snap_close(&f);
+	close(fd);
+	return t1 - t0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned int runs = argc > 1 ? (unsigned int)atoi(argv[1]) : 5;
@@ -151,6 +215,39 @@ int main(int argc, char **argv)
 		printf("  %-34s %8.1f ms  %7.0f MB/s  %.2fx ceiling  %llu MiB on disk\n", what,
 		       m / 1e6, data / (m / 1e9) / 1e6, (double)ceiling / (double)m,
 		       (unsigned long long)(disk >> 20));
+	}
+	/* The snapshot the restores read. */
+	{
+		char path[256];
+		struct tvm dst;
+
+		snprintf(path, sizeof(path), "file:%s/bench.snap", dir);
+		if (mig_session_migrate(vm.s, path) || mig_session_wait(vm.s, 600000))
+			die("save", EIO);
+		for (unsigned int i = 0; i < runs; i++)
+			t[i] = load_copy_once(dir, data);
+		ceiling = median(t, runs);
+		printf("  %-34s %8.1f ms  %7.0f MB/s\n", "ceiling: pread + pwrite to a memfd",
+		       ceiling / 1e6, data / (ceiling / 1e9) / 1e6);
+		if (tvm_init_snapshot(&dst, &layout, NULL, dir, dirfd))
+			die("test VM", EINVAL);
+		for (unsigned int w = 0; w < sizeof(writers) / sizeof(writers[0]); w++) {
+			char what[64];
+			uint64_t m;
+
+			for (unsigned int i = 0; i < runs; i++)
+				t[i] = restore_once(&dst, dir, writers[w]);
+			m = median(t, runs);
+			snprintf(what, sizeof(what), "cleave restore, %u reader%s", writers[w],
+				 writers[w] > 1 ? "s" : "");
+			printf("  %-34s %8.1f ms  %7.0f MB/s  %.2fx ceiling\n", what, m / 1e6,
+			       data / (m / 1e9) / 1e6, (double)ceiling / (double)m);
+		}
+		if (tvm_ram_cmp(&vm, &dst))
+			die("restored RAM differs", EIO);
+		tvm_fini(&dst);
+		snprintf(path, sizeof(path), "%s/bench.snap", dir);
+		unlink(path);
 	}
 	tvm_fini(&vm);
 	close(dirfd);

@@ -217,6 +217,45 @@ static void test_cli_migrate(void **state)
 	assert_int_equal(cli_run(bad, out, sizeof(out)), 2);
 }
 
+/*
+ * A save (file:): the guest stays paused unless --then cont runs it on or
+ * --then quit ends the VM; --then is refused for a migration (the guest
+ * runs on the destination) and for anything but cont and quit.
+ */
+static void test_cli_migrate_then(void **state)
+{
+	struct env *e = *state;
+	const char *cont[] = {"migrate", "--qmp", e->mp.path, "file:/var/snaps/vm.snap",
+			      "--then",	 "cont",  NULL};
+	const char *quit[] = {"migrate", "--qmp", e->mp.path, "file:/var/snaps/vm.snap",
+			      "--then",	 "quit",  NULL};
+	const char *tcp[] = {"migrate", "--qmp", e->mp.path, "tcp:127.0.0.1:4444",
+			     "--then",	"cont",	 NULL};
+	const char *other[] = {"migrate", "--qmp",	  e->mp.path, "file:/var/snaps/vm.snap",
+			       "--then",  "system_reset", NULL};
+	char out[8192];
+
+	pthread_mutex_lock(&e->fb->lock);
+	e->fb->running = false;
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(cli_run_err(cont, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "status: completed"));
+	assert_non_null(strstr(out, "the guest runs on"));
+	pthread_mutex_lock(&e->fb->lock);
+	assert_true(e->fb->running);
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(atomic_load(&e->fb->quits), 0);
+
+	assert_int_equal(cli_run_err(tcp, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "--then is for a save (file:PATH)"));
+	assert_int_equal(cli_run_err(other, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "[--then cont|quit]"));
+
+	assert_int_equal(cli_run_err(quit, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "the VM quits"));
+	assert_int_equal(atomic_load(&e->fb->quits), 1);
+}
+
 /* --reconnect-timeout: only a plain non-negative number of ms; usage names it. */
 static void test_cli_migrate_bad_reconnect(void **state)
 {
@@ -316,6 +355,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_cli_qmp, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_events, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate_then, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate_bad_reconnect, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate_switchover_unknown, env_setup,

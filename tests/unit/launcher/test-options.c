@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "launcher/options.h"
@@ -86,10 +87,11 @@ static const struct bad_case bad_cases[] = {
 	 "--qmp-partial-timeout '3600001': must be a number 0..3600000"},
 	{{"--serial", "pty"}, "--serial 'pty': expected stdio or file:PATH"},
 	{{"--serial", "file:"}, "expected stdio or file:PATH"},
-	{{"--incoming", "tcp:host"}, "--incoming 'tcp:host': expected tcp:HOST:PORT or defer"},
-	{{"--incoming", "tcp::4444"}, "expected tcp:HOST:PORT or defer"},
+	{{"--incoming", "tcp:host"},
+	 "--incoming 'tcp:host': expected tcp:HOST:PORT, file:PATH or defer"},
+	{{"--incoming", "tcp::4444"}, "expected tcp:HOST:PORT, file:PATH or defer"},
 	{{"--incoming", "tcp:1.2.3.4:x"}, "--incoming 'tcp:1.2.3.4:x': port must be 1..65535"},
-	{{"--incoming", "unix:/x"}, "expected tcp:HOST:PORT or defer"},
+	{{"--incoming", "unix:/x"}, "expected tcp:HOST:PORT, file:PATH or defer"},
 	{{"--name", ""}, "must be 1..64 characters"},
 	{{"--name", "a/b"}, "only letters, digits"},
 	{{"--name", "..x"}, "must not start with '.' or '-'"},
@@ -180,18 +182,61 @@ static void test_migrate_netns(void **state)
 	assert_string_equal(o.migrate_netns, "");
 }
 
-/* The snapshot directory reaches the launcher as a resolved absolute path. */
+/*
+ * The snapshot directory reaches the launcher as a resolved absolute path;
+ * --incoming file:PATH restores from PATH's directory, which is the
+ * snapshot directory unless another was given (then refused).
+ */
 static void test_snapshot_dir(void **state)
 {
 	const char *args[] = {"--snapshot-dir", "/tmp/../tmp/", NULL};
+	char dir[] = "/tmp/cleave-opt-XXXXXX", file[64], hidden[64], in[80], in_hidden[80];
 	struct run_options o;
 	char err[256];
+	int fd;
 
 	(void)state;
 	assert_int_equal(parse(&o, args, err, sizeof(err)), 0);
 	assert_string_equal(o.snapshot_dir, "/tmp");
 	assert_int_equal(parse(&o, NULL, err, sizeof(err)), 0);
 	assert_string_equal(o.snapshot_dir, "");
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/vm.snap", dir);
+	snprintf(hidden, sizeof(hidden), "%s/.vm.snap", dir);
+	fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(hidden, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(in, sizeof(in), "file:%s/../%s/vm.snap", dir, strrchr(dir, '/') + 1);
+	snprintf(in_hidden, sizeof(in_hidden), "file:%s", hidden);
+	{
+		const char *restore[] = {"--incoming", in, NULL};
+		const char *elsewhere[] = {"--incoming", in, "--snapshot-dir", "/tmp", NULL};
+		const char *same[] = {"--snapshot-dir", dir, "--incoming", in, NULL};
+		const char *dot[] = {"--incoming", in_hidden, NULL};
+		const char *missing[] = {"--incoming", "file:/nonexistent/vm.snap", NULL};
+		const char *notfile[] = {"--incoming", "file:/tmp", NULL};
+
+		assert_int_equal(parse(&o, restore, err, sizeof(err)), 0);
+		assert_int_equal(o.incoming, RUN_INCOMING_FILE);
+		assert_string_equal(o.incoming_uri + 5, file);
+		assert_string_equal(o.snapshot_dir, dir);
+		assert_int_equal(parse(&o, same, err, sizeof(err)), 0);
+		assert_int_not_equal(parse(&o, elsewhere, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "not directly in --snapshot-dir /tmp"));
+		assert_int_not_equal(parse(&o, dot, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "does not start with '.'"));
+		assert_int_not_equal(parse(&o, missing, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "No such file"));
+		assert_int_not_equal(parse(&o, notfile, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "not a regular file"));
+	}
+	unlink(file);
+	unlink(hidden);
+	rmdir(dir);
 }
 
 /* Credentials reach the migrator as absolute paths (its jail binds them). */
