@@ -253,6 +253,9 @@ static void test_cli_migrate_then(void **state)
 
 	assert_int_equal(cli_run_err(quit, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "the VM quits"));
+	/* The monitor asks vcpu-proc to QUIT after its reply. */
+	for (int i = 0; i < 200 && !atomic_load(&e->fb->quits); i++)
+		usleep(10000);
 	assert_int_equal(atomic_load(&e->fb->quits), 1);
 }
 
