@@ -38,6 +38,7 @@ enum opt_id {
 	OPT_INSECURE_PLAINTEXT,
 	OPT_MIGRATE_NETNS,
 	OPT_SNAPSHOT_DIR,
+	OPT_MIGRATE_SOCKET_DIR,
 	OPT_UID_BASE,
 	OPT_QMP_MAX_CLIENTS,
 	OPT_QMP_INPUT_LIMIT,
@@ -77,6 +78,7 @@ static const struct opt_def opt_table[] = {
 	{"migrate-insecure-plaintext", 0, false, OPT_INSECURE_PLAINTEXT},
 	{"migrate-netns", 0, true, OPT_MIGRATE_NETNS},
 	{"snapshot-dir", 0, true, OPT_SNAPSHOT_DIR},
+	{"migrate-socket-dir", 0, true, OPT_MIGRATE_SOCKET_DIR},
 	{"uid-base", 0, true, OPT_UID_BASE},
 	{"qmp-max-clients", 0, true, OPT_QMP_MAX_CLIENTS},
 	{"qmp-input-limit", 0, true, OPT_QMP_INPUT_LIMIT},
@@ -134,7 +136,7 @@ void run_options_usage(FILE *out)
 		"                         MS (default %d, 0: never)\n"
 		"  --state-dir DIR        runtime sockets (default /run/cleave/NAME as root, else\n"
 		"                         $XDG_RUNTIME_DIR/cleave/NAME or /tmp/cleave-UID/NAME)\n"
-		"  --incoming tcp:HOST:PORT|file:PATH|defer\n"
+		"  --incoming tcp:HOST:PORT|unix:PATH|file:PATH|defer\n"
 		"                         wait for an incoming migration instead of booting,\n"
 		"                         or restore the snapshot PATH (see --snapshot-dir)\n"
 		"  --migrate-tls-x509 DIR mutual TLS for migrations: ca-cert.pem, "
@@ -158,6 +160,9 @@ void run_options_usage(FILE *out)
 		"                         jail (root)\n"
 		"  --snapshot-dir DIR     QMP migrate \"file:DIR/NAME\" saves the VM there (the\n"
 		"                         migrator can create files in DIR and nowhere else)\n"
+		"  --migrate-socket-dir DIR\n"
+		"                         unix: migration sockets (migrate, migrate-incoming)\n"
+		"                         are in DIR, which the migrator's jail shows\n"
 		"  --uid-base N           run each child as a user of its own: uids and groups\n"
 		"                         N..N+%d, reserved for this VM (root, sandbox on)\n"
 		"  --no-sandbox           run the children without seccomp/namespaces\n"
@@ -399,6 +404,35 @@ static bool opt_uri_loopback(const char *uri)
 	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
+/*
+ * --incoming unix:PATH: the socket does not exist yet, its directory must;
+ * kept absolute ("unix:" + the directory's real path + the name).
+ */
+static int opt_parse_incoming_unix(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	const char *path = v + 5, *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	char dir[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+	int n;
+
+	if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
+		return opt_error(err, errlen, "--incoming '%s': expected unix:PATH of a socket", v);
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1,
+		 slash ? (slash == path ? "/" : path) : ".");
+	if (!realpath(dir, real) || stat(real, &st))
+		return opt_error(err, errlen, "--incoming '%s': %s: %s", v, dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return opt_error(err, errlen, "--incoming '%s': %s is not a directory", v, dir);
+	n = snprintf(o->incoming_file, sizeof(o->incoming_file), "unix:%s/%s",
+		     strcmp(real, "/") ? real : "", name);
+	/* The migrator binds it: sun_path's 108 bytes. */
+	if (n < 0 || (size_t)n >= sizeof(o->incoming_file) || strlen(o->incoming_file + 5) >= 108)
+		return opt_error(err, errlen, "--incoming '%s': path too long for a socket", v);
+	o->incoming = RUN_INCOMING_UNIX;
+	o->incoming_uri = o->incoming_file;
+	return 0;
+}
+
 static int opt_parse_incoming(struct run_options *o, const char *v, char *err, size_t errlen)
 {
 	const char *colon;
@@ -409,6 +443,8 @@ static int opt_parse_incoming(struct run_options *o, const char *v, char *err, s
 		o->incoming_uri = NULL;
 		return 0;
 	}
+	if (!strncmp(v, "unix:", 5))
+		return opt_parse_incoming_unix(o, v, err, errlen);
 	if (!strncmp(v, "file:", 5)) {
 		char real[PATH_MAX];
 		struct stat st;
@@ -426,8 +462,10 @@ static int opt_parse_incoming(struct run_options *o, const char *v, char *err, s
 	}
 	colon = strncmp(v, "tcp:", 4) ? NULL : strrchr(v + 4, ':');
 	if (!colon || colon == v + 4)
-		return opt_error(err, errlen,
-				 "--incoming '%s': expected tcp:HOST:PORT, file:PATH or defer", v);
+		return opt_error(
+			err, errlen,
+			"--incoming '%s': expected tcp:HOST:PORT, unix:PATH, file:PATH or defer",
+			v);
 	if (opt_parse_port(colon + 1, &port))
 		return opt_error(err, errlen, "--incoming '%s': port must be 1..65535", v);
 	o->incoming = RUN_INCOMING_TCP;
@@ -436,30 +474,34 @@ static int opt_parse_incoming(struct run_options *o, const char *v, char *err, s
 }
 
 /*
- * --incoming file:PATH restores from the snapshot directory: PATH's own
- * directory when --snapshot-dir is not given, else it must be that one
- * (the migrator reaches no other).
+ * --incoming file:PATH restores from the snapshot directory, --incoming
+ * unix:PATH listens in the migration socket directory: PATH's own
+ * directory when that option is not given, else it must be that one (the
+ * migrator's jail shows no other).
  */
-static int opt_check_restore(struct run_options *o, char *err, size_t errlen)
+static int opt_check_incoming_dir(struct run_options *o, char *err, size_t errlen)
 {
+	bool file = o->incoming == RUN_INCOMING_FILE;
+	char *dir = file ? o->snapshot_dir : o->migrate_socket_dir;
 	const char *path = o->incoming_file + 5, *slash = strrchr(path, '/');
 	size_t dlen = slash > path ? (size_t)(slash - path) : 1;
 
-	if (slash[1] == '.')
+	if (file && slash[1] == '.')
 		return opt_error(err, errlen,
 				 "--incoming '%s': a snapshot's name does not start with '.'",
 				 o->incoming_file);
-	if (!o->snapshot_dir[0]) {
+	if (!dir[0]) {
 		if (dlen >= sizeof(o->snapshot_dir))
 			return opt_error(err, errlen, "--incoming '%s': path too long",
 					 o->incoming_file);
-		memcpy(o->snapshot_dir, path, dlen);
-		o->snapshot_dir[dlen] = '\0';
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
 		return 0;
 	}
-	if (strlen(o->snapshot_dir) != dlen || strncmp(o->snapshot_dir, path, dlen))
-		return opt_error(err, errlen, "--incoming '%s': not directly in --snapshot-dir %s",
-				 o->incoming_file, o->snapshot_dir);
+	if (strlen(dir) != dlen || strncmp(dir, path, dlen))
+		return opt_error(err, errlen, "--incoming '%s': not directly in %s %s",
+				 o->incoming_file, file ? "--snapshot-dir" : "--migrate-socket-dir",
+				 dir);
 	return 0;
 }
 
@@ -658,6 +700,9 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 	case OPT_SNAPSHOT_DIR:
 		return opt_parse_real_path(v, "--snapshot-dir", true, o->snapshot_dir,
 					   sizeof(o->snapshot_dir), err, errlen);
+	case OPT_MIGRATE_SOCKET_DIR:
+		return opt_parse_real_path(v, "--migrate-socket-dir", true, o->migrate_socket_dir,
+					   sizeof(o->migrate_socket_dir), err, errlen);
 	case OPT_UID_BASE:
 		return opt_parse_uid_base(o, v, err, errlen);
 	case OPT_QMP_MAX_CLIENTS:
@@ -822,8 +867,8 @@ int run_options_parse(struct run_options *o, int argc, char **argv, unsigned int
 				 "(--migrate-tls-x509 DIR or --migrate-tls-psk FILE), or "
 				 "--migrate-insecure-plaintext",
 				 o->incoming_uri);
-	if (o->incoming == RUN_INCOMING_FILE) {
-		ret = opt_check_restore(o, err, errlen);
+	if (o->incoming == RUN_INCOMING_FILE || o->incoming == RUN_INCOMING_UNIX) {
+		ret = opt_check_incoming_dir(o, err, errlen);
 		if (ret)
 			return ret;
 	}

@@ -53,6 +53,7 @@ enum run_incoming {
 	RUN_INCOMING_TCP,   /* wait for a migration on incoming_uri */
 	RUN_INCOMING_DEFER, /* wait; the URI comes later over QMP */
 	RUN_INCOMING_FILE,  /* restore from incoming_uri "file:PATH" (in snapshot_dir) */
+	RUN_INCOMING_UNIX,  /* wait on incoming_uri "unix:PATH" (in migrate_socket_dir) */
 };
 
 struct run_options {
@@ -68,7 +69,7 @@ struct run_options {
 	char state_dir[RUN_SUN_PATH_MAX]; /* every socket path inside must fit sun_path */
 	enum run_incoming incoming;
 	const char *incoming_uri; /* RUN_INCOMING_TCP: "tcp:HOST:PORT"; _FILE: incoming_file */
-	char incoming_file[RUN_SUN_PATH_MAX + 8]; /* "file:" and the snapshot's absolute path */
+	char incoming_file[RUN_SUN_PATH_MAX + 8]; /* "file:"/"unix:" and an absolute path */
 	/*
 	 * Migration TLS (docs/MIGRATION.md, "Authentication"), handed to the
 	 * migrator; paths absolute (the migrator's jail binds them read-only).
@@ -80,8 +81,10 @@ struct run_options {
 	const char *tls_hostname;
 	bool insecure_plaintext;      /* plaintext to or from a non-loopback address */
 	char migrate_netns[PATH_MAX]; /* "": the host's network namespace */
-	/* migrate "file:" saves here (absolute); the migrator gets an fd of it. "": none */
+	/* migrate "file:" saves here (absolute, bound into the migrator's jail). "": none */
 	char snapshot_dir[RUN_SUN_PATH_MAX];
+	/* unix: migration sockets live here (absolute, bound likewise). "": none */
+	char migrate_socket_dir[RUN_SUN_PATH_MAX];
 	uid_t uid_base; /* 0: the children stay uid 0 (without capabilities) */
 	/*
 	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in

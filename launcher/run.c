@@ -241,7 +241,8 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->mig_rpc);
 	spawn_cmd_arg(c, "--events");
 	spawn_cmd_arg(c, "%s", vm->mig_events);
-	if (vm->opt.incoming == RUN_INCOMING_TCP || vm->opt.incoming == RUN_INCOMING_FILE) {
+	if (vm->opt.incoming == RUN_INCOMING_TCP || vm->opt.incoming == RUN_INCOMING_FILE ||
+	    vm->opt.incoming == RUN_INCOMING_UNIX) {
 		spawn_cmd_arg(c, "--incoming");
 		spawn_cmd_arg(c, "%s", vm->opt.incoming_uri);
 	}
@@ -440,6 +441,10 @@ static int run_vm_children_add(struct run_vm *vm)
 			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.snapshot_dir[0])
 				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.snapshot_dir, true,
 							false);
+			/* And where its unix: migration sockets are (it binds them there). */
+			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.migrate_socket_dir[0])
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.migrate_socket_dir,
+							true, false);
 			/* So does the monitor its QMP ones. */
 			if (!ret && i == RUN_CHILD_MONITOR && vm->opt.qmp_tls_x509_dir[0])
 				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.qmp_tls_x509_dir,

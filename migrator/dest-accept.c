@@ -70,6 +70,8 @@ static void pending_peer_name(int fd, char *buf, size_t len)
 
 			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
 			port = ntohs(a->sin6_port);
+		} else if (ss.ss_family == AF_UNIX) {
+			snprintf(host, sizeof(host), "unix"); /* an unbound client has no name */
 		}
 	}
 	snprintf(buf, len, "%s:%u", host, port);

@@ -70,12 +70,18 @@ int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, 
 		free(dst);
 		return ret;
 	}
-	if (getsockname(dst->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
-		dst->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-							   : ((struct sockaddr_in *)&ss)->sin_port);
-	/* The bound port, not 0: a restarted migrator must listen where the source calls. */
-	snprintf(dst->uri, sizeof(dst->uri), "%.*s:%u",
-		 (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri, dst->port);
+	if (mig_uri_is_unix(uri)) {
+		snprintf(dst->uri, sizeof(dst->uri), "%s", uri);
+	} else {
+		if (getsockname(dst->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
+			dst->port = ntohs(ss.ss_family == AF_INET6
+						  ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						  : ((struct sockaddr_in *)&ss)->sin_port);
+		/* The bound port, not 0: a restarted migrator must listen where the source calls.
+		 */
+		snprintf(dst->uri, sizeof(dst->uri), "%.*s:%u",
+			 (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri, dst->port);
+	}
 	mig_job_init(&dst->job, s, &dst_job_ops);
 	pthread_mutex_init(&dst->bar_lock, NULL);
 	pthread_cond_init(&dst->bar_cond, NULL);
@@ -964,6 +970,9 @@ static void dst_free(struct mig_job *job)
 		if (dst->chans[i].fd >= 0)
 			mig_sock_close(dst->chans[i].fd);
 	close(dst->listen_fd);
+	/* Its socket file goes with the listener (a killed migrator's is replaced on restart). */
+	if (mig_uri_is_unix(dst->uri))
+		unlink(dst->uri + 5);
 	pthread_cond_destroy(&dst->bar_cond);
 	pthread_mutex_destroy(&dst->bar_lock);
 	mig_job_fini(&dst->job);

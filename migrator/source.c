@@ -56,7 +56,7 @@ int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 	unsigned int n =
 		MIG_SETTING(s, caps) & MIG_RECORD_CAP_MULTIFD ? MIG_SETTING(s, channels) : 1;
 
-	if (strlen(uri) >= sizeof(src->uri) || strncmp(uri, "tcp:", 4))
+	if (strlen(uri) >= sizeof(src->uri) || (strncmp(uri, "tcp:", 4) && !mig_uri_is_unix(uri)))
 		return -EINVAL;
 	src = calloc(1, sizeof(*src));
 	if (!src)
@@ -451,11 +451,20 @@ static int src_tls_connect(struct mig_src *src, int fd, const char *what)
 
 	if (!tls)
 		return 0;
-	ret = mig_uri_host(src->uri, host, sizeof(host));
-	if (!ret)
-		ret = mig_tls_connect(tls, fd, host, src->s->io_timeout_ms, err, sizeof(err));
-	else
+	/* A unix: socket has no host name: the certificate's is tls-hostname (QEMU's rule). */
+	if (mig_uri_is_unix(src->uri)) {
+		host[0] = '\0';
+		ret = mig_tls_needs_hostname(tls) ? -EINVAL : 0;
+		snprintf(err, sizeof(err),
+			 "TLS over a unix: socket needs tls-hostname (the name the destination's "
+			 "certificate carries)");
+	} else {
+		ret = mig_uri_host(src->uri, host, sizeof(host));
 		snprintf(err, sizeof(err), "bad URI");
+	}
+	if (!ret)
+		ret = mig_tls_connect(tls, fd, host[0] ? host : NULL, src->s->io_timeout_ms, err,
+				      sizeof(err));
 	if (ret)
 		mig_job_abort(&src->job, ret, "%s: %s", what, err);
 	return ret;

@@ -509,6 +509,11 @@ const char *mig_tls_kind(const struct mig_tls *t)
 	return t->psk ? "psk" : "x509";
 }
 
+bool mig_tls_needs_hostname(const struct mig_tls *t)
+{
+	return !t->psk && !t->hostname;
+}
+
 /* ---- sessions ---------------------------------------------------------- */
 
 static int session_new(const struct mig_tls *t, int fd, bool server, const char *hostname,

@@ -59,6 +59,8 @@ const char *mig_tls_path(const struct mig_tls *t);
 /* True when @t may serve the destination (@server) or the source end. */
 bool mig_tls_serves(const struct mig_tls *t, bool server);
 
+/* x509 credentials without a tls-hostname: a client must name the server's host itself. */
+bool mig_tls_needs_hostname(const struct mig_tls *t);
 /*
  * Client handshake on a connected socket (the source; @hostname: what the
  * destination's certificate must name, when not configured), bounded by

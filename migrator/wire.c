@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -52,7 +54,7 @@ static int uri_resolve(const char *uri, bool passive, struct addrinfo **res, cha
 	int ret;
 
 	if (uri_split(uri, host, sizeof(host), port, sizeof(port))) {
-		snprintf(err, errlen, "bad URI '%s': expected tcp:HOST:PORT", uri);
+		snprintf(err, errlen, "bad URI '%s': expected tcp:HOST:PORT or unix:PATH", uri);
 		return -EINVAL;
 	}
 	if (passive)
@@ -68,12 +70,94 @@ static int uri_resolve(const char *uri, bool passive, struct addrinfo **res, cha
 int mig_sock_setup(int fd, unsigned int timeout_ms)
 {
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-	int one = 1;
+	int one = 1, domain = 0;
+	socklen_t len = sizeof(domain);
 
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
 	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len))
 		return -errno;
+	if (domain != AF_UNIX && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		return -errno;
+	return 0;
+}
+
+bool mig_uri_is_unix(const char *uri)
+{
+	return !strncmp(uri, "unix:", 5);
+}
+
+/* "unix:PATH" -> its address; -EINVAL with @err when PATH is empty or too long. */
+static int uri_unix_addr(const char *uri, struct sockaddr_un *sun, char *err, size_t errlen)
+{
+	const char *path = uri + 5;
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (!path[0] || strlen(path) >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "bad URI '%s': expected unix:PATH (at most %zu bytes)", uri,
+			 sizeof(sun->sun_path) - 1);
+		return -EINVAL;
+	}
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+static int uri_unix_connect(const char *uri, unsigned int timeout_ms, int *fdp, char *err,
+			    size_t errlen)
+{
+	struct sockaddr_un sun;
+	int fd, ret = uri_unix_addr(uri, &sun, err, errlen);
+
+	if (ret)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		ret = -errno;
+	else
+		ret = mig_sock_setup(fd, timeout_ms);
+	if (!ret && connect(fd, (struct sockaddr *)&sun, sizeof(sun)))
+		ret = errno == EAGAIN ? -ETIMEDOUT : -errno;
+	if (ret) {
+		snprintf(err, errlen, "connect %s: %s", uri, strerror(-ret));
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/*
+ * A stale socket at PATH (a listener that died) is replaced, as QEMU
+ * does; any other file there is an error, never removed.
+ */
+static int uri_unix_listen(const char *uri, int *fdp, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, ret = uri_unix_addr(uri, &sun, err, errlen);
+
+	if (ret)
+		return ret;
+	if (!lstat(sun.sun_path, &st)) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen,
+				 "listen %s: a file that is not a socket is in the way", uri);
+			return -EEXIST;
+		}
+		unlink(sun.sun_path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    listen(fd, MIG_MAX_CHANNELS + 4)) {
+		ret = -errno;
+		snprintf(err, errlen, "listen %s: %s", uri, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	*fdp = fd;
 	return 0;
 }
 
@@ -82,6 +166,8 @@ int mig_uri_connect(const char *uri, unsigned int timeout_ms, int *fdp, char *er
 	struct addrinfo *res, *ai;
 	int fd = -1, ret;
 
+	if (mig_uri_is_unix(uri))
+		return uri_unix_connect(uri, timeout_ms, fdp, err, errlen);
 	ret = uri_resolve(uri, false, &res, err, errlen);
 	if (ret)
 		return ret;
@@ -114,6 +200,8 @@ int mig_uri_listen(const char *uri, int *fdp, char *err, size_t errlen)
 	struct addrinfo *res;
 	int fd, ret, one = 1;
 
+	if (mig_uri_is_unix(uri))
+		return uri_unix_listen(uri, fdp, err, errlen);
 	ret = uri_resolve(uri, true, &res, err, errlen);
 	if (ret)
 		return ret;

@@ -58,10 +58,10 @@ struct mig_pkt_hdr {
 _Static_assert(sizeof(struct mig_chan_hello) == 32, "wire layout");
 _Static_assert(sizeof(struct mig_pkt_hdr) == 32, "wire layout");
 
-/* "tcp:HOST:PORT" -> connected / listening socket. */
+/* "tcp:HOST:PORT" or "unix:PATH" -> connected / listening socket. */
 int mig_uri_connect(const char *uri, unsigned int timeout_ms, int *fdp, char *err, size_t errlen);
 int mig_uri_listen(const char *uri, int *fdp, char *err, size_t errlen);
-/* Send/receive deadlines (SO_SNDTIMEO/SO_RCVTIMEO) and TCP_NODELAY. */
+/* Send/receive deadlines (SO_SNDTIMEO/SO_RCVTIMEO) and, on TCP, TCP_NODELAY. */
 int mig_sock_setup(int fd, unsigned int timeout_ms);
 
 /* Whole-buffer I/O; -ECONNRESET when the peer closed, -ETIMEDOUT when silent. */
@@ -125,6 +125,8 @@ bool mig_sock_readable(int fd);
  * (tls.h), without it the session id itself.
  */
 int mig_chan_token(int main_fd, const uint8_t sid[16], uint8_t out[16]);
+/* A "unix:PATH" URI: a local socket, never leaving the host (no TLS needed). */
+bool mig_uri_is_unix(const char *uri);
 /* True for a "tcp:" URI whose host is a loopback literal (127.x, ::1) or "localhost". */
 bool mig_uri_is_loopback(const char *uri);
 /* HOST of "tcp:HOST:PORT" ("tcp:[::1]:P" gives "::1"). */

@@ -91,16 +91,16 @@ const struct mon_arg_spec mon_args_migrate_resolve[] = {
 	{.type = MON_ARG_END},
 };
 
-#define MON_URIS "supported: tcp:HOST:PORT, file:PATH"
+#define MON_URIS "supported: tcp:HOST:PORT, unix:PATH, file:PATH"
 
 static int mon_uri_check(const char *uri, struct mon_result *res)
 {
 	/*
-	 * The migration wire is TCP (docs/MIGRATION.md: main + multifd
-	 * connections); file: is a save into cleave run's --snapshot-dir
-	 * (docs/SNAPSHOT.md), whose rules the migrator checks.
+	 * The migration wire is a stream socket, TCP or unix (docs/MIGRATION.md:
+	 * main + multifd connections); file: is a save into cleave run's
+	 * --snapshot-dir (docs/SNAPSHOT.md), whose rules the migrator checks.
 	 */
-	if (!strncmp(uri, "tcp:", 4) || !strncmp(uri, "file:", 5))
+	if (!strncmp(uri, "tcp:", 4) || !strncmp(uri, "unix:", 5) || !strncmp(uri, "file:", 5))
 		return 0;
 	/* exec: would need a process that may exec: none of cleave's sandboxed ones may. */
 	if (!strncmp(uri, "exec:", 5))

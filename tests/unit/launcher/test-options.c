@@ -88,10 +88,10 @@ static const struct bad_case bad_cases[] = {
 	{{"--serial", "pty"}, "--serial 'pty': expected stdio or file:PATH"},
 	{{"--serial", "file:"}, "expected stdio or file:PATH"},
 	{{"--incoming", "tcp:host"},
-	 "--incoming 'tcp:host': expected tcp:HOST:PORT, file:PATH or defer"},
-	{{"--incoming", "tcp::4444"}, "expected tcp:HOST:PORT, file:PATH or defer"},
+	 "--incoming 'tcp:host': expected tcp:HOST:PORT, unix:PATH, file:PATH or defer"},
+	{{"--incoming", "tcp::4444"}, "expected tcp:HOST:PORT, unix:PATH, file:PATH or defer"},
 	{{"--incoming", "tcp:1.2.3.4:x"}, "--incoming 'tcp:1.2.3.4:x': port must be 1..65535"},
-	{{"--incoming", "unix:/x"}, "expected tcp:HOST:PORT, file:PATH or defer"},
+	{{"--incoming", "udp:/x"}, "expected tcp:HOST:PORT, unix:PATH, file:PATH or defer"},
 	{{"--name", ""}, "must be 1..64 characters"},
 	{{"--name", "a/b"}, "only letters, digits"},
 	{{"--name", "..x"}, "must not start with '.' or '-'"},
@@ -237,6 +237,36 @@ static void test_snapshot_dir(void **state)
 	unlink(file);
 	unlink(hidden);
 	rmdir(dir);
+}
+
+/*
+ * --incoming unix:PATH: PATH's directory (resolved; the socket itself does
+ * not exist yet) becomes the migration socket directory unless another
+ * was given (then refused).
+ */
+static void test_incoming_unix(void **state)
+{
+	const char *ok[] = {"--incoming", "unix:/tmp/../tmp/mig.sock", NULL};
+	const char *same[] = {"--migrate-socket-dir", "/tmp", "--incoming", "unix:/tmp/m.sock",
+			      NULL};
+	const char *other[] = {"--migrate-socket-dir", "/", "--incoming", "unix:/tmp/m.sock", NULL};
+	const char *nodir[] = {"--incoming", "unix:/nonexistent/m.sock", NULL};
+	const char *noname[] = {"--incoming", "unix:/tmp/", NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, ok, err, sizeof(err)), 0);
+	assert_int_equal(o.incoming, RUN_INCOMING_UNIX);
+	assert_string_equal(o.incoming_uri, "unix:/tmp/mig.sock");
+	assert_string_equal(o.migrate_socket_dir, "/tmp");
+	assert_int_equal(parse(&o, same, err, sizeof(err)), 0);
+	assert_int_not_equal(parse(&o, other, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "not directly in --migrate-socket-dir /"));
+	assert_int_not_equal(parse(&o, nodir, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "No such file"));
+	assert_int_not_equal(parse(&o, noname, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "expected unix:PATH of a socket"));
 }
 
 /* Credentials reach the migrator as absolute paths (its jail binds them). */
@@ -480,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_migrate_tls),
 		cmocka_unit_test(test_snapshot_dir),
+		cmocka_unit_test(test_incoming_unix),
 		cmocka_unit_test(test_qmp_tls),
 		cmocka_unit_test(test_migrate_netns),
 		cmocka_unit_test(test_defaults),

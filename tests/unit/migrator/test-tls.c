@@ -95,7 +95,9 @@ static struct mig_tls *load(const struct mig_tls_config *cfg)
 	return t;
 }
 
-static struct pair *pair_new(const struct mig_tls_config *src, const struct mig_tls_config *dst)
+/* A pair whose destination listens on @listen ("tcp:127.0.0.1:0" when NULL). */
+static struct pair *pair_new_at(const struct mig_tls_config *src, const struct mig_tls_config *dst,
+				const char *listen)
 {
 	struct pair *p = calloc(1, sizeof(*p));
 	struct mig_params prm;
@@ -118,11 +120,20 @@ static struct pair *pair_new(const struct mig_tls_config *src, const struct mig_
 		assert_int_equal(mig_session_set_caps(p->src.s, &caps), 0);
 		assert_int_equal(mig_session_set_caps(p->dst.s, &caps), 0);
 	}
-	assert_int_equal(mig_session_incoming(p->dst.s, "tcp:127.0.0.1:0"), 0);
-	snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%u", mig_session_incoming_port(p->dst.s));
+	assert_int_equal(mig_session_incoming(p->dst.s, listen ? listen : "tcp:127.0.0.1:0"), 0);
+	if (listen)
+		snprintf(p->uri, sizeof(p->uri), "%s", listen);
+	else
+		snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%u",
+			 mig_session_incoming_port(p->dst.s));
 	tvm_fill(&p->src, 0, 0, R0_PAGES / 2, false);
 	tvm_fill(&p->src, 0, R0_PAGES / 2, 16, true);
 	return p;
+}
+
+static struct pair *pair_new(const struct mig_tls_config *src, const struct mig_tls_config *dst)
+{
+	return pair_new_at(src, dst, NULL);
 }
 
 static void pair_free(struct pair *p)
@@ -223,6 +234,29 @@ static void test_psk_migration(void **state)
 	snprintf(keys, sizeof(keys), "%s/keys.psk", scratch);
 	assert_int_equal(tls_psk_make(keys, "source-host:0123456789abcdef0123456789abcdef\n"), 0);
 	p = pair_new(&c, &c);
+	migrate_ok(p);
+	pair_free(p);
+}
+
+/*
+ * Over a unix: socket, which has no host name: x509 needs tls-hostname
+ * (refused with why, nothing sent), then authenticates as over TCP.
+ */
+static void test_x509_over_unix(void **state)
+{
+	const char *dir = creds("good", &good);
+	struct mig_tls_config c = {.x509_dir = dir, .authz = SOURCE_DN};
+	struct mig_tls_config named = {
+		.x509_dir = dir, .authz = SOURCE_DN, .hostname = "localhost"};
+	char uri[128];
+	struct pair *p;
+
+	(void)state;
+	snprintf(uri, sizeof(uri), "unix:%s/mig.sock", scratch);
+	p = pair_new_at(&c, &c, uri);
+	migrate_refused(p, "TLS over a unix: socket needs tls-hostname");
+	pair_free(p);
+	p = pair_new_at(&named, &c, uri);
 	migrate_ok(p);
 	pair_free(p);
 }
@@ -774,6 +808,7 @@ int main(void)
 		cmocka_unit_test(test_x509_migration),
 		cmocka_unit_test(test_x509_dirty_zero_pages),
 		cmocka_unit_test(test_psk_migration),
+		cmocka_unit_test(test_x509_over_unix),
 		cmocka_unit_test(test_wrong_ca),
 		cmocka_unit_test(test_wrong_hostname),
 		cmocka_unit_test(test_not_authorized),

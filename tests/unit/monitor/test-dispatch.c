@@ -149,13 +149,13 @@ static const struct dispatch_case dispatch_cases[] = {
 	 GE("Invalid parameter type for 'uri', expected: string") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat\"}}",
 	 GE("Parameter 'uri': exec: migration is refused: no cleave process may run a command "
-	    "(supported: tcp:HOST:PORT, file:PATH)") "}"},
-	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:/tmp/m.sock\"}}",
+	    "(supported: tcp:HOST:PORT, unix:PATH, file:PATH)") "}"},
+	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"rdma:1.2.3.4:5\"}}",
 	 GE("Parameter 'uri' expects a valid migration protocol (supported: tcp:HOST:PORT, "
-	    "file:PATH)") "}"},
+	    "unix:PATH, file:PATH)") "}"},
 	{true, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:3\"}}",
 	 GE("Parameter 'uri' expects a valid migration protocol (supported: tcp:HOST:PORT, "
-	    "file:PATH)") "}"},
+	    "unix:PATH, file:PATH)") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:1:2\",\"speed\":1}}",
 	 GE("Parameter 'speed' is unexpected") "}"},
 	{true,
