@@ -960,7 +960,7 @@ static void test_api_errors(void **state)
 	mig_session_get_params(f->src.s, &p);
 	assert_int_equal(p.multifd_channels, MIG_DEFAULT_CHANNELS);
 	assert_int_equal(p.downtime_limit, MIG_DEFAULT_DOWNTIME_MS);
-	assert_int_equal(mig_session_migrate(f->src.s, "unix:/nope"), -EINVAL);
+	assert_int_equal(mig_session_migrate(f->src.s, "udp:/nope"), -EINVAL);
 	assert_int_equal(mig_session_incoming(f->dst.s, "tcp:127.0.0.1"), -EINVAL);
 	/* Busy port. */
 	lfd = raw_listen(&f->port);
