@@ -142,6 +142,30 @@ struct mig_info {
 	char error_desc[256];
 };
 
+/* calc-dirty-rate (dirtyrate.c): QEMU's DirtyRateMeasureMode and DirtyRateStatus. */
+enum mig_dirty_rate_mode {
+	MIG_DIRTY_RATE_PAGE_SAMPLING,
+	MIG_DIRTY_RATE_DIRTY_RING,
+	MIG_DIRTY_RATE_DIRTY_BITMAP,
+};
+
+enum mig_dirty_rate_status {
+	MIG_DIRTY_RATE_UNSTARTED,
+	MIG_DIRTY_RATE_MEASURING,
+	MIG_DIRTY_RATE_MEASURED,
+};
+
+/* query-dirty-rate: QEMU's DirtyRateInfo. */
+struct mig_dirty_rate_info {
+	enum mig_dirty_rate_status status;
+	enum mig_dirty_rate_mode mode;
+	int64_t start_time;    /* seconds of CLOCK_MONOTONIC, as QEMU's */
+	int64_t calc_time;     /* seconds */
+	uint64_t sample_pages; /* per GiB */
+	bool has_dirty_rate;   /* measured */
+	int64_t dirty_rate;    /* MB/s */
+};
+
 struct mig_session;
 
 /* Reads (or creates) the session record in env->ctl's session area. */
@@ -207,6 +231,22 @@ void mig_session_get_tls(struct mig_session *s, struct mig_tls_params *p);
  */
 int mig_session_set_tls(struct mig_session *s, const struct mig_tls_params *p, char *err,
 			size_t errlen);
+
+/*
+ * calc-dirty-rate: starts a measurement in the background.  QEMU 7.2's
+ * checks with its texts in @err: -EBUSY one is measuring, -ERANGE
+ * calc-time (1..60 s) or sample-pages (128..16384), -EINVAL sample-pages
+ * with dirty-ring, -EOPNOTSUPP dirty-ring (cleave logs in bitmaps); and
+ * -EBUSY for dirty-bitmap while a migration runs.
+ */
+int mig_dirty_rate_start(struct mig_session *s, int64_t calc_time, bool has_sample_pages,
+			 int64_t sample_pages, enum mig_dirty_rate_mode mode, char *err,
+			 size_t errlen);
+void mig_dirty_rate_query(struct mig_session *s, struct mig_dirty_rate_info *info);
+const char *mig_dirty_rate_mode_name(enum mig_dirty_rate_mode m);
+const char *mig_dirty_rate_status_name(enum mig_dirty_rate_status st);
+/* QEMU's name of a mode -> the mode; -EINVAL for another name. */
+int mig_dirty_rate_mode_parse(const char *name, enum mig_dirty_rate_mode *m);
 
 const char *mig_status_name(enum mig_status status);
 /* The engine's clock: CLOCK_MONOTONIC in ns (the same in every process). */

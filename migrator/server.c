@@ -54,6 +54,12 @@ static int srv_start_error(void *arg, int ret, const char *what, const char *uri
 	case -EOPNOTSUPP:
 		return rpc_reply_error(
 			reply, ret, "%s '%s': file: options (offset) are not supported", what, uri);
+	case -EALREADY:
+		return rpc_reply_error(
+			reply, ret,
+			"%s '%s': the dirty rate is being measured in mode "
+			"dirty-bitmap (query-dirty-rate): migrate once it is measured",
+			what, uri);
 	default:
 		return rpc_reply_error(reply, ret, "%s '%s': %s", what, uri, strerror(-ret));
 	}
@@ -401,6 +407,38 @@ static int srv_query_params(void *arg, const ProtobufCMessage *req, struct rpc_r
 	return ret;
 }
 
+static int srv_calc_dirty_rate(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	const Cleave__Migrator__CalcDirtyRateRequest *r = (const void *)req;
+	enum mig_dirty_rate_mode mode = MIG_DIRTY_RATE_PAGE_SAMPLING;
+	char err[256] = "";
+	int ret;
+
+	/* The monitor checked the name against QEMU's enum. */
+	if (r->mode && r->mode[0] && mig_dirty_rate_mode_parse(r->mode, &mode))
+		return rpc_reply_error(reply, -EINVAL,
+				       "Parameter 'mode' does not accept value '%s'", r->mode);
+	ret = mig_dirty_rate_start(arg, r->calc_time, r->has_sample_pages, r->sample_pages, mode,
+				   err, sizeof(err));
+	return ret ? rpc_reply_error(reply, ret, "%s", err) : 0;
+}
+
+static int srv_query_dirty_rate(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	Cleave__Migrator__DirtyRateInfo m = CLEAVE__MIGRATOR__DIRTY_RATE_INFO__INIT;
+	struct mig_dirty_rate_info info;
+
+	mig_dirty_rate_query(arg, &info);
+	m.status = (char *)mig_dirty_rate_status_name(info.status);
+	m.start_time = info.start_time;
+	m.calc_time = info.calc_time;
+	m.sample_pages = info.sample_pages;
+	m.mode = (char *)mig_dirty_rate_mode_name(info.mode);
+	m.has_dirty_rate = info.has_dirty_rate;
+	m.dirty_rate = info.dirty_rate;
+	return rpc_reply_set(reply, &m.base);
+}
+
 static const struct rpc_method migrator_methods[] = {
 	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, "MIGRATE",
 	 &cleave__migrator__migrate_request__descriptor, srv_migrate},
@@ -418,6 +456,10 @@ static const struct rpc_method migrator_methods[] = {
 	 srv_query_caps},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_RESOLVE, "RESOLVE",
 	 &cleave__migrator__resolve_request__descriptor, srv_resolve},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_CALC_DIRTY_RATE, "CALC_DIRTY_RATE",
+	 &cleave__migrator__calc_dirty_rate_request__descriptor, srv_calc_dirty_rate},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE, "QUERY_DIRTY_RATE", NULL,
+	 srv_query_dirty_rate},
 };
 
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s)

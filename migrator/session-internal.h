@@ -51,6 +51,20 @@ struct mig_counters {
 	_Atomic uint64_t bandwidth; /* bytes/s measured */
 };
 
+/* A dirty-rate measurement (dirtyrate.c): at most one at a time, one thread. */
+struct mig_dirty_rate {
+	pthread_mutex_t lock; /* protects every field below */
+	pthread_cond_t cond;  /* broadcast on stop */
+	struct mig_dirty_rate_info info;
+	bool stop;	  /* the session ends: the thread stops waiting */
+	pthread_t thread; /* joined by the next start or by fini */
+	bool live;	  /* thread started and not joined */
+};
+
+void mig_dirty_rate_init(struct mig_dirty_rate *dr);
+/* Stops a measurement and joins its thread (which may release the bitmaps first). */
+void mig_dirty_rate_fini(struct mig_dirty_rate *dr);
+
 /*
  * The session's state (role, status, settings, id and epoch, times, error,
  * restarts) is in the record only (record.h); the session holds what
@@ -88,8 +102,19 @@ struct mig_session {
 	struct mig_tls *tls;
 	bool tls_broken; /* rec->tls names credentials that could not be set up */
 
+	/* A dirty-bitmap measurement holds the dirty log: no source job starts meanwhile. */
+	bool bitmaps_measuring;
+
 	struct mig_counters ctr; /* reset when a job starts */
+	struct mig_dirty_rate dr;
 };
+
+/*
+ * For a dirty-bitmap measurement: the dirty bitmaps, unless a migration
+ * runs (-EBUSY); a source job refuses to start (-EALREADY) until release.
+ */
+int mig_session_bitmaps_claim(struct mig_session *s);
+void mig_session_bitmaps_release(struct mig_session *s);
 
 /* Status change: updates the record, wakes waiters, publishes the event. */
 void mig_session_set_status(struct mig_session *s, enum mig_status status);

@@ -430,6 +430,7 @@ int mig_session_alloc(struct mig_session **out, const struct mig_env *env)
 	rec_unlock(s, locked);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	mig_dirty_rate_init(&s->dr);
 	*out = s;
 	return 0;
 err_free:
@@ -476,6 +477,7 @@ void mig_session_free(struct mig_session *s)
 {
 	if (!s)
 		return;
+	mig_dirty_rate_fini(&s->dr); /* first: it may release the dirty bitmaps */
 	mig_session_cancel(s);
 	session_reap(s);
 	mig_tls_free(s->tls);
@@ -544,6 +546,36 @@ static int session_may_use(const struct mig_session *s, const char *uri, enum mi
 	return s->env.insecure_plaintext || mig_uri_is_loopback(uri) ? 0 : -EPERM;
 }
 
+/* Caller holds s->lock: the job has not reached a final state (or UNKNOWN). */
+static bool session_unfinished(struct mig_session *s)
+{
+	enum mig_role role;
+	enum mig_status st = session_status(s, &role);
+
+	return status_running(st) || (s->job && role == MIG_ROLE_DEST && st == MIG_STATUS_NONE);
+}
+
+int mig_session_bitmaps_claim(struct mig_session *s)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->bitmaps_measuring || session_unfinished(s) ||
+	    session_status(s, NULL) == MIG_STATUS_UNKNOWN)
+		ret = -EBUSY;
+	else
+		s->bitmaps_measuring = true;
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void mig_session_bitmaps_release(struct mig_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->bitmaps_measuring = false;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* Checks, reaps the last job, resets for a new one of @role: on 0 the caller holds s->lock. */
 static int session_begin(struct mig_session *s, const char *uri, enum mig_role role)
 {
@@ -553,6 +585,11 @@ static int session_begin(struct mig_session *s, const char *uri, enum mig_role r
 		return -EBUSY;
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
+	/* A source (or a save) logs dirty pages in the bitmaps a measurement holds. */
+	if (role == MIG_ROLE_SOURCE && s->bitmaps_measuring) {
+		pthread_mutex_unlock(&s->lock);
+		return -EALREADY;
+	}
 	ret = session_may_use(s, uri, role);
 	if (ret) {
 		pthread_mutex_unlock(&s->lock);
@@ -640,14 +677,6 @@ int mig_session_cancel(struct mig_session *s)
 	return 0;
 }
 
-/* Caller holds s->lock: the job has not reached a final state (or UNKNOWN). */
-static bool session_unfinished(struct mig_session *s)
-{
-	enum mig_role role;
-	enum mig_status st = session_status(s, &role);
-
-	return status_running(st) || (s->job && role == MIG_ROLE_DEST && st == MIG_STATUS_NONE);
-}
 
 int mig_session_wait(struct mig_session *s, int timeout_ms)
 {

@@ -31,6 +31,9 @@ void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_re
 void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+extern const struct mon_arg_spec mon_args_calc_dirty_rate[];
+void mon_cmd_calc_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+void mon_cmd_query_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 /* No postcopy in cleave: QEMU's answers outside it, on the event loop (out-of-band safe). */
 void mon_cmd_migrate_pause(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_recover(struct mon_ctx *ctx, json_t *args, struct mon_result *res);

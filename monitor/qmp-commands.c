@@ -447,6 +447,13 @@ static const struct mon_cmd mon_cmds[] = {
 	{.name = "query-migrate-parameters",
 	 .backend = MON_BACKEND_MIGRATOR,
 	 .run = mon_cmd_query_migrate_params},
+	{.name = "calc-dirty-rate",
+	 .args = mon_args_calc_dirty_rate,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_calc_dirty_rate},
+	{.name = "query-dirty-rate",
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_query_dirty_rate},
 	/* QEMU's two allow-oob commands (yank and query-yank aside). */
 	{.name = "migrate-pause",
 	 .backend = MON_BACKEND_NONE,

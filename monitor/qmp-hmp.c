@@ -103,6 +103,20 @@ static void mon_hmp_print_chardev(FILE *out, json_t *ret)
  * migration stream properties (store-global-state, ...), which cleave's
  * stream does not have.
  */
+/* QEMU 7.2's text, its "(ms)" after a start time in seconds included. */
+static void mon_hmp_print_dirty_rate(FILE *out, json_t *ret)
+{
+	fprintf(out, "Status: %s\n", mon_hmp_str(ret, "status"));
+	fprintf(out, "Start Time: %" PRIu64 " (ms)\n", mon_hmp_u64(ret, "start-time"));
+	fprintf(out, "Sample Pages: %" PRIu64 " (per GB)\n", mon_hmp_u64(ret, "sample-pages"));
+	fprintf(out, "Period: %" PRIu64 " (sec)\n", mon_hmp_u64(ret, "calc-time"));
+	fprintf(out, "Mode: %s\n", mon_hmp_str(ret, "mode"));
+	if (json_object_get(ret, "dirty-rate"))
+		fprintf(out, "Dirty rate: %" PRIu64 " (MB/s)\n", mon_hmp_u64(ret, "dirty-rate"));
+	else
+		fprintf(out, "Dirty rate: (not ready)\n");
+}
+
 static void mon_hmp_print_migrate(FILE *out, json_t *ret)
 {
 	json_t *ram = json_object_get(ret, "ram");
@@ -186,6 +200,8 @@ static void mon_hmp_print_migrate_params(FILE *out, json_t *ret)
 static const struct mon_hmp_cmd mon_hmp_info_cmds[] = {
 	MON_HMP_INFO("chardev", "show the character devices", "query-chardev",
 		     mon_hmp_print_chardev),
+	MON_HMP_INFO("dirty_rate", "show dirty rate information", "query-dirty-rate",
+		     mon_hmp_print_dirty_rate),
 	MON_HMP_INFO("kvm", "show KVM information", "query-kvm", mon_hmp_print_kvm),
 	MON_HMP_INFO("migrate", "show migration status", "query-migrate", mon_hmp_print_migrate),
 	MON_HMP_INFO("migrate_capabilities", "show current migration capabilities",

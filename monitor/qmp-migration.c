@@ -35,6 +35,17 @@ const struct mon_arg_spec mon_args_migrate_incoming[] = {
 	{.type = MON_ARG_END},
 };
 
+/* QEMU 7.2's DirtyRateMeasureMode names (the migrator refuses dirty-ring). */
+static const char *const mon_dirty_rate_modes[] = {"page-sampling", "dirty-ring", "dirty-bitmap",
+						   NULL};
+
+const struct mon_arg_spec mon_args_calc_dirty_rate[] = {
+	{.name = "calc-time", .type = MON_ARG_INT},
+	{.name = "sample-pages", .type = MON_ARG_INT, .optional = true},
+	{.name = "mode", .type = MON_ARG_ENUM, .optional = true, .values = mon_dirty_rate_modes},
+	{.type = MON_ARG_END},
+};
+
 /* QEMU 7.2's MigrationCapability names; cleave implements the first three. */
 static const char *const mon_mig_capability_values[] = {
 	"multifd",
@@ -309,6 +320,42 @@ void mon_cmd_query_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result 
 		return;
 	res->ret = mon_migration_info_json(mi);
 	rpc_msg_free(&mi->base);
+}
+
+/* The measurement runs in the migrator, which owns the dirty log (migrator/dirtyrate.c). */
+void mon_cmd_calc_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__CalcDirtyRateRequest req =
+		CLEAVE__MIGRATOR__CALC_DIRTY_RATE_REQUEST__INIT;
+	json_t *samples = json_object_get(args, "sample-pages");
+
+	req.calc_time = json_integer_value(json_object_get(args, "calc-time"));
+	req.has_sample_pages = samples != NULL;
+	req.sample_pages = json_integer_value(samples);
+	req.mode = (char *)(json_string_value(json_object_get(args, "mode")) ?: "");
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			 CLEAVE__MIGRATOR__METHOD__METHOD_CALC_DIRTY_RATE, &req, NULL, NULL, res);
+}
+
+/* QEMU 7.2's DirtyRateInfo, in its order; dirty-rate once measured. */
+void mon_cmd_query_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	Cleave__Migrator__DirtyRateInfo *d = NULL;
+
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			     CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE, &req,
+			     &cleave__migrator__dirty_rate_info__descriptor, (void **)&d, res))
+		return;
+	res->ret = json_object();
+	json_object_set_new(res->ret, "status", mon_migrator_text(d->status));
+	json_object_set_new(res->ret, "sample-pages", json_integer((json_int_t)d->sample_pages));
+	if (d->has_dirty_rate)
+		json_object_set_new(res->ret, "dirty-rate", json_integer(d->dirty_rate));
+	json_object_set_new(res->ret, "mode", mon_migrator_text(d->mode));
+	json_object_set_new(res->ret, "start-time", json_integer(d->start_time));
+	json_object_set_new(res->ret, "calc-time", json_integer(d->calc_time));
+	rpc_msg_free(&d->base);
 }
 
 void mon_cmd_migrate_set_caps(struct mon_ctx *ctx, json_t *args, struct mon_result *res)

@@ -709,6 +709,49 @@ static void test_save_and_restore(void **state)
 	rmdir(snaps);
 }
 
+/* calc-dirty-rate in the real process, under its filter: both modes measure, the log goes off. */
+static void test_dirty_rate_process(void **state)
+{
+	char snaps[] = "/tmp/cleave-snaps-XXXXXX", err[256];
+	Cleave__Migrator__CalcDirtyRateRequest req =
+		CLEAVE__MIGRATOR__CALC_DIRTY_RATE_REQUEST__INIT;
+	static const char *const modes[] = {"page-sampling", "dirty-bitmap"};
+	struct snap_node n = {0};
+
+	(void)state;
+	assert_non_null(mkdtemp(snaps));
+	snap_node_start(&n, snaps, NULL, CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	for (unsigned int i = 0; i < 2; i++) {
+		Cleave__Migrator__DirtyRateInfo *d = NULL;
+
+		req.calc_time = 1;
+		req.mode = (char *)modes[i];
+		assert_int_equal(call(n.dir, CLEAVE__MIGRATOR__METHOD__METHOD_CALC_DIRTY_RATE,
+				      &req.base, NULL, NULL, err, sizeof(err)),
+				 0);
+		for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 10000; test_sleep_ms(50)) {
+			rpc_msg_free(&d->base);
+			d = NULL;
+			assert_int_equal(call(n.dir,
+					      CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE,
+					      NULL, &cleave__migrator__dirty_rate_info__descriptor,
+					      (ProtobufCMessage **)&d, err, sizeof(err)),
+					 0);
+			if (strcmp(d->status, "measuring"))
+				break;
+		}
+		assert_string_equal(d->status, "measured");
+		assert_string_equal(d->mode, modes[i]);
+		assert_true(d->has_dirty_rate);
+		assert_int_equal(d->dirty_rate, 0); /* nothing writes its RAM */
+		rpc_msg_free(&d->base);
+	}
+	assert_int_equal(n.v.dirty_on, 1);
+	assert_int_equal(n.v.dirty_off, 1);
+	snap_node_stop(&n);
+	rmdir(snaps);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -716,6 +759,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_tls_params_process),
 		cmocka_unit_test(test_save_and_restore),
 		cmocka_unit_test(test_incoming_unix_socket),
+		cmocka_unit_test(test_dirty_rate_process),
 	};
 
 	if (argc != 2) {

@@ -412,6 +412,46 @@ static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct 
 	return ret;
 }
 
+static int fake_mig_calc_dirty_rate(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__CalcDirtyRateRequest *c = (const void *)req;
+	struct fake_backend *fb = arg;
+
+	atomic_fetch_add(&fb->calls, 1);
+	if (c->calc_time == 99)
+		return rpc_reply_error(r, -ERANGE, "calc-time is out of range[1, 60].");
+	pthread_mutex_lock(&fb->lock);
+	fb->dr_started = true;
+	fb->dr_calc_time = c->calc_time;
+	fb->dr_has_sample_pages = c->has_sample_pages;
+	fb->dr_sample_pages = c->sample_pages;
+	snprintf(fb->dr_mode, sizeof(fb->dr_mode), "%s", c->mode ? c->mode : "");
+	pthread_mutex_unlock(&fb->lock);
+	return 0;
+}
+
+static int fake_mig_query_dirty_rate(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Migrator__DirtyRateInfo d = CLEAVE__MIGRATOR__DIRTY_RATE_INFO__INIT;
+	struct fake_backend *fb = arg;
+	int ret;
+
+	atomic_fetch_add(&fb->calls, 1);
+	pthread_mutex_lock(&fb->lock);
+	d.status = fb->dr_started ? "measured" : "unstarted";
+	d.mode = fb->dr_mode[0] ? fb->dr_mode : "page-sampling";
+	if (fb->dr_started) {
+		d.start_time = 2105;
+		d.calc_time = fb->dr_calc_time;
+		d.sample_pages = fb->dr_has_sample_pages ? (uint64_t)fb->dr_sample_pages : 512;
+		d.has_dirty_rate = true;
+		d.dirty_rate = 42;
+	}
+	ret = rpc_reply_set(r, &d.base);
+	pthread_mutex_unlock(&fb->lock);
+	return ret;
+}
+
 static const struct rpc_method fake_mig_methods[] = {
 	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, "migrate",
 	 &cleave__migrator__migrate_request__descriptor, fake_mig_migrate},
@@ -427,6 +467,10 @@ static const struct rpc_method fake_mig_methods[] = {
 	 fake_mig_query_params},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_RESOLVE, "resolve",
 	 &cleave__migrator__resolve_request__descriptor, fake_mig_resolve},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_CALC_DIRTY_RATE, "calc-dirty-rate",
+	 &cleave__migrator__calc_dirty_rate_request__descriptor, fake_mig_calc_dirty_rate},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE, "query-dirty-rate", NULL,
+	 fake_mig_query_dirty_rate},
 };
 
 int fake_backend_start(struct fake_backend **out)

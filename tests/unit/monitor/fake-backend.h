@@ -52,6 +52,11 @@ struct fake_backend {
 	atomic_int statuses;	  /* vcpu STATUS requests seen */
 	atomic_int delay_ms;	  /* every vcpu request sleeps this long first */
 	atomic_int cancels;	  /* CANCEL requests seen */
+	/* The last CALC_DIRTY_RATE (protected by lock): measured at once, 42 MB/s. */
+	bool dr_started;
+	int64_t dr_calc_time, dr_sample_pages;
+	bool dr_has_sample_pages;
+	char dr_mode[16];
 };
 
 /*
@@ -61,7 +66,8 @@ struct fake_backend {
  * mig_status); any other completes at once.
  * RESOLVE succeeds only in x-switchover-unknown (then "completed" for
  * destination, "cancelled" for source), else fails as the migrator does;
- * CANCEL fails in x-switchover-unknown.
+ * CANCEL fails in x-switchover-unknown.  CALC_DIRTY_RATE with calc-time
+ * 99 fails as the migrator does for a time out of range.
  */
 
 /* start/stop pair.  stop is NULL-safe and removes the sockets. */
