@@ -75,7 +75,7 @@ int mig_load_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 	ld = calloc(1, sizeof(*ld));
 	if (!ld)
 		return -ENOMEM;
-	ret = mig_save_name(&s->env, uri, ld->name, sizeof(ld->name));
+	ret = mig_snapshot_name(&s->env, uri, ld->name, sizeof(ld->name));
 	if (ret) {
 		free(ld);
 		return ret;

@@ -13,9 +13,9 @@
  * once complete: a failed or cancelled save leaves an older snapshot of
  * the same name as it was.
  *
- * The migrator reaches the snapshot directory only through the directory
- * fd the launcher gave it (env.snapshot_dirfd), with names of one
- * component: nothing else of the host's file system is in its jail.
+ * The migrator reaches the snapshot directory only through the fd it
+ * opened there before its filter went in (env.snapshot_dirfd), with names
+ * of one component (docs/SECURITY.md).
  *
  * A restarted migrator takes over a save as it takes over a migration
  * (the session record says role source, the URI says file:) and writes
@@ -66,22 +66,17 @@ static struct mig_save *save_of(struct mig_job *job)
 	return (struct mig_save *)((char *)job - offsetof(struct mig_save, job));
 }
 
-static bool save_uri_is_file(const char *uri)
+bool mig_uri_is_file(const char *uri)
 {
 	return !strncmp(uri, "file:", 5);
 }
 
-bool mig_uri_is_file(const char *uri)
-{
-	return save_uri_is_file(uri);
-}
-
-int mig_save_name(const struct mig_env *env, const char *uri, char *name, size_t len)
+int mig_snapshot_name(const struct mig_env *env, const char *uri, char *name, size_t len)
 {
 	const char *path = uri + 5, *dir = env->snapshot_dir, *base;
 	size_t dlen;
 
-	if (!save_uri_is_file(uri))
+	if (!mig_uri_is_file(uri))
 		return -EINVAL;
 	if (!dir || !dir[0] || env->snapshot_dirfd < 0)
 		return -ENOTDIR;
@@ -126,7 +121,7 @@ int mig_save_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 	sv = calloc(1, sizeof(*sv));
 	if (!sv)
 		return -ENOMEM;
-	ret = mig_save_name(&s->env, uri, sv->name, sizeof(sv->name));
+	ret = mig_snapshot_name(&s->env, uri, sv->name, sizeof(sv->name));
 	if (ret) {
 		free(sv);
 		return ret;

@@ -158,8 +158,8 @@ int mig_load_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 /* A save to "file:PATH" (save.c), not started. */
 int mig_save_alloc(struct mig_job **out, struct mig_session *s, const char *uri);
 bool mig_uri_is_file(const char *uri);
-/* The file name a "file:" URI names in env->snapshot_dir (errors: mig_session_migrate). */
-int mig_save_name(const struct mig_env *env, const char *uri, char *name, size_t len);
+/* The file a "file:" URI names in env->snapshot_dir (save.c; errors: mig_session_migrate). */
+int mig_snapshot_name(const struct mig_env *env, const char *uri, char *name, size_t len);
 /* An incoming job listening on "tcp:HOST:PORT" (port 0: *port says which), not started. */
 int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port);
 

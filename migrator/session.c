@@ -535,7 +535,7 @@ static int session_may_use(const struct mig_session *s, const char *uri, enum mi
 
 	/* A save stays on this host: no TLS, no address. */
 	if (mig_uri_is_file(uri))
-		return mig_save_name(&s->env, uri, name, sizeof(name));
+		return mig_snapshot_name(&s->env, uri, name, sizeof(name));
 	if (s->tls_broken)
 		return -ENOKEY;
 	if (s->tls)
@@ -676,7 +676,6 @@ int mig_session_cancel(struct mig_session *s)
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
-
 
 int mig_session_wait(struct mig_session *s, int timeout_ms)
 {
