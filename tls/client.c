@@ -165,6 +165,35 @@ static int tls_client_errno(int ret)
 	}
 }
 
+/*
+ * Causes GnuTLS's words leave unsaid: a plaintext server (its greeting is
+ * no TLS record), and a server that finds our PSK binder wrong (another
+ * key under our identity), which answers with a generic alert.
+ */
+static void tls_client_hint(const struct tls_client *c, gnutls_session_t s, int ret, char *err,
+			    size_t errlen)
+{
+	size_t len = strlen(err);
+
+	if (ret == GNUTLS_E_UNEXPECTED_PACKET || ret == GNUTLS_E_UNSUPPORTED_VERSION_PACKET ||
+	    ret == GNUTLS_E_UNEXPECTED_PACKET_LENGTH) {
+		snprintf(err + len, errlen - len, " (no TLS on that port?)");
+		return;
+	}
+	if (!c->psk || ret != GNUTLS_E_FATAL_ALERT_RECEIVED)
+		return;
+	switch (gnutls_alert_get(s)) {
+	case GNUTLS_A_ILLEGAL_PARAMETER:
+	case GNUTLS_A_DECRYPT_ERROR:
+	case GNUTLS_A_BAD_RECORD_MAC:
+		snprintf(err + len, errlen - len, " (a wrong key for PSK identity '%s'?)",
+			 c->identity);
+		break;
+	default:
+		break;
+	}
+}
+
 int tls_client_session_start(const struct tls_client *c, int fd, const char *host,
 			     unsigned int timeout_ms, gnutls_session_t *out, char *err,
 			     size_t errlen)
@@ -176,13 +205,14 @@ int tls_client_session_start(const struct tls_client *c, int fd, const char *hos
 	ret = tls_client_session_new(c, fd, host, &s, err, errlen);
 	if (ret)
 		return ret;
-	gnutls_handshake_set_timeout(s, timeout_ms ? timeout_ms : 1);
+	gnutls_handshake_set_timeout(s, timeout_ms);
 	do
 		ret = gnutls_handshake(s);
 	while (ret == GNUTLS_E_INTERRUPTED || (ret < 0 && !gnutls_error_is_fatal(ret) &&
 					       ret != GNUTLS_E_AGAIN && ret != GNUTLS_E_TIMEDOUT));
 	if (ret < 0) {
 		tls_handshake_error(s, ret, "server", NULL, err, errlen);
+		tls_client_hint(c, s, ret, err, errlen);
 		/* Tell the server why, as TLS can (unknown CA, bad certificate...). */
 		gnutls_alert_send_appropriate(s, ret);
 		gnutls_deinit(s);

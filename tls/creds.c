@@ -165,9 +165,15 @@ void tls_handshake_error(gnutls_session_t s, int ret, const char *peer, const ch
 		if (!gnutls_certificate_verification_status_print(
 			    gnutls_session_get_verify_cert_status(s),
 			    gnutls_certificate_type_get(s), &out, 0)) {
+			size_t len;
+
 			snprintf(err, errlen, "TLS: %s certificate refused: %s", peer,
 				 (char *)out.data);
 			gnutls_free(out.data);
+			/* GnuTLS ends each sentence of the status with a space. */
+			len = strlen(err);
+			while (len && err[len - 1] == ' ')
+				err[--len] = '\0';
 			return;
 		}
 		break;

@@ -95,7 +95,7 @@ void tls_client_free(struct tls_client *c); /* NULL-safe; its sessions must be g
 
 /*
  * A client session on connected, blocking @fd (which stays the caller's),
- * handshake done within @timeout_ms: the server's certificate chains to
+ * handshake done within @timeout_ms (0: no deadline): the server's certificate chains to
  * the CA and names @host (unless the config gives a hostname), or the
  * server holds the PSK.  On failure returns a negative errno (-ETIMEDOUT,
  * -ECONNRESET: the server went away; -EACCES: a refusal, either way) and
