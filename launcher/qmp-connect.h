@@ -21,13 +21,13 @@ enum {
 };
 
 /* The TLS options' entries, for a subcommand's struct option table. */
-#define QMP_TLS_LONG_OPTIONS                                                                       \
-	{"tls-x509", required_argument, NULL, QMP_OPT_TLS_X509},                                   \
-		{"tls-psk", required_argument, NULL, QMP_OPT_TLS_PSK},                             \
-		{"tls-psk-identity", required_argument, NULL, QMP_OPT_TLS_PSK_IDENTITY},           \
-	{                                                                                          \
-		"tls-hostname", required_argument, NULL, QMP_OPT_TLS_HOSTNAME                      \
-	}
+// clang-format off
+#define QMP_TLS_LONG_OPTIONS                                                     \
+	{"tls-x509", required_argument, NULL, QMP_OPT_TLS_X509},                 \
+	{"tls-psk", required_argument, NULL, QMP_OPT_TLS_PSK},                   \
+	{"tls-psk-identity", required_argument, NULL, QMP_OPT_TLS_PSK_IDENTITY}, \
+	{"tls-hostname", required_argument, NULL, QMP_OPT_TLS_HOSTNAME}
+// clang-format on
 
 /* The options' lines of a usage text. */
 #define QMP_TLS_USAGE                                                                              \
