@@ -42,6 +42,7 @@ void qmp_client_close(struct qmp_client *c);
 
 /* The greeting object (borrowed, valid until close). */
 json_t *qmp_client_greeting(struct qmp_client *c);
+/* The socket (for poll() and tests); over TLS, raw I/O on it bypasses the session. */
 int qmp_client_fd(struct qmp_client *c);
 
 /* qmp_capabilities with no capabilities. */
