@@ -2,7 +2,12 @@
 /*
  * `cleave migrate --qmp PATH tcp:HOST:PORT|file:PATH [--channels N]
  *                 [--max-bandwidth BYTES] [--downtime-limit MS]
- *                 [--reconnect-timeout MS] [--then cont|quit]`
+ *                 [--reconnect-timeout MS] [--then cont|quit]
+ *                 [--tls-x509 DIR [--tls-hostname NAME] | --tls-psk FILE
+ *                  [--tls-psk-identity NAME]]`
+ *
+ * The TLS options are the QMP connection's (PATH tcp:HOST:PORT); the
+ * migration's own TLS is the VM's, set by `cleave run --migrate-tls-*`.
  *
  * Sets the migration capabilities (multifd when N > 1, events) and
  * parameters over QMP, issues `migrate`, follows `query-migrate` with a
@@ -22,6 +27,7 @@
 #include <unistd.h>
 
 #include "launcher/commands.h"
+#include "launcher/qmp-connect.h"
 #include "migrator/mig-limits.h"
 #include "monitor/qmp-client.h"
 
@@ -40,11 +46,12 @@
 struct cli_opts {
 	const char *qmp;
 	const char *uri;
-	long long channels;	     /* 0: leave as is */
-	long long max_bandwidth;     /* -1: leave as is */
-	long long downtime_limit;    /* -1: leave as is */
-	long long reconnect_timeout; /* -1: leave as is */
-	const char *then;	     /* "cont", "quit" after a completed save, or NULL */
+	long long channels;	      /* 0: leave as is */
+	long long max_bandwidth;      /* -1: leave as is */
+	long long downtime_limit;     /* -1: leave as is */
+	long long reconnect_timeout;  /* -1: leave as is */
+	const char *then;	      /* "cont", "quit" after a completed save, or NULL */
+	struct qmp_connect_opts conn; /* TLS to the QMP socket */
 };
 
 static void cli_usage(void)
@@ -53,8 +60,12 @@ static void cli_usage(void)
 		"usage: cleave migrate --qmp PATH tcp:HOST:PORT|file:PATH [--channels N]\n"
 		"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n"
 		"                      [--reconnect-timeout MS] [--then cont|quit]\n"
+		"                      [--tls-x509 DIR [--tls-hostname NAME]]\n"
+		"                      [--tls-psk FILE [--tls-psk-identity NAME]]\n"
 		"  file:PATH saves the VM (PATH in cleave run's --snapshot-dir); the guest\n"
-		"  then stays paused unless --then cont (runs on) or quit (ends the VM)\n");
+		"  then stays paused unless --then cont (runs on) or quit (ends the VM)\n"
+		"TLS options, for a --qmp tcp:HOST:PORT (the migration's TLS is the "
+		"VM's):\n" QMP_TLS_USAGE);
 }
 
 static long long cli_now_ms(void)
@@ -188,6 +199,7 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 		{"downtime-limit", required_argument, NULL, 'd'},
 		{"reconnect-timeout", required_argument, NULL, 'r'},
 		{"then", required_argument, NULL, 't'},
+		QMP_TLS_LONG_OPTIONS,
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -229,10 +241,12 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 			o->then = optarg;
 			break;
 		default:
-			return -1;
+			if (!qmp_connect_option(&o->conn, c, optarg))
+				return -1;
+			break;
 		}
 	}
-	if (optind != argc - 1 || !o->qmp)
+	if (optind != argc - 1 || !o->qmp || qmp_connect_check(&o->conn, "cleave migrate"))
 		return -1;
 	o->uri = argv[optind];
 	/* After a migration the guest runs on the destination: never here too. */
@@ -350,7 +364,7 @@ int cmd_migrate_main(int argc, char **argv)
 	json_t *info = NULL;
 	struct cli_opts o;
 	const char *status = NULL;
-	int tty = isatty(STDERR_FILENO), ret, exit_status = 1;
+	int tty = isatty(STDERR_FILENO), exit_status = 1;
 
 	if (cli_parse(argc, argv, &o)) {
 		cli_usage();
@@ -358,14 +372,8 @@ int cmd_migrate_main(int argc, char **argv)
 	}
 	grace_ms = (o.reconnect_timeout >= 0 ? o.reconnect_timeout : MIG_RECONNECT_DEFAULT_MS) +
 		   MIG_RESTART_GRACE_MS;
-	ret = qmp_client_connect(&c, o.qmp, MIG_TIMEOUT_MS);
-	if (!ret)
-		ret = qmp_client_negotiate(c, MIG_TIMEOUT_MS);
-	if (ret) {
-		fprintf(stderr, "cleave migrate: %s: %s\n", o.qmp, strerror(-ret));
-		qmp_client_close(c);
+	if (qmp_connect(&c, &o.conn, o.qmp, "cleave migrate", MIG_TIMEOUT_MS))
 		return 2;
-	}
 	if (cli_setup(c, &o))
 		goto out;
 	for (;;) {

@@ -21,15 +21,9 @@
 #include "log/log.h"
 #include "migrator/record.h"
 #include "migrator/tls.h"
+#include "tls/tls.h"
 
-#define TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
-#define TLS_PRIO_PSK  "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
-#define TLS_EXPORTER  "EXPORTER-cleave-migration-channel"
-
-struct tls_psk_key {
-	char *identity;
-	gnutls_datum_t key; /* binary (keys.psk holds it in hex) */
-};
+#define TLS_EXPORTER "EXPORTER-cleave-migration-channel"
 
 /*
  * Immutable after mig_tls_load / mig_tls_derive: shared by every connection
@@ -44,8 +38,7 @@ struct mig_tls {
 	/* PSK */
 	gnutls_psk_server_credentials_t psk_server;
 	gnutls_psk_client_credentials_t psk_client; /* always owned: bound to one identity */
-	struct tls_psk_key *keys;
-	size_t nr_keys;
+	struct tls_psk_keys keys;		    /* borrowed from base when derived */
 	char *path;		/* what was loaded: the x509 directory or the PSK file */
 	char *identity;		/* the source's PSK identity, NULL: "qemu" */
 	unsigned int endpoints; /* MIG_TLS_END_* this context may serve */
@@ -156,26 +149,6 @@ static int file_exists(const char *dir, const char *name, char *path, size_t len
 	return access(path, R_OK) == 0;
 }
 
-/* The CA that must have signed the peer, and our certificate and key. */
-static int cred_load(gnutls_certificate_credentials_t c, const char *ca, const char *cert,
-		     const char *key, const char *end, const char *dir, char *err, size_t errlen)
-{
-	int ret = gnutls_certificate_set_x509_trust_file(c, ca, GNUTLS_X509_FMT_PEM);
-
-	if (ret <= 0) {
-		snprintf(err, errlen, "%s/ca-cert.pem: %s", dir,
-			 ret ? gnutls_strerror(ret) : "no certificate in it");
-		return -EINVAL;
-	}
-	ret = gnutls_certificate_set_x509_key_file(c, cert, key, GNUTLS_X509_FMT_PEM);
-	if (ret < 0) {
-		snprintf(err, errlen, "%s: %s-cert.pem / %s-key.pem: %s", dir, end, end,
-			 gnutls_strerror(ret));
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int load_x509(struct mig_tls *t, const char *dir, char *err, size_t errlen)
 {
 	char ca[4096], cert[4096], key[4096];
@@ -190,7 +163,7 @@ static int load_x509(struct mig_tls *t, const char *dir, char *err, size_t errle
 		if (gnutls_certificate_allocate_credentials(&t->server))
 			return -ENOMEM;
 		gnutls_certificate_set_verify_function(t->server, server_verify);
-		ret = cred_load(t->server, ca, cert, key, "server", dir, err, errlen);
+		ret = tls_x509_load(t->server, dir, "server", err, errlen);
 		if (ret)
 			return ret;
 	}
@@ -198,7 +171,7 @@ static int load_x509(struct mig_tls *t, const char *dir, char *err, size_t errle
 	    file_exists(dir, "client-key.pem", key, sizeof(key))) {
 		if (gnutls_certificate_allocate_credentials(&t->client))
 			return -ENOMEM;
-		ret = cred_load(t->client, ca, cert, key, "client", dir, err, errlen);
+		ret = tls_x509_load(t->client, dir, "client", err, errlen);
 		if (ret)
 			return ret;
 	}
@@ -210,14 +183,6 @@ static int load_x509(struct mig_tls *t, const char *dir, char *err, size_t errle
 		return -ENOENT;
 	}
 	return 0;
-}
-
-static const struct tls_psk_key *psk_find(const struct mig_tls *t, const char *identity)
-{
-	for (size_t i = 0; i < t->nr_keys; i++)
-		if (!strcmp(t->keys[i].identity, identity))
-			return &t->keys[i];
-	return NULL;
 }
 
 /* QEMU's authz-list check: the first matching rule's policy, else the default. */
@@ -244,7 +209,7 @@ static void authz_suffix(const struct mig_tls *t, char *buf, size_t len)
 static int psk_server_key(gnutls_session_t s, const char *identity, gnutls_datum_t *key)
 {
 	const struct mig_tls *t = gnutls_session_get_ptr(s);
-	const struct tls_psk_key *k = psk_find(t, identity);
+	const struct tls_psk_key *k = tls_psk_keys_find(&t->keys, identity);
 	char why[96];
 
 	if (!k || !authorized(t, identity)) {
@@ -264,7 +229,7 @@ static int psk_server_key(gnutls_session_t s, const char *identity, gnutls_datum
 /* As the source: @identity's key, if the keys hold it (else t has no client end). */
 static int psk_client_set(struct mig_tls *t, const char *identity, char *err, size_t errlen)
 {
-	const struct tls_psk_key *mine = psk_find(t, identity);
+	const struct tls_psk_key *mine = tls_psk_keys_find(&t->keys, identity);
 
 	if (!mine)
 		return 0;
@@ -280,57 +245,15 @@ static int psk_client_set(struct mig_tls *t, const char *identity, char *err, si
 
 static int load_psk(struct mig_tls *t, const struct mig_tls_config *cfg, char *err, size_t errlen)
 {
-	const char *identity = cfg->psk_identity ? cfg->psk_identity : "qemu";
-	FILE *f = fopen(cfg->psk_file, "re");
-	char line[1024];
+	int ret = tls_psk_keys_load(&t->keys, cfg->psk_file, err, errlen);
 
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", cfg->psk_file, strerror(errno));
-		return -errno;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *colon = strchr(line, ':'), *end;
-		struct tls_psk_key *grown;
-		gnutls_datum_t hex;
-
-		line[strcspn(line, "\r\n")] = '\0';
-		if (!line[0] || line[0] == '#')
-			continue;
-		end = colon ? colon + 1 + strspn(colon + 1, "0123456789abcdefABCDEF") : NULL;
-		if (!colon || colon == line || !end || *end || end == colon + 1) {
-			fclose(f);
-			snprintf(err, errlen, "%s: a line is not IDENTITY:HEXKEY", cfg->psk_file);
-			return -EINVAL;
-		}
-		grown = realloc(t->keys, (t->nr_keys + 1) * sizeof(*t->keys));
-		if (!grown) {
-			fclose(f);
-			return -ENOMEM;
-		}
-		t->keys = grown;
-		*colon = '\0';
-		hex.data = (unsigned char *)(colon + 1);
-		hex.size = (unsigned int)strlen(colon + 1);
-		t->keys[t->nr_keys].identity = strdup(line);
-		t->keys[t->nr_keys].key = (gnutls_datum_t){NULL, 0};
-		t->nr_keys++;
-		if (!t->keys[t->nr_keys - 1].identity || hex.size % 2 ||
-		    gnutls_hex_decode2(&hex, &t->keys[t->nr_keys - 1].key)) {
-			fclose(f);
-			snprintf(err, errlen, "%s: the key of '%s' is not valid hex", cfg->psk_file,
-				 line);
-			return -EINVAL;
-		}
-	}
-	fclose(f);
-	if (!t->nr_keys) {
-		snprintf(err, errlen, "%s: no keys", cfg->psk_file);
-		return -EINVAL;
-	}
+	if (ret)
+		return ret;
 	if (gnutls_psk_allocate_server_credentials(&t->psk_server))
 		return -ENOMEM;
 	gnutls_psk_set_server_credentials_function(t->psk_server, psk_server_key);
-	return psk_client_set(t, identity, err, errlen);
+	return psk_client_set(t, cfg->psk_identity ? cfg->psk_identity : TLS_PSK_DEFAULT_IDENTITY,
+			      err, errlen);
 }
 
 int mig_tls_load(struct mig_tls **out, const struct mig_tls_config *cfg, char *err, size_t errlen)
@@ -415,11 +338,7 @@ void mig_tls_free(struct mig_tls *t)
 			gnutls_certificate_free_credentials(t->client);
 		if (t->psk_server)
 			gnutls_psk_free_server_credentials(t->psk_server);
-		for (size_t i = 0; i < t->nr_keys; i++) {
-			free(t->keys[i].identity);
-			gnutls_free(t->keys[i].key.data);
-		}
-		free(t->keys);
+		tls_psk_keys_free(&t->keys);
 	}
 	free(t->rules);
 	free(t->path);
@@ -450,7 +369,6 @@ int mig_tls_derive(struct mig_tls **out, const struct mig_tls *base, const struc
 	t->client = base->client;
 	t->psk_server = base->psk_server;
 	t->keys = base->keys;
-	t->nr_keys = base->nr_keys;
 	t->endpoints = p->endpoints;
 	t->authz_allow = !p->authz[0] || p->authz_allow;
 	if (p->authz[0] && p->nr_rules) {
@@ -467,7 +385,8 @@ int mig_tls_derive(struct mig_tls **out, const struct mig_tls *base, const struc
 	    (p->hostname[0] && !t->hostname) || (p->username[0] && !t->identity))
 		ret = -ENOMEM;
 	if (!ret && t->psk)
-		ret = psk_client_set(t, t->identity ? t->identity : "qemu", err, errlen);
+		ret = psk_client_set(t, t->identity ? t->identity : TLS_PSK_DEFAULT_IDENTITY, err,
+				     errlen);
 	if (ret) {
 		if (ret == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
@@ -564,44 +483,12 @@ static int session_new(const struct mig_tls *t, int fd, bool server, const char 
 	return 0;
 }
 
-/* Why a handshake failed, in words an operator can act on. */
-static void handshake_error(gnutls_session_t s, int ret, char *err, size_t errlen)
-{
-	gnutls_datum_t out = {NULL, 0};
-
-	if ((ret == GNUTLS_E_CERTIFICATE_ERROR || ret == GNUTLS_E_DECRYPTION_FAILED ||
-	     ret == GNUTLS_E_KEYFILE_ERROR || ret == GNUTLS_E_ERROR_IN_FINISHED_PACKET) &&
-	    verify_err[0]) {
-		snprintf(err, errlen, "TLS: peer refused: %s", verify_err);
-	} else if (ret == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
-		   !gnutls_certificate_verification_status_print(
-			   gnutls_session_get_verify_cert_status(s), gnutls_certificate_type_get(s),
-			   &out, 0)) {
-		snprintf(err, errlen, "TLS: peer certificate refused: %s", (char *)out.data);
-		gnutls_free(out.data);
-	} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-		snprintf(err, errlen, "TLS: the peer refused us (alert: %s)",
-			 gnutls_alert_get_name(gnutls_alert_get(s)));
-	} else if (ret == GNUTLS_E_AGAIN) {
-		snprintf(err, errlen, "TLS handshake: timed out");
-	} else if (ret == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
-		   ret == GNUTLS_E_PREMATURE_TERMINATION || ret == GNUTLS_E_PULL_ERROR ||
-		   ret == GNUTLS_E_PUSH_ERROR) {
-		snprintf(err, errlen, "TLS handshake: the peer closed the connection (%s)",
-			 gnutls_strerror(ret));
-	} else {
-		snprintf(err, errlen, "TLS handshake: %s", gnutls_strerror(ret));
-	}
-}
-
 /* After the handshake: the peer is one we authorize (the destination's check). */
 static int peer_authorized(gnutls_session_t s, char *err, size_t errlen)
 {
 	const struct mig_tls *t = gnutls_session_get_ptr(s);
-	const gnutls_datum_t *certs;
-	gnutls_x509_crt_t crt;
-	gnutls_datum_t dn = {NULL, 0};
 	unsigned int n = 0;
+	char *dn;
 	bool ok;
 
 	if (t->psk) {
@@ -617,27 +504,24 @@ static int peer_authorized(gnutls_session_t s, char *err, size_t errlen)
 		}
 		return ok ? 0 : -EACCES;
 	}
-	certs = gnutls_certificate_get_peers(s, &n);
-	if (!certs || !n || gnutls_x509_crt_init(&crt)) {
+	if (!gnutls_certificate_get_peers(s, &n) || !n) {
 		snprintf(err, errlen, "TLS: the peer presented no certificate");
 		return -EACCES;
 	}
-	ok = !gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) &&
-	     !gnutls_x509_crt_get_dn3(crt, &dn, 0);
-	gnutls_x509_crt_deinit(crt);
-	if (!ok) {
+	dn = tls_peer_dn(s);
+	if (!dn) {
 		snprintf(err, errlen, "TLS: the peer's certificate has no readable name");
 		return -EACCES;
 	}
-	ok = authorized(t, (const char *)dn.data);
+	ok = authorized(t, dn);
 	if (!ok) {
 		char why[96];
 
 		authz_suffix(t, why, sizeof(why));
 		snprintf(err, errlen, "TLS: certificate '%s' is not in the authorization list%s",
-			 (const char *)dn.data, why);
+			 dn, why);
 	}
-	gnutls_free(dn.data);
+	gnutls_free(dn);
 	return ok ? 0 : -EACCES;
 }
 
@@ -673,7 +557,7 @@ static int handshake_blocking(gnutls_session_t s, bool server, unsigned int time
 	while (ret == GNUTLS_E_INTERRUPTED ||
 	       (ret < 0 && !gnutls_error_is_fatal(ret) && ret != GNUTLS_E_AGAIN));
 	if (ret < 0) {
-		handshake_error(s, ret, err, errlen);
+		tls_handshake_error(s, ret, "peer", verify_err, err, errlen);
 		/* Tell the peer why, as TLS can (bad certificate, unknown CA...). */
 		gnutls_alert_send_appropriate(s, ret);
 		return handshake_errno(ret);
@@ -735,7 +619,7 @@ int mig_tls_step(int fd, short *events, char *err, size_t errlen)
 		return -EAGAIN;
 	}
 	if (ret < 0) {
-		handshake_error(s, ret, err, errlen);
+		tls_handshake_error(s, ret, "peer", verify_err, err, errlen);
 		gnutls_alert_send_appropriate(s, ret);
 		return handshake_errno(ret);
 	}

@@ -15,23 +15,16 @@
 #include <unistd.h>
 
 #include "monitor/qmp-tls.h"
+#include "tls/tls.h"
 
-#define MON_TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
-#define MON_TLS_PRIO_PSK  "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK:+PSK"
 #define MON_TLS_MAX_AUTHZ 64
-
-struct mon_tls_psk_key {
-	char *identity;
-	gnutls_datum_t key; /* binary (keys.psk holds it in hex) */
-};
 
 /* Immutable after mon_tls_load: shared by every session. */
 struct mon_tls {
 	bool psk;
 	gnutls_certificate_credentials_t x509;	  /* x509: CA, our certificate and key */
 	gnutls_psk_server_credentials_t psk_cred; /* PSK: keys looked up in keys */
-	struct mon_tls_psk_key *keys;
-	size_t nr_keys;
+	struct tls_psk_keys keys;
 	char *authz[MON_TLS_MAX_AUTHZ]; /* empty: any peer the credentials accept */
 	size_t nr_authz;
 };
@@ -59,24 +52,6 @@ static bool mon_tls_authorized(const struct mon_tls *t, const char *who)
 		if (!strcmp(t->authz[i], who))
 			return true;
 	return false;
-}
-
-/* The DN of the peer's (first) certificate, RFC 4514; gnutls_free() it.  NULL if none. */
-static char *mon_tls_peer_dn(gnutls_session_t gs)
-{
-	const gnutls_datum_t *certs;
-	gnutls_datum_t dn = {NULL, 0};
-	gnutls_x509_crt_t crt;
-	unsigned int n = 0;
-	bool ok;
-
-	certs = gnutls_certificate_get_peers(gs, &n);
-	if (!certs || !n || gnutls_x509_crt_init(&crt))
-		return NULL;
-	ok = !gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) &&
-	     !gnutls_x509_crt_get_dn3(crt, &dn, 0);
-	gnutls_x509_crt_deinit(crt);
-	return ok ? (char *)dn.data : NULL;
 }
 
 /*
@@ -109,7 +84,7 @@ static int mon_tls_verify(gnutls_session_t gs)
 		gnutls_free(out.data);
 		return -1;
 	}
-	dn = mon_tls_peer_dn(gs);
+	dn = tls_peer_dn(gs);
 	if (!dn) {
 		snprintf(s->refusal, sizeof(s->refusal),
 			 "the client's certificate has no readable name");
@@ -128,19 +103,11 @@ static int mon_tls_verify(gnutls_session_t gs)
 	return 0;
 }
 
-static const struct mon_tls_psk_key *mon_tls_psk_find(const struct mon_tls *t, const char *who)
-{
-	for (size_t i = 0; i < t->nr_keys; i++)
-		if (!strcmp(t->keys[i].identity, who))
-			return &t->keys[i];
-	return NULL;
-}
-
 /* The server's key lookup: the identity must be in keys.psk and authorized. */
 static int mon_tls_psk_key(gnutls_session_t gs, const char *identity, gnutls_datum_t *key)
 {
 	struct mon_tls_session *s = gnutls_session_get_ptr(gs);
-	const struct mon_tls_psk_key *k = mon_tls_psk_find(s->t, identity);
+	const struct tls_psk_key *k = tls_psk_keys_find(&s->t->keys, identity);
 
 	if (!k || !mon_tls_authorized(s->t, identity)) {
 		snprintf(s->refusal, sizeof(s->refusal), "PSK identity '%s' is %s", identity,
@@ -160,33 +127,15 @@ static int mon_tls_psk_key(gnutls_session_t gs, const char *identity, gnutls_dat
 
 static int mon_tls_load_x509(struct mon_tls *t, const char *dir, char *err, size_t errlen)
 {
-	static const char *const need[] = {"ca-cert.pem", "server-cert.pem", "server-key.pem"};
-	char path[3][4096], crl[4096];
+	char crl[4096];
 	int ret;
 
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(path[i], sizeof(path[i]), "%s/%s", dir, need[i]);
-		if (access(path[i], R_OK)) {
-			ret = -errno;
-			snprintf(err, errlen, "%s: %s", path[i], strerror(errno));
-			return ret;
-		}
-	}
 	if (gnutls_certificate_allocate_credentials(&t->x509))
 		return -ENOMEM;
 	gnutls_certificate_set_verify_function(t->x509, mon_tls_verify);
-	ret = gnutls_certificate_set_x509_trust_file(t->x509, path[0], GNUTLS_X509_FMT_PEM);
-	if (ret <= 0) {
-		snprintf(err, errlen, "%s: %s", path[0],
-			 ret ? gnutls_strerror(ret) : "no certificate in it");
-		return -EINVAL;
-	}
-	ret = gnutls_certificate_set_x509_key_file(t->x509, path[1], path[2], GNUTLS_X509_FMT_PEM);
-	if (ret < 0) {
-		snprintf(err, errlen, "%s: server-cert.pem / server-key.pem: %s", dir,
-			 gnutls_strerror(ret));
-		return -EINVAL;
-	}
+	ret = tls_x509_load(t->x509, dir, "server", err, errlen);
+	if (ret)
+		return ret;
 	/* Optional, as in QEMU's layout: revoked client certificates. */
 	snprintf(crl, sizeof(crl), "%s/ca-crl.pem", dir);
 	if (!access(crl, R_OK)) {
@@ -199,61 +148,12 @@ static int mon_tls_load_x509(struct mon_tls *t, const char *dir, char *err, size
 	return 0;
 }
 
-/* One "identity:hexkey" line (blank lines and '#' comments skipped by the caller). */
-static int mon_tls_psk_line(struct mon_tls *t, char *line, const char *file, char *err,
-			    size_t errlen)
-{
-	char *colon = strchr(line, ':'), *end;
-	struct mon_tls_psk_key *grown, *k;
-	gnutls_datum_t hex;
-
-	end = colon ? colon + 1 + strspn(colon + 1, "0123456789abcdefABCDEF") : NULL;
-	if (!colon || colon == line || *end || end == colon + 1) {
-		snprintf(err, errlen, "%s: a line is not IDENTITY:HEXKEY", file);
-		return -EINVAL;
-	}
-	grown = realloc(t->keys, (t->nr_keys + 1) * sizeof(*t->keys));
-	if (!grown)
-		return -ENOMEM;
-	t->keys = grown;
-	k = &t->keys[t->nr_keys++];
-	*colon = '\0';
-	k->identity = strdup(line);
-	k->key = (gnutls_datum_t){NULL, 0};
-	hex.data = (unsigned char *)(colon + 1);
-	hex.size = (unsigned int)strlen(colon + 1);
-	if (!k->identity)
-		return -ENOMEM;
-	if (hex.size % 2 || gnutls_hex_decode2(&hex, &k->key)) {
-		snprintf(err, errlen, "%s: the key of '%s' is not valid hex", file, line);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int mon_tls_load_psk(struct mon_tls *t, const char *file, char *err, size_t errlen)
 {
-	FILE *f = fopen(file, "re");
-	char line[1024];
-	int ret = 0;
+	int ret = tls_psk_keys_load(&t->keys, file, err, errlen);
 
-	if (!f) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		return ret;
-	}
-	while (!ret && fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\r\n")] = '\0';
-		if (line[0] && line[0] != '#')
-			ret = mon_tls_psk_line(t, line, file, err, errlen);
-	}
-	fclose(f);
 	if (ret)
 		return ret;
-	if (!t->nr_keys) {
-		snprintf(err, errlen, "%s: no keys", file);
-		return -EINVAL;
-	}
 	if (gnutls_psk_allocate_server_credentials(&t->psk_cred))
 		return -ENOMEM;
 	gnutls_psk_set_server_credentials_function(t->psk_cred, mon_tls_psk_key);
@@ -321,14 +221,7 @@ void mon_tls_free(struct mon_tls *t)
 		gnutls_certificate_free_credentials(t->x509);
 	if (t->psk_cred)
 		gnutls_psk_free_server_credentials(t->psk_cred);
-	for (size_t i = 0; i < t->nr_keys; i++) {
-		free(t->keys[i].identity);
-		if (t->keys[i].key.data) {
-			memset(t->keys[i].key.data, 0, t->keys[i].key.size);
-			gnutls_free(t->keys[i].key.data);
-		}
-	}
-	free(t->keys);
+	tls_psk_keys_free(&t->keys);
 	for (size_t i = 0; i < t->nr_authz; i++)
 		free(t->authz[i]);
 	free(t);
@@ -357,8 +250,7 @@ int mon_tls_session_alloc(struct mon_tls_session **out, const struct mon_tls *t,
 		return -ENOMEM;
 	}
 	gnutls_session_set_ptr(s->gs, s);
-	ret = gnutls_priority_set_direct(s->gs, t->psk ? MON_TLS_PRIO_PSK : MON_TLS_PRIO_X509,
-					 NULL);
+	ret = gnutls_priority_set_direct(s->gs, t->psk ? TLS_PRIO_PSK : TLS_PRIO_X509, NULL);
 	if (!ret && t->psk)
 		ret = gnutls_credentials_set(s->gs, GNUTLS_CRD_PSK, t->psk_cred);
 	else if (!ret)
@@ -474,7 +366,7 @@ int mon_tls_session_handshake(struct mon_tls_session *s, bool *want_write, char 
 		who = gnutls_psk_server_get_username(s->gs);
 		s->peer = who ? gnutls_strdup(who) : NULL;
 	} else {
-		s->peer = mon_tls_peer_dn(s->gs);
+		s->peer = tls_peer_dn(s->gs);
 	}
 	if (!s->peer || !mon_tls_authorized(s->t, s->peer)) {
 		snprintf(err, errlen, "TLS: client refused: '%s' is not authorized",
