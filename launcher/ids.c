@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "launcher/run-internal.h"
@@ -49,7 +50,8 @@ static int ids_device_group(uid_t uid, const char *path, bool needed, gid_t *gro
 		return 0;
 	if ((st.st_mode & 060) != 060) {
 		if (!needed) {
-			log_info("--uid-base: %s is mode %04o: cleave-vcpu (uid %u) will not have it",
+			log_info("--uid-base: %s is mode %04o: cleave-vcpu (uid %u) will not have "
+				 "it",
 				 path, (unsigned int)(st.st_mode & 07777), (unsigned int)uid);
 			return 0;
 		}
@@ -63,17 +65,25 @@ static int ids_device_group(uid_t uid, const char *path, bool needed, gid_t *gro
 	return 0;
 }
 
-int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base)
+/* The groups of @proc's pairs into @groups; their count. */
+static unsigned int ids_pair_groups(uid_t base, enum sandbox_proc proc, gid_t *groups)
 {
-	gid_t groups[SANDBOX_JAIL_MAX_GROUPS];
-	uid_t uid = run_ids_uid(base, proc);
 	unsigned int n = 0;
 	bool serves;
-	int ret;
 
 	for (unsigned int p = 0; p < RUN_NR_PAIRS; p++)
 		if (run_pair_member(p, proc, &serves))
 			groups[n++] = run_ids_pair_gid(base, p);
+	return n;
+}
+
+int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base)
+{
+	gid_t groups[SANDBOX_JAIL_MAX_GROUPS];
+	uid_t uid = run_ids_uid(base, proc);
+	unsigned int n = ids_pair_groups(base, proc, groups);
+	int ret;
+
 	if (proc == SANDBOX_VCPU) {
 		ret = ids_device_group(uid, "/dev/kvm", true, groups, &n);
 		/* Not used by cleave-vcpu yet; the fault service will need it or the syscall. */
@@ -98,4 +108,26 @@ int run_ids_launcher(uid_t base)
 		return ret;
 	}
 	return 0;
+}
+
+int run_ids_access(uid_t base, enum sandbox_proc proc, const char *path, int mode)
+{
+	gid_t groups[SANDBOX_JAIL_MAX_GROUPS];
+	uid_t uid = run_ids_uid(base, proc);
+	unsigned int n = ids_pair_groups(base, proc, groups);
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* The kernel's own check as that user: ACLs and every directory on the way count.
+		 */
+		if (setgroups(n, groups) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
+			_exit(EPERM);
+		_exit(access(path, mode) ? errno : 0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -ECHILD;
+	return -WEXITSTATUS(status);
 }

@@ -24,9 +24,9 @@
  * reach which socket").
  */
 enum run_pair {
-	RUN_PAIR_VCPU_MIGRATOR,	    /* "vcpu-mig/rpc": cleave-vcpu serves the migrator */
-	RUN_PAIR_VCPU_MONITOR,	    /* "vcpu-mon/rpc", "vcpu-mon/events" */
-	RUN_PAIR_MIGRATOR_MONITOR,  /* "mig-mon/rpc", "mig-mon/events" */
+	RUN_PAIR_VCPU_MIGRATOR,	   /* "vcpu-mig/rpc": cleave-vcpu serves the migrator */
+	RUN_PAIR_VCPU_MONITOR,	   /* "vcpu-mon/rpc", "vcpu-mon/events" */
+	RUN_PAIR_MIGRATOR_MONITOR, /* "mig-mon/rpc", "mig-mon/events" */
 	RUN_NR_PAIRS,
 };
 
@@ -95,6 +95,12 @@ int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base);
  * the sockets at the end and calls cleave-vcpu for a migrator that is gone.
  */
 int run_ids_launcher(uid_t base);
+/*
+ * May @proc's user (its uid and its pairs' groups) access @path with
+ * @mode (access(2)'s R_OK, W_OK, X_OK)?  Asked of the kernel in a forked
+ * child that takes those ids (root only): 0 or the negative errno.
+ */
+int run_ids_access(uid_t base, enum sandbox_proc proc, const char *path, int mode);
 
 /* qmp-listen.c ---------------------------------------------------------- */
 

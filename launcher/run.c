@@ -370,6 +370,65 @@ static int run_sandbox_prepare(struct run_vm *vm)
 	return 0;
 }
 
+/* One check of run_ids_check_paths: the error names the child, its user and the option. */
+static int run_ids_check(const struct run_vm *vm, enum sandbox_proc proc, const char *path,
+			 int mode, const char *opt)
+{
+	uid_t uid = run_ids_uid(vm->opt.uid_base, proc);
+	int ret = run_ids_access(vm->opt.uid_base, proc, path, mode);
+
+	if (ret)
+		log_err("--uid-base: %s (uid %u) cannot %s%s%s %s (%s): %s; give that user or "
+			"group access",
+			proc == SANDBOX_MIGRATOR ? "cleave-migrator" : "cleave-monitor",
+			(unsigned int)uid, mode & R_OK ? "read" : "", mode & W_OK ? " write" : "",
+			mode & X_OK ? " search" : "", path, opt, strerror(-ret));
+	return ret;
+}
+
+/*
+ * What each child must reach under its own user, checked before any
+ * starts: a credential or a directory it cannot use is a clear error now,
+ * not a child that fails in its jail later.
+ */
+static int run_ids_check_paths(const struct run_vm *vm)
+{
+	static const char *const x509_files[] = {"ca-cert.pem",	    "ca-crl.pem",
+						 "server-cert.pem", "server-key.pem",
+						 "client-cert.pem", "client-key.pem"};
+	const struct {
+		enum sandbox_proc proc;
+		const char *path, *opt;
+		int mode;
+		bool x509; /* a credentials directory: its files too */
+	} need[] = {
+		{SANDBOX_MIGRATOR, vm->opt.tls_x509_dir, "--migrate-tls-x509", R_OK | X_OK, true},
+		{SANDBOX_MIGRATOR, vm->opt.tls_psk_file, "--migrate-tls-psk", R_OK, false},
+		{SANDBOX_MONITOR, vm->opt.qmp_tls_x509_dir, "--qmp-tls-x509", R_OK | X_OK, true},
+		{SANDBOX_MONITOR, vm->opt.qmp_tls_psk_file, "--qmp-tls-psk", R_OK, false},
+		{SANDBOX_MIGRATOR, vm->opt.snapshot_dir, "--snapshot-dir", R_OK | W_OK | X_OK,
+		 false},
+		{SANDBOX_MIGRATOR, vm->opt.migrate_socket_dir, "--migrate-socket-dir", W_OK | X_OK,
+		 false},
+	};
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < sizeof(need) / sizeof(need[0]); i++) {
+		if (!need[i].path[0])
+			continue;
+		ret = run_ids_check(vm, need[i].proc, need[i].path, need[i].mode, need[i].opt);
+		for (size_t f = 0;
+		     !ret && need[i].x509 && f < sizeof(x509_files) / sizeof(x509_files[0]); f++) {
+			char file[PATH_MAX];
+
+			snprintf(file, sizeof(file), "%s/%s", need[i].path, x509_files[f]);
+			if (!access(file, F_OK))
+				ret = run_ids_check(vm, need[i].proc, file, R_OK, need[i].opt);
+		}
+	}
+	return ret;
+}
+
 /*
  * --uid-base: the pairs' directories become their users', the launcher
  * joins their groups.  Only in the jail: there each child's view of the
@@ -390,6 +449,8 @@ static int run_users_prepare(struct run_vm *vm)
 	ret = run_state_dir_pairs_own(&vm->state, vm->opt.uid_base);
 	if (!ret)
 		ret = run_ids_launcher(vm->opt.uid_base);
+	if (!ret)
+		ret = run_ids_check_paths(vm);
 	if (!ret)
 		log_debug("users: cleave-vcpu %u, cleave-migrator %u, cleave-monitor %u",
 			  (unsigned int)run_ids_uid(vm->opt.uid_base, SANDBOX_VCPU),

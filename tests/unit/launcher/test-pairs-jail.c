@@ -66,8 +66,7 @@ static const struct check checks[] = {
 	 "the vCPU process's monitor methods (QUIT, RESET)"},
 	{SANDBOX_MIGRATOR, OP_UNLINK, "vcpu-mig/rpc", EROFS, true,
 	 "remove the vCPU process's socket"},
-	{SANDBOX_MIGRATOR, OP_BIND, "vcpu-mig/fake", EROFS, true,
-	 "listen beside the vCPU process"},
+	{SANDBOX_MIGRATOR, OP_BIND, "vcpu-mig/fake", EROFS, true, "listen beside the vCPU process"},
 	{SANDBOX_MIGRATOR, OP_RENAME, "vcpu-mig/rpc", -SIGSYS, false,
 	 "move the vCPU process's socket away: its policy has no rename"},
 	{SANDBOX_MIGRATOR, OP_BIND, "mig-mon/fake", 0, false, "listen in its own dir"},
@@ -190,8 +189,9 @@ static int check_run(const struct check *c, const struct sandbox_jail *jail)
 
 static const char *proc_name(enum sandbox_proc p)
 {
-	return p == SANDBOX_VCPU ? "cleave-vcpu" : p == SANDBOX_MIGRATOR ? "cleave-migrator"
-									   : "cleave-monitor";
+	return p == SANDBOX_VCPU       ? "cleave-vcpu"
+	       : p == SANDBOX_MIGRATOR ? "cleave-migrator"
+				       : "cleave-monitor";
 }
 
 /*
@@ -225,7 +225,9 @@ static void test_pairs_reach(void **state)
 		if (got != c->expect) {
 			print_error("%s, %s %s (%s): %s, expected %s\n", proc_name(c->proc),
 				    op_names[c->op], c->path, c->why,
-				    got < 0 ? "SIGSYS" : got ? strerror(got) : "allowed",
+				    got < 0 ? "SIGSYS"
+				    : got   ? strerror(got)
+					    : "allowed",
 				    c->expect ? strerror(c->expect) : "allowed");
 			failed++;
 		}
@@ -350,8 +352,8 @@ static struct user_view user_check(enum sandbox_proc proc, bool new_jail, enum o
  */
 static void test_pairs_users(void **state)
 {
-	static const char *const vcpu_socks[] = {"vcpu-mig/rpc", "vcpu-mon/rpc",
-						 "vcpu-mon/events", NULL};
+	static const char *const vcpu_socks[] = {"vcpu-mig/rpc", "vcpu-mon/rpc", "vcpu-mon/events",
+						 NULL};
 	static const char *const mig_socks[] = {"mig-mon/rpc", "mig-mon/events", NULL};
 	struct user_view v;
 	int vcpu_hold, mig_hold;
@@ -394,11 +396,53 @@ static void test_pairs_users(void **state)
 	assert_int_equal(waitpid(mig, NULL, 0), mig);
 }
 
+/*
+ * --uid-base's preflight (run_ids_access): the kernel's own answer for a
+ * child's user and groups, the directories on the way included.
+ */
+static void test_ids_access(void **state)
+{
+	char tmp[] = "/tmp/cleave-ids-XXXXXX", file[64], cmd[64];
+	gid_t shared = run_ids_pair_gid(TEST_UID_BASE, RUN_PAIR_MIGRATOR_MONITOR);
+	int fd;
+
+	(void)state;
+	if (geteuid()) {
+		print_message("not root: other users' access not tested\n");
+		skip();
+	}
+	assert_non_null(mkdtemp(tmp)); /* 0700, root's */
+	snprintf(file, sizeof(file), "%s/key.pem", tmp);
+	fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	/* Readable by all, but behind a directory only root may search. */
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, file, R_OK), -EACCES);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, tmp, W_OK | X_OK),
+			 -EACCES);
+	/* The migrator's own directory: its user may, the monitor's may not. */
+	assert_int_equal(chown(tmp, TEST_UID_BASE + 1, TEST_UID_BASE + 1), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, tmp, W_OK | X_OK), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, tmp, X_OK), -EACCES);
+	/* A key of group migrator+monitor, mode 0640: both may read it, through a 0750 dir. */
+	assert_int_equal(chmod(file, 0640), 0);
+	assert_int_equal(chown(file, 0, shared), 0);
+	assert_int_equal(chmod(tmp, 0750), 0);
+	assert_int_equal(chown(tmp, 0, shared), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, file, R_OK), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, file, R_OK), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_VCPU, file, R_OK), -EACCES);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, file, W_OK), -EACCES);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pairs_reach),
 		cmocka_unit_test(test_pairs_users),
+		cmocka_unit_test(test_ids_access),
 	};
 	int holder = -1, ret;
 	char path[96];
