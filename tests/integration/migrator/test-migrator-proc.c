@@ -730,7 +730,7 @@ static void test_dirty_rate_process(void **state)
 				      &req.base, NULL, NULL, err, sizeof(err)),
 				 0);
 		for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 10000; test_sleep_ms(50)) {
-			rpc_msg_free(&d->base);
+			rpc_msg_free((ProtobufCMessage *)d); /* NULL the first time */
 			d = NULL;
 			assert_int_equal(call(n.dir,
 					      CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE,
