@@ -11,7 +11,8 @@
  * pwrite into a fresh file at the same offsets, then one fdatasync (what
  * any save must at least do); for the restore, pread from the file and
  * pwrite into a fresh memfd.  Medians of RUNS (default 5); the page cache
- * is warm (the data was just written).
+ * is warm (the data was just written).  Then QEMU 7.2 with the same data
+ * (qemu_rows()).
  *
  * usage: bench-migrator-save [RUNS] [DIR] [DATA_MIB]
  */
@@ -26,6 +27,7 @@
 
 #include "log/log.h"
 #include "migrator/session-internal.h"
+#include "qemu-ref.h"
 #include "shm/snapfile.h"
 #include "tvm.h"
 
@@ -174,6 +176,67 @@ static uint64_t load_copy_once(const char *dir, uint64_t data)
 	return t1 - t0;
 }
 
+/*
+ * QEMU 7.2 in the same run, with the same amount of data (qemu-ref.h): a
+ * save with its stream into a file ("exec:cat > F && sync F": QEMU 7.2's
+ * way, synced as cleave's is) and an eager restore of it into a VM
+ * started with -incoming defer (migrate-incoming "exec:cat F"); times
+ * from the command to status completed, medians of @runs.
+ */
+static void qemu_rows(const char *dir, unsigned int runs)
+{
+	char scratch[256], data[300], loader[360], uri[640], file[300];
+	const char *src_args[] = {"-device", loader, NULL};
+	const char *dst_args[] = {"-incoming", "defer", NULL};
+	uint64_t save[MAX_RUNS], load[MAX_RUNS], size = 0;
+	struct stat st;
+
+	if (access("/usr/bin/qemu-system-x86_64", X_OK)) {
+		printf("  qemu 7.2: qemu-system-x86_64 not installed (setup.sh with "
+		       "WITH_BENCH=1)\n");
+		return;
+	}
+	snprintf(scratch, sizeof(scratch), "%s/cleave-bench-qemu-XXXXXX", dir);
+	if (!mkdtemp(scratch))
+		die(scratch, errno);
+	snprintf(data, sizeof(data), "%s/data.bin", scratch);
+	snprintf(file, sizeof(file), "%s/qemu.snap", scratch);
+	snprintf(loader, sizeof(loader), "loader,file=%s,addr=0x1000000,force-raw=on", data);
+	qemu_ref_data_file(data);
+	for (unsigned int i = 0; i < runs; i++) {
+		struct qemu_ref q;
+		uint64_t t0;
+
+		unlink(file);
+		qemu_ref_start(&q, scratch, "src", src_args);
+		snprintf(uri, sizeof(uri), "exec:cat > '%s' && sync '%s'", file, file);
+		t0 = mig_now_ns();
+		json_decref(qemu_ref_cmd(&q, "migrate", json_pack("{s:s}", "uri", uri)));
+		json_decref(qemu_ref_wait_migration(&q));
+		save[i] = mig_now_ns() - t0;
+		qemu_ref_stop(&q);
+		if (!stat(file, &st))
+			size = (uint64_t)st.st_blocks * 512;
+		qemu_ref_start(&q, scratch, "dst", dst_args);
+		snprintf(uri, sizeof(uri), "exec:cat '%s'", file);
+		t0 = mig_now_ns();
+		json_decref(qemu_ref_cmd(&q, "migrate-incoming", json_pack("{s:s}", "uri", uri)));
+		json_decref(qemu_ref_wait_migration(&q));
+		load[i] = mig_now_ns() - t0;
+		qemu_ref_stop(&q);
+	}
+	printf("  %-34s %8.1f ms  %7.0f MB/s  %llu MiB on disk\n", "qemu 7.2 save (exec:cat, sync)",
+	       median(save, runs) / 1e6,
+	       (QEMU_REF_DATA_MIB << 20) / (median(save, runs) / 1e9) / 1e6,
+	       (unsigned long long)(size >> 20));
+	printf("  %-34s %8.1f ms  %7.0f MB/s\n", "qemu 7.2 restore (exec:cat)",
+	       median(load, runs) / 1e6,
+	       (QEMU_REF_DATA_MIB << 20) / (median(load, runs) / 1e9) / 1e6);
+	snprintf(uri, sizeof(uri), "rm -rf '%s'", scratch);
+	if (system(uri))
+		fprintf(stderr, "could not remove %s\n", scratch);
+}
+
 int main(int argc, char **argv)
 {
 	unsigned int runs = argc > 1 ? (unsigned int)atoi(argv[1]) : 5;
@@ -251,5 +314,7 @@ int main(int argc, char **argv)
 	}
 	tvm_fini(&vm);
 	close(dirfd);
+	if (data == (uint64_t)QEMU_REF_DATA_MIB << 20)
+		qemu_rows(dir, runs);
 	return 0;
 }
