@@ -52,6 +52,27 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* What the measurement asked of the VM: dirty logging on? (under the VM's lock, as it is set) */
+static bool logging(struct tvm *t)
+{
+	bool on;
+
+	pthread_mutex_lock(&t->lock);
+	on = t->dirty_log;
+	pthread_mutex_unlock(&t->lock);
+	return on;
+}
+
+static unsigned int harvests(struct tvm *t)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->harvests;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 /* Waits out a measurement: its result. */
 static struct mig_dirty_rate_info measured(struct tvm *t)
 {
@@ -118,7 +139,7 @@ static void test_page_sampling(void **state)
 	tvm_dirtier_stop(t);
 	print_message("page-sampling: %lld MB/s\n", (long long)rate);
 	assert_true(rate >= 4 && rate <= 12);
-	assert_false(t->dirty_log); /* it never asked vcpu-proc for the log */
+	assert_false(logging(t)); /* it never asked vcpu-proc for the log */
 }
 
 static void test_dirty_bitmap(void **state)
@@ -134,8 +155,8 @@ static void test_dirty_bitmap(void **state)
 	/* 8 when the dirtier wrote every hot page in the second (a slow sanitizer build may not).
 	 */
 	assert_true(rate >= 4 && rate <= 8);
-	assert_false(t->dirty_log); /* on for the measurement, off after it */
-	assert_true(t->harvests >= 4);
+	assert_false(logging(t)); /* on for the measurement, off after it */
+	assert_true(harvests(t) >= 4);
 }
 
 static void start_refused(struct tvm *t, int64_t calc, int64_t samples,
@@ -217,12 +238,12 @@ static void test_free_while_measuring(void **state)
 					      sizeof(err)),
 			 0);
 	usleep(100000);
-	assert_true(t->dirty_log);
+	assert_true(logging(t));
 	t0 = mig_now_ns();
 	mig_session_free(t->s);
 	t->s = NULL;
 	assert_true(mig_now_ns() - t0 < 2000000000ull);
-	assert_false(t->dirty_log);
+	assert_false(logging(t));
 }
 
 int main(void)
