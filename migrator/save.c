@@ -478,12 +478,13 @@ static int save_run(struct mig_save *sv)
 	ret = save_open(sv);
 	if (ret)
 		return ret;
+	/* A takeover after the pause stays in status device: the guest never ran since. */
 	if (sv->phase != MIG_PHASE_SRC_PAUSED) {
 		ret = save_start_logging(sv);
 		if (ret)
 			return ret;
+		mig_session_set_status(s, MIG_STATUS_ACTIVE);
 	}
-	mig_session_set_status(s, MIG_STATUS_ACTIVE);
 	ret = save_todo_allocated(sv);
 	if (ret)
 		return ret;
