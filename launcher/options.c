@@ -32,6 +32,7 @@ enum opt_id {
 	OPT_INCOMING,
 	OPT_TLS_X509,
 	OPT_TLS_PSK,
+	OPT_TLS_MORE,
 	OPT_TLS_PSK_IDENTITY,
 	OPT_TLS_AUTHZ,
 	OPT_TLS_HOSTNAME,
@@ -72,6 +73,7 @@ static const struct opt_def opt_table[] = {
 	{"incoming", 0, true, OPT_INCOMING},
 	{"migrate-tls-x509", 0, true, OPT_TLS_X509},
 	{"migrate-tls-psk", 0, true, OPT_TLS_PSK},
+	{"migrate-tls-creds", 0, true, OPT_TLS_MORE},
 	{"migrate-tls-psk-identity", 0, true, OPT_TLS_PSK_IDENTITY},
 	{"migrate-tls-authz", 0, true, OPT_TLS_AUTHZ},
 	{"migrate-tls-hostname", 0, true, OPT_TLS_HOSTNAME},
@@ -143,6 +145,11 @@ void run_options_usage(FILE *out)
 		"server-cert.pem,\n"
 		"                         server-key.pem, client-cert.pem, client-key.pem\n"
 		"  --migrate-tls-psk FILE mutual TLS with pre-shared keys (IDENTITY:HEXKEY lines)\n"
+		"  --migrate-tls-creds DIR|FILE\n"
+		"                         further x509 directories or keys.psk files that QMP's\n"
+		"                         tls-creds objects may name (up to %d; not used until "
+		"one\n"
+		"                         does)\n"
 		"  --migrate-tls-psk-identity NAME\n"
 		"                         this VM's PSK identity as a source (default qemu)\n"
 		"  --migrate-tls-authz 'DN;DN...'\n"
@@ -176,7 +183,7 @@ void run_options_usage(FILE *out)
 		RUN_NAME_MAX, (unsigned long long)(RUN_MEMORY_MIN >> 20),
 		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX, MON_MAX_CLIENTS_DEFAULT,
 		MON_MAX_CLIENTS_MAX, MON_IN_TOTAL_DEFAULT >> 20, MON_HANDSHAKE_MS_DEFAULT,
-		MON_PARTIAL_MS_DEFAULT, RUN_IDS_PER_VM - 1);
+		MON_PARTIAL_MS_DEFAULT, MIG_TLS_MORE_MAX, RUN_IDS_PER_VM - 1);
 }
 
 static int opt_error(char *err, size_t errlen, const char *fmt, ...)
@@ -607,6 +614,30 @@ static int opt_parse_real_path(const char *v, const char *opt, bool dir, char *o
 }
 
 /*
+ * --migrate-tls-creds: a credentials directory (x509) or a keys.psk file,
+ * absolute, up to MIG_TLS_MORE_MAX; only QMP's tls-creds objects use them.
+ */
+static int opt_parse_tls_more(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	char real[PATH_MAX];
+	struct stat st;
+
+	if (o->nr_tls_more == MIG_TLS_MORE_MAX)
+		return opt_error(err, errlen, "--migrate-tls-creds: at most %d", MIG_TLS_MORE_MAX);
+	if (!realpath(v, real) || stat(real, &st))
+		return opt_error(err, errlen, "--migrate-tls-creds '%s': %s", v, strerror(errno));
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return opt_error(err, errlen,
+				 "--migrate-tls-creds '%s': neither a directory (x509) nor a file "
+				 "(keys.psk)",
+				 v);
+	if (strlen(real) >= sizeof(o->tls_more[0]))
+		return opt_error(err, errlen, "--migrate-tls-creds '%s': path too long", v);
+	snprintf(o->tls_more[o->nr_tls_more++], sizeof(o->tls_more[0]), "%s", real);
+	return 0;
+}
+
+/*
  * A network namespace for the migrator: a path, or a name in /run/netns as
  * `ip netns add` makes them.  That it is one is checked when the jail opens
  * it (sandbox_jail_net_ns), before any child starts.
@@ -683,6 +714,8 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 	case OPT_TLS_PSK:
 		return opt_parse_real_path(v, "--migrate-tls-psk", false, o->tls_psk_file,
 					   sizeof(o->tls_psk_file), err, errlen);
+	case OPT_TLS_MORE:
+		return opt_parse_tls_more(o, v, err, errlen);
 	case OPT_TLS_PSK_IDENTITY:
 		o->tls_psk_identity = v;
 		return 0;

@@ -6,6 +6,7 @@
 #ifndef CLEAVE_LAUNCHER_OPTIONS_H
 #define CLEAVE_LAUNCHER_OPTIONS_H
 
+#include "migrator/mig-limits.h"
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -76,6 +77,9 @@ struct run_options {
 	 */
 	char tls_x509_dir[RUN_SUN_PATH_MAX]; /* "": none */
 	char tls_psk_file[RUN_SUN_PATH_MAX]; /* "": none */
+	/* --migrate-tls-creds: further credentials QMP's tls-creds objects may name. */
+	char tls_more[MIG_TLS_MORE_MAX][RUN_SUN_PATH_MAX];
+	unsigned int nr_tls_more;
 	const char *tls_psk_identity;
 	const char *tls_authz;
 	const char *tls_hostname;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "launcher/commands.h"
@@ -254,6 +255,10 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 		spawn_cmd_arg(c, "--tls-psk-file");
 		spawn_cmd_arg(c, "%s", vm->opt.tls_psk_file);
 	}
+	for (unsigned int i = 0; i < vm->opt.nr_tls_more; i++) {
+		spawn_cmd_arg(c, "--tls-more");
+		spawn_cmd_arg(c, "%s", vm->opt.tls_more[i]);
+	}
 	if (vm->opt.tls_psk_identity) {
 		spawn_cmd_arg(c, "--tls-psk-identity");
 		spawn_cmd_arg(c, "%s", vm->opt.tls_psk_identity);
@@ -413,6 +418,22 @@ static int run_ids_check_paths(const struct run_vm *vm)
 	};
 	int ret = 0;
 
+	for (unsigned int k = 0; !ret && k < vm->opt.nr_tls_more; k++) {
+		struct stat st;
+		bool dir = !stat(vm->opt.tls_more[k], &st) && S_ISDIR(st.st_mode);
+
+		ret = run_ids_check(vm, SANDBOX_MIGRATOR, vm->opt.tls_more[k],
+				    dir ? R_OK | X_OK : R_OK, "--migrate-tls-creds");
+		for (size_t f = 0; !ret && dir && f < sizeof(x509_files) / sizeof(x509_files[0]);
+		     f++) {
+			char file[PATH_MAX];
+
+			snprintf(file, sizeof(file), "%s/%s", vm->opt.tls_more[k], x509_files[f]);
+			if (!access(file, F_OK))
+				ret = run_ids_check(vm, SANDBOX_MIGRATOR, file, R_OK,
+						    "--migrate-tls-creds");
+		}
+	}
 	for (size_t i = 0; !ret && i < sizeof(need) / sizeof(need[0]); i++) {
 		if (!need[i].path[0])
 			continue;
@@ -494,6 +515,10 @@ static int run_vm_children_add(struct run_vm *vm)
 							false);
 			if (!ret && i == RUN_CHILD_MIGRATOR && vm->opt.tls_psk_file[0])
 				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_psk_file, false,
+							false);
+			for (unsigned int k = 0;
+			     !ret && i == RUN_CHILD_MIGRATOR && k < vm->opt.nr_tls_more; k++)
+				ret = sandbox_jail_bind(&vm->jails[i], vm->opt.tls_more[k], false,
 							false);
 			/*
 			 * Its snapshot directory, writable: the jail is what keeps a

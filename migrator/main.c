@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <fcntl.h>
 
@@ -31,6 +32,9 @@ struct options {
 	const char *vcpu_rpc, *rpc, *events, *incoming;
 	struct mig_tls_config tls; /* both paths NULL: no TLS */
 	const char *snapshot_dir;  /* migrate file: saves there (absolute) */
+	/* Further credentials for QMP's tls-creds objects: x509 directories or PSK files. */
+	const char *tls_more[MIG_TLS_MORE_MAX];
+	unsigned int nr_tls_more;
 	bool insecure_plaintext;
 	bool verbose;
 };
@@ -42,7 +46,7 @@ static void usage(FILE *f)
 		   "                       [--tls-x509-dir DIR | --tls-psk-file FILE\n"
 		   "                        [--tls-psk-identity NAME]] [--tls-authz LIST]\n"
 		   "                       [--tls-hostname NAME] [--insecure-plaintext]\n"
-		   "                       [--snapshot-dir PATH]\n");
+		   "                       [--snapshot-dir PATH] [--tls-more DIR|FILE]...\n");
 }
 
 static int parse_fd(const char *s, int *fd)
@@ -74,6 +78,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"tls-hostname", required_argument, NULL, 'H'},
 		{"insecure-plaintext", no_argument, NULL, 'U'},
 		{"snapshot-dir", required_argument, NULL, 'S'},
+		{"tls-more", required_argument, NULL, 'M'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -131,6 +136,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'S':
 			o->snapshot_dir = optarg;
 			break;
+		case 'M':
+			if (o->nr_tls_more == MIG_TLS_MORE_MAX) {
+				log_err("--tls-more: at most %d", MIG_TLS_MORE_MAX);
+				return -EINVAL;
+			}
+			o->tls_more[o->nr_tls_more++] = optarg;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -176,6 +188,28 @@ static int snapshot_dir_open(const char *path)
 	}
 	close(fd);
 	return 0;
+}
+
+/* --tls-more: a directory is x509 credentials, a file a PSK keys file (as cleave run checked). */
+static int tls_more_load(struct mig_tls **out, const char *path)
+{
+	struct mig_tls_config cfg = {0};
+	char err[512] = "";
+	struct stat st;
+	int ret;
+
+	if (stat(path, &st)) {
+		log_err("TLS credentials %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (S_ISDIR(st.st_mode))
+		cfg.x509_dir = path;
+	else
+		cfg.psk_file = path;
+	ret = mig_tls_load(out, &cfg, err, sizeof(err));
+	if (ret)
+		log_err("TLS credentials %s: %s", path, err[0] ? err : strerror(-ret));
+	return ret;
 }
 
 /* Session events -> events.proto, sent from whichever session thread changed state. */
@@ -257,6 +291,13 @@ int main(int argc, char **argv)
 	}
 	if (o.snapshot_dir && snapshot_dir_open(o.snapshot_dir))
 		goto out;
+	for (unsigned int i = 0; i < o.nr_tls_more; i++) {
+		struct mig_tls *t = NULL;
+
+		if (tls_more_load(&t, o.tls_more[i]))
+			goto out;
+		env.tls_more[env.nr_tls_more++] = t;
+	}
 	ret = shm_ctl_open(&ctl, o.ctl_fd);
 	if (ret) {
 		log_err("control segment fd %d: %s", o.ctl_fd, strerror(-ret));
@@ -354,6 +395,8 @@ out:
 	rpc_pub_close(pub);
 	rpc_client_close(vcpu);
 	mig_tls_free(tls);
+	for (unsigned int i = 0; i < env.nr_tls_more; i++)
+		mig_tls_free((struct mig_tls *)env.tls_more[i]);
 	for (unsigned int i = 0; i < SHM_MAX_REGIONS; i++)
 		shm_region_close(&ram[i]);
 	shm_ctl_close(&ctl);

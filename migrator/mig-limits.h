@@ -30,8 +30,10 @@
 #define MIG_TLS_ID_LEN	     64	 /* a QMP object id */
 #define MIG_TLS_HOSTNAME_LEN 256 /* tls-hostname */
 #define MIG_TLS_PATH_LEN     256 /* a credentials directory or PSK file */
-#define MIG_TLS_MAX_RULES    64	 /* authz-list rules (and cleave run's --migrate-tls-authz names) */
-#define MIG_TLS_MATCH_LEN    256 /* one rule's match: a distinguished name, an identity, a glob */
+/* Further credentials cleave run may give for QMP's tls-creds objects (--migrate-tls-creds). */
+#define MIG_TLS_MORE_MAX  4
+#define MIG_TLS_MAX_RULES 64  /* authz-list rules (and cleave run's --migrate-tls-authz names) */
+#define MIG_TLS_MATCH_LEN 256 /* one rule's match: a distinguished name, an identity, a glob */
 /*
  * tls-creds and tls-authz of the credentials cleave run was given: not a
  * QMP object id ('#' cannot start one), as QEMU names its internal objects.

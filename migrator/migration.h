@@ -86,6 +86,13 @@ struct mig_env {
 	 * are allowed unless @insecure_plaintext says so.
 	 */
 	const struct mig_tls *tls;
+	/*
+	 * Further credentials cleave run gave (--migrate-tls-creds), loaded
+	 * like @tls: QMP's tls-creds objects may name them too, never in use
+	 * until one does.
+	 */
+	const struct mig_tls *tls_more[MIG_TLS_MORE_MAX];
+	unsigned int nr_tls_more;
 	bool insecure_plaintext;
 	/*
 	 * migrate "file:PATH" saves only into this directory (its absolute

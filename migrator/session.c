@@ -340,18 +340,37 @@ static void tls_path_normalize(const char *in, char *out, size_t len)
 	out[n] = '\0';
 }
 
+/* The credentials cleave run gave that @p names (path and kind), or NULL. */
+static const struct mig_tls *session_tls_given(const struct mig_session *s,
+					       const struct mig_tls_params *p)
+{
+	char want[MIG_TLS_PATH_LEN], have[MIG_TLS_PATH_LEN];
+	bool psk = p->kind == MIG_TLS_PSK;
+
+	tls_path_normalize(p->path, want, sizeof(want));
+	for (unsigned int i = 0; i <= s->env.nr_tls_more; i++) {
+		const struct mig_tls *t = i ? s->env.tls_more[i - 1] : s->env.tls;
+
+		if (!t)
+			continue;
+		tls_path_normalize(mig_tls_path(t), have, sizeof(have));
+		if (!strcmp(want, have) && psk == !strcmp(mig_tls_kind(t), "psk"))
+			return t;
+	}
+	return NULL;
+}
+
 /*
- * The context @p asks for, on the credentials cleave run gave (the only
- * ones the sandbox let this process read, before its filter went in).
- * *out NULL: no TLS.
+ * The context @p asks for, on credentials cleave run gave (the only ones
+ * the sandbox let this process read, before its filter went in).  *out
+ * NULL: no TLS.
  */
 static int session_tls_build(struct mig_session *s, const struct mig_tls_params *p,
 			     struct mig_tls **out, char *err, size_t errlen)
 {
-	const struct mig_tls *base = s->env.tls;
-	char want[MIG_TLS_PATH_LEN], have[MIG_TLS_PATH_LEN];
+	const struct mig_tls *base;
+	char want[MIG_TLS_PATH_LEN];
 	bool psk = p->kind == MIG_TLS_PSK;
-	int ret;
 
 	*out = NULL;
 	if (!p->creds[0])
@@ -361,21 +380,19 @@ static int session_tls_build(struct mig_session *s, const struct mig_tls_params 
 		snprintf(err, errlen, "TLS credentials '%s': bad kind or endpoint", p->creds);
 		return -EINVAL;
 	}
-	tls_path_normalize(p->path, want, sizeof(want));
-	if (base)
-		tls_path_normalize(mig_tls_path(base), have, sizeof(have));
-	if (!base || strcmp(want, have) || psk != !strcmp(mig_tls_kind(base), "psk")) {
+	base = session_tls_given(s, p);
+	if (!base) {
+		tls_path_normalize(p->path, want, sizeof(want));
 		snprintf(err, errlen,
-			 "TLS credentials %s '%s' was not given to cleave run (%s): the "
-			 "migrator's sandbox cannot read it%s%s%s",
+			 "TLS credentials %s '%s' was not given to cleave run (%s or "
+			 "--migrate-tls-creds): the migrator's sandbox cannot read it%s%s%s",
 			 psk ? "file" : "directory", want,
 			 psk ? "--migrate-tls-psk" : "--migrate-tls-x509",
-			 base ? " (cleave run was given '" : "", base ? mig_tls_path(base) : "",
-			 base ? "')" : "");
+			 s->env.tls ? " (cleave run was given '" : "",
+			 s->env.tls ? mig_tls_path(s->env.tls) : "", s->env.tls ? "')" : "");
 		return -ENOENT;
 	}
-	ret = mig_tls_derive(out, base, p, err, errlen);
-	return ret;
+	return mig_tls_derive(out, base, p, err, errlen);
 }
 
 /* The record's strings end within their fields (a record is also read after a restart). */

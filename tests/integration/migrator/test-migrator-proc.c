@@ -350,9 +350,11 @@ static void test_tls_params_process(void **state)
 	assert_int_not_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &set.base,
 				  NULL, NULL, err, sizeof(err)),
 			     0);
-	assert_non_null(strstr(err, "TLS credentials file '/etc/pki/elsewhere/keys.psk' was not "
-				    "given to cleave run (--migrate-tls-psk): the migrator's "
-				    "sandbox cannot read it"));
+	assert_non_null(strstr(
+		err,
+		"TLS credentials file '/etc/pki/elsewhere/keys.psk' was not "
+		"given to cleave run (--migrate-tls-psk or --migrate-tls-creds): the migrator's "
+		"sandbox cannot read it"));
 	/* The file's own directory, an authz-list and a hostname. */
 	creds.dir = dir;
 	set.has_tls_authz = set.has_tls_hostname = true;

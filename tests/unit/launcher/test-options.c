@@ -269,6 +269,40 @@ static void test_incoming_unix(void **state)
 	assert_non_null(strstr(err, "expected unix:PATH of a socket"));
 }
 
+/* --migrate-tls-creds: directories (x509) or files (PSK), absolute, up to MIG_TLS_MORE_MAX. */
+static void test_migrate_tls_more(void **state)
+{
+	const char *ok[] = {"--migrate-tls-creds", "/etc/../etc", "--migrate-tls-creds",
+			    "/etc/hostname", NULL};
+	const char *five[] = {"--migrate-tls-creds",
+			      "/",
+			      "--migrate-tls-creds",
+			      "/",
+			      "--migrate-tls-creds",
+			      "/",
+			      "--migrate-tls-creds",
+			      "/",
+			      "--migrate-tls-creds",
+			      "/",
+			      NULL};
+	const char *missing[] = {"--migrate-tls-creds", "/nonexistent", NULL};
+	const char *dev[] = {"--migrate-tls-creds", "/dev/null", NULL};
+	struct run_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&o, ok, err, sizeof(err)), 0);
+	assert_int_equal(o.nr_tls_more, 2);
+	assert_string_equal(o.tls_more[0], "/etc");
+	assert_string_equal(o.tls_more[1], "/etc/hostname");
+	assert_int_not_equal(parse(&o, five, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "--migrate-tls-creds: at most 4"));
+	assert_int_not_equal(parse(&o, missing, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "No such file"));
+	assert_int_not_equal(parse(&o, dev, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "neither a directory (x509) nor a file (keys.psk)"));
+}
+
 /* Credentials reach the migrator as absolute paths (its jail binds them). */
 static void test_migrate_tls(void **state)
 {
@@ -509,6 +543,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_migrate_tls),
+		cmocka_unit_test(test_migrate_tls_more),
 		cmocka_unit_test(test_snapshot_dir),
 		cmocka_unit_test(test_incoming_unix),
 		cmocka_unit_test(test_qmp_tls),

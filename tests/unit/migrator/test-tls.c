@@ -508,6 +508,62 @@ static struct pair *qmp_pair_new(const char *dir, const struct qmp_tls *src,
 	return p;
 }
 
+/*
+ * cleave run's --migrate-tls-creds: a second credentials directory (another
+ * CA) loaded at start, which QMP's objects may name while cleave run's stay
+ * the default; a directory given to neither stays refused.
+ */
+static void test_qmp_params_more_creds(void **state)
+{
+	struct tls_certs rotated = good;
+	const char *dir = creds("run", &good), *more;
+	struct mig_tls_config c = {.x509_dir = dir}, m;
+	struct mig_env env = {.snapshot_dirfd = -1};
+	struct pair *p = calloc(1, sizeof(*p));
+	struct qmp_tls src = {"tls1", MIG_TLS_END_CLIENT, NULL, NULL, false, NULL, 0};
+	struct qmp_tls dst = {"tls1", MIG_TLS_END_SERVER, NULL, NULL, false, NULL, 0};
+	struct mig_tls *extra[2];
+	char err[512] = "";
+
+	(void)state;
+	rotated.ca_name = "rotated CA";
+	more = creds("rotated", &rotated);
+	m = (struct mig_tls_config){.x509_dir = more};
+	assert_non_null(p);
+	p->src_tls = load(&c);
+	p->dst_tls = load(&c);
+	extra[0] = load(&m);
+	extra[1] = load(&m);
+	env.nr_tls_more = 1;
+	env.tls = p->src_tls;
+	env.tls_more[0] = extra[0];
+	assert_int_equal(tvm_init_env(&p->src, &layout, NULL, 1000, &env), 0);
+	env.tls = p->dst_tls;
+	env.tls_more[0] = extra[1];
+	assert_int_equal(tvm_init_env(&p->dst, &layout, NULL, 1000, &env), 0);
+	/* Neither directory: refused; the rotated one: taken. */
+	src.path = "/etc/pki/elsewhere";
+	assert_int_equal(qmp_tls_set(&p->src, &src, err, sizeof(err)), -ENOENT);
+	src.path = dst.path = more;
+	if (qmp_tls_set(&p->src, &src, err, sizeof(err)) ||
+	    qmp_tls_set(&p->dst, &dst, err, sizeof(err)))
+		fail_msg("set TLS: %s", err);
+	for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
+		struct mig_params prm;
+
+		mig_session_get_params(t->s, &prm);
+		prm.reconnect_timeout = 0;
+		assert_int_equal(mig_session_set_params(t->s, &prm), 0);
+	}
+	assert_int_equal(mig_session_incoming(p->dst.s, "tcp:127.0.0.1:0"), 0);
+	snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%u", mig_session_incoming_port(p->dst.s));
+	tvm_fill(&p->src, 0, 0, R0_PAGES / 2, false);
+	migrate_ok(p);
+	pair_free(p);
+	mig_tls_free(extra[0]);
+	mig_tls_free(extra[1]);
+}
+
 /* authz-list: a glob that admits the source, deny by default; and an exact deny before it. */
 static const struct mig_tls_rule rules_admit[] = {
 	{.allow = 0, .glob = 0, .match = "CN=intruder,O=cleave tests"},
@@ -627,7 +683,8 @@ static void test_qmp_params_refused(void **state)
 	assert_int_equal(qmp_tls_set(&t, &elsewhere, err, sizeof(err)), -ENOENT);
 	snprintf(want, sizeof(want),
 		 "TLS credentials directory '%s' was not given to cleave run "
-		 "(--migrate-tls-x509): the migrator's sandbox cannot read it",
+		 "(--migrate-tls-x509 or --migrate-tls-creds): the migrator's sandbox cannot read "
+		 "it",
 		 other);
 	assert_non_null(strstr(err, want));
 	mig_session_get_tls(t.s, &tp);
@@ -818,6 +875,7 @@ int main(void)
 		cmocka_unit_test(test_hijack_without_credentials),
 		cmocka_unit_test(test_plaintext_off_host),
 		cmocka_unit_test(test_qmp_params_migration),
+		cmocka_unit_test(test_qmp_params_more_creds),
 		cmocka_unit_test(test_qmp_params_wrong_authz),
 		cmocka_unit_test(test_qmp_params_refused),
 		cmocka_unit_test(test_qmp_params_survive_restart),
