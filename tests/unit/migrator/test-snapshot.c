@@ -661,6 +661,20 @@ static void test_restore_refusals(void **state)
 	assert_restored(f);
 }
 
+/* vcpu-proc refuses the device state: failed with its reason, the guest not resumed. */
+static void test_restore_load_state_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	save_filled(f, 2);
+	restore_channels(f, 2);
+	f->dst.fail_load = -EINVAL;
+	assert_refused(f, "vcpu-proc LOAD_STATE: Invalid argument");
+	/* Nothing was loaded, so the same VM may try again once vcpu-proc takes it. */
+	f->dst.fail_load = 0;
+	assert_restored(f);
+}
+
 static void test_restore_cancel(void **state)
 {
 	struct fixture *f = *state;
@@ -746,6 +760,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_4_over_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_load_state_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_cancel, setup_slow, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_takeover, setup_slow, teardown),
 	};
