@@ -4,8 +4,8 @@
  * encoders: QMP lines by mon_json_format(), RPC envelopes, events and
  * migration messages packed by protobuf-c, channel preambles and page
  * packets from the wire structs, PVH images by the loader tests' ELF
- * builder, control-segment headers by shm_ctl_create() and page maps by
- * mig_pagemap_encode().  Deterministic: the same build writes the same
+ * builder, control-segment headers by shm_ctl_create(), page maps by
+ * mig_pagemap_encode() and snapshot files by snap_create().  Deterministic: the same build writes the same
  * bytes.
  *
  *   fuzz-corpus-gen DIR     writes DIR/<harness>/<seed>
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@
 #include "proto/rpc.pb-c.h"
 #include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
+#include "shm/snapfile-format.h"
+#include "shm/snapfile.h"
 #include "tests/unit/vcpu/elf-craft.h"
 
 static const char *gen_dir;
@@ -808,6 +811,61 @@ static void gen_pagemap_corpus(void)
 	gen_pagemap("empty", runs + 2, 64, 2);
 }
 
+/* ---- snapfile: snapshot files ------------------------------------------------ */
+
+/*
+ * A complete snapshot of @layout (chunk 0 of region 0 holding data, a
+ * small device state), as the harness takes it: the header, the checksum
+ * table, the first region's first chunk.
+ */
+static void gen_snapfile(const char *name, const struct shm_ctl_layout *layout)
+{
+	struct snap_disk_header h;
+	struct snap_file f;
+	struct gen_buf b = {0};
+	uint8_t *chunk = calloc(1, SNAP_CHUNK_SIZE);
+	int fd = memfd_create("gen-snap", MFD_CLOEXEC);
+
+	if (!chunk || fd < 0)
+		gen_fail("snapfile");
+	for (size_t i = 0; i < SNAP_CHUNK_SIZE; i++)
+		chunk[i] = (uint8_t)(i * 7 + 1);
+	if (snap_create(&f, fd, layout) || snap_write_chunk(&f, 0, 0, chunk) ||
+	    snap_write_state(&f, "vmstate:seed", 12) || snap_finish(&f))
+		gen_fail("snap_create");
+	snap_close(&f);
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		gen_fail("snapfile header");
+	gen_put(&b, &h, sizeof(h));
+	{
+		size_t n = h.nr_chunks * sizeof(uint32_t);
+		uint8_t *table = malloc(n);
+
+		if (!table || pread(fd, table, n, (off_t)h.crc_offset) != (ssize_t)n)
+			gen_fail("snapfile table");
+		gen_put(&b, table, n);
+		free(table);
+	}
+	gen_put(&b, chunk, SNAP_CHUNK_SIZE);
+	gen_write("snapfile", name, b.data, b.len);
+	free(b.data);
+	free(chunk);
+	close(fd);
+}
+
+static void gen_snapfile_corpus(void)
+{
+	const struct shm_ctl_layout one = {.nr_regions = 1, .size = {4 * SNAP_CHUNK_SIZE}};
+	const struct shm_ctl_layout two = {
+		.nr_regions = 2,
+		.gpa = {0, 4ull << 30},
+		.size = {2 * SNAP_CHUNK_SIZE, SNAP_CHUNK_SIZE},
+	};
+
+	gen_snapfile("one-region", &one);
+	gen_snapfile("two-regions", &two);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -825,5 +883,6 @@ int main(int argc, char **argv)
 	gen_mig_corpus();
 	gen_mig_src_corpus();
 	gen_pagemap_corpus();
+	gen_snapfile_corpus();
 	return 0;
 }
