@@ -9,7 +9,9 @@
  * TLS 1.3 (x509 credentials made at start, ECDSA P-256), and the TLS cost
  * is printed.
  *
- * usage: bench-migrator-engine [RUNS] [--tls] [--channels N]
+ * With --unix, each row also over a unix socket (unix:PATH).
+ *
+ * usage: bench-migrator-engine [RUNS] [--tls] [--unix] [--channels N]
  * (--channels: that row only, e.g. for perf record)
  */
 #include <stdio.h>
@@ -39,26 +41,32 @@ static uint64_t median(uint64_t *v, unsigned int n)
 	return v[n / 2];
 }
 
-static int one_run(unsigned int channels, const struct mig_tls *tls, uint64_t *total_us,
-		   uint64_t *down_ms, uint64_t *bytes)
+/* @unix_path: over that unix socket instead of loopback TCP. */
+static int one_run(unsigned int channels, const struct mig_tls *tls, const char *unix_path,
+		   uint64_t *total_us, uint64_t *down_ms, uint64_t *bytes)
 {
 	static const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {1024 * MIB}};
 	struct mig_caps caps = {.multifd = channels > 1};
 	struct mig_params params = {.multifd_channels = channels, .downtime_limit = 300};
 	struct tvm *src = calloc(1, sizeof(*src)), *dst = calloc(1, sizeof(*dst));
 	struct mig_info si;
-	char uri[64];
+	char uri[128];
 	uint64_t t0;
 	int ret = -1;
 
+	if (unix_path)
+		snprintf(uri, sizeof(uri), "unix:%s", unix_path);
+	else
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:0");
 	if (tvm_init_tls(src, &layout, NULL, 0, tls) || tvm_init_tls(dst, &layout, NULL, 0, tls))
 		goto out;
 	tvm_fill(src, 0, 0, 256 * MIB / SHM_PAGE_SIZE, false);
 	tvm_fill(src, 0, 512 * MIB / SHM_PAGE_SIZE, 64 * MIB / SHM_PAGE_SIZE, true);
 	if (mig_session_set_caps(src->s, &caps) || mig_session_set_params(src->s, &params) ||
-	    mig_session_set_caps(dst->s, &caps) || mig_session_incoming(dst->s, "tcp:127.0.0.1:0"))
+	    mig_session_set_caps(dst->s, &caps) || mig_session_incoming(dst->s, uri))
 		goto out;
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", mig_session_incoming_port(dst->s));
+	if (!unix_path)
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", mig_session_incoming_port(dst->s));
 	t0 = mig_now_ns();
 	if (mig_session_migrate(src->s, uri) || mig_session_wait(src->s, 60000) ||
 	    mig_session_wait(dst->s, 60000))
@@ -81,14 +89,14 @@ out:
 }
 
 /* Medians of @runs; false when every run failed. */
-static bool measure(unsigned int channels, const struct mig_tls *tls, unsigned int runs,
-		    uint64_t *t, uint64_t *d, uint64_t *b, bool *partial)
+static bool measure(unsigned int channels, const struct mig_tls *tls, const char *unix_path,
+		    unsigned int runs, uint64_t *t, uint64_t *d, uint64_t *b, bool *partial)
 {
 	uint64_t tot[100], down[100], bytes[100];
 	unsigned int ok = 0;
 
 	for (unsigned int r = 0; r < runs; r++)
-		if (!one_run(channels, tls, &tot[ok], &down[ok], &bytes[ok]))
+		if (!one_run(channels, tls, unix_path, &tot[ok], &down[ok], &bytes[ok]))
 			ok++;
 	if (!ok)
 		return false;
@@ -129,12 +137,14 @@ int main(int argc, char **argv)
 	unsigned int runs = argc > 1 && argv[1][0] != '-' ? (unsigned int)atoi(argv[1]) : 5;
 	static const unsigned int chans[] = {1, 2, 4};
 	char dir[] = "/tmp/cleave-bench-tls-XXXXXX", cmd[64];
+	char udir[] = "/tmp/cleave-bench-unix-XXXXXX", upath[64] = "";
 	struct mig_tls *tls = NULL;
 	unsigned int only = 0;
-	bool with_tls = false;
+	bool with_tls = false, with_unix = false;
 
 	for (int i = 1; i < argc; i++) {
 		with_tls |= !strcmp(argv[i], "--tls");
+		with_unix |= !strcmp(argv[i], "--unix");
 		if (!strcmp(argv[i], "--channels") && i + 1 < argc)
 			only = (unsigned int)atoi(argv[++i]);
 	}
@@ -144,6 +154,11 @@ int main(int argc, char **argv)
 		runs = 5;
 	if (with_tls && !(tls = bench_tls(dir)))
 		return 1;
+	if (with_unix) {
+		if (!mkdtemp(udir))
+			return 1;
+		snprintf(upath, sizeof(upath), "%s/mig.sock", udir);
+	}
 	printf("engine in one process, loopback TCP, 1 GiB RAM: 256 MiB data, 64 MiB zero, "
 	       "rest holes; medians of %u runs\n",
 	       runs);
@@ -155,14 +170,20 @@ int main(int argc, char **argv)
 
 		if (only && chans[c] != only)
 			continue;
-		if (!measure(chans[c], NULL, runs, &t, &d, &b, &partial)) {
+		if (!measure(chans[c], NULL, NULL, runs, &t, &d, &b, &partial)) {
 			printf("%-6s %-9u all runs failed\n", "plain", chans[c]);
 			continue;
 		}
 		print_row("plain", chans[c], t, d, b, partial);
+		if (with_unix && measure(chans[c], NULL, upath, runs, &tt, &td, &tb, &tpartial)) {
+			print_row("unix", chans[c], tt, td, tb, tpartial);
+			printf("%-6s %-9u unix socket throughput %.0f %% of loopback TCP\n", "",
+			       chans[c],
+			       100.0 * ((double)tb / (double)tt) / ((double)b / (double)t));
+		}
 		if (!tls)
 			continue;
-		if (!measure(chans[c], tls, runs, &tt, &td, &tb, &tpartial)) {
+		if (!measure(chans[c], tls, NULL, runs, &tt, &td, &tb, &tpartial)) {
 			printf("%-6s %-9u all runs failed\n", "tls", chans[c]);
 			continue;
 		}
@@ -170,6 +191,8 @@ int main(int argc, char **argv)
 		printf("%-6s %-9u TLS throughput %.0f %% of plaintext\n", "", chans[c],
 		       100.0 * ((double)tb / (double)tt) / ((double)b / (double)t));
 	}
+	if (with_unix)
+		rmdir(udir);
 	if (tls) {
 		mig_tls_free(tls);
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
