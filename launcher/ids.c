@@ -77,12 +77,26 @@ static unsigned int ids_pair_groups(uid_t base, enum sandbox_proc proc, gid_t *g
 	return n;
 }
 
-int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base)
+gid_t run_ids_share_gid(const char *dir)
+{
+	struct stat st;
+
+	/* Never root's group: joining it would open whatever root's group may read. */
+	if (!dir || !dir[0] || stat(dir, &st) || !S_ISDIR(st.st_mode) || !st.st_gid ||
+	    (st.st_mode & (S_ISGID | S_IWGRP | S_IXGRP)) != (S_ISGID | S_IWGRP | S_IXGRP))
+		return 0;
+	return st.st_gid;
+}
+
+int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base, gid_t share_gid)
 {
 	gid_t groups[SANDBOX_JAIL_MAX_GROUPS];
 	uid_t uid = run_ids_uid(base, proc);
 	unsigned int n = ids_pair_groups(base, proc, groups);
 	int ret;
+
+	if (share_gid && proc == SANDBOX_MIGRATOR)
+		groups[n++] = share_gid;
 
 	if (proc == SANDBOX_VCPU) {
 		ret = ids_device_group(uid, "/dev/kvm", true, groups, &n);
@@ -110,13 +124,17 @@ int run_ids_launcher(uid_t base)
 	return 0;
 }
 
-int run_ids_access(uid_t base, enum sandbox_proc proc, const char *path, int mode)
+int run_ids_access(uid_t base, enum sandbox_proc proc, gid_t share_gid, const char *path, int mode)
 {
 	gid_t groups[SANDBOX_JAIL_MAX_GROUPS];
 	uid_t uid = run_ids_uid(base, proc);
 	unsigned int n = ids_pair_groups(base, proc, groups);
 	int status;
-	pid_t pid = fork();
+	pid_t pid;
+
+	if (share_gid && proc == SANDBOX_MIGRATOR)
+		groups[n++] = share_gid;
+	pid = fork();
 
 	if (pid < 0)
 		return -errno;

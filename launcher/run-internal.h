@@ -85,22 +85,31 @@ _Static_assert(RUN_IDS_PER_VM == 3 + RUN_NR_PAIRS, "--uid-base reserves one id p
 uid_t run_ids_uid(uid_t base, enum sandbox_proc proc);
 gid_t run_ids_pair_gid(uid_t base, enum run_pair pair);
 /*
+ * The group every VM's migrator joins to share --migrate-socket-dir @dir
+ * (unix: migrations between VMs of different users): @dir's group when
+ * the directory is setgid and group-writable (mode 2770, so the sockets
+ * made in it take that group), never root's; 0: none.
+ */
+gid_t run_ids_share_gid(const char *dir);
+/*
  * Gives @j (a @proc child's jail) its user, its group and the groups of its
- * pairs; cleave-vcpu also gets the groups of /dev/kvm and /dev/userfaultfd.
+ * pairs; cleave-vcpu also gets the groups of /dev/kvm and /dev/userfaultfd,
+ * cleave-migrator @share_gid (run_ids_share_gid(), 0: none).
  * -EACCES (logged) when /dev/kvm would not let that user open it.
  */
-int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base);
+int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base, gid_t share_gid);
 /*
  * The launcher joins every pair's group (before its own policy): it removes
  * the sockets at the end and calls cleave-vcpu for a migrator that is gone.
  */
 int run_ids_launcher(uid_t base);
 /*
- * May @proc's user (its uid and its pairs' groups) access @path with
+ * May @proc's user (its uid, its pairs' groups, and @share_gid for the
+ * migrator) access @path with
  * @mode (access(2)'s R_OK, W_OK, X_OK)?  Asked of the kernel in a forked
  * child that takes those ids (root only): 0 or the negative errno.
  */
-int run_ids_access(uid_t base, enum sandbox_proc proc, const char *path, int mode);
+int run_ids_access(uid_t base, enum sandbox_proc proc, gid_t share_gid, const char *path, int mode);
 
 /* qmp-listen.c ---------------------------------------------------------- */
 

@@ -380,7 +380,8 @@ static int run_ids_check(const struct run_vm *vm, enum sandbox_proc proc, const 
 			 int mode, const char *opt)
 {
 	uid_t uid = run_ids_uid(vm->opt.uid_base, proc);
-	int ret = run_ids_access(vm->opt.uid_base, proc, path, mode);
+	int ret = run_ids_access(vm->opt.uid_base, proc,
+				 run_ids_share_gid(vm->opt.migrate_socket_dir), path, mode);
 
 	if (ret)
 		log_err("--uid-base: %s (uid %u) cannot %s%s%s %s (%s): %s; give that user or "
@@ -544,7 +545,8 @@ static int run_vm_children_add(struct run_vm *vm)
 			}
 			if (vm->opt.uid_base) {
 				ret = run_ids_jail(&vm->jails[i], run_child_procs[i],
-						   vm->opt.uid_base);
+						   vm->opt.uid_base,
+						   run_ids_share_gid(vm->opt.migrate_socket_dir));
 				if (ret)
 					return ret;
 			}

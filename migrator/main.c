@@ -261,6 +261,12 @@ int main(int argc, char **argv)
 		return 1;
 	if (parse_args(argc, argv, &o))
 		return 2;
+	/*
+	 * A unix: listener's socket is then its group's too: the migrator of
+	 * another VM (another user, with --uid-base) connects to it through
+	 * the group of a shared --migrate-socket-dir.  Snapshots are 0600.
+	 */
+	umask(007);
 	log_set_verbose(o.verbose);
 	/*
 	 * glibc reserves 64 MiB of address space per malloc arena, up to 8 per

@@ -266,7 +266,7 @@ static pid_t server_start(enum sandbox_proc proc, const char *const *socks, int 
 
 	jail_init(&j, proc);
 	assert_int_equal(run_state_dir_jail_bind(&sd, &j, proc), 0);
-	assert_int_equal(run_ids_jail(&j, proc, TEST_UID_BASE), 0);
+	assert_int_equal(run_ids_jail(&j, proc, TEST_UID_BASE, 0), 0);
 	assert_int_equal(pipe2(up, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
 	fflush(NULL);
@@ -318,7 +318,7 @@ static struct user_view user_check(enum sandbox_proc proc, bool new_jail, enum o
 		assert_int_equal(run_state_dir_jail_bind(&sd, &j, proc), 0);
 	else
 		assert_int_equal(sandbox_jail_bind(&j, sd.path, true, false), 0);
-	assert_int_equal(run_ids_jail(&j, proc, TEST_UID_BASE), 0);
+	assert_int_equal(run_ids_jail(&j, proc, TEST_UID_BASE, 0), 0);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	fflush(NULL);
 	pid = fork();
@@ -417,22 +417,45 @@ static void test_ids_access(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	/* Readable by all, but behind a directory only root may search. */
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, file, R_OK), -EACCES);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, tmp, W_OK | X_OK),
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, 0, file, R_OK), -EACCES);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, 0, tmp, W_OK | X_OK),
 			 -EACCES);
 	/* The migrator's own directory: its user may, the monitor's may not. */
 	assert_int_equal(chown(tmp, TEST_UID_BASE + 1, TEST_UID_BASE + 1), 0);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, tmp, W_OK | X_OK), 0);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, tmp, X_OK), -EACCES);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, 0, tmp, W_OK | X_OK), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, 0, tmp, X_OK), -EACCES);
 	/* A key of group migrator+monitor, mode 0640: both may read it, through a 0750 dir. */
 	assert_int_equal(chmod(file, 0640), 0);
 	assert_int_equal(chown(file, 0, shared), 0);
 	assert_int_equal(chmod(tmp, 0750), 0);
 	assert_int_equal(chown(tmp, 0, shared), 0);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, file, R_OK), 0);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, file, R_OK), 0);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_VCPU, file, R_OK), -EACCES);
-	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, file, W_OK), -EACCES);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, 0, file, R_OK), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, 0, file, R_OK), 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_VCPU, 0, file, R_OK), -EACCES);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, 0, file, W_OK), -EACCES);
+	/*
+	 * A shared --migrate-socket-dir: group G, setgid, 2770.  Every VM's
+	 * migrator joins G (another VM's base too), nobody else may enter.
+	 */
+	assert_int_equal(chown(tmp, 0, TEST_UID_BASE + 100), 0);
+	assert_int_equal(chmod(tmp, 02750), 0);
+	assert_int_equal(run_ids_share_gid(tmp), 0); /* not group-writable: nothing to share */
+	assert_int_equal(chmod(tmp, 02770), 0);
+	assert_int_equal(run_ids_share_gid(tmp), TEST_UID_BASE + 100);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, TEST_UID_BASE + 100, tmp,
+					W_OK | X_OK),
+			 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE + 10, SANDBOX_MIGRATOR, TEST_UID_BASE + 100,
+					tmp, W_OK | X_OK),
+			 0);
+	assert_int_equal(run_ids_access(TEST_UID_BASE, SANDBOX_MIGRATOR, 0, tmp, W_OK | X_OK),
+			 -EACCES);
+	assert_int_equal(
+		run_ids_access(TEST_UID_BASE, SANDBOX_MONITOR, TEST_UID_BASE + 100, tmp, X_OK),
+		-EACCES);
+	assert_int_equal(chown(tmp, 0, 0), 0); /* root's group is never shared */
+	assert_int_equal(chmod(tmp, 02770), 0);
+	assert_int_equal(run_ids_share_gid(tmp), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
 	assert_int_equal(system(cmd), 0);
 }
