@@ -163,77 +163,6 @@ static void test_filtered_before_untrusted_input(void **state)
 	rmdir(dir);
 }
 
-/*
- * --incoming unix:PATH, under the filter: it listens there, a stranger's
- * bytes are dropped alone, and the socket file goes when it exits.
- */
-static void test_incoming_unix_socket(void **state)
-{
-	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
-	char dir[] = "/tmp/cleave-migunix-XXXXXX", log[128], rpc[160], ev[160], vcpu[160];
-	char ctl_arg[16], ram_arg[16], uri[128], *text;
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct shm_region ram;
-	struct shm_ctl ctl;
-	struct stat st;
-	int fd = -1, logfd, status;
-	pid_t pid;
-
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(shm_ctl_create(&ctl, &layout), 0);
-	assert_int_equal(shm_region_create(&ram, 0, layout.size[0]), 0);
-	snprintf(log, sizeof(log), "%s/migrator.log", dir);
-	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", dir);
-	snprintf(ev, sizeof(ev), "ipc://%s/migrator.events", dir);
-	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", dir);
-	snprintf(ctl_arg, sizeof(ctl_arg), "%d", ctl.fd);
-	snprintf(ram_arg, sizeof(ram_arg), "%d", ram.fd);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/mig.sock", dir);
-	snprintf(uri, sizeof(uri), "unix:%s", sun.sun_path);
-	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	assert_true(logfd >= 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		fcntl(ctl.fd, F_SETFD, 0);
-		fcntl(ram.fd, F_SETFD, 0);
-		dup2(logfd, STDERR_FILENO);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(migrator_bin, migrator_bin, "--ctl-fd", ctl_arg, "--ram-fds", ram_arg,
-		      "--vcpu-rpc", vcpu, "--rpc", rpc, "--events", ev, "--incoming", uri,
-		      (char *)NULL);
-		_exit(127);
-	}
-	close(logfd);
-	for (int64_t t0 = test_now_ms(); fd < 0 && test_now_ms() - t0 < 10000; test_sleep_ms(5)) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
-	close(fd);
-	/* Still listening for the real source after the stranger. */
-	test_sleep_ms(200);
-	assert_int_equal(kill(pid, 0), 0);
-	assert_int_equal(kill(pid, SIGTERM), 0);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	text = test_file_read(log);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) || strstr(text, "seccomp: refused"))
-		fail_msg("cleave-migrator: status 0x%x, log:\n%s", status, text);
-	assert_non_null(strstr(text, "incoming connection from unix:0 refused: not a cleave "
-				     "migration stream"));
-	free(text);
-	assert_int_equal(stat(sun.sun_path, &st), -1);
-	shm_region_close(&ram);
-	shm_ctl_close(&ctl);
-	unlink(log);
-	rmdir(dir);
-}
-
 /* A cleave-migrator of @ctl and @ram, as cleave run starts one with --migrate-tls-psk @psk. */
 static pid_t spawn_psk(const struct shm_ctl *ctl, const struct shm_region *ram, const char *dir,
 		       const char *psk)
@@ -708,6 +637,49 @@ static void test_save_and_restore(void **state)
 	snap_node_stop(&dst);
 	snap_node_stop(&src);
 	unlink(path);
+	rmdir(snaps);
+}
+
+/*
+ * --incoming unix:PATH, under the filter: it listens there, a stranger's
+ * bytes are dropped alone, and the socket file goes when it exits.
+ */
+static void test_incoming_unix_socket(void **state)
+{
+	char snaps[] = "/tmp/cleave-snaps-XXXXXX", uri[128], log[96], *text;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct snap_node n = {0};
+	struct stat st;
+	int fd = -1;
+
+	(void)state;
+	assert_non_null(mkdtemp(snaps));
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/mig.sock", snaps);
+	snprintf(uri, sizeof(uri), "unix:%s", sun.sun_path);
+	snap_node_start(&n, snaps, uri, CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	for (int64_t t0 = test_now_ms(); fd < 0 && test_now_ms() - t0 < 10000; test_sleep_ms(5)) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	assert_true(fd >= 0);
+	/* Its group's too (umask 007): another VM's migrator reaches it through a shared group. */
+	assert_int_equal(stat(sun.sun_path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0770);
+	assert_int_equal(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	close(fd);
+	/* Still listening for the real source after the stranger. */
+	test_sleep_ms(200);
+	assert_int_equal(kill(n.pid, 0), 0);
+	snprintf(log, sizeof(log), "%s/migrator.log", n.dir);
+	text = test_file_read(log);
+	assert_non_null(strstr(text, "incoming connection from unix:0 refused: not a cleave "
+				     "migration stream"));
+	free(text);
+	snap_node_stop(&n);
+	assert_int_equal(stat(sun.sun_path, &st), -1);
 	rmdir(snaps);
 }
 
