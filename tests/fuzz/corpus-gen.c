@@ -5,8 +5,8 @@
  * migration messages packed by protobuf-c, channel preambles and page
  * packets from the wire structs, PVH images by the loader tests' ELF
  * builder, control-segment headers by shm_ctl_create(), page maps by
- * mig_pagemap_encode() and snapshot files by snap_create().  Deterministic: the same build writes the same
- * bytes.
+ * mig_pagemap_encode() and snapshot files by snap_create().  Deterministic: the same build writes
+ * the same bytes.
  *
  *   fuzz-corpus-gen DIR     writes DIR/<harness>/<seed>
  *
