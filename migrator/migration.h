@@ -44,6 +44,49 @@ enum mig_pause_state {
  * once.  Source uses pause, resume, dirty_log, harvest, save_state,
  * throttle; the destination uses run_state, load_state and resume.
  */
+/* A page of guest RAM: region index and page number within it. */
+struct mig_page_ref {
+	uint32_t region;
+	uint64_t page;
+};
+
+/*
+ * The destination's VM side of postcopy (docs/MIGRATION.md, "Postcopy"):
+ * vcpu-proc owns the userfaultfd and installs every page the guest may see
+ * (UFFDIO_COPY, atomic: a page already there is never overwritten); the
+ * migrator never writes guest RAM once the guest may run.  Unlike the other
+ * ops these are called from several engine threads at once.
+ */
+struct mig_postcopy_ops {
+	/*
+	 * The guest has not run.  Registers every region for faults: a first
+	 * touch of a page set in @needed[region] waits until place() installs
+	 * it (and is reported by wait_faults); any other page that is missing
+	 * reads as zero (the engine punched the needed ones out first).  The
+	 * VM keeps its own copy of @needed.  Idempotent (a restarted migrator).
+	 */
+	int (*listen)(void *arg, const uint64_t *const needed[]);
+	/*
+	 * Waits at most @timeout_ms for faults on needed pages not placed yet
+	 * and fills @reqs (each fault once, until a restarted migrator asks
+	 * again with @again); returns how many, 0 on timeout, or a negative
+	 * errno.
+	 */
+	int (*wait_faults)(void *arg, struct mig_page_ref *reqs, unsigned int max, int timeout_ms,
+			   bool again);
+	/*
+	 * Installs @nr pages from @page on of @region from @data (nr * page
+	 * size bytes; NULL: zero pages) where still missing, and wakes whoever
+	 * waits for them.  0 also when some were there already.
+	 */
+	int (*place)(void *arg, uint32_t region, uint64_t page, unsigned int nr, const void *data);
+	/*
+	 * Every needed page was placed: unregisters.  @abort: the guest never
+	 * ran and the migration failed: unregisters whatever is missing.
+	 */
+	int (*end)(void *arg, bool abort);
+};
+
 struct mig_vm_ops {
 	int (*pause)(void *arg, enum mig_pause_state state);
 	int (*resume)(void *arg);
@@ -56,6 +99,8 @@ struct mig_vm_ops {
 	int (*throttle)(void *arg, unsigned int percent);
 	/* *state: a vcpu.proto RunState; the destination requires MIG_RUN_STATE_INMIGRATE. */
 	int (*run_state)(void *arg, int *state);
+	/* The destination's postcopy side; NULL: this VM cannot take postcopy (refused). */
+	const struct mig_postcopy_ops *postcopy;
 };
 
 struct mig_event {
@@ -113,6 +158,7 @@ struct mig_caps {
 	bool multifd; /* off: one page channel */
 	bool events;
 	bool auto_converge;
+	bool postcopy_ram; /* migrate-start-postcopy may switch the migration to postcopy */
 };
 
 struct mig_params {
@@ -209,8 +255,25 @@ int mig_session_incoming(struct mig_session *s, const char *uri);
 const char *mig_session_snapshot_dir(const struct mig_session *s);
 /* The bound TCP port of the incoming listener, or 0. */
 unsigned int mig_session_incoming_port(struct mig_session *s);
-/* migrate_cancel: returns at once; succeeds when nothing runs. */
+/*
+ * migrate_cancel: returns at once; succeeds when nothing runs.  -EBUSY in
+ * postcopy: the guest runs at the destination, which still needs this
+ * side's pages (or the source's), so nothing can be cancelled.
+ */
 int mig_session_cancel(struct mig_session *s);
+/*
+ * migrate-start-postcopy: the running outgoing migration switches to
+ * postcopy at the end of its current round.  -ENOPROTOOPT without the
+ * postcopy-ram capability, -ENOENT when no migration was started (QEMU's
+ * two checks); 0 otherwise, also when it already finished (QEMU: racy).
+ */
+int mig_session_start_postcopy(struct mig_session *s);
+/*
+ * yank of the "migration" instance: cuts the running migration's
+ * connections as a failed network would.  The migration then reconnects
+ * within reconnect-timeout or fails.  -ENOENT when none runs.
+ */
+int mig_session_yank(struct mig_session *s);
 /*
  * In MIG_STATUS_UNKNOWN: the operator says where the guest runs.  Source:
  * resume it here (failed); otherwise: the destination has it (completed).

@@ -102,6 +102,15 @@ struct mig_give_up mig_record_give_up(enum mig_phase phase, enum mig_role role)
 		/* The guest is ours: run it. */
 		[MIG_PHASE_DST_COMMITTED] = {MIG_STATUS_COMPLETED, true, false},
 		[MIG_PHASE_DST_RUNNING] = {MIG_STATUS_COMPLETED, false, false},
+		/*
+		 * Postcopy: the guest belongs to the destination, which still
+		 * needs pages from the source's RAM.  The source's guest stays
+		 * paused for good; the destination's runs until it touches a
+		 * page that can no longer come (query-migrate says how many).
+		 */
+		[MIG_PHASE_SRC_POSTCOPY] = {MIG_STATUS_FAILED, false, false},
+		[MIG_PHASE_DST_PC_LOADED] = {MIG_STATUS_FAILED, false, false},
+		[MIG_PHASE_DST_POSTCOPY] = {MIG_STATUS_FAILED, true, false},
 	};
 	struct mig_give_up g = {.status = MIG_STATUS_FAILED};
 
@@ -136,7 +145,7 @@ int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_give_
 	role = __atomic_load_n(&rec->role, __ATOMIC_RELAXED);
 	status = __atomic_load_n(&rec->status, __ATOMIC_RELAXED);
 	phase = __atomic_load_n(&rec->phase, __ATOMIC_RELAXED);
-	if (role > MIG_ROLE_DEST || status > MIG_STATUS_UNKNOWN || phase > MIG_PHASE_DST_RUNNING) {
+	if (role > MIG_ROLE_DEST || status > MIG_STATUS_LAST || phase > MIG_PHASE_LAST) {
 		mig_record_unlock(rec);
 		log_err("session record: role %u, status %u, phase %u: not a record the migrator "
 			"writes; left alone",
@@ -145,6 +154,7 @@ int mig_record_abandon(struct shm_ctl *ctl, const char *reason, struct mig_give_
 	}
 	if (status != MIG_STATUS_SETUP && status != MIG_STATUS_ACTIVE &&
 	    status != MIG_STATUS_DEVICE && status != MIG_STATUS_CANCELLING &&
+	    status != MIG_STATUS_POSTCOPY_ACTIVE && status != MIG_STATUS_POSTCOPY_PAUSED &&
 	    phase != MIG_PHASE_DST_LISTENING) {
 		mig_record_unlock(rec);
 		return 0;

@@ -18,7 +18,7 @@
 #include "shm/shm.h"
 
 #define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
-#define MIG_RECORD_VERSION 4
+#define MIG_RECORD_VERSION 5
 #define MIG_MAX_RESTARTS   8 /* migrator starts per session before it gives up */
 
 /*
@@ -43,6 +43,11 @@ enum mig_status {
 	 * (x-cleave-migrate-resolve) decides where it runs.
 	 */
 	MIG_STATUS_UNKNOWN,
+	/* QEMU's: the guest runs at the destination, pages still come from the source. */
+	MIG_STATUS_POSTCOPY_ACTIVE,
+	/* QEMU's: postcopy lost its peer; cleave reconnects by itself (reconnect-timeout). */
+	MIG_STATUS_POSTCOPY_PAUSED,
+	MIG_STATUS_LAST = MIG_STATUS_POSTCOPY_PAUSED,
 };
 
 enum mig_role {
@@ -64,15 +69,18 @@ enum mig_role {
  * name (monitor/qmp-migration.c).
  */
 #define MIG_COUNTERS(X)                                                                            \
-	X(rounds)	  /* dirty rounds synced (query-migrate dirty-sync-count) */               \
-	X(transferred)	  /* bytes on all connections */                                           \
-	X(normal)	  /* pages sent with data */                                               \
-	X(duplicate)	  /* zero pages sent as flags only */                                      \
-	X(skipped)	  /* never-touched pages not read at all (holes) */                        \
-	X(resent_bytes)	  /* pages sent again because a resume found them not landed */            \
-	X(inflight_bytes) /* at the last resume: queued or sent, not acknowledged */               \
-	X(resume_time_ms) /* last restart or disconnect -> transfer resumed */                     \
-	X(resumes)	  /* resumed transfers (after a restart or a lost peer) */
+	X(rounds)	     /* dirty rounds synced (query-migrate dirty-sync-count) */            \
+	X(transferred)	     /* bytes on all connections */                                        \
+	X(normal)	     /* pages sent with data */                                            \
+	X(duplicate)	     /* zero pages sent as flags only */                                   \
+	X(skipped)	     /* never-touched pages not read at all (holes) */                     \
+	X(resent_bytes)	     /* pages sent again because a resume found them not landed */         \
+	X(inflight_bytes)    /* at the last resume: queued or sent, not acknowledged */            \
+	X(resume_time_ms)    /* last restart or disconnect -> transfer resumed */                  \
+	X(resumes)	     /* resumed transfers (after a restart or a lost peer) */              \
+	X(postcopy_requests) /* postcopy: page requests (faults) sent to / served by the source */ \
+	X(postcopy_pulled)   /* postcopy: pages that came on request */                            \
+	X(postcopy_pushed)   /* postcopy: pages that came with the background stream */
 
 #define MIG_COUNTER_ONE(name) +1
 enum { MIG_NR_COUNTERS = 0 MIG_COUNTERS(MIG_COUNTER_ONE) };
@@ -95,6 +103,16 @@ enum mig_phase {
 	MIG_PHASE_DST_LOADED,	 /* all RAM landed, state loaded, guest not run */
 	MIG_PHASE_DST_COMMITTED, /* Commit received: the guest is ours, resume it */
 	MIG_PHASE_DST_RUNNING,	 /* resumed */
+	/*
+	 * Postcopy (docs/MIGRATION.md, "Postcopy").  The source's guest never
+	 * runs again: it pushes and serves the pages the destination lacks.
+	 */
+	MIG_PHASE_SRC_POSTCOPY,
+	/* Device state loaded, the pages still due registered for faults; guest not run. */
+	MIG_PHASE_DST_PC_LOADED,
+	/* Commit received: the guest runs here; the pages still due come on fault or push. */
+	MIG_PHASE_DST_POSTCOPY,
+	MIG_PHASE_LAST = MIG_PHASE_DST_POSTCOPY,
 };
 
 /* The kind of a TLS credentials object (QEMU's qom-type). */
@@ -160,6 +178,9 @@ struct mig_record {
 	uint32_t restarts;	   /* migrator starts that took this session over */
 	uint32_t has_downtime;	   /* 1 once downtime_ms holds a completed source's downtime */
 	uint32_t throttle;	   /* source: percent set in vcpu-proc */
+	/* Source: migrate-start-postcopy was asked (atomic: also read without the lock). */
+	uint32_t postcopy_start;
+	uint32_t reserved;
 	uint8_t session_id[16];
 	uint64_t epoch; /* bumped by every connection attempt of the session */
 	char uri[256];	/* source: the destination; destination: where it listens */
@@ -198,16 +219,17 @@ struct mig_record {
  * predecessor's record to take a running session over, so a change of the
  * layout (a counter appended included) changes the version with it.
  */
-#define MIG_RECORD_SIZE 18400
+#define MIG_RECORD_SIZE 18432
 _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
-		       offsetof(struct mig_record, tls) == 392 &&
-		       offsetof(struct mig_record, error_desc) == 18072 &&
-		       offsetof(struct mig_record, rounds) == 18328,
+		       offsetof(struct mig_record, tls) == 400 &&
+		       offsetof(struct mig_record, error_desc) == 18080 &&
+		       offsetof(struct mig_record, rounds) == 18336,
 	       "session record layout changed: bump MIG_RECORD_VERSION and MIG_RECORD_SIZE");
 
 #define MIG_RECORD_CAP_MULTIFD	     0x1u
 #define MIG_RECORD_CAP_EVENTS	     0x2u
 #define MIG_RECORD_CAP_AUTO_CONVERGE 0x4u
+#define MIG_RECORD_CAP_POSTCOPY_RAM  0x8u
 
 /*
  * The migrator's view: the record in @ctl's session area, initialised here

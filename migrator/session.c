@@ -31,11 +31,13 @@ static const char *const status_names[] = {
 	[MIG_STATUS_COMPLETED] = "completed",
 	[MIG_STATUS_FAILED] = "failed",
 	[MIG_STATUS_UNKNOWN] = "x-switchover-unknown",
+	[MIG_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
+	[MIG_STATUS_POSTCOPY_PAUSED] = "postcopy-paused",
 };
 
 const char *mig_status_name(enum mig_status status)
 {
-	return (unsigned int)status < MIG_STATUS_UNKNOWN + 1 ? status_names[status] : "?";
+	return (unsigned int)status <= MIG_STATUS_LAST ? status_names[status] : "?";
 }
 
 static uint64_t clock_ns(clockid_t clock)
@@ -70,7 +72,8 @@ uint64_t mig_thread_cpu_ns(void)
 static bool status_running(enum mig_status st)
 {
 	return st == MIG_STATUS_SETUP || st == MIG_STATUS_ACTIVE || st == MIG_STATUS_DEVICE ||
-	       st == MIG_STATUS_CANCELLING;
+	       st == MIG_STATUS_CANCELLING || st == MIG_STATUS_POSTCOPY_ACTIVE ||
+	       st == MIG_STATUS_POSTCOPY_PAUSED;
 }
 
 bool mig_err_retriable(int err)
@@ -520,6 +523,7 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	rec->setup_ns = rec->end_ns = rec->downtime_ms = 0;
 	rec->has_downtime = 0;
 	rec->restarts = 0;
+	__atomic_store_n(&rec->postcopy_start, 0u, __ATOMIC_RELAXED);
 	rec->epoch++;
 	if (getrandom(rec->session_id, sizeof(rec->session_id), 0) != sizeof(rec->session_id))
 		memset(rec->session_id, 0, sizeof(rec->session_id));
@@ -681,6 +685,10 @@ int mig_session_cancel(struct mig_session *s)
 
 	pthread_mutex_lock(&s->lock);
 	st = session_status(s, &role);
+	if (st == MIG_STATUS_POSTCOPY_ACTIVE || st == MIG_STATUS_POSTCOPY_PAUSED) {
+		pthread_mutex_unlock(&s->lock);
+		return -EBUSY;
+	}
 	dest = role == MIG_ROLE_DEST;
 	/* A destination still listening (status none) can be cancelled too. */
 	if (s->job && (status_running(st) || (dest && st == MIG_STATUS_NONE)) &&
@@ -692,6 +700,40 @@ int mig_session_cancel(struct mig_session *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+}
+
+int mig_session_start_postcopy(struct mig_session *s)
+{
+	enum mig_status st;
+	enum mig_role role;
+	bool locked;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	st = session_status(s, &role);
+	locked = rec_lock(s);
+	if (!(s->rec->caps & MIG_RECORD_CAP_POSTCOPY_RAM))
+		ret = -ENOPROTOOPT;
+	else if (st == MIG_STATUS_NONE || role != MIG_ROLE_SOURCE)
+		ret = -ENOENT;
+	else
+		__atomic_store_n(&s->rec->postcopy_start, 1u, __ATOMIC_RELEASE);
+	rec_unlock(s, locked);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int mig_session_yank(struct mig_session *s)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->job && session_unfinished(s)) {
+		mig_job_abort(s->job, -ECONNABORTED, "connection yanked");
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }
 
 int mig_session_wait(struct mig_session *s, int timeout_ms)
@@ -755,13 +797,15 @@ void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps)
 	caps->multifd = c & MIG_RECORD_CAP_MULTIFD;
 	caps->events = c & MIG_RECORD_CAP_EVENTS;
 	caps->auto_converge = c & MIG_RECORD_CAP_AUTO_CONVERGE;
+	caps->postcopy_ram = c & MIG_RECORD_CAP_POSTCOPY_RAM;
 }
 
 int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps)
 {
 	uint32_t c = (caps->multifd ? MIG_RECORD_CAP_MULTIFD : 0) |
 		     (caps->events ? MIG_RECORD_CAP_EVENTS : 0) |
-		     (caps->auto_converge ? MIG_RECORD_CAP_AUTO_CONVERGE : 0);
+		     (caps->auto_converge ? MIG_RECORD_CAP_AUTO_CONVERGE : 0) |
+		     (caps->postcopy_ram ? MIG_RECORD_CAP_POSTCOPY_RAM : 0);
 	bool locked;
 	int ret = 0;
 
