@@ -19,10 +19,20 @@
  * page.  For the same reason a region is unregistered only once it is
  * complete, or when no vCPU can touch it any more (fault_region_unregister).
  *
+ * Postcopy (fault_region_register_needed): the pages come later, from the
+ * migration, not from a source the service reads.  A fault on a needed page
+ * that is not there is not answered: the faulting thread stays blocked, the
+ * page is queued as a request (once), and the fault thread goes on with
+ * other faults.  The migration side takes the requests
+ * (fault_take_requests) and installs pages as they arrive (fault_place),
+ * which wakes their waiters.  These map one to one onto struct
+ * mig_postcopy_ops: listen registers, wait_faults takes requests, place
+ * places, end unregisters (forced on abort).
+ *
  * Locks: registration and unregistration run with the region held
- * exclusive (asserted); the fault thread and the fill take it shared for
- * each page they install, through region_table_find_read(), so a region
- * change waits for the installs in flight.  service->lock is a leaf: it is
+ * exclusive (asserted); the fault thread, the fill and fault_place() take
+ * it shared for what they install, through region_table_find_read(), so a
+ * region change waits for the installs in flight.  service->lock is a leaf: it is
  * never held while a region or table lock is taken.
  */
 #ifndef CLEAVE_VCPU_FAULT_H
@@ -33,7 +43,7 @@
 
 #include "vcpu-proc/region.h"
 
-/* Where pages come from (a snapshot file, later the migrator). */
+/* Where pages come from for fault_region_register() (a snapshot file). */
 struct fault_source {
 	/*
 	 * Copies page @page (index within region @region) into @buf
@@ -63,10 +73,15 @@ struct fault_source {
 	void *arg;
 };
 
-/* Counters since start; the latency is the service's own, fault read to page installed. */
+/*
+ * Counters since start.  lat_*: the service's own time for a fault it
+ * answers at once, fault read to page installed.  wait_*: postcopy, a
+ * fault on a needed page, from its read to fault_place() installing the
+ * page: as long as its thread was blocked, less the kernel's hand-over.
+ */
 struct fault_stats {
-	uint64_t faults;     /* faults served with the source's page */
-	uint64_t zero;	     /* of which the source said zero */
+	uint64_t faults;     /* faults answered at once (source page, or a postcopy zero page) */
+	uint64_t zero;	     /* of which zero pages */
 	uint64_t raced;	     /* faults for a page already installed (a second vCPU, the fill) */
 	uint64_t filled;     /* pages the background fill installed */
 	uint64_t skipped;    /* pages the fill settled as zero without a read (next_data) */
@@ -75,6 +90,11 @@ struct fault_stats {
 	uint64_t lat_p50_ns; /* of the last FAULT_LAT_SAMPLES faults */
 	uint64_t lat_p99_ns;
 	uint64_t lat_max_ns;
+	uint64_t requested;   /* postcopy: needed pages faulted and queued as requests */
+	uint64_t placed;      /* pages fault_place() installed (not there before) */
+	uint64_t wait_p50_ns; /* of the last FAULT_LAT_SAMPLES requested pages placed */
+	uint64_t wait_p99_ns;
+	uint64_t wait_max_ns;
 };
 
 #define FAULT_LAT_SAMPLES 4096
@@ -84,12 +104,18 @@ struct fault_service;
 /*
  * Opens the userfaultfd (/dev/userfaultfd, else the syscall) with shmem
  * MISSING faults, and starts the fault thread.  @table stays owned by the
- * caller and outlives the service.  -ENOSYS/-EPERM/-EINVAL with a log
- * line when the host does not offer what is needed.
+ * caller and outlives the service.  @src may be NULL for a service of
+ * postcopy regions only (fault_region_register() and the fill are then
+ * -EINVAL).  -ENOSYS/-EPERM/-EINVAL with a log line when the host does not
+ * offer what is needed.
  */
 int fault_service_start(struct fault_service **out, struct region_table *table,
 			const struct fault_source *src);
-/* Stops the threads and closes the userfaultfd; -EBUSY while a region is registered. */
+/*
+ * Stops the threads and closes the userfaultfd; -EBUSY while a region is
+ * registered.  A fault_take_requests() waiting returns -ECANCELED, and
+ * stop waits for it to leave; none may be called after stop returned 0.
+ */
 int fault_service_stop(struct fault_service *fs);
 
 /*
@@ -100,6 +126,19 @@ int fault_service_stop(struct fault_service *fs);
  * present page is never replaced: the fill's copy of it fails with EEXIST.
  */
 int fault_region_register(struct fault_service *fs, struct region *r, bool fresh);
+/*
+ * Registers region @r (held exclusive) for postcopy.  @needed: a bit per
+ * page (shm bitmap) of the pages that must come from the migration; the
+ * service keeps its own copy.  Every other page is settled from the start:
+ * touched while missing (a hole of the memfd), it is installed as a zero
+ * page at once, without a request.  A needed page must be missing (the
+ * caller punched it out); one that is there anyway is never replaced and
+ * counts as installed once placed.  missing counts the needed pages not
+ * placed.  Costs the copy of @needed, nothing per page of RAM.  -EALREADY
+ * if registered.
+ */
+int fault_region_register_needed(struct fault_service *fs, struct region *r,
+				 const uint64_t *needed);
 /*
  * Unregisters @r (held exclusive).  -EBUSY while pages are missing,
  * unless @force: then a vCPU that still touches one would get a zero
@@ -116,6 +155,35 @@ int fault_region_unregister(struct fault_service *fs, struct region *r, bool for
 int fault_fill_start(struct fault_service *fs);
 /* Waits for the fill to end: 0 when everything is installed, else the first error. */
 int fault_fill_wait(struct fault_service *fs);
+
+/* A page of a postcopy region to fetch; the layout of the engine's struct mig_page_ref. */
+struct fault_page {
+	uint32_t region;
+	uint64_t page;
+};
+
+/*
+ * Waits up to @timeout_ms (0: no wait, < 0: no limit) for requests and
+ * hands out at most @max, each once, oldest first.  Returns how many, 0 on
+ * timeout, -ECANCELED once the service stops.  @again: first every page
+ * handed out before and still not placed is queued again (a restarted
+ * migrator lost what its predecessor took).  Callable from several
+ * threads; a page is handed to one of them.
+ */
+int fault_take_requests(struct fault_service *fs, struct fault_page *out, unsigned int max,
+			int timeout_ms, bool again);
+/*
+ * Installs pages [@page, @page + @nr) of region @region_id from @data
+ * (@nr * SHM_PAGE_SIZE bytes; NULL: zero pages) where they are still
+ * missing, with one UFFDIO_COPY per run of missing pages; a page already
+ * there stays as it is (the guest may have written it): that is success
+ * too.  Wakes whoever waits for these pages and drops their requests.
+ * Holds the region shared.  -EINVAL for a region not registered or a range
+ * outside it; another error leaves the pages not installed missing.
+ * Callable from several threads at once.
+ */
+int fault_place(struct fault_service *fs, unsigned int region_id, uint64_t page, unsigned int nr,
+		const void *data);
 
 void fault_service_stats(struct fault_service *fs, struct fault_stats *st);
 
