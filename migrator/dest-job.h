@@ -66,6 +66,23 @@ struct mig_dst {
 	uint64_t bar_generation;
 	bool bar_ended;	 /* every channel passed its FINAL round: no generation follows */
 	bool bar_broken; /* abort: every waiter returns -ECANCELED */
+
+	/*
+	 * Postcopy (postcopy-dest.c).  @postcopy is set before Loaded goes to
+	 * the source and never cleared: from then on the receive threads place
+	 * pages through the VM's postcopy ops, never write RAM themselves.
+	 * needed[]: the ctl segment's dirty bitmaps, which a destination has no
+	 * other use for: a bit per page the guest may not see yet; set at the
+	 * switch, cleared (atomically, by whoever placed the page) once the VM
+	 * installed it.  In the ctl segment, they outlive a killed migrator.
+	 */
+	atomic_bool postcopy;
+	uint64_t *needed[SHM_MAX_REGIONS];
+	/* The fault thread: faults -> page requests, and the keepalive. */
+	pthread_t pc_thread;
+	bool pc_live;	     /* worker only */
+	atomic_bool pc_stop; /* the worker tells it to end */
+	uint64_t pc_rx_ns;   /* worker only: last message from the source */
 };
 
 /* dest-accept.c: the source's main connection and its Hello, among untrusted connections. */
@@ -73,6 +90,34 @@ int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire
 /* dest.c: true (and @why) when this job does not take a connection that says @h. */
 bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, char *why,
 			   size_t len);
+
+/* dest.c, for postcopy-dest.c */
+int mig_dst_fail(struct mig_dst *dst, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void mig_dst_set_phase(struct mig_dst *dst, enum mig_phase phase);
+int mig_dst_send(struct mig_dst *dst, Cleave__Wire__WireMsg *m, int body, void *msg);
+int mig_dst_source_error(struct mig_dst *dst, const char *why);
+/* Every receive thread joined: each reached FINAL of @final_round, else -EPROTO. */
+int mig_dst_channels_final(struct mig_dst *dst, uint64_t final_round);
+
+/*
+ * postcopy-dest.c (docs/MIGRATION.md, "Postcopy").  Refusal of a source
+ * that may switch to postcopy where this side cannot take it.
+ */
+bool mig_dst_postcopy_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, char *why,
+			      size_t len);
+/* The source's Postcopy message, every earlier round landed: switch, then run to the end. */
+int mig_dst_postcopy_switch(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc);
+/* A reconnect in PC_LOADED or POSTCOPY, channels running: run to the end. */
+int mig_dst_postcopy_run(struct mig_dst *dst);
+/* A restarted migrator in PC_LOADED or POSTCOPY: takes the VM side over again. */
+int mig_dst_postcopy_adopt(struct mig_dst *dst);
+/* Page @page of @region was placed: clears its needed bit; true when this call did. */
+bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page);
+/* Joins the fault thread; safe to call twice. */
+void mig_dst_postcopy_stop(struct mig_dst *dst);
+/* Pages needed, as HelloAck.needed reports them. */
+bool mig_dst_in_postcopy(const struct mig_dst *dst);
 
 /* recv.c */
 int mig_recv_start(struct mig_dst *dst);

@@ -142,9 +142,7 @@ static int dst_accept(struct mig_dst *dst, int timeout_ms, int *fdp)
 }
 
 /* Fails the job; abort tells the source why. */
-static int dst_fail(struct mig_dst *dst, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int dst_fail(struct mig_dst *dst, int err, const char *fmt, ...)
+int mig_dst_fail(struct mig_dst *dst, int err, const char *fmt, ...)
 {
 	char reason[256];
 	va_list ap;
@@ -195,6 +193,8 @@ bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, ch
 				 ch->regions[r].size);
 			return true;
 		}
+	if (mig_dst_postcopy_refusal(dst, h, why, len))
+		return true;
 	if (dst->phase == MIG_PHASE_DST_LISTENING)
 		return false;
 	/* A running session takes its own source back only: the same id, a newer epoch. */
@@ -234,14 +234,14 @@ int mig_dest_ram_clear(struct mig_job *job)
 }
 
 /* The source ended the migration and said why: the job ends, no reconnect. */
-static int dst_source_error(struct mig_dst *dst, const char *why)
+int mig_dst_source_error(struct mig_dst *dst, const char *why)
 {
 	mig_job_abort_final(&dst->job, -EPROTO, "source: %s", why);
 	return -EPROTO;
 }
 
 /* Records @phase; see enum mig_phase for what each allows. */
-static void dst_set_phase(struct mig_dst *dst, enum mig_phase phase)
+void mig_dst_set_phase(struct mig_dst *dst, enum mig_phase phase)
 {
 	dst->phase = phase;
 	mig_record_set_phase(dst->s->rec, phase);
@@ -287,9 +287,10 @@ static void dst_receivedmap_adopt(struct mig_dst *dst)
 	dst->state = MIG_DST_JOINED;
 }
 
-/* Stop -> join: this connection's receive threads are gone; the map stays live. */
+/* Stop -> join: this connection's receive (and fault) threads are gone; the map stays live. */
 static void dst_threads_join(struct mig_dst *dst)
 {
+	mig_dst_postcopy_stop(dst);
 	if (dst->state == MIG_DST_RECEIVING)
 		mig_recv_join(dst);
 }
@@ -301,6 +302,7 @@ static void dst_threads_join(struct mig_dst *dst)
  */
 static void dst_teardown(struct mig_dst *dst)
 {
+	mig_dst_postcopy_stop(dst);
 	switch (dst->state) {
 	case MIG_DST_RECEIVING:
 		mig_recv_join(dst); /* the caller aborted, or every thread saw FINAL */
@@ -325,7 +327,7 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 	int ret = mig_chan_token(dst->job.main_fd, sid, token);
 
 	if (ret)
-		return dst_fail(dst, ret, "channel token: %s", strerror(-ret));
+		return mig_dst_fail(dst, ret, "channel token: %s", strerror(-ret));
 	for (unsigned int n = 0; n < dst->nr_chans; n++) {
 		struct mig_chan_hello ch;
 		char err[512];
@@ -333,13 +335,13 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 
 		ret = dst_accept(dst, (int)dst->s->io_timeout_ms, &fd);
 		if (ret)
-			return dst_fail(dst, ret, "accepting channel %u of %u: %s", n,
-					dst->nr_chans, strerror(-ret));
+			return mig_dst_fail(dst, ret, "accepting channel %u of %u: %s", n,
+					    dst->nr_chans, strerror(-ret));
 		/* Authenticated before its preamble is read, like the main connection. */
 		if (tls && mig_tls_accept(tls, fd, dst->s->io_timeout_ms, err, sizeof(err))) {
 			mig_sock_close(fd);
-			return dst_fail(dst, -EAGAIN, "channel %u of %u: %s", n, dst->nr_chans,
-					err);
+			return mig_dst_fail(dst, -EAGAIN, "channel %u of %u: %s", n, dst->nr_chans,
+					    err);
 		}
 		ret = mig_io_read(fd, &ch, sizeof(ch));
 		if (!ret && (ch.magic != MIG_CHAN_MAGIC || ch.version != WIRE_VERSION ||
@@ -350,7 +352,7 @@ static int dst_accept_channels(struct mig_dst *dst, const uint8_t *sid)
 			mig_sock_close(fd);
 			/* E.g. a restarted source's Hello where a channel was due: it calls again.
 			 */
-			return dst_fail(
+			return mig_dst_fail(
 				dst, ret == -EPROTO ? -EAGAIN : ret, "channel handshake: %s",
 				ret == -EPROTO ? "bad magic, session or index" : strerror(-ret));
 		}
@@ -392,10 +394,11 @@ static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 			continue;
 		pthread_mutex_unlock(&dst->bar_lock);
 		if (dst_main_hung_up(dst))
-			return dst_fail(dst, -ECONNRESET,
-					"main channel: source closed the connection while round "
-					"%" PRIu64 " was due",
-					round);
+			return mig_dst_fail(
+				dst, -ECONNRESET,
+				"main channel: source closed the connection while round "
+				"%" PRIu64 " was due",
+				round);
 		pthread_mutex_lock(&dst->bar_lock);
 	}
 	broken = dst->bar_broken;
@@ -407,10 +410,10 @@ static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 	if (broken)
 		return -ECANCELED;
 	if (ended)
-		return dst_fail(dst, -EPROTO,
-				"protocol error: Round %" PRIu64
-				" announced after the final round %" PRIu64,
-				round, landed - 1);
+		return mig_dst_fail(dst, -EPROTO,
+				    "protocol error: Round %" PRIu64
+				    " announced after the final round %" PRIu64,
+				    round, landed - 1);
 	ack.round = round;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND_ACK;
 	m.round_ack = &ack;
@@ -422,7 +425,7 @@ static int dst_round_ack(struct mig_dst *dst, uint64_t round)
 	return ret;
 }
 
-/* Until all RAM landed; returns the device state message in *dsm. */
+/* Until all RAM landed, or the switch to postcopy: the DeviceState or Postcopy message in *dsm. */
 static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 {
 	struct mig_session *s = dst->s;
@@ -432,9 +435,9 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 	for (;;) {
 		ret = mig_msg_recv(dst->job.main_fd, &m);
 		if (ret)
-			return dst_fail(dst, ret, "main channel: %s",
-					ret == -ECONNRESET ? "source closed the connection"
-							   : strerror(-ret));
+			return mig_dst_fail(dst, ret, "main channel: %s",
+					    ret == -ECONNRESET ? "source closed the connection"
+							       : strerror(-ret));
 		switch (m->body_case) {
 		case CLEAVE__WIRE__WIRE_MSG__BODY_ROUND:
 			atomic_store(&s->ctr.rounds, m->round->round + 1);
@@ -448,15 +451,16 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 		case CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS:
 			break;
 		case CLEAVE__WIRE__WIRE_MSG__BODY_DEVICE_STATE:
+		case CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY:
 			*dsm = m;
 			return 0;
 		case CLEAVE__WIRE__WIRE_MSG__BODY_ERROR:
-			ret = dst_source_error(dst, m->error->reason);
+			ret = mig_dst_source_error(dst, m->error->reason);
 			cleave__wire__wire_msg__free_unpacked(m, NULL);
 			return ret;
 		default:
-			ret = dst_fail(dst, -EPROTO, "protocol error: unexpected message %d",
-				       (int)m->body_case);
+			ret = mig_dst_fail(dst, -EPROTO, "protocol error: unexpected message %d",
+					   (int)m->body_case);
 			cleave__wire__wire_msg__free_unpacked(m, NULL);
 			return ret;
 		}
@@ -464,7 +468,7 @@ static int dst_receive(struct mig_dst *dst, Cleave__Wire__WireMsg **dsm)
 	}
 }
 
-static int dst_send(struct mig_dst *dst, Cleave__Wire__WireMsg *m, int body, void *msg)
+int mig_dst_send(struct mig_dst *dst, Cleave__Wire__WireMsg *m, int body, void *msg)
 {
 	int ret;
 
@@ -485,9 +489,9 @@ static int dst_run_guest(struct mig_dst *dst)
 	int ret = s->env.ops->resume(s->env.ops_arg); /* idempotent: a restart repeats it */
 
 	if (ret)
-		return dst_fail(dst, ret, "vcpu-proc RESUME: %s (guest runs nowhere)",
-				strerror(-ret));
-	dst_set_phase(dst, MIG_PHASE_DST_RUNNING);
+		return mig_dst_fail(dst, ret, "vcpu-proc RESUME: %s (guest runs nowhere)",
+				    strerror(-ret));
+	mig_dst_set_phase(dst, MIG_PHASE_DST_RUNNING);
 	return 0;
 }
 
@@ -501,21 +505,22 @@ static int dst_commit(struct mig_dst *dst)
 
 	ret = mig_msg_recv(dst->job.main_fd, &in);
 	if (ret)
-		return dst_fail(dst, ret, "main channel: waiting for Commit: %s", strerror(-ret));
+		return mig_dst_fail(dst, ret, "main channel: waiting for Commit: %s",
+				    strerror(-ret));
 	if (in->body_case != CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT) {
 		ret = in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR
-			      ? dst_source_error(dst, in->error->reason)
-			      : dst_fail(dst, -EPROTO, "protocol error: expected Commit");
+			      ? mig_dst_source_error(dst, in->error->reason)
+			      : mig_dst_fail(dst, -EPROTO, "protocol error: expected Commit");
 		cleave__wire__wire_msg__free_unpacked(in, NULL);
 		return ret;
 	}
 	cleave__wire__wire_msg__free_unpacked(in, NULL);
 	/* The source will never run the guest again: it is ours now. */
-	dst_set_phase(dst, MIG_PHASE_DST_COMMITTED);
+	mig_dst_set_phase(dst, MIG_PHASE_DST_COMMITTED);
 	ret = dst_run_guest(dst);
 	if (ret)
 		return ret;
-	if (dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, &complete))
+	if (mig_dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, &complete))
 		log_warn("source did not get Complete; the guest runs here");
 	return 0;
 }
@@ -527,6 +532,19 @@ static void dst_log_ram_hash(struct mig_dst *dst)
 	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++)
 		log_info("switchover RAM hash region %u %016" PRIx64, r,
 			 shm_region_hash(&s->env.ram[r]));
+}
+
+int mig_dst_channels_final(struct mig_dst *dst, uint64_t final_round)
+{
+	if (mig_job_aborted(&dst->job))
+		return -ECANCELED;
+	for (unsigned int i = 0; i < dst->nr_chans; i++)
+		if (!dst->chans[i].done || dst->chans[i].final_round != final_round)
+			return mig_dst_fail(dst, -EPROTO,
+					    "channel %u ended in round %" PRIu64
+					    ", the source's last round is %" PRIu64,
+					    i, dst->chans[i].final_round, final_round);
+	return 0;
 }
 
 static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
@@ -542,21 +560,16 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 	/* All RAM is final only once every channel passed FINAL and was joined. */
 	mig_recv_join(dst);
 	t1 = mig_now_ns();
-	if (mig_job_aborted(&dst->job))
-		return -ECANCELED;
-	for (unsigned int i = 0; i < dst->nr_chans; i++)
-		if (!dst->chans[i].done || dst->chans[i].final_round != ds->final_round)
-			return dst_fail(dst, -EPROTO,
-					"channel %u ended in round %" PRIu64
-					", device state says %" PRIu64,
-					i, dst->chans[i].final_round, ds->final_round);
+	ret = mig_dst_channels_final(dst, ds->final_round);
+	if (ret)
+		return ret;
 	if (MIG_HOOK(s, ram_hash))
 		dst_log_ram_hash(dst);
 	/* Invariant 3: the state (and its clock) is loaded only after RAM is final. */
 	ret = ops->load_state(s->env.ops_arg, ds->state.data, ds->state.len);
 	if (ret)
-		return dst_fail(dst, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc LOAD_STATE: %s",
-				strerror(-ret));
+		return mig_dst_fail(dst, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc LOAD_STATE: %s",
+				    strerror(-ret));
 	t2 = mig_now_ns();
 	log_debug("device state: channels done after %lu us, LOAD_STATE %lu us",
 		  (unsigned long)(t1 - t0) / 1000, (unsigned long)(t2 - t1) / 1000);
@@ -564,10 +577,10 @@ static int dst_finish(struct mig_dst *dst, const Cleave__Wire__DeviceState *ds)
 		s->rec->final_round = ds->final_round;
 		mig_record_unlock(s->rec);
 	}
-	dst_set_phase(dst, MIG_PHASE_DST_LOADED);
+	mig_dst_set_phase(dst, MIG_PHASE_DST_LOADED);
 	/* Only now: killed before LOADED was recorded, a restart still needs the map. */
 	dst_teardown(dst);
-	ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
+	ret = mig_dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
 	return ret ? ret : dst_commit(dst);
 }
 
@@ -602,8 +615,13 @@ static void dst_report_free(Cleave__Wire__HelloAck *ack)
 		mig_pagemap_release(ack->round[i]);
 		free(ack->round[i]);
 	}
+	for (size_t i = 0; i < ack->n_needed; i++) {
+		mig_pagemap_release(ack->needed[i]);
+		free(ack->needed[i]);
+	}
 	free(ack->received);
 	free(ack->round);
+	free(ack->needed);
 }
 
 /*
@@ -626,7 +644,14 @@ static int dst_report(struct mig_dst *dst)
 		ack.final_round = dst->s->rec->final_round;
 		mig_record_unlock(dst->s->rec);
 	}
-	for (uint32_t r = 0; r < h->nr_regions && dst->phase == MIG_PHASE_DST_RECEIVING; r++) {
+	for (uint32_t r = 0; r < h->nr_regions && mig_dst_in_postcopy(dst); r++) {
+		ret = dst_report_map(&ack.needed, &ack.n_needed, dst->needed[r],
+				     h->regions[r].nr_pages, r);
+		if (ret)
+			break;
+	}
+	for (uint32_t r = 0; !ret && r < h->nr_regions && dst->phase == MIG_PHASE_DST_RECEIVING;
+	     r++) {
 		ret = dst_report_map(&ack.round, &ack.n_round, dst->round[r],
 				     h->regions[r].nr_pages, r);
 		if (!ret && !ack.rounds_landed)
@@ -636,9 +661,9 @@ static int dst_report(struct mig_dst *dst)
 			break;
 	}
 	if (!ret)
-		ret = dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, &ack);
+		ret = mig_dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, &ack);
 	else
-		dst_fail(dst, ret, "resume report: %s", strerror(-ret));
+		mig_dst_fail(dst, ret, "resume report: %s", strerror(-ret));
 	dst_report_free(&ack);
 	for (uint32_t r = 0; !ret && r < h->nr_regions && dst->phase == MIG_PHASE_DST_RECEIVING;
 	     r++)
@@ -658,7 +683,7 @@ static int dst_session_start(struct mig_dst *dst, const Cleave__Wire__Hello *h)
 		return ret;
 	mig_session_set_id(s, h->session_id.data, h->epoch);
 	dst_receivedmap_init(dst);
-	dst_set_phase(dst, MIG_PHASE_DST_RECEIVING);
+	mig_dst_set_phase(dst, MIG_PHASE_DST_RECEIVING);
 	return 0;
 }
 
@@ -676,7 +701,7 @@ static int dst_channels_alloc(struct mig_dst *dst, unsigned int n)
 	struct mig_recv_chan *chans = calloc(n, sizeof(*chans)), *old;
 
 	if (!chans)
-		return dst_fail(dst, -ENOMEM, "out of memory");
+		return mig_dst_fail(dst, -ENOMEM, "out of memory");
 	for (unsigned int i = 0; i < n; i++) {
 		chans[i].dst = dst;
 		chans[i].index = i;
@@ -694,11 +719,10 @@ static int dst_channels_alloc(struct mig_dst *dst, unsigned int n)
 	return 0;
 }
 
-/* Receives RAM from @first_round on, then completes. */
-static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_round)
+/* This connection's channels, and their receive threads from round @first_round on. */
+static int dst_channels_start(struct mig_dst *dst, const uint8_t *sid, uint64_t first_round)
 {
 	struct mig_session *s = dst->s;
-	Cleave__Wire__WireMsg *in = NULL;
 	int ret;
 
 	ret = dst_accept_channels(dst, sid);
@@ -716,12 +740,28 @@ static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_
 	dst->state = MIG_DST_RECEIVING;
 	ret = mig_recv_start(dst);
 	if (ret)
-		return dst_fail(dst, ret, "receive threads: %s", strerror(-ret));
+		return mig_dst_fail(dst, ret, "receive threads: %s", strerror(-ret));
+	return 0;
+}
+
+/* Receives RAM from @first_round on, then completes (or switches to postcopy). */
+static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_round)
+{
+	struct mig_session *s = dst->s;
+	Cleave__Wire__WireMsg *in = NULL;
+	int ret;
+
+	ret = dst_channels_start(dst, sid, first_round);
+	if (ret)
+		return ret;
 	mig_session_set_status(s, MIG_STATUS_ACTIVE);
 	ret = dst_receive(dst, &in);
 	if (ret)
 		return ret;
-	ret = dst_finish(dst, in->device_state);
+	if (in->body_case == CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY)
+		ret = mig_dst_postcopy_switch(dst, in->postcopy);
+	else
+		ret = dst_finish(dst, in->device_state);
 	cleave__wire__wire_msg__free_unpacked(in, NULL);
 	return ret;
 }
@@ -729,7 +769,8 @@ static int dst_transfer(struct mig_dst *dst, const uint8_t *sid, uint64_t first_
 /* Milliseconds left to wait for the source: -1 before it ever came. */
 static int dst_wait_ms(struct mig_dst *dst)
 {
-	if (dst->phase == MIG_PHASE_DST_LISTENING)
+	/* A guest that runs here waits for its pages as long as it takes (postcopy-paused). */
+	if (dst->phase == MIG_PHASE_DST_LISTENING || dst->phase == MIG_PHASE_DST_POSTCOPY)
 		return -1;
 	return mig_job_reconnect_left_ms(&dst->job);
 }
@@ -746,11 +787,12 @@ static int dst_epoch(struct mig_dst *dst)
 
 	ret = wait ? mig_dst_wait_source(dst, wait, &fd, &in) : -ETIMEDOUT;
 	if (ret == -ETIMEDOUT)
-		return dst_fail(dst, -ETIME, "lost the source (%s) and no reconnect within %llu ms",
-				dst->job.lost_reason,
-				(unsigned long long)MIG_SETTING(s, reconnect_timeout));
+		return mig_dst_fail(dst, -ETIME,
+				    "lost the source (%s) and no reconnect within %llu ms",
+				    dst->job.lost_reason,
+				    (unsigned long long)MIG_SETTING(s, reconnect_timeout));
 	if (ret)
-		return dst_fail(dst, ret, "accept: %s", strerror(-ret));
+		return mig_dst_fail(dst, ret, "accept: %s", strerror(-ret));
 	mig_job_publish_fd(&dst->job, &dst->job.main_fd, fd);
 	resumed = dst->phase != MIG_PHASE_DST_LISTENING;
 	if (resumed) {
@@ -761,7 +803,7 @@ static int dst_epoch(struct mig_dst *dst)
 	}
 	mig_session_id(s, sid, NULL, false);
 	next_round = in->hello->next_round;
-	if (!ret && dst->phase == MIG_PHASE_DST_RECEIVING)
+	if (!ret && (dst->phase == MIG_PHASE_DST_RECEIVING || mig_dst_in_postcopy(dst)))
 		ret = dst_channels_alloc(dst, in->hello->channels);
 	cleave__wire__wire_msg__free_unpacked(in, NULL);
 	if (ret)
@@ -780,10 +822,16 @@ static int dst_epoch(struct mig_dst *dst)
 		return dst_transfer(dst, sid, next_round);
 	case MIG_PHASE_DST_LOADED:
 		return dst_commit(dst);
+	case MIG_PHASE_DST_PC_LOADED:
+	case MIG_PHASE_DST_POSTCOPY:
+		if (dst->phase == MIG_PHASE_DST_POSTCOPY)
+			mig_session_set_status(s, MIG_STATUS_POSTCOPY_ACTIVE);
+		ret = dst_channels_start(dst, sid, next_round);
+		return ret ? ret : mig_dst_postcopy_run(dst);
 	case MIG_PHASE_DST_RUNNING:
 		return 0; /* the source learnt it from the report */
 	default:
-		return dst_fail(dst, -EPROTO, "destination in phase %u", dst->phase);
+		return mig_dst_fail(dst, -EPROTO, "destination in phase %u", dst->phase);
 	}
 }
 
@@ -841,6 +889,8 @@ static int dst_may_reconnect(struct mig_dst *dst, int ret)
 	pthread_mutex_unlock(&job->lock);
 	if (lost_now) {
 		log_warn("lost the source (%s); waiting for it to reconnect", job->lost_reason);
+		if (dst->phase == MIG_PHASE_DST_POSTCOPY)
+			mig_session_set_status(dst->s, MIG_STATUS_POSTCOPY_PAUSED);
 		mig_session_detail_event(dst->s, "disconnected");
 	}
 	return retry ? 0 : ret;
@@ -888,16 +938,24 @@ static int dst_load(struct mig_dst *dst)
 	dst->phase = mig_record_phase(s->rec);
 	dst->job.lost_ns = s->resume_start_ns;
 	snprintf(dst->job.lost_reason, sizeof(dst->job.lost_reason), "migrator restarted");
-	if (dst->phase == MIG_PHASE_DST_RECEIVING) {
+	if (dst->phase == MIG_PHASE_DST_RECEIVING || mig_dst_in_postcopy(dst)) {
 		if (!mig_record_receivedmap_live(s->rec))
-			return dst_fail(dst, -EPROTO,
-					"session record: receiving without a live "
-					"receivedmap");
+			return mig_dst_fail(dst, -EPROTO,
+					    "session record: receiving without a live "
+					    "receivedmap");
 		dst_receivedmap_adopt(dst);
 	}
 	/* Killed between LOADED and the invalidation: no thread of ours can write it. */
-	if (dst->phase >= MIG_PHASE_DST_LOADED && mig_record_receivedmap_live(s->rec))
+	if ((dst->phase == MIG_PHASE_DST_LOADED || dst->phase == MIG_PHASE_DST_COMMITTED ||
+	     dst->phase == MIG_PHASE_DST_RUNNING) &&
+	    mig_record_receivedmap_live(s->rec))
 		mig_record_set_receivedmap_live(s->rec, false);
+	/* Killed during a switch to postcopy: the VM may hold a registration; precopy finishes. */
+	if (dst->phase == MIG_PHASE_DST_RECEIVING && s->env.ops->postcopy &&
+	    s->env.ops->postcopy->end(s->env.ops_arg, true))
+		log_warn("vcpu-proc: postcopy end of an unfinished switch failed");
+	if (mig_dst_in_postcopy(dst))
+		return mig_dst_postcopy_adopt(dst);
 	/* Killed between Commit and RESUME: the guest is ours, run it now. */
 	if (dst->phase == MIG_PHASE_DST_COMMITTED)
 		return dst_run_guest(dst);
@@ -923,7 +981,7 @@ static int dst_run(struct mig_dst *dst)
 			s->rec->final_round = 0;
 			mig_record_unlock(s->rec);
 		}
-		dst_set_phase(dst, MIG_PHASE_DST_LISTENING);
+		mig_dst_set_phase(dst, MIG_PHASE_DST_LISTENING);
 		mig_session_record_sync(s);
 	}
 	for (;;) {
@@ -953,6 +1011,17 @@ static void *dst_worker(void *arg)
 		log_err("after the commit: %s (the guest is ours)", reason);
 		ret = 0;
 	}
+	/* The guest never ran: the VM drops its registration (its RAM is incomplete). */
+	if (ret && dst->phase == MIG_PHASE_DST_PC_LOADED &&
+	    dst->s->env.ops->postcopy->end(dst->s->env.ops_arg, true))
+		log_warn("vcpu-proc: postcopy end after a failed migration failed");
+	/*
+	 * The guest runs and lacks pages nobody can give any more: whatever
+	 * touches one waits for good; query-migrate says how many.
+	 */
+	if (ret && dst->phase == MIG_PHASE_DST_POSTCOPY)
+		log_err("postcopy failed: %" PRIu64 " pages of the guest are lost",
+			(uint64_t)(atomic_load(&dst->s->ctr.remaining) / SHM_PAGE_SIZE));
 	mig_record_set_phase(dst->s->rec, ret ? MIG_PHASE_NONE : MIG_PHASE_DST_RUNNING);
 	mig_session_finish(dst->s, ret, reason);
 	if (!ret)

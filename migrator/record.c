@@ -105,10 +105,11 @@ struct mig_give_up mig_record_give_up(enum mig_phase phase, enum mig_role role)
 		/*
 		 * Postcopy: the guest belongs to the destination, which still
 		 * needs pages from the source's RAM.  The source's guest stays
-		 * paused for good; the destination's runs until it touches a
-		 * page that can no longer come (query-migrate says how many).
+		 * paused (the operator decides, as after a precopy commit); the
+		 * destination's runs until it touches a page that can no
+		 * longer come.
 		 */
-		[MIG_PHASE_SRC_POSTCOPY] = {MIG_STATUS_FAILED, false, false},
+		[MIG_PHASE_SRC_POSTCOPY] = {MIG_STATUS_UNKNOWN, false, false},
 		[MIG_PHASE_DST_PC_LOADED] = {MIG_STATUS_FAILED, false, false},
 		[MIG_PHASE_DST_POSTCOPY] = {MIG_STATUS_FAILED, true, false},
 	};

@@ -229,6 +229,59 @@ static int recv_punch(struct mig_recv_chan *c, uint32_t region, uint64_t off)
 	return 0;
 }
 
+/*
+ * Postcopy: the packet's pages go to the VM, one place() per run of
+ * contiguous pages of one kind (data or zero); the VM installs those still
+ * missing and leaves any page the guest may have written since.
+ */
+static int recv_place(struct mig_recv_chan *c, struct recv_buf *rb)
+{
+	struct mig_dst *dst = c->dst;
+	struct mig_session *s = dst->s;
+	const struct mig_pkt_hdr *hdr = &rb->hdr;
+	const uint8_t *next = rb->bounce;
+	uint64_t pushed = 0, bytes;
+
+	for (uint32_t i = 0; i < hdr->nr_pages;) {
+		uint64_t off = rb->offs[i] & ~(uint64_t)MIG_PAGE_FLAGS;
+		bool zero = rb->offs[i] & MIG_PAGE_ZERO;
+		uint32_t j = i + 1, n = 1;
+		int ret;
+
+		while (j < hdr->nr_pages &&
+		       (rb->offs[j] & ~(uint64_t)MIG_PAGE_FLAGS) == off + n * SHM_PAGE_SIZE &&
+		       !!(rb->offs[j] & MIG_PAGE_ZERO) == zero) {
+			j++;
+			n++;
+		}
+		ret = s->env.ops->postcopy->place(s->env.ops_arg, hdr->region,
+						  off >> SHM_PAGE_SHIFT, n, zero ? NULL : next);
+		if (ret) {
+			mig_job_abort(&dst->job, ret,
+				      "channel %u: vcpu-proc: place region %u at 0x%" PRIx64 ": %s",
+				      c->index, hdr->region, off, strerror(-ret));
+			return ret;
+		}
+		if (!zero)
+			next += (size_t)n * SHM_PAGE_SIZE;
+		for (uint32_t k = 0; k < n; k++) {
+			pushed +=
+				mig_dst_needed_clear(dst, hdr->region, (off >> SHM_PAGE_SHIFT) + k);
+			received_set(dst, hdr->region, (off >> SHM_PAGE_SHIFT) + k);
+		}
+		i = j;
+	}
+	bytes = sizeof(*hdr) + hdr->nr_pages * sizeof(uint64_t) +
+		(hdr->nr_pages - rb->nr_zero) * SHM_PAGE_SIZE;
+	atomic_fetch_add(&s->ctr.transferred, bytes);
+	atomic_fetch_add(&s->ctr.multifd_bytes, bytes);
+	atomic_fetch_add(&s->ctr.duplicate, rb->nr_zero);
+	atomic_fetch_add(&s->ctr.normal, hdr->nr_pages - rb->nr_zero);
+	atomic_fetch_add(&s->ctr.postcopy_pushed, pushed);
+	atomic_fetch_sub(&s->ctr.remaining, pushed * SHM_PAGE_SIZE);
+	return 0;
+}
+
 /* Writes a packet read by recv_packet() into guest RAM, then marks it received. */
 static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 {
@@ -238,6 +291,9 @@ static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 	uint64_t nr_zero = rb->nr_zero, data = (hdr->nr_pages - nr_zero) * SHM_PAGE_SIZE, bytes;
 	int ret;
 
+	/* Set before the source may push (it waits for our Loaded). */
+	if (atomic_load(&dst->postcopy))
+		return recv_place(c, rb);
 	ret = data ? recv_write(c, rb) : 0;
 	if (ret < 0)
 		return ret;

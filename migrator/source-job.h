@@ -19,6 +19,8 @@
 #define MIG_QUEUE_DEPTH 32
 #define MIG_QUEUE_TOTAL 16
 #define MIG_QUEUE_MIN	4
+/* A drain polls the destination this often: a lost destination is seen this soon. */
+#define MIG_DRAIN_POLL_MS 20
 
 /* One page packet to build, or a SYNC marker (nr_pages 0). */
 struct mig_batch {
@@ -76,10 +78,53 @@ struct mig_src {
 	uint64_t last_sync_ns; /* counters last copied into the record */
 	uint64_t acked_round;  /* last RoundAck from the destination, if has_acked */
 	bool has_acked;
-	uint64_t round;	     /* the round the round bitmaps hold (rec->round) */
-	unsigned int epochs; /* connections that reached the destination's HelloAck */
-	bool reached;	     /* a connection to the destination succeeded once */
+	uint64_t round;	      /* the round the round bitmaps hold (rec->round) */
+	unsigned int epochs;  /* connections that reached the destination's HelloAck */
+	bool reached;	      /* a connection to the destination succeeded once */
+	uint64_t final_round; /* postcopy: the round of the push, as recorded */
+
+	/*
+	 * Postcopy (postcopy-source.c).  From the switch on, the request
+	 * thread reads the main connection (page requests, Loaded, Complete)
+	 * and answers requests on it; the worker only writes.  pc_live: the
+	 * thread was started and not joined (worker only).
+	 */
+	pthread_t pc_thread;
+	bool pc_live;
+	pthread_mutex_t pc_lock; /* protects pc_loaded and pc_complete */
+	pthread_cond_t pc_cond;	 /* broadcast when either is set, and by every abort */
+	bool pc_loaded;		 /* the destination loaded the state: Commit may go */
+	bool pc_complete;	 /* the destination has every page */
 };
+
+/* source.c, for postcopy-source.c */
+int mig_src_send(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *what);
+int mig_src_call(struct mig_src *src, int ret, const char *what);
+/* Queues the dirty bitmaps' pages as round @round (@final: the last round) and its SYNC. */
+int mig_src_dirty_round(struct mig_src *src, uint64_t round, bool final);
+void mig_src_set_phase(struct mig_src *src, enum mig_phase phase);
+/* The destination runs the guest: ours stays paused for good; ends the job's phase. */
+int mig_src_completed(struct mig_src *src);
+
+/*
+ * postcopy-source.c (docs/MIGRATION.md, "Postcopy").  Each returns 0 once
+ * the destination has every page, or a negative errno (the job aborted).
+ */
+/* migrate-start-postcopy was asked and postcopy-ram is on. */
+bool mig_src_postcopy_wanted(struct mig_src *src);
+/* The switch, at the start of round @round (every earlier round landed): pause, state, push. */
+int mig_src_postcopy(struct mig_src *src, uint64_t round);
+/*
+ * Waits for the destination's Loaded (unless @loaded: a reconnect found it
+ * loaded), then commits and pushes.
+ */
+int mig_src_postcopy_commit(struct mig_src *src, bool loaded);
+/* A reconnect found the destination running: push what it reported missing. */
+int mig_src_postcopy_push(struct mig_src *src);
+/* Joins the request thread (after an abort); safe to call twice. */
+void mig_src_postcopy_stop(struct mig_src *src);
+/* After every abort: wakes the worker waiting for the request thread. */
+void mig_src_postcopy_wake(struct mig_src *src);
 
 /* send.c */
 int mig_send_start(struct mig_src *src);

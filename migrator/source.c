@@ -30,7 +30,6 @@
 #define MIG_EXTRA_ROUNDS       8	     /* at most this many rounds once the limit is met */
 #define MIG_FIRST_PASS_HARVEST (64ull << 20) /* round 0 harvests every 64 MiB queued */
 #define MIG_RECORD_SYNC_NS     100000000ull  /* counters into the record every 100 ms */
-#define MIG_DRAIN_POLL_MS      20	     /* a lost destination is seen this soon */
 
 static struct mig_src *src_of(struct mig_job *job)
 {
@@ -78,6 +77,8 @@ int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 	pthread_mutex_init(&src->sq_lock, NULL);
 	pthread_mutex_init(&src->rate_lock, NULL);
 	pthread_cond_init(&src->sq_space, NULL);
+	pthread_mutex_init(&src->pc_lock, NULL);
+	pthread_cond_init(&src->pc_cond, NULL);
 	for (unsigned int i = 0; i < n; i++) {
 		src->chans[i].src = src;
 		src->chans[i].index = i;
@@ -93,12 +94,15 @@ static void src_free(struct mig_job *job)
 	struct mig_src *src = src_of(job);
 
 	mig_send_stop(src); /* no-op when the worker already joined them */
+	mig_src_postcopy_stop(src);
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		if (src->chans[i].fd >= 0)
 			mig_sock_close(src->chans[i].fd);
 		pthread_cond_destroy(&src->chans[i].work);
 	}
 	pthread_cond_destroy(&src->sq_space);
+	pthread_cond_destroy(&src->pc_cond);
+	pthread_mutex_destroy(&src->pc_lock);
 	pthread_mutex_destroy(&src->rate_lock);
 	pthread_mutex_destroy(&src->sq_lock);
 	mig_job_fini(&src->job);
@@ -117,14 +121,16 @@ static void src_shut_down(struct mig_job *job, bool job_ends)
 			shutdown(src->chans[i].fd, SHUT_RDWR);
 }
 
-/* After every abort: the send threads and a worker waiting for ring space stop. */
+/* After every abort: the send threads, a worker waiting for ring space or for the destination stop.
+ */
 static void src_wake(struct mig_job *job)
 {
 	mig_send_halt(src_of(job));
+	mig_src_postcopy_wake(src_of(job));
 }
 
 /* Main-channel message from the worker. */
-static int src_send(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *what)
+int mig_src_send(struct mig_src *src, Cleave__Wire__WireMsg *m, const char *what)
 {
 	int ret;
 
@@ -227,7 +233,8 @@ static int src_ping(struct mig_src *src)
 	uint64_t now = mig_now_ns();
 	int ret;
 
-	while (mig_sock_readable(src->job.main_fd)) {
+	/* In postcopy the request thread reads the main connection. */
+	while (!src->pc_live && mig_sock_readable(src->job.main_fd)) {
 		Cleave__Wire__WireMsg *in;
 
 		ret = mig_msg_recv(src->job.main_fd, &in);
@@ -249,7 +256,7 @@ static int src_ping(struct mig_src *src)
 	p.bytes = atomic_load(&src->s->ctr.transferred);
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS;
 	m.progress = &p;
-	return src_send(src, &m, "Progress");
+	return mig_src_send(src, &m, "Progress");
 }
 
 static int src_queue(struct mig_src *src, struct mig_batch *b)
@@ -320,10 +327,10 @@ static int src_sync(struct mig_src *src, uint64_t round, uint64_t pages, bool fi
 	r.pages = pages;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND;
 	m.round = &r;
-	return src_send(src, &m, "Round");
+	return mig_src_send(src, &m, "Round");
 }
 
-static int src_call(struct mig_src *src, int ret, const char *what)
+int mig_src_call(struct mig_src *src, int ret, const char *what)
 {
 	if (ret)
 		mig_job_abort(&src->job, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc %s: %s", what,
@@ -359,8 +366,9 @@ static int src_first_pass(struct mig_src *src)
 			atomic_fetch_sub(&s->ctr.remaining, a - pos);
 			for (uint64_t p = a >> SHM_PAGE_SHIFT; p < e >> SHM_PAGE_SHIFT; p++) {
 				if (since >= every) {
-					ret = src_call(src, s->env.ops->harvest(s->env.ops_arg, &n),
-						       "HARVEST");
+					ret = mig_src_call(src,
+							   s->env.ops->harvest(s->env.ops_arg, &n),
+							   "HARVEST");
 					if (ret)
 						return ret;
 					harvested = true;
@@ -404,7 +412,7 @@ static uint64_t src_dirty_count(struct mig_src *src)
  * the round bitmap before its dirty bit is cleared: killed in between, the
  * next migrator finds it in one of the two.
  */
-static int src_dirty_round(struct mig_src *src, uint64_t round, bool final)
+int mig_src_dirty_round(struct mig_src *src, uint64_t round, bool final)
 {
 	const struct shm_ctl_header *h = src->s->env.ctl->hdr;
 	struct mig_batch b = {.round = round};
@@ -512,9 +520,13 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 	hello.page_size = SHM_PAGE_SIZE;
 	hello.resume = src->epochs > 0 || s->resuming;
 	hello.next_round = src->epochs > 0 || s->resuming ? src->round + 1 : 0;
+	/* Postcopy pushes its one round again after every reconnect. */
+	if (src->phase == MIG_PHASE_SRC_POSTCOPY)
+		hello.next_round = src->final_round;
+	hello.postcopy = MIG_SETTING(s, caps) & MIG_RECORD_CAP_POSTCOPY_RAM;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO;
 	m.hello = &hello;
-	ret = src_send(src, &m, "Hello");
+	ret = mig_src_send(src, &m, "Hello");
 	if (ret)
 		return ret;
 	return src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, "HelloAck", ackp);
@@ -561,7 +573,12 @@ static int src_open_channels(struct mig_src *src)
 	return ret;
 }
 
-/* Dirty rounds from @round on until the rest fits in downtime-limit; returns the final round. */
+#define SRC_CONVERGE_POSTCOPY 1
+/*
+ * Dirty rounds from @round on until the rest fits in downtime-limit; the
+ * final round in *roundp.  SRC_CONVERGE_POSTCOPY: switch to postcopy at
+ * round *roundp instead.
+ */
 static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 {
 	struct mig_session *s = src->s;
@@ -593,7 +610,12 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 			ret = src_wait_acked(src, round - 1);
 		if (ret)
 			return ret;
-		ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
+		/* Every earlier round landed: the destination lacks only what is dirty now. */
+		if (mig_src_postcopy_wanted(src)) {
+			*roundp = round;
+			return SRC_CONVERGE_POSTCOPY;
+		}
+		ret = mig_src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
 		if (ret)
 			return ret;
 		dirty = src_dirty_count(src);
@@ -633,8 +655,8 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 			src->throttle = src->throttle ? src->throttle + 10 : 20;
 			if (src->throttle > 99)
 				src->throttle = 99;
-			ret = src_call(src, ops->throttle(s->env.ops_arg, src->throttle),
-				       "THROTTLE");
+			ret = mig_src_call(src, ops->throttle(s->env.ops_arg, src->throttle),
+					   "THROTTLE");
 			if (ret)
 				return ret;
 			if (!mig_record_lock(s->rec)) {
@@ -642,7 +664,7 @@ static int src_converge(struct mig_src *src, uint64_t round, uint64_t *roundp)
 				mig_record_unlock(s->rec);
 			}
 		}
-		ret = src_dirty_round(src, round, false);
+		ret = mig_src_dirty_round(src, round, false);
 		if (ret)
 			return ret;
 		if (mig_job_aborted(&src->job))
@@ -673,22 +695,24 @@ static void src_hook_delay(struct mig_src *src)
 }
 
 /* Records @phase; the guest's fate follows it (see enum mig_phase). */
-static void src_set_phase(struct mig_src *src, enum mig_phase phase)
+void mig_src_set_phase(struct mig_src *src, enum mig_phase phase)
 {
 	src->phase = phase;
 	mig_record_set_phase(src->s->rec, phase);
 }
 
 /* The destination runs the guest: ours stays paused for good. */
-static int src_completed(struct mig_src *src)
+int mig_src_completed(struct mig_src *src)
 {
 	struct mig_session *s = src->s;
 	uint64_t pause_ns = 0;
 	int ret;
 
+	/* Postcopy recorded its downtime at the Commit: the guest ran on from there. */
 	if (!mig_record_lock(s->rec)) {
 		pause_ns = s->rec->pause_ns;
-		s->rec->downtime_ms = pause_ns ? (mig_now_ns() - pause_ns) / 1000000 : 0;
+		if (!s->rec->has_downtime)
+			s->rec->downtime_ms = pause_ns ? (mig_now_ns() - pause_ns) / 1000000 : 0;
 		s->rec->has_downtime = 1;
 		mig_record_unlock(s->rec);
 	}
@@ -696,7 +720,7 @@ static int src_completed(struct mig_src *src)
 	ret = s->env.ops->pause(s->env.ops_arg, MIG_PAUSE_POSTMIGRATE);
 	if (ret)
 		log_warn("vcpu-proc PAUSE postmigrate: %s", strerror(-ret));
-	src_set_phase(src, MIG_PHASE_NONE);
+	mig_src_set_phase(src, MIG_PHASE_NONE);
 	return 0;
 }
 
@@ -711,15 +735,15 @@ static int src_commit(struct mig_src *src)
 	if (ret)
 		return ret;
 	if (src->phase != MIG_PHASE_SRC_COMMITTED) {
-		src_set_phase(src, MIG_PHASE_SRC_COMMITTED);
+		mig_src_set_phase(src, MIG_PHASE_SRC_COMMITTED);
 		src_hook_delay(src);
 	}
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT;
 	m.commit = &commit;
-	ret = src_send(src, &m, "Commit");
+	ret = mig_src_send(src, &m, "Commit");
 	if (!ret)
 		ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, "Complete", NULL);
-	return ret ? ret : src_completed(src);
+	return ret ? ret : mig_src_completed(src);
 }
 
 /* Stop-and-copy: final round @round with the guest paused, the state, then the commit. */
@@ -741,15 +765,15 @@ static int src_complete(struct mig_src *src, uint64_t round)
 			s->rec->pause_ns = t_pause;
 			mig_record_unlock(s->rec);
 		}
-		src_set_phase(src, MIG_PHASE_SRC_PAUSED);
+		mig_src_set_phase(src, MIG_PHASE_SRC_PAUSED);
 	}
 	/* Again after a restart: the PAUSE of the dead migrator may not have landed. */
-	ret = src_call(src, ops->pause(s->env.ops_arg, MIG_PAUSE_FINISH_MIGRATE), "PAUSE");
+	ret = mig_src_call(src, ops->pause(s->env.ops_arg, MIG_PAUSE_FINISH_MIGRATE), "PAUSE");
 	if (ret)
 		return ret;
 	src_hook_delay(src);
 	t[0] = mig_now_ns();
-	ret = src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
+	ret = mig_src_call(src, ops->harvest(s->env.ops_arg, &n), "HARVEST");
 	if (ret)
 		return ret;
 	t[1] = mig_now_ns();
@@ -759,11 +783,11 @@ static int src_complete(struct mig_src *src, uint64_t round)
 		s->rec->final_round = round;
 		mig_record_unlock(s->rec);
 	}
-	ret = src_dirty_round(src, round, true);
+	ret = mig_src_dirty_round(src, round, true);
 	if (ret)
 		return ret;
 	t[2] = mig_now_ns();
-	ret = src_call(src, ops->save_state(s->env.ops_arg, &blob, &len), "SAVE_STATE");
+	ret = mig_src_call(src, ops->save_state(s->env.ops_arg, &blob, &len), "SAVE_STATE");
 	if (ret)
 		return ret;
 	t[3] = mig_now_ns();
@@ -772,7 +796,7 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	ds.state.len = len;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_DEVICE_STATE;
 	m.device_state = &ds;
-	ret = src_send(src, &m, "device state");
+	ret = mig_src_send(src, &m, "device state");
 	free(blob);
 	atomic_fetch_add(&s->ctr.transferred, len);
 	if (ret)
@@ -874,7 +898,36 @@ enum src_step {
 	SRC_STEP_FINAL,	     /* the guest is paused: final round, state, commit */
 	SRC_STEP_COMMIT,     /* the destination has loaded everything */
 	SRC_STEP_DONE,	     /* the destination runs the guest */
+	SRC_STEP_PC_COMMIT,  /* postcopy: the destination loaded the state, awaits Commit */
+	SRC_STEP_PC_PUSH,    /* postcopy: the destination runs the guest, lacks pages */
 };
+
+/* Postcopy: ORs the pages the destination says it lacks into the dirty bitmaps (the push). */
+static int src_merge_needed(struct mig_src *src, const Cleave__Wire__HelloAck *ack)
+{
+	struct mig_session *s = src->s;
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+	uint64_t n = 0;
+	int ret = 0;
+
+	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
+		uint64_t *dirty = shm_ctl_dirty_bitmap(s->env.ctl, r), *needed = NULL;
+
+		ret = src_report_map(src, ack->needed, ack->n_needed, r, &needed);
+		for (uint64_t w = 0; !ret && w < SHM_BITMAP_WORDS(h->regions[r].nr_pages); w++) {
+			shm_bitmap_or_word(dirty, w, needed[w]);
+			n += (uint64_t)__builtin_popcountll(needed[w]);
+		}
+		free(needed);
+	}
+	if (ret) {
+		mig_job_abort(&src->job, ret, "resume: bad page map from the destination: %s",
+			      strerror(-ret));
+		return ret;
+	}
+	log_info("resume: postcopy destination lacks %" PRIu64 " pages", n);
+	return 0;
+}
 
 /* From the destination's HelloAck, where this connection continues. */
 static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ack,
@@ -885,6 +938,24 @@ static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ac
 		return 0;
 	}
 	switch (ack->phase) {
+	case MIG_PHASE_DST_PC_LOADED:
+		/* Only a source that sent the switch (PAUSED) or the Commit (POSTCOPY). */
+		if (src->phase != MIG_PHASE_SRC_PAUSED && src->phase != MIG_PHASE_SRC_POSTCOPY) {
+			mig_job_abort(&src->job, -EPROTO,
+				      "destination loaded a postcopy state this source never sent");
+			return -EPROTO;
+		}
+		*step = SRC_STEP_PC_COMMIT;
+		return 0;
+	case MIG_PHASE_DST_POSTCOPY:
+		if (src->phase != MIG_PHASE_SRC_POSTCOPY) {
+			mig_job_abort(&src->job, -EPROTO,
+				      "destination says it runs the guest in postcopy, which this "
+				      "source never committed");
+			return -EPROTO;
+		}
+		*step = SRC_STEP_PC_PUSH;
+		return src_merge_needed(src, ack);
 	case MIG_PHASE_DST_COMMITTED:
 	case MIG_PHASE_DST_RUNNING:
 		if (src->phase == MIG_PHASE_SRC_PRECOPY) {
@@ -904,7 +975,7 @@ static int src_resume_plan(struct mig_src *src, const Cleave__Wire__HelloAck *ac
 		*step = SRC_STEP_COMMIT;
 		return 0;
 	case MIG_PHASE_DST_RECEIVING:
-		if (src->phase == MIG_PHASE_SRC_COMMITTED)
+		if (src->phase == MIG_PHASE_SRC_COMMITTED || src->phase == MIG_PHASE_SRC_POSTCOPY)
 			return -ESTALE; /* it lost what it loaded: nobody knows better now */
 		*step = src->phase == MIG_PHASE_SRC_PAUSED ? SRC_STEP_FINAL : SRC_STEP_PRECOPY;
 		return src_merge_report(src, ack);
@@ -938,12 +1009,16 @@ static int src_epoch(struct mig_src *src)
 	src->has_acked = true;
 	src->acked_round = src->round; /* merged: nothing of it is awaited any more */
 	if (step == SRC_STEP_DONE)
-		return src_completed(src);
+		return mig_src_completed(src);
 	if (step == SRC_STEP_COMMIT)
 		return src_commit(src);
 	ret = src_open_channels(src);
 	if (ret)
 		return ret;
+	if (step == SRC_STEP_PC_COMMIT)
+		return mig_src_postcopy_commit(src, true);
+	if (step == SRC_STEP_PC_PUSH)
+		return mig_src_postcopy_push(src);
 	if (step == SRC_STEP_FIRST_PASS) {
 		mig_session_set_status(s, MIG_STATUS_ACTIVE);
 		log_debug("setup done after %lu us",
@@ -956,6 +1031,8 @@ static int src_epoch(struct mig_src *src)
 	round = src->round + 1;
 	if (step != SRC_STEP_FINAL) {
 		ret = src_converge(src, round, &round);
+		if (ret == SRC_CONVERGE_POSTCOPY)
+			return mig_src_postcopy(src, round);
 		if (ret)
 			return ret;
 	}
@@ -987,9 +1064,9 @@ static int src_start(struct mig_src *src)
 			shm_bitmap_fetch_clear_word(map, w);
 		shm_bitmap_zero(shm_ctl_round_bitmap(s->env.ctl, r), h->regions[r].nr_pages);
 	}
-	src_set_phase(src, MIG_PHASE_SRC_PRECOPY);
+	mig_src_set_phase(src, MIG_PHASE_SRC_PRECOPY);
 	mig_session_record_sync(s);
-	ret = src_call(src, s->env.ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
+	ret = mig_src_call(src, s->env.ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
 	if (ret)
 		return ret;
 	src->dirty_logging = true;
@@ -1005,10 +1082,12 @@ static void src_load(struct mig_src *src)
 		return;
 	src->phase = rec->phase;
 	src->round = rec->round;
+	src->final_round = rec->final_round;
 	src->throttle = rec->throttle;
 	mig_record_unlock(rec);
 	src->dirty_logging = true; /* vcpu-proc kept logging (src_run turns it on again) */
-	src->job.committed = src->phase == MIG_PHASE_SRC_COMMITTED;
+	src->job.committed =
+		src->phase == MIG_PHASE_SRC_COMMITTED || src->phase == MIG_PHASE_SRC_POSTCOPY;
 	src->job.lost_ns = src->s->resume_start_ns;
 	snprintf(src->job.lost_reason, sizeof(src->job.lost_reason), "migrator restarted");
 }
@@ -1025,6 +1104,7 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 
 	mig_job_abort(job, ret, "%s", strerror(-ret)); /* no-op when already aborted */
 	mig_send_stop(src);
+	mig_src_postcopy_stop(src);
 	pthread_mutex_lock(&job->lock);
 	ret = job->err ? job->err : ret;
 	/* Never reached the destination: a wrong address, not a lost peer (fail as QEMU does). */
@@ -1063,7 +1143,7 @@ static int src_run(struct mig_src *src)
 		src_load(src);
 		mig_session_detail_event(s, "restarted");
 		/* Idempotent; the dead migrator may have recorded PRECOPY before turning it on. */
-		ret = src_call(src, s->env.ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
+		ret = mig_src_call(src, s->env.ops->dirty_log(s->env.ops_arg, true), "DIRTY_LOG");
 		if (ret)
 			return ret;
 	} else {
@@ -1082,6 +1162,8 @@ static int src_run(struct mig_src *src)
 			return ret;
 		if (lost_now) {
 			log_warn("lost the destination (%s); reconnecting", src->job.lost_reason);
+			if (src->phase == MIG_PHASE_SRC_POSTCOPY)
+				mig_session_set_status(s, MIG_STATUS_POSTCOPY_PAUSED);
 			mig_session_detail_event(s, "disconnected");
 			delay_ms = MIG_RECONNECT_MIN_MS;
 		}
@@ -1112,6 +1194,7 @@ static void *src_worker(void *arg)
 	if (ret) /* first reason wins: usually already recorded */
 		mig_job_abort(&src->job, ret, "%s", strerror(-ret));
 	mig_send_stop(src);
+	mig_src_postcopy_stop(src);
 	if (ret)
 		ret = mig_job_error(&src->job, ret, reason, sizeof(reason));
 	if (ret && mig_job_committed(&src->job)) {

@@ -515,6 +515,20 @@ static void test_record_abandon(void **state)
 		 MIG_STATUS_FAILED},
 		{MIG_ROLE_DEST, MIG_STATUS_ACTIVE, MIG_PHASE_DST_COMMITTED, 1, true, false,
 		 MIG_STATUS_COMPLETED},
+		/* Postcopy: the source stays paused, the destination's guest runs. */
+		{MIG_ROLE_SOURCE, MIG_STATUS_POSTCOPY_ACTIVE, MIG_PHASE_SRC_PAUSED, 1, true, true,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_SOURCE, MIG_STATUS_POSTCOPY_PAUSED, MIG_PHASE_SRC_POSTCOPY, 1, false,
+		 false, MIG_STATUS_UNKNOWN},
+		{MIG_ROLE_DEST, MIG_STATUS_DEVICE, MIG_PHASE_DST_PC_LOADED, 1, false, false,
+		 MIG_STATUS_FAILED},
+		{MIG_ROLE_DEST, MIG_STATUS_POSTCOPY_ACTIVE, MIG_PHASE_DST_POSTCOPY, 1, true, false,
+		 MIG_STATUS_FAILED},
+		/* Values no migrator writes: left alone. */
+		{MIG_ROLE_DEST, MIG_STATUS_LAST + 1, MIG_PHASE_DST_POSTCOPY, -EPROTO, false, false,
+		 MIG_STATUS_LAST + 1},
+		{MIG_ROLE_DEST, MIG_STATUS_ACTIVE, MIG_PHASE_LAST + 1, -EPROTO, false, false,
+		 MIG_STATUS_ACTIVE},
 	};
 	struct cut *c = *state;
 	struct mig_record *rec = c->dst.s->rec;
@@ -529,7 +543,7 @@ static void test_record_abandon(void **state)
 		assert_int_equal(todo.resume, rows[i].resume);
 		assert_int_equal(todo.stop_logging, rows[i].stop_logging);
 		assert_int_equal(rec->status, rows[i].after);
-		if (rows[i].ret) {
+		if (rows[i].ret > 0) {
 			assert_int_equal(rec->phase, MIG_PHASE_NONE);
 			assert_string_equal(rec->error_desc, "gone");
 			assert_false(mig_record_receivedmap_live(rec));

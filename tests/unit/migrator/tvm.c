@@ -101,9 +101,17 @@ static int op_save_state(void *arg, void **blob, size_t *len)
 static int op_load_state(void *arg, const void *blob, size_t len)
 {
 	struct tvm *t = arg_tvm(arg);
+	unsigned int delay;
 	int ret;
 
 	pthread_mutex_lock(&t->lock);
+	delay = t->load_delay_ms;
+	t->loading = delay > 0;
+	pthread_mutex_unlock(&t->lock);
+	if (delay)
+		usleep(delay * 1000);
+	pthread_mutex_lock(&t->lock);
+	t->loading = false;
 	ret = t->fail_load;
 	if (!ret && len <= sizeof(t->blob)) {
 		memcpy(t->blob, blob, len);
@@ -147,6 +155,11 @@ static const struct mig_vm_ops tvm_ops = {
 	.load_state = op_load_state,
 	.throttle = op_throttle,
 };
+
+const struct mig_vm_ops *tvm_vm_ops(void)
+{
+	return &tvm_ops;
+}
 
 static void on_event(void *arg, const struct mig_event *ev)
 {
@@ -205,7 +218,7 @@ int tvm_init_env(struct tvm *t, const struct shm_ctl_layout *layout, const struc
 	}
 	env.ctl = &t->ctl;
 	env.ram = t->ram;
-	env.ops = &tvm_ops;
+	env.ops = base->ops ? base->ops : &tvm_ops;
 	env.ops_arg = t;
 	env.event = on_event;
 	env.event_arg = t;

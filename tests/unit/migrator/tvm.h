@@ -30,6 +30,8 @@ struct tvm {
 	unsigned int harvests;
 	unsigned int throttle;
 	unsigned int save_delay_ms; /* save_state sleeps (cancel-in-device tests) */
+	unsigned int load_delay_ms; /* load_state sleeps (a cut while the state loads) */
+	bool loading;		    /* load_state is sleeping */
 	int fail_load;		    /* load_state returns this */
 	int run_state_override;	    /* run_state reports this when non-zero */
 	uint8_t blob[64];
@@ -41,6 +43,7 @@ struct tvm {
 	unsigned int zero_every; /* every Nth dirtier write is an all-zero page; 0: none */
 	unsigned int stop_after; /* stops writing after this many harvests (0: never) */
 	uint64_t writes;
+	void *pc; /* the postcopy VM side (tvm-postcopy.c), or NULL */
 	/* Events seen. */
 	char events[32][16];
 	unsigned int nr_events, passes;
@@ -74,6 +77,8 @@ int tvm_init_snapshot(struct tvm *t, const struct shm_ctl_layout *layout,
 int tvm_init_env(struct tvm *t, const struct shm_ctl_layout *layout, const struct mig_hooks *hooks,
 		 unsigned int io_timeout_ms, const struct mig_env *base);
 void tvm_fini(struct tvm *t);
+/* The in-process ops every tvm uses (tvm-postcopy.c extends them). */
+const struct mig_vm_ops *tvm_vm_ops(void);
 void tvm_dirtier_start(struct tvm *t, uint64_t hot_pages, unsigned int stop_after);
 void tvm_dirtier_stop(struct tvm *t);
 /* Writes @nr pages of a pattern (or zeros) at page @first of @region. */

@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Postcopy, the destination's half (docs/MIGRATION.md, "Postcopy").
+ *
+ * The source's Postcopy message names the pages whose copy here is stale
+ * or missing (the needed map).  They are punched out, the VM registers its
+ * RAM for faults (struct mig_postcopy_ops: cleave-vcpu holds the
+ * userfaultfd), the device state is loaded, and after the source's Commit
+ * the guest runs.  A fault on a needed page becomes a page request on the
+ * main connection, answered there ahead of the push; the push comes over
+ * the multifd channels as the final round.  Either way a page reaches the
+ * guest only through the VM's place(), which never overwrites a page that
+ * is there: the migrator never writes guest RAM once the guest may run.
+ *
+ * Threads: the worker reads the main connection (Commit, answered pages);
+ * the fault thread turns faults into requests and keeps the connection
+ * alive; the receive threads place pushed pages (recv.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "migrator/dest-job.h"
+
+#define PC_REQ_MAX	 64 /* faults per PageRequest */
+#define PC_FAULT_POLL_MS 50 /* the fault thread checks for its stop this often */
+#define PC_MAIN_POLL_MS	 20 /* the worker checks for the push's end this often */
+
+bool mig_dst_in_postcopy(const struct mig_dst *dst)
+{
+	return dst->phase == MIG_PHASE_DST_PC_LOADED || dst->phase == MIG_PHASE_DST_POSTCOPY;
+}
+
+bool mig_dst_postcopy_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, char *why,
+			      size_t len)
+{
+	struct mig_session *s = dst->s;
+
+	if (!h->postcopy)
+		return false;
+	if (!(MIG_SETTING(s, caps) & MIG_RECORD_CAP_POSTCOPY_RAM)) {
+		snprintf(why, len,
+			 "the source has postcopy-ram on and this destination not: set it on "
+			 "both sides");
+		return true;
+	}
+	if (!s->env.ops->postcopy) {
+		snprintf(why, len, "this VM cannot take postcopy (no page-fault service)");
+		return true;
+	}
+	return false;
+}
+
+bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page)
+{
+	uint64_t bit = 1ull << (page % 64);
+
+	return __atomic_fetch_and(&dst->needed[region][page / 64], ~bit, __ATOMIC_ACQ_REL) & bit;
+}
+
+static uint64_t needed_count(struct mig_dst *dst)
+{
+	const struct shm_ctl_header *h = dst->s->env.ctl->hdr;
+	uint64_t n = 0;
+
+	for (uint32_t r = 0; r < h->nr_regions; r++)
+		n += shm_bitmap_count(dst->needed[r], h->regions[r].nr_pages);
+	return n;
+}
+
+static void needed_attach(struct mig_dst *dst)
+{
+	for (uint32_t r = 0; r < dst->s->env.ctl->hdr->nr_regions; r++)
+		dst->needed[r] = shm_ctl_dirty_bitmap(dst->s->env.ctl, r);
+}
+
+/* A page request per batch of faults; an empty one every io timeout / 4 as a keepalive. */
+static void *pc_fault_main(void *arg)
+{
+	struct mig_dst *dst = arg;
+	struct mig_session *s = dst->s;
+	const struct mig_postcopy_ops *pc = s->env.ops->postcopy;
+	struct mig_page_ref reqs[PC_REQ_MAX];
+	uint32_t regions[PC_REQ_MAX];
+	uint64_t pages[PC_REQ_MAX], last_tx = 0;
+	uint64_t tick_ns = (uint64_t)s->io_timeout_ms * 1000000ull / 4;
+	bool again = true; /* a new connection: every fault still waiting is asked again */
+
+	log_set_thread("mig/pc-fault");
+	while (!atomic_load(&dst->pc_stop) && !mig_job_aborted(&dst->job)) {
+		Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+		Cleave__Wire__PageRequest rq = CLEAVE__WIRE__PAGE_REQUEST__INIT;
+		int n = pc->wait_faults(s->env.ops_arg, reqs, PC_REQ_MAX, PC_FAULT_POLL_MS, again);
+		size_t k = 0;
+
+		if (n < 0) {
+			mig_job_abort(&dst->job, n, "vcpu-proc faults: %s", strerror(-n));
+			break;
+		}
+		again = false;
+		for (int i = 0; i < n; i++) {
+			if (reqs[i].region >= s->env.ctl->hdr->nr_regions ||
+			    !shm_bitmap_test(dst->needed[reqs[i].region], reqs[i].page))
+				continue; /* placed meanwhile */
+			regions[k] = reqs[i].region;
+			pages[k++] = reqs[i].page;
+		}
+		if (!k && mig_now_ns() - last_tx < tick_ns)
+			continue;
+		rq.n_region = rq.n_page = k;
+		rq.region = regions;
+		rq.page = pages;
+		if (mig_dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_PAGE_REQUEST, &rq))
+			break;
+		last_tx = mig_now_ns();
+		atomic_fetch_add(&s->ctr.postcopy_requests, k);
+	}
+	return NULL;
+}
+
+static int pc_fault_start(struct mig_dst *dst)
+{
+	int ret;
+
+	if (dst->pc_live)
+		return 0;
+	atomic_store(&dst->pc_stop, false);
+	ret = -pthread_create(&dst->pc_thread, NULL, pc_fault_main, dst);
+	if (ret)
+		return mig_dst_fail(dst, ret, "postcopy: fault thread: %s", strerror(-ret));
+	dst->pc_live = true;
+	return 0;
+}
+
+void mig_dst_postcopy_stop(struct mig_dst *dst)
+{
+	if (!dst->pc_live)
+		return;
+	atomic_store(&dst->pc_stop, true);
+	pthread_join(dst->pc_thread, NULL);
+	dst->pc_live = false;
+}
+
+/* An answer to a request: placed through the VM, never written here. */
+static int pc_pages(struct mig_dst *dst, const Cleave__Wire__PostcopyPages *pp)
+{
+	struct mig_session *s = dst->s;
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+	uint64_t pulled = 0;
+	int ret;
+
+	if (pp->region >= h->nr_regions || !pp->count || pp->count > MIG_BATCH_PAGES ||
+	    pp->page >= h->regions[pp->region].nr_pages ||
+	    pp->count > h->regions[pp->region].nr_pages - pp->page ||
+	    pp->data.len != (size_t)pp->count * SHM_PAGE_SIZE)
+		return mig_dst_fail(dst, -EPROTO,
+				    "protocol error: PostcopyPages region %u page %" PRIu64
+				    " count %u with %zu bytes",
+				    pp->region, pp->page, pp->count, pp->data.len);
+	ret = s->env.ops->postcopy->place(s->env.ops_arg, pp->region, pp->page, pp->count,
+					  pp->data.data);
+	if (ret)
+		return mig_dst_fail(dst, ret, "vcpu-proc: place region %u page %" PRIu64 ": %s",
+				    pp->region, pp->page, strerror(-ret));
+	for (uint32_t i = 0; i < pp->count; i++)
+		pulled += mig_dst_needed_clear(dst, pp->region, pp->page + i);
+	atomic_fetch_add(&s->ctr.postcopy_pulled, pulled);
+	atomic_fetch_add(&s->ctr.transferred, pp->data.len);
+	atomic_fetch_sub(&s->ctr.remaining, pulled * SHM_PAGE_SIZE);
+	return 0;
+}
+
+/* The source will never run its guest again: run ours. */
+static int pc_commit(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	int ret;
+
+	if (dst->phase != MIG_PHASE_DST_PC_LOADED)
+		return 0; /* a repeated Commit */
+	mig_dst_set_phase(dst, MIG_PHASE_DST_POSTCOPY);
+	ret = s->env.ops->resume(s->env.ops_arg); /* idempotent: a restart repeats it */
+	if (ret)
+		return mig_dst_fail(dst, ret, "vcpu-proc RESUME: %s (guest runs nowhere)",
+				    strerror(-ret));
+	mig_session_set_status(s, MIG_STATUS_POSTCOPY_ACTIVE);
+	return 0;
+}
+
+static bool pc_channels_ended(struct mig_dst *dst)
+{
+	bool ended;
+
+	pthread_mutex_lock(&dst->bar_lock);
+	ended = dst->bar_ended;
+	pthread_mutex_unlock(&dst->bar_lock);
+	return ended;
+}
+
+/* Every channel passed the push's FINAL: each pushed page was placed by its receive thread. */
+static int pc_finish(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Complete complete = CLEAVE__WIRE__COMPLETE__INIT;
+	uint64_t final_round = 0, left;
+	int ret;
+
+	mig_recv_join(dst);
+	if (!mig_record_lock(s->rec)) {
+		final_round = s->rec->final_round;
+		mig_record_unlock(s->rec);
+	}
+	ret = mig_dst_channels_final(dst, final_round);
+	if (ret)
+		return ret;
+	left = needed_count(dst);
+	if (left)
+		return mig_dst_fail(dst, -EPROTO,
+				    "protocol error: the source ended its push with %" PRIu64
+				    " pages still missing here",
+				    left);
+	mig_dst_postcopy_stop(dst);
+	ret = s->env.ops->postcopy->end(s->env.ops_arg, false);
+	if (ret)
+		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy end: %s", strerror(-ret));
+	mig_dst_set_phase(dst, MIG_PHASE_DST_RUNNING);
+	if (mig_dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_COMPLETE, &complete))
+		log_warn("source did not get Complete; every page is here");
+	return 0;
+}
+
+/*
+ * PC_LOADED or POSTCOPY with the channels running: reads the main
+ * connection (Commit, answered pages) until the push ended.  The source
+ * writes a keepalive every io timeout / 4: silence for a whole io timeout
+ * is a lost source.
+ */
+int mig_dst_postcopy_run(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	uint64_t timeout_ns = (uint64_t)s->io_timeout_ms * 1000000ull;
+	int ret = pc_fault_start(dst);
+
+	dst->pc_rx_ns = mig_now_ns();
+	while (!ret) {
+		struct pollfd pfd = {.fd = dst->job.main_fd, .events = POLLIN};
+		Cleave__Wire__WireMsg *m;
+		int n;
+
+		if (mig_job_aborted(&dst->job))
+			return -ECANCELED;
+		if (dst->phase == MIG_PHASE_DST_POSTCOPY && pc_channels_ended(dst))
+			return pc_finish(dst);
+		n = poll(&pfd, 1, PC_MAIN_POLL_MS);
+		if (n < 0 && errno != EINTR)
+			return mig_dst_fail(dst, -errno, "main channel: poll: %s", strerror(errno));
+		if (n <= 0) {
+			if (mig_now_ns() - dst->pc_rx_ns > timeout_ns)
+				return mig_dst_fail(
+					dst, -ETIMEDOUT,
+					"main channel: nothing from the source for %u ms",
+					s->io_timeout_ms);
+			continue;
+		}
+		ret = mig_msg_recv(dst->job.main_fd, &m);
+		if (ret)
+			return mig_dst_fail(dst, ret, "main channel: %s",
+					    ret == -ECONNRESET ? "source closed the connection"
+							       : strerror(-ret));
+		dst->pc_rx_ns = mig_now_ns();
+		switch (m->body_case) {
+		case CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT:
+			ret = pc_commit(dst);
+			break;
+		case CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY_PAGES:
+			ret = pc_pages(dst, m->postcopy_pages);
+			break;
+		case CLEAVE__WIRE__WIRE_MSG__BODY_ROUND:
+		case CLEAVE__WIRE__WIRE_MSG__BODY_PROGRESS:
+			break;
+		case CLEAVE__WIRE__WIRE_MSG__BODY_ERROR:
+			ret = mig_dst_source_error(dst, m->error->reason);
+			break;
+		default:
+			ret = mig_dst_fail(dst, -EPROTO, "protocol error: message %d in postcopy",
+					   (int)m->body_case);
+		}
+		cleave__wire__wire_msg__free_unpacked(m, NULL);
+	}
+	return ret;
+}
+
+/*
+ * The needed map from @pc, into the ctl segment's maps (zeroed first: a
+ * destination leaves them to whoever runs it next), each page punched out
+ * and forgotten by the receivedmap.  Every map is checked before any
+ * page is touched.
+ */
+static int pc_needed_load(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
+{
+	struct mig_session *s = dst->s;
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+	uint64_t *maps[SHM_MAX_REGIONS] = {0}, total = 0;
+	int ret = 0;
+
+	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
+		maps[r] = calloc(SHM_BITMAP_WORDS(h->regions[r].nr_pages) ?: 1, sizeof(uint64_t));
+		ret = maps[r] ? 0 : -ENOMEM;
+		for (size_t i = 0; !ret && i < pc->n_needed; i++)
+			if (pc->needed[i]->region == r &&
+			    mig_pagemap_decode(pc->needed[i], maps[r], h->regions[r].nr_pages))
+				ret = -EPROTO;
+	}
+	for (size_t i = 0; !ret && i < pc->n_needed; i++)
+		if (pc->needed[i]->region >= h->nr_regions)
+			ret = -EPROTO;
+	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
+		uint64_t nbits = h->regions[r].nr_pages, p = 0;
+
+		shm_bitmap_zero(dst->needed[r], nbits);
+		for (uint64_t w = 0; w < SHM_BITMAP_WORDS(nbits); w++) {
+			shm_bitmap_or_word(dst->needed[r], w, maps[r][w]);
+			shm_bitmap_andnot_word(dst->received[r], w, maps[r][w]);
+		}
+		while ((p = shm_bitmap_find_next(maps[r], nbits, p)) < nbits && !ret) {
+			uint64_t e = shm_bitmap_find_next_zero(maps[r], nbits, p);
+
+			if (fallocate(s->env.ram[r].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)(p << SHM_PAGE_SHIFT),
+				      (off_t)((e - p) << SHM_PAGE_SHIFT)))
+				ret = -errno;
+			total += e - p;
+			p = e;
+		}
+	}
+	for (uint32_t r = 0; r < h->nr_regions; r++)
+		free(maps[r]);
+	if (ret)
+		return mig_dst_fail(dst, ret, "postcopy: needed pages: %s",
+				    ret == -EPROTO ? "bad page map" : strerror(-ret));
+	atomic_store(&s->ctr.remaining, total * SHM_PAGE_SIZE);
+	log_info("postcopy: %" PRIu64 " pages to come from the source", total);
+	return 0;
+}
+
+/* Undoes a switch that did not reach PC_LOADED: the guest never ran, precopy may finish it. */
+static void pc_switch_undo(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+
+	mig_dst_postcopy_stop(dst);
+	if (s->env.ops->postcopy->end(s->env.ops_arg, true))
+		log_warn("vcpu-proc: postcopy end after a failed switch failed");
+	atomic_store(&dst->postcopy, false);
+}
+
+int mig_dst_postcopy_switch(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
+{
+	struct mig_session *s = dst->s;
+	const struct mig_vm_ops *ops = s->env.ops;
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Loaded loaded = CLEAVE__WIRE__LOADED__INIT;
+	uint64_t gen;
+	int ret;
+
+	if (!ops->postcopy || !(MIG_SETTING(s, caps) & MIG_RECORD_CAP_POSTCOPY_RAM))
+		return mig_dst_fail(dst, -EPROTO, "protocol error: Postcopy, which was refused");
+	pthread_mutex_lock(&dst->bar_lock);
+	gen = dst->bar_generation;
+	pthread_mutex_unlock(&dst->bar_lock);
+	/* Every round before the push landed (the source waited for its RoundAck). */
+	if (gen != pc->final_round)
+		return mig_dst_fail(dst, -EPROTO,
+				    "protocol error: Postcopy at round %" PRIu64
+				    " where rounds < %" PRIu64 " landed",
+				    pc->final_round, gen);
+	needed_attach(dst);
+	ret = pc_needed_load(dst, pc);
+	if (ret)
+		return ret;
+	if (!mig_record_lock(s->rec)) {
+		s->rec->final_round = pc->final_round;
+		mig_record_unlock(s->rec);
+	}
+	atomic_store(&dst->postcopy, true);
+	ret = ops->postcopy->listen(s->env.ops_arg, (const uint64_t *const *)dst->needed);
+	if (ret) {
+		mig_dst_fail(dst, ret, "vcpu-proc: postcopy listen: %s", strerror(-ret));
+		goto undo;
+	}
+	/* Loading the state may touch guest RAM (the clock's page): faults are served first. */
+	ret = pc_fault_start(dst);
+	if (ret)
+		goto undo;
+	ret = ops->load_state(s->env.ops_arg, pc->state.data, pc->state.len);
+	if (ret) {
+		mig_dst_fail(dst, ret == -ETIMEDOUT ? -EIO : ret, "vcpu-proc LOAD_STATE: %s",
+			     strerror(-ret));
+		goto undo;
+	}
+	/* Recorded only now: a migrator killed before this finishes as precopy. */
+	mig_dst_set_phase(dst, MIG_PHASE_DST_PC_LOADED);
+	ret = mig_dst_send(dst, &m, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, &loaded);
+	return ret ? ret : mig_dst_postcopy_run(dst);
+undo:
+	pc_switch_undo(dst);
+	return ret;
+}
+
+int mig_dst_postcopy_adopt(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	const struct mig_postcopy_ops *pc = s->env.ops->postcopy;
+	int ret;
+
+	if (!pc)
+		return mig_dst_fail(dst, -EPROTO, "session record: postcopy on a VM without it");
+	needed_attach(dst);
+	atomic_store(&dst->postcopy, true);
+	ret = pc->listen(s->env.ops_arg, (const uint64_t *const *)dst->needed);
+	if (ret)
+		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy listen: %s", strerror(-ret));
+	atomic_store(&s->ctr.remaining, needed_count(dst) * SHM_PAGE_SIZE);
+	/* Killed between Commit and RESUME: the guest is ours, run it now. */
+	if (dst->phase == MIG_PHASE_DST_POSTCOPY) {
+		ret = s->env.ops->resume(s->env.ops_arg);
+		if (ret)
+			return mig_dst_fail(dst, ret, "vcpu-proc RESUME: %s", strerror(-ret));
+	}
+	return 0;
+}

@@ -1,0 +1,414 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Postcopy in the engine (docs/MIGRATION.md, "Postcopy"), in one process
+ * over loopback TCP, with the destination's faults served by cleave-vcpu's
+ * own fault service (tvm-postcopy.c) on real userfaultfd: a dirtying guest
+ * that precopy cannot finish under a max-bandwidth cap, test threads that
+ * play the destination's vCPUs (their first touch of a page still at the
+ * source waits for it), a guest write that a later push must not undo, a
+ * connection cut in the middle of postcopy, and the refusals.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "migrator/session-internal.h"
+#include "tests/integration/migrator/tcp-proxy.h"
+#include "tests/util/test-util.h"
+#include "tvm-postcopy.h"
+#include "tvm.h"
+
+#define PAGES	  4096 /* 16 MiB */
+#define HOT_PAGES 1024 /* the dirtier writes the first 4 MiB */
+
+static const struct shm_ctl_layout layout = {
+	.nr_regions = 1,
+	.gpa = {0},
+	.size = {PAGES * SHM_PAGE_SIZE},
+};
+
+struct pc {
+	struct tvm src, dst;
+	struct tcp_proxy *proxy;
+	char uri[64];
+	/* The destination's "vCPU": reads pages once the guest runs there. */
+	pthread_t vcpu;
+	bool vcpu_live;
+	atomic_uint touched, bad;
+	atomic_uint_fast64_t wait_max_us;
+	uint64_t marker_page; /* the vCPU writes a marker here first (UINT64_MAX: none) */
+};
+
+static bool userfaultfd_usable(void)
+{
+	return !access("/dev/userfaultfd", R_OK | W_OK) ||
+	       !access("/proc/sys/vm/unprivileged_userfaultfd", F_OK);
+}
+
+static int pc_setup(void **state)
+{
+	struct pc *p = calloc(1, sizeof(*p));
+	struct mig_env base = {.ops = tvm_postcopy_vm_ops(), .snapshot_dirfd = -1};
+
+	if (!p || tvm_init(&p->src, &layout, NULL, 2000) ||
+	    tvm_init_env(&p->dst, &layout, NULL, 2000, &base) || tvm_postcopy_init(&p->dst))
+		return -1;
+	p->marker_page = UINT64_MAX;
+	*state = p;
+	return 0;
+}
+
+static int pc_teardown(void **state)
+{
+	struct pc *p = *state;
+
+	if (p->vcpu_live)
+		pthread_join(p->vcpu, NULL);
+	tvm_dirtier_stop(&p->src);
+	/* The sessions first: their threads call the VM side until joined. */
+	mig_session_free(p->src.s);
+	p->src.s = NULL;
+	mig_session_free(p->dst.s);
+	p->dst.s = NULL;
+	tvm_postcopy_fini(&p->dst);
+	tcp_proxy_stop(p->proxy);
+	tvm_fini(&p->src);
+	tvm_fini(&p->dst);
+	free(p);
+	return 0;
+}
+
+/* postcopy-ram on both sides, @channels, max-bandwidth @bw (0: none); the destination listens. */
+static void pc_config(struct pc *p, bool src_cap, bool dst_cap, unsigned int channels, uint64_t bw,
+		      bool proxy)
+{
+	struct mig_caps caps = {.multifd = channels > 1, .events = true};
+	struct mig_params params;
+
+	mig_session_get_params(p->src.s, &params);
+	params.multifd_channels = channels;
+	params.max_bandwidth = bw;
+	params.downtime_limit = 1; /* precopy alone never gets there under the cap */
+	params.reconnect_timeout = 5000;
+	caps.postcopy_ram = src_cap;
+	assert_int_equal(mig_session_set_caps(p->src.s, &caps), 0);
+	assert_int_equal(mig_session_set_params(p->src.s, &params), 0);
+	caps.postcopy_ram = dst_cap;
+	assert_int_equal(mig_session_set_caps(p->dst.s, &caps), 0);
+	assert_int_equal(mig_session_set_params(p->dst.s, &params), 0);
+	assert_int_equal(mig_session_incoming(p->dst.s, "tcp:127.0.0.1:0"), 0);
+	if (proxy) {
+		unsigned int port;
+
+		assert_int_equal(
+			tcp_proxy_start(&p->proxy, mig_session_incoming_port(p->dst.s), &port), 0);
+		snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%u", port);
+	} else {
+		snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%u",
+			 mig_session_incoming_port(p->dst.s));
+	}
+}
+
+static enum mig_status status_of(struct tvm *t)
+{
+	struct mig_info info;
+
+	mig_session_query(t->s, &info);
+	return info.status;
+}
+
+/* Waits up to @ms for @t to reach @st; true when it did. */
+static bool wait_status(struct tvm *t, enum mig_status st, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		if (status_of(t) == st)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static bool wait_passes(struct tvm *t, unsigned int n, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		bool done;
+
+		pthread_mutex_lock(&t->lock);
+		done = t->passes >= n;
+		pthread_mutex_unlock(&t->lock);
+		if (done)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static uint64_t now_us(void)
+{
+	return mig_now_ns() / 1000;
+}
+
+/*
+ * The destination's vCPU: once the guest runs there, it touches pages at
+ * random through the mapping (the first touch of a page still at the source
+ * faults and waits) and checks each against the source, paused for good
+ * since the switch.
+ */
+static void *vcpu_main(void *arg)
+{
+	struct pc *p = arg;
+	const volatile uint8_t *ram = p->dst.ram[0].base;
+	uint8_t want[SHM_PAGE_SIZE], got[SHM_PAGE_SIZE];
+	uint64_t x = 0x2545f4914f6cdd1dull;
+
+	for (;;) {
+		bool running;
+
+		pthread_mutex_lock(&p->dst.lock);
+		running = p->dst.resume_calls > 0;
+		pthread_mutex_unlock(&p->dst.lock);
+		if (running)
+			break;
+		if (status_of(&p->dst) == MIG_STATUS_FAILED)
+			return NULL;
+		usleep(200);
+	}
+	if (p->marker_page != UINT64_MAX) {
+		volatile uint64_t *w = (volatile uint64_t *)(ram + p->marker_page * SHM_PAGE_SIZE);
+
+		w[0] = 0x6d61726b6572ull; /* "marker": faults first, then lands on the page */
+	}
+	for (int i = 0; i < 400; i++) {
+		uint64_t page, t0, us, old;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		page = x % HOT_PAGES;
+		if (page == p->marker_page)
+			continue;
+		t0 = now_us();
+		memcpy(got, (const uint8_t *)ram + page * SHM_PAGE_SIZE, SHM_PAGE_SIZE);
+		us = now_us() - t0;
+		old = atomic_load(&p->wait_max_us);
+		while (us > old && !atomic_compare_exchange_weak(&p->wait_max_us, &old, us))
+			;
+		if (pread(p->src.ram[0].fd, want, sizeof(want), (off_t)(page * SHM_PAGE_SIZE)) !=
+			    (ssize_t)sizeof(want) ||
+		    memcmp(want, got, sizeof(got)))
+			atomic_fetch_add(&p->bad, 1);
+		atomic_fetch_add(&p->touched, 1);
+	}
+	return NULL;
+}
+
+static void vcpu_start(struct pc *p)
+{
+	assert_int_equal(pthread_create(&p->vcpu, NULL, vcpu_main, p), 0);
+	p->vcpu_live = true;
+}
+
+static void vcpu_join(struct pc *p)
+{
+	pthread_join(p->vcpu, NULL);
+	p->vcpu_live = false;
+}
+
+/* Source RAM 8 MiB of data, the dirtier on it; migrating, in dirty rounds. */
+static void pc_start_dirty(struct pc *p)
+{
+	tvm_fill(&p->src, 0, 0, HOT_PAGES, false);
+	tvm_dirtier_start(&p->src, HOT_PAGES, 0);
+	assert_int_equal(mig_session_migrate(p->src.s, p->uri), 0);
+	assert_true(wait_passes(&p->src, 2, 20000));
+}
+
+static void pc_check_done(struct pc *p)
+{
+	struct mig_info si, di;
+
+	assert_int_equal(mig_session_wait(p->src.s, 60000), 0);
+	assert_int_equal(mig_session_wait(p->dst.s, 60000), 0);
+	mig_session_query(p->src.s, &si);
+	mig_session_query(p->dst.s, &di);
+	if (si.status != MIG_STATUS_COMPLETED || di.status != MIG_STATUS_COMPLETED)
+		fail_msg("source %s (%s), destination %s (%s)", mig_status_name(si.status),
+			 si.error_desc, mig_status_name(di.status), di.error_desc);
+	assert_true(tvm_saw_event(&p->src, "postcopy-active"));
+	assert_true(tvm_saw_event(&p->dst, "postcopy-active"));
+	assert_false(tvm_postcopy_listening(&p->dst)); /* every page in, unregistered */
+	/* The source's guest never ran again: paused at the switch, postmigrate now. */
+	pthread_mutex_lock(&p->src.lock);
+	assert_int_equal(p->src.resume_calls, 0);
+	pthread_mutex_unlock(&p->src.lock);
+	print_message("postcopy: %" PRIu64 " requests, %" PRIu64 " pages pulled, %" PRIu64
+		      " pushed; downtime %" PRIu64 " ms; slowest vCPU touch %" PRIu64 " us\n",
+		      di.postcopy_requests, di.postcopy_pulled, di.postcopy_pushed, si.downtime_ms,
+		      (uint64_t)atomic_load(&p->wait_max_us));
+	assert_true(di.postcopy_pulled + di.postcopy_pushed > 0);
+	assert_int_equal(si.postcopy_requests, di.postcopy_requests ? si.postcopy_requests : 0);
+}
+
+/*
+ * A guest dirtying 8 MiB as fast as it can against a 4 MiB/s cap: precopy
+ * never converges (downtime-limit 1 ms).  After migrate-start-postcopy the
+ * destination runs it at once; its vCPU's faults are answered ahead of the
+ * capped push, and the RAM ends equal to the source's at the switch.
+ */
+static void test_postcopy_converges(void **state)
+{
+	struct pc *p = *state;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_config(p, true, true, 2, 4u << 20, false);
+	pc_start_dirty(p);
+	assert_int_equal(status_of(&p->src), MIG_STATUS_ACTIVE); /* precopy alone goes on */
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->src, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	/* The source's RAM belongs to the destination now: no cancel. */
+	assert_int_equal(mig_session_cancel(p->src.s), -EBUSY);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+	assert_true(atomic_load(&p->touched) > 0);
+}
+
+/* The destination's guest writes a page first: the push of that page must not undo it. */
+static void test_postcopy_guest_write_wins(void **state)
+{
+	struct pc *p = *state;
+	uint64_t word = 0;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_config(p, true, true, 1, 2u << 20, false);
+	p->marker_page = HOT_PAGES - 1;
+	pc_start_dirty(p);
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_int_equal(pread(p->dst.ram[0].fd, &word, sizeof(word),
+			       (off_t)(p->marker_page * SHM_PAGE_SIZE)),
+			 sizeof(word));
+	assert_int_equal(word, 0x6d61726b6572ull);
+	assert_int_equal(atomic_load(&p->bad), 0);
+}
+
+/* Every connection cut in the middle of postcopy: both sides reconnect and finish. */
+static void test_postcopy_cut(void **state)
+{
+	struct pc *p = *state;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_config(p, true, true, 2, 2u << 20, true);
+	pc_start_dirty(p);
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	usleep(300 * 1000);
+	assert_true(tcp_proxy_cut(p->proxy) >= 1);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_true(tvm_saw_event(&p->dst, "disconnected"));
+	assert_true(tvm_saw_event(&p->dst, "resumed"));
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+}
+
+static bool wait_loading(struct tvm *t, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		bool loading;
+
+		pthread_mutex_lock(&t->lock);
+		loading = t->loading;
+		pthread_mutex_unlock(&t->lock);
+		if (loading)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+/*
+ * Every connection cut while the destination loads the state: it reaches
+ * PC_LOADED but its Loaded is lost.  On the reconnect it says so, the
+ * source commits without waiting for a Loaded that will not come again,
+ * and the migration finishes; the source's guest never runs again.
+ */
+static void test_postcopy_cut_before_commit(void **state)
+{
+	struct pc *p = *state;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_config(p, true, true, 2, 4u << 20, true);
+	pthread_mutex_lock(&p->dst.lock);
+	p->dst.load_delay_ms = 300;
+	pthread_mutex_unlock(&p->dst.lock);
+	pc_start_dirty(p);
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_loading(&p->dst, 20000));
+	assert_true(tcp_proxy_cut(p->proxy) >= 1);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_true(tvm_saw_event(&p->src, "resumed"));
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+}
+
+/* QEMU's two checks of migrate-start-postcopy, and a destination without postcopy-ram. */
+static void test_postcopy_refusals(void **state)
+{
+	struct pc *p = *state;
+	struct mig_caps caps = {.events = true};
+	struct mig_info info;
+
+	assert_int_equal(mig_session_start_postcopy(p->src.s), -ENOPROTOOPT);
+	caps.postcopy_ram = true;
+	assert_int_equal(mig_session_set_caps(p->src.s, &caps), 0);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), -ENOENT);
+	/* On at the source only: the destination refuses the migration, whatever comes. */
+	pc_config(p, true, false, 1, 0, false);
+	tvm_fill(&p->src, 0, 0, 64, false);
+	assert_int_equal(mig_session_migrate(p->src.s, p->uri), 0);
+	assert_int_equal(mig_session_wait(p->src.s, 20000), 0);
+	mig_session_query(p->src.s, &info);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(info.error_desc, "postcopy-ram"));
+}
+
+int main(void)
+{
+	log_init("test-migrator-postcopy");
+	log_set_verbose(getenv("MIG_TEST_VERBOSE") != NULL);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_postcopy_refusals, pc_setup, pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_converges, pc_setup, pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_guest_write_wins, pc_setup,
+						pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_cut, pc_setup, pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_cut_before_commit, pc_setup,
+						pc_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

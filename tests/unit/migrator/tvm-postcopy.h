@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The destination VM side of postcopy for the engine's test VM: cleave-vcpu's
+ * own page-fault service (vcpu-proc/fault.c) on the tvm's RAM mappings, so
+ * the engine's postcopy runs against the code that serves a real guest's
+ * faults.  Test threads play the vCPUs: they touch guest RAM through
+ * tvm.ram[].base, and a first touch of a page still at the source blocks
+ * until the migration placed it.
+ */
+#ifndef CLEAVE_TEST_TVM_POSTCOPY_H
+#define CLEAVE_TEST_TVM_POSTCOPY_H
+
+#include "tvm.h"
+
+/* tvm_init_env()'s @base->ops for a tvm that can take postcopy. */
+const struct mig_vm_ops *tvm_postcopy_vm_ops(void);
+/* The VM side for @t (after tvm_init_env with tvm_postcopy_vm_ops()). */
+int tvm_postcopy_init(struct tvm *t);
+/* Stops the fault service if the migration left it running (a failed one); before tvm_fini. */
+void tvm_postcopy_fini(struct tvm *t);
+/* Whether the VM side is registered (between listen and end). */
+bool tvm_postcopy_listening(struct tvm *t);
+
+#endif
