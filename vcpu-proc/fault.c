@@ -989,7 +989,8 @@ int fault_take_requests(struct fault_service *fs, struct fault_page *out, unsign
 
 /*
  * Drops the requests for the pages of [first, first + n) of region @id
- * now installed, and takes their waits as samples.  The caller holds the
+ * now installed, and takes their waits as samples (16 at most: a call
+ * places the pages of a few waiters, not more).  The caller holds the
  * region shared (the maps stay).
  */
 static void fault_req_drop(struct fault_service *fs, unsigned int id, uint64_t first, uint64_t n)
