@@ -456,7 +456,8 @@ static const struct mon_cmd mon_cmds[] = {
 	 .run = mon_cmd_query_dirty_rate},
 	{.name = "migrate-start-postcopy",
 	 .backend = MON_BACKEND_MIGRATOR,
-	 .run = mon_cmd_migrate_start_postcopy},
+	 .run = mon_cmd_migrate_start_postcopy,
+	 .ret = MON_RET_EMPTY},
 	/*
 	 * QEMU's yank and query-yank are allow-oob; cleave's ask the migrator,
 	 * so they run in band on its worker (docs/QMP.md).
@@ -464,7 +465,8 @@ static const struct mon_cmd mon_cmds[] = {
 	{.name = "yank",
 	 .args = mon_args_yank,
 	 .backend = MON_BACKEND_MIGRATOR,
-	 .run = mon_cmd_yank},
+	 .run = mon_cmd_yank,
+	 .ret = MON_RET_EMPTY},
 	{.name = "query-yank",
 	 .backend = MON_BACKEND_MIGRATOR,
 	 .run = mon_cmd_query_yank,
