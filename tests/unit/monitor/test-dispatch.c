@@ -290,6 +290,11 @@ static const struct {
 	 GE("The command query-status does not support OOB") ", \"id\": 1}"},
 	{true, true, "{\"exec-oob\":\"qmp_capabilities\"}",
 	 GE("The command qmp_capabilities does not support OOB") "}"},
+	/* cleave's yank and query-yank ask the migrator: in band only (QEMU: allow-oob). */
+	{true, true, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]}}",
+	 GE("The command yank does not support OOB") "}"},
+	{true, true, "{\"exec-oob\":\"query-yank\"}",
+	 GE("The command query-yank does not support OOB") "}"},
 	{true, true, "{\"exec-oob\":\"no-such\"}",
 	 NF("The command no-such has not been found") "}"},
 	{true, true, "{\"exec-oob\":1,\"id\":2}",
