@@ -86,13 +86,70 @@ static int srv_incoming(void *arg, const ProtobufCMessage *req, struct rpc_reply
 static int srv_cancel(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
 {
 	struct mig_info info;
+	int ret;
 
 	mig_session_query(arg, &info);
 	if (info.status == MIG_STATUS_UNKNOWN)
 		return rpc_reply_error(reply, -EBUSY,
 				       "the switchover was committed and its outcome is unknown: "
 				       "x-cleave-migrate-resolve decides where the guest runs");
-	return mig_session_cancel(arg);
+	ret = mig_session_cancel(arg);
+	/* QEMU 9's text: the source's RAM is the only copy of the pages still due. */
+	if (ret == -EBUSY)
+		return rpc_reply_error(reply, ret,
+				       "Postcopy migration in progress, cannot cancel.");
+	return ret;
+}
+
+/* QEMU 7.2's two checks of qmp_migrate_start_postcopy(), with its texts. */
+static int srv_start_postcopy(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	int ret = mig_session_start_postcopy(arg);
+
+	if (ret == -ENOPROTOOPT)
+		return rpc_reply_error(reply, ret,
+				       "Enable postcopy with migrate_set_capability before the "
+				       "start of migration");
+	if (ret == -ENOENT)
+		return rpc_reply_error(reply, ret,
+				       "Postcopy must be started after migration has been started");
+	return ret;
+}
+
+/* -ENOENT with QEMU's text: the monitor makes it a DeviceNotFound. */
+static int srv_yank(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	int ret = mig_session_yank(arg);
+
+	return ret == -ENOENT ? rpc_reply_error(reply, ret, "Instance not found") : ret;
+}
+
+/*
+ * What mig_session_yank() finds: a migration in progress, or a destination
+ * still listening (role set, no status yet).
+ */
+static int srv_query_yank(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	Cleave__Migrator__YankInfo y = CLEAVE__MIGRATOR__YANK_INFO__INIT;
+	struct mig_info info;
+
+	mig_session_query(arg, &info);
+	switch (info.status) {
+	case MIG_STATUS_SETUP:
+	case MIG_STATUS_ACTIVE:
+	case MIG_STATUS_DEVICE:
+	case MIG_STATUS_CANCELLING:
+	case MIG_STATUS_POSTCOPY_ACTIVE:
+	case MIG_STATUS_POSTCOPY_PAUSED:
+		y.migration = true;
+		break;
+	case MIG_STATUS_NONE:
+		y.migration = info.role == MIG_ROLE_DEST;
+		break;
+	default:
+		break;
+	}
+	return rpc_reply_set(reply, &y.base);
 }
 
 static int srv_resolve(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
@@ -187,6 +244,9 @@ static int srv_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_reply
 		caps.events = r->events;
 	if (r->has_auto_converge)
 		caps.auto_converge = r->auto_converge;
+	/* With multifd too, unlike QEMU: postcopy uses every multifd channel. */
+	if (r->has_postcopy_ram)
+		caps.postcopy_ram = r->postcopy_ram;
 	ret = mig_session_set_caps(arg, &caps);
 	if (ret == -EBUSY)
 		return rpc_reply_error(reply, ret, "There's a migration process in progress");
@@ -202,7 +262,8 @@ static int srv_query_caps(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	c.multifd = caps.multifd;
 	c.events = caps.events;
 	c.auto_converge = caps.auto_converge;
-	c.has_multifd = c.has_events = c.has_auto_converge = true;
+	c.postcopy_ram = caps.postcopy_ram;
+	c.has_multifd = c.has_events = c.has_auto_converge = c.has_postcopy_ram = true;
 	return rpc_reply_set(reply, &c.base);
 }
 
@@ -460,6 +521,10 @@ static const struct rpc_method migrator_methods[] = {
 	 &cleave__migrator__calc_dirty_rate_request__descriptor, srv_calc_dirty_rate},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE, "QUERY_DIRTY_RATE", NULL,
 	 srv_query_dirty_rate},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, "START_POSTCOPY", NULL,
+	 srv_start_postcopy},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_YANK, "YANK", NULL, srv_yank},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, "QUERY_YANK", NULL, srv_query_yank},
 };
 
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s)

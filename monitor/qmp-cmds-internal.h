@@ -34,9 +34,15 @@ void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_resul
 extern const struct mon_arg_spec mon_args_calc_dirty_rate[];
 void mon_cmd_calc_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
-/* No postcopy in cleave: QEMU's answers outside it, on the event loop (out-of-band safe). */
+/* No pause/recover step in cleave: QEMU's answers outside postcopy, on the event loop. */
 void mon_cmd_migrate_pause(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_recover(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+void mon_cmd_migrate_start_postcopy(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+/* yank / query-yank of QEMU's qapi/yank.json: the migration instance only. */
+extern const struct mon_arg_spec mon_args_yank[];
+extern const struct mon_arg_spec mon_yank_instance[];
+void mon_cmd_yank(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+void mon_cmd_query_yank(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 
 /*
  * qmp-objects.c: object-add (on the event loop) and object-del (on the

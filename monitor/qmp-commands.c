@@ -454,7 +454,25 @@ static const struct mon_cmd mon_cmds[] = {
 	{.name = "query-dirty-rate",
 	 .backend = MON_BACKEND_MIGRATOR,
 	 .run = mon_cmd_query_dirty_rate},
-	/* QEMU's two allow-oob commands (yank and query-yank aside). */
+	{.name = "migrate-start-postcopy",
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_migrate_start_postcopy,
+	 .ret = MON_RET_EMPTY},
+	/*
+	 * QEMU's yank and query-yank are allow-oob; cleave's ask the migrator,
+	 * so they run in band on its worker (docs/QMP.md).
+	 */
+	{.name = "yank",
+	 .args = mon_args_yank,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_yank,
+	 .ret = MON_RET_EMPTY},
+	{.name = "query-yank",
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_query_yank,
+	 .ret = MON_RET_OBJ_ARRAY,
+	 .ret_fields = mon_yank_instance},
+	/* QEMU's allow-oob commands cleave answers on the event loop. */
 	{.name = "migrate-pause",
 	 .backend = MON_BACKEND_NONE,
 	 .flags = MON_CMD_ALLOW_OOB,

@@ -135,6 +135,7 @@ enum mon_ret_type {
 	MON_RET_ANY, /* not described */
 	MON_RET_STR,
 	MON_RET_OBJ_ARRAY, /* array of objects described by .ret_fields */
+	MON_RET_EMPTY,	   /* {} (QEMU's commands without 'returns') */
 };
 
 struct mon_cmd {

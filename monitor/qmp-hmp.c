@@ -28,6 +28,8 @@ struct mon_hmp_cmd {
 	const char *params; /* QEMU's, for help */
 	const char *help;   /* QEMU's */
 	const char *qmp;    /* the QMP command it runs; NULL: none (help, bare info) */
+	/* Its one string parameter (QEMU's "NAME:s"), passed as this QMP argument; NULL: none. */
+	const char *arg;
 	/* Prints the QMP command's return value as QEMU does; NULL: prints nothing. */
 	void (*print)(FILE *out, json_t *ret);
 	const struct mon_hmp_cmd *sub; /* info's subcommands */
@@ -156,6 +158,9 @@ static void mon_hmp_print_migrate(FILE *out, json_t *ret)
 	if (mon_hmp_u64(ram, "dirty-pages-rate"))
 		fprintf(out, "dirty pages rate: %" PRIu64 " pages\n",
 			mon_hmp_u64(ram, "dirty-pages-rate"));
+	if (mon_hmp_u64(ram, "postcopy-requests"))
+		fprintf(out, "postcopy request count: %" PRIu64 "\n",
+			mon_hmp_u64(ram, "postcopy-requests"));
 }
 
 static void mon_hmp_print_migrate_caps(FILE *out, json_t *ret)
@@ -229,6 +234,17 @@ static const struct mon_hmp_cmd mon_hmp_cmds[] = {
 	 .help = "show various information about the system state",
 	 .sub = mon_hmp_info_cmds},
 	MON_HMP_DO("migrate_cancel", "cancel the current VM migration", "migrate_cancel"),
+	MON_HMP_DO("migrate_pause", "Pause an ongoing migration (postcopy-only)", "migrate-pause"),
+	{.name = "migrate_recover",
+	 .params = "uri",
+	 .help = "Continue a paused incoming postcopy migration",
+	 .qmp = "migrate-recover",
+	 .arg = "uri"},
+	MON_HMP_DO("migrate_start_postcopy",
+		   "Followup to a migration command to switch the migration to postcopy mode. The "
+		   "postcopy-ram capability must be set on both source and destination before the "
+		   "original migration command .",
+		   "migrate-start-postcopy"),
 	MON_HMP_DO("quit|q", "quit the emulator", "quit"),
 	MON_HMP_DO("stop|s", "stop emulation", "stop"),
 	MON_HMP_DO("system_reset", "reset the system", "system_reset"),
@@ -303,8 +319,8 @@ void mon_hmp_route(const struct mon_cmd *hmp, json_t *args, struct mon_cmd *out)
 
 	*out = *hmp;
 	mon_hmp_parse(line, &pl);
-	/* Extra words make it an error text without running anything. */
-	if (pl.cmd && pl.cmd->qmp && !*pl.rest)
+	/* Extra words make it an error text without running anything (checked later). */
+	if (pl.cmd && pl.cmd->qmp && (!*pl.rest || pl.cmd->arg))
 		qmp = mon_cmd_find(pl.cmd->qmp);
 	out->backend = qmp ? qmp->backend : MON_BACKEND_NONE;
 	out->flags = qmp ? qmp->flags & MON_CMD_QUIT : 0;
@@ -382,18 +398,93 @@ static void mon_hmp_help(FILE *out, const char *args)
 	}
 }
 
-/*
- * QEMU's monitor_parse_arguments() error for words after a command that
- * takes none, then handle_hmp_command()'s hint naming the command as typed.
- */
-static void mon_hmp_extraneous(FILE *out, const char *line, const struct mon_hmp_line *pl)
+/* handle_hmp_command()'s hint after a parse error, naming the command as typed. */
+static void mon_hmp_try(FILE *out, const char *line, const struct mon_hmp_line *pl)
 {
 	const char *end = pl->rest;
 
 	while (end > line && mon_hmp_space(end[-1]))
 		end--;
-	fprintf(out, "%s: extraneous characters at the end of line\n", pl->cmd->name);
 	fprintf(out, "Try \"help %.*s\" for more information\n", (int)(end - line), line);
+}
+
+/* QEMU's monitor_parse_arguments() error for words after a command that takes none. */
+static void mon_hmp_extraneous(FILE *out, const char *line, const struct mon_hmp_line *pl)
+{
+	fprintf(out, "%s: extraneous characters at the end of line\n", pl->cmd->name);
+	mon_hmp_try(out, line, pl);
+}
+
+/* QEMU's buffer for a string argument: longer ones are cut to 1023 bytes. */
+#define MON_HMP_STR_MAX 1024
+
+/*
+ * QEMU's get_str(): a word, or a "quoted" string with \n \r \\ \' \"
+ * escapes.  Returns the end of the argument, or NULL when there is none
+ * (QEMU prints its other complaints, a bad escape or an unterminated
+ * quote, on its stdout: the monitor sees only "string expected").
+ */
+static const char *mon_hmp_get_str(const char *p, char *buf)
+{
+	size_t n = 0;
+	char c;
+
+	while (mon_hmp_space(*p))
+		p++;
+	if (!*p)
+		return NULL;
+	if (*p != '"') {
+		for (; *p && !mon_hmp_space(*p); p++)
+			if (n < MON_HMP_STR_MAX - 1)
+				buf[n++] = *p;
+		buf[n] = '\0';
+		return p;
+	}
+	for (p++; *p && *p != '"'; p++) {
+		c = *p;
+		if (c == '\\') {
+			c = *++p;
+			if (c == 'n')
+				c = '\n';
+			else if (c == 'r')
+				c = '\r';
+			else if (c != '\\' && c != '\'' && c != '"')
+				return NULL;
+		}
+		if (n < MON_HMP_STR_MAX - 1)
+			buf[n++] = c;
+	}
+	if (*p != '"')
+		return NULL;
+	buf[n] = '\0';
+	return p + 1;
+}
+
+/*
+ * The command's arguments as QMP ones in @args, or QEMU's parse error
+ * printed (then false).
+ */
+static bool mon_hmp_args(FILE *out, const char *line, const struct mon_hmp_line *pl, json_t *args)
+{
+	char buf[MON_HMP_STR_MAX];
+	const char *p = pl->rest;
+
+	if (pl->cmd->arg) {
+		p = mon_hmp_get_str(p, buf);
+		if (!p) {
+			fprintf(out, "%s: string expected\n", pl->cmd->name);
+			mon_hmp_try(out, line, pl);
+			return false;
+		}
+		json_object_set_new(args, pl->cmd->arg, json_string(buf));
+		while (mon_hmp_space(*p))
+			p++;
+	}
+	if (*p) {
+		mon_hmp_extraneous(out, line, pl);
+		return false;
+	}
+	return true;
 }
 
 /* @text (a memstream's) as the command's return: QEMU's CRLF, bad bytes replaced. */
@@ -426,19 +517,30 @@ static void mon_hmp_return_text(const char *text, size_t len, struct mon_result 
 }
 
 /* Runs the mapped QMP command; prints its value, or QEMU's "Error: " line. */
-static void mon_hmp_exec(struct mon_ctx *ctx, const struct mon_hmp_cmd *c, FILE *out,
-			 struct mon_result *res)
+static void mon_hmp_exec(struct mon_ctx *ctx, const char *line, const struct mon_hmp_line *pl,
+			 FILE *out, struct mon_result *res)
 {
+	const struct mon_hmp_cmd *c = pl->cmd;
 	const struct mon_cmd *qmp = mon_cmd_find(c->qmp);
-	json_t *none = json_object();
+	json_t *args = json_object();
 
-	if (!qmp || !none) {
-		json_decref(none);
+	if (!qmp || !args) {
+		json_decref(args);
 		mon_result_error(res, NULL, "out of memory");
 		return;
 	}
-	qmp->run(ctx, none, res);
-	json_decref(none);
+	if (!mon_hmp_args(out, line, pl, args)) {
+		json_decref(args);
+		return;
+	}
+	/* A string is UTF-8 text for jansson: a bad byte fails the argument. */
+	if (c->arg && !json_object_get(args, c->arg)) {
+		json_decref(args);
+		mon_result_error(res, NULL, "Parameter '%s' expects a string in UTF-8", c->arg);
+		return;
+	}
+	qmp->run(ctx, args, res);
+	json_decref(args);
 	if (res->err_class) {
 		/*
 		 * HMP prints the error (hmp_handle_error) and the QMP command
@@ -479,12 +581,12 @@ void mon_cmd_hmp(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 		; /* an empty line prints nothing */
 	else if (mon_hmp_is(pl.cmd, "help", 4))
 		mon_hmp_help(out, pl.rest);
-	else if (*pl.rest)
+	else if (*pl.rest && !pl.cmd->arg)
 		mon_hmp_extraneous(out, line, &pl);
 	else if (pl.cmd->sub)
 		mon_hmp_help(out, pl.cmd->name); /* bare "info": its subcommands */
 	else
-		mon_hmp_exec(ctx, pl.cmd, out, res);
+		mon_hmp_exec(ctx, line, &pl, out, res);
 	if (fclose(out)) {
 		free(text);
 		mon_result_error(res, NULL, "out of memory");

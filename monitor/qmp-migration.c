@@ -46,7 +46,7 @@ const struct mon_arg_spec mon_args_calc_dirty_rate[] = {
 	{.type = MON_ARG_END},
 };
 
-/* QEMU 7.2's MigrationCapability names; cleave implements the first three. */
+/* QEMU 7.2's MigrationCapability names; cleave implements the first three and postcopy-ram. */
 static const char *const mon_mig_capability_values[] = {
 	"multifd",
 	"events",
@@ -207,10 +207,11 @@ const struct mon_arg_spec mon_args_migrate_recover[] = {
 };
 
 /*
- * migrate-pause and migrate-recover act on a postcopy migration, which
- * cleave does not have (postcopy-ram cannot be turned on): they answer as
- * QEMU 7.2 does outside postcopy, on the event loop, so they are safe to
- * run out of band.
+ * migrate-pause and migrate-recover stop and restart a postcopy migration
+ * whose connection broke.  cleave has neither step: a postcopy migration
+ * that lost its peer reconnects by itself (postcopy-paused, within
+ * x-reconnect-timeout).  They answer as QEMU 7.2 does outside postcopy, on
+ * the event loop, so they are safe to run out of band.
  */
 void mon_cmd_migrate_pause(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
@@ -223,16 +224,111 @@ void mon_cmd_migrate_recover(struct mon_ctx *ctx, json_t *args, struct mon_resul
 	mon_result_error(res, NULL, "Migrate recover can only be run when postcopy is paused.");
 }
 
-static json_t *mon_ram_stats_json(const Cleave__Migrator__RamStats *r)
+/* The migrator answers with QEMU 7.2's two errors (no capability, no migration). */
+void mon_cmd_migrate_start_postcopy(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
-	return json_pack("{s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:f,s:o,s:o,s:o}", "transferred",
-			 mon_json_u64(r->transferred), "remaining", mon_json_u64(r->remaining),
-			 "total", mon_json_u64(r->total), "duplicate", mon_json_u64(r->duplicate),
-			 "skipped", 0, "normal", mon_json_u64(r->normal), "normal-bytes",
-			 mon_json_u64(r->normal_bytes), "dirty-pages-rate",
-			 mon_json_u64(r->dirty_pages_rate), "mbps", r->mbps, "dirty-sync-count",
-			 mon_json_u64(r->dirty_sync_count), "page-size", mon_json_u64(r->page_size),
-			 "multifd-bytes", mon_json_u64(r->multifd_bytes));
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY,
+			 &req, NULL, NULL, res);
+}
+
+/* QEMU 7.2's YankInstanceType; cleave has only the migration instance. */
+static const char *const mon_yank_types[] = {"block-node", "chardev", "migration", NULL};
+
+static const struct mon_arg_spec mon_args_yank_block_node[] = {
+	{.name = "node-name", .type = MON_ARG_STR},
+	{.type = MON_ARG_END},
+};
+
+static const struct mon_arg_spec mon_args_yank_chardev[] = {
+	{.name = "id", .type = MON_ARG_STR},
+	{.type = MON_ARG_END},
+};
+
+static const struct mon_arg_variant mon_yank_variants[] = {
+	{.value = "block-node", .members = mon_args_yank_block_node},
+	{.value = "chardev", .members = mon_args_yank_chardev},
+	{.value = "migration"},
+	{.value = NULL},
+};
+
+/* QEMU's YankInstance: a flat union on "type"; also query-yank's element. */
+const struct mon_arg_spec mon_yank_instance[] = {
+	{.name = "type",
+	 .type = MON_ARG_ENUM,
+	 .values = mon_yank_types,
+	 .variants = mon_yank_variants},
+	{.type = MON_ARG_END},
+};
+
+const struct mon_arg_spec mon_args_yank[] = {
+	{.name = "instances", .type = MON_ARG_OBJ_ARRAY, .fields = mon_yank_instance},
+	{.type = MON_ARG_END},
+};
+
+#define MON_ERR_DEVICE_NOT_FOUND "DeviceNotFound"
+
+/*
+ * As QEMU's qmp_yank(): every instance is looked up before any is yanked.
+ * cleave has no block node and no yankable chardev (QEMU's QMP socket
+ * chardevs are listed only as they are: cleave's cannot be yanked), so
+ * only "migration" is found, while a migration runs.
+ */
+void mon_cmd_yank(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	json_t *list = json_object_get(args, "instances"), *inst;
+	bool migration = false;
+	size_t i;
+
+	json_array_foreach(list, i, inst)
+	{
+		if (strcmp(json_string_value(json_object_get(inst, "type")), "migration")) {
+			mon_result_error(res, MON_ERR_DEVICE_NOT_FOUND, "Instance not found");
+			return;
+		}
+		migration = true;
+	}
+	if (!migration) {
+		res->ret = json_object();
+		return;
+	}
+	/* The migrator says "Instance not found" when no migration runs. */
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_YANK, &req,
+			     NULL, NULL, res) == -ENOENT &&
+	    !res->backend_down)
+		res->err_class = MON_ERR_DEVICE_NOT_FOUND;
+}
+
+void mon_cmd_query_yank(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+	Cleave__Migrator__YankInfo *y = NULL;
+
+	if (mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK,
+			     &req, &cleave__migrator__yank_info__descriptor, (void **)&y, res))
+		return;
+	res->ret = y->migration ? json_pack("[{s:s}]", "type", "migration") : json_array();
+	rpc_msg_free(&y->base);
+	if (!res->ret)
+		mon_result_error(res, NULL, "out of memory");
+}
+
+/* QEMU's MigrationStats; postcopy-requests is a counter of the record (MIG_COUNTERS). */
+static json_t *mon_ram_stats_json(const Cleave__Migrator__MigrationInfo *mi)
+{
+	const Cleave__Migrator__RamStats *r = mi->ram;
+
+	return json_pack(
+		"{s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:f,s:o,s:o,s:o,s:o}", "transferred",
+		mon_json_u64(r->transferred), "remaining", mon_json_u64(r->remaining), "total",
+		mon_json_u64(r->total), "duplicate", mon_json_u64(r->duplicate), "skipped", 0,
+		"normal", mon_json_u64(r->normal), "normal-bytes", mon_json_u64(r->normal_bytes),
+		"dirty-pages-rate", mon_json_u64(r->dirty_pages_rate), "mbps", r->mbps,
+		"dirty-sync-count", mon_json_u64(r->dirty_sync_count), "postcopy-requests",
+		mon_json_u64(mig_info_counter(mi, "postcopy_requests")), "page-size",
+		mon_json_u64(r->page_size), "multifd-bytes", mon_json_u64(r->multifd_bytes));
 }
 
 /*
@@ -249,6 +345,8 @@ static const struct {
 	{"resent_bytes", "x-cleave-resent-bytes"},
 	{"resume_time_ms", "x-cleave-resume-time"},
 	{"inflight_bytes", "x-cleave-inflight-bytes"},
+	{"postcopy_pulled", "x-cleave-postcopy-pulled"},
+	{"postcopy_pushed", "x-cleave-postcopy-pushed"},
 };
 
 /*
@@ -292,7 +390,7 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 		return NULL;
 	if (strcmp(mi->status, "setup") != 0) {
 		if (mi->ram)
-			json_object_set_new(o, "ram", mon_ram_stats_json(mi->ram));
+			json_object_set_new(o, "ram", mon_ram_stats_json(mi));
 		json_object_set_new(o, "total-time", mon_json_u64(mi->total_time));
 	}
 	if (mi->has_downtime)
@@ -378,6 +476,10 @@ void mon_cmd_migrate_set_caps(struct mon_ctx *ctx, json_t *args, struct mon_resu
 		} else if (!strcmp(name, "auto-converge")) {
 			req.has_auto_converge = true;
 			req.auto_converge = on;
+		} else if (!strcmp(name, "postcopy-ram")) {
+			/* With multifd too, unlike QEMU: postcopy uses every multifd channel. */
+			req.has_postcopy_ram = true;
+			req.postcopy_ram = on;
 		} else if (on) {
 			/* Turning an unimplemented capability off is a no-op, on is refused. */
 			mon_result_error(res, NULL, "Migration capability '%s' is not supported",
@@ -412,9 +514,10 @@ void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_re
 	if (!caps)
 		return;
 	atomic_store(&ctx->migration_events, caps->events);
-	res->ret = json_pack("[{s:s,s:b},{s:s,s:b},{s:s,s:b}]", "capability", "multifd", "state",
-			     caps->multifd, "capability", "events", "state", caps->events,
-			     "capability", "auto-converge", "state", caps->auto_converge);
+	res->ret = json_pack("[{s:s,s:b},{s:s,s:b},{s:s,s:b},{s:s,s:b}]", "capability", "multifd",
+			     "state", caps->multifd, "capability", "events", "state", caps->events,
+			     "capability", "auto-converge", "state", caps->auto_converge,
+			     "capability", "postcopy-ram", "state", caps->postcopy_ram);
 	rpc_msg_free(&caps->base);
 }
 

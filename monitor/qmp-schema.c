@@ -155,7 +155,7 @@ static json_t *mon_schema_object(struct mon_schema *sc, const struct mon_arg_spe
 	return json_string(name);
 }
 
-/* The return type's name: "any" unless the table entry describes it. */
+/* The return type's name: "any" unless the table entry describes it ("0": {}). */
 static json_t *mon_schema_ret(struct mon_schema *sc, const struct mon_cmd *cmd)
 {
 	switch (cmd->ret) {
@@ -163,6 +163,8 @@ static json_t *mon_schema_ret(struct mon_schema *sc, const struct mon_cmd *cmd)
 		return json_string("str");
 	case MON_RET_OBJ_ARRAY:
 		return mon_schema_array(sc, mon_schema_object(sc, cmd->ret_fields));
+	case MON_RET_EMPTY:
+		return json_string("0");
 	case MON_RET_ANY:
 		break;
 	}

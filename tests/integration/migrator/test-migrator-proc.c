@@ -726,6 +726,191 @@ static void test_dirty_rate_process(void **state)
 	rmdir(snaps);
 }
 
+static void set_params(const char *dir, uint64_t max_bandwidth, uint64_t reconnect_ms)
+{
+	Cleave__Migrator__Parameters p = CLEAVE__MIGRATOR__PARAMETERS__INIT;
+	char err[256];
+
+	p.has_max_bandwidth = p.has_reconnect_timeout = true;
+	p.max_bandwidth = max_bandwidth;
+	p.reconnect_timeout = reconnect_ms;
+	if (call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_PARAMETERS, &p.base, NULL, NULL, err,
+		 sizeof(err)))
+		fail_msg("set-parameters: %s", err);
+}
+
+/* An RPC without a body; its error (or "") in @err. */
+static int call_empty(const char *dir, uint32_t method, char *err, size_t len)
+{
+	return call(dir, method, NULL, NULL, NULL, err, len);
+}
+
+static bool yank_listed(const char *dir)
+{
+	Cleave__Migrator__YankInfo *y = NULL;
+	char err[256];
+	bool on;
+
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, NULL,
+			      &cleave__migrator__yank_info__descriptor, (ProtobufCMessage **)&y,
+			      err, sizeof(err)),
+			 0);
+	on = y->migration;
+	rpc_msg_free(&y->base);
+	return on;
+}
+
+static uint64_t mig_counter(const char *dir, const char *name)
+{
+	Cleave__Migrator__MigrationInfo *mi = NULL;
+	char err[256];
+	uint64_t v = UINT64_MAX;
+
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, NULL,
+			      &cleave__migrator__migration_info__descriptor,
+			      (ProtobufCMessage **)&mi, err, sizeof(err)),
+			 0);
+	for (size_t i = 0; i < mi->n_counters; i++)
+		if (!strcmp(mi->counters[i]->name, name))
+			v = mi->counters[i]->value;
+	rpc_msg_free(&mi->base);
+	return v;
+}
+
+/* Until the source's status is @want (20 s at most). */
+static void wait_status(const char *dir, const char *want)
+{
+	char st[32] = "", err[512];
+
+	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 20000; test_sleep_ms(10))
+		if (!strcmp(migration_status(dir, st, sizeof(st), err, sizeof(err)), want))
+			return;
+	fail_msg("status %s (%s), waited for %s", st, err, want);
+}
+
+/* A destination node listening on a free port; its uri in @uri. */
+static void dst_node_start(struct snap_node *n, const char *snaps, char *uri, size_t len)
+{
+	snprintf(uri, len, "tcp:127.0.0.1:%u", free_port());
+	snap_node_start(n, snaps, uri, CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+}
+
+/*
+ * migrate-start-postcopy's and yank's RPCs in real processes: QEMU 7.2's
+ * two refusals of migrate-start-postcopy and the postcopy-ram capability;
+ * yank and query-yank with nothing running, on a listening destination and
+ * during a migration (held at 1 MB/s over 4 MB of data): with
+ * reconnect-timeout 0 the yanked migration fails saying so, with one it
+ * reconnects and completes.  The counters of the record, the postcopy ones
+ * included, come with every query.
+ */
+static void test_postcopy_and_yank_process(void **state)
+{
+	char snaps[] = "/tmp/cleave-snaps-XXXXXX", uri[64], st[32], err[512];
+	Cleave__Migrator__Capabilities caps = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	Cleave__Migrator__Capabilities *got = NULL;
+	struct snap_node src = {0}, dst = {0};
+	uint8_t page[SHM_PAGE_SIZE];
+
+	(void)state;
+	assert_non_null(mkdtemp(snaps));
+	snap_node_start(&src, snaps, NULL, CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	/* Every page has data: none is skipped or sent as a zero page. */
+	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
+		memset(page, (int)(p % 251) + 1, sizeof(page));
+		assert_int_equal(pwrite(src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+	}
+
+	assert_int_equal(call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
+				    sizeof(err)),
+			 -ENOPROTOOPT);
+	assert_string_equal(err, "Enable postcopy with migrate_set_capability before the start "
+				 "of migration");
+	assert_false(yank_listed(src.dir));
+	assert_int_equal(
+		call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_YANK, err, sizeof(err)),
+		-ENOENT);
+	assert_string_equal(err, "Instance not found");
+
+	caps.has_postcopy_ram = caps.postcopy_ram = true;
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES,
+			      &caps.base, NULL, NULL, err, sizeof(err)),
+			 0);
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_CAPABILITIES, NULL,
+			      &cleave__migrator__capabilities__descriptor,
+			      (ProtobufCMessage **)&got, err, sizeof(err)),
+			 0);
+	assert_true(got->has_postcopy_ram && got->postcopy_ram);
+	assert_false(got->multifd);
+	rpc_msg_free(&got->base);
+	assert_int_equal(call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
+				    sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "Postcopy must be started after migration has been started");
+	/* The migrations below are precopy ones. */
+	caps.postcopy_ram = false;
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES,
+			      &caps.base, NULL, NULL, err, sizeof(err)),
+			 0);
+
+	/* reconnect-timeout 0: the yank fails the migration, which says why. */
+	dst_node_start(&dst, snaps, uri, sizeof(uri));
+	set_params(dst.dir, 0, 0);
+	assert_true(yank_listed(dst.dir)); /* listening: QEMU registers it at migrate-incoming */
+	set_params(src.dir, 1 << 20, 0);
+	req.uri = uri;
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	wait_status(src.dir, "active");
+	assert_true(yank_listed(src.dir));
+	assert_int_equal(
+		call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_YANK, err, sizeof(err)), 0);
+	snap_node_wait(&src, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "failed") || !strstr(err, "yanked"))
+		fail_msg("after the yank: %s '%s'", st, err);
+	assert_false(yank_listed(src.dir));
+	assert_int_equal(
+		call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_YANK, err, sizeof(err)),
+		-ENOENT);
+	assert_int_equal(src.v.pauses, 0); /* yanked in precopy: the guest ran on */
+	snap_node_stop(&dst);
+
+	/* With a reconnect-timeout: the yanked connections come back, the migration completes. */
+	memset(&dst, 0, sizeof(dst));
+	dst_node_start(&dst, snaps, uri, sizeof(uri));
+	set_params(dst.dir, 0, 10000);
+	set_params(src.dir, 1 << 20, 10000);
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	wait_status(src.dir, "active");
+	assert_int_equal(
+		call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_YANK, err, sizeof(err)), 0);
+	for (int64_t t0 = test_now_ms(); mig_counter(src.dir, "resumes") < 1; test_sleep_ms(10))
+		if (test_now_ms() - t0 > 20000)
+			fail_msg("no resume after the yank: %s",
+				 migration_status(src.dir, st, sizeof(st), err, sizeof(err)));
+	set_params(src.dir, 0, 10000);
+	snap_node_wait(&src, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("after the reconnect: %s '%s'", st, err);
+	assert_int_equal(mig_counter(src.dir, "postcopy_requests"), 0);
+	assert_int_equal(mig_counter(src.dir, "postcopy_pulled"), 0);
+	assert_int_equal(mig_counter(src.dir, "postcopy_pushed"), 0);
+	assert_false(yank_listed(src.dir));
+	snap_node_wait(&dst, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("destination: %s '%s'", st, err);
+	assert_false(yank_listed(dst.dir));
+
+	snap_node_stop(&dst);
+	snap_node_stop(&src);
+	rmdir(snaps);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -734,6 +919,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_save_and_restore),
 		cmocka_unit_test(test_incoming_unix_socket),
 		cmocka_unit_test(test_dirty_rate_process),
+		cmocka_unit_test(test_postcopy_and_yank_process),
 	};
 
 	if (argc != 2) {

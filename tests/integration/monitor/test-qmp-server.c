@@ -985,10 +985,10 @@ static void test_hmp(void **state)
 	raw_hmp_exact(fd, "info name", 5, "{\"return\": \"testvm\\r\\n\", \"id\": %d}\r\n");
 	raw_hmp_exact(fd, "foo", 6,
 		      "{\"return\": \"unknown command: 'foo'\\r\\n\", \"id\": %d}\r\n");
-	raw_hmp_exact(
-		fd, "info migrate_capabilities", 7,
-		"{\"return\": \"multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n\", "
-		"\"id\": %d}\r\n");
+	raw_hmp_exact(fd, "info migrate_capabilities", 7,
+		      "{\"return\": \"multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n"
+		      "postcopy-ram: off\\r\\n\", "
+		      "\"id\": %d}\r\n");
 	raw_hmp_exact(fd, "migrate_cancel", 8, "{\"return\": \"\", \"id\": %d}\r\n");
 	/* A dead backend: HMP's "Error: " line, within the deadline. */
 	fake_backend_kill_vcpu(e->fb);
@@ -1157,6 +1157,169 @@ static void test_query_migrate_not_utf8(void **state)
 	qmp_client_close(c);
 }
 
+/* Sends {@body,"id":@id} and checks the bytes up to its reply against @fmt. */
+static void raw_req_exact(int fd, const char *body, int id, const char *fmt)
+{
+	char req[512], needle[64], want[2048], buf[4096];
+
+	snprintf(req, sizeof(req), "{%s,\"id\":%d}", body, id);
+	assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	snprintf(needle, sizeof(needle), "\"id\": %d}\r\n", id);
+	assert_true(raw_read_until(fd, buf, sizeof(buf), needle, T_MS));
+	snprintf(want, sizeof(want), fmt, id);
+	if (strcmp(buf, want))
+		fail_msg("%s:\n got  %s\n want %s", req, buf, want);
+}
+
+static void fake_mig_status(struct env *e, const char *status)
+{
+	pthread_mutex_lock(&e->fb->lock);
+	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "%s", status);
+	pthread_mutex_unlock(&e->fb->lock);
+}
+
+#define YANK(inst) "\"execute\":\"yank\",\"arguments\":{\"instances\":[" inst "]}"
+#define HMP_LINE(l)                                                                                \
+	"\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"" l "\"}"
+#define EXEC(cmd) "\"execute\":\"" cmd "\""
+#define REPLY(v)  "{\"return\": " v ", \"id\": %d}\r\n"
+#define GENERIC(desc)                                                                              \
+	"{\"error\": {\"class\": \"GenericError\", \"desc\": \"" desc "\"}, \"id\": %d}\r\n"
+/* QEMU 7.2.22 (Debian 12), qmp_yank() with no such instance. */
+#define NOT_FOUND                                                                                  \
+	"{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Instance not found\"}, \"id\": "  \
+	"%d}\r\n"
+#define PC_NO_CAP "Enable postcopy with migrate_set_capability before the start of migration"
+#define PC_NO_MIG "Postcopy must be started after migration has been started"
+#define PC_CANCEL "Postcopy migration in progress, cannot cancel."
+
+/*
+ * postcopy-ram, migrate-start-postcopy, migrate_cancel in postcopy, the
+ * postcopy statuses and counters in query-migrate, yank and query-yank,
+ * and their HMP commands, through the monitor process with the stand-in
+ * migrator answering as cleave-migrator does (test-migrator-proc checks
+ * the real one's texts).  Exact replies: QEMU 7.2.22's, run with -machine
+ * microvm -accel tcg, where cleave has the same case.
+ */
+static void test_postcopy_yank(void **state)
+{
+	struct env *e = *state;
+	int fd = raw_negotiated(e);
+
+	/* Nothing ever started, no capability: QEMU's first check. */
+	raw_req_exact(fd, EXEC("migrate-start-postcopy"), 1, GENERIC(PC_NO_CAP));
+	raw_req_exact(fd, HMP_LINE("migrate_start_postcopy"), 2,
+		      REPLY("\"Error: " PC_NO_CAP "\\r\\n\""));
+	raw_req_exact(fd, EXEC("migrate-start-postcopy") ",\"arguments\":{\"x\":1}", 3,
+		      GENERIC("Parameter 'x' is unexpected"));
+	raw_req_exact(fd, EXEC("query-yank"), 4, REPLY("[]"));
+	raw_req_exact(fd, YANK("{\"type\":\"migration\"}"), 5, NOT_FOUND);
+	/* cleave has no block node and no yankable chardev. */
+	raw_req_exact(fd, YANK("{\"type\":\"chardev\",\"id\":\"compat_monitor0\"}"), 6, NOT_FOUND);
+	raw_req_exact(fd, YANK("{\"type\":\"block-node\",\"node-name\":\"nope\"}"), 7, NOT_FOUND);
+	raw_req_exact(fd, YANK(""), 8, REPLY("{}"));
+	raw_req_exact(fd, YANK("{\"type\":\"chardev\"}"), 9,
+		      GENERIC("Parameter 'instances[0].id' is missing"));
+	raw_req_exact(fd, YANK("{\"type\":\"migration\",\"id\":\"x\"}"), 10,
+		      GENERIC("Parameter 'instances[0].id' is unexpected"));
+	raw_req_exact(fd, EXEC("yank"), 11, GENERIC("Parameter 'instances' is missing"));
+	raw_req_exact(fd, YANK("5"), 12,
+		      GENERIC("Invalid parameter type for 'instances[0]', expected: object"));
+
+	raw_req_exact(fd,
+		      EXEC("migrate-set-capabilities") ",\"arguments\":{\"capabilities\":[{"
+						       "\"capability\":\"postcopy-ram\",\"state\":"
+						       "true},{\"capability\":\"multifd\","
+						       "\"state\":true}]}",
+		      20, REPLY("{}"));
+	raw_req_exact(fd, EXEC("query-migrate-capabilities"), 21,
+		      REPLY("[{\"capability\": \"multifd\", \"state\": true}, {\"capability\": "
+			    "\"events\", \"state\": false}, {\"capability\": \"auto-converge\", "
+			    "\"state\": false}, {\"capability\": \"postcopy-ram\", \"state\": "
+			    "true}]"));
+	raw_req_exact(fd, EXEC("migrate-start-postcopy"), 22, GENERIC(PC_NO_MIG));
+	raw_req_exact(fd, HMP_LINE("migrate_start_postcopy"), 23,
+		      REPLY("\"Error: " PC_NO_MIG "\\r\\n\""));
+
+	/* A migration runs: the instance is there, yank reaches the migrator. */
+	fake_mig_status(e, "active");
+	raw_req_exact(fd, EXEC("query-yank"), 30, REPLY("[{\"type\": \"migration\"}]"));
+	/* Every instance is looked up before any is yanked. */
+	raw_req_exact(fd, YANK("{\"type\":\"migration\"},{\"type\":\"chardev\",\"id\":\"nope\"}"),
+		      31, NOT_FOUND);
+	assert_int_equal(atomic_load(&e->fb->yanks), 0);
+	raw_req_exact(fd, YANK("{\"type\":\"migration\"}"), 32, REPLY("{}"));
+	assert_int_equal(atomic_load(&e->fb->yanks), 1);
+	raw_req_exact(fd, EXEC("migrate-start-postcopy"), 33, REPLY("{}"));
+	raw_req_exact(fd, HMP_LINE("migrate_start_postcopy"), 34, REPLY("\"\""));
+	pthread_mutex_lock(&e->fb->lock);
+	assert_int_equal(e->fb->postcopy_starts, 2);
+	pthread_mutex_unlock(&e->fb->lock);
+
+	/* Postcopy: the status passes through, the counters show, cancel is refused. */
+	fake_mig_status(e, "postcopy-active");
+	raw_req_exact(
+		fd, EXEC("query-migrate"), 40,
+		REPLY("{\"status\": \"postcopy-active\", \"ram\": {\"transferred\": 268435456, "
+		      "\"remaining\": 0, \"total\": 268435456, \"duplicate\": 0, \"skipped\": 0, "
+		      "\"normal\": 65536, \"normal-bytes\": 268435456, \"dirty-pages-rate\": 0, "
+		      "\"mbps\": 8000.5, \"dirty-sync-count\": 3, \"postcopy-requests\": 7, "
+		      "\"page-size\": 4096, \"multifd-bytes\": 0}, \"total-time\": 320, "
+		      "\"downtime\": 12, \"setup-time\": 2, \"x-cleave-restarts\": 1, "
+		      "\"x-cleave-resumes\": 2, \"x-cleave-resent-bytes\": 4096, "
+		      "\"x-cleave-resume-time\": 35, \"x-cleave-inflight-bytes\": 65536, "
+		      "\"x-cleave-postcopy-pulled\": 300, \"x-cleave-postcopy-pushed\": 1200}"));
+	raw_req_exact(fd, EXEC("migrate_cancel"), 41, GENERIC(PC_CANCEL));
+	raw_req_exact(fd, HMP_LINE("migrate_cancel"), 42, REPLY("\"Error: " PC_CANCEL "\\r\\n\""));
+	raw_req_exact(fd, EXEC("query-yank"), 43, REPLY("[{\"type\": \"migration\"}]"));
+	/* cleave has no pause step: QEMU's answer outside postcopy (docs/QMP.md). */
+	raw_req_exact(fd, HMP_LINE("migrate_pause"), 44,
+		      REPLY("\"Error: migrate-pause is currently only supported during "
+			    "postcopy-active state\\r\\n\""));
+	fake_mig_status(e, "postcopy-paused");
+	raw_req_exact(fd, EXEC("migrate_cancel"), 45, GENERIC(PC_CANCEL));
+	raw_req_exact(fd, EXEC("query-yank"), 46, REPLY("[{\"type\": \"migration\"}]"));
+	raw_req_exact(fd, HMP_LINE("migrate_recover tcp:127.0.0.1:1"), 47,
+		      REPLY("\"Error: Migrate recover can only be run when postcopy is "
+			    "paused.\\r\\n\""));
+	/* QEMU 7.2.22's parse errors of the HMP commands. */
+	raw_req_exact(fd, HMP_LINE("migrate_recover"), 50,
+		      REPLY("\"migrate_recover: string expected\\r\\nTry \\\"help "
+			    "migrate_recover\\\" for more information\\r\\n\""));
+	raw_req_exact(fd, HMP_LINE("migrate_recover a b"), 51,
+		      REPLY("\"migrate_recover: extraneous characters at the end of line\\r\\nTry "
+			    "\\\"help migrate_recover\\\" for more information\\r\\n\""));
+	raw_req_exact(fd, HMP_LINE("migrate_recover  \\\"tcp:1\\\" "), 52,
+		      REPLY("\"Error: Migrate recover can only be run when postcopy is "
+			    "paused.\\r\\n\""));
+	raw_req_exact(fd, HMP_LINE("migrate_start_postcopy x"), 53,
+		      REPLY("\"migrate_start_postcopy: extraneous characters at the end of "
+			    "line\\r\\nTry \\\"help migrate_start_postcopy\\\" for more "
+			    "information\\r\\n\""));
+	raw_req_exact(fd, HMP_LINE("migrate_pause x"), 54,
+		      REPLY("\"migrate_pause: extraneous characters at the end of line\\r\\nTry "
+			    "\\\"help migrate_pause\\\" for more information\\r\\n\""));
+	raw_req_exact(fd, HMP_LINE("help migrate_start_postcopy"), 55,
+		      REPLY("\"migrate_start_postcopy  -- Followup to a migration command to "
+			    "switch the migration to postcopy mode. The postcopy-ram capability "
+			    "must be set on both source and destination before the original "
+			    "migration command .\\r\\n\""));
+	raw_req_exact(
+		fd, HMP_LINE("help migrate_pause"), 56,
+		REPLY("\"migrate_pause  -- Pause an ongoing migration (postcopy-only)\\r\\n\""));
+	raw_req_exact(fd, HMP_LINE("help migrate_recover"), 57,
+		      REPLY("\"migrate_recover uri -- Continue a paused incoming postcopy "
+			    "migration\\r\\n\""));
+
+	/* Ended: no instance; migrate-start-postcopy is QEMU's racy success. */
+	fake_mig_status(e, "completed");
+	raw_req_exact(fd, EXEC("query-yank"), 60, REPLY("[]"));
+	raw_req_exact(fd, YANK("{\"type\":\"migration\"}"), 61, NOT_FOUND);
+	raw_req_exact(fd, EXEC("migrate-start-postcopy"), 62, REPLY("{}"));
+	assert_int_equal(atomic_load(&e->fb->yanks), 1);
+	close(fd);
+}
+
 /*
  * Nesting as QEMU 7.2 takes it (json-streamer.c, MAX_NESTING 1024): a
  * request 1024 deep is answered, its id echoed whole; 1025 deep gets one
@@ -1323,6 +1486,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_query_status_known, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_query_migrate_not_utf8, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_yank, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_nesting_qemu_depth, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_quit, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_restart_inherited, env_setup_inherit,

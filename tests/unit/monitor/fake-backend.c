@@ -215,13 +215,16 @@ static int fake_mig_cancel(void *arg, const ProtobufCMessage *req, struct rpc_re
 {
 	struct fake_backend *fb = arg;
 
-	bool unknown;
+	bool unknown, postcopy;
 
 	fake_enter(fb);
 	atomic_fetch_add(&fb->cancels, 1);
 	pthread_mutex_lock(&fb->lock);
 	unknown = !strcmp(fb->mig_status, "x-switchover-unknown");
+	postcopy = !strncmp(fb->mig_status, "postcopy-", 9);
 	pthread_mutex_unlock(&fb->lock);
+	if (postcopy)
+		return rpc_reply_error(r, -EBUSY, "Postcopy migration in progress, cannot cancel.");
 	/* An error reply from a live migrator: the monitor must not retry it. */
 	if (unknown)
 		return rpc_reply_error(r, -EBUSY,
@@ -272,9 +275,13 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		fake_counter("resent_bytes", 4096),
 		fake_counter("resume_time_ms", 35),
 		fake_counter("inflight_bytes", 65536),
+		fake_counter("postcopy_requests", 7),
+		fake_counter("postcopy_pulled", 300),
+		fake_counter("postcopy_pushed", 1200),
 	};
 	Cleave__Migrator__Counter *counter_ptrs[] = {&counters[0], &counters[1], &counters[2],
-						     &counters[3]};
+						     &counters[3], &counters[4], &counters[5],
+						     &counters[6]};
 	struct fake_backend *fb = arg;
 	char status[32], error[64];
 
@@ -317,6 +324,8 @@ static int fake_mig_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_
 		fb->events_cap = c->events;
 	if (c->has_multifd)
 		fb->multifd_cap = c->multifd;
+	if (c->has_postcopy_ram)
+		fb->postcopy_cap = c->postcopy_ram;
 	pthread_mutex_unlock(&fb->lock);
 	return 0;
 }
@@ -330,6 +339,7 @@ static int fake_mig_query_caps(void *arg, const ProtobufCMessage *req, struct rp
 	pthread_mutex_lock(&fb->lock);
 	c.events = fb->events_cap;
 	c.multifd = fb->multifd_cap;
+	c.postcopy_ram = fb->postcopy_cap;
 	pthread_mutex_unlock(&fb->lock);
 	return rpc_reply_set(r, &c.base);
 }
@@ -452,6 +462,62 @@ static int fake_mig_query_dirty_rate(void *arg, const ProtobufCMessage *req, str
 	return ret;
 }
 
+static int fake_mig_start_postcopy(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	struct fake_backend *fb = arg;
+	bool cap, started;
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	cap = fb->postcopy_cap;
+	started = fb->mig_status[0];
+	fb->postcopy_starts += cap && started;
+	pthread_mutex_unlock(&fb->lock);
+	if (!cap)
+		return rpc_reply_error(r, -ENOPROTOOPT,
+				       "Enable postcopy with migrate_set_capability before the "
+				       "start of migration");
+	if (!started)
+		return rpc_reply_error(r, -ENOENT,
+				       "Postcopy must be started after migration has been started");
+	return 0;
+}
+
+/* As the migrator's: a migration in progress (the fake has no listening destination). */
+static bool fake_mig_running(struct fake_backend *fb)
+{
+	static const char *const running[] = {"setup",	    "active",	       "device",
+					      "cancelling", "postcopy-active", "postcopy-paused"};
+	bool on = false;
+
+	pthread_mutex_lock(&fb->lock);
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++)
+		on |= !strcmp(fb->mig_status, running[i]);
+	pthread_mutex_unlock(&fb->lock);
+	return on;
+}
+
+static int fake_mig_yank(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	if (!fake_mig_running(fb))
+		return rpc_reply_error(r, -ENOENT, "Instance not found");
+	atomic_fetch_add(&fb->yanks, 1);
+	return 0;
+}
+
+static int fake_mig_query_yank(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Migrator__YankInfo y = CLEAVE__MIGRATOR__YANK_INFO__INIT;
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	y.migration = fake_mig_running(fb);
+	return rpc_reply_set(r, &y.base);
+}
+
 static const struct rpc_method fake_mig_methods[] = {
 	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, "migrate",
 	 &cleave__migrator__migrate_request__descriptor, fake_mig_migrate},
@@ -471,6 +537,10 @@ static const struct rpc_method fake_mig_methods[] = {
 	 &cleave__migrator__calc_dirty_rate_request__descriptor, fake_mig_calc_dirty_rate},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_DIRTY_RATE, "query-dirty-rate", NULL,
 	 fake_mig_query_dirty_rate},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, "start-postcopy", NULL,
+	 fake_mig_start_postcopy},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_YANK, "yank", NULL, fake_mig_yank},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, "query-yank", NULL, fake_mig_query_yank},
 };
 
 int fake_backend_start(struct fake_backend **out)

@@ -30,12 +30,14 @@ struct fake_backend {
 	bool running;	      /* protected by lock */
 	/* Publishing RunStateChanged (taken before lock); its last seq. */
 	pthread_mutex_t announce_lock;
-	uint64_t announced_seq;	    /* protected by announce_lock */
-	bool events_cap;	    /* protected by lock */
-	bool multifd_cap;	    /* protected by lock */
-	uint32_t channels;	    /* protected by lock */
-	bool has_reconnect_timeout; /* protected by lock: ever set */
-	uint64_t reconnect_timeout; /* protected by lock */
+	uint64_t announced_seq;	      /* protected by announce_lock */
+	bool events_cap;	      /* protected by lock */
+	bool multifd_cap;	      /* protected by lock */
+	bool postcopy_cap;	      /* protected by lock */
+	unsigned int postcopy_starts; /* protected by lock: START_POSTCOPY that succeeded */
+	uint32_t channels;	      /* protected by lock */
+	bool has_reconnect_timeout;   /* protected by lock: ever set */
+	uint64_t reconnect_timeout;   /* protected by lock */
 	/* TLS parameters as set (QUERY returns them); what came of the objects. */
 	char tls_creds[64], tls_authz[64], tls_hostname[256]; /* protected by lock */
 	char tls_dir[256];	  /* protected by lock: tls_creds_object.dir */
@@ -52,6 +54,7 @@ struct fake_backend {
 	atomic_int statuses;	  /* vcpu STATUS requests seen */
 	atomic_int delay_ms;	  /* every vcpu request sleeps this long first */
 	atomic_int cancels;	  /* CANCEL requests seen */
+	atomic_int yanks;	  /* YANK requests that found a migration */
 	/* The last CALC_DIRTY_RATE (protected by lock): measured at once, 42 MB/s. */
 	bool dr_started;
 	int64_t dr_calc_time, dr_sample_pages;
@@ -66,7 +69,10 @@ struct fake_backend {
  * mig_status); any other completes at once.
  * RESOLVE succeeds only in x-switchover-unknown (then "completed" for
  * destination, "cancelled" for source), else fails as the migrator does;
- * CANCEL fails in x-switchover-unknown.  CALC_DIRTY_RATE with calc-time
+ * CANCEL fails in x-switchover-unknown and postcopy-*.  START_POSTCOPY,
+ * YANK and QUERY_YANK answer as the migrator does for mig_status (a
+ * migration runs in setup, active, device, cancelling, postcopy-*).
+ * CALC_DIRTY_RATE with calc-time
  * 99 fails as the migrator does for a time out of range.
  */
 

@@ -260,7 +260,8 @@ static void test_migration_commands(void **state)
 	assert_cmd(b, "query-migrate-capabilities", NULL,
 		   "[{\"capability\":\"multifd\",\"state\":true},{\"capability\":\"events\","
 		   "\"state\":true},"
-		   "{\"capability\":\"auto-converge\",\"state\":false}]");
+		   "{\"capability\":\"auto-converge\",\"state\":false},"
+		   "{\"capability\":\"postcopy-ram\",\"state\":false}]");
 	assert_cmd(b, "migrate-set-parameters", "{\"multifd-channels\":8}", "{}");
 	assert_cmd(b, "query-migrate-parameters", NULL,
 		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300,"
@@ -299,6 +300,10 @@ static void test_migration_commands(void **state)
 	assert_non_null(strstr(got, "\"x-cleave-resumes\":2"));
 	assert_non_null(strstr(got, "\"x-cleave-resume-time\":35"));
 	assert_non_null(strstr(got, "\"x-cleave-inflight-bytes\":65536"));
+	/* The postcopy counters of the record: QEMU's name for requests, cleave's for the rest. */
+	assert_non_null(strstr(got, "\"postcopy-requests\":7,"));
+	assert_non_null(strstr(got, "\"x-cleave-postcopy-pulled\":300"));
+	assert_non_null(strstr(got, "\"x-cleave-postcopy-pushed\":1200"));
 	assert_null(strstr(got, "expected-downtime"));
 	assert_null(strstr(got, "error-desc"));
 	free(got);

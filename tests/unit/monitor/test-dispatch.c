@@ -290,6 +290,11 @@ static const struct {
 	 GE("The command query-status does not support OOB") ", \"id\": 1}"},
 	{true, true, "{\"exec-oob\":\"qmp_capabilities\"}",
 	 GE("The command qmp_capabilities does not support OOB") "}"},
+	/* cleave's yank and query-yank ask the migrator: in band only (QEMU: allow-oob). */
+	{true, true, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]}}",
+	 GE("The command yank does not support OOB") "}"},
+	{true, true, "{\"exec-oob\":\"query-yank\"}",
+	 GE("The command query-yank does not support OOB") "}"},
 	{true, true, "{\"exec-oob\":\"no-such\"}",
 	 NF("The command no-such has not been found") "}"},
 	{true, true, "{\"exec-oob\":1,\"id\":2}",
@@ -406,6 +411,10 @@ static void schema_check_ret(json_t *list, const struct mon_cmd *cmd, const char
 	size_t j;
 
 	assert_non_null(ret);
+	if (cmd->ret == MON_RET_EMPTY) {
+		assert_string_equal(ret, "0");
+		return;
+	}
 	if (cmd->ret == MON_RET_ANY || cmd->ret == MON_RET_STR) {
 		assert_string_equal(ret, cmd->ret == MON_RET_STR ? "str" : "any");
 		return;
@@ -483,6 +492,84 @@ static void test_qmp_schema_hmp_shapes(void **state)
 	free(text);
 	/* Commands whose return is not described stay "any". */
 	assert_string_equal(json_string_value(schema_cmd(list, "query-status", "ret-type")), "any");
+	json_decref(reply);
+	free(got);
+}
+
+/* @name's type with every masked type name replaced by its definition. */
+static json_t *schema_expand(json_t *list, const char *name)
+{
+	json_t *def = schema_type(list, name), *e, *m, *v;
+	size_t i;
+
+	assert_non_null(def);
+	if (!strcmp(json_string_value(json_object_get(def, "meta-type")), "builtin"))
+		return json_string(name);
+	e = json_deep_copy(def);
+	json_object_del(e, "name");
+	if (!strcmp(json_string_value(json_object_get(e, "meta-type")), "object"))
+		json_array_foreach(json_object_get(e, "members"), i, m) json_object_set_new(
+			m, "type",
+			schema_expand(list, json_string_value(json_object_get(m, "type"))));
+	if (json_object_get(e, "element-type"))
+		json_object_set_new(
+			e, "element-type",
+			schema_expand(list, json_string_value(json_object_get(e, "element-type"))));
+	json_array_foreach(json_object_get(e, "variants"), i, v) json_object_set_new(
+		v, "type", schema_expand(list, json_string_value(json_object_get(v, "type"))));
+	return e;
+}
+
+/*
+ * QEMU 7.2.22's SchemaInfo of yank, query-yank and migrate-start-postcopy
+ * (query-qmp-schema of qemu-system-x86_64 -machine microvm, masked type
+ * names expanded, keys sorted), less yank's and query-yank's
+ * "allow-oob": true: cleave runs them in band (docs/QMP.md).
+ */
+#define QEMU72_YANK_INSTANCE                                                                       \
+	"{\"members\":[{\"name\":\"type\",\"type\":{\"members\":[{\"name\":\"block-node\"},"       \
+	"{\"name\":\"chardev\"},{\"name\":\"migration\"}],\"meta-type\":\"enum\",\"values\":"      \
+	"[\"block-node\",\"chardev\",\"migration\"]}}],\"meta-type\":\"object\",\"tag\":"          \
+	"\"type\",\"variants\":[{\"case\":\"block-node\",\"type\":{\"members\":[{\"name\":"        \
+	"\"node-name\",\"type\":\"str\"}],\"meta-type\":\"object\"}},{\"case\":\"chardev\","       \
+	"\"type\":{\"members\":[{\"name\":\"id\",\"type\":\"str\"}],\"meta-type\":\"object\"}},"   \
+	"{\"case\":\"migration\",\"type\":{\"members\":[],\"meta-type\":\"object\"}}]}"
+#define QEMU72_EMPTY "{\"members\":[],\"meta-type\":\"object\"}"
+static const char *const qemu72_postcopy_yank_schema[][2] = {
+	{"yank",
+	 "{\"arg-type\":{\"members\":[{\"name\":\"instances\",\"type\":{\"element-"
+	 "type\":" QEMU72_YANK_INSTANCE ",\"meta-type\":\"array\"}}],\"meta-type\":\"object\"},"
+	 "\"meta-type\":\"command\",\"name\":\"yank\",\"ret-type\":" QEMU72_EMPTY "}"},
+	{"query-yank", "{\"arg-type\":" QEMU72_EMPTY ",\"meta-type\":\"command\",\"name\":"
+		       "\"query-yank\",\"ret-type\":{\"element-type\":" QEMU72_YANK_INSTANCE
+		       ",\"meta-type\":\"array\"}}"},
+	{"migrate-start-postcopy",
+	 "{\"arg-type\":" QEMU72_EMPTY ",\"meta-type\":\"command\",\"name\":"
+	 "\"migrate-start-postcopy\",\"ret-type\":" QEMU72_EMPTY "}"},
+};
+
+static void test_qmp_schema_postcopy_yank(void **state)
+{
+	char *got = dispatch_line(true, "{\"execute\":\"query-qmp-schema\"}");
+	json_t *reply = json_loads(got, 0, NULL), *list = json_object_get(reply, "return"), *cmd;
+	size_t n = sizeof(qemu72_postcopy_yank_schema) / sizeof(qemu72_postcopy_yank_schema[0]);
+	char *text;
+
+	for (size_t i = 0; i < n; i++) {
+		cmd = json_deep_copy(schema_cmd(list, qemu72_postcopy_yank_schema[i][0], NULL));
+		json_object_set_new(
+			cmd, "arg-type",
+			schema_expand(list, json_string_value(json_object_get(cmd, "arg-type"))));
+		json_object_set_new(
+			cmd, "ret-type",
+			schema_expand(list, json_string_value(json_object_get(cmd, "ret-type"))));
+		text = json_dumps(cmd, JSON_COMPACT | JSON_SORT_KEYS);
+		if (strcmp(text, qemu72_postcopy_yank_schema[i][1]))
+			fail_msg("%s:\n got  %s\n want %s", qemu72_postcopy_yank_schema[i][0], text,
+				 qemu72_postcopy_yank_schema[i][1]);
+		free(text);
+		json_decref(cmd);
+	}
 	json_decref(reply);
 	free(got);
 }
@@ -844,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_command_table_complete),
 		cmocka_unit_test(test_qmp_schema),
 		cmocka_unit_test(test_qmp_schema_hmp_shapes),
+		cmocka_unit_test(test_qmp_schema_postcopy_yank),
 		cmocka_unit_test(test_args_check_spec),
 		cmocka_unit_test(test_object_commands),
 		cmocka_unit_test(test_qmp_schema_objects),

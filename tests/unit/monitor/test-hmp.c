@@ -133,12 +133,37 @@ static const struct hmp_case hmp_cases[] = {
 	 */
 	{"{\"command-line\":\"info migrate\"}", MIG, 0, HMP("")},
 	{"{\"command-line\":\"info migrate_capabilities\"}", MIG, 0,
-	 HMP("multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n")},
+	 HMP("multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\npostcopy-ram: "
+	     "off\\r\\n")},
 	{"{\"command-line\":\"info migrate_parameters\"}", MIG, 0,
 	 HMP("tls-creds: ''\\r\\ntls-hostname: ''\\r\\n"
 	     "max-bandwidth: 134217728 bytes/second\\r\\ndowntime-limit: 300 ms\\r\\n"
 	     "multifd-channels: 2\\r\\ntls-authz: ''\\r\\nx-reconnect-timeout: 10000 ms\\r\\n")},
 	{"{\"command-line\":\"migrate_cancel\"}", MIG, 0, HMP("")},
+	/* The postcopy commands run where their QMP commands do (QEMU 7.2.22's texts). */
+	{"{\"command-line\":\"migrate_start_postcopy\"}", MIG, 0,
+	 HMP("Error: Enable postcopy with migrate_set_capability before the start of "
+	     "migration\\r\\n")},
+	{"{\"command-line\":\"migrate_pause\"}", NONE, 0,
+	 HMP("Error: migrate-pause is currently only supported during postcopy-active "
+	     "state\\r\\n")},
+	{"{\"command-line\":\"migrate_recover tcp:127.0.0.1:1\"}", NONE, 0,
+	 HMP("Error: Migrate recover can only be run when postcopy is paused.\\r\\n")},
+	/* QEMU's get_str(): a quoted string with escapes; a bad one is no string. */
+	{"{\"command-line\":\"migrate_recover \\\"tcp:a\\\\\\\" b\\\"  \"}", NONE, 0,
+	 HMP("Error: Migrate recover can only be run when postcopy is paused.\\r\\n")},
+	{"{\"command-line\":\"migrate_recover \\\"tcp:a\"}", NONE, 0,
+	 HMP("migrate_recover: string expected\\r\\n"
+	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
+	{"{\"command-line\":\"migrate_recover \\\"a\\\\x\\\"\"}", NONE, 0,
+	 HMP("migrate_recover: string expected\\r\\n"
+	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
+	{"{\"command-line\":\"migrate_recover\"}", NONE, 0,
+	 HMP("migrate_recover: string expected\\r\\n"
+	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
+	{"{\"command-line\":\"migrate_recover a b\"}", NONE, 0,
+	 HMP("migrate_recover: extraneous characters at the end of line\\r\\n"
+	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
 	{"{\"command-line\":\"quit\"}", NONE, MON_CMD_QUIT, HMP("")},
 	{"{\"command-line\":\"q\"}", NONE, MON_CMD_QUIT, HMP("")},
 	/* Not a QMP error: HMP's own text, nothing run. */
@@ -164,6 +189,11 @@ static const struct hmp_case hmp_cases[] = {
 	     "help|? [cmd] -- show the help\\r\\n"
 	     "info [subcommand] -- show various information about the system state\\r\\n"
 	     "migrate_cancel  -- cancel the current VM migration\\r\\n"
+	     "migrate_pause  -- Pause an ongoing migration (postcopy-only)\\r\\n"
+	     "migrate_recover uri -- Continue a paused incoming postcopy migration\\r\\n"
+	     "migrate_start_postcopy  -- Followup to a migration command to switch the "
+	     "migration to postcopy mode. The postcopy-ram capability must be set on both "
+	     "source and destination before the original migration command .\\r\\n"
 	     "quit|q  -- quit the emulator\\r\\n"
 	     "stop|s  -- stop emulation\\r\\n"
 	     "system_reset  -- reset the system\\r\\n")},
@@ -323,7 +353,8 @@ static void test_hmp_info_migrate(void **state)
 				 "dirty sync count: 3\\r\\n"
 				 "page size: 4 kbytes\\r\\n"
 				 "multifd bytes: 0 kbytes\\r\\n"
-				 "pages-per-second: 0\\r\\n\", \"id\": 7}");
+				 "pages-per-second: 0\\r\\npostcopy request count: 7\\r\\n\", "
+				 "\"id\": 7}");
 	free(got);
 	/* A failed migration's status line carries its error, as QEMU prints it. */
 	pthread_mutex_lock(&e->fb->lock);
