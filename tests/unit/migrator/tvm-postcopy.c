@@ -13,6 +13,7 @@ struct tvm_pc {
 	pthread_mutex_t lock; /* protects fs and the table's membership */
 	struct region_table table;
 	struct fault_service *fs; /* NULL: not listening */
+	struct fault_stats last;  /* the service's figures when it last stopped */
 };
 
 static struct tvm_pc *tvm_pc_of(void *arg)
@@ -47,6 +48,7 @@ static int pc_stop_locked(struct tvm *t, struct tvm_pc *pc, bool force)
 	}
 	if (ret)
 		return ret;
+	fault_service_stats(pc->fs, &pc->last);
 	ret = fault_service_stop(pc->fs);
 	if (ret)
 		return ret;
@@ -189,4 +191,16 @@ void tvm_postcopy_fini(struct tvm *t)
 bool tvm_postcopy_listening(struct tvm *t)
 {
 	return pc_fs(t) != NULL;
+}
+
+void tvm_postcopy_stats(struct tvm *t, struct fault_stats *st)
+{
+	struct tvm_pc *pc = t->pc;
+
+	pthread_mutex_lock(&pc->lock);
+	if (pc->fs)
+		fault_service_stats(pc->fs, st);
+	else
+		*st = pc->last;
+	pthread_mutex_unlock(&pc->lock);
 }

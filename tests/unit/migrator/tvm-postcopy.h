@@ -11,6 +11,7 @@
 #define CLEAVE_TEST_TVM_POSTCOPY_H
 
 #include "tvm.h"
+#include "vcpu-proc/fault.h"
 
 /* tvm_init_env()'s @base->ops for a tvm that can take postcopy. */
 const struct mig_vm_ops *tvm_postcopy_vm_ops(void);
@@ -18,6 +19,8 @@ const struct mig_vm_ops *tvm_postcopy_vm_ops(void);
 int tvm_postcopy_init(struct tvm *t);
 /* Stops the fault service if the migration left it running (a failed one); before tvm_fini. */
 void tvm_postcopy_fini(struct tvm *t);
+/* The fault service's figures: live, or as it stopped. */
+void tvm_postcopy_stats(struct tvm *t, struct fault_stats *st);
 /* Whether the VM side is registered (between listen and end). */
 bool tvm_postcopy_listening(struct tvm *t);
 
