@@ -22,6 +22,7 @@
 
 #include "log/log.h"
 #include "migrator/migrator-process.h"
+#include "migrator/postcopy-link.h"
 #include "migrator/tls.h"
 #include "sandbox/sandbox.h"
 
@@ -37,6 +38,7 @@ struct options {
 	unsigned int nr_tls_more;
 	bool insecure_plaintext;
 	bool verbose;
+	int postcopy_link_fd; /* -1: none */
 };
 
 static void usage(FILE *f)
@@ -46,7 +48,8 @@ static void usage(FILE *f)
 		   "                       [--tls-x509-dir DIR | --tls-psk-file FILE\n"
 		   "                        [--tls-psk-identity NAME]] [--tls-authz LIST]\n"
 		   "                       [--tls-hostname NAME] [--insecure-plaintext]\n"
-		   "                       [--snapshot-dir PATH] [--tls-more DIR|FILE]...\n");
+		   "                       [--snapshot-dir PATH] [--tls-more DIR|FILE]...\n"
+		   "                       [--postcopy-link-fd N]\n");
 }
 
 static int parse_fd(const char *s, int *fd)
@@ -79,6 +82,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"insecure-plaintext", no_argument, NULL, 'U'},
 		{"snapshot-dir", required_argument, NULL, 'S'},
 		{"tls-more", required_argument, NULL, 'M'},
+		{"postcopy-link-fd", required_argument, NULL, 'L'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -87,6 +91,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	o->ctl_fd = -1;
+	o->postcopy_link_fd = -1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -143,6 +148,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 			}
 			o->tls_more[o->nr_tls_more++] = optarg;
 			break;
+		case 'L':
+			if (parse_fd(optarg, &o->postcopy_link_fd))
+				goto err_value;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -162,7 +171,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	return 0;
 err_value:
-	log_err("bad value for --%s: '%s'", c == 'c' ? "ctl-fd" : "ram-fds", optarg);
+	log_err("bad value for --%s: '%s'",
+		c == 'c'   ? "ctl-fd"
+		: c == 'L' ? "postcopy-link-fd"
+			   : "ram-fds",
+		optarg);
 	return -EINVAL;
 }
 
@@ -244,6 +257,8 @@ int main(int argc, char **argv)
 	struct options o = {0};
 	struct shm_ctl ctl = {.fd = -1};
 	struct rpc_client *vcpu = NULL;
+	struct mig_pclink *link = NULL;
+	struct migrator_vm vm;
 	struct rpc_server *server = NULL;
 	struct rpc_pub *pub = NULL;
 	struct mig_session *s = NULL;
@@ -331,6 +346,14 @@ int main(int argc, char **argv)
 		log_err("vcpu-proc RPC %s: %s", o.vcpu_rpc, strerror(-ret));
 		goto out;
 	}
+	/* A destination takes postcopy only with cleave-vcpu's end of this link. */
+	if (o.postcopy_link_fd >= 0) {
+		ret = mig_pclink_open(&link, o.postcopy_link_fd, MIG_DEFAULT_IO_TIMEOUT_MS);
+		if (ret) {
+			log_err("postcopy link fd %d: %s", o.postcopy_link_fd, strerror(-ret));
+			goto out;
+		}
+	}
 	ret = rpc_pub_open(&pub, o.events, "migrator");
 	if (ret) {
 		log_err("events %s: %s", o.events, strerror(-ret));
@@ -347,8 +370,10 @@ int main(int argc, char **argv)
 		goto out;
 	env.ctl = &ctl;
 	env.ram = ram;
-	env.ops = &migrator_vm_ops;
-	env.ops_arg = vcpu;
+	vm.rpc = vcpu;
+	vm.link = link;
+	env.ops = link ? &migrator_vm_ops_postcopy : &migrator_vm_ops;
+	env.ops_arg = &vm;
 	env.event = publish_event;
 	env.event_arg = pub;
 	env.tls = tls;
@@ -400,6 +425,7 @@ out:
 	mig_session_free(s);
 	rpc_pub_close(pub);
 	rpc_client_close(vcpu);
+	mig_pclink_close(link);
 	mig_tls_free(tls);
 	for (unsigned int i = 0; i < env.nr_tls_more; i++)
 		mig_tls_free((struct mig_tls *)env.tls_more[i]);

@@ -7,8 +7,18 @@
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
 
-/* mig_vm_ops over RPC; ops_arg is the struct rpc_client * of vcpu-proc. */
+struct mig_pclink;
+
+/* The VM cleave-migrator drives: the ops_arg of migrator_vm_ops. */
+struct migrator_vm {
+	struct rpc_client *rpc;	 /* vcpu-proc's RPC */
+	struct mig_pclink *link; /* the postcopy link to vcpu-proc, or NULL */
+};
+
+/* mig_vm_ops over RPC, without postcopy (no link). */
 extern const struct mig_vm_ops migrator_vm_ops;
+/* The same, and the destination's postcopy ops over the postcopy link. */
+extern const struct mig_vm_ops migrator_vm_ops_postcopy;
 
 /* Serves migrator.proto at @url for @s (which must outlive the server). */
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s);

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* struct mig_vm_ops for cleave-migrator: each op is one RPC to vcpu-proc. */
+/*
+ * struct mig_vm_ops for cleave-migrator: each op is one RPC to vcpu-proc;
+ * postcopy's go over the postcopy link instead (migrator/postcopy-link.h).
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log/log.h"
 #include "migrator/migrator-process.h"
+#include "migrator/postcopy-link.h"
 #include "proto/rpc.h"
 #include "proto/vcpu.pb-c.h"
 
@@ -15,7 +19,7 @@
 static int vm_call(void *arg, uint32_t method, const char *name, const ProtobufCMessage *req,
 		   const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply)
 {
-	struct rpc_client *c = arg;
+	struct rpc_client *c = ((struct migrator_vm *)arg)->rpc;
 	char err[RPC_ERRMSG_LEN] = "";
 	int ret;
 
@@ -126,4 +130,52 @@ const struct mig_vm_ops migrator_vm_ops = {
 	.save_state = ops_save_state,
 	.load_state = ops_load_state,
 	.throttle = ops_throttle,
+};
+
+static struct mig_pclink *vm_link(void *arg)
+{
+	return ((struct migrator_vm *)arg)->link;
+}
+
+static int ops_pc_listen(void *arg, const uint64_t *const needed[])
+{
+	/* cleave-vcpu reads the needed maps from the control segment itself. */
+	(void)needed;
+	return mig_pclink_listen(vm_link(arg));
+}
+
+static int ops_pc_wait_faults(void *arg, struct mig_page_ref *reqs, unsigned int max,
+			      int timeout_ms, bool again)
+{
+	return mig_pclink_wait_faults(vm_link(arg), reqs, max, timeout_ms, again);
+}
+
+static int ops_pc_place(void *arg, uint32_t region, uint64_t page, unsigned int nr,
+			const void *data)
+{
+	return mig_pclink_place(vm_link(arg), region, page, nr, data);
+}
+
+static int ops_pc_end(void *arg, bool abort)
+{
+	return mig_pclink_end(vm_link(arg), abort);
+}
+
+static const struct mig_postcopy_ops pclink_ops = {
+	.listen = ops_pc_listen,
+	.wait_faults = ops_pc_wait_faults,
+	.place = ops_pc_place,
+	.end = ops_pc_end,
+};
+
+const struct mig_vm_ops migrator_vm_ops_postcopy = {
+	.run_state = ops_run_state,
+	.pause = ops_pause,
+	.resume = ops_resume,
+	.dirty_log = ops_dirty_log,
+	.harvest = ops_harvest,
+	.save_state = ops_save_state,
+	.load_state = ops_load_state,
+	.throttle = ops_throttle,
+	.postcopy = &pclink_ops,
 };
