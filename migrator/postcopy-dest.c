@@ -28,9 +28,10 @@
 #include "log/log.h"
 #include "migrator/dest-job.h"
 
-#define PC_REQ_MAX	 64 /* faults per PageRequest */
-#define PC_FAULT_POLL_MS 50 /* the fault thread checks for its stop this often */
-#define PC_MAIN_POLL_MS	 20 /* the worker checks for the push's end this often */
+#define PC_REQ_MAX	  64	       /* faults per PageRequest */
+#define PC_FAULT_POLL_MS  50	       /* the fault thread checks for its stop this often */
+#define PC_MAIN_POLL_MS	  20	       /* the worker checks for the push's end this often */
+#define PC_RECORD_SYNC_NS 100000000ull /* counters into the record every 100 ms */
 
 bool mig_dst_in_postcopy(const struct mig_dst *dst)
 {
@@ -248,6 +249,8 @@ int mig_dst_postcopy_run(struct mig_dst *dst)
 	uint64_t timeout_ns = (uint64_t)s->io_timeout_ms * 1000000ull;
 	int ret = pc_fault_start(dst);
 
+	uint64_t last_sync = 0;
+
 	dst->pc_rx_ns = mig_now_ns();
 	while (!ret) {
 		struct pollfd pfd = {.fd = dst->job.main_fd, .events = POLLIN};
@@ -256,6 +259,11 @@ int mig_dst_postcopy_run(struct mig_dst *dst)
 
 		if (mig_job_aborted(&dst->job))
 			return -ECANCELED;
+		/* The counters, for a restarted migrator's query-migrate. */
+		if (mig_now_ns() - last_sync > PC_RECORD_SYNC_NS) {
+			last_sync = mig_now_ns();
+			mig_session_record_sync(s);
+		}
 		if (dst->phase == MIG_PHASE_DST_POSTCOPY && pc_channels_ended(dst))
 			return pc_finish(dst);
 		n = poll(&pfd, 1, PC_MAIN_POLL_MS);

@@ -21,7 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,8 @@
 #include "proto/vcpu.pb-c.h"
 #include "shm/shm.h"
 #include "shm/snapfile.h"
+#include "vcpu-proc/postcopy-link.h"
+#include "vcpu-proc/region.h"
 #include "tests/util/test-util.h"
 
 static const char *migrator_bin;
@@ -472,45 +476,84 @@ struct snap_node {
 	struct standin v;
 	struct rpc_server *vcpu;
 	pid_t pid;
+	bool has_link; /* link_fd: the migrator's end of a postcopy link */
+	int link_fd;
+	char snaps[64], incoming[64]; /* for a restart */
 };
 
-static void snap_node_start(struct snap_node *n, const char *snaps, const char *incoming,
-			    int run_state)
+/* (Re)starts @n's cleave-migrator, its log appended to. */
+static void snap_node_exec(struct snap_node *n)
 {
-	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
-	char log[64], rpc[64], ev[64], vcpu[64], ctl_arg[16], ram_arg[16];
+	char log[64], rpc[64], ev[64], vcpu[64], ctl_arg[16], ram_arg[16], link_arg[16];
+	const char *argv[24];
+	unsigned int a = 0;
 	int logfd;
 
-	snprintf(n->dir, sizeof(n->dir), "/tmp/cleave-migsnap-XXXXXX");
-	assert_non_null(mkdtemp(n->dir));
-	assert_int_equal(shm_ctl_create(&n->ctl, &layout), 0);
-	assert_int_equal(shm_region_create(&n->ram, 0, layout.size[0]), 0);
 	snprintf(log, sizeof(log), "%s/migrator.log", n->dir);
 	snprintf(rpc, sizeof(rpc), "ipc://%s/migrator.rpc", n->dir);
 	snprintf(ev, sizeof(ev), "ipc://%s/migrator.events", n->dir);
 	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", n->dir);
 	snprintf(ctl_arg, sizeof(ctl_arg), "%d", n->ctl.fd);
 	snprintf(ram_arg, sizeof(ram_arg), "%d", n->ram.fd);
-	n->v.run_state = run_state;
-	assert_int_equal(rpc_server_start(&n->vcpu, vcpu, standin_methods,
-					  sizeof(standin_methods) / sizeof(standin_methods[0]),
-					  &n->v),
-			 0);
-	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	snprintf(link_arg, sizeof(link_arg), "%d", n->link_fd);
+	argv[a++] = migrator_bin;
+	argv[a++] = "--ctl-fd";
+	argv[a++] = ctl_arg;
+	argv[a++] = "--ram-fds";
+	argv[a++] = ram_arg;
+	argv[a++] = "--vcpu-rpc";
+	argv[a++] = vcpu;
+	argv[a++] = "--rpc";
+	argv[a++] = rpc;
+	argv[a++] = "--events";
+	argv[a++] = ev;
+	argv[a++] = "--snapshot-dir";
+	argv[a++] = n->snaps;
+	if (n->incoming[0]) {
+		argv[a++] = "--incoming";
+		argv[a++] = n->incoming;
+	}
+	if (n->has_link) {
+		argv[a++] = "--postcopy-link-fd";
+		argv[a++] = link_arg;
+	}
+	argv[a] = NULL;
+	logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	assert_true(logfd >= 0);
 	n->pid = fork();
 	assert_true(n->pid >= 0);
 	if (n->pid == 0) {
 		fcntl(n->ctl.fd, F_SETFD, 0);
 		fcntl(n->ram.fd, F_SETFD, 0);
+		if (n->has_link)
+			fcntl(n->link_fd, F_SETFD, 0);
 		dup2(logfd, STDERR_FILENO);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(migrator_bin, migrator_bin, "--ctl-fd", ctl_arg, "--ram-fds", ram_arg,
-		      "--vcpu-rpc", vcpu, "--rpc", rpc, "--events", ev, "--snapshot-dir", snaps,
-		      incoming ? "--incoming" : (char *)NULL, incoming, (char *)NULL);
+		execv(migrator_bin, (char *const *)argv);
 		_exit(127);
 	}
 	close(logfd);
+}
+
+static void snap_node_start(struct snap_node *n, const char *snaps, const char *incoming,
+			    int run_state)
+{
+	const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {4u << 20}};
+	char vcpu[64];
+
+	snprintf(n->dir, sizeof(n->dir), "/tmp/cleave-migsnap-XXXXXX");
+	assert_non_null(mkdtemp(n->dir));
+	assert_int_equal(shm_ctl_create(&n->ctl, &layout), 0);
+	assert_int_equal(shm_region_create(&n->ram, 0, layout.size[0]), 0);
+	snprintf(vcpu, sizeof(vcpu), "ipc://%s/vcpu.rpc", n->dir);
+	snprintf(n->snaps, sizeof(n->snaps), "%s", snaps);
+	snprintf(n->incoming, sizeof(n->incoming), "%s", incoming ? incoming : "");
+	n->v.run_state = run_state;
+	assert_int_equal(rpc_server_start(&n->vcpu, vcpu, standin_methods,
+					  sizeof(standin_methods) / sizeof(standin_methods[0]),
+					  &n->v),
+			 0);
+	snap_node_exec(n);
 }
 
 /* Polls query until the job leaves setup/active/device: its final status in @st. */
@@ -518,7 +561,8 @@ static void snap_node_wait(struct snap_node *n, char *st, size_t len, char *err,
 {
 	for (int64_t t0 = test_now_ms(); test_now_ms() - t0 < 20000; test_sleep_ms(20))
 		if (strcmp(migration_status(n->dir, st, len, err, errlen), "active") &&
-		    strcmp(st, "setup") && strcmp(st, "device") && strcmp(st, ""))
+		    strcmp(st, "setup") && strcmp(st, "device") && strcmp(st, "") &&
+		    strncmp(st, "postcopy-", 9))
 			return;
 }
 
@@ -911,6 +955,173 @@ static void test_postcopy_and_yank_process(void **state)
 	rmdir(snaps);
 }
 
+/* The destination's "vCPU": once the guest runs there, touches every page in a random order. */
+struct pc_vcpu {
+	struct snap_node *src, *dst;
+	pthread_t thread;
+	atomic_uint touched, bad;
+};
+
+static void *pc_vcpu_main(void *arg)
+{
+	struct pc_vcpu *c = arg;
+	const volatile uint8_t *ram = c->dst->ram.base;
+	uint64_t pages = c->dst->ram.size / SHM_PAGE_SIZE, x = 0x2545f4914f6cdd1dull;
+	uint8_t want[SHM_PAGE_SIZE], got[SHM_PAGE_SIZE];
+
+	for (int64_t t0 = test_now_ms(); !__atomic_load_n(&c->dst->v.resumes, __ATOMIC_ACQUIRE);
+	     test_sleep_ms(1))
+		if (test_now_ms() - t0 > 30000)
+			return NULL;
+	for (uint64_t i = 0; i < pages; i++) {
+		uint64_t p;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p = x % pages;
+		memcpy(got, (const uint8_t *)ram + p * SHM_PAGE_SIZE, sizeof(got));
+		if (pread(c->src->ram.fd, want, sizeof(want), (off_t)(p * SHM_PAGE_SIZE)) !=
+			    (ssize_t)sizeof(want) ||
+		    memcmp(want, got, sizeof(got)))
+			atomic_fetch_add(&c->bad, 1);
+		atomic_fetch_add(&c->touched, 1);
+	}
+	return NULL;
+}
+
+static void caps_postcopy(const char *dir)
+{
+	Cleave__Migrator__Capabilities caps = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
+	char err[256];
+
+	caps.has_postcopy_ram = caps.postcopy_ram = true;
+	caps.has_multifd = caps.multifd = true;
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES, &caps.base,
+			      NULL, NULL, err, sizeof(err)),
+			 0);
+}
+
+/* SIGKILL, then the same command line again: the launcher's restart. */
+static void snap_node_kill_restart(struct snap_node *n)
+{
+	int status;
+
+	assert_int_equal(kill(n->pid, SIGKILL), 0);
+	assert_int_equal(waitpid(n->pid, &status, 0), n->pid);
+	snap_node_exec(n);
+}
+
+/*
+ * Postcopy between two real cleave-migrators under their filters, with
+ * stand-in vcpu-procs for the RPCs and, on the destination, cleave-vcpu's
+ * own postcopy link server and fault service (vcpu-proc/postcopy-link.c)
+ * on this process's mapping of its RAM: the destination migrator gets its
+ * end of the link as cleave run gives it.  The guest's data is rewritten
+ * during the first pass, so every page is still due at the switch; a test
+ * thread plays the destination's vCPU and touches every page once the
+ * guest runs there.  Meanwhile the destination's migrator, then the
+ * source's, is SIGKILLed and started again with the same command line.
+ * The migration completes, every page the vCPU read was the source's,
+ * RAM ends equal, and the source's guest never resumed.
+ */
+static void test_postcopy_process_kills(void **state)
+{
+	char snaps[] = "/tmp/cleave-snaps-XXXXXX", uri[64], st[32], err[512];
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	struct snap_node src = {0}, dst = {0};
+	struct pc_vcpu vc = {.src = &src, .dst = &dst};
+	struct region_table table;
+	struct pclink_server *srv;
+	struct pclink_stats ls;
+	struct region *r;
+	uint8_t page[SHM_PAGE_SIZE], other[SHM_PAGE_SIZE];
+	int link[2];
+
+	(void)state;
+	if (access("/dev/userfaultfd", R_OK | W_OK))
+		skip();
+	assert_non_null(mkdtemp(snaps));
+	snap_node_start(&src, snaps, NULL, CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
+		memset(page, (int)(p % 251) + 1, sizeof(page));
+		assert_int_equal(pwrite(src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+	}
+	/* The destination, with cleave-vcpu's end of the link served here. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link), 0);
+	dst.has_link = true;
+	dst.link_fd = link[1];
+	dst_node_start(&dst, snaps, uri, sizeof(uri));
+	assert_int_equal(region_table_init(&table), 0);
+	assert_int_equal(region_table_add(&table, 0, 0, dst.ram.size, dst.ram.base, NULL, &r), 0);
+	region_unlock_write(r);
+	assert_int_equal(pclink_server_start(&srv, link[0], &table, &dst.ctl), 0);
+	caps_postcopy(src.dir);
+	caps_postcopy(dst.dir);
+	set_params(dst.dir, 0, 20000);
+	set_params(src.dir, 1 << 20, 20000); /* 4 MiB: about 4 s per pass */
+	req.uri = uri;
+	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	assert_int_equal(call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
+				    sizeof(err)),
+			 0);
+	/* The guest rewrites all of its RAM during the first pass: all of it is due at the switch.
+	 */
+	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
+		memset(other, (int)(p % 13) + 0x40, sizeof(other));
+		assert_int_equal(
+			pwrite(src.ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
+			sizeof(other));
+		shm_bitmap_set(shm_ctl_dirty_bitmap(&src.ctl, 0), p);
+	}
+	assert_int_equal(pthread_create(&vc.thread, NULL, pc_vcpu_main, &vc), 0);
+	wait_status(dst.dir, "postcopy-active");
+	test_sleep_ms(400);
+	snap_node_kill_restart(&dst);
+	test_sleep_ms(600);
+	snap_node_kill_restart(&src);
+	snap_node_wait(&src, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("source: %s '%s'", st, err);
+	snap_node_wait(&dst, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("destination: %s '%s'", st, err);
+	pthread_join(vc.thread, NULL);
+	assert_int_equal(atomic_load(&vc.touched), src.ram.size / SHM_PAGE_SIZE);
+	assert_int_equal(atomic_load(&vc.bad), 0);
+	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
+		assert_int_equal(pread(src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+		assert_int_equal(
+			pread(dst.ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
+			sizeof(other));
+		assert_memory_equal(page, other, sizeof(page));
+	}
+	assert_int_equal(src.v.resumes, 0); /* paused at the switch, for good */
+	assert_true(dst.v.resumes >= 1);
+	/* The restarted destination, then the restarted source: two resumed transfers. */
+	assert_true(mig_counter(dst.dir, "resumes") >= 2);
+	pclink_server_stats(srv, &ls);
+	assert_false(ls.listening); /* every page in: unregistered */
+	assert_true(ls.faults_sent > 0);
+	assert_int_equal(ls.refused, 0);
+	print_message("postcopy with kills: %llu faults sent, %llu pulled, %llu pushed\n",
+		      (unsigned long long)ls.faults_sent,
+		      (unsigned long long)mig_counter(dst.dir, "postcopy_pulled"),
+		      (unsigned long long)mig_counter(dst.dir, "postcopy_pushed"));
+	snap_node_stop(&dst);
+	snap_node_stop(&src);
+	assert_int_equal(pclink_server_stop(srv, true), 0);
+	region_table_remove(&table, 0);
+	region_table_fini(&table);
+	close(link[0]);
+	close(link[1]);
+	rmdir(snaps);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -920,6 +1131,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_incoming_unix_socket),
 		cmocka_unit_test(test_dirty_rate_process),
 		cmocka_unit_test(test_postcopy_and_yank_process),
+		cmocka_unit_test(test_postcopy_process_kills),
 	};
 
 	if (argc != 2) {

@@ -4,136 +4,62 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "vcpu-proc/fault.h"
+#include "migrator/postcopy-link.h"
+#include "vcpu-proc/postcopy-link.h"
 #include "vcpu-proc/region.h"
 
-/* The VM side of one tvm: made at the first listen, gone at end. */
+/*
+ * The VM side of one tvm, as in production: the engine's postcopy ops are
+ * the migrator's end of a postcopy link (migrator/postcopy-link.c), whose
+ * other end cleave-vcpu's server (vcpu-proc/postcopy-link.c) serves with
+ * the fault service on the tvm's RAM mappings.
+ */
 struct tvm_pc {
-	pthread_mutex_t lock; /* protects fs and the table's membership */
+	int fds[2]; /* [0] cleave-vcpu's end, [1] the migrator's */
 	struct region_table table;
-	struct fault_service *fs; /* NULL: not listening */
-	struct fault_stats last;  /* the service's figures when it last stopped */
+	struct pclink_server *srv;
+	struct mig_pclink *link;
+	pthread_mutex_t lock;	 /* protects last */
+	struct fault_stats last; /* the service's figures, taken before every END */
 };
 
 static struct tvm_pc *tvm_pc_of(void *arg)
 {
-	struct tvm *t = arg;
-
-	return t->pc;
-}
-
-/* Pages come only through fault_place(): this source has nothing to read. */
-static int no_read(void *arg, unsigned int region, uint64_t page, void *buf)
-{
-	return -EAGAIN;
-}
-
-/* Caller holds pc->lock: every region unregistered (@force: whatever is missing), service gone. */
-static int pc_stop_locked(struct tvm *t, struct tvm_pc *pc, bool force)
-{
-	int ret = 0;
-
-	if (!pc->fs)
-		return 0;
-	for (unsigned int i = 0; i < t->nr_regions && !ret; i++) {
-		struct region *r;
-
-		region_table_lock_read(&pc->table);
-		r = region_table_get(&pc->table, i);
-		region_table_unlock_read(&pc->table);
-		region_lock_write(r);
-		ret = fault_region_unregister(pc->fs, r, force);
-		region_unlock_write(r);
-	}
-	if (ret)
-		return ret;
-	fault_service_stats(pc->fs, &pc->last);
-	ret = fault_service_stop(pc->fs);
-	if (ret)
-		return ret;
-	pc->fs = NULL;
-	for (unsigned int i = 0; i < t->nr_regions; i++)
-		region_table_remove(&pc->table, i);
-	return 0;
+	return ((struct tvm *)arg)->pc;
 }
 
 static int pc_listen(void *arg, const uint64_t *const needed[])
 {
-	struct tvm *t = arg;
-	struct tvm_pc *pc = tvm_pc_of(arg);
-	const struct fault_source src = {.read_page = no_read, .arg = t};
-	int ret = 0;
-
-	pthread_mutex_lock(&pc->lock);
-	if (pc->fs) /* a restarted migrator: the registration stands */
-		goto out;
-	ret = fault_service_start(&pc->fs, &pc->table, &src);
-	for (unsigned int i = 0; i < t->nr_regions && !ret; i++) {
-		struct region *r;
-
-		ret = region_table_add(&pc->table, i, t->ctl.hdr->regions[i].gpa, t->ram[i].size,
-				       t->ram[i].base, NULL, &r);
-		if (ret)
-			break;
-		ret = fault_region_register_needed(pc->fs, r, needed[i]);
-		region_unlock_write(r);
-	}
-	if (ret && pc->fs)
-		pc_stop_locked(t, pc, true);
-out:
-	pthread_mutex_unlock(&pc->lock);
-	return ret;
-}
-
-/*
- * The fault service outlives the calls below (only end stops it, from the
- * engine's worker, after the threads that call these were joined).
- */
-static struct fault_service *pc_fs(void *arg)
-{
-	struct tvm_pc *pc = tvm_pc_of(arg);
-	struct fault_service *fs;
-
-	pthread_mutex_lock(&pc->lock);
-	fs = pc->fs;
-	pthread_mutex_unlock(&pc->lock);
-	return fs;
+	(void)needed; /* the server reads them from the control segment, as in production */
+	return mig_pclink_listen(tvm_pc_of(arg)->link);
 }
 
 static int pc_wait_faults(void *arg, struct mig_page_ref *reqs, unsigned int max, int timeout_ms,
 			  bool again)
 {
-	struct fault_service *fs = pc_fs(arg);
-	struct fault_page fp[64];
-	int n;
-
-	if (!fs)
-		return -ENODEV;
-	n = fault_take_requests(fs, fp, max < 64 ? max : 64, timeout_ms, again);
-	for (int i = 0; i < n; i++) {
-		reqs[i].region = fp[i].region;
-		reqs[i].page = fp[i].page;
-	}
-	return n;
+	return mig_pclink_wait_faults(tvm_pc_of(arg)->link, reqs, max, timeout_ms, again);
 }
 
 static int pc_place(void *arg, uint32_t region, uint64_t page, unsigned int nr, const void *data)
 {
-	struct fault_service *fs = pc_fs(arg);
-
-	return fs ? fault_place(fs, region, page, nr, data) : -ENODEV;
+	return mig_pclink_place(tvm_pc_of(arg)->link, region, page, nr, data);
 }
 
 static int pc_end(void *arg, bool abort)
 {
 	struct tvm_pc *pc = tvm_pc_of(arg);
-	int ret;
+	struct pclink_stats st;
 
-	pthread_mutex_lock(&pc->lock);
-	ret = pc_stop_locked(arg, pc, abort);
-	pthread_mutex_unlock(&pc->lock);
-	return ret;
+	pclink_server_stats(pc->srv, &st);
+	if (st.listening) {
+		pthread_mutex_lock(&pc->lock);
+		pc->last = st.fs;
+		pthread_mutex_unlock(&pc->lock);
+	}
+	return mig_pclink_end(pc->link, abort);
 }
 
 static const struct mig_postcopy_ops pc_ops = {
@@ -161,16 +87,28 @@ const struct mig_vm_ops *tvm_postcopy_vm_ops(void)
 int tvm_postcopy_init(struct tvm *t)
 {
 	struct tvm_pc *pc = calloc(1, sizeof(*pc));
+	int ret;
 
 	if (!pc)
 		return -ENOMEM;
 	pthread_mutex_init(&pc->lock, NULL);
-	if (region_table_init(&pc->table)) {
-		free(pc);
-		return -ENOMEM;
-	}
 	t->pc = pc;
-	return 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pc->fds))
+		return -errno;
+	ret = region_table_init(&pc->table);
+	for (unsigned int i = 0; i < t->nr_regions && !ret; i++) {
+		struct region *r;
+
+		ret = region_table_add(&pc->table, i, t->ctl.hdr->regions[i].gpa, t->ram[i].size,
+				       t->ram[i].base, NULL, &r);
+		if (!ret)
+			region_unlock_write(r);
+	}
+	if (!ret)
+		ret = pclink_server_start(&pc->srv, pc->fds[0], &pc->table, &t->ctl);
+	if (!ret)
+		ret = mig_pclink_open(&pc->link, pc->fds[1], 5000);
+	return ret;
 }
 
 void tvm_postcopy_fini(struct tvm *t)
@@ -179,28 +117,39 @@ void tvm_postcopy_fini(struct tvm *t)
 
 	if (!pc)
 		return;
-	pthread_mutex_lock(&pc->lock);
-	pc_stop_locked(t, pc, true);
-	pthread_mutex_unlock(&pc->lock);
+	mig_pclink_close(pc->link);
+	/* The test's "vCPUs" were joined: nothing can touch RAM any more. */
+	if (pc->srv && pclink_server_stop(pc->srv, true))
+		abort();
+	for (unsigned int i = 0; i < t->nr_regions; i++)
+		region_table_remove(&pc->table, i);
 	region_table_fini(&pc->table);
+	close(pc->fds[0]);
+	close(pc->fds[1]);
 	pthread_mutex_destroy(&pc->lock);
 	free(pc);
 	t->pc = NULL;
 }
 
-bool tvm_postcopy_listening(struct tvm *t)
-{
-	return pc_fs(t) != NULL;
-}
-
 void tvm_postcopy_stats(struct tvm *t, struct fault_stats *st)
 {
 	struct tvm_pc *pc = t->pc;
+	struct pclink_stats ls;
 
+	pclink_server_stats(pc->srv, &ls);
+	if (ls.listening) {
+		*st = ls.fs;
+		return;
+	}
 	pthread_mutex_lock(&pc->lock);
-	if (pc->fs)
-		fault_service_stats(pc->fs, st);
-	else
-		*st = pc->last;
+	*st = pc->last;
 	pthread_mutex_unlock(&pc->lock);
+}
+
+bool tvm_postcopy_listening(struct tvm *t)
+{
+	struct pclink_stats ls;
+
+	pclink_server_stats(((struct tvm_pc *)t->pc)->srv, &ls);
+	return ls.listening;
 }

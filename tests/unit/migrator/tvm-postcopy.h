@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The destination VM side of postcopy for the engine's test VM: cleave-vcpu's
- * own page-fault service (vcpu-proc/fault.c) on the tvm's RAM mappings, so
- * the engine's postcopy runs against the code that serves a real guest's
- * faults.  Test threads play the vCPUs: they touch guest RAM through
+ * The destination VM side of postcopy for the engine's test VM, as in
+ * production: the migrator's end of the postcopy link as the engine's
+ * postcopy ops, over a socketpair to cleave-vcpu's link server and its
+ * page-fault service (vcpu-proc/postcopy-link.c, fault.c) on the tvm's RAM
+ * mappings.  Only the RPCs (pause, resume, load state) stay in-process.
+ * Test threads play the vCPUs: they touch guest RAM through
  * tvm.ram[].base, and a first touch of a page still at the source blocks
  * until the migration placed it.
  */
