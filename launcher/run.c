@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,6 +56,13 @@ struct run_vm {
 	int guest_fd;
 	int serial_fd; /* a file we opened, -1 for stdio */
 	int qmp_fds[RUN_QMP_MAX];
+	/*
+	 * The postcopy link (proto/postcopy-link.h) of a VM that waits for a
+	 * migration: [0] cleave-vcpu's end, [1] the migrator's; both kept
+	 * here for restarted children.  A socketpair: nobody else can reach
+	 * it, no path in the state directory.  -1: none.
+	 */
+	int pclink_fds[2];
 	/* ipc:// URLs in the pairs' directories of the state dir (run-internal.h) */
 	char vcpu_rpc_mig[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the migrator */
 	char vcpu_rpc_mon[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the monitor */
@@ -97,6 +105,11 @@ static void run_vm_fini(struct run_vm *vm)
 	if (vm->guest_fd >= 0)
 		close(vm->guest_fd);
 	vm->guest_fd = -1;
+	for (i = 0; i < 2; i++) {
+		if (vm->pclink_fds[i] >= 0)
+			close(vm->pclink_fds[i]);
+		vm->pclink_fds[i] = -1;
+	}
 	for (i = 0; i < vm->nr_ram; i++)
 		close(vm->ram_fds[i]);
 	vm->nr_ram = 0;
@@ -182,6 +195,10 @@ static int run_vm_resources_create(struct run_vm *vm)
 	ret = run_vm_serial_open(vm);
 	if (ret)
 		return ret;
+	/* Only a destination takes postcopy. */
+	if (vm->opt.incoming != RUN_INCOMING_NONE &&
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vm->pclink_fds))
+		return -errno;
 	for (i = 0; i < vm->opt.nr_qmp; i++) {
 		ret = run_qmp_listen(&vm->opt.qmp[i], &vm->qmp_fds[i]);
 		if (ret)
@@ -229,6 +246,10 @@ static void run_cmd_vcpu(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->vcpu_events);
 	if (vm->opt.incoming != RUN_INCOMING_NONE)
 		spawn_cmd_arg(c, "--incoming");
+	if (vm->pclink_fds[0] >= 0) {
+		spawn_cmd_arg(c, "--postcopy-link-fd");
+		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->pclink_fds[0]));
+	}
 }
 
 static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
@@ -276,6 +297,10 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 	if (vm->opt.snapshot_dir[0]) {
 		spawn_cmd_arg(c, "--snapshot-dir");
 		spawn_cmd_arg(c, "%s", vm->opt.snapshot_dir);
+	}
+	if (vm->pclink_fds[1] >= 0) {
+		spawn_cmd_arg(c, "--postcopy-link-fd");
+		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->pclink_fds[1]));
 	}
 }
 
@@ -630,6 +655,7 @@ int cmd_run_main(int argc, char **argv)
 	vm.guest_fd = -1;
 	vm.serial_fd = -1;
 	vm.pidns_fd = -1;
+	vm.pclink_fds[0] = vm.pclink_fds[1] = -1;
 	for (i = 0; i < RUN_QMP_MAX; i++)
 		vm.qmp_fds[i] = -1;
 	vm.state.lock_fd = -1;

@@ -9,6 +9,7 @@
  * requests vcpu-proc/ issues (grep 'ioctl(' vcpu-proc/) and a few fd ones.
  */
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 
 #include "sandbox/policy-internal.h"
 
@@ -59,6 +60,23 @@ static const struct sandbox_rule kvm_ioctl_rules[] = {
 };
 static const struct sandbox_table kvm_ioctl_table = SANDBOX_TABLE("kvm-ioctls", kvm_ioctl_rules);
 
+/*
+ * Postcopy (vcpu-proc/fault.c, postcopy-link.c): the userfaultfd was opened
+ * and its API agreed before the policy (/dev/userfaultfd is refused read-
+ * write here); these are what registering guest RAM and installing pages
+ * need.  The migrator has none of them: it can never make a page visible.
+ */
+static const struct sandbox_rule uffd_rules[] = {
+	ALLOW_IF("ioctl", ARG_EQ32(1, UFFDIO_REGISTER),
+		 "postcopy: guest RAM registered for faults on pages still due"),
+	ALLOW_IF("ioctl", ARG_EQ32(1, UFFDIO_UNREGISTER), "postcopy: every page is in"),
+	ALLOW_IF("ioctl", ARG_EQ32(1, UFFDIO_COPY),
+		 "postcopy: a page installed only where still missing"),
+	ALLOW_IF("ioctl", ARG_EQ32(1, UFFDIO_ZEROPAGE), "postcopy: a zero page installed"),
+	ALLOW_IF("ioctl", ARG_EQ32(1, UFFDIO_WAKE), "postcopy: waiters of a page installed"),
+};
+static const struct sandbox_table uffd_table = SANDBOX_TABLE("userfaultfd", uffd_rules);
+
 /* AF_UNIX only (the nng table's socket rule), in its jail only its own socket dirs are writable. */
 static const struct sandbox_rule vcpu_rules[] = {
 	ALLOW("bind", "the RPC service's ipc:// listeners, bound under the policy"),
@@ -69,5 +87,5 @@ static const struct sandbox_table vcpu_table = SANDBOX_TABLE("vcpu", vcpu_rules)
 const struct sandbox_policy sandbox_policy_vcpu = {
 	.name = "cleave-vcpu",
 	.tables = {&sandbox_table_base, &sandbox_table_mmap, &sandbox_table_nng, &kvm_ioctl_table,
-		   &vcpu_table},
+		   &uffd_table, &vcpu_table},
 };

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "vcpu-proc/fault.h"
+#include "vcpu-proc/postcopy-link.h"
 #include "sandbox/sandbox.h"
 #include "vcpu-proc/vm.h"
 
@@ -40,6 +42,7 @@ struct options {
 	const char *events_url;
 	const char *name;
 	bool incoming;
+	int postcopy_link_fd; /* -1: none (only a VM that waits for a migration has one) */
 };
 
 static void usage(void)
@@ -47,10 +50,12 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: cleave-vcpu --ctl-fd N --ram-fds A[,B...] --guest-fd G --vcpus N\n"
 		"                   [--append STR] [--serial-fd F] [--name NAME]\n"
-		"                   --events URL [--incoming] [-v]\n"
-		"                   [--rpc-migrator URL] [--rpc-monitor URL]  one listener per caller,\n"
+		"                   --events URL [--incoming [--postcopy-link-fd N]] [-v]\n"
+		"                   [--rpc-migrator URL] [--rpc-monitor URL]  one listener per "
+		"caller,\n"
 		"                       each with only that caller's methods (docs/SECURITY.md)\n"
-		"                   [--rpc URL]  a listener for every method (a cleave-vcpu run alone)\n"
+		"                   [--rpc URL]  a listener for every method (a cleave-vcpu run "
+		"alone)\n"
 		"                   [--guest-log-rate N]  guest-caused log lines a second "
 		"(default %u, bursts of twice as many; 0: no limit)\n",
 		VM_GUEST_LOG_RATE);
@@ -103,6 +108,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"rpc-monitor", required_argument, NULL, 'O'},
 		{"events", required_argument, NULL, 'E'},
 		{"incoming", no_argument, NULL, 'i'},
+		{"postcopy-link-fd", required_argument, NULL, 'P'},
 		{"guest-log-rate", required_argument, NULL, 'L'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -117,6 +123,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->vm.nr_vcpus = 1;
 	o->vm.cmdline = "";
 	o->vm.guest_log_rate = VM_GUEST_LOG_RATE;
+	o->postcopy_link_fd = -1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -163,6 +170,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'i':
 			o->incoming = true;
 			break;
+		case 'P':
+			if (parse_uint(optarg, 1 << 20, &v)) {
+				log_err("bad fd number '%s'", optarg);
+				return -EINVAL;
+			}
+			o->postcopy_link_fd = (int)v;
+			break;
 		case 'L':
 			if (parse_uint(optarg, 1000000, &o->vm.guest_log_rate)) {
 				log_err("bad --guest-log-rate '%s'", optarg);
@@ -177,7 +191,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		}
 	}
 	if (optind != argc || o->vm.ctl_fd < 0 || o->vm.guest_fd < 0 || !o->vm.nr_ram_fds ||
-	    !(o->rpc.any || o->rpc.migrator || o->rpc.monitor) || !o->events_url) {
+	    !(o->rpc.any || o->rpc.migrator || o->rpc.monitor) || !o->events_url ||
+	    (o->postcopy_link_fd >= 0 && !o->incoming)) {
 		log_err("missing or extra arguments");
 		return -EINVAL;
 	}
@@ -208,6 +223,8 @@ int main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct rpc_server *server = NULL;
+	struct fault_service *faults = NULL;
+	struct pclink_server *pclink = NULL;
 	enum vm_exit_reason why;
 	struct options opt;
 	static struct vm vm; /* outlives main: see its end */
@@ -239,12 +256,29 @@ int main(int argc, char **argv)
 		goto out_fini;
 	}
 	/*
+	 * Postcopy (docs/MIGRATION.md, "Postcopy"): the fault service opens its
+	 * userfaultfd now, which the policy refuses later; its thread reads
+	 * only the kernel's fault events.  Without one, the link is not
+	 * served and a postcopy switch fails (the source's guest runs on).
+	 */
+	if (opt.postcopy_link_fd >= 0 && fault_service_start(&faults, &vm.regions, NULL))
+		log_warn("postcopy unavailable: no userfaultfd for guest RAM");
+	/*
 	 * Every device and memfd is open: from here on, the policy.  Before
 	 * the first guest instruction and before the first RPC byte.
 	 */
 	ret = sandbox_enter(SANDBOX_VCPU);
 	if (ret)
 		goto out_vcpus;
+	/* The link's first byte is read under the policy. */
+	if (faults) {
+		ret = pclink_server_start(&pclink, opt.postcopy_link_fd, &vm.regions, &vm.ctl,
+					  faults);
+		if (ret) {
+			log_err("postcopy link: %s", strerror(-ret));
+			goto out_vcpus;
+		}
+	}
 	ret = vm_vcpus_start(&vm);
 	if (ret)
 		goto out_vcpus;
@@ -268,6 +302,9 @@ int main(int argc, char **argv)
 	why = vm_wait(&vm, &status);
 	publish_shutdown(&vm, why);
 	vm_vcpus_stop(&vm);
+	/* No vCPU runs any more: whatever is still registered may go. */
+	pclink_server_stop(pclink, true);
+	fault_service_stop(faults);
 	/* NNG has no flush: give the QUIT reply (and the event) time to leave. */
 	if (why == VM_EXIT_QUIT)
 		usleep(QUIT_REPLY_GRACE_US);
@@ -284,6 +321,8 @@ int main(int argc, char **argv)
 
 out_vcpus:
 	vm_vcpus_stop(&vm);
+	pclink_server_stop(pclink, true);
+	fault_service_stop(faults);
 	rpc_pub_close(vm.pub);
 	vm.pub = NULL;
 out_fini:

@@ -69,8 +69,15 @@ struct pclink_server {
 	bool registered[REGION_MAX];
 	uint64_t pages[REGION_MAX];
 	struct fault_service *svc; /* the service; fs below is its published copy */
-	uint8_t *data;		   /* PLACE data; page aligned */
-	uint64_t backoff_ms;	   /* 0: the link reads fine */
+	/*
+	 * Given at start (not owned, immutable): the service LISTEN registers
+	 * with, started before the process's filter (which refuses opening
+	 * /dev/userfaultfd); it outlives the server.  NULL: LISTEN starts one
+	 * and the last END stops it.
+	 */
+	struct fault_service *given;
+	uint8_t *data;	     /* PLACE data; page aligned */
+	uint64_t backoff_ms; /* 0: the link reads fine */
 
 	/*
 	 * Protects fs (the pointer, not the service) and fs_users.  fs is svc
@@ -305,7 +312,8 @@ static int pclink_listen(struct pclink_server *srv)
 
 	if (srv->svc)
 		return 0;
-	ret = fault_service_start(&fs, srv->table, NULL);
+	fs = srv->given;
+	ret = fs ? 0 : fault_service_start(&fs, srv->table, NULL);
 	if (ret)
 		return ret;
 	srv->svc = fs;
@@ -316,7 +324,8 @@ static int pclink_listen(struct pclink_server *srv)
 	if (ret) {
 		pclink_unregister_all(srv, true);
 		srv->svc = NULL;
-		fault_service_stop(fs);
+		if (fs != srv->given)
+			fault_service_stop(fs);
 		return ret;
 	}
 	pthread_mutex_lock(&srv->lock);
@@ -341,7 +350,7 @@ static int pclink_end(struct pclink_server *srv, bool abort)
 	if (pclink_any_registered(srv))
 		return ret ? ret : -EBUSY;
 	pclink_fs_retire(srv);
-	ret = fault_service_stop(srv->svc);
+	ret = srv->svc == srv->given ? 0 : fault_service_stop(srv->svc);
 	srv->svc = NULL;
 	log_info("postcopy link: ended%s", abort ? " (abort)" : "");
 	return ret;
@@ -540,7 +549,7 @@ static void pclink_free(struct pclink_server *srv)
 }
 
 int pclink_server_start(struct pclink_server **out, int fd, struct region_table *table,
-			const struct shm_ctl *ctl)
+			const struct shm_ctl *ctl, struct fault_service *fs)
 {
 	struct pclink_server *srv;
 	int ret;
@@ -553,6 +562,7 @@ int pclink_server_start(struct pclink_server **out, int fd, struct region_table 
 	srv->fd = fd;
 	srv->table = table;
 	srv->ctl = ctl;
+	srv->given = fs;
 	srv->data = aligned_alloc(SHM_PAGE_SIZE, PCLINK_DATA_MAX);
 	srv->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!srv->data || srv->stop_efd < 0) {
@@ -582,7 +592,8 @@ int pclink_server_start(struct pclink_server **out, int fd, struct region_table 
 		if (srv->svc) {
 			pclink_unregister_all(srv, true);
 			pclink_fs_retire(srv);
-			fault_service_stop(srv->svc);
+			if (srv->svc != srv->given)
+				fault_service_stop(srv->svc);
 		}
 		pclink_free(srv);
 		return ret;
@@ -616,7 +627,8 @@ int pclink_server_stop(struct pclink_server *srv, bool vm_gone)
 			return ret ? ret : -EBUSY;
 		}
 		pclink_fs_retire(srv);
-		fault_service_stop(srv->svc);
+		if (srv->svc != srv->given)
+			fault_service_stop(srv->svc);
 		srv->svc = NULL;
 	}
 	pclink_free(srv);

@@ -37,10 +37,13 @@ struct pclink_stats {
  * Starts serving @fd, cleave-vcpu's end of the link (owned by the caller;
  * it outlives the server).  @table: the VM's regions; @ctl: the control
  * segment, only read (its header copy, and the needed maps once at LISTEN).
- * Both outlive the server.
+ * @fs: a fault service (with no source) that LISTEN registers with and END
+ * unregisters from, never stopped here; NULL: LISTEN starts one and the
+ * last END stops it.  cleave-vcpu starts its own before its filter, which
+ * refuses opening /dev/userfaultfd.  All outlive the server.
  */
 int pclink_server_start(struct pclink_server **out, int fd, struct region_table *table,
-			const struct shm_ctl *ctl);
+			const struct shm_ctl *ctl, struct fault_service *fs);
 /*
  * Stops and joins both threads, then unregisters every region still
  * registered, with force only if @vm_gone (no vCPU can run any more).

@@ -1033,6 +1033,7 @@ static void test_postcopy_process_kills(void **state)
 	struct pc_vcpu vc = {.src = &src, .dst = &dst};
 	struct region_table table;
 	struct pclink_server *srv;
+	struct fault_service *fs;
 	struct pclink_stats ls;
 	struct region *r;
 	uint8_t page[SHM_PAGE_SIZE], other[SHM_PAGE_SIZE];
@@ -1056,7 +1057,9 @@ static void test_postcopy_process_kills(void **state)
 	assert_int_equal(region_table_init(&table), 0);
 	assert_int_equal(region_table_add(&table, 0, 0, dst.ram.size, dst.ram.base, NULL, &r), 0);
 	region_unlock_write(r);
-	assert_int_equal(pclink_server_start(&srv, link[0], &table, &dst.ctl), 0);
+	/* As cleave-vcpu: its fault service first, then the server on it. */
+	assert_int_equal(fault_service_start(&fs, &table, NULL), 0);
+	assert_int_equal(pclink_server_start(&srv, link[0], &table, &dst.ctl, fs), 0);
 	caps_postcopy(src.dir);
 	caps_postcopy(dst.dir);
 	set_params(dst.dir, 0, 20000);
@@ -1115,6 +1118,7 @@ static void test_postcopy_process_kills(void **state)
 	snap_node_stop(&dst);
 	snap_node_stop(&src);
 	assert_int_equal(pclink_server_stop(srv, true), 0);
+	assert_int_equal(fault_service_stop(fs), 0);
 	region_table_remove(&table, 0);
 	region_table_fini(&table);
 	close(link[0]);

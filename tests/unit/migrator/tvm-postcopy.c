@@ -105,7 +105,7 @@ int tvm_postcopy_init(struct tvm *t)
 			region_unlock_write(r);
 	}
 	if (!ret)
-		ret = pclink_server_start(&pc->srv, pc->fds[0], &pc->table, &t->ctl);
+		ret = pclink_server_start(&pc->srv, pc->fds[0], &pc->table, &t->ctl, NULL);
 	if (!ret)
 		ret = mig_pclink_open(&pc->link, pc->fds[1], 5000);
 	return ret;

@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <linux/userfaultfd.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -148,6 +149,18 @@ static int act_tty_ioctl(struct fixture *f)
 	struct winsize ws;
 
 	return (int)syscall(SYS_ioctl, f->pipe[0], TIOCGWINSZ, &ws) < 0 ? 0 : 0;
+}
+
+/* Postcopy's userfaultfd requests, on a pipe: seccomp looks at the request number only. */
+static int act_uffd_ioctl(struct fixture *f)
+{
+	static const unsigned long req[] = {UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_COPY,
+					    UFFDIO_ZEROPAGE, UFFDIO_WAKE};
+
+	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
+		if (syscall(SYS_ioctl, f->pipe[0], req[i], NULL) == 0 || errno != ENOTTY)
+			return -1;
+	return 0;
 }
 
 static int act_punch_hole(struct fixture *f)
@@ -321,6 +334,7 @@ static const struct policy_case cases[] = {
 	{SANDBOX_VCPU, "pipe I/O", act_pipe_io, NULL},
 	{SANDBOX_VCPU, "AF_UNIX socket", act_unix_socket, NULL},
 	{SANDBOX_VCPU, "KVM ioctl", act_kvm_ioctl, NULL},
+	{SANDBOX_VCPU, "userfaultfd ioctls", act_uffd_ioctl, NULL},
 	{SANDBOX_VCPU, "read-only open", act_open_rdonly, NULL},
 	{SANDBOX_VCPU, "AF_INET socket", act_inet_socket, "socket"},
 	{SANDBOX_VCPU, "non-KVM ioctl", act_tty_ioctl, "ioctl"},
@@ -335,6 +349,8 @@ static const struct policy_case cases[] = {
 	{SANDBOX_VCPU, "open for write", act_open_create, "openat"},
 	/* cleave-migrator */
 	{SANDBOX_MIGRATOR, "time", act_time, NULL},
+	/* Postcopy pages reach the guest only through cleave-vcpu. */
+	{SANDBOX_MIGRATOR, "userfaultfd ioctls", act_uffd_ioctl, "ioctl"},
 	{SANDBOX_MIGRATOR, "thread", act_thread, NULL},
 	{SANDBOX_MIGRATOR, "mmap shared RAM", act_mmap_shared_memfd, NULL},
 	{SANDBOX_MIGRATOR, "AF_UNIX socket", act_unix_socket, NULL},

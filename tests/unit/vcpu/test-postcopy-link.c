@@ -232,7 +232,7 @@ static int setup(void **state)
 	assert_int_equal(region_table_add(&f->table, 0, GPA, RAM_SIZE, f->ram, needed, &f->r), 0);
 	region_unlock_write(f->r);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sv), 0);
-	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &f->ctl), 0);
+	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &f->ctl, NULL), 0);
 	*state = f;
 	return 0;
 }
@@ -367,7 +367,7 @@ static void test_listen_layout_mismatch(void **state)
 
 	assert_int_equal(pclink_server_stop(f->srv, false), 0); /* nothing registered */
 	assert_int_equal(shm_ctl_create(&other, &layout), 0);
-	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &other), 0);
+	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &other, NULL), 0);
 	send_msg(f, PCLINK_LISTEN, 0, 0, 0, 0, NULL, 0);
 	expect(f, PCLINK_REPLY, -EINVAL, 0, 0);
 	assert_false(stats(f).listening);
@@ -381,7 +381,7 @@ static void test_listen_layout_mismatch(void **state)
 	layout = (struct shm_ctl_layout){
 		.nr_regions = 2, .gpa = {GPA, 2 * GPA}, .size = {RAM_SIZE, SHM_PAGE_SIZE}};
 	assert_int_equal(shm_ctl_create(&other, &layout), 0);
-	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &other), 0);
+	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &other, NULL), 0);
 	send_msg(f, PCLINK_LISTEN, 0, 0, 0, 0, NULL, 0);
 	expect(f, PCLINK_REPLY, -EINVAL, 0, 0);
 	assert_false(stats(f).listening);
@@ -491,6 +491,40 @@ static void test_end(void **state)
 	place(f, 0, 1, 2);
 	expect(f, PCLINK_ERROR, -EPROTO, 0, 0);
 	assert_true(page_is(f, 0, 1, 0));
+}
+
+/*
+ * A fault service given at start, as cleave-vcpu's (started before its
+ * filter): END leaves it running, a second incoming migration registers
+ * with it again, and stopping the server never stops it.
+ */
+static void test_given_service(void **state)
+{
+	struct fixture *f = *state;
+	struct fault_service *fs;
+	struct toucher t;
+
+	assert_int_equal(pclink_server_stop(f->srv, true), 0);
+	assert_int_equal(fault_service_start(&fs, &f->table, NULL), 0);
+	assert_int_equal(pclink_server_start(&f->srv, f->sv[0], &f->table, &f->ctl, fs), 0);
+	do_listen(f);
+	send_msg(f, PCLINK_END, 0, 0, 0, PCLINK_ABORT, NULL, 0);
+	expect(f, PCLINK_REPLY, 0, 0, 0);
+	assert_false(stats(f).listening);
+	/* A failed migration, and the next one: the same service serves it. */
+	do_listen(f);
+	touch(&t, f, 70, 1);
+	expect_fault(f, 70);
+	place_all(f);
+	assert_true(wait_flag(&t.done, 5000));
+	pthread_join(t.th, NULL);
+	assert_int_equal(t.seen, page_word(70, 1, 1));
+	send_msg(f, PCLINK_END, 0, 0, 0, 0, NULL, 0);
+	expect(f, PCLINK_REPLY, 0, 0, 0);
+	assert_int_equal(pclink_server_stop(f->srv, false), 0);
+	f->srv = NULL;
+	/* Still the caller's, and idle: nothing registered with it. */
+	assert_int_equal(fault_service_stop(fs), 0);
 }
 
 /* END with PCLINK_ABORT: the guest never ran, unregistered with pages missing. */
@@ -845,8 +879,8 @@ static void test_start_stop(void **state)
 	struct fixture *f = *state;
 	struct pclink_server *srv;
 
-	assert_int_equal(pclink_server_start(&srv, -1, &f->table, &f->ctl), -EINVAL);
-	assert_int_equal(pclink_server_start(&srv, f->sv[0], &f->table, NULL), -EINVAL);
+	assert_int_equal(pclink_server_start(&srv, -1, &f->table, &f->ctl, NULL), -EINVAL);
+	assert_int_equal(pclink_server_start(&srv, f->sv[0], &f->table, NULL, NULL), -EINVAL);
 	assert_int_equal(pclink_server_stop(NULL, false), 0);
 	assert_int_equal(pclink_server_stop(f->srv, false), 0);
 	f->srv = NULL;
@@ -861,6 +895,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_place_zero_and_guest_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_given_service, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_gone, setup, teardown),
