@@ -274,6 +274,20 @@ int mig_session_start_postcopy(struct mig_session *s);
  * within reconnect-timeout or fails.  -ENOENT when none runs.
  */
 int mig_session_yank(struct mig_session *s);
+
+/*
+ * fd: URIs (QEMU's "fd:NAME", libvirt's tunnelled migration): @fd, a
+ * connected stream socket, is handed to the session under @name (QMP
+ * getfd), and the next migrate / migrate-incoming "fd:NAME" uses it as its
+ * one connection, and closes it with the job.  The session owns @fd from
+ * the call on (closed on error too).  An existing @name is replaced (its
+ * fd closed), as QEMU's getfd does.  -EINVAL for a bad name (1..63 bytes,
+ * no ':' or ','), -ENOSPC when MIG_FD_MAX fds are held.
+ */
+#define MIG_FD_MAX 16
+int mig_session_fd_add(struct mig_session *s, const char *name, int fd);
+/* QMP closefd: -ENOENT when no fd has @name. */
+int mig_session_fd_close(struct mig_session *s, const char *name);
 /*
  * In MIG_STATUS_UNKNOWN: the operator says where the guest runs.  Source:
  * resume it here (failed); otherwise: the destination has it (completed).
