@@ -86,6 +86,12 @@ static int pc_serve(struct mig_src *src, const Cleave__Wire__PageRequest *rq, ui
 		ret = pc_send_page(src, r, page, buf);
 		if (ret)
 			return ret;
+		/*
+		 * Off the push's to-do list if it is still there.  Should this
+		 * answer be lost, the destination reports the page on its
+		 * reconnect, and the push takes it again.
+		 */
+		shm_bitmap_clear(shm_ctl_dirty_bitmap(src->s->env.ctl, r), page);
 		atomic_fetch_add(&src->s->ctr.postcopy_requests, 1);
 	}
 	return 0;
