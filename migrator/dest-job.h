@@ -15,6 +15,8 @@
  * live across connections (and across migrator restarts, in the record)
  * until the session ends.
  */
+#define MIG_PC_TIMED 1024 /* postcopy requests timed at once */
+
 enum mig_dst_state {
 	MIG_DST_IDLE,
 	MIG_DST_RECEIVING,
@@ -78,6 +80,17 @@ struct mig_dst {
 	 */
 	atomic_bool postcopy;
 	uint64_t *needed[SHM_MAX_REGIONS];
+	/*
+	 * When each request still unanswered was sent (postcopy_wait_us):
+	 * written by the fault thread, taken by the worker; pc_lock protects
+	 * it.  Open addressing; a request that finds no slot is not timed.
+	 */
+	pthread_mutex_t pc_lock;
+	struct mig_pc_timed {
+		uint64_t page; /* UINT64_MAX: free */
+		uint32_t region;
+		uint64_t sent_ns;
+	} pc_timed[MIG_PC_TIMED];
 	/* The fault thread: faults -> page requests, and the keepalive. */
 	pthread_t pc_thread;
 	bool pc_live;	     /* worker only */
@@ -112,8 +125,13 @@ int mig_dst_postcopy_switch(struct mig_dst *dst, const Cleave__Wire__Postcopy *p
 int mig_dst_postcopy_run(struct mig_dst *dst);
 /* A restarted migrator in PC_LOADED or POSTCOPY: takes the VM side over again. */
 int mig_dst_postcopy_adopt(struct mig_dst *dst);
-/* Page @page of @region was placed: clears its needed bit; true when this call did. */
+/*
+ * Page @page of @region was placed: clears its needed bit; true when this
+ * call did (then the wait of a request for it is counted).
+ */
 bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page);
+/* The request timing table, empty (mig_dst_alloc). */
+void mig_dst_postcopy_init(struct mig_dst *dst);
 /* Joins the fault thread; safe to call twice. */
 void mig_dst_postcopy_stop(struct mig_dst *dst);
 /* Pages needed, as HelloAck.needed reports them. */

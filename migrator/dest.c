@@ -64,6 +64,7 @@ int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, 
 	if (!dst)
 		return -ENOMEM;
 	dst->s = s;
+	mig_dst_postcopy_init(dst);
 	ret = mig_uri_listen(uri, &dst->listen_fd, err, sizeof(err));
 	if (ret) {
 		log_err("incoming: %s", err);
@@ -1044,6 +1045,7 @@ static void dst_free(struct mig_job *job)
 		unlink(dst->uri + 5);
 	pthread_cond_destroy(&dst->bar_cond);
 	pthread_mutex_destroy(&dst->bar_lock);
+	pthread_mutex_destroy(&dst->pc_lock);
 	mig_job_fini(&dst->job);
 	free(dst->chans);
 	free(dst);

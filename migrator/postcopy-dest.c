@@ -58,13 +58,6 @@ bool mig_dst_postcopy_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h,
 	return false;
 }
 
-bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page)
-{
-	uint64_t bit = 1ull << (page % 64);
-
-	return __atomic_fetch_and(&dst->needed[region][page / 64], ~bit, __ATOMIC_ACQ_REL) & bit;
-}
-
 static uint64_t needed_count(struct mig_dst *dst)
 {
 	const struct shm_ctl_header *h = dst->s->env.ctl->hdr;
@@ -73,6 +66,73 @@ static uint64_t needed_count(struct mig_dst *dst)
 	for (uint32_t r = 0; r < h->nr_regions; r++)
 		n += shm_bitmap_count(dst->needed[r], h->regions[r].nr_pages);
 	return n;
+}
+
+void mig_dst_postcopy_init(struct mig_dst *dst)
+{
+	pthread_mutex_init(&dst->pc_lock, NULL);
+	for (unsigned int i = 0; i < MIG_PC_TIMED; i++)
+		dst->pc_timed[i].page = UINT64_MAX;
+}
+
+/* Slot @i of the probe sequence of (@region, @page). */
+static unsigned int timed_slot(uint32_t region, uint64_t page, unsigned int i)
+{
+	uint64_t h = (page ^ ((uint64_t)region << 48)) * 0x9e3779b97f4a7c15ull;
+
+	return (unsigned int)((h >> 54) + i) & (MIG_PC_TIMED - 1);
+}
+
+#define PC_TIMED_PROBES 8
+
+/* The fault thread sent a request for the page at @now: timed if it finds a slot. */
+static void timed_put(struct mig_dst *dst, uint32_t region, uint64_t page, uint64_t now)
+{
+	pthread_mutex_lock(&dst->pc_lock);
+	for (unsigned int i = 0; i < PC_TIMED_PROBES; i++) {
+		struct mig_pc_timed *t = &dst->pc_timed[timed_slot(region, page, i)];
+
+		if (t->page == page && t->region == region)
+			break; /* asked again: the first request's time counts */
+		if (t->page == UINT64_MAX) {
+			t->page = page;
+			t->region = region;
+			t->sent_ns = now;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&dst->pc_lock);
+}
+
+/* The page came: how long since it was requested (0: not timed). */
+static uint64_t timed_take(struct mig_dst *dst, uint32_t region, uint64_t page, uint64_t now)
+{
+	uint64_t waited = 0;
+
+	pthread_mutex_lock(&dst->pc_lock);
+	for (unsigned int i = 0; i < PC_TIMED_PROBES; i++) {
+		struct mig_pc_timed *t = &dst->pc_timed[timed_slot(region, page, i)];
+
+		if (t->page == page && t->region == region) {
+			waited = now - t->sent_ns;
+			t->page = UINT64_MAX;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&dst->pc_lock);
+	return waited;
+}
+
+bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page)
+{
+	uint64_t bit = 1ull << (page % 64);
+
+	if (!(__atomic_fetch_and(&dst->needed[region][page / 64], ~bit, __ATOMIC_ACQ_REL) & bit))
+		return false;
+	/* Placed first by this call: a guest waiting for it waited this long. */
+	atomic_fetch_add(&dst->s->ctr.postcopy_wait_us,
+			 timed_take(dst, region, page, mig_now_ns()) / 1000);
+	return true;
 }
 
 static void needed_attach(struct mig_dst *dst)
@@ -114,6 +174,9 @@ static void *pc_fault_main(void *arg)
 		}
 		if (!k && mig_now_ns() - last_tx < tick_ns)
 			continue;
+		/* Timed before it leaves: the answer may come before we look again. */
+		for (size_t i = 0; i < k; i++)
+			timed_put(dst, regions[i], pages[i], mig_now_ns());
 		rq.n_region = rq.n_page = k;
 		rq.region = regions;
 		rq.page = pages;

@@ -80,7 +80,8 @@ enum mig_role {
 	X(resumes)	     /* resumed transfers (after a restart or a lost peer) */              \
 	X(postcopy_requests) /* postcopy: page requests (faults) sent to / served by the source */ \
 	X(postcopy_pulled)   /* postcopy: pages that came on request */                            \
-	X(postcopy_pushed)   /* postcopy: pages that came with the background stream */
+	X(postcopy_pushed)   /* postcopy: pages that came with the background stream */            \
+	X(postcopy_wait_us)  /* postcopy: request sent -> page placed, summed over requests */
 
 #define MIG_COUNTER_ONE(name) +1
 enum { MIG_NR_COUNTERS = 0 MIG_COUNTERS(MIG_COUNTER_ONE) };
@@ -219,7 +220,7 @@ struct mig_record {
  * predecessor's record to take a running session over, so a change of the
  * layout (a counter appended included) changes the version with it.
  */
-#define MIG_RECORD_SIZE 18432
+#define MIG_RECORD_SIZE 18440
 _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
 		       offsetof(struct mig_record, tls) == 400 &&
 		       offsetof(struct mig_record, error_desc) == 18080 &&

@@ -347,6 +347,7 @@ static const struct {
 	{"inflight_bytes", "x-cleave-inflight-bytes"},
 	{"postcopy_pulled", "x-cleave-postcopy-pulled"},
 	{"postcopy_pushed", "x-cleave-postcopy-pushed"},
+	{"postcopy_wait_us", "x-cleave-postcopy-wait-us"},
 };
 
 /*

@@ -1268,7 +1268,8 @@ static void test_postcopy_yank(void **state)
 		      "\"downtime\": 12, \"setup-time\": 2, \"x-cleave-restarts\": 1, "
 		      "\"x-cleave-resumes\": 2, \"x-cleave-resent-bytes\": 4096, "
 		      "\"x-cleave-resume-time\": 35, \"x-cleave-inflight-bytes\": 65536, "
-		      "\"x-cleave-postcopy-pulled\": 300, \"x-cleave-postcopy-pushed\": 1200}"));
+		      "\"x-cleave-postcopy-pulled\": 300, \"x-cleave-postcopy-pushed\": 1200, "
+		      "\"x-cleave-postcopy-wait-us\": 2100}"));
 	raw_req_exact(fd, EXEC("migrate_cancel"), 41, GENERIC(PC_CANCEL));
 	raw_req_exact(fd, HMP_LINE("migrate_cancel"), 42, REPLY("\"Error: " PC_CANCEL "\\r\\n\""));
 	raw_req_exact(fd, EXEC("query-yank"), 43, REPLY("[{\"type\": \"migration\"}]"));

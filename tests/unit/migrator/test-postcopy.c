@@ -258,6 +258,11 @@ static void pc_check_done(struct pc *p)
 		      di.postcopy_requests, di.postcopy_pulled, di.postcopy_pushed, si.downtime_ms,
 		      (uint64_t)atomic_load(&p->wait_max_us));
 	assert_true(di.postcopy_pulled + di.postcopy_pushed > 0);
+	/* Each page pulled was waited for: the sum of the waits shows it. */
+	if (di.postcopy_pulled)
+		assert_true(di.postcopy_wait_us > 0);
+	print_message("postcopy: requests waited %" PRIu64 " us on average\n",
+		      di.postcopy_requests ? di.postcopy_wait_us / di.postcopy_requests : 0);
 	assert_int_equal(si.postcopy_requests, di.postcopy_requests ? si.postcopy_requests : 0);
 }
 

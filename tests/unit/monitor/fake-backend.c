@@ -278,10 +278,11 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		fake_counter("postcopy_requests", 7),
 		fake_counter("postcopy_pulled", 300),
 		fake_counter("postcopy_pushed", 1200),
+		fake_counter("postcopy_wait_us", 2100),
 	};
 	Cleave__Migrator__Counter *counter_ptrs[] = {&counters[0], &counters[1], &counters[2],
 						     &counters[3], &counters[4], &counters[5],
-						     &counters[6]};
+						     &counters[6], &counters[7]};
 	struct fake_backend *fb = arg;
 	char status[32], error[64];
 

@@ -304,6 +304,7 @@ static void test_migration_commands(void **state)
 	assert_non_null(strstr(got, "\"postcopy-requests\":7,"));
 	assert_non_null(strstr(got, "\"x-cleave-postcopy-pulled\":300"));
 	assert_non_null(strstr(got, "\"x-cleave-postcopy-pushed\":1200"));
+	assert_non_null(strstr(got, "\"x-cleave-postcopy-wait-us\":2100"));
 	assert_null(strstr(got, "expected-downtime"));
 	assert_null(strstr(got, "error-desc"));
 	free(got);
