@@ -121,7 +121,9 @@ static void src_shut_down(struct mig_job *job, bool job_ends)
 			shutdown(src->chans[i].fd, SHUT_RDWR);
 }
 
-/* After every abort: the send threads, a worker waiting for ring space or for the destination stop.
+/*
+ * After every abort: the send threads stop, and so does a worker waiting
+ * for ring space or for the destination's Loaded or Complete (postcopy).
  */
 static void src_wake(struct mig_job *job)
 {
