@@ -134,7 +134,7 @@ bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page);
 void mig_dst_postcopy_init(struct mig_dst *dst);
 /* Joins the fault thread; safe to call twice. */
 void mig_dst_postcopy_stop(struct mig_dst *dst);
-/* Pages needed, as HelloAck.needed reports them. */
+/* PC_LOADED or POSTCOPY: the needed map is live, HelloAck reports it. */
 bool mig_dst_in_postcopy(const struct mig_dst *dst);
 
 /* recv.c */
