@@ -353,14 +353,14 @@ static int src_first_pass(struct mig_src *src)
 	struct mig_batch b = {.round = 0};
 	uint64_t every = MIG_HOOK(s, first_pass_harvest_bytes) ?: MIG_FIRST_PASS_HARVEST;
 	uint64_t pages = 0, since = 0, n;
-	bool harvested = false;
+	bool harvested = false, to_postcopy = false;
 	int ret;
 
 	src_round_begin(src, 0);
 	atomic_store(&s->ctr.remaining, s->env.ctl->hdr->ram_size);
 	for (uint32_t r = 0; r < s->env.ctl->hdr->nr_regions; r++) {
 		uint64_t size = s->env.ctl->hdr->regions[r].size, pos = 0, a, e;
-		const uint64_t *dirty = shm_ctl_dirty_bitmap(s->env.ctl, r);
+		uint64_t *dirty = shm_ctl_dirty_bitmap(s->env.ctl, r);
 		uint64_t *inround = shm_ctl_round_bitmap(s->env.ctl, r);
 
 		while ((ret = shm_memfd_next_data(s->env.ram[r].fd, pos, size, &a, &e)) == 0) {
@@ -378,6 +378,17 @@ static int src_first_pass(struct mig_src *src)
 				}
 				if (harvested && shm_bitmap_test(dirty, p))
 					continue; /* round 1 sends it */
+				/*
+				 * migrate-start-postcopy during the pass: the rest
+				 * is left to postcopy, which switches as soon as
+				 * what was queued landed (QEMU switches as soon).
+				 */
+				if (!to_postcopy && !(p % MIG_BATCH_PAGES))
+					to_postcopy = mig_src_postcopy_wanted(src);
+				if (to_postcopy) {
+					shm_bitmap_set(dirty, p);
+					continue;
+				}
 				shm_bitmap_set(inround, p);
 				ret = src_add_page(src, &b, r, p);
 				if (ret)

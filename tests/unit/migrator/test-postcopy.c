@@ -380,6 +380,37 @@ static void test_postcopy_cut_before_commit(void **state)
 	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
+/*
+ * migrate-start-postcopy right after migrate: the first pass stops where it
+ * is and leaves the rest to postcopy, as QEMU switches at once too; the
+ * guest runs at the destination long before the pass could have ended.
+ */
+static void test_postcopy_at_once(void **state)
+{
+	struct pc *p = *state;
+	uint64_t t0;
+	struct mig_info di;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_config(p, true, true, 2, 4u << 20, false);
+	tvm_fill(&p->src, 0, 0, PAGES, false); /* 16 MiB: 4 s of first pass at the cap */
+	t0 = mig_now_ns();
+	assert_int_equal(mig_session_migrate(p->src.s, p->uri), 0);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	vcpu_start(p);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	print_message("postcopy at once: the guest runs at the destination after %" PRIu64 " ms\n",
+		      (mig_now_ns() - t0) / 1000000);
+	assert_true(mig_now_ns() - t0 < 3000000000ull);
+	vcpu_join(p);
+	pc_check_done(p);
+	mig_session_query(p->dst.s, &di);
+	assert_true(di.postcopy_pulled + di.postcopy_pushed > PAGES / 4);
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+}
+
 /* QEMU's two checks of migrate-start-postcopy, and a destination without postcopy-ram. */
 static void test_postcopy_refusals(void **state)
 {
@@ -410,6 +441,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_postcopy_converges, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_guest_write_wins, pc_setup,
 						pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_at_once, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut_before_commit, pc_setup,
 						pc_teardown),
