@@ -17,7 +17,11 @@
  * host's ceiling for one request: a 16-byte request answered with a 4 KiB
  * page over a loopback TCP connection, with no cleave in it.
  *
- * usage: bench-migrator-postcopy [RUNS] [--channels N] [--cap MIB_PER_S]
+ * With --static: no dirtier and no vCPU, postcopy started with the
+ * migration: the switch and the push alone, as bench-qemu-postcopy
+ * measures QEMU 7.2's (whose stopped guests neither dirty nor fault).
+ *
+ * usage: bench-migrator-postcopy [RUNS] [--channels N] [--cap MIB_PER_S] [--static]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -108,6 +112,8 @@ struct figures {
 	uint64_t pulled, pushed, waits;
 };
 
+static bool static_image; /* --static */
+
 static int one_run(unsigned int channels, uint64_t cap, bool postcopy, struct figures *f)
 {
 	struct mig_caps caps = {.multifd = channels > 1, .postcopy_ram = postcopy};
@@ -116,7 +122,7 @@ static int one_run(unsigned int channels, uint64_t cap, bool postcopy, struct fi
 	struct run r = {.src = calloc(1, sizeof(*r.src)), .dst = calloc(1, sizeof(*r.dst))};
 	struct mig_info si, di;
 	struct fault_stats st;
-	uint64_t t0, t_commit = 0;
+	uint64_t t0, t_commit = 0, t_end;
 	char uri[64];
 	int ret = -1;
 
@@ -133,7 +139,10 @@ static int one_run(unsigned int channels, uint64_t cap, bool postcopy, struct fi
 	    mig_session_incoming(r.dst->s, "tcp:127.0.0.1:0"))
 		goto out;
 	tvm_fill(r.src, 0, 0, DATA_PAGES, false);
-	tvm_dirtier_start(r.src, DATA_PAGES, 0);
+	if (!static_image)
+		tvm_dirtier_start(r.src, DATA_PAGES, 0);
+	else
+		atomic_store(&r.done, true); /* no vCPU touches anything */
 	if (pthread_create(&r.vcpu, NULL, vcpu_main, &r))
 		goto out;
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", mig_session_incoming_port(r.dst->s));
@@ -150,9 +159,10 @@ static int one_run(unsigned int channels, uint64_t cap, bool postcopy, struct fi
 			break;
 		usleep(200);
 	}
+	t_end = mig_now_ns();
 	mig_session_cancel(r.src->s); /* precopy that did not finish in time */
 	mig_session_wait(r.src->s, 10000);
-	f->total_ms = (mig_now_ns() - t0) / 1000000;
+	f->total_ms = (t_end - t0) / 1000000;
 	mig_session_query(r.src->s, &si);
 	mig_session_query(r.dst->s, &di);
 	if (si.status != MIG_STATUS_COMPLETED || di.status != MIG_STATUS_COMPLETED) {
@@ -168,7 +178,7 @@ static int one_run(unsigned int channels, uint64_t cap, bool postcopy, struct fi
 		goto join;
 	}
 	f->down_ms = si.downtime_ms;
-	f->postcopy_ms = t_commit ? (mig_now_ns() - t_commit) / 1000000 : 0;
+	f->postcopy_ms = t_commit ? (t_end - t_commit) / 1000000 : 0;
 	f->pulled = di.postcopy_pulled;
 	f->pushed = di.postcopy_pushed;
 	tvm_postcopy_stats(r.dst, &st);
@@ -273,6 +283,7 @@ int main(int argc, char **argv)
 			channels = (unsigned int)atoi(argv[++i]);
 		if (!strcmp(argv[i], "--cap") && i + 1 < argc)
 			cap = strtoull(argv[++i], NULL, 10) * MIB;
+		static_image |= !strcmp(argv[i], "--static");
 	}
 	if (nruns < 1 || nruns > 100)
 		nruns = 3;
@@ -283,8 +294,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	printf("postcopy, engine in one process over loopback TCP: 1 GiB RAM, 256 MiB of data "
-	       "rewritten at random by a dirtier; %u channel(s), max-bandwidth %s; medians of "
-	       "%u runs\n",
+	       "%s; %u channel(s), max-bandwidth %s; medians of %u runs\n",
+	       static_image ? "(static, nothing touched: postcopy from the start)"
+			    : "rewritten at random by a dirtier",
 	       channels, cap ? "capped" : "unlimited", nruns);
 	if (cap)
 		printf("  (cap %llu MiB/s)\n", (unsigned long long)(cap / MIB));
@@ -305,6 +317,8 @@ int main(int argc, char **argv)
 	       (double)MED(svc_p50) / 1000, (double)MED(svc_p99) / 1000);
 	printf("pages pulled on request %llu, pushed %llu\n", (unsigned long long)MED(pulled),
 	       (unsigned long long)MED(pushed));
+	if (static_image)
+		return 0;
 	ret = one_run(channels, cap, false, &pre);
 	if (ret > 0)
 		printf("precopy alone: not finished after %d s (cancelled)\n", PRECOPY_MS / 1000);
