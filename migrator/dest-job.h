@@ -80,6 +80,7 @@ struct mig_dst {
 	 */
 	atomic_bool postcopy;
 	uint64_t *needed[SHM_MAX_REGIONS];
+	_Atomic uint64_t needed_left; /* bits set in needed[] (kept with them) */
 	/*
 	 * When each request still unanswered was sent (postcopy_wait_us):
 	 * written by the fault thread, taken by the worker; pc_lock protects

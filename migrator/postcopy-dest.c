@@ -129,6 +129,7 @@ bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page)
 
 	if (!(__atomic_fetch_and(&dst->needed[region][page / 64], ~bit, __ATOMIC_ACQ_REL) & bit))
 		return false;
+	atomic_fetch_sub(&dst->needed_left, 1);
 	/* Placed first by this call: a guest waiting for it waited this long. */
 	atomic_fetch_add(&dst->s->ctr.postcopy_wait_us,
 			 timed_take(dst, region, page, mig_now_ns()) / 1000);
@@ -312,7 +313,7 @@ int mig_dst_postcopy_run(struct mig_dst *dst)
 	uint64_t timeout_ns = (uint64_t)s->io_timeout_ms * 1000000ull;
 	int ret = pc_fault_start(dst);
 
-	uint64_t last_sync = 0;
+	uint64_t last_sync = 0, ended_ns = 0;
 
 	dst->pc_rx_ns = mig_now_ns();
 	while (!ret) {
@@ -327,8 +328,22 @@ int mig_dst_postcopy_run(struct mig_dst *dst)
 			last_sync = mig_now_ns();
 			mig_session_record_sync(s);
 		}
-		if (dst->phase == MIG_PHASE_DST_POSTCOPY && pc_channels_ended(dst))
-			return pc_finish(dst);
+		/*
+		 * The push is over; answers to requests may still be on the main
+		 * connection (the push skips a page served on request), so
+		 * the end waits for them, within the io timeout.
+		 */
+		if (dst->phase == MIG_PHASE_DST_POSTCOPY && pc_channels_ended(dst)) {
+			if (!atomic_load(&dst->needed_left))
+				return pc_finish(dst);
+			if (!ended_ns)
+				ended_ns = mig_now_ns();
+			else if (mig_now_ns() - ended_ns > timeout_ns)
+				return mig_dst_fail(dst, -EPROTO,
+						    "protocol error: the source ended its push "
+						    "with %" PRIu64 " pages still missing here",
+						    (uint64_t)atomic_load(&dst->needed_left));
+		}
 		n = poll(&pfd, 1, PC_MAIN_POLL_MS);
 		if (n < 0 && errno != EINTR)
 			return mig_dst_fail(dst, -errno, "main channel: poll: %s", strerror(errno));
@@ -416,6 +431,7 @@ static int pc_needed_load(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
 	if (ret)
 		return mig_dst_fail(dst, ret, "postcopy: needed pages: %s",
 				    ret == -EPROTO ? "bad page map" : strerror(-ret));
+	atomic_store(&dst->needed_left, total);
 	atomic_store(&s->ctr.remaining, total * SHM_PAGE_SIZE);
 	log_info("postcopy: %" PRIu64 " pages to come from the source", total);
 	return 0;
@@ -498,7 +514,8 @@ int mig_dst_postcopy_adopt(struct mig_dst *dst)
 	ret = pc->listen(s->env.ops_arg, (const uint64_t *const *)dst->needed);
 	if (ret)
 		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy listen: %s", strerror(-ret));
-	atomic_store(&s->ctr.remaining, needed_count(dst) * SHM_PAGE_SIZE);
+	atomic_store(&dst->needed_left, needed_count(dst));
+	atomic_store(&s->ctr.remaining, atomic_load(&dst->needed_left) * SHM_PAGE_SIZE);
 	/* Killed between Commit and RESUME: the guest is ours, run it now. */
 	if (dst->phase == MIG_PHASE_DST_POSTCOPY) {
 		ret = s->env.ops->resume(s->env.ops_arg);
