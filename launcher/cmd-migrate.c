@@ -2,7 +2,7 @@
 /*
  * `cleave migrate --qmp PATH tcp:HOST:PORT|file:PATH [--channels N]
  *                 [--max-bandwidth BYTES] [--downtime-limit MS]
- *                 [--reconnect-timeout MS] [--then cont|quit]
+ *                 [--reconnect-timeout MS] [--then cont|quit] [--postcopy]
  *                 [--tls-x509 DIR [--tls-hostname NAME] | --tls-psk FILE
  *                  [--tls-psk-identity NAME]]`
  *
@@ -10,7 +10,9 @@
  * migration's own TLS is the VM's, set by `cleave run --migrate-tls-*`.
  *
  * Sets the migration capabilities (multifd when N > 1, events) and
- * parameters over QMP, issues `migrate`, follows `query-migrate` with a
+ * parameters over QMP, issues `migrate` (and with --postcopy, the
+ * postcopy-ram capability and `migrate-start-postcopy` at once: the
+ * destination needs postcopy-ram set too), follows `query-migrate` with a
  * one-line progress bar on a terminal (plain lines otherwise), prints a
  * summary and exits 0 only when the migration completed (1: failed or
  * cancelled, or --then failed, 2: usage or no QMP, 3: switchover outcome
@@ -51,6 +53,7 @@ struct cli_opts {
 	long long downtime_limit;     /* -1: leave as is */
 	long long reconnect_timeout;  /* -1: leave as is */
 	const char *then;	      /* "cont", "quit" after a completed save, or NULL */
+	bool postcopy;		      /* switch to postcopy at once */
 	struct qmp_connect_opts conn; /* TLS to the QMP socket */
 };
 
@@ -59,11 +62,13 @@ static void cli_usage(void)
 	fprintf(stderr,
 		"usage: cleave migrate --qmp PATH tcp:HOST:PORT|file:PATH [--channels N]\n"
 		"                      [--max-bandwidth BYTES] [--downtime-limit MS]\n"
-		"                      [--reconnect-timeout MS] [--then cont|quit]\n"
+		"                      [--reconnect-timeout MS] [--then cont|quit] [--postcopy]\n"
 		"                      [--tls-x509 DIR [--tls-hostname NAME]]\n"
 		"                      [--tls-psk FILE [--tls-psk-identity NAME]]\n"
 		"  file:PATH saves the VM (PATH in cleave run's --snapshot-dir); the guest\n"
 		"  then stays paused unless --then cont (runs on) or quit (ends the VM)\n"
+		"  --postcopy: the guest runs on the destination at once, its pages follow\n"
+		"  (the destination needs the postcopy-ram capability: cleave qmp)\n"
 		"TLS options, for a --qmp tcp:HOST:PORT (the migration's TLS is the "
 		"VM's):\n" QMP_TLS_USAGE);
 }
@@ -199,6 +204,7 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 		{"downtime-limit", required_argument, NULL, 'd'},
 		{"reconnect-timeout", required_argument, NULL, 'r'},
 		{"then", required_argument, NULL, 't'},
+		{"postcopy", no_argument, NULL, 'p'},
 		QMP_TLS_LONG_OPTIONS,
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -240,6 +246,9 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 				return -1;
 			o->then = optarg;
 			break;
+		case 'p':
+			o->postcopy = true;
+			break;
 		default:
 			if (!qmp_connect_option(&o->conn, c, optarg))
 				return -1;
@@ -249,6 +258,11 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
 	if (optind != argc - 1 || !o->qmp || qmp_connect_check(&o->conn, "cleave migrate"))
 		return -1;
 	o->uri = argv[optind];
+	if (o->postcopy && !strncmp(o->uri, "file:", 5)) {
+		fprintf(stderr, "cleave migrate: --postcopy is for a migration to another VM, not "
+				"a save\n");
+		return -1;
+	}
 	/* After a migration the guest runs on the destination: never here too. */
 	if (o->then && strncmp(o->uri, "file:", 5)) {
 		fprintf(stderr, "cleave migrate: --then is for a save (file:PATH): after a "
@@ -284,14 +298,17 @@ static int cli_setup(struct qmp_client *c, const struct cli_opts *o)
 	json_t *params;
 
 	if (cli_cmd(c, "migrate-set-capabilities",
-		    json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability", "multifd",
-			      "state", o->channels > 1, "capability", "events", "state", 1),
+		    json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability",
+			      "multifd", "state", o->channels > 1, "capability", "events", "state",
+			      1, "capability", "postcopy-ram", "state", o->postcopy),
 		    NULL))
 		return -1;
 	params = cli_params(o);
 	if (params && cli_cmd(c, "migrate-set-parameters", params, NULL))
 		return -1;
-	return cli_cmd(c, "migrate", json_pack("{s:s}", "uri", o->uri), NULL);
+	if (cli_cmd(c, "migrate", json_pack("{s:s}", "uri", o->uri), NULL))
+		return -1;
+	return o->postcopy ? cli_cmd(c, "migrate-start-postcopy", NULL, NULL) : 0;
 }
 
 /*

@@ -349,6 +349,33 @@ static void test_cli_migrate_then(void **state)
 	assert_int_equal(atomic_load(&e->fb->quits), 1);
 }
 
+/*
+ * --postcopy: postcopy-ram set with the other capabilities, then
+ * migrate-start-postcopy right after migrate; refused for a save.
+ */
+static void test_cli_migrate_postcopy(void **state)
+{
+	struct env *e = *state;
+	const char *args[] = {"migrate",    "--qmp", e->mp.path, "tcp:127.0.0.1:4444",
+			      "--postcopy", NULL};
+	const char *save[] = {"migrate",    "--qmp", e->mp.path, "file:/var/snaps/vm.snap",
+			      "--postcopy", NULL};
+	unsigned int starts;
+	char out[8192];
+
+	pthread_mutex_lock(&e->fb->lock);
+	starts = e->fb->postcopy_starts;
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(cli_run(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "status: completed"));
+	pthread_mutex_lock(&e->fb->lock);
+	assert_true(e->fb->postcopy_cap);
+	assert_int_equal(e->fb->postcopy_starts, starts + 1);
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_int_equal(cli_run_err(save, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "--postcopy is for a migration to another VM"));
+}
+
 /* --reconnect-timeout: only a plain non-negative number of ms; usage names it. */
 static void test_cli_migrate_bad_reconnect(void **state)
 {
@@ -673,6 +700,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_cli_qmp, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_events, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_migrate_postcopy, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate_then, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_migrate_bad_reconnect, env_setup,
 						env_teardown),
