@@ -63,6 +63,13 @@ struct run_vm {
 	 * it, no path in the state directory.  -1: none.
 	 */
 	int pclink_fds[2];
+	/*
+	 * The fd link (proto/fd-link.h) of a VM with QMP: [0] cleave-monitor's
+	 * end, [1] the migrator's, both kept here for restarted children (a
+	 * restarted monitor or migrator finds its peer's end unchanged).  -1:
+	 * none.
+	 */
+	int fdlink_fds[2];
 	/* ipc:// URLs in the pairs' directories of the state dir (run-internal.h) */
 	char vcpu_rpc_mig[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the migrator */
 	char vcpu_rpc_mon[RUN_SUN_PATH_MAX + 32]; /* cleave-vcpu serving the monitor */
@@ -109,6 +116,9 @@ static void run_vm_fini(struct run_vm *vm)
 		if (vm->pclink_fds[i] >= 0)
 			close(vm->pclink_fds[i]);
 		vm->pclink_fds[i] = -1;
+		if (vm->fdlink_fds[i] >= 0)
+			close(vm->fdlink_fds[i]);
+		vm->fdlink_fds[i] = -1;
 	}
 	for (i = 0; i < vm->nr_ram; i++)
 		close(vm->ram_fds[i]);
@@ -198,6 +208,9 @@ static int run_vm_resources_create(struct run_vm *vm)
 	/* Only a destination takes postcopy. */
 	if (vm->opt.incoming != RUN_INCOMING_NONE &&
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vm->pclink_fds))
+		return -errno;
+	/* Only QMP's getfd hands fds over (migrate "fd:NAME"). */
+	if (vm->opt.nr_qmp && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vm->fdlink_fds))
 		return -errno;
 	for (i = 0; i < vm->opt.nr_qmp; i++) {
 		ret = run_qmp_listen(&vm->opt.qmp[i], &vm->qmp_fds[i]);
@@ -302,6 +315,10 @@ static void run_cmd_migrator(struct run_vm *vm, struct spawn_cmd *c)
 		spawn_cmd_arg(c, "--postcopy-link-fd");
 		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->pclink_fds[1]));
 	}
+	if (vm->fdlink_fds[1] >= 0) {
+		spawn_cmd_arg(c, "--fd-link-fd");
+		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->fdlink_fds[1]));
+	}
 }
 
 static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
@@ -320,6 +337,10 @@ static void run_cmd_monitor(struct run_vm *vm, struct spawn_cmd *c)
 	spawn_cmd_arg(c, "%s", vm->mig_rpc);
 	spawn_cmd_arg(c, "--migrator-events");
 	spawn_cmd_arg(c, "%s", vm->mig_events);
+	if (vm->fdlink_fds[0] >= 0) {
+		spawn_cmd_arg(c, "--fd-link-fd");
+		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->fdlink_fds[0]));
+	}
 	spawn_cmd_arg(c, "--name");
 	spawn_cmd_arg(c, "%s", vm->opt.name);
 	/* Only named, for query-chardev: the monitor never touches the serial. */
@@ -656,6 +677,7 @@ int cmd_run_main(int argc, char **argv)
 	vm.serial_fd = -1;
 	vm.pidns_fd = -1;
 	vm.pclink_fds[0] = vm.pclink_fds[1] = -1;
+	vm.fdlink_fds[0] = vm.fdlink_fds[1] = -1;
 	for (i = 0; i < RUN_QMP_MAX; i++)
 		vm.qmp_fds[i] = -1;
 	vm.state.lock_fd = -1;

@@ -22,6 +22,7 @@
 
 #include "log/log.h"
 #include "migrator/migrator-process.h"
+#include "migrator/fd-link.h"
 #include "migrator/postcopy-link.h"
 #include "migrator/tls.h"
 #include "sandbox/sandbox.h"
@@ -39,6 +40,7 @@ struct options {
 	bool insecure_plaintext;
 	bool verbose;
 	int postcopy_link_fd; /* -1: none */
+	int fd_link_fd;	      /* -1: none (no fd: URIs) */
 };
 
 static void usage(FILE *f)
@@ -49,7 +51,7 @@ static void usage(FILE *f)
 		   "                        [--tls-psk-identity NAME]] [--tls-authz LIST]\n"
 		   "                       [--tls-hostname NAME] [--insecure-plaintext]\n"
 		   "                       [--snapshot-dir PATH] [--tls-more DIR|FILE]...\n"
-		   "                       [--postcopy-link-fd N]\n");
+		   "                       [--postcopy-link-fd N] [--fd-link-fd N]\n");
 }
 
 static int parse_fd(const char *s, int *fd)
@@ -83,6 +85,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"snapshot-dir", required_argument, NULL, 'S'},
 		{"tls-more", required_argument, NULL, 'M'},
 		{"postcopy-link-fd", required_argument, NULL, 'L'},
+		{"fd-link-fd", required_argument, NULL, 'F'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -92,6 +95,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 	o->ctl_fd = -1;
 	o->postcopy_link_fd = -1;
+	o->fd_link_fd = -1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -152,6 +156,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (parse_fd(optarg, &o->postcopy_link_fd))
 				goto err_value;
 			break;
+		case 'F':
+			if (parse_fd(optarg, &o->fd_link_fd))
+				goto err_value;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -174,6 +182,7 @@ err_value:
 	log_err("bad value for --%s: '%s'",
 		c == 'c'   ? "ctl-fd"
 		: c == 'L' ? "postcopy-link-fd"
+		: c == 'F' ? "fd-link-fd"
 			   : "ram-fds",
 		optarg);
 	return -EINVAL;
@@ -258,6 +267,7 @@ int main(int argc, char **argv)
 	struct shm_ctl ctl = {.fd = -1};
 	struct rpc_client *vcpu = NULL;
 	struct mig_pclink *link = NULL;
+	struct mig_fdlink *fdlink = NULL;
 	struct migrator_vm vm;
 	struct rpc_server *server = NULL;
 	struct rpc_pub *pub = NULL;
@@ -408,6 +418,14 @@ int main(int argc, char **argv)
 		}
 		log_info("waiting for an incoming migration on %s", o.incoming);
 	}
+	/* cleave-monitor's end hands over the sockets of fd: URIs (QMP getfd). */
+	if (o.fd_link_fd >= 0) {
+		ret = mig_fdlink_start(&fdlink, o.fd_link_fd, s);
+		if (ret) {
+			log_err("fd link fd %d: %s", o.fd_link_fd, strerror(-ret));
+			goto out;
+		}
+	}
 	ret = migrator_server_start(&server, o.rpc, s);
 	if (ret) {
 		log_err("RPC server %s: %s", o.rpc, strerror(-ret));
@@ -422,6 +440,7 @@ int main(int argc, char **argv)
 out:
 	/* Server first: no handler may run on a session being freed. */
 	rpc_server_stop(server);
+	mig_fdlink_stop(fdlink);
 	mig_session_free(s);
 	rpc_pub_close(pub);
 	rpc_client_close(vcpu);

@@ -119,6 +119,7 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 		s->operator_client = NULL;
 		s->refuse_warned = false;
 	}
+	mon_client_fds_fini(c);
 	mon_framer_fini(&c->in);
 	while (c->inband_nr)
 		free(mon_inband_pop(c));
@@ -152,6 +153,31 @@ static ssize_t mon_client_write(struct mon_client *c, const char *buf, size_t le
 }
 
 /*
+ * recvmsg() on a plaintext socket: a unix socket's client may pass fds
+ * with its input (SCM_RIGHTS, for getfd).  Room for one; the kernel drops
+ * what does not fit (MSG_CTRUNC), client-fds.c closes any extra.
+ */
+static ssize_t mon_client_recv(struct mon_client *c, char *buf, size_t len)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (n >= 0 && mh.msg_controllen)
+		mon_client_fds_received(c, &mh);
+	return n;
+}
+
+/*
  * recv() on the socket or through the client's TLS session.  TLS hands
  * over one record (16 KiB at most) per call: take as many as fit, as one
  * recv() would.  An end found behind data is kept for the next call.
@@ -162,7 +188,7 @@ static ssize_t mon_client_read(struct mon_client *c, char *buf, size_t len)
 	ssize_t n;
 
 	if (!c->tls)
-		return recv(c->fd, buf, len, MSG_DONTWAIT);
+		return mon_client_recv(c, buf, len);
 	if (c->tls_eof)
 		return 0;
 	while (got < len) {
@@ -266,6 +292,12 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 	struct mon_job *job;
 	int ret;
 
+	if (req->cmd->flags & MON_CMD_FDS) {
+		mon_client_fd_cmd(c, req, &res);
+		ret = mon_client_reply(s, c, req->id_text, &res);
+		mon_result_fini(&res);
+		return ret;
+	}
 	if (req->cmd->known && req->cmd->known(&s->ctx, req->args, &res)) {
 		ret = mon_client_reply(s, c, req->id_text, &res);
 		mon_result_fini(&res);
@@ -275,6 +307,12 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		job = mon_job_alloc();
 		if (!job)
 			return -ENOMEM;
+		if ((req->cmd->flags & MON_CMD_FD_URI) && mon_client_fd_uri(s, c, req, job, &res)) {
+			mon_job_free(job);
+			ret = mon_client_reply(s, c, req->id_text, &res);
+			mon_result_fini(&res);
+			return ret;
+		}
 		job->client_id = c->id;
 		job->client_fd = c->fd;
 		job->id = req->id_text;
@@ -571,6 +609,7 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 	}
 	if (mon_client_close_if_done(s, c))
 		return;
+	mon_client_fds_settle(c);
 	mon_client_input_update(s, c);
 	mon_client_watch(s, c);
 }
@@ -777,6 +816,7 @@ void mon_client_accepted(struct mon_server *s, int fd, bool tls)
 	}
 	c->id = ++s->next_id;
 	c->fd = fd;
+	c->pending_fd = -1;
 	c->ep_events = EPOLLIN;
 	if (slot == 1)
 		s->operator_client = c;

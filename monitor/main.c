@@ -43,7 +43,9 @@ static void usage(void)
 			"                      [--max-clients N] [--input-limit BYTES]\n"
 			"                      [--handshake-timeout MS] [--partial-timeout MS]\n"
 			"                      [--serial stdio|file:PATH]  the guest serial, for "
-			"query-chardev\n");
+			"query-chardev\n"
+			"                      [--fd-link-fd N]  the socketpair end that hands "
+			"getfd's fds to the migrator\n");
 }
 
 /* A decimal number in [min, max], or an error naming the option. */
@@ -173,6 +175,23 @@ static int mon_listen_tls(int fd, const struct mon_tls *tls)
 	return -EADDRNOTAVAIL;
 }
 
+/* --fd-link-fd N: an inherited SOCK_SEQPACKET socket (proto/fd-link.h), or -1. */
+static int mon_fd_link_arg(const char *v)
+{
+	unsigned long long n;
+	socklen_t len;
+	int type;
+
+	if (mon_opt_number("fd-link-fd", v, 3, 65535, &n))
+		return -1;
+	len = sizeof(type);
+	if (getsockopt((int)n, SOL_SOCKET, SO_TYPE, &type, &len) || type != SOCK_SEQPACKET) {
+		log_err("--fd-link-fd %llu: not a SOCK_SEQPACKET socket", n);
+		return -1;
+	}
+	return (int)n;
+}
+
 /* One fd per client: take everything the hard limit allows. */
 static void mon_rlimit_raise(void)
 {
@@ -238,6 +257,7 @@ int main(int argc, char **argv)
 		{"tls-x509-dir", required_argument, NULL, 'X'},
 		{"tls-psk-file", required_argument, NULL, 'K'},
 		{"tls-authz", required_argument, NULL, 'A'},
+		{"fd-link-fd", required_argument, NULL, 'F'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -280,6 +300,11 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			cfg.serial = optarg;
+			break;
+		case 'F':
+			cfg.fd_link_fd = mon_fd_link_arg(optarg);
+			if (cfg.fd_link_fd < 0)
+				goto err_usage;
 			break;
 		case 'r':
 			cfg.vcpu_rpc = optarg;

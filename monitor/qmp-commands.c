@@ -335,6 +335,27 @@ static void mon_cmd_quit(struct mon_ctx *ctx, json_t *args, struct mon_result *r
 	res->ret = json_object();
 }
 
+/*
+ * getfd / closefd run in the client's session (MON_CMD_FDS, client-fds.c),
+ * which holds its fds.  Without one (no socket the fd could have come
+ * over), they answer as QEMU's HMP does.
+ */
+static void mon_cmd_getfd(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	mon_result_error(res, NULL, "No file descriptor supplied via SCM_RIGHTS");
+}
+
+static void mon_cmd_closefd(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	mon_result_error(res, NULL, "File descriptor named '%s' not found",
+			 json_string_value(json_object_get(args, "fdname")));
+}
+
+static const struct mon_arg_spec mon_args_fdname[] = {
+	{.name = "fdname", .type = MON_ARG_STR},
+	{.type = MON_ARG_END},
+};
+
 static void mon_cmd_capabilities(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	mon_capabilities_check(args, res);
@@ -423,13 +444,27 @@ static const struct mon_cmd mon_cmds[] = {
 	 .run = mon_cmd_query_machines,
 	 .ret = MON_RET_OBJ_ARRAY,
 	 .ret_fields = mon_ret_machine_info},
+	{.name = "getfd",
+	 .args = mon_args_fdname,
+	 .backend = MON_BACKEND_NONE,
+	 .flags = MON_CMD_FDS,
+	 .run = mon_cmd_getfd,
+	 .ret = MON_RET_EMPTY},
+	{.name = "closefd",
+	 .args = mon_args_fdname,
+	 .backend = MON_BACKEND_NONE,
+	 .flags = MON_CMD_FDS,
+	 .run = mon_cmd_closefd,
+	 .ret = MON_RET_EMPTY},
 	{.name = "migrate",
 	 .args = mon_args_migrate,
 	 .backend = MON_BACKEND_MIGRATOR,
+	 .flags = MON_CMD_FD_URI,
 	 .run = mon_cmd_migrate},
 	{.name = "migrate-incoming",
 	 .args = mon_args_migrate_incoming,
 	 .backend = MON_BACKEND_MIGRATOR,
+	 .flags = MON_CMD_FD_URI,
 	 .run = mon_cmd_migrate_incoming},
 	{.name = "migrate_cancel", .backend = MON_BACKEND_MIGRATOR, .run = mon_cmd_migrate_cancel},
 	{.name = "query-migrate", .backend = MON_BACKEND_MIGRATOR, .run = mon_cmd_query_migrate},

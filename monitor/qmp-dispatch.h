@@ -12,6 +12,7 @@
 #ifndef CLEAVE_MONITOR_QMP_DISPATCH_H
 #define CLEAVE_MONITOR_QMP_DISPATCH_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -76,6 +77,15 @@ struct mon_ctx {
 	const char *const *qmp_sockets;
 	const char *serial;
 	struct mon_run_state run_state; /* query-status without a round trip */
+	/*
+	 * The fd link to the migrator (proto/fd-link.h; monitor/fd-link.c), or
+	 * -1: fd: URIs are refused.  Not owned.  The lock serializes its
+	 * exchanges (the migrator pool has several threads); seq is the last
+	 * message's, under the lock.
+	 */
+	int fd_link;
+	pthread_mutex_t fd_link_lock;
+	uint64_t fd_link_seq;
 };
 
 /*
@@ -128,6 +138,18 @@ enum mon_cmd_flags {
 	 * client's in-band command that waits on a backend.
 	 */
 	MON_CMD_ALLOW_OOB = 1 << 3,
+	/*
+	 * getfd / closefd: the client's named fds, run by the session
+	 * (monitor/client.c), which holds them; .run answers when there is
+	 * no QMP session (QEMU's HMP has no SCM_RIGHTS).
+	 */
+	MON_CMD_FDS = 1 << 4,
+	/*
+	 * migrate / migrate-incoming: an "fd:NAME" uri takes the client's
+	 * fd NAME on the loop; the worker hands it to the migrator over the
+	 * fd link before .run.
+	 */
+	MON_CMD_FD_URI = 1 << 5,
 };
 
 /* What a command returns, for query-qmp-schema. */

@@ -102,7 +102,7 @@ const struct mon_arg_spec mon_args_migrate_resolve[] = {
 	{.type = MON_ARG_END},
 };
 
-#define MON_URIS "supported: tcp:HOST:PORT, unix:PATH, file:PATH"
+#define MON_URIS "supported: tcp:HOST:PORT, unix:PATH, file:PATH, fd:NAME"
 
 static int mon_uri_check(const char *uri, struct mon_result *res)
 {
@@ -112,6 +112,12 @@ static int mon_uri_check(const char *uri, struct mon_result *res)
 	 * --snapshot-dir (docs/SNAPSHOT.md), whose rules the migrator checks.
 	 */
 	if (!strncmp(uri, "tcp:", 4) || !strncmp(uri, "unix:", 5) || !strncmp(uri, "file:", 5))
+		return 0;
+	/*
+	 * fd:NAME: the session (monitor/client-fds.c) found the client's fd
+	 * NAME and the worker handed it to the migrator before this call.
+	 */
+	if (!strncmp(uri, "fd:", 3))
 		return 0;
 	/* exec: would need a process that may exec: none of cleave's sandboxed ones may. */
 	if (!strncmp(uri, "exec:", 5))

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "monitor/events.h"
 #include "monitor/qmp-framer.h"
@@ -50,6 +51,18 @@ enum mon_ep_kind {
 };
 
 #define MON_EP(kind, fd) (((uint64_t)(kind) << 32) | (uint32_t)(fd))
+
+/*
+ * Named fds (getfd) one client may hold: the migrator's MIG_FD_MAX.  Names
+ * are proto/fd-link.h's (FDLINK_NAME_MAX).
+ */
+#define MON_FDS_MAX    16
+#define MON_FDNAME_MAX 63
+
+struct mon_named_fd {
+	char *name; /* owned */
+	int fd;	    /* owned */
+};
 
 /* An in-band message read while its client was busy: a copy of its frame. */
 struct mon_inband {
@@ -100,6 +113,14 @@ struct mon_client {
 	bool tls_want_write;	     /* ... and waits to write (else to read) */
 	bool tls_eof;		     /* GnuTLS saw the end of input behind data already taken */
 	bool read_queued; /* on the ready list to read what GnuTLS holds (epoll cannot see it) */
+	/*
+	 * fds (docs/QMP.md, "getfd and fd: URIs"): the last one that came with
+	 * input (SCM_RIGHTS), until getfd takes it or every message read with
+	 * it has run (-1: none); and the ones getfd named.  Owned.
+	 */
+	int pending_fd;
+	struct mon_named_fd fds[MON_FDS_MAX];
+	size_t nr_fds;
 };
 
 /* A client to run again next turn: more complete input than its batch allowed, or more to read. */
@@ -183,5 +204,22 @@ void mon_client_deadlines(struct mon_server *s, int64_t now_ms);
 void mon_client_refuse(int fd, bool tls, const char *desc);
 
 int64_t mon_now_ms(void);
+
+/* ---- client-fds.c: a client's fds ---- */
+
+/* Closes every fd of @c. */
+void mon_client_fds_fini(struct mon_client *c);
+/* Takes the fds that came with a read: the first is kept as pending, the rest closed. */
+void mon_client_fds_received(struct mon_client *c, struct msghdr *mh);
+/* Closes the pending fd once nothing read with it waits to run (no getfd took it). */
+void mon_client_fds_settle(struct mon_client *c);
+/* getfd / closefd (MON_CMD_FDS) for @c. */
+void mon_client_fd_cmd(struct mon_client *c, const struct mon_request *req, struct mon_result *res);
+/*
+ * migrate / migrate-incoming (MON_CMD_FD_URI): an "fd:NAME" uri moves @c's
+ * fd NAME into @job.  0 (also for other uris), or an error in @res.
+ */
+int mon_client_fd_uri(struct mon_server *s, struct mon_client *c, const struct mon_request *req,
+		      struct mon_job *job, struct mon_result *res);
 
 #endif

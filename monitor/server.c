@@ -388,6 +388,18 @@ int mon_server_alloc(struct mon_server **out, const struct mon_config *cfg)
 	s->ctx.serial = cfg->serial;
 	s->ctx.timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : RPC_DEFAULT_TIMEOUT;
 	s->ctx.cancel_retry_ms = MON_CANCEL_RETRY_MS;
+	s->ctx.fd_link = cfg->fd_link_fd > 0 ? cfg->fd_link_fd : -1;
+	pthread_mutex_init(&s->ctx.fd_link_lock, NULL);
+	{
+		struct timespec ts;
+
+		/*
+		 * A restarted monitor must not take an answer meant for its
+		 * predecessor: its seqs start elsewhere.
+		 */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		s->ctx.fd_link_seq = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec << 8;
+	}
 	atomic_init(&s->ctx.migration_events, false);
 	mon_run_state_init(&s->ctx.run_state);
 	s->tls = cfg->tls;
@@ -493,5 +505,6 @@ void mon_server_free(struct mon_server *s)
 	free(s->ready);
 	free(s->greeting);
 	mon_run_state_fini(&s->ctx.run_state);
+	pthread_mutex_destroy(&s->ctx.fd_link_lock);
 	free(s);
 }

@@ -38,6 +38,8 @@ struct mon_config {
 	/* query-chardev: each listener's address ("unix:PATH"), NULL-terminated; the serial. */
 	const char *const *qmp_names;
 	const char *serial; /* "stdio", "file:PATH", or NULL: not known */
+	/* The fd link to the migrator (proto/fd-link.h), not owned; <= 0: none. */
+	int fd_link_fd;
 };
 
 struct mon_server;

@@ -7,14 +7,17 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "monitor/fd-link.h"
 #include "monitor/worker.h"
 
 struct mon_job *mon_job_alloc(void)
 {
 	struct mon_job *job = calloc(1, sizeof(*job));
 
-	if (job)
+	if (job) {
 		job->client_fd = -1;
+		job->fd = -1;
+	}
 	return job;
 }
 
@@ -23,6 +26,9 @@ void mon_job_free(struct mon_job *job)
 	if (!job)
 		return;
 	free(job->id);
+	if (job->fd >= 0)
+		close(job->fd);
+	free(job->fd_name);
 	json_decref(job->args);
 	mon_result_fini(&job->res);
 	free(job);
@@ -126,6 +132,37 @@ static void mon_worker_fail_queued(struct mon_worker *w, const struct mon_result
 	}
 }
 
+/*
+ * An "fd:NAME" job: the fd goes to the migrator first, and the MIGRATE /
+ * INCOMING that names it follows only once the migrator answered that it
+ * holds it (so the call never overtakes the fd).  True when .run goes on.
+ */
+static bool mon_job_hand_fd(struct mon_ctx *ctx, struct mon_job *job)
+{
+	int fd = job->fd, ret;
+
+	if (fd < 0)
+		return true;
+	job->fd = -1;
+	ret = mon_fdlink_send(ctx, job->fd_name, fd);
+	if (!ret)
+		return true;
+	if (ret == -ENOTSOCK)
+		mon_result_error(&job->res, NULL,
+				 "fd:%s: the file descriptor is not a socket (a migration needs a "
+				 "connected stream socket)",
+				 job->fd_name);
+	else if (ret == -ETIMEDOUT || ret == -ENOTCONN)
+		mon_result_error(&job->res, NULL,
+				 "fd:%s: the migrator did not take the file descriptor: %s",
+				 job->fd_name, ret == -ETIMEDOUT ? "no answer" : "no fd link");
+	else
+		mon_result_error(&job->res, NULL,
+				 "fd:%s: the migrator refused the file descriptor: %s",
+				 job->fd_name, strerror(-ret));
+	return false;
+}
+
 static void *mon_worker_main(void *arg)
 {
 	struct mon_worker *w = arg;
@@ -133,7 +170,8 @@ static void *mon_worker_main(void *arg)
 
 	log_set_thread(w->name);
 	while ((job = mon_worker_pop(w))) {
-		job->run(w->ctx, job->args, &job->res);
+		if (mon_job_hand_fd(w->ctx, job))
+			job->run(w->ctx, job->args, &job->res);
 		if (!job->res.err_class && !job->res.ret)
 			job->res.ret = json_object();
 		if (job->res.err_class)

@@ -32,7 +32,13 @@ struct mon_job {
 	char *id;	      /* the request's id as JSON text, owned; NULL if none */
 	json_t *args;	      /* checked arguments, owned */
 	void (*run)(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
-	const char *name;      /* command name, for logs */
+	const char *name; /* command name, for logs */
+	/*
+	 * An "fd:NAME" uri's fd, taken from the client (MON_CMD_FD_URI), owned:
+	 * handed to the migrator over the fd link before .run; -1: none.
+	 */
+	int fd;
+	char *fd_name;	       /* its name, owned */
 	struct mon_result res; /* filled by the worker */
 	/* loop thread only: events seen (per enum mon_await) when submitted */
 	uint64_t await_marks[MON_AWAIT_NR];

@@ -149,13 +149,28 @@ static const struct dispatch_case dispatch_cases[] = {
 	 GE("Invalid parameter type for 'uri', expected: string") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat\"}}",
 	 GE("Parameter 'uri': exec: migration is refused: no cleave process may run a command "
-	    "(supported: tcp:HOST:PORT, unix:PATH, file:PATH)") "}"},
+	    "(supported: tcp:HOST:PORT, unix:PATH, file:PATH, fd:NAME)") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"rdma:1.2.3.4:5\"}}",
 	 GE("Parameter 'uri' expects a valid migration protocol (supported: tcp:HOST:PORT, "
-	    "unix:PATH, file:PATH)") "}"},
+	    "unix:PATH, file:PATH, fd:NAME)") "}"},
+	/*
+	 * fd:NAME is resolved by the client's session before .run (client-fds.c,
+	 * tests/integration/monitor/test-qmp-server.c); .run alone calls the migrator.
+	 */
 	{true, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:3\"}}",
-	 GE("Parameter 'uri' expects a valid migration protocol (supported: tcp:HOST:PORT, "
-	    "unix:PATH, file:PATH)") "}"},
+	 GE("migrator is not running") "}"},
+	/* getfd / closefd without a session: QEMU 7.2's HMP answers (no SCM_RIGHTS there). */
+	{true, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"a\"}}",
+	 GE("No file descriptor supplied via SCM_RIGHTS") "}"},
+	{true, "{\"execute\":\"getfd\",\"arguments\":{}}", GE("Parameter 'fdname' is missing") "}"},
+	{true, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":5}}",
+	 GE("Invalid parameter type for 'fdname', expected: string") "}"},
+	{true, "{\"execute\":\"closefd\",\"arguments\":{\"fdname\":\"zz\"}}",
+	 GE("File descriptor named 'zz' not found") "}"},
+	/* No fd sets in cleave (docs/QMP.md, compatibility). */
+	{true, "{\"execute\":\"add-fd\"}", NF("The command add-fd has not been found") "}"},
+	{true, "{\"execute\":\"query-fdsets\"}",
+	 NF("The command query-fdsets has not been found") "}"},
 	{true, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:1:2\",\"speed\":1}}",
 	 GE("Parameter 'speed' is unexpected") "}"},
 	{true,
