@@ -494,8 +494,9 @@ static int src_tls_connect(struct mig_src *src, int fd, const char *what)
 		host[0] = '\0';
 		ret = mig_tls_needs_hostname(tls) ? -EINVAL : 0;
 		snprintf(err, sizeof(err),
-			 "TLS over a unix: socket or an fd needs tls-hostname (the name the "
-			 "destination's certificate carries)");
+			 "TLS over a%s needs tls-hostname (the name the destination's certificate "
+			 "carries)",
+			 mig_uri_is_fd(src->uri) ? "n fd: connection" : " unix: socket");
 	} else {
 		ret = mig_uri_host(src->uri, host, sizeof(host));
 		snprintf(err, sizeof(err), "bad URI");

@@ -786,7 +786,7 @@ static void test_fd_tls(void **state)
 	tvm_fill(&p.src, 0, 0, 512, false);
 	pair_connect(&p, 4, false, 0, 0);
 	assert_int_equal(mig_session_migrate(p.src.s, "fd:mig"), 0);
-	final_status(&p.src, MIG_STATUS_FAILED, "an fd needs tls-hostname");
+	final_status(&p.src, MIG_STATUS_FAILED, "TLS over an fd: connection needs tls-hostname");
 	tvm_fini(&p.src);
 	tvm_fini(&p.dst);
 	close(p.cut);
