@@ -742,6 +742,79 @@ static void test_fd_dest_garbage(void **state)
 	close(peer);
 }
 
+/*
+ * A yank cuts the engine's streams, not the fd: the source reconnects with
+ * new streams over the same fd, and the migration completes.
+ */
+static void test_fd_yank_reconnects(void **state)
+{
+	struct pair *p = *state;
+	struct mig_info info;
+
+	tvm_fill(&p->src, 0, 0, R0_PAGES, false);
+	pair_connect(p, 4, false, 8 << 20, 5000); /* 16 MiB at 8 MiB/s */
+	assert_int_equal(mig_session_migrate(p->src.s, "fd:mig"), 0);
+	for (int i = 0; i < 500; i++) {
+		mig_session_query(p->src.s, &info);
+		if (info.status == MIG_STATUS_ACTIVE && info.transferred > (1 << 20))
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(info.status, MIG_STATUS_ACTIVE);
+	assert_int_equal(mig_session_yank(p->src.s), 0);
+	final_status(&p->src, MIG_STATUS_COMPLETED, "");
+	final_status(&p->dst, MIG_STATUS_COMPLETED, "");
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_true(tvm_saw_event(&p->src, "completed"));
+	mig_session_query(p->src.s, &info);
+	assert_true(info.resumes >= 1);
+}
+
+/*
+ * A restarted migrator finds an fd: migration in the record: its fd died
+ * with the old process, so the migration is given up, the guest runs on.
+ */
+static void test_fd_restart_gives_up(void **state)
+{
+	struct pair *p = *state;
+	struct mig_record *rec = p->src.s->rec;
+	struct mig_session *again;
+	struct mig_info info;
+
+	assert_int_equal(mig_record_lock(rec), 0);
+	rec->role = MIG_ROLE_SOURCE;
+	rec->status = MIG_STATUS_ACTIVE;
+	rec->phase = MIG_PHASE_SRC_PRECOPY;
+	rec->restarts = 0;
+	snprintf(rec->uri, sizeof(rec->uri), "fd:mig");
+	mig_record_unlock(rec);
+	assert_int_equal(mig_session_alloc(&again, &p->src.s->env), 0);
+	assert_int_equal(mig_session_resume(again), 1);
+	assert_int_equal(mig_session_wait(again, 5000), 0);
+	mig_session_query(again, &info);
+	fprintf(stderr, "source: %s '%s'\n", mig_status_name(info.status), info.error_desc);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(info.error_desc, "an fd: migration cannot continue"));
+	/* In precopy the guest was never paused: it runs on. */
+	assert_int_equal(p->src.pause_calls, p->src.resume_calls);
+	mig_session_free(again);
+	/* A destination listening on an fd: likewise. */
+	rec = p->dst.s->rec;
+	assert_int_equal(mig_record_lock(rec), 0);
+	rec->role = MIG_ROLE_DEST;
+	rec->status = MIG_STATUS_NONE;
+	rec->phase = MIG_PHASE_DST_LISTENING;
+	snprintf(rec->uri, sizeof(rec->uri), "fd:mig");
+	mig_record_unlock(rec);
+	assert_int_equal(mig_session_alloc(&again, &p->dst.s->env), 0);
+	assert_int_equal(mig_session_resume(again), 1);
+	mig_session_query(again, &info);
+	fprintf(stderr, "destination: %s '%s'\n", mig_status_name(info.status), info.error_desc);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(info.error_desc, "fd:mig"));
+	mig_session_free(again);
+}
+
 /* ---- mutual TLS inside the streams -------------------------------------- */
 
 static char scratch[64];
@@ -826,6 +899,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fd_cut_reconnect_timeout, pair_setup,
 						pair_teardown),
 		cmocka_unit_test_setup_teardown(test_fd_dest_garbage, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_fd_yank_reconnects, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_fd_restart_gives_up, pair_setup,
+						pair_teardown),
 		cmocka_unit_test(test_fd_tls),
 	};
 
