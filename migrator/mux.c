@@ -616,9 +616,13 @@ static void *mux_thread(void *arg)
 		if (m->ending) {
 			uint64_t now = now_ns();
 
-			if ((m->nr == 0 && (m->fd_gone || m->ooff == m->olen)) ||
-			    now >= m->end_deadline_ns)
+			if (m->nr == 0 && (m->fd_gone || m->ooff == m->olen))
 				break;
+			if (now >= m->end_deadline_ns) {
+				log_warn("%s: %u streams and %zu bytes not sent at the end",
+					 m->name, m->nr, m->olen - m->ooff);
+				break;
+			}
 			timeout = (int)((m->end_deadline_ns - now) / 1000000) + 1;
 		}
 		pfd[0] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};
