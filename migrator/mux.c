@@ -229,7 +229,7 @@ static void mux_report(struct mig_mux *m, int err, bool tell, const char *fmt, .
 		if (m->dead)
 			m->dead(m->dead_arg, err, m->reason);
 	} else {
-		log_info("%s", m->reason);
+		log_debug("%s", m->reason);
 	}
 }
 
