@@ -174,7 +174,7 @@ static void pending_free(struct dst_pending **slot);
  */
 static int pending_accept(struct mig_dst *dst, struct dst_pending **slots)
 {
-	int fd = accept4(dst->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = mig_dst_accept4(dst, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	unsigned int i, oldest = 0;
 	struct dst_pending *p;
 

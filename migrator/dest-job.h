@@ -37,7 +37,8 @@ struct mig_recv_chan {
 struct mig_dst {
 	struct mig_job job; /* the core: end reason, main_fd, cancel, reconnect deadline */
 	struct mig_session *s;
-	int listen_fd;
+	int listen_fd; /* an fd: URI: the mux's queue of new streams (mig_dst_accept4) */
+	struct mig_mux *mux;
 	unsigned int port;
 	char uri[256];	       /* tcp:HOST:<bound port> */
 	unsigned int nr_chans; /* from the source's Hello */
@@ -101,6 +102,8 @@ struct mig_dst {
 
 /* dest-accept.c: the source's main connection and its Hello, among untrusted connections. */
 int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire__WireMsg **hellop);
+/* dest.c: accept4() on the listener, or the next stream of an fd: URI's mux. */
+int mig_dst_accept4(struct mig_dst *dst, int flags);
 /* dest.c: true (and @why) when this job does not take a connection that says @h. */
 bool mig_dst_hello_refusal(struct mig_dst *dst, const Cleave__Wire__Hello *h, char *why,
 			   size_t len);

@@ -29,6 +29,7 @@
 
 #include "log/log.h"
 #include "migrator/dest-job.h"
+#include "migrator/mux.h"
 #include "migrator/tls.h"
 
 /* While waiting at the round barrier, the main connection is checked this often. */
@@ -52,6 +53,52 @@ static const struct mig_job_ops dst_job_ops = {
 	.free = dst_free,
 };
 
+/* The fd of an fd: URI failed: the job learns why. */
+static void dst_mux_dead(void *arg, int err, const char *reason)
+{
+	mig_job_abort(arg, err, "%s", reason);
+}
+
+/*
+ * An fd: URI: the streams the source opens over the fd are accepted from
+ * the mux's queue, which polls like a listener; nothing else can connect.
+ */
+static int dst_alloc_fd(struct mig_dst *dst, const char *uri)
+{
+	char err[256];
+	int fd, ret;
+
+	if (strlen(uri) >= sizeof(dst->uri))
+		return -EINVAL;
+	fd = mig_session_fd_take(dst->s, uri + 3);
+	if (fd < 0)
+		return fd;
+	mig_job_init(&dst->job, dst->s, &dst_job_ops);
+	ret = mig_mux_start(&dst->mux, fd, true, uri, dst_mux_dead, &dst->job, err, sizeof(err));
+	if (!ret) {
+		dst->listen_fd = fcntl(mig_mux_queue_fd(dst->mux), F_DUPFD_CLOEXEC, 0);
+		if (dst->listen_fd < 0) {
+			ret = -errno;
+			snprintf(err, sizeof(err), "%s: %s", uri, strerror(errno));
+			mig_mux_free(dst->mux);
+		}
+	}
+	if (ret) {
+		log_err("incoming: %s", err);
+		mig_job_fini(&dst->job);
+		return ret;
+	}
+	snprintf(dst->uri, sizeof(dst->uri), "%s", uri);
+	return 0;
+}
+
+int mig_dst_accept4(struct mig_dst *dst, int flags)
+{
+	if (dst->mux)
+		return mig_mux_accept(dst->mux, flags);
+	return accept4(dst->listen_fd, NULL, NULL, flags);
+}
+
 int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port)
 {
 	struct sockaddr_storage ss;
@@ -65,6 +112,14 @@ int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, 
 		return -ENOMEM;
 	dst->s = s;
 	mig_dst_postcopy_init(dst);
+	if (mig_uri_is_fd(uri)) {
+		ret = dst_alloc_fd(dst, uri);
+		if (ret) {
+			free(dst);
+			return ret;
+		}
+		goto done;
+	}
 	ret = mig_uri_listen(uri, &dst->listen_fd, err, sizeof(err));
 	if (ret) {
 		log_err("incoming: %s", err);
@@ -84,6 +139,7 @@ int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, 
 			 (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri, dst->port);
 	}
 	mig_job_init(&dst->job, s, &dst_job_ops);
+done:
 	pthread_mutex_init(&dst->bar_lock, NULL);
 	pthread_cond_init(&dst->bar_cond, NULL);
 	*port = dst->port;
@@ -130,7 +186,7 @@ static int dst_accept(struct mig_dst *dst, int timeout_ms, int *fdp)
 		return -errno;
 	if (mig_job_aborted(&dst->job))
 		return -ECANCELED;
-	fd = accept4(dst->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	fd = mig_dst_accept4(dst, SOCK_CLOEXEC);
 	if (fd < 0)
 		return mig_job_aborted(&dst->job) ? -ECANCELED : -errno;
 	ret = mig_sock_setup(fd, dst->s->io_timeout_ms);
@@ -792,6 +848,13 @@ static int dst_epoch(struct mig_dst *dst)
 				    "lost the source (%s) and no reconnect within %llu ms",
 				    dst->job.lost_reason,
 				    (unsigned long long)MIG_SETTING(s, reconnect_timeout));
+	if (ret && dst->mux) {
+		char why[256];
+
+		mig_mux_reason(dst->mux, why, sizeof(why));
+		return mig_dst_fail(dst, ret, "accept: %s",
+				    why[0] ? why : "the fd: connection is closed");
+	}
 	if (ret)
 		return mig_dst_fail(dst, ret, "accept: %s", strerror(-ret));
 	mig_job_publish_fd(&dst->job, &dst->job.main_fd, fd);
@@ -1024,8 +1087,14 @@ static void *dst_worker(void *arg)
 		log_err("postcopy failed: %" PRIu64 " pages of the guest are lost",
 			(uint64_t)(atomic_load(&dst->s->ctr.remaining) / SHM_PAGE_SIZE));
 	mig_record_set_phase(dst->s->rec, ret ? MIG_PHASE_NONE : MIG_PHASE_DST_RUNNING);
+	/*
+	 * An fd: URI's fd ends with the job, after what the engine wrote left;
+	 * nothing could reconnect through it to ask about the outcome.
+	 */
+	if (dst->mux)
+		mig_mux_end(dst->mux, dst->s->io_timeout_ms);
 	mig_session_finish(dst->s, ret, reason);
-	if (!ret)
+	if (!ret && !dst->mux)
 		dst_linger(dst);
 	return NULL;
 }
@@ -1034,6 +1103,7 @@ static void dst_free(struct mig_job *job)
 {
 	struct mig_dst *dst = dst_of(job);
 
+	mig_mux_free(dst->mux); /* first: its thread may abort the job */
 	/* The worker was joined: its teardown left the receive side CLOSED. */
 	assert(dst->state == MIG_DST_IDLE || dst->state == MIG_DST_CLOSED);
 	for (unsigned int i = 0; dst->chans && i < dst->nr_chans; i++)

@@ -14,6 +14,7 @@
 
 #include "migrator/migration.h"
 #include "migrator/record.h"
+#include "migrator/wire.h"
 
 /*
  * A fault-injection hook of env.hooks (test-hooks.h); 0 in a production
@@ -105,6 +106,12 @@ struct mig_session {
 	/* A dirty-bitmap measurement holds the dirty log: no source job starts meanwhile. */
 	bool bitmaps_measuring;
 
+	/* fd: URIs: connected stream sockets handed over by name (name[0] == 0: free). */
+	struct {
+		char name[MIG_FD_NAME_MAX + 1];
+		int fd;
+	} fds[MIG_FD_MAX];
+
 	struct mig_counters ctr; /* reset when a job starts */
 	struct mig_dirty_rate dr;
 };
@@ -115,6 +122,12 @@ struct mig_session {
  */
 int mig_session_bitmaps_claim(struct mig_session *s);
 void mig_session_bitmaps_release(struct mig_session *s);
+
+/*
+ * Caller holds s->lock: takes the fd held as @name out of the table (the
+ * caller owns it now), or -ENOENT (logged).
+ */
+int mig_session_fd_take(struct mig_session *s, const char *name);
 
 /* Status change: updates the record, wakes waiters, publishes the event. */
 void mig_session_set_status(struct mig_session *s, enum mig_status status);

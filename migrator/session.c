@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,6 +132,29 @@ static void rec_load_counters(struct mig_session *s)
 #define COUNTER_FROM_RECORD(name) atomic_store(&s->ctr.name, s->rec->name);
 	MIG_COUNTERS(COUNTER_FROM_RECORD)
 #undef COUNTER_FROM_RECORD
+}
+
+/* Caller holds s->lock: the slot of the fd held as @name, or -1. */
+static int fd_find(const struct mig_session *s, const char *name)
+{
+	for (int i = 0; i < MIG_FD_MAX; i++)
+		if (s->fds[i].name[0] && !strcmp(s->fds[i].name, name))
+			return i;
+	return -1;
+}
+
+int mig_session_fd_take(struct mig_session *s, const char *name)
+{
+	int i = fd_find(s, name), fd;
+
+	if (i < 0) {
+		log_err("fd:%s: no fd of that name was handed over (getfd)", name);
+		return -ENOENT;
+	}
+	fd = s->fds[i].fd;
+	s->fds[i].name[0] = '\0';
+	s->fds[i].fd = -1;
+	return fd;
 }
 
 /* Caller holds s->lock. */
@@ -502,6 +526,9 @@ void mig_session_free(struct mig_session *s)
 	mig_session_cancel(s);
 	session_reap(s);
 	mig_tls_free(s->tls);
+	for (unsigned int i = 0; i < MIG_FD_MAX; i++)
+		if (s->fds[i].name[0])
+			close(s->fds[i].fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -558,11 +585,19 @@ static int session_may_use(const struct mig_session *s, const char *uri, enum mi
 	/* A save stays on this host: no TLS, no address. */
 	if (mig_uri_is_file(uri))
 		return mig_snapshot_name(&s->env, uri, name, sizeof(name));
+	if (mig_uri_is_fd(uri) && fd_find(s, uri + 3) < 0) {
+		log_err("%s: no fd of that name was handed over (getfd)", uri);
+		return -ENOENT;
+	}
 	if (s->tls_broken)
 		return -ENOKEY;
 	if (s->tls)
 		return mig_tls_serves(s->tls, role == MIG_ROLE_DEST) ? 0 : -EKEYREJECTED;
-	/* A URI that does not parse is refused later, with -EINVAL. */
+	/*
+	 * A URI that does not parse is refused later, with -EINVAL.  unix: and
+	 * fd: have no host: the fd's giver (libvirt) chose its peer and its
+	 * transport, as QEMU trusts it to.
+	 */
 	if (mig_uri_host(uri, host, sizeof(host)))
 		return 0;
 	return s->env.insecure_plaintext || mig_uri_is_loopback(uri) ? 0 : -EPERM;
@@ -739,17 +774,51 @@ int mig_session_yank(struct mig_session *s)
 
 int mig_session_fd_add(struct mig_session *s, const char *name, int fd)
 {
-	(void)s;
-	(void)name;
-	close(fd);
-	return -EOPNOTSUPP; /* not built yet */
+	int type = 0, old = -1, i, ret = 0;
+	socklen_t len = sizeof(type);
+
+	if (!mig_fd_name_valid(name)) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) || type != SOCK_STREAM) {
+		log_err("fd:%s: not a stream socket", name);
+		close(fd);
+		return -ENOTSOCK;
+	}
+	pthread_mutex_lock(&s->lock);
+	i = fd_find(s, name);
+	if (i >= 0) {
+		old = s->fds[i].fd; /* replaced, as QEMU's getfd does */
+	} else {
+		for (i = 0; i < MIG_FD_MAX && s->fds[i].name[0]; i++)
+			;
+		if (i == MIG_FD_MAX)
+			ret = -ENOSPC;
+		else
+			snprintf(s->fds[i].name, sizeof(s->fds[i].name), "%s", name);
+	}
+	if (!ret)
+		s->fds[i].fd = fd;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		close(fd);
+	if (old >= 0)
+		close(old);
+	return ret;
 }
 
 int mig_session_fd_close(struct mig_session *s, const char *name)
 {
-	(void)s;
-	(void)name;
-	return -ENOENT;
+	int fd;
+
+	pthread_mutex_lock(&s->lock);
+	fd = fd_find(s, name) >= 0 ? mig_session_fd_take(s, name) : -ENOENT;
+	pthread_mutex_unlock(&s->lock);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
 int mig_session_wait(struct mig_session *s, int timeout_ms)
@@ -945,15 +1014,12 @@ static bool record_resumable(const struct mig_record *rec)
  * give-up table says (the launcher uses it too when it stops restarting us).
  */
 static void session_give_up(struct mig_session *s, enum mig_phase phase, enum mig_role role,
-			    uint32_t restarts)
+			    const char *reason)
 {
 	const struct mig_vm_ops *ops = s->env.ops;
 	struct mig_give_up g = mig_record_give_up(phase, role);
-	char reason[128];
 	int ret = 0;
 
-	snprintf(reason, sizeof(reason), "the migrator was restarted %u times: giving up",
-		 restarts - 1);
 	if (g.status == MIG_STATUS_UNKNOWN) {
 		mig_session_unknown(s, reason);
 		return;
@@ -1009,9 +1075,20 @@ int mig_session_resume(struct mig_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if (restarts > MIG_MAX_RESTARTS) {
+	if (restarts > MIG_MAX_RESTARTS || mig_uri_is_fd(uri)) {
+		char reason[400];
+
+		/* An fd lived in the process that died: nothing can carry the migration on. */
+		if (mig_uri_is_fd(uri))
+			snprintf(reason, sizeof(reason),
+				 "the migrator was restarted and the connection of %s was lost "
+				 "with it: an fd: migration cannot continue",
+				 uri);
+		else
+			snprintf(reason, sizeof(reason),
+				 "the migrator was restarted %u times: giving up", restarts - 1);
 		pthread_mutex_unlock(&s->lock);
-		session_give_up(s, phase, role, restarts);
+		session_give_up(s, phase, role, reason);
 		return 1; /* taken over, and ended: no fresh --incoming either */
 	}
 	s->resuming = true;

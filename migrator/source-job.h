@@ -54,6 +54,7 @@ struct mig_src {
 	struct mig_job job;
 	struct mig_session *s;
 	char uri[256];
+	struct mig_mux *mux; /* an fd: URI: every connection is a stream of it */
 	unsigned int nr_chans;
 	struct mig_send_chan *chans;
 

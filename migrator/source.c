@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log/log.h"
+#include "migrator/mux.h"
 #include "migrator/source-job.h"
 #include "migrator/tls.h"
 
@@ -49,23 +50,50 @@ static const struct mig_job_ops src_job_ops = {
 	.free = src_free,
 };
 
+/* The fd of an fd: URI failed under the migration: the job learns why. */
+static void src_mux_dead(void *arg, int err, const char *reason)
+{
+	mig_job_abort(arg, err, "%s", reason);
+}
+
 int mig_src_alloc(struct mig_job **out, struct mig_session *s, const char *uri)
 {
 	struct mig_src *src;
 	unsigned int n =
 		MIG_SETTING(s, caps) & MIG_RECORD_CAP_MULTIFD ? MIG_SETTING(s, channels) : 1;
+	char err[256];
+	int fd = -1, ret;
 
-	if (strlen(uri) >= sizeof(src->uri) || (strncmp(uri, "tcp:", 4) && !mig_uri_is_unix(uri)))
+	if (strlen(uri) >= sizeof(src->uri) ||
+	    (strncmp(uri, "tcp:", 4) && !mig_uri_is_unix(uri) && !mig_uri_is_fd(uri)))
 		return -EINVAL;
+	/* The session's fd goes to the job: closed with it, or now on an error. */
+	if (mig_uri_is_fd(uri)) {
+		fd = mig_session_fd_take(s, uri + 3);
+		if (fd < 0)
+			return fd;
+	}
 	src = calloc(1, sizeof(*src));
-	if (!src)
-		return -ENOMEM;
-	src->chans = calloc(n, sizeof(*src->chans));
-	if (!src->chans) {
+	if (src)
+		src->chans = calloc(n, sizeof(*src->chans));
+	if (!src || !src->chans) {
 		free(src);
+		if (fd >= 0)
+			close(fd);
 		return -ENOMEM;
 	}
 	mig_job_init(&src->job, s, &src_job_ops);
+	if (fd >= 0) {
+		ret = mig_mux_start(&src->mux, fd, false, uri, src_mux_dead, &src->job, err,
+				    sizeof(err));
+		if (ret) {
+			log_err("migrate: %s", err);
+			mig_job_fini(&src->job);
+			free(src->chans);
+			free(src);
+			return ret;
+		}
+	}
 	src->s = s;
 	src->nr_chans = n;
 	src->queue_depth = MIG_QUEUE_TOTAL / n;
@@ -93,7 +121,8 @@ static void src_free(struct mig_job *job)
 {
 	struct mig_src *src = src_of(job);
 
-	mig_send_stop(src); /* no-op when the worker already joined them */
+	mig_mux_free(src->mux); /* first: its thread may abort the job */
+	mig_send_stop(src);	/* no-op when the worker already joined them */
 	mig_src_postcopy_stop(src);
 	for (unsigned int i = 0; i < src->nr_chans; i++) {
 		if (src->chans[i].fd >= 0)
@@ -472,13 +501,15 @@ static int src_tls_connect(struct mig_src *src, int fd, const char *what)
 
 	if (!tls)
 		return 0;
-	/* A unix: socket has no host name: the certificate's is tls-hostname (QEMU's rule). */
-	if (mig_uri_is_unix(src->uri)) {
+	/* A unix: socket or an fd has no host name: the certificate's is tls-hostname (QEMU's
+	 * rule). */
+	if (mig_uri_is_unix(src->uri) || mig_uri_is_fd(src->uri)) {
 		host[0] = '\0';
 		ret = mig_tls_needs_hostname(tls) ? -EINVAL : 0;
 		snprintf(err, sizeof(err),
-			 "TLS over a unix: socket needs tls-hostname (the name the destination's "
-			 "certificate carries)");
+			 "TLS over a%s needs tls-hostname (the name the destination's certificate "
+			 "carries)",
+			 mig_uri_is_fd(src->uri) ? "n fd: connection" : " unix: socket");
 	} else {
 		ret = mig_uri_host(src->uri, host, sizeof(host));
 		snprintf(err, sizeof(err), "bad URI");
@@ -488,6 +519,24 @@ static int src_tls_connect(struct mig_src *src, int fd, const char *what)
 				      sizeof(err));
 	if (ret)
 		mig_job_abort(&src->job, ret, "%s: %s", what, err);
+	return ret;
+}
+
+/* A new connection to the destination: through the URI, or a new stream of the fd. */
+static int src_connect(struct mig_src *src, int *fdp, char *err, size_t errlen)
+{
+	int ret;
+
+	if (!src->mux)
+		return mig_uri_connect(src->uri, src->s->io_timeout_ms, fdp, err, errlen);
+	ret = mig_mux_open(src->mux, fdp, err, errlen);
+	if (ret)
+		return ret;
+	ret = mig_sock_setup(*fdp, src->s->io_timeout_ms);
+	if (ret) {
+		close(*fdp);
+		snprintf(err, errlen, "%.200s: %s", src->uri, strerror(-ret));
+	}
 	return ret;
 }
 
@@ -506,7 +555,7 @@ static int src_handshake(struct mig_src *src, Cleave__Wire__WireMsg **ackp)
 	char err[256];
 	int fd, ret;
 
-	ret = mig_uri_connect(src->uri, s->io_timeout_ms, &fd, err, sizeof(err));
+	ret = src_connect(src, &fd, err, sizeof(err));
 	if (ret) {
 		mig_job_abort(&src->job, ret, "%s", err);
 		return ret;
@@ -563,7 +612,7 @@ static int src_open_channels(struct mig_src *src)
 			mig_job_abort(&src->job, ret, "channel token: %s", strerror(-ret));
 			return ret;
 		}
-		ret = mig_uri_connect(src->uri, s->io_timeout_ms, &fd, err, sizeof(err));
+		ret = src_connect(src, &fd, err, sizeof(err));
 		if (ret) {
 			mig_job_abort(&src->job, ret, "channel %u: %s", i, err);
 			return ret;
@@ -1210,6 +1259,9 @@ static void *src_worker(void *arg)
 	mig_src_postcopy_stop(src);
 	if (ret)
 		ret = mig_job_error(&src->job, ret, reason, sizeof(reason));
+	/* An fd: URI's fd ends with the job, after what the engine wrote left. */
+	if (src->mux)
+		mig_mux_end(src->mux, s->io_timeout_ms);
 	if (ret && mig_job_committed(&src->job)) {
 		/* The destination may run the guest, or not: only the operator can know. */
 		mig_session_unknown(s, reason[0] ? reason : strerror(-ret));

@@ -87,6 +87,18 @@ bool mig_uri_is_unix(const char *uri)
 	return !strncmp(uri, "unix:", 5);
 }
 
+bool mig_fd_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 1 && n <= MIG_FD_NAME_MAX && !strpbrk(name, ":,");
+}
+
+bool mig_uri_is_fd(const char *uri)
+{
+	return !strncmp(uri, "fd:", 3);
+}
+
 /* "unix:PATH" -> its address; -EINVAL with @err when PATH is empty or too long. */
 static int uri_unix_addr(const char *uri, struct sockaddr_un *sun, char *err, size_t errlen)
 {

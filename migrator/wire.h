@@ -127,6 +127,14 @@ bool mig_sock_readable(int fd);
 int mig_chan_token(int main_fd, const uint8_t sid[16], uint8_t out[16]);
 /* A "unix:PATH" URI: a local socket, never leaving the host (no TLS needed). */
 bool mig_uri_is_unix(const char *uri);
+/*
+ * An "fd:NAME" URI: the one connection the session holds as NAME, which
+ * carries every connection of the migration as a stream (mux.h).
+ */
+bool mig_uri_is_fd(const char *uri);
+/* NAME of an fd: 1..MIG_FD_NAME_MAX bytes, no ':' or ','. */
+#define MIG_FD_NAME_MAX 63
+bool mig_fd_name_valid(const char *name);
 /* True for a "tcp:" URI whose host is a loopback literal (127.x, ::1) or "localhost". */
 bool mig_uri_is_loopback(const char *uri);
 /* HOST of "tcp:HOST:PORT" ("tcp:[::1]:P" gives "::1"). */

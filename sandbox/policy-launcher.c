@@ -101,6 +101,8 @@ static const struct sandbox_rule launcher_rules[] = {
 	ALLOW("sendmmsg", "a restarted migrator's DNS resolver (under both policies)"),
 	ALLOW("fallocate", "never by the launcher; allowed so a restarted migrator's init works"),
 	ALLOW("splice", "never by the launcher; a restarted migrator's channels"),
+	ALLOW_IF("socketpair", ARG_EQ32(0, AF_UNIX),
+		 "never by the launcher; a restarted migrator's fd: migration streams"),
 	ALLOW_IF("openat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),
 		 "never by the launcher; a restarted migrator's save creates its file"),
 	ALLOW_IF2("renameat", ARG_EQ32(0, SANDBOX_MIGRATOR_SNAPSHOT_DIRFD),

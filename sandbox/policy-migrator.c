@@ -38,6 +38,8 @@ static const struct sandbox_rule migrator_rules[] = {
 	ALLOW("ftruncate", "a save sizes its (sparse) file; RAM memfds are sealed against it"),
 	ALLOW("fdatasync", "a save is on disk before its header says complete"),
 	ALLOW("fsync", "the snapshot directory, after the rename"),
+	ALLOW_IF("socketpair", ARG_EQ32(0, AF_UNIX),
+		 "fd: URIs: a local pair per stream multiplexed over the one fd (migrator/mux.c)"),
 	ALLOW("uname", "getaddrinfo (resolver) of a migration URI"),
 	ALLOW("sendmmsg", "the DNS resolver sends its A and AAAA queries at once"),
 };

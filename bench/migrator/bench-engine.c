@@ -11,12 +11,16 @@
  *
  * With --unix, each row also over a unix socket (unix:PATH).
  *
- * usage: bench-migrator-engine [RUNS] [--tls] [--unix] [--channels N]
+ * With --fd, each row also over fd: (docs/MIGRATION.md, "fd: URIs"): one
+ * socketpair handed to both sessions, every connection a stream of it.
+ *
+ * usage: bench-migrator-engine [RUNS] [--tls] [--unix] [--fd] [--channels N]
  * (--channels: that row only, e.g. for perf record)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -41,7 +45,7 @@ static uint64_t median(uint64_t *v, unsigned int n)
 	return v[n / 2];
 }
 
-/* @unix_path: over that unix socket instead of loopback TCP. */
+/* @unix_path: over that unix socket instead of loopback TCP; "fd": over fd: (a socketpair). */
 static int one_run(unsigned int channels, const struct mig_tls *tls, const char *unix_path,
 		   uint64_t *total_us, uint64_t *down_ms, uint64_t *bytes)
 {
@@ -51,14 +55,21 @@ static int one_run(unsigned int channels, const struct mig_tls *tls, const char 
 	struct tvm *src = calloc(1, sizeof(*src)), *dst = calloc(1, sizeof(*dst));
 	struct mig_info si;
 	char uri[128];
+	bool over_fd = unix_path && !strcmp(unix_path, "fd");
 	uint64_t t0;
-	int ret = -1;
+	int ret = -1, sp[2];
 
-	if (unix_path)
+	if (over_fd)
+		snprintf(uri, sizeof(uri), "fd:bench");
+	else if (unix_path)
 		snprintf(uri, sizeof(uri), "unix:%s", unix_path);
 	else
 		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:0");
 	if (tvm_init_tls(src, &layout, NULL, 0, tls) || tvm_init_tls(dst, &layout, NULL, 0, tls))
+		goto out;
+	if (over_fd && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) ||
+			mig_session_fd_add(src->s, "bench", sp[0]) ||
+			mig_session_fd_add(dst->s, "bench", sp[1])))
 		goto out;
 	tvm_fill(src, 0, 0, 256 * MIB / SHM_PAGE_SIZE, false);
 	tvm_fill(src, 0, 512 * MIB / SHM_PAGE_SIZE, 64 * MIB / SHM_PAGE_SIZE, true);
@@ -140,11 +151,12 @@ int main(int argc, char **argv)
 	char udir[] = "/tmp/cleave-bench-unix-XXXXXX", upath[64] = "";
 	struct mig_tls *tls = NULL;
 	unsigned int only = 0;
-	bool with_tls = false, with_unix = false;
+	bool with_tls = false, with_unix = false, with_fd = false;
 
 	for (int i = 1; i < argc; i++) {
 		with_tls |= !strcmp(argv[i], "--tls");
 		with_unix |= !strcmp(argv[i], "--unix");
+		with_fd |= !strcmp(argv[i], "--fd");
 		if (!strcmp(argv[i], "--channels") && i + 1 < argc)
 			only = (unsigned int)atoi(argv[++i]);
 	}
@@ -180,6 +192,15 @@ int main(int argc, char **argv)
 			printf("%-6s %-9u unix socket throughput %.0f %% of loopback TCP\n", "",
 			       chans[c],
 			       100.0 * ((double)tb / (double)tt) / ((double)b / (double)t));
+		}
+		if (with_fd && measure(chans[c], NULL, "fd", runs, &tt, &td, &tb, &tpartial)) {
+			print_row("fd", chans[c], tt, td, tb, tpartial);
+			printf("%-6s %-9u fd: (one socketpair) throughput %.0f %% of %u loopback "
+			       "TCP "
+			       "connections\n",
+			       "", chans[c],
+			       100.0 * ((double)tb / (double)tt) / ((double)b / (double)t),
+			       chans[c] + 1);
 		}
 		if (!tls)
 			continue;
