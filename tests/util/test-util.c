@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -111,4 +112,21 @@ int test_dir_remove(const char *dir)
 	int ret = nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 
 	return ret == -1 ? -errno : ret; /* else 0, or remove_one's -errno */
+}
+
+int test_proc_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
 }

@@ -4,10 +4,13 @@
 #define CLEAVE_TEST_UTIL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t test_now_ms(void);
 void test_sleep_ms(int ms);
+/* The descriptors process @pid has open (/proc/PID/fd), or -errno. */
+int test_proc_fd_count(pid_t pid);
 /* The whole file as a NUL-terminated string ("" if absent); free() it. */
 char *test_file_read(const char *path);
 
