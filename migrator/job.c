@@ -85,9 +85,15 @@ static void job_abort_v(struct mig_job *job, bool final, int err, const char *fm
 			shutdown(job->main_fd, SHUT_RDWR);
 		job->ops->shut_down(job, !mig_err_retriable(err));
 	}
+	/* Counted until its wake is done: a reset must not let it stop the next epoch. */
+	job->wakers++;
 	pthread_cond_broadcast(&job->wake);
 	pthread_mutex_unlock(&job->lock);
 	job->ops->wake(job);
+	pthread_mutex_lock(&job->lock);
+	if (!--job->wakers)
+		pthread_cond_broadcast(&job->wake);
+	pthread_mutex_unlock(&job->lock);
 }
 
 void mig_job_abort(struct mig_job *job, int err, const char *fmt, ...)
@@ -195,6 +201,13 @@ bool mig_job_mark_lost(struct mig_job *job, const char *reason)
 
 void mig_job_reset_epoch_locked(struct mig_job *job)
 {
+	/*
+	 * An abort from outside the epoch's threads (yank, the fd: mux) may be
+	 * between its unlock and its ops->wake: done late, that wake would
+	 * halt the queues of the next epoch, which then fails for no reason.
+	 */
+	while (job->wakers)
+		pthread_cond_wait(&job->wake, &job->lock);
 	job->aborted = false;
 	job->err = 0;
 	job->reason[0] = '\0';

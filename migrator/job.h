@@ -57,6 +57,8 @@ struct mig_job {
 	/* The switchover was decided: a cancel is refused, the peer is not told to give up. */
 	bool committed;
 	int main_fd; /* the epoch's main connection, -1 between epochs */
+	/* Aborts between their unlock and the end of their ops->wake (reset waits for 0). */
+	unsigned int wakers;
 	/* Serialises writes to main_fd: the worker's messages and abort's Error. */
 	pthread_mutex_t tx_lock;
 
@@ -103,7 +105,11 @@ void mig_job_publish_fd(struct mig_job *job, int *slot, int fd);
  */
 /* True when this call recorded the loss (the first since the peer was last connected). */
 bool mig_job_mark_lost(struct mig_job *job, const char *reason);
-/* Caller holds job->lock: clears the abort and closes main_fd for the next epoch. */
+/*
+ * Caller holds job->lock: waits for the wakes of earlier aborts to finish,
+ * then clears the abort and closes main_fd for the next epoch.  The side
+ * re-arms what its wake stopped before it drops job->lock.
+ */
 void mig_job_reset_epoch_locked(struct mig_job *job);
 /* The peer came back: how long it was gone, in ms (the resume time). */
 uint64_t mig_job_reconnected(struct mig_job *job);

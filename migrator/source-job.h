@@ -58,14 +58,14 @@ struct mig_src {
 	unsigned int nr_chans;
 	struct mig_send_chan *chans;
 
-	/* Protects the channel rings and sq_stop. */
+	/* Protects the channel rings and sq_stop; taken after job.lock, never before. */
 	pthread_mutex_t sq_lock;
 	pthread_cond_t sq_space; /* a ring drained to queue_depth / 2 or below */
 	bool sq_stop;
 	unsigned int queue_depth; /* slots used per ring; immutable after alloc */
 	unsigned int next_chan;	  /* round-robin start, worker only */
 
-	/* Token bucket shared by the send threads; protects tokens, rate_last_ns. */
+	/* Send threads' token bucket: tokens, rate_last_ns; taken after job.lock. */
 	pthread_mutex_t rate_lock;
 	double tokens;
 	uint64_t rate_last_ns;

@@ -1180,12 +1180,11 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 				mig_sock_close(src->chans[i].fd);
 			src->chans[i].fd = -1;
 		}
+		/* Under job->lock: an abort of the new epoch halts the queues after this. */
+		mig_send_reset(src);
 	}
 	pthread_mutex_unlock(&job->lock);
-	if (!retry)
-		return ret;
-	mig_send_reset(src);
-	return 0;
+	return retry ? 0 : ret;
 }
 
 static int src_run(struct mig_src *src)
