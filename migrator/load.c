@@ -190,7 +190,7 @@ static int load_chunk(void *arg, unsigned int r, uint64_t chunk, uint8_t *buf)
 		ret = load_write_runs(ld, r, chunk, buf);
 	if (ret)
 		return ret;
-	atomic_fetch_add(&s->ctr.transferred, SNAP_CHUNK_SIZE);
+	mig_session_transferred(s, SNAP_CHUNK_SIZE);
 	atomic_fetch_add(&s->ctr.multifd_bytes, SNAP_CHUNK_SIZE);
 	return 0;
 }
@@ -290,7 +290,7 @@ static int load_vm(struct mig_load *ld)
 				      : strerror(-ret));
 		return ret;
 	}
-	atomic_fetch_add(&s->ctr.transferred, len);
+	mig_session_transferred(s, len);
 	ret = s->env.ops->load_state(s->env.ops_arg, blob, len);
 	free(blob);
 	if (ret) {

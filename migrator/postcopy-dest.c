@@ -236,7 +236,7 @@ static int pc_pages(struct mig_dst *dst, const Cleave__Wire__PostcopyPages *pp)
 	for (uint32_t i = 0; i < pp->count; i++)
 		pulled += mig_dst_needed_clear(dst, pp->region, pp->page + i);
 	atomic_fetch_add(&s->ctr.postcopy_pulled, pulled);
-	atomic_fetch_add(&s->ctr.transferred, pp->data.len);
+	mig_session_transferred(s, pp->data.len);
 	atomic_fetch_sub(&s->ctr.remaining, pulled * SHM_PAGE_SIZE);
 	return 0;
 }

@@ -56,7 +56,7 @@ static int pc_send_page(struct mig_src *src, uint32_t r, uint64_t page, uint8_t 
 	m.postcopy_pages = &pp;
 	ret = mig_src_send(src, &m, "PostcopyPages");
 	if (!ret)
-		atomic_fetch_add(&s->ctr.transferred, SHM_PAGE_SIZE);
+		mig_session_transferred(s, SHM_PAGE_SIZE);
 	return ret;
 }
 
@@ -362,7 +362,7 @@ int mig_src_postcopy(struct mig_src *src, uint64_t round)
 		m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY;
 		m.postcopy = &pc;
 		ret = mig_src_send(src, &m, "Postcopy");
-		atomic_fetch_add(&s->ctr.transferred, len);
+		mig_session_transferred(s, len);
 	}
 	pc_needed_free(&pc);
 	free(blob);

@@ -19,7 +19,7 @@
 
 #define MIG_RECORD_MAGIC   0x4443455247494dULL /* "MIGRECD" */
 #define MIG_RECORD_VERSION 5
-#define MIG_MAX_RESTARTS   8 /* migrator starts per session before it gives up */
+#define MIG_MAX_RESTARTS   8 /* migrator starts in a row, none moving data, before it gives up */
 
 /*
  * The values of the record's status and role.  They live here because the
@@ -181,7 +181,13 @@ struct mig_record {
 	uint32_t throttle;	   /* source: percent set in vcpu-proc */
 	/* Source: migrate-start-postcopy was asked (atomic: also read without the lock). */
 	uint32_t postcopy_start;
-	uint32_t reserved;
+	/*
+	 * Takeovers since a migrator last moved data (reset by the first
+	 * bytes moved, mig_session_transferred()): a migrator that dies before it gets anywhere,
+	 * again and again, is given up after MIG_MAX_RESTARTS; one killed while it makes progress
+	 * is not.  Was a reserved zero: the layout is the same.
+	 */
+	uint32_t restart_streak;
 	uint8_t session_id[16];
 	uint64_t epoch; /* bumped by every connection attempt of the session */
 	char uri[256];	/* source: the destination; destination: where it listens */

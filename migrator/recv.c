@@ -273,7 +273,7 @@ static int recv_place(struct mig_recv_chan *c, struct recv_buf *rb)
 	}
 	bytes = sizeof(*hdr) + hdr->nr_pages * sizeof(uint64_t) +
 		(hdr->nr_pages - rb->nr_zero) * SHM_PAGE_SIZE;
-	atomic_fetch_add(&s->ctr.transferred, bytes);
+	mig_session_transferred(s, bytes);
 	atomic_fetch_add(&s->ctr.multifd_bytes, bytes);
 	atomic_fetch_add(&s->ctr.duplicate, rb->nr_zero);
 	atomic_fetch_add(&s->ctr.normal, hdr->nr_pages - rb->nr_zero);
@@ -317,7 +317,7 @@ static int recv_packet_land(struct mig_recv_chan *c, struct recv_buf *rb)
 		received_set(dst, hdr->region, page);
 	}
 	bytes = sizeof(*hdr) + hdr->nr_pages * (sizeof(uint64_t)) + data;
-	atomic_fetch_add(&s->ctr.transferred, bytes);
+	mig_session_transferred(s, bytes);
 	atomic_fetch_add(&s->ctr.multifd_bytes, bytes);
 	atomic_fetch_add(&s->ctr.duplicate, nr_zero);
 	atomic_fetch_add(&s->ctr.normal, hdr->nr_pages - nr_zero);

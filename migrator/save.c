@@ -220,7 +220,7 @@ static int save_chunk(void *arg, unsigned int r, uint64_t chunk, uint8_t *buf)
 	ret = snap_write_chunk(&sv->file, r, chunk, buf);
 	if (ret)
 		return ret;
-	atomic_fetch_add(&s->ctr.transferred, SNAP_CHUNK_SIZE);
+	mig_session_transferred(s, SNAP_CHUNK_SIZE);
 	atomic_fetch_add(&s->ctr.multifd_bytes, SNAP_CHUNK_SIZE);
 	atomic_fetch_add(&s->ctr.normal, SNAP_CHUNK_PAGES);
 	save_remaining_sub(s, SNAP_CHUNK_SIZE);
@@ -427,7 +427,7 @@ static int save_complete(struct mig_save *sv)
 	ret = snap_write_state(&sv->file, blob, len);
 	free(blob);
 	if (!ret) {
-		atomic_fetch_add(&s->ctr.transferred, len);
+		mig_session_transferred(s, len);
 		ret = snap_finish(&sv->file);
 	}
 	if (ret) {

@@ -163,7 +163,7 @@ static int send_batch(struct mig_send_chan *c, struct send_ctx *x, const struct 
 		ret = mig_splice_send(c->fd, &x->pipe, x->iov, 2, fd, x->runs, nruns);
 	if (ret)
 		return ret;
-	atomic_fetch_add(&s->ctr.transferred, bytes);
+	mig_session_transferred(s, bytes);
 	atomic_fetch_add(&s->ctr.multifd_bytes, bytes);
 	atomic_fetch_add(&s->ctr.duplicate, nr_zero);
 	atomic_fetch_add(&s->ctr.normal, b->nr_pages - nr_zero);

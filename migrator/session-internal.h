@@ -89,6 +89,8 @@ struct mig_session {
 	/* mig_session_resume(): the job continues the recorded session. */
 	bool resuming;
 	uint64_t resume_start_ns; /* when this process took over (resume_time) */
+	/* Took over with a restart streak that no data moved since (mig_session_transferred). */
+	atomic_bool streak_open;
 	/* The job and its worker thread: owned here, freed after join. */
 	struct mig_job *job;
 	pthread_t worker;
@@ -138,6 +140,11 @@ void mig_session_pass_event(struct mig_session *s, uint64_t pass);
 void mig_session_detail_event(struct mig_session *s, const char *detail);
 /* Checkpoints the live counters into the record (a restarted migrator reports them). */
 void mig_session_record_sync(struct mig_session *s);
+/*
+ * Counts @bytes moved (ctr.transferred); the first after a takeover ends
+ * the record's restart streak, from whichever thread moved them.
+ */
+void mig_session_transferred(struct mig_session *s, uint64_t bytes);
 /*
  * The session id and epoch, from the record.  @bump: a new connection
  * attempt of the source, which takes the next epoch first.

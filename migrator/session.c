@@ -126,6 +126,20 @@ static void rec_store_counters(struct mig_session *s)
 #undef COUNTER_TO_RECORD
 }
 
+void mig_session_transferred(struct mig_session *s, uint64_t bytes)
+{
+	bool locked;
+
+	atomic_fetch_add(&s->ctr.transferred, bytes);
+	if (!atomic_load_explicit(&s->streak_open, memory_order_relaxed) ||
+	    !atomic_exchange(&s->streak_open, false))
+		return;
+	/* The first data this process moved since it took over: it is no crash loop. */
+	locked = rec_lock(s);
+	s->rec->restart_streak = 0;
+	rec_unlock(s, locked);
+}
+
 /* Caller holds rec->lock: a restarted migrator goes on counting from the checkpoint. */
 static void rec_load_counters(struct mig_session *s)
 {
@@ -551,6 +565,7 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	rec->setup_ns = rec->end_ns = rec->downtime_ms = 0;
 	rec->has_downtime = 0;
 	rec->restarts = 0;
+	rec->restart_streak = 0;
 	__atomic_store_n(&rec->postcopy_start, 0u, __ATOMIC_RELAXED);
 	rec->epoch++;
 	if (getrandom(rec->session_id, sizeof(rec->session_id), 0) != sizeof(rec->session_id))
@@ -1045,7 +1060,7 @@ int mig_session_resume(struct mig_session *s)
 	enum mig_status status;
 	enum mig_phase phase;
 	enum mig_role role;
-	uint32_t restarts;
+	uint32_t restarts, streak;
 	unsigned int port;
 	bool resumable;
 	int ret;
@@ -1063,9 +1078,13 @@ int mig_session_resume(struct mig_session *s)
 	/* A channel count a migrator never stores is not used (the jobs trust the record). */
 	if (rec->channels < MIG_MIN_CHANNELS || rec->channels > MIG_MAX_CHANNELS)
 		__atomic_store_n(&rec->channels, (uint32_t)MIG_DEFAULT_CHANNELS, __ATOMIC_RELAXED);
-	if (resumable)
+	if (resumable) {
 		rec->restarts++;
+		rec->restart_streak++;
+	}
 	restarts = rec->restarts;
+	streak = rec->restart_streak;
+	atomic_store(&s->streak_open, streak > 0);
 	role = rec->role;
 	status = rec->status;
 	snprintf(uri, sizeof(uri), "%s", rec->uri);
@@ -1075,7 +1094,7 @@ int mig_session_resume(struct mig_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if (restarts > MIG_MAX_RESTARTS || mig_uri_is_fd(uri)) {
+	if (streak > MIG_MAX_RESTARTS || mig_uri_is_fd(uri)) {
 		char reason[400];
 
 		/* An fd lived in the process that died: nothing can carry the migration on. */
@@ -1086,7 +1105,9 @@ int mig_session_resume(struct mig_session *s)
 				 uri);
 		else
 			snprintf(reason, sizeof(reason),
-				 "the migrator was restarted %u times: giving up", restarts - 1);
+				 "the migrator was restarted %u times in a row without moving any "
+				 "data: giving up",
+				 streak - 1);
 		pthread_mutex_unlock(&s->lock);
 		session_give_up(s, phase, role, reason);
 		return 1; /* taken over, and ended: no fresh --incoming either */
@@ -1094,9 +1115,9 @@ int mig_session_resume(struct mig_session *s)
 	s->resuming = true;
 	s->resume_start_ns = s->env.process_start_ns ? s->env.process_start_ns : mig_now_ns();
 	s->cancel_requested = false;
-	log_info("taking over the %s migration of this VM (restart %u, status %s), %llu ms "
-		 "after the process started",
-		 role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", restarts,
+	log_info("taking over the %s migration of this VM (restart %u, %u in a row, status %s), "
+		 "%llu ms after the process started",
+		 role == MIG_ROLE_SOURCE ? "outgoing" : "incoming", restarts, streak,
 		 mig_status_name(status),
 		 (unsigned long long)(mig_now_ns() - s->resume_start_ns) / 1000000);
 	if (role == MIG_ROLE_SOURCE) {

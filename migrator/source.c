@@ -860,7 +860,7 @@ static int src_complete(struct mig_src *src, uint64_t round)
 	m.device_state = &ds;
 	ret = mig_src_send(src, &m, "device state");
 	free(blob);
-	atomic_fetch_add(&s->ctr.transferred, len);
+	mig_session_transferred(s, len);
 	if (ret)
 		return ret;
 	ret = src_expect(src, CLEAVE__WIRE__WIRE_MSG__BODY_LOADED, "Loaded", NULL);

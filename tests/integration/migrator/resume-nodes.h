@@ -23,7 +23,7 @@
 #define HOOKS	     "ram_hash=1"
 #define SWITCH_DELAY 300 /* ms, hook switchover_delay_ms of the phase tests */
 #define MIG_DEADLINE 60000
-/* what MIG_MAX_RESTARTS allows per session and side */
+/* what MIG_MAX_RESTARTS allows in a row, none moving data, per side */
 #define MAX_RESTARTS 8
 
 /* Random instants: xorshift64* seeded by resume_init() (CLEAVE_TEST_SEED replays). */

@@ -406,6 +406,68 @@ static void test_record_is_the_store(void **state)
 	mig_session_free(again);
 }
 
+/* A source session recorded in precopy towards @uri, taken over @restarts times, @streak in a row.
+ */
+static void record_precopy_source(struct mig_record *rec, const char *uri, uint32_t restarts,
+				  uint32_t streak)
+{
+	assert_int_equal(mig_record_lock(rec), 0);
+	rec->role = MIG_ROLE_SOURCE;
+	rec->status = MIG_STATUS_ACTIVE;
+	rec->phase = MIG_PHASE_SRC_PRECOPY;
+	rec->restarts = restarts;
+	rec->restart_streak = streak;
+	rec->reconnect_timeout = 5000; /* cancel ends it */
+	rec->transferred = 1u << 20;
+	snprintf(rec->uri, sizeof(rec->uri), "%s", uri);
+	mig_record_unlock(rec);
+}
+
+/*
+ * The restart limit bounds a crash loop, not a migration that is killed
+ * often: a migrator that moved data ends the streak, so a session survives
+ * any number of kills that each leave it further on (the total is still
+ * reported); MIG_MAX_RESTARTS takeovers in a row with nothing moved, and
+ * the next one gives up, the guest running on.
+ */
+static void test_restart_streak(void **state)
+{
+	struct cut *c = *state;
+	struct mig_record *rec = c->src.s->rec;
+	struct mig_session *again;
+	struct mig_info info;
+
+	/* Taken over 30 times, 7 in a row: the 8th in a row still goes on. */
+	record_precopy_source(rec, "tcp:127.0.0.1:1", 30, MIG_MAX_RESTARTS - 1);
+	assert_int_equal(mig_session_alloc(&again, &c->src.s->env), 0);
+	assert_int_equal(mig_session_resume(again), 1);
+	mig_session_query(again, &info);
+	assert_int_equal(info.restarts, 31);
+	assert_int_not_equal(info.status, MIG_STATUS_FAILED);
+	assert_int_equal(mig_record_lock(rec), 0);
+	assert_int_equal(rec->restart_streak, MIG_MAX_RESTARTS);
+	mig_record_unlock(rec);
+	/* It moves a page: that ends the streak. */
+	mig_session_transferred(again, SHM_PAGE_SIZE);
+	assert_int_equal(mig_record_lock(rec), 0);
+	assert_int_equal(rec->restart_streak, 0);
+	mig_record_unlock(rec);
+	assert_int_equal(mig_session_cancel(again), 0);
+	assert_int_equal(mig_session_wait(again, 5000), 0);
+	mig_session_free(again);
+
+	/* MIG_MAX_RESTARTS in a row, none moving data: the next takeover gives up. */
+	record_precopy_source(rec, "tcp:127.0.0.1:1", 30, MIG_MAX_RESTARTS);
+	assert_int_equal(mig_session_alloc(&again, &c->src.s->env), 0);
+	assert_int_equal(mig_session_resume(again), 1);
+	assert_int_equal(mig_session_wait(again, 5000), 0);
+	mig_session_query(again, &info);
+	assert_int_equal(info.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(info.error_desc, "8 times in a row without moving any data"));
+	assert_int_equal(c->src.pause_calls, c->src.resume_calls); /* precopy: it ran all along */
+	mig_session_free(again);
+}
+
 /*
  * A migrator killed while it held the session record's lock: the next one
  * recovers the lock (EOWNERDEAD), keeps what was recorded, and goes on.
@@ -580,6 +642,7 @@ int main(void)
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_refused, cut_setup, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_is_the_store, cut_setup, cut_teardown),
+		cmocka_unit_test_setup_teardown(test_restart_streak, cut_setup, cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_lock_owner_died, cut_setup,
 						cut_teardown),
 		cmocka_unit_test_setup_teardown(test_record_abandon, cut_setup, cut_teardown),
