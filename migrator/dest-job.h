@@ -98,6 +98,8 @@ struct mig_dst {
 	bool pc_live;	     /* worker only */
 	atomic_bool pc_stop; /* the worker tells it to end */
 	uint64_t pc_rx_ns;   /* worker only: last message from the source */
+	/* The operator abandoned the missing pages and wants zeros in their place. */
+	atomic_bool pc_zero_fill;
 };
 
 /* dest-accept.c: the source's main connection and its Hello, among untrusted connections. */
@@ -138,6 +140,11 @@ bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page);
 void mig_dst_postcopy_init(struct mig_dst *dst);
 /* Joins the fault thread; safe to call twice. */
 void mig_dst_postcopy_stop(struct mig_dst *dst);
+/*
+ * After an abandon with zero fill, every thread joined: each page still
+ * missing is placed as zeros, and the VM side ends its registration.
+ */
+void mig_dst_postcopy_zero_fill(struct mig_dst *dst);
 /* PC_LOADED or POSTCOPY: the needed map is live, HelloAck reports it. */
 bool mig_dst_in_postcopy(const struct mig_dst *dst);
 

@@ -1081,11 +1081,16 @@ static void *dst_worker(void *arg)
 		log_warn("vcpu-proc: postcopy end after a failed migration failed");
 	/*
 	 * The guest runs and lacks pages nobody can give any more: whatever
-	 * touches one waits for good; query-migrate says how many.
+	 * touches one waits for good (query-migrate lists them), unless the
+	 * operator said to fill them with zeros.
 	 */
-	if (ret && dst->phase == MIG_PHASE_DST_POSTCOPY)
-		log_err("postcopy failed: %" PRIu64 " pages of the guest are lost",
-			(uint64_t)(atomic_load(&dst->s->ctr.remaining) / SHM_PAGE_SIZE));
+	if (ret && dst->phase == MIG_PHASE_DST_POSTCOPY) {
+		if (atomic_load(&dst->pc_zero_fill))
+			mig_dst_postcopy_zero_fill(dst);
+		else
+			log_err("postcopy failed: %" PRIu64 " pages of the guest are lost",
+				(uint64_t)atomic_load(&dst->needed_left));
+	}
 	mig_record_set_phase(dst->s->rec, ret ? MIG_PHASE_NONE : MIG_PHASE_DST_RUNNING);
 	/*
 	 * An fd: URI's fd ends with the job, after what the engine wrote left;

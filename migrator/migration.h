@@ -168,6 +168,9 @@ struct mig_params {
 	uint64_t reconnect_timeout; /* ms a lost peer is waited for; 0: fail at once */
 };
 
+/* Runs of missing pages query-migrate lists (the count is always whole). */
+#define MIG_INFO_MISSING_RUNS 32
+
 /* A snapshot for query-migrate. */
 struct mig_info {
 #define MIG_INFO_COUNTER(name) uint64_t name;
@@ -193,6 +196,16 @@ struct mig_info {
 	unsigned int throttle_percent;
 	uint32_t restarts;
 	char error_desc[256];
+	/*
+	 * Destination after a switch to postcopy: the pages its guest still
+	 * lacks (they can only come from the source), and the first runs of
+	 * them by guest physical address.
+	 */
+	uint64_t postcopy_missing;
+	unsigned int nr_missing_runs;
+	struct mig_page_run {
+		uint64_t gpa, size; /* bytes */
+	} missing_runs[MIG_INFO_MISSING_RUNS];
 };
 
 /* calc-dirty-rate (dirtyrate.c): QEMU's DirtyRateMeasureMode and DirtyRateStatus. */
@@ -294,6 +307,15 @@ int mig_session_fd_close(struct mig_session *s, const char *name);
  * -EINVAL in any other status.
  */
 int mig_session_resolve(struct mig_session *s, bool run_on_source);
+/*
+ * A postcopy destination whose source is gone for good (postcopy-paused):
+ * the operator gives up on the pages still missing.  The migration fails
+ * with their count.  Without @zero_fill a vCPU that touches one waits for
+ * good (nothing reads a page that never came); with it each becomes a
+ * zero page, the guest runs on without their contents.  -EINVAL in any
+ * other status or role.
+ */
+int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill);
 /* Waits until the session is in a final state (or UNKNOWN); -ETIMEDOUT otherwise. */
 int mig_session_wait(struct mig_session *s, int timeout_ms);
 

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -292,6 +293,7 @@ static int pc_finish(struct mig_dst *dst)
 				    " pages still missing here",
 				    left);
 	mig_dst_postcopy_stop(dst);
+	atomic_store(&s->pc_needed_live, false);
 	ret = s->env.ops->postcopy->end(s->env.ops_arg, false);
 	if (ret)
 		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy end: %s", strerror(-ret));
@@ -433,6 +435,7 @@ static int pc_needed_load(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
 				    ret == -EPROTO ? "bad page map" : strerror(-ret));
 	atomic_store(&dst->needed_left, total);
 	atomic_store(&s->ctr.remaining, total * SHM_PAGE_SIZE);
+	atomic_store(&s->pc_needed_live, true);
 	log_info("postcopy: %" PRIu64 " pages to come from the source", total);
 	return 0;
 }
@@ -446,6 +449,7 @@ static void pc_switch_undo(struct mig_dst *dst)
 	if (s->env.ops->postcopy->end(s->env.ops_arg, true))
 		log_warn("vcpu-proc: postcopy end after a failed switch failed");
 	atomic_store(&dst->postcopy, false);
+	atomic_store(&s->pc_needed_live, false);
 }
 
 int mig_dst_postcopy_switch(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
@@ -516,11 +520,65 @@ int mig_dst_postcopy_adopt(struct mig_dst *dst)
 		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy listen: %s", strerror(-ret));
 	atomic_store(&dst->needed_left, needed_count(dst));
 	atomic_store(&s->ctr.remaining, atomic_load(&dst->needed_left) * SHM_PAGE_SIZE);
+	atomic_store(&s->pc_needed_live, true);
 	/* Killed between Commit and RESUME: the guest is ours, run it now. */
 	if (dst->phase == MIG_PHASE_DST_POSTCOPY) {
+		/* No source until it reconnects (and the operator may give up on it meanwhile). */
+		mig_session_set_status(s, MIG_STATUS_POSTCOPY_PAUSED);
 		ret = s->env.ops->resume(s->env.ops_arg);
 		if (ret)
 			return mig_dst_fail(dst, ret, "vcpu-proc RESUME: %s", strerror(-ret));
 	}
 	return 0;
+}
+
+void mig_dst_postcopy_abandon(struct mig_job *job, bool zero_fill)
+{
+	struct mig_dst *dst = (struct mig_dst *)((char *)job - offsetof(struct mig_dst, job));
+	char why[256];
+
+	atomic_store(&dst->pc_zero_fill, zero_fill);
+	snprintf(why, sizeof(why),
+		 "postcopy abandoned by the operator: %" PRIu64 " pages never came from the "
+		 "source (%s)",
+		 (uint64_t)atomic_load(&dst->needed_left),
+		 zero_fill ? "filled with zeros: the guest runs on without their contents"
+			   : "a vCPU that touches one waits for good");
+	/* Ends the wait for the source like a cancel: the worker ends, with this reason. */
+	mig_job_cancel(job, why);
+}
+
+void mig_dst_postcopy_zero_fill(struct mig_dst *dst)
+{
+	struct mig_session *s = dst->s;
+	const struct mig_postcopy_ops *pc = s->env.ops->postcopy;
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+	uint8_t *zeros = calloc(MIG_BATCH_PAGES, SHM_PAGE_SIZE);
+	uint64_t filled = 0;
+	int ret = zeros ? 0 : -ENOMEM;
+
+	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
+		uint64_t nbits = h->regions[r].nr_pages, p = 0;
+
+		while (!ret && (p = shm_bitmap_find_next(dst->needed[r], nbits, p)) < nbits) {
+			uint64_t e = shm_bitmap_find_next_zero(dst->needed[r], nbits, p);
+			uint32_t n = e - p < MIG_BATCH_PAGES ? (uint32_t)(e - p) : MIG_BATCH_PAGES;
+
+			/* place() as for a page from the source: a fault waiting on it ends. */
+			ret = pc->place(s->env.ops_arg, r, p, n, zeros);
+			for (uint32_t i = 0; !ret && i < n; i++)
+				filled += mig_dst_needed_clear(dst, r, p + i);
+			p += n;
+		}
+	}
+	free(zeros);
+	if (!ret)
+		ret = pc->end(s->env.ops_arg, false);
+	if (ret) {
+		log_err("postcopy: filling the missing pages with zeros: %s", strerror(-ret));
+		return;
+	}
+	atomic_store(&s->pc_needed_live, false);
+	log_warn("postcopy: %" PRIu64 " missing pages filled with zeros, as the operator said",
+		 filled);
 }

@@ -91,6 +91,12 @@ struct mig_session {
 	uint64_t resume_start_ns; /* when this process took over (resume_time) */
 	/* Took over with a restart streak that no data moved since (mig_session_transferred). */
 	atomic_bool streak_open;
+	/*
+	 * Destination: the ctl segment's dirty bitmaps hold the pages a
+	 * postcopy guest still lacks (set at the switch, cleared when every
+	 * page came or the switch was undone, and by the next migration).
+	 */
+	atomic_bool pc_needed_live;
 	/* The job and its worker thread: owned here, freed after join. */
 	struct mig_job *job;
 	pthread_t worker;
@@ -182,5 +188,7 @@ bool mig_uri_is_file(const char *uri);
 int mig_snapshot_name(const struct mig_env *env, const char *uri, char *name, size_t len);
 /* An incoming job listening on "tcp:HOST:PORT" (port 0: *port says which), not started. */
 int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port);
+/* mig_session_postcopy_abandon() on the destination's job (postcopy-dest.c). */
+void mig_dst_postcopy_abandon(struct mig_job *job, bool zero_fill);
 
 #endif

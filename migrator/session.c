@@ -555,6 +555,7 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	bool locked;
 
 	memset(&s->ctr, 0, sizeof(s->ctr));
+	atomic_store(&s->pc_needed_live, false);
 	s->cancel_requested = false;
 	s->incoming_port = 0;
 	s->resuming = false;
@@ -850,6 +851,38 @@ int mig_session_wait(struct mig_session *s, int timeout_ms)
 }
 
 /* query-migrate: the record (under its lock) and the live counters. */
+/*
+ * The pages a postcopy destination lacks, from a copy of its needed maps
+ * (the placing threads clear bits meanwhile): the count, the first runs.
+ */
+static void missing_runs(struct mig_session *s, struct mig_info *info)
+{
+	const struct shm_ctl_header *h = s->env.ctl->hdr;
+
+	for (uint32_t r = 0; r < h->nr_regions; r++) {
+		const uint64_t *needed = shm_ctl_dirty_bitmap(s->env.ctl, r);
+		uint64_t nbits = h->regions[r].nr_pages, words = SHM_BITMAP_WORDS(nbits), p = 0;
+		uint64_t *map = calloc(words ?: 1, sizeof(*map));
+
+		if (!map)
+			return;
+		for (uint64_t w = 0; w < words; w++)
+			map[w] = __atomic_load_n(&needed[w], __ATOMIC_RELAXED);
+		while ((p = shm_bitmap_find_next(map, nbits, p)) < nbits) {
+			uint64_t e = shm_bitmap_find_next_zero(map, nbits, p);
+
+			info->postcopy_missing += e - p;
+			if (info->nr_missing_runs < MIG_INFO_MISSING_RUNS)
+				info->missing_runs[info->nr_missing_runs++] = (struct mig_page_run){
+					.gpa = h->regions[r].gpa + (p << SHM_PAGE_SHIFT),
+					.size = (e - p) << SHM_PAGE_SHIFT,
+				};
+			p = e;
+		}
+		free(map);
+	}
+}
+
 void mig_session_query(struct mig_session *s, struct mig_info *info)
 {
 	const struct mig_record *rec = s->rec;
@@ -888,6 +921,8 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	info->dirty_pages_rate = atomic_load(&s->ctr.dirty_rate);
 	info->page_size = SHM_PAGE_SIZE;
 	info->multifd_bytes = atomic_load(&s->ctr.multifd_bytes);
+	if (info->role == MIG_ROLE_DEST && atomic_load(&s->pc_needed_live))
+		missing_runs(s, info);
 }
 
 void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps)
@@ -1138,6 +1173,23 @@ int mig_session_resume(struct mig_session *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 1;
+}
+
+int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
+{
+	enum mig_status st;
+	enum mig_role role;
+	int ret = -EINVAL;
+
+	pthread_mutex_lock(&s->lock);
+	st = session_status(s, &role);
+	/* Only while no source is connected: a live one is still bringing the pages. */
+	if (role == MIG_ROLE_DEST && st == MIG_STATUS_POSTCOPY_PAUSED && s->job) {
+		mig_dst_postcopy_abandon(s->job, zero_fill);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }
 
 int mig_session_resolve(struct mig_session *s, bool run_on_source)

@@ -411,6 +411,148 @@ static void test_postcopy_at_once(void **state)
 	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
+/* A destination vCPU that reads one page: a missing one blocks it until the page is placed. */
+struct pc_reader {
+	struct pc *p;
+	uint64_t gpa;
+	pthread_t thread;
+	atomic_bool done;
+	uint64_t word; /* what it read */
+};
+
+static void *reader_main(void *arg)
+{
+	struct pc_reader *rd = arg;
+
+	rd->word = *(const volatile uint64_t *)((const uint8_t *)rd->p->dst.ram[0].base + rd->gpa);
+	atomic_store(&rd->done, true);
+	return NULL;
+}
+
+/*
+ * Postcopy whose source is gone for good: the relay stops for good early
+ * in the push.  The destination waits (postcopy-paused) and lists
+ * what is missing; the source gives up (x-switchover-unknown).  Returns
+ * the destination's query, the missing pages in it.
+ */
+static void pc_source_gone(struct pc *p, struct mig_info *di)
+{
+	struct mig_params params;
+
+	pc_config(p, true, true, 2, 1u << 20, true);
+	mig_session_get_params(p->src.s, &params);
+	params.reconnect_timeout = 1000;
+	assert_int_equal(mig_session_set_params(p->src.s, &params), 0);
+	/* 16 MiB at 1 MiB/s, postcopy at once: most of it is still at the source. */
+	tvm_fill(&p->src, 0, 0, PAGES, false);
+	assert_int_equal(mig_session_migrate(p->src.s, p->uri), 0);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	/* A live source is still bringing the pages: nothing to abandon. */
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, false), -EINVAL);
+	assert_int_equal(mig_session_postcopy_abandon(p->src.s, false), -EINVAL);
+	/* Some pages came first: those must stay the source's. */
+	for (int i = 0; i < 10000; i++) {
+		mig_session_query(p->dst.s, di);
+		if (di->postcopy_missing && di->postcopy_missing < PAGES - 64)
+			break;
+		usleep(1000);
+	}
+	assert_true(di->postcopy_missing < PAGES - 64);
+	tcp_proxy_stop(p->proxy);
+	p->proxy = NULL;
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_PAUSED, 10000));
+	mig_session_query(p->dst.s, di);
+	print_message("source gone: %" PRIu64 " pages missing in %u+ runs, first at 0x%" PRIx64
+		      " (%" PRIu64 " bytes)\n",
+		      di->postcopy_missing, di->nr_missing_runs,
+		      di->nr_missing_runs ? di->missing_runs[0].gpa : 0,
+		      di->nr_missing_runs ? di->missing_runs[0].size : 0);
+	assert_true(di->postcopy_missing > 0);
+	assert_true(di->nr_missing_runs > 0 && di->nr_missing_runs <= MIG_INFO_MISSING_RUNS);
+	for (unsigned int i = 0; i < di->nr_missing_runs; i++) {
+		assert_int_equal(di->missing_runs[i].gpa % SHM_PAGE_SIZE, 0);
+		assert_true(di->missing_runs[i].size >= SHM_PAGE_SIZE);
+		assert_true(di->missing_runs[i].gpa + di->missing_runs[i].size <=
+			    PAGES * SHM_PAGE_SIZE);
+		if (i)
+			assert_true(di->missing_runs[i].gpa >
+				    di->missing_runs[i - 1].gpa + di->missing_runs[i - 1].size);
+	}
+}
+
+/*
+ * The operator gives the missing pages up: the migration fails with their
+ * count, they stay missing (still listed, still registered: a vCPU that
+ * touches one waits for good, never reads a page that never came).
+ */
+static void test_postcopy_abandon_waits(void **state)
+{
+	struct pc *p = *state;
+	struct mig_info di, after;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_source_gone(p, &di);
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, false), 0);
+	assert_int_equal(mig_session_wait(p->dst.s, 5000), 0);
+	mig_session_query(p->dst.s, &after);
+	assert_int_equal(after.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(after.error_desc, "postcopy abandoned by the operator"));
+	assert_non_null(strstr(after.error_desc, "waits for good"));
+	assert_int_equal(after.postcopy_missing, di.postcopy_missing);
+	assert_true(tvm_postcopy_listening(&p->dst));
+	/* Once it failed, nothing more to abandon. */
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, true), -EINVAL);
+}
+
+/*
+ * The operator gives them up with zeros in their place: a vCPU blocked on
+ * a missing page goes on and reads zeros, the registration ends, and every
+ * page that did come is the source's.
+ */
+static void test_postcopy_abandon_zero_fill(void **state)
+{
+	struct pc *p = *state;
+	struct pc_reader rd = {.p = p};
+	uint8_t want[SHM_PAGE_SIZE], got[SHM_PAGE_SIZE];
+	uint64_t zeroed = 0;
+	struct mig_info di, after;
+
+	if (!userfaultfd_usable())
+		skip();
+	pc_source_gone(p, &di);
+	memset(got, 0, sizeof(got));
+	rd.gpa = di.missing_runs[0].gpa;
+	/* The source filled every hot page with a pattern: a missing one is not zero there. */
+	assert_int_equal(pread(p->src.ram[0].fd, want, sizeof(want), (off_t)rd.gpa), sizeof(want));
+	assert_int_not_equal(memcmp(want, got, sizeof(got)), 0);
+	assert_int_equal(pthread_create(&rd.thread, NULL, reader_main, &rd), 0);
+	usleep(200 * 1000);
+	assert_false(atomic_load(&rd.done)); /* waits for a page that cannot come */
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, true), 0);
+	assert_int_equal(mig_session_wait(p->dst.s, 5000), 0);
+	pthread_join(rd.thread, NULL);
+	assert_int_equal(rd.word, 0);
+	mig_session_query(p->dst.s, &after);
+	assert_int_equal(after.status, MIG_STATUS_FAILED);
+	assert_non_null(strstr(after.error_desc, "filled with zeros"));
+	assert_int_equal(after.postcopy_missing, 0);
+	assert_false(tvm_postcopy_listening(&p->dst));
+	for (uint64_t pg = 0; pg < PAGES; pg++) {
+		off_t off = (off_t)(pg * SHM_PAGE_SIZE);
+
+		assert_int_equal(pread(p->src.ram[0].fd, want, sizeof(want), off), sizeof(want));
+		assert_int_equal(pread(p->dst.ram[0].fd, got, sizeof(got), off), sizeof(got));
+		if (memcmp(want, got, sizeof(got))) {
+			memset(want, 0, sizeof(want));
+			assert_memory_equal(want, got, sizeof(got)); /* a page that never came */
+			zeroed++;
+		}
+	}
+	assert_true(zeroed <= di.postcopy_missing && zeroed < PAGES - 64);
+}
+
 /* QEMU's two checks of migrate-start-postcopy, and a destination without postcopy-ram. */
 static void test_postcopy_refusals(void **state)
 {
@@ -444,6 +586,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_postcopy_at_once, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut_before_commit, pc_setup,
+						pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_abandon_waits, pc_setup, pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_abandon_zero_fill, pc_setup,
 						pc_teardown),
 	};
 
