@@ -22,6 +22,9 @@
 #define MIG_DEFAULT_IO_TIMEOUT_MS 10000 /* a silent peer fails the connection */
 #define MIG_DEFAULT_RECONNECT_MS  10000 /* a lost peer fails the session after this */
 
+/* Runs of missing pages query-migrate lists for a postcopy destination (the count is whole). */
+#define MIG_INFO_MISSING_RUNS 32
+
 /*
  * TLS settings (tls-creds, tls-hostname, tls-authz and the objects they
  * name) are kept in the session record, in fixed-size fields: these are

@@ -168,9 +168,6 @@ struct mig_params {
 	uint64_t reconnect_timeout; /* ms a lost peer is waited for; 0: fail at once */
 };
 
-/* Runs of missing pages query-migrate lists (the count is always whole). */
-#define MIG_INFO_MISSING_RUNS 32
-
 /* A snapshot for query-migrate. */
 struct mig_info {
 #define MIG_INFO_COUNTER(name) uint64_t name;

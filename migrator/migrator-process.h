@@ -28,6 +28,8 @@ struct migrator_info_buf {
 	Cleave__Migrator__RamStats ram;
 	Cleave__Migrator__Counter counters[MIG_NR_COUNTERS];
 	Cleave__Migrator__Counter *counter_ptrs[MIG_NR_COUNTERS];
+	Cleave__Migrator__PageRun runs[MIG_INFO_MISSING_RUNS];
+	Cleave__Migrator__PageRun *run_ptrs[MIG_INFO_MISSING_RUNS];
 };
 
 /* Fills a MigrationInfo (query-migrate) from the engine's snapshot, pointing into @info, @buf. */

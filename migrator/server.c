@@ -176,6 +176,20 @@ static int srv_resolve(void *arg, const ProtobufCMessage *req, struct rpc_reply 
 	return 0;
 }
 
+static int srv_postcopy_abandon(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	const Cleave__Migrator__PostcopyAbandonRequest *r = (const void *)req;
+	struct mig_info info;
+
+	if (!mig_session_postcopy_abandon(arg, r->zero_fill))
+		return 0;
+	mig_session_query(arg, &info);
+	return rpc_reply_error(
+		reply, -EINVAL, "no postcopy waiting for a lost source to abandon (%s, status: %s)",
+		info.role == MIG_ROLE_DEST ? "destination" : "not a destination",
+		info.status == MIG_STATUS_NONE ? "none" : mig_status_name(info.status));
+}
+
 void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__MigrationInfo *mi,
 			struct migrator_info_buf *buf)
 {
@@ -218,6 +232,15 @@ void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__Migration
 #undef COUNTER_TO_REPLY
 	mi->n_counters = n;
 	mi->counters = buf->counter_ptrs;
+	mi->postcopy_missing = info->postcopy_missing;
+	for (unsigned int i = 0; i < info->nr_missing_runs; i++) {
+		cleave__migrator__page_run__init(&buf->runs[i]);
+		buf->runs[i].gpa = info->missing_runs[i].gpa;
+		buf->runs[i].size = info->missing_runs[i].size;
+		buf->run_ptrs[i] = &buf->runs[i];
+	}
+	mi->n_postcopy_missing_runs = info->nr_missing_runs;
+	mi->postcopy_missing_runs = buf->run_ptrs;
 }
 
 static int srv_query(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
@@ -525,6 +548,8 @@ static const struct rpc_method migrator_methods[] = {
 	 srv_start_postcopy},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_YANK, "YANK", NULL, srv_yank},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, "QUERY_YANK", NULL, srv_query_yank},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_POSTCOPY_ABANDON, "POSTCOPY_ABANDON",
+	 &cleave__migrator__postcopy_abandon_request__descriptor, srv_postcopy_abandon},
 };
 
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s)

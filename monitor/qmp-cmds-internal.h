@@ -18,6 +18,7 @@ extern const struct mon_arg_spec mon_args_migrate_incoming[];
 extern const struct mon_arg_spec mon_args_migrate_set_caps[];
 extern const struct mon_arg_spec mon_args_migrate_set_params[];
 extern const struct mon_arg_spec mon_args_migrate_resolve[];
+extern const struct mon_arg_spec mon_args_postcopy_abandon[];
 extern const struct mon_arg_spec mon_args_migrate_recover[];
 extern const struct mon_arg_spec mon_args_object_add[];
 extern const struct mon_arg_spec mon_args_object_del[];
@@ -31,6 +32,7 @@ void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_re
 void mon_cmd_migrate_set_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_migrate_params(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
+void mon_cmd_postcopy_abandon(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 extern const struct mon_arg_spec mon_args_calc_dirty_rate[];
 void mon_cmd_calc_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);

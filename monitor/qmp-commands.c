@@ -529,6 +529,10 @@ static const struct mon_cmd mon_cmds[] = {
 	 .args = mon_args_migrate_resolve,
 	 .backend = MON_BACKEND_MIGRATOR,
 	 .run = mon_cmd_migrate_resolve},
+	{.name = "x-cleave-postcopy-abandon",
+	 .args = mon_args_postcopy_abandon,
+	 .backend = MON_BACKEND_MIGRATOR,
+	 .run = mon_cmd_postcopy_abandon},
 };
 
 size_t mon_cmd_count(void)

@@ -207,6 +207,22 @@ void mon_cmd_migrate_resolve(struct mon_ctx *ctx, json_t *args, struct mon_resul
 			 NULL, NULL, res);
 }
 
+const struct mon_arg_spec mon_args_postcopy_abandon[] = {
+	{.name = "zero-fill", .type = MON_ARG_BOOL, .optional = true},
+	{.type = MON_ARG_END},
+};
+
+/* cleave's own: a postcopy destination gives up on a source that is gone for good. */
+void mon_cmd_postcopy_abandon(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
+{
+	Cleave__Migrator__PostcopyAbandonRequest req =
+		CLEAVE__MIGRATOR__POSTCOPY_ABANDON_REQUEST__INIT;
+
+	req.zero_fill = json_is_true(json_object_get(args, "zero-fill"));
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			 CLEAVE__MIGRATOR__METHOD__METHOD_POSTCOPY_ABANDON, &req, NULL, NULL, res);
+}
+
 const struct mon_arg_spec mon_args_migrate_recover[] = {
 	{.name = "uri", .type = MON_ARG_STR},
 	{.type = MON_ARG_END},
@@ -382,6 +398,24 @@ static json_t *mon_migrator_text(const char *s)
 }
 
 /*
+ * A postcopy destination's missing pages: {"pages": N, "runs": [{"gpa",
+ * "size"}, ...]}, the first MIG_INFO_MISSING_RUNS runs by address.
+ */
+static json_t *mon_missing_json(const Cleave__Migrator__MigrationInfo *mi)
+{
+	json_t *runs = json_array();
+
+	for (size_t i = 0; runs && i < mi->n_postcopy_missing_runs && i < MIG_INFO_MISSING_RUNS;
+	     i++) {
+		const Cleave__Migrator__PageRun *r = mi->postcopy_missing_runs[i];
+
+		json_array_append_new(runs, json_pack("{s:o,s:o}", "gpa", mon_json_u64(r->gpa),
+						      "size", mon_json_u64(r->size)));
+	}
+	return json_pack("{s:o,s:o}", "pages", mon_json_u64(mi->postcopy_missing), "runs", runs);
+}
+
+/*
  * MigrationInfo as QEMU 7.2 shapes it; {} when nothing ever started.  The
  * status is passed through as the migrator names it, cleave's own
  * x-switchover-unknown included.
@@ -411,6 +445,8 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 	for (size_t i = 0; i < sizeof(mon_x_counters) / sizeof(mon_x_counters[0]); i++)
 		json_object_set_new(o, mon_x_counters[i].member,
 				    mon_json_u64(mig_info_counter(mi, mon_x_counters[i].counter)));
+	if (mi->postcopy_missing)
+		json_object_set_new(o, "x-cleave-postcopy-missing", mon_missing_json(mi));
 	return o;
 }
 

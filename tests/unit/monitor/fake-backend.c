@@ -283,9 +283,16 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	Cleave__Migrator__Counter *counter_ptrs[] = {&counters[0], &counters[1], &counters[2],
 						     &counters[3], &counters[4], &counters[5],
 						     &counters[6], &counters[7]};
+	Cleave__Migrator__PageRun runs[2] = {CLEAVE__MIGRATOR__PAGE_RUN__INIT,
+					     CLEAVE__MIGRATOR__PAGE_RUN__INIT};
+	Cleave__Migrator__PageRun *run_ptrs[] = {&runs[0], &runs[1]};
 	struct fake_backend *fb = arg;
 	char status[32], error[64];
 
+	runs[0].gpa = 0x1000;
+	runs[0].size = 0x2000;
+	runs[1].gpa = 0x100000;
+	runs[1].size = 0x1000;
 	fake_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	memcpy(status, fb->mig_status, sizeof(status));
@@ -311,7 +318,36 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 		mi.n_counters = sizeof(counter_ptrs) / sizeof(counter_ptrs[0]);
 		mi.counters = counter_ptrs;
 	}
+	/* A destination waiting for its lost source: two runs, three pages. */
+	if (!strcmp(status, "postcopy-paused")) {
+		mi.postcopy_missing = 3;
+		mi.n_postcopy_missing_runs = 2;
+		mi.postcopy_missing_runs = run_ptrs;
+	}
 	return rpc_reply_set(r, &mi.base);
+}
+
+static int fake_mig_postcopy_abandon(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__PostcopyAbandonRequest *pa = (const void *)req;
+	struct fake_backend *fb = arg;
+	char status[32];
+
+	fake_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	memcpy(status, fb->mig_status, sizeof(status));
+	if (!strcmp(status, "postcopy-paused")) {
+		snprintf(fb->mig_status, sizeof(fb->mig_status), "failed");
+		snprintf(fb->abandoned, sizeof(fb->abandoned), "%s",
+			 pa->zero_fill ? "zero-fill" : "wait");
+	}
+	pthread_mutex_unlock(&fb->lock);
+	if (strcmp(status, "postcopy-paused"))
+		return rpc_reply_error(r, -EINVAL,
+				       "no postcopy waiting for a lost source to abandon "
+				       "(destination, status: %s)",
+				       status[0] ? status : "none");
+	return 0;
 }
 
 static int fake_mig_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
@@ -542,6 +578,8 @@ static const struct rpc_method fake_mig_methods[] = {
 	 fake_mig_start_postcopy},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_YANK, "yank", NULL, fake_mig_yank},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, "query-yank", NULL, fake_mig_query_yank},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_POSTCOPY_ABANDON, "postcopy-abandon",
+	 &cleave__migrator__postcopy_abandon_request__descriptor, fake_mig_postcopy_abandon},
 };
 
 int fake_backend_start(struct fake_backend **out)

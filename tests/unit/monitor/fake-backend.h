@@ -49,12 +49,14 @@ struct fake_backend {
 	char mig_status[32];	  /* protected by lock; "" before any migration */
 	char mig_error[64];	  /* protected by lock: QUERY's error_desc when not "" */
 	char resolved[16];	  /* protected by lock: run_on of the last RESOLVE that succeeded */
-	atomic_int quits;	  /* QUIT requests seen */
-	atomic_int calls;	  /* all requests seen */
-	atomic_int statuses;	  /* vcpu STATUS requests seen */
-	atomic_int delay_ms;	  /* every vcpu request sleeps this long first */
-	atomic_int cancels;	  /* CANCEL requests seen */
-	atomic_int yanks;	  /* YANK requests that found a migration */
+	char abandoned[16]; /* protected by lock: "wait" or "zero-fill" of the last POSTCOPY_ABANDON
+			     */
+	atomic_int quits;   /* QUIT requests seen */
+	atomic_int calls;   /* all requests seen */
+	atomic_int statuses; /* vcpu STATUS requests seen */
+	atomic_int delay_ms; /* every vcpu request sleeps this long first */
+	atomic_int cancels;  /* CANCEL requests seen */
+	atomic_int yanks;    /* YANK requests that found a migration */
 	/* The last CALC_DIRTY_RATE (protected by lock): measured at once, 42 MB/s. */
 	bool dr_started;
 	int64_t dr_calc_time, dr_sample_pages;
@@ -69,7 +71,9 @@ struct fake_backend {
  * mig_status); any other completes at once.
  * RESOLVE succeeds only in x-switchover-unknown (then "completed" for
  * destination, "cancelled" for source), else fails as the migrator does;
- * CANCEL fails in x-switchover-unknown and postcopy-*.  START_POSTCOPY,
+ * CANCEL fails in x-switchover-unknown and postcopy-*.  In postcopy-paused
+ * QUERY lists three missing pages in two runs, and POSTCOPY_ABANDON makes it
+ * "failed"; it fails in any other status.  START_POSTCOPY,
  * YANK and QUERY_YANK answer as the migrator does for mig_status (a
  * migration runs in setup, active, device, cancelling, postcopy-*).
  * CALC_DIRTY_RATE with calc-time

@@ -356,6 +356,36 @@ static void test_query_migrate_not_utf8(void **state)
 	free(got);
 }
 
+/*
+ * A postcopy destination whose source is gone: query-migrate lists the
+ * missing pages, x-cleave-postcopy-abandon passes the operator's choice on,
+ * and the migrator's refusal comes back as it said it.
+ */
+static void test_postcopy_abandon(void **state)
+{
+	struct bk *b = *state;
+	char *got;
+
+	assert_cmd(b, "x-cleave-postcopy-abandon", NULL,
+		   "no postcopy waiting for a lost source to abandon (destination, status: none)");
+	pthread_mutex_lock(&b->fb->lock);
+	snprintf(b->fb->mig_status, sizeof(b->fb->mig_status), "postcopy-paused");
+	pthread_mutex_unlock(&b->fb->lock);
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got,
+			       "\"x-cleave-postcopy-missing\":{\"pages\":3,\"runs\":["
+			       "{\"gpa\":4096,\"size\":8192},{\"gpa\":1048576,\"size\":4096}]}"));
+	free(got);
+	assert_cmd(b, "x-cleave-postcopy-abandon", "{\"zero-fill\":true}", "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->abandoned, "zero-fill");
+	pthread_mutex_unlock(&b->fb->lock);
+	got = bk_cmd(b, "query-migrate", NULL);
+	assert_non_null(strstr(got, "{\"status\":\"failed\""));
+	assert_null(strstr(got, "x-cleave-postcopy-missing"));
+	free(got);
+}
+
 /* A dead backend: every queued job answers within about two deadlines. */
 static void test_dead_backend_fails_fast(void **state)
 {
@@ -801,6 +831,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dead_backend_fails_fast, bk_setup,
 						bk_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_abandon, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_during_restart, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_retry_only_cancel, bk_setup,
 						bk_teardown),

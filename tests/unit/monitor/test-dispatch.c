@@ -246,6 +246,10 @@ static const struct dispatch_case dispatch_cases[] = {
 	 "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":\"source\","
 	 "\"force\":true}}",
 	 GE("Parameter 'force' is unexpected") "}"},
+	{true, "{\"execute\":\"x-cleave-postcopy-abandon\",\"arguments\":{\"zero-fill\":\"yes\"}}",
+	 GE("Invalid parameter type for 'zero-fill', expected: boolean") "}"},
+	{true, "{\"execute\":\"x-cleave-postcopy-abandon\",\"arguments\":{\"zero_fill\":true}}",
+	 GE("Parameter 'zero_fill' is unexpected") "}"},
 	/* No backend configured: a clean error naming it. */
 	{true, "{\"execute\":\"query-status\",\"id\":1}",
 	 GE("vcpu-proc is not running") ", \"id\": 1}"},
@@ -258,6 +262,7 @@ static const struct dispatch_case dispatch_cases[] = {
 	 "{\"execute\":\"x-cleave-migrate-resolve\",\"arguments\":{\"run-on\":\"destination\"}}",
 	 GE("migrator is not running") "}"},
 	{true, "{\"execute\":\"migrate_cancel\"}", GE("migrator is not running") "}"},
+	{true, "{\"execute\":\"x-cleave-postcopy-abandon\"}", GE("migrator is not running") "}"},
 	/* Commands that need no backend always answer. */
 	{true, "{\"execute\":\"query-version\"}",
 	 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": "
