@@ -607,10 +607,12 @@ static void snap_node_wait(struct snap_node *n, char *st, size_t len, char *err,
 static void snap_node_stop(struct snap_node *n)
 {
 	char log[64], *text;
-	int status;
+	int status = 0;
 
-	assert_int_equal(kill(n->pid, SIGTERM), 0);
-	assert_int_equal(waitpid(n->pid, &status, 0), n->pid);
+	if (n->pid > 0) { /* 0: killed for good by the test, reaped */
+		assert_int_equal(kill(n->pid, SIGTERM), 0);
+		assert_int_equal(waitpid(n->pid, &status, 0), n->pid);
+	}
 	rpc_server_stop(n->vcpu);
 	snprintf(log, sizeof(log), "%s/migrator.log", n->dir);
 	text = test_file_read(log);
@@ -1237,6 +1239,66 @@ static void *pc_dirtier_main(void *arg)
 }
 
 /*
+ * A postcopy pair: the source node (RAM filled with a pattern) and a
+ * destination whose cleave-vcpu side (fault service, then the postcopy
+ * link server on it) runs here on this process's mapping of its RAM, the
+ * destination migrator holding its end of the link as cleave run gives it.
+ */
+struct pc_pair {
+	char snaps[32], uri[64];
+	struct snap_node src, dst;
+	struct region_table table;
+	struct fault_service *fs;
+	struct pclink_server *srv;
+	int link[2];
+};
+
+static void pc_pair_start(struct pc_pair *pp)
+{
+	uint8_t page[SHM_PAGE_SIZE];
+	struct region *r;
+
+	snprintf(pp->snaps, sizeof(pp->snaps), "/tmp/cleave-snaps-XXXXXX");
+	assert_non_null(mkdtemp(pp->snaps));
+	snap_node_start(&pp->src, pp->snaps, NULL, CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
+	for (uint64_t p = 0; p < pp->src.ram.size / SHM_PAGE_SIZE; p++) {
+		memset(page, (int)(p % 251) + 1, sizeof(page));
+		assert_int_equal(
+			pwrite(pp->src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+			sizeof(page));
+	}
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pp->link), 0);
+	pp->dst.has_link = true;
+	pp->dst.link_fd = pp->link[1];
+	dst_node_start(&pp->dst, pp->snaps, pp->uri, sizeof(pp->uri));
+	assert_int_equal(region_table_init(&pp->table), 0);
+	assert_int_equal(
+		region_table_add(&pp->table, 0, 0, pp->dst.ram.size, pp->dst.ram.base, NULL, &r),
+		0);
+	region_unlock_write(r);
+	/* As cleave-vcpu: its fault service first, then the server on it. */
+	assert_int_equal(fault_service_start(&pp->fs, &pp->table, NULL), 0);
+	assert_int_equal(
+		pclink_server_start(&pp->srv, pp->link[0], &pp->table, &pp->dst.ctl, pp->fs), 0);
+	caps_postcopy(pp->src.dir);
+	caps_postcopy(pp->dst.dir);
+}
+
+/* Both migrators stopped, then the VM side as cleave-vcpu tears it down. */
+static void pc_pair_stop(struct pc_pair *pp)
+{
+	snap_node_stop(&pp->dst);
+	snap_node_stop(&pp->src);
+	assert_int_equal(pclink_server_stop(pp->srv, true), 0);
+	assert_int_equal(fault_service_stop(pp->fs), 0);
+	region_table_remove(&pp->table, 0);
+	region_table_fini(&pp->table);
+	close(pp->link[0]);
+	close(pp->link[1]);
+	rmdir(pp->snaps);
+}
+
+/*
  * Kill rounds: more per side than MIG_MAX_RESTARTS, which bounds only
  * restarts in a row that moved no data.
  */
@@ -1259,21 +1321,17 @@ static void *pc_dirtier_main(void *arg)
  */
 static void test_postcopy_process_kills(void **state)
 {
-	char snaps[] = "/tmp/cleave-snaps-XXXXXX", uri[64], st[32], err[512];
+	char st[32], err[512];
 	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
-	struct snap_node src = {0}, dst = {0};
-	struct pc_vcpu vc = {.src = &src, .dst = &dst};
-	struct pc_dirtier dirt = {.n = &src};
+	struct pc_pair pp = {0};
+	struct snap_node *src = &pp.src, *dst = &pp.dst;
+	struct pc_vcpu vc = {.src = src, .dst = dst};
+	struct pc_dirtier dirt = {.n = src};
 	const char *seed_env = getenv("CLEAVE_TEST_SEED");
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL), x;
 	unsigned int kills = 0, per_side[2] = {0, 0};
-	struct region_table table;
-	struct pclink_server *srv;
-	struct fault_service *fs;
 	struct pclink_stats ls;
-	struct region *r;
 	uint8_t page[SHM_PAGE_SIZE], other[SHM_PAGE_SIZE];
-	int link[2];
 
 	(void)state;
 	if (access("/dev/userfaultfd", R_OK | W_OK))
@@ -1281,43 +1339,24 @@ static void test_postcopy_process_kills(void **state)
 	print_message("postcopy kills: seed %llu (CLEAVE_TEST_SEED replays)\n",
 		      (unsigned long long)seed);
 	x = seed | 1;
-	assert_non_null(mkdtemp(snaps));
-	snap_node_start(&src, snaps, NULL, CLEAVE__VCPU__RUN_STATE__RUN_STATE_RUNNING);
-	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
-		memset(page, (int)(p % 251) + 1, sizeof(page));
-		assert_int_equal(pwrite(src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
-				 sizeof(page));
-	}
-	/* The destination, with cleave-vcpu's end of the link served here. */
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link), 0);
-	dst.has_link = true;
-	dst.link_fd = link[1];
-	dst_node_start(&dst, snaps, uri, sizeof(uri));
-	assert_int_equal(region_table_init(&table), 0);
-	assert_int_equal(region_table_add(&table, 0, 0, dst.ram.size, dst.ram.base, NULL, &r), 0);
-	region_unlock_write(r);
-	/* As cleave-vcpu: its fault service first, then the server on it. */
-	assert_int_equal(fault_service_start(&fs, &table, NULL), 0);
-	assert_int_equal(pclink_server_start(&srv, link[0], &table, &dst.ctl, fs), 0);
-	caps_postcopy(src.dir);
-	caps_postcopy(dst.dir);
-	set_params(dst.dir, 0, 20000);
-	set_params(src.dir, 2 << 20, 20000);
-	atomic_store(&src.v.dirtier_live, true);
+	pc_pair_start(&pp);
+	set_params(dst->dir, 0, 20000);
+	set_params(src->dir, 2 << 20, 20000);
+	atomic_store(&src->v.dirtier_live, true);
 	assert_int_equal(pthread_create(&dirt.thread, NULL, pc_dirtier_main, &dirt), 0);
-	req.uri = uri;
-	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+	req.uri = pp.uri;
+	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
 			      NULL, err, sizeof(err)),
 			 0);
-	wait_status(src.dir, "active");
+	wait_status(src->dir, "active");
 	test_sleep_ms(2500); /* the first pass and a round: the dirtier keeps ahead */
-	assert_string_equal(migration_status(src.dir, st, sizeof(st), err, sizeof(err)), "active");
-	assert_int_equal(call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
+	assert_string_equal(migration_status(src->dir, st, sizeof(st), err, sizeof(err)), "active");
+	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
 				    sizeof(err)),
 			 0);
 	assert_int_equal(pthread_create(&vc.thread, NULL, pc_vcpu_main, &vc), 0);
-	wait_status(dst.dir, "postcopy-active");
-	set_params(src.dir, 256 << 10, 20000); /* a slow push: the kills land in postcopy */
+	wait_status(dst->dir, "postcopy-active");
+	set_params(src->dir, 256 << 10, 20000); /* a slow push: the kills land in postcopy */
 	while (kills < PC_KILLS) {
 		unsigned int which;
 
@@ -1325,16 +1364,16 @@ static void test_postcopy_process_kills(void **state)
 		x ^= x >> 7;
 		x ^= x << 17;
 		test_sleep_ms(150 + (int)(x % 300));
-		if (!strcmp(migration_status(dst.dir, st, sizeof(st), err, sizeof(err)),
+		if (!strcmp(migration_status(dst->dir, st, sizeof(st), err, sizeof(err)),
 			    "completed"))
 			break;
 		which = (unsigned int)((x >> 20) % 3); /* 0 source, 1 destination, 2 both */
 		if (which != 1) {
-			snap_node_kill_restart(&src);
+			snap_node_kill_restart(src);
 			per_side[0]++;
 		}
 		if (which != 0) {
-			snap_node_kill_restart(&dst);
+			snap_node_kill_restart(dst);
 			per_side[1]++;
 		}
 		kills++;
@@ -1342,47 +1381,163 @@ static void test_postcopy_process_kills(void **state)
 	print_message("postcopy kills: %u kill rounds, %u of the source, %u of the destination\n",
 		      kills, per_side[0], per_side[1]);
 	assert_true(per_side[0] + per_side[1] >= PC_KILLS);
-	set_params(src.dir, 0, 20000);
-	snap_node_wait(&src, st, sizeof(st), err, sizeof(err));
+	set_params(src->dir, 0, 20000);
+	snap_node_wait(src, st, sizeof(st), err, sizeof(err));
 	if (strcmp(st, "completed"))
 		fail_msg("source: %s '%s' (seed %llu)", st, err, (unsigned long long)seed);
-	snap_node_wait(&dst, st, sizeof(st), err, sizeof(err));
+	snap_node_wait(dst, st, sizeof(st), err, sizeof(err));
 	if (strcmp(st, "completed"))
 		fail_msg("destination: %s '%s' (seed %llu)", st, err, (unsigned long long)seed);
 	atomic_store(&dirt.stop, true);
 	pthread_join(dirt.thread, NULL);
 	pthread_join(vc.thread, NULL);
-	assert_int_equal(atomic_load(&vc.touched), src.ram.size / SHM_PAGE_SIZE);
+	assert_int_equal(atomic_load(&vc.touched), src->ram.size / SHM_PAGE_SIZE);
 	assert_int_equal(atomic_load(&vc.bad), 0);
-	for (uint64_t p = 0; p < src.ram.size / SHM_PAGE_SIZE; p++) {
-		assert_int_equal(pread(src.ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++) {
+		assert_int_equal(pread(src->ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
 				 sizeof(page));
 		assert_int_equal(
-			pread(dst.ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
+			pread(dst->ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
 			sizeof(other));
 		if (memcmp(page, other, sizeof(page)))
 			fail_msg("page %llu differs (seed %llu)", (unsigned long long)p,
 				 (unsigned long long)seed);
 	}
-	assert_int_equal(src.v.resumes, 0); /* paused at the switch, for good */
-	assert_true(dst.v.resumes >= 1);
-	pclink_server_stats(srv, &ls);
+	assert_int_equal(src->v.resumes, 0); /* paused at the switch, for good */
+	assert_true(dst->v.resumes >= 1);
+	pclink_server_stats(pp.srv, &ls);
 	assert_false(ls.listening); /* every page in: unregistered */
 	assert_true(ls.faults_sent > 0);
 	assert_int_equal(ls.refused, 0);
 	print_message("postcopy kills: %llu faults sent, %llu pulled, %llu pushed\n",
 		      (unsigned long long)ls.faults_sent,
-		      (unsigned long long)mig_counter(dst.dir, "postcopy_pulled"),
-		      (unsigned long long)mig_counter(dst.dir, "postcopy_pushed"));
-	snap_node_stop(&dst);
-	snap_node_stop(&src);
-	assert_int_equal(pclink_server_stop(srv, true), 0);
-	assert_int_equal(fault_service_stop(fs), 0);
-	region_table_remove(&table, 0);
-	region_table_fini(&table);
-	close(link[0]);
-	close(link[1]);
-	rmdir(snaps);
+		      (unsigned long long)mig_counter(dst->dir, "postcopy_pulled"),
+		      (unsigned long long)mig_counter(dst->dir, "postcopy_pushed"));
+	pc_pair_stop(&pp);
+}
+
+/* A destination vCPU that reads one word of guest RAM: blocks while its page is missing. */
+struct pc_reader {
+	const volatile uint64_t *word;
+	pthread_t thread;
+	atomic_bool done;
+	uint64_t value;
+};
+
+static void *pc_reader_main(void *arg)
+{
+	struct pc_reader *rd = arg;
+
+	rd->value = *rd->word;
+	atomic_store(&rd->done, true);
+	return NULL;
+}
+
+static Cleave__Migrator__MigrationInfo *mig_query(const char *dir)
+{
+	Cleave__Migrator__MigrationInfo *mi = NULL;
+	char err[256];
+
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, NULL,
+			      &cleave__migrator__migration_info__descriptor,
+			      (ProtobufCMessage **)&mi, err, sizeof(err)),
+			 0);
+	return mi;
+}
+
+static int postcopy_abandon(const char *dir, bool zero_fill, char *err, size_t len)
+{
+	Cleave__Migrator__PostcopyAbandonRequest req =
+		CLEAVE__MIGRATOR__POSTCOPY_ABANDON_REQUEST__INIT;
+
+	req.zero_fill = zero_fill;
+	return call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_POSTCOPY_ABANDON, &req.base, NULL, NULL,
+		    err, len);
+}
+
+/*
+ * Postcopy whose source is gone for good, in real processes: the source's
+ * migrator is killed early in the push and never started again.  The
+ * destination waits (postcopy-paused) and its QUERY lists the missing
+ * pages; POSTCOPY_ABANDON is refused on the source and while the source is
+ * connected; with zero_fill it fails the migration, a vCPU blocked on a
+ * missing page goes on with zeros, and every page that came is the
+ * source's.
+ */
+static void test_postcopy_source_gone_process(void **state)
+{
+	char err[512];
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	Cleave__Migrator__MigrationInfo *mi;
+	struct pc_pair pp = {0};
+	struct snap_node *src = &pp.src, *dst = &pp.dst;
+	struct pc_reader rd = {0};
+	uint8_t page[SHM_PAGE_SIZE], other[SHM_PAGE_SIZE], zero[SHM_PAGE_SIZE] = {0};
+	uint64_t missing, zeroed = 0;
+	int status;
+
+	(void)state;
+	if (access("/dev/userfaultfd", R_OK | W_OK))
+		skip();
+	pc_pair_start(&pp);
+	set_params(dst->dir, 0, 20000);
+	set_params(src->dir, 1 << 20, 1000);
+	req.uri = pp.uri;
+	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	/* At once: 4 MiB at 1 MiB/s, most of it still at the source. */
+	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
+				    sizeof(err)),
+			 0);
+	wait_status(dst->dir, "postcopy-active");
+	assert_int_equal(postcopy_abandon(dst->dir, true, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no postcopy waiting for a lost source"));
+	assert_int_equal(postcopy_abandon(src->dir, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a destination"));
+	for (int64_t t0 = test_now_ms();
+	     mig_counter(dst->dir, "postcopy_pushed") < 16 && test_now_ms() - t0 < 10000;)
+		test_sleep_ms(20);
+	assert_int_equal(kill(src->pid, SIGKILL), 0);
+	assert_int_equal(waitpid(src->pid, &status, 0), src->pid);
+	src->pid = 0; /* gone for good */
+	wait_status(dst->dir, "postcopy-paused");
+	mi = mig_query(dst->dir);
+	missing = mi->postcopy_missing;
+	print_message("source gone: %llu pages missing, %zu runs listed, the first at 0x%llx\n",
+		      (unsigned long long)missing, mi->n_postcopy_missing_runs,
+		      mi->n_postcopy_missing_runs
+			      ? (unsigned long long)mi->postcopy_missing_runs[0]->gpa
+			      : 0ull);
+	assert_true(missing > 0 && missing < dst->ram.size / SHM_PAGE_SIZE);
+	assert_true(mi->n_postcopy_missing_runs >= 1);
+	rd.word = (const volatile uint64_t *)((const uint8_t *)dst->ram.base +
+					      mi->postcopy_missing_runs[0]->gpa);
+	rpc_msg_free(&mi->base);
+	assert_int_equal(pthread_create(&rd.thread, NULL, pc_reader_main, &rd), 0);
+	test_sleep_ms(200);
+	assert_false(atomic_load(&rd.done)); /* waits for a page that cannot come */
+	assert_int_equal(postcopy_abandon(dst->dir, true, err, sizeof(err)), 0);
+	pthread_join(rd.thread, NULL);
+	assert_int_equal(rd.value, 0);
+	wait_status(dst->dir, "failed");
+	mi = mig_query(dst->dir);
+	assert_non_null(strstr(mi->error_desc, "postcopy abandoned by the operator"));
+	assert_int_equal(mi->postcopy_missing, 0);
+	rpc_msg_free(&mi->base);
+	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++) {
+		assert_int_equal(pread(src->ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
+				 sizeof(page));
+		assert_int_equal(
+			pread(dst->ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
+			sizeof(other));
+		if (memcmp(page, other, sizeof(page))) {
+			assert_memory_equal(other, zero, sizeof(zero)); /* one that never came */
+			zeroed++;
+		}
+	}
+	assert_true(zeroed <= missing);
+	pc_pair_stop(&pp);
 }
 
 int main(int argc, char **argv)
@@ -1396,6 +1551,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_dirty_rate_process),
 		cmocka_unit_test(test_postcopy_and_yank_process),
 		cmocka_unit_test(test_postcopy_process_kills),
+		cmocka_unit_test(test_postcopy_source_gone_process),
 	};
 
 	if (argc != 2) {
