@@ -36,25 +36,18 @@ gid_t run_ids_pair_gid(uid_t base, enum run_pair pair)
 
 /*
  * The group through which @proc's user may open device @path, added to
- * @groups; nothing when the device is absent (optional ones) or open to all.
+ * @groups; nothing when the device is absent or open to all.
  */
-static int ids_device_group(uid_t uid, const char *path, bool needed, gid_t *groups,
-			    unsigned int *n)
+static int ids_device_group(uid_t uid, const char *path, gid_t *groups, unsigned int *n)
 {
 	struct stat st;
 
-	/* An absent /dev/kvm was refused by the preflight already; /dev/userfaultfd is optional. */
+	/* An absent /dev/kvm was refused by the preflight already. */
 	if (stat(path, &st))
 		return errno == ENOENT ? 0 : -errno;
 	if ((st.st_mode & 06) == 06 || (st.st_uid == uid && (st.st_mode & 0600) == 0600))
 		return 0;
 	if ((st.st_mode & 060) != 060) {
-		if (!needed) {
-			log_info("--uid-base: %s is mode %04o: cleave-vcpu (uid %u) will not have "
-				 "it",
-				 path, (unsigned int)(st.st_mode & 07777), (unsigned int)uid);
-			return 0;
-		}
 		log_err("--uid-base: %s is mode %04o, owner %u: uid %u cannot open it read-write "
 			"(give its group rw, as udev does for group kvm)",
 			path, (unsigned int)(st.st_mode & 07777), (unsigned int)st.st_uid,
@@ -99,10 +92,8 @@ int run_ids_jail(struct sandbox_jail *j, enum sandbox_proc proc, uid_t base, gid
 		groups[n++] = share_gid;
 
 	if (proc == SANDBOX_VCPU) {
-		ret = ids_device_group(uid, "/dev/kvm", true, groups, &n);
-		/* Not used by cleave-vcpu yet; the fault service will need it or the syscall. */
-		if (!ret)
-			ret = ids_device_group(uid, "/dev/userfaultfd", false, groups, &n);
+		/* /dev/userfaultfd comes as an fd from cleave run: no group for it. */
+		ret = ids_device_group(uid, "/dev/kvm", groups, &n);
 		if (ret)
 			return ret;
 	}

@@ -64,6 +64,14 @@ struct run_vm {
 	 */
 	int pclink_fds[2];
 	/*
+	 * /dev/userfaultfd, opened here for the cleave-vcpu of a VM with a
+	 * postcopy link: its fault service makes its userfaultfd from this fd
+	 * (one that sees KVM's own faults), so cleave-vcpu's user needs no
+	 * access to the device and cleave-vcpu never opens it.  Kept for a
+	 * restarted cleave-vcpu.  -1: none (no device, or no postcopy).
+	 */
+	int uffd_dev_fd;
+	/*
 	 * The fd link (proto/fd-link.h) of a VM with QMP: [0] cleave-monitor's
 	 * end, [1] the migrator's, both kept here for restarted children (a
 	 * restarted monitor or migrator finds its peer's end unchanged).  -1:
@@ -112,6 +120,9 @@ static void run_vm_fini(struct run_vm *vm)
 	if (vm->guest_fd >= 0)
 		close(vm->guest_fd);
 	vm->guest_fd = -1;
+	if (vm->uffd_dev_fd >= 0)
+		close(vm->uffd_dev_fd);
+	vm->uffd_dev_fd = -1;
 	for (i = 0; i < 2; i++) {
 		if (vm->pclink_fds[i] >= 0)
 			close(vm->pclink_fds[i]);
@@ -209,6 +220,13 @@ static int run_vm_resources_create(struct run_vm *vm)
 	if (vm->opt.incoming != RUN_INCOMING_NONE &&
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vm->pclink_fds))
 		return -errno;
+	if (vm->pclink_fds[0] >= 0) {
+		vm->uffd_dev_fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (vm->uffd_dev_fd < 0)
+			log_info("/dev/userfaultfd: %s; cleave-vcpu falls back to the "
+				 "userfaultfd() syscall for postcopy",
+				 strerror(errno));
+	}
 	/* Only QMP's getfd hands fds over (migrate "fd:NAME"). */
 	if (vm->opt.nr_qmp && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vm->fdlink_fds))
 		return -errno;
@@ -262,6 +280,10 @@ static void run_cmd_vcpu(struct run_vm *vm, struct spawn_cmd *c)
 	if (vm->pclink_fds[0] >= 0) {
 		spawn_cmd_arg(c, "--postcopy-link-fd");
 		spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->pclink_fds[0]));
+		if (vm->uffd_dev_fd >= 0) {
+			spawn_cmd_arg(c, "--userfaultfd-dev-fd");
+			spawn_cmd_arg(c, "%d", spawn_cmd_fd(c, vm->uffd_dev_fd));
+		}
 	}
 }
 
@@ -677,6 +699,7 @@ int cmd_run_main(int argc, char **argv)
 	vm.serial_fd = -1;
 	vm.pidns_fd = -1;
 	vm.pclink_fds[0] = vm.pclink_fds[1] = -1;
+	vm.uffd_dev_fd = -1;
 	vm.fdlink_fds[0] = vm.fdlink_fds[1] = -1;
 	for (i = 0; i < RUN_QMP_MAX; i++)
 		vm.qmp_fds[i] = -1;

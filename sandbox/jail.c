@@ -411,10 +411,9 @@ int sandbox_jail_init(struct sandbox_jail *j, enum sandbox_proc proc, const char
 	j->enabled = true;
 	/* The monitor's TCP listeners are inherited: they work from any netns. */
 	j->new_net = proc != SANDBOX_MIGRATOR;
+	/* Not /dev/userfaultfd: cleave run hands cleave-vcpu an fd of it. */
 	if (proc == SANDBOX_VCPU)
 		ret = sandbox_jail_bind(j, "/dev/kvm", true, false);
-	if (!ret && proc == SANDBOX_VCPU)
-		ret = sandbox_jail_bind(j, "/dev/userfaultfd", true, true);
 	for (i = 0; !ret && proc == SANDBOX_MIGRATOR && i < sizeof(etc_net) / sizeof(etc_net[0]);
 	     i++)
 		ret = sandbox_jail_bind(j, etc_net[i], false, true);

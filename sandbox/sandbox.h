@@ -207,7 +207,7 @@ struct sandbox_jail {
 
 /*
  * The jail of @proc: @exe (canonicalized into j->exe: exec that path),
- * /dev/kvm and /dev/userfaultfd for cleave-vcpu, the resolver's /etc files
+ * /dev/kvm for cleave-vcpu, the resolver's /etc files
  * for the migrator; a network namespace of its own for all but the
  * migrator.  The directories of its RPC sockets are the caller's to bind
  * (sandbox_jail_bind): writable where it listens, read-only where it dials.

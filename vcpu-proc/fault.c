@@ -124,15 +124,19 @@ static uint64_t fault_now_ns(void)
  * /dev/userfaultfd first: it gives a descriptor that also sees the kernel's
  * own faults (KVM writing guest RAM) without CAP_SYS_PTRACE, which the
  * userfaultfd() syscall needs for them when vm.unprivileged_userfaultfd is 0.
+ * @dev: the device as the caller got it (a process that may not open it
+ * gets it from the launcher), or -1 to open it here.
  */
-static int uffd_open(void)
+static int uffd_open(int dev)
 {
-	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd = -1;
+	int own = dev < 0 ? open("/dev/userfaultfd", O_RDWR | O_CLOEXEC) : -1, fd = -1;
 
-	if (dev >= 0) {
+	if (own >= 0)
+		dev = own;
+	if (dev >= 0)
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
-	}
+	if (own >= 0)
+		close(own);
 	if (fd < 0)
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	return fd < 0 ? -errno : fd;
@@ -498,6 +502,12 @@ static void *fault_thread_main(void *arg)
 int fault_service_start(struct fault_service **out, struct region_table *table,
 			const struct fault_source *src)
 {
+	return fault_service_start_dev(out, table, src, -1);
+}
+
+int fault_service_start_dev(struct fault_service **out, struct region_table *table,
+			    const struct fault_source *src, int uffd_dev)
+{
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM};
 	struct fault_service *fs;
 	pthread_condattr_t ca;
@@ -513,7 +523,7 @@ int fault_service_start(struct fault_service **out, struct region_table *table,
 		fs->src = *src;
 	fs->has_src = src;
 	fs->stop_efd = -1;
-	fs->uffd = uffd_open();
+	fs->uffd = uffd_open(uffd_dev);
 	if (fs->uffd < 0) {
 		ret = fs->uffd;
 		log_err("userfaultfd: %s", strerror(-ret));

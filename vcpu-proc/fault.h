@@ -112,6 +112,13 @@ struct fault_service;
 int fault_service_start(struct fault_service **out, struct region_table *table,
 			const struct fault_source *src);
 /*
+ * The same with @uffd_dev, an fd of /dev/userfaultfd opened by someone who
+ * may (cleave run, for a cleave-vcpu whose user may not open the device):
+ * the userfaultfd comes from it.  Not closed; -1 opens the device here.
+ */
+int fault_service_start_dev(struct fault_service **out, struct region_table *table,
+			    const struct fault_source *src, int uffd_dev);
+/*
  * Stops the threads and closes the userfaultfd; -EBUSY while a region is
  * registered.  A fault_take_requests() waiting returns -ECANCELED, and
  * stop waits for it to leave; none may be called after stop returned 0.

@@ -43,6 +43,8 @@ struct options {
 	const char *name;
 	bool incoming;
 	int postcopy_link_fd; /* -1: none (only a VM that waits for a migration has one) */
+	/* /dev/userfaultfd opened by cleave run (-1: opened here, if this user may). */
+	int uffd_dev_fd;
 };
 
 static void usage(void)
@@ -50,7 +52,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: cleave-vcpu --ctl-fd N --ram-fds A[,B...] --guest-fd G --vcpus N\n"
 		"                   [--append STR] [--serial-fd F] [--name NAME]\n"
-		"                   --events URL [--incoming [--postcopy-link-fd N]] [-v]\n"
+		"                   --events URL [--incoming [--postcopy-link-fd N\n"
+		"                   [--userfaultfd-dev-fd N]]] [-v]\n"
 		"                   [--rpc-migrator URL] [--rpc-monitor URL]  one listener per "
 		"caller,\n"
 		"                       each with only that caller's methods (docs/SECURITY.md)\n"
@@ -109,6 +112,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"events", required_argument, NULL, 'E'},
 		{"incoming", no_argument, NULL, 'i'},
 		{"postcopy-link-fd", required_argument, NULL, 'P'},
+		{"userfaultfd-dev-fd", required_argument, NULL, 'U'},
 		{"guest-log-rate", required_argument, NULL, 'L'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -123,7 +127,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->vm.nr_vcpus = 1;
 	o->vm.cmdline = "";
 	o->vm.guest_log_rate = VM_GUEST_LOG_RATE;
-	o->postcopy_link_fd = -1;
+	o->postcopy_link_fd = o->uffd_dev_fd = -1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -171,11 +175,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->incoming = true;
 			break;
 		case 'P':
+		case 'U':
 			if (parse_uint(optarg, 1 << 20, &v)) {
 				log_err("bad fd number '%s'", optarg);
 				return -EINVAL;
 			}
-			o->postcopy_link_fd = (int)v;
+			*(c == 'P' ? &o->postcopy_link_fd : &o->uffd_dev_fd) = (int)v;
 			break;
 		case 'L':
 			if (parse_uint(optarg, 1000000, &o->vm.guest_log_rate)) {
@@ -192,7 +197,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (optind != argc || o->vm.ctl_fd < 0 || o->vm.guest_fd < 0 || !o->vm.nr_ram_fds ||
 	    !(o->rpc.any || o->rpc.migrator || o->rpc.monitor) || !o->events_url ||
-	    (o->postcopy_link_fd >= 0 && !o->incoming)) {
+	    (o->postcopy_link_fd >= 0 && !o->incoming) ||
+	    (o->uffd_dev_fd >= 0 && o->postcopy_link_fd < 0)) {
 		log_err("missing or extra arguments");
 		return -EINVAL;
 	}
@@ -261,8 +267,12 @@ int main(int argc, char **argv)
 	 * only the kernel's fault events.  Without one, the link is not
 	 * served and a postcopy switch fails (the source's guest runs on).
 	 */
-	if (opt.postcopy_link_fd >= 0 && fault_service_start(&faults, &vm.regions, NULL))
+	if (opt.postcopy_link_fd >= 0 &&
+	    fault_service_start_dev(&faults, &vm.regions, NULL, opt.uffd_dev_fd))
 		log_warn("postcopy unavailable: no userfaultfd for guest RAM");
+	/* The device made the one userfaultfd this process needs: no more from it. */
+	if (opt.uffd_dev_fd >= 0)
+		close(opt.uffd_dev_fd);
 	/*
 	 * Every device and memfd is open: from here on, the policy.  Before
 	 * the first guest instruction and before the first RPC byte.

@@ -290,6 +290,8 @@ static void test_bad_command_lines(void **state)
 	const char *bad_fds[] = {"--ram-fds", "3,x", NULL};
 	const char *bad_url[] = {"--events", "nosuch://x", NULL};
 	const char *stray[] = {"stray", NULL};
+	/* The device fd goes with a postcopy link only. */
+	const char *lone_uffd_dev[] = {"--userfaultfd-dev-fd", "5", NULL};
 	struct {
 		const char *const *extra;
 		int status;
@@ -303,6 +305,7 @@ static void test_bad_command_lines(void **state)
 		{bad_fds, 2, "bad --ram-fds '3,x'"},
 		{bad_url, 126, "events nosuch://x"},
 		{stray, 2, "missing or extra arguments"},
+		{lone_uffd_dev, 2, "missing or extra arguments"},
 	};
 	uint8_t elf[4096];
 

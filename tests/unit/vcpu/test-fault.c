@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -563,6 +564,104 @@ static void test_register_unlocked_aborts(void **state)
 		fail_msg("register with the region held shared: status 0x%x, not SIGABRT", status);
 }
 
+/*
+ * As an unprivileged user (cleave-vcpu under --uid-base) that cannot open
+ * /dev/userfaultfd: steps of the child, 0 when all held.  @dev is the
+ * device, opened by root before the ids changed, as cleave run does.
+ * With @syscall_refused (vm.unprivileged_userfaultfd 0) the service cannot
+ * start without @dev; with it, a kernel write into a missing page (what
+ * KVM does) is served.
+ */
+static int unprivileged_child(int dev, bool syscall_refused)
+{
+	struct image *img = calloc(1, sizeof(*img));
+	struct fault_source src = {.read_page = image_read_page, .arg = img};
+	const uint64_t mark = 0x1122334455667788ull, p = 200;
+	uint64_t *page, word[SHM_PAGE_SIZE / 8];
+	struct region_table table;
+	struct fault_service *fs;
+	struct region *r;
+	int ram_fd, pipefd[2];
+	uint8_t *ram;
+
+	if (!img)
+		return 1;
+	atomic_store(&img->bad_page, NO_PAGE);
+	atomic_store(&img->slow_page, NO_PAGE);
+	img->fd = memfd_create("test-image", MFD_CLOEXEC);
+	ram_fd = memfd_create("test-ram", MFD_CLOEXEC);
+	for (uint64_t w = 0; w < SHM_PAGE_SIZE / 8; w++)
+		word[w] = image_word(p, w);
+	if (img->fd < 0 || ram_fd < 0 || ftruncate(img->fd, (off_t)RAM_SIZE) ||
+	    ftruncate(ram_fd, (off_t)RAM_SIZE) ||
+	    pwrite(img->fd, word, sizeof(word), (off_t)(p * SHM_PAGE_SIZE)) != sizeof(word))
+		return 2;
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd, 0);
+	if (ram == MAP_FAILED || region_table_init(&table))
+		return 3;
+	if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+		return 4;
+	if (!access("/dev/userfaultfd", R_OK | W_OK))
+		return 5; /* still privileged: the test would prove nothing */
+	if (syscall_refused && !fault_service_start(&fs, &table, &src))
+		return 6;
+	if (fault_service_start_dev(&fs, &table, &src, dev))
+		return 7;
+	if (region_table_add(&table, 0, GPA, RAM_SIZE, ram, NULL, &r) ||
+	    fault_region_register(fs, r, false))
+		return 8;
+	region_unlock_write(r);
+	page = (uint64_t *)(ram + p * SHM_PAGE_SIZE);
+	if (pipe(pipefd) || write(pipefd[1], &mark, sizeof(mark)) != sizeof(mark) ||
+	    read(pipefd[0], &page[5], sizeof(mark)) != sizeof(mark))
+		return 9; /* EFAULT: a userfaultfd that does not see the kernel's faults */
+	if (page[5] != mark || page[0] != image_word(p, 0))
+		return 10;
+	region_lock_write(r);
+	fault_region_unregister(fs, r, true);
+	region_unlock_write(r);
+	return fault_service_stop(fs) ? 11 : 0;
+}
+
+/*
+ * cleave-vcpu under --uid-base gets /dev/userfaultfd as an fd from cleave
+ * run: as a user who cannot open the device, the service makes its
+ * userfaultfd from that fd and serves the kernel's own faults.
+ */
+static void test_device_fd_for_an_unprivileged_user(void **state)
+{
+	char sysctl[8] = "";
+	bool refused;
+	int dev, status;
+	FILE *f;
+	pid_t pid;
+
+	(void)state;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0 || geteuid() != 0) {
+		print_message("skip: needs root and /dev/userfaultfd\n");
+		if (dev >= 0)
+			close(dev);
+		skip();
+	}
+	f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+	if (f) {
+		if (!fgets(sysctl, sizeof(sysctl), f))
+			sysctl[0] = '\0';
+		fclose(f);
+	}
+	refused = sysctl[0] == '0';
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(unprivileged_child(dev, refused));
+	close(dev);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status))
+		fail_msg("unprivileged child failed at step %d", WEXITSTATUS(status));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -575,6 +674,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fill_skips_zero_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_present_page_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_unlocked_aborts, setup, teardown),
+		cmocka_unit_test(test_device_fd_for_an_unprivileged_user),
 	};
 
 	struct fault_source probe = {.read_page = image_read_page};
