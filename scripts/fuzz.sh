@@ -14,7 +14,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 [ $# -gt 0 ] && shift
-harnesses=${*:-"qmp rpc event loader ctl mig-dest mig-src pagemap snapfile"}
+harnesses=${*:-"qmp rpc event loader ctl mig-dest mig-dest-pc mig-src pagemap snapfile"}
 dir=build-fuzz
 
 if [ -d "$dir" ]; then

@@ -495,7 +495,8 @@ static void gen_wire(struct gen_buf *b, Cleave__Wire__WireMsg *m)
 	gen_put_msg(b, &m->base);
 }
 
-static void gen_hello(struct gen_buf *b, uint32_t channels)
+/* A fresh Hello; @postcopy: the source may switch to postcopy. */
+static void gen_hello_pc(struct gen_buf *b, uint32_t channels, bool postcopy)
 {
 	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 	Cleave__Wire__Hello h = CLEAVE__WIRE__HELLO__INIT;
@@ -514,9 +515,15 @@ static void gen_hello(struct gen_buf *b, uint32_t channels)
 	h.regions = rs;
 	h.channels = channels;
 	h.page_size = SHM_PAGE_SIZE;
+	h.postcopy = postcopy;
 	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO;
 	m.hello = &h;
 	gen_wire(b, &m);
+}
+
+static void gen_hello(struct gen_buf *b, uint32_t channels)
+{
+	gen_hello_pc(b, channels, false);
 }
 
 static void gen_round(struct gen_buf *b, uint64_t round, uint64_t pages)
@@ -598,8 +605,9 @@ static void gen_sync(struct gen_buf *b, uint64_t round, bool final)
 	gen_put(b, &h, sizeof(h));
 }
 
-/* The harness's input: u16 length of @main, @main, then @chan. */
-static void gen_mig(const char *name, struct gen_buf *main, struct gen_buf *chan)
+/* @harness's input: u16 length of @main, @main, then @chan. */
+static void gen_mig_to(const char *harness, const char *name, struct gen_buf *main,
+		       struct gen_buf *chan)
 {
 	struct gen_buf b = {0};
 	uint8_t len[2] = {(uint8_t)main->len, (uint8_t)(main->len >> 8)};
@@ -609,10 +617,15 @@ static void gen_mig(const char *name, struct gen_buf *main, struct gen_buf *chan
 	gen_put(&b, len, 2);
 	gen_put(&b, main->data, main->len);
 	gen_put(&b, chan->data, chan->len);
-	gen_flush(&b, "mig-dest", name);
+	gen_flush(&b, harness, name);
 	free(main->data);
 	free(chan->data);
 	*main = *chan = (struct gen_buf){0};
+}
+
+static void gen_mig(const char *name, struct gen_buf *main, struct gen_buf *chan)
+{
+	gen_mig_to("mig-dest", name, main, chan);
 }
 
 /* The same with two channels: "2CH:", u16 length of @c0, @c0, then @c1. */
@@ -692,6 +705,103 @@ static void gen_mig_corpus(void)
 		gen_sync(&c1, 1, true);
 		gen_mig2("regress-final-disagree", &m, &c, &c1);
 	}
+}
+
+/* ---- mig-dest-pc: a source that switches to postcopy ----------------------- */
+
+/*
+ * Postcopy at round @final_round (0: nothing landed before), the needed
+ * pages @r0 of region 0 and @r1 of region 1 (bit maps of their pages);
+ * @bad_region: a third map naming a region that does not exist.
+ */
+static void gen_postcopy(struct gen_buf *b, uint64_t final_round, uint64_t r0, uint64_t r1,
+			 bool bad_region)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__Postcopy pc = CLEAVE__WIRE__POSTCOPY__INIT;
+	Cleave__Wire__PageMap pm[3], *pms[3] = {&pm[0], &pm[1], &pm[2]};
+	const uint64_t maps[3] = {r0, r1, 1};
+
+	for (uint32_t r = 0; r < 3; r++)
+		if (mig_pagemap_encode(&maps[r], gen_mig_size[r % 2] / SHM_PAGE_SIZE,
+				       r == 2 ? 9 : r, &pm[r]))
+			gen_fail("mig_pagemap_encode");
+	pc.final_round = final_round;
+	pc.n_needed = bad_region ? 3 : 2;
+	pc.needed = pms;
+	pc.state = (ProtobufCBinaryData){12, (uint8_t *)"vmstate:cpu0"};
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY;
+	m.postcopy = &pc;
+	gen_wire(b, &m);
+	for (uint32_t r = 0; r < 3; r++)
+		mig_pagemap_release(&pm[r]);
+}
+
+/* An answer to a page request: @count pages of @region from @page. */
+static void gen_postcopy_pages(struct gen_buf *b, uint32_t region, uint64_t page, uint32_t count)
+{
+	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
+	Cleave__Wire__PostcopyPages pp = CLEAVE__WIRE__POSTCOPY_PAGES__INIT;
+	static uint8_t data[2 * SHM_PAGE_SIZE];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + region);
+	pp.region = region;
+	pp.page = page;
+	pp.count = count;
+	pp.data = (ProtobufCBinaryData){(count < 2 ? count : 2) * SHM_PAGE_SIZE, data};
+	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY_PAGES;
+	m.postcopy_pages = &pp;
+	gen_wire(b, &m);
+}
+
+static void gen_mig_pc_corpus(void)
+{
+	const uint64_t push0[] = {0, 3 * SHM_PAGE_SIZE | MIG_PAGE_ZERO};
+	const uint64_t push1[] = {7 * SHM_PAGE_SIZE};
+	struct gen_buf m = {0}, c = {0};
+
+	/*
+	 * A whole postcopy: switch at once, Commit, page 5 on request; the
+	 * push brings pages 0 and 3 of region 0 and page 7 of region 1.
+	 */
+	gen_hello_pc(&m, 1, true);
+	gen_postcopy(&m, 0, 0x29, 0x80, false);
+	gen_simple(&m, CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT);
+	gen_postcopy_pages(&m, 0, 5, 1);
+	gen_chan_hello(&c, 0);
+	gen_packet(&c, 0, 0, push0, 2);
+	gen_packet(&c, 1, 0, push1, 1);
+	gen_sync(&c, 0, true);
+	gen_mig_to("mig-dest-pc", "complete", &m, &c);
+
+	/* A needed map of a region that does not exist: refused before anything is punched. */
+	gen_hello_pc(&m, 1, true);
+	gen_postcopy(&m, 0, 0x3, 0, true);
+	gen_chan_hello(&c, 0);
+	gen_mig_to("mig-dest-pc", "bad-needed-map", &m, &c);
+
+	/* Postcopy at a round that did not land. */
+	gen_hello_pc(&m, 1, true);
+	gen_postcopy(&m, 2, 0x3, 0, false);
+	gen_chan_hello(&c, 0);
+	gen_mig_to("mig-dest-pc", "wrong-round", &m, &c);
+
+	/* After the Commit: pages past the region's end, then a count its data does not carry. */
+	gen_hello_pc(&m, 1, true);
+	gen_postcopy(&m, 0, 0x1, 0, false);
+	gen_simple(&m, CLEAVE__WIRE__WIRE_MSG__BODY_COMMIT);
+	gen_postcopy_pages(&m, 1, 7, 2);
+	gen_postcopy_pages(&m, 0, 0, 3);
+	gen_chan_hello(&c, 0);
+	gen_mig_to("mig-dest-pc", "bad-pages", &m, &c);
+
+	/* A DeviceState after the switch. */
+	gen_hello_pc(&m, 1, true);
+	gen_postcopy(&m, 0, 0x1, 0, false);
+	gen_device_state(&m, 0);
+	gen_chan_hello(&c, 0);
+	gen_mig_to("mig-dest-pc", "device-state-in-postcopy", &m, &c);
 }
 
 /* ---- mig-src: what a destination says to a resuming source ----------------- */
@@ -881,6 +991,7 @@ int main(int argc, char **argv)
 	gen_loader_corpus();
 	gen_ctl_corpus();
 	gen_mig_corpus();
+	gen_mig_pc_corpus();
 	gen_mig_src_corpus();
 	gen_pagemap_corpus();
 	gen_snapfile_corpus();

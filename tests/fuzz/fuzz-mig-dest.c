@@ -18,6 +18,12 @@
  * once the destination has closed both connections: nothing more can come
  * of them), then is cancelled, waited for and freed.
  *
+ * Built a second time with FUZZ_MIG_POSTCOPY (fuzz-mig-dest-pc): the test
+ * VM can take postcopy as cleave-vcpu does (tests/unit/migrator/
+ * tvm-postcopy.c: the postcopy link to cleave-vcpu's server and fault
+ * service, real userfaultfd) and the session has postcopy-ram on, so
+ * Postcopy, PostcopyPages and the pushed pages reach their parsers.
+ *
  * Properties beyond the sanitizers: a destination that took the main
  * connection as its source ends by itself within FUZZ_MIG_HANGUP_MS once
  * the source has shut every connection for writing (no wait of its may
@@ -42,6 +48,9 @@
 
 #include "migrator/migration.h"
 #include "tests/unit/migrator/tvm.h"
+#ifdef FUZZ_MIG_POSTCOPY
+#include "tests/unit/migrator/tvm-postcopy.h"
+#endif
 
 #define FUZZ_MIG_IO_MS	   100	/* the engine's I/O timeout */
 #define FUZZ_MIG_SETTLE_MS 150	/* a session may end by itself this long */
@@ -126,6 +135,31 @@ static int fuzz_mig_settle(struct mig_session *s, int mfd, int cfd)
 	return 0;
 }
 
+/* A test VM listening as a destination (with postcopy: FUZZ_MIG_POSTCOPY). */
+static int fuzz_mig_vm_init(struct tvm *t)
+{
+#ifdef FUZZ_MIG_POSTCOPY
+	struct mig_env base = {.ops = tvm_postcopy_vm_ops(), .snapshot_dirfd = -1};
+	struct mig_caps caps = {.postcopy_ram = true};
+
+	return tvm_init_env(t, &fuzz_layout, NULL, FUZZ_MIG_IO_MS, &base) || tvm_postcopy_init(t) ||
+	       mig_session_set_caps(t->s, &caps);
+#else
+	return tvm_init(t, &fuzz_layout, NULL, FUZZ_MIG_IO_MS);
+#endif
+}
+
+static void fuzz_mig_vm_fini(struct tvm *t)
+{
+#ifdef FUZZ_MIG_POSTCOPY
+	/* The session first: its threads call the VM side until joined. */
+	mig_session_free(t->s);
+	t->s = NULL;
+	tvm_postcopy_fini(t);
+#endif
+	tvm_fini(t);
+}
+
 /* No TIME_WAIT left behind: hundreds of inputs a second would use up the ports. */
 static void fuzz_mig_close(int fd)
 {
@@ -154,7 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size -= 2;
 	if (main_len > size)
 		main_len = size;
-	if (tvm_init(&t, &fuzz_layout, NULL, FUZZ_MIG_IO_MS))
+	if (fuzz_mig_vm_init(&t))
 		abort();
 	/* A lost source fails the session at once instead of being waited for. */
 	mig_session_get_params(t.s, &params);
@@ -209,7 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		}
 	}
-	tvm_fini(&t);
+	fuzz_mig_vm_fini(&t);
 	fuzz_mig_close(mfd);
 	fuzz_mig_close(cfd);
 	fuzz_mig_close(cfd2);
