@@ -11,10 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +22,7 @@
 #include "log/log.h"
 #include "migrator/session-internal.h"
 #include "migrator/wire.h"
+#include "raw-peer.h"
 #include "tvm.h"
 
 #define R0_PAGES 1024
@@ -36,107 +35,24 @@ static const uint8_t sid[16] = "0123456789abcdef";
 
 /* ---- raw peers ----------------------------------------------------------- */
 
-static int raw_connect(unsigned int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(mig_sock_setup(fd, 3000), 0);
-	return fd;
-}
-
-static int raw_listen(unsigned int *port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 16), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
-static int raw_accept(int lfd)
-{
-	int fd = accept(lfd, NULL, NULL);
-
-	assert_true(fd >= 0);
-	assert_int_equal(mig_sock_setup(fd, 3000), 0);
-	return fd;
-}
-
 /* Hello of session @sid, @epoch; a resume (next round @next) when @epoch > 1. */
 static void raw_hello_epoch(int fd, uint64_t magic, uint32_t version, uint64_t size,
 			    uint32_t channels, uint64_t epoch, uint64_t next)
 {
-	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
-	Cleave__Wire__Hello h = CLEAVE__WIRE__HELLO__INIT;
-	Cleave__Wire__Region r = CLEAVE__WIRE__REGION__INIT, *rp = &r;
+	const struct raw_hello h = {.magic = magic,
+				    .version = version,
+				    .sid = sid,
+				    .size = size,
+				    .channels = channels,
+				    .epoch = epoch,
+				    .next_round = next};
 
-	r.gpa = 0;
-	r.size = size;
-	h.magic = magic;
-	h.version = version;
-	h.session_id.data = (uint8_t *)sid;
-	h.session_id.len = 16;
-	h.epoch = epoch;
-	h.resume = epoch > 1;
-	h.next_round = next;
-	h.n_regions = 1;
-	h.regions = &rp;
-	h.channels = channels;
-	h.page_size = SHM_PAGE_SIZE;
-	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO;
-	m.hello = &h;
-	assert_int_equal(mig_msg_send(fd, &m), 0);
+	raw_hello_send(fd, &h);
 }
 
 static void raw_hello(int fd, uint64_t magic, uint32_t version, uint64_t size, uint32_t channels)
 {
 	raw_hello_epoch(fd, magic, version, size, channels, 1, 0);
-}
-
-/* Reads one message and checks its type; returns the Error reason if any. */
-static void raw_expect(int fd, int body, char *reason, size_t len)
-{
-	Cleave__Wire__WireMsg *m;
-
-	assert_int_equal(mig_msg_recv(fd, &m), 0);
-	assert_int_equal(m->body_case, body);
-	if (reason && body == CLEAVE__WIRE__WIRE_MSG__BODY_ERROR)
-		snprintf(reason, len, "%s", m->error->reason);
-	cleave__wire__wire_msg__free_unpacked(m, NULL);
-}
-
-static int raw_channel(unsigned int port, unsigned int index, const uint8_t *id)
-{
-	struct mig_chan_hello ch = {
-		.magic = MIG_CHAN_MAGIC, .version = WIRE_VERSION, .index = index};
-	int fd = raw_connect(port);
-
-	memcpy(ch.session_id, id, 16);
-	assert_int_equal(mig_io_write(fd, &ch, sizeof(ch)), 0);
-	return fd;
-}
-
-/* A packet of @n pages at @offs (flags included); @data_pages of data follow. */
-static void raw_packet(int fd, uint64_t round, const uint64_t *offs, uint32_t n,
-		       unsigned int data_pages)
-{
-	struct mig_pkt_hdr h = {.magic = MIG_PKT_MAGIC, .nr_pages = n, .round = round};
-	static uint8_t page[SHM_PAGE_SIZE];
-
-	memset(page, 0xab, sizeof(page));
-	assert_int_equal(mig_io_write(fd, &h, sizeof(h)), 0);
-	assert_int_equal(mig_io_write(fd, offs, n * sizeof(*offs)), 0);
-	for (unsigned int i = 0; i < data_pages; i++)
-		assert_int_equal(mig_io_write(fd, page, sizeof(page)), 0);
 }
 
 /* ---- fixtures ------------------------------------------------------------ */
@@ -570,26 +486,6 @@ static void test_src_dest_refuses(void **state)
 	close(lfd);
 }
 
-/* Accepts main + one channel after a good handshake. */
-static void raw_dest_accept(int lfd, int *fd, int *cfd)
-{
-	struct mig_chan_hello ch;
-
-	*fd = raw_accept(lfd);
-	raw_expect(*fd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO, NULL, 0);
-	{
-		Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
-		Cleave__Wire__HelloAck a = CLEAVE__WIRE__HELLO_ACK__INIT;
-
-		m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK;
-		m.hello_ack = &a;
-		assert_int_equal(mig_msg_send(*fd, &m), 0);
-	}
-	*cfd = raw_accept(lfd);
-	assert_int_equal(mig_io_read(*cfd, &ch, sizeof(ch)), 0);
-	assert_int_equal(ch.magic, MIG_CHAN_MAGIC);
-}
-
 static void test_src_dest_hung_or_gone(void **state)
 {
 	struct fix *f = *state;
@@ -847,26 +743,6 @@ static void test_dst_waits_for_its_source(void **state)
 }
 
 /* ---- destination: waits bounded by what the source can still send -------- */
-
-static void raw_sync(int fd, uint64_t round, bool final)
-{
-	struct mig_pkt_hdr h = {.magic = MIG_PKT_MAGIC,
-				.flags = MIG_PKT_SYNC | (final ? MIG_PKT_FINAL : 0),
-				.round = round};
-
-	assert_int_equal(mig_io_write(fd, &h, sizeof(h)), 0);
-}
-
-static void raw_round(int fd, uint64_t round)
-{
-	Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
-	Cleave__Wire__Round r = CLEAVE__WIRE__ROUND__INIT;
-
-	r.round = round;
-	m.body_case = CLEAVE__WIRE__WIRE_MSG__BODY_ROUND;
-	m.round = &r;
-	assert_int_equal(mig_msg_send(fd, &m), 0);
-}
 
 /* Fails within 2 s (the I/O timeout is 500 ms): never the 10 s wait of a hang. */
 static void assert_failed_soon(struct tvm *t, const char *needle)

@@ -51,12 +51,6 @@ struct pc {
 	uint64_t marker_page; /* the vCPU writes a marker here first (UINT64_MAX: none) */
 };
 
-static bool userfaultfd_usable(void)
-{
-	return !access("/dev/userfaultfd", R_OK | W_OK) ||
-	       !access("/proc/sys/vm/unprivileged_userfaultfd", F_OK);
-}
-
 static int pc_setup(void **state)
 {
 	struct pc *p = calloc(1, sizeof(*p));
@@ -276,7 +270,7 @@ static void test_postcopy_converges(void **state)
 {
 	struct pc *p = *state;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_config(p, true, true, 2, 4u << 20, false);
 	pc_start_dirty(p);
@@ -299,7 +293,7 @@ static void test_postcopy_guest_write_wins(void **state)
 	struct pc *p = *state;
 	uint64_t word = 0;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_config(p, true, true, 1, 2u << 20, false);
 	p->marker_page = HOT_PAGES - 1;
@@ -320,7 +314,7 @@ static void test_postcopy_cut(void **state)
 {
 	struct pc *p = *state;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_config(p, true, true, 2, 2u << 20, true);
 	pc_start_dirty(p);
@@ -362,7 +356,7 @@ static void test_postcopy_cut_before_commit(void **state)
 {
 	struct pc *p = *state;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_config(p, true, true, 2, 4u << 20, true);
 	pthread_mutex_lock(&p->dst.lock);
@@ -391,7 +385,7 @@ static void test_postcopy_at_once(void **state)
 	uint64_t t0;
 	struct mig_info di;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_config(p, true, true, 2, 4u << 20, false);
 	tvm_fill(&p->src, 0, 0, PAGES, false); /* 16 MiB: 4 s of first pass at the cap */
@@ -491,7 +485,7 @@ static void test_postcopy_abandon_waits(void **state)
 	struct pc *p = *state;
 	struct mig_info di, after;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_source_gone(p, &di);
 	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, false), 0);
@@ -519,7 +513,7 @@ static void test_postcopy_abandon_zero_fill(void **state)
 	uint64_t zeroed = 0;
 	struct mig_info di, after;
 
-	if (!userfaultfd_usable())
+	if (!tvm_postcopy_usable())
 		skip();
 	pc_source_gone(p, &di);
 	memset(got, 0, sizeof(got));

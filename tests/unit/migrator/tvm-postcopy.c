@@ -78,6 +78,12 @@ static void pc_vm_ops_init(void)
 	pc_vm_ops.postcopy = &pc_ops;
 }
 
+bool tvm_postcopy_usable(void)
+{
+	return !access("/dev/userfaultfd", R_OK | W_OK) ||
+	       !access("/proc/sys/vm/unprivileged_userfaultfd", F_OK);
+}
+
 const struct mig_vm_ops *tvm_postcopy_vm_ops(void)
 {
 	pthread_once(&pc_vm_ops_once, pc_vm_ops_init);

@@ -15,6 +15,8 @@
 #include "tvm.h"
 #include "vcpu-proc/fault.h"
 
+/* Whether this host lets the process open a userfaultfd (else a postcopy test skips). */
+bool tvm_postcopy_usable(void);
 /* tvm_init_env()'s @base->ops for a tvm that can take postcopy. */
 const struct mig_vm_ops *tvm_postcopy_vm_ops(void);
 /* The VM side for @t (after tvm_init_env with tvm_postcopy_vm_ops()). */
