@@ -1284,6 +1284,17 @@ static void pc_pair_start(struct pc_pair *pp)
 	caps_postcopy(pp->dst.dir);
 }
 
+/* Whether page @p is the same on both sides; the destination's copy in @got. */
+static bool pc_pair_page_same(struct pc_pair *pp, uint64_t p, uint8_t *got)
+{
+	uint8_t want[SHM_PAGE_SIZE];
+	off_t off = (off_t)(p * SHM_PAGE_SIZE);
+
+	assert_int_equal(pread(pp->src.ram.fd, want, sizeof(want), off), sizeof(want));
+	assert_int_equal(pread(pp->dst.ram.fd, got, SHM_PAGE_SIZE, off), SHM_PAGE_SIZE);
+	return !memcmp(want, got, SHM_PAGE_SIZE);
+}
+
 /* Both migrators stopped, then the VM side as cleave-vcpu tears it down. */
 static void pc_pair_stop(struct pc_pair *pp)
 {
@@ -1331,7 +1342,7 @@ static void test_postcopy_process_kills(void **state)
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL), x;
 	unsigned int kills = 0, per_side[2] = {0, 0};
 	struct pclink_stats ls;
-	uint8_t page[SHM_PAGE_SIZE], other[SHM_PAGE_SIZE];
+	uint8_t page[SHM_PAGE_SIZE];
 
 	(void)state;
 	if (access("/dev/userfaultfd", R_OK | W_OK))
@@ -1393,16 +1404,10 @@ static void test_postcopy_process_kills(void **state)
 	pthread_join(vc.thread, NULL);
 	assert_int_equal(atomic_load(&vc.touched), src->ram.size / SHM_PAGE_SIZE);
 	assert_int_equal(atomic_load(&vc.bad), 0);
-	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++) {
-		assert_int_equal(pread(src->ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
-				 sizeof(page));
-		assert_int_equal(
-			pread(dst->ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
-			sizeof(other));
-		if (memcmp(page, other, sizeof(page)))
+	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++)
+		if (!pc_pair_page_same(&pp, p, page))
 			fail_msg("page %llu differs (seed %llu)", (unsigned long long)p,
 				 (unsigned long long)seed);
-	}
 	assert_int_equal(src->v.resumes, 0); /* paused at the switch, for good */
 	assert_true(dst->v.resumes >= 1);
 	pclink_server_stats(pp.srv, &ls);
@@ -1472,7 +1477,7 @@ static void test_postcopy_source_gone_process(void **state)
 	struct pc_pair pp = {0};
 	struct snap_node *src = &pp.src, *dst = &pp.dst;
 	struct pc_reader rd = {0};
-	uint8_t page[SHM_PAGE_SIZE], other[SHM_PAGE_SIZE], zero[SHM_PAGE_SIZE] = {0};
+	uint8_t page[SHM_PAGE_SIZE], zero[SHM_PAGE_SIZE] = {0};
 	uint64_t missing, zeroed = 0;
 	int status;
 
@@ -1526,15 +1531,10 @@ static void test_postcopy_source_gone_process(void **state)
 	assert_int_equal(mi->postcopy_missing, 0);
 	rpc_msg_free(&mi->base);
 	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++) {
-		assert_int_equal(pread(src->ram.fd, page, sizeof(page), (off_t)(p * SHM_PAGE_SIZE)),
-				 sizeof(page));
-		assert_int_equal(
-			pread(dst->ram.fd, other, sizeof(other), (off_t)(p * SHM_PAGE_SIZE)),
-			sizeof(other));
-		if (memcmp(page, other, sizeof(page))) {
-			assert_memory_equal(other, zero, sizeof(zero)); /* one that never came */
-			zeroed++;
-		}
+		if (pc_pair_page_same(&pp, p, page))
+			continue;
+		assert_memory_equal(page, zero, sizeof(zero)); /* one that never came */
+		zeroed++;
 	}
 	assert_true(zeroed <= missing);
 	pc_pair_stop(&pp);

@@ -15,6 +15,8 @@
 #include "migrator/wire.h"
 #include "raw-peer.h"
 #include "shm/shm.h"
+#include "migrator/session-internal.h"
+#include "tvm.h"
 
 #define RAW_IO_TIMEOUT_MS 3000
 
@@ -160,4 +162,20 @@ void raw_dest_accept(int lfd, int *fd, int *cfd)
 	*cfd = raw_accept(lfd);
 	assert_int_equal(mig_io_read(*cfd, &ch, sizeof(ch)), 0);
 	assert_int_equal(ch.magic, MIG_CHAN_MAGIC);
+}
+
+void raw_assert_final(struct tvm *t, enum mig_status st, const char *needle)
+{
+	struct mig_info info;
+
+	assert_int_equal(mig_session_wait(t->s, 10000), 0);
+	mig_session_query(t->s, &info);
+	if (info.status != st || !strstr(info.error_desc, needle))
+		fprintf(stderr, "status %s error '%s', want %s '%s'\n",
+			mig_status_name(info.status), info.error_desc, mig_status_name(st), needle);
+	assert_int_equal(info.status, st);
+	assert_non_null(strstr(info.error_desc, needle));
+	assert_int_equal(t->s->rec->status, st);
+	/* Whatever happened, the receivedmap is dead once the job is. */
+	assert_false(mig_record_receivedmap_live(t->s->rec));
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "migrator/record.h" /* enum mig_status */
+
 /* Sockets with the raw peer's 3 s I/O deadlines. */
 int raw_connect(unsigned int port);
 int raw_listen(unsigned int *port);
@@ -46,5 +48,13 @@ void raw_sync(int fd, uint64_t round, bool final);
 void raw_round(int fd, uint64_t round);
 /* A destination: accepts the main connection (Hello, HelloAck) and one channel. */
 void raw_dest_accept(int lfd, int *fd, int *cfd);
+
+struct tvm;
+/*
+ * The session of @t (the engine the raw peer talked to) ends within 10 s
+ * in @st, its error saying @needle, the record agreeing, and its
+ * receivedmap dead whatever happened.
+ */
+void raw_assert_final(struct tvm *t, enum mig_status st, const char *needle);
 
 #endif

@@ -105,22 +105,6 @@ static void dst_listen(struct fix *f)
 	snprintf(f->uri, sizeof(f->uri), "tcp:127.0.0.1:%u", f->port);
 }
 
-static void assert_final(struct tvm *t, enum mig_status st, const char *needle)
-{
-	struct mig_info info;
-
-	assert_int_equal(mig_session_wait(t->s, 10000), 0);
-	mig_session_query(t->s, &info);
-	if (info.status != st || !strstr(info.error_desc, needle))
-		fprintf(stderr, "status %s error '%s', want %s '%s'\n",
-			mig_status_name(info.status), info.error_desc, mig_status_name(st), needle);
-	assert_int_equal(info.status, st);
-	assert_non_null(strstr(info.error_desc, needle));
-	assert_int_equal(t->s->rec->status, st);
-	/* Whatever happened, the receivedmap is dead once the job is. */
-	assert_false(mig_record_receivedmap_live(t->s->rec));
-}
-
 /* The destination guest never ran and no state was loaded. */
 static void assert_dst_untouched(struct fix *f)
 {
@@ -249,8 +233,8 @@ static void test_dst_bad_main_stream(void **state)
 	/* And the real source still migrates. */
 	tvm_fill(&f->src, 0, 0, 64, false);
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
-	assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
-	assert_final(&f->src, MIG_STATUS_COMPLETED, "");
+	raw_assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
+	raw_assert_final(&f->src, MIG_STATUS_COMPLETED, "");
 	assert_int_equal(shm_region_hash(&f->dst.ram[0]), shm_region_hash(&f->src.ram[0]));
 }
 
@@ -265,8 +249,8 @@ static void test_dst_held_connections(void **state)
 		held[i] = raw_connect(f->port);
 	tvm_fill(&f->src, 0, 0, 64, false);
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
-	assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
-	assert_final(&f->src, MIG_STATUS_COMPLETED, "");
+	raw_assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
+	raw_assert_final(&f->src, MIG_STATUS_COMPLETED, "");
 	assert_int_equal(shm_region_hash(&f->dst.ram[0]), shm_region_hash(&f->src.ram[0]));
 	for (size_t i = 0; i < 100; i++)
 		close(held[i]);
@@ -297,7 +281,7 @@ static void test_dst_offset_outside_ram(void **state)
 		raw_source_start(f, &mfd, &cfd);
 		/* The first offset is valid: nothing may be written before all are checked. */
 		raw_packet(cfd, 0, bad[i], 2, 0);
-		assert_final(&f->dst, MIG_STATUS_FAILED, "outside region 0");
+		raw_assert_final(&f->dst, MIG_STATUS_FAILED, "outside region 0");
 		assert_dst_untouched(f);
 		close(cfd);
 		close(mfd);
@@ -314,13 +298,13 @@ static void test_dst_bad_packets(void **state)
 	/* Bad packet magic. */
 	raw_source_start(f, &mfd, &cfd);
 	assert_int_equal(mig_io_write(cfd, &h, sizeof(h)), 0);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "bad packet: magic 0xdead");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "bad packet: magic 0xdead");
 	close(cfd);
 	close(mfd);
 	/* A round that has not started yet (no SYNC for round 0). */
 	raw_source_start(f, &mfd, &cfd);
 	raw_packet(cfd, 5, &off, 1, 1);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "round 5 while in round 0");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "round 5 while in round 0");
 	close(cfd);
 	close(mfd);
 	/* A channel with someone else's session id. */
@@ -329,7 +313,7 @@ static void test_dst_bad_packets(void **state)
 	raw_hello(mfd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 1);
 	raw_expect(mfd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, NULL, 0);
 	cfd = raw_channel(f->port, 0, (const uint8_t *)"another-session!");
-	assert_final(&f->dst, MIG_STATUS_FAILED, "channel handshake");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "channel handshake");
 	close(cfd);
 	close(mfd);
 	/* Channels that never connect. */
@@ -337,7 +321,7 @@ static void test_dst_bad_packets(void **state)
 	mfd = raw_connect(f->port);
 	raw_hello(mfd, WIRE_MAGIC, WIRE_VERSION, layout.size[0], 2);
 	raw_expect(mfd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO_ACK, NULL, 0);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "accepting channel 0 of 2");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "accepting channel 0 of 2");
 	close(mfd);
 	assert_dst_untouched(f);
 }
@@ -352,19 +336,19 @@ static void test_dst_source_vanishes(void **state)
 	raw_source_start(f, &mfd, &cfd);
 	raw_packet(cfd, 0, offs, 4, 1);
 	close(cfd);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "channel 0: truncated page data");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "channel 0: truncated page data");
 	close(mfd);
 	assert_int_equal(f->dst.resume_calls, 0);
 	/* Main connection only. */
 	raw_source_start(f, &mfd, &cfd);
 	close(mfd);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the connection");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the connection");
 	close(cfd);
 	/* Between packets on a channel. */
 	raw_source_start(f, &mfd, &cfd);
 	raw_packet(cfd, 0, offs, 1, 1);
 	close(cfd);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "channel 0: source closed the channel");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "channel 0: source closed the channel");
 	close(mfd);
 	assert_int_equal(f->dst.resume_calls, 0);
 	assert_int_equal(f->dst.loads, 0);
@@ -399,7 +383,7 @@ static void test_receivedmap_lifetime(void **state)
 	usleep(50000); /* the thread is inside its delayed write now */
 	t0 = mig_now_ns();
 	close(mfd);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the connection");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the connection");
 	/* The teardown waited for the thread, whose write landed while the map was live. */
 	assert_true(mig_now_ns() - t0 >= 200000000ull);
 	assert_true(shm_bitmap_test(shm_ctl_received_bitmap(&f->dst.ctl, 0), 7));
@@ -420,7 +404,7 @@ static void test_dst_retry_after_failure(void **state)
 	raw_source_start(f, &mfd, &cfd);
 	raw_packet(cfd, 0, &off, 1, 1); /* 0xab... lands on page 5 */
 	close(cfd);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the channel");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "source closed the channel");
 	close(mfd);
 	assert_int_equal(shm_memfd_next_data(f->dst.ram[0].fd, 0, layout.size[0], &a, &e), 0);
 	assert_int_equal(a, off);
@@ -429,8 +413,8 @@ static void test_dst_retry_after_failure(void **state)
 	tvm_fill(&f->src, 0, 5, 1, true); /* page 5 is zero on the source */
 	dst_listen(f);
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
-	assert_final(&f->src, MIG_STATUS_COMPLETED, "");
-	assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
+	raw_assert_final(&f->src, MIG_STATUS_COMPLETED, "");
+	raw_assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
 	assert_int_equal(tvm_ram_cmp(&f->src, &f->dst), 0);
 }
 
@@ -443,8 +427,8 @@ static void test_dst_refuses_running_vm(void **state)
 	tvm_fill(&f->src, 0, 0, 8, false);
 	dst_listen(f);
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "not waiting for an incoming migration");
-	assert_final(&f->src, MIG_STATUS_FAILED, "destination: destination VM is not waiting");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "not waiting for an incoming migration");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "destination: destination VM is not waiting");
 	assert_dst_untouched(f);
 	assert_src_running(f);
 }
@@ -479,7 +463,7 @@ static void test_src_dest_refuses(void **state)
 	fd = raw_accept(lfd);
 	raw_expect(fd, CLEAVE__WIRE__WIRE_MSG__BODY_HELLO, NULL, 0);
 	assert_int_equal(mig_msg_send_error(fd, "no room"), 0);
-	assert_final(&f->src, MIG_STATUS_FAILED, "destination: no room");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "destination: no room");
 	assert_int_equal(f->src.pause_calls, 0);
 	assert_true(tvm_saw_event(&f->src, "failed"));
 	close(fd);
@@ -495,12 +479,12 @@ static void test_src_dest_hung_or_gone(void **state)
 	/* Accepts and then says nothing. */
 	src_start(f, &lfd);
 	fd = raw_accept(lfd);
-	assert_final(&f->src, MIG_STATUS_FAILED, "waiting for HelloAck: Connection timed out");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "waiting for HelloAck: Connection timed out");
 	close(fd);
 	close(lfd);
 	/* Nobody listens. */
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
-	assert_final(&f->src, MIG_STATUS_FAILED, "connect");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "connect");
 	assert_int_equal(f->src.pause_calls, 0);
 	/* Vanishes in the middle of the RAM stream. */
 	src_start(f, &lfd);
@@ -508,7 +492,7 @@ static void test_src_dest_hung_or_gone(void **state)
 	assert_int_equal(mig_io_read(cfd, buf, sizeof(buf)), 0);
 	close(cfd);
 	close(fd);
-	assert_final(&f->src, MIG_STATUS_FAILED, "");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "");
 	assert_src_running(f);
 	close(lfd);
 }
@@ -540,7 +524,8 @@ static void test_src_dest_gone_in_device(void **state)
 	}
 	close(cfd);
 	close(fd);
-	assert_final(&f->src, MIG_STATUS_FAILED, ""); /* channel or main: whichever notices first */
+	raw_assert_final(&f->src, MIG_STATUS_FAILED,
+			 ""); /* channel or main: whichever notices first */
 	assert_int_equal(f->src.pause_calls, 1);
 	assert_int_equal(f->src.last_pause_state, MIG_PAUSE_FINISH_MIGRATE);
 	assert_src_running(f);
@@ -571,7 +556,7 @@ static void test_src_stale_round_ack(void **state)
 		a.round_ack = &ra;
 		assert_int_equal(mig_msg_send(fd, &a), 0);
 	}
-	assert_final(&f->src, MIG_STATUS_FAILED, "protocol error: RoundAck 0 (last 0");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "protocol error: RoundAck 0 (last 0");
 	assert_src_running(f);
 	close(cfd);
 	close(fd);
@@ -586,8 +571,8 @@ static void test_load_state_fails(void **state)
 	dst_listen(f);
 	tvm_fill(&f->src, 0, 0, 64, false);
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
-	assert_final(&f->src, MIG_STATUS_FAILED, "destination: vcpu-proc LOAD_STATE");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "destination: vcpu-proc LOAD_STATE");
 	assert_src_running(f);
 	assert_int_equal(f->dst.resume_calls, 0);
 }
@@ -609,7 +594,7 @@ static void wait_status(struct tvm *t, enum mig_status st)
 
 static void assert_cancelled(struct fix *f)
 {
-	assert_final(&f->src, MIG_STATUS_CANCELLED, "cancelled");
+	raw_assert_final(&f->src, MIG_STATUS_CANCELLED, "cancelled");
 	assert_true(tvm_saw_event(&f->src, "cancelling"));
 	assert_true(tvm_saw_event(&f->src, "cancelled"));
 	assert_src_running(f);
@@ -647,7 +632,7 @@ static void test_cancel_active(void **state)
 	assert_int_equal(mig_session_cancel(f->src.s), 0);
 	assert_cancelled(f);
 	assert_int_equal(f->src.pause_calls, 0);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "source: migration cancelled");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "source: migration cancelled");
 	assert_int_equal(f->dst.resume_calls, 0);
 }
 
@@ -666,7 +651,7 @@ static void test_cancel_device(void **state)
 	assert_cancelled(f);
 	assert_int_equal(f->src.pause_calls, 1);
 	assert_int_equal(f->src.resume_calls, 1);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "");
 	assert_int_equal(f->dst.resume_calls, 0);
 	assert_int_equal(f->dst.loads, 0);
 }
@@ -677,7 +662,7 @@ static void test_cancel_incoming(void **state)
 
 	dst_listen(f);
 	assert_int_equal(mig_session_cancel(f->dst.s), 0);
-	assert_final(&f->dst, MIG_STATUS_CANCELLED, "cancelled");
+	raw_assert_final(&f->dst, MIG_STATUS_CANCELLED, "cancelled");
 	assert_dst_untouched(f);
 }
 
@@ -737,7 +722,7 @@ static void test_dst_waits_for_its_source(void **state)
 	cleave__wire__wire_msg__free_unpacked(m, NULL);
 	close(fd);
 	assert_int_equal(mig_session_cancel(f->dst.s), 0);
-	assert_final(&f->dst, MIG_STATUS_CANCELLED, "cancelled");
+	raw_assert_final(&f->dst, MIG_STATUS_CANCELLED, "cancelled");
 	assert_int_equal(f->dst.resume_calls, 0);
 	free(map);
 }
@@ -848,7 +833,7 @@ static void test_api_errors(void **state)
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), -EBUSY);
 	assert_int_equal(mig_session_incoming(f->src.s, "tcp:127.0.0.1:0"), -EBUSY);
 	assert_int_equal(mig_session_set_caps(f->src.s, &caps), -EBUSY);
-	assert_final(&f->src, MIG_STATUS_FAILED, "timed out");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "timed out");
 	close(fd);
 	close(lfd);
 }

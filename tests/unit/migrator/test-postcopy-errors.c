@@ -129,20 +129,6 @@ static int pcf_teardown(void **state)
 
 /* ---- checks ---------------------------------------------------------------- */
 
-static void assert_final(struct tvm *t, enum mig_status st, const char *needle)
-{
-	struct mig_info info;
-
-	assert_int_equal(mig_session_wait(t->s, 10000), 0);
-	mig_session_query(t->s, &info);
-	if (info.status != st || !strstr(info.error_desc, needle))
-		fprintf(stderr, "status %s error '%s', want %s '%s'\n",
-			mig_status_name(info.status), info.error_desc, mig_status_name(st), needle);
-	assert_int_equal(info.status, st);
-	assert_non_null(strstr(info.error_desc, needle));
-	assert_false(mig_record_receivedmap_live(t->s->rec));
-}
-
 static int resumes(struct tvm *t)
 {
 	int n;
@@ -335,7 +321,7 @@ static void test_dst_postcopy_wrong_round(void **state)
 		pm.runs = runs;
 		rsrc_round0(f);
 		raw_postcopy(f->mfd, rows[i].round, &pmp, 1);
-		assert_final(&f->dst, MIG_STATUS_FAILED, rows[i].error);
+		raw_assert_final(&f->dst, MIG_STATUS_FAILED, rows[i].error);
 		assert_dst_never_ran(f);
 		assert_filled_intact(f);
 		assert_int_equal(f->dst.loads, 0);
@@ -387,7 +373,8 @@ static void test_dst_postcopy_bad_needed_map(void **state)
 		bad.raw.len = rows[i].raw_len;
 		rsrc_round0(f);
 		raw_postcopy(f->mfd, 1, maps, 2);
-		assert_final(&f->dst, MIG_STATUS_FAILED, "postcopy: needed pages: bad page map");
+		raw_assert_final(&f->dst, MIG_STATUS_FAILED,
+				 "postcopy: needed pages: bad page map");
 		assert_filled_intact(f);
 		assert_dst_never_ran(f);
 		assert_int_equal(f->dst.loads, 0);
@@ -434,7 +421,7 @@ static void test_dst_postcopy_bad_pages(void **state)
 		pp.data.data = data;
 		pp.data.len = rows[i].len;
 		raw_send(f->mfd, CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY_PAGES, &pp);
-		assert_final(&f->dst, MIG_STATUS_FAILED, rows[i].error);
+		raw_assert_final(&f->dst, MIG_STATUS_FAILED, rows[i].error);
 		assert_int_equal(resumes(&f->dst), 1);
 		assert_missing_page_waits(f);
 		pcf_free(f);
@@ -480,7 +467,7 @@ static void test_dst_postcopy_stray_or_error(void **state)
 		else
 			rsrc_loaded(f);
 		raw_send(f->mfd, rows[i].body, msg);
-		assert_final(&f->dst, MIG_STATUS_FAILED, rows[i].error);
+		raw_assert_final(&f->dst, MIG_STATUS_FAILED, rows[i].error);
 		if (rows[i].commit) {
 			assert_int_equal(resumes(&f->dst), 1);
 			assert_missing_page_waits(f);
@@ -502,7 +489,7 @@ static void test_dst_postcopy_load_fails(void **state)
 	rsrc_switch(f);
 	raw_expect(f->mfd, CLEAVE__WIRE__WIRE_MSG__BODY_ERROR, reason, sizeof(reason));
 	assert_non_null(strstr(reason, "vcpu-proc LOAD_STATE: Input/output error"));
-	assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
 	assert_dst_never_ran(f);
 	assert_int_equal(f->dst.loads, 0);
 }
@@ -519,8 +506,8 @@ static void test_postcopy_load_fails_real_source(void **state)
 	tvm_fill(&f->src, 0, 0, 64, false);
 	assert_int_equal(mig_session_migrate(f->src.s, f->uri), 0);
 	assert_int_equal(mig_session_start_postcopy(f->src.s), 0);
-	assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
-	assert_final(&f->src, MIG_STATUS_FAILED, "destination: vcpu-proc LOAD_STATE");
+	raw_assert_final(&f->dst, MIG_STATUS_FAILED, "vcpu-proc LOAD_STATE: Input/output error");
+	raw_assert_final(&f->src, MIG_STATUS_FAILED, "destination: vcpu-proc LOAD_STATE");
 	assert_true(tvm_saw_event(&f->src, "postcopy-active")); /* it did switch */
 	assert_int_equal(f->src.pause_calls, 1);
 	assert_int_equal(resumes(&f->src), 1);
@@ -633,11 +620,11 @@ static void test_src_postcopy_bad_page_request(void **state)
 		rq.page = rows[i].page;
 		raw_send(f->mfd, CLEAVE__WIRE__WIRE_MSG__BODY_PAGE_REQUEST, &rq);
 		if (rows[i].commit) {
-			assert_final(&f->src, MIG_STATUS_UNKNOWN, rows[i].error);
+			raw_assert_final(&f->src, MIG_STATUS_UNKNOWN, rows[i].error);
 			assert_int_equal(resumes(&f->src), 0);
 			assert_true(f->src.paused);
 		} else {
-			assert_final(&f->src, MIG_STATUS_FAILED, rows[i].error);
+			raw_assert_final(&f->src, MIG_STATUS_FAILED, rows[i].error);
 			assert_int_equal(resumes(&f->src), 1);
 			assert_false(f->src.paused);
 		}
