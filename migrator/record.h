@@ -182,10 +182,10 @@ struct mig_record {
 	/* Source: migrate-start-postcopy was asked (atomic: also read without the lock). */
 	uint32_t postcopy_start;
 	/*
-	 * Takeovers since a migrator last moved data (reset by the first
-	 * bytes moved, mig_session_transferred()): a migrator that dies before it gets anywhere,
-	 * again and again, is given up after MIG_MAX_RESTARTS; one killed while it makes progress
-	 * is not.  Was a reserved zero: the layout is the same.
+	 * Takeovers in a row with no data moved (the first bytes a migrator
+	 * moves reset it: mig_session_transferred()).  MIG_MAX_RESTARTS bounds
+	 * it: a crash loop ends, a migration killed while it moves on does
+	 * not.  Was a reserved zero: the layout is the same.
 	 */
 	uint32_t restart_streak;
 	uint8_t session_id[16];
