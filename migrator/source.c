@@ -1148,8 +1148,11 @@ static void src_load(struct mig_src *src)
 	src->throttle = rec->throttle;
 	mig_record_unlock(rec);
 	src->dirty_logging = true; /* vcpu-proc kept logging (src_run turns it on again) */
+	/* Under the lock: a cancel may already come from the RPC thread. */
+	pthread_mutex_lock(&src->job.lock);
 	src->job.committed =
 		src->phase == MIG_PHASE_SRC_COMMITTED || src->phase == MIG_PHASE_SRC_POSTCOPY;
+	pthread_mutex_unlock(&src->job.lock);
 	src->job.lost_ns = src->s->resume_start_ns;
 	snprintf(src->job.lost_reason, sizeof(src->job.lost_reason), "migrator restarted");
 }
