@@ -276,6 +276,7 @@ int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire
 			ret = -ETIMEDOUT;
 			break;
 		}
+		mig_dst_take_listener(dst);
 		pfd[0] = (struct pollfd){.fd = dst->listen_fd, .events = POLLIN};
 		timeout = next == UINT64_MAX ? -1 : (int)((next - now + 999999) / 1000000);
 		if (poll(pfd, n, timeout) < 0) {
@@ -286,6 +287,9 @@ int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire
 			ret = -ECANCELED;
 			break;
 		}
+		/* migrate-recover shut the old listener down: poll the new one. */
+		if (mig_dst_take_listener(dst))
+			continue;
 		for (unsigned int k = 1; k < n && !chosen && !ret; k++) {
 			struct dst_pending **slot = &slots[map[k - 1]];
 			enum pending_state st;

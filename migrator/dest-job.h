@@ -37,10 +37,20 @@ struct mig_recv_chan {
 struct mig_dst {
 	struct mig_job job; /* the core: end reason, main_fd, cancel, reconnect deadline */
 	struct mig_session *s;
-	int listen_fd; /* an fd: URI: the mux's queue of new streams (mig_dst_accept4) */
+	/*
+	 * The listener; an fd: URI: the mux's queue of new streams
+	 * (mig_dst_accept4).  With port and uri, replaced by the worker only
+	 * (mig_dst_take_listener), under job.lock, so that the shut_down of
+	 * an abort or a recover never touches a closed fd.
+	 */
+	int listen_fd;
 	struct mig_mux *mux;
 	unsigned int port;
-	char uri[256];	       /* tcp:HOST:<bound port> */
+	char uri[256]; /* tcp:HOST:<bound port> */
+	/* migrate-recover's new listener until the worker takes it; under job.lock; -1: none. */
+	int relisten_fd;
+	char relisten_uri[256];
+	unsigned int relisten_port;
 	unsigned int nr_chans; /* from the source's Hello */
 	struct mig_recv_chan *chans;
 	enum mig_dst_state state; /* worker (or free, after the worker's join) only */
@@ -104,6 +114,8 @@ struct mig_dst {
 
 /* dest-accept.c: the source's main connection and its Hello, among untrusted connections. */
 int mig_dst_wait_source(struct mig_dst *dst, int wait_ms, int *fdp, Cleave__Wire__WireMsg **hellop);
+/* dest.c: takes migrate-recover's new listener, if one came; true when it did. */
+bool mig_dst_take_listener(struct mig_dst *dst);
 /* dest.c: accept4() on the listener, or the next stream of an fd: URI's mux. */
 int mig_dst_accept4(struct mig_dst *dst, int flags);
 /* dest.c: true (and @why) when this job does not take a connection that says @h. */

@@ -99,10 +99,99 @@ int mig_dst_accept4(struct mig_dst *dst, int flags)
 	return accept4(dst->listen_fd, NULL, NULL, flags);
 }
 
-int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port)
+/*
+ * Listens at a tcp: or unix: @uri; @bound (256 bytes) gets the URI with the
+ * bound port, not 0: a restarted migrator must listen where the source calls.
+ */
+static int dst_listen(const char *uri, int *fdp, char bound[256], unsigned int *port, char *err,
+		      size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	int ret = mig_uri_listen(uri, fdp, err, errlen);
+
+	if (ret)
+		return ret;
+	*port = 0;
+	if (mig_uri_is_unix(uri)) {
+		snprintf(bound, 256, "%s", uri);
+		return 0;
+	}
+	if (getsockname(*fdp, (struct sockaddr *)&ss, &sl) == 0)
+		*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+	snprintf(bound, 256, "%.*s:%u", (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri,
+		 *port);
+	return 0;
+}
+
+int mig_dst_relisten(struct mig_job *job, const char *uri, char bound[256], unsigned int *port,
+		     char *err, size_t errlen)
+{
+	struct mig_dst *dst = dst_of(job);
+	int fd, old, ret;
+
+	pthread_mutex_lock(&job->lock);
+	/* The same URI keeps its listener (binding it again would find it in use). */
+	if (!strcmp(uri, dst->relisten_fd >= 0 ? dst->relisten_uri : dst->uri)) {
+		snprintf(bound, 256, "%s", uri);
+		*port = dst->relisten_fd >= 0 ? dst->relisten_port : dst->port;
+		pthread_mutex_unlock(&job->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&job->lock);
+	/* An fd: destination accepts only the streams of its one fd. */
+	if (dst->mux || (strncmp(uri, "tcp:", 4) && !mig_uri_is_unix(uri))) {
+		snprintf(err, errlen, "%s: migrate-recover takes a tcp: or unix: URI%s", uri,
+			 dst->mux ? " (or, on an fd: migration, its own)" : "");
+		return -EINVAL;
+	}
+	if (strlen(uri) >= sizeof(dst->uri)) {
+		snprintf(err, errlen, "URI too long");
+		return -EINVAL;
+	}
+	ret = dst_listen(uri, &fd, bound, port, err, errlen);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&job->lock);
+	old = dst->relisten_fd;
+	dst->relisten_fd = fd;
+	snprintf(dst->relisten_uri, sizeof(dst->relisten_uri), "%s", bound);
+	dst->relisten_port = *port;
+	/* Wakes a worker polling the old one: it takes the new one (mig_dst_take_listener). */
+	shutdown(dst->listen_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&job->lock);
+	if (old >= 0)
+		close(old); /* a recover the worker had not taken yet */
+	return 0;
+}
+
+bool mig_dst_take_listener(struct mig_dst *dst)
+{
+	int old = -1;
+	char old_uri[256];
+
+	pthread_mutex_lock(&dst->job.lock);
+	if (dst->relisten_fd >= 0) {
+		old = dst->listen_fd;
+		memcpy(old_uri, dst->uri, sizeof(old_uri));
+		dst->listen_fd = dst->relisten_fd;
+		dst->relisten_fd = -1;
+		memcpy(dst->uri, dst->relisten_uri, sizeof(dst->uri));
+		dst->port = dst->relisten_port;
+	}
+	pthread_mutex_unlock(&dst->job.lock);
+	if (old < 0)
+		return false;
+	close(old);
+	if (mig_uri_is_unix(old_uri))
+		unlink(old_uri + 5);
+	log_info("listening at %s (was %s)", dst->uri, old_uri);
+	return true;
+}
+
+int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port)
+{
 	struct mig_dst *dst;
 	char err[256];
 	int ret;
@@ -111,6 +200,7 @@ int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, 
 	if (!dst)
 		return -ENOMEM;
 	dst->s = s;
+	dst->relisten_fd = -1;
 	mig_dst_postcopy_init(dst);
 	if (mig_uri_is_fd(uri)) {
 		ret = dst_alloc_fd(dst, uri);
@@ -120,23 +210,11 @@ int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, 
 		}
 		goto done;
 	}
-	ret = mig_uri_listen(uri, &dst->listen_fd, err, sizeof(err));
+	ret = dst_listen(uri, &dst->listen_fd, dst->uri, &dst->port, err, sizeof(err));
 	if (ret) {
 		log_err("incoming: %s", err);
 		free(dst);
 		return ret;
-	}
-	if (mig_uri_is_unix(uri)) {
-		snprintf(dst->uri, sizeof(dst->uri), "%s", uri);
-	} else {
-		if (getsockname(dst->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
-			dst->port = ntohs(ss.ss_family == AF_INET6
-						  ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						  : ((struct sockaddr_in *)&ss)->sin_port);
-		/* The bound port, not 0: a restarted migrator must listen where the source calls.
-		 */
-		snprintf(dst->uri, sizeof(dst->uri), "%.*s:%u",
-			 (int)(strrchr(uri, ':') ? strrchr(uri, ':') - uri : 0), uri, dst->port);
 	}
 	mig_job_init(&dst->job, s, &dst_job_ops);
 done:
@@ -840,8 +918,12 @@ static int dst_epoch(struct mig_dst *dst)
 	uint64_t next_round;
 	uint8_t sid[16];
 	bool resumed;
-	int fd = -1, ret, wait = dst_wait_ms(dst);
+	int fd = -1, ret, wait;
 
+	ret = mig_job_wait_released(&dst->job); /* migrate-pause holds it */
+	if (ret < 0)
+		return ret;
+	wait = dst_wait_ms(dst);
 	ret = wait ? mig_dst_wait_source(dst, wait, &fd, &in) : -ETIMEDOUT;
 	if (ret == -ETIMEDOUT)
 		return mig_dst_fail(dst, -ETIME,
@@ -935,7 +1017,7 @@ static int dst_may_reconnect(struct mig_dst *dst, int ret)
 	dst_threads_join(dst);
 	pthread_mutex_lock(&job->lock);
 	ret = job->err ? job->err : ret;
-	retry = !job->cancelled && timeout &&
+	retry = !job->cancelled && (timeout || job->held) &&
 		(ret == -EAGAIN ||
 		 (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
 	if (retry && ret != -EAGAIN &&
@@ -1115,6 +1197,11 @@ static void dst_free(struct mig_job *job)
 		if (dst->chans[i].fd >= 0)
 			mig_sock_close(dst->chans[i].fd);
 	close(dst->listen_fd);
+	if (dst->relisten_fd >= 0) {
+		close(dst->relisten_fd);
+		if (mig_uri_is_unix(dst->relisten_uri))
+			unlink(dst->relisten_uri + 5);
+	}
 	/* Its socket file goes with the listener (a killed migrator's is replaced on restart). */
 	if (mig_uri_is_unix(dst->uri))
 		unlink(dst->uri + 5);

@@ -240,8 +240,12 @@ int mig_job_reconnect_left_ms(struct mig_job *job)
 int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms)
 {
 	struct timespec ts;
-	int ret = 0;
+	int ret = mig_job_wait_released(job);
 
+	if (ret) {
+		*delay_ms = MIG_RECONNECT_MIN_MS;
+		return ret < 0 ? ret : 0;
+	}
 	if (!mig_job_reconnect_left_ms(job))
 		return -ETIMEDOUT;
 	mig_deadline_after_ms(&ts, *delay_ms);
@@ -255,5 +259,39 @@ int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms)
 	 * start, and every attempt is one SYN (refused at once until then).
 	 */
 	*delay_ms = *delay_ms * 2 > MIG_RECONNECT_MAX_MS ? MIG_RECONNECT_MAX_MS : *delay_ms * 2;
+	return ret;
+}
+
+void mig_job_hold(struct mig_job *job, const char *reason)
+{
+	pthread_mutex_lock(&job->lock);
+	job->held = true;
+	pthread_mutex_unlock(&job->lock);
+	mig_job_abort(job, -ECONNABORTED, "%s", reason);
+}
+
+void mig_job_release(struct mig_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	job->held = false;
+	pthread_cond_broadcast(&job->wake);
+	pthread_mutex_unlock(&job->lock);
+}
+
+int mig_job_wait_released(struct mig_job *job)
+{
+	bool waited = false;
+	int ret;
+
+	pthread_mutex_lock(&job->lock);
+	while (job->held && !job->cancelled) {
+		waited = true;
+		pthread_cond_wait(&job->wake, &job->lock);
+	}
+	ret = job->cancelled && waited ? -ECANCELED : waited;
+	pthread_mutex_unlock(&job->lock);
+	/* The operator took the time it took: the peer gets a whole reconnect-timeout now. */
+	if (ret == 1)
+		job->lost_ns = mig_now_ns();
 	return ret;
 }

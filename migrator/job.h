@@ -57,6 +57,11 @@ struct mig_job {
 	/* The switchover was decided: a cancel is refused, the peer is not told to give up. */
 	bool committed;
 	int main_fd; /* the epoch's main connection, -1 between epochs */
+	/*
+	 * migrate-pause: the side does not reconnect until released (the
+	 * record's MIG_RECORD_PC_HELD says the same across a restart).
+	 */
+	bool held;
 	/* Aborts between their unlock and the end of their ops->wake (reset waits for 0). */
 	unsigned int wakers;
 	/* Serialises writes to main_fd: the worker's messages and abort's Error. */
@@ -120,6 +125,19 @@ int mig_job_reconnect_left_ms(struct mig_job *job);
  * 0, -ETIMEDOUT past the reconnect deadline, -ECANCELED.
  */
 int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms);
+
+/*
+ * migrate-pause, from any thread: ends the epoch with @reason and holds
+ * the job: its worker does not reconnect until mig_job_release().
+ */
+void mig_job_hold(struct mig_job *job, const char *reason);
+void mig_job_release(struct mig_job *job);
+/*
+ * The worker, between epochs: waits while the job is held.  0 at once when
+ * it is not, 1 after a release (the reconnect deadline starts again from
+ * then), -ECANCELED after a cancel.
+ */
+int mig_job_wait_released(struct mig_job *job);
 #define MIG_RECONNECT_MIN_MS 5	/* reconnect backoff: 5 ms doubling ... */
 #define MIG_RECONNECT_MAX_MS 40 /* ... to 40 ms */
 

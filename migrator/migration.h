@@ -313,6 +313,31 @@ int mig_session_resolve(struct mig_session *s, bool run_on_source);
  * other status or role.
  */
 int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill);
+/*
+ * QEMU's postcopy recovery commands (docs/MIGRATION.md, "Pause and
+ * recover").  Without them a postcopy migration that lost its peer
+ * reconnects by itself; these hold it and move it.
+ *
+ * migrate-pause, either side, only in postcopy-active (else -EINVAL): cuts
+ * the connections and holds this side in postcopy-paused, across a
+ * migrator restart too: it does not reconnect until released below.
+ */
+int mig_session_pause(struct mig_session *s);
+/*
+ * migrate-recover, a destination in postcopy-paused only (else -EINVAL):
+ * listens at @uri from now on (the same URI keeps its listener) and
+ * releases a pause.  @uri passes migrate-incoming's checks (errors as
+ * mig_session_incoming's, @err empty); one it cannot listen at fails with
+ * @err filled.
+ */
+int mig_session_recover(struct mig_session *s, const char *uri, char *err, size_t errlen);
+/*
+ * migrate {resume: true}, a source in postcopy-paused only (else -ESRCH):
+ * reconnects to @uri from now on and releases a pause.  @uri passes
+ * migrate's checks (errors as mig_session_migrate's); an fd: migration
+ * resumes only on its own URI (else -EINVAL).
+ */
+int mig_session_migrate_resume(struct mig_session *s, const char *uri);
 /* Waits until the session is in a final state (or UNKNOWN); -ETIMEDOUT otherwise. */
 int mig_session_wait(struct mig_session *s, int timeout_ms);
 

@@ -26,7 +26,8 @@
 bool mig_src_postcopy_wanted(struct mig_src *src)
 {
 	return (MIG_SETTING(src->s, caps) & MIG_RECORD_CAP_POSTCOPY_RAM) &&
-	       __atomic_load_n(&src->s->rec->postcopy_start, __ATOMIC_ACQUIRE);
+	       (__atomic_load_n(&src->s->rec->postcopy_flags, __ATOMIC_ACQUIRE) &
+		MIG_RECORD_PC_START);
 }
 
 /* Sends page @page of region @r (checked by the caller) from the RAM memfd. */

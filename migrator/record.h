@@ -179,8 +179,11 @@ struct mig_record {
 	uint32_t restarts;	   /* migrator starts that took this session over */
 	uint32_t has_downtime;	   /* 1 once downtime_ms holds a completed source's downtime */
 	uint32_t throttle;	   /* source: percent set in vcpu-proc */
-	/* Source: migrate-start-postcopy was asked (atomic: also read without the lock). */
-	uint32_t postcopy_start;
+	/*
+	 * MIG_RECORD_PC_* (atomic: also read without the lock).  Was a 0/1
+	 * "start asked" word: the layout is the same, and START is its bit 0.
+	 */
+	uint32_t postcopy_flags;
 	/*
 	 * Takeovers in a row with no data moved (the first bytes a migrator
 	 * moves reset it: mig_session_transferred()).  MIG_MAX_RESTARTS bounds
@@ -237,6 +240,10 @@ _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
 #define MIG_RECORD_CAP_EVENTS	     0x2u
 #define MIG_RECORD_CAP_AUTO_CONVERGE 0x4u
 #define MIG_RECORD_CAP_POSTCOPY_RAM  0x8u
+
+#define MIG_RECORD_PC_START 0x1u /* source: migrate-start-postcopy was asked */
+/* migrate-pause: this side does not reconnect until migrate-recover / migrate resume. */
+#define MIG_RECORD_PC_HELD 0x2u
 
 /*
  * The migrator's view: the record in @ctl's session area, initialised here

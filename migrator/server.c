@@ -69,9 +69,42 @@ static int srv_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply 
 {
 	const Cleave__Migrator__MigrateRequest *r = (const void *)req;
 	const char *uri = r->uri ? r->uri : "";
-	int ret = mig_session_migrate(arg, uri);
+	int ret = r->resume ? mig_session_migrate_resume(arg, uri) : mig_session_migrate(arg, uri);
 
+	if (ret == -ESRCH) /* QEMU's */
+		return rpc_reply_error(reply, -EINVAL,
+				       "Cannot resume if there is no paused migration");
+	if (ret == -EINVAL && r->resume)
+		return rpc_reply_error(
+			reply, ret,
+			"migrate resume '%s': a postcopy source moves only to a tcp: or "
+			"unix: URI, and an fd: migration only resumes on its own",
+			uri);
 	return ret ? srv_start_error(arg, ret, "migrate to", uri, false, reply) : 0;
+}
+
+/* QEMU's text: migrate-pause holds only a postcopy migration (the source's RAM is still needed). */
+static int srv_migrate_pause(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	if (!mig_session_pause(arg))
+		return 0;
+	return rpc_reply_error(reply, -EINVAL,
+			       "migrate-pause is currently only supported during postcopy-active "
+			       "state");
+}
+
+static int srv_migrate_recover(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
+{
+	const Cleave__Migrator__MigrateRecoverRequest *r = (const void *)req;
+	const char *uri = r->uri ? r->uri : "";
+	char err[512] = "";
+	int ret = mig_session_recover(arg, uri, err, sizeof(err));
+
+	if (!ret)
+		return 0;
+	if (err[0])
+		return rpc_reply_error(reply, ret, "%s", err);
+	return srv_start_error(arg, ret, "recover on", uri, true, reply);
 }
 
 static int srv_incoming(void *arg, const ProtobufCMessage *req, struct rpc_reply *reply)
@@ -550,6 +583,9 @@ static const struct rpc_method migrator_methods[] = {
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, "QUERY_YANK", NULL, srv_query_yank},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_POSTCOPY_ABANDON, "POSTCOPY_ABANDON",
 	 &cleave__migrator__postcopy_abandon_request__descriptor, srv_postcopy_abandon},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE, "MIGRATE_PAUSE", NULL, srv_migrate_pause},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_RECOVER, "MIGRATE_RECOVER",
+	 &cleave__migrator__migrate_recover_request__descriptor, srv_migrate_recover},
 };
 
 int migrator_server_start(struct rpc_server **out, const char *url, struct mig_session *s)

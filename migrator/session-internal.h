@@ -188,6 +188,14 @@ bool mig_uri_is_file(const char *uri);
 int mig_snapshot_name(const struct mig_env *env, const char *uri, char *name, size_t len);
 /* An incoming job listening on "tcp:HOST:PORT" (port 0: *port says which), not started. */
 int mig_dst_alloc(struct mig_job **out, struct mig_session *s, const char *uri, unsigned int *port);
+/* mig_session_migrate_resume(): the source's next connections go to @uri. */
+int mig_src_resume_to(struct mig_job *job, const char *uri);
+/*
+ * mig_session_recover(): the destination listens at @uri (@bound: with the
+ * bound port) from its next wait for the source on.
+ */
+int mig_dst_relisten(struct mig_job *job, const char *uri, char bound[256], unsigned int *port,
+		     char *err, size_t errlen);
 /* mig_session_postcopy_abandon() on the destination's job (postcopy-dest.c). */
 void mig_dst_postcopy_abandon(struct mig_job *job, bool zero_fill);
 

@@ -567,7 +567,7 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	rec->has_downtime = 0;
 	rec->restarts = 0;
 	rec->restart_streak = 0;
-	__atomic_store_n(&rec->postcopy_start, 0u, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec->postcopy_flags, 0u, __ATOMIC_RELAXED);
 	rec->epoch++;
 	if (getrandom(rec->session_id, sizeof(rec->session_id), 0) != sizeof(rec->session_id))
 		memset(rec->session_id, 0, sizeof(rec->session_id));
@@ -769,7 +769,7 @@ int mig_session_start_postcopy(struct mig_session *s)
 	else if (st == MIG_STATUS_NONE || role != MIG_ROLE_SOURCE)
 		ret = -ENOENT;
 	else
-		__atomic_store_n(&s->rec->postcopy_start, 1u, __ATOMIC_RELEASE);
+		__atomic_fetch_or(&s->rec->postcopy_flags, MIG_RECORD_PC_START, __ATOMIC_RELEASE);
 	rec_unlock(s, locked);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -1164,6 +1164,13 @@ int mig_session_resume(struct mig_session *s)
 					   : mig_dst_alloc(&job, s, uri, &port);
 		s->incoming_port = ret ? 0 : port;
 	}
+	/* A pause outlives the migrator that was paused: the operator releases it. */
+	if (!ret &&
+	    (__atomic_load_n(&s->rec->postcopy_flags, __ATOMIC_RELAXED) & MIG_RECORD_PC_HELD)) {
+		log_info("postcopy paused by the operator: waiting for %s",
+			 role == MIG_ROLE_SOURCE ? "migrate resume" : "migrate-recover");
+		job->held = true; /* before its worker starts */
+	}
 	if (!ret)
 		ret = session_start_job(s, job);
 	if (ret) {
@@ -1187,6 +1194,100 @@ int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
 	if (role == MIG_ROLE_DEST && st == MIG_STATUS_POSTCOPY_PAUSED && s->job) {
 		mig_dst_postcopy_abandon(s->job, zero_fill);
 		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Caller holds s->lock: the record's pause flag, which a restarted migrator obeys. */
+static void rec_set_held(struct mig_session *s, bool held)
+{
+	bool locked = rec_lock(s);
+
+	if (held)
+		__atomic_fetch_or(&s->rec->postcopy_flags, MIG_RECORD_PC_HELD, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_and(&s->rec->postcopy_flags, ~MIG_RECORD_PC_HELD, __ATOMIC_RELAXED);
+	rec_unlock(s, locked);
+}
+
+int mig_session_pause(struct mig_session *s)
+{
+	enum mig_status st;
+	enum mig_role role;
+	int ret = -EINVAL;
+
+	pthread_mutex_lock(&s->lock);
+	st = session_status(s, &role);
+	if (st == MIG_STATUS_POSTCOPY_ACTIVE && s->job) {
+		rec_set_held(s, true);
+		mig_job_hold(s->job, "paused by migrate-pause");
+		set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
+		log_info("postcopy paused by the operator: no reconnect until %s",
+			 role == MIG_ROLE_SOURCE ? "migrate resume" : "migrate-recover");
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int mig_session_recover(struct mig_session *s, const char *uri, char *err, size_t errlen)
+{
+	char bound[256];
+	enum mig_status st;
+	enum mig_role role;
+	unsigned int port;
+	bool locked;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	st = session_status(s, &role);
+	if (role != MIG_ROLE_DEST || st != MIG_STATUS_POSTCOPY_PAUSED || !s->job) {
+		pthread_mutex_unlock(&s->lock);
+		snprintf(err, errlen, "Migrate recover can only be run when postcopy is paused.");
+		return -EINVAL;
+	}
+	/* The rules of migrate-incoming: a new address is a new door. */
+	ret = session_may_use(s, uri, MIG_ROLE_DEST);
+	if (!ret)
+		ret = mig_dst_relisten(s->job, uri, bound, &port, err, errlen);
+	if (!ret) {
+		locked = rec_lock(s);
+		snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", bound);
+		rec_unlock(s, locked);
+		s->incoming_port = port;
+		rec_set_held(s, false);
+		mig_job_release(s->job);
+		log_info("migrate-recover: waiting for the source at %s", bound);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int mig_session_migrate_resume(struct mig_session *s, const char *uri)
+{
+	enum mig_status st;
+	enum mig_role role;
+	bool locked;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	st = session_status(s, &role);
+	/* The rules of migrate: plaintext leaves the host only when the operator said so. */
+	if (role == MIG_ROLE_SOURCE && st == MIG_STATUS_POSTCOPY_PAUSED && s->job) {
+		ret = session_may_use(s, uri, MIG_ROLE_SOURCE);
+		if (!ret)
+			ret = mig_src_resume_to(s->job, uri);
+	} else {
+		ret = -ESRCH; /* no paused migration: told apart from a refused URI */
+	}
+	if (!ret) {
+		locked = rec_lock(s);
+		snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", uri);
+		rec_unlock(s, locked);
+		rec_set_held(s, false);
+		mig_job_release(s->job);
+		log_info("migrate resume: reconnecting to %s", uri);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;

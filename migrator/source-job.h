@@ -53,7 +53,8 @@ struct mig_src {
 	 */
 	struct mig_job job;
 	struct mig_session *s;
-	char uri[256];
+	char uri[256];	     /* written by the worker only, under job.lock */
+	char next_uri[256];  /* migrate {resume: true}'s, under job.lock; "": none */
 	struct mig_mux *mux; /* an fd: URI: every connection is a stream of it */
 	unsigned int nr_chans;
 	struct mig_send_chan *chans;

@@ -1173,7 +1173,7 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 	pthread_mutex_lock(&job->lock);
 	ret = job->err ? job->err : ret;
 	/* Never reached the destination: a wrong address, not a lost peer (fail as QEMU does). */
-	retry = !job->cancelled && mig_err_retriable(ret) && timeout &&
+	retry = !job->cancelled && mig_err_retriable(ret) && (timeout || job->held) &&
 		(src->reached || src->s->resuming);
 	*lost_now = retry && mig_job_mark_lost(job, job->reason);
 	if (retry) {
@@ -1188,6 +1188,36 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 	}
 	pthread_mutex_unlock(&job->lock);
 	return retry ? 0 : ret;
+}
+
+/* migrate {resume: true} with a new URI: the next connection goes there. */
+static void src_take_uri(struct mig_src *src)
+{
+	pthread_mutex_lock(&src->job.lock);
+	if (src->next_uri[0]) {
+		log_info("reconnecting to %s (was %s)", src->next_uri, src->uri);
+		memcpy(src->uri, src->next_uri, sizeof(src->uri));
+		src->next_uri[0] = '\0';
+	}
+	pthread_mutex_unlock(&src->job.lock);
+}
+
+int mig_src_resume_to(struct mig_job *job, const char *uri)
+{
+	struct mig_src *src = src_of(job);
+	int ret = 0;
+
+	if (strlen(uri) >= sizeof(src->next_uri))
+		return -ENAMETOOLONG;
+	pthread_mutex_lock(&src->job.lock); /* the worker changes src->uri under it */
+	/* An fd: migration's connections are streams of its one fd: it cannot move. */
+	if (src->mux || mig_uri_is_fd(uri) || mig_uri_is_file(uri) ||
+	    (strncmp(uri, "tcp:", 4) && !mig_uri_is_unix(uri)))
+		ret = strcmp(uri, src->uri) ? -EINVAL : 0;
+	else
+		snprintf(src->next_uri, sizeof(src->next_uri), "%s", uri);
+	pthread_mutex_unlock(&src->job.lock);
+	return ret;
 }
 
 static int src_run(struct mig_src *src)
@@ -1216,6 +1246,10 @@ static int src_run(struct mig_src *src)
 			return ret;
 	}
 	for (;;) {
+		ret = mig_job_wait_released(&src->job); /* migrate-pause holds it */
+		if (ret < 0)
+			return ret;
+		src_take_uri(src);
 		ret = src_epoch(src);
 		if (!ret)
 			return 0;

@@ -547,6 +547,124 @@ static void test_postcopy_abandon_zero_fill(void **state)
 	assert_true(zeroed <= di.postcopy_missing && zeroed < PAGES - 64);
 }
 
+/* Connecting to 127.0.0.1:@port is refused: nothing listens there any more. */
+static bool port_closed(unsigned int port)
+{
+	char uri[64], err[256];
+	int fd, ret;
+
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+	ret = mig_uri_connect(uri, 1000, &fd, err, sizeof(err));
+	if (!ret)
+		close(fd);
+	return ret == -ECONNREFUSED;
+}
+
+/*
+ * QEMU's recovery, driven as libvirt does: migrate-pause on the source
+ * holds both sides in postcopy-paused (the source does not reconnect);
+ * migrate-recover moves the destination's listener to a new port, and
+ * migrate {resume: true} sends the source there.  The guest's pages all
+ * come, each the source's; the old port is closed.
+ */
+static void test_postcopy_pause_recover_elsewhere(void **state)
+{
+	struct pc *p = *state;
+	unsigned int old_port, new_port, accepted;
+	char uri[64], err[256];
+
+	if (!tvm_postcopy_usable())
+		skip();
+	pc_config(p, true, true, 2, 2u << 20, true);
+	old_port = mig_session_incoming_port(p->dst.s);
+	pc_start_dirty(p);
+	vcpu_start(p);
+	/* Not in postcopy yet: QEMU's refusal. */
+	assert_int_equal(mig_session_pause(p->src.s), -EINVAL);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	usleep(200 * 1000);
+	assert_int_equal(mig_session_pause(p->src.s), 0);
+	assert_int_equal(status_of(&p->src), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_PAUSED, 5000));
+	/* Held: no connection attempt for as long as it lasts. */
+	accepted = tcp_proxy_accepted(p->proxy);
+	usleep(600 * 1000);
+	assert_int_equal(tcp_proxy_accepted(p->proxy), accepted);
+	assert_int_equal(status_of(&p->src), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_int_equal(status_of(&p->dst), MIG_STATUS_POSTCOPY_PAUSED);
+	/* Each command on its own side only, and pause only once. */
+	assert_int_equal(mig_session_pause(p->src.s), -EINVAL);
+	assert_int_equal(mig_session_recover(p->src.s, "tcp:127.0.0.1:0", err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "Migrate recover can only be run when postcopy is paused.");
+	assert_int_equal(mig_session_migrate_resume(p->dst.s, p->uri), -ESRCH);
+	/* migrate-incoming's rules: plaintext off the host only when the operator said so. */
+	err[0] = '\0';
+	assert_int_equal(mig_session_recover(p->dst.s, "tcp:192.0.2.1:1", err, sizeof(err)),
+			 -EPERM);
+	/* A URI the destination cannot listen at (the relay's port): refused, the old one kept. */
+	assert_int_equal(mig_session_recover(p->dst.s, p->uri, err, sizeof(err)), -EADDRINUSE);
+	assert_non_null(strstr(err, "127.0.0.1"));
+	assert_int_equal(mig_session_incoming_port(p->dst.s), old_port);
+	/* The destination moves; the source, still held, does not follow yet. */
+	assert_int_equal(mig_session_recover(p->dst.s, "tcp:127.0.0.1:0", err, sizeof(err)), 0);
+	new_port = mig_session_incoming_port(p->dst.s);
+	assert_int_not_equal(new_port, old_port);
+	usleep(300 * 1000);
+	assert_int_equal(status_of(&p->src), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_int_equal(tcp_proxy_accepted(p->proxy), accepted);
+	/* An fd: URI cannot take a TCP migration over. */
+	assert_int_equal(mig_session_migrate_resume(p->src.s, "fd:x"), -ENOENT);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", new_port);
+	assert_int_equal(mig_session_migrate_resume(p->src.s, uri), 0);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_true(tvm_saw_event(&p->src, "postcopy-paused"));
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+	assert_int_equal(tcp_proxy_accepted(p->proxy), accepted); /* straight to the new port */
+	assert_true(port_closed(old_port));
+}
+
+/*
+ * migrate-pause on the destination: it stops taking its source, which
+ * keeps trying (not paused itself) until migrate-recover on the same URI
+ * keeps the listener and lets it in.
+ */
+static void test_postcopy_pause_destination(void **state)
+{
+	struct pc *p = *state;
+	unsigned int port;
+	char uri[64], err[256];
+
+	if (!tvm_postcopy_usable())
+		skip();
+	pc_config(p, true, true, 2, 2u << 20, false);
+	port = mig_session_incoming_port(p->dst.s);
+	pc_start_dirty(p);
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	usleep(200 * 1000);
+	assert_int_equal(mig_session_pause(p->dst.s), 0);
+	assert_int_equal(status_of(&p->dst), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_true(wait_status(&p->src, MIG_STATUS_POSTCOPY_PAUSED, 5000));
+	/* The source calls (its reconnect-timeout is 5 s), nobody answers. */
+	usleep(1000 * 1000);
+	assert_int_equal(status_of(&p->dst), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_int_equal(status_of(&p->src), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_int_equal(mig_session_migrate_resume(p->src.s, "fd:x"), -ENOENT);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+	assert_int_equal(mig_session_recover(p->dst.s, uri, err, sizeof(err)), 0);
+	assert_int_equal(mig_session_incoming_port(p->dst.s), port);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_true(tvm_saw_event(&p->dst, "postcopy-paused"));
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+}
+
 /* QEMU's two checks of migrate-start-postcopy, and a destination without postcopy-ram. */
 static void test_postcopy_refusals(void **state)
 {
@@ -580,6 +698,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_postcopy_at_once, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut_before_commit, pc_setup,
+						pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_pause_recover_elsewhere, pc_setup,
+						pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_pause_destination, pc_setup,
 						pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_abandon_waits, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_abandon_zero_fill, pc_setup,
