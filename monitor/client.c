@@ -3,11 +3,18 @@
  * One QMP client's session: its socket, framer, output buffer, negotiation
  * state and the order of its commands (see server-internal.h).
  *
- * Per-client order: while a client's command is with a worker (busy), its
- * further input stays in its framer; the next command starts only after the
- * reply is queued, so pipelined commands are answered in order.  A client
- * that enabled 'oob' is still read while busy: exec-oob runs at once (its
- * reply may overtake), in-band messages wait in its queue, in order.
+ * Per-client order: while a client's in-band command is with a worker
+ * (busy), its further input stays in its framer; the next command starts
+ * only after the reply is queued, so pipelined commands are answered in
+ * order.  A client that enabled 'oob' is still read while busy, and its
+ * in-band messages wait in its queue, in order.  exec-oob runs at once,
+ * busy or not: on the loop, or for a command with a backend as a job of
+ * its own at the front of that backend's queue (mon_worker_submit_front()),
+ * which does not make the client busy and whose answer does not end a busy
+ * spell; MON_OOB_MAX of them at most.  An exec-oob reply may overtake the
+ * in-band one the client waits for, as QEMU's do.  A client is closed at
+ * the end of its input (or after quit) only once all its jobs answered;
+ * one that disconnects drops their answers (jobs find it by (fd, id)).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -131,7 +138,7 @@ void mon_client_close(struct mon_server *s, struct mon_client *c, const char *wh
 
 bool mon_client_close_if_done(struct mon_server *s, struct mon_client *c)
 {
-	if (!c->closing || c->quit_asked || c->busy || c->out_len != c->out_off)
+	if (!c->closing || c->quit_asked || c->busy || c->oob_out || c->out_len != c->out_off)
 		return false;
 	mon_client_close(s, c, "quit");
 	return true;
@@ -304,6 +311,15 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		return ret;
 	}
 	if (req->cmd->backend != MON_BACKEND_NONE) {
+		if (req->oob && c->oob_out >= MON_OOB_MAX) {
+			mon_result_error(&res, NULL,
+					 "Too many out-of-band commands in flight (at most %d): "
+					 "wait for a reply",
+					 MON_OOB_MAX);
+			ret = mon_client_reply(s, c, req->id_text, &res);
+			mon_result_fini(&res);
+			return ret;
+		}
 		job = mon_job_alloc();
 		if (!job)
 			return -ENOMEM;
@@ -322,6 +338,13 @@ static int mon_client_exec(struct mon_server *s, struct mon_client *c, struct mo
 		job->name = req->cmd->name;
 		memcpy(job->await_marks, s->events_seen, sizeof(job->await_marks));
 		req->args = NULL;
+		if (req->oob) {
+			/* Beside the client's in-band command, ahead of the queued ones. */
+			job->oob = true;
+			c->oob_out++;
+			mon_worker_submit_front(&s->workers[req->cmd->backend], job);
+			return 0;
+		}
 		c->busy = true;
 		mon_worker_submit(&s->workers[req->cmd->backend], job);
 		return 0;
@@ -392,8 +415,8 @@ static int mon_client_run_inband(struct mon_server *s, struct mon_client *c)
 }
 
 /*
- * A message read while @c is busy, with 'oob' on: exec-oob runs now (only
- * commands that answer on the loop may, so @c stays busy with the same
+ * A message read while @c is busy, with 'oob' on: exec-oob runs now (on
+ * the loop, or as a job beside the busy one: @c stays busy with the same
  * command); anything else, errors included, waits its turn as in QEMU.
  */
 static int mon_client_take_busy(struct mon_server *s, struct mon_client *c,
@@ -600,7 +623,7 @@ void mon_client_run(struct mon_server *s, struct mon_client *c)
 		}
 		if (ret > 0) {
 			/* Nothing queued then (it runs first): all was answered. */
-			if (!c->busy && c->eof && c->out_len == c->out_off) {
+			if (!c->busy && !c->oob_out && c->eof && c->out_len == c->out_off) {
 				mon_client_close(s, c, "end of input");
 				return;
 			}
@@ -679,7 +702,7 @@ void mon_client_event(struct mon_server *s, int fd, uint32_t events)
 		}
 		if (mon_client_close_if_done(s, c))
 			return;
-		if (c->eof && !c->busy && c->out_len == c->out_off) {
+		if (c->eof && !c->busy && !c->oob_out && c->out_len == c->out_off) {
 			mon_client_run(s, c);
 			return;
 		}

@@ -36,7 +36,7 @@ void mon_cmd_postcopy_abandon(struct mon_ctx *ctx, json_t *args, struct mon_resu
 extern const struct mon_arg_spec mon_args_calc_dirty_rate[];
 void mon_cmd_calc_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_query_dirty_rate(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
-/* No pause/recover step in cleave: QEMU's answers outside postcopy, on the event loop. */
+/* Hold and release a postcopy migration (allow-oob, on the migrator's worker). */
 void mon_cmd_migrate_pause(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_recover(struct mon_ctx *ctx, json_t *args, struct mon_result *res);
 void mon_cmd_migrate_start_postcopy(struct mon_ctx *ctx, json_t *args, struct mon_result *res);

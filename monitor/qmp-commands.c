@@ -507,14 +507,14 @@ static const struct mon_cmd mon_cmds[] = {
 	 .run = mon_cmd_query_yank,
 	 .ret = MON_RET_OBJ_ARRAY,
 	 .ret_fields = mon_yank_instance},
-	/* QEMU's allow-oob commands cleave answers on the event loop. */
+	/* allow-oob as in QEMU: exec-oob runs them ahead of the migrator's queue. */
 	{.name = "migrate-pause",
-	 .backend = MON_BACKEND_NONE,
+	 .backend = MON_BACKEND_MIGRATOR,
 	 .flags = MON_CMD_ALLOW_OOB,
 	 .run = mon_cmd_migrate_pause},
 	{.name = "migrate-recover",
 	 .args = mon_args_migrate_recover,
-	 .backend = MON_BACKEND_NONE,
+	 .backend = MON_BACKEND_MIGRATOR,
 	 .flags = MON_CMD_ALLOW_OOB,
 	 .run = mon_cmd_migrate_recover},
 	{.name = "object-add",

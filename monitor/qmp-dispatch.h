@@ -133,9 +133,13 @@ enum mon_cmd_flags {
 	MON_CMD_HMP = 1 << 2,	       /* human-monitor-command: routed by its command line */
 	/*
 	 * May be sent with exec-oob once the client enabled 'oob' (QEMU's
-	 * allow-oob).  Such a command must answer on the event loop at once
-	 * (MON_BACKEND_NONE, no other flag): its reply may overtake the
-	 * client's in-band command that waits on a backend.
+	 * allow-oob); its reply may overtake the client's in-band command that
+	 * waits on a backend.  No other flag.  With MON_BACKEND_NONE it answers
+	 * on the event loop at once; with a backend, exec-oob makes it a job
+	 * at the front of that backend's queue that does not make the client
+	 * busy (monitor/client.c, worker.h): it waits for no queued in-band
+	 * job, only for a pool thread to be free (the migrator's: behind one
+	 * handler).  Sent with execute it is an in-band command as any other.
 	 */
 	MON_CMD_ALLOW_OOB = 1 << 3,
 	/*

@@ -22,10 +22,11 @@
 
 const struct mon_arg_spec mon_args_migrate[] = {
 	{.name = "uri", .type = MON_ARG_STR},
-	/* QEMU's legacy flags: accepted and ignored as QEMU 7.2 does for detach. */
+	/* QEMU's legacy flags: blk and inc refused when true, detach ignored as in QEMU 7.2. */
 	{.name = "blk", .type = MON_ARG_BOOL, .optional = true},
 	{.name = "inc", .type = MON_ARG_BOOL, .optional = true},
 	{.name = "detach", .type = MON_ARG_BOOL, .optional = true},
+	/* A paused postcopy source reconnects, to uri (mon_cmd_migrate()). */
 	{.name = "resume", .type = MON_ARG_BOOL, .optional = true},
 	{.type = MON_ARG_END},
 };
@@ -141,6 +142,14 @@ void mon_cmd_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 	if (mon_uri_check(uri, res))
 		return;
 	req.uri = (char *)uri;
+	/*
+	 * resume: a source that migrate-pause holds in postcopy-paused
+	 * reconnects, to @uri from now on; the migrator refuses it in any other
+	 * status with QEMU's text.  An "fd:NAME" uri was handed over before this
+	 * call as for any migrate: whether a resume can use it is the
+	 * migrator's to say.
+	 */
+	req.resume = json_is_true(json_object_get(args, "resume"));
 	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req,
 			 NULL, NULL, res);
 }
@@ -229,21 +238,33 @@ const struct mon_arg_spec mon_args_migrate_recover[] = {
 };
 
 /*
- * migrate-pause and migrate-recover stop and restart a postcopy migration
- * whose connection broke.  cleave has neither step: a postcopy migration
- * that lost its peer reconnects by itself (postcopy-paused, within
- * x-reconnect-timeout).  They answer as QEMU 7.2 does outside postcopy, on
- * the event loop, so they are safe to run out of band.
+ * migrate-pause holds a postcopy migration (either side) in postcopy-paused
+ * until migrate-recover (destination) and migrate {resume: true} (source)
+ * release it, to a URI the operator may have changed.  Without a pause the
+ * migrator reconnects by itself.  The migrator checks the status and
+ * answers with QEMU 7.2's texts outside it; both are allow-oob, as in
+ * QEMU, and run as exec-oob jobs ahead of the migrator's queue.
  */
 void mon_cmd_migrate_pause(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
-	mon_result_error(res, NULL,
-			 "migrate-pause is currently only supported during postcopy-active state");
+	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
+
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE,
+			 &req, NULL, NULL, res);
 }
 
+/*
+ * The URI is the migrator's to check (it binds it): the error of a bad one
+ * or of a failed bind is its text.
+ */
 void mon_cmd_migrate_recover(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
-	mon_result_error(res, NULL, "Migrate recover can only be run when postcopy is paused.");
+	Cleave__Migrator__MigrateRecoverRequest req =
+		CLEAVE__MIGRATOR__MIGRATE_RECOVER_REQUEST__INIT;
+
+	req.uri = (char *)json_string_value(json_object_get(args, "uri"));
+	mon_backend_call(ctx, MON_BACKEND_MIGRATOR,
+			 CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_RECOVER, &req, NULL, NULL, res);
 }
 
 /* The migrator answers with QEMU 7.2's two errors (no capability, no migration). */

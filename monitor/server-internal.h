@@ -36,6 +36,14 @@
  */
 #define MON_INBAND_MAX 8
 /*
+ * exec-oob commands with a backend one client may have with the workers at
+ * once (besides its in-band one).  One more is answered with an error at
+ * once rather than queued: holding it in the framer would hold the in-band
+ * messages behind it too, and need an OOB answer to restart the client's
+ * input.  A client that waits for its OOB replies never meets the limit.
+ */
+#define MON_OOB_MAX 4
+/*
  * A reply held for its STOP / RESUME event waits this long at most: an
  * event can be lost (pub/sub joins asynchronously after a monitor start).
  */
@@ -84,15 +92,17 @@ struct mon_client {
 	bool negotiated;    /* qmp_capabilities done: commands and events */
 	/*
 	 * 'oob' enabled: while busy, input is still read; exec-oob runs at
-	 * once and in-band messages wait here in order (docs/QMP.md, "Out-of-band
+	 * once (on the loop, or as a job beside the busy one: oob_out) and
+	 * in-band messages wait here in order (docs/QMP.md, "Out-of-band
 	 * execution").  Owned; counted in in_counted.
 	 */
 	bool oob;
 	struct mon_inband *inband[MON_INBAND_MAX]; /* a ring from inband_head */
 	unsigned int inband_head, inband_nr;
-	size_t inband_bytes; /* sum of their len */
-	bool busy;	     /* a command is with a worker */
-	bool eof;	     /* the peer will send nothing more */
+	size_t inband_bytes;  /* sum of their len */
+	bool busy;	      /* an in-band command is with a worker */
+	unsigned int oob_out; /* exec-oob commands with a worker (MON_OOB_MAX at most) */
+	bool eof;	      /* the peer will send nothing more */
 	/* quit was answered or the server quits: no more input, closed once flushed */
 	bool closing;
 	bool quit_asked;   /* this client sent quit: its reply follows the SHUTDOWN event */

@@ -76,6 +76,7 @@ static void mon_listen_event(struct mon_server *s, int lfd, bool tls)
 static void mon_job_answer(struct mon_server *s, struct mon_job *job)
 {
 	struct mon_client *c = mon_client_lookup(s, job->client_fd, job->client_id);
+	bool oob = job->oob;
 	int ret;
 
 	if (!c) {
@@ -83,14 +84,29 @@ static void mon_job_answer(struct mon_server *s, struct mon_job *job)
 		mon_job_free(job);
 		return;
 	}
-	c->busy = false;
+	if (oob)
+		c->oob_out--;
+	else
+		c->busy = false;
 	ret = mon_client_reply(s, c, job->id, &job->res);
 	mon_job_free(job);
 	if (ret) {
 		mon_client_close(s, c, strerror(-ret));
 		return;
 	}
-	mon_client_run(s, c);
+	if (!oob) {
+		mon_client_run(s, c);
+		return;
+	}
+	/*
+	 * An exec-oob answer leaves the client's in-band work alone (its busy
+	 * command's answer runs what waits); it was only what held a client
+	 * that quit or whose input ended.
+	 */
+	if (mon_client_close_if_done(s, c))
+		return;
+	if (c->eof && !c->busy && !c->oob_out)
+		mon_client_run(s, c);
 }
 
 /* Answers the held jobs waiting for @what (all of them: MON_AWAIT_NR), or whose time is up. */

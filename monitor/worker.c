@@ -107,6 +107,8 @@ static struct mon_job *mon_worker_pop(struct mon_worker *w)
 	if (!w->stopping) {
 		job = w->head;
 		w->head = job->next;
+		if (w->front == &job->next)
+			w->front = &w->head;
 		if (!w->head)
 			w->tail = &w->head;
 	}
@@ -123,6 +125,7 @@ static void mon_worker_fail_queued(struct mon_worker *w, const struct mon_result
 	list = w->head;
 	w->head = NULL;
 	w->tail = &w->head;
+	w->front = &w->head;
 	pthread_mutex_unlock(&w->lock);
 	for (; list; list = next) {
 		next = list->next;
@@ -201,6 +204,7 @@ int mon_worker_start(struct mon_worker *w, const char *name, unsigned int thread
 	w->ctx = ctx;
 	w->done = done;
 	w->tail = &w->head;
+	w->front = &w->head;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	w->state = MON_WORKER_RUNNING;
@@ -229,6 +233,7 @@ void mon_worker_stop(struct mon_worker *w)
 		pthread_join(w->threads[--w->nr_threads], NULL);
 	mon_job_list_free(w->head);
 	w->head = NULL;
+	w->tail = w->front = &w->head;
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
 	w->state = MON_WORKER_IDLE;
@@ -240,6 +245,18 @@ void mon_worker_submit(struct mon_worker *w, struct mon_job *job)
 	pthread_mutex_lock(&w->lock);
 	*w->tail = job;
 	w->tail = &job->next;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void mon_worker_submit_front(struct mon_worker *w, struct mon_job *job)
+{
+	pthread_mutex_lock(&w->lock);
+	job->next = *w->front;
+	*w->front = job;
+	if (w->tail == w->front)
+		w->tail = &job->next;
+	w->front = &job->next;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }

@@ -7,10 +7,12 @@
  * job (rpc_call with a deadline; rpc_call opens a context per call, so
  * calls of one pool overlap on the one socket) and moves it to the shared
  * completion queue, then writes the queue's eventfd so the loop picks it
- * up.  A client has at most one job out at a time (the loop holds its next
- * command until the reply), so its replies keep their order whatever the
- * pool's size; jobs of different clients may run at once.  A job names its
- * client by id, never by pointer: the client may be gone by then.
+ * up.  A client has at most one in-band job out at a time (the loop holds
+ * its next in-band command until the reply), so those replies keep their
+ * order whatever the pool's size; jobs of different clients may run at
+ * once.  A client's exec-oob jobs (mon_job.oob) are beside that one and
+ * go to the front of the queue (mon_worker_submit_front()).  A job names
+ * its client by id, never by pointer: the client may be gone by then.
  *
  * When a call finds the backend dead, the jobs already queued behind it
  * fail at once with the same error instead of each waiting out its own
@@ -43,6 +45,12 @@ struct mon_job {
 	/* loop thread only: events seen (per enum mon_await) when submitted */
 	uint64_t await_marks[MON_AWAIT_NR];
 	int64_t await_deadline_ms; /* loop thread only: held until then at most */
+	/*
+	 * Sent with exec-oob: its client is not busy with it, and its answer
+	 * neither ends a busy spell nor runs the client's waiting input; it
+	 * may overtake the client's in-band reply (monitor/client.c).
+	 */
+	bool oob;
 };
 
 /* alloc/free pair; free is NULL-safe and drops id, args and result. */
@@ -82,7 +90,9 @@ struct mon_worker {
 	pthread_cond_t cond;   /* signalled on push, broadcast on stop */
 	struct mon_job *head;  /* protected by lock */
 	struct mon_job **tail; /* protected by lock */
-	bool stopping;	       /* protected by lock */
+	/* protected by lock: the link behind the last job queued at the front (&head: none) */
+	struct mon_job **front;
+	bool stopping; /* protected by lock */
 };
 
 /*
@@ -95,5 +105,14 @@ int mon_worker_start(struct mon_worker *w, const char *name, unsigned int thread
 void mon_worker_stop(struct mon_worker *w);
 /* Queues @job; the worker owns it until it appears in the completion queue. */
 void mon_worker_submit(struct mon_worker *w, struct mon_job *job);
+/*
+ * The same ahead of every job queued with mon_worker_submit() (behind
+ * those queued with this one: they keep their order).  For exec-oob jobs:
+ * they never wait behind the in-band jobs queued by other clients, but
+ * they still wait for a pool thread to be free, i.e. behind the call each
+ * thread is in (the migrator's pool has one thread: behind one migrator
+ * handler, or a migrate_cancel retrying a restarting migrator).
+ */
+void mon_worker_submit_front(struct mon_worker *w, struct mon_job *job);
 
 #endif

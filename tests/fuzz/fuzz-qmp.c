@@ -69,6 +69,7 @@ static void fuzz_qmp_reset(void)
 	fb->has_reconnect_timeout = false;
 	fb->reconnect_timeout = 0;
 	fb->mig_status[0] = '\0';
+	fb->mig_dest = false;
 	fb->resolved[0] = '\0';
 	pthread_mutex_unlock(&fb->lock);
 	atomic_store(&fuzz_ctx.migration_events, false);

@@ -6,7 +6,10 @@
  * QEMU 7.2's errors for everything else, an exec-oob reply overtaking the
  * client's slow in-band command, in-band messages (errors included)
  * keeping their order behind it, the queue limit of 8, and allow-oob in
- * query-qmp-schema.  Replies are compared byte for byte with QEMU's.
+ * query-qmp-schema.  migrate-pause and migrate-recover ask the in-test
+ * migrator: exec-oob jobs ahead of the migrator's queue, at most 4 out
+ * per client, whose answers are dropped when their client left.  Replies
+ * are compared byte for byte with QEMU's.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,7 +46,7 @@ static const char caps_oob[] =
 	"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}";
 static const char caps_plain[] = "{\"execute\":\"qmp_capabilities\"}";
 
-/* QEMU 7.2's answers outside postcopy (migration/migration.c). */
+/* QEMU 7.2's answers outside postcopy (migration/migration.c), the migrator's too. */
 #define PAUSE_ERR                                                                                  \
 	"{\"error\": {\"class\": \"GenericError\", \"desc\": \"migrate-pause is currently only "   \
 	"supported during postcopy-active state\"}"
@@ -155,7 +158,10 @@ static int raw_negotiated(struct env *e, const char *caps)
 	return fd;
 }
 
-/* Makes every call to the in-test vcpu-proc take SLOW_MS (query-cpus-fast always calls it). */
+/*
+ * Makes every call to the in-test vcpu-proc take SLOW_MS (query-cpus-fast
+ * always calls it); the migrator's stay fast.
+ */
 static void backend_slow(struct env *e, bool slow)
 {
 	atomic_store(&e->fb->delay_ms, slow ? SLOW_MS : 0);
@@ -279,6 +285,29 @@ static void assert_line(const char *buf, int n, const char *what)
 		fail_msg("line %d does not hold %s:\n%s", n, what, buf);
 }
 
+/* Which of the first @n lines of @buf holds @what, or -1. */
+static int line_with(const char *buf, int n, const char *what)
+{
+	for (int i = 0; i < n; i++) {
+		const char *l = line_at(buf, i), *end = l ? strstr(l, "\r\n") : NULL;
+
+		if (l && end && memmem(l, (size_t)(end - l), what, strlen(what)))
+			return i;
+	}
+	return -1;
+}
+
+/* The first @n lines hold @first before @second, and @any somewhere. */
+static void assert_oob_lines(const char *buf, int n, const char *first, const char *second,
+			     const char *any)
+{
+	int a = line_with(buf, n, first), b = line_with(buf, n, second);
+
+	if (a < 0 || b < 0 || a > b || line_with(buf, n, any) < 0)
+		fail_msg("want %s before %s and %s among the first %d lines:\n%s", first, second,
+			 any, n, buf);
+}
+
 /* The point of oob: its reply comes while the in-band command still waits on vcpu-proc. */
 static void test_oob_overtakes_slow_command(void **state)
 {
@@ -331,9 +360,12 @@ static void test_inband_order_kept(void **state)
 		     "{\"exec-oob\":\"query-status\",\"id\":5}"
 		     "{\"exec-oob\":\"migrate-recover\",\"arguments\":{\"uri\":\"u\"},\"id\":6}");
 	assert_true(raw_read_lines(fd, buf, sizeof(buf), 7, T_MS));
-	assert_line(buf, 0, PAUSE_ERR ", \"id\": 3}");
-	assert_line(buf, 1, "does not support OOB\"}, \"id\": 5}");
-	assert_line(buf, 2, RECOVER_ERR ", \"id\": 6}");
+	/*
+	 * The three exec-oob replies first.  3 and 6 wait on the migrator, in
+	 * their order; 5 is answered on the loop and may come before either.
+	 */
+	assert_oob_lines(buf, 3, PAUSE_ERR ", \"id\": 3}", RECOVER_ERR ", \"id\": 6}",
+			 "does not support OOB\"}, \"id\": 5}");
 	assert_line(buf, 3, "\"id\": 1}");
 	assert_line(buf, 4, "\"id\": 2}");
 	assert_line(buf, 5,
@@ -408,6 +440,213 @@ static void test_leave_with_queue(void **state)
 	close(fd);
 }
 
+/* ---- exec-oob with a backend: migrate-pause and migrate-recover ------------------- */
+
+#define RESUME_ERR                                                                                 \
+	"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Cannot resume if there is no "      \
+	"paused migration\"}"
+
+static void assert_fake(struct env *e, const char *status)
+{
+	pthread_mutex_lock(&e->fb->lock);
+	assert_string_equal(e->fb->mig_status, status);
+	pthread_mutex_unlock(&e->fb->lock);
+}
+
+/*
+ * What migrate-pause is for: exec-oob holds the migration while the
+ * client's in-band command still waits on vcpu-proc; the in-band reply
+ * comes after, in order with the next in-band command.  Then a destination
+ * is released by exec-oob migrate-recover, a source by migrate {resume}.
+ */
+static void test_oob_pause_overtakes(void **state)
+{
+	struct env *e = *state;
+	int fd = raw_negotiated(e, caps_oob);
+	char buf[8192];
+	int64_t t0;
+
+	fake_backend_set_migration(e->fb, "postcopy-active", false);
+	backend_slow(e, true);
+	t0 = test_now_ms();
+	raw_send(fd, "{\"execute\":\"query-cpus-fast\",\"id\":\"slow\"}"
+		     "{\"exec-oob\":\"migrate-pause\",\"id\":\"pause\"}"
+		     "{\"execute\":\"query-name\",\"id\":\"after\"}");
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 1, T_MS));
+	assert_string_equal(buf, "{\"return\": {}, \"id\": \"pause\"}\r\n");
+	assert_true(test_now_ms() - t0 < SLOW_MS / 2);
+	assert_fake(e, "postcopy-paused");
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 2, T_MS));
+	assert_line(buf, 0, "{\"return\": [");
+	assert_line(buf, 0, "\"id\": \"slow\"}");
+	assert_line(buf, 1, "{\"return\": {\"name\": \"testvm\"}, \"id\": \"after\"}");
+	assert_true(test_now_ms() - t0 >= SLOW_MS);
+
+	/* A destination held in postcopy-paused: exec-oob migrate-recover releases it. */
+	fake_backend_set_migration(e->fb, "postcopy-paused", true);
+	t0 = test_now_ms();
+	raw_send(fd, "{\"execute\":\"query-cpus-fast\",\"id\":\"slow\"}"
+		     "{\"exec-oob\":\"migrate-recover\",\"arguments\":{\"uri\":"
+		     "\"tcp:127.0.0.1:4446\"},\"id\":\"recover\"}");
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 1, T_MS));
+	assert_string_equal(buf, "{\"return\": {}, \"id\": \"recover\"}\r\n");
+	assert_true(test_now_ms() - t0 < SLOW_MS / 2);
+	assert_fake(e, "postcopy-active");
+	pthread_mutex_lock(&e->fb->lock);
+	assert_string_equal(e->fb->recover_uri, "tcp:127.0.0.1:4446");
+	pthread_mutex_unlock(&e->fb->lock);
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 1, T_MS));
+	assert_line(buf, 0, "\"id\": \"slow\"}");
+	backend_slow(e, false);
+	raw_expect(
+		fd,
+		"{\"exec-oob\":\"migrate-recover\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:4446\"},"
+		"\"id\":\"again\"}",
+		RECOVER_ERR ", \"id\": \"again\"}\r\n");
+
+	/* A source held in postcopy-paused: migrate {resume: true} reconnects it. */
+	fake_backend_set_migration(e->fb, "postcopy-paused", false);
+	raw_expect(fd,
+		   "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:4447\","
+		   "\"resume\":true},\"id\":\"resume\"}",
+		   "{\"return\": {}, \"id\": \"resume\"}\r\n");
+	assert_fake(e, "postcopy-active");
+	pthread_mutex_lock(&e->fb->lock);
+	assert_string_equal(e->fb->migrate_uri, "tcp:127.0.0.1:4447");
+	assert_true(e->fb->migrate_resume);
+	assert_int_equal(e->fb->resumes, 1);
+	pthread_mutex_unlock(&e->fb->lock);
+	raw_expect(fd,
+		   "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:4447\","
+		   "\"resume\":true},\"id\":7}",
+		   RESUME_ERR ", \"id\": 7}\r\n");
+	/* migrate is no allow-oob command, resume or not. */
+	raw_expect(fd,
+		   "{\"exec-oob\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:4447\","
+		   "\"resume\":true},\"id\":8}",
+		   "{\"error\": {\"class\": \"GenericError\", \"desc\": \"The command migrate does "
+		   "not support OOB\"}, \"id\": 8}\r\n");
+	close(fd);
+}
+
+/*
+ * exec-oob jobs go ahead of the in-band jobs other clients queued on the
+ * migrator: they wait only for the call the migrator is in.
+ */
+static void test_oob_ahead_of_queue(void **state)
+{
+	struct env *e = *state;
+	int c[3], i, calls, fd = raw_negotiated(e, caps_oob);
+	char buf[4096], want[64];
+	int64_t end;
+
+	for (i = 0; i < 3; i++)
+		c[i] = raw_negotiated(e, caps_plain);
+	atomic_store(&e->fb->mig_delay_ms, 300);
+	/* 0 is with the migrator (which saw it), then 1 and 2 wait in the queue. */
+	calls = atomic_load(&e->fb->calls);
+	raw_send(c[0], "{\"execute\":\"query-migrate\",\"id\":0}");
+	end = test_now_ms() + T_MS;
+	while (atomic_load(&e->fb->calls) == calls && test_now_ms() < end)
+		test_sleep_ms(1);
+	raw_send(c[1], "{\"execute\":\"query-migrate\",\"id\":1}");
+	raw_send(c[2], "{\"execute\":\"query-migrate\",\"id\":2}");
+	test_sleep_ms(50);
+	raw_send(fd, "{\"exec-oob\":\"migrate-pause\",\"id\":\"oob\"}");
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 1, T_MS));
+	assert_string_equal(buf, PAUSE_ERR ", \"id\": \"oob\"}\r\n");
+	/* Answered after 0 (about 600 ms in), before 1 and 2 (900, 1200). */
+	{
+		struct pollfd pfd[2] = {{.fd = c[1], .events = POLLIN},
+					{.fd = c[2], .events = POLLIN}};
+
+		assert_int_equal(poll(pfd, 2, 0), 0);
+	}
+	for (i = 0; i < 3; i++) {
+		assert_true(raw_read_lines(c[i], buf, sizeof(buf), 1, T_MS));
+		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}\r\n", i);
+		assert_string_equal(buf, want);
+		close(c[i]);
+	}
+	atomic_store(&e->fb->mig_delay_ms, 0);
+	close(fd);
+}
+
+/*
+ * A client has at most 4 exec-oob jobs out: the fifth is refused at once,
+ * the client's in-band commands go on meanwhile (it is not busy), and once
+ * the answers came it may send more.
+ */
+static void test_oob_jobs_bound(void **state)
+{
+	struct env *e = *state;
+	int i, fd = raw_negotiated(e, caps_oob);
+	char buf[8192], want[256];
+
+	atomic_store(&e->fb->mig_delay_ms, 300);
+	raw_send(fd, "{\"exec-oob\":\"migrate-pause\",\"id\":1}"
+		     "{\"exec-oob\":\"migrate-pause\",\"id\":2}"
+		     "{\"exec-oob\":\"migrate-pause\",\"id\":3}"
+		     "{\"exec-oob\":\"migrate-pause\",\"id\":4}"
+		     "{\"exec-oob\":\"migrate-pause\",\"id\":5}"
+		     "{\"execute\":\"query-name\",\"id\":\"q\"}");
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 6, T_MS));
+	assert_line(buf, 0,
+		    "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Too many out-of-band "
+		    "commands in flight (at most 4): wait for a reply\"}, \"id\": 5}");
+	assert_line(buf, 1, "{\"return\": {\"name\": \"testvm\"}, \"id\": \"q\"}");
+	for (i = 1; i <= 4; i++) {
+		snprintf(want, sizeof(want), PAUSE_ERR ", \"id\": %d}", i);
+		assert_line(buf, 1 + i, want);
+	}
+	atomic_store(&e->fb->mig_delay_ms, 0);
+	raw_expect(fd, "{\"exec-oob\":\"migrate-pause\",\"id\":6}", PAUSE_ERR ", \"id\": 6}\r\n");
+	close(fd);
+}
+
+/*
+ * A client that leaves with an exec-oob job out: its answer is dropped and
+ * the next client (likely on the same fd) gets only its own.  One whose
+ * input ended still gets the answer, then the end of the stream.
+ */
+static void test_oob_leave_with_job(void **state)
+{
+	struct env *e = *state;
+	int fd = raw_negotiated(e, caps_oob), calls;
+	char buf[4096];
+	int64_t end;
+
+	atomic_store(&e->fb->mig_delay_ms, 300);
+	calls = atomic_load(&e->fb->calls);
+	raw_send(fd, "{\"exec-oob\":\"migrate-pause\",\"id\":\"gone\"}");
+	end = test_now_ms() + T_MS;
+	while (atomic_load(&e->fb->calls) == calls && test_now_ms() < end)
+		test_sleep_ms(1);
+	assert_int_not_equal(atomic_load(&e->fb->calls), calls);
+	close(fd);
+	fd = raw_negotiated(e, caps_oob);
+	raw_expect(fd, "{\"exec-oob\":\"migrate-pause\",\"id\":\"n\"}",
+		   PAUSE_ERR ", \"id\": \"n\"}\r\n");
+	raw_expect(fd, "{\"execute\":\"query-name\",\"id\":\"q\"}",
+		   "{\"return\": {\"name\": \"testvm\"}, \"id\": \"q\"}\r\n");
+	close(fd);
+
+	/* Half-closed with a job out: the answer, then the end. */
+	fd = raw_negotiated(e, caps_oob);
+	raw_send(fd, "{\"exec-oob\":\"migrate-pause\",\"id\":\"last\"}");
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	assert_true(raw_read_lines(fd, buf, sizeof(buf), 1, T_MS));
+	assert_string_equal(buf, PAUSE_ERR ", \"id\": \"last\"}\r\n");
+	{
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+		assert_int_equal(poll(&pfd, 1, T_MS), 1);
+		assert_int_equal(recv(fd, buf, sizeof(buf), 0), 0);
+	}
+	close(fd);
+	atomic_store(&e->fb->mig_delay_ms, 0);
+}
+
 /* ---- query-qmp-schema ------------------------------------------------------------ */
 
 static void test_schema_allow_oob(void **state)
@@ -456,6 +695,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_inband_order_kept, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_inband_queue_limit, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_leave_with_queue, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_oob_pause_overtakes, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_oob_ahead_of_queue, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_oob_jobs_bound, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_oob_leave_with_job, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_schema_allow_oob, env_setup, env_teardown),
 	};
 

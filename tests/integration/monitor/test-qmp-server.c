@@ -1265,13 +1265,19 @@ static void test_postcopy_yank(void **state)
 	raw_req_exact(fd, EXEC("migrate_cancel"), 41, GENERIC(PC_CANCEL));
 	raw_req_exact(fd, HMP_LINE("migrate_cancel"), 42, REPLY("\"Error: " PC_CANCEL "\\r\\n\""));
 	raw_req_exact(fd, EXEC("query-yank"), 43, REPLY("[{\"type\": \"migration\"}]"));
-	/* cleave has no pause step: QEMU's answer outside postcopy (docs/QMP.md). */
-	raw_req_exact(fd, HMP_LINE("migrate_pause"), 44,
+	/* migrate_pause holds it in postcopy-paused; again, QEMU's answer outside postcopy-active.
+	 */
+	raw_req_exact(fd, HMP_LINE("migrate_pause"), 44, REPLY("\"\""));
+	pthread_mutex_lock(&e->fb->lock);
+	assert_string_equal(e->fb->mig_status, "postcopy-paused");
+	assert_int_equal(e->fb->pauses, 1);
+	pthread_mutex_unlock(&e->fb->lock);
+	raw_req_exact(fd, HMP_LINE("migrate_pause"), 49,
 		      REPLY("\"Error: migrate-pause is currently only supported during "
 			    "postcopy-active state\\r\\n\""));
-	fake_mig_status(e, "postcopy-paused");
 	raw_req_exact(fd, EXEC("migrate_cancel"), 45, GENERIC(PC_CANCEL));
 	raw_req_exact(fd, EXEC("query-yank"), 46, REPLY("[{\"type\": \"migration\"}]"));
+	/* A source has nothing to recover: the migrator's (QEMU's) refusal. */
 	raw_req_exact(fd, HMP_LINE("migrate_recover tcp:127.0.0.1:1"), 47,
 		      REPLY("\"Error: Migrate recover can only be run when postcopy is "
 			    "paused.\\r\\n\""));

@@ -44,6 +44,16 @@ static void fake_enter(struct fake_backend *fb)
 		usleep((useconds_t)ms * 1000);
 }
 
+/* The migrator's side of fake_enter(), with its own delay. */
+static void fake_mig_enter(struct fake_backend *fb)
+{
+	int ms = atomic_load(&fb->mig_delay_ms);
+
+	atomic_fetch_add(&fb->calls, 1);
+	if (ms)
+		usleep((useconds_t)ms * 1000);
+}
+
 static int fake_vcpu_status(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
 	Cleave__Vcpu__StatusReply rep = CLEAVE__VCPU__STATUS_REPLY__INIT;
@@ -185,6 +195,28 @@ static bool fake_uri_port(const char *uri, const char *port)
 	return n > p && uri[n - p - 1] == ':' && !strcmp(uri + n - p, port);
 }
 
+/* MIGRATE {resume}: a paused source reconnects to its (maybe new) uri. */
+static int fake_mig_resume(struct fake_backend *fb, const Cleave__Migrator__MigrateRequest *m,
+			   struct rpc_reply *r)
+{
+	bool paused;
+
+	pthread_mutex_lock(&fb->lock);
+	paused = !fb->mig_dest && !strcmp(fb->mig_status, "postcopy-paused");
+	pthread_mutex_unlock(&fb->lock);
+	if (!paused)
+		return rpc_reply_error(r, -EINVAL, "Cannot resume if there is no paused migration");
+	if (fake_uri_port(m->uri, "1"))
+		return rpc_reply_error(r, -ECONNREFUSED, "Failed to connect to '%s'", m->uri);
+	pthread_mutex_lock(&fb->lock);
+	snprintf(fb->mig_status, sizeof(fb->mig_status), "postcopy-active");
+	fb->resumes++;
+	pthread_mutex_unlock(&fb->lock);
+	fake_mig_event(fb, "postcopy-recover");
+	fake_mig_event(fb, "postcopy-active");
+	return 0;
+}
+
 static int fake_mig_migrate(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
 	const Cleave__Migrator__MigrateRequest *m = (const void *)req;
@@ -193,10 +225,17 @@ static int fake_mig_migrate(void *arg, const ProtobufCMessage *req, struct rpc_r
 	bool stays = fake_uri_port(m->uri, "4");
 	const char *final = unknown ? "x-switchover-unknown" : stays ? "active" : "completed";
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	snprintf(fb->migrate_uri, sizeof(fb->migrate_uri), "%s", m->uri);
+	fb->migrate_resume = m->resume;
+	pthread_mutex_unlock(&fb->lock);
+	if (m->resume)
+		return fake_mig_resume(fb, m, r);
 	if (fake_uri_port(m->uri, "1")) /* refused, like a closed port */
 		return rpc_reply_error(r, -ECONNREFUSED, "Failed to connect to '%s'", m->uri);
 	pthread_mutex_lock(&fb->lock);
+	fb->mig_dest = false;
 	/* The fake migrates instantly. */
 	snprintf(fb->mig_status, sizeof(fb->mig_status), "%s", final);
 	pthread_mutex_unlock(&fb->lock);
@@ -217,7 +256,7 @@ static int fake_mig_cancel(void *arg, const ProtobufCMessage *req, struct rpc_re
 
 	bool unknown, postcopy;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	atomic_fetch_add(&fb->cancels, 1);
 	pthread_mutex_lock(&fb->lock);
 	unknown = !strcmp(fb->mig_status, "x-switchover-unknown");
@@ -240,7 +279,7 @@ static int fake_mig_resolve(void *arg, const ProtobufCMessage *req, struct rpc_r
 	char status[32];
 	bool dest = !strcmp(rr->run_on, "destination");
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	memcpy(status, fb->mig_status, sizeof(status));
 	if (!strcmp(status, "x-switchover-unknown")) {
@@ -293,7 +332,7 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	runs[0].size = 0x2000;
 	runs[1].gpa = 0x100000;
 	runs[1].size = 0x1000;
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	memcpy(status, fb->mig_status, sizeof(status));
 	memcpy(error, fb->mig_error, sizeof(error));
@@ -333,7 +372,7 @@ static int fake_mig_postcopy_abandon(void *arg, const ProtobufCMessage *req, str
 	struct fake_backend *fb = arg;
 	char status[32];
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	memcpy(status, fb->mig_status, sizeof(status));
 	if (!strcmp(status, "postcopy-paused")) {
@@ -350,12 +389,59 @@ static int fake_mig_postcopy_abandon(void *arg, const ProtobufCMessage *req, str
 	return 0;
 }
 
+static int fake_mig_pause(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	struct fake_backend *fb = arg;
+	bool active;
+
+	fake_mig_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	active = !strcmp(fb->mig_status, "postcopy-active");
+	if (active) {
+		snprintf(fb->mig_status, sizeof(fb->mig_status), "postcopy-paused");
+		fb->pauses++;
+	}
+	pthread_mutex_unlock(&fb->lock);
+	if (!active)
+		return rpc_reply_error(
+			r, -EINVAL,
+			"migrate-pause is currently only supported during postcopy-active state");
+	fake_mig_event(fb, "postcopy-paused");
+	return 0;
+}
+
+static int fake_mig_recover(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	const Cleave__Migrator__MigrateRecoverRequest *rr = (const void *)req;
+	struct fake_backend *fb = arg;
+	bool paused;
+
+	fake_mig_enter(fb);
+	pthread_mutex_lock(&fb->lock);
+	paused = fb->mig_dest && !strcmp(fb->mig_status, "postcopy-paused");
+	pthread_mutex_unlock(&fb->lock);
+	if (!paused)
+		return rpc_reply_error(r, -EINVAL,
+				       "Migrate recover can only be run when postcopy is paused.");
+	if (fake_uri_port(rr->uri, "1")) /* as a bind to a port in use */
+		return rpc_reply_error(r, -EADDRINUSE, "Failed to bind to '%s': %s", rr->uri,
+				       strerror(EADDRINUSE));
+	pthread_mutex_lock(&fb->lock);
+	snprintf(fb->recover_uri, sizeof(fb->recover_uri), "%s", rr->uri);
+	snprintf(fb->mig_status, sizeof(fb->mig_status), "postcopy-active");
+	fb->recovers++;
+	pthread_mutex_unlock(&fb->lock);
+	fake_mig_event(fb, "postcopy-recover");
+	fake_mig_event(fb, "postcopy-active");
+	return 0;
+}
+
 static int fake_mig_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
 {
 	const Cleave__Migrator__Capabilities *c = (const void *)req;
 	struct fake_backend *fb = arg;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	if (c->has_events)
 		fb->events_cap = c->events;
@@ -372,7 +458,7 @@ static int fake_mig_query_caps(void *arg, const ProtobufCMessage *req, struct rp
 	Cleave__Migrator__Capabilities c = CLEAVE__MIGRATOR__CAPABILITIES__INIT;
 	struct fake_backend *fb = arg;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	c.events = fb->events_cap;
 	c.multifd = fb->multifd_cap;
@@ -386,7 +472,7 @@ static int fake_mig_set_params(void *arg, const ProtobufCMessage *req, struct rp
 	const Cleave__Migrator__Parameters *p = (const void *)req;
 	struct fake_backend *fb = arg;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	if (p->has_multifd_channels)
 		fb->channels = p->multifd_channels;
@@ -426,7 +512,7 @@ static int fake_mig_query_params(void *arg, const ProtobufCMessage *req, struct 
 	char path[280];
 	int ret;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	p.multifd_channels = fb->channels;
 	/* The migrator's default when never set. */
@@ -504,7 +590,7 @@ static int fake_mig_start_postcopy(void *arg, const ProtobufCMessage *req, struc
 	struct fake_backend *fb = arg;
 	bool cap, started;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	pthread_mutex_lock(&fb->lock);
 	cap = fb->postcopy_cap;
 	started = fb->mig_status[0];
@@ -538,7 +624,7 @@ static int fake_mig_yank(void *arg, const ProtobufCMessage *req, struct rpc_repl
 {
 	struct fake_backend *fb = arg;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	if (!fake_mig_running(fb))
 		return rpc_reply_error(r, -ENOENT, "Instance not found");
 	atomic_fetch_add(&fb->yanks, 1);
@@ -550,7 +636,7 @@ static int fake_mig_query_yank(void *arg, const ProtobufCMessage *req, struct rp
 	Cleave__Migrator__YankInfo y = CLEAVE__MIGRATOR__YANK_INFO__INIT;
 	struct fake_backend *fb = arg;
 
-	fake_enter(fb);
+	fake_mig_enter(fb);
 	y.migration = fake_mig_running(fb);
 	return rpc_reply_set(r, &y.base);
 }
@@ -580,7 +666,18 @@ static const struct rpc_method fake_mig_methods[] = {
 	{CLEAVE__MIGRATOR__METHOD__METHOD_QUERY_YANK, "query-yank", NULL, fake_mig_query_yank},
 	{CLEAVE__MIGRATOR__METHOD__METHOD_POSTCOPY_ABANDON, "postcopy-abandon",
 	 &cleave__migrator__postcopy_abandon_request__descriptor, fake_mig_postcopy_abandon},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE, "migrate-pause", NULL, fake_mig_pause},
+	{CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_RECOVER, "migrate-recover",
+	 &cleave__migrator__migrate_recover_request__descriptor, fake_mig_recover},
 };
+
+void fake_backend_set_migration(struct fake_backend *fb, const char *status, bool dest)
+{
+	pthread_mutex_lock(&fb->lock);
+	snprintf(fb->mig_status, sizeof(fb->mig_status), "%s", status);
+	fb->mig_dest = dest;
+	pthread_mutex_unlock(&fb->lock);
+}
 
 int fake_backend_start(struct fake_backend **out)
 {

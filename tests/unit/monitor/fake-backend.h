@@ -47,16 +47,25 @@ struct fake_backend {
 	char tls_rule0[64];	  /* protected by lock: its first rule's match */
 	bool tls_rule0_glob;	  /* protected by lock */
 	char mig_status[32];	  /* protected by lock; "" before any migration */
+	bool mig_dest;		  /* protected by lock: the migration is incoming (set by tests) */
 	char mig_error[64];	  /* protected by lock: QUERY's error_desc when not "" */
 	char resolved[16];	  /* protected by lock: run_on of the last RESOLVE that succeeded */
 	char abandoned[16]; /* protected by lock: "wait" or "zero-fill" of the last POSTCOPY_ABANDON
 			     */
-	atomic_int quits;   /* QUIT requests seen */
-	atomic_int calls;   /* all requests seen */
-	atomic_int statuses; /* vcpu STATUS requests seen */
-	atomic_int delay_ms; /* every vcpu request sleeps this long first */
-	atomic_int cancels;  /* CANCEL requests seen */
-	atomic_int yanks;    /* YANK requests that found a migration */
+	/* protected by lock: the last MIGRATE's uri and resume flag (refused ones too) */
+	char migrate_uri[128];
+	bool migrate_resume;
+	char recover_uri[128];	 /* protected by lock: the last MIGRATE_RECOVER's uri */
+	unsigned int pauses;	 /* protected by lock: MIGRATE_PAUSE that succeeded */
+	unsigned int recovers;	 /* protected by lock: MIGRATE_RECOVER that succeeded */
+	unsigned int resumes;	 /* protected by lock: MIGRATE {resume} that succeeded */
+	atomic_int quits;	 /* QUIT requests seen */
+	atomic_int calls;	 /* all requests seen */
+	atomic_int statuses;	 /* vcpu STATUS requests seen */
+	atomic_int delay_ms;	 /* every vcpu request sleeps this long first */
+	atomic_int mig_delay_ms; /* every migrator request sleeps this long first */
+	atomic_int cancels;	 /* CANCEL requests seen */
+	atomic_int yanks;	 /* YANK requests that found a migration */
 	/* The last CALC_DIRTY_RATE (protected by lock): measured at once, 42 MB/s. */
 	bool dr_started;
 	int64_t dr_calc_time, dr_sample_pages;
@@ -78,7 +87,16 @@ struct fake_backend {
  * migration runs in setup, active, device, cancelling, postcopy-*).
  * CALC_DIRTY_RATE with calc-time
  * 99 fails as the migrator does for a time out of range.
+ * MIGRATE_PAUSE, MIGRATE_RECOVER and MIGRATE {resume} keep the migrator's
+ * contract with QEMU 7.2's refusals: pause in postcopy-active (either
+ * side) makes it postcopy-paused; recover on a destination
+ * (fake_backend_set_migration) and resume on a source, in postcopy-paused,
+ * make it postcopy-active again.  Recover to a uri ending in port 1 fails
+ * as a bind does; resume to port 1 fails as a connect does.
  */
+
+/* Puts the fake migrator in @status as a destination (@dest) or a source. */
+void fake_backend_set_migration(struct fake_backend *fb, const char *status, bool dest);
 
 /* start/stop pair.  stop is NULL-safe and removes the sockets. */
 int fake_backend_start(struct fake_backend **out);

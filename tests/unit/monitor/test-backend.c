@@ -386,6 +386,83 @@ static void test_postcopy_abandon(void **state)
 	free(got);
 }
 
+#define PAUSE_ERR   "migrate-pause is currently only supported during postcopy-active state"
+#define RECOVER_ERR "Migrate recover can only be run when postcopy is paused."
+#define RESUME_ERR  "Cannot resume if there is no paused migration"
+
+static void assert_fake_status(struct bk *b, const char *status)
+{
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->mig_status, status);
+	pthread_mutex_unlock(&b->fb->lock);
+}
+
+/*
+ * migrate-pause holds a postcopy migration on either side; the destination
+ * is released by migrate-recover to its uri, the source by migrate
+ * {resume: true} to its uri.  Outside their states the migrator refuses
+ * with QEMU 7.2's texts, which come back as they were said.
+ */
+static void test_pause_recover_resume(void **state)
+{
+	struct bk *b = *state;
+
+	/* No migration: each refused. */
+	assert_cmd(b, "migrate-pause", NULL, PAUSE_ERR);
+	assert_cmd(b, "migrate-recover", "{\"uri\":\"tcp:127.0.0.1:4446\"}", RECOVER_ERR);
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:4447\",\"resume\":true}", RESUME_ERR);
+	pthread_mutex_lock(&b->fb->lock);
+	assert_true(b->fb->migrate_resume); /* the flag reached the migrator */
+	assert_string_equal(b->fb->recover_uri, "");
+	pthread_mutex_unlock(&b->fb->lock);
+
+	/* A destination: paused, refused a second pause and a resume, recovered. */
+	fake_backend_set_migration(b->fb, "postcopy-active", true);
+	assert_cmd(b, "migrate-recover", "{\"uri\":\"tcp:127.0.0.1:4446\"}", RECOVER_ERR);
+	assert_cmd(b, "migrate-pause", NULL, "{}");
+	assert_fake_status(b, "postcopy-paused");
+	assert_cmd(b, "migrate-pause", NULL, PAUSE_ERR);
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:4447\",\"resume\":true}", RESUME_ERR);
+	/* A bind that fails is the migrator's text; it stays paused. */
+	assert_cmd(b, "migrate-recover", "{\"uri\":\"tcp:127.0.0.1:1\"}",
+		   "Failed to bind to 'tcp:127.0.0.1:1': Address already in use");
+	assert_fake_status(b, "postcopy-paused");
+	assert_cmd(b, "migrate-recover", "{\"uri\":\"tcp:127.0.0.1:4446\"}", "{}");
+	assert_fake_status(b, "postcopy-active");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->recover_uri, "tcp:127.0.0.1:4446");
+	assert_int_equal(b->fb->pauses, 1);
+	assert_int_equal(b->fb->recovers, 1);
+	pthread_mutex_unlock(&b->fb->lock);
+
+	/* A source: paused, refused recover, resumed to a new uri. */
+	fake_backend_set_migration(b->fb, "postcopy-active", false);
+	assert_cmd(b, "migrate-pause", NULL, "{}");
+	assert_fake_status(b, "postcopy-paused");
+	assert_cmd(b, "migrate-recover", "{\"uri\":\"tcp:127.0.0.1:4446\"}", RECOVER_ERR);
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:1\",\"resume\":true}",
+		   "Failed to connect to 'tcp:127.0.0.1:1'");
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:4447\",\"resume\":true}", "{}");
+	assert_fake_status(b, "postcopy-active");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_string_equal(b->fb->migrate_uri, "tcp:127.0.0.1:4447");
+	assert_true(b->fb->migrate_resume);
+	assert_int_equal(b->fb->resumes, 1);
+	pthread_mutex_unlock(&b->fb->lock);
+	/* resume: false is a plain migrate, as without it. */
+	assert_cmd(b, "migrate", "{\"uri\":\"tcp:127.0.0.1:4448\",\"resume\":false}", "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_false(b->fb->migrate_resume);
+	assert_int_equal(b->fb->resumes, 1);
+	pthread_mutex_unlock(&b->fb->lock);
+	/* The monitor's own URI check comes first, resume or not. */
+	assert_cmd(b, "migrate", "{\"uri\":\"bogus:1\",\"resume\":true}",
+		   "Parameter 'uri' expects a valid migration protocol (supported: "
+		   "tcp:HOST:PORT, unix:PATH, file:PATH, fd:NAME)");
+	fake_backend_kill_migrator(b->fb);
+	assert_cmd(b, "migrate-pause", NULL, "migrator is not running");
+}
+
 /* A dead backend: every queued job answers within about two deadlines. */
 static void test_dead_backend_fails_fast(void **state)
 {
@@ -606,6 +683,7 @@ static void test_worker_stop_with_queue(void **state)
 
 /* A job that holds its worker thread until the test lets it go. */
 static atomic_bool pool_release;
+static atomic_int pool_entered; /* such jobs that started */
 
 static void pool_blocking_run(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
@@ -614,6 +692,7 @@ static void pool_blocking_run(struct mon_ctx *ctx, json_t *args, struct mon_resu
 	(void)ctx;
 	(void)args;
 	(void)res;
+	atomic_fetch_add(&pool_entered, 1);
 	while (!atomic_load(&pool_release) && test_now_ms() < end)
 		test_sleep_ms(1);
 }
@@ -643,6 +722,87 @@ static struct mon_job *pool_wait_for(struct mon_done *d, uint64_t client_id, int
 		test_sleep_ms(1);
 	} while (test_now_ms() < end);
 	return NULL;
+}
+
+/* Queues a job of @client_id on @w: query-migrate at the back, migrate-pause at the front. */
+static void front_queue(struct mon_worker *w, uint64_t client_id, bool front)
+{
+	struct mon_job *job = mon_job_alloc();
+
+	assert_non_null(job);
+	job->client_id = client_id;
+	job->oob = front;
+	job->run = front ? mon_cmd_migrate_pause : mon_cmd_query_migrate;
+	job->name = front ? "migrate-pause" : "query-migrate";
+	job->args = json_object();
+	if (front)
+		mon_worker_submit_front(w, job);
+	else
+		mon_worker_submit(w, job);
+}
+
+/*
+ * Runs @n jobs described by @ids (negative: at the front) behind a job that
+ * holds the one thread until all are queued; checks that they complete in
+ * the order @want (one thread: completion order is run order).
+ */
+static void front_check(struct bk *b, const int *ids, const int *want, int n)
+{
+	struct mon_worker *w = &b->workers[MON_BACKEND_MIGRATOR];
+	struct mon_job *job = mon_job_alloc(), *next;
+	int i, got = 0, entered = atomic_load(&pool_entered);
+	int64_t end = test_now_ms() + 5000;
+
+	atomic_store(&pool_release, false);
+	job->client_id = 1000;
+	job->run = pool_blocking_run;
+	job->name = "blocker";
+	job->args = json_object();
+	mon_worker_submit(w, job);
+	/* Only once the thread holds it: a job still queued would be overtaken. */
+	while (atomic_load(&pool_entered) == entered && test_now_ms() < end)
+		test_sleep_ms(1);
+	assert_int_not_equal(atomic_load(&pool_entered), entered);
+	for (i = 0; i < n; i++)
+		front_queue(w, (uint64_t)(ids[i] < 0 ? -ids[i] : ids[i]), ids[i] < 0);
+	atomic_store(&pool_release, true);
+	while (got < n + 1) {
+		struct pollfd pfd = {.fd = b->done.efd, .events = POLLIN};
+
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+		for (job = mon_done_take(&b->done); job; job = next) {
+			next = job->next;
+			assert_true(got < n + 1);
+			if (got == 0)
+				assert_int_equal(job->client_id, 1000); /* never overtaken */
+			else if (job->client_id != (uint64_t)want[got - 1])
+				fail_msg("job %d: got %llu want %d", got,
+					 (unsigned long long)job->client_id, want[got - 1]);
+			got++;
+			mon_job_free(job);
+		}
+	}
+}
+
+/*
+ * Jobs queued at the front (exec-oob) run before every job queued at the
+ * back, whenever they came, and in their own order among themselves; the
+ * job a thread already runs is not overtaken.
+ */
+static void test_worker_submit_front(void **state)
+{
+	static const int ids1[] = {2, 3, -10, 4, -11, -12}, want1[] = {10, 11, 12, 2, 3, 4};
+	static const int ids2[] = {-20, 21, -22, 23}, want2[] = {20, 22, 21, 23};
+	static const int ids3[] = {30, 31}, want3[] = {30, 31};
+	static const int ids4[] = {-40, -41}, want4[] = {40, 41};
+	struct bk *b = *state;
+
+	front_check(b, ids1, want1, 6);
+	/* The front starts over once its jobs ran, into an empty queue too. */
+	front_check(b, ids2, want2, 4);
+	front_check(b, ids3, want3, 2);
+	front_check(b, ids4, want4, 2);
+	front_check(b, ids1, want1, 6);
 }
 
 /*
@@ -832,6 +992,7 @@ int main(void)
 						bk_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_abandon, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_pause_recover_resume, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_during_restart, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_retry_only_cancel, bk_setup,
 						bk_teardown),
@@ -840,6 +1001,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_worker_order, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_worker_stop_with_queue, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_worker_pool_overlaps, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_worker_submit_front, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_events_subscriber, bk_setup, bk_teardown),
 		cmocka_unit_test(test_event_mapping),
 	};

@@ -140,28 +140,32 @@ static const struct hmp_case hmp_cases[] = {
 	     "max-bandwidth: 134217728 bytes/second\\r\\ndowntime-limit: 300 ms\\r\\n"
 	     "multifd-channels: 2\\r\\ntls-authz: ''\\r\\nx-reconnect-timeout: 10000 ms\\r\\n")},
 	{"{\"command-line\":\"migrate_cancel\"}", MIG, 0, HMP("")},
-	/* The postcopy commands run where their QMP commands do (QEMU 7.2.22's texts). */
+	/*
+	 * The postcopy commands run where their QMP commands do (QEMU 7.2.22's
+	 * texts, here the fake migrator's outside postcopy); a migrate_recover
+	 * line goes to the migrator's worker even when its argument is bad.
+	 */
 	{"{\"command-line\":\"migrate_start_postcopy\"}", MIG, 0,
 	 HMP("Error: Enable postcopy with migrate_set_capability before the start of "
 	     "migration\\r\\n")},
-	{"{\"command-line\":\"migrate_pause\"}", NONE, 0,
+	{"{\"command-line\":\"migrate_pause\"}", MIG, 0,
 	 HMP("Error: migrate-pause is currently only supported during postcopy-active "
 	     "state\\r\\n")},
-	{"{\"command-line\":\"migrate_recover tcp:127.0.0.1:1\"}", NONE, 0,
+	{"{\"command-line\":\"migrate_recover tcp:127.0.0.1:1\"}", MIG, 0,
 	 HMP("Error: Migrate recover can only be run when postcopy is paused.\\r\\n")},
 	/* QEMU's get_str(): a quoted string with escapes; a bad one is no string. */
-	{"{\"command-line\":\"migrate_recover \\\"tcp:a\\\\\\\" b\\\"  \"}", NONE, 0,
+	{"{\"command-line\":\"migrate_recover \\\"tcp:a\\\\\\\" b\\\"  \"}", MIG, 0,
 	 HMP("Error: Migrate recover can only be run when postcopy is paused.\\r\\n")},
-	{"{\"command-line\":\"migrate_recover \\\"tcp:a\"}", NONE, 0,
+	{"{\"command-line\":\"migrate_recover \\\"tcp:a\"}", MIG, 0,
 	 HMP("migrate_recover: string expected\\r\\n"
 	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
-	{"{\"command-line\":\"migrate_recover \\\"a\\\\x\\\"\"}", NONE, 0,
+	{"{\"command-line\":\"migrate_recover \\\"a\\\\x\\\"\"}", MIG, 0,
 	 HMP("migrate_recover: string expected\\r\\n"
 	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
-	{"{\"command-line\":\"migrate_recover\"}", NONE, 0,
+	{"{\"command-line\":\"migrate_recover\"}", MIG, 0,
 	 HMP("migrate_recover: string expected\\r\\n"
 	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
-	{"{\"command-line\":\"migrate_recover a b\"}", NONE, 0,
+	{"{\"command-line\":\"migrate_recover a b\"}", MIG, 0,
 	 HMP("migrate_recover: extraneous characters at the end of line\\r\\n"
 	     "Try \\\"help migrate_recover\\\" for more information\\r\\n")},
 	{"{\"command-line\":\"quit\"}", NONE, MON_CMD_QUIT, HMP("")},
@@ -324,6 +328,56 @@ static void test_dirty_rate(void **state)
 	assert_string_equal(got, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
 				 "\"Parameter 'calc-time' is missing\"}}");
 	free(got);
+}
+
+/*
+ * HMP's migrate_pause and migrate_recover do what the QMP commands do, in
+ * band on the migrator's worker: a destination held in postcopy-paused,
+ * then released to the uri given; the migrator's errors are HMP's
+ * "Error: " lines.
+ */
+static void test_hmp_pause_recover(void **state)
+{
+	struct hmp_env *e = *state;
+	char *got;
+
+	fake_backend_set_migration(e->fb, "postcopy-active", true);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"migrate_pause\"}}",
+		      MIG, 0);
+	assert_string_equal(got, HMP(""));
+	free(got);
+	pthread_mutex_lock(&e->fb->lock);
+	assert_string_equal(e->fb->mig_status, "postcopy-paused");
+	assert_int_equal(e->fb->pauses, 1);
+	pthread_mutex_unlock(&e->fb->lock);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"migrate_pause\"}}",
+		      MIG, 0);
+	assert_string_equal(got, HMP("Error: migrate-pause is currently only supported during "
+				     "postcopy-active state\\r\\n"));
+	free(got);
+	/* A failed bind leaves it paused; then the same line with a free port. */
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"migrate_recover tcp:127.0.0.1:1\"}}",
+		      MIG, 0);
+	assert_string_equal(got, HMP("Error: Failed to bind to 'tcp:127.0.0.1:1': Address already "
+				     "in use\\r\\n"));
+	free(got);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"migrate_recover \\\"tcp:127.0.0.1:4446\\\"\"}}",
+		      MIG, 0);
+	assert_string_equal(got, HMP(""));
+	free(got);
+	pthread_mutex_lock(&e->fb->lock);
+	assert_string_equal(e->fb->recover_uri, "tcp:127.0.0.1:4446");
+	assert_string_equal(e->fb->mig_status, "postcopy-active");
+	assert_int_equal(e->fb->recovers, 1);
+	pthread_mutex_unlock(&e->fb->lock);
 }
 
 static void test_hmp_info_migrate(void **state)
@@ -495,6 +549,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hmp_table, hmp_setup, hmp_teardown),
 		cmocka_unit_test(test_hmp_bad_arguments),
 		cmocka_unit_test_setup_teardown(test_hmp_info_migrate, hmp_setup, hmp_teardown),
+		cmocka_unit_test_setup_teardown(test_hmp_pause_recover, hmp_setup, hmp_teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_rate, hmp_setup, hmp_teardown),
 		cmocka_unit_test_setup_teardown(test_hmp_backend_down, hmp_setup, hmp_teardown),
 		cmocka_unit_test_setup_teardown(test_hmp_stop_awaits_event, hmp_setup,
