@@ -1540,6 +1540,104 @@ static void test_postcopy_source_gone_process(void **state)
 	pc_pair_stop(&pp);
 }
 
+/* @dir stays in @want for @ms while nothing comes: its pushed-page count does not move. */
+static void assert_held(const char *dir, const char *want, int ms)
+{
+	uint64_t pushed = mig_counter(dir, "postcopy_pushed");
+	char st[32], err[512];
+
+	test_sleep_ms(ms);
+	assert_string_equal(migration_status(dir, st, sizeof(st), err, sizeof(err)), want);
+	assert_int_equal(mig_counter(dir, "postcopy_pushed"), pushed);
+}
+
+/*
+ * migrate-pause in real processes, each side in turn, the paused side's
+ * migrator SIGKILLed and started again while it is held: the new process
+ * obeys the pause (it is in the session record) and does not reconnect
+ * until migrate {resume: true} on the source, migrate-recover on the
+ * destination.  Then the migration completes, every page the source's.
+ */
+static void test_postcopy_pause_process(void **state)
+{
+	char st[32], err[512];
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	Cleave__Migrator__MigrateRecoverRequest rec =
+		CLEAVE__MIGRATOR__MIGRATE_RECOVER_REQUEST__INIT;
+	struct pc_pair pp = {0};
+	struct snap_node *src = &pp.src, *dst = &pp.dst;
+	uint8_t page[SHM_PAGE_SIZE];
+
+	(void)state;
+	if (access("/dev/userfaultfd", R_OK | W_OK))
+		skip();
+	pc_pair_start(&pp);
+	set_params(dst->dir, 0, 20000);
+	set_params(src->dir, 512 << 10, 20000);
+	req.uri = pp.uri;
+	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
+				    sizeof(err)),
+			 0);
+	wait_status(dst->dir, "postcopy-active");
+	/* The source paused, then restarted: it stays held. */
+	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE, err,
+				    sizeof(err)),
+			 0);
+	assert_string_equal(migration_status(src->dir, st, sizeof(st), err, sizeof(err)),
+			    "postcopy-paused");
+	wait_status(dst->dir, "postcopy-paused");
+	snap_node_kill_restart(src);
+	wait_status(src->dir, "postcopy-paused");
+	assert_held(dst->dir, "postcopy-paused", 1500);
+	assert_string_equal(migration_status(src->dir, st, sizeof(st), err, sizeof(err)),
+			    "postcopy-paused");
+	/* QEMU's refusals: each command on its side and in its state only. */
+	assert_int_equal(call_empty(dst->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE, err,
+				    sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "only supported during postcopy-active"));
+	rec.uri = pp.uri;
+	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_RECOVER, &rec.base,
+			      NULL, NULL, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "Migrate recover can only be run when postcopy is paused.");
+	req.resume = true;
+	assert_int_equal(call(dst->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "Cannot resume if there is no paused migration");
+	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 0);
+	wait_status(dst->dir, "postcopy-active");
+	/* The destination paused, then restarted: it stays held, its source calls in vain. */
+	assert_int_equal(call_empty(dst->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE, err,
+				    sizeof(err)),
+			 0);
+	wait_status(src->dir, "postcopy-paused");
+	snap_node_kill_restart(dst);
+	wait_status(dst->dir, "postcopy-paused");
+	assert_held(dst->dir, "postcopy-paused", 1500);
+	set_params(src->dir, 0, 20000);
+	assert_int_equal(call(dst->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_RECOVER, &rec.base,
+			      NULL, NULL, err, sizeof(err)),
+			 0);
+	snap_node_wait(src, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("source: %s '%s'", st, err);
+	snap_node_wait(dst, st, sizeof(st), err, sizeof(err));
+	if (strcmp(st, "completed"))
+		fail_msg("destination: %s '%s'", st, err);
+	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++)
+		if (!pc_pair_page_same(&pp, p, page))
+			fail_msg("page %llu differs", (unsigned long long)p);
+	assert_int_equal(src->v.resumes, 0);
+	pc_pair_stop(&pp);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1552,6 +1650,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_postcopy_and_yank_process),
 		cmocka_unit_test(test_postcopy_process_kills),
 		cmocka_unit_test(test_postcopy_source_gone_process),
+		cmocka_unit_test(test_postcopy_pause_process),
 	};
 
 	if (argc != 2) {
