@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -41,6 +42,7 @@ enum opt_id {
 	OPT_SNAPSHOT_DIR,
 	OPT_MIGRATE_SOCKET_DIR,
 	OPT_UID_BASE,
+	OPT_RESTART_LIMIT,
 	OPT_QMP_MAX_CLIENTS,
 	OPT_QMP_INPUT_LIMIT,
 	OPT_QMP_HANDSHAKE_TIMEOUT,
@@ -82,6 +84,7 @@ static const struct opt_def opt_table[] = {
 	{"snapshot-dir", 0, true, OPT_SNAPSHOT_DIR},
 	{"migrate-socket-dir", 0, true, OPT_MIGRATE_SOCKET_DIR},
 	{"uid-base", 0, true, OPT_UID_BASE},
+	{"restart-limit", 0, true, OPT_RESTART_LIMIT},
 	{"qmp-max-clients", 0, true, OPT_QMP_MAX_CLIENTS},
 	{"qmp-input-limit", 0, true, OPT_QMP_INPUT_LIMIT},
 	{"qmp-handshake-timeout", 0, true, OPT_QMP_HANDSHAKE_TIMEOUT},
@@ -172,6 +175,10 @@ void run_options_usage(FILE *out)
 		"                         are in DIR, which the migrator's jail shows\n"
 		"  --uid-base N           run each child as a user of its own: uids and groups\n"
 		"                         N..N+%d, reserved for this VM (root, sandbox on)\n"
+		"  --restart-limit N/SECONDS\n"
+		"                         give a dead cleave-migrator or cleave-monitor up after "
+		"N\n"
+		"                         restarts within SECONDS (default 10/60; N at most %d)\n"
 		"  --no-sandbox           run the children without seccomp/namespaces\n"
 		"  -v, --verbose          debug logs, in cleave and its children\n"
 		"  -h, --help             this text\n"
@@ -183,7 +190,8 @@ void run_options_usage(FILE *out)
 		RUN_NAME_MAX, (unsigned long long)(RUN_MEMORY_MIN >> 20),
 		(unsigned long long)(RUN_MEMORY_MAX >> 30), RUN_QMP_MAX, MON_MAX_CLIENTS_DEFAULT,
 		MON_MAX_CLIENTS_MAX, MON_IN_TOTAL_DEFAULT >> 20, MON_HANDSHAKE_MS_DEFAULT,
-		MON_PARTIAL_MS_DEFAULT, MIG_TLS_MORE_MAX, RUN_IDS_PER_VM - 1);
+		MON_PARTIAL_MS_DEFAULT, MIG_TLS_MORE_MAX, RUN_IDS_PER_VM - 1,
+		RUN_RESTART_LIMIT_MAX);
 }
 
 static int opt_error(char *err, size_t errlen, const char *fmt, ...)
@@ -678,6 +686,29 @@ static int opt_parse_uid_base(struct run_options *o, const char *v, char *err, s
 	return 0;
 }
 
+/* "N/SECONDS": restarts within a window, both from 1. */
+static int opt_parse_restart_limit(struct run_options *o, const char *v, char *err, size_t errlen)
+{
+	unsigned long n, secs;
+	char *end, *end2;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (!errno && end != v && *end == '/' && isdigit((unsigned char)end[1]))
+		secs = strtoul(end + 1, &end2, 10);
+	else
+		end2 = end, secs = 0;
+	if (errno || *v == '-' || *end != '/' || *end2 || n == 0 || n > RUN_RESTART_LIMIT_MAX ||
+	    secs == 0 || secs > RUN_RESTART_WINDOW_S_MAX)
+		return opt_error(err, errlen,
+				 "--restart-limit '%s': N/SECONDS, N restarts (1..%d) within "
+				 "SECONDS (1..%d)",
+				 v, RUN_RESTART_LIMIT_MAX, RUN_RESTART_WINDOW_S_MAX);
+	o->restart_limit = (unsigned int)n;
+	o->restart_window_s = (unsigned int)secs;
+	return 0;
+}
+
 static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 			unsigned int max_vcpus, const char **append, char *err, size_t errlen)
 {
@@ -738,6 +769,8 @@ static int opt_dispatch(struct run_options *o, enum opt_id id, const char *v,
 					   sizeof(o->migrate_socket_dir), err, errlen);
 	case OPT_UID_BASE:
 		return opt_parse_uid_base(o, v, err, errlen);
+	case OPT_RESTART_LIMIT:
+		return opt_parse_restart_limit(o, v, err, errlen);
 	case OPT_QMP_MAX_CLIENTS:
 	case OPT_QMP_INPUT_LIMIT:
 	case OPT_QMP_HANDSHAKE_TIMEOUT:

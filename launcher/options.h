@@ -27,6 +27,9 @@ struct host_kvm; /* launcher/host-check.h */
 /* Ids --uid-base reserves: one per child, one per pair of them (launcher/ids.c). */
 #define RUN_IDS_PER_VM	 6
 #define RUN_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+/* --restart-limit bounds: the supervisor's ring (SUP_RESTART_LIMIT_MAX), an hour. */
+#define RUN_RESTART_LIMIT_MAX	 64
+#define RUN_RESTART_WINDOW_S_MAX 3600
 /* Longest socket path the launcher puts below the state dir (launcher/statedir.c). */
 #define RUN_STATE_SOCK_NAME "vcpu-mon/events"
 
@@ -90,6 +93,13 @@ struct run_options {
 	/* unix: migration sockets live here (absolute, bound likewise). "": none */
 	char migrate_socket_dir[RUN_SUN_PATH_MAX];
 	uid_t uid_base; /* 0: the children stay uid 0 (without capabilities) */
+	/*
+	 * --restart-limit N/SECONDS: a restartable child (cleave-migrator,
+	 * cleave-monitor) is given up after N restarts within SECONDS.  0: not
+	 * given, the supervisor's default (launcher/supervise.h).
+	 */
+	unsigned int restart_limit;
+	unsigned int restart_window_s;
 	/*
 	 * QMP limits handed to the monitor (docs/QMP.md, "Limits"; bounds in
 	 * monitor/qmp-limits.h); 0 / -1: not given, the monitor's default.

@@ -27,6 +27,9 @@
 #include "sandbox/sandbox.h"
 #include "shm/shm.h"
 
+_Static_assert(RUN_RESTART_LIMIT_MAX == SUP_RESTART_LIMIT_MAX,
+	       "--restart-limit is bounded by the supervisor's ring of restart times");
+
 #define RUN_LOW_RAM_MAX	 (3ULL << 30) /* region 0 ends below the 32-bit MMIO hole */
 #define RUN_HIGH_RAM_GPA (4ULL << 30)
 
@@ -684,6 +687,7 @@ static int run_bins_find(struct run_vm *vm)
 int cmd_run_main(int argc, char **argv)
 {
 	static struct run_vm vm; /* large (paths); one per process */
+	struct sup_policy policy;
 	struct host_kvm kvm;
 	char err[256];
 	int ret, status = 1;
@@ -729,7 +733,12 @@ int cmd_run_main(int argc, char **argv)
 		return 1;
 
 	/* Signals blocked before anything exists, so Ctrl-C always cleans up. */
-	ret = sup_init(&vm.sup, &sup_policy_default);
+	policy = sup_policy_default;
+	if (vm.opt.restart_limit) {
+		policy.restart_limit = vm.opt.restart_limit;
+		policy.restart_window_ms = vm.opt.restart_window_s * 1000u;
+	}
+	ret = sup_init(&vm.sup, &policy);
 	if (ret)
 		return 1;
 	vm.sup_ready = true;

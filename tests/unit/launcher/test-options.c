@@ -24,6 +24,15 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
 	{{"--memory", "0"}, "--memory '0': too small (at least 2M)"},
+	{{"--restart-limit", "10"}, "--restart-limit '10': N/SECONDS"},
+	{{"--restart-limit", "0/60"}, "N restarts (1..64)"},
+	{{"--restart-limit", "65/60"}, "--restart-limit '65/60'"},
+	{{"--restart-limit", "10/0"}, "SECONDS (1..3600)"},
+	{{"--restart-limit", "10/3601"}, "--restart-limit '10/3601'"},
+	{{"--restart-limit", "10/60s"}, "--restart-limit '10/60s'"},
+	{{"--restart-limit", "-1/60"}, "--restart-limit '-1/60'"},
+	{{"--restart-limit", "10/-60"}, "--restart-limit '10/-60'"},
+	{{"--restart-limit", "/60"}, "--restart-limit '/60'"},
 	{{"--memory", "1M"}, "too small"},
 	{{"--memory", "1001K"}, "--memory '1001K': not a multiple of the 4096-byte page"},
 	{{"--memory", "2T"}, "--memory '2T': too large (at most 1024G)"},
@@ -344,6 +353,18 @@ static void test_bad_values(void **state)
 	}
 }
 
+/* A migration killed often under cleave run needs more than the default 10 per minute. */
+static void test_restart_limit(void **state)
+{
+	const char *args[] = {"--restart-limit", "40/120", NULL};
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, args, err, sizeof(err)), 0);
+	assert_int_equal(o.restart_limit, 40);
+	assert_int_equal(o.restart_window_s, 120);
+}
+
 static void test_defaults(void **state)
 {
 	const char *args[] = {NULL};
@@ -360,6 +381,7 @@ static void test_defaults(void **state)
 	assert_false(o.no_sandbox);
 	assert_false(o.verbose);
 	assert_string_equal(o.cmdline, "cpus=1");
+	assert_int_equal(o.restart_limit, 0); /* the supervisor's default */
 	snprintf(want, sizeof(want), "vm-%d", (int)getpid());
 	assert_string_equal(o.name, want);
 	assert_non_null(strstr(o.state_dir, want));
@@ -549,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_tls),
 		cmocka_unit_test(test_migrate_netns),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_restart_limit),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_full_command_line),
 		cmocka_unit_test(test_incoming_defer_and_help),
