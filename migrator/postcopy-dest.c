@@ -304,6 +304,27 @@ static int pc_finish(struct mig_dst *dst)
 }
 
 /*
+ * The main connection ended in POSTCOPY with every page placed: a source
+ * that sent all and closed, whose channels' FINAL may still be on its
+ * way.  True once they ended (within the io timeout); false when a
+ * channel broke or they did not: the loss of the source it was.
+ */
+static bool pc_all_placed_channels_end(struct mig_dst *dst)
+{
+	uint64_t end = mig_now_ns() + (uint64_t)dst->s->io_timeout_ms * 1000000ull;
+
+	if (dst->phase != MIG_PHASE_DST_POSTCOPY || atomic_load(&dst->needed_left))
+		return false;
+	while (!pc_channels_ended(dst)) {
+		if (mig_job_aborted(&dst->job) || mig_now_ns() >= end)
+			return false;
+		usleep(PC_MAIN_POLL_MS * 1000);
+	}
+	log_info("the source closed its main connection with every page here");
+	return true;
+}
+
+/*
  * PC_LOADED or POSTCOPY with the channels running: reads the main
  * connection (Commit, answered pages) until the push ended.  The source
  * writes a keepalive every io timeout / 4: silence for a whole io timeout
@@ -358,6 +379,8 @@ int mig_dst_postcopy_run(struct mig_dst *dst)
 			continue;
 		}
 		ret = mig_msg_recv(dst->job.main_fd, &m);
+		if (ret && pc_all_placed_channels_end(dst))
+			return pc_finish(dst);
 		if (ret)
 			return mig_dst_fail(dst, ret, "main channel: %s",
 					    ret == -ECONNRESET ? "source closed the connection"

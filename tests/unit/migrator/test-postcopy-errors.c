@@ -429,6 +429,41 @@ static void test_dst_postcopy_bad_pages(void **state)
 }
 
 /*
+ * A source that sent every page and closed its main connection before its
+ * channel's FINAL arrived: every page is in, the destination finishes
+ * (completed, unregistered) rather than failing with nothing lost.
+ */
+static void test_dst_postcopy_main_closes_first(void **state)
+{
+	static uint8_t data[NEEDED * SHM_PAGE_SIZE];
+	Cleave__Wire__PostcopyPages pp = CLEAVE__WIRE__POSTCOPY_PAGES__INIT;
+	struct pcf *f = pcf_alloc();
+	uint8_t got[SHM_PAGE_SIZE];
+
+	(void)state;
+	NEEDS_USERFAULTFD();
+	memset(data, 0xcd, sizeof(data));
+	rsrc_committed(f);
+	pp.region = 0;
+	pp.page = 0;
+	pp.count = NEEDED;
+	pp.data.data = data;
+	pp.data.len = sizeof(data);
+	raw_send(f->mfd, CLEAVE__WIRE__WIRE_MSG__BODY_POSTCOPY_PAGES, &pp);
+	close(f->mfd);
+	f->mfd = -1;
+	usleep(200 * 1000); /* the destination reads the end of main first */
+	raw_sync(f->cfd, 1, true);
+	raw_assert_final(&f->dst, MIG_STATUS_COMPLETED, "");
+	assert_false(tvm_postcopy_listening(&f->dst));
+	assert_int_equal(
+		pread(f->dst.ram[0].fd, got, sizeof(got), (off_t)(NEEDED - 1) * SHM_PAGE_SIZE),
+		sizeof(got));
+	assert_memory_equal(got, data, sizeof(got));
+	pcf_free(f);
+}
+
+/*
  * 4. and 7. A message that has no place in postcopy, and the source's
  * Error: before the Commit the guest never ran and the VM side lets go;
  * after it the guest runs on and waits for what it lacks.
@@ -640,6 +675,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dst_postcopy_bad_needed_map, pcf_setup,
 						pcf_teardown),
 		cmocka_unit_test(test_dst_postcopy_bad_pages),
+		cmocka_unit_test(test_dst_postcopy_main_closes_first),
 		cmocka_unit_test(test_dst_postcopy_stray_or_error),
 		cmocka_unit_test_setup_teardown(test_dst_postcopy_load_fails, pcf_setup,
 						pcf_teardown),
