@@ -129,6 +129,7 @@ int mig_dst_relisten(struct mig_job *job, const char *uri, char bound[256], unsi
 		     char *err, size_t errlen)
 {
 	struct mig_dst *dst = dst_of(job);
+	char old_uri[sizeof(dst->relisten_uri)];
 	int fd, old, ret;
 
 	pthread_mutex_lock(&job->lock);
@@ -155,14 +156,18 @@ int mig_dst_relisten(struct mig_job *job, const char *uri, char bound[256], unsi
 		return ret;
 	pthread_mutex_lock(&job->lock);
 	old = dst->relisten_fd;
+	memcpy(old_uri, dst->relisten_uri, sizeof(old_uri));
 	dst->relisten_fd = fd;
 	snprintf(dst->relisten_uri, sizeof(dst->relisten_uri), "%s", bound);
 	dst->relisten_port = *port;
 	/* Wakes a worker polling the old one: it takes the new one (mig_dst_take_listener). */
 	shutdown(dst->listen_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&job->lock);
-	if (old >= 0)
-		close(old); /* a recover the worker had not taken yet */
+	if (old >= 0) { /* a recover the worker had not taken yet */
+		close(old);
+		if (mig_uri_is_unix(old_uri))
+			unlink(old_uri + 5);
+	}
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -665,6 +666,41 @@ static void test_postcopy_pause_destination(void **state)
 	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
+/*
+ * A TCP migration moved to a unix: socket while paused: the destination
+ * listens there (its TCP port closed), the source follows.
+ */
+static void test_postcopy_recover_unix(void **state)
+{
+	struct pc *p = *state;
+	char uri[128], err[256];
+	unsigned int port;
+	struct stat st;
+
+	if (!tvm_postcopy_usable())
+		skip();
+	snprintf(uri, sizeof(uri), "unix:/tmp/cleave-test-recover-%d.sock", (int)getpid());
+	pc_config(p, true, true, 2, 2u << 20, false);
+	port = mig_session_incoming_port(p->dst.s);
+	pc_start_dirty(p);
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	assert_int_equal(mig_session_pause(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_PAUSED, 5000));
+	assert_int_equal(mig_session_recover(p->dst.s, uri, err, sizeof(err)), 0);
+	assert_int_equal(mig_session_migrate_resume(p->src.s, uri), 0);
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+	assert_true(port_closed(port));
+	assert_int_equal(stat(uri + 5, &st), 0); /* the listener lingers for a late source */
+	mig_session_free(p->dst.s);
+	p->dst.s = NULL;
+	assert_int_equal(stat(uri + 5, &st), -1); /* and its file goes with it */
+}
+
 /* QEMU's two checks of migrate-start-postcopy, and a destination without postcopy-ram. */
 static void test_postcopy_refusals(void **state)
 {
@@ -703,6 +739,7 @@ int main(void)
 						pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_pause_destination, pc_setup,
 						pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_recover_unix, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_abandon_waits, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_abandon_zero_fill, pc_setup,
 						pc_teardown),
