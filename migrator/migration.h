@@ -158,7 +158,8 @@ struct mig_caps {
 	bool multifd; /* off: one page channel */
 	bool events;
 	bool auto_converge;
-	bool postcopy_ram; /* migrate-start-postcopy may switch the migration to postcopy */
+	bool postcopy_ram;	 /* migrate-start-postcopy may switch the migration to postcopy */
+	bool postcopy_blocktime; /* query-migrate shows the destination's vCPU blocktime */
 };
 
 struct mig_params {
@@ -192,6 +193,7 @@ struct mig_info {
 	uint8_t session_id[16];
 	unsigned int throttle_percent;
 	uint32_t restarts;
+	bool postcopy_blocktime; /* the capability (the monitor reads cleave-vcpu's numbers) */
 	char error_desc[256];
 	/*
 	 * Destination after a switch to postcopy: the pages its guest still

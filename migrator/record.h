@@ -240,6 +240,8 @@ _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
 #define MIG_RECORD_CAP_EVENTS	     0x2u
 #define MIG_RECORD_CAP_AUTO_CONVERGE 0x4u
 #define MIG_RECORD_CAP_POSTCOPY_RAM  0x8u
+/* Only a flag for query-migrate: cleave-vcpu measures the blocktime. */
+#define MIG_RECORD_CAP_POSTCOPY_BLOCKTIME 0x10u
 
 #define MIG_RECORD_PC_START 0x1u /* source: migrate-start-postcopy was asked */
 /* migrate-pause: this side does not reconnect until migrate-recover / migrate resume. */

@@ -232,6 +232,8 @@ void migrator_info_fill(const struct mig_info *info, Cleave__Migrator__Migration
 	mi->status = (char *)mig_status_name(info->status);
 	if (info->status == MIG_STATUS_NONE)
 		return; /* query-migrate: {} */
+	mi->destination = info->role == MIG_ROLE_DEST;
+	mi->postcopy_blocktime = info->postcopy_blocktime;
 	mi->total_time = info->total_time_ms;
 	mi->setup_time = info->setup_time_ms;
 	mi->downtime = info->downtime_ms;
@@ -303,6 +305,8 @@ static int srv_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_reply
 	/* With multifd too, unlike QEMU: postcopy uses every multifd channel. */
 	if (r->has_postcopy_ram)
 		caps.postcopy_ram = r->postcopy_ram;
+	if (r->has_postcopy_blocktime)
+		caps.postcopy_blocktime = r->postcopy_blocktime;
 	ret = mig_session_set_caps(arg, &caps);
 	if (ret == -EBUSY)
 		return rpc_reply_error(reply, ret, "There's a migration process in progress");
@@ -319,7 +323,9 @@ static int srv_query_caps(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	c.events = caps.events;
 	c.auto_converge = caps.auto_converge;
 	c.postcopy_ram = caps.postcopy_ram;
+	c.postcopy_blocktime = caps.postcopy_blocktime;
 	c.has_multifd = c.has_events = c.has_auto_converge = c.has_postcopy_ram = true;
+	c.has_postcopy_blocktime = true;
 	return rpc_reply_set(reply, &c.base);
 }
 

@@ -910,6 +910,7 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	info->throttle_percent = rec->throttle;
 	info->epoch = rec->epoch;
 	info->restarts = rec->restarts;
+	info->postcopy_blocktime = rec->caps & MIG_RECORD_CAP_POSTCOPY_BLOCKTIME;
 	memcpy(info->session_id, rec->session_id, sizeof(info->session_id));
 	snprintf(info->error_desc, sizeof(info->error_desc), "%s", rec->error_desc);
 	rec_unlock(s, locked);
@@ -933,6 +934,7 @@ void mig_session_get_caps(struct mig_session *s, struct mig_caps *caps)
 	caps->events = c & MIG_RECORD_CAP_EVENTS;
 	caps->auto_converge = c & MIG_RECORD_CAP_AUTO_CONVERGE;
 	caps->postcopy_ram = c & MIG_RECORD_CAP_POSTCOPY_RAM;
+	caps->postcopy_blocktime = c & MIG_RECORD_CAP_POSTCOPY_BLOCKTIME;
 }
 
 int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps)
@@ -940,7 +942,8 @@ int mig_session_set_caps(struct mig_session *s, const struct mig_caps *caps)
 	uint32_t c = (caps->multifd ? MIG_RECORD_CAP_MULTIFD : 0) |
 		     (caps->events ? MIG_RECORD_CAP_EVENTS : 0) |
 		     (caps->auto_converge ? MIG_RECORD_CAP_AUTO_CONVERGE : 0) |
-		     (caps->postcopy_ram ? MIG_RECORD_CAP_POSTCOPY_RAM : 0);
+		     (caps->postcopy_ram ? MIG_RECORD_CAP_POSTCOPY_RAM : 0) |
+		     (caps->postcopy_blocktime ? MIG_RECORD_CAP_POSTCOPY_BLOCKTIME : 0);
 	bool locked;
 	int ret = 0;
 

@@ -119,6 +119,30 @@ static void mon_hmp_print_dirty_rate(FILE *out, json_t *ret)
 		fprintf(out, "Dirty rate: (not ready)\n");
 }
 
+/*
+ * A list of integers as QEMU's string output visitor writes it: comma
+ * separated, a run of consecutive values as "first-last".
+ */
+static void mon_hmp_print_u32_list(FILE *out, const char *label, json_t *list)
+{
+	size_t n = json_array_size(list);
+
+	fputs(label, out);
+	for (size_t i = 0; i < n; i++) {
+		json_int_t first = json_integer_value(json_array_get(list, i)), last = first;
+
+		if (i)
+			fputc(',', out);
+		while (i + 1 < n && json_integer_value(json_array_get(list, i + 1)) == last + 1)
+			last = json_integer_value(json_array_get(list, ++i));
+		if (last == first)
+			fprintf(out, "%lld", (long long)first);
+		else
+			fprintf(out, "%lld-%lld", (long long)first, (long long)last);
+	}
+	fputc('\n', out);
+}
+
 static void mon_hmp_print_migrate(FILE *out, json_t *ret)
 {
 	json_t *ram = json_object_get(ret, "ram");
@@ -161,6 +185,12 @@ static void mon_hmp_print_migrate(FILE *out, json_t *ret)
 	if (mon_hmp_u64(ram, "postcopy-requests"))
 		fprintf(out, "postcopy request count: %" PRIu64 "\n",
 			mon_hmp_u64(ram, "postcopy-requests"));
+	if (json_object_get(ret, "postcopy-blocktime"))
+		fprintf(out, "postcopy blocktime: %" PRIu64 "\n",
+			mon_hmp_u64(ret, "postcopy-blocktime"));
+	if (json_object_get(ret, "postcopy-vcpu-blocktime"))
+		mon_hmp_print_u32_list(out, "postcopy vcpu blocktime: ",
+				       json_object_get(ret, "postcopy-vcpu-blocktime"));
 }
 
 static void mon_hmp_print_migrate_caps(FILE *out, json_t *ret)

@@ -16,6 +16,7 @@
 #include "proto/migrator.pb-c.h"
 #include "proto/rpc.h"
 #include "proto/utf8.h"
+#include "proto/vcpu.pb-c.h"
 
 /* Between two migrate_cancel attempts: a lost connection fails at once. */
 #define MON_CANCEL_PAUSE_MS 50
@@ -47,7 +48,10 @@ const struct mon_arg_spec mon_args_calc_dirty_rate[] = {
 	{.type = MON_ARG_END},
 };
 
-/* QEMU 7.2's MigrationCapability names; cleave implements the first three and postcopy-ram. */
+/*
+ * QEMU 7.2's MigrationCapability names; cleave implements the first three,
+ * postcopy-ram and postcopy-blocktime.
+ */
 static const char *const mon_mig_capability_values[] = {
 	"multifd",
 	"events",
@@ -471,6 +475,46 @@ static json_t *mon_migration_info_json(const Cleave__Migrator__MigrationInfo *mi
 	return o;
 }
 
+/*
+ * QEMU's postcopy-blocktime and postcopy-vcpu-blocktime: shown by a
+ * destination with the capability on, once postcopy started, as QEMU does.
+ * cleave-vcpu measures them (its fault service); it leaves them out
+ * (measured false) when it did not, e.g. after a migration that completed
+ * in precopy.  Its failure is logged and only leaves them out.
+ */
+static bool mon_blocktime_wanted(const Cleave__Migrator__MigrationInfo *mi)
+{
+	return mi->destination && mi->postcopy_blocktime &&
+	       (!strcmp(mi->status, "postcopy-active") || !strcmp(mi->status, "postcopy-paused") ||
+		!strcmp(mi->status, "completed"));
+}
+
+static void mon_blocktime_add(struct mon_ctx *ctx, json_t *o)
+{
+	Cleave__Vcpu__Empty req = CLEAVE__VCPU__EMPTY__INIT;
+	Cleave__Vcpu__PostcopyBlocktime *bt = NULL;
+	struct mon_result vres = {0};
+	json_t *vcpus;
+
+	if (mon_backend_call(ctx, MON_BACKEND_VCPU, CLEAVE__VCPU__METHOD__METHOD_POSTCOPY_BLOCKTIME,
+			     &req, &cleave__vcpu__postcopy_blocktime__descriptor, (void **)&bt,
+			     &vres)) {
+		log_warn("query-migrate: postcopy blocktime left out: %s", vres.err_desc);
+		mon_result_fini(&vres);
+		return;
+	}
+	vcpus = json_array();
+	if (bt->measured && vcpus) {
+		for (size_t i = 0; i < bt->n_vcpu_ms; i++)
+			json_array_append_new(vcpus, json_integer(bt->vcpu_ms[i]));
+		json_object_set_new(o, "postcopy-blocktime", json_integer(bt->total_ms));
+		json_object_set_new(o, "postcopy-vcpu-blocktime", vcpus);
+	} else {
+		json_decref(vcpus);
+	}
+	rpc_msg_free(&bt->base);
+}
+
 void mon_cmd_query_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result *res)
 {
 	Cleave__Migrator__Empty req = CLEAVE__MIGRATOR__EMPTY__INIT;
@@ -481,6 +525,8 @@ void mon_cmd_query_migrate(struct mon_ctx *ctx, json_t *args, struct mon_result 
 			     res))
 		return;
 	res->ret = mon_migration_info_json(mi);
+	if (res->ret && mon_blocktime_wanted(mi))
+		mon_blocktime_add(ctx, res->ret);
 	rpc_msg_free(&mi->base);
 }
 
@@ -544,6 +590,9 @@ void mon_cmd_migrate_set_caps(struct mon_ctx *ctx, json_t *args, struct mon_resu
 			/* With multifd too, unlike QEMU: postcopy uses every multifd channel. */
 			req.has_postcopy_ram = true;
 			req.postcopy_ram = on;
+		} else if (!strcmp(name, "postcopy-blocktime")) {
+			req.has_postcopy_blocktime = true;
+			req.postcopy_blocktime = on;
 		} else if (on) {
 			/* Turning an unimplemented capability off is a no-op, on is refused. */
 			mon_result_error(res, NULL, "Migration capability '%s' is not supported",
@@ -578,10 +627,12 @@ void mon_cmd_query_migrate_caps(struct mon_ctx *ctx, json_t *args, struct mon_re
 	if (!caps)
 		return;
 	atomic_store(&ctx->migration_events, caps->events);
-	res->ret = json_pack("[{s:s,s:b},{s:s,s:b},{s:s,s:b},{s:s,s:b}]", "capability", "multifd",
-			     "state", caps->multifd, "capability", "events", "state", caps->events,
-			     "capability", "auto-converge", "state", caps->auto_converge,
-			     "capability", "postcopy-ram", "state", caps->postcopy_ram);
+	res->ret =
+		json_pack("[{s:s,s:b},{s:s,s:b},{s:s,s:b},{s:s,s:b},{s:s,s:b}]", "capability",
+			  "multifd", "state", caps->multifd, "capability", "events", "state",
+			  caps->events, "capability", "auto-converge", "state", caps->auto_converge,
+			  "capability", "postcopy-ram", "state", caps->postcopy_ram, "capability",
+			  "postcopy-blocktime", "state", caps->postcopy_blocktime);
 	rpc_msg_free(&caps->base);
 }
 

@@ -24,6 +24,7 @@
 
 #include "log/log.h"
 #include "shm/shm.h"
+#include "vcpu-proc/blocktime.h"
 
 /* Pages the fill installs, or settles as zero, per hold of a region's lock. */
 #define FAULT_FILL_BATCH   64
@@ -110,6 +111,16 @@ struct fault_service {
 	uint64_t lat_n; /* samples ever taken; protected by lat_lock */
 	uint64_t wait[FAULT_LAT_SAMPLES];
 	uint64_t wait_n; /* protected by lat_lock */
+	/*
+	 * Postcopy blocktime.  thread_id: the fault messages name the faulting
+	 * thread (set at start).  bt and postcopy_seen (a postcopy region was
+	 * ever registered) are protected by lock: a spell starts in
+	 * fault_request() with the request, and ends in fault_req_drop() or
+	 * fault_region_unregister() with it, so it covers the request's life.
+	 */
+	bool thread_id;
+	bool postcopy_seen;
+	struct blocktime bt;
 };
 
 static uint64_t fault_now_ns(void)
@@ -333,7 +344,7 @@ static void fault_req_remove(struct fault_service *fs, size_t i)
  * how = FAULT_RACED).
  */
 static int fault_request(struct fault_service *fs, unsigned int id, uint64_t page, uint8_t *addr,
-			 uint64_t t0, enum fault_how *how)
+			 uint64_t t0, pid_t tid, enum fault_how *how)
 {
 	int ret = 0;
 
@@ -344,6 +355,9 @@ static int fault_request(struct fault_service *fs, unsigned int id, uint64_t pag
 		*how = FAULT_RACED;
 		return uffd_wake(fs->uffd, addr);
 	}
+	/* Its thread waits from here until the request is dropped. */
+	if (tid)
+		blocktime_fault(&fs->bt, tid, id, page, t0);
 	if (fault_req_find(fs, id, page) >= 0)
 		goto out; /* a second thread on the page: it waits with the first */
 	if (fs->nr_req == fs->cap_req) {
@@ -367,12 +381,13 @@ out:
 }
 
 /*
- * A fault on postcopy region @r, first read at @t0: a page not needed goes
- * in as a zero page at once; a needed one becomes a request and its thread
- * waits for fault_place().  The caller holds @r shared.
+ * A fault of thread @tid (0: not known) on postcopy region @r, first read
+ * at @t0: a page not needed goes in as a zero page at once; a needed one
+ * becomes a request and its thread waits for fault_place().  The caller
+ * holds @r shared.
  */
 static int fault_postcopy(struct fault_service *fs, struct region *r, uint64_t page, void *buf,
-			  uint64_t t0, enum fault_how *how)
+			  uint64_t t0, pid_t tid, enum fault_how *how)
 {
 	struct fault_region *fr = &fs->reg[r->id];
 	uint8_t *addr = (uint8_t *)r->hva + (page << SHM_PAGE_SHIFT);
@@ -383,7 +398,7 @@ static int fault_postcopy(struct fault_service *fs, struct region *r, uint64_t p
 	if (shm_bitmap_test(fr->installed, page))
 		return uffd_wake(fs->uffd, addr);
 	if (!shm_bitmap_test(fr->settled, page))
-		return fault_request(fs, r->id, page, addr, t0, how);
+		return fault_request(fs, r->id, page, addr, t0, tid, how);
 	/*
 	 * Settled and not installed: not needed (a needed page is settled
 	 * only once installed; if it just was, the zero page fails EEXIST).
@@ -410,7 +425,7 @@ static void fault_failed(struct fault_service *fs, unsigned int id, uint64_t pag
 		fs->src.failed(fs->src.arg, id, page, err);
 }
 
-static void fault_serve(struct fault_service *fs, uint64_t address, void *buf)
+static void fault_serve(struct fault_service *fs, uint64_t address, pid_t tid, void *buf)
 {
 	uint8_t *addr = (uint8_t *)(uintptr_t)(address & ~(SHM_PAGE_SIZE - 1));
 	uint64_t t0 = fault_now_ns(), gpa = 0, page;
@@ -442,7 +457,7 @@ static void fault_serve(struct fault_service *fs, uint64_t address, void *buf)
 	}
 	page = (gpa - r->gpa) >> SHM_PAGE_SHIFT;
 	if (fs->reg[id].postcopy)
-		ret = fault_postcopy(fs, r, page, buf, t0, &how);
+		ret = fault_postcopy(fs, r, page, buf, t0, tid, &how);
 	else
 		ret = fault_install(fs, r, page, buf, &how);
 	region_unlock_read(r);
@@ -493,7 +508,10 @@ static void *fault_thread_main(void *arg)
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				fault_serve(fs, msgs[i].arg.pagefault.address, buf);
+				fault_serve(fs, msgs[i].arg.pagefault.address,
+					    fs->thread_id ? (pid_t)msgs[i].arg.pagefault.feat.ptid
+							  : 0,
+					    buf);
 	}
 	free(buf);
 	return NULL;
@@ -507,6 +525,29 @@ int fault_service_start(struct fault_service **out, struct region_table *table,
 
 int fault_service_start_dev(struct fault_service **out, struct region_table *table,
 			    const struct fault_source *src, int uffd_dev)
+{
+	return fault_service_start_flags(out, table, src, uffd_dev, 0);
+}
+
+/*
+ * Whether the kernel names the faulting thread in a fault message: asked
+ * of a userfaultfd of its own, since UFFDIO_API takes the features once.
+ */
+static bool uffd_offers_thread_id(int uffd_dev)
+{
+	struct uffdio_api api = {.api = UFFD_API};
+	int fd = uffd_open(uffd_dev);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = !ioctl(fd, UFFDIO_API, &api) && (api.features & UFFD_FEATURE_THREAD_ID);
+	close(fd);
+	return ok;
+}
+
+int fault_service_start_flags(struct fault_service **out, struct region_table *table,
+			      const struct fault_source *src, int uffd_dev, unsigned int flags)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM};
 	struct fault_service *fs;
@@ -523,6 +564,11 @@ int fault_service_start_dev(struct fault_service **out, struct region_table *tab
 		fs->src = *src;
 	fs->has_src = src;
 	fs->stop_efd = -1;
+	fs->thread_id = !(flags & FAULT_NO_THREAD_ID) && uffd_offers_thread_id(uffd_dev);
+	if (fs->thread_id)
+		api.features |= UFFD_FEATURE_THREAD_ID;
+	else
+		log_info("userfaultfd: no faulting thread ids: postcopy blocktime not measured");
 	fs->uffd = uffd_open(uffd_dev);
 	if (fs->uffd < 0) {
 		ret = fs->uffd;
@@ -592,6 +638,7 @@ int fault_service_stop(struct fault_service *fs)
 	pthread_cond_destroy(&fs->req_cond);
 	pthread_mutex_destroy(&fs->lat_lock);
 	pthread_mutex_destroy(&fs->lock);
+	blocktime_fini(&fs->bt);
 	free(fs->req);
 	free(fs);
 	return 0;
@@ -687,6 +734,8 @@ static int fault_region_add(struct fault_service *fs, struct region *r, struct f
 	atomic_store(&dst->missing, missing);
 	fs->zeropage = reg.ioctls & (1ull << _UFFDIO_ZEROPAGE);
 	dst->registered = true;
+	if (fr->postcopy)
+		fs->postcopy_seen = true;
 	pthread_mutex_unlock(&fs->lock);
 	return 0;
 }
@@ -768,6 +817,7 @@ int fault_region_unregister(struct fault_service *fs, struct region *r, bool for
 	for (size_t i = fs->nr_req; i-- > 0;)
 		if (fs->req[i].region == r->id)
 			fault_req_remove(fs, i);
+	blocktime_woken(&fs->bt, r->id, 0, UINT64_MAX, fault_now_ns());
 	fr->postcopy = false;
 	installed = fr->installed;
 	settled = fr->settled;
@@ -1017,6 +1067,7 @@ static void fault_req_drop(struct fault_service *fs, unsigned int id, uint64_t f
 			continue;
 		if (nw < sizeof(waits) / sizeof(waits[0]))
 			waits[nw++] = now - q->t0;
+		blocktime_woken(&fs->bt, id, q->page, 1, now);
 		fault_req_remove(fs, i);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -1160,4 +1211,41 @@ void fault_service_stats(struct fault_service *fs, struct fault_stats *st)
 			  &st->wait_max_ns);
 	pthread_mutex_unlock(&fs->lat_lock);
 	free(lat);
+}
+
+int fault_service_set_vcpus(struct fault_service *fs, const pid_t *tids, unsigned int n)
+{
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	ret = blocktime_set_vcpus(&fs->bt, tids, n);
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+int fault_service_blocktime(struct fault_service *fs, struct fault_blocktime *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&fs->lock);
+	out->measured = fs->thread_id && fs->bt.nr && fs->postcopy_seen;
+	if (out->measured) {
+		out->vcpu_ms = calloc(fs->bt.nr, sizeof(*out->vcpu_ms));
+		if (out->vcpu_ms) {
+			out->nr_vcpus = fs->bt.nr;
+			blocktime_read(&fs->bt, fault_now_ns(), out->vcpu_ms, &out->total_ms);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (out->measured && !out->vcpu_ms) {
+		out->measured = false;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void fault_blocktime_fini(struct fault_blocktime *bt)
+{
+	free(bt->vcpu_ms);
+	bt->vcpu_ms = NULL;
+	bt->nr_vcpus = 0;
 }

@@ -33,13 +33,16 @@
  * exclusive (asserted); the fault thread, the fill and fault_place() take
  * it shared for what they install, through region_table_find_read(), so a
  * region change waits for the installs in flight.  service->lock is a leaf: it is
- * never held while a region or table lock is taken.
+ * never held while a region or table lock is taken.  It also protects the
+ * blocktime counts: a spell starts where a request is queued and ends where
+ * it is dropped, both under that lock.
  */
 #ifndef CLEAVE_VCPU_FAULT_H
 #define CLEAVE_VCPU_FAULT_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vcpu-proc/region.h"
 
@@ -119,6 +122,14 @@ int fault_service_start(struct fault_service **out, struct region_table *table,
 int fault_service_start_dev(struct fault_service **out, struct region_table *table,
 			    const struct fault_source *src, int uffd_dev);
 /*
+ * fault_service_start_dev() with @flags: FAULT_NO_THREAD_ID does not ask
+ * for the faulting thread's id, as on a kernel that does not offer it
+ * (UFFD_FEATURE_THREAD_ID): blocktime is then not measured.
+ */
+#define FAULT_NO_THREAD_ID 0x1u
+int fault_service_start_flags(struct fault_service **out, struct region_table *table,
+			      const struct fault_source *src, int uffd_dev, unsigned int flags);
+/*
  * Stops the threads and closes the userfaultfd; -EBUSY while a region is
  * registered.  A fault_take_requests() waiting returns -ECANCELED, and
  * stop waits for it to leave; none may be called after stop returned 0.
@@ -193,5 +204,29 @@ int fault_place(struct fault_service *fs, unsigned int region_id, uint64_t page,
 		const void *data);
 
 void fault_service_stats(struct fault_service *fs, struct fault_stats *st);
+
+/*
+ * Postcopy blocktime (QEMU's postcopy-blocktime and postcopy-vcpu-blocktime,
+ * vcpu-proc/blocktime.h): threads @tids[0..n-1] are vCPUs 0..n-1.  Their
+ * faults on needed pages count from here on; a fault of any other thread
+ * does not.  Callable before or after regions are registered; again to
+ * replace the list (the counts start from zero).
+ */
+int fault_service_set_vcpus(struct fault_service *fs, const pid_t *tids, unsigned int n);
+
+struct fault_blocktime {
+	/*
+	 * The kernel names the faulting thread (UFFD_FEATURE_THREAD_ID), vCPUs
+	 * are set and a postcopy region was registered: the rest holds.
+	 */
+	bool measured;
+	uint32_t total_ms;     /* all vCPUs blocked at once */
+	unsigned int nr_vcpus; /* entries of vcpu_ms */
+	uint32_t *vcpu_ms;     /* each vCPU blocked; owned (fault_blocktime_fini) */
+};
+
+/* The totals now, spells still open counted up to now; -ENOMEM. */
+int fault_service_blocktime(struct fault_service *fs, struct fault_blocktime *out);
+void fault_blocktime_fini(struct fault_blocktime *bt);
 
 #endif

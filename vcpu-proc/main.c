@@ -211,6 +211,33 @@ static void on_signal(int sig)
 	vm_note_signal();
 }
 
+/*
+ * The vCPU threads, parked with their tids known, are the threads whose
+ * faults count for the postcopy blocktime; the RPC service reads it.
+ */
+static void vcpus_to_faults(struct vm *vm, struct fault_service *faults)
+{
+	pid_t *tids = calloc(vm->nr_vcpus, sizeof(*tids));
+
+	if (tids) {
+		for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+			tids[i] = __atomic_load_n(&vm->vcpus[i].tid, __ATOMIC_ACQUIRE);
+	}
+	if (!tids || fault_service_set_vcpus(faults, tids, vm->nr_vcpus))
+		log_warn("postcopy blocktime not measured: out of memory");
+	free(tids);
+	vm->faults = faults;
+}
+
+/* The RPC service outlives the fault service: it stops reading it first. */
+static void faults_stop(struct vm *vm, struct fault_service *faults)
+{
+	pthread_mutex_lock(&vm->ctrl_lock);
+	vm->faults = NULL;
+	pthread_mutex_unlock(&vm->ctrl_lock);
+	fault_service_stop(faults);
+}
+
 static void publish_shutdown(struct vm *vm, enum vm_exit_reason why)
 {
 	Cleave__Events__Event ev = CLEAVE__EVENTS__EVENT__INIT;
@@ -292,6 +319,8 @@ int main(int argc, char **argv)
 	ret = vm_vcpus_start(&vm);
 	if (ret)
 		goto out_vcpus;
+	if (faults)
+		vcpus_to_faults(&vm, faults);
 	/* The state is final before the first request can read it. */
 	if (opt.incoming) {
 		vm_set_state(&vm, VM_INMIGRATE);
@@ -314,7 +343,7 @@ int main(int argc, char **argv)
 	vm_vcpus_stop(&vm);
 	/* No vCPU runs any more: whatever is still registered may go. */
 	pclink_server_stop(pclink, true);
-	fault_service_stop(faults);
+	faults_stop(&vm, faults);
 	/* NNG has no flush: give the QUIT reply (and the event) time to leave. */
 	if (why == VM_EXIT_QUIT)
 		usleep(QUIT_REPLY_GRACE_US);
@@ -332,7 +361,7 @@ int main(int argc, char **argv)
 out_vcpus:
 	vm_vcpus_stop(&vm);
 	pclink_server_stop(pclink, true);
-	fault_service_stop(faults);
+	faults_stop(&vm, faults);
 	rpc_pub_close(vm.pub);
 	vm.pub = NULL;
 out_fini:

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log/log.h"
+#include "vcpu-proc/fault.h"
 #include "vcpu-proc/vm.h"
 
 static const char *vm_state_name(enum vm_run_state st)
@@ -187,6 +188,32 @@ static int vm_rpc_throttle(void *arg, const ProtobufCMessage *req, struct rpc_re
 	return 0;
 }
 
+/*
+ * Not measured (measured false) without a fault service.  Under ctrl_lock:
+ * main takes vm->faults away under it before it stops the service.
+ */
+static int vm_rpc_postcopy_blocktime(void *arg, const ProtobufCMessage *req,
+				     struct rpc_reply *reply)
+{
+	Cleave__Vcpu__PostcopyBlocktime rep = CLEAVE__VCPU__POSTCOPY_BLOCKTIME__INIT;
+	struct fault_blocktime bt = {0};
+	struct vm *vm = arg;
+	int ret;
+
+	pthread_mutex_lock(&vm->ctrl_lock);
+	ret = vm->faults ? fault_service_blocktime(vm->faults, &bt) : 0;
+	pthread_mutex_unlock(&vm->ctrl_lock);
+	if (ret)
+		return rpc_reply_error(reply, ret, "out of memory");
+	rep.measured = bt.measured;
+	rep.total_ms = bt.total_ms;
+	rep.n_vcpu_ms = bt.nr_vcpus;
+	rep.vcpu_ms = bt.vcpu_ms;
+	ret = rpc_reply_set(reply, &rep.base);
+	fault_blocktime_fini(&bt);
+	return ret;
+}
+
 static const struct rpc_method vm_rpc_methods[] = {
 	{CLEAVE__VCPU__METHOD__METHOD_STATUS, "STATUS", NULL, vm_rpc_status},
 	{CLEAVE__VCPU__METHOD__METHOD_PAUSE, "PAUSE", &cleave__vcpu__pause_request__descriptor,
@@ -202,6 +229,8 @@ static const struct rpc_method vm_rpc_methods[] = {
 	{CLEAVE__VCPU__METHOD__METHOD_QUIT, "QUIT", NULL, vm_rpc_quit},
 	{CLEAVE__VCPU__METHOD__METHOD_THROTTLE, "THROTTLE",
 	 &cleave__vcpu__throttle_request__descriptor, vm_rpc_throttle},
+	{CLEAVE__VCPU__METHOD__METHOD_POSTCOPY_BLOCKTIME, "POSTCOPY_BLOCKTIME", NULL,
+	 vm_rpc_postcopy_blocktime},
 };
 
 /*
@@ -216,13 +245,14 @@ static const uint32_t vm_rpc_for_migrator[] = {
 };
 
 /*
- * The monitor runs QMP's query-status, stop, cont, system_reset and quit.
- * It may not read or write CPU state or dirty logs: QMP has no way to ask.
+ * The monitor runs QMP's query-status, stop, cont, system_reset and quit,
+ * and reads the postcopy blocktime for query-migrate.  It may not read or
+ * write CPU state or dirty logs: QMP has no way to ask.
  */
 static const uint32_t vm_rpc_for_monitor[] = {
 	CLEAVE__VCPU__METHOD__METHOD_STATUS, CLEAVE__VCPU__METHOD__METHOD_PAUSE,
 	CLEAVE__VCPU__METHOD__METHOD_RESUME, CLEAVE__VCPU__METHOD__METHOD_RESET,
-	CLEAVE__VCPU__METHOD__METHOD_QUIT,
+	CLEAVE__VCPU__METHOD__METHOD_QUIT,   CLEAVE__VCPU__METHOD__METHOD_POSTCOPY_BLOCKTIME,
 };
 
 #define VM_RPC_NR(a) (sizeof(a) / sizeof((a)[0]))
@@ -233,14 +263,14 @@ int vm_service_start(struct vm *vm, const struct vm_service_urls *urls, struct r
 	size_t n = 0;
 
 	if (urls->migrator)
-		callers[n++] = (struct rpc_caller){"the migrator", urls->migrator,
-						   vm_rpc_for_migrator,
-						   VM_RPC_NR(vm_rpc_for_migrator)};
+		callers[n++] =
+			(struct rpc_caller){"the migrator", urls->migrator, vm_rpc_for_migrator,
+					    VM_RPC_NR(vm_rpc_for_migrator)};
 	if (urls->monitor)
 		callers[n++] = (struct rpc_caller){"the monitor", urls->monitor, vm_rpc_for_monitor,
 						   VM_RPC_NR(vm_rpc_for_monitor)};
 	if (urls->any)
 		callers[n++] = (struct rpc_caller){"any caller", urls->any, NULL, 0};
-	return rpc_server_start_callers(out, callers, n, vm_rpc_methods,
-					VM_RPC_NR(vm_rpc_methods), vm);
+	return rpc_server_start_callers(out, callers, n, vm_rpc_methods, VM_RPC_NR(vm_rpc_methods),
+					vm);
 }

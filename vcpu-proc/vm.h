@@ -96,6 +96,11 @@ struct vm {
 	struct ratelimit guest_log;		/* lines a guest causes; its own lock */
 	struct kvm_cpuid2 *cpuid;		/* template, per-vCPU ids patched */
 	struct rpc_pub *pub;			/* events; NULL when not publishing */
+	/*
+	 * Postcopy's page faults (fault.h); NULL without.  Set by main before
+	 * the RPC service starts, cleared under ctrl_lock before it stops.
+	 */
+	struct fault_service *faults;
 
 	const uint8_t *image; /* guest ELF, owned; read once at start */
 	size_t image_size;

@@ -1007,6 +1007,21 @@ static uint64_t mig_counter(const char *dir, const char *name)
 	return v;
 }
 
+/* MigrationInfo's role and capability flags: *dest, *blocktime. */
+static void mig_flags(const char *dir, bool *dest, bool *blocktime)
+{
+	Cleave__Migrator__MigrationInfo *mi = NULL;
+	char err[256];
+
+	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, NULL,
+			      &cleave__migrator__migration_info__descriptor,
+			      (ProtobufCMessage **)&mi, err, sizeof(err)),
+			 0);
+	*dest = mi->destination;
+	*blocktime = mi->postcopy_blocktime;
+	rpc_msg_free(&mi->base);
+}
+
 /* Until the source's status is @want (20 s at most). */
 static void wait_status(const char *dir, const char *want)
 {
@@ -1042,6 +1057,7 @@ static void test_postcopy_and_yank_process(void **state)
 	Cleave__Migrator__Capabilities *got = NULL;
 	struct snap_node src = {0}, dst = {0};
 	uint8_t page[SHM_PAGE_SIZE];
+	bool dest, blocktime;
 
 	(void)state;
 	assert_non_null(mkdtemp(snaps));
@@ -1065,6 +1081,7 @@ static void test_postcopy_and_yank_process(void **state)
 	assert_string_equal(err, "Instance not found");
 
 	caps.has_postcopy_ram = caps.postcopy_ram = true;
+	caps.has_postcopy_blocktime = caps.postcopy_blocktime = true;
 	assert_int_equal(call(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_SET_CAPABILITIES,
 			      &caps.base, NULL, NULL, err, sizeof(err)),
 			 0);
@@ -1073,6 +1090,7 @@ static void test_postcopy_and_yank_process(void **state)
 			      (ProtobufCMessage **)&got, err, sizeof(err)),
 			 0);
 	assert_true(got->has_postcopy_ram && got->postcopy_ram);
+	assert_true(got->has_postcopy_blocktime && got->postcopy_blocktime);
 	assert_false(got->multifd);
 	rpc_msg_free(&got->base);
 	assert_int_equal(call_empty(src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
@@ -1135,6 +1153,13 @@ static void test_postcopy_and_yank_process(void **state)
 	if (strcmp(st, "completed"))
 		fail_msg("destination: %s '%s'", st, err);
 	assert_false(yank_listed(dst.dir));
+	/* What query-migrate needs to ask cleave-vcpu for the blocktime (on the source only). */
+	mig_flags(src.dir, &dest, &blocktime);
+	assert_false(dest);
+	assert_true(blocktime);
+	mig_flags(dst.dir, &dest, &blocktime);
+	assert_true(dest);
+	assert_false(blocktime);
 
 	snap_node_stop(&dst);
 	snap_node_stop(&src);

@@ -979,7 +979,7 @@ static void test_hmp(void **state)
 		      "{\"return\": \"unknown command: 'foo'\\r\\n\", \"id\": %d}\r\n");
 	raw_hmp_exact(fd, "info migrate_capabilities", 7,
 		      "{\"return\": \"multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\n"
-		      "postcopy-ram: off\\r\\n\", "
+		      "postcopy-ram: off\\r\\npostcopy-blocktime: off\\r\\n\", "
 		      "\"id\": %d}\r\n");
 	raw_hmp_exact(fd, "migrate_cancel", 8, "{\"return\": \"\", \"id\": %d}\r\n");
 	/* A dead backend: HMP's "Error: " line, within the deadline. */
@@ -1228,7 +1228,7 @@ static void test_postcopy_yank(void **state)
 		      REPLY("[{\"capability\": \"multifd\", \"state\": true}, {\"capability\": "
 			    "\"events\", \"state\": false}, {\"capability\": \"auto-converge\", "
 			    "\"state\": false}, {\"capability\": \"postcopy-ram\", \"state\": "
-			    "true}]"));
+			    "true}, {\"capability\": \"postcopy-blocktime\", \"state\": false}]"));
 	raw_req_exact(fd, EXEC("migrate-start-postcopy"), 22, GENERIC(PC_NO_MIG));
 	raw_req_exact(fd, HMP_LINE("migrate_start_postcopy"), 23,
 		      REPLY("\"Error: " PC_NO_MIG "\\r\\n\""));

@@ -338,7 +338,7 @@ static void test_record_is_the_store(void **state)
 	struct cut *c = *state;
 	struct mig_session *s = c->src.s, *again;
 	struct mig_record *rec = s->rec;
-	struct mig_caps caps = {.events = true, .auto_converge = true};
+	struct mig_caps caps = {.events = true, .auto_converge = true, .postcopy_blocktime = true};
 	struct mig_params p;
 	struct mig_info info;
 
@@ -350,7 +350,8 @@ static void test_record_is_the_store(void **state)
 	assert_int_equal(mig_record_lock(rec), 0);
 	assert_int_equal(rec->max_bandwidth, 12345);
 	assert_int_equal(rec->downtime_limit, 77);
-	assert_int_equal(rec->caps, MIG_RECORD_CAP_EVENTS | MIG_RECORD_CAP_AUTO_CONVERGE);
+	assert_int_equal(rec->caps, MIG_RECORD_CAP_EVENTS | MIG_RECORD_CAP_AUTO_CONVERGE |
+					    MIG_RECORD_CAP_POSTCOPY_BLOCKTIME);
 	rec->role = MIG_ROLE_SOURCE;
 	rec->status = MIG_STATUS_FAILED;
 	rec->restarts = 3;
@@ -360,6 +361,7 @@ static void test_record_is_the_store(void **state)
 	mig_session_query(s, &info);
 	assert_int_equal(info.status, MIG_STATUS_FAILED);
 	assert_int_equal(info.role, MIG_ROLE_SOURCE);
+	assert_true(info.postcopy_blocktime); /* query-migrate's cue to ask cleave-vcpu */
 	assert_int_equal(info.restarts, 3);
 	assert_string_equal(info.error_desc, "written in the record");
 
@@ -388,7 +390,8 @@ static void test_record_is_the_store(void **state)
 	mig_session_get_caps(again, &caps);
 	assert_int_equal(p.max_bandwidth, 12345);
 	assert_int_equal(p.downtime_limit, 77);
-	assert_true(caps.events && caps.auto_converge);
+	assert_true(caps.events && caps.auto_converge && caps.postcopy_blocktime);
+	assert_false(caps.postcopy_ram || caps.multifd);
 	mig_session_free(again);
 
 	/* A new record (the launcher's zeroed area): the defaults. */
@@ -402,7 +405,7 @@ static void test_record_is_the_store(void **state)
 	assert_int_equal(p.max_bandwidth, MIG_DEFAULT_MAX_BANDWIDTH);
 	assert_int_equal(p.downtime_limit, MIG_DEFAULT_DOWNTIME_MS);
 	assert_int_equal(p.reconnect_timeout, MIG_DEFAULT_RECONNECT_MS);
-	assert_false(caps.multifd || caps.events || caps.auto_converge);
+	assert_false(caps.multifd || caps.events || caps.auto_converge || caps.postcopy_blocktime);
 	mig_session_free(again);
 }
 

@@ -155,6 +155,23 @@ static int fake_vcpu_quit(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	return 0;
 }
 
+static int fake_vcpu_postcopy_blocktime(void *arg, const ProtobufCMessage *req, struct rpc_reply *r)
+{
+	Cleave__Vcpu__PostcopyBlocktime bt = CLEAVE__VCPU__POSTCOPY_BLOCKTIME__INIT;
+	uint32_t vcpu_ms[] = {150, 151, 130};
+	struct fake_backend *fb = arg;
+
+	fake_enter(fb);
+	atomic_fetch_add(&fb->blocktimes, 1);
+	if (atomic_load(&fb->bt_fails))
+		return rpc_reply_error(r, -EIO, "fault service gone");
+	bt.measured = true;
+	bt.total_ms = 120;
+	bt.n_vcpu_ms = 3;
+	bt.vcpu_ms = vcpu_ms;
+	return rpc_reply_set(r, &bt.base);
+}
+
 static const struct rpc_method fake_vcpu_methods[] = {
 	{CLEAVE__VCPU__METHOD__METHOD_STATUS, "status", NULL, fake_vcpu_status},
 	{CLEAVE__VCPU__METHOD__METHOD_PAUSE, "pause", &cleave__vcpu__pause_request__descriptor,
@@ -162,6 +179,8 @@ static const struct rpc_method fake_vcpu_methods[] = {
 	{CLEAVE__VCPU__METHOD__METHOD_RESUME, "resume", NULL, fake_vcpu_resume},
 	{CLEAVE__VCPU__METHOD__METHOD_RESET, "reset", NULL, fake_vcpu_reset},
 	{CLEAVE__VCPU__METHOD__METHOD_QUIT, "quit", NULL, fake_vcpu_quit},
+	{CLEAVE__VCPU__METHOD__METHOD_POSTCOPY_BLOCKTIME, "postcopy-blocktime", NULL,
+	 fake_vcpu_postcopy_blocktime},
 };
 
 /* ---- migrator ------------------------------------------------------------ */
@@ -327,6 +346,7 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	Cleave__Migrator__PageRun *run_ptrs[] = {&runs[0], &runs[1]};
 	struct fake_backend *fb = arg;
 	char status[32], error[64];
+	bool dest, blocktime;
 
 	runs[0].gpa = 0x1000;
 	runs[0].size = 0x2000;
@@ -336,8 +356,12 @@ static int fake_mig_query(void *arg, const ProtobufCMessage *req, struct rpc_rep
 	pthread_mutex_lock(&fb->lock);
 	memcpy(status, fb->mig_status, sizeof(status));
 	memcpy(error, fb->mig_error, sizeof(error));
+	dest = fb->mig_dest;
+	blocktime = fb->blocktime_cap;
 	pthread_mutex_unlock(&fb->lock);
 	mi.status = status;
+	mi.destination = dest;
+	mi.postcopy_blocktime = blocktime;
 	if (error[0])
 		mi.error_desc = error;
 	if (status[0]) {
@@ -449,6 +473,8 @@ static int fake_mig_set_caps(void *arg, const ProtobufCMessage *req, struct rpc_
 		fb->multifd_cap = c->multifd;
 	if (c->has_postcopy_ram)
 		fb->postcopy_cap = c->postcopy_ram;
+	if (c->has_postcopy_blocktime)
+		fb->blocktime_cap = c->postcopy_blocktime;
 	pthread_mutex_unlock(&fb->lock);
 	return 0;
 }
@@ -463,6 +489,7 @@ static int fake_mig_query_caps(void *arg, const ProtobufCMessage *req, struct rp
 	c.events = fb->events_cap;
 	c.multifd = fb->multifd_cap;
 	c.postcopy_ram = fb->postcopy_cap;
+	c.postcopy_blocktime = fb->blocktime_cap;
 	pthread_mutex_unlock(&fb->lock);
 	return rpc_reply_set(r, &c.base);
 }

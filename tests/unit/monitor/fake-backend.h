@@ -34,6 +34,7 @@ struct fake_backend {
 	bool events_cap;	      /* protected by lock */
 	bool multifd_cap;	      /* protected by lock */
 	bool postcopy_cap;	      /* protected by lock */
+	bool blocktime_cap;	      /* protected by lock: postcopy-blocktime */
 	unsigned int postcopy_starts; /* protected by lock: START_POSTCOPY that succeeded */
 	uint32_t channels;	      /* protected by lock */
 	bool has_reconnect_timeout;   /* protected by lock: ever set */
@@ -65,6 +66,8 @@ struct fake_backend {
 	atomic_int delay_ms;	 /* every vcpu request sleeps this long first */
 	atomic_int mig_delay_ms; /* every migrator request sleeps this long first */
 	atomic_int cancels;	 /* CANCEL requests seen */
+	atomic_int blocktimes;	 /* vcpu POSTCOPY_BLOCKTIME requests seen */
+	atomic_bool bt_fails;	 /* POSTCOPY_BLOCKTIME answers an error */
 	atomic_int yanks;	 /* YANK requests that found a migration */
 	/* The last CALC_DIRTY_RATE (protected by lock): measured at once, 42 MB/s. */
 	bool dr_started;
@@ -93,6 +96,10 @@ struct fake_backend {
  * (fake_backend_set_migration) and resume on a source, in postcopy-paused,
  * make it postcopy-active again.  Recover to a uri ending in port 1 fails
  * as a bind does; resume to port 1 fails as a connect does.
+ * QUERY says whether it is a destination (fake_backend_set_migration) and
+ * whether postcopy-blocktime is on; the fake vcpu-proc's POSTCOPY_BLOCKTIME
+ * answers 120 ms in all, 150, 151 and 130 ms for vCPUs 0, 1 and 2 (an error while
+ * bt_fails).
  */
 
 /* Puts the fake migrator in @status as a destination (@dest) or a source. */

@@ -261,7 +261,8 @@ static void test_migration_commands(void **state)
 		   "[{\"capability\":\"multifd\",\"state\":true},{\"capability\":\"events\","
 		   "\"state\":true},"
 		   "{\"capability\":\"auto-converge\",\"state\":false},"
-		   "{\"capability\":\"postcopy-ram\",\"state\":false}]");
+		   "{\"capability\":\"postcopy-ram\",\"state\":false},"
+		   "{\"capability\":\"postcopy-blocktime\",\"state\":false}]");
 	assert_cmd(b, "migrate-set-parameters", "{\"multifd-channels\":8}", "{}");
 	assert_cmd(b, "query-migrate-parameters", NULL,
 		   "{\"multifd-channels\":8,\"max-bandwidth\":134217728,\"downtime-limit\":300,"
@@ -384,6 +385,80 @@ static void test_postcopy_abandon(void **state)
 	assert_non_null(strstr(got, "{\"status\":\"failed\""));
 	assert_null(strstr(got, "x-cleave-postcopy-missing"));
 	free(got);
+}
+
+/* query-migrate with @status, as a destination or not: with the blocktime fields or not. */
+static void assert_blocktime(struct bk *b, const char *status, bool dest, bool shown)
+{
+	int calls = atomic_load(&b->fb->blocktimes);
+	char *got;
+
+	fake_backend_set_migration(b->fb, status, dest);
+	got = bk_cmd(b, "query-migrate", NULL);
+	if (!strstr(got, "\"status\":") || !strstr(got, "\"x-cleave-resumes\":2"))
+		fail_msg("%s: %s", status, got);
+	if (shown) {
+		if (!strstr(got,
+			    "\"postcopy-blocktime\":120,\"postcopy-vcpu-blocktime\":[150,151,130]"))
+			fail_msg("%s %s: no blocktime in %s", dest ? "destination" : "source",
+				 status, got);
+	} else if (strstr(got, "blocktime")) {
+		fail_msg("%s %s: blocktime in %s", dest ? "destination" : "source", status, got);
+	}
+	free(got);
+	/* cleave-vcpu is asked only when the fields may be shown. */
+	if (!shown && !atomic_load(&b->fb->bt_fails))
+		assert_int_equal(atomic_load(&b->fb->blocktimes), calls);
+}
+
+/*
+ * QEMU's postcopy-blocktime capability: taken and listed; with it on,
+ * query-migrate on a destination in postcopy (or completed after it) adds
+ * cleave-vcpu's numbers as QEMU names them; a source, another status or
+ * the capability off leave them out; so does a cleave-vcpu that fails or
+ * is gone, and query-migrate still answers.
+ */
+static void test_postcopy_blocktime(void **state)
+{
+	struct bk *b = *state;
+
+	assert_blocktime(b, "postcopy-active", true, false); /* off */
+	assert_int_equal(atomic_load(&b->fb->blocktimes), 0);
+	assert_cmd(b, "migrate-set-capabilities",
+		   "{\"capabilities\":[{\"capability\":\"postcopy-blocktime\",\"state\":true}]}",
+		   "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_true(b->fb->blocktime_cap);
+	assert_false(b->fb->postcopy_cap);
+	pthread_mutex_unlock(&b->fb->lock);
+	assert_cmd(b, "query-migrate-capabilities", NULL,
+		   "[{\"capability\":\"multifd\",\"state\":false},{\"capability\":\"events\","
+		   "\"state\":false},"
+		   "{\"capability\":\"auto-converge\",\"state\":false},"
+		   "{\"capability\":\"postcopy-ram\",\"state\":false},"
+		   "{\"capability\":\"postcopy-blocktime\",\"state\":true}]");
+	assert_blocktime(b, "postcopy-active", true, true);
+	assert_blocktime(b, "postcopy-paused", true, true);
+	assert_blocktime(b, "completed", true, true);
+	assert_int_equal(atomic_load(&b->fb->blocktimes), 3);
+	assert_blocktime(b, "active", true, false);
+	assert_blocktime(b, "failed", true, false);
+	assert_blocktime(b, "postcopy-active", false, false); /* the source */
+	assert_blocktime(b, "completed", false, false);
+
+	atomic_store(&b->fb->bt_fails, true);
+	assert_blocktime(b, "postcopy-active", true, false);
+	assert_int_equal(atomic_load(&b->fb->blocktimes), 4);
+	atomic_store(&b->fb->bt_fails, false);
+	fake_backend_kill_vcpu(b->fb);
+	assert_blocktime(b, "postcopy-active", true, false);
+
+	assert_cmd(b, "migrate-set-capabilities",
+		   "{\"capabilities\":[{\"capability\":\"postcopy-blocktime\",\"state\":false}]}",
+		   "{}");
+	pthread_mutex_lock(&b->fb->lock);
+	assert_false(b->fb->blocktime_cap);
+	pthread_mutex_unlock(&b->fb->lock);
 }
 
 #define PAUSE_ERR   "migrate-pause is currently only supported during postcopy-active state"
@@ -992,6 +1067,7 @@ int main(void)
 						bk_teardown),
 		cmocka_unit_test_setup_teardown(test_resolve, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_abandon, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_blocktime, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_pause_recover_resume, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_during_restart, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_retry_only_cancel, bk_setup,

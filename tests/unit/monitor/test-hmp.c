@@ -134,7 +134,7 @@ static const struct hmp_case hmp_cases[] = {
 	{"{\"command-line\":\"info migrate\"}", MIG, 0, HMP("")},
 	{"{\"command-line\":\"info migrate_capabilities\"}", MIG, 0,
 	 HMP("multifd: off\\r\\nevents: off\\r\\nauto-converge: off\\r\\npostcopy-ram: "
-	     "off\\r\\n")},
+	     "off\\r\\npostcopy-blocktime: off\\r\\n")},
 	{"{\"command-line\":\"info migrate_parameters\"}", MIG, 0,
 	 HMP("tls-creds: ''\\r\\ntls-hostname: ''\\r\\n"
 	     "max-bandwidth: 134217728 bytes/second\\r\\ndowntime-limit: 300 ms\\r\\n"
@@ -409,6 +409,22 @@ static void test_hmp_info_migrate(void **state)
 				 "multifd bytes: 0 kbytes\\r\\n"
 				 "pages-per-second: 0\\r\\npostcopy request count: 7\\r\\n\", "
 				 "\"id\": 7}");
+	free(got);
+	/*
+	 * A postcopy destination with postcopy-blocktime on: QEMU's two lines,
+	 * the list as QEMU's string output visitor writes it (runs as ranges).
+	 */
+	fake_backend_set_migration(e->fb, "completed", true);
+	pthread_mutex_lock(&e->fb->lock);
+	e->fb->blocktime_cap = true;
+	pthread_mutex_unlock(&e->fb->lock);
+	got = hmp_run(e,
+		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		      "\"info migrate\"}}",
+		      MIG, 0);
+	assert_non_null(strstr(got, "postcopy request count: 7\\r\\n"
+				    "postcopy blocktime: 120\\r\\n"
+				    "postcopy vcpu blocktime: 150-151,130\\r\\n\""));
 	free(got);
 	/* A failed migration's status line carries its error, as QEMU prints it. */
 	pthread_mutex_lock(&e->fb->lock);

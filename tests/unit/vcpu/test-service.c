@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "proto/vcpu.pb-c.h"
 #include "sandbox/sandbox.h"
 #include "tests/util/test-util.h"
+#include "vcpu-proc/fault.h"
 #include "vcpu-proc/vm.h"
 
 static struct vm vm;
@@ -131,27 +133,95 @@ static void test_monitor_may_not_touch_state(void **state)
 	char err[RPC_ERRMSG_LEN];
 
 	(void)state;
-	assert_int_equal(call(mon, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, NULL, err,
-			      sizeof(err)),
+	assert_int_equal(call(mon, CLEAVE__VCPU__METHOD__METHOD_SAVE_STATE, NULL, err, sizeof(err)),
 			 -EPERM);
-	assert_int_equal(call(mon, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &ls.base, err,
-			      sizeof(err)),
-			 -EPERM);
+	assert_int_equal(
+		call(mon, CLEAVE__VCPU__METHOD__METHOD_LOAD_STATE, &ls.base, err, sizeof(err)),
+		-EPERM);
 	assert_non_null(strstr(err, "the monitor may not call LOAD_STATE"));
 	assert_int_equal(call(mon, CLEAVE__VCPU__METHOD__METHOD_HARVEST, NULL, err, sizeof(err)),
 			 -EPERM);
 	dl.enable = true;
-	assert_int_equal(call(mon, CLEAVE__VCPU__METHOD__METHOD_DIRTY_LOG, &dl.base, err,
-			      sizeof(err)),
-			 -EPERM);
+	assert_int_equal(
+		call(mon, CLEAVE__VCPU__METHOD__METHOD_DIRTY_LOG, &dl.base, err, sizeof(err)),
+		-EPERM);
 	th.percent = 0;
-	assert_int_equal(call(mon, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &th.base, err,
-			      sizeof(err)),
-			 -EPERM);
+	assert_int_equal(
+		call(mon, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &th.base, err, sizeof(err)),
+		-EPERM);
 	assert_false(vm.dirty_log);
-	assert_int_equal(call(mig, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &th.base, err,
-			      sizeof(err)),
-			 0);
+	assert_int_equal(
+		call(mig, CLEAVE__VCPU__METHOD__METHOD_THROTTLE, &th.base, err, sizeof(err)), 0);
+}
+
+static Cleave__Vcpu__PostcopyBlocktime *blocktime_call(struct rpc_client *c, int *ret)
+{
+	ProtobufCMessage *out = NULL;
+	char err[RPC_ERRMSG_LEN];
+
+	*ret = rpc_call(c, CLEAVE__VCPU__METHOD__METHOD_POSTCOPY_BLOCKTIME, NULL,
+			&cleave__vcpu__postcopy_blocktime__descriptor, &out, 2000, err,
+			sizeof(err));
+	return (Cleave__Vcpu__PostcopyBlocktime *)out;
+}
+
+/*
+ * The monitor reads the postcopy blocktime (query-migrate), the migrator
+ * may not.  Without a fault service it is not measured; with one that has
+ * a postcopy region and the vCPUs, it is, one entry per vCPU.
+ */
+static void test_blocktime_for_monitor(void **state)
+{
+	const uint64_t size = 16 * SHM_PAGE_SIZE;
+	uint64_t needed[SHM_BITMAP_WORDS(16)] = {~0ull};
+	Cleave__Vcpu__PostcopyBlocktime *bt;
+	struct region_table table;
+	const pid_t tids[2] = {getpid(), gettid()};
+	struct region *r;
+	uint8_t *ram;
+	int ret, fd;
+
+	(void)state;
+	bt = blocktime_call(mig, &ret);
+	assert_int_equal(ret, -EPERM);
+	assert_null(bt);
+	bt = blocktime_call(mon, &ret);
+	assert_int_equal(ret, 0);
+	assert_false(bt->measured);
+	assert_int_equal(bt->n_vcpu_ms, 0);
+	rpc_msg_free(&bt->base);
+
+	assert_int_equal(region_table_init(&table), 0);
+	if (fault_service_start(&vm.faults, &table, NULL)) {
+		print_message("no userfaultfd: the measured case is not tried\n");
+		region_table_fini(&table);
+		return;
+	}
+	fd = memfd_create("test-ram", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(ram != MAP_FAILED);
+	assert_int_equal(region_table_add(&table, 0, 0, size, ram, NULL, &r), 0);
+	assert_int_equal(fault_region_register_needed(vm.faults, r, needed), 0);
+	region_unlock_write(r);
+	assert_int_equal(fault_service_set_vcpus(vm.faults, tids, 2), 0);
+	bt = blocktime_call(mon, &ret);
+	assert_int_equal(ret, 0);
+	assert_true(bt->measured);
+	assert_int_equal(bt->n_vcpu_ms, 2);
+	assert_int_equal(bt->vcpu_ms[0], 0);
+	assert_int_equal(bt->total_ms, 0);
+	rpc_msg_free(&bt->base);
+	region_lock_write(r);
+	assert_int_equal(fault_region_unregister(vm.faults, r, true), 0);
+	region_unlock_write(r);
+	assert_int_equal(fault_service_stop(vm.faults), 0);
+	vm.faults = NULL;
+	assert_int_equal(region_table_remove(&table, 0), 0);
+	region_table_fini(&table);
+	munmap(ram, size);
+	close(fd);
 }
 
 /*
@@ -230,6 +300,13 @@ static void test_service_starts_under_policy(void **state)
 				  sizeof(err)),
 			 0);
 	rpc_msg_free(out);
+	/* query-migrate's call too: no fault service here, so not measured. */
+	assert_int_equal(rpc_call(c, CLEAVE__VCPU__METHOD__METHOD_POSTCOPY_BLOCKTIME, NULL,
+				  &cleave__vcpu__postcopy_blocktime__descriptor, &out, 5000, err,
+				  sizeof(err)),
+			 0);
+	assert_false(((Cleave__Vcpu__PostcopyBlocktime *)out)->measured);
+	rpc_msg_free(out);
 	rpc_client_close(c);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -243,6 +320,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_status_for_both),
 		cmocka_unit_test(test_migrator_may_not_quit),
 		cmocka_unit_test(test_monitor_may_not_touch_state),
+		cmocka_unit_test(test_blocktime_for_monitor),
 	};
 	const struct CMUnitTest sandboxed[] = {
 		cmocka_unit_test(test_service_starts_under_policy),
