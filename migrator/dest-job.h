@@ -103,6 +103,14 @@ struct mig_dst {
 		uint32_t region;
 		uint64_t sent_ns;
 	} pc_timed[MIG_PC_TIMED];
+	/*
+	 * Answers to requests being placed by the worker (pc_pages): while
+	 * there is one, the receive threads hold their pushed pages back
+	 * (mig_dst_answer_wait), so the answer gets the VM link's room ahead
+	 * of them.  Decremented under pc_lock, with pc_cond broadcast at 0.
+	 */
+	atomic_uint pc_answering;
+	pthread_cond_t pc_cond;
 	/* The fault thread: faults -> page requests, and the keepalive. */
 	pthread_t pc_thread;
 	bool pc_live;	     /* worker only */
@@ -150,6 +158,11 @@ int mig_dst_postcopy_adopt(struct mig_dst *dst);
 bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page);
 /* The request timing table, empty (mig_dst_alloc). */
 void mig_dst_postcopy_init(struct mig_dst *dst);
+/*
+ * A receive thread about to place pushed pages: waits while the worker
+ * places an answer to a request (a guest waits for that one).
+ */
+void mig_dst_answer_wait(struct mig_dst *dst);
 /* Joins the fault thread; safe to call twice. */
 void mig_dst_postcopy_stop(struct mig_dst *dst);
 /*

@@ -1212,6 +1212,7 @@ static void dst_free(struct mig_job *job)
 		unlink(dst->uri + 5);
 	pthread_cond_destroy(&dst->bar_cond);
 	pthread_mutex_destroy(&dst->bar_lock);
+	pthread_cond_destroy(&dst->pc_cond);
 	pthread_mutex_destroy(&dst->pc_lock);
 	mig_job_fini(&dst->job);
 	free(dst->chans);

@@ -33,6 +33,7 @@
 #define PC_FAULT_POLL_MS  50	       /* the fault thread checks for its stop this often */
 #define PC_MAIN_POLL_MS	  20	       /* the worker checks for the push's end this often */
 #define PC_RECORD_SYNC_NS 100000000ull /* counters into the record every 100 ms */
+#define PC_ANSWER_WAIT_MS 20	       /* a receive thread checks for an abort this often */
 
 bool mig_dst_in_postcopy(const struct mig_dst *dst)
 {
@@ -72,6 +73,7 @@ static uint64_t needed_count(struct mig_dst *dst)
 void mig_dst_postcopy_init(struct mig_dst *dst)
 {
 	pthread_mutex_init(&dst->pc_lock, NULL);
+	pthread_cond_init(&dst->pc_cond, NULL);
 	for (unsigned int i = 0; i < MIG_PC_TIMED; i++)
 		dst->pc_timed[i].page = UINT64_MAX;
 }
@@ -135,6 +137,21 @@ bool mig_dst_needed_clear(struct mig_dst *dst, uint32_t region, uint64_t page)
 	atomic_fetch_add(&dst->s->ctr.postcopy_wait_us,
 			 timed_take(dst, region, page, mig_now_ns()) / 1000);
 	return true;
+}
+
+void mig_dst_answer_wait(struct mig_dst *dst)
+{
+	if (!atomic_load(&dst->pc_answering))
+		return;
+	pthread_mutex_lock(&dst->pc_lock);
+	while (atomic_load(&dst->pc_answering) && !mig_job_aborted(&dst->job)) {
+		struct timespec ts;
+
+		/* Bounded: an abort is seen even if no broadcast comes. */
+		mig_deadline_after_ms(&ts, PC_ANSWER_WAIT_MS);
+		pthread_cond_timedwait(&dst->pc_cond, &dst->pc_lock, &ts);
+	}
+	pthread_mutex_unlock(&dst->pc_lock);
 }
 
 static void needed_attach(struct mig_dst *dst)
@@ -229,8 +246,17 @@ static int pc_pages(struct mig_dst *dst, const Cleave__Wire__PostcopyPages *pp)
 				    "protocol error: PostcopyPages region %u page %" PRIu64
 				    " count %u with %zu bytes",
 				    pp->region, pp->page, pp->count, pp->data.len);
+	/*
+	 * The receive threads share the VM's link: held back meanwhile, they
+	 * cannot keep taking the room the link frees ahead of this answer.
+	 */
+	atomic_fetch_add(&dst->pc_answering, 1);
 	ret = s->env.ops->postcopy->place(s->env.ops_arg, pp->region, pp->page, pp->count,
 					  pp->data.data);
+	pthread_mutex_lock(&dst->pc_lock);
+	if (atomic_fetch_sub(&dst->pc_answering, 1) == 1)
+		pthread_cond_broadcast(&dst->pc_cond);
+	pthread_mutex_unlock(&dst->pc_lock);
 	if (ret)
 		return mig_dst_fail(dst, ret, "vcpu-proc: place region %u page %" PRIu64 ": %s",
 				    pp->region, pp->page, strerror(-ret));

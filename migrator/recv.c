@@ -254,6 +254,7 @@ static int recv_place(struct mig_recv_chan *c, struct recv_buf *rb)
 			j++;
 			n++;
 		}
+		mig_dst_answer_wait(dst);
 		ret = s->env.ops->postcopy->place(s->env.ops_arg, hdr->region,
 						  off >> SHM_PAGE_SHIFT, n, zero ? NULL : next);
 		if (ret) {
