@@ -568,7 +568,7 @@ static int opt_parse_uint(const char *opt, const char *v, unsigned long min, uns
 static int opt_parse_qmp_limit(struct run_options *o, enum opt_id id, const char *v, char *err,
 			       size_t errlen)
 {
-	unsigned long n;
+	unsigned long n = 0; /* set by opt_parse_uint on success; -O3 cannot see it */
 	uint64_t bytes;
 	int ret;
 
