@@ -1203,15 +1203,26 @@ int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
 }
 
 /* Caller holds s->lock: the record's pause flag, which a restarted migrator obeys. */
-static void rec_set_held(struct mig_session *s, bool held)
+static void rec_set_held(struct mig_session *s)
 {
 	bool locked = rec_lock(s);
 
-	if (held)
-		__atomic_fetch_or(&s->rec->postcopy_flags, MIG_RECORD_PC_HELD, __ATOMIC_RELAXED);
-	else
-		__atomic_fetch_and(&s->rec->postcopy_flags, ~MIG_RECORD_PC_HELD, __ATOMIC_RELAXED);
+	__atomic_fetch_or(&s->rec->postcopy_flags, MIG_RECORD_PC_HELD, __ATOMIC_RELAXED);
 	rec_unlock(s, locked);
+}
+
+/*
+ * Caller holds s->lock: the job reconnects at @uri from now on (a
+ * restarted migrator too: the record says where), and a pause ends.
+ */
+static void session_release_at(struct mig_session *s, const char *uri)
+{
+	bool locked = rec_lock(s);
+
+	snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", uri);
+	__atomic_fetch_and(&s->rec->postcopy_flags, ~MIG_RECORD_PC_HELD, __ATOMIC_RELAXED);
+	rec_unlock(s, locked);
+	mig_job_release(s->job);
 }
 
 int mig_session_pause(struct mig_session *s)
@@ -1223,7 +1234,7 @@ int mig_session_pause(struct mig_session *s)
 	pthread_mutex_lock(&s->lock);
 	st = session_status(s, &role);
 	if (st == MIG_STATUS_POSTCOPY_ACTIVE && s->job) {
-		rec_set_held(s, true);
+		rec_set_held(s);
 		mig_job_hold(s->job, "paused by migrate-pause");
 		set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
 		log_info("postcopy paused by the operator: no reconnect until %s",
@@ -1240,7 +1251,6 @@ int mig_session_recover(struct mig_session *s, const char *uri, char *err, size_
 	enum mig_status st;
 	enum mig_role role;
 	unsigned int port;
-	bool locked;
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
@@ -1255,12 +1265,8 @@ int mig_session_recover(struct mig_session *s, const char *uri, char *err, size_
 	if (!ret)
 		ret = mig_dst_relisten(s->job, uri, bound, &port, err, errlen);
 	if (!ret) {
-		locked = rec_lock(s);
-		snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", bound);
-		rec_unlock(s, locked);
 		s->incoming_port = port;
-		rec_set_held(s, false);
-		mig_job_release(s->job);
+		session_release_at(s, bound);
 		log_info("migrate-recover: waiting for the source at %s", bound);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -1271,7 +1277,6 @@ int mig_session_migrate_resume(struct mig_session *s, const char *uri)
 {
 	enum mig_status st;
 	enum mig_role role;
-	bool locked;
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
@@ -1285,11 +1290,7 @@ int mig_session_migrate_resume(struct mig_session *s, const char *uri)
 		ret = -ESRCH; /* no paused migration: told apart from a refused URI */
 	}
 	if (!ret) {
-		locked = rec_lock(s);
-		snprintf(s->rec->uri, sizeof(s->rec->uri), "%s", uri);
-		rec_unlock(s, locked);
-		rec_set_held(s, false);
-		mig_job_release(s->job);
+		session_release_at(s, uri);
 		log_info("migrate resume: reconnecting to %s", uri);
 	}
 	pthread_mutex_unlock(&s->lock);
