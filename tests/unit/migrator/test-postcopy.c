@@ -261,6 +261,24 @@ static void pc_check_done(struct pc *p)
 	assert_int_equal(si.postcopy_requests, di.postcopy_requests ? si.postcopy_requests : 0);
 }
 
+/* A dirtying guest switched to postcopy: it runs at the destination, its vCPU reading. */
+static void pc_switch(struct pc *p)
+{
+	pc_start_dirty(p);
+	vcpu_start(p);
+	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
+	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+}
+
+/* Both sides completed, RAM equal, and the vCPU never read a page that was not the source's. */
+static void pc_finish_same(struct pc *p)
+{
+	vcpu_join(p);
+	pc_check_done(p);
+	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
+	assert_int_equal(atomic_load(&p->bad), 0);
+}
+
 /*
  * A guest dirtying 8 MiB as fast as it can against a 4 MiB/s cap: precopy
  * never converges (downtime-limit 1 ms).  After migrate-start-postcopy the
@@ -281,10 +299,7 @@ static void test_postcopy_converges(void **state)
 	assert_true(wait_status(&p->src, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
 	/* The source's RAM belongs to the destination now: no cancel. */
 	assert_int_equal(mig_session_cancel(p->src.s), -EBUSY);
-	vcpu_join(p);
-	pc_check_done(p);
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
+	pc_finish_same(p);
 	assert_true(atomic_load(&p->touched) > 0);
 }
 
@@ -318,18 +333,12 @@ static void test_postcopy_cut(void **state)
 	if (!tvm_postcopy_usable())
 		skip();
 	pc_config(p, true, true, 2, 2u << 20, true);
-	pc_start_dirty(p);
-	vcpu_start(p);
-	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
-	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	pc_switch(p);
 	usleep(300 * 1000);
 	assert_true(tcp_proxy_cut(p->proxy) >= 1);
-	vcpu_join(p);
-	pc_check_done(p);
+	pc_finish_same(p);
 	assert_true(tvm_saw_event(&p->dst, "disconnected"));
 	assert_true(tvm_saw_event(&p->dst, "resumed"));
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
 static bool wait_loading(struct tvm *t, int ms)
@@ -368,11 +377,8 @@ static void test_postcopy_cut_before_commit(void **state)
 	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
 	assert_true(wait_loading(&p->dst, 20000));
 	assert_true(tcp_proxy_cut(p->proxy) >= 1);
-	vcpu_join(p);
-	pc_check_done(p);
+	pc_finish_same(p);
 	assert_true(tvm_saw_event(&p->src, "resumed"));
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
 /*
@@ -398,12 +404,9 @@ static void test_postcopy_at_once(void **state)
 	print_message("postcopy at once: the guest runs at the destination after %" PRIu64 " ms\n",
 		      (mig_now_ns() - t0) / 1000000);
 	assert_true(mig_now_ns() - t0 < 3000000000ull);
-	vcpu_join(p);
-	pc_check_done(p);
+	pc_finish_same(p);
 	mig_session_query(p->dst.s, &di);
 	assert_true(di.postcopy_pulled + di.postcopy_pushed > PAGES / 4);
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
 /* A destination vCPU that reads one page: a missing one blocks it until the page is placed. */
@@ -619,11 +622,8 @@ static void test_postcopy_pause_recover_elsewhere(void **state)
 	assert_int_equal(mig_session_migrate_resume(p->src.s, "fd:x"), -ENOENT);
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", new_port);
 	assert_int_equal(mig_session_migrate_resume(p->src.s, uri), 0);
-	vcpu_join(p);
-	pc_check_done(p);
+	pc_finish_same(p);
 	assert_true(tvm_saw_event(&p->src, "postcopy-paused"));
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
 	assert_int_equal(tcp_proxy_accepted(p->proxy), accepted); /* straight to the new port */
 	assert_true(port_closed(old_port));
 }
@@ -643,10 +643,7 @@ static void test_postcopy_pause_destination(void **state)
 		skip();
 	pc_config(p, true, true, 2, 2u << 20, false);
 	port = mig_session_incoming_port(p->dst.s);
-	pc_start_dirty(p);
-	vcpu_start(p);
-	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
-	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	pc_switch(p);
 	usleep(200 * 1000);
 	assert_int_equal(mig_session_pause(p->dst.s), 0);
 	assert_int_equal(status_of(&p->dst), MIG_STATUS_POSTCOPY_PAUSED);
@@ -659,11 +656,8 @@ static void test_postcopy_pause_destination(void **state)
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
 	assert_int_equal(mig_session_recover(p->dst.s, uri, err, sizeof(err)), 0);
 	assert_int_equal(mig_session_incoming_port(p->dst.s), port);
-	vcpu_join(p);
-	pc_check_done(p);
+	pc_finish_same(p);
 	assert_true(tvm_saw_event(&p->dst, "postcopy-paused"));
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
 /*
@@ -682,18 +676,12 @@ static void test_postcopy_recover_unix(void **state)
 	snprintf(uri, sizeof(uri), "unix:/tmp/cleave-test-recover-%d.sock", (int)getpid());
 	pc_config(p, true, true, 2, 2u << 20, false);
 	port = mig_session_incoming_port(p->dst.s);
-	pc_start_dirty(p);
-	vcpu_start(p);
-	assert_int_equal(mig_session_start_postcopy(p->src.s), 0);
-	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_ACTIVE, 10000));
+	pc_switch(p);
 	assert_int_equal(mig_session_pause(p->src.s), 0);
 	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_PAUSED, 5000));
 	assert_int_equal(mig_session_recover(p->dst.s, uri, err, sizeof(err)), 0);
 	assert_int_equal(mig_session_migrate_resume(p->src.s, uri), 0);
-	vcpu_join(p);
-	pc_check_done(p);
-	assert_int_equal(tvm_ram_cmp(&p->src, &p->dst), 0);
-	assert_int_equal(atomic_load(&p->bad), 0);
+	pc_finish_same(p);
 	assert_true(port_closed(port));
 	assert_int_equal(stat(uri + 5, &st), 0); /* the listener lingers for a late source */
 	mig_session_free(p->dst.s);

@@ -23,6 +23,7 @@
 #include "log/log.h"
 #include "shm/shm.h"
 #include "tests/util/test-util.h"
+#include "tests/unit/vcpu/fault-probe.h"
 #include "vcpu-proc/fault.h"
 
 #define PAGES	 4096 /* 16 MiB */
@@ -581,19 +582,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unregister_busy_until_placed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
 	};
-	struct region_table table;
-	struct fault_service *fs;
 	int ret;
 
 	log_init("test-fault-postcopy");
 	/* A host without userfaultfd for shmem skips, saying why. */
-	region_table_init(&table);
-	ret = fault_service_start(&fs, &table, NULL);
-	if (ret) {
-		printf("SKIP: no userfaultfd with shmem MISSING faults: %s\n", strerror(-ret));
-		return 77;
-	}
-	fault_service_stop(fs);
-	region_table_fini(&table);
+	ret = fault_probe_or_skip(NULL);
+	if (ret)
+		return ret;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,7 @@
 #include "shm/shm.h"
 #include "shm/snapfile.h"
 #include "tests/util/test-util.h"
+#include "tests/unit/vcpu/fault-probe.h"
 #include "vcpu-proc/fault.h"
 
 #define PAGES	 4096 /* 16 MiB */
@@ -678,19 +679,12 @@ int main(void)
 	};
 
 	struct fault_source probe = {.read_page = image_read_page};
-	struct region_table table;
-	struct fault_service *fs;
 	int ret;
 
 	log_init("test-fault");
 	/* A host without userfaultfd for shmem skips, saying why. */
-	region_table_init(&table);
-	ret = fault_service_start(&fs, &table, &probe);
-	if (ret) {
-		printf("SKIP: no userfaultfd with shmem MISSING faults: %s\n", strerror(-ret));
-		return 77;
-	}
-	fault_service_stop(fs);
-	region_table_fini(&table);
+	ret = fault_probe_or_skip(&probe);
+	if (ret)
+		return ret;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
