@@ -1162,10 +1162,15 @@ static void *dst_worker(void *arg)
 		log_err("after the commit: %s (the guest is ours)", reason);
 		ret = 0;
 	}
-	/* The guest never ran: the VM drops its registration (its RAM is incomplete). */
-	if (ret && dst->phase == MIG_PHASE_DST_PC_LOADED &&
-	    dst->s->env.ops->postcopy->end(dst->s->env.ops_arg, true))
-		log_warn("vcpu-proc: postcopy end after a failed migration failed");
+	/*
+	 * The guest never ran: the VM drops its registration (its RAM is
+	 * incomplete, and a new incoming migration clears it).
+	 */
+	if (ret && dst->phase == MIG_PHASE_DST_PC_LOADED) {
+		if (dst->s->env.ops->postcopy->end(dst->s->env.ops_arg, true))
+			log_warn("vcpu-proc: postcopy end after a failed migration failed");
+		mig_session_set_missing(dst->s, false);
+	}
 	/*
 	 * The guest runs and lacks pages nobody can give any more: whatever
 	 * touches one waits for good (query-migrate lists them), unless the

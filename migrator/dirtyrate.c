@@ -280,11 +280,20 @@ int mig_dirty_rate_start(struct mig_session *s, int64_t calc_time, bool has_samp
 		return -EOPNOTSUPP;
 	}
 	/* cleave's own: the dirty bitmaps belong to a running migration. */
-	if (mode == MIG_DIRTY_RATE_DIRTY_BITMAP && mig_session_bitmaps_claim(s)) {
-		snprintf(err, errlen,
-			 "mode dirty-bitmap needs the dirty log, which a migration uses now: "
-			 "use page-sampling, or measure when it ended");
-		return -EBUSY;
+	if (mode == MIG_DIRTY_RATE_DIRTY_BITMAP) {
+		ret = mig_session_bitmaps_claim(s);
+		if (ret == -ENODATA) {
+			snprintf(err, errlen,
+				 "mode dirty-bitmap needs the dirty bitmaps, which hold the pages "
+				 "a postcopy migration never brought: use page-sampling");
+			return -EBUSY;
+		}
+		if (ret) {
+			snprintf(err, errlen,
+				 "mode dirty-bitmap needs the dirty log, which a migration uses "
+				 "now: use page-sampling, or measure when it ended");
+			return -EBUSY;
+		}
 	}
 	dr_reap(dr); /* the last measurement's thread has ended: its status said so */
 	pthread_mutex_lock(&dr->lock);

@@ -254,7 +254,8 @@ int mig_session_resume(struct mig_session *s);
  * -EPERM for plaintext to a non-loopback host (env.insecure_plaintext);
  * -EKEYREJECTED when the TLS credentials in use do not serve this end
  * (QEMU's endpoint); -ENOKEY when tls-creds is set but its context could
- * not be built (logged).
+ * not be built (logged); -ENODATA while the guest lacks pages a postcopy
+ * migration never brought (mig_session_postcopy_abandon()).
  */
 int mig_session_migrate(struct mig_session *s, const char *uri);
 /*
@@ -311,8 +312,10 @@ int mig_session_resolve(struct mig_session *s, bool run_on_source);
  * the operator gives up on the pages still missing.  The migration fails
  * with their count.  Without @zero_fill a vCPU that touches one waits for
  * good (nothing reads a page that never came); with it each becomes a
- * zero page, the guest runs on without their contents.  -EINVAL in any
- * other status or role.
+ * zero page, the guest runs on without their contents.  After such a
+ * failure (also in a migrator started since) the pages stay missing and
+ * no new migration starts; @zero_fill then fills them at once (-errno if
+ * that fails: they stay missing).  -EINVAL in any other status or role.
  */
 int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill);
 /*
@@ -367,7 +370,8 @@ int mig_session_set_tls(struct mig_session *s, const struct mig_tls_params *p, c
  * checks with its texts in @err: -EBUSY one is measuring, -ERANGE
  * calc-time (1..60 s) or sample-pages (128..16384), -EINVAL sample-pages
  * with dirty-ring, -EOPNOTSUPP dirty-ring (cleave logs in bitmaps); and
- * -EBUSY for dirty-bitmap while a migration runs.
+ * -EBUSY for dirty-bitmap while a migration runs or the bitmaps hold the
+ * pages a postcopy never brought.
  */
 int mig_dirty_rate_start(struct mig_session *s, int64_t calc_time, bool has_sample_pages,
 			 int64_t sample_pages, enum mig_dirty_rate_mode mode, char *err,

@@ -319,7 +319,7 @@ static int pc_finish(struct mig_dst *dst)
 				    " pages still missing here",
 				    left);
 	mig_dst_postcopy_stop(dst);
-	atomic_store(&s->pc_needed_live, false);
+	mig_session_set_missing(s, false);
 	ret = s->env.ops->postcopy->end(s->env.ops_arg, false);
 	if (ret)
 		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy end: %s", strerror(-ret));
@@ -484,7 +484,7 @@ static int pc_needed_load(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
 				    ret == -EPROTO ? "bad page map" : strerror(-ret));
 	atomic_store(&dst->needed_left, total);
 	atomic_store(&s->ctr.remaining, total * SHM_PAGE_SIZE);
-	atomic_store(&s->pc_needed_live, true);
+	mig_session_set_missing(s, true);
 	log_info("postcopy: %" PRIu64 " pages to come from the source", total);
 	return 0;
 }
@@ -498,7 +498,7 @@ static void pc_switch_undo(struct mig_dst *dst)
 	if (s->env.ops->postcopy->end(s->env.ops_arg, true))
 		log_warn("vcpu-proc: postcopy end after a failed switch failed");
 	atomic_store(&dst->postcopy, false);
-	atomic_store(&s->pc_needed_live, false);
+	mig_session_set_missing(s, false);
 }
 
 int mig_dst_postcopy_switch(struct mig_dst *dst, const Cleave__Wire__Postcopy *pc)
@@ -569,7 +569,7 @@ int mig_dst_postcopy_adopt(struct mig_dst *dst)
 		return mig_dst_fail(dst, ret, "vcpu-proc: postcopy listen: %s", strerror(-ret));
 	atomic_store(&dst->needed_left, needed_count(dst));
 	atomic_store(&s->ctr.remaining, atomic_load(&dst->needed_left) * SHM_PAGE_SIZE);
-	atomic_store(&s->pc_needed_live, true);
+	mig_session_set_missing(s, true);
 	/* Killed between Commit and RESUME: the guest is ours, run it now. */
 	if (dst->phase == MIG_PHASE_DST_POSTCOPY) {
 		/* No source until it reconnects (and the operator may give up on it meanwhile). */
@@ -597,37 +597,53 @@ void mig_dst_postcopy_abandon(struct mig_job *job, bool zero_fill)
 	mig_job_cancel(job, why);
 }
 
-void mig_dst_postcopy_zero_fill(struct mig_dst *dst)
+int mig_postcopy_zero_fill(struct mig_session *s, uint64_t *filled)
 {
-	struct mig_session *s = dst->s;
 	const struct mig_postcopy_ops *pc = s->env.ops->postcopy;
 	const struct shm_ctl_header *h = s->env.ctl->hdr;
 	uint8_t *zeros = calloc(MIG_BATCH_PAGES, SHM_PAGE_SIZE);
-	uint64_t filled = 0;
 	int ret = zeros ? 0 : -ENOMEM;
 
+	*filled = 0;
+	if (!pc)
+		ret = -EOPNOTSUPP;
 	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
+		uint64_t *needed = shm_ctl_dirty_bitmap(s->env.ctl, r);
 		uint64_t nbits = h->regions[r].nr_pages, p = 0;
 
-		while (!ret && (p = shm_bitmap_find_next(dst->needed[r], nbits, p)) < nbits) {
-			uint64_t e = shm_bitmap_find_next_zero(dst->needed[r], nbits, p);
+		while (!ret && (p = shm_bitmap_find_next(needed, nbits, p)) < nbits) {
+			uint64_t e = shm_bitmap_find_next_zero(needed, nbits, p);
 			uint32_t n = e - p < MIG_BATCH_PAGES ? (uint32_t)(e - p) : MIG_BATCH_PAGES;
 
-			/* place() as for a page from the source: a fault waiting on it ends. */
 			ret = pc->place(s->env.ops_arg, r, p, n, zeros);
-			for (uint32_t i = 0; !ret && i < n; i++)
-				filled += mig_dst_needed_clear(dst, r, p + i);
+			for (uint32_t i = 0; !ret && i < n; i++) {
+				uint64_t bit = 1ull << ((p + i) % 64);
+
+				*filled += !!(__atomic_fetch_and(&needed[(p + i) / 64], ~bit,
+								 __ATOMIC_ACQ_REL) &
+					      bit);
+			}
 			p += n;
 		}
 	}
 	free(zeros);
 	if (!ret)
 		ret = pc->end(s->env.ops_arg, false);
+	if (!ret)
+		mig_session_set_missing(s, false);
+	return ret;
+}
+
+void mig_dst_postcopy_zero_fill(struct mig_dst *dst)
+{
+	uint64_t filled;
+	int ret = mig_postcopy_zero_fill(dst->s, &filled);
+
 	if (ret) {
 		log_err("postcopy: filling the missing pages with zeros: %s", strerror(-ret));
 		return;
 	}
-	atomic_store(&s->pc_needed_live, false);
+	atomic_store(&dst->needed_left, 0);
 	log_warn("postcopy: %" PRIu64 " missing pages filled with zeros, as the operator said",
 		 filled);
 }

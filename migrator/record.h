@@ -246,6 +246,13 @@ _Static_assert(sizeof(struct mig_record) == MIG_RECORD_SIZE &&
 #define MIG_RECORD_PC_START 0x1u /* source: migrate-start-postcopy was asked */
 /* migrate-pause: this side does not reconnect until migrate-recover / migrate resume. */
 #define MIG_RECORD_PC_HELD 0x2u
+/*
+ * Destination: its guest runs and lacks the pages the ctl segment's dirty
+ * bitmaps (the needed maps) still hold.  Outlives the migration's end: a
+ * restarted migrator still lists them and refuses a new migration until
+ * they came or the operator had them zero-filled.
+ */
+#define MIG_RECORD_PC_MISSING 0x4u
 
 /*
  * The migrator's view: the record in @ctl's session area, initialised here

@@ -4,6 +4,7 @@
  * each a thin call into the session (never blocking on the network).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ static int srv_start_error(void *arg, int ret, const char *what, const char *uri
 {
 	char creds[MIG_TLS_ID_LEN] = "";
 	struct mig_tls_params *tp;
+	struct mig_info info;
 
 	switch (ret) {
 	case -EBUSY:
@@ -54,6 +56,14 @@ static int srv_start_error(void *arg, int ret, const char *what, const char *uri
 	case -EOPNOTSUPP:
 		return rpc_reply_error(
 			reply, ret, "%s '%s': file: options (offset) are not supported", what, uri);
+	case -ENODATA:
+		mig_session_query(arg, &info);
+		return rpc_reply_error(reply, ret,
+				       "%s '%s': this guest lacks %" PRIu64
+				       " pages its postcopy migration never brought (query-migrate "
+				       "lists them); a migration would lose them: "
+				       "x-cleave-postcopy-abandon with zero-fill first",
+				       what, uri, info.postcopy_missing);
 	case -EALREADY:
 		return rpc_reply_error(
 			reply, ret,
@@ -213,10 +223,22 @@ static int srv_postcopy_abandon(void *arg, const ProtobufCMessage *req, struct r
 {
 	const Cleave__Migrator__PostcopyAbandonRequest *r = (const void *)req;
 	struct mig_info info;
+	int ret = mig_session_postcopy_abandon(arg, r->zero_fill);
 
-	if (!mig_session_postcopy_abandon(arg, r->zero_fill))
+	if (!ret)
 		return 0;
 	mig_session_query(arg, &info);
+	if (ret != -EINVAL)
+		return rpc_reply_error(reply, ret,
+				       "filling the %" PRIu64
+				       " missing pages with zeros failed: %s (they stay missing)",
+				       info.postcopy_missing, strerror(-ret));
+	if (info.role == MIG_ROLE_DEST && info.status == MIG_STATUS_FAILED && info.postcopy_missing)
+		return rpc_reply_error(reply, ret,
+				       "the postcopy migration failed with %" PRIu64
+				       " pages missing, which stay missing: only zero-fill is left "
+				       "to do",
+				       info.postcopy_missing);
 	return rpc_reply_error(
 		reply, -EINVAL, "no postcopy waiting for a lost source to abandon (%s, status: %s)",
 		info.role == MIG_ROLE_DEST ? "destination" : "not a destination",

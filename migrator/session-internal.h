@@ -94,7 +94,9 @@ struct mig_session {
 	/*
 	 * Destination: the ctl segment's dirty bitmaps hold the pages a
 	 * postcopy guest still lacks (set at the switch, cleared when every
-	 * page came or the switch was undone, and by the next migration).
+	 * page came, was zero-filled or the switch was undone).  Written with
+	 * the record's MIG_RECORD_PC_MISSING by mig_session_set_missing(); a
+	 * new migration is refused while it is set.
 	 */
 	atomic_bool pc_needed_live;
 	/* The job and its worker thread: owned here, freed after join. */
@@ -126,7 +128,8 @@ struct mig_session {
 
 /*
  * For a dirty-bitmap measurement: the dirty bitmaps, unless a migration
- * runs (-EBUSY); a source job refuses to start (-EALREADY) until release.
+ * runs (-EBUSY) or they hold the pages a postcopy never brought
+ * (-ENODATA); a source job refuses to start (-EALREADY) until release.
  */
 int mig_session_bitmaps_claim(struct mig_session *s);
 void mig_session_bitmaps_release(struct mig_session *s);
@@ -137,6 +140,12 @@ void mig_session_bitmaps_release(struct mig_session *s);
  */
 int mig_session_fd_take(struct mig_session *s, const char *name);
 
+/*
+ * Destination: the guest lacks the pages the needed maps hold (true from
+ * the switch) or no longer does.  Sets pc_needed_live and the record's
+ * MIG_RECORD_PC_MISSING, which a restarted migrator takes over.
+ */
+void mig_session_set_missing(struct mig_session *s, bool missing);
 /* Status change: updates the record, wakes waiters, publishes the event. */
 void mig_session_set_status(struct mig_session *s, enum mig_status status);
 /* Final state of a job: completed, or failed/cancelled with @reason. */
@@ -198,5 +207,13 @@ int mig_dst_relisten(struct mig_job *job, const char *uri, char bound[256], unsi
 		     char *err, size_t errlen);
 /* mig_session_postcopy_abandon() on the destination's job (postcopy-dest.c). */
 void mig_dst_postcopy_abandon(struct mig_job *job, bool zero_fill);
+/*
+ * A zero page for each page the needed maps (the ctl's dirty bitmaps)
+ * still hold, placed through the VM's place() as a page from the source
+ * (a vCPU waiting on one goes on) and cleared; then the VM side ends its
+ * registration and the session no longer lacks pages.  *@filled: how
+ * many.  Nothing else may place meanwhile (postcopy-dest.c).
+ */
+int mig_postcopy_zero_fill(struct mig_session *s, uint64_t *filled);
 
 #endif

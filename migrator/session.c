@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -548,6 +549,16 @@ void mig_session_free(struct mig_session *s)
 	free(s);
 }
 
+void mig_session_set_missing(struct mig_session *s, bool missing)
+{
+	atomic_store(&s->pc_needed_live, missing);
+	if (missing)
+		__atomic_fetch_or(&s->rec->postcopy_flags, MIG_RECORD_PC_MISSING, __ATOMIC_RELEASE);
+	else
+		__atomic_fetch_and(&s->rec->postcopy_flags, ~MIG_RECORD_PC_MISSING,
+				   __ATOMIC_RELEASE);
+}
+
 /* Caller holds s->lock; nothing runs. */
 static void job_reset_locked(struct mig_session *s, enum mig_role role)
 {
@@ -636,6 +647,8 @@ int mig_session_bitmaps_claim(struct mig_session *s)
 	if (s->bitmaps_measuring || session_unfinished(s) ||
 	    session_status(s, NULL) == MIG_STATUS_UNKNOWN)
 		ret = -EBUSY;
+	else if (atomic_load(&s->pc_needed_live))
+		ret = -ENODATA; /* the dirty bitmaps are the needed maps */
 	else
 		s->bitmaps_measuring = true;
 	pthread_mutex_unlock(&s->lock);
@@ -658,6 +671,14 @@ static int session_begin(struct mig_session *s, const char *uri, enum mig_role r
 		return -EBUSY;
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
+	/*
+	 * A guest that lacks pages postcopy never brought: a source would send
+	 * their holes as zeros, a destination would lose the list of them.
+	 */
+	if (atomic_load(&s->pc_needed_live)) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENODATA;
+	}
 	/* A source (or a save) logs dirty pages in the bitmaps a measurement holds. */
 	if (role == MIG_ROLE_SOURCE && s->bitmaps_measuring) {
 		pthread_mutex_unlock(&s->lock);
@@ -1127,6 +1148,10 @@ int mig_session_resume(struct mig_session *s)
 	status = rec->status;
 	snprintf(uri, sizeof(uri), "%s", rec->uri);
 	phase = rec->phase;
+	/* Pages a finished postcopy never brought are still missing: query-migrate lists them. */
+	if (role == MIG_ROLE_DEST &&
+	    (__atomic_load_n(&rec->postcopy_flags, __ATOMIC_ACQUIRE) & MIG_RECORD_PC_MISSING))
+		atomic_store(&s->pc_needed_live, true);
 	mig_record_unlock(rec);
 	if (!resumable) {
 		pthread_mutex_unlock(&s->lock);
@@ -1185,6 +1210,34 @@ int mig_session_resume(struct mig_session *s)
 	return 1;
 }
 
+/*
+ * The operator has the pages a failed postcopy never brought filled with
+ * zeros, maybe in a migrator started after the failure: the worker is
+ * joined first, and s->lock keeps a new migration out while the pages are
+ * placed.
+ */
+static int session_zero_fill_failed(struct mig_session *s)
+{
+	uint64_t filled;
+	int ret;
+
+	session_reap(s);
+	pthread_mutex_lock(&s->lock);
+	if (session_status(s, NULL) != MIG_STATUS_FAILED || !atomic_load(&s->pc_needed_live)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EINVAL;
+	}
+	ret = mig_postcopy_zero_fill(s, &filled);
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		log_err("postcopy: filling the missing pages with zeros: %s", strerror(-ret));
+	else
+		log_warn("postcopy: %" PRIu64 " missing pages of the failed migration filled "
+			 "with zeros, as the operator said",
+			 filled);
+	return ret;
+}
+
 int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
 {
 	enum mig_status st;
@@ -1199,6 +1252,9 @@ int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
 		ret = 0;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (ret && zero_fill && role == MIG_ROLE_DEST && st == MIG_STATUS_FAILED &&
+	    atomic_load(&s->pc_needed_live))
+		ret = session_zero_fill_failed(s);
 	return ret;
 }
 

@@ -1490,9 +1490,11 @@ static int postcopy_abandon(const char *dir, bool zero_fill, char *err, size_t l
  * migrator is killed early in the push and never started again.  The
  * destination waits (postcopy-paused) and its QUERY lists the missing
  * pages; POSTCOPY_ABANDON is refused on the source and while the source is
- * connected; with zero_fill it fails the migration, a vCPU blocked on a
- * missing page goes on with zeros, and every page that came is the
- * source's.
+ * connected.  Abandoned without zero fill the migration fails and the
+ * pages stay missing: a vCPU blocked on one keeps waiting, also once the
+ * destination's migrator was SIGKILLed and started again, whose QUERY
+ * lists the same pages and which refuses a new migration.  Its zero fill
+ * lets the vCPU go on with zeros; every page that came is the source's.
  */
 static void test_postcopy_source_gone_process(void **state)
 {
@@ -1547,12 +1549,27 @@ static void test_postcopy_source_gone_process(void **state)
 	assert_int_equal(pthread_create(&rd.thread, NULL, pc_reader_main, &rd), 0);
 	test_sleep_ms(200);
 	assert_false(atomic_load(&rd.done)); /* waits for a page that cannot come */
+	assert_int_equal(postcopy_abandon(dst->dir, false, err, sizeof(err)), 0);
+	wait_status(dst->dir, "failed");
+	/* The missing pages outlive the migrator that saw them. */
+	snap_node_kill_restart(dst);
+	mi = mig_query(dst->dir);
+	assert_string_equal(mi->status, "failed");
+	assert_non_null(strstr(mi->error_desc, "postcopy abandoned by the operator"));
+	assert_int_equal(mi->postcopy_missing, missing);
+	rpc_msg_free(&mi->base);
+	req.uri = pp.uri;
+	assert_int_equal(call(dst->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
+			      NULL, err, sizeof(err)),
+			 -ENODATA);
+	assert_non_null(strstr(err, "pages its postcopy migration never brought"));
+	assert_int_equal(postcopy_abandon(dst->dir, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "only zero-fill is left"));
+	assert_false(atomic_load(&rd.done));
 	assert_int_equal(postcopy_abandon(dst->dir, true, err, sizeof(err)), 0);
 	pthread_join(rd.thread, NULL);
 	assert_int_equal(rd.value, 0);
-	wait_status(dst->dir, "failed");
 	mi = mig_query(dst->dir);
-	assert_non_null(strstr(mi->error_desc, "postcopy abandoned by the operator"));
 	assert_int_equal(mi->postcopy_missing, 0);
 	rpc_msg_free(&mi->base);
 	for (uint64_t p = 0; p < src->ram.size / SHM_PAGE_SIZE; p++) {

@@ -482,12 +482,17 @@ static void pc_source_gone(struct pc *p, struct mig_info *di)
 /*
  * The operator gives the missing pages up: the migration fails with their
  * count, they stay missing (still listed, still registered: a vCPU that
- * touches one waits for good, never reads a page that never came).
+ * touches one waits for good, never reads a page that never came).  No
+ * new migration starts meanwhile: a source would carry the holes as
+ * zeros, an incoming one or a dirty-bitmap measurement would lose the
+ * list.  Zero fill, asked later, lets the vCPU go on and them start again.
  */
 static void test_postcopy_abandon_waits(void **state)
 {
 	struct pc *p = *state;
+	struct pc_reader rd = {.p = p};
 	struct mig_info di, after;
+	char err[256];
 
 	if (!tvm_postcopy_usable())
 		skip();
@@ -500,8 +505,30 @@ static void test_postcopy_abandon_waits(void **state)
 	assert_non_null(strstr(after.error_desc, "waits for good"));
 	assert_int_equal(after.postcopy_missing, di.postcopy_missing);
 	assert_true(tvm_postcopy_listening(&p->dst));
-	/* Once it failed, nothing more to abandon. */
+	rd.gpa = di.missing_runs[0].gpa;
+	assert_int_equal(pthread_create(&rd.thread, NULL, reader_main, &rd), 0);
+	assert_int_equal(mig_session_migrate(p->dst.s, p->uri), -ENODATA);
+	assert_int_equal(mig_session_incoming(p->dst.s, "tcp:127.0.0.1:0"), -ENODATA);
+	assert_int_equal(mig_dirty_rate_start(p->dst.s, 1, false, 0, MIG_DIRTY_RATE_DIRTY_BITMAP,
+					      err, sizeof(err)),
+			 -EBUSY);
+	assert_non_null(strstr(err, "never brought"));
+	/* Without zero fill there is nothing left to abandon. */
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, false), -EINVAL);
+	mig_session_query(p->dst.s, &after);
+	assert_int_equal(after.postcopy_missing, di.postcopy_missing);
+	assert_false(atomic_load(&rd.done)); /* waits for a page that cannot come */
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, true), 0);
+	pthread_join(rd.thread, NULL);
+	assert_int_equal(rd.word, 0);
+	mig_session_query(p->dst.s, &after);
+	assert_int_equal(after.status, MIG_STATUS_FAILED);
+	assert_int_equal(after.postcopy_missing, 0);
+	assert_false(tvm_postcopy_listening(&p->dst));
 	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, true), -EINVAL);
+	/* Nothing is missing any more: a new migration may start (and is stopped here). */
+	assert_int_equal(mig_session_incoming(p->dst.s, "tcp:127.0.0.1:0"), 0);
+	assert_int_equal(mig_session_cancel(p->dst.s), 0);
 }
 
 /*
