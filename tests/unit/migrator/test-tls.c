@@ -95,9 +95,13 @@ static struct mig_tls *load(const struct mig_tls_config *cfg)
 	return t;
 }
 
-/* A pair whose destination listens on @listen ("tcp:127.0.0.1:0" when NULL). */
-static struct pair *pair_new_at(const struct mig_tls_config *src, const struct mig_tls_config *dst,
-				const char *listen)
+/*
+ * A pair whose destination listens on @listen ("tcp:127.0.0.1:0" when
+ * NULL); a silent peer fails a connection after @io_timeout_ms.
+ */
+static struct pair *pair_new_with(const struct mig_tls_config *src,
+				  const struct mig_tls_config *dst, const char *listen,
+				  unsigned int io_timeout_ms)
 {
 	struct pair *p = calloc(1, sizeof(*p));
 	struct mig_params prm;
@@ -105,8 +109,8 @@ static struct pair *pair_new_at(const struct mig_tls_config *src, const struct m
 	assert_non_null(p);
 	p->src_tls = src ? load(src) : NULL;
 	p->dst_tls = dst ? load(dst) : NULL;
-	assert_int_equal(tvm_init_tls(&p->src, &layout, NULL, 1000, p->src_tls), 0);
-	assert_int_equal(tvm_init_tls(&p->dst, &layout, NULL, 1000, p->dst_tls), 0);
+	assert_int_equal(tvm_init_tls(&p->src, &layout, NULL, io_timeout_ms, p->src_tls), 0);
+	assert_int_equal(tvm_init_tls(&p->dst, &layout, NULL, io_timeout_ms, p->dst_tls), 0);
 	/* Refusals are final: fail at once instead of waiting for a reconnect. */
 	for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
 		mig_session_get_params(t->s, &prm);
@@ -129,6 +133,13 @@ static struct pair *pair_new_at(const struct mig_tls_config *src, const struct m
 	tvm_fill(&p->src, 0, 0, R0_PAGES / 2, false);
 	tvm_fill(&p->src, 0, R0_PAGES / 2, 16, true);
 	return p;
+}
+
+/* Refusals fail fast: 1 s without an answer is a refusal here. */
+static struct pair *pair_new_at(const struct mig_tls_config *src, const struct mig_tls_config *dst,
+				const char *listen)
+{
+	return pair_new_with(src, dst, listen, 1000);
 }
 
 static struct pair *pair_new(const struct mig_tls_config *src, const struct mig_tls_config *dst)
@@ -767,7 +778,11 @@ static int tls_migration_confined(enum confine how, unsigned int channels)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct mig_tls_config c = {.x509_dir = dir, .authz = SOURCE_DN};
-		struct pair *p = pair_new(&c, &c);
+		/*
+		 * The engine's own I/O timeout: up to 2 x 64 handshakes share two
+		 * cores here, and a loaded host must not pass for a refusal.
+		 */
+		struct pair *p = pair_new_with(&c, &c, NULL, MIG_DEFAULT_IO_TIMEOUT_MS);
 		struct mig_params prm;
 		struct mig_info info;
 		bool ok;
