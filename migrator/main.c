@@ -437,6 +437,19 @@ int main(int argc, char **argv)
 		;
 	log_debug("signal %d: exiting", sig);
 	status = 0;
+	/*
+	 * SIGTERM is how an operator upgrades or moves the migrator as well as
+	 * how the launcher ends the VM: an unfinished migration is left in its
+	 * record to the next migrator, exactly as a SIGKILL leaves it, instead
+	 * of being cancelled (or, after a commit, waited for) by the free.
+	 */
+	rpc_server_stop(server);
+	server = NULL;
+	if (mig_session_hand_over(s)) {
+		log_info("exiting with the migration unfinished: the next migrator takes it over");
+		fflush(NULL);
+		_exit(0);
+	}
 out:
 	/* Server first: no handler may run on a session being freed. */
 	rpc_server_stop(server);

@@ -237,6 +237,15 @@ struct mig_session;
 int mig_session_alloc(struct mig_session **out, const struct mig_env *env);
 /* Cancels what runs, joins every thread, frees.  NULL-safe. */
 void mig_session_free(struct mig_session *s);
+/*
+ * A process that ends while a migration is unfinished (running, paused,
+ * or a destination waiting for its source) leaves it to the next
+ * migrator: true then, with the live counters checkpointed into the
+ * record, and the caller exits at once without freeing the session
+ * (freeing would cancel it, or wait for the end of a committed one).
+ * False: nothing to hand over, free as usual.
+ */
+bool mig_session_hand_over(struct mig_session *s);
 
 /*
  * A restarted migrator: takes over the session the record in the ctl

@@ -639,6 +639,18 @@ static bool session_unfinished(struct mig_session *s)
 	return status_running(st) || (s->job && role == MIG_ROLE_DEST && st == MIG_STATUS_NONE);
 }
 
+bool mig_session_hand_over(struct mig_session *s)
+{
+	bool unfinished;
+
+	pthread_mutex_lock(&s->lock);
+	unfinished = session_unfinished(s);
+	if (unfinished)
+		mig_session_record_sync(s);
+	pthread_mutex_unlock(&s->lock);
+	return unfinished;
+}
+
 int mig_session_bitmaps_claim(struct mig_session *s)
 {
 	int ret = 0;

@@ -723,49 +723,6 @@ static void test_save_and_restore(void **state)
 	rmdir(snaps);
 }
 
-/*
- * --incoming unix:PATH, under the filter: it listens there, a stranger's
- * bytes are dropped alone, and the socket file goes when it exits.
- */
-static void test_incoming_unix_socket(void **state)
-{
-	char snaps[] = "/tmp/cleave-snaps-XXXXXX", uri[128], log[96], *text;
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct snap_node n = {0};
-	struct stat st;
-	int fd = -1;
-
-	(void)state;
-	assert_non_null(mkdtemp(snaps));
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/mig.sock", snaps);
-	snprintf(uri, sizeof(uri), "unix:%s", sun.sun_path);
-	snap_node_start(&n, snaps, uri, CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
-	for (int64_t t0 = test_now_ms(); fd < 0 && test_now_ms() - t0 < 10000; test_sleep_ms(5)) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	assert_true(fd >= 0);
-	/* Its group's too (umask 007): another VM's migrator reaches it through a shared group. */
-	assert_int_equal(stat(sun.sun_path, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0770);
-	assert_int_equal(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
-	close(fd);
-	/* Still listening for the real source after the stranger. */
-	test_sleep_ms(200);
-	assert_int_equal(kill(n.pid, 0), 0);
-	snprintf(log, sizeof(log), "%s/migrator.log", n.dir);
-	text = test_file_read(log);
-	assert_non_null(strstr(text, "incoming connection from unix:0 refused: not a cleave "
-				     "migration stream"));
-	free(text);
-	snap_node_stop(&n);
-	assert_int_equal(stat(sun.sun_path, &st), -1);
-	rmdir(snaps);
-}
-
 /* Sends one fd link message of @len bytes from @m with @nfds fds; returns the answer's err. */
 static int fdlink_exchange(int link, const void *m, size_t len, const int *fds, int nfds,
 			   uint64_t want_seq)
@@ -1224,6 +1181,85 @@ static void snap_node_kill_restart(struct snap_node *n)
 	snap_node_exec(n);
 }
 
+/*
+ * SIGTERM (an upgrade, say), then the same command line again: the
+ * migrator exits at once, cleanly, and leaves its migration to the next.
+ */
+static void snap_node_term_restart(struct snap_node *n)
+{
+	int status;
+
+	assert_int_equal(kill(n->pid, SIGTERM), 0);
+	assert_int_equal(waitpid(n->pid, &status, 0), n->pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("cleave-migrator after SIGTERM: status 0x%x", status);
+	snap_node_exec(n);
+}
+
+/* A connection to the unix socket at @sun, within 10 s; -1 if none. */
+static int unix_connect_wait(const struct sockaddr_un *sun)
+{
+	int fd = -1;
+
+	for (int64_t t0 = test_now_ms(); fd < 0 && test_now_ms() - t0 < 10000; test_sleep_ms(5)) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (const struct sockaddr *)sun, sizeof(*sun))) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	return fd;
+}
+
+/*
+ * --incoming unix:PATH, under the filter: it listens there, a stranger's
+ * bytes are dropped alone.  SIGTERMed (an upgrade), it leaves the waiting
+ * to the next migrator, which listens there again.  Cancelled, it exits
+ * on SIGTERM as usual, and the socket file goes with its listener.
+ */
+static void test_incoming_unix_socket(void **state)
+{
+	char snaps[] = "/tmp/cleave-snaps-XXXXXX", uri[128], log[96], err[256], *text;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct snap_node n = {0};
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(snaps));
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/mig.sock", snaps);
+	snprintf(uri, sizeof(uri), "unix:%s", sun.sun_path);
+	snap_node_start(&n, snaps, uri, CLEAVE__VCPU__RUN_STATE__RUN_STATE_INMIGRATE);
+	fd = unix_connect_wait(&sun);
+	assert_true(fd >= 0);
+	/* Its group's too (umask 007): another VM's migrator reaches it through a shared group. */
+	assert_int_equal(stat(sun.sun_path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0770);
+	assert_int_equal(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	close(fd);
+	/* Still listening for the real source after the stranger. */
+	test_sleep_ms(200);
+	assert_int_equal(kill(n.pid, 0), 0);
+	snprintf(log, sizeof(log), "%s/migrator.log", n.dir);
+	text = test_file_read(log);
+	assert_non_null(strstr(text, "incoming connection from unix:0 refused: not a cleave "
+				     "migration stream"));
+	free(text);
+	snap_node_term_restart(&n);
+	fd = unix_connect_wait(&sun);
+	assert_true(fd >= 0);
+	close(fd);
+	text = test_file_read(log);
+	assert_non_null(strstr(text, "exiting with the migration unfinished"));
+	assert_non_null(strstr(text, "taking over the incoming migration"));
+	free(text);
+	assert_int_equal(
+		call_empty(n.dir, CLEAVE__MIGRATOR__METHOD__METHOD_CANCEL, err, sizeof(err)), 0);
+	snap_node_stop(&n);
+	assert_int_equal(stat(sun.sun_path, &st), -1);
+	rmdir(snaps);
+}
+
 /* The source's guest: rewrites pages at random and logs them dirty, until PAUSE parks it. */
 struct pc_dirtier {
 	struct snap_node *n;
@@ -1350,10 +1386,13 @@ static void pc_pair_stop(struct pc_pair *pp)
  * migrate-start-postcopy switches.  A test thread plays the destination's
  * vCPU and reads every page, slowly, once the guest runs there.  Meanwhile
  * PC_KILLS rounds of SIGKILL (PC_KILLS kills at least) hit the source's
- * migrator, the destination's, or both at once, at random instants (seed printed; CLEAVE_TEST_SEED
- * replays), each started again with the same command line, as the launcher does. The migration
- * completes, every page the vCPU read was the source's, RAM ends equal, and the source's guest
- * never resumed.
+ * migrator, the destination's, or both at once, at random instants (seed
+ * printed; CLEAVE_TEST_SEED replays), each started again with the same
+ * command line, as the launcher does; every fifth round is a SIGTERM (an
+ * upgrade), after which the migrator exits 0 at once and leaves the
+ * migration to the next.  The migration completes, every page the vCPU
+ * read was the source's, RAM ends equal, and the source's guest never
+ * resumed.
  */
 static void test_postcopy_process_kills(void **state)
 {
@@ -1365,8 +1404,9 @@ static void test_postcopy_process_kills(void **state)
 	struct pc_dirtier dirt = {.n = src};
 	const char *seed_env = getenv("CLEAVE_TEST_SEED");
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL), x;
-	unsigned int kills = 0, per_side[2] = {0, 0};
+	unsigned int kills = 0, terms = 0, per_side[2] = {0, 0};
 	struct pclink_stats ls;
+	bool term;
 	uint8_t page[SHM_PAGE_SIZE];
 
 	(void)state;
@@ -1404,18 +1444,24 @@ static void test_postcopy_process_kills(void **state)
 			    "completed"))
 			break;
 		which = (unsigned int)((x >> 20) % 3); /* 0 source, 1 destination, 2 both */
+		/* Every fifth round SIGTERMs instead, each side in turn, then both. */
+		term = kills % 5 == 4;
+		if (term)
+			which = (kills / 5) % 3;
 		if (which != 1) {
-			snap_node_kill_restart(src);
+			(term ? snap_node_term_restart : snap_node_kill_restart)(src);
 			per_side[0]++;
 		}
 		if (which != 0) {
-			snap_node_kill_restart(dst);
+			(term ? snap_node_term_restart : snap_node_kill_restart)(dst);
 			per_side[1]++;
 		}
+		terms += term;
 		kills++;
 	}
-	print_message("postcopy kills: %u kill rounds, %u of the source, %u of the destination\n",
-		      kills, per_side[0], per_side[1]);
+	print_message("postcopy kills: %u kill rounds (%u of them SIGTERM), %u of the source, %u "
+		      "of the destination\n",
+		      kills, terms, per_side[0], per_side[1]);
 	assert_true(per_side[0] + per_side[1] >= PC_KILLS);
 	set_params(src->dir, 0, 20000);
 	snap_node_wait(src, st, sizeof(st), err, sizeof(err));
