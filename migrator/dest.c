@@ -1022,7 +1022,8 @@ static int dst_may_reconnect(struct mig_dst *dst, int ret)
 	dst_threads_join(dst);
 	pthread_mutex_lock(&job->lock);
 	ret = job->err ? job->err : ret;
-	retry = !job->cancelled && (timeout || job->held) &&
+	/* A guest that runs here in postcopy waits for its pages whatever the timeout. */
+	retry = !job->cancelled && (timeout || job->held || dst->phase == MIG_PHASE_DST_POSTCOPY) &&
 		(ret == -EAGAIN ||
 		 (mig_err_retriable(ret) && dst->phase != MIG_PHASE_DST_LISTENING));
 	if (retry && ret != -EAGAIN &&

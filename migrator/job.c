@@ -150,6 +150,14 @@ bool mig_job_cancel(struct mig_job *job, const char *reason)
 	return true;
 }
 
+void mig_job_give_up(struct mig_job *job, const char *reason)
+{
+	pthread_mutex_lock(&job->lock);
+	job->cancelled = true; /* committed or not: the worker ends, nothing reconnects */
+	pthread_mutex_unlock(&job->lock);
+	mig_job_abort_final(job, -ECANCELED, "%s", reason);
+}
+
 int mig_job_commit(struct mig_job *job)
 {
 	int ret;
@@ -237,7 +245,7 @@ int mig_job_reconnect_left_ms(struct mig_job *job)
 	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 }
 
-int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms)
+int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms, bool deadline)
 {
 	struct timespec ts;
 	int ret = mig_job_wait_released(job);
@@ -246,7 +254,7 @@ int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms)
 		*delay_ms = MIG_RECONNECT_MIN_MS;
 		return ret < 0 ? ret : 0;
 	}
-	if (!mig_job_reconnect_left_ms(job))
+	if (deadline && !mig_job_reconnect_left_ms(job))
 		return -ETIMEDOUT;
 	mig_deadline_after_ms(&ts, *delay_ms);
 	pthread_mutex_lock(&job->lock);

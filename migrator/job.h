@@ -53,7 +53,7 @@ struct mig_job {
 	int err;	     /* the epoch's first error (a negative errno), 0 while it runs */
 	char reason[256];
 	bool aborted;	/* this epoch's fds shut down, its threads told to stop */
-	bool cancelled; /* migrate_cancel or stop: the job ends, no reconnect */
+	bool cancelled; /* migrate_cancel, stop or give up: the job ends, no reconnect */
 	/* The switchover was decided: a cancel is refused, the peer is not told to give up. */
 	bool committed;
 	int main_fd; /* the epoch's main connection, -1 between epochs */
@@ -93,6 +93,12 @@ int mig_job_error(struct mig_job *job, int ret, char *reason, size_t len);
  */
 bool mig_job_cancel(struct mig_job *job, const char *reason);
 /*
+ * The operator gives up on the peer: the job ends without a reconnect,
+ * committed or not (a committed side then leaves the outcome to the
+ * operator, see MIG_STATUS_UNKNOWN).
+ */
+void mig_job_give_up(struct mig_job *job, const char *reason);
+/*
  * Decides the commit, atomically with cancel: -ECANCELED if a cancel came
  * first, else 0 and cancels from now on are refused.
  */
@@ -122,9 +128,11 @@ uint64_t mig_job_reconnected(struct mig_job *job);
 int mig_job_reconnect_left_ms(struct mig_job *job);
 /*
  * Sleeps *delay_ms (doubling it up to a cap) or until a cancel:
- * 0, -ETIMEDOUT past the reconnect deadline, -ECANCELED.
+ * 0, -ETIMEDOUT past the reconnect deadline (only with @deadline: a side
+ * whose peer holds pages nobody else has waits as long as it takes),
+ * -ECANCELED.
  */
-int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms);
+int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms, bool deadline);
 
 /*
  * migrate-pause, from any thread: ends the epoch with @reason and holds

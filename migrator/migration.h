@@ -317,6 +317,11 @@ int mig_session_fd_close(struct mig_session *s, const char *name);
  */
 int mig_session_resolve(struct mig_session *s, bool run_on_source);
 /*
+ * A postcopy source whose destination is gone for good (postcopy-paused,
+ * which after the commit has no deadline): the operator gives up, without
+ * @zero_fill; the source ends in MIG_STATUS_UNKNOWN, its guest paused,
+ * and mig_session_resolve() decides.
+ *
  * A postcopy destination whose source is gone for good (postcopy-paused):
  * the operator gives up on the pages still missing.  The migration fails
  * with their count.  Without @zero_fill a vCPU that touches one waits for

@@ -239,9 +239,15 @@ static int srv_postcopy_abandon(void *arg, const ProtobufCMessage *req, struct r
 				       " pages missing, which stay missing: only zero-fill is left "
 				       "to do",
 				       info.postcopy_missing);
+	if (info.role == MIG_ROLE_SOURCE && info.status == MIG_STATUS_POSTCOPY_PAUSED)
+		return rpc_reply_error(reply, -EINVAL,
+				       "zero-fill is for a destination: a postcopy source gives up "
+				       "without it");
 	return rpc_reply_error(
-		reply, -EINVAL, "no postcopy waiting for a lost source to abandon (%s, status: %s)",
-		info.role == MIG_ROLE_DEST ? "destination" : "not a destination",
+		reply, -EINVAL, "no postcopy waiting for a lost peer to abandon (%s, status: %s)",
+		info.role == MIG_ROLE_DEST     ? "destination"
+		: info.role == MIG_ROLE_SOURCE ? "source"
+					       : "no migration",
 		info.status == MIG_STATUS_NONE ? "none" : mig_status_name(info.status));
 }
 

@@ -510,10 +510,13 @@ static void session_reap(struct mig_session *s)
 	s->worker_live = false;
 	s->job = NULL;
 	pthread_mutex_unlock(&s->lock);
-	/* A finished destination may still answer a reconnecting source; a committed source
-	 * refuses the stop and is waited for. */
-	if (job)
-		mig_job_cancel(job, "stopped");
+	/*
+	 * A finished destination may still answer a reconnecting source.  A
+	 * committed source refuses a cancel; it may wait for its destination
+	 * for good (postcopy), so it is given up: x-switchover-unknown.
+	 */
+	if (job && !mig_job_cancel(job, "stopped"))
+		mig_job_give_up(job, "stopped");
 	if (live)
 		pthread_join(s->worker, NULL);
 	mig_job_free(job);
@@ -1258,9 +1261,16 @@ int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
 
 	pthread_mutex_lock(&s->lock);
 	st = session_status(s, &role);
-	/* Only while no source is connected: a live one is still bringing the pages. */
+	/* Only while the peer is lost: a live one is still taking or bringing the pages. */
 	if (role == MIG_ROLE_DEST && st == MIG_STATUS_POSTCOPY_PAUSED && s->job) {
 		mig_dst_postcopy_abandon(s->job, zero_fill);
+		ret = 0;
+	} else if (role == MIG_ROLE_SOURCE && st == MIG_STATUS_POSTCOPY_PAUSED && s->job &&
+		   !zero_fill) {
+		/* Its guest is paused here and may run there: the operator resolves which. */
+		mig_job_give_up(s->job, "postcopy abandoned by the operator: the destination "
+					"did not come back (x-cleave-migrate-resolve decides where "
+					"the guest runs)");
 		ret = 0;
 	}
 	pthread_mutex_unlock(&s->lock);

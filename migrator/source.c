@@ -1172,8 +1172,13 @@ static int src_may_reconnect(struct mig_src *src, int ret, bool *lost_now)
 	mig_src_postcopy_stop(src);
 	pthread_mutex_lock(&job->lock);
 	ret = job->err ? job->err : ret;
-	/* Never reached the destination: a wrong address, not a lost peer (fail as QEMU does). */
-	retry = !job->cancelled && mig_err_retriable(ret) && (timeout || job->held) &&
+	/*
+	 * Never reached the destination: a wrong address, not a lost peer
+	 * (fail as QEMU does).  After a postcopy commit the destination's
+	 * guest lacks pages only this side has: reconnect whatever the timeout.
+	 */
+	retry = !job->cancelled && mig_err_retriable(ret) &&
+		(timeout || job->held || src->phase == MIG_PHASE_SRC_POSTCOPY) &&
 		(src->reached || src->s->resuming);
 	*lost_now = retry && mig_job_mark_lost(job, job->reason);
 	if (retry) {
@@ -1265,7 +1270,8 @@ static int src_run(struct mig_src *src)
 			mig_session_detail_event(s, "disconnected");
 			delay_ms = MIG_RECONNECT_MIN_MS;
 		}
-		ret = mig_job_backoff(&src->job, &delay_ms);
+		/* As QEMU's postcopy-paused: no deadline once the destination may run the guest. */
+		ret = mig_job_backoff(&src->job, &delay_ms, src->phase != MIG_PHASE_SRC_POSTCOPY);
 		if (ret == -ETIMEDOUT) {
 			mig_job_abort(
 				&src->job, -ETIMEDOUT,

@@ -341,6 +341,33 @@ static void test_postcopy_cut(void **state)
 	assert_true(tvm_saw_event(&p->dst, "resumed"));
 }
 
+/*
+ * The same cut with reconnect-timeout 0 on both sides, which fails a lost
+ * precopy at once: after the postcopy commit both sides reconnect anyway
+ * (the destination's guest lacks pages only the source has), as QEMU's
+ * postcopy-paused does, and the migration finishes.
+ */
+static void test_postcopy_cut_no_timeout(void **state)
+{
+	struct pc *p = *state;
+	struct mig_params params;
+
+	if (!tvm_postcopy_usable())
+		skip();
+	pc_config(p, true, true, 2, 2u << 20, true);
+	for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
+		mig_session_get_params(t->s, &params);
+		params.reconnect_timeout = 0;
+		assert_int_equal(mig_session_set_params(t->s, &params), 0);
+	}
+	pc_switch(p);
+	usleep(300 * 1000);
+	assert_true(tcp_proxy_cut(p->proxy) >= 1);
+	pc_finish_same(p);
+	assert_true(tvm_saw_event(&p->src, "resumed"));
+	assert_true(tvm_saw_event(&p->dst, "resumed"));
+}
+
 static bool wait_loading(struct tvm *t, int ms)
 {
 	for (int i = 0; i < ms; i++) {
@@ -429,9 +456,11 @@ static void *reader_main(void *arg)
 
 /*
  * Postcopy whose source is gone for good: the relay stops for good early
- * in the push.  The destination waits (postcopy-paused) and lists
- * what is missing; the source gives up (x-switchover-unknown).  Returns
- * the destination's query, the missing pages in it.
+ * in the push.  The destination waits (postcopy-paused) and lists what is
+ * missing.  The source, whose reconnect-timeout does not bound a wait
+ * after the commit, waits too until the operator gives up on the
+ * destination (x-switchover-unknown, its guest paused).  Returns the
+ * destination's query, the missing pages in it.
  */
 static void pc_source_gone(struct pc *p, struct mig_info *di)
 {
@@ -460,6 +489,16 @@ static void pc_source_gone(struct pc *p, struct mig_info *di)
 	tcp_proxy_stop(p->proxy);
 	p->proxy = NULL;
 	assert_true(wait_status(&p->dst, MIG_STATUS_POSTCOPY_PAUSED, 10000));
+	assert_true(wait_status(&p->src, MIG_STATUS_POSTCOPY_PAUSED, 10000));
+	usleep((params.reconnect_timeout + 500) * 1000);
+	assert_int_equal(status_of(&p->src), MIG_STATUS_POSTCOPY_PAUSED);
+	assert_int_equal(mig_session_postcopy_abandon(p->src.s, true), -EINVAL);
+	assert_int_equal(mig_session_postcopy_abandon(p->src.s, false), 0);
+	assert_int_equal(mig_session_wait(p->src.s, 5000), 0);
+	mig_session_query(p->src.s, di);
+	assert_int_equal(di->status, MIG_STATUS_UNKNOWN);
+	assert_non_null(strstr(di->error_desc, "postcopy abandoned by the operator"));
+	assert_int_equal(p->src.resume_calls, 0); /* paused here for good */
 	mig_session_query(p->dst.s, di);
 	print_message("source gone: %" PRIu64 " pages missing in %u+ runs, first at 0x%" PRIx64
 		      " (%" PRIu64 " bytes)\n",
@@ -748,6 +787,8 @@ int main(void)
 						pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_at_once, pc_setup, pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut, pc_setup, pc_teardown),
+		cmocka_unit_test_setup_teardown(test_postcopy_cut_no_timeout, pc_setup,
+						pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_cut_before_commit, pc_setup,
 						pc_teardown),
 		cmocka_unit_test_setup_teardown(test_postcopy_pause_recover_elsewhere, pc_setup,

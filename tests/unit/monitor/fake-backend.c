@@ -407,7 +407,7 @@ static int fake_mig_postcopy_abandon(void *arg, const ProtobufCMessage *req, str
 	pthread_mutex_unlock(&fb->lock);
 	if (strcmp(status, "postcopy-paused"))
 		return rpc_reply_error(r, -EINVAL,
-				       "no postcopy waiting for a lost source to abandon "
+				       "no postcopy waiting for a lost peer to abandon "
 				       "(destination, status: %s)",
 				       status[0] ? status : "none");
 	return 0;

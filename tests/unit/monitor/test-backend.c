@@ -368,7 +368,7 @@ static void test_postcopy_abandon(void **state)
 	char *got;
 
 	assert_cmd(b, "x-cleave-postcopy-abandon", NULL,
-		   "no postcopy waiting for a lost source to abandon (destination, status: none)");
+		   "no postcopy waiting for a lost peer to abandon (destination, status: none)");
 	pthread_mutex_lock(&b->fb->lock);
 	snprintf(b->fb->mig_status, sizeof(b->fb->mig_status), "postcopy-paused");
 	pthread_mutex_unlock(&b->fb->lock);
