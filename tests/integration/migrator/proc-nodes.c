@@ -339,6 +339,11 @@ void snap_node_stop(struct snap_node *n)
 		fail_msg("cleave-migrator: status 0x%x, log:\n%s", status, text);
 	free(text);
 	unlink(log);
+	/* A killed migrator's sockets outlive it (and NNG leaves its own too). */
+	snprintf(log, sizeof(log), "%s/migrator.rpc", n->dir);
+	unlink(log);
+	snprintf(log, sizeof(log), "%s/migrator.events", n->dir);
+	unlink(log);
 	rmdir(n->dir);
 	shm_region_close(&n->ram);
 	shm_ctl_close(&n->ctl);
