@@ -264,7 +264,8 @@ int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms, bool deadline)
 	pthread_mutex_unlock(&job->lock);
 	/*
 	 * Capped low: a restarted peer listens within milliseconds of its
-	 * start, and every attempt is one SYN (refused at once until then).
+	 * start, and every attempt is one SYN (refused at once until then);
+	 * in postcopy the destination's vCPUs wait out every step too.
 	 */
 	*delay_ms = *delay_ms * 2 > MIG_RECONNECT_MAX_MS ? MIG_RECONNECT_MAX_MS : *delay_ms * 2;
 	return ret;

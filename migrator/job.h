@@ -147,6 +147,6 @@ void mig_job_release(struct mig_job *job);
  */
 int mig_job_wait_released(struct mig_job *job);
 #define MIG_RECONNECT_MIN_MS 5	/* reconnect backoff: 5 ms doubling ... */
-#define MIG_RECONNECT_MAX_MS 40 /* ... to 40 ms */
+#define MIG_RECONNECT_MAX_MS 10 /* ... to 10 ms */
 
 #endif

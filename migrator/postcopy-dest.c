@@ -30,7 +30,7 @@
 #include "migrator/dest-job.h"
 
 #define PC_REQ_MAX	  64	       /* faults per PageRequest */
-#define PC_FAULT_POLL_MS  50	       /* the fault thread checks for its stop this often */
+#define PC_FAULT_POLL_MS  10	       /* the fault thread checks for its stop this often */
 #define PC_MAIN_POLL_MS	  20	       /* the worker checks for the push's end this often */
 #define PC_RECORD_SYNC_NS 100000000ull /* counters into the record every 100 ms */
 #define PC_ANSWER_WAIT_MS 20	       /* a receive thread checks for an abort this often */
@@ -176,6 +176,10 @@ static void *pc_fault_main(void *arg)
 	while (!atomic_load(&dst->pc_stop) && !mig_job_aborted(&dst->job)) {
 		Cleave__Wire__WireMsg m = CLEAVE__WIRE__WIRE_MSG__INIT;
 		Cleave__Wire__PageRequest rq = CLEAVE__WIRE__PAGE_REQUEST__INIT;
+		/*
+		 * A short wait: a lost source's next connection is taken only
+		 * once this thread is joined, and a vCPU waits for it.
+		 */
 		int n = pc->wait_faults(s->env.ops_arg, reqs, PC_REQ_MAX, PC_FAULT_POLL_MS, again);
 		size_t k = 0;
 

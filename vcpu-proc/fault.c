@@ -996,6 +996,26 @@ int fault_fill_wait(struct fault_service *fs)
 	return fs->fill_result;
 }
 
+/* Every request handed out and not placed yet is queued again; with lock held. */
+static void fault_requeue_taken(struct fault_service *fs)
+{
+	for (size_t i = 0; i < fs->nr_req; i++) {
+		if (fs->req[i].taken) {
+			fs->req[i].taken = false;
+			fs->nr_untaken++;
+		}
+	}
+}
+
+void fault_requests_again(struct fault_service *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	fault_requeue_taken(fs);
+	if (fs->nr_untaken)
+		pthread_cond_broadcast(&fs->req_cond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 int fault_take_requests(struct fault_service *fs, struct fault_page *out, unsigned int max,
 			int timeout_ms, bool again)
 {
@@ -1015,14 +1035,8 @@ int fault_take_requests(struct fault_service *fs, struct fault_page *out, unsign
 	}
 	pthread_mutex_lock(&fs->lock);
 	fs->takers++;
-	if (again) {
-		for (size_t i = 0; i < fs->nr_req; i++) {
-			if (fs->req[i].taken) {
-				fs->req[i].taken = false;
-				fs->nr_untaken++;
-			}
-		}
-	}
+	if (again)
+		fault_requeue_taken(fs);
 	while (!atomic_load(&fs->stopping) && !fs->nr_untaken && timeout_ms && !ret) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&fs->req_cond, &fs->lock);

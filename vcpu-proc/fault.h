@@ -191,6 +191,12 @@ struct fault_page {
 int fault_take_requests(struct fault_service *fs, struct fault_page *out, unsigned int max,
 			int timeout_ms, bool again);
 /*
+ * fault_take_requests()'s @again on its own: every page handed out and not
+ * placed is queued again, and a taker waiting for requests takes them at
+ * once rather than at the end of its wait.
+ */
+void fault_requests_again(struct fault_service *fs);
+/*
  * Installs pages [@page, @page + @nr) of region @region_id from @data
  * (@nr * SHM_PAGE_SIZE bytes; NULL: zero pages) where they are still
  * missing, with one UFFDIO_COPY per run of missing pages; a page already

@@ -388,6 +388,7 @@ static bool pclink_valid(const struct pclink_server *srv, const struct pclink_hd
 static void pclink_handle(struct pclink_server *srv, const struct pclink_hdr *h, size_t len,
 			  bool trunc)
 {
+	struct fault_service *fs;
 	int ret;
 
 	if (trunc || !pclink_valid(srv, h, len)) {
@@ -416,6 +417,12 @@ static void pclink_handle(struct pclink_server *srv, const struct pclink_hdr *h,
 		break;
 	case PCLINK_AGAIN:
 		atomic_store(&srv->again, true);
+		/* Queued again here too: a taker waiting for new requests takes them now. */
+		fs = pclink_fs_get(srv);
+		if (fs) {
+			fault_requests_again(fs);
+			pclink_fs_put(srv);
+		}
 		break;
 	case PCLINK_END:
 		pclink_reply(srv, PCLINK_REPLY, pclink_end(srv, h->flags & PCLINK_ABORT), 0, 0);

@@ -451,6 +451,32 @@ static void test_again(void **state)
 	assert_int_equal(stats(f).faults_sent, 3);
 }
 
+/*
+ * AGAIN does not wait for the taker's wait for new requests to end: it
+ * starts that wait (PCLINK_TAKE_MS) right after sending a FAULTS, so a
+ * restarted migrator's AGAIN would otherwise find the whole wait ahead.
+ */
+static void test_again_at_once(void **state)
+{
+	struct fixture *f = *state;
+	struct toucher t;
+	int64_t t0, waited;
+
+	do_listen(f);
+	touch(&t, f, 52, 0);
+	expect_fault(f, 52);
+	t0 = test_now_ms();
+	send_msg(f, PCLINK_AGAIN, 0, 0, 0, 0, NULL, 0);
+	expect_fault(f, 52);
+	waited = test_now_ms() - t0;
+	print_message("FAULTS again %lld ms after AGAIN\n", (long long)waited);
+	assert_true(waited < 30);
+	place(f, 52, 1, 1);
+	assert_true(wait_flag(&t.done, 5000));
+	pthread_join(t.th, NULL);
+	assert_int_equal(t.seen, page_word(52, 0, 1));
+}
+
 /* PLACEs every page, PCLINK_MAX_PAGES at a time: the needed ones and the holes between. */
 static void place_all(struct fixture *f)
 {
@@ -895,6 +921,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listen_layout_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_place_zero_and_guest_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_again_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_given_service, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_abort, setup, teardown),
