@@ -422,12 +422,13 @@ bool pc_pair_page_same(struct pc_pair *pp, uint64_t p, uint8_t *got)
 /* Both migrators stopped, then the VM side as cleave-vcpu tears it down. */
 void pc_pair_stop(struct pc_pair *pp)
 {
-	snap_node_stop(&pp->dst);
-	snap_node_stop(&pp->src);
+	/* The VM side first: its threads read the destination's ctl and RAM, which stop frees. */
 	assert_int_equal(pclink_server_stop(pp->srv, true), 0);
 	assert_int_equal(fault_service_stop(pp->fs), 0);
 	region_table_remove(&pp->table, 0);
 	region_table_fini(&pp->table);
+	snap_node_stop(&pp->dst);
+	snap_node_stop(&pp->src);
 	close(pp->link[0]);
 	close(pp->link[1]);
 	rmdir(pp->snaps);

@@ -120,7 +120,7 @@ struct pc_pair {
 void pc_pair_start(struct pc_pair *pp);
 /* Whether page @p is the same on both sides; the destination's copy in @got. */
 bool pc_pair_page_same(struct pc_pair *pp, uint64_t p, uint8_t *got);
-/* Both migrators stopped, then the VM side as cleave-vcpu tears it down. */
+/* The VM side torn down as cleave-vcpu does, then both migrators stopped and freed. */
 void pc_pair_stop(struct pc_pair *pp);
 
 #endif
