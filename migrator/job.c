@@ -245,6 +245,16 @@ int mig_job_reconnect_left_ms(struct mig_job *job)
 	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 }
 
+/* Lost for longer than reconnect-timeout and MIG_RECONNECT_SLOW_AFTER_MS: not coming soon. */
+static bool job_lost_long(struct mig_job *job)
+{
+	uint64_t after_ms = job_reconnect_timeout_ms(job);
+
+	if (after_ms < MIG_RECONNECT_SLOW_AFTER_MS)
+		after_ms = MIG_RECONNECT_SLOW_AFTER_MS;
+	return job->lost_ns && mig_now_ns() - job->lost_ns > after_ms * 1000000ull;
+}
+
 int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms, bool deadline)
 {
 	struct timespec ts;
@@ -256,6 +266,8 @@ int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms, bool deadline)
 	}
 	if (deadline && !mig_job_reconnect_left_ms(job))
 		return -ETIMEDOUT;
+	if (!deadline && job_lost_long(job))
+		*delay_ms = MIG_RECONNECT_SLOW_MS;
 	mig_deadline_after_ms(&ts, *delay_ms);
 	pthread_mutex_lock(&job->lock);
 	while (!job->cancelled && !ret)

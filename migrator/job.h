@@ -129,8 +129,8 @@ int mig_job_reconnect_left_ms(struct mig_job *job);
 /*
  * Sleeps *delay_ms (doubling it up to a cap) or until a cancel:
  * 0, -ETIMEDOUT past the reconnect deadline (only with @deadline: a side
- * whose peer holds pages nobody else has waits as long as it takes),
- * -ECANCELED.
+ * whose peer holds pages nobody else has waits as long as it takes, at
+ * MIG_RECONNECT_SLOW_MS once the peer is long gone), -ECANCELED.
  */
 int mig_job_backoff(struct mig_job *job, unsigned int *delay_ms, bool deadline);
 
@@ -148,5 +148,11 @@ void mig_job_release(struct mig_job *job);
 int mig_job_wait_released(struct mig_job *job);
 #define MIG_RECONNECT_MIN_MS 5	/* reconnect backoff: 5 ms doubling ... */
 #define MIG_RECONNECT_MAX_MS 10 /* ... to 10 ms */
+/*
+ * A peer lost for longer than reconnect-timeout and this (only a side
+ * without a deadline gets there: postcopy) is called once a second.
+ */
+#define MIG_RECONNECT_SLOW_AFTER_MS 10000
+#define MIG_RECONNECT_SLOW_MS	    1000
 
 #endif

@@ -4,7 +4,8 @@
  * the fd: mux) wakes the side's queues after it dropped the job's lock.
  * The worker's reconnect must not re-arm those queues before that wake is
  * done, or the late wake stops the next epoch, which then fails with
- * "Operation canceled" for no reason.
+ * "Operation canceled" for no reason.  And the reconnect backoff: its
+ * deadline, and its pace without one.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +20,9 @@
 #include <stdlib.h>
 
 #include "migrator/job.h"
+#include "migrator/session-internal.h"
 #include "tests/util/test-util.h"
+#include "tvm.h"
 
 /* A side whose wake is slow: it halts the queues 100 ms after the abort's unlock. */
 struct slow_side {
@@ -117,11 +120,55 @@ static void test_abort_after_reset_counts(void **state)
 	mig_job_fini(&side.job);
 }
 
+/* One backoff of a job whose peer was lost @lost_ms ago: its result, its length in *@ms. */
+static int backoff_after(struct mig_job *job, uint64_t lost_ms, bool deadline, int64_t *ms)
+{
+	unsigned int delay = MIG_RECONNECT_MIN_MS;
+	int64_t t0 = test_now_ms();
+	int ret;
+
+	job->lost_ns = mig_now_ns() - lost_ms * 1000000ull;
+	ret = mig_job_backoff(job, &delay, deadline);
+	*ms = test_now_ms() - t0;
+	return ret;
+}
+
+/*
+ * Past reconnect-timeout a backoff with a deadline ends the job; one
+ * without (postcopy) goes on calling, fast at first, once a second when
+ * the peer is long gone (past the timeout and MIG_RECONNECT_SLOW_AFTER_MS).
+ */
+static void test_backoff_deadline_and_pace(void **state)
+{
+	static const struct shm_ctl_layout layout = {.nr_regions = 1, .size = {1u << 20}};
+	struct slow_side side;
+	struct mig_params prm;
+	struct tvm t;
+	int64_t ms;
+
+	(void)state;
+	assert_int_equal(tvm_init(&t, &layout, NULL, 1000), 0);
+	mig_session_get_params(t.s, &prm);
+	prm.reconnect_timeout = 100;
+	assert_int_equal(mig_session_set_params(t.s, &prm), 0);
+	mig_job_init(&side.job, t.s, &slow_ops);
+	assert_int_equal(backoff_after(&side.job, 200, true, &ms), -ETIMEDOUT);
+	assert_true(ms < 50); /* at once, no sleep first */
+	assert_int_equal(backoff_after(&side.job, 200, false, &ms), 0);
+	assert_true(ms < MIG_RECONNECT_SLOW_MS / 2);
+	assert_int_equal(backoff_after(&side.job, MIG_RECONNECT_SLOW_AFTER_MS + 1000, false, &ms),
+			 0);
+	assert_true(ms >= MIG_RECONNECT_SLOW_MS - 10);
+	mig_job_fini(&side.job);
+	tvm_fini(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reset_waits_for_late_wake),
 		cmocka_unit_test(test_abort_after_reset_counts),
+		cmocka_unit_test(test_backoff_deadline_and_pace),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
