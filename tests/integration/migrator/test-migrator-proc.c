@@ -656,13 +656,8 @@ static bool yank_listed(const char *dir)
 /* MigrationInfo's role and capability flags: *dest, *blocktime. */
 static void mig_flags(const char *dir, bool *dest, bool *blocktime)
 {
-	Cleave__Migrator__MigrationInfo *mi = NULL;
-	char err[256];
+	Cleave__Migrator__MigrationInfo *mi = mig_query(dir);
 
-	assert_int_equal(call(dir, CLEAVE__MIGRATOR__METHOD__METHOD_QUERY, NULL,
-			      &cleave__migrator__migration_info__descriptor,
-			      (ProtobufCMessage **)&mi, err, sizeof(err)),
-			 0);
 	*dest = mi->destination;
 	*blocktime = mi->postcopy_blocktime;
 	rpc_msg_free(&mi->base);

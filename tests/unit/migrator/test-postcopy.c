@@ -325,20 +325,34 @@ static void test_postcopy_guest_write_wins(void **state)
 	assert_int_equal(atomic_load(&p->bad), 0);
 }
 
-/* Every connection cut in the middle of postcopy: both sides reconnect and finish. */
-static void test_postcopy_cut(void **state)
+/*
+ * Every connection cut in the middle of postcopy, @reconnect_ms the
+ * reconnect-timeout of both sides: both reconnect and finish.
+ */
+static void pc_cut(struct pc *p, unsigned int reconnect_ms)
 {
-	struct pc *p = *state;
+	struct mig_params params;
 
-	if (!tvm_postcopy_usable())
-		skip();
 	pc_config(p, true, true, 2, 2u << 20, true);
+	for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
+		mig_session_get_params(t->s, &params);
+		params.reconnect_timeout = reconnect_ms;
+		assert_int_equal(mig_session_set_params(t->s, &params), 0);
+	}
 	pc_switch(p);
 	usleep(300 * 1000);
 	assert_true(tcp_proxy_cut(p->proxy) >= 1);
 	pc_finish_same(p);
 	assert_true(tvm_saw_event(&p->dst, "disconnected"));
+	assert_true(tvm_saw_event(&p->src, "resumed"));
 	assert_true(tvm_saw_event(&p->dst, "resumed"));
+}
+
+static void test_postcopy_cut(void **state)
+{
+	if (!tvm_postcopy_usable())
+		skip();
+	pc_cut(*state, 5000);
 }
 
 /*
@@ -349,23 +363,9 @@ static void test_postcopy_cut(void **state)
  */
 static void test_postcopy_cut_no_timeout(void **state)
 {
-	struct pc *p = *state;
-	struct mig_params params;
-
 	if (!tvm_postcopy_usable())
 		skip();
-	pc_config(p, true, true, 2, 2u << 20, true);
-	for (struct tvm *t = &p->src; t; t = t == &p->src ? &p->dst : NULL) {
-		mig_session_get_params(t->s, &params);
-		params.reconnect_timeout = 0;
-		assert_int_equal(mig_session_set_params(t->s, &params), 0);
-	}
-	pc_switch(p);
-	usleep(300 * 1000);
-	assert_true(tcp_proxy_cut(p->proxy) >= 1);
-	pc_finish_same(p);
-	assert_true(tvm_saw_event(&p->src, "resumed"));
-	assert_true(tvm_saw_event(&p->dst, "resumed"));
+	pc_cut(*state, 0);
 }
 
 static bool wait_loading(struct tvm *t, int ms)
