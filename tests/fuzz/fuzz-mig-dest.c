@@ -28,10 +28,12 @@
  * connection as its source ends by itself within FUZZ_MIG_HANGUP_MS once
  * the source has shut every connection for writing (no wait of its may
  * outlast what the source can still send: docs/MIGRATION.md, "Bounded
- * waits"); a cancelled destination reaches a final state within
- * FUZZ_MIG_CANCEL_MS (else it hangs its migrator); and nothing blocks: with
- * a 100 ms I/O timeout and no reconnect wait every input takes well under
- * a second.
+ * waits"), or, once its guest runs in postcopy, is postcopy-paused by
+ * then (it waits for its source whatever the reconnect timeout) and ends
+ * within FUZZ_MIG_CANCEL_MS of the operator's abandon; a cancelled
+ * destination reaches a final state within FUZZ_MIG_CANCEL_MS (else it
+ * hangs its migrator); and nothing blocks: with a 100 ms I/O timeout and
+ * no reconnect wait every input takes well under a second.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -160,6 +162,21 @@ static void fuzz_mig_vm_fini(struct tvm *t)
 	tvm_fini(t);
 }
 
+/* Until @s is final (0) or postcopy-paused (1), @ms at most (-ETIMEDOUT). */
+static int fuzz_mig_wait_end(struct mig_session *s, int ms)
+{
+	struct mig_info info;
+
+	for (int i = 0; i < ms; i++) {
+		if (!mig_session_wait(s, 1))
+			return 0;
+		mig_session_query(s, &info);
+		if (info.status == MIG_STATUS_POSTCOPY_PAUSED)
+			return 1;
+	}
+	return -ETIMEDOUT;
+}
+
 /* No TIME_WAIT left behind: hundreds of inputs a second would use up the ports. */
 static void fuzz_mig_close(int fd)
 {
@@ -226,13 +243,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		shutdown(cfd, SHUT_WR);
 	if (cfd2 >= 0)
 		shutdown(cfd2, SHUT_WR);
-	/* Taken as the source: with nothing more to come, it must end on its own. */
+	/*
+	 * Taken as the source: with nothing more to come, it must end on its
+	 * own, or wait for its source in postcopy-paused until abandoned.
+	 */
 	mig_session_query(t.s, &info);
-	if (info.status != MIG_STATUS_NONE && mig_session_wait(t.s, FUZZ_MIG_HANGUP_MS)) {
+	if (info.status != MIG_STATUS_NONE && fuzz_mig_wait_end(t.s, FUZZ_MIG_HANGUP_MS)) {
 		mig_session_query(t.s, &info);
-		fprintf(stderr, "fuzz-mig-dest: still %s %d ms after the source hung up\n",
-			mig_status_name(info.status), FUZZ_MIG_HANGUP_MS);
-		abort();
+		if (info.status != MIG_STATUS_POSTCOPY_PAUSED ||
+		    mig_session_postcopy_abandon(t.s, true) ||
+		    mig_session_wait(t.s, FUZZ_MIG_CANCEL_MS)) {
+			mig_session_query(t.s, &info);
+			fprintf(stderr, "fuzz-mig-dest: still %s %d ms after the source hung up\n",
+				mig_status_name(info.status), FUZZ_MIG_HANGUP_MS);
+			abort();
+		}
 	}
 	if (fuzz_mig_settle(t.s, mfd, cfd)) {
 		mig_session_cancel(t.s);
