@@ -605,12 +605,9 @@ int mig_postcopy_zero_fill(struct mig_session *s, uint64_t *filled)
 {
 	const struct mig_postcopy_ops *pc = s->env.ops->postcopy;
 	const struct shm_ctl_header *h = s->env.ctl->hdr;
-	uint8_t *zeros = calloc(MIG_BATCH_PAGES, SHM_PAGE_SIZE);
-	int ret = zeros ? 0 : -ENOMEM;
+	int ret = pc ? 0 : -EOPNOTSUPP;
 
 	*filled = 0;
-	if (!pc)
-		ret = -EOPNOTSUPP;
 	for (uint32_t r = 0; r < h->nr_regions && !ret; r++) {
 		uint64_t *needed = shm_ctl_dirty_bitmap(s->env.ctl, r);
 		uint64_t nbits = h->regions[r].nr_pages, p = 0;
@@ -619,7 +616,8 @@ int mig_postcopy_zero_fill(struct mig_session *s, uint64_t *filled)
 			uint64_t e = shm_bitmap_find_next_zero(needed, nbits, p);
 			uint32_t n = e - p < MIG_BATCH_PAGES ? (uint32_t)(e - p) : MIG_BATCH_PAGES;
 
-			ret = pc->place(s->env.ops_arg, r, p, n, zeros);
+			/* As a page from the source (NULL: zeros): a fault waiting on it ends. */
+			ret = pc->place(s->env.ops_arg, r, p, n, NULL);
 			for (uint32_t i = 0; !ret && i < n; i++) {
 				uint64_t bit = 1ull << ((p + i) % 64);
 
@@ -630,7 +628,6 @@ int mig_postcopy_zero_fill(struct mig_session *s, uint64_t *filled)
 			p += n;
 		}
 	}
-	free(zeros);
 	if (!ret)
 		ret = pc->end(s->env.ops_arg, false);
 	if (!ret)
