@@ -554,8 +554,14 @@ static void test_postcopy_abandon_waits(void **state)
 	assert_non_null(strstr(err, "never brought"));
 	/* Without zero fill there is nothing left to abandon. */
 	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, false), -EINVAL);
+	/* A zero fill the VM side fails: the pages stay missing, and it may be asked again. */
+	tvm_postcopy_fail_place(&p->dst, -EIO);
+	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, true), -EIO);
+	tvm_postcopy_fail_place(&p->dst, 0);
 	mig_session_query(p->dst.s, &after);
 	assert_int_equal(after.postcopy_missing, di.postcopy_missing);
+	assert_true(tvm_postcopy_listening(&p->dst));
+	assert_int_equal(mig_session_migrate(p->dst.s, p->uri), -ENODATA);
 	assert_false(atomic_load(&rd.done)); /* waits for a page that cannot come */
 	assert_int_equal(mig_session_postcopy_abandon(p->dst.s, true), 0);
 	pthread_join(rd.thread, NULL);

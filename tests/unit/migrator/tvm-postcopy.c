@@ -2,6 +2,7 @@
 #include "tvm-postcopy.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,6 +25,7 @@ struct tvm_pc {
 	struct mig_pclink *link;
 	pthread_mutex_t lock;	 /* protects last */
 	struct fault_stats last; /* the service's figures, taken before every END */
+	atomic_int place_err;	 /* nonzero: place() fails with it (a VM side that fails) */
 };
 
 static struct tvm_pc *tvm_pc_of(void *arg)
@@ -45,7 +47,14 @@ static int pc_wait_faults(void *arg, struct mig_page_ref *reqs, unsigned int max
 
 static int pc_place(void *arg, uint32_t region, uint64_t page, unsigned int nr, const void *data)
 {
-	return mig_pclink_place(tvm_pc_of(arg)->link, region, page, nr, data);
+	int err = atomic_load(&tvm_pc_of(arg)->place_err);
+
+	return err ? err : mig_pclink_place(tvm_pc_of(arg)->link, region, page, nr, data);
+}
+
+void tvm_postcopy_fail_place(struct tvm *t, int err)
+{
+	atomic_store(&tvm_pc_of(t)->place_err, err);
 }
 
 static int pc_end(void *arg, bool abort)

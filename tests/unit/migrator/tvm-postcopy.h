@@ -27,5 +27,7 @@ void tvm_postcopy_fini(struct tvm *t);
 void tvm_postcopy_stats(struct tvm *t, struct fault_stats *st);
 /* Whether the VM side is registered (between listen and end). */
 bool tvm_postcopy_listening(struct tvm *t);
+/* From now on place() fails with @err (a negative errno), or works again (0). */
+void tvm_postcopy_fail_place(struct tvm *t, int err);
 
 #endif
