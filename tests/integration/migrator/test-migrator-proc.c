@@ -1071,6 +1071,29 @@ static void *pc_reader_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Starts @pp and its migration, postcopy asked at once, the source's
+ * max-bandwidth @bw and reconnect-timeout @reconnect_ms: returns once the
+ * destination is postcopy-active.
+ */
+static void pc_pair_postcopy_at_once(struct pc_pair *pp, uint64_t bw, uint64_t reconnect_ms)
+{
+	Cleave__Migrator__MigrateRequest req = CLEAVE__MIGRATOR__MIGRATE_REQUEST__INIT;
+	char err[512];
+
+	pc_pair_start(pp);
+	set_params(pp->dst.dir, 0, 20000);
+	set_params(pp->src.dir, bw, reconnect_ms);
+	req.uri = pp->uri;
+	assert_int_equal(call(pp->src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base,
+			      NULL, NULL, err, sizeof(err)),
+			 0);
+	assert_int_equal(call_empty(pp->src.dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY,
+				    err, sizeof(err)),
+			 0);
+	wait_status(pp->dst.dir, "postcopy-active");
+}
+
 static int postcopy_abandon(const char *dir, bool zero_fill, char *err, size_t len)
 {
 	Cleave__Migrator__PostcopyAbandonRequest req =
@@ -1107,18 +1130,8 @@ static void test_postcopy_source_gone_process(void **state)
 	(void)state;
 	if (access("/dev/userfaultfd", R_OK | W_OK))
 		skip();
-	pc_pair_start(&pp);
-	set_params(dst->dir, 0, 20000);
-	set_params(src->dir, 1 << 20, 1000);
-	req.uri = pp.uri;
-	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
-			      NULL, err, sizeof(err)),
-			 0);
 	/* At once: 4 MiB at 1 MiB/s, most of it still at the source. */
-	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
-				    sizeof(err)),
-			 0);
-	wait_status(dst->dir, "postcopy-active");
+	pc_pair_postcopy_at_once(&pp, 1 << 20, 1000);
 	assert_int_equal(postcopy_abandon(dst->dir, true, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "no postcopy waiting for a lost peer"));
 	assert_int_equal(postcopy_abandon(src->dir, false, err, sizeof(err)), -EINVAL);
@@ -1209,17 +1222,7 @@ static void test_postcopy_pause_process(void **state)
 	(void)state;
 	if (access("/dev/userfaultfd", R_OK | W_OK))
 		skip();
-	pc_pair_start(&pp);
-	set_params(dst->dir, 0, 20000);
-	set_params(src->dir, 512 << 10, 20000);
-	req.uri = pp.uri;
-	assert_int_equal(call(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
-			      NULL, err, sizeof(err)),
-			 0);
-	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_START_POSTCOPY, err,
-				    sizeof(err)),
-			 0);
-	wait_status(dst->dir, "postcopy-active");
+	pc_pair_postcopy_at_once(&pp, 512 << 10, 20000);
 	/* The source paused, then restarted: it stays held. */
 	assert_int_equal(call_empty(src->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE_PAUSE, err,
 				    sizeof(err)),
@@ -1242,6 +1245,7 @@ static void test_postcopy_pause_process(void **state)
 			      NULL, NULL, err, sizeof(err)),
 			 -EINVAL);
 	assert_string_equal(err, "Migrate recover can only be run when postcopy is paused.");
+	req.uri = pp.uri;
 	req.resume = true;
 	assert_int_equal(call(dst->dir, CLEAVE__MIGRATOR__METHOD__METHOD_MIGRATE, &req.base, NULL,
 			      NULL, err, sizeof(err)),

@@ -110,6 +110,15 @@ struct hmp_case {
 #define VCPU	  MON_BACKEND_VCPU
 #define MIG	  MON_BACKEND_MIGRATOR
 
+/* HMP "info migrate": its output, in QMP's reply. */
+static char *hmp_info_migrate(struct hmp_env *e)
+{
+	return hmp_run(e,
+		       "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
+		       "\"info migrate\"}}",
+		       MIG, 0);
+}
+
 /* In order: stop comes before the status it changes. */
 static const struct hmp_case hmp_cases[] = {
 	{"{\"command-line\":\"info status\"}", VCPU, 0, HMP("VM status: running\\r\\n")},
@@ -418,10 +427,7 @@ static void test_hmp_info_migrate(void **state)
 	pthread_mutex_lock(&e->fb->lock);
 	e->fb->blocktime_cap = true;
 	pthread_mutex_unlock(&e->fb->lock);
-	got = hmp_run(e,
-		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
-		      "\"info migrate\"}}",
-		      MIG, 0);
+	got = hmp_info_migrate(e);
 	assert_non_null(strstr(got, "postcopy request count: 7\\r\\n"
 				    "postcopy blocktime: 120\\r\\n"
 				    "postcopy vcpu blocktime: 150-151,130\\r\\n\""));
@@ -431,10 +437,7 @@ static void test_hmp_info_migrate(void **state)
 	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "failed");
 	snprintf(e->fb->mig_error, sizeof(e->fb->mig_error), "peer gone");
 	pthread_mutex_unlock(&e->fb->lock);
-	got = hmp_run(e,
-		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
-		      "\"info migrate\"}}",
-		      MIG, 0);
+	got = hmp_info_migrate(e);
 	assert_non_null(strstr(got, "{\"return\": \"Migration status: failed (peer gone)\\r\\n"
 				    "total time: 320 ms\\r\\n"));
 	free(got);
@@ -510,10 +513,7 @@ static void test_hmp_not_utf8(void **state)
 	pthread_mutex_lock(&e->fb->lock);
 	snprintf(e->fb->mig_status, sizeof(e->fb->mig_status), "act\xb1ve");
 	pthread_mutex_unlock(&e->fb->lock);
-	got = hmp_run(e,
-		      "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":"
-		      "\"info migrate\"}}",
-		      MIG, 0);
+	got = hmp_info_migrate(e);
 	assert_non_null(strstr(got, "{\"return\": \"Migration status: act?ve\\r\\n"));
 	free(got);
 }
