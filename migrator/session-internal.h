@@ -91,14 +91,6 @@ struct mig_session {
 	uint64_t resume_start_ns; /* when this process took over (resume_time) */
 	/* Took over with a restart streak that no data moved since (mig_session_transferred). */
 	atomic_bool streak_open;
-	/*
-	 * Destination: the ctl segment's dirty bitmaps hold the pages a
-	 * postcopy guest still lacks (set at the switch, cleared when every
-	 * page came, was zero-filled or the switch was undone).  Written with
-	 * the record's MIG_RECORD_PC_MISSING by mig_session_set_missing(); a
-	 * new migration is refused while it is set.
-	 */
-	atomic_bool pc_needed_live;
 	/* The job and its worker thread: owned here, freed after join. */
 	struct mig_job *job;
 	pthread_t worker;
@@ -141,11 +133,14 @@ void mig_session_bitmaps_release(struct mig_session *s);
 int mig_session_fd_take(struct mig_session *s, const char *name);
 
 /*
- * Destination: the guest lacks the pages the needed maps hold (true from
- * the switch) or no longer does.  Sets pc_needed_live and the record's
- * MIG_RECORD_PC_MISSING, which a restarted migrator takes over.
+ * Destination: the guest lacks the pages the ctl segment's dirty bitmaps
+ * (the needed maps) hold, set from the switch until every page came, was
+ * zero-filled or the switch was undone; or no longer does.  The record's
+ * MIG_RECORD_PC_MISSING holds it, so a restarted migrator knows it too; a
+ * new migration is refused while it is set (and clears it).
  */
 void mig_session_set_missing(struct mig_session *s, bool missing);
+bool mig_session_missing(struct mig_session *s);
 /* Status change: updates the record, wakes waiters, publishes the event. */
 void mig_session_set_status(struct mig_session *s, enum mig_status status);
 /* Final state of a job: completed, or failed/cancelled with @reason. */

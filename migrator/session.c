@@ -554,12 +554,16 @@ void mig_session_free(struct mig_session *s)
 
 void mig_session_set_missing(struct mig_session *s, bool missing)
 {
-	atomic_store(&s->pc_needed_live, missing);
 	if (missing)
 		__atomic_fetch_or(&s->rec->postcopy_flags, MIG_RECORD_PC_MISSING, __ATOMIC_RELEASE);
 	else
 		__atomic_fetch_and(&s->rec->postcopy_flags, ~MIG_RECORD_PC_MISSING,
 				   __ATOMIC_RELEASE);
+}
+
+bool mig_session_missing(struct mig_session *s)
+{
+	return __atomic_load_n(&s->rec->postcopy_flags, __ATOMIC_ACQUIRE) & MIG_RECORD_PC_MISSING;
 }
 
 /* Caller holds s->lock; nothing runs. */
@@ -569,7 +573,6 @@ static void job_reset_locked(struct mig_session *s, enum mig_role role)
 	bool locked;
 
 	memset(&s->ctr, 0, sizeof(s->ctr));
-	atomic_store(&s->pc_needed_live, false);
 	s->cancel_requested = false;
 	s->incoming_port = 0;
 	s->resuming = false;
@@ -662,7 +665,7 @@ int mig_session_bitmaps_claim(struct mig_session *s)
 	if (s->bitmaps_measuring || session_unfinished(s) ||
 	    session_status(s, NULL) == MIG_STATUS_UNKNOWN)
 		ret = -EBUSY;
-	else if (atomic_load(&s->pc_needed_live))
+	else if (mig_session_missing(s))
 		ret = -ENODATA; /* the dirty bitmaps are the needed maps */
 	else
 		s->bitmaps_measuring = true;
@@ -690,7 +693,7 @@ static int session_begin(struct mig_session *s, const char *uri, enum mig_role r
 	 * A guest that lacks pages postcopy never brought: a source would send
 	 * their holes as zeros, a destination would lose the list of them.
 	 */
-	if (atomic_load(&s->pc_needed_live)) {
+	if (mig_session_missing(s)) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENODATA;
 	}
@@ -958,7 +961,7 @@ void mig_session_query(struct mig_session *s, struct mig_info *info)
 	info->dirty_pages_rate = atomic_load(&s->ctr.dirty_rate);
 	info->page_size = SHM_PAGE_SIZE;
 	info->multifd_bytes = atomic_load(&s->ctr.multifd_bytes);
-	if (info->role == MIG_ROLE_DEST && atomic_load(&s->pc_needed_live))
+	if (info->role == MIG_ROLE_DEST && mig_session_missing(s))
 		missing_runs(s, info);
 }
 
@@ -1163,10 +1166,6 @@ int mig_session_resume(struct mig_session *s)
 	status = rec->status;
 	snprintf(uri, sizeof(uri), "%s", rec->uri);
 	phase = rec->phase;
-	/* Pages a finished postcopy never brought are still missing: query-migrate lists them. */
-	if (role == MIG_ROLE_DEST &&
-	    (__atomic_load_n(&rec->postcopy_flags, __ATOMIC_ACQUIRE) & MIG_RECORD_PC_MISSING))
-		atomic_store(&s->pc_needed_live, true);
 	mig_record_unlock(rec);
 	if (!resumable) {
 		pthread_mutex_unlock(&s->lock);
@@ -1238,7 +1237,7 @@ static int session_zero_fill_failed(struct mig_session *s)
 
 	session_reap(s);
 	pthread_mutex_lock(&s->lock);
-	if (session_status(s, NULL) != MIG_STATUS_FAILED || !atomic_load(&s->pc_needed_live)) {
+	if (session_status(s, NULL) != MIG_STATUS_FAILED || !mig_session_missing(s)) {
 		pthread_mutex_unlock(&s->lock);
 		return -EINVAL;
 	}
@@ -1275,7 +1274,7 @@ int mig_session_postcopy_abandon(struct mig_session *s, bool zero_fill)
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (ret && zero_fill && role == MIG_ROLE_DEST && st == MIG_STATUS_FAILED &&
-	    atomic_load(&s->pc_needed_live))
+	    mig_session_missing(s))
 		ret = session_zero_fill_failed(s);
 	return ret;
 }
